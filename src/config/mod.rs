@@ -1,0 +1,1 @@
+//! machines.yml and the repository → validated desired state.

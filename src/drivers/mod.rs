@@ -1,0 +1,57 @@
+//! Machine drivers: what creates, lists and destroys the machines, and reaches their engines.
+
+pub mod sim;
+
+use crate::engine::Swarm;
+use crate::model::{MachineSpec, ObservedMachine};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// What a driver failed with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    /// The machine does not exist.
+    #[error("machine {0} does not exist")]
+    NoSuchMachine(String),
+    /// The machine exists already.
+    #[error("machine {0} exists already")]
+    MachineExists(String),
+    /// The apply lock is held by someone else.
+    #[error("the cluster is locked by {holder} until {expires_at} (Unix time); wait, or remove a stale lock after it expires")]
+    Locked {
+        /// Who holds it.
+        holder: String,
+        /// When it expires, seconds since the epoch.
+        expires_at: u64,
+    },
+    /// The driver cannot work here (missing binary, no engine, bad options).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Result of a driver call.
+pub type DriverResult<T> = Result<T, DriverError>;
+
+/// Creates, lists and destroys the cluster's machines and connects to their engines.
+#[async_trait]
+pub trait Driver: Send + Sync {
+    /// The machines of this cluster that exist, with their engine's swarm membership.
+    async fn list(&self) -> DriverResult<Vec<ObservedMachine>>;
+    /// Creates and starts a machine; returns once its engine answers.
+    async fn create(&self, machine: &MachineSpec) -> DriverResult<()>;
+    /// Destroys a machine and everything the driver made for it.
+    async fn destroy(&self, machine: &str) -> DriverResult<()>;
+    /// The `DOCKER_HOST` value that reaches the machine's engine.
+    async fn endpoint(&self, machine: &str) -> DriverResult<String>;
+    /// The machine's engine.
+    async fn engine(&self, machine: &str) -> DriverResult<Arc<dyn Swarm>>;
+    /// Takes the cluster's apply lock for `holder` until `now + ttl_seconds`; refuses while another holder's lock is live.
+    async fn lock(&self, holder: &str, now: u64, ttl_seconds: u64) -> DriverResult<()>;
+    /// Releases the apply lock if `holder` holds it.
+    async fn unlock(&self, holder: &str) -> DriverResult<()>;
+    /// Destroys every machine and everything else the driver made for the cluster.
+    async fn destroy_all(&self) -> DriverResult<()>;
+}

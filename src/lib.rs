@@ -1,0 +1,13 @@
+//! shoal: a declarative GitOps reconciler for Docker Swarm clusters.
+//!
+//! The functional core (`model`, `config`, `compose`, `plan`, `render`) is pure and
+//! synchronous; the edges (`drivers`, `engine`, `observe`, `apply`, `source`) do the I/O
+//! behind the [`drivers::Driver`] and [`engine::Swarm`] traits.
+
+pub mod compose;
+pub mod config;
+pub mod diag;
+pub mod drivers;
+pub mod engine;
+pub mod model;
+pub mod plan;

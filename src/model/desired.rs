@@ -1,0 +1,142 @@
+//! The desired cluster, as the repository's files describe it after validation.
+
+use super::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A swarm role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Runs Raft and the control plane (and tasks, unless drained).
+    Manager,
+    /// Runs tasks only.
+    Worker,
+}
+
+impl Role {
+    /// The role's name as the docker CLI writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Manager => "manager",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which machine driver creates and destroys machines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriverKind {
+    /// Privileged containers running their own dockerd, on the local engine.
+    #[default]
+    Dind,
+    /// The in-memory simulated swarm kept in `.shoal/sim.json`.
+    Sim,
+    /// Existing hosts, one Docker endpoint each.
+    Generic,
+    /// The `docker-machine` binary.
+    DockerMachine,
+}
+
+impl DriverKind {
+    /// The driver's name as machines.yml writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriverKind::Dind => "dind",
+            DriverKind::Sim => "sim",
+            DriverKind::Generic => "generic",
+            DriverKind::DockerMachine => "docker-machine",
+        }
+    }
+}
+
+/// One machine after `count` expansion.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineSpec {
+    /// Machine name (`vm-worker2`).
+    pub name: String,
+    /// Swarm role.
+    pub role: Role,
+    /// Swarm node labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Docker endpoint of an existing host (generic driver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// Cluster-wide policy switches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Remove labelled services, networks, secrets and configs the files no longer name.
+    pub prune: bool,
+    /// Replace machines that are gone or whose node is down past the grace period.
+    pub self_heal: bool,
+    /// Force-update services after new nodes join so that tasks spread onto them.
+    pub rebalance: bool,
+    /// Seconds a node may be down before self-heal replaces it.
+    pub down_grace_seconds: u64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            prune: true,
+            self_heal: true,
+            rebalance: false,
+            down_grace_seconds: 60,
+        }
+    }
+}
+
+/// A stack: what one compose file turns into.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stack {
+    /// Stack name (the namespace).
+    pub name: String,
+    /// Compose file, relative to the repository.
+    pub file: String,
+    /// Services by full swarm name.
+    pub services: BTreeMap<String, ServiceSpec>,
+    /// Networks the stack creates, by full swarm name (external ones are not here).
+    pub networks: BTreeMap<String, NetworkSpec>,
+    /// External networks the services use, which must already exist.
+    pub external_networks: Vec<String>,
+    /// Secrets the stack creates, by full (content-derived) swarm name.
+    pub secrets: BTreeMap<String, ObjectSpec>,
+    /// Configs the stack creates, by full (content-derived) swarm name.
+    pub configs: BTreeMap<String, ObjectSpec>,
+}
+
+/// The desired cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Desired {
+    /// Cluster name.
+    pub cluster: String,
+    /// Machine driver.
+    pub driver: DriverKind,
+    /// The driver's options, as written.
+    pub driver_options: serde_json::Value,
+    /// Machines by name, after `count` expansion.
+    pub machines: BTreeMap<String, MachineSpec>,
+    /// Stacks by name.
+    pub stacks: BTreeMap<String, Stack>,
+    /// Policy switches.
+    pub policy: Policy,
+    /// Warnings found while loading the files.
+    pub warnings: Vec<String>,
+}
+
+impl Desired {
+    /// The machines with the given role, in name order.
+    pub fn machines_with_role(&self, role: Role) -> impl Iterator<Item = &MachineSpec> {
+        self.machines.values().filter(move |m| m.role == role)
+    }
+}

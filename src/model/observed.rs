@@ -1,0 +1,220 @@
+//! The observed cluster: what the driver and the swarm report, gathered by `observe`.
+
+use super::desired::Role;
+use super::spec::ServiceSpec;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Whether a machine exists and runs, as its driver reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MachineState {
+    /// Up, its engine answers.
+    Running,
+    /// Exists but is stopped or its engine does not answer.
+    Stopped,
+}
+
+/// A swarm node's own view of its membership (`/info` → `Swarm.LocalNodeState`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalSwarmState {
+    /// Not in a swarm.
+    #[default]
+    Inactive,
+    /// Joining.
+    Pending,
+    /// A member.
+    Active,
+    /// In an error state.
+    Error,
+    /// Locked (autolock).
+    Locked,
+}
+
+/// A machine, as its driver and its own engine report it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedMachine {
+    /// Machine name.
+    pub name: String,
+    /// Whether it runs.
+    pub state: MachineState,
+    /// The role it was created for (driver label), if recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_role: Option<Role>,
+    /// Its engine's swarm membership.
+    #[serde(default)]
+    pub swarm_state: LocalSwarmState,
+    /// Its swarm node ID, when it is a member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+}
+
+/// A node's state in the swarm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Unknown.
+    Unknown,
+    /// Down.
+    Down,
+    /// Ready.
+    Ready,
+    /// Disconnected.
+    Disconnected,
+}
+
+/// A node's availability for tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Availability {
+    /// Takes tasks.
+    Active,
+    /// Keeps its tasks, takes no new ones.
+    Pause,
+    /// Its tasks are moved away.
+    Drain,
+}
+
+impl Availability {
+    /// The name the Engine API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Active => "active",
+            Availability::Pause => "pause",
+            Availability::Drain => "drain",
+        }
+    }
+}
+
+/// A manager's Raft reachability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reachability {
+    /// Unknown.
+    Unknown,
+    /// Not reachable from the leader.
+    Unreachable,
+    /// Reachable.
+    Reachable,
+}
+
+/// A swarm node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedNode {
+    /// Node ID.
+    pub id: String,
+    /// The machine this node is, when it could be matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
+    /// Hostname the node reports.
+    pub hostname: String,
+    /// Role in its spec.
+    pub role: Role,
+    /// Availability in its spec.
+    pub availability: Availability,
+    /// Labels in its spec.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Status.
+    pub state: NodeState,
+    /// Whether it leads the Raft group.
+    #[serde(default)]
+    pub leader: bool,
+    /// Manager reachability (managers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachability: Option<Reachability>,
+    /// Object version, for updates.
+    pub version: u64,
+    /// Seconds since the node was last seen changing state, when it is down (from the caller's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_for_seconds: Option<u64>,
+}
+
+impl ObservedNode {
+    /// Whether this manager counts towards quorum right now.
+    pub fn is_reachable_manager(&self) -> bool {
+        self.role == Role::Manager
+            && self.state == NodeState::Ready
+            && self.reachability != Some(Reachability::Unreachable)
+    }
+}
+
+/// A service of a managed stack.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObservedService {
+    /// Service ID.
+    pub id: String,
+    /// Object version, for updates.
+    pub version: u64,
+    /// Its spec as stored.
+    pub spec: ServiceSpec,
+    /// Tasks running.
+    #[serde(default)]
+    pub running: u64,
+    /// Tasks wanted.
+    #[serde(default)]
+    pub desired: u64,
+}
+
+/// A network, secret or config.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedObject {
+    /// Object ID.
+    pub id: String,
+    /// Labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The swarm as a whole.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedSwarm {
+    /// Cluster ID.
+    pub id: String,
+    /// Swarm labels (holds `io.shoal.revision`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Set when the managers answered but have no leader: quorum is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_error: Option<String>,
+}
+
+/// Everything shoal observed of the cluster at one instant.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Observed {
+    /// Seconds since the Unix epoch when the observation was made.
+    pub observed_at: u64,
+    /// Machines the driver knows, by name.
+    pub machines: BTreeMap<String, ObservedMachine>,
+    /// The swarm, once initialized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<ObservedSwarm>,
+    /// Swarm nodes, by ID.
+    pub nodes: BTreeMap<String, ObservedNode>,
+    /// Services of stacks (carrying the stack label), by name.
+    pub services: BTreeMap<String, ObservedService>,
+    /// Networks by name (all swarm-scoped networks, labelled or not).
+    pub networks: BTreeMap<String, ObservedObject>,
+    /// Secrets by name.
+    pub secrets: BTreeMap<String, ObservedObject>,
+    /// Configs by name.
+    pub configs: BTreeMap<String, ObservedObject>,
+}
+
+impl Observed {
+    /// The revision shoal applied last, from the swarm label.
+    pub fn revision(&self) -> Option<&str> {
+        self.swarm
+            .as_ref()
+            .and_then(|s| s.labels.get(super::LABEL_REVISION))
+            .map(String::as_str)
+    }
+
+    /// The node of a machine, matched by the node ID its engine reports or else by hostname.
+    pub fn node_of(&self, machine: &str) -> Option<&ObservedNode> {
+        self.nodes
+            .values()
+            .find(|n| n.machine.as_deref() == Some(machine))
+    }
+}
