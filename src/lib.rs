@@ -4,10 +4,13 @@
 //! synchronous; the edges (`drivers`, `engine`, `observe`, `apply`, `source`) do the I/O
 //! behind the [`drivers::Driver`] and [`engine::Swarm`] traits.
 
+pub mod apply;
 pub mod compose;
 pub mod config;
 pub mod diag;
 pub mod drivers;
 pub mod engine;
 pub mod model;
+pub mod observe;
 pub mod plan;
+pub mod render;

@@ -135,19 +135,24 @@ pub struct Detail {
     /// Availability to set (update_node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability: Option<Availability>,
-    /// Manager machine to join through (join_swarm).
+    /// Manager machine to initialize the swarm on (init_swarm) or to join through (join_swarm).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
+    /// Force-update counter to set (rebalance_service: the observed one plus one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_update: Option<u64>,
     /// Node ID (node steps on nodes that exist at plan time; remove_node of a vanished machine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
     /// Object ID (service, network, secret and config removals and updates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// Whether the node must be removed with force (its machine is gone or it is still up).
+    /// join_swarm: the machine must leave a swarm it is still in first;
+    /// remove_node: remove with force (its machine is gone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force: Option<bool>,
-    /// Service spec to create or update to.
+    /// Service spec to create, or to update to (with the observed digest-pinned image and
+    /// force-update counter kept, so nothing restarts that need not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<Box<ServiceSpec>>,
     /// Replica count (scale_service).

@@ -1,0 +1,51 @@
+//! What apply did, as `apply --json` prints it (DESIGN §2).
+
+use crate::plan::Action;
+use serde::{Deserialize, Serialize};
+
+/// How a step ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepStatus {
+    /// Carried out.
+    Done,
+    /// Failed; its dependents were skipped.
+    Failed,
+    /// Not run because a step it depends on failed.
+    Skipped,
+}
+
+/// One step's outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// The plan step's id.
+    pub id: u32,
+    /// Its action.
+    pub action: Action,
+    /// Its target.
+    pub target: String,
+    /// How it ended.
+    pub status: StepStatus,
+    /// How long it took.
+    pub seconds: f64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The outcome of an apply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApplyReport {
+    /// Revision applied.
+    pub revision: Option<String>,
+    /// Each step's outcome, in plan order.
+    pub steps: Vec<StepReport>,
+    /// Mutating Docker API requests and driver actions actually sent.
+    pub writes: u64,
+    /// Whether a fresh observation after the apply plans to nothing.
+    pub converged: bool,
+    /// Wall time of the whole apply.
+    pub seconds: f64,
+    /// In a dry run, the writes that would have been sent, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dry_run_writes: Vec<String>,
+}

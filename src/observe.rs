@@ -1,0 +1,145 @@
+//! Observation: asks the driver for the machines and a manager's engine for the swarm.
+
+use crate::drivers::{Driver, DriverError};
+use crate::engine::{EngineError, Swarm};
+use crate::model::observed::{LocalSwarmState, ObservedSwarm};
+use crate::model::{MachineState, Observed, ObservedMachine};
+use futures::stream::{self, StreamExt};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Machines whose engines are asked at once.
+const CONCURRENCY: usize = 16;
+
+/// Why the cluster could not be observed.
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    /// The driver failed.
+    #[error("cannot list the machines: {0}")]
+    Driver(#[from] DriverError),
+    /// A manager answered but failed.
+    #[error("cannot read the swarm through {machine}: {source}")]
+    Engine {
+        /// The manager machine asked.
+        machine: String,
+        /// What it said.
+        source: EngineError,
+    },
+}
+
+/// Observes the cluster at `now` (seconds since the epoch).
+pub async fn observe(driver: &Arc<dyn Driver>, now: u64) -> Result<Observed, ObserveError> {
+    let listed = driver.list().await?;
+    let probed: Vec<(ObservedMachine, Option<(Arc<dyn Swarm>, bool)>)> = stream::iter(listed)
+        .map(|machine| probe(driver, machine))
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut observed = Observed {
+        observed_at: now,
+        ..Observed::default()
+    };
+    let mut managers: Vec<(String, Arc<dyn Swarm>)> = Vec::new();
+    for (machine, engine) in probed {
+        if let Some((engine, true)) = engine {
+            managers.push((machine.name.clone(), engine));
+        }
+        observed.machines.insert(machine.name.clone(), machine);
+    }
+    let mut quorum_error = None;
+    for (name, manager) in &managers {
+        match read_swarm(manager.as_ref(), &mut observed).await {
+            Ok(()) => {
+                quorum_error = None;
+                break;
+            }
+            Err(EngineError::NoLeader(message)) => quorum_error = Some(message),
+            Err(EngineError::NotManager(_) | EngineError::Unreachable(_)) => continue,
+            Err(source) => {
+                return Err(ObserveError::Engine {
+                    machine: name.clone(),
+                    source,
+                })
+            }
+        }
+    }
+    if let Some(message) = quorum_error {
+        observed.swarm = Some(ObservedSwarm {
+            id: String::new(),
+            labels: BTreeMap::new(),
+            quorum_error: Some(message),
+        });
+    }
+    match_nodes_to_machines(&mut observed);
+    Ok(observed)
+}
+
+/// Asks one machine's engine for its membership; returns the engine and whether it is a manager.
+async fn probe(
+    driver: &Arc<dyn Driver>,
+    mut machine: ObservedMachine,
+) -> (ObservedMachine, Option<(Arc<dyn Swarm>, bool)>) {
+    if machine.state != MachineState::Running {
+        return (machine, None);
+    }
+    let Ok(engine) = driver.engine(&machine.name).await else {
+        machine.state = MachineState::Stopped;
+        return (machine, None);
+    };
+    match engine.info().await {
+        Ok(info) => {
+            machine.swarm_state = info.swarm_state;
+            machine.node_id = info.node_id;
+            let manager = info.control_available && info.swarm_state == LocalSwarmState::Active;
+            (machine, Some((engine, manager)))
+        }
+        Err(_) => {
+            machine.state = MachineState::Stopped;
+            (machine, None)
+        }
+    }
+}
+
+/// Reads nodes, services, networks, secrets, configs and the swarm object from a manager.
+async fn read_swarm(manager: &dyn Swarm, observed: &mut Observed) -> Result<(), EngineError> {
+    let swarm = manager.inspect_swarm().await?;
+    let nodes = manager.list_nodes().await?;
+    let services = manager.list_services().await?;
+    observed.networks = manager.list_networks().await?;
+    observed.secrets = manager.list_secrets().await?;
+    observed.configs = manager.list_configs().await?;
+    observed.swarm = Some(ObservedSwarm {
+        id: swarm.id,
+        labels: swarm.labels,
+        quorum_error: None,
+    });
+    observed.nodes = nodes.into_iter().map(|n| (n.id.clone(), n)).collect();
+    observed.services = services
+        .into_iter()
+        .map(|s| (s.spec.name.clone(), s))
+        .collect();
+    Ok(())
+}
+
+/// Sets each node's machine: the machine whose engine reports the node's ID, else, for nodes no
+/// engine claims, the machine named like the node's hostname. A machine claims one node at most.
+fn match_nodes_to_machines(observed: &mut Observed) {
+    let by_id: BTreeMap<String, String> = observed
+        .machines
+        .values()
+        .filter_map(|m| m.node_id.clone().map(|id| (id, m.name.clone())))
+        .collect();
+    let mut claimed: Vec<String> = by_id.values().cloned().collect();
+    let mut ids: Vec<String> = observed.nodes.keys().cloned().collect();
+    // Ready nodes claim a hostname before down ones, so a replaced machine maps to its new node.
+    ids.sort_by_key(|id| observed.nodes[id].state != crate::model::NodeState::Ready);
+    for id in ids {
+        let node = observed.nodes.get_mut(&id).expect("node listed");
+        node.machine = by_id.get(&id).cloned().or_else(|| {
+            (!claimed.contains(&node.hostname)).then(|| {
+                claimed.push(node.hostname.clone());
+                node.hostname.clone()
+            })
+        });
+    }
+}

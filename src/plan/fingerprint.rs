@@ -1,0 +1,55 @@
+//! The fingerprint of an observed state: what a saved plan was made against.
+
+use crate::model::Observed;
+use sha2::{Digest, Sha256};
+
+/// `sha256:<hex>` of the parts of the observed state a plan depends on: machines and their
+/// membership, nodes (role, availability, state, labels, version), object names and IDs and
+/// service versions. Task counts and the observation time are left out, so a plan only goes
+/// stale when something it acts on changed.
+pub fn fingerprint(observed: &Observed) -> String {
+    let mut hasher = Sha256::new();
+    let mut line = |text: String| {
+        hasher.update(text.as_bytes());
+        hasher.update(b"\n");
+    };
+    for machine in observed.machines.values() {
+        line(format!(
+            "machine {} {:?} {:?} {:?}",
+            machine.name, machine.state, machine.swarm_state, machine.node_id
+        ));
+    }
+    if let Some(swarm) = &observed.swarm {
+        line(format!(
+            "swarm {} {:?}",
+            swarm.id,
+            swarm.quorum_error.is_some()
+        ));
+    }
+    for node in observed.nodes.values() {
+        line(format!(
+            "node {} {:?} {:?} {:?} {:?} {:?} {} {:?}",
+            node.id,
+            node.machine,
+            node.role,
+            node.availability,
+            node.state,
+            node.labels,
+            node.version,
+            node.reachability
+        ));
+    }
+    for (name, service) in &observed.services {
+        line(format!("service {name} {} {}", service.id, service.version));
+    }
+    for (kind, objects) in [
+        ("network", &observed.networks),
+        ("secret", &observed.secrets),
+        ("config", &observed.configs),
+    ] {
+        for (name, object) in objects {
+            line(format!("{kind} {name} {}", object.id));
+        }
+    }
+    format!("sha256:{}", hex::encode(hasher.finalize()))
+}

@@ -1,0 +1,228 @@
+//! The Terraform-like human rendering of a plan and of an apply report.
+
+use super::Style;
+use crate::model::report::{ApplyReport, StepStatus};
+use crate::plan::{Action, Effect, FieldChange, Plan, Step};
+use similar::{ChangeTag, TextDiff};
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+/// The symbol of a step: `+` add, `~` change, `-` destroy, `-/+` part of a replacement.
+fn symbol(step: &Step, replaced: &BTreeSet<&str>) -> &'static str {
+    let replacement = matches!(
+        step.action,
+        Action::CreateMachine
+            | Action::DestroyMachine
+            | Action::CreateService
+            | Action::RemoveService
+    ) && replaced.contains(step.target.as_str());
+    match (replacement, step.action.effect()) {
+        (true, _) => "-/+",
+        (_, Effect::Add) => "+",
+        (_, Effect::Change) => "~",
+        (_, Effect::Destroy) => "-",
+    }
+}
+
+/// Targets both destroyed and created in the plan (machines or services replaced).
+fn replaced_targets(plan: &Plan) -> BTreeSet<&str> {
+    let created: BTreeSet<&str> = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s.action, Action::CreateMachine | Action::CreateService))
+        .map(|s| s.target.as_str())
+        .collect();
+    plan.steps
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.action,
+                Action::DestroyMachine | Action::RemoveNode | Action::RemoveService
+            )
+        })
+        .map(|s| s.target.as_str())
+        .filter(|t| created.contains(t))
+        .collect()
+}
+
+/// Renders the plan for people.
+pub fn render_plan(plan: &Plan, style: Style) -> String {
+    let mut out = String::new();
+    for warning in &plan.warnings {
+        let _ = writeln!(out, "{} {warning}", style.yellow("Warning:"));
+    }
+    if !plan.warnings.is_empty() {
+        out.push('\n');
+    }
+    let revision = plan
+        .revision
+        .as_deref()
+        .map(|r| format!("revision {}", &r[..r.len().min(12)]))
+        .unwrap_or_else(|| "the working tree (uncommitted changes)".to_string());
+    if plan.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} The cluster matches {revision}.",
+            style.green("No changes.")
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "shoal will carry out these steps to match {revision}:\n"
+    );
+    let replaced = replaced_targets(plan);
+    let width = plan
+        .steps
+        .iter()
+        .map(|s| s.action.as_str().len())
+        .max()
+        .unwrap_or(0);
+    for step in &plan.steps {
+        let sym = symbol(step, &replaced);
+        let painted = match step.action.effect() {
+            _ if sym == "-/+" => style.yellow(sym),
+            Effect::Add => style.green(sym),
+            Effect::Change => style.yellow(sym),
+            Effect::Destroy => style.red(sym),
+        };
+        let deps = if step.depends_on.is_empty() {
+            String::new()
+        } else {
+            let ids: Vec<String> = step.depends_on.iter().map(|d| format!("#{d}")).collect();
+            format!("  (after {})", ids.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "  {:>3}. {painted:<3} {:<width$}  {}{}",
+            step.id,
+            step.action.as_str(),
+            style.bold(&step.target),
+            extra(step),
+        );
+        let _ = writeln!(out, "          {}{deps}", step.reason);
+        for change in &step.detail.changes {
+            render_change(&mut out, change, style);
+        }
+    }
+    let s = &plan.summary;
+    let _ = writeln!(
+        out,
+        "\n{} {} to add, {} to change, {} to destroy.",
+        style.bold("Plan:"),
+        s.add,
+        s.change,
+        s.destroy
+    );
+    out
+}
+
+/// Short facts shown next to the target.
+fn extra(step: &Step) -> String {
+    let d = &step.detail;
+    match step.action {
+        Action::CreateMachine | Action::JoinSwarm => d
+            .role
+            .map(|r| match &d.via {
+                Some(via) if step.action == Action::JoinSwarm => format!(" as {r}, through {via}"),
+                _ => format!(" ({r})"),
+            })
+            .unwrap_or_default(),
+        Action::InitSwarm => d
+            .via
+            .as_ref()
+            .map(|v| format!(" on {v}"))
+            .unwrap_or_default(),
+        Action::ScaleService => d
+            .replicas
+            .map(|r| format!(" to {r} replicas"))
+            .unwrap_or_default(),
+        Action::CreateService => d
+            .service
+            .as_ref()
+            .map(|s| {
+                format!(
+                    " ({}, {})",
+                    s.task_template.container_spec.image,
+                    s.mode_name()
+                )
+            })
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn yaml(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => format!("{s}\n"),
+        other => serde_yaml::to_string(other).unwrap_or_else(|_| other.to_string()),
+    }
+}
+
+/// A field's change as a line diff of its YAML values.
+fn render_change(out: &mut String, change: &FieldChange, style: Style) {
+    let _ = writeln!(out, "          {}:", change.path);
+    let before = yaml(&change.before);
+    let after = yaml(&change.after);
+    let diff = TextDiff::from_lines(&before, &after);
+    for line in diff.iter_all_changes() {
+        let text = line.value().trim_end_matches('\n');
+        let _ = match line.tag() {
+            ChangeTag::Delete => writeln!(out, "            {}", style.red(&format!("- {text}"))),
+            ChangeTag::Insert => writeln!(out, "            {}", style.green(&format!("+ {text}"))),
+            ChangeTag::Equal => writeln!(out, "              {text}"),
+        };
+    }
+}
+
+/// Renders what apply did for people.
+pub fn render_report(report: &ApplyReport, style: Style) -> String {
+    let mut out = String::new();
+    if !report.dry_run_writes.is_empty() {
+        let _ = writeln!(out, "Dry run: these writes would be sent, in order:");
+        for (i, write) in report.dry_run_writes.iter().enumerate() {
+            let _ = writeln!(out, "  {:>3}. {write}", i + 1);
+        }
+        out.push('\n');
+    }
+    let done = report
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Done)
+        .count();
+    let failed: Vec<_> = report
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Failed)
+        .collect();
+    let skipped = report
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Skipped)
+        .count();
+    for step in &failed {
+        let _ = writeln!(
+            out,
+            "{} {} {}: {}",
+            style.red("Failed:"),
+            step.action,
+            step.target,
+            step.error.as_deref().unwrap_or("unknown error")
+        );
+    }
+    let verdict = if report.converged {
+        style.green("converged")
+    } else {
+        style.yellow("not converged")
+    };
+    let _ = writeln!(
+        out,
+        "Apply {}: {done} step(s) done, {} failed, {skipped} skipped, {} write(s), {:.1}s.",
+        verdict,
+        failed.len(),
+        report.writes,
+        report.seconds
+    );
+    out
+}

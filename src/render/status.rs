@@ -1,0 +1,179 @@
+//! `shoal status`: the machines and services of the cluster, as a table or as JSON.
+
+use super::Style;
+use crate::model::{Desired, MachineState, NodeState, Observed, Role, LABEL_STACK_NAMESPACE};
+use serde::Serialize;
+use std::fmt::Write;
+
+/// One machine's line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MachineStatus {
+    /// Machine name.
+    pub name: String,
+    /// Its node's role, else the role machines.yml gives it.
+    pub role: Role,
+    /// `running`, `stopped` or `missing`.
+    pub machine_state: String,
+    /// `ready`, `down`, `unknown`, `disconnected`, or `none` when not in the swarm.
+    pub node_state: String,
+    /// `active`, `pause`, `drain`, or `none`.
+    pub availability: String,
+    /// Whether its node leads the managers.
+    pub leader: bool,
+}
+
+/// One service's line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServiceStatus {
+    /// Full service name.
+    pub name: String,
+    /// Its stack.
+    pub stack: String,
+    /// Image as stored.
+    pub image: String,
+    /// `replicated`, `global`, ...
+    pub mode: String,
+    /// Tasks wanted.
+    pub replicas: u64,
+    /// Tasks running.
+    pub running: u64,
+}
+
+/// `status --json` (DESIGN §2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// Cluster name.
+    pub cluster: String,
+    /// Driver name.
+    pub driver: String,
+    /// Revision applied last.
+    pub revision: Option<String>,
+    /// Machines, desired ones and those that exist.
+    pub machines: Vec<MachineStatus>,
+    /// Services of stacks.
+    pub services: Vec<ServiceStatus>,
+}
+
+impl Status {
+    /// Builds the status from what the files want and what is there.
+    pub fn new(desired: &Desired, observed: &Observed) -> Status {
+        let mut names: Vec<&String> = desired
+            .machines
+            .keys()
+            .chain(observed.machines.keys())
+            .collect();
+        names.sort();
+        names.dedup();
+        let machines = names
+            .into_iter()
+            .map(|name| {
+                let machine = observed.machines.get(name);
+                let node = observed.node_of(name);
+                MachineStatus {
+                    name: name.clone(),
+                    role: node
+                        .map(|n| n.role)
+                        .or_else(|| desired.machines.get(name).map(|m| m.role))
+                        .or_else(|| machine.and_then(|m| m.created_role))
+                        .unwrap_or(Role::Worker),
+                    machine_state: match machine.map(|m| m.state) {
+                        Some(MachineState::Running) => "running",
+                        Some(MachineState::Stopped) => "stopped",
+                        None => "missing",
+                    }
+                    .to_string(),
+                    node_state: match node.map(|n| n.state) {
+                        Some(NodeState::Ready) => "ready",
+                        Some(NodeState::Down) => "down",
+                        Some(NodeState::Unknown) => "unknown",
+                        Some(NodeState::Disconnected) => "disconnected",
+                        None => "none",
+                    }
+                    .to_string(),
+                    availability: node
+                        .map(|n| n.availability.as_str())
+                        .unwrap_or("none")
+                        .to_string(),
+                    leader: node.is_some_and(|n| n.leader),
+                }
+            })
+            .collect();
+        let services = observed
+            .services
+            .iter()
+            .map(|(name, s)| ServiceStatus {
+                name: name.clone(),
+                stack: s
+                    .spec
+                    .labels
+                    .get(LABEL_STACK_NAMESPACE)
+                    .cloned()
+                    .unwrap_or_default(),
+                image: s.spec.task_template.container_spec.image.clone(),
+                mode: s.spec.mode_name().to_string(),
+                replicas: s.desired,
+                running: s.running,
+            })
+            .collect();
+        Status {
+            cluster: desired.cluster.clone(),
+            driver: desired.driver.as_str().to_string(),
+            revision: observed.revision().map(str::to_string),
+            machines,
+            services,
+        }
+    }
+}
+
+/// Renders the status as two tables.
+pub fn render_status(status: &Status, style: Style) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Cluster {} (driver {}), revision {}\n",
+        style.bold(&status.cluster),
+        status.driver,
+        status.revision.as_deref().unwrap_or("none applied")
+    );
+    let _ = writeln!(
+        out,
+        "{:<24} {:<8} {:<8} {:<8} {:<12} {}",
+        "MACHINE", "ROLE", "MACHINE", "NODE", "AVAILABILITY", "LEADER"
+    );
+    for m in &status.machines {
+        let _ = writeln!(
+            out,
+            "{:<24} {:<8} {:<8} {:<8} {:<12} {}",
+            m.name,
+            m.role,
+            m.machine_state,
+            m.node_state,
+            m.availability,
+            if m.leader { "*" } else { "" }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<32} {:<12} {:<10} {:<9} {}",
+        "SERVICE", "STACK", "MODE", "REPLICAS", "IMAGE"
+    );
+    for s in &status.services {
+        let replicas = format!("{}/{}", s.running, s.replicas);
+        let painted = if s.running < s.replicas {
+            style.yellow(&replicas)
+        } else {
+            replicas.clone()
+        };
+        let pad = 9usize.saturating_sub(replicas.len());
+        let _ = writeln!(
+            out,
+            "{:<32} {:<12} {:<10} {painted}{} {}",
+            s.name,
+            s.stack,
+            s.mode,
+            " ".repeat(pad),
+            s.image
+        );
+    }
+    out
+}
