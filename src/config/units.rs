@@ -47,8 +47,16 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
             }
         };
         let fraction = &fraction[..fraction.len().min(18)];
-        let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad())? };
-        let frac: u128 = if fraction.is_empty() { 0 } else { fraction.parse().map_err(|_| bad())? };
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| bad())?
+        };
+        let frac: u128 = if fraction.is_empty() {
+            0
+        } else {
+            fraction.parse().map_err(|_| bad())?
+        };
         let part = whole
             .checked_mul(scale)
             .and_then(|w| w.checked_add(frac * scale / 10u128.pow(fraction.len() as u32)))
@@ -143,11 +151,20 @@ pub fn parse_int(text: &str, plain: bool) -> Result<i64, String> {
     let cleaned = digits.replace('_', "");
     let (radix, body) = if !plain {
         (10, cleaned.as_str())
-    } else if let Some(hex) = cleaned.strip_prefix("0x").or_else(|| cleaned.strip_prefix("0X")) {
+    } else if let Some(hex) = cleaned
+        .strip_prefix("0x")
+        .or_else(|| cleaned.strip_prefix("0X"))
+    {
         (16, hex)
-    } else if let Some(oct) = cleaned.strip_prefix("0o").or_else(|| cleaned.strip_prefix("0O")) {
+    } else if let Some(oct) = cleaned
+        .strip_prefix("0o")
+        .or_else(|| cleaned.strip_prefix("0O"))
+    {
         (8, oct)
-    } else if let Some(bin) = cleaned.strip_prefix("0b").or_else(|| cleaned.strip_prefix("0B")) {
+    } else if let Some(bin) = cleaned
+        .strip_prefix("0b")
+        .or_else(|| cleaned.strip_prefix("0B"))
+    {
         (2, bin)
     } else if cleaned.len() > 1 && cleaned.starts_with('0') {
         (8, &cleaned[1..])

@@ -186,7 +186,10 @@ fn position_of(bytes: &[u8], at: usize) -> Pos {
         .iter()
         .rposition(|&b| b == b'\n')
         .map_or(0, |i| i + 1);
-    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
     Pos { line, column }
 }
 
@@ -197,17 +200,19 @@ pub fn parse(bytes: &[u8]) -> Result<Option<Node>, YamlError> {
     let mut builder = Builder::default();
     let mut documents = 0;
     loop {
-        let (event, marker) = parser.next_token().map_err(|e| {
-            YamlError::new(Pos::from_marker(e.marker()), e.info().to_string())
-        })?;
+        let (event, marker) = parser
+            .next_token()
+            .map_err(|e| YamlError::new(Pos::from_marker(e.marker()), e.info().to_string()))?;
         let pos = Pos::from_marker(&marker);
         match event {
             Event::StreamEnd => break,
             Event::DocumentStart => {
                 documents += 1;
                 if documents > 1 {
-                    return Err(YamlError::new(pos, "more than one YAML document in the file")
-                        .with_help("keep one document per file (remove the second `---`)"));
+                    return Err(
+                        YamlError::new(pos, "more than one YAML document in the file")
+                            .with_help("keep one document per file (remove the second `---`)"),
+                    );
                 }
             }
             Event::Nothing | Event::StreamStart | Event::DocumentEnd => {}
@@ -339,13 +344,11 @@ impl Builder {
         };
         self.expanded += anchored.size;
         if self.expanded > MAX_ALIAS_NODES {
-            return Err(YamlError::new(
-                pos,
-                "too many alias expansions (a YAML alias bomb?)",
-            )
-            .with_help(format!(
-                "aliases may expand to at most {MAX_ALIAS_NODES} nodes in one file"
-            )));
+            return Err(
+                YamlError::new(pos, "too many alias expansions (a YAML alias bomb?)").with_help(
+                    format!("aliases may expand to at most {MAX_ALIAS_NODES} nodes in one file"),
+                ),
+            );
         }
         if self.stack.len() + anchored.depth > MAX_DEPTH {
             return Err(too_deep(pos));
@@ -386,10 +389,7 @@ impl Builder {
 }
 
 fn too_deep(pos: Pos) -> YamlError {
-    YamlError::new(
-        pos,
-        format!("nesting is deeper than {MAX_DEPTH} levels"),
-    )
+    YamlError::new(pos, format!("nesting is deeper than {MAX_DEPTH} levels"))
 }
 
 /// Turns key/value pairs into entries: keys must be scalars and unique; `<<` merges the
@@ -414,7 +414,10 @@ fn build_map(pairs: Vec<(Node, Node)>) -> Result<Vec<Entry>, YamlError> {
         if let Some(first) = seen.get(&text) {
             return Err(YamlError::new(
                 key.pos,
-                format!("duplicate key `{text}` (first written at line {})", first.line),
+                format!(
+                    "duplicate key `{text}` (first written at line {})",
+                    first.line
+                ),
             )
             .with_help("remove one of the two entries"));
         }
@@ -478,20 +481,31 @@ mod tests {
 
     #[test]
     fn nulls_and_quoted_scalars() {
-        let root = parse(b"a: ~\nb:\nc: 'null'\nd: !!str 12\ne: 12\n").unwrap().unwrap();
+        let root = parse(b"a: ~\nb:\nc: 'null'\nd: !!str 12\ne: 12\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(root.get("a").unwrap().value, Value::Null);
         assert_eq!(root.get("b").unwrap().value, Value::Null);
         assert_eq!(
             root.get("c").unwrap().value,
-            Value::Scalar(Scalar { text: "null".into(), plain: false })
+            Value::Scalar(Scalar {
+                text: "null".into(),
+                plain: false
+            })
         );
         assert_eq!(
             root.get("d").unwrap().value,
-            Value::Scalar(Scalar { text: "12".into(), plain: false })
+            Value::Scalar(Scalar {
+                text: "12".into(),
+                plain: false
+            })
         );
         assert_eq!(
             root.get("e").unwrap().value,
-            Value::Scalar(Scalar { text: "12".into(), plain: true })
+            Value::Scalar(Scalar {
+                text: "12".into(),
+                plain: true
+            })
         );
     }
 

@@ -15,6 +15,10 @@ fn is_zero(value: &u64) -> bool {
     *value == 0
 }
 
+fn is_zero_i64(value: &i64) -> bool {
+    *value == 0
+}
+
 /// A swarm service spec (`ServiceSpec` in the Engine API).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -239,6 +243,9 @@ pub struct ContainerSpec {
     /// Windows isolation technology.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub isolation: String,
+    /// OOM killer score adjustment (`oom_score_adj`).
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub oom_score_adj: i64,
 }
 
 /// A mount into a service's containers.

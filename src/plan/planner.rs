@@ -181,7 +181,7 @@ pub fn plan(
                 ),
             });
         }
-        if gone || replace {
+        if (gone && node.is_some()) || replace {
             let why = if gone {
                 format!("{} is gone", spec.name)
             } else {
@@ -525,8 +525,17 @@ pub fn plan(
     let rebalance = desired.policy.rebalance && joined_any && swarm_exists;
     for stack in desired.stacks.values() {
         for (name, spec) in &stack.services {
-            let mut deps = membership_steps.clone();
-            deps.extend(uses(spec).iter().filter_map(|key| object_steps.get(key)));
+            // Objects created in this plan already wait for the membership steps, so a service
+            // that waits for one of them waits for those transitively.
+            let created: Vec<u32> = uses(spec)
+                .iter()
+                .filter_map(|key| object_steps.get(key).copied())
+                .collect();
+            let mut deps = if created.is_empty() {
+                membership_steps.clone()
+            } else {
+                created
+            };
             let Some(current) = observed.services.get(name) else {
                 let id = b.push(
                     Action::CreateService,

@@ -1,0 +1,1 @@
+//! Compose loading and conversion tests.

@@ -1,0 +1,137 @@
+//! [`FileSource`]s: a directory on disk (the one place the config layer touches the file
+//! system) and an in-memory map for tests.
+
+use super::FileSource;
+use std::collections::BTreeMap;
+use std::io::{Error, ErrorKind, Read};
+use std::path::{Component, Path, PathBuf};
+
+/// Largest file [`DirSource`] reads; bigger files are refused before being read.
+pub const MAX_READ_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The files of a directory (a working tree). Paths that are absolute, hold `..`, or lead
+/// outside the directory through a symbolic link are refused.
+#[derive(Clone, Debug)]
+pub struct DirSource(pub PathBuf);
+
+impl DirSource {
+    fn checked_path(&self, path: &str) -> std::io::Result<PathBuf> {
+        let relative = Path::new(path);
+        let refused = path.is_empty()
+            || relative
+                .components()
+                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+        if refused {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("`{path}` is not a path inside the repository"),
+            ));
+        }
+        Ok(self.0.join(relative))
+    }
+}
+
+impl FileSource for DirSource {
+    fn read(&self, path: &str) -> std::io::Result<Option<Vec<u8>>> {
+        let full = self.checked_path(path)?;
+        let real = match full.canonicalize() {
+            Ok(real) => real,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if !real.starts_with(self.0.canonicalize()?) {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!("`{path}` leads outside the repository"),
+            ));
+        }
+        let file = std::fs::File::open(&real)?;
+        let metadata = file.metadata()?;
+        if metadata.is_dir() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("`{path}` is a folder, not a file"),
+            ));
+        }
+        if metadata.len() > MAX_READ_BYTES {
+            return Err(Error::new(
+                ErrorKind::InvalidData,
+                format!(
+                    "`{path}` is too large ({} bytes; the limit is {MAX_READ_BYTES})",
+                    metadata.len()
+                ),
+            ));
+        }
+        let mut bytes = Vec::with_capacity(metadata.len() as usize);
+        file.take(MAX_READ_BYTES + 1).read_to_end(&mut bytes)?;
+        Ok(Some(bytes))
+    }
+
+    fn root_name(&self) -> String {
+        let real = self.0.canonicalize().unwrap_or_else(|_| self.0.clone());
+        real.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// Files held in memory, by '/'-separated path (for tests).
+#[derive(Clone, Debug, Default)]
+pub struct MemSource {
+    /// The repository folder's name.
+    pub name: String,
+    /// File contents by path.
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl MemSource {
+    /// A repository named `name` holding `files` (path, text).
+    pub fn new<'a>(name: &str, files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        MemSource {
+            name: name.to_string(),
+            files: files
+                .into_iter()
+                .map(|(path, text)| (path.to_string(), text.as_bytes().to_vec()))
+                .collect(),
+        }
+    }
+}
+
+impl FileSource for MemSource {
+    fn read(&self, path: &str) -> std::io::Result<Option<Vec<u8>>> {
+        Ok(self.files.get(path).cloned())
+    }
+
+    fn root_name(&self) -> String {
+        self.name.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_source_reads_inside_and_refuses_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/a.txt"), b"hello").unwrap();
+        let source = DirSource(dir.path().to_path_buf());
+        assert_eq!(source.read("sub/a.txt").unwrap(), Some(b"hello".to_vec()));
+        assert_eq!(source.read("./sub/a.txt").unwrap(), Some(b"hello".to_vec()));
+        assert_eq!(source.read("missing.txt").unwrap(), None);
+        assert!(source.read("../etc/passwd").is_err());
+        assert!(source.read("sub/../../x").is_err());
+        assert!(source.read("/etc/passwd").is_err());
+        assert!(source.read("sub").is_err());
+        #[cfg(unix)]
+        {
+            let outside = tempfile::tempdir().unwrap();
+            std::fs::write(outside.path().join("secret"), b"x").unwrap();
+            std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("link"))
+                .unwrap();
+            assert!(source.read("link").is_err());
+        }
+        assert!(!source.root_name().is_empty());
+    }
+}

@@ -1,0 +1,157 @@
+//! Where the desired state is read from: the working tree, or a commit of its git repository.
+//!
+//! The cluster folder may be a subfolder of a larger repository (like `examples/dataapp`
+//! here); paths are then read under that prefix.
+
+use crate::config::{DirSource, FileSource};
+use git2::{ObjectType, Repository, Status, StatusOptions};
+use std::path::{Path, PathBuf};
+
+/// Why the files could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// `--rev` was given but the folder is in no git repository.
+    #[error("{0} is not inside a git repository, so --rev cannot be used: run `git init` there, or drop --rev")]
+    NotARepository(PathBuf),
+    /// The revision does not name a commit.
+    #[error("revision {rev} is not a commit of {repo}: {message}. Check `git log` for the commit or branch name")]
+    BadRevision {
+        /// What was asked.
+        rev: String,
+        /// The repository.
+        repo: PathBuf,
+        /// What git said.
+        message: String,
+    },
+    /// The folder does not exist.
+    #[error("{0} does not exist or is not a folder: pass the cluster repository with --repo DIR")]
+    NoFolder(PathBuf),
+    /// git failed.
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+}
+
+/// The files of one desired state, and the commit they came from.
+pub struct Source {
+    /// Reads the files.
+    pub files: Box<dyn FileSource>,
+    /// The commit, when the files are exactly a commit's.
+    pub revision: Option<String>,
+}
+
+/// The working tree of `dir`; its revision is HEAD's commit when no tracked file under `dir`
+/// differs from HEAD, and `None` otherwise (or outside git).
+pub fn working_tree(dir: &Path) -> Result<Source, SourceError> {
+    if !dir.is_dir() {
+        return Err(SourceError::NoFolder(dir.to_path_buf()));
+    }
+    let revision = match locate(dir) {
+        Some((repo, prefix)) => clean_head(&repo, &prefix)?,
+        None => None,
+    };
+    Ok(Source {
+        files: Box::new(DirSource(dir.to_path_buf())),
+        revision,
+    })
+}
+
+/// The files of `dir` as they are in commit `rev` (a hash, branch, tag or `HEAD~2`).
+pub fn at_revision(dir: &Path, rev: &str) -> Result<Source, SourceError> {
+    if !dir.is_dir() {
+        return Err(SourceError::NoFolder(dir.to_path_buf()));
+    }
+    let (repo, prefix) =
+        locate(dir).ok_or_else(|| SourceError::NotARepository(dir.to_path_buf()))?;
+    let commit = repo
+        .revparse_single(rev)
+        .and_then(|o| o.peel_to_commit())
+        .map_err(|e| SourceError::BadRevision {
+            rev: rev.to_string(),
+            repo: dir.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+    let revision = commit.id().to_string();
+    Ok(Source {
+        files: Box::new(CommitSource {
+            repo_path: repo.path().to_path_buf(),
+            commit: revision.clone(),
+            prefix,
+            name: folder_name(dir),
+        }),
+        revision: Some(revision),
+    })
+}
+
+fn folder_name(dir: &Path) -> String {
+    dir.canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "cluster".to_string())
+}
+
+/// The repository containing `dir` and the path of `dir` inside its work tree ('' at the root).
+fn locate(dir: &Path) -> Option<(Repository, String)> {
+    let repo = Repository::discover(dir).ok()?;
+    let workdir = repo.workdir()?.canonicalize().ok()?;
+    let dir = dir.canonicalize().ok()?;
+    let prefix = dir
+        .strip_prefix(&workdir)
+        .ok()?
+        .to_string_lossy()
+        .replace('\\', "/");
+    Some((repo, prefix))
+}
+
+/// HEAD's commit if no tracked file under `prefix` is modified, staged or deleted.
+fn clean_head(repo: &Repository, prefix: &str) -> Result<Option<String>, SourceError> {
+    let Ok(head) = repo.head().and_then(|h| h.peel_to_commit()) else {
+        return Ok(None);
+    };
+    let mut options = StatusOptions::new();
+    options.include_untracked(false).include_ignored(false);
+    if !prefix.is_empty() {
+        options.pathspec(prefix);
+    }
+    let statuses = repo.statuses(Some(&mut options))?;
+    let dirty = statuses
+        .iter()
+        .any(|s| s.status() != Status::CURRENT && !s.status().contains(Status::IGNORED));
+    Ok((!dirty).then(|| head.id().to_string()))
+}
+
+/// Reads files from a commit's tree.
+struct CommitSource {
+    repo_path: PathBuf,
+    commit: String,
+    prefix: String,
+    name: String,
+}
+
+impl FileSource for CommitSource {
+    fn read(&self, path: &str) -> std::io::Result<Option<Vec<u8>>> {
+        let to_io = |e: git2::Error| std::io::Error::other(e.message().to_string());
+        let repo = Repository::open(&self.repo_path).map_err(to_io)?;
+        let oid = git2::Oid::from_str(&self.commit).map_err(to_io)?;
+        let tree = repo
+            .find_commit(oid)
+            .and_then(|c| c.tree())
+            .map_err(to_io)?;
+        let full = if self.prefix.is_empty() {
+            path.to_string()
+        } else {
+            format!("{}/{path}", self.prefix)
+        };
+        let Ok(entry) = tree.get_path(Path::new(&full)) else {
+            return Ok(None);
+        };
+        if entry.kind() != Some(ObjectType::Blob) {
+            return Ok(None);
+        }
+        let blob = repo.find_blob(entry.id()).map_err(to_io)?;
+        Ok(Some(blob.content().to_vec()))
+    }
+
+    fn root_name(&self) -> String {
+        self.name.clone()
+    }
+}
