@@ -8,6 +8,7 @@ pub mod apply;
 pub mod compose;
 pub mod config;
 pub mod diag;
+pub mod docker;
 pub mod drivers;
 pub mod engine;
 pub mod model;

@@ -157,6 +157,13 @@ pub fn init_logging(format: LogFormat) {
     let filter = std::env::var("SHOAL_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "warn".to_string());
+    // bollard traces request bodies, which hold join tokens and secret data: keep it quieter
+    // unless asked for by name.
+    let filter = if filter.contains("bollard") {
+        filter
+    } else {
+        format!("{filter},bollard=info")
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()

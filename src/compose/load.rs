@@ -77,19 +77,20 @@ pub fn load_compose(
     vars: &Vars,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ComposeFile> {
-    let mut root = match yaml::parse(bytes) {
-        Ok(Some(root)) => root,
-        Ok(None) => {
-            diags.push(
-                Diagnostic::error(file, 0, 0, "the compose file is empty")
-                    .with_help("add a `services:` section"),
-            );
-            return None;
-        }
+    let parsed = match yaml::parse(bytes) {
+        Ok(parsed) => parsed,
         Err(e) => {
             diags.push(yaml_diagnostic(file, &e));
             return None;
         }
+    };
+    diags.extend(parsed.errors.iter().map(|e| yaml_diagnostic(file, e)));
+    let Some(mut root) = parsed.root else {
+        diags.push(
+            Diagnostic::error(file, 0, 0, "the compose file is empty")
+                .with_help("add a `services:` section"),
+        );
+        return None;
     };
     let mut loader = Loader {
         ctx: Ctx::new(file),
@@ -156,7 +157,9 @@ impl Loader<'_> {
         }
     }
 
-    fn definitions<T>(
+    /// Reads a section of definitions. One that is broken (already reported) is kept as a
+    /// default value, so that references to it give no further errors.
+    fn definitions<T: Default>(
         &mut self,
         node: &Node,
         section: &str,
@@ -175,12 +178,10 @@ impl Loader<'_> {
                         entry.key
                     ),
                 );
-                continue;
             }
             let path = join(section, &entry.key);
-            if let Some(value) = read(self, entry, &path) {
-                out.insert(entry.key.clone(), value);
-            }
+            let value = read(self, entry, &path).unwrap_or_default();
+            out.insert(entry.key.clone(), value);
         }
         out
     }
@@ -448,31 +449,7 @@ impl Loader<'_> {
             (false, Some(_)) => {}
         }
         let node = file_node?;
-        let relative = self.ctx.string(node, &join(path, "file"))?;
-        let file = match resolve_path(self.dir, &relative) {
-            Ok(file) => file,
-            Err(problem) => {
-                self.ctx
-                    .error(node.pos, format!("`{path}.file`: {problem}"));
-                return None;
-            }
-        };
-        let data = match self.files.read(&file) {
-            Ok(Some(data)) => data,
-            Ok(None) => {
-                self.ctx.error_help(
-                    node.pos,
-                    format!("{kind} file `{file}` does not exist"),
-                    "the path is relative to the compose file's folder",
-                );
-                return None;
-            }
-            Err(e) => {
-                self.ctx
-                    .error(node.pos, format!("cannot read {kind} file `{file}`: {e}"));
-                return None;
-            }
-        };
+        let (file, data) = self.read_file_at(node, &join(path, "file"), kind)?;
         if data.len() > max_bytes {
             self.ctx.error(
                 node.pos,
@@ -497,33 +474,39 @@ impl Loader<'_> {
         Some(object)
     }
 
-    /// Reads an `env_file` and returns its `KEY=VALUE` pairs.
-    pub fn env_file(&mut self, node: &Node, path: &str) -> Vec<(String, String)> {
-        let Some(relative) = self.ctx.string(node, path) else {
-            return Vec::new();
-        };
+    /// Reads the file named by the string `node` (relative to the compose file's folder):
+    /// its repository path and content, or `None` after reporting why not.
+    fn read_file_at(&mut self, node: &Node, path: &str, kind: &str) -> Option<(String, Vec<u8>)> {
+        let relative = self.ctx.string(node, path)?;
         let file = match resolve_path(self.dir, &relative) {
             Ok(file) => file,
             Err(problem) => {
                 self.ctx.error(node.pos, format!("`{path}`: {problem}"));
-                return Vec::new();
+                return None;
             }
         };
-        let bytes = match self.files.read(&file) {
-            Ok(Some(bytes)) => bytes,
+        match self.files.read(&file) {
+            Ok(Some(data)) => Some((file, data)),
             Ok(None) => {
                 self.ctx.error_help(
                     node.pos,
-                    format!("env file `{file}` does not exist"),
+                    format!("{kind} file `{file}` does not exist"),
                     "the path is relative to the compose file's folder",
                 );
-                return Vec::new();
+                None
             }
             Err(e) => {
                 self.ctx
-                    .error(node.pos, format!("cannot read env file `{file}`: {e}"));
-                return Vec::new();
+                    .error(node.pos, format!("cannot read {kind} file `{file}`: {e}"));
+                None
             }
+        }
+    }
+
+    /// Reads an `env_file` and returns its `KEY=VALUE` pairs.
+    pub fn env_file(&mut self, node: &Node, path: &str) -> Vec<(String, String)> {
+        let Some((file, bytes)) = self.read_file_at(node, path, "env") else {
+            return Vec::new();
         };
         let text = match yaml::decode_text(&bytes) {
             Ok(text) => text,

@@ -9,7 +9,7 @@ use super::types::{
     RestartSettings, Service, ServiceNetwork, ServiceVolume, UpdateSettings,
 };
 use crate::config::decode::{join, Fields};
-use crate::config::yaml::{Entry, Node, Value};
+use crate::config::yaml::{Entry, Node, Pos, Value};
 use crate::diag::did_you_mean;
 use std::collections::BTreeMap;
 
@@ -325,12 +325,15 @@ impl ServiceReader<'_, '_, '_> {
         };
         if let Some(node) = fields.get("env_file") {
             let path = self.p("env_file");
-            let files = match &node.value {
-                Value::Seq(items) => items.iter().collect::<Vec<_>>(),
-                _ => vec![node],
+            let files: Vec<(String, &Node)> = match &node.value {
+                Value::Seq(items) => items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| (format!("{path}[{i}]"), item))
+                    .collect(),
+                _ => vec![(path, node)],
             };
-            for (i, file) in files.into_iter().enumerate() {
-                let item_path = format!("{path}[{i}]");
+            for (item_path, file) in files {
                 for (key, value) in self.loader.env_file(file, &item_path) {
                     update(key, Some(value));
                 }
@@ -478,18 +481,14 @@ impl ServiceReader<'_, '_, '_> {
                 }
             }
         }
-        for (key, actions) in [
-            ("update_config", &["continue", "rollback", "pause"][..]),
-            ("rollback_config", &["continue", "pause"][..]),
-        ] {
-            if let Some(n) = fields.get(key) {
-                let settings = self.update_settings(n, &join(&path, key), actions);
-                if key == "update_config" {
-                    deploy.update_config = settings;
-                } else {
-                    deploy.rollback_config = settings;
-                }
-            }
+        if let Some(n) = fields.get("update_config") {
+            let actions = ["continue", "rollback", "pause"];
+            deploy.update_config = self.update_settings(n, &join(&path, "update_config"), &actions);
+        }
+        if let Some(n) = fields.get("rollback_config") {
+            let actions = ["continue", "pause"];
+            deploy.rollback_config =
+                self.update_settings(n, &join(&path, "rollback_config"), &actions);
         }
         if let Some(n) = fields.get("resources") {
             self.resources(n, &join(&path, "resources"), &mut deploy);
@@ -749,18 +748,18 @@ impl ServiceReader<'_, '_, '_> {
 
     fn networks(&mut self, node: &Node) {
         let path = self.p("networks");
-        let mut names: Vec<(&Node, String, Option<&Node>)> = Vec::new();
+        let mut names: Vec<(Pos, String, Option<&Node>)> = Vec::new();
         match &node.value {
             Value::Seq(items) => {
                 for (i, item) in items.iter().enumerate() {
                     if let Some(name) = self.loader.ctx.string(item, &format!("{path}[{i}]")) {
-                        names.push((item, name, None));
+                        names.push((item.pos, name, None));
                     }
                 }
             }
             Value::Map(entries) => {
                 for entry in entries {
-                    names.push((&entry.value, entry.key.clone(), Some(&entry.value)));
+                    names.push((entry.key_pos, entry.key.clone(), Some(&entry.value)));
                 }
             }
             _ => {
@@ -768,12 +767,7 @@ impl ServiceReader<'_, '_, '_> {
                 return;
             }
         }
-        for (at, name, config) in names {
-            let at_pos = if config.is_some() {
-                self.key_pos_in(node, &name).unwrap_or(at.pos)
-            } else {
-                at.pos
-            };
+        for (at_pos, name, config) in names {
             if name != "default" && !self.compose.networks.contains_key(&name) {
                 let defined: Vec<&str> = self.compose.networks.keys().map(String::as_str).collect();
                 let help = match did_you_mean(&name, defined.iter().copied()) {
@@ -809,13 +803,6 @@ impl ServiceReader<'_, '_, '_> {
             }
             self.service.networks.insert(name, attachment);
         }
-    }
-
-    fn key_pos_in(&self, map: &Node, key: &str) -> Option<crate::config::yaml::Pos> {
-        map.entries()?
-            .iter()
-            .find(|e| e.key == key)
-            .map(|e| e.key_pos)
     }
 
     fn volumes(&mut self, node: &Node) {

@@ -4,7 +4,7 @@
 use super::units;
 use super::yaml::{Entry, Node, Pos, Value};
 use crate::diag::{did_you_mean, Diagnostic};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The diagnostics of one file, and typed accessors that add to them.
 #[derive(Debug)]
@@ -13,6 +13,9 @@ pub struct Ctx {
     pub file: String,
     /// Problems found so far.
     pub diags: Vec<Diagnostic>,
+    /// Positions of values already reported as broken: further errors there are dropped,
+    /// so one mistake gives one error.
+    pub quiet: BTreeSet<Pos>,
 }
 
 /// The entries of a mapping whose keys were checked.
@@ -70,17 +73,24 @@ impl Ctx {
         Ctx {
             file: file.to_string(),
             diags: Vec::new(),
+            quiet: BTreeSet::new(),
         }
     }
 
     /// Records an error.
     pub fn error(&mut self, pos: Pos, message: impl Into<String>) {
+        if self.quiet.contains(&pos) {
+            return;
+        }
         self.diags
             .push(Diagnostic::error(&self.file, pos.line, pos.column, message));
     }
 
     /// Records an error with advice.
     pub fn error_help(&mut self, pos: Pos, message: impl Into<String>, help: impl Into<String>) {
+        if self.quiet.contains(&pos) {
+            return;
+        }
         self.diags
             .push(Diagnostic::error(&self.file, pos.line, pos.column, message).with_help(help));
     }
@@ -96,13 +106,6 @@ impl Ctx {
     pub fn warn_help(&mut self, pos: Pos, message: impl Into<String>, help: impl Into<String>) {
         self.diags
             .push(Diagnostic::warning(&self.file, pos.line, pos.column, message).with_help(help));
-    }
-
-    /// Whether any error was recorded.
-    pub fn has_errors(&self) -> bool {
-        self.diags
-            .iter()
-            .any(|d| d.severity == crate::diag::Severity::Error)
     }
 
     /// Records "`path` must be `what`, found ...".
@@ -396,6 +399,7 @@ mod tests {
     fn unknown_keys_are_all_reported_with_suggestions() {
         let root = parse(b"imgae: x\nreplicsa: 2\nzzz: 1\nx-ok: 1\n")
             .unwrap()
+            .root
             .unwrap();
         let mut ctx = Ctx::new("f.yml");
         ctx.fields(&root, "services.web", &["image", "replicas"], true);
@@ -416,6 +420,7 @@ mod tests {
     fn typed_values() {
         let root = parse(b"a: 'yes'\nb: 0440\nc: five\nd: [x, y]\ne: [K=V, B]\n")
             .unwrap()
+            .root
             .unwrap();
         let mut ctx = Ctx::new("f.yml");
         let f = ctx

@@ -163,17 +163,10 @@ fn expand_braced(
 /// an unset variable is a warning (once per variable), a failed `${VAR:?message}` an error.
 pub fn interpolate_tree(node: &mut Node, vars: &Vars, ctx: &mut Ctx) {
     let mut warned = BTreeSet::new();
-    let mut failed = BTreeSet::new();
-    walk(node, vars, ctx, &mut warned, &mut failed);
+    walk(node, vars, ctx, &mut warned);
 }
 
-fn walk(
-    node: &mut Node,
-    vars: &Vars,
-    ctx: &mut Ctx,
-    warned: &mut BTreeSet<String>,
-    failed: &mut BTreeSet<(super::yaml::Pos, String)>,
-) {
+fn walk(node: &mut Node, vars: &Vars, ctx: &mut Ctx, warned: &mut BTreeSet<String>) {
     match &mut node.value {
         Value::Null => {}
         Value::Scalar(scalar) => {
@@ -194,20 +187,19 @@ fn walk(
                     }
                 }
                 Err(message) => {
-                    if failed.insert((node.pos, message.clone())) {
-                        ctx.error(node.pos, message);
-                    }
+                    ctx.error(node.pos, message);
+                    ctx.quiet.insert(node.pos);
                 }
             }
         }
         Value::Seq(items) => {
             for item in items {
-                walk(item, vars, ctx, warned, failed);
+                walk(item, vars, ctx, warned);
             }
         }
         Value::Map(entries) => {
             for entry in entries {
-                walk(&mut entry.value, vars, ctx, warned, failed);
+                walk(&mut entry.value, vars, ctx, warned);
             }
         }
     }

@@ -41,6 +41,8 @@ pub struct StackRef {
     pub file: String,
     /// Where `machines.yml` names it (0:0 for the default stack).
     pub pos: Pos,
+    /// The default stack, used only when its compose file exists.
+    pub optional: bool,
 }
 
 /// What `machines.yml` says, with defaults applied.
@@ -62,6 +64,8 @@ pub struct Machines {
 
 /// Reads and validates `machines.yml`, adding its problems to `diags`. When the file is
 /// missing or unreadable, defaults are returned so that the compose files can still be checked.
+/// Without `stacks:`, the default stack `{<cluster>: docker-compose.yml}` is returned as
+/// optional: it exists when its file does.
 pub fn load(files: &dyn FileSource, diags: &mut Vec<Diagnostic>) -> Machines {
     let mut ctx = Ctx::new(MACHINES_FILE);
     let default_cluster = dns_safe(&files.root_name());
@@ -83,20 +87,28 @@ pub fn load(files: &dyn FileSource, diags: &mut Vec<Diagnostic>) -> Machines {
         Err(e) => ctx.diags.push(super::read_error(MACHINES_FILE, &e)),
         Ok(Some(bytes)) => match yaml::parse(&bytes) {
             Err(e) => ctx.diags.push(super::yaml_diagnostic(MACHINES_FILE, &e)),
-            Ok(None) => ctx.error_help(Pos::default(), "machines.yml is empty", EXAMPLE),
-            Ok(Some(root)) => {
-                if let Some(fields) = ctx.fields(&root, "", TOP_KEYS, false) {
-                    stacks_written = fields.entry("stacks").is_some();
-                    read_top(&mut ctx, &fields, &mut out);
+            Ok(parsed) => {
+                for e in &parsed.errors {
+                    ctx.diags.push(super::yaml_diagnostic(MACHINES_FILE, e));
+                }
+                match parsed.root {
+                    None => ctx.error_help(Pos::default(), "machines.yml is empty", EXAMPLE),
+                    Some(root) => {
+                        if let Some(fields) = ctx.fields(&root, "", TOP_KEYS, false) {
+                            stacks_written = fields.entry("stacks").is_some();
+                            read_top(&mut ctx, &fields, &mut out);
+                        }
+                    }
                 }
             }
         },
     }
-    if !stacks_written && matches!(files.read(DEFAULT_COMPOSE_FILE), Ok(Some(_))) {
+    if !stacks_written {
         out.stacks.push(StackRef {
             name: out.cluster.clone(),
             file: DEFAULT_COMPOSE_FILE.to_string(),
             pos: Pos::default(),
+            optional: true,
         });
     }
     diags.extend(ctx.diags);
@@ -318,6 +330,7 @@ fn read_stacks(ctx: &mut Ctx, node: &Node, out: &mut Machines) {
                 name: entry.key.clone(),
                 file,
                 pos: entry.value.pos,
+                optional: false,
             }),
             Err(problem) => ctx.error(entry.value.pos, format!("stack `{}`: {problem}", entry.key)),
         }
@@ -388,13 +401,14 @@ mod tests {
         assert_eq!(out.machines["vm-worker2"].labels["zone"], "a");
         assert_eq!(out.stacks.len(), 1);
         assert_eq!(out.stacks[0].name, "my-repo");
+        assert!(out.stacks[0].optional);
         assert_eq!(out.policy, Policy::default());
         assert_eq!(out.driver_options, serde_json::json!({}));
     }
 
     #[test]
-    fn no_compose_file_no_stacks() {
-        let (out, diags) = run("cluster: c\n", &[]);
+    fn explicit_empty_stacks() {
+        let (out, diags) = run("cluster: c\nstacks: {}\n", &[("docker-compose.yml", "")]);
         assert!(diags.is_empty(), "{diags:?}");
         assert!(out.stacks.is_empty());
         assert!(out.machines.is_empty());

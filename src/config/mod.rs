@@ -50,10 +50,11 @@ pub fn load(files: &dyn FileSource, env: &BTreeMap<String, String>) -> Result<De
         policy: machines.policy,
         warnings: Vec::new(),
     };
-    let mut service_owner: BTreeMap<String, String> = BTreeMap::new();
+    let mut owners: BTreeMap<(&str, String), String> = BTreeMap::new();
     for stack_ref in &machines.stacks {
         let bytes = match files.read(&stack_ref.file) {
             Ok(Some(bytes)) => bytes,
+            Ok(None) if stack_ref.optional => continue,
             Ok(None) => {
                 diags.push(
                     Diagnostic::error(
@@ -84,17 +85,28 @@ pub fn load(files: &dyn FileSource, env: &BTreeMap<String, String>) -> Result<De
         ) else {
             continue;
         };
-        for service in stack.services.keys() {
-            if let Some(other) = service_owner.insert(service.clone(), stack.name.clone()) {
-                diags.push(Diagnostic::error(
-                    &stack_ref.file,
-                    0,
-                    0,
-                    format!(
-                        "service `{service}` of stack `{}` has the same swarm name as one of stack `{other}`",
-                        stack.name
-                    ),
-                ));
+        let named = [
+            ("service", stack.services.keys().collect::<Vec<_>>()),
+            ("network", stack.networks.keys().collect()),
+            ("secret", stack.secrets.keys().collect()),
+            ("config", stack.configs.keys().collect()),
+        ];
+        for (kind, names) in named {
+            for name in names {
+                if let Some(other) = owners.insert((kind, name.clone()), stack.name.clone()) {
+                    diags.push(
+                        Diagnostic::error(
+                            &stack_ref.file,
+                            0,
+                            0,
+                            format!(
+                                "stack `{}` and stack `{other}` both create the {kind} `{name}`",
+                                stack.name
+                            ),
+                        )
+                        .with_help(format!("give the {kind} a different `name:` in one of the stacks, or make it `external` in one")),
+                    );
+                }
             }
         }
         desired.stacks.insert(stack.name.clone(), stack);

@@ -1,1 +1,266 @@
-//! End-to-end tests of `config::load`.
+//! End-to-end tests of [`load`]: whole repositories, from files to `Desired` or `Invalid`.
+
+use super::*;
+use std::path::Path;
+
+fn no_env() -> BTreeMap<String, String> {
+    BTreeMap::new()
+}
+
+fn fixture(name: &str) -> DirSource {
+    DirSource(Path::new(env!("CARGO_MANIFEST_DIR")).join(name))
+}
+
+const MACHINES: &str = "cluster: dataapp\nmachines:\n  vm-manager:\n    role: manager\n";
+
+fn repo(compose: &str) -> MemSource {
+    MemSource::new(
+        "dataapp",
+        [("machines.yml", MACHINES), ("docker-compose.yml", compose)],
+    )
+}
+
+fn invalid(source: &MemSource) -> Vec<Diagnostic> {
+    load(source, &no_env())
+        .expect_err("the files should be invalid")
+        .diagnostics
+}
+
+#[test]
+fn webshop_fixture_loads() {
+    let desired = load(&fixture("fixtures/compose/webshop"), &no_env()).unwrap();
+    assert_eq!(desired.cluster, "webshop");
+    assert_eq!(desired.machines.len(), 7);
+    assert_eq!(desired.policy.down_grace_seconds, 120);
+    let stack = &desired.stacks["shop"];
+    assert_eq!(
+        stack.services.keys().collect::<Vec<_>>(),
+        [
+            "shop_api",
+            "shop_cache",
+            "shop_db",
+            "shop_frontend",
+            "shop_migrate"
+        ]
+    );
+    assert_eq!(
+        stack.networks.keys().collect::<Vec<_>>(),
+        ["shop_backend", "shop_frontend"]
+    );
+    assert_eq!(stack.configs.len(), 1);
+    assert_eq!(stack.secrets.len(), 2);
+    assert!(stack
+        .secrets
+        .keys()
+        .any(|name| name.starts_with("shop-payment-key-")));
+    let secret = stack
+        .secrets
+        .values()
+        .find(|s| s.name.starts_with("shop_db_password-"))
+        .unwrap();
+    assert_eq!(secret.data, b"s3cr3t-postgres-password\n");
+    assert_eq!(secret.source, "secrets/db_password.txt");
+    assert!(desired.warnings.is_empty(), "{:#?}", desired.warnings);
+    insta::assert_json_snapshot!("webshop", desired);
+}
+
+#[test]
+fn monitoring_fixture_loads() {
+    let desired = load(&fixture("fixtures/compose/monitoring"), &no_env()).unwrap();
+    let stack = &desired.stacks["monitoring"];
+    assert!(stack.external_networks.is_empty());
+    assert!(stack.networks.contains_key("traefik-public"));
+    assert_eq!(stack.secrets.len(), 1);
+    assert!(desired.policy.rebalance);
+    insta::assert_json_snapshot!("monitoring", desired);
+}
+
+#[test]
+fn example_repository_loads() {
+    let desired = load(&fixture("examples/dataapp"), &no_env()).unwrap();
+    assert_eq!(desired.stacks["dataapp"].services.len(), 1);
+    assert!(desired.warnings.is_empty(), "{:?}", desired.warnings);
+}
+
+#[test]
+fn environment_wins_over_dotenv() {
+    let env = BTreeMap::from([("API_TAG".to_string(), "2.0.0".to_string())]);
+    let desired = load(&fixture("fixtures/compose/webshop"), &env).unwrap();
+    let api = &desired.stacks["shop"].services["shop_api"];
+    assert_eq!(
+        api.task_template.container_spec.image,
+        "registry.example.com/shop/api:2.0.0"
+    );
+    let env = &api.task_template.container_spec.env;
+    assert!(env.contains(&"LOG_LEVEL=warn".to_string()), "{env:?}");
+}
+
+#[test]
+fn no_compose_file_no_stacks() {
+    let source = MemSource::new("repo", [("machines.yml", MACHINES)]);
+    let desired = load(&source, &no_env()).unwrap();
+    assert!(desired.stacks.is_empty());
+}
+
+#[test]
+fn default_stack_is_named_after_the_cluster() {
+    let desired = load(
+        &MemSource::new(
+            "My Cluster",
+            [
+                ("machines.yml", "machines: {m: {role: manager}}\n"),
+                (
+                    "docker-compose.yml",
+                    "services:\n  web:\n    image: nginx\n",
+                ),
+            ],
+        ),
+        &no_env(),
+    )
+    .unwrap();
+    assert_eq!(desired.cluster, "my-cluster");
+    assert!(desired.stacks["my-cluster"]
+        .services
+        .contains_key("my-cluster_web"));
+}
+
+#[test]
+fn warnings_are_displayed_diagnostics() {
+    let desired = load(
+        &repo("services:\n  web:\n    image: nginx${TAG}\n    privileged: true\n"),
+        &no_env(),
+    )
+    .unwrap();
+    assert_eq!(
+        desired.warnings,
+        [
+            "warning: docker-compose.yml:3:12: variable TAG is not set, using an empty string\n  help: set TAG in the environment or in .env, or write a default: ${TAG:-value}",
+            "warning: docker-compose.yml:4:5: ignoring unsupported option `privileged` (docker stack deploy ignores it too)\n  help: swarm services cannot run privileged; use `cap_add` for specific capabilities",
+        ]
+    );
+}
+
+#[test]
+fn every_error_of_every_file_is_reported_in_order() {
+    let source = MemSource::new(
+        "repo",
+        [
+            (
+                "machines.yml",
+                "machines:\n  m:\n    role: manager\n    count: 4\nstacks:\n  a: a.yml\n  b: b.yml\n  c: missing.yml\n",
+            ),
+            ("a.yml", "services:\n  web:\n    imag: nginx\n"),
+            ("b.yml", "services:\n  db:\n    image: postgres\n    ports: [\"99999:1\"]\n"),
+        ],
+    );
+    let diags = invalid(&source);
+    let shown: Vec<String> = diags
+        .iter()
+        .map(|d| format!("{:?} {}:{}:{}", d.severity, d.file, d.line, d.column))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "Error a.yml:2:3",
+            "Error a.yml:3:5",
+            "Error b.yml:4:13",
+            "Error machines.yml:8:6",
+            "Warning machines.yml:1:1",
+        ]
+    );
+    assert_eq!(diags[1].help.as_deref(), Some("did you mean `image`?"));
+    assert!(diags[3].message.contains("`missing.yml`"));
+}
+
+#[test]
+fn missing_machines_file_still_checks_the_compose_file() {
+    let source = MemSource::new(
+        "repo",
+        [(
+            "docker-compose.yml",
+            "services:\n  web: {image: nginx, replicas: 2}\n",
+        )],
+    );
+    let diags = invalid(&source);
+    assert_eq!(diags.len(), 2, "{diags:#?}");
+    assert!(diags[0].message.contains("unknown key `replicas`"));
+    assert_eq!(diags[1].file, "machines.yml");
+    assert!(diags[1].help.as_deref().unwrap().contains("machines:"));
+}
+
+#[test]
+fn dotenv_errors_are_located() {
+    let source = MemSource::new(
+        "repo",
+        [("machines.yml", MACHINES), (".env", "A=1\nnot a pair\n")],
+    );
+    let diags = invalid(&source);
+    assert_eq!((diags[0].file.as_str(), diags[0].line), (".env", 2));
+}
+
+#[test]
+fn binary_compose_file_is_refused() {
+    let mut source = repo("");
+    source
+        .files
+        .insert("docker-compose.yml".into(), b"services:\0\x01\x02".to_vec());
+    let diags = invalid(&source);
+    assert_eq!(diags.len(), 1);
+    assert!(diags[0].message.contains("NUL"), "{diags:?}");
+}
+
+#[test]
+fn required_variable_error_names_the_variable() {
+    let diags = invalid(&repo(
+        "services:\n  web:\n    image: \"nginx:${TAG:?pick a tag}\"\n",
+    ));
+    assert_eq!(diags.len(), 1);
+    assert_eq!(
+        diags[0].to_string(),
+        "error: docker-compose.yml:3:12: required variable TAG is missing a value: pick a tag"
+    );
+}
+
+#[test]
+fn an_object_created_by_two_stacks_is_an_error() {
+    let compose = "services:\n  web: {image: x, networks: [shared]}\nnetworks:\n  shared: {name: shared-net}\n";
+    let source = MemSource::new(
+        "repo",
+        [
+            (
+                "machines.yml",
+                "machines: {m: {role: manager}}\nstacks:\n  a: one.yml\n  b: two.yml\n",
+            ),
+            ("one.yml", compose),
+            ("two.yml", compose),
+        ],
+    );
+    let diags = invalid(&source);
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert_eq!(
+        diags[0].message,
+        "stack `b` and stack `a` both create the network `shared-net`"
+    );
+}
+
+#[test]
+fn paths_resolve_inside_the_repository() {
+    assert_eq!(
+        resolve_path("stacks/web", "../secrets/a.txt"),
+        Ok("stacks/secrets/a.txt".into())
+    );
+    assert_eq!(resolve_path("", "./a/./b"), Ok("a/b".into()));
+    assert!(resolve_path("", "../x").is_err());
+    assert!(resolve_path("a", "/etc/passwd").is_err());
+    assert!(resolve_path("a", "C:\\x").is_err());
+}
+
+#[test]
+fn dns_names() {
+    assert_eq!(dns_safe("My_Repo.git"), "my-repo-git");
+    assert_eq!(dns_safe("--9lives--"), "lives");
+    assert_eq!(dns_safe("___"), "shoal");
+    assert_eq!(dns_problem("ok-name1"), None);
+    assert!(dns_problem("trailing-").is_some());
+    assert!(dns_problem(&"a".repeat(64)).is_some());
+}

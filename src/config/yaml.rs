@@ -193,8 +193,18 @@ fn position_of(bytes: &[u8], at: usize) -> Pos {
     Pos { line, column }
 }
 
-/// Parses a YAML file into a marked tree; `Ok(None)` when the file holds no document.
-pub fn parse(bytes: &[u8]) -> Result<Option<Node>, YamlError> {
+/// A parsed file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Parsed {
+    /// The document, `None` when the file holds none.
+    pub root: Option<Node>,
+    /// Errors that did not stop parsing: duplicate keys (the first entry is kept).
+    pub errors: Vec<YamlError>,
+}
+
+/// Parses a YAML file into a marked tree. Errors that leave no usable tree are returned as
+/// `Err`; duplicate keys are collected in [`Parsed::errors`].
+pub fn parse(bytes: &[u8]) -> Result<Parsed, YamlError> {
     let text = decode_text(bytes)?;
     let mut parser = Parser::new_from_str(text);
     let mut builder = Builder::default();
@@ -232,7 +242,10 @@ pub fn parse(bytes: &[u8]) -> Result<Option<Node>, YamlError> {
             Event::SequenceEnd | Event::MappingEnd => builder.close()?,
         }
     }
-    Ok(builder.root)
+    Ok(Parsed {
+        root: builder.root,
+        errors: builder.duplicates,
+    })
 }
 
 fn scalar_value(
@@ -302,6 +315,7 @@ struct Builder {
     anchors: HashMap<usize, Anchored>,
     expanded: usize,
     root: Option<Node>,
+    duplicates: Vec<YamlError>,
 }
 
 impl Builder {
@@ -324,7 +338,7 @@ impl Builder {
         };
         let value = match open.frame {
             Frame::Seq(items) => Value::Seq(items),
-            Frame::Map(pairs) => Value::Map(build_map(pairs)?),
+            Frame::Map(pairs) => Value::Map(build_map(pairs, &mut self.duplicates)?),
         };
         self.complete(
             Node {
@@ -392,9 +406,13 @@ fn too_deep(pos: Pos) -> YamlError {
     YamlError::new(pos, format!("nesting is deeper than {MAX_DEPTH} levels"))
 }
 
-/// Turns key/value pairs into entries: keys must be scalars and unique; `<<` merges the
-/// entries of a mapping (or a list of mappings) whose keys are not written explicitly.
-fn build_map(pairs: Vec<(Node, Node)>) -> Result<Vec<Entry>, YamlError> {
+/// Turns key/value pairs into entries: keys must be scalars and unique (a repeated key is
+/// recorded in `duplicates` and dropped); `<<` merges the entries of a mapping (or a list of
+/// mappings) whose keys are not written explicitly.
+fn build_map(
+    pairs: Vec<(Node, Node)>,
+    duplicates: &mut Vec<YamlError>,
+) -> Result<Vec<Entry>, YamlError> {
     let mut entries: Vec<Entry> = Vec::with_capacity(pairs.len());
     let mut seen: HashMap<String, Pos> = HashMap::new();
     let mut merges = Vec::new();
@@ -412,14 +430,17 @@ fn build_map(pairs: Vec<(Node, Node)>) -> Result<Vec<Entry>, YamlError> {
             continue;
         }
         if let Some(first) = seen.get(&text) {
-            return Err(YamlError::new(
-                key.pos,
-                format!(
-                    "duplicate key `{text}` (first written at line {})",
-                    first.line
-                ),
-            )
-            .with_help("remove one of the two entries"));
+            duplicates.push(
+                YamlError::new(
+                    key.pos,
+                    format!(
+                        "duplicate key `{text}` (first written at line {})",
+                        first.line
+                    ),
+                )
+                .with_help("remove one of the two entries"),
+            );
+            continue;
         }
         seen.insert(text.clone(), key.pos);
         entries.push(Entry {
@@ -470,7 +491,7 @@ mod tests {
 
     #[test]
     fn positions_are_one_based() {
-        let root = parse(b"a: 1\nb:\n  c: x\n").unwrap().unwrap();
+        let root = parse(b"a: 1\nb:\n  c: x\n").unwrap().root.unwrap();
         let entries = root.entries().unwrap();
         assert_eq!(entries[0].key_pos, Pos { line: 1, column: 1 });
         let b = &entries[1].value;
@@ -483,6 +504,7 @@ mod tests {
     fn nulls_and_quoted_scalars() {
         let root = parse(b"a: ~\nb:\nc: 'null'\nd: !!str 12\ne: 12\n")
             .unwrap()
+            .root
             .unwrap();
         assert_eq!(root.get("a").unwrap().value, Value::Null);
         assert_eq!(root.get("b").unwrap().value, Value::Null);
@@ -512,7 +534,7 @@ mod tests {
     #[test]
     fn merge_keys_explicit_keys_win() {
         let yaml = b"base: &base\n  a: 1\n  b: 2\nother: &other\n  b: 3\n  c: 4\nx:\n  <<: [*base, *other]\n  a: 10\n";
-        let root = parse(yaml).unwrap().unwrap();
+        let root = parse(yaml).unwrap().root.unwrap();
         let x = root.get("x").unwrap();
         assert_eq!(scalar(x, "a"), "10");
         assert_eq!(scalar(x, "b"), "2");
@@ -524,6 +546,7 @@ mod tests {
     fn merge_single_map() {
         let root = parse(b"d: &d {image: web, replicas: 2}\ns:\n  <<: *d\n  replicas: 3\n")
             .unwrap()
+            .root
             .unwrap();
         let s = root.get("s").unwrap();
         assert_eq!(scalar(s, "image"), "web");
@@ -538,15 +561,26 @@ mod tests {
 
     #[test]
     fn aliases_expand() {
-        let root = parse(b"a: &x [1, 2]\nb: *x\n").unwrap().unwrap();
+        let root = parse(b"a: &x [1, 2]\nb: *x\n").unwrap().root.unwrap();
         assert_eq!(root.get("a"), root.get("b"));
     }
 
     #[test]
     fn duplicate_keys_are_errors() {
-        let err = parse(b"a: 1\nb: 2\na: 3\n").unwrap_err();
-        assert_eq!(err.pos, Pos { line: 3, column: 1 });
-        assert!(err.message.contains("duplicate key `a`"), "{err:?}");
+        let parsed = parse(b"a: 1\nb: 2\na: 3\nc:\n  d: 1\n  d: 2\n").unwrap();
+        let found: Vec<_> = parsed
+            .errors
+            .iter()
+            .map(|e| (e.pos.line, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (6, "duplicate key `d` (first written at line 5)"),
+                (3, "duplicate key `a` (first written at line 1)"),
+            ]
+        );
+        assert_eq!(scalar(parsed.root.as_ref().unwrap(), "a"), "1");
     }
 
     #[test]
@@ -554,7 +588,7 @@ mod tests {
         let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..12 {
             let prev = format!("*a{}", i - 1);
-            let items = vec![prev.as_str(); 10].join(", ");
+            let items = [prev.as_str(); 10].join(", ");
             yaml.push_str(&format!("a{i}: &a{i} [{items}]\n"));
         }
         let started = std::time::Instant::now();
@@ -603,7 +637,7 @@ mod tests {
     #[test]
     fn one_document_only_and_empty_is_none() {
         assert!(parse(b"a: 1\n---\nb: 2\n").is_err());
-        assert_eq!(parse(b"# nothing\n").unwrap(), None);
+        assert_eq!(parse(b"# nothing\n").unwrap().root, None);
     }
 
     #[test]

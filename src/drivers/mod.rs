@@ -1,5 +1,6 @@
 //! Machine drivers: what creates, lists and destroys the machines, and reaches their engines.
 
+pub mod dind;
 pub mod sim;
 
 use crate::engine::Swarm;

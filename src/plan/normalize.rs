@@ -64,6 +64,17 @@ pub fn normalize_service(spec: &ServiceSpec) -> ServiceSpec {
             spec.endpoint_spec = None;
         }
     }
+    for config in [&mut spec.update_config, &mut spec.rollback_config]
+        .into_iter()
+        .flatten()
+    {
+        if config.failure_action.is_empty() {
+            config.failure_action = "pause".to_string();
+        }
+        if config.order.is_empty() {
+            config.order = "stop-first".to_string();
+        }
+    }
     match &mut spec.mode {
         None => {
             spec.mode = Some(ServiceMode {

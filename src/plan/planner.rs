@@ -33,14 +33,10 @@ pub struct PlanOptions {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     /// The swarm's managers have lost quorum; any change would make it worse.
-    #[error("the swarm has lost quorum: {reachable} of {managers} managers are reachable, and {needed} are needed.\n  No node, service or network can be changed until quorum is back.\n  To recover: bring the lost managers back; if they are gone for good, run\n    docker swarm init --force-new-cluster --advertise-addr <address>\n  on a surviving manager (reach it with `shoal env {survivor}`), then run `shoal plan` again:\n  shoal will rejoin or replace the other managers.")]
+    #[error("the swarm has lost quorum: {detail}.\n  No node, service or network can be changed until quorum is back.\n  To recover: bring the lost managers back; if they are gone for good, run\n    docker swarm init --force-new-cluster --advertise-addr <address>\n  on a surviving manager (reach it with `shoal env {survivor}`), then run `shoal plan` again:\n  shoal will rejoin or replace the other managers.")]
     QuorumLost {
-        /// Managers that answer.
-        reachable: usize,
-        /// All managers.
-        managers: usize,
-        /// The majority needed.
-        needed: usize,
+        /// How many managers answer and how many are needed, or what the managers said.
+        detail: String,
         /// A surviving manager machine, or `<manager>` when none is known.
         survivor: String,
     },
@@ -102,6 +98,16 @@ struct MachinePlan<'a> {
     leave_first: bool,
 }
 
+/// A machine or node on its way out of the cluster.
+struct Leaving<'a> {
+    /// Machine name, or the node's hostname for a node of no machine.
+    target: String,
+    /// The machine, when one exists.
+    machine: Option<&'a crate::model::ObservedMachine>,
+    /// Its node, when it is in the swarm.
+    node: Option<&'a ObservedNode>,
+}
+
 /// Manager membership bookkeeping for the quorum check.
 #[derive(Clone, Copy)]
 struct Quorum {
@@ -148,12 +154,17 @@ pub fn plan(
             .count(),
     };
     let mut manager_chain: u32 = 0;
+    let node_of: BTreeMap<&str, &ObservedNode> = observed
+        .nodes
+        .values()
+        .filter_map(|n| n.machine.as_deref().map(|m| (m, n)))
+        .collect();
 
     // Phase 1: replacements of lost machines, and creation of missing ones.
     let mut machines: BTreeMap<&str, MachinePlan> = BTreeMap::new();
     for spec in desired.machines.values() {
         let machine = observed.machines.get(&spec.name);
-        let node = observed.node_of(&spec.name);
+        let node = node_of.get(spec.name.as_str()).copied();
         let mut plan = MachinePlan {
             spec,
             member: None,
@@ -522,6 +533,32 @@ pub fn plan(
             }
         }
     }
+    for stack in desired.stacks.values() {
+        let mut missing: BTreeSet<String> = BTreeSet::new();
+        for spec in stack.services.values() {
+            let container = &spec.task_template.container_spec;
+            for name in container.secrets.iter().map(|s| &s.secret_name) {
+                if !stack.secrets.contains_key(name) && !observed.secrets.contains_key(name) {
+                    missing.insert(format!(
+                        "secret {name} (create it with `docker secret create {name} FILE`)"
+                    ));
+                }
+            }
+            for name in container.configs.iter().map(|c| &c.config_name) {
+                if !stack.configs.contains_key(name) && !observed.configs.contains_key(name) {
+                    missing.insert(format!(
+                        "config {name} (create it with `docker config create {name} FILE`)"
+                    ));
+                }
+            }
+        }
+        for what in missing {
+            warnings.push(format!(
+                "stack {} uses external {what}, which does not exist: the services using it will fail to deploy",
+                stack.name
+            ));
+        }
+    }
     let rebalance = desired.policy.rebalance && joined_any && swarm_exists;
     for stack in desired.stacks.values() {
         for (name, spec) in &stack.services {
@@ -753,7 +790,9 @@ pub fn plan(
 
     stack_steps.extend(&service_steps);
 
-    // Phase 7: machines the files no longer name: drain → demote → remove node → destroy.
+    // Phase 7: machines the files no longer name, and down nodes of no machine:
+    // drain → demote → remove node → destroy machine. Unreachable managers go first (removing
+    // them only helps quorum), the leader last.
     let removed: Vec<&str> = observed
         .machines
         .keys()
@@ -765,30 +804,64 @@ pub fn plan(
             what: format!("destroy all {} machine(s)", removed.len()),
         });
     }
-    let mut ordered: Vec<(&str, Option<&ObservedNode>)> = removed
-        .iter()
-        .map(|name| (*name, observed.node_of(name)))
+    let claimed: BTreeSet<&str> = observed
+        .machines
+        .keys()
+        .chain(desired.machines.keys())
+        .map(String::as_str)
         .collect();
-    ordered.sort_by_key(|(name, node)| {
+    let mut leaving: Vec<Leaving> = removed
+        .iter()
+        .map(|name| Leaving {
+            target: name.to_string(),
+            machine: Some(&observed.machines[*name]),
+            node: node_of.get(name).copied(),
+        })
+        .collect();
+    for node in observed.nodes.values() {
+        if node.machine.as_deref().is_some_and(|m| claimed.contains(m)) {
+            continue;
+        }
+        if node.state == NodeState::Ready {
+            warnings.push(format!(
+                "node {} ({}) belongs to no machine of this cluster; it is left alone",
+                node.hostname, node.id
+            ));
+        } else {
+            leaving.push(Leaving {
+                target: node.hostname.clone(),
+                machine: None,
+                node: Some(node),
+            });
+        }
+    }
+    leaving.sort_by_key(|l| {
         (
-            node.is_some_and(|n| n.is_reachable_manager()),
-            node.is_some_and(|n| n.leader),
-            name.to_string(),
+            l.node.is_some_and(|n| n.is_reachable_manager()),
+            l.node.is_some_and(|n| n.leader),
+            l.target.clone(),
         )
     });
     let mut after_stacks: Vec<u32> = membership_steps.clone();
     after_stacks.extend(&stack_steps);
-    for (name, node) in ordered {
-        let machine = &observed.machines[name];
+    for leave in leaving {
+        let name = leave.target.as_str();
+        let why = match leave.machine {
+            Some(_) => format!("{name} is no longer in machines.yml"),
+            None => format!("node {name} is down and belongs to no machine of this cluster"),
+        };
         let mut last = 0;
-        if let Some(node) = node {
-            let up = node.state == NodeState::Ready && machine.state == MachineState::Running;
+        if let Some(node) = leave.node {
+            let up = node.state == NodeState::Ready
+                && leave
+                    .machine
+                    .is_some_and(|m| m.state == MachineState::Running);
             if up && node.availability != Availability::Drain {
                 last = b.push(
                     Action::DrainNode,
                     name,
                     after_stacks.clone(),
-                    format!("{name} is no longer in machines.yml: its tasks move first"),
+                    format!("{why}: its tasks move first"),
                     Detail {
                         node_id: Some(node.id.clone()),
                         ..Detail::default()
@@ -812,7 +885,7 @@ pub fn plan(
                     Action::DemoteNode,
                     name,
                     deps,
-                    format!("{name} is no longer in machines.yml: it leaves the managers first"),
+                    format!("{why}: it leaves the managers first"),
                     Detail {
                         node_id: Some(node.id.clone()),
                         ..Detail::default()
@@ -826,7 +899,7 @@ pub fn plan(
                 Action::RemoveNode,
                 name,
                 deps,
-                format!("{name} is no longer in machines.yml"),
+                why.clone(),
                 Detail {
                     node_id: Some(node.id.clone()),
                     force: (!up).then_some(true),
@@ -834,47 +907,10 @@ pub fn plan(
                 },
             );
         }
-        let mut deps = after_stacks.clone();
-        deps.push(last);
-        b.push(
-            Action::DestroyMachine,
-            name,
-            deps,
-            format!("{name} is no longer in machines.yml"),
-            Detail::default(),
-        );
-    }
-    // Nodes of no machine of this cluster that are down are removed; live ones are left alone.
-    let claimed: BTreeSet<&str> = observed
-        .machines
-        .keys()
-        .chain(desired.machines.keys())
-        .map(String::as_str)
-        .collect();
-    for node in observed.nodes.values() {
-        if node.machine.as_deref().is_some_and(|m| claimed.contains(m)) {
-            continue;
-        }
-        if node.state == NodeState::Ready {
-            warnings.push(format!(
-                "node {} ({}) belongs to no machine of this cluster; it is left alone",
-                node.hostname, node.id
-            ));
-        } else if node.role == Role::Worker {
-            b.push(
-                Action::RemoveNode,
-                &node.hostname,
-                after_stacks.clone(),
-                format!(
-                    "node {} is down and belongs to no machine of this cluster",
-                    node.hostname
-                ),
-                Detail {
-                    node_id: Some(node.id.clone()),
-                    force: Some(true),
-                    ..Detail::default()
-                },
-            );
+        if leave.machine.is_some() {
+            let mut deps = after_stacks.clone();
+            deps.push(last);
+            b.push(Action::DestroyMachine, name, deps, why, Detail::default());
         }
     }
 
@@ -937,17 +973,16 @@ fn check_quorum(observed: &Observed) -> Result<(), PlanError> {
                 .map(|m| m.name.clone())
         })
         .unwrap_or_else(|| "<manager>".to_string());
-    let managers_count = managers.len().max(1);
-    Err(PlanError::QuorumLost {
-        reachable: if swarm.quorum_error.is_some() {
-            0
-        } else {
-            reachable.len()
-        },
-        managers: managers_count,
-        needed: majority(managers_count),
-        survivor,
-    })
+    let detail = match &swarm.quorum_error {
+        Some(message) => format!("the managers answer but have no leader ({message})"),
+        None => format!(
+            "{} of {} managers are reachable, and {} are needed",
+            reachable.len(),
+            managers.len(),
+            majority(managers.len())
+        ),
+    };
+    Err(PlanError::QuorumLost { detail, survivor })
 }
 
 /// The machine of a reachable manager to work through: the leader when it is kept.

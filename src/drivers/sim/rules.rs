@@ -227,9 +227,9 @@ fn checked_spec(swarm: &SimSwarm, spec: &ServiceSpec) -> EngineResult<ServiceSpe
 
 /// Recomputes one swarm's node status and reachability from which nodes have a running
 /// engine, then its leader, then (with a leader) its tasks.
-fn refresh_swarm(swarm: &mut SimSwarm, ready: &HashSet<String>, now: u64) {
+fn refresh_swarm(swarm: &mut SimSwarm, ready: &HashSet<&str>, now: u64) {
     for node in swarm.nodes.values_mut() {
-        let is_ready = ready.contains(&node.id);
+        let is_ready = ready.contains(node.id.as_str());
         let state = if is_ready {
             NodeState::Ready
         } else {
@@ -270,7 +270,7 @@ fn refresh_swarm(swarm: &mut SimSwarm, ready: &HashSet<String>, now: u64) {
 impl SimState {
     /// Recomputes every swarm after a change (see the module docs).
     pub(super) fn refresh(&mut self, now: u64) {
-        let mut ready: HashMap<&str, HashSet<String>> = HashMap::new();
+        let mut ready: HashMap<&str, HashSet<&str>> = HashMap::new();
         for machine in self.machines.values().filter(|m| m.running) {
             let engine = &machine.engine;
             if let (LocalSwarmState::Active, Some(swarm), Some(node)) =
@@ -279,7 +279,7 @@ impl SimState {
                 ready
                     .entry(swarm.as_str())
                     .or_default()
-                    .insert(node.clone());
+                    .insert(node.as_str());
             }
         }
         let empty = HashSet::new();

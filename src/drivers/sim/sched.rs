@@ -110,9 +110,9 @@ fn want_of(spec: &ServiceSpec) -> Want {
 }
 
 /// Takes a task off its node, keeping the load count right.
-fn unassign(task: &mut SimTask, load: &mut HashMap<String, u64>) {
+fn unassign(task: &mut SimTask, load: &mut HashMap<&str, u64>) {
     if let Some(id) = task.node.take() {
-        if let Some(count) = load.get_mut(&id) {
+        if let Some(count) = load.get_mut(id.as_str()) {
             *count = count.saturating_sub(1);
         }
     }
@@ -121,13 +121,15 @@ fn unassign(task: &mut SimTask, load: &mut HashMap<String, u64>) {
 /// Brings every service's task list in line with the nodes. Call it only while the swarm has
 /// a leader: without quorum nothing is started, stopped or moved.
 pub(super) fn reconcile(swarm: &mut SimSwarm) {
-    let mut load: HashMap<String, u64> = HashMap::new();
+    let nodes = &swarm.nodes;
+    let mut load: HashMap<&str, u64> = HashMap::new();
     for service in swarm.services.values() {
-        for node in service.tasks.iter().filter_map(|t| t.node.as_ref()) {
-            *load.entry(node.clone()).or_insert(0) += 1;
+        for id in service.tasks.iter().filter_map(|t| t.node.as_deref()) {
+            if let Some((id, _)) = nodes.get_key_value(id) {
+                *load.entry(id.as_str()).or_insert(0) += 1;
+            }
         }
     }
-    let nodes = &swarm.nodes;
     for service in swarm.services.values_mut() {
         let constraints = constraints_of(&service.spec).unwrap_or_default();
         let fits = |node: &SimNode| constraints.iter().all(|c| c.matches(node));
@@ -156,7 +158,7 @@ pub(super) fn reconcile(swarm: &mut SimSwarm) {
                 }
                 for node in nodes.values().filter(|n| takes(n)) {
                     if seen.insert(node.id.clone()) {
-                        *load.entry(node.id.clone()).or_insert(0) += 1;
+                        *load.entry(node.id.as_str()).or_insert(0) += 1;
                         kept.push(SimTask {
                             node: Some(node.id.clone()),
                         });
@@ -173,9 +175,11 @@ pub(super) fn reconcile(swarm: &mut SimSwarm) {
                     .as_ref()
                     .and_then(|p| p.max_replicas)
                     .filter(|m| *m > 0);
-                let mut mine: HashMap<String, u64> = HashMap::new();
-                for id in service.tasks.iter().filter_map(|t| t.node.as_ref()) {
-                    *mine.entry(id.clone()).or_insert(0) += 1;
+                let mut mine: HashMap<&str, u64> = HashMap::new();
+                for id in service.tasks.iter().filter_map(|t| t.node.as_deref()) {
+                    if let Some((id, _)) = nodes.get_key_value(id) {
+                        *mine.entry(id.as_str()).or_insert(0) += 1;
+                    }
                 }
                 while service.tasks.len() > wanted {
                     let victim = service
@@ -194,7 +198,7 @@ pub(super) fn reconcile(swarm: &mut SimSwarm) {
                         });
                     let Some(index) = victim else { break };
                     let mut task = service.tasks.remove(index);
-                    if let Some(id) = task.node.as_ref() {
+                    if let Some(id) = task.node.as_deref() {
                         if let Some(count) = mine.get_mut(id) {
                             *count = count.saturating_sub(1);
                         }
@@ -210,8 +214,8 @@ pub(super) fn reconcile(swarm: &mut SimSwarm) {
                         .filter(|n| takes(n))
                         .map(|n| {
                             Reverse((
-                                mine.get(&n.id).copied().unwrap_or(0),
-                                load.get(&n.id).copied().unwrap_or(0),
+                                mine.get(n.id.as_str()).copied().unwrap_or(0),
+                                load.get(n.id.as_str()).copied().unwrap_or(0),
                                 n.hostname.as_str(),
                                 n.id.as_str(),
                             ))
@@ -223,7 +227,7 @@ pub(super) fn reconcile(swarm: &mut SimSwarm) {
                             break;
                         };
                         task.node = Some(id.to_string());
-                        *load.entry(id.to_string()).or_insert(0) += 1;
+                        *load.entry(id).or_insert(0) += 1;
                         if max_per_node.is_none_or(|max| m + 1 < max) {
                             heap.push(Reverse((m + 1, l + 1, host, id)));
                         }

@@ -1,0 +1,529 @@
+//! The Docker Engine backend: [`DockerEngine`] implements [`Swarm`] over bollard, for one engine.
+//!
+//! One `DockerEngine` talks to one daemon (one swarm node) through a unix socket, plain TCP or
+//! ssh. Specs go to bollard's models and come back through `serde_json` (see [`convert`]), and
+//! every failure becomes an [`EngineError`] kind in one function (see [`error`]).
+//!
+//! Things to know about bollard 0.21.1 and older daemons:
+//! - Requests are sent without an API version in the path (fussybeaver/bollard#736), so the
+//!   daemon answers in its own newest version (1.41 for Docker 20.10) and bollard's 1.53 models
+//!   read what comes back; [`DockerEngine::connect`] still negotiates, and the conversions
+//!   tolerate missing and unknown fields.
+//! - Services are read as plain JSON rather than through bollard, which would drop their
+//!   health checks (see [`raw`]).
+//! - bollard logs request bodies at `trace` level, join tokens and secret data included: keep
+//!   the `bollard` log target at `debug` or below.
+//! - Nothing here calls `/distribution`: images are sent as written and never digest-pinned.
+
+mod convert;
+mod error;
+mod raw;
+
+use crate::engine::{
+    EngineError, EngineInfo, EngineResult, JoinTokens, NodeSpecUpdate, Swarm, SwarmObject,
+};
+use crate::model::observed::{LocalSwarmState, ObservedNode, ObservedObject, ObservedService};
+use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
+use crate::model::LABEL_STACK_NAMESPACE;
+use async_trait::async_trait;
+use bollard::models::{SwarmInitRequest, SwarmJoinRequest};
+use bollard::query_parameters::{
+    DeleteNodeOptions, LeaveSwarmOptions, ListNetworksOptions, UpdateNodeOptions,
+    UpdateServiceOptions, UpdateSwarmOptions,
+};
+use bollard::{Docker, API_DEFAULT_VERSION};
+use error::from_bollard;
+use raw::Endpoint;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The address pool swarm carves overlay subnets from, unless configured otherwise.
+///
+/// Swarm's own default, 10.0.0.0/8, would overlap node networks in 10/8; this one is small and
+/// clear of the usual bridge ranges.
+pub const DEFAULT_ADDR_POOL: &str = "10.200.0.0/16";
+/// The prefix length of each overlay subnet carved from the pool.
+pub const DEFAULT_SUBNET_SIZE: u32 = 24;
+/// Where swarm listens for other nodes (`--listen-addr`).
+pub const SWARM_LISTEN_ADDR: &str = "0.0.0.0:2377";
+/// Seconds any one request may take. Longer than the daemon's 20 s join timeout.
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+
+/// One Docker Engine, reached through bollard.
+#[derive(Clone, Debug)]
+pub struct DockerEngine {
+    docker: Docker,
+    endpoint: Endpoint,
+    endpoint_text: String,
+    advertise_addr: Option<String>,
+    /// The pools overlay subnets are carved from when this engine initializes a swarm
+    /// (`DefaultAddrPool`); empty leaves the daemon's default.
+    pub default_addr_pool: Vec<String>,
+    /// The prefix length of each subnet carved from the pools (`SubnetSize`).
+    pub subnet_size: u32,
+}
+
+impl DockerEngine {
+    /// Connects to the engine at `endpoint` (`unix:///path/docker.sock`, `tcp://host:port` or
+    /// `ssh://[user@]host[:port]`) and negotiates the API version.
+    ///
+    /// `advertise_addr` is the address other nodes reach this one on (its IP on the cluster
+    /// network); it is sent with `swarm init` and `swarm join`, and needed whenever the node has
+    /// more than one address.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Other`] for an endpoint of another kind, [`EngineError::Unreachable`] when
+    /// the engine does not answer.
+    pub async fn connect(
+        endpoint: &str,
+        advertise_addr: Option<String>,
+    ) -> Result<DockerEngine, EngineError> {
+        let parsed = Endpoint::parse(endpoint)?;
+        let docker = match &parsed {
+            Endpoint::Unix(path) => Docker::connect_with_unix(
+                &path.to_string_lossy(),
+                REQUEST_TIMEOUT_SECS,
+                API_DEFAULT_VERSION,
+            ),
+            Endpoint::Tcp(authority) => Docker::connect_with_http(
+                &format!("tcp://{authority}"),
+                REQUEST_TIMEOUT_SECS,
+                API_DEFAULT_VERSION,
+            ),
+            Endpoint::Ssh { .. } => Docker::connect_with_ssh(
+                endpoint.trim_end_matches('/'),
+                REQUEST_TIMEOUT_SECS,
+                API_DEFAULT_VERSION,
+                None,
+            ),
+        }
+        .map_err(from_bollard)?;
+        let docker = docker.negotiate_version().await.map_err(from_bollard)?;
+        tracing::debug!(
+            endpoint,
+            api_version = %docker.client_version(),
+            "connected to the engine"
+        );
+        Ok(DockerEngine {
+            docker,
+            endpoint: parsed,
+            endpoint_text: endpoint.to_string(),
+            advertise_addr,
+            default_addr_pool: vec![DEFAULT_ADDR_POOL.to_string()],
+            subnet_size: DEFAULT_SUBNET_SIZE,
+        })
+    }
+
+    /// The endpoint this engine was reached on, as given.
+    #[must_use]
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint_text
+    }
+
+    /// The API version agreed with the daemon (`1.41` for Docker 20.10).
+    #[must_use]
+    pub fn api_version(&self) -> String {
+        self.docker.client_version().to_string()
+    }
+
+    /// The address sent as `AdvertiseAddr`, if any.
+    #[must_use]
+    pub fn advertise_addr(&self) -> Option<&str> {
+        self.advertise_addr.as_deref()
+    }
+
+    /// The bollard client, for calls the [`Swarm`] trait does not cover.
+    #[must_use]
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    fn timeout() -> Duration {
+        Duration::from_secs(REQUEST_TIMEOUT_SECS)
+    }
+
+    /// Name → ID of the secrets and configs `spec` refers to, then `spec` with their IDs.
+    async fn with_reference_ids(&self, spec: &ServiceSpec) -> EngineResult<ServiceSpec> {
+        let container = &spec.task_template.container_spec;
+        let ids = |objects: BTreeMap<String, ObservedObject>| -> BTreeMap<String, String> {
+            objects.into_iter().map(|(name, o)| (name, o.id)).collect()
+        };
+        let secrets = if container.secrets.is_empty() {
+            BTreeMap::new()
+        } else {
+            ids(self.list_secrets().await?)
+        };
+        let configs = if container.configs.is_empty() {
+            BTreeMap::new()
+        } else {
+            ids(self.list_configs().await?)
+        };
+        convert::resolve_references(spec, &secrets, &configs)
+    }
+
+    /// Whether a failed join may still be under way: the daemon gives up waiting after 20 s
+    /// and says the attempt continues in the background.
+    fn join_may_continue(error: &EngineError) -> bool {
+        match error {
+            EngineError::Unreachable(_) => true,
+            EngineError::Other(message) | EngineError::NotManager(message) => {
+                message.contains("continue in the background")
+                    || message.contains("Timeout was reached")
+            }
+            _ => false,
+        }
+    }
+}
+
+fn log_warnings(what: &str, warnings: Option<Vec<String>>) {
+    for warning in warnings.unwrap_or_default() {
+        tracing::warn!("{what}: the engine warns: {warning}");
+    }
+}
+
+fn version_i64(version: u64) -> EngineResult<i64> {
+    i64::try_from(version)
+        .map_err(|_| EngineError::Other(format!("object version {version} is out of range")))
+}
+
+#[async_trait]
+impl Swarm for DockerEngine {
+    async fn info(&self) -> EngineResult<EngineInfo> {
+        let info = self.docker.info().await.map_err(from_bollard)?;
+        Ok(convert::engine_info(info.swarm.as_ref()))
+    }
+
+    async fn init_swarm(&self) -> EngineResult<String> {
+        let request = SwarmInitRequest {
+            listen_addr: Some(SWARM_LISTEN_ADDR.to_string()),
+            advertise_addr: self.advertise_addr.clone(),
+            default_addr_pool: (!self.default_addr_pool.is_empty())
+                .then(|| self.default_addr_pool.clone()),
+            subnet_size: (!self.default_addr_pool.is_empty()).then_some(self.subnet_size),
+            ..Default::default()
+        };
+        tracing::info!(
+            endpoint = %self.endpoint_text,
+            advertise_addr = ?self.advertise_addr,
+            "initializing a swarm"
+        );
+        self.docker.init_swarm(request).await.map_err(from_bollard)
+    }
+
+    async fn join_swarm(&self, remote_addr: &str, token: &str) -> EngineResult<()> {
+        let request = SwarmJoinRequest {
+            listen_addr: Some(SWARM_LISTEN_ADDR.to_string()),
+            advertise_addr: self.advertise_addr.clone(),
+            remote_addrs: Some(vec![remote_addr.to_string()]),
+            join_token: Some(token.to_string()),
+            ..Default::default()
+        };
+        tracing::info!(endpoint = %self.endpoint_text, remote_addr, "joining the swarm");
+        let error = match self.docker.join_swarm(request).await {
+            Ok(()) => return Ok(()),
+            Err(e) => from_bollard(e),
+        };
+        if Self::join_may_continue(&error) {
+            if let Ok(info) = self.info().await {
+                if matches!(
+                    info.swarm_state,
+                    LocalSwarmState::Pending | LocalSwarmState::Active
+                ) {
+                    tracing::info!(
+                        endpoint = %self.endpoint_text,
+                        state = ?info.swarm_state,
+                        "the join continues in the background"
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        Err(error)
+    }
+
+    async fn leave_swarm(&self, force: bool) -> EngineResult<()> {
+        tracing::info!(endpoint = %self.endpoint_text, force, "leaving the swarm");
+        self.docker
+            .leave_swarm(Some(LeaveSwarmOptions { force }))
+            .await
+            .map_err(from_bollard)
+    }
+
+    async fn inspect_swarm(&self) -> EngineResult<SwarmObject> {
+        let swarm = self.docker.inspect_swarm().await.map_err(from_bollard)?;
+        Ok(SwarmObject {
+            id: swarm.id.unwrap_or_default(),
+            version: swarm.version.and_then(|v| v.index).unwrap_or(0),
+            labels: swarm
+                .spec
+                .and_then(|s| s.labels)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        })
+    }
+
+    async fn join_tokens(&self) -> EngineResult<JoinTokens> {
+        let swarm = self.docker.inspect_swarm().await.map_err(from_bollard)?;
+        let tokens = swarm.join_tokens.unwrap_or_default();
+        match (tokens.worker, tokens.manager) {
+            (Some(worker), Some(manager)) => Ok(JoinTokens { worker, manager }),
+            _ => Err(EngineError::Other(
+                "the engine returned no join tokens".to_string(),
+            )),
+        }
+    }
+
+    async fn update_swarm_labels(
+        &self,
+        version: u64,
+        labels: BTreeMap<String, String>,
+    ) -> EngineResult<()> {
+        let swarm = self.docker.inspect_swarm().await.map_err(from_bollard)?;
+        let mut spec = swarm.spec.unwrap_or_default();
+        spec.labels = Some(labels.into_iter().collect::<HashMap<_, _>>());
+        let options = UpdateSwarmOptions {
+            version: version_i64(version)?,
+            ..Default::default()
+        };
+        tracing::debug!(endpoint = %self.endpoint_text, version, "updating the swarm labels");
+        self.docker
+            .update_swarm(spec, options)
+            .await
+            .map_err(from_bollard)
+    }
+
+    async fn list_nodes(&self) -> EngineResult<Vec<ObservedNode>> {
+        let nodes = self.docker.list_nodes(None).await.map_err(from_bollard)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        nodes
+            .iter()
+            .map(|node| convert::node_from_bollard(node, now))
+            .collect()
+    }
+
+    async fn update_node(&self, id: &str, version: u64, spec: NodeSpecUpdate) -> EngineResult<()> {
+        let current = self.docker.inspect_node(id).await.map_err(from_bollard)?;
+        let name = current.spec.and_then(|s| s.name);
+        let body = convert::node_spec_to_bollard(
+            name.as_deref(),
+            spec.role,
+            spec.availability,
+            &spec.labels,
+        )?;
+        tracing::debug!(
+            node = id,
+            version,
+            role = spec.role.as_str(),
+            availability = spec.availability.as_str(),
+            "updating a node"
+        );
+        self.docker
+            .update_node(
+                id,
+                body,
+                UpdateNodeOptions {
+                    version: version_i64(version)?,
+                },
+            )
+            .await
+            .map_err(from_bollard)
+    }
+
+    async fn remove_node(&self, id: &str, force: bool) -> EngineResult<()> {
+        tracing::debug!(node = id, force, "removing a node");
+        self.docker
+            .delete_node(id, Some(DeleteNodeOptions { force }))
+            .await
+            .map_err(from_bollard)
+    }
+
+    async fn list_services(&self) -> EngineResult<Vec<ObservedService>> {
+        let filters = serde_json::json!({ "label": { LABEL_STACK_NAMESPACE: true } }).to_string();
+        let path = format!(
+            "/services?status=true&filters={}",
+            raw::query_escape(&filters)
+        );
+        let Value::Array(entries) = raw::get_json(&self.endpoint, &path, Self::timeout()).await?
+        else {
+            return Err(EngineError::Other(
+                "unexpected answer from the engine: the service list is not a list".to_string(),
+            ));
+        };
+        let attached = entries.iter().any(|entry| {
+            entry
+                .pointer("/Spec/TaskTemplate/Networks")
+                .and_then(Value::as_array)
+                .is_some_and(|n| !n.is_empty())
+        });
+        let network_names = if attached {
+            let networks = self
+                .docker
+                .list_networks(None)
+                .await
+                .map_err(from_bollard)?;
+            convert::network_names(&networks)
+        } else {
+            BTreeMap::new()
+        };
+        entries
+            .into_iter()
+            .map(|entry| convert::service_from_engine(entry, &network_names))
+            .collect()
+    }
+
+    async fn create_service(&self, spec: &ServiceSpec) -> EngineResult<String> {
+        let body = convert::service_spec_to_bollard(&self.with_reference_ids(spec).await?)?;
+        tracing::debug!(service = %spec.name, "creating a service");
+        let response = self
+            .docker
+            .create_service(body, None)
+            .await
+            .map_err(from_bollard)?;
+        log_warnings(&spec.name, response.warnings);
+        response.id.ok_or_else(|| {
+            EngineError::Other(format!("the engine created {} without an ID", spec.name))
+        })
+    }
+
+    async fn update_service(&self, id: &str, version: u64, spec: &ServiceSpec) -> EngineResult<()> {
+        let body = convert::service_spec_to_bollard(&self.with_reference_ids(spec).await?)?;
+        let version = i32::try_from(version).map_err(|_| {
+            EngineError::Other(format!(
+                "service {}: version {version} exceeds what bollard can send (i32)",
+                spec.name
+            ))
+        })?;
+        let options = UpdateServiceOptions {
+            version,
+            ..Default::default()
+        };
+        tracing::debug!(service = %spec.name, version, "updating a service");
+        let response = self
+            .docker
+            .update_service(id, body, options, None)
+            .await
+            .map_err(from_bollard)?;
+        log_warnings(&spec.name, response.warnings);
+        Ok(())
+    }
+
+    async fn remove_service(&self, id: &str) -> EngineResult<()> {
+        tracing::debug!(service = id, "removing a service");
+        self.docker.delete_service(id).await.map_err(from_bollard)
+    }
+
+    async fn list_networks(&self) -> EngineResult<BTreeMap<String, ObservedObject>> {
+        let options = ListNetworksOptions {
+            filters: Some(HashMap::from([(
+                "scope".to_string(),
+                vec!["swarm".to_string()],
+            )])),
+        };
+        let networks = self
+            .docker
+            .list_networks(Some(options))
+            .await
+            .map_err(from_bollard)?;
+        Ok(networks.iter().filter_map(convert::swarm_network).collect())
+    }
+
+    async fn create_network(&self, spec: &NetworkSpec) -> EngineResult<String> {
+        let request = convert::network_request(spec)?;
+        tracing::debug!(network = %spec.name, "creating a network");
+        let response = self
+            .docker
+            .create_network(request)
+            .await
+            .map_err(from_bollard)?;
+        if !response.warning.is_empty() {
+            tracing::warn!("{}: the engine warns: {}", spec.name, response.warning);
+        }
+        Ok(response.id)
+    }
+
+    async fn remove_network(&self, id: &str) -> EngineResult<()> {
+        tracing::debug!(network = id, "removing a network");
+        self.docker.remove_network(id).await.map_err(from_bollard)
+    }
+
+    async fn list_secrets(&self) -> EngineResult<BTreeMap<String, ObservedObject>> {
+        let secrets = self.docker.list_secrets(None).await.map_err(from_bollard)?;
+        Ok(convert::secrets_by_name(&secrets))
+    }
+
+    async fn create_secret(&self, spec: &ObjectSpec) -> EngineResult<String> {
+        tracing::debug!(secret = %spec.name, "creating a secret");
+        let response = self
+            .docker
+            .create_secret(convert::secret_spec(spec))
+            .await
+            .map_err(from_bollard)?;
+        Ok(response.id)
+    }
+
+    async fn remove_secret(&self, id: &str) -> EngineResult<()> {
+        tracing::debug!(secret = id, "removing a secret");
+        self.docker.delete_secret(id).await.map_err(from_bollard)
+    }
+
+    async fn list_configs(&self) -> EngineResult<BTreeMap<String, ObservedObject>> {
+        let configs = self.docker.list_configs(None).await.map_err(from_bollard)?;
+        Ok(convert::configs_by_name(&configs))
+    }
+
+    async fn create_config(&self, spec: &ObjectSpec) -> EngineResult<String> {
+        tracing::debug!(config = %spec.name, "creating a config");
+        let response = self
+            .docker
+            .create_config(convert::config_spec(spec))
+            .await
+            .map_err(from_bollard)?;
+        Ok(response.id)
+    }
+
+    async fn remove_config(&self, id: &str) -> EngineResult<()> {
+        tracing::debug!(config = id, "removing a config");
+        self.docker.delete_config(id).await.map_err(from_bollard)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interrupted_joins_are_recognised() {
+        let timeout = crate::docker::error::classify(
+            503,
+            "Timeout was reached before node joined. The attempt to join the swarm will continue in the background. Use the \"docker info\" command to see the current swarm status of your node.",
+        );
+        assert!(DockerEngine::join_may_continue(&timeout));
+        assert!(DockerEngine::join_may_continue(&EngineError::Unreachable(
+            "the engine did not answer in time".into()
+        )));
+        let bad_token = crate::docker::error::classify(
+            400,
+            "rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster",
+        );
+        assert!(!DockerEngine::join_may_continue(&bad_token));
+    }
+
+    #[tokio::test]
+    async fn connecting_to_a_missing_socket_is_unreachable() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = format!("unix://{}", dir.path().join("none.sock").display());
+        assert!(matches!(
+            DockerEngine::connect(&endpoint, None).await,
+            Err(EngineError::Unreachable(_))
+        ));
+        assert!(matches!(
+            DockerEngine::connect("npipe:////./pipe/docker_engine", None).await,
+            Err(EngineError::Other(_))
+        ));
+    }
+}

@@ -1,0 +1,334 @@
+//! `shoal doctor` for the dind driver: what the local engine and kernel allow, found by starting
+//! one throw-away node.
+
+use super::{connect_host, node, DindDriver, DindOptions};
+use crate::drivers::Driver;
+use crate::model::{MachineSpec, Role};
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::SwarmInitRequest;
+use bollard::Docker;
+use futures::StreamExt;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// How one check came out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    /// Fine.
+    Ok,
+    /// Works, with a limitation worth knowing.
+    Warn,
+    /// Does not work.
+    Fail,
+}
+
+/// One line of the report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// How it came out.
+    pub status: CheckStatus,
+    /// What was found.
+    pub detail: String,
+}
+
+/// What `shoal doctor` found about the dind driver on this machine.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DoctorReport {
+    /// The checks, in the order they ran.
+    pub checks: Vec<Check>,
+    /// Whether nodes have IPVS (VIP services and the ingress routing mesh need it), when a node
+    /// could be started to look.
+    pub ipvs: Option<bool>,
+    /// The advice in one sentence.
+    pub verdict: String,
+}
+
+impl DoctorReport {
+    /// Whether no check failed.
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.status != CheckStatus::Fail)
+    }
+
+    fn push(&mut self, name: &str, status: CheckStatus, detail: impl Into<String>) {
+        self.checks.push(Check {
+            name: name.to_string(),
+            status,
+            detail: detail.into(),
+        });
+    }
+}
+
+impl std::fmt::Display for DoctorReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let width = self.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        for check in &self.checks {
+            let mark = match check.status {
+                CheckStatus::Ok => "ok  ",
+                CheckStatus::Warn => "warn",
+                CheckStatus::Fail => "FAIL",
+            };
+            writeln!(f, "{mark}  {:<width$}  {}", check.name, check.detail)?;
+        }
+        write!(f, "\n{}", self.verdict)
+    }
+}
+
+/// Runs a shell command in a container; returns its exit code and output.
+async fn exec(docker: &Docker, container: &str, script: &str) -> Result<(i64, String), String> {
+    let created = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(vec!["sh", "-c", script]),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut output = String::new();
+    if let StartExecResults::Attached {
+        output: mut stream, ..
+    } = docker
+        .start_exec(&created.id, None)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        while let Some(Ok(chunk)) = stream.next().await {
+            output.push_str(&chunk.to_string());
+        }
+    }
+    let inspect = docker
+        .inspect_exec(&created.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((inspect.exit_code.unwrap_or(-1), output))
+}
+
+/// Checks the engine, the cgroup setup, the node image, whether a node container starts (and
+/// how), IPVS and the storage driver inside a node, then removes everything it made.
+pub async fn doctor(driver_options: &serde_json::Value) -> DoctorReport {
+    let mut report = DoctorReport {
+        checks: Vec::new(),
+        ipvs: None,
+        verdict: String::new(),
+    };
+    let options = match DindOptions::from_json(driver_options) {
+        Ok(options) => options,
+        Err(e) => {
+            report.push("driver options", CheckStatus::Fail, e.to_string());
+            report.verdict = "fix driver_options in machines.yml".to_string();
+            return report;
+        }
+    };
+    let docker = match connect_host().await {
+        Ok(docker) => docker,
+        Err(e) => {
+            report.push("engine", CheckStatus::Fail, e.to_string());
+            report.verdict =
+                "the dind driver needs a local Docker engine; start one, or use the sim driver"
+                    .to_string();
+            return report;
+        }
+    };
+    match docker.version().await {
+        Ok(version) => report.push(
+            "engine",
+            CheckStatus::Ok,
+            format!(
+                "Docker {} (API {}, client speaks {})",
+                version.version.unwrap_or_default(),
+                version.api_version.unwrap_or_default(),
+                docker.client_version()
+            ),
+        ),
+        Err(e) => report.push("engine", CheckStatus::Fail, e.to_string()),
+    }
+    match docker.info().await {
+        Ok(info) => {
+            let cgroup = info
+                .cgroup_version
+                .map(|v| v.to_string())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "1".to_string());
+            let driver = info
+                .cgroup_driver
+                .map(|d| d.to_string())
+                .unwrap_or_default();
+            let detail = if cgroup == "2" {
+                format!("v2 ({driver}); nodes nest their cgroups")
+            } else {
+                format!("v1 ({driver}); nodes get a private cgroup namespace")
+            };
+            report.push("cgroups", CheckStatus::Ok, detail);
+        }
+        Err(e) => report.push(
+            "cgroups",
+            CheckStatus::Warn,
+            format!("engine info failed: {e}"),
+        ),
+    }
+
+    let cluster = format!("shoal-doctor-{}", std::process::id());
+    let driver = DindDriver::with_docker(docker.clone(), &cluster, options);
+    match driver.node_image().await {
+        Ok(image) => report.push(
+            "node image",
+            CheckStatus::Ok,
+            if image.built {
+                format!(
+                    "{} built in {:.1} s ({} MB)",
+                    image.tag,
+                    image.seconds,
+                    image.bytes / 1_000_000
+                )
+            } else {
+                format!("{} (present)", image.tag)
+            },
+        ),
+        Err(e) => {
+            report.push("node image", CheckStatus::Fail, e.to_string());
+            report.verdict =
+                "the node image cannot be built here; fix the above, or set driver_options.image"
+                    .to_string();
+            return report;
+        }
+    }
+
+    let probe = MachineSpec {
+        name: "probe".to_string(),
+        role: Role::Manager,
+        labels: BTreeMap::new(),
+        host: None,
+    };
+    let started = Instant::now();
+    let created = driver.create(&probe).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    match created {
+        Ok(()) => {
+            let security = driver.security();
+            let (status, how) = match &security {
+                Some(node::Security::Privileged) | None => {
+                    (CheckStatus::Ok, "--privileged works".to_string())
+                }
+                Some(fallback) => (
+                    CheckStatus::Warn,
+                    format!("--privileged fails here (Docker < 23 with a reduced capability bounding set); nodes run with {fallback}"),
+                ),
+            };
+            report.push(
+                "node container",
+                status,
+                format!("{how}; its engine answered after {elapsed:.1} s"),
+            );
+            probe_node(&driver, &mut report).await;
+        }
+        Err(e) => {
+            report.push("node container", CheckStatus::Fail, e.to_string());
+        }
+    }
+    if let Err(e) = driver.destroy_all().await {
+        report.push(
+            "cleanup",
+            CheckStatus::Warn,
+            format!("could not remove the probe cluster {cluster}: {e}"),
+        );
+    }
+    report.verdict = match (report.ok(), report.ipvs) {
+        (false, _) => "the dind driver cannot run nodes here: fix the failures above, or use the sim driver or existing hosts (generic)".to_string(),
+        (true, Some(true)) => "nodes work here, and so do the ingress routing mesh and VIP services".to_string(),
+        (true, _) => "nodes work here, but the kernel has no IPVS: the ingress routing mesh and VIP load balancing do not work; publish ports with `mode: host` and use `endpoint_mode: dnsrr`".to_string(),
+    };
+    report
+}
+
+async fn probe_node(driver: &DindDriver, report: &mut DoctorReport) {
+    let container = driver.container_name("probe");
+    match exec(
+        driver.docker(),
+        &container,
+        "test -e /proc/net/ip_vs || test -d /proc/sys/net/ipv4/vs",
+    )
+    .await
+    {
+        Ok((0, _)) => {
+            report.ipvs = Some(true);
+            report.push(
+                "ipvs",
+                CheckStatus::Ok,
+                "present: VIPs and the ingress routing mesh work",
+            );
+        }
+        Ok(_) => {
+            report.ipvs = Some(false);
+            report.push(
+                "ipvs",
+                CheckStatus::Warn,
+                "absent (no /proc/net/ip_vs in a node): no VIP load balancing, no ingress routing mesh",
+            );
+        }
+        Err(e) => report.push("ipvs", CheckStatus::Warn, format!("could not look: {e}")),
+    }
+    let node = match node::connect_node(&driver.socket_path("probe")).await {
+        Ok(node) => node,
+        Err(e) => {
+            report.push("node engine", CheckStatus::Fail, e.to_string());
+            return;
+        }
+    };
+    match node.info().await {
+        Ok(info) => {
+            let storage = info.driver.unwrap_or_default();
+            let status = if storage == "overlay2" {
+                CheckStatus::Ok
+            } else {
+                CheckStatus::Warn
+            };
+            report.push(
+                "node storage",
+                status,
+                if storage == "vfs" {
+                    "vfs: every image layer is copied in full; /var/lib/docker is not on a volume that takes overlay mounts".to_string()
+                } else {
+                    storage
+                },
+            );
+        }
+        Err(e) => report.push("node storage", CheckStatus::Warn, e.to_string()),
+    }
+    let address = match driver.address("probe").await {
+        Ok(address) => address,
+        Err(e) => {
+            report.push("node swarm", CheckStatus::Fail, e.to_string());
+            return;
+        }
+    };
+    let started = Instant::now();
+    let init = node
+        .init_swarm(SwarmInitRequest {
+            listen_addr: Some("0.0.0.0:2377".to_string()),
+            advertise_addr: Some(address.clone()),
+            ..Default::default()
+        })
+        .await;
+    match init {
+        Ok(_) => report.push(
+            "node swarm",
+            CheckStatus::Ok,
+            format!(
+                "swarm init advertising {address} took {:.1} s",
+                started.elapsed().as_secs_f64()
+            ),
+        ),
+        Err(e) => report.push(
+            "node swarm",
+            CheckStatus::Fail,
+            format!("swarm init failed: {e}"),
+        ),
+    }
+}

@@ -1,0 +1,136 @@
+//! The apply lock: a volume `<cluster>-lock` on the host engine whose labels name the holder and
+//! the expiry.
+//!
+//! Creating a volume whose name exists does not fail: the engine answers with the existing
+//! volume, labels and all. The engine creates a name once, so whoever's random `nonce` comes
+//! back holds the lock. An expired lock, or one the same holder took earlier, is removed and
+//! taken again; the removal checks the nonce first, which narrows, but does not close, the window
+//! in which two takers of one expired lock could both succeed.
+
+use super::{is_not_found, DindError};
+use crate::drivers::{DriverError, DriverResult};
+use crate::model::LABEL_CLUSTER;
+use bollard::models::{Volume, VolumeCreateRequest};
+use bollard::query_parameters::RemoveVolumeOptions;
+use bollard::Docker;
+use std::collections::HashMap;
+
+/// Label naming the lock's holder.
+pub const LABEL_LOCK_HOLDER: &str = "io.shoal.lock.holder";
+/// Label holding the lock's expiry, seconds since the epoch.
+pub const LABEL_LOCK_EXPIRES: &str = "io.shoal.lock.expires_at";
+/// Label telling one taking of the lock from another.
+pub const LABEL_LOCK_NONCE: &str = "io.shoal.lock.nonce";
+
+fn lock_name(cluster: &str) -> String {
+    format!("{cluster}-lock")
+}
+
+fn nonce() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let random = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap_or_default();
+    format!("{}-{now}-{}", std::process::id(), random.trim())
+}
+
+struct Held {
+    holder: String,
+    expires_at: u64,
+    nonce: String,
+}
+
+fn held(volume: &Volume) -> Held {
+    let get = |key: &str| volume.labels.get(key).cloned().unwrap_or_default();
+    Held {
+        holder: get(LABEL_LOCK_HOLDER),
+        expires_at: get(LABEL_LOCK_EXPIRES).parse().unwrap_or(0),
+        nonce: get(LABEL_LOCK_NONCE),
+    }
+}
+
+async fn remove_if_same(docker: &Docker, name: &str, nonce: &str) -> Result<(), DindError> {
+    match docker.inspect_volume(name).await {
+        Ok(volume) if held(&volume).nonce == nonce => {}
+        Ok(_) => return Ok(()),
+        Err(e) if is_not_found(&e) => return Ok(()),
+        Err(e) => {
+            return Err(DindError::docker(
+                format!("cannot inspect volume {name}"),
+                e,
+            ))
+        }
+    }
+    match docker
+        .remove_volume(name, Some(RemoveVolumeOptions { force: true }))
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(DindError::docker(format!("cannot remove volume {name}"), e)),
+    }
+}
+
+/// Takes the lock of `cluster` for `holder` until `now + ttl_seconds`.
+pub(crate) async fn lock(
+    docker: &Docker,
+    cluster: &str,
+    holder: &str,
+    now: u64,
+    ttl_seconds: u64,
+) -> DriverResult<()> {
+    let name = lock_name(cluster);
+    let expires_at = now.saturating_add(ttl_seconds);
+    for _ in 0..5 {
+        let mine = nonce();
+        let request = VolumeCreateRequest {
+            name: Some(name.clone()),
+            driver: Some("local".to_string()),
+            labels: Some(HashMap::from([
+                (LABEL_CLUSTER.to_string(), cluster.to_string()),
+                (LABEL_LOCK_HOLDER.to_string(), holder.to_string()),
+                (LABEL_LOCK_EXPIRES.to_string(), expires_at.to_string()),
+                (LABEL_LOCK_NONCE.to_string(), mine.clone()),
+            ])),
+            ..Default::default()
+        };
+        let volume = docker
+            .create_volume(request)
+            .await
+            .map_err(|e| DindError::docker(format!("cannot create the lock volume {name}"), e))?;
+        let current = held(&volume);
+        if current.nonce == mine {
+            return Ok(());
+        }
+        if current.holder == holder || current.expires_at <= now {
+            remove_if_same(docker, &name, &current.nonce).await?;
+            continue;
+        }
+        return Err(DriverError::Locked {
+            holder: current.holder,
+            expires_at: current.expires_at,
+        });
+    }
+    Err(DriverError::Other(format!(
+        "could not take the lock {name}: it changed hands while it was being taken; try again"
+    )))
+}
+
+/// Releases the lock of `cluster` if `holder` holds it.
+pub(crate) async fn unlock(docker: &Docker, cluster: &str, holder: &str) -> DriverResult<()> {
+    let name = lock_name(cluster);
+    match docker.inspect_volume(&name).await {
+        Ok(volume) => {
+            let current = held(&volume);
+            if current.holder == holder {
+                remove_if_same(docker, &name, &current.nonce).await?;
+            }
+            Ok(())
+        }
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => {
+            Err(DindError::docker(format!("cannot inspect the lock volume {name}"), e).into())
+        }
+    }
+}

@@ -1,0 +1,680 @@
+//! The `dind` driver: every machine is a container on the local Docker engine running its own
+//! dockerd, the way kind and k3d run their nodes.
+//!
+//! A cluster gets a bridge network `<cluster>-net` (a subnet outside 10.0.0.0/8, which swarm keeps
+//! for overlays). Each machine is a container `<cluster>-<machine>` with the machine's name as
+//! hostname, `/var/lib/docker` on a named volume (so the inner engine can use overlay2), tmpfs
+//! `/run` and `/tmp`, a private cgroup namespace, and a host folder
+//! `<state dir>/<cluster>/<machine>/` bind-mounted at `/run/shoal-host`, where the inner dockerd
+//! puts a second socket: the host reaches every node over a unix socket, never over the network.
+//! Everything carries the `io.shoal.cluster` label, so [`Driver::list`] and
+//! [`Driver::destroy_all`] need no state file.
+//!
+//! The node image is built locally from the host's own engine binaries (see [`NodeImage`]) unless
+//! `driver_options.image` names one; images listed in `driver_options.preload_images` are copied
+//! from the host engine into every node as it is created, so no registry is ever needed.
+//!
+//! Nodes run `--privileged` where that works. Docker before 23.0 fails to start privileged
+//! containers when its own capability bounding set lacks a capability ("unable to apply caps");
+//! the driver then falls back to every capability the daemon has, with seccomp, AppArmor and the
+//! masked system paths lifted and all devices allowed (see [`Security`]).
+//!
+//! Driver options (`driver_options` in machines.yml):
+//! - `image`: a node image on the host engine to use instead of building one;
+//! - `preload_images`: host images to copy into each node;
+//! - `state_dir`: the host folder for the node sockets (default `$SHOAL_DIND_DIR`, else
+//!   `/tmp/shoal-dind`; keep it short, unix socket paths are limited to 107 bytes).
+
+mod demo;
+mod doctor;
+mod lock;
+mod network;
+mod node;
+mod nodeimage;
+mod upload;
+
+pub use demo::{build_demo_image, DEMO_IMAGE};
+pub use doctor::{doctor, Check, CheckStatus, DoctorReport};
+pub use node::Security;
+pub use nodeimage::{ensure_node_image, NodeImage, NODE_IMAGE_LABEL, NODE_IMAGE_REPO};
+
+use super::{Driver, DriverError, DriverResult};
+use crate::docker::DockerEngine;
+use crate::engine::Swarm;
+use crate::model::{
+    MachineSpec, MachineState, ObservedMachine, Role, LABEL_CLUSTER, LABEL_MACHINE, LABEL_ROLE,
+};
+use async_trait::async_trait;
+use bollard::query_parameters::{
+    InspectContainerOptions, ListContainersOptions, ListNetworksOptions, ListVolumesOptions,
+    RemoveContainerOptions, RemoveVolumeOptions,
+};
+use bollard::Docker;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Environment variable naming the host folder that holds the node sockets.
+pub const STATE_DIR_ENV: &str = "SHOAL_DIND_DIR";
+/// The host folder for node sockets when neither the option nor the variable is set.
+pub const DEFAULT_STATE_DIR: &str = "/tmp/shoal-dind";
+/// Where each node's host folder is mounted inside the node.
+pub const NODE_HOST_DIR: &str = "/run/shoal-host";
+/// Longest unix socket path the kernel accepts (`sun_path` is 108 bytes with the final NUL).
+const MAX_SOCKET_PATH: usize = 107;
+/// Timeout of each request to the host engine; image transfers can be long.
+const HOST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What the dind driver failed with.
+#[derive(Debug, thiserror::Error)]
+pub enum DindError {
+    /// The host engine refused or failed a request.
+    #[error("{context}: {source}")]
+    Docker {
+        /// What was being done.
+        context: String,
+        /// The engine's answer.
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// A host file or folder could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The driver cannot work here: no engine, a missing host binary, bad options.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A node container started but its engine never answered, or it stopped.
+    #[error("node {machine}: {problem}\n--- last lines of its log ---\n{log}")]
+    NodeFailed {
+        /// The machine.
+        machine: String,
+        /// What went wrong.
+        problem: String,
+        /// The tail of the container's log.
+        log: String,
+    },
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl DindError {
+    pub(crate) fn docker(context: impl Into<String>, source: bollard::errors::Error) -> DindError {
+        DindError::Docker {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> DindError {
+        DindError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl From<DindError> for DriverError {
+    fn from(error: DindError) -> DriverError {
+        match error {
+            DindError::Unavailable(message) => DriverError::Unavailable(message),
+            other => DriverError::Other(other.to_string()),
+        }
+    }
+}
+
+/// HTTP status of an engine error, if it is one.
+pub(crate) fn status_of(error: &bollard::errors::Error) -> Option<u16> {
+    match error {
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// Whether an engine error is a 404.
+pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
+    status_of(error) == Some(404)
+}
+
+/// The dind driver's options, read from `driver_options`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DindOptions {
+    /// A node image on the host engine to use instead of building `shoal-node:<hash>`.
+    pub image: Option<String>,
+    /// Host images copied into every node after it starts.
+    pub preload_images: Vec<String>,
+    /// The host folder holding `<cluster>/<machine>/docker.sock`.
+    pub state_dir: PathBuf,
+}
+
+impl Default for DindOptions {
+    fn default() -> Self {
+        DindOptions {
+            image: None,
+            preload_images: Vec::new(),
+            state_dir: default_state_dir(),
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    std::env::var_os(STATE_DIR_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+}
+
+impl DindOptions {
+    /// Reads the options from machines.yml's `driver_options` (an object, or null for none).
+    /// Unknown keys are ignored with a warning; known keys of the wrong type are errors.
+    pub fn from_json(value: &serde_json::Value) -> Result<DindOptions, DindError> {
+        let mut options = DindOptions::default();
+        let map = match value {
+            serde_json::Value::Null => return Ok(options),
+            serde_json::Value::Object(map) => map,
+            _ => {
+                return Err(DindError::Unavailable(
+                    "driver_options must be a mapping".to_string(),
+                ))
+            }
+        };
+        for (key, item) in map {
+            match key.as_str() {
+                "image" => match item {
+                    serde_json::Value::String(s) if !s.is_empty() => {
+                        options.image = Some(s.clone())
+                    }
+                    serde_json::Value::Null => {}
+                    _ => return Err(bad_option("image", "an image name")),
+                },
+                "preload_images" => match item {
+                    serde_json::Value::Array(items) => {
+                        for entry in items {
+                            match entry {
+                                serde_json::Value::String(s) if !s.is_empty() => {
+                                    options.preload_images.push(s.clone())
+                                }
+                                _ => {
+                                    return Err(bad_option(
+                                        "preload_images",
+                                        "a list of image names",
+                                    ))
+                                }
+                            }
+                        }
+                    }
+                    serde_json::Value::String(s) if !s.is_empty() => {
+                        options.preload_images.push(s.clone())
+                    }
+                    serde_json::Value::Null => {}
+                    _ => return Err(bad_option("preload_images", "a list of image names")),
+                },
+                "state_dir" => match item {
+                    serde_json::Value::String(s) if !s.is_empty() => {
+                        options.state_dir = PathBuf::from(s)
+                    }
+                    _ => return Err(bad_option("state_dir", "a folder path")),
+                },
+                other => tracing::warn!(
+                    option = other,
+                    "unknown dind driver option, ignored (known: image, preload_images, state_dir)"
+                ),
+            }
+        }
+        Ok(options)
+    }
+}
+
+fn bad_option(key: &str, expected: &str) -> DindError {
+    DindError::Unavailable(format!(
+        "driver_options.{key} must be {expected} for the dind driver"
+    ))
+}
+
+/// Connects to the host engine the way the docker CLI does by default (`DOCKER_HOST` when it is
+/// a unix socket, else `/var/run/docker.sock`) and agrees on an API version with it.
+pub async fn connect_host() -> Result<Docker, DindError> {
+    let docker = Docker::connect_with_local_defaults()
+        .map_err(|e| {
+            DindError::Unavailable(format!(
+                "the dind driver needs a local Docker engine and cannot reach one: {e}"
+            ))
+        })?
+        .with_timeout(HOST_TIMEOUT);
+    let docker = docker.negotiate_version().await.map_err(|e| {
+        DindError::Unavailable(format!(
+            "the dind driver needs a local Docker engine, and it does not answer: {e}; is dockerd running, and may this user use its socket?"
+        ))
+    })?;
+    Ok(docker)
+}
+
+/// The driver of one cluster made of node containers on the local engine.
+pub struct DindDriver {
+    docker: Docker,
+    cluster: String,
+    options: DindOptions,
+    image: tokio::sync::OnceCell<NodeImage>,
+    network: tokio::sync::Mutex<()>,
+    security: Arc<Mutex<Option<Security>>>,
+}
+
+impl std::fmt::Debug for DindDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DindDriver")
+            .field("cluster", &self.cluster)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DindDriver {
+    /// Connects to the local engine for `cluster`, with the options of machines.yml.
+    pub async fn connect(
+        cluster: &str,
+        driver_options: &serde_json::Value,
+    ) -> DriverResult<DindDriver> {
+        let options = DindOptions::from_json(driver_options)?;
+        let docker = connect_host().await?;
+        Ok(DindDriver::with_docker(docker, cluster, options))
+    }
+
+    /// A driver over an engine connection made by the caller (already version-negotiated).
+    pub fn with_docker(docker: Docker, cluster: &str, options: DindOptions) -> DindDriver {
+        DindDriver {
+            docker,
+            cluster: cluster.to_string(),
+            options,
+            image: tokio::sync::OnceCell::new(),
+            network: tokio::sync::Mutex::new(()),
+            security: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The cluster name.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &DindOptions {
+        &self.options
+    }
+
+    /// The host engine connection.
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The node container's name, `<cluster>-<machine>`.
+    pub fn container_name(&self, machine: &str) -> String {
+        format!("{}-{machine}", self.cluster)
+    }
+
+    /// The cluster network's name, `<cluster>-net`.
+    pub fn network_name(&self) -> String {
+        format!("{}-net", self.cluster)
+    }
+
+    /// The node's data volume, `<cluster>-<machine>-data`.
+    pub fn volume_name(&self, machine: &str) -> String {
+        format!("{}-{machine}-data", self.cluster)
+    }
+
+    /// The host folder of the cluster, `<state dir>/<cluster>`.
+    pub fn cluster_dir(&self) -> PathBuf {
+        self.options.state_dir.join(&self.cluster)
+    }
+
+    /// The host folder mounted into the node at `/run/shoal-host`.
+    pub fn host_dir(&self, machine: &str) -> PathBuf {
+        self.cluster_dir().join(machine)
+    }
+
+    /// The host path of the node engine's socket.
+    pub fn socket_path(&self, machine: &str) -> PathBuf {
+        self.host_dir(machine).join("docker.sock")
+    }
+
+    /// How node containers are started here, once the first one has started.
+    pub fn security(&self) -> Option<Security> {
+        lock_security(&self.security).clone()
+    }
+
+    /// The node image: `driver_options.image`, or `shoal-node:<hash>` built from the host's
+    /// binaries on first use (and reused while the tag exists).
+    pub async fn node_image(&self) -> Result<NodeImage, DindError> {
+        self.image
+            .get_or_try_init(|| async {
+                match &self.options.image {
+                    Some(image) => nodeimage::given_image(&self.docker, image).await,
+                    None => ensure_node_image(&self.docker).await,
+                }
+            })
+            .await
+            .cloned()
+    }
+
+    /// The machine's address on the cluster network: what it advertises to the swarm.
+    pub async fn address(&self, machine: &str) -> DriverResult<String> {
+        let name = self.container_name(machine);
+        let inspect = self
+            .docker
+            .inspect_container(&name, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| self.machine_error(machine, "inspect the node container", e))?;
+        let network = self.network_name();
+        inspect
+            .network_settings
+            .and_then(|s| s.networks)
+            .and_then(|mut n| n.remove(&network))
+            .and_then(|e| e.ip_address)
+            .filter(|ip| !ip.is_empty())
+            .ok_or_else(|| {
+                DriverError::Other(format!(
+                    "machine {machine} has no address on {network}: is its container running?"
+                ))
+            })
+    }
+
+    fn machine_error(
+        &self,
+        machine: &str,
+        doing: &str,
+        error: bollard::errors::Error,
+    ) -> DriverError {
+        if is_not_found(&error) {
+            DriverError::NoSuchMachine(machine.to_string())
+        } else {
+            DindError::docker(
+                format!(
+                    "cannot {doing} of machine {machine} ({})",
+                    self.container_name(machine)
+                ),
+                error,
+            )
+            .into()
+        }
+    }
+
+    fn cluster_filter(&self) -> HashMap<String, Vec<String>> {
+        HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_CLUSTER}={}", self.cluster)],
+        )])
+    }
+
+    async fn ensure_network(&self) -> Result<String, DindError> {
+        let _one_at_a_time = self.network.lock().await;
+        let name = self.network_name();
+        network::ensure(&self.docker, &name, &self.cluster).await?;
+        Ok(name)
+    }
+
+    async fn create_machine(&self, machine: &MachineSpec) -> Result<(), DindError> {
+        let image = self.node_image().await?;
+        let network = self.ensure_network().await?;
+        let host_dir = self.host_dir(&machine.name);
+        std::fs::create_dir_all(&host_dir)
+            .map_err(|e| DindError::io(format!("cannot create {}", host_dir.display()), e))?;
+        let spec = node::NodeSpec {
+            cluster: &self.cluster,
+            machine: &machine.name,
+            role: machine.role,
+            container: self.container_name(&machine.name),
+            image: &image.tag,
+            network: &network,
+            volume: self.volume_name(&machine.name),
+            host_dir: &host_dir,
+            socket: self.socket_path(&machine.name),
+            socket_gid: node::host_socket_gid(),
+        };
+        node::create(&self.docker, &spec, &self.security).await?;
+        if !self.options.preload_images.is_empty() {
+            let started = std::time::Instant::now();
+            node::preload(
+                &self.docker,
+                &spec.socket,
+                &machine.name,
+                &self.options.preload_images,
+            )
+            .await?;
+            tracing::info!(
+                machine = %machine.name,
+                images = ?self.options.preload_images,
+                seconds = started.elapsed().as_secs_f64(),
+                "preloaded images"
+            );
+        }
+        Ok(())
+    }
+
+    fn remove_host_dir(&self, dir: &Path) -> Result<(), DindError> {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(DindError::io(format!("cannot remove {}", dir.display()), e)),
+        }
+    }
+
+    async fn remove_container(&self, name: &str) -> Result<bool, DindError> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(name, Some(options)).await {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(DindError::docker(
+                format!("cannot remove container {name}"),
+                e,
+            )),
+        }
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<bool, DindError> {
+        match self
+            .docker
+            .remove_volume(name, Some(RemoveVolumeOptions { force: true }))
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(DindError::docker(format!("cannot remove volume {name}"), e)),
+        }
+    }
+}
+
+fn lock_security(
+    security: &Mutex<Option<Security>>,
+) -> std::sync::MutexGuard<'_, Option<Security>> {
+    match security.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+fn parse_role(value: Option<&String>) -> Option<Role> {
+    match value.map(String::as_str) {
+        Some("manager") => Some(Role::Manager),
+        Some("worker") => Some(Role::Worker),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl Driver for DindDriver {
+    async fn list(&self) -> DriverResult<Vec<ObservedMachine>> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(self.cluster_filter()),
+            ..Default::default()
+        };
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| DindError::docker("cannot list the node containers", e))?;
+        let mut machines: Vec<ObservedMachine> = containers
+            .into_iter()
+            .filter_map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                let name = labels.get(LABEL_MACHINE)?.clone();
+                let running = matches!(
+                    c.state,
+                    Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+                );
+                Some(ObservedMachine {
+                    name,
+                    state: if running {
+                        MachineState::Running
+                    } else {
+                        MachineState::Stopped
+                    },
+                    created_role: parse_role(labels.get(LABEL_ROLE)),
+                    swarm_state: Default::default(),
+                    node_id: None,
+                })
+            })
+            .collect();
+        machines.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(machines)
+    }
+
+    async fn create(&self, machine: &MachineSpec) -> DriverResult<()> {
+        let name = self.container_name(&machine.name);
+        match self
+            .docker
+            .inspect_container(&name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(_) => return Err(DriverError::MachineExists(machine.name.clone())),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(DindError::docker(format!("cannot inspect {name}"), e).into()),
+        }
+        let socket = self.socket_path(&machine.name);
+        let length = socket.as_os_str().len();
+        if length > MAX_SOCKET_PATH {
+            return Err(DriverError::Unavailable(format!(
+                "the socket path {} is {length} bytes, more than unix sockets allow ({MAX_SOCKET_PATH}); set {STATE_DIR_ENV} or driver_options.state_dir to a shorter folder",
+                socket.display()
+            )));
+        }
+        let started = std::time::Instant::now();
+        if let Err(error) = self.create_machine(machine).await {
+            let _ = self.remove_container(&name).await;
+            let _ = self.remove_volume(&self.volume_name(&machine.name)).await;
+            let _ = self.remove_host_dir(&self.host_dir(&machine.name));
+            return Err(error.into());
+        }
+        tracing::info!(
+            machine = %machine.name,
+            seconds = started.elapsed().as_secs_f64(),
+            "node container up, its engine answers"
+        );
+        Ok(())
+    }
+
+    async fn destroy(&self, machine: &str) -> DriverResult<()> {
+        let had_container = self.remove_container(&self.container_name(machine)).await?;
+        let had_volume = self.remove_volume(&self.volume_name(machine)).await?;
+        self.remove_host_dir(&self.host_dir(machine))?;
+        if had_container || had_volume {
+            Ok(())
+        } else {
+            Err(DriverError::NoSuchMachine(machine.to_string()))
+        }
+    }
+
+    async fn endpoint(&self, machine: &str) -> DriverResult<String> {
+        let name = self.container_name(machine);
+        self.docker
+            .inspect_container(&name, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| self.machine_error(machine, "inspect the node container", e))?;
+        Ok(format!("unix://{}", self.socket_path(machine).display()))
+    }
+
+    async fn engine(&self, machine: &str) -> DriverResult<Arc<dyn Swarm>> {
+        let endpoint = self.endpoint(machine).await?;
+        let address = self.address(machine).await?;
+        let engine = DockerEngine::connect(&endpoint, Some(address))
+            .await
+            .map_err(|e| DriverError::Other(format!("machine {machine}: {e}")))?;
+        Ok(Arc::new(engine))
+    }
+
+    async fn lock(&self, holder: &str, now: u64, ttl_seconds: u64) -> DriverResult<()> {
+        lock::lock(&self.docker, &self.cluster, holder, now, ttl_seconds).await
+    }
+
+    async fn unlock(&self, holder: &str) -> DriverResult<()> {
+        lock::unlock(&self.docker, &self.cluster, holder).await
+    }
+
+    async fn destroy_all(&self) -> DriverResult<()> {
+        let filters = self.cluster_filter();
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| DindError::docker("cannot list the node containers", e))?;
+        for container in containers {
+            if let Some(id) = container.id {
+                self.remove_container(&id).await?;
+            }
+        }
+        let volumes = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters.clone()),
+            }))
+            .await
+            .map_err(|e| DindError::docker("cannot list the cluster's volumes", e))?;
+        for volume in volumes.volumes.unwrap_or_default() {
+            self.remove_volume(&volume.name).await?;
+        }
+        let networks = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(|e| DindError::docker("cannot list the cluster's networks", e))?;
+        for network in networks {
+            if let Some(id) = network.id {
+                match self.docker.remove_network(&id).await {
+                    Ok(()) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => {
+                        return Err(DindError::docker(
+                            format!(
+                                "cannot remove network {}",
+                                network.name.as_deref().unwrap_or(&id)
+                            ),
+                            e,
+                        )
+                        .into())
+                    }
+                }
+            }
+        }
+        self.remove_host_dir(&self.cluster_dir())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,642 @@
+//! The node image, built with no registry from the host's own engine binaries.
+//!
+//! The root filesystem holds dockerd, containerd, its runc shim, runc, docker-init (tini),
+//! docker-proxy and the iptables multi-binaries with their `ldd` closures and the xtables
+//! extensions they load at run time, a static busybox for the shell tools, a modprobe stub, a
+//! few files under `/etc`, and the node entrypoint (`images/node/entrypoint.sh`). It is written
+//! as a tar stream straight into `POST /images/create?fromSrc=-` and tagged
+//! `shoal-node:<hash>`, where the hash covers every input file's path, size and modification
+//! time and the entrypoint's text: an upgraded docker package gives a new tag, and an existing
+//! tag is reused as it is.
+
+use super::upload;
+use super::DindError;
+use super::{is_not_found, NODE_HOST_DIR};
+use bollard::Docker;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// Repository of the built node images.
+pub const NODE_IMAGE_REPO: &str = "shoal-node";
+/// Label set on the built node images.
+pub const NODE_IMAGE_LABEL: &str = "io.shoal.node-image";
+/// The node entrypoint script.
+const ENTRYPOINT: &str = include_str!("../../../images/node/entrypoint.sh");
+/// Where the entrypoint lives in the image.
+const ENTRYPOINT_PATH: &str = "usr/bin/shoal-node-entrypoint";
+/// Bumped whenever the layout below changes, so the tag changes with it.
+const LAYOUT: &str = "shoal-node-layout-1";
+/// Modification time given to generated entries (2020-01-01).
+const GENERATED_MTIME: u64 = 1_577_836_800;
+/// Folders searched for the host binaries, after `$PATH`.
+const SEARCH_DIRS: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+    "/usr/libexec/docker",
+];
+/// Engine binaries the node needs: (name in the image, names to look for on the host).
+const ENGINE_BINARIES: &[(&str, &[&str])] = &[
+    ("dockerd", &["dockerd"]),
+    ("containerd", &["containerd"]),
+    ("containerd-shim-runc-v2", &["containerd-shim-runc-v2"]),
+    ("runc", &["runc"]),
+    ("docker-init", &["docker-init", "tini-static", "tini"]),
+    ("docker-proxy", &["docker-proxy"]),
+];
+/// The iptables multi-call binaries (at least one is needed).
+const XTABLES: &[&str] = &["xtables-nft-multi", "xtables-legacy-multi"];
+/// The iptables tools each multi-call binary answers to.
+const IPTABLES_TOOLS: &[&str] = &[
+    "iptables",
+    "iptables-save",
+    "iptables-restore",
+    "ip6tables",
+    "ip6tables-save",
+    "ip6tables-restore",
+];
+/// busybox applets linked in `/usr/bin`.
+const BUSYBOX_APPLETS: &[&str] = &[
+    "sh",
+    "ash",
+    "awk",
+    "cat",
+    "chmod",
+    "cp",
+    "cut",
+    "df",
+    "du",
+    "echo",
+    "env",
+    "false",
+    "find",
+    "grep",
+    "head",
+    "hostname",
+    "id",
+    "ip",
+    "kill",
+    "ln",
+    "ls",
+    "mkdir",
+    "mount",
+    "mountpoint",
+    "mv",
+    "nc",
+    "nslookup",
+    "pidof",
+    "ps",
+    "rm",
+    "rmdir",
+    "sed",
+    "sleep",
+    "sort",
+    "tail",
+    "test",
+    "touch",
+    "tr",
+    "true",
+    "umount",
+    "uname",
+    "wc",
+    "xargs",
+];
+/// Host files copied into `/etc` when present.
+const ETC_FROM_HOST: &[&str] = &["protocols", "services", "ethertypes"];
+
+/// A node image ready on the host engine.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeImage {
+    /// `repo:tag`.
+    pub tag: String,
+    /// Whether this call built it (false when the tag existed, or the image was given).
+    pub built: bool,
+    /// Seconds spent making sure it exists (build time when built).
+    pub seconds: f64,
+    /// Bytes of root filesystem sent, when built.
+    pub bytes: u64,
+}
+
+/// One entry of the root filesystem, by path (relative, no leading `/`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// A folder.
+    Dir { mode: u32 },
+    /// A copy of a host file (symlinks followed).
+    File { source: PathBuf, mode: u32 },
+    /// Generated content.
+    Data { data: Vec<u8>, mode: u32 },
+    /// A symbolic link.
+    Symlink { target: String },
+}
+
+/// The node's root filesystem, as a sorted list of entries.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Rootfs {
+    pub entries: BTreeMap<String, Entry>,
+}
+
+impl Rootfs {
+    fn add(&mut self, path: &str, entry: Entry) {
+        let path = path
+            .trim_start_matches('/')
+            .trim_end_matches('/')
+            .to_string();
+        let mut parent = Path::new(&path).parent();
+        while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+            let dir_text = dir.to_string_lossy().to_string();
+            self.entries
+                .entry(dir_text)
+                .or_insert(Entry::Dir { mode: 0o755 });
+            parent = dir.parent();
+        }
+        self.entries.insert(path, entry);
+    }
+
+    fn dir(&mut self, path: &str, mode: u32) {
+        self.add(path, Entry::Dir { mode });
+    }
+
+    fn file(&mut self, path: &str, source: &Path, mode: u32) {
+        self.add(
+            path,
+            Entry::File {
+                source: source.to_path_buf(),
+                mode,
+            },
+        );
+    }
+
+    fn data(&mut self, path: &str, data: impl Into<Vec<u8>>, mode: u32) {
+        self.add(
+            path,
+            Entry::Data {
+                data: data.into(),
+                mode,
+            },
+        );
+    }
+
+    fn symlink(&mut self, path: &str, target: &str) {
+        self.add(
+            path,
+            Entry::Symlink {
+                target: target.to_string(),
+            },
+        );
+    }
+
+    /// A hash of everything that goes into the image: paths, modes, link targets, generated
+    /// content, and each host file's path, size and modification time.
+    pub(crate) fn fingerprint(&self) -> io::Result<String> {
+        let mut hash = Sha256::new();
+        hash.update(LAYOUT.as_bytes());
+        for (path, entry) in &self.entries {
+            hash.update(b"\0");
+            hash.update(path.as_bytes());
+            match entry {
+                Entry::Dir { mode } => hash.update(format!("\0d{mode:o}")),
+                Entry::File { source, mode } => {
+                    let meta = std::fs::metadata(source)?;
+                    hash.update(format!(
+                        "\0f{mode:o}\0{}\0{}\0{}.{}",
+                        source.display(),
+                        meta.len(),
+                        meta.mtime(),
+                        meta.mtime_nsec()
+                    ));
+                }
+                Entry::Data { data, mode } => {
+                    hash.update(format!("\0c{mode:o}\0"));
+                    hash.update(Sha256::digest(data));
+                }
+                Entry::Symlink { target } => hash.update(format!("\0l{target}")),
+            }
+        }
+        Ok(hex::encode(hash.finalize())[..16].to_string())
+    }
+
+    /// Writes the root filesystem as a tar archive (owner root, files with their host mtime).
+    pub(crate) fn write_tar(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut builder = tar::Builder::new(out);
+        builder.follow_symlinks(false);
+        for (path, entry) in &self.entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(GENERATED_MTIME);
+            match entry {
+                Entry::Dir { mode } => {
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_mode(*mode);
+                    header.set_size(0);
+                    builder.append_data(&mut header, format!("{path}/"), io::empty())?;
+                }
+                Entry::File { source, mode } => {
+                    let file = std::fs::File::open(source).map_err(|e| {
+                        io::Error::new(e.kind(), format!("{}: {e}", source.display()))
+                    })?;
+                    let meta = file.metadata()?;
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(*mode);
+                    header.set_size(meta.len());
+                    header.set_mtime(u64::try_from(meta.mtime()).unwrap_or(GENERATED_MTIME));
+                    builder.append_data(&mut header, path, io::Read::take(file, meta.len()))?;
+                }
+                Entry::Data { data, mode } => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(*mode);
+                    header.set_size(data.len() as u64);
+                    builder.append_data(&mut header, path, data.as_slice())?;
+                }
+                Entry::Symlink { target } => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_mode(0o777);
+                    header.set_size(0);
+                    builder.append_link(&mut header, path, target)?;
+                }
+            }
+        }
+        builder.into_inner()?.flush()
+    }
+}
+
+/// Finds a host binary by any of `names`, in `$PATH` then the usual folders.
+fn find_binary(names: &[&str]) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(SEARCH_DIRS.iter().map(PathBuf::from));
+    names.iter().find_map(|name| {
+        dirs.iter()
+            .map(|d| d.join(name))
+            .find(|p| p.is_file() && is_executable(p))
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// The libraries `ldd` lists for the given files: `(name as the loader asks for it, host path)`.
+/// `ldd` exits 1 when a file is static; that is not an error.
+pub(crate) fn parse_ldd(output: &str) -> Result<Vec<PathBuf>, String> {
+    let mut libraries = Vec::new();
+    for line in output.lines() {
+        if !line.starts_with(char::is_whitespace) {
+            continue;
+        }
+        let line = line.trim();
+        let path = if let Some((name, rest)) = line.split_once("=>") {
+            let rest = rest.trim();
+            if rest.starts_with("not found") {
+                return Err(format!("library {} not found", name.trim()));
+            }
+            rest.split_whitespace().next().unwrap_or_default()
+        } else {
+            line.split_whitespace().next().unwrap_or_default()
+        };
+        if path.starts_with('/') {
+            let path = PathBuf::from(path);
+            if !libraries.contains(&path) {
+                libraries.push(path);
+            }
+        }
+    }
+    Ok(libraries)
+}
+
+fn ldd(files: &[PathBuf]) -> Result<Vec<PathBuf>, DindError> {
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let output = Command::new("ldd").args(files).output().map_err(|e| {
+        DindError::Unavailable(format!(
+            "cannot run ldd to find the engine's libraries ({e}); install libc-bin, or set driver_options.image"
+        ))
+    })?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    parse_ldd(&text).map_err(|problem| {
+        DindError::Unavailable(format!(
+            "cannot build the node image: {problem} (run ldd on the docker binaries to see which)"
+        ))
+    })
+}
+
+/// The path a host file has in the image: its folder with symlinks resolved (so `/lib/x` on a
+/// merged-/usr host becomes `usr/lib/x`), and its own name kept.
+fn image_path(host: &Path) -> PathBuf {
+    let parent = host
+        .parent()
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .unwrap_or_else(|| host.parent().map(Path::to_path_buf).unwrap_or_default());
+    parent.join(host.file_name().unwrap_or_default())
+}
+
+fn image_path_text(host: &Path) -> String {
+    image_path(host)
+        .to_string_lossy()
+        .trim_start_matches('/')
+        .to_string()
+}
+
+/// The folder of iptables extensions next to libxtables (`…/xtables`), or a usual place.
+fn xtables_dir(libraries: &[PathBuf]) -> Option<PathBuf> {
+    let beside = libraries.iter().find_map(|lib| {
+        let name = lib.file_name()?.to_str()?;
+        name.starts_with("libxtables.so")
+            .then(|| image_path(lib).parent().map(|p| p.join("xtables")))
+            .flatten()
+    });
+    beside
+        .into_iter()
+        .chain(
+            [
+                "/usr/lib/x86_64-linux-gnu/xtables",
+                "/usr/lib/aarch64-linux-gnu/xtables",
+                "/usr/lib64/xtables",
+                "/usr/lib/xtables",
+                "/usr/libexec/xtables",
+            ]
+            .into_iter()
+            .map(PathBuf::from),
+        )
+        .find(|d| d.is_dir())
+}
+
+/// Assembles the root filesystem from the host.
+pub(crate) fn host_rootfs() -> Result<Rootfs, DindError> {
+    let mut rootfs = Rootfs::default();
+    let mut elf_files: Vec<PathBuf> = Vec::new();
+
+    for top in ["bin", "sbin", "lib", "lib64"] {
+        if let Ok(target) = std::fs::read_link(Path::new("/").join(top)) {
+            rootfs.symlink(top, &target.to_string_lossy());
+        }
+    }
+    for (dir, mode) in [
+        ("usr/bin", 0o755),
+        ("usr/sbin", 0o755),
+        ("etc", 0o755),
+        ("proc", 0o555),
+        ("sys", 0o555),
+        ("dev", 0o755),
+        ("run", 0o755),
+        ("tmp", 0o1777),
+        ("root", 0o700),
+        ("var/lib/docker", 0o711),
+        ("var/log", 0o755),
+    ] {
+        rootfs.dir(dir, mode);
+    }
+    rootfs.symlink("var/run", "../run");
+    rootfs.dir(NODE_HOST_DIR, 0o755);
+
+    let mut missing = Vec::new();
+    for (name, candidates) in ENGINE_BINARIES {
+        match find_binary(candidates) {
+            Some(path) => {
+                let real = std::fs::canonicalize(&path).unwrap_or(path);
+                rootfs.file(&format!("usr/bin/{name}"), &real, 0o755);
+                elf_files.push(real);
+            }
+            None => missing.push(*name),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(DindError::Unavailable(format!(
+            "cannot build the node image: the host lacks {} (install docker.io, or Docker CE, on this machine; or set driver_options.image to a node image)",
+            missing.join(", ")
+        )));
+    }
+
+    let mut xtables_found = Vec::new();
+    for name in XTABLES {
+        if let Some(path) = find_binary(&[name]) {
+            let real = std::fs::canonicalize(&path).unwrap_or(path);
+            rootfs.file(&format!("usr/sbin/{name}"), &real, 0o755);
+            elf_files.push(real);
+            xtables_found.push(*name);
+        }
+    }
+    let Some(default_xtables) = xtables_found.first() else {
+        return Err(DindError::Unavailable(
+            "cannot build the node image: the host has no iptables (xtables-nft-multi or xtables-legacy-multi); apt-get install iptables".to_string(),
+        ));
+    };
+    for multi in &xtables_found {
+        let backend = multi
+            .trim_start_matches("xtables-")
+            .trim_end_matches("-multi");
+        for tool in IPTABLES_TOOLS {
+            let (family, suffix) = tool.split_once('-').map_or((*tool, ""), |(f, s)| (f, s));
+            let named = if suffix.is_empty() {
+                format!("{family}-{backend}")
+            } else {
+                format!("{family}-{backend}-{suffix}")
+            };
+            rootfs.symlink(&format!("usr/sbin/{named}"), multi);
+        }
+    }
+    for tool in IPTABLES_TOOLS {
+        rootfs.symlink(&format!("usr/sbin/{tool}"), default_xtables);
+    }
+
+    let mut libraries = ldd(&elf_files)?;
+    if let Some(dir) = xtables_dir(&libraries) {
+        let mut extensions = Vec::new();
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| DindError::io(format!("cannot read {}", dir.display()), e))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("so") {
+                continue;
+            }
+            let in_image = image_path_text(&path);
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    if let Ok(target) = std::fs::read_link(&path) {
+                        if target.is_relative() && !target.to_string_lossy().contains('/') {
+                            rootfs.symlink(&in_image, &target.to_string_lossy());
+                            continue;
+                        }
+                    }
+                    rootfs.file(&in_image, &path, 0o644);
+                    extensions.push(path);
+                }
+                Ok(_) => {
+                    rootfs.file(&in_image, &path, 0o644);
+                    extensions.push(path);
+                }
+                Err(_) => {}
+            }
+        }
+        extensions.sort();
+        for lib in ldd(&extensions)? {
+            if !libraries.contains(&lib) {
+                libraries.push(lib);
+            }
+        }
+    }
+    for lib in &libraries {
+        let mode = if lib.to_string_lossy().contains("ld-linux") {
+            0o755
+        } else {
+            0o644
+        };
+        rootfs.file(&image_path_text(lib), lib, mode);
+    }
+
+    let busybox = find_binary(&["busybox"]).ok_or_else(|| {
+        DindError::Unavailable(
+            "cannot build the node image: busybox is missing; install the static build (apt-get install -y busybox-static)".to_string(),
+        )
+    })?;
+    let busybox = std::fs::canonicalize(&busybox).unwrap_or(busybox);
+    let ldd_busybox = Command::new("ldd").arg(&busybox).output();
+    if let Ok(output) = ldd_busybox {
+        let dynamic = parse_ldd(&String::from_utf8_lossy(&output.stdout))
+            .map(|l| !l.is_empty())
+            .unwrap_or(true);
+        if dynamic {
+            return Err(DindError::Unavailable(format!(
+                "cannot build the node image: {} is dynamically linked; install the static build (apt-get install -y busybox-static)",
+                busybox.display()
+            )));
+        }
+    }
+    rootfs.file("usr/bin/busybox", &busybox, 0o755);
+    for applet in BUSYBOX_APPLETS {
+        let path = format!("usr/bin/{applet}");
+        if !rootfs.entries.contains_key(&path) {
+            rootfs.symlink(&path, "busybox");
+        }
+    }
+
+    rootfs.data(
+        "usr/sbin/modprobe",
+        "#!/bin/sh\n# Modules cannot be loaded from inside a node; the host kernel must have them.\nexit 0\n",
+        0o755,
+    );
+    rootfs.data(ENTRYPOINT_PATH, ENTRYPOINT, 0o755);
+    rootfs.data("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644);
+    rootfs.data("etc/group", "root:x:0:\n", 0o644);
+    rootfs.data("etc/nsswitch.conf", "hosts: files dns\n", 0o644);
+    rootfs.data(
+        "etc/os-release",
+        "NAME=\"shoal node\"\nID=shoal-node\nPRETTY_NAME=\"shoal node (host engine binaries)\"\n",
+        0o644,
+    );
+    for name in ETC_FROM_HOST {
+        let host = Path::new("/etc").join(name);
+        if let Ok(content) = std::fs::read(&host) {
+            rootfs.data(&format!("etc/{name}"), content, 0o644);
+        }
+    }
+    Ok(rootfs)
+}
+
+/// The `changes` given to the import: how the image runs.
+fn image_changes(with_label: bool) -> Vec<String> {
+    let mut changes = vec![
+        format!(r#"ENTRYPOINT ["/usr/bin/docker-init", "--", "/{ENTRYPOINT_PATH}"]"#),
+        "VOLUME /var/lib/docker".to_string(),
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+    ];
+    if with_label {
+        changes.push(format!("LABEL {NODE_IMAGE_LABEL}=1"));
+    }
+    changes
+}
+
+/// Makes sure `shoal-node:<hash of the host's inputs>` exists on the engine, building it when
+/// the tag is missing.
+pub async fn ensure_node_image(docker: &Docker) -> Result<NodeImage, DindError> {
+    let started = Instant::now();
+    let rootfs = tokio::task::spawn_blocking(host_rootfs)
+        .await
+        .map_err(|e| DindError::Other(format!("the node image scan panicked: {e}")))??;
+    let rootfs = std::sync::Arc::new(rootfs);
+    let hash = {
+        let rootfs = rootfs.clone();
+        tokio::task::spawn_blocking(move || rootfs.fingerprint())
+            .await
+            .map_err(|e| DindError::Other(format!("the node image hash panicked: {e}")))?
+            .map_err(|e| DindError::io("cannot read the node image's host files", e))?
+    };
+    let tag = format!("{NODE_IMAGE_REPO}:{hash}");
+    match docker.inspect_image(&tag).await {
+        Ok(_) => {
+            return Ok(NodeImage {
+                tag,
+                built: false,
+                seconds: started.elapsed().as_secs_f64(),
+                bytes: 0,
+            })
+        }
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(DindError::docker(format!("cannot inspect image {tag}"), e)),
+    }
+    tracing::info!(image = %tag, "building the node image from the host's docker binaries");
+    let mut result = import_rootfs(docker, &hash, rootfs.clone(), true).await;
+    if let Err(DindError::Docker { source, .. }) = &result {
+        if source.to_string().to_ascii_lowercase().contains("label") {
+            result = import_rootfs(docker, &hash, rootfs, false).await;
+        }
+    }
+    let bytes = result?;
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(image = %tag, seconds, bytes, "built the node image");
+    Ok(NodeImage {
+        tag,
+        built: true,
+        seconds,
+        bytes,
+    })
+}
+
+async fn import_rootfs(
+    docker: &Docker,
+    hash: &str,
+    rootfs: std::sync::Arc<Rootfs>,
+    with_label: bool,
+) -> Result<u64, DindError> {
+    let (bytes, _id) = upload::import(
+        docker,
+        NODE_IMAGE_REPO,
+        hash,
+        image_changes(with_label),
+        move |out| rootfs.write_tar(out),
+    )
+    .await?;
+    Ok(bytes)
+}
+
+/// A node image named in `driver_options.image`: it must be on the host engine already.
+pub(crate) async fn given_image(docker: &Docker, image: &str) -> Result<NodeImage, DindError> {
+    let started = Instant::now();
+    match docker.inspect_image(image).await {
+        Ok(_) => Ok(NodeImage {
+            tag: image.to_string(),
+            built: false,
+            seconds: started.elapsed().as_secs_f64(),
+            bytes: 0,
+        }),
+        Err(e) if is_not_found(&e) => Err(DindError::Unavailable(format!(
+            "driver_options.image {image} is not on the host engine; load or build it first, or leave the option out to build shoal's own node image"
+        ))),
+        Err(e) => Err(DindError::docker(format!("cannot inspect image {image}"), e)),
+    }
+}

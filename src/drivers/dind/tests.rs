@@ -1,0 +1,315 @@
+//! Unit tests of the dind driver's pure parts; the real-engine test is `tests/dind_driver.rs`.
+
+use super::demo::needs_loader;
+use super::network::{free_subnet, Subnet};
+use super::node::{
+    capabilities_named, container_body, is_capability_error, missing_from_mask, next_security,
+    NodeSpec, Security,
+};
+use super::nodeimage::{parse_ldd, Entry, Rootfs};
+use super::DindOptions;
+use crate::model::Role;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+#[test]
+fn options_default_and_read() {
+    let options = DindOptions::from_json(&json!({})).unwrap();
+    assert_eq!(options.image, None);
+    assert!(options.preload_images.is_empty());
+    let options = DindOptions::from_json(&json!({
+        "image": "my-node:1",
+        "preload_images": ["dataservice:1", "busybox:latest"],
+        "state_dir": "/tmp/s",
+        "something_else": 3
+    }))
+    .unwrap();
+    assert_eq!(options.image.as_deref(), Some("my-node:1"));
+    assert_eq!(options.preload_images, ["dataservice:1", "busybox:latest"]);
+    assert_eq!(options.state_dir, PathBuf::from("/tmp/s"));
+    assert!(DindOptions::from_json(&json!(serde_json::Value::Null)).is_ok());
+}
+
+#[test]
+fn options_of_the_wrong_type_are_refused() {
+    let error = DindOptions::from_json(&json!({"preload_images": [1]})).unwrap_err();
+    assert!(error.to_string().contains("preload_images"), "{error}");
+    assert!(DindOptions::from_json(&json!({"image": 5})).is_err());
+    assert!(DindOptions::from_json(&json!([1])).is_err());
+}
+
+#[test]
+fn ldd_output_is_parsed_and_static_binaries_give_nothing() {
+    let output = "/usr/sbin/dockerd:\n\
+        \tlinux-vdso.so.1 (0x00007ffd)\n\
+        \tlibsystemd.so.0 => /lib/x86_64-linux-gnu/libsystemd.so.0 (0x00007f)\n\
+        \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\
+        \t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n\
+        /usr/bin/tini-static:\n\
+        \tstatically linked\n\
+        /usr/sbin/runc:\n\
+        \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n";
+    let libraries = parse_ldd(output).unwrap();
+    assert_eq!(
+        libraries,
+        [
+            PathBuf::from("/lib/x86_64-linux-gnu/libsystemd.so.0"),
+            PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+            PathBuf::from("/lib64/ld-linux-x86-64.so.2"),
+        ]
+    );
+    assert!(parse_ldd("").unwrap().is_empty());
+    let error = parse_ldd("x:\n\tlibfoo.so.1 => not found\n").unwrap_err();
+    assert!(error.contains("libfoo.so.1"), "{error}");
+}
+
+#[test]
+fn subnets_overlap_and_free_ones_are_found() {
+    let a = Subnet::parse("172.30.0.0/24").unwrap();
+    let b = Subnet::parse("172.16.0.0/12").unwrap();
+    let c = Subnet::parse("192.168.0.0/20").unwrap();
+    assert!(a.overlaps(b) && b.overlaps(a));
+    assert!(!a.overlaps(c));
+    assert_eq!(Subnet::parse("fd00::/64"), None);
+    assert_eq!(
+        Subnet::parse("172.30.0.7/24").unwrap().to_string(),
+        "172.30.0.0/24"
+    );
+
+    assert_eq!(free_subnet(&[], &[]).unwrap().to_string(), "172.30.0.0/24");
+    let taken = [
+        Subnet::parse("172.17.0.0/16").unwrap(),
+        Subnet::parse("172.30.0.0/24").unwrap(),
+    ];
+    assert_eq!(
+        free_subnet(&taken, &[]).unwrap().to_string(),
+        "172.30.1.0/24"
+    );
+    let refused = [Subnet::parse("172.30.1.0/24").unwrap()];
+    assert_eq!(
+        free_subnet(&taken, &refused).unwrap().to_string(),
+        "172.30.2.0/24"
+    );
+    assert_eq!(
+        free_subnet(&[b], &[]).unwrap().to_string(),
+        "192.168.0.0/24",
+        "all of 172.16/12 taken"
+    );
+    let everything = [Subnet::parse("0.0.0.0/0").unwrap()];
+    assert_eq!(free_subnet(&everything, &[]), None);
+}
+
+#[test]
+fn capability_errors_are_recognised_and_names_read() {
+    let message = "Error response from daemon: OCI runtime create failed: container_linux.go:380: starting container process caused: unable to apply caps: operation not permitted: unknown";
+    assert!(is_capability_error(message));
+    assert!(!is_capability_error("no such image"));
+    assert_eq!(
+        capabilities_named("unknown capability: \"CAP_CHECKPOINT_RESTORE\", and CAP_BPF"),
+        ["CHECKPOINT_RESTORE", "BPF"]
+    );
+    assert!(capabilities_named("CAP_NOT_A_THING").is_empty());
+}
+
+#[test]
+fn the_missing_bits_of_the_bounding_set_become_drops() {
+    assert_eq!(missing_from_mask(0x1ff_feff_ffff, 40), ["SYS_RESOURCE"]);
+    assert!(missing_from_mask(0x1ff_ffff_ffff, 40).is_empty());
+    assert_eq!(
+        missing_from_mask(0xff_ffff_ffff, 40),
+        ["CHECKPOINT_RESTORE"]
+    );
+    assert!(
+        missing_from_mask(0xff_ffff_ffff, 39).is_empty(),
+        "older kernel"
+    );
+    assert_eq!(
+        missing_from_mask(0x3f_ffff_ffff, 40),
+        ["PERFMON", "BPF", "CHECKPOINT_RESTORE"]
+    );
+}
+
+#[test]
+fn privileged_falls_back_then_adjusts_to_what_the_error_names() {
+    let caps_error = "unable to apply caps: operation not permitted";
+    let next = next_security(&Security::Privileged, caps_error, || {
+        vec!["SYS_RESOURCE".to_string()]
+    });
+    assert_eq!(
+        next,
+        Some(Security::Capabilities {
+            dropped: vec!["SYS_RESOURCE".to_string()]
+        })
+    );
+    let current = next.unwrap();
+    let named = next_security(
+        &current,
+        "cannot apply CAP_SYS_TIME: operation not permitted",
+        Vec::new,
+    );
+    assert_eq!(
+        named,
+        Some(Security::Capabilities {
+            dropped: vec!["SYS_RESOURCE".to_string(), "SYS_TIME".to_string()]
+        })
+    );
+    let unknown = Security::Capabilities {
+        dropped: vec!["SYS_RESOURCE".to_string(), "CHECKPOINT_RESTORE".to_string()],
+    };
+    assert_eq!(
+        next_security(
+            &unknown,
+            "unknown capability: \"CAP_CHECKPOINT_RESTORE\"",
+            Vec::new
+        ),
+        Some(Security::Capabilities {
+            dropped: vec!["SYS_RESOURCE".to_string()]
+        })
+    );
+    assert_eq!(
+        next_security(&current, caps_error, Vec::new),
+        None,
+        "nothing new to try"
+    );
+    assert_eq!(
+        next_security(&Security::Privileged, "no such image", Vec::new),
+        None
+    );
+}
+
+fn spec(host_dir: &Path) -> NodeSpec<'_> {
+    NodeSpec {
+        cluster: "demo",
+        machine: "vm1",
+        role: Role::Worker,
+        container: "demo-vm1".to_string(),
+        image: "shoal-node:abc",
+        network: "demo-net",
+        volume: "demo-vm1-data".to_string(),
+        host_dir,
+        socket: host_dir.join("docker.sock"),
+        socket_gid: Some(998),
+    }
+}
+
+#[test]
+fn node_containers_carry_labels_mounts_and_the_security_mode() {
+    let dir = PathBuf::from("/tmp/shoal-dind/demo/vm1");
+    let spec = spec(&dir);
+    let body = container_body(&spec, &Security::Privileged);
+    assert_eq!(body.hostname.as_deref(), Some("vm1"));
+    let labels = body.labels.clone().unwrap();
+    assert_eq!(labels["io.shoal.cluster"], "demo");
+    assert_eq!(labels["io.shoal.machine"], "vm1");
+    assert_eq!(labels["io.shoal.role"], "worker");
+    let env = body.env.clone().unwrap();
+    assert!(env.contains(&"DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1".to_string()));
+    assert!(env.contains(&"SHOAL_SOCKET_GID=998".to_string()));
+    let host = body.host_config.clone().unwrap();
+    assert_eq!(host.privileged, Some(true));
+    assert!(host.cap_add.is_none());
+    assert!(host
+        .binds
+        .unwrap()
+        .contains(&"/tmp/shoal-dind/demo/vm1:/run/shoal-host".to_string()));
+    let tmpfs = host.tmpfs.unwrap();
+    assert!(tmpfs.contains_key("/run") && tmpfs.contains_key("/tmp"));
+    let mount = &host.mounts.unwrap()[0];
+    assert_eq!(mount.source.as_deref(), Some("demo-vm1-data"));
+    assert_eq!(mount.target.as_deref(), Some("/var/lib/docker"));
+    assert_eq!(host.network_mode.as_deref(), Some("demo-net"));
+
+    let fallback = Security::Capabilities {
+        dropped: vec!["SYS_RESOURCE".to_string()],
+    };
+    let host = container_body(&spec, &fallback).host_config.unwrap();
+    assert_eq!(host.privileged, None);
+    assert_eq!(host.cap_add.unwrap(), ["ALL"]);
+    assert_eq!(host.cap_drop.unwrap(), ["CAP_SYS_RESOURCE"]);
+    assert_eq!(host.device_cgroup_rules.unwrap(), ["a *:* rwm"]);
+    assert_eq!(
+        host.security_opt.unwrap(),
+        [
+            "seccomp=unconfined",
+            "apparmor=unconfined",
+            "systempaths=unconfined"
+        ]
+    );
+}
+
+#[test]
+fn the_rootfs_tar_has_parents_first_and_a_stable_fingerprint() {
+    let mut rootfs = Rootfs::default();
+    rootfs.entries.insert(
+        "usr/bin/hello".to_string(),
+        Entry::Data {
+            data: b"#!/bin/sh\necho hi\n".to_vec(),
+            mode: 0o755,
+        },
+    );
+    rootfs
+        .entries
+        .insert("usr".to_string(), Entry::Dir { mode: 0o755 });
+    rootfs
+        .entries
+        .insert("usr/bin".to_string(), Entry::Dir { mode: 0o755 });
+    rootfs.entries.insert(
+        "usr/bin/sh".to_string(),
+        Entry::Symlink {
+            target: "busybox".to_string(),
+        },
+    );
+    let first = rootfs.fingerprint().unwrap();
+    assert_eq!(first, rootfs.fingerprint().unwrap());
+    assert_eq!(first.len(), 16);
+
+    let mut tar_bytes = Vec::new();
+    rootfs.write_tar(&mut tar_bytes).unwrap();
+    let mut archive = tar::Archive::new(tar_bytes.as_slice());
+    let names: Vec<(String, tar::EntryType)> = archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.path().unwrap().to_string_lossy().to_string(),
+                e.header().entry_type(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("usr/".to_string(), tar::EntryType::Directory),
+            ("usr/bin/".to_string(), tar::EntryType::Directory),
+            ("usr/bin/hello".to_string(), tar::EntryType::Regular),
+            ("usr/bin/sh".to_string(), tar::EntryType::Symlink),
+        ]
+    );
+
+    rootfs.entries.insert(
+        "usr/bin/hello".to_string(),
+        Entry::Data {
+            data: b"#!/bin/sh\necho bye\n".to_vec(),
+            mode: 0o755,
+        },
+    );
+    assert_ne!(first, rootfs.fingerprint().unwrap(), "content is hashed");
+}
+
+#[test]
+fn static_and_dynamic_elf_files_are_told_apart() {
+    let mut elf = vec![0u8; 64 + 2 * 56];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2;
+    elf[5] = 1;
+    elf[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+    elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+    elf[0x38..0x3a].copy_from_slice(&2u16.to_le_bytes());
+    elf[64..68].copy_from_slice(&1u32.to_le_bytes());
+    elf[64 + 56..64 + 60].copy_from_slice(&6u32.to_le_bytes());
+    assert_eq!(needs_loader(&elf), Some(false));
+    elf[64 + 56..64 + 60].copy_from_slice(&3u32.to_le_bytes());
+    assert_eq!(needs_loader(&elf), Some(true));
+    assert_eq!(needs_loader(b"#!/bin/sh\n"), None);
+}
