@@ -11,6 +11,9 @@ use std::sync::Arc;
 /// Machines whose engines are asked at once.
 const CONCURRENCY: usize = 16;
 
+/// A machine after probing, with its engine and whether that engine is a manager.
+type Probed = (ObservedMachine, Option<(Arc<dyn Swarm>, bool)>);
+
 /// Why the cluster could not be observed.
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
@@ -30,7 +33,7 @@ pub enum ObserveError {
 /// Observes the cluster at `now` (seconds since the epoch).
 pub async fn observe(driver: &Arc<dyn Driver>, now: u64) -> Result<Observed, ObserveError> {
     let listed = driver.list().await?;
-    let probed: Vec<(ObservedMachine, Option<(Arc<dyn Swarm>, bool)>)> = stream::iter(listed)
+    let probed: Vec<Probed> = stream::iter(listed)
         .map(|machine| probe(driver, machine))
         .buffered(CONCURRENCY)
         .collect()
@@ -75,10 +78,7 @@ pub async fn observe(driver: &Arc<dyn Driver>, now: u64) -> Result<Observed, Obs
 }
 
 /// Asks one machine's engine for its membership; returns the engine and whether it is a manager.
-async fn probe(
-    driver: &Arc<dyn Driver>,
-    mut machine: ObservedMachine,
-) -> (ObservedMachine, Option<(Arc<dyn Swarm>, bool)>) {
+async fn probe(driver: &Arc<dyn Driver>, mut machine: ObservedMachine) -> Probed {
     if machine.state != MachineState::Running {
         return (machine, None);
     }

@@ -148,18 +148,21 @@ fn inject(sim: &SimDriver, faults: &[Fault], before: &Cluster) {
             Fault::KillWorker(i) if *i <= before.workers => {
                 let _ = sim.kill_machine(&format!("wrk{i}"));
             }
-            Fault::KillManager(i) if *i <= before.managers => {
-                // Only faults the cluster survives: at most a minority of managers.
-                if (killed_managers + 1) * 2 < before.managers {
-                    if sim.kill_machine(&format!("mgr{i}")).is_ok() {
-                        killed_managers += 1;
-                    }
-                }
+            // Only faults the cluster survives: at most a minority of managers.
+            Fault::KillManager(i)
+                if *i <= before.managers
+                    && (killed_managers + 1) * 2 < before.managers
+                    && sim.kill_machine(&format!("mgr{i}")).is_ok() =>
+            {
+                killed_managers += 1;
             }
-            Fault::Replicas(s, r) if (*s as usize) < before.services.len() => {
-                if before.services[*s as usize].0.is_some() {
-                    let _ = sim.set_replicas(&format!("app_svc{s}"), *r as u64);
-                }
+            Fault::Replicas(s, r)
+                if before
+                    .services
+                    .get(*s as usize)
+                    .is_some_and(|svc| svc.0.is_some()) =>
+            {
+                let _ = sim.set_replicas(&format!("app_svc{s}"), *r as u64);
             }
             _ => {}
         }

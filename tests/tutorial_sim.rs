@@ -127,7 +127,7 @@ fn the_tutorial_from_nothing_to_scaled_and_back() {
     );
 
     let report = repo.apply();
-    assert_eq!(report["writes"].as_u64().unwrap() >= 6, true);
+    assert!(report["writes"].as_u64().unwrap() >= 6);
     assert!(steps(&repo.plan()).is_empty());
     let second = repo.apply();
     assert_eq!(second["writes"], 0, "a converged apply must send nothing");

@@ -38,6 +38,11 @@ pub fn normalize_service(spec: &ServiceSpec) -> ServiceSpec {
             mount.volume_options = None;
         }
     }
+    if let Some(restart) = &mut task.restart_policy {
+        if restart.max_attempts == Some(0) {
+            restart.max_attempts = None;
+        }
+    }
     if task.resources.as_ref().is_some_and(resources_are_empty) {
         task.resources = None;
     }

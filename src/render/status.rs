@@ -137,8 +137,8 @@ pub fn render_status(status: &Status, style: Style) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<24} {:<8} {:<8} {:<8} {:<12} {}",
-        "MACHINE", "ROLE", "MACHINE", "NODE", "AVAILABILITY", "LEADER"
+        "{:<24} {:<8} {:<8} {:<8} {:<12} LEADER",
+        "MACHINE", "ROLE", "MACHINE", "NODE", "AVAILABILITY"
     );
     for m in &status.machines {
         let _ = writeln!(
@@ -154,8 +154,8 @@ pub fn render_status(status: &Status, style: Style) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{:<32} {:<12} {:<10} {:<9} {}",
-        "SERVICE", "STACK", "MODE", "REPLICAS", "IMAGE"
+        "\n{:<32} {:<12} {:<10} {:<9} IMAGE",
+        "SERVICE", "STACK", "MODE", "REPLICAS"
     );
     for s in &status.services {
         let replicas = format!("{}/{}", s.running, s.replicas);
