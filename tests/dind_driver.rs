@@ -21,7 +21,6 @@ use futures::StreamExt;
 use serde_json::json;
 use shoal::drivers::dind::{self, DindDriver, DindError};
 use shoal::drivers::{Driver, DriverError};
-use shoal::engine::Swarm;
 use shoal::model::observed::LocalSwarmState;
 use shoal::model::{MachineSpec, MachineState, Role};
 use std::collections::{BTreeMap, HashMap};
@@ -61,8 +60,8 @@ impl Drop for Cleanup {
         let remove_demo = self.demo_image_created;
         let done = std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().expect("a runtime for the cleanup");
+            let options = json!({ "state_dir": state_dir.to_string_lossy() });
             runtime.block_on(async move {
-                let options = json!({ "state_dir": state_dir.to_string_lossy() });
                 if let Ok(driver) = DindDriver::connect(&cluster, &options).await {
                     if let Err(e) = driver.destroy_all().await {
                         eprintln!("cleanup of {cluster} failed: {e}");
@@ -466,4 +465,55 @@ async fn dind_cluster_of_two_nodes_lives_and_leaves_nothing() {
     assert!(!driver.cluster_dir().exists(), "host folder left");
     assert!(driver.list().await.expect("list").is_empty());
     drop(cleanup);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_on_this_engine_and_cleans_up() {
+    let Some(host) = host_engine().await else {
+        skip("no Docker engine answers on the local socket");
+        return;
+    };
+    let state_dir = std::env::temp_dir().join(format!("shoal-dind-doctor-{}", std::process::id()));
+    let options = json!({ "state_dir": state_dir.to_string_lossy() });
+    let started = Instant::now();
+    let report = dind::doctor(&options).await;
+    println!(
+        "shoal doctor ({:.2} s):\n{report}",
+        started.elapsed().as_secs_f64()
+    );
+    if !report.ok()
+        && report
+            .checks
+            .iter()
+            .any(|c| c.name == "node image" && c.detail.contains("busybox"))
+    {
+        skip("busybox-static is not installed");
+        return;
+    }
+    assert!(report.ok(), "{report}");
+    for name in [
+        "engine",
+        "cgroups",
+        "node image",
+        "node container",
+        "ipvs",
+        "node storage",
+    ] {
+        assert!(
+            report.checks.iter().any(|c| c.name == name),
+            "no {name} check in\n{report}"
+        );
+    }
+    assert!(report.ipvs.is_some());
+    let cluster = format!("shoal-doctor-{}", std::process::id());
+    let left = host
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(label_filter(&cluster)),
+            ..Default::default()
+        }))
+        .await
+        .expect("containers");
+    assert!(left.is_empty(), "the doctor left containers: {left:?}");
+    let _ = std::fs::remove_dir_all(&state_dir);
 }

@@ -170,7 +170,7 @@ fn inject(sim: &SimDriver, faults: &[Fault], before: &Cluster) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn one_apply_converges_and_quorum_holds(before in cluster(), faults in faults(), after in cluster()) {

@@ -168,6 +168,29 @@ fn the_tutorial_from_nothing_to_scaled_and_back() {
         assert!(drain < remove && remove < destroy, "{:?}", steps(&shrink));
     }
     assert_eq!(steps(&shrink).len(), 6);
+    let before = repo.sim_state();
+    let dry = repo.json(&["apply", "--dry-run", "--json"]);
+    let writes: Vec<&str> = dry["dry_run_writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(
+        writes.iter().any(|w| w.contains("leave swarm")),
+        "{writes:?}"
+    );
+    assert!(
+        writes
+            .iter()
+            .any(|w| w.contains("destroy machine vm-worker3")),
+        "{writes:?}"
+    );
+    assert_eq!(
+        repo.sim_state(),
+        before,
+        "a dry run must not change the cluster"
+    );
     repo.apply();
 
     repo.ok(&["sim", "set-replicas", "dataapp_dataservice", "3"]);

@@ -23,6 +23,10 @@ struct Phantoms {
     machines: BTreeSet<String>,
     destroyed: BTreeSet<String>,
     nodes: BTreeMap<String, ObservedNode>,
+    /// Machines whose engines left the swarm in this dry run.
+    left: BTreeSet<String>,
+    /// Nodes removed in this dry run.
+    removed_nodes: BTreeSet<String>,
     swarm_initialized: bool,
 }
 
@@ -257,9 +261,11 @@ impl Swarm for RecordingEngine {
 
     async fn leave_swarm(&self, force: bool) -> EngineResult<()> {
         let id = self.phantom_id();
+        let machine = self.machine.clone();
         if self
             .dry(format!("leave swarm (force: {force})"), |p| {
                 p.nodes.remove(&id);
+                p.left.insert(machine);
             })
             .is_some()
         {
@@ -310,10 +316,15 @@ impl Swarm for RecordingEngine {
             _ => Vec::new(),
         };
         let log = self.recorder.lock();
-        nodes.retain(|n| {
-            !log.phantoms.destroyed.contains(&n.hostname) || n.state != NodeState::Ready
-        });
-        nodes.extend(log.phantoms.nodes.values().cloned());
+        let phantoms = &log.phantoms;
+        nodes.retain(|n| !phantoms.removed_nodes.contains(&n.id));
+        for node in &mut nodes {
+            if phantoms.left.contains(&node.hostname) || phantoms.destroyed.contains(&node.hostname)
+            {
+                node.state = NodeState::Down;
+            }
+        }
+        nodes.extend(phantoms.nodes.values().cloned());
         Ok(nodes)
     }
 
@@ -343,6 +354,7 @@ impl Swarm for RecordingEngine {
         if self
             .dry(format!("remove node {id} (force: {force})"), |p| {
                 p.nodes.remove(id);
+                p.removed_nodes.insert(id.to_string());
             })
             .is_some()
         {

@@ -12,8 +12,8 @@ use super::model::{Action, Detail, Effect, Plan, Step, Summary, FORMAT_VERSION};
 use super::normalize::{comparable, spec_to_send};
 use crate::model::observed::LocalSwarmState;
 use crate::model::{
-    Availability, Desired, MachineSpec, MachineState, NodeState, Observed, ObservedNode, Role,
-    ServiceSpec, LABEL_STACK_NAMESPACE,
+    Availability, Desired, MachineSpec, MachineState, NodeState, Observed, ObservedMachine,
+    ObservedNode, Role, ServiceSpec, LABEL_STACK_NAMESPACE,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -96,6 +96,8 @@ struct MachinePlan<'a> {
     before_join: Vec<u32>,
     /// Whether it must leave an old swarm before joining.
     leave_first: bool,
+    /// Down but within its grace period (or self-heal is off): left alone for now.
+    waiting: bool,
 }
 
 /// A machine or node on its way out of the cluster.
@@ -103,7 +105,7 @@ struct Leaving<'a> {
     /// Machine name, or the node's hostname for a node of no machine.
     target: String,
     /// The machine, when one exists.
-    machine: Option<&'a crate::model::ObservedMachine>,
+    machine: Option<&'a ObservedMachine>,
     /// Its node, when it is in the swarm.
     node: Option<&'a ObservedNode>,
 }
@@ -171,6 +173,7 @@ pub fn plan(
             created: None,
             before_join: Vec::new(),
             leave_first: false,
+            waiting: false,
         };
         let node_lost = node.is_some_and(|n| n.state != NodeState::Ready);
         let down_for = node.and_then(|n| n.down_for_seconds).unwrap_or(0);
@@ -181,6 +184,7 @@ pub fn plan(
             && (stopped || node_lost)
             && (node.is_none() || down_for >= grace);
         if !gone && (stopped || node_lost) && !replace {
+            plan.waiting = node.is_some() || !desired.policy.self_heal;
             warnings.push(match (desired.policy.self_heal, node) {
                 (true, Some(_)) => format!(
                     "{} has been down for {down_for}s; self-heal replaces it after {grace}s",
@@ -339,7 +343,7 @@ pub fn plan(
     let mut joined_any = false;
     for plan in machines.values() {
         let name = &plan.spec.name;
-        if plan.member.is_some() || *name == via && init_step != 0 {
+        if plan.member.is_some() || plan.waiting || *name == via && init_step != 0 {
             continue;
         }
         let role = plan.spec.role;
@@ -441,12 +445,12 @@ pub fn plan(
         let reason = match (labels_differ, inactive) {
             (true, true) => format!(
                 "node labels differ from machines.yml and the node is {}",
-                node.availability.as_str()
+                availability_word(node.availability)
             ),
             (true, false) => "node labels differ from machines.yml".to_string(),
             _ => format!(
                 "the node is {}; machines.yml keeps it active",
-                node.availability.as_str()
+                availability_word(node.availability)
             ),
         };
         membership_steps.push(b.push(
@@ -560,6 +564,72 @@ pub fn plan(
         }
     }
     let rebalance = desired.policy.rebalance && joined_any && swarm_exists;
+    // Services of managed stacks that the files no longer name are removed before new services
+    // are created, so a renamed service can take over its predecessor's ports.
+    let managed: BTreeSet<&str> = desired
+        .stacks
+        .keys()
+        .map(String::as_str)
+        .chain(
+            observed
+                .swarm
+                .as_ref()
+                .and_then(|s| s.labels.get(LABEL_STACKS))
+                .into_iter()
+                .flat_map(|list| list.split(',').filter(|s| !s.is_empty())),
+        )
+        .collect();
+    let stack_of = |labels: &BTreeMap<String, String>| -> Option<String> {
+        labels
+            .get(LABEL_STACK_NAMESPACE)
+            .filter(|s| managed.contains(s.as_str()))
+            .cloned()
+    };
+    let mut pruned: Vec<u32> = Vec::new();
+    if desired.policy.prune {
+        let mut prune_services = Vec::new();
+        for (name, service) in &observed.services {
+            let Some(stack) = stack_of(&service.spec.labels) else {
+                continue;
+            };
+            let wanted = desired
+                .stacks
+                .get(&stack)
+                .is_some_and(|s| s.services.contains_key(name));
+            if !wanted {
+                prune_services.push((name, service, stack));
+            }
+        }
+        if !options.allow_destroy_all {
+            for (_, _, stack) in &prune_services {
+                let emptied = desired
+                    .stacks
+                    .get(stack)
+                    .is_none_or(|s| s.services.is_empty());
+                if emptied {
+                    let total = prune_services.iter().filter(|(_, _, s)| s == stack).count();
+                    return Err(PlanError::DestroyAll {
+                        what: format!(
+                            "remove all {total} service(s) of stack {stack}, which the files no longer define"
+                        ),
+                    });
+                }
+            }
+        }
+        for (name, service, stack) in prune_services {
+            pruned.push(b.push(
+                Action::RemoveService,
+                name,
+                membership_steps.clone(),
+                format!("stack {stack} no longer defines {name}"),
+                Detail {
+                    id: Some(service.id.clone()),
+                    ..Detail::default()
+                },
+            ));
+        }
+        service_steps.extend(&pruned);
+    }
     for stack in desired.stacks.values() {
         for (name, spec) in &stack.services {
             // Objects created in this plan already wait for the membership steps, so a service
@@ -573,6 +643,7 @@ pub fn plan(
             } else {
                 created
             };
+            deps.extend(&pruned);
             let Some(current) = observed.services.get(name) else {
                 let id = b.push(
                     Action::CreateService,
@@ -658,7 +729,15 @@ pub fn plan(
                     Action::UpdateService,
                     name,
                     deps,
-                    format!("{} differ from the compose file", fields.join(", ")),
+                    format!(
+                        "{} {} from the compose file",
+                        fields.join(", "),
+                        if fields.len() == 1 {
+                            "differs"
+                        } else {
+                            "differ"
+                        }
+                    ),
                     Detail {
                         id: Some(current.id.clone()),
                         service: Some(Box::new(spec_to_send(spec, &current.spec))),
@@ -670,68 +749,8 @@ pub fn plan(
         }
     }
 
-    // Phase 6: prune objects of managed stacks that the files no longer name.
-    let managed: BTreeSet<&str> = desired
-        .stacks
-        .keys()
-        .map(String::as_str)
-        .chain(
-            observed
-                .swarm
-                .as_ref()
-                .and_then(|s| s.labels.get(LABEL_STACKS))
-                .into_iter()
-                .flat_map(|list| list.split(',').filter(|s| !s.is_empty())),
-        )
-        .collect();
-    let stack_of = |labels: &BTreeMap<String, String>| -> Option<String> {
-        labels
-            .get(LABEL_STACK_NAMESPACE)
-            .filter(|s| managed.contains(s.as_str()))
-            .cloned()
-    };
+    // Phase 6: prune networks, secrets and configs of managed stacks that the files no longer name.
     if desired.policy.prune {
-        let mut removed_services: BTreeMap<String, usize> = BTreeMap::new();
-        let mut prune_services = Vec::new();
-        for (name, service) in &observed.services {
-            let Some(stack) = stack_of(&service.spec.labels) else {
-                continue;
-            };
-            let wanted = desired
-                .stacks
-                .get(&stack)
-                .is_some_and(|s| s.services.contains_key(name));
-            if !wanted {
-                *removed_services.entry(stack.clone()).or_default() += 1;
-                prune_services.push((name, service, stack));
-            }
-        }
-        if !options.allow_destroy_all {
-            for (stack, removed) in &removed_services {
-                let total = observed
-                    .services
-                    .values()
-                    .filter(|s| s.spec.labels.get(LABEL_STACK_NAMESPACE) == Some(stack))
-                    .count();
-                if *removed == total {
-                    return Err(PlanError::DestroyAll {
-                        what: format!("remove all {total} service(s) of stack {stack}"),
-                    });
-                }
-            }
-        }
-        for (name, service, stack) in prune_services {
-            service_steps.push(b.push(
-                Action::RemoveService,
-                name,
-                membership_steps.clone(),
-                format!("stack {stack} no longer defines {name}"),
-                Detail {
-                    id: Some(service.id.clone()),
-                    ..Detail::default()
-                },
-            ));
-        }
         let wanted_networks: BTreeSet<&str> = desired
             .stacks
             .values()
@@ -844,8 +863,36 @@ pub fn plan(
     });
     let mut after_stacks: Vec<u32> = membership_steps.clone();
     after_stacks.extend(&stack_steps);
+    // Tearing the whole cluster down (allowed above): machines go, workers first, the leader
+    // last; there is no swarm left to keep in quorum, so no node steps.
+    let tearing_down = desired.machines.is_empty();
+    let mut destroyed_workers: Vec<u32> = Vec::new();
     for leave in leaving {
         let name = leave.target.as_str();
+        if tearing_down {
+            if let Some(machine) = leave.machine {
+                let manager = leave
+                    .node
+                    .map_or(machine.created_role == Some(Role::Manager), |n| {
+                        n.role == Role::Manager
+                    });
+                let mut deps = after_stacks.clone();
+                if manager {
+                    deps.extend(&destroyed_workers);
+                }
+                let id = b.push(
+                    Action::DestroyMachine,
+                    name,
+                    deps,
+                    "machines.yml names no machines and --allow-destroy-all was given",
+                    Detail::default(),
+                );
+                if !manager {
+                    destroyed_workers.push(id);
+                }
+            }
+            continue;
+        }
         let why = match leave.machine {
             Some(_) => format!("{name} is no longer in machines.yml"),
             None => format!("node {name} is down and belongs to no machine of this cluster"),
@@ -925,6 +972,15 @@ pub fn plan(
     })
 }
 
+/// How people say a node's availability.
+fn availability_word(availability: Availability) -> &'static str {
+    match availability {
+        Availability::Active => "active",
+        Availability::Pause => "paused",
+        Availability::Drain => "drained",
+    }
+}
+
 fn describe_down(node: Option<&ObservedNode>, down_for: u64) -> String {
     match node {
         Some(n) => format!("{} for {down_for}s", state_name(n.state)),
@@ -968,13 +1024,32 @@ fn check_quorum(observed: &Observed) -> Result<(), PlanError> {
                 .machines
                 .values()
                 .find(|m| {
-                    m.state == MachineState::Running && m.swarm_state == LocalSwarmState::Active
+                    m.state == MachineState::Running
+                        && m.swarm_state == LocalSwarmState::Active
+                        && m.created_role == Some(Role::Manager)
                 })
                 .map(|m| m.name.clone())
         })
         .unwrap_or_else(|| "<manager>".to_string());
     let detail = match &swarm.quorum_error {
-        Some(message) => format!("the managers answer but have no leader ({message})"),
+        Some(message) => {
+            // No node list without a leader: count the machines created as managers instead.
+            let managers: Vec<&ObservedMachine> = observed
+                .machines
+                .values()
+                .filter(|m| m.created_role == Some(Role::Manager))
+                .collect();
+            let up = managers
+                .iter()
+                .filter(|m| {
+                    m.state == MachineState::Running && m.swarm_state == LocalSwarmState::Active
+                })
+                .count();
+            format!(
+                "{up} of {} manager machines answer and their swarm has no leader ({message})",
+                managers.len()
+            )
+        }
         None => format!(
             "{} of {} managers are reachable, and {} are needed",
             reachable.len(),

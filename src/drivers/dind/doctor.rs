@@ -3,13 +3,14 @@
 
 use super::{connect_host, node, DindDriver, DindOptions};
 use crate::drivers::Driver;
-use crate::model::{MachineSpec, Role};
+use crate::model::{MachineSpec, Role, LABEL_CLUSTER};
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::SwarmInitRequest;
+use bollard::models::{ContainerCreateBody, HostConfig, SwarmInitRequest};
+use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
 use bollard::Docker;
 use futures::StreamExt;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 /// How one check came out.
@@ -200,6 +201,21 @@ pub async fn doctor(driver_options: &serde_json::Value) -> DoctorReport {
         }
     }
 
+    let image_tag = driver.node_image().await.map(|i| i.tag).unwrap_or_default();
+    match privileged_starts(&docker, &cluster, &image_tag).await {
+        Ok(()) => report.push(
+            "privileged",
+            CheckStatus::Ok,
+            "a --privileged container starts",
+        ),
+        Err(Some(message)) => report.push(
+            "privileged",
+            CheckStatus::Warn,
+            format!("a --privileged container does not start ({message}); nodes use the capability fallback"),
+        ),
+        Err(None) => {}
+    }
+
     let probe = MachineSpec {
         name: "probe".to_string(),
         role: Role::Manager,
@@ -212,18 +228,13 @@ pub async fn doctor(driver_options: &serde_json::Value) -> DoctorReport {
     match created {
         Ok(()) => {
             let security = driver.security();
-            let (status, how) = match &security {
-                Some(node::Security::Privileged) | None => {
-                    (CheckStatus::Ok, "--privileged works".to_string())
-                }
-                Some(fallback) => (
-                    CheckStatus::Warn,
-                    format!("--privileged fails here (Docker < 23 with a reduced capability bounding set); nodes run with {fallback}"),
-                ),
+            let how = match &security {
+                Some(node::Security::Privileged) | None => "runs --privileged".to_string(),
+                Some(fallback) => format!("runs with {fallback}"),
             };
             report.push(
                 "node container",
-                status,
+                CheckStatus::Ok,
                 format!("{how}; its engine answered after {elapsed:.1} s"),
             );
             probe_node(&driver, &mut report).await;
@@ -245,6 +256,63 @@ pub async fn doctor(driver_options: &serde_json::Value) -> DoctorReport {
         (true, _) => "nodes work here, but the kernel has no IPVS: the ingress routing mesh and VIP load balancing do not work; publish ports with `mode: host` and use `endpoint_mode: dnsrr`".to_string(),
     };
     report
+}
+
+/// Starts a short-lived `--privileged` container from the node image: `Err(Some(why))` when the
+/// engine refuses it for capabilities, `Err(None)` when the probe itself could not run.
+async fn privileged_starts(
+    docker: &Docker,
+    cluster: &str,
+    image: &str,
+) -> Result<(), Option<String>> {
+    let name = format!("{cluster}-privileged");
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        entrypoint: Some(vec!["/usr/bin/busybox".to_string(), "true".to_string()]),
+        labels: Some(HashMap::from([(
+            LABEL_CLUSTER.to_string(),
+            cluster.to_string(),
+        )])),
+        host_config: Some(HostConfig {
+            privileged: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await;
+    if created.is_err() {
+        return Err(None);
+    }
+    let started = docker.start_container(&name, None).await;
+    let _ = docker
+        .remove_container(
+            &name,
+            Some(RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+    match started {
+        Ok(()) => Ok(()),
+        Err(e) if node::is_capability_error(&e.to_string()) => {
+            let message = e.to_string();
+            let short = message
+                .find("unable to apply caps")
+                .map_or(message.as_str(), |at| &message[at..]);
+            Err(Some(short.trim_end_matches(": unknown").to_string()))
+        }
+        Err(_) => Err(None),
+    }
 }
 
 async fn probe_node(driver: &DindDriver, report: &mut DoctorReport) {

@@ -483,7 +483,7 @@ impl DindDriver {
     async fn remove_volume(&self, name: &str) -> Result<bool, DindError> {
         match self
             .docker
-            .remove_volume(name, Some(RemoveVolumeOptions { force: true }))
+            .remove_volume(name, Some(RemoveVolumeOptions { force: false }))
             .await
         {
             Ok(()) => Ok(true),

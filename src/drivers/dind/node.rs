@@ -180,8 +180,10 @@ pub(crate) fn container_body(spec: &NodeSpec<'_>, security: &Security) -> Contai
             host_config.security_opt = Some(vec![
                 "seccomp=unconfined".to_string(),
                 "apparmor=unconfined".to_string(),
-                "systempaths=unconfined".to_string(),
             ]);
+            // `--security-opt systempaths=unconfined` is the CLI's spelling of empty lists here.
+            host_config.masked_paths = Some(Vec::new());
+            host_config.readonly_paths = Some(Vec::new());
             host_config.device_cgroup_rules = Some(vec!["a *:* rwm".to_string()]);
         }
     }
@@ -250,36 +252,63 @@ fn cap_bound_of(status: &str) -> Option<u64> {
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
 }
 
-/// The capability bounding set of the local dockerd (found through `/proc/*/comm`), or of this
-/// process when dockerd cannot be seen (another pid namespace, a remote engine).
-fn daemon_bounding_set() -> Option<u64> {
-    let dockerd = std::fs::read_dir("/proc").ok().and_then(|entries| {
-        entries.flatten().find_map(|entry| {
+/// The capability bounding set of the local dockerd, found through `/proc/*/comm`; `None` when
+/// it cannot be seen (another pid namespace, a remote engine).
+fn dockerd_bounding_set() -> Option<u64> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
             let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-            (comm.trim() == "dockerd")
-                .then(|| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-                .flatten()
-                .and_then(|s| cap_bound_of(&s))
+            if comm.trim() != "dockerd" {
+                return None;
+            }
+            cap_bound_of(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
         })
-    });
-    dockerd.or_else(|| {
+}
+
+fn last_cap() -> usize {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(CAPABILITIES.len() - 1)
+}
+
+/// What the fallback drops: the capabilities the daemon lacks (this process's bounding set
+/// stands in when dockerd cannot be seen), or `SYS_RESOURCE`, the one found missing on the
+/// machines measured, when neither can be read.
+fn fallback_drops() -> Vec<String> {
+    let own = || {
         std::fs::read_to_string("/proc/self/status")
             .ok()
             .and_then(|s| cap_bound_of(&s))
-    })
+    };
+    match dockerd_bounding_set().or_else(own) {
+        Some(mask) => missing_from_mask(mask, last_cap()),
+        None => vec!["SYS_RESOURCE".to_string()],
+    }
 }
 
-/// What the fallback drops: the capabilities the daemon lacks, or `SYS_RESOURCE` (the one
-/// found missing on the machines measured) when its bounding set cannot be read.
-fn fallback_drops() -> Vec<String> {
-    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+/// The mode to try first: the fallback straight away when the local dockerd is older than 23.0
+/// and its bounding set lacks capabilities (it would refuse `--privileged`), else privileged.
+async fn first_guess(docker: &Docker) -> Security {
+    let Some(mask) = dockerd_bounding_set() else {
+        return Security::Privileged;
+    };
+    let missing = missing_from_mask(mask, last_cap());
+    if missing.is_empty() {
+        return Security::Privileged;
+    }
+    let major = docker
+        .version()
+        .await
         .ok()
-        .and_then(|s| s.trim().parse::<usize>().ok())
-        .unwrap_or(CAPABILITIES.len() - 1);
-    match daemon_bounding_set() {
-        Some(mask) => missing_from_mask(mask, last_cap),
-        None => vec!["SYS_RESOURCE".to_string()],
+        .and_then(|v| v.version)
+        .and_then(|v| v.split('.').next()?.parse::<u32>().ok());
+    match major {
+        Some(major) if major < 23 => Security::Capabilities { dropped: missing },
+        _ => Security::Privileged,
     }
 }
 
@@ -370,7 +399,11 @@ pub(crate) async fn create(
 ) -> Result<Security, DindError> {
     fresh_volume(docker, spec).await?;
     let _ = std::fs::remove_file(&spec.socket);
-    let mut security = lock_security(known).clone().unwrap_or(Security::Privileged);
+    let remembered = lock_security(known).clone();
+    let mut security = match remembered {
+        Some(security) => security,
+        None => first_guess(docker).await,
+    };
     let mut attempts = 0;
     loop {
         attempts += 1;

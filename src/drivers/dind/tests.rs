@@ -229,12 +229,14 @@ fn node_containers_carry_labels_mounts_and_the_security_mode() {
     assert_eq!(host.device_cgroup_rules.unwrap(), ["a *:* rwm"]);
     assert_eq!(
         host.security_opt.unwrap(),
-        [
-            "seccomp=unconfined",
-            "apparmor=unconfined",
-            "systempaths=unconfined"
-        ]
+        ["seccomp=unconfined", "apparmor=unconfined"]
     );
+    assert_eq!(
+        host.masked_paths,
+        Some(Vec::new()),
+        "systempaths=unconfined"
+    );
+    assert_eq!(host.readonly_paths, Some(Vec::new()));
 }
 
 #[test]
