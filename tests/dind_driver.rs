@@ -396,6 +396,38 @@ async fn dind_cluster_of_two_nodes_lives_and_leaves_nothing() {
         answer.lines().last().unwrap_or_default()
     );
 
+    let started = Instant::now();
+    host.restart_container(&driver.container_name("w1"), None)
+        .await
+        .expect("w1 restarted");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let state = loop {
+        let answer =
+            match Docker::connect_with_unix(&w1_socket.to_string_lossy(), 5, API_DEFAULT_VERSION) {
+                Ok(node) => match node.negotiate_version().await {
+                    Ok(node) => node.info().await.ok(),
+                    Err(_) => None,
+                },
+                Err(_) => None,
+            };
+        if let Some(state) = answer
+            .and_then(|i| i.swarm)
+            .and_then(|s| s.local_node_state)
+        {
+            break state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "w1 did not come back after a restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(state.to_string(), "active", "w1 keeps its swarm membership");
+    println!(
+        "w1 restarted, engine back and still in the swarm after {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+
     driver.lock("alice", 1_000, 60).await.expect("lock taken");
     driver.lock("alice", 1_010, 60).await.expect("lock renewed");
     match driver.lock("bob", 1_020, 60).await {

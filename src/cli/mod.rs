@@ -4,6 +4,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use shoal::apply::progress::{Bar, Lines, Progress};
 use shoal::apply::{apply, unix_now, ApplyOptions};
+use shoal::drivers::dind::{doctor, DindDriver};
 use shoal::drivers::sim::SimDriver;
 use shoal::drivers::Driver;
 use shoal::model::{Desired, DriverKind, Observed};
@@ -119,6 +120,12 @@ enum Command {
         /// The machine.
         machine: String,
     },
+    /// What the driver and the engine can do here: API version, privileges, cgroups, IPVS, storage.
+    Doctor {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inject faults and drift into the sim driver's cluster.
     Sim {
         #[command(subcommand)]
@@ -209,7 +216,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             allow_destroy_all,
         } => {
             let (desired, revision) = load(repo, rev.rev.as_deref(), driver_override)?;
-            let driver = open_driver(&desired, repo)?;
+            let driver = open_driver(&desired, repo).await?;
             let observed = observe_now(&driver).await?;
             let plan = make_plan(&desired, &observed, revision, allow_destroy_all)?;
             if let Some(path) = &out {
@@ -259,7 +266,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Status { json } => {
             let (desired, _) = load(repo, None, driver_override)?;
-            let driver = open_driver(&desired, repo)?;
+            let driver = open_driver(&desired, repo).await?;
             let observed = observe_now(&driver).await?;
             let status = Status::new(&desired, &observed);
             if json {
@@ -271,7 +278,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Destroy { yes } => {
             let (desired, _) = load(repo, None, driver_override)?;
-            let driver = open_driver(&desired, repo)?;
+            let driver = open_driver(&desired, repo).await?;
             let machines = driver.list().await?;
             if machines.is_empty() {
                 println!(
@@ -294,12 +301,37 @@ pub async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Env { machine } => {
             let (desired, _) = load(repo, None, driver_override)?;
-            let driver = open_driver(&desired, repo)?;
+            let driver = open_driver(&desired, repo).await?;
             let endpoint = driver.endpoint(&machine).await?;
             println!("export DOCKER_HOST={endpoint}");
             println!("# Run this command to configure your shell:");
             println!("# eval $(shoal env --repo {} {machine})", repo.display());
             Ok(0)
+        }
+        Command::Doctor { json } => {
+            let (desired, _) = load(repo, None, driver_override)?;
+            if desired.driver != DriverKind::Dind {
+                println!(
+                    "Driver {} needs no checks: it runs in memory, without Docker.",
+                    desired.driver.as_str()
+                );
+                return Ok(0);
+            }
+            let report = doctor(&driver_options(&desired)).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for check in &report.checks {
+                    println!(
+                        "{:<8} {:<28} {}",
+                        format!("{:?}", check.status).to_lowercase(),
+                        check.name,
+                        check.detail
+                    );
+                }
+                println!("\n{}", report.verdict);
+            }
+            Ok(if report.ok() { 0 } else { 1 })
         }
         Command::Sim { action } => {
             let (desired, _) = load(repo, None, Some(DriverKind::Sim).or(driver_override))?;
@@ -338,7 +370,7 @@ async fn run_apply(
     };
     let rev = rev.or(saved.as_ref().and_then(|p| p.revision.as_deref()));
     let (desired, revision) = load(repo, rev, driver_override)?;
-    let driver = open_driver(&desired, repo)?;
+    let driver = open_driver(&desired, repo).await?;
     let observed = observe_now(&driver).await?;
     let fresh = make_plan(&desired, &observed, revision, flags.allow_destroy_all)?;
     let plan = match saved {
@@ -444,12 +476,28 @@ fn load(
     Ok((desired, revision))
 }
 
+/// The options of the driver in use: `driver_options.<driver>` when machines.yml keys its
+/// options by driver name (so `--driver` can switch between them), else `driver_options` itself.
+fn driver_options(desired: &Desired) -> serde_json::Value {
+    let names = ["dind", "sim", "generic", "docker-machine"];
+    match &desired.driver_options {
+        serde_json::Value::Object(map) if map.keys().any(|k| names.contains(&k.as_str())) => map
+            .get(desired.driver.as_str())
+            .cloned()
+            .unwrap_or(serde_json::Value::Null),
+        other => other.clone(),
+    }
+}
+
 /// Opens the driver machines.yml names.
-fn open_driver(desired: &Desired, repo: &Path) -> Result<Arc<dyn Driver>> {
+async fn open_driver(desired: &Desired, repo: &Path) -> Result<Arc<dyn Driver>> {
     match desired.driver {
         DriverKind::Sim => Ok(Arc::new(SimDriver::open(repo, &desired.cluster)?)),
+        DriverKind::Dind => Ok(Arc::new(
+            DindDriver::connect(&desired.cluster, &driver_options(desired)).await?,
+        )),
         other => bail!(
-            "machines.yml: driver {} is not available in this build yet; use `driver: sim` (or --driver sim) for now",
+            "machines.yml: driver {} is not available in this build yet; use `driver: dind` or `driver: sim`",
             other.as_str()
         ),
     }
