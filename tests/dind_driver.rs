@@ -95,7 +95,7 @@ fn machine(name: &str, role: Role) -> MachineSpec {
 /// Builds the demo service statically with rustc (std only, so this is quick).
 fn build_dataservice(out_dir: &Path) -> Result<PathBuf, String> {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/dataservice.rs");
-    let binary = out_dir.join("dataservice");
+    let binary = out_dir.join(format!("dataservice-{}", std::process::id()));
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
     let output = std::process::Command::new(rustc)
         .args([
@@ -182,21 +182,27 @@ async fn dind_cluster_of_two_nodes_lives_and_leaves_nothing() {
         demo_image_created: false,
     };
 
-    let binary = match build_dataservice(&std::env::temp_dir()) {
-        Ok(binary) => binary,
-        Err(e) => {
-            skip(&format!("the static demo binary cannot be built here: {e}"));
-            return;
-        }
-    };
-    let started = Instant::now();
-    dind::build_demo_image(&binary).await.expect("demo image");
-    cleanup.demo_image_created = !demo_existed;
-    println!(
-        "demo image {} imported in {:.2} s",
-        dind::DEMO_IMAGE,
-        started.elapsed().as_secs_f64()
-    );
+    if demo_existed {
+        println!("using the host's {}", dind::DEMO_IMAGE);
+    } else {
+        let binary = match build_dataservice(&std::env::temp_dir()) {
+            Ok(binary) => binary,
+            Err(e) => {
+                skip(&format!("the static demo binary cannot be built here: {e}"));
+                return;
+            }
+        };
+        let started = Instant::now();
+        let built = dind::build_demo_image(&binary).await;
+        let _ = std::fs::remove_file(&binary);
+        built.expect("demo image");
+        cleanup.demo_image_created = true;
+        println!(
+            "demo image {} imported in {:.2} s",
+            dind::DEMO_IMAGE,
+            started.elapsed().as_secs_f64()
+        );
+    }
 
     let options = json!({
         "preload_images": [dind::DEMO_IMAGE],

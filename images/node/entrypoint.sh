@@ -117,11 +117,10 @@ clear_stale_files
 choose_iptables
 driver=$(storage_driver)
 
-if [ -n "${SHOAL_SOCKET_GID:-}" ]; then
-	set -- --group "$SHOAL_SOCKET_GID" "$@"
-fi
+# The sockets belong to root's group unless the host's docker group id is passed in.
 exec dockerd \
 	-H unix:///var/run/docker.sock \
 	-H "unix://$HOST_DIR/docker.sock" \
+	--group "${SHOAL_SOCKET_GID:-0}" \
 	--storage-driver "$driver" \
 	"$@"

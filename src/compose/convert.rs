@@ -12,9 +12,9 @@ use super::types::{
 use crate::model::spec::{
     BindOptions, ConfigReference, ContainerSpec, DnsConfig, Driver, Empty, EndpointSpec,
     FileTarget, HealthConfig, Limit, LogDriver, Mount, NetworkAttachment, Placement,
-    PlacementPreference, PortConfig, ReplicatedJob, ReplicatedService, Reservation, Resources,
-    RestartPolicy, SecretReference, ServiceMode, SpreadOver, TaskSpec, TmpfsOptions, Ulimit,
-    UpdateConfig, VolumeOptions,
+    PlacementPreference, PortConfig, Privileges, ReplicatedJob, ReplicatedService, Reservation,
+    Resources, RestartPolicy, SecretReference, ServiceMode, SpreadOver, TaskSpec, TmpfsOptions,
+    Ulimit, UpdateConfig, VolumeOptions,
 };
 use crate::model::{
     NetworkSpec, ObjectSpec, ServiceSpec, Stack, LABEL_STACK_IMAGE, LABEL_STACK_NAMESPACE,
@@ -201,6 +201,7 @@ pub fn convert_service(
             .collect(),
         isolation: service.isolation.clone(),
         oom_score_adj: service.oom_score_adj,
+        privileges: Some(Privileges::default()),
     };
     let restart = deploy.restart_policy.as_ref().or(service.restart.as_ref());
     ServiceSpec {

@@ -86,7 +86,8 @@ fn tutorial_converts_to_what_docker_sends() {
             "TaskTemplate": {
                 "ContainerSpec": {
                     "Image": "dataservice:1",
-                    "Labels": {"com.docker.stack.namespace": "dataapp"}
+                    "Labels": {"com.docker.stack.namespace": "dataapp"},
+                    "Privileges": {"NoNewPrivileges": false}
                 },
                 "Resources": {},
                 "RestartPolicy": {"Condition": "on-failure"},

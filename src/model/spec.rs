@@ -246,6 +246,29 @@ pub struct ContainerSpec {
     /// OOM killer score adjustment (`oom_score_adj`).
     #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub oom_score_adj: i64,
+    /// Security options. The docker CLI (20.10 and later) always sends
+    /// `{"NoNewPrivileges": false}`, so shoal does too: a re-deploy by either restarts nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileges: Option<Privileges>,
+}
+
+/// A container's security options.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Privileges {
+    /// Windows credential spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_spec: Option<serde_json::Value>,
+    /// SELinux labels.
+    #[serde(
+        default,
+        rename = "SELinuxContext",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub selinux_context: Option<serde_json::Value>,
+    /// Forbid gaining privileges (e.g. through setuid binaries).
+    #[serde(default)]
+    pub no_new_privileges: bool,
 }
 
 /// A mount into a service's containers.

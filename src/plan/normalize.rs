@@ -4,7 +4,7 @@
 //! mean the same as an absent field are removed, so a converged cluster plans to nothing.
 
 use crate::model::spec::{
-    EndpointSpec, Placement, ReplicatedService, Resources, ServiceMode, ServiceSpec,
+    EndpointSpec, Placement, Privileges, ReplicatedService, Resources, ServiceMode, ServiceSpec,
 };
 use crate::model::LABEL_STACK_IMAGE;
 
@@ -26,6 +26,9 @@ pub fn normalize_service(spec: &ServiceSpec) -> ServiceSpec {
     container
         .configs
         .sort_by(|a, b| a.config_name.cmp(&b.config_name));
+    if container.privileges.as_ref() == Some(&Privileges::default()) {
+        container.privileges = None;
+    }
     if container.isolation == "default" {
         container.isolation.clear();
     }

@@ -17,7 +17,10 @@
 //! Nodes run `--privileged` where that works. Docker before 23.0 fails to start privileged
 //! containers when its own capability bounding set lacks a capability ("unable to apply caps");
 //! the driver then falls back to every capability the daemon has, with seccomp, AppArmor and the
-//! masked system paths lifted and all devices allowed (see [`Security`]).
+//! masked system paths lifted and all devices allowed (see [`Security`]). When the local dockerd
+//! is visibly in that case (older than 23.0, capabilities missing from its `CapBnd`), the
+//! fallback is used from the start; otherwise it is tried after a failed privileged start, and
+//! the mode that worked is kept for the driver's later nodes.
 //!
 //! Driver options (`driver_options` in machines.yml):
 //! - `image`: a node image on the host engine to use instead of building one;
@@ -35,6 +38,7 @@ mod upload;
 
 pub use demo::{build_demo_image, DEMO_IMAGE};
 pub use doctor::{doctor, Check, CheckStatus, DoctorReport};
+pub use lock::{LABEL_LOCK_EXPIRES, LABEL_LOCK_HOLDER, LABEL_LOCK_NONCE};
 pub use node::Security;
 pub use nodeimage::{ensure_node_image, NodeImage, NODE_IMAGE_LABEL, NODE_IMAGE_REPO};
 

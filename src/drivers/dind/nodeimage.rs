@@ -12,10 +12,11 @@
 use super::upload;
 use super::DindError;
 use super::{is_not_found, NODE_HOST_DIR};
+use bollard::query_parameters::{ListImagesOptions, RemoveImageOptions};
 use bollard::Docker;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -561,6 +562,9 @@ fn image_changes(with_label: bool) -> Vec<String> {
     changes
 }
 
+/// Held while a node image is looked up and built, so that drivers in one process build it once.
+static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Makes sure `shoal-node:<hash of the host's inputs>` exists on the engine, building it when
 /// the tag is missing.
 pub async fn ensure_node_image(docker: &Docker) -> Result<NodeImage, DindError> {
@@ -577,6 +581,7 @@ pub async fn ensure_node_image(docker: &Docker) -> Result<NodeImage, DindError> 
             .map_err(|e| DindError::io("cannot read the node image's host files", e))?
     };
     let tag = format!("{NODE_IMAGE_REPO}:{hash}");
+    let _one_build_at_a_time = BUILDING.lock().await;
     match docker.inspect_image(&tag).await {
         Ok(_) => {
             return Ok(NodeImage {
@@ -599,12 +604,51 @@ pub async fn ensure_node_image(docker: &Docker) -> Result<NodeImage, DindError> 
     let bytes = result?;
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(image = %tag, seconds, bytes, "built the node image");
+    remove_older_images(docker, &tag).await;
     Ok(NodeImage {
         tag,
         built: true,
         seconds,
         bytes,
     })
+}
+
+/// Removes the `shoal-node` images older builds left (tagged, or untagged by a build racing
+/// this one), except those containers still use: the engine refuses those without force.
+async fn remove_older_images(docker: &Docker, keep: &str) {
+    let options = ListImagesOptions {
+        filters: Some(HashMap::from([(
+            "label".to_string(),
+            vec![format!("{NODE_IMAGE_LABEL}=1")],
+        )])),
+        ..Default::default()
+    };
+    let Ok(images) = docker.list_images(Some(options)).await else {
+        return;
+    };
+    let prefix = format!("{NODE_IMAGE_REPO}:");
+    for image in images {
+        let tags: Vec<&String> = image
+            .repo_tags
+            .iter()
+            .filter(|t| t.as_str() != "<none>:<none>")
+            .collect();
+        if tags.iter().any(|t| t.as_str() == keep) {
+            continue;
+        }
+        let tag = match tags.as_slice() {
+            [] => image.id.clone(),
+            [tag] if tag.starts_with(&prefix) => (*tag).clone(),
+            _ => continue,
+        };
+        match docker
+            .remove_image(&tag, None::<RemoveImageOptions>, None)
+            .await
+        {
+            Ok(_) => tracing::info!(image = %tag, "removed an older node image"),
+            Err(e) => tracing::debug!(image = %tag, error = %e, "older node image kept"),
+        }
+    }
 }
 
 async fn import_rootfs(

@@ -2,7 +2,7 @@
 //! `POST /images/create?fromSrc=-` while it is being written.
 
 use super::DindError;
-use bollard::query_parameters::CreateImageOptions;
+use bollard::query_parameters::{CreateImageOptions, RemoveImageOptions};
 use bollard::Docker;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -54,7 +54,8 @@ impl Write for ChannelWriter {
 
 /// Imports the tar that `write` produces as image `repo:tag` with the Dockerfile-style `changes`
 /// (ENTRYPOINT, ENV, VOLUME, LABEL …). `write` runs on a blocking thread; if it fails, the
-/// upload is aborted so no half image is created. Returns the bytes sent and the image ID.
+/// upload is aborted so no half image is created. An image the tag named before is removed
+/// unless something still uses it. Returns the bytes sent and the image ID.
 pub(crate) async fn import<F>(
     docker: &Docker,
     repo: &str,
@@ -65,6 +66,12 @@ pub(crate) async fn import<F>(
 where
     F: FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'static,
 {
+    let reference = format!("{repo}:{tag}");
+    let previous = docker
+        .inspect_image(&reference)
+        .await
+        .ok()
+        .and_then(|i| i.id);
     let (sender, mut receiver) = mpsc::channel::<io::Result<Bytes>>(4);
     let producer = tokio::task::spawn_blocking(move || {
         let mut writer = ChannelWriter {
@@ -117,5 +124,16 @@ where
     }
     let written =
         produced.map_err(|e| DindError::io(format!("cannot write the image {repo}:{tag}"), e))?;
+    if let Some(previous) = previous.filter(|p| *p != image_id) {
+        match docker
+            .remove_image(&previous, None::<RemoveImageOptions>, None)
+            .await
+        {
+            Ok(_) => tracing::debug!(image = %previous, "removed the image {reference} replaced"),
+            Err(e) => {
+                tracing::debug!(image = %previous, error = %e, "kept the image {reference} replaced")
+            }
+        }
+    }
     Ok((written, image_id))
 }

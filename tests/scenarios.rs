@@ -1,0 +1,475 @@
+//! One scenario suite, run against the sim AND against real dind clusters on this machine's
+//! Docker Engine, through the CLI as a user would: the tutorial sequence, a lost worker,
+//! three managers down to one, drift, and adoption of a stack deployed with `docker stack deploy`.
+//! The sim is a test double: these runs keep it true to the engine.
+//!
+//! The dind runs need Docker. Outside CI they are skipped with a note when no engine answers;
+//! with `CI=true` a missing engine is a failure. They run one at a time and every cluster is
+//! destroyed when its scenario ends, failed or not.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    Sim,
+    Dind,
+}
+
+/// A cluster repository in a temporary folder, destroyed on drop.
+struct Cluster {
+    backend: Backend,
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+fn shoal_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_shoal")
+}
+
+fn docker_answers() -> bool {
+    Command::new("docker")
+        .args(["version", "--format", "{{.Server.APIVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether dind scenarios can run; panics in CI when they cannot.
+fn dind_available() -> bool {
+    if docker_answers() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but no Docker Engine answers: the dind scenarios must run in CI");
+    }
+    eprintln!("note: no Docker Engine answers; dind scenarios skipped (they run in CI)");
+    false
+}
+
+/// Serializes dind scenarios (2 cores) and builds the demo image once per run.
+fn dind_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    static IMAGE: OnceLock<()> = OnceLock::new();
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    IMAGE.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/dataservice/build.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .output()
+            .expect("build the demo image");
+        assert!(
+            out.status.success(),
+            "images/dataservice/build.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    guard
+}
+
+impl Cluster {
+    /// The tutorial repository (one manager, `workers` workers, five replicas) on `backend`.
+    fn tutorial(backend: Backend, name: &str, managers: u32, workers: u32) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let name = format!("{name}{}", std::process::id() % 10_000);
+        let (driver, options) = match backend {
+            Backend::Sim => ("sim", String::new()),
+            Backend::Dind => (
+                "dind",
+                "driver_options:\n  preload_images: [dataservice:1]\n".to_string(),
+            ),
+        };
+        std::fs::write(
+            dir.path().join("machines.yml"),
+            format!(
+                "cluster: {name}\ndriver: {driver}\n{options}machines:\n  vm-manager:\n    role: manager\n    count: {managers}\n  vm-worker:\n    role: worker\n    count: {workers}\nstacks:\n  dataapp: docker-compose.yml\n"
+            ),
+        )
+        .unwrap();
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dataapp/docker-compose.yml"),
+            dir.path().join("docker-compose.yml"),
+        )
+        .unwrap();
+        Cluster { backend, name, dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(shoal_bin())
+            .args(args)
+            .arg("--repo")
+            .arg(self.path())
+            .env_remove("DOCKER_HOST")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run shoal")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "[{:?}] shoal {args:?} failed:\n{}\n{}",
+            self.backend,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let text = self.ok(args);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    fn steps(&self) -> Vec<String> {
+        let plan = self.json(&["plan", "--json"]);
+        plan["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {}",
+                    s["action"].as_str().unwrap(),
+                    s["target"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+
+    /// Applies and returns (report, seconds).
+    fn apply(&self) -> (Value, f64) {
+        let start = Instant::now();
+        let report = self.json(&["apply", "--yes", "--json"]);
+        let seconds = start.elapsed().as_secs_f64();
+        assert_eq!(
+            report["converged"], true,
+            "[{:?}] not converged: {report:#}",
+            self.backend
+        );
+        (report, seconds)
+    }
+
+    fn edit(&self, file: &str, from: &str, to: &str) {
+        let path = self.dir.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file} has no {from:?}");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+    }
+
+    /// The machine vanishes, as a VM deleted in a cloud console.
+    fn kill_machine(&self, machine: &str) {
+        match self.backend {
+            Backend::Sim => {
+                self.ok(&["sim", "kill-machine", machine]);
+            }
+            Backend::Dind => docker(&["rm", "-f", &format!("{}-{machine}", self.name)]),
+        }
+    }
+
+    /// Someone scales a service by hand.
+    fn scale_by_hand(&self, service: &str, replicas: u32) {
+        match self.backend {
+            Backend::Sim => {
+                self.ok(&["sim", "set-replicas", service, &replicas.to_string()]);
+            }
+            Backend::Dind => {
+                self.node_docker(
+                    "vm-manager1",
+                    &[
+                        "service",
+                        "scale",
+                        "--detach",
+                        &format!("{service}={replicas}"),
+                    ],
+                );
+            }
+        }
+    }
+
+    /// Runs the docker CLI against a node's engine; returns its standard output.
+    fn node_docker(&self, machine: &str, args: &[&str]) -> String {
+        let env = self.ok(&["env", machine]);
+        let host = env
+            .lines()
+            .find_map(|l| l.strip_prefix("export DOCKER_HOST="))
+            .expect("DOCKER_HOST line")
+            .to_string();
+        let out = Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", host)
+            .output()
+            .expect("docker");
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn status(&self) -> Value {
+        self.json(&["status", "--json"])
+    }
+
+    /// Waits until every service runs all its tasks (the engine takes a moment).
+    fn wait_running(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = self.status();
+            let services = status["services"].as_array().unwrap();
+            if services.iter().all(|s| s["running"] == s["replicas"]) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tasks did not all start: {status:#}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.run(&["destroy", "--yes"]);
+    }
+}
+
+fn docker(args: &[&str]) {
+    let out = Command::new("docker").args(args).output().expect("docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn count(steps: &[String], action: &str) -> usize {
+    steps
+        .iter()
+        .filter(|s| s.starts_with(&format!("{action} ")))
+        .count()
+}
+
+fn position(steps: &[String], step: &str) -> usize {
+    steps
+        .iter()
+        .position(|s| s == step)
+        .unwrap_or_else(|| panic!("no {step} in {steps:?}"))
+}
+
+/// The tutorial: create, converge, scale out by editing files, lose a worker, scale back in.
+fn tutorial(backend: Backend) {
+    let cluster = Cluster::tutorial(backend, "tut", 1, 1);
+    let first = cluster.steps();
+    assert_eq!(count(&first, "create_machine"), 2);
+    assert_eq!(count(&first, "init_swarm"), 1);
+    assert_eq!(count(&first, "join_swarm"), 1);
+    assert_eq!(count(&first, "create_network"), 1);
+    assert_eq!(count(&first, "create_service"), 1);
+    let (_, create_seconds) = cluster.apply();
+    cluster.wait_running();
+    assert!(
+        cluster.steps().is_empty(),
+        "[{backend:?}] plan not empty after apply"
+    );
+    let (again, _) = cluster.apply();
+    assert_eq!(
+        again["writes"], 0,
+        "[{backend:?}] a converged apply sent writes"
+    );
+    let status = cluster.status();
+    assert_eq!(status["services"][0]["running"], 5);
+
+    cluster.edit("machines.yml", "count: 1\nstacks", "count: 3\nstacks");
+    cluster.edit("docker-compose.yml", "replicas: 5", "replicas: 10");
+    let scale = cluster.steps();
+    assert_eq!(count(&scale, "create_machine"), 2, "{scale:?}");
+    assert_eq!(count(&scale, "join_swarm"), 2, "{scale:?}");
+    assert_eq!(count(&scale, "scale_service"), 1, "{scale:?}");
+    assert_eq!(scale.len(), 5, "{scale:?}");
+    let (_, scale_seconds) = cluster.apply();
+    cluster.wait_running();
+    assert!(cluster.steps().is_empty());
+
+    cluster.kill_machine("vm-worker1");
+    let heal = cluster.steps();
+    assert!(
+        heal.contains(&"create_machine vm-worker1".to_string()),
+        "{heal:?}"
+    );
+    assert!(
+        heal.contains(&"join_swarm vm-worker1".to_string()),
+        "{heal:?}"
+    );
+    assert!(
+        heal.iter().all(|s| !s.contains("service")),
+        "services untouched: {heal:?}"
+    );
+    let (_, heal_seconds) = cluster.apply();
+    cluster.wait_running();
+    assert!(cluster.steps().is_empty());
+
+    cluster.edit("machines.yml", "count: 3\nstacks", "count: 1\nstacks");
+    let shrink = cluster.steps();
+    for worker in ["vm-worker2", "vm-worker3"] {
+        let drain = position(&shrink, &format!("drain_node {worker}"));
+        let remove = position(&shrink, &format!("remove_node {worker}"));
+        let destroy = position(&shrink, &format!("destroy_machine {worker}"));
+        assert!(drain < remove && remove < destroy, "{shrink:?}");
+    }
+    cluster.apply();
+    cluster.wait_running();
+    assert!(cluster.steps().is_empty());
+    eprintln!(
+        "[{backend:?}] tutorial: from nothing {create_seconds:.1}s, scale-out {scale_seconds:.1}s, replacement {heal_seconds:.1}s"
+    );
+}
+
+/// Three managers down to one: one demotion at a time, quorum kept, the leader kept.
+fn managers_three_to_one(backend: Backend) {
+    let cluster = Cluster::tutorial(backend, "mgr", 3, 0);
+    cluster.apply();
+    cluster.edit(
+        "machines.yml",
+        "count: 3\n  vm-worker",
+        "count: 1\n  vm-worker",
+    );
+    let steps = cluster.steps();
+    assert_eq!(count(&steps, "demote_node"), 2, "{steps:?}");
+    for manager in ["vm-manager2", "vm-manager3"] {
+        let demote = position(&steps, &format!("demote_node {manager}"));
+        let remove = position(&steps, &format!("remove_node {manager}"));
+        let destroy = position(&steps, &format!("destroy_machine {manager}"));
+        assert!(demote < remove && remove < destroy, "{steps:?}");
+    }
+    cluster.apply();
+    let status = cluster.status();
+    let managers: Vec<&Value> = status["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "manager")
+        .collect();
+    assert_eq!(managers.len(), 1, "{status:#}");
+    assert_eq!(managers[0]["leader"], true);
+    assert!(cluster.steps().is_empty());
+}
+
+/// A hand-made replica change is one scale_service; a dry run leaves it as it is.
+fn drift(backend: Backend) {
+    let cluster = Cluster::tutorial(backend, "dft", 1, 1);
+    cluster.apply();
+    cluster.scale_by_hand("dataapp_dataservice", 2);
+    assert_eq!(cluster.steps(), ["scale_service dataapp_dataservice"]);
+    let dry = cluster.json(&["apply", "--dry-run", "--json"]);
+    assert_eq!(
+        dry["dry_run_writes"].as_array().unwrap().len(),
+        1,
+        "{dry:#}"
+    );
+    assert_eq!(cluster.steps(), ["scale_service dataapp_dataservice"]);
+    cluster.apply();
+    assert!(cluster.steps().is_empty());
+}
+
+/// Re-deploying a shoal stack with `docker stack deploy --resolve-image never` restarts no
+/// task, and what the CLI stored plans to nothing in shoal (the conversions agree).
+fn redeploy_by_docker_cli(cluster: &Cluster) {
+    let running = || {
+        let mut ids: Vec<String> = cluster
+            .node_docker(
+                "vm-manager1",
+                &[
+                    "stack",
+                    "ps",
+                    "dataapp",
+                    "-q",
+                    "--filter",
+                    "desired-state=running",
+                ],
+            )
+            .lines()
+            .map(str::to_string)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let before = running();
+    assert!(!before.is_empty());
+    let compose = cluster.path().join("docker-compose.yml");
+    let compose = compose.to_str().unwrap().to_string();
+    cluster.node_docker(
+        "vm-manager1",
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            &compose,
+            "dataapp",
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        running(),
+        before,
+        "docker stack deploy restarted tasks of a shoal stack"
+    );
+    let steps = cluster.steps();
+    assert!(
+        steps.is_empty(),
+        "a stack deployed by the docker CLI must plan to nothing: {steps:?}"
+    );
+}
+
+#[test]
+fn scenarios_on_sim() {
+    tutorial(Backend::Sim);
+    managers_three_to_one(Backend::Sim);
+    drift(Backend::Sim);
+}
+
+#[test]
+fn tutorial_on_dind() {
+    if !dind_available() {
+        return;
+    }
+    let _serial = dind_lock();
+    tutorial(Backend::Dind);
+}
+
+#[test]
+fn managers_three_to_one_on_dind() {
+    if !dind_available() {
+        return;
+    }
+    let _serial = dind_lock();
+    managers_three_to_one(Backend::Dind);
+}
+
+#[test]
+fn drift_and_adoption_on_dind() {
+    if !dind_available() {
+        return;
+    }
+    let _serial = dind_lock();
+    drift(Backend::Dind);
+
+    let cluster = Cluster::tutorial(Backend::Dind, "adp", 1, 0);
+    cluster.edit("docker-compose.yml", "replicas: 5", "replicas: 2");
+    cluster.apply();
+    cluster.wait_running();
+    redeploy_by_docker_cli(&cluster);
+}
