@@ -39,7 +39,7 @@ fn fixed_env() -> BTreeMap<String, String> {
 fn read_options(dir: &Path) -> PlanOptions {
     let mut options = PlanOptions {
         revision: Some(REVISION.to_string()),
-        allow_destroy_all: false,
+        ..PlanOptions::default()
     };
     let path = dir.join("options.json");
     let Ok(text) = std::fs::read_to_string(&path) else {
@@ -58,6 +58,7 @@ fn read_options(dir: &Path) -> PlanOptions {
                 })
             }
             "revision" => options.revision = value.as_str().map(str::to_string),
+            "routing_mesh" => options.routing_mesh = value.as_bool(),
             other => panic!("{}: unknown option `{other}`", path.display()),
         }
     }

@@ -115,8 +115,8 @@ async fn converge(sim: &SimDriver, desired: &Desired) -> Result<(), String> {
     let driver: Arc<dyn Driver> = Arc::new(sim.clone());
     let observed = observe(&driver, 0).await.map_err(|e| e.to_string())?;
     let options = PlanOptions {
-        revision: None,
         allow_destroy_all: true,
+        ..PlanOptions::default()
     };
     let plan = plan(desired, &observed, &options).map_err(|e| format!("plan refused: {e}"))?;
     let watch = QuorumWatch {

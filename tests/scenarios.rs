@@ -217,6 +217,54 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The ids the running replicas answer with, asked from inside each task's container (the
+    /// routing mesh may not work here), over every machine.
+    fn replica_ids(&self, machines: &[&str]) -> Vec<String> {
+        let mut ids = Vec::new();
+        for machine in machines {
+            let containers = self.node_docker(
+                machine,
+                &[
+                    "ps",
+                    "-q",
+                    "--filter",
+                    "label=com.docker.swarm.service.name=dataapp_dataservice",
+                ],
+            );
+            for container in containers.lines() {
+                let answer = self.node_docker(machine, &["exec", container, "/dataservice", "get"]);
+                assert!(answer.contains("<name>hello</name>"), "{answer}");
+                ids.push(answer.trim().to_string());
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Machines running at least one task of the service.
+    fn task_nodes(&self) -> usize {
+        let mut nodes: Vec<String> = self
+            .node_docker(
+                "vm-manager1",
+                &[
+                    "stack",
+                    "ps",
+                    "dataapp",
+                    "--filter",
+                    "desired-state=running",
+                    "--format",
+                    "{{.Node}}",
+                ],
+            )
+            .lines()
+            .map(str::to_string)
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        nodes.len()
+    }
+
     fn status(&self) -> Value {
         self.json(&["status", "--json"])
     }
@@ -290,6 +338,14 @@ fn tutorial(backend: Backend) {
     );
     let status = cluster.status();
     assert_eq!(status["services"][0]["running"], 5);
+    if backend == Backend::Dind {
+        let ids = cluster.replica_ids(&["vm-manager1", "vm-worker1"]);
+        assert_eq!(
+            ids.len(),
+            5,
+            "5 replicas answer with 5 distinct ids: {ids:?}"
+        );
+    }
 
     cluster.edit("machines.yml", "count: 1\nstacks", "count: 3\nstacks");
     cluster.edit("docker-compose.yml", "replicas: 5", "replicas: 10");
@@ -301,6 +357,12 @@ fn tutorial(backend: Backend) {
     let (_, scale_seconds) = cluster.apply();
     cluster.wait_running();
     assert!(cluster.steps().is_empty());
+    if backend == Backend::Dind {
+        assert!(
+            cluster.task_nodes() >= 3,
+            "10 tasks should spread over at least 3 nodes"
+        );
+    }
 
     cluster.kill_machine("vm-worker1");
     let heal = cluster.steps();

@@ -36,6 +36,8 @@ pub struct ApplyOptions {
     pub lock_ttl_seconds: u64,
     /// How long to wait for a node to go down after it leaves.
     pub node_wait: Duration,
+    /// How long the cluster may take to settle before apply reports it as not converged.
+    pub settle: Duration,
 }
 
 impl Default for ApplyOptions {
@@ -46,6 +48,7 @@ impl Default for ApplyOptions {
             holder: format!("shoal-{}", std::process::id()),
             lock_ttl_seconds: 600,
             node_wait: Duration::from_secs(60),
+            settle: Duration::from_secs(10),
         }
     }
 }
@@ -110,33 +113,60 @@ pub async fn apply(
     if let Some(e) = label_error {
         tracing::warn!("could not record the applied revision: {e}");
     }
-    let converged = if options.dry_run {
-        plan.steps.is_empty()
+    let remaining = if options.dry_run {
+        plan.steps
+            .iter()
+            .map(|s| format!("{} {}", s.action, s.target))
+            .collect()
     } else {
-        match observe(&driver, unix_now()).await {
-            Ok(observed) => make_plan(
-                desired,
-                &observed,
-                &PlanOptions {
-                    revision: plan.revision.clone(),
-                    allow_destroy_all: true,
-                },
-            )
-            .is_ok_and(|p| p.steps.is_empty()),
-            Err(e) => {
-                tracing::warn!("could not observe the cluster after apply: {e}");
-                false
-            }
-        }
+        remaining_after(&driver, desired, plan.revision.clone(), options.settle).await
     };
     Ok(ApplyReport {
         revision: plan.revision.clone(),
         steps,
         writes: recorder.writes(),
-        converged,
+        converged: remaining.is_empty(),
+        remaining,
         seconds: started.elapsed().as_secs_f64(),
         dry_run_writes: recorder.recorded(),
     })
+}
+
+/// What a fresh observation still plans (`action target`, or the planning error), empty when the
+/// cluster matches. The engine settles asynchronously (a joined node reports `ready`, a demoted
+/// manager leaves Raft a moment later), so a non-empty answer is asked again for up to `settle`.
+async fn remaining_after(
+    driver: &Arc<dyn Driver>,
+    desired: &Desired,
+    revision: Option<String>,
+    settle: Duration,
+) -> Vec<String> {
+    let deadline = Instant::now() + settle;
+    loop {
+        let remaining = match observe(driver, unix_now()).await {
+            Ok(observed) => match make_plan(
+                desired,
+                &observed,
+                &PlanOptions {
+                    revision: revision.clone(),
+                    allow_destroy_all: true,
+                    routing_mesh: None,
+                },
+            ) {
+                Ok(plan) => plan
+                    .steps
+                    .iter()
+                    .map(|s| format!("{} {}", s.action, s.target))
+                    .collect(),
+                Err(e) => vec![format!("cannot plan: {e}")],
+            },
+            Err(e) => vec![format!("cannot observe: {e}")],
+        };
+        if remaining.is_empty() || Instant::now() >= deadline {
+            return remaining;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Runs the step graph: a step starts when all it depends on is done; it is skipped when

@@ -4,7 +4,9 @@
 //! container's hostname, or a random id when there is none.
 //!
 //! It listens on 0.0.0.0:8080 (`PORT` overrides) and does no DNS lookups. Build it with
-//! `images/dataservice/build.sh`.
+//! `images/dataservice/build.sh`. `dataservice get` is its own client: it asks the server on
+//! 127.0.0.1 and prints the answer, so a test can reach each replica from inside its container
+//! where the routing mesh does not work.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -104,9 +106,30 @@ fn exit_on_signals() {
     }
 }
 
+/// Asks the server on 127.0.0.1:`port` and prints the body of its answer.
+fn get(port: &str) -> std::io::Result<()> {
+    let mut stream = TcpStream::connect(format!("127.0.0.1:{port}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer)?;
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or(answer.as_str(), |(_, b)| b);
+    print!("{body}");
+    Ok(())
+}
+
 fn main() {
-    exit_on_signals();
     let port = std::env::var("PORT").unwrap_or_else(|_| "8080".to_string());
+    if std::env::args().nth(1).as_deref() == Some("get") {
+        if let Err(e) = get(&port) {
+            eprintln!("dataservice get: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    exit_on_signals();
     let body = format!(
         "<result><name>hello</name><id>{}</id></result>\n",
         escape_xml(&replica_id())

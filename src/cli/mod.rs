@@ -218,7 +218,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             let (desired, revision) = load(repo, rev.rev.as_deref(), driver_override)?;
             let driver = open_driver(&desired, repo).await?;
             let observed = observe_now(&driver).await?;
-            let plan = make_plan(&desired, &observed, revision, allow_destroy_all)?;
+            let plan = make_plan(&desired, &observed, revision, allow_destroy_all, &driver)?;
             if let Some(path) = &out {
                 let text = serde_json::to_string_pretty(&plan)?;
                 std::fs::write(path, text + "\n")
@@ -372,7 +372,13 @@ async fn run_apply(
     let (desired, revision) = load(repo, rev, driver_override)?;
     let driver = open_driver(&desired, repo).await?;
     let observed = observe_now(&driver).await?;
-    let fresh = make_plan(&desired, &observed, revision, flags.allow_destroy_all)?;
+    let fresh = make_plan(
+        &desired,
+        &observed,
+        revision,
+        flags.allow_destroy_all,
+        &driver,
+    )?;
     let plan = match saved {
         None => fresh,
         Some(mut saved) => {
@@ -512,6 +518,7 @@ fn make_plan(
     observed: &Observed,
     revision: Option<String>,
     allow_destroy_all: bool,
+    driver: &Arc<dyn Driver>,
 ) -> Result<Plan> {
     Ok(plan(
         desired,
@@ -519,6 +526,7 @@ fn make_plan(
         &PlanOptions {
             revision,
             allow_destroy_all,
+            routing_mesh: driver.routing_mesh(),
         },
     )?)
 }

@@ -55,4 +55,9 @@ pub trait Driver: Send + Sync {
     async fn unlock(&self, holder: &str) -> DriverResult<()>;
     /// Destroys every machine and everything else the driver made for the cluster.
     async fn destroy_all(&self) -> DriverResult<()>;
+    /// Whether the swarm's ingress routing mesh and VIPs can work on these machines (they need
+    /// IPVS in the kernel); `None` when the driver cannot tell.
+    fn routing_mesh(&self) -> Option<bool> {
+        None
+    }
 }

@@ -45,6 +45,9 @@ pub struct ApplyReport {
     pub converged: bool,
     /// Wall time of the whole apply.
     pub seconds: f64,
+    /// When not converged: what a fresh plan still wants (`action target`), or why it could not plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remaining: Vec<String>,
     /// In a dry run, the writes that would have been sent, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dry_run_writes: Vec<String>,

@@ -27,6 +27,8 @@ pub struct PlanOptions {
     pub revision: Option<String>,
     /// Allow a plan that removes every service of a stack or every machine.
     pub allow_destroy_all: bool,
+    /// Whether the ingress routing mesh works on the machines (`None`: unknown).
+    pub routing_mesh: Option<bool>,
 }
 
 /// Why no plan can be made.
@@ -561,6 +563,24 @@ pub fn plan(
                 "stack {} uses external {what}, which does not exist: the services using it will fail to deploy",
                 stack.name
             ));
+        }
+    }
+    if options.routing_mesh == Some(false) {
+        for spec in desired.stacks.values().flat_map(|s| s.services.values()) {
+            let ingress: Vec<String> = spec
+                .endpoint_spec
+                .iter()
+                .flat_map(|e| &e.ports)
+                .filter(|p| p.publish_mode != "host")
+                .map(|p| p.published_port.unwrap_or(0).to_string())
+                .collect();
+            if !ingress.is_empty() {
+                warnings.push(format!(
+                    "{} publishes port {} through the ingress routing mesh, which cannot work on these machines (their kernel has no IPVS): the service runs but the port does not answer. Publish in host mode instead (ports: - {{target: ..., published: ..., mode: host}}) with deploy.endpoint_mode: dnsrr; `shoal doctor` tells more",
+                    spec.name,
+                    ingress.join(", ")
+                ));
+            }
         }
     }
     let rebalance = desired.policy.rebalance && joined_any && swarm_exists;

@@ -212,6 +212,11 @@ pub fn render_report(report: &ApplyReport, style: Style) -> String {
             step.error.as_deref().unwrap_or("unknown error")
         );
     }
+    if !report.converged && report.dry_run_writes.is_empty() {
+        for left in &report.remaining {
+            let _ = writeln!(out, "{} {left}", style.yellow("Still to do:"));
+        }
+    }
     let verdict = if report.converged {
         style.green("converged")
     } else {

@@ -244,8 +244,19 @@ fn bad_option(key: &str, expected: &str) -> DindError {
 
 /// Connects to the host engine the way the docker CLI does by default (`DOCKER_HOST` when it is
 /// a unix socket, else `/var/run/docker.sock`) and agrees on an API version with it.
+/// A `DOCKER_HOST` that points at one of shoal's own node sockets (left by
+/// `eval $(shoal env MACHINE)`) is not the host engine and is ignored.
 pub async fn connect_host() -> Result<Docker, DindError> {
-    let docker = Docker::connect_with_local_defaults()
+    let node_socket = std::env::var("DOCKER_HOST").is_ok_and(|host| {
+        host.strip_prefix("unix://")
+            .is_some_and(|path| Path::new(path).starts_with(default_state_dir()))
+    });
+    let connected = if node_socket {
+        Docker::connect_with_unix("/var/run/docker.sock", 120, bollard::API_DEFAULT_VERSION)
+    } else {
+        Docker::connect_with_local_defaults()
+    };
+    let docker = connected
         .map_err(|e| {
             DindError::Unavailable(format!(
                 "the dind driver needs a local Docker engine and cannot reach one: {e}"
@@ -516,6 +527,11 @@ fn parse_role(value: Option<&String>) -> Option<Role> {
 
 #[async_trait]
 impl Driver for DindDriver {
+    /// Nodes share the host's kernel and cannot load modules, so the host decides.
+    fn routing_mesh(&self) -> Option<bool> {
+        Some(Path::new("/proc/net/ip_vs").exists() || Path::new("/proc/sys/net/ipv4/vs").exists())
+    }
+
     async fn list(&self) -> DriverResult<Vec<ObservedMachine>> {
         let options = ListContainersOptions {
             all: true,
