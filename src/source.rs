@@ -2,6 +2,12 @@
 //!
 //! The cluster folder may be a subfolder of a larger repository (like `examples/dataapp`
 //! here); paths are then read under that prefix.
+//!
+//! [`follow`] reads the tip commit of a followed branch, of a local repository or of a remote
+//! one that [`remote`] clones and fetches into a cache; `shoal watch` builds on them.
+
+pub mod follow;
+pub mod remote;
 
 use crate::config::{DirSource, FileSource};
 use git2::{ObjectType, Repository, Status, StatusOptions};
@@ -82,7 +88,21 @@ pub fn at_revision(dir: &Path, rev: &str) -> Result<Source, SourceError> {
     })
 }
 
-fn folder_name(dir: &Path) -> String {
+/// The files under `prefix` ('' for the root) of `commit` in the repository at `git_dir` (a
+/// `.git` folder or a bare repository); `name` is the default cluster name.
+pub fn at_commit(git_dir: &Path, commit: &str, prefix: &str, name: &str) -> Source {
+    Source {
+        files: Box::new(CommitSource {
+            repo_path: git_dir.to_path_buf(),
+            commit: commit.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+            name: name.to_string(),
+        }),
+        revision: Some(commit.to_string()),
+    }
+}
+
+pub(crate) fn folder_name(dir: &Path) -> String {
     dir.canonicalize()
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
@@ -90,7 +110,7 @@ fn folder_name(dir: &Path) -> String {
 }
 
 /// The repository containing `dir` and the path of `dir` inside its work tree ('' at the root).
-fn locate(dir: &Path) -> Option<(Repository, String)> {
+pub(crate) fn locate(dir: &Path) -> Option<(Repository, String)> {
     let repo = Repository::discover(dir).ok()?;
     let workdir = repo.workdir()?.canonicalize().ok()?;
     let dir = dir.canonicalize().ok()?;

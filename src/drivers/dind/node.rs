@@ -255,6 +255,9 @@ fn cap_bound_of(status: &str) -> Option<u64> {
 /// The capability bounding set of the local dockerd, found through `/proc/*/comm`; `None` when
 /// it cannot be seen (another pid namespace, a remote engine).
 fn dockerd_bounding_set() -> Option<u64> {
+    // The engines inside node containers are dockerd processes too, visible from here but in
+    // pid namespaces of their own, with narrower bounding sets: only the host's one counts.
+    let own_namespace = std::fs::read_link("/proc/self/ns/pid").ok();
     std::fs::read_dir("/proc")
         .ok()?
         .flatten()
@@ -262,6 +265,10 @@ fn dockerd_bounding_set() -> Option<u64> {
             let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
             if comm.trim() != "dockerd" {
+                return None;
+            }
+            let namespace = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+            if own_namespace.is_some() && namespace != own_namespace {
                 return None;
             }
             cap_bound_of(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
@@ -408,7 +415,9 @@ pub(crate) async fn create(
     loop {
         attempts += 1;
         remove_container(docker, &spec.container).await?;
-        docker
+        // Capability problems show up at create (a capability the engine does not know) or at
+        // start (one it cannot grant); both are answered by the next security mode.
+        let started = match docker
             .create_container(
                 Some(CreateContainerOptions {
                     name: Some(spec.container.clone()),
@@ -417,10 +426,11 @@ pub(crate) async fn create(
                 container_body(spec, &security),
             )
             .await
-            .map_err(|e| {
-                DindError::docker(format!("cannot create container {}", spec.container), e)
-            })?;
-        match docker.start_container(&spec.container, None).await {
+        {
+            Ok(_) => docker.start_container(&spec.container, None).await,
+            Err(error) => Err(error),
+        };
+        match started {
             Ok(()) => break,
             Err(error) => {
                 let message = error.to_string();
@@ -442,7 +452,10 @@ pub(crate) async fn create(
                     }
                     None => {
                         return Err(DindError::docker(
-                            format!("cannot start container {} ({security})", spec.container),
+                            format!(
+                                "cannot create or start container {} ({security})",
+                                spec.container
+                            ),
                             error,
                         ))
                     }
