@@ -7,9 +7,11 @@
 //! with `CI=true` a missing engine is a failure. They run one at a time and every cluster is
 //! destroyed when its scenario ends, failed or not.
 
+mod common;
+
+use common::{count, crate_path, position, Repo};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -23,11 +25,7 @@ enum Backend {
 struct Cluster {
     backend: Backend,
     name: String,
-    dir: tempfile::TempDir,
-}
-
-fn shoal_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_shoal")
+    repo: Repo,
 }
 
 fn docker_answers() -> bool {
@@ -57,7 +55,7 @@ fn dind_lock() -> std::sync::MutexGuard<'static, ()> {
     static IMAGE: OnceLock<()> = OnceLock::new();
     let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     IMAGE.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/dataservice/build.sh");
+        let script = crate_path("images/dataservice/build.sh");
         let out = Command::new("bash")
             .arg(script)
             .output()
@@ -74,7 +72,7 @@ fn dind_lock() -> std::sync::MutexGuard<'static, ()> {
 impl Cluster {
     /// The tutorial repository (one manager, `workers` workers, five replicas) on `backend`.
     fn tutorial(backend: Backend, name: &str, managers: u32, workers: u32) -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = Repo::empty();
         let name = format!("{name}{}", std::process::id() % 10_000);
         let (driver, options) = match backend {
             Backend::Sim => ("sim", String::new()),
@@ -84,86 +82,45 @@ impl Cluster {
             ),
         };
         std::fs::write(
-            dir.path().join("machines.yml"),
+            repo.path().join("machines.yml"),
             format!(
                 "cluster: {name}\ndriver: {driver}\n{options}machines:\n  vm-manager:\n    role: manager\n    count: {managers}\n  vm-worker:\n    role: worker\n    count: {workers}\nstacks:\n  dataapp: docker-compose.yml\n"
             ),
         )
         .unwrap();
         std::fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dataapp/docker-compose.yml"),
-            dir.path().join("docker-compose.yml"),
+            crate_path("examples/dataapp/docker-compose.yml"),
+            repo.path().join("docker-compose.yml"),
         )
         .unwrap();
-        Cluster { backend, name, dir }
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(shoal_bin())
-            .args(args)
-            .arg("--repo")
-            .arg(self.path())
-            .env_remove("DOCKER_HOST")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run shoal")
+        Cluster {
+            backend,
+            name,
+            repo,
+        }
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "[{:?}] shoal {args:?} failed:\n{}\n{}",
-            self.backend,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        self.repo.ok(args)
     }
 
     fn json(&self, args: &[&str]) -> Value {
-        let text = self.ok(args);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+        self.repo.json(args)
     }
 
     fn steps(&self) -> Vec<String> {
-        let plan = self.json(&["plan", "--json"]);
-        plan["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                format!(
-                    "{} {}",
-                    s["action"].as_str().unwrap(),
-                    s["target"].as_str().unwrap()
-                )
-            })
-            .collect()
+        self.repo.steps()
+    }
+
+    fn edit(&self, file: &str, from: &str, to: &str) {
+        self.repo.edit(file, from, to)
     }
 
     /// Applies and returns (report, seconds).
     fn apply(&self) -> (Value, f64) {
         let start = Instant::now();
-        let report = self.json(&["apply", "--yes", "--json"]);
-        let seconds = start.elapsed().as_secs_f64();
-        assert_eq!(
-            report["converged"], true,
-            "[{:?}] not converged: {report:#}",
-            self.backend
-        );
-        (report, seconds)
-    }
-
-    fn edit(&self, file: &str, from: &str, to: &str) {
-        let path = self.dir.path().join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{file} has no {from:?}");
-        std::fs::write(&path, text.replace(from, to)).unwrap();
+        let report = self.repo.apply();
+        (report, start.elapsed().as_secs_f64())
     }
 
     /// The machine vanishes, as a VM deleted in a cloud console.
@@ -289,7 +246,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = self.run(&["destroy", "--yes"]);
+        let _ = self.repo.shoal(&["destroy", "--yes"]);
     }
 }
 
@@ -300,20 +257,6 @@ fn docker(args: &[&str]) {
         "docker {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn count(steps: &[String], action: &str) -> usize {
-    steps
-        .iter()
-        .filter(|s| s.starts_with(&format!("{action} ")))
-        .count()
-}
-
-fn position(steps: &[String], step: &str) -> usize {
-    steps
-        .iter()
-        .position(|s| s == step)
-        .unwrap_or_else(|| panic!("no {step} in {steps:?}"))
 }
 
 /// The tutorial: create, converge, scale out by editing files, lose a worker, scale back in.
@@ -469,7 +412,7 @@ fn redeploy_by_docker_cli(cluster: &Cluster) {
     };
     let before = running();
     assert!(!before.is_empty());
-    let compose = cluster.path().join("docker-compose.yml");
+    let compose = cluster.repo.path().join("docker-compose.yml");
     let compose = compose.to_str().unwrap().to_string();
     cluster.node_docker(
         "vm-manager1",

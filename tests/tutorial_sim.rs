@@ -1,117 +1,20 @@
 //! The tutorial, driven through the CLI only, on the sim driver: what a new user would try.
 
+mod common;
+
+use common::{count, position, steps_of, Repo};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
-/// A copy of examples/dataapp in a temporary folder.
-struct Repo {
-    dir: tempfile::TempDir,
-}
-
-impl Repo {
-    fn tutorial() -> Repo {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dataapp");
-        for file in ["machines.yml", "docker-compose.yml"] {
-            std::fs::copy(example.join(file), dir.path().join(file)).expect("copy example");
-        }
-        Repo { dir }
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
-    }
-
-    fn shoal(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_shoal"))
-            .args(args)
-            .arg("--repo")
-            .arg(self.path())
-            .env_remove("SHOAL_LOG")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run shoal")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.shoal(args);
-        assert!(
-            out.status.success(),
-            "shoal {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let text = self.ok(args);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-    }
-
-    fn plan(&self) -> Value {
-        self.json(&["plan", "--json"])
-    }
-
-    fn apply(&self) -> Value {
-        let report = self.json(&["apply", "--yes", "--json"]);
-        assert_eq!(
-            report["converged"], true,
-            "apply did not converge: {report:#}"
-        );
-        report
-    }
-
-    fn edit(&self, file: &str, from: &str, to: &str) {
-        let path = self.dir.path().join(file);
-        let text = std::fs::read_to_string(&path).expect("read");
-        assert!(text.contains(from), "{file} has no {from:?}");
-        std::fs::write(&path, text.replace(from, to)).expect("write");
-    }
-
-    fn sim_state(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join(".shoal/sim.json")).unwrap_or_default()
-    }
-}
-
-/// `action target` of each step.
-fn steps(plan: &Value) -> Vec<String> {
-    plan["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .map(|s| {
-            format!(
-                "{} {}",
-                s["action"].as_str().unwrap(),
-                s["target"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
-fn count(plan: &Value, action: &str) -> usize {
-    steps(plan)
-        .iter()
-        .filter(|s| s.starts_with(&format!("{action} ")))
-        .count()
-}
-
-/// Position of a step in the plan.
-fn position(plan: &Value, step: &str) -> usize {
-    steps(plan)
-        .iter()
-        .position(|s| s == step)
-        .unwrap_or_else(|| panic!("no step {step} in {:?}", steps(plan)))
+fn tutorial() -> Repo {
+    Repo::copy_of("examples/dataapp")
 }
 
 #[test]
 fn the_tutorial_from_nothing_to_scaled_and_back() {
-    let repo = Repo::tutorial();
+    let repo = tutorial();
     let first = repo.plan();
     assert_eq!(
-        steps(&first),
+        steps_of(&first),
         [
             "create_machine vm-manager",
             "create_machine vm-worker1",
@@ -128,7 +31,7 @@ fn the_tutorial_from_nothing_to_scaled_and_back() {
 
     let report = repo.apply();
     assert!(report["writes"].as_u64().unwrap() >= 6);
-    assert!(steps(&repo.plan()).is_empty());
+    assert!(repo.steps().is_empty());
     let second = repo.apply();
     assert_eq!(second["writes"], 0, "a converged apply must send nothing");
 
@@ -140,17 +43,17 @@ fn the_tutorial_from_nothing_to_scaled_and_back() {
 
     repo.edit("machines.yml", "count: 1", "count: 3");
     repo.edit("docker-compose.yml", "replicas: 5", "replicas: 10");
-    let scale = repo.plan();
+    let scale = repo.steps();
     assert_eq!(count(&scale, "create_machine"), 2);
     assert_eq!(count(&scale, "join_swarm"), 2);
     assert_eq!(count(&scale, "scale_service"), 1);
-    assert_eq!(steps(&scale).len(), 5, "{:?}", steps(&scale));
+    assert_eq!(scale.len(), 5, "{:?}", scale);
     repo.apply();
 
     repo.ok(&["sim", "kill-machine", "vm-worker2"]);
-    let heal = repo.plan();
+    let heal = repo.steps();
     assert_eq!(
-        steps(&heal),
+        heal,
         [
             "remove_node vm-worker2",
             "create_machine vm-worker2",
@@ -160,14 +63,14 @@ fn the_tutorial_from_nothing_to_scaled_and_back() {
     repo.apply();
 
     repo.edit("machines.yml", "count: 3", "count: 1");
-    let shrink = repo.plan();
+    let shrink = repo.steps();
     for worker in ["vm-worker2", "vm-worker3"] {
         let drain = position(&shrink, &format!("drain_node {worker}"));
         let remove = position(&shrink, &format!("remove_node {worker}"));
         let destroy = position(&shrink, &format!("destroy_machine {worker}"));
-        assert!(drain < remove && remove < destroy, "{:?}", steps(&shrink));
+        assert!(drain < remove && remove < destroy, "{:?}", shrink);
     }
-    assert_eq!(steps(&shrink).len(), 6);
+    assert_eq!(shrink.len(), 6);
     let before = repo.sim_state();
     let dry = repo.json(&["apply", "--dry-run", "--json"]);
     let writes: Vec<&str> = dry["dry_run_writes"]
@@ -194,8 +97,8 @@ fn the_tutorial_from_nothing_to_scaled_and_back() {
     repo.apply();
 
     repo.ok(&["sim", "set-replicas", "dataapp_dataservice", "3"]);
-    let drift = repo.plan();
-    assert_eq!(steps(&drift), ["scale_service dataapp_dataservice"]);
+    let drift = repo.steps();
+    assert_eq!(drift, ["scale_service dataapp_dataservice"]);
     let before = repo.sim_state();
     let dry = repo.json(&["apply", "--dry-run", "--json"]);
     assert_eq!(
@@ -208,30 +111,27 @@ fn the_tutorial_from_nothing_to_scaled_and_back() {
         before,
         "a dry run must not change the cluster"
     );
-    assert_eq!(steps(&repo.plan()), ["scale_service dataapp_dataservice"]);
+    assert_eq!(repo.steps(), ["scale_service dataapp_dataservice"]);
     repo.apply();
-    assert!(steps(&repo.plan()).is_empty());
+    assert!(repo.steps().is_empty());
 }
 
 #[test]
 fn three_managers_to_one_keeps_quorum() {
-    let repo = Repo::tutorial();
+    let repo = tutorial();
     repo.edit(
         "machines.yml",
         "  vm-manager:\n    role: manager\n",
         "  vm-manager:\n    role: manager\n    count: 3\n",
     );
-    let grow = repo.plan();
-    assert_eq!(count(&grow, "join_swarm"), 3, "{:?}", steps(&grow));
+    let grow = repo.steps();
+    assert_eq!(count(&grow, "join_swarm"), 3, "{:?}", grow);
     repo.apply();
     repo.edit("machines.yml", "    count: 3\n", "    count: 1\n");
-    let shrink = repo.plan();
-    let demotes: Vec<String> = steps(&shrink)
-        .into_iter()
-        .filter(|s| s.starts_with("demote_node"))
-        .collect();
-    assert_eq!(demotes.len(), 2, "{:?}", steps(&shrink));
-    let chain: Vec<&Value> = shrink["steps"]
+    let plan = repo.plan();
+    let shrink = steps_of(&plan);
+    assert_eq!(count(&shrink, "demote_node"), 2, "{shrink:?}");
+    let chain: Vec<&Value> = plan["steps"]
         .as_array()
         .unwrap()
         .iter()
@@ -264,7 +164,7 @@ fn three_managers_to_one_keeps_quorum() {
 
 #[test]
 fn lost_quorum_is_refused_with_the_recovery() {
-    let repo = Repo::tutorial();
+    let repo = tutorial();
     repo.edit(
         "machines.yml",
         "  vm-manager:\n    role: manager\n",
@@ -281,7 +181,7 @@ fn lost_quorum_is_refused_with_the_recovery() {
 
 #[test]
 fn bad_input_is_refused_by_every_command_and_writes_nothing() {
-    let repo = Repo::tutorial();
+    let repo = tutorial();
     repo.apply();
     let before = repo.sim_state();
     repo.edit(
@@ -305,7 +205,7 @@ fn bad_input_is_refused_by_every_command_and_writes_nothing() {
 
 #[test]
 fn apply_refuses_without_yes_when_not_on_a_terminal() {
-    let repo = Repo::tutorial();
+    let repo = tutorial();
     let out = repo.shoal(&["apply"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
@@ -314,12 +214,12 @@ fn apply_refuses_without_yes_when_not_on_a_terminal() {
 
 #[test]
 fn a_saved_plan_goes_stale_when_the_cluster_changes() {
-    let repo = Repo::tutorial();
+    let repo = tutorial();
     let file = repo.path().join("plan.json");
     let file = file.to_str().unwrap();
     repo.ok(&["plan", "--out", file]);
     repo.ok(&["apply", file]);
-    assert!(steps(&repo.plan()).is_empty());
+    assert!(repo.steps().is_empty());
 
     repo.edit("docker-compose.yml", "replicas: 5", "replicas: 7");
     repo.ok(&["plan", "--out", file]);
@@ -331,7 +231,7 @@ fn a_saved_plan_goes_stale_when_the_cluster_changes() {
 
 #[test]
 fn detailed_exitcode_tells_changes_apart() {
-    let repo = Repo::tutorial();
+    let repo = tutorial();
     assert_eq!(
         repo.shoal(&["plan", "--detailed-exitcode"]).status.code(),
         Some(2)
