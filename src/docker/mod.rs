@@ -492,6 +492,76 @@ impl Swarm for DockerEngine {
     }
 }
 
+/// The stack objects of a swarm as the engine's own JSON describes them (`GET /services?status=true`,
+/// `GET /networks`, `GET /secrets`, `GET /configs`, each an array), read the way
+/// [`DockerEngine`] reads them. Pure: the no-drift fixtures use it on captured engine output.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct EngineDump {
+    /// `GET /services?status=true`.
+    #[serde(default)]
+    pub services: Vec<Value>,
+    /// `GET /networks`.
+    #[serde(default)]
+    pub networks: Vec<Value>,
+    /// `GET /secrets`.
+    #[serde(default)]
+    pub secrets: Vec<Value>,
+    /// `GET /configs`.
+    #[serde(default)]
+    pub configs: Vec<Value>,
+}
+
+/// What shoal observes of a swarm's stack objects, from an [`EngineDump`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StackObjects {
+    /// Services carrying the stack namespace label.
+    pub services: Vec<ObservedService>,
+    /// Swarm-scoped networks by name.
+    pub networks: BTreeMap<String, ObservedObject>,
+    /// Secrets by name.
+    pub secrets: BTreeMap<String, ObservedObject>,
+    /// Configs by name.
+    pub configs: BTreeMap<String, ObservedObject>,
+}
+
+impl EngineDump {
+    /// Reads the dump as [`DockerEngine`] reads the live engine.
+    pub fn stack_objects(&self) -> Result<StackObjects, EngineError> {
+        fn parse<T: serde::de::DeserializeOwned>(
+            what: &str,
+            values: &[Value],
+        ) -> Result<Vec<T>, EngineError> {
+            values
+                .iter()
+                .map(|v| {
+                    serde_json::from_value(v.clone())
+                        .map_err(|e| EngineError::Other(format!("unexpected {what}: {e}")))
+                })
+                .collect()
+        }
+        let networks: Vec<bollard::models::Network> = parse("network", &self.networks)?;
+        let secrets: Vec<bollard::models::Secret> = parse("secret", &self.secrets)?;
+        let configs: Vec<bollard::models::Config> = parse("config", &self.configs)?;
+        let names = convert::network_names(&networks);
+        let services = self
+            .services
+            .iter()
+            .filter(|raw| {
+                raw.pointer("/Spec/Labels")
+                    .and_then(|labels| labels.get(LABEL_STACK_NAMESPACE))
+                    .is_some()
+            })
+            .map(|raw| convert::service_from_engine(raw.clone(), &names))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(StackObjects {
+            services,
+            networks: networks.iter().filter_map(convert::swarm_network).collect(),
+            secrets: convert::secrets_by_name(&secrets),
+            configs: convert::configs_by_name(&configs),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

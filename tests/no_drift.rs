@@ -1,0 +1,105 @@
+//! No false drift against real engine output: each `fixtures/no_drift/<case>/` holds a stack's
+//! files and `engine.json`, what a real Docker Engine (20.10, API 1.41) answered after the stack
+//! was deployed by shoal or by `docker stack deploy --resolve-image never` (captured by
+//! `fixtures/no_drift/capture.sh`). Read the way the engine backend reads a live engine, each
+//! must plan to nothing: normalization makes the engine's defaults and ordering equal to what
+//! shoal sends, and shoal's conversion equal to the docker CLI's.
+
+use shoal::config::{load, DirSource};
+use shoal::docker::EngineDump;
+use shoal::model::observed::{LocalSwarmState, ObservedSwarm};
+use shoal::model::{
+    Availability, MachineState, NodeState, Observed, ObservedMachine, ObservedNode, Reachability,
+    Role,
+};
+use shoal::plan::{plan, PlanOptions};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn observed(desired: &shoal::model::Desired, dump: &EngineDump) -> Observed {
+    let objects = dump.stack_objects().expect("engine output reads");
+    let mut observed = Observed {
+        observed_at: 0,
+        swarm: Some(ObservedSwarm {
+            id: "captured".into(),
+            labels: BTreeMap::new(),
+            quorum_error: None,
+        }),
+        services: objects
+            .services
+            .into_iter()
+            .map(|s| (s.spec.name.clone(), s))
+            .collect(),
+        networks: objects.networks,
+        secrets: objects.secrets,
+        configs: objects.configs,
+        ..Observed::default()
+    };
+    for (i, machine) in desired.machines.values().enumerate() {
+        let id = format!("node{i}");
+        observed.machines.insert(
+            machine.name.clone(),
+            ObservedMachine {
+                name: machine.name.clone(),
+                state: MachineState::Running,
+                created_role: Some(machine.role),
+                swarm_state: LocalSwarmState::Active,
+                node_id: Some(id.clone()),
+            },
+        );
+        observed.nodes.insert(
+            id.clone(),
+            ObservedNode {
+                id,
+                machine: Some(machine.name.clone()),
+                hostname: machine.name.clone(),
+                role: machine.role,
+                availability: Availability::Active,
+                labels: machine.labels.clone(),
+                state: NodeState::Ready,
+                leader: i == 0,
+                reachability: (machine.role == Role::Manager).then_some(Reachability::Reachable),
+                version: 1,
+                down_for_seconds: None,
+            },
+        );
+    }
+    observed
+}
+
+#[test]
+fn captured_engine_output_plans_to_nothing() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/no_drift");
+    let mut cases = 0;
+    let mut failures = Vec::new();
+    for entry in std::fs::read_dir(&root).expect("fixtures/no_drift") {
+        let dir = entry.expect("entry").path();
+        let engine = dir.join("engine.json");
+        if !engine.exists() {
+            continue;
+        }
+        cases += 1;
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let desired = load(&DirSource(dir.clone()), &BTreeMap::new())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let dump: EngineDump =
+            serde_json::from_str(&std::fs::read_to_string(&engine).unwrap()).unwrap();
+        let services: usize = desired.stacks.values().map(|s| s.services.len()).sum();
+        let observed = observed(&desired, &dump);
+        assert_eq!(
+            observed.services.len(),
+            services,
+            "{name}: every service was captured"
+        );
+        let plan = plan(&desired, &observed, &PlanOptions::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        if !plan.steps.is_empty() {
+            failures.push(format!(
+                "{name}:\n{}",
+                shoal::render::render_plan(&plan, shoal::render::Style::PLAIN)
+            ));
+        }
+    }
+    assert!(cases >= 5, "expected the captured cases, found {cases}");
+    assert!(failures.is_empty(), "false drift:\n{}", failures.join("\n"));
+}
