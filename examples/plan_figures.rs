@@ -2,14 +2,12 @@
 //! cold (nothing exists) and converged (everything matches). Run with
 //! `cargo run --release --example plan_figures` (`-- --quick` for a short smoke run).
 
-use shoal::model::observed::{LocalSwarmState, ObservedSwarm};
 use shoal::model::spec::{
     EndpointSpec, NetworkAttachment, NetworkSpec, PortConfig, ReplicatedService, RestartPolicy,
     ServiceMode,
 };
 use shoal::model::{
-    Availability, Desired, DriverKind, MachineSpec, MachineState, NodeState, Observed,
-    ObservedMachine, ObservedNode, ObservedObject, ObservedService, Policy, Reachability, Role,
+    Desired, DriverKind, MachineSpec, Observed, ObservedObject, ObservedService, Policy, Role,
     ServiceSpec, Stack, LABEL_STACK_IMAGE, LABEL_STACK_NAMESPACE,
 };
 use shoal::plan::{plan, PlanOptions};
@@ -107,44 +105,7 @@ fn desired(machines: usize, services: usize) -> Desired {
 
 /// The observed state of a cluster that already matches `desired`.
 fn converged(desired: &Desired) -> Observed {
-    let mut observed = Observed {
-        observed_at: 1_000,
-        swarm: Some(ObservedSwarm {
-            id: "swarm".into(),
-            labels: BTreeMap::new(),
-            quorum_error: None,
-        }),
-        ..Observed::default()
-    };
-    for (i, machine) in desired.machines.values().enumerate() {
-        let id = format!("node{i:05}");
-        observed.machines.insert(
-            machine.name.clone(),
-            ObservedMachine {
-                name: machine.name.clone(),
-                state: MachineState::Running,
-                created_role: Some(machine.role),
-                swarm_state: LocalSwarmState::Active,
-                node_id: Some(id.clone()),
-            },
-        );
-        observed.nodes.insert(
-            id.clone(),
-            ObservedNode {
-                id,
-                machine: Some(machine.name.clone()),
-                hostname: machine.name.clone(),
-                role: machine.role,
-                availability: Availability::Active,
-                labels: machine.labels.clone(),
-                state: NodeState::Ready,
-                leader: i == 0,
-                reachability: (machine.role == Role::Manager).then_some(Reachability::Reachable),
-                version: 10,
-                down_for_seconds: None,
-            },
-        );
-    }
+    let mut observed = Observed::with_members_of(desired);
     for stack in desired.stacks.values() {
         for (name, network) in &stack.networks {
             observed.networks.insert(

@@ -7,24 +7,14 @@
 
 use shoal::config::{load, DirSource};
 use shoal::docker::EngineDump;
-use shoal::model::observed::{LocalSwarmState, ObservedSwarm};
-use shoal::model::{
-    Availability, MachineState, NodeState, Observed, ObservedMachine, ObservedNode, Reachability,
-    Role,
-};
+use shoal::model::Observed;
 use shoal::plan::{plan, PlanOptions};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 fn observed(desired: &shoal::model::Desired, dump: &EngineDump) -> Observed {
     let objects = dump.stack_objects().expect("engine output reads");
-    let mut observed = Observed {
-        observed_at: 0,
-        swarm: Some(ObservedSwarm {
-            id: "captured".into(),
-            labels: BTreeMap::new(),
-            quorum_error: None,
-        }),
+    Observed {
         services: objects
             .services
             .into_iter()
@@ -33,38 +23,8 @@ fn observed(desired: &shoal::model::Desired, dump: &EngineDump) -> Observed {
         networks: objects.networks,
         secrets: objects.secrets,
         configs: objects.configs,
-        ..Observed::default()
-    };
-    for (i, machine) in desired.machines.values().enumerate() {
-        let id = format!("node{i}");
-        observed.machines.insert(
-            machine.name.clone(),
-            ObservedMachine {
-                name: machine.name.clone(),
-                state: MachineState::Running,
-                created_role: Some(machine.role),
-                swarm_state: LocalSwarmState::Active,
-                node_id: Some(id.clone()),
-            },
-        );
-        observed.nodes.insert(
-            id.clone(),
-            ObservedNode {
-                id,
-                machine: Some(machine.name.clone()),
-                hostname: machine.name.clone(),
-                role: machine.role,
-                availability: Availability::Active,
-                labels: machine.labels.clone(),
-                state: NodeState::Ready,
-                leader: i == 0,
-                reachability: (machine.role == Role::Manager).then_some(Reachability::Reachable),
-                version: 1,
-                down_for_seconds: None,
-            },
-        );
+        ..Observed::with_members_of(desired)
     }
-    observed
 }
 
 #[test]

@@ -203,6 +203,56 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// An observation in which every machine of `desired` runs and is a ready member of one
+    /// swarm with the role and labels it should have (the first manager leads), and nothing
+    /// else exists: the starting point of benchmarks and of tests that add the stacks' objects.
+    pub fn with_members_of(desired: &super::Desired) -> Observed {
+        let mut observed = Observed {
+            swarm: Some(ObservedSwarm {
+                id: "swarm".into(),
+                labels: BTreeMap::new(),
+                quorum_error: None,
+            }),
+            ..Observed::default()
+        };
+        let leader = desired
+            .machines
+            .values()
+            .find(|m| m.role == Role::Manager)
+            .map(|m| m.name.clone());
+        for (i, machine) in desired.machines.values().enumerate() {
+            let id = format!("node{i:05}");
+            observed.machines.insert(
+                machine.name.clone(),
+                ObservedMachine {
+                    name: machine.name.clone(),
+                    state: MachineState::Running,
+                    created_role: Some(machine.role),
+                    swarm_state: LocalSwarmState::Active,
+                    node_id: Some(id.clone()),
+                },
+            );
+            observed.nodes.insert(
+                id.clone(),
+                ObservedNode {
+                    id,
+                    machine: Some(machine.name.clone()),
+                    hostname: machine.name.clone(),
+                    role: machine.role,
+                    availability: Availability::Active,
+                    labels: machine.labels.clone(),
+                    state: NodeState::Ready,
+                    leader: leader.as_ref() == Some(&machine.name),
+                    reachability: (machine.role == Role::Manager)
+                        .then_some(Reachability::Reachable),
+                    version: 1,
+                    down_for_seconds: None,
+                },
+            );
+        }
+        observed
+    }
+
     /// The revision shoal applied last, from the swarm label.
     pub fn revision(&self) -> Option<&str> {
         self.swarm
