@@ -339,6 +339,21 @@ fn tutorial(backend: Backend) {
     eprintln!(
         "[{backend:?}] tutorial: from nothing {create_seconds:.1}s, scale-out {scale_seconds:.1}s, replacement {heal_seconds:.1}s"
     );
+    if backend == Backend::Dind {
+        cluster.ok(&["destroy", "--yes"]);
+        let label = format!("label=io.shoal.cluster={}", cluster.name);
+        for kind in [
+            &["ps", "-aq"][..],
+            &["volume", "ls", "-q"],
+            &["network", "ls", "-q"],
+        ] {
+            let mut args = kind.to_vec();
+            args.extend(["--filter", &label]);
+            let out = Command::new("docker").args(&args).output().expect("docker");
+            let left = String::from_utf8_lossy(&out.stdout);
+            assert!(left.trim().is_empty(), "destroy left {args:?}: {left}");
+        }
+    }
 }
 
 /// Three managers down to one: one demotion at a time, quorum kept, the leader kept.
