@@ -1,7 +1,7 @@
 //! shoal: a declarative GitOps reconciler for Docker Swarm clusters.
 //!
 //! The functional core (`model`, `config`, `compose`, `plan`, `render`) is pure and
-//! synchronous; the edges (`drivers`, `engine`, `observe`, `apply`, `source`) do the I/O
+//! synchronous; the edges (`drivers`, `engine`, `observe`, `apply`, `source`, `watch`) do the I/O
 //! behind the [`drivers::Driver`] and [`engine::Swarm`] traits.
 
 pub mod apply;
@@ -16,3 +16,4 @@ pub mod observe;
 pub mod plan;
 pub mod render;
 pub mod source;
+pub mod watch;

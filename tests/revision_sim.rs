@@ -65,6 +65,22 @@ fn plans_name_their_commit_and_apply_records_it() {
         "--rev applies the commit, not the edit"
     );
 
+    std::fs::write(
+        repo.path().join("NOTES.md"),
+        "a commit that changes no cluster file\n",
+    )
+    .unwrap();
+    git(&repo, &["add", "NOTES.md"]);
+    git(&repo, &["commit", "-q", "-m", "notes"]);
+    let third = git(&repo, &["rev-parse", "HEAD"]);
+    repo.edit("docker-compose.yml", "replicas: 9", "replicas: 7");
+    let report = repo.json(&["apply", "--yes", "--json", "--rev", "HEAD"]);
+    assert!(report["steps"].as_array().unwrap().is_empty());
+    assert_eq!(report["writes"], 1, "only the revision label is written");
+    assert_eq!(repo.json(&["status", "--json"])["revision"], third.as_str());
+    let again = repo.json(&["apply", "--yes", "--json", "--rev", "HEAD"]);
+    assert_eq!(again["writes"], 0);
+
     let out = repo.shoal(&["plan", "--rev", "no-such-branch"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-branch"));

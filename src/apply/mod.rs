@@ -104,6 +104,12 @@ pub async fn apply(
         if let Err(e) = executor.record_labels(&labels).await {
             label_error = Some(e);
         }
+    } else if plan.steps.is_empty() && plan.revision.is_some() {
+        // A commit that changes nothing in the cluster (a README edit) is still the applied
+        // revision; the label is written only when it differs, so a re-apply sends nothing.
+        if let Err(e) = executor.record_labels(&labels).await {
+            tracing::debug!("no swarm to record the revision in: {e}");
+        }
     }
     if locked {
         if let Err(e) = driver.unlock(&options.holder).await {

@@ -4,9 +4,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use shoal::apply::progress::{Bar, Lines, Progress};
 use shoal::apply::{apply, unix_now, ApplyOptions};
-use shoal::drivers::dind::{doctor, DindDriver};
+use shoal::drivers::dind::doctor;
 use shoal::drivers::sim::SimDriver;
-use shoal::drivers::Driver;
+use shoal::drivers::{open_driver, Driver};
 use shoal::model::{Desired, DriverKind, Observed};
 use shoal::observe::observe;
 use shoal::plan::{plan, Plan, PlanOptions, FORMAT_VERSION};
@@ -126,11 +126,39 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Follow a branch: apply each new commit, heal drift, serve /metrics, /status and webhooks.
+    Watch(WatchArgs),
     /// Inject faults and drift into the sim driver's cluster.
     Sim {
         #[command(subcommand)]
         action: SimAction,
     },
+}
+
+/// `shoal watch` (the library's `shoal::watch` documents the loop).
+#[derive(clap::Args, Debug)]
+struct WatchArgs {
+    /// Follow this remote repository (https://, ssh://, git@host:path, file:// or a path) instead of --repo.
+    #[arg(long)]
+    remote: Option<String>,
+    /// The branch to follow [default: the checked-out branch, or the remote's default branch].
+    #[arg(long)]
+    branch: Option<String>,
+    /// With --remote: the folder holding machines.yml inside the repository.
+    #[arg(long, requires = "remote")]
+    path: Option<String>,
+    /// With --remote: where to keep its clone [default: $XDG_CACHE_HOME/shoal/<hash of the URL>].
+    #[arg(long, requires = "remote")]
+    cache: Option<PathBuf>,
+    /// How often to look for drift and fetch the remote (e.g. 30s, 5m).
+    #[arg(long, default_value = "60s", value_parser = shoal::watch::parse_interval)]
+    interval: std::time::Duration,
+    /// Where to serve /healthz, /readyz, /metrics, /status, / and POST /hooks/git.
+    #[arg(long, default_value = shoal::watch::DEFAULT_LISTEN)]
+    listen: std::net::SocketAddr,
+    /// Reconcile once and exit: 0 when it succeeded, 1 when not.
+    #[arg(long)]
+    once: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -160,10 +188,10 @@ enum SimAction {
 }
 
 /// Sets up `tracing` on standard error, filtered by SHOAL_LOG or RUST_LOG.
-pub fn init_logging(format: LogFormat) {
+pub fn init_logging(format: LogFormat, default_filter: &str) {
     let filter = std::env::var("SHOAL_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "warn".to_string());
+        .unwrap_or_else(|_| default_filter.to_string());
     // bollard traces request bodies, which hold join tokens and secret data: keep it quieter
     // unless asked for by name.
     let filter = if filter.contains("bollard") {
@@ -185,6 +213,17 @@ pub fn init_logging(format: LogFormat) {
 fn style_for_stdout() -> Style {
     Style {
         color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+impl Cli {
+    /// The log filter when SHOAL_LOG and RUST_LOG are unset: the watcher, a background service,
+    /// logs what it does; one-shot commands only warn.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Watch(_) => "warn,shoal=info",
+            _ => "warn",
+        }
     }
 }
 
@@ -317,7 +356,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 );
                 return Ok(0);
             }
-            let report = doctor(&driver_options(&desired)).await;
+            let report = doctor(&shoal::drivers::driver_options(&desired)).await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -332,6 +371,25 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 println!("\n{}", report.verdict);
             }
             Ok(if report.ok() { 0 } else { 1 })
+        }
+        Command::Watch(args) => {
+            let source = match args.remote {
+                Some(url) => shoal::watch::WatchSource::Remote {
+                    url,
+                    cache: args.cache,
+                    path: args.path.unwrap_or_default(),
+                },
+                None => shoal::watch::WatchSource::Local(repo.to_path_buf()),
+            };
+            Ok(shoal::watch::run(shoal::watch::WatchOptions {
+                branch: args.branch,
+                interval: args.interval,
+                listen: Some(args.listen),
+                once: args.once,
+                driver_override,
+                ..shoal::watch::WatchOptions::new(source)
+            })
+            .await?)
         }
         Command::Sim { action } => {
             let (desired, _) = load(repo, None, Some(DriverKind::Sim).or(driver_override))?;
@@ -480,33 +538,6 @@ fn load(
         desired.driver = driver;
     }
     Ok((desired, revision))
-}
-
-/// The options of the driver in use: `driver_options.<driver>` when machines.yml keys its
-/// options by driver name (so `--driver` can switch between them), else `driver_options` itself.
-fn driver_options(desired: &Desired) -> serde_json::Value {
-    let names = ["dind", "sim", "generic", "docker-machine"];
-    match &desired.driver_options {
-        serde_json::Value::Object(map) if map.keys().any(|k| names.contains(&k.as_str())) => map
-            .get(desired.driver.as_str())
-            .cloned()
-            .unwrap_or(serde_json::Value::Null),
-        other => other.clone(),
-    }
-}
-
-/// Opens the driver machines.yml names.
-async fn open_driver(desired: &Desired, repo: &Path) -> Result<Arc<dyn Driver>> {
-    match desired.driver {
-        DriverKind::Sim => Ok(Arc::new(SimDriver::open(repo, &desired.cluster)?)),
-        DriverKind::Dind => Ok(Arc::new(
-            DindDriver::connect(&desired.cluster, &driver_options(desired)).await?,
-        )),
-        other => bail!(
-            "machines.yml: driver {} is not available in this build yet; use `driver: dind` or `driver: sim`",
-            other.as_str()
-        ),
-    }
 }
 
 async fn observe_now(driver: &Arc<dyn Driver>) -> Result<Observed> {

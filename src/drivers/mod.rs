@@ -4,8 +4,9 @@ pub mod dind;
 pub mod sim;
 
 use crate::engine::Swarm;
-use crate::model::{MachineSpec, ObservedMachine};
+use crate::model::{Desired, DriverKind, MachineSpec, ObservedMachine};
 use async_trait::async_trait;
+use std::path::Path;
 use std::sync::Arc;
 
 /// What a driver failed with.
@@ -59,5 +60,35 @@ pub trait Driver: Send + Sync {
     /// IPVS in the kernel); `None` when the driver cannot tell.
     fn routing_mesh(&self) -> Option<bool> {
         None
+    }
+}
+
+/// The options of the driver in use: `driver_options.<driver>` when machines.yml keys its
+/// options by driver name (so `--driver` can switch between them), else `driver_options` itself.
+pub fn driver_options(desired: &Desired) -> serde_json::Value {
+    let names = ["dind", "sim", "generic", "docker-machine"];
+    match &desired.driver_options {
+        serde_json::Value::Object(map) if map.keys().any(|k| names.contains(&k.as_str())) => map
+            .get(desired.driver.as_str())
+            .cloned()
+            .unwrap_or(serde_json::Value::Null),
+        other => other.clone(),
+    }
+}
+
+/// Opens the driver of `desired`; the sim keeps its state under `state_dir/.shoal`.
+pub async fn open_driver(
+    desired: &Desired,
+    state_dir: &Path,
+) -> Result<Arc<dyn Driver>, DriverError> {
+    match desired.driver {
+        DriverKind::Sim => Ok(Arc::new(sim::SimDriver::open(state_dir, &desired.cluster)?)),
+        DriverKind::Dind => Ok(Arc::new(
+            dind::DindDriver::connect(&desired.cluster, &driver_options(desired)).await?,
+        )),
+        other => Err(DriverError::Unavailable(format!(
+            "machines.yml: driver {} is not available in this build yet; use `driver: dind` or `driver: sim`",
+            other.as_str()
+        ))),
     }
 }

@@ -28,7 +28,9 @@ pub enum FollowError {
     #[error("{0} is not inside a git repository: `shoal watch` follows commits, so run `git init` and commit the files there, or use --remote URL")]
     NotARepository(PathBuf),
     /// HEAD names no branch and none was given.
-    #[error("HEAD of {0} is detached, so there is no checked-out branch to follow: pass --branch NAME")]
+    #[error(
+        "HEAD of {0} is detached, so there is no checked-out branch to follow: pass --branch NAME"
+    )]
     Detached(PathBuf),
     /// The branch has no commit (yet).
     #[error("branch {branch} of {repo} has no commit yet: commit machines.yml on it, or pass the right --branch")]
@@ -189,7 +191,10 @@ impl LocalBranch {
                 .file_name()
                 .and_then(|name| name.to_str())
                 .is_some_and(|name| {
-                    matches!(name, "HEAD" | "packed-refs" | "HEAD.lock" | "packed-refs.lock")
+                    matches!(
+                        name,
+                        "HEAD" | "packed-refs" | "HEAD.lock" | "packed-refs.lock"
+                    )
                 })
     }
 }

@@ -9,8 +9,9 @@
 //!   the ssh agent, else `~/.ssh/id_ed25519`, `~/.ssh/id_ecdsa`, `~/.ssh/id_rsa`. The host must be
 //!   in `~/.ssh/known_hosts`.
 //!
-//! A token written into the URL works too, but is shown nowhere: every URL shoal prints goes
-//! through [`redact`].
+//! Each of these may instead name a file holding the value, as `<NAME>_FILE` (for swarm
+//! secrets, mounted under `/run/secrets`). A token written into the URL works too, but is
+//! shown nowhere: every URL shoal prints goes through [`redact`].
 
 use super::follow::{branch_ref, tip_of, FollowError, Tip};
 use super::{at_commit, Source};
@@ -24,6 +25,25 @@ use std::path::{Path, PathBuf};
 const DEFAULT_BRANCH_KEY: &str = "shoal.defaultbranch";
 /// Credential callbacks answered before giving up (libgit2 asks again after each refusal).
 const CREDENTIAL_TRIES: usize = 6;
+
+/// A secret from the environment: the variable `name`, else the file named by `<name>_FILE`
+/// (its trailing newline dropped). Empty values count as unset.
+pub fn env_secret(name: &str) -> Option<String> {
+    if let Some(value) = std::env::var(name).ok().filter(|v| !v.is_empty()) {
+        return Some(value);
+    }
+    let file = std::env::var_os(format!("{name}_FILE"))?;
+    match std::fs::read_to_string(&file) {
+        Ok(text) => Some(text.trim_end_matches(['\n', '\r']).to_string()).filter(|v| !v.is_empty()),
+        Err(e) => {
+            tracing::warn!(
+                "cannot read {name}_FILE ({}): {e}",
+                Path::new(&file).display()
+            );
+            None
+        }
+    }
+}
 
 /// The URL without the user name and password it may carry.
 pub fn redact(url: &str) -> String {
@@ -228,7 +248,7 @@ fn callbacks<'a>() -> RemoteCallbacks<'a> {
             ));
         }
         if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-            if let Ok(token) = std::env::var("SHOAL_GIT_TOKEN") {
+            if let Some(token) = env_secret("SHOAL_GIT_TOKEN") {
                 let user = std::env::var("SHOAL_GIT_USERNAME")
                     .ok()
                     .or_else(|| username.map(str::to_string))
@@ -248,7 +268,7 @@ fn callbacks<'a>() -> RemoteCallbacks<'a> {
                 }
             }
             if let Some(key) = keys.pop() {
-                let passphrase = std::env::var("SHOAL_GIT_SSH_PASSPHRASE").ok();
+                let passphrase = env_secret("SHOAL_GIT_SSH_PASSPHRASE");
                 return Cred::ssh_key(user, None, &key, passphrase.as_deref());
             }
         }
@@ -307,7 +327,10 @@ mod tests {
         let r = RemoteBranch::new("git@example.com:org/infra.git", cache, None, "clusters/eu/");
         assert_eq!((r.name.as_str(), r.prefix.as_str()), ("eu", "clusters/eu"));
         let r = RemoteBranch::new("file:///srv/git/dataapp/", cache, Some("refs/heads/x"), "");
-        assert_eq!((r.name.as_str(), r.branch.as_deref()), ("dataapp", Some("x")));
+        assert_eq!(
+            (r.name.as_str(), r.branch.as_deref()),
+            ("dataapp", Some("x"))
+        );
     }
 
     #[test]
@@ -316,8 +339,7 @@ mod tests {
             default_cache_dir("https://a/x.git"),
             default_cache_dir("https://a/y.git")
         );
-        assert!(default_cache_dir("https://a/x.git").ends_with(
-            &hex::encode(Sha256::digest(b"https://a/x.git"))[..16]
-        ));
+        assert!(default_cache_dir("https://a/x.git")
+            .ends_with(&hex::encode(Sha256::digest(b"https://a/x.git"))[..16]));
     }
 }

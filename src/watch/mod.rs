@@ -1,0 +1,657 @@
+//! `shoal watch`: a level-triggered reconciler that follows a branch.
+//!
+//! Every wake-up goes into one channel: the branch moved (notify on the local `.git`: HEAD,
+//! packed-refs, refs/heads), the resync timer (drift; the fetch of a remote), an authenticated
+//! webhook, SIGHUP, a retry after a failure. The loop debounces it, then does the same thing
+//! whatever woke it: fetch (a remote), read the branch's tip commit, load the files of that
+//! commit (never the work tree), observe the cluster, plan, and apply under the driver's apply
+//! lock. A commit that does not load or plan is not applied: the cluster stays at the last good
+//! commit, the error is logged and shown on `/status` and `/metrics`, and the next good commit
+//! applies. Failed passes are retried with exponential backoff (1 s doubling to 5 min).
+//!
+//! SIGTERM or SIGINT lets the running pass finish (an apply is never cut in the middle), starts
+//! no new one, and exits 0; a second signal interrupts the pass, releases the lock and exits 1.
+//! Two watchers on one cluster never apply at once: the apply lock refuses the second, which
+//! backs off and retries.
+//!
+//! HTTP on `--listen` ([`DEFAULT_LISTEN`]): `/healthz`, `/readyz`, `/metrics` (OpenMetrics),
+//! `/status` (JSON, [`StatusReport`]), `/` (an HTML page) and `POST /hooks/git`.
+
+mod backoff;
+mod driver;
+mod http;
+mod metrics;
+pub mod page;
+mod reconcile;
+pub mod state;
+mod trigger;
+pub mod webhook;
+
+pub use state::{ApplyInfo, ErrorInfo, PassInfo, PlanInfo, SourceInfo, StatusReport};
+pub use trigger::Trigger;
+
+use crate::apply::{unix_now, ApplyOptions};
+use crate::model::DriverKind;
+use crate::source::follow::{FollowError, LocalBranch};
+use crate::source::remote::{default_cache_dir, env_secret, RemoteBranch};
+use backoff::Backoff;
+use metrics::{ActionLabel, Metrics};
+use reconcile::{Followed, Pass, Reconciler};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Where `--listen` defaults to.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9808";
+/// The resync (and fetch) interval `--interval` defaults to.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// The environment variable holding the webhook secret (or, with `_FILE`, naming a file that does).
+pub const WEBHOOK_SECRET_VAR: &str = "SHOAL_WEBHOOK_SECRET";
+
+/// Where the desired state comes from.
+#[derive(Clone, Debug)]
+pub enum WatchSource {
+    /// A repository on this machine: the folder holding machines.yml (a subfolder of a work
+    /// tree, or a bare repository).
+    Local(PathBuf),
+    /// A remote repository, cloned into a cache folder and fetched every interval.
+    Remote {
+        /// The URL (`https://`, `ssh://`, `git@host:path`, `file://` or a path).
+        url: String,
+        /// The cache folder; default `$XDG_CACHE_HOME/shoal/<hash of the URL>`.
+        cache: Option<PathBuf>,
+        /// The folder holding machines.yml inside the repository ('' for its root).
+        path: String,
+    },
+}
+
+/// How a watcher runs.
+#[derive(Clone, Debug)]
+pub struct WatchOptions {
+    /// What to follow.
+    pub source: WatchSource,
+    /// The branch; default: the branch checked out (local) or the remote's default branch.
+    pub branch: Option<String>,
+    /// Resync interval: drift is looked for, and a remote fetched, this often.
+    pub interval: Duration,
+    /// Where to serve HTTP; `None` serves nothing.
+    pub listen: Option<SocketAddr>,
+    /// Run one pass and return: 0 when it succeeded, 1 when not.
+    pub once: bool,
+    /// A driver instead of the one machines.yml names.
+    pub driver_override: Option<DriverKind>,
+    /// The webhook secret; without one, `POST /hooks/git` answers 403.
+    pub webhook_secret: Option<String>,
+    /// The environment for `${VAR}` interpolation in compose files.
+    pub env: BTreeMap<String, String>,
+    /// How long the loop waits after a wake-up for more before it starts a pass.
+    pub debounce: Duration,
+    /// The first retry delay after a failure.
+    pub backoff_min: Duration,
+    /// The longest retry delay.
+    pub backoff_max: Duration,
+    /// How apply runs (its `holder` names this watcher in the apply lock).
+    pub apply: ApplyOptions,
+}
+
+impl WatchOptions {
+    /// The defaults for `source`: the environment of this process (with the webhook secret
+    /// from `SHOAL_WEBHOOK_SECRET` or the file `SHOAL_WEBHOOK_SECRET_FILE` names), a 60 s
+    /// interval, HTTP on 127.0.0.1:9808.
+    pub fn new(source: WatchSource) -> WatchOptions {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        WatchOptions {
+            source,
+            branch: None,
+            interval: DEFAULT_INTERVAL,
+            listen: DEFAULT_LISTEN.parse().ok(),
+            once: false,
+            driver_override: None,
+            webhook_secret: env_secret(WEBHOOK_SECRET_VAR),
+            env,
+            debounce: Duration::from_millis(100),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            apply: ApplyOptions {
+                holder: holder(),
+                ..ApplyOptions::default()
+            },
+        }
+    }
+}
+
+/// The apply lock's holder name of this process: `shoal-watch@<host>:<pid>`.
+fn holder() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("shoal-watch@{host}:{}", std::process::id())
+}
+
+/// Parses `--interval`: a Go-style duration (`30s`, `5m`, `1h30m`) of at least a second.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let nanos = crate::config::units::parse_duration(text)?;
+    let interval = Duration::from_nanos(u64::try_from(nanos).unwrap_or(0));
+    if interval < Duration::from_secs(1) {
+        return Err(format!(
+            "`{text}` is too short an interval: use at least 1s (e.g. 30s, 5m)"
+        ));
+    }
+    Ok(interval)
+}
+
+/// Why the watcher could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The repository or branch cannot be followed.
+    #[error(transparent)]
+    Follow(#[from] FollowError),
+    /// The HTTP address cannot be bound.
+    #[error("cannot listen on {addr}: {source}. Pass another address with --listen")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Signal handlers cannot be installed.
+    #[error("cannot handle signals: {0}")]
+    Signals(std::io::Error),
+}
+
+/// What the loop, the HTTP handlers and the caller share.
+pub(crate) struct Shared {
+    report: RwLock<StatusReport>,
+    metrics: Metrics,
+    alive: AtomicBool,
+    ready: AtomicBool,
+    webhook_secret: Option<String>,
+    triggers: mpsc::Sender<Trigger>,
+}
+
+impl Shared {
+    /// The status as it is now.
+    fn report(&self) -> StatusReport {
+        let mut report = self
+            .report
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        report.ready = self.ready.load(Ordering::SeqCst);
+        report
+    }
+
+    fn update(&self, change: impl FnOnce(&mut StatusReport)) {
+        let mut report = self
+            .report
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut report);
+    }
+}
+
+/// How far a stop has gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    Running,
+    /// Finish the running pass, start no other.
+    Graceful,
+    /// Interrupt the running pass.
+    Now,
+}
+
+/// Steers a running watcher; cheap to clone.
+#[derive(Clone)]
+pub struct Control {
+    stop: watch::Sender<Stop>,
+    triggers: mpsc::Sender<Trigger>,
+}
+
+impl Control {
+    /// Wakes the loop, as a webhook or SIGHUP does.
+    pub fn trigger(&self) {
+        trigger::send(&self.triggers, Trigger::Signal);
+    }
+
+    /// Asks the loop to stop after the running pass; asked again, to stop at once.
+    pub fn stop(&self) {
+        self.stop.send_modify(|stop| {
+            *stop = match *stop {
+                Stop::Running => Stop::Graceful,
+                _ => Stop::Now,
+            }
+        });
+    }
+
+    /// Asks the loop to interrupt the running pass, release the lock and stop.
+    pub fn stop_now(&self) {
+        self.stop.send_replace(Stop::Now);
+    }
+}
+
+/// A running watcher.
+pub struct Watcher {
+    addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    control: Control,
+    task: JoinHandle<u8>,
+    http: Option<(JoinHandle<()>, watch::Sender<bool>)>,
+    timer: Option<JoinHandle<()>>,
+    git: Option<notify::RecommendedWatcher>,
+}
+
+impl Watcher {
+    /// Starts following: binds the HTTP address, watches the repository, starts the timer
+    /// and the loop, whose first pass begins at once. With `once`, only the loop runs.
+    pub async fn start(options: WatchOptions) -> Result<Watcher, WatchError> {
+        let followed = match &options.source {
+            WatchSource::Local(dir) => {
+                Followed::Local(LocalBranch::open(dir, options.branch.as_deref())?)
+            }
+            WatchSource::Remote { url, cache, path } => {
+                let cache = cache.clone().unwrap_or_else(|| default_cache_dir(url));
+                Followed::Remote(RemoteBranch::new(
+                    url,
+                    &cache,
+                    options.branch.as_deref(),
+                    path,
+                ))
+            }
+        };
+        let (triggers, receiver) = mpsc::channel(64);
+        let (stop, stop_receiver) = watch::channel(Stop::Running);
+        let shared = Arc::new(Shared {
+            report: RwLock::new(StatusReport {
+                source: followed.info(),
+                ..StatusReport::default()
+            }),
+            metrics: Metrics::new(),
+            alive: AtomicBool::new(true),
+            ready: AtomicBool::new(false),
+            webhook_secret: options.webhook_secret.clone(),
+            triggers: triggers.clone(),
+        });
+        let mut http = None;
+        let mut addr = None;
+        if let (Some(listen), false) = (options.listen, options.once) {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|source| WatchError::Listen {
+                    addr: listen,
+                    source,
+                })?;
+            let bound = listener.local_addr().map_err(|source| WatchError::Listen {
+                addr: listen,
+                source,
+            })?;
+            addr = Some(bound);
+            let (closed, mut closed_receiver) = watch::channel(false);
+            let router = http::router(shared.clone());
+            let server = tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = closed_receiver.wait_for(|closed| *closed).await;
+                };
+                if let Err(e) = axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::error!("the HTTP server failed: {e}");
+                }
+            });
+            http = Some((server, closed));
+            tracing::info!("listening on http://{bound}");
+        }
+        let mut git = None;
+        let mut timer = None;
+        if !options.once {
+            if let Followed::Local(local) = &followed {
+                match trigger::watch_git(local, triggers.clone()) {
+                    Ok(watcher) => git = Some(watcher),
+                    Err(e) => tracing::warn!(
+                        "cannot watch {} for new commits ({e}); they are noticed every {:?} instead",
+                        local.dir().display(),
+                        options.interval
+                    ),
+                }
+            }
+            timer = Some(trigger::spawn_timer(triggers.clone(), options.interval));
+        }
+        let info = followed.info();
+        tracing::info!(
+            "following {} {}, branch {}",
+            info.kind,
+            info.location,
+            info.branch.as_deref().unwrap_or("(the remote's default)")
+        );
+        let reconciler = Arc::new(Reconciler::new(
+            Arc::new(followed),
+            options.driver_override,
+            options.env.clone(),
+            options.apply.clone(),
+        ));
+        let settings = LoopSettings {
+            once: options.once,
+            debounce: options.debounce,
+            backoff: Backoff::new(options.backoff_min, options.backoff_max),
+        };
+        let task = tokio::spawn(run_loop(
+            reconciler,
+            shared.clone(),
+            receiver,
+            stop_receiver,
+            settings,
+        ));
+        Ok(Watcher {
+            addr,
+            shared,
+            control: Control { stop, triggers },
+            task,
+            http,
+            timer,
+            git,
+        })
+    }
+
+    /// The HTTP address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    /// A handle to wake or stop the watcher.
+    pub fn control(&self) -> Control {
+        self.control.clone()
+    }
+
+    /// The status, as `/status` serves it.
+    pub fn status(&self) -> StatusReport {
+        self.shared.report()
+    }
+
+    /// The metrics, as `/metrics` serves them.
+    pub fn metrics(&self) -> String {
+        self.shared.metrics.encode()
+    }
+
+    /// Waits for the loop to end (after [`Control::stop`], or after the one pass of `once`),
+    /// then stops the HTTP server and the watches; returns the exit code.
+    pub async fn wait(self) -> u8 {
+        let Watcher {
+            shared,
+            task,
+            http,
+            timer,
+            git,
+            ..
+        } = self;
+        let code = match task.await {
+            Ok(code) => code,
+            Err(e) => {
+                tracing::error!("the reconcile loop failed: {e}");
+                1
+            }
+        };
+        shared.alive.store(false, Ordering::SeqCst);
+        drop(git);
+        if let Some(timer) = timer {
+            timer.abort();
+        }
+        if let Some((server, closed)) = http {
+            let _ = closed.send(true);
+            let _ = server.await;
+        }
+        code
+    }
+}
+
+/// Runs a watcher until SIGTERM or SIGINT (or, with `once`, for one pass); SIGHUP wakes it.
+/// Returns the exit code: 0 after a signal or a good pass, 1 after a failed `once` pass or an
+/// interrupted one.
+pub async fn run(options: WatchOptions) -> Result<u8, WatchError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).map_err(WatchError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(WatchError::Signals)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(WatchError::Signals)?;
+    let watcher = Watcher::start(options).await?;
+    let control = watcher.control();
+    let wait = watcher.wait();
+    tokio::pin!(wait);
+    loop {
+        tokio::select! {
+            code = &mut wait => return Ok(code),
+            _ = terminate.recv() => stop_on_signal(&control, "SIGTERM"),
+            _ = interrupt.recv() => stop_on_signal(&control, "SIGINT"),
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reconciling");
+                control.trigger();
+            }
+        }
+    }
+}
+
+fn stop_on_signal(control: &Control, name: &str) {
+    let first = *control.stop.borrow() == Stop::Running;
+    if first {
+        tracing::info!("{name}: stopping after the running pass (send it again to interrupt)");
+    } else {
+        tracing::warn!("{name} again: interrupting the running pass");
+    }
+    control.stop();
+}
+
+struct LoopSettings {
+    once: bool,
+    debounce: Duration,
+    backoff: Backoff,
+}
+
+/// Marks the loop dead when it ends, however it ends (a panic included).
+struct AliveGuard(Arc<Shared>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.alive.store(false, Ordering::SeqCst);
+    }
+}
+
+async fn run_loop(
+    reconciler: Arc<Reconciler>,
+    shared: Arc<Shared>,
+    mut triggers: mpsc::Receiver<Trigger>,
+    mut stop: watch::Receiver<Stop>,
+    mut settings: LoopSettings,
+) -> u8 {
+    let _alive = AliveGuard(shared.clone());
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut first = true;
+    loop {
+        if first {
+            first = false;
+            shared.metrics.count_trigger(Trigger::Start.as_str());
+        } else {
+            let retry = async {
+                match retry_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let woken = tokio::select! {
+                _ = stop.wait_for(|s| *s != Stop::Running) => None,
+                received = triggers.recv() => received,
+                _ = retry => Some(Trigger::Retry),
+            };
+            let Some(woken) = woken else {
+                break;
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(settings.debounce) => {}
+                _ = stop.wait_for(|s| *s != Stop::Running) => break,
+            }
+            // One pass answers every wake-up of the window; each source counts once in it.
+            let mut sources = vec![woken];
+            while let Ok(more) = triggers.try_recv() {
+                if !sources.contains(&more) {
+                    sources.push(more);
+                }
+            }
+            for source in sources {
+                shared.metrics.count_trigger(source.as_str());
+            }
+        }
+        retry_at = None;
+        let synced = shared
+            .report
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .synced_revision
+            .clone();
+        let pass_reconciler = reconciler.clone();
+        let mut task = tokio::spawn(async move { pass_reconciler.pass(synced).await });
+        let joined = tokio::select! {
+            joined = &mut task => Some(joined),
+            _ = stop.wait_for(|s| *s == Stop::Now) => None,
+        };
+        let Some(joined) = joined else {
+            task.abort();
+            let _ = task.await;
+            reconciler.release_lock().await;
+            tracing::warn!(
+                "the running pass was interrupted; the next start carries on from where it stopped"
+            );
+            return 1;
+        };
+        let pass = joined.unwrap_or_else(|e| Pass {
+            error: Some(format!("the reconcile pass failed: {e}")),
+            ..Pass::default()
+        });
+        let ok = pass.error.is_none();
+        let converged = pass.converged();
+        record(&shared, reconciler.followed(), &pass, unix_now());
+        shared.ready.store(true, Ordering::SeqCst);
+        if settings.once {
+            return if ok { 0 } else { 1 };
+        }
+        if ok && converged {
+            settings.backoff.reset();
+        } else {
+            let delay = settings.backoff.next_delay();
+            tracing::info!("retrying in {delay:?}");
+            retry_at = Some(tokio::time::Instant::now() + delay);
+        }
+        if *stop.borrow() != Stop::Running {
+            break;
+        }
+    }
+    tracing::info!("stopped");
+    0
+}
+
+/// Puts a pass's outcome into the status and the metrics.
+fn record(shared: &Shared, followed: &Followed, pass: &Pass, now: u64) {
+    let metrics = &shared.metrics;
+    metrics.reconciles.inc();
+    metrics.duration.observe(pass.seconds);
+    metrics
+        .last_reconcile_time
+        .set(i64::try_from(now).unwrap_or(i64::MAX));
+    metrics
+        .last_success
+        .set(if pass.error.is_none() { 1 } else { 0 });
+    if pass.error.is_some() {
+        metrics.errors.inc();
+    }
+    if pass.drift_steps > 0 {
+        metrics.drift_steps.inc_by(pass.drift_steps as u64);
+    }
+    if let Some(Some(_)) = &pass.fetch {
+        metrics.fetch_errors.inc();
+    }
+    if let Some(report) = &pass.report {
+        for step in &report.steps {
+            if step.status == crate::model::report::StepStatus::Done {
+                metrics
+                    .steps_applied
+                    .get_or_create(&ActionLabel {
+                        action: step.action.as_str().to_string(),
+                    })
+                    .inc();
+            }
+        }
+    }
+    let recorded = pass.status.as_ref().and_then(|s| s.revision.clone());
+    shared.update(|report| {
+        report.source = followed.info();
+        if let Some(revision) = &recorded {
+            if report.revision.as_ref() != Some(revision) {
+                metrics.set_applied_revision(revision, now);
+            }
+        }
+        if pass.status.is_some() {
+            report.revision = recorded.clone();
+        }
+        report.reconciles += 1;
+        report.last_reconcile = Some(PassInfo {
+            at: now,
+            seconds: pass.seconds,
+            ok: pass.error.is_none(),
+        });
+        if let Some(tip) = &pass.tip {
+            report.tip = Some(tip.clone());
+        }
+        if let Some(fetch) = &pass.fetch {
+            report.fetch_error = fetch.clone();
+        }
+        if let Some(plan) = &pass.plan {
+            report.last_plan = Some(PlanInfo::of(plan));
+        }
+        if let Some(applied) = &pass.report {
+            report.last_apply = Some(ApplyInfo {
+                revision: applied.revision.clone(),
+                writes: applied.writes,
+                converged: applied.converged,
+                seconds: applied.seconds,
+                failed: applied
+                    .steps
+                    .iter()
+                    .filter(|s| s.status == crate::model::report::StepStatus::Failed)
+                    .map(|s| {
+                        format!(
+                            "{} {}: {}",
+                            s.action,
+                            s.target,
+                            s.error.as_deref().unwrap_or("failed")
+                        )
+                    })
+                    .collect(),
+                remaining: applied.remaining.clone(),
+                at: now,
+            });
+        }
+        if let Some(status) = &pass.status {
+            report.cluster = Some(status.clone());
+        }
+        match &pass.error {
+            Some(message) => {
+                report.errors += 1;
+                report.last_error = Some(ErrorInfo {
+                    at: now,
+                    revision: pass.tip.as_ref().map(|t| t.commit.clone()),
+                    message: message.clone(),
+                });
+            }
+            None => {
+                report.last_success_at = Some(now);
+                if pass.converged() {
+                    report.synced_revision = pass.tip.as_ref().map(|t| t.commit.clone());
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,238 @@
+//! `GET /`: the watcher's status as a small HTML page for people. Every value is escaped.
+
+use super::state::StatusReport;
+use std::fmt::Write;
+
+/// `text` with the characters HTML gives meaning to replaced by entities.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn short(commit: Option<&str>) -> String {
+    commit
+        .map(|c| escape(c.get(..12).unwrap_or(c)))
+        .unwrap_or_else(|| "none".to_string())
+}
+
+fn time(at: Option<u64>, now: u64) -> String {
+    match at {
+        None => "never".to_string(),
+        Some(at) => format!("{}s ago (unix {at})", now.saturating_sub(at)),
+    }
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
+table{border-collapse:collapse;margin-bottom:1.5em}\
+td,th{border-bottom:1px solid #ddd;padding:.25em .8em;text-align:left}\
+.bad{color:#b00020}.ok{color:#1b5e20}pre{background:#f6f6f6;padding:.8em;white-space:pre-wrap}\
+code{background:#f6f6f6}";
+
+/// The page for `report` at Unix time `now`.
+pub fn render(report: &StatusReport, now: u64) -> String {
+    let mut out = String::new();
+    let cluster = report
+        .cluster
+        .as_ref()
+        .map(|c| c.cluster.as_str())
+        .unwrap_or("cluster");
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"10\">\
+         <title>shoal: {}</title><style>{STYLE}</style></head><body>\n",
+        escape(cluster)
+    );
+    let _ = writeln!(out, "<h1>shoal watch: {}</h1>", escape(cluster));
+    let source = &report.source;
+    let _ = writeln!(
+        out,
+        "<p>Following {} <code>{}</code>, branch <code>{}</code>.</p>",
+        escape(&source.kind),
+        escape(&source.location),
+        escape(
+            source
+                .branch
+                .as_deref()
+                .unwrap_or("(default, not fetched yet)")
+        )
+    );
+    let health = match &report.last_reconcile {
+        None => "<span>no pass yet</span>".to_string(),
+        Some(pass) if pass.ok => format!(
+            "<span class=\"ok\">ok</span>, {} in {:.2}s",
+            time(Some(pass.at), now),
+            pass.seconds
+        ),
+        Some(pass) => format!(
+            "<span class=\"bad\">failed</span>, {} in {:.2}s",
+            time(Some(pass.at), now),
+            pass.seconds
+        ),
+    };
+    let _ = writeln!(out, "<table>");
+    let rows = [
+        (
+            "Applied revision (in the swarm)",
+            short(report.revision.as_deref()),
+        ),
+        ("In sync with", short(report.synced_revision.as_deref())),
+        (
+            "Branch tip",
+            report
+                .tip
+                .as_ref()
+                .map(|t| format!("{} {}", short(Some(&t.commit)), escape(&t.summary)))
+                .unwrap_or_else(|| "not read yet".to_string()),
+        ),
+        ("Last pass", health),
+        ("Last success", time(report.last_success_at, now)),
+        (
+            "Passes / failures",
+            format!("{} / {}", report.reconciles, report.errors),
+        ),
+    ];
+    for (name, value) in rows {
+        let _ = writeln!(out, "<tr><th>{name}</th><td>{value}</td></tr>");
+    }
+    let _ = writeln!(out, "</table>");
+
+    if let Some(error) = &report.last_error {
+        let resolved = report.last_success_at.is_some_and(|ok| ok > error.at)
+            || report.last_reconcile.as_ref().is_some_and(|p| p.ok);
+        let _ = writeln!(
+            out,
+            "<h2 class=\"{}\">Last error{}</h2><p>{}, commit {}</p><pre>{}</pre>",
+            if resolved { "" } else { "bad" },
+            if resolved {
+                " (passes succeed again since)"
+            } else {
+                ""
+            },
+            time(Some(error.at), now),
+            short(error.revision.as_deref()),
+            escape(&error.message)
+        );
+    }
+    if let Some(error) = &report.fetch_error {
+        let _ = writeln!(
+            out,
+            "<h2 class=\"bad\">Fetch failing</h2><pre>{}</pre>",
+            escape(error)
+        );
+    }
+
+    let _ = writeln!(out, "<h2>Last plan</h2>");
+    match &report.last_plan {
+        None => {
+            let _ = writeln!(out, "<p>None yet.</p>");
+        }
+        Some(plan) if plan.steps.is_empty() => {
+            let _ = writeln!(
+                out,
+                "<p>No changes: the cluster matched commit {}.</p>",
+                short(plan.revision.as_deref())
+            );
+        }
+        Some(plan) => {
+            let _ = writeln!(
+                out,
+                "<p>Commit {}: {} to add, {} to change, {} to destroy.</p><ol>",
+                short(plan.revision.as_deref()),
+                plan.summary.add,
+                plan.summary.change,
+                plan.summary.destroy
+            );
+            for step in &plan.steps {
+                let _ = writeln!(out, "<li><code>{}</code></li>", escape(step));
+            }
+            let _ = writeln!(out, "</ol>");
+        }
+    }
+    if let Some(plan) = &report.last_plan {
+        for warning in &plan.warnings {
+            let _ = writeln!(out, "<p class=\"bad\">Warning: {}</p>", escape(warning));
+        }
+    }
+
+    if let Some(cluster) = &report.cluster {
+        let _ = writeln!(
+            out,
+            "<h2>Nodes</h2><table><tr><th>Machine</th><th>Role</th><th>Machine state</th>\
+             <th>Node</th><th>Availability</th><th>Leader</th></tr>"
+        );
+        for m in &cluster.machines {
+            let class = if m.machine_state == "running" && m.node_state == "ready" {
+                "ok"
+            } else {
+                "bad"
+            };
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&m.name),
+                escape(&m.role.to_string()),
+                escape(&m.machine_state),
+                escape(&m.node_state),
+                escape(&m.availability),
+                if m.leader { "*" } else { "" }
+            );
+        }
+        let _ = writeln!(
+            out,
+            "</table><h2>Services</h2><table><tr><th>Service</th><th>Stack</th><th>Mode</th>\
+             <th>Running / desired</th><th>Image</th></tr>"
+        );
+        for s in &cluster.services {
+            let class = if s.running >= s.replicas { "ok" } else { "bad" };
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{} / {}</td><td><code>{}</code></td></tr>",
+                escape(&s.name),
+                escape(&s.stack),
+                escape(&s.mode),
+                s.running,
+                s.replicas,
+                escape(&s.image)
+            );
+        }
+        let _ = writeln!(out, "</table>");
+    }
+    let _ = writeln!(
+        out,
+        "<p><a href=\"/status\">/status</a> (JSON) · <a href=\"/metrics\">/metrics</a></p></body></html>"
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watch::state::ErrorInfo;
+
+    #[test]
+    fn everything_from_outside_is_escaped() {
+        let report = StatusReport {
+            last_error: Some(ErrorInfo {
+                at: 5,
+                revision: Some("<script>alert(1)</script>".into()),
+                message: "bad key `<img src=x onerror=alert(1)>` & \"quotes\"".into(),
+            }),
+            ..StatusReport::default()
+        };
+        let page = render(&report, 10);
+        assert!(!page.contains("<script>alert"));
+        assert!(!page.contains("<img"));
+        assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;` &amp; &quot;quotes&quot;"));
+        assert!(page.contains("5s ago"));
+    }
+}

@@ -1,0 +1,121 @@
+//! What the watcher knows about its last passes: the `/status` JSON, the HTML page's data.
+
+use crate::plan::{Plan, Summary};
+use crate::render::Status;
+use crate::source::follow::Tip;
+use serde::Serialize;
+
+/// What is followed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SourceInfo {
+    /// `local` or `remote`.
+    pub kind: String,
+    /// The folder, or the URL without credentials.
+    pub location: String,
+    /// The branch, once known (a remote's default branch is learnt on the first fetch).
+    pub branch: Option<String>,
+}
+
+/// The last plan made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PlanInfo {
+    /// The commit it was made from.
+    pub revision: Option<String>,
+    /// Counts by effect.
+    pub summary: Summary,
+    /// `action target` of each step, in order.
+    pub steps: Vec<String>,
+    /// The planner's warnings.
+    pub warnings: Vec<String>,
+}
+
+impl PlanInfo {
+    /// The plan in brief.
+    pub fn of(plan: &Plan) -> PlanInfo {
+        PlanInfo {
+            revision: plan.revision.clone(),
+            summary: plan.summary,
+            steps: plan
+                .steps
+                .iter()
+                .map(|s| format!("{} {}", s.action, s.target))
+                .collect(),
+            warnings: plan.warnings.clone(),
+        }
+    }
+}
+
+/// The last apply carried out.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ApplyInfo {
+    /// The commit applied.
+    pub revision: Option<String>,
+    /// Writes sent.
+    pub writes: u64,
+    /// Whether the cluster matched afterwards.
+    pub converged: bool,
+    /// Wall time.
+    pub seconds: f64,
+    /// `action target: error` of the steps that failed.
+    pub failed: Vec<String>,
+    /// What a fresh plan still wanted afterwards.
+    pub remaining: Vec<String>,
+    /// When it ended, Unix time.
+    pub at: u64,
+}
+
+/// The last error.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ErrorInfo {
+    /// When, Unix time.
+    pub at: u64,
+    /// The commit it concerned, when one was read.
+    pub revision: Option<String>,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The last pass.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PassInfo {
+    /// When it ended, Unix time.
+    pub at: u64,
+    /// How long it took.
+    pub seconds: f64,
+    /// Whether it succeeded.
+    pub ok: bool,
+}
+
+/// `GET /status`: the watcher's view, and the cluster's as `shoal status --json` prints it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct StatusReport {
+    /// What is followed.
+    pub source: SourceInfo,
+    /// Whether a first pass has run.
+    pub ready: bool,
+    /// The commit recorded in the swarm as applied (`io.shoal.revision`).
+    pub revision: Option<String>,
+    /// The commit the cluster was last found to match: the tip at the last successful pass
+    /// (an empty plan moves it without writing, so it can be ahead of `revision`).
+    pub synced_revision: Option<String>,
+    /// The tip of the branch when last read.
+    pub tip: Option<Tip>,
+    /// The last pass.
+    pub last_reconcile: Option<PassInfo>,
+    /// When a pass last succeeded, Unix time.
+    pub last_success_at: Option<u64>,
+    /// The last plan made.
+    pub last_plan: Option<PlanInfo>,
+    /// The last apply carried out.
+    pub last_apply: Option<ApplyInfo>,
+    /// The last error, kept after later passes succeed (compare `at` with `last_success_at`).
+    pub last_error: Option<ErrorInfo>,
+    /// The last fetch's error (remote only); the last fetched commit is used meanwhile.
+    pub fetch_error: Option<String>,
+    /// Passes run.
+    pub reconciles: u64,
+    /// Passes failed.
+    pub errors: u64,
+    /// The cluster as last observed.
+    pub cluster: Option<Status>,
+}
