@@ -12,6 +12,7 @@ pub mod remote;
 use crate::config::{DirSource, FileSource};
 use git2::{ObjectType, Repository, Status, StatusOptions};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// Why the files could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +84,7 @@ pub fn at_revision(dir: &Path, rev: &str) -> Result<Source, SourceError> {
             commit: revision.clone(),
             prefix,
             name: folder_name(dir),
+            repo: Mutex::new(None),
         }),
         revision: Some(revision),
     })
@@ -97,6 +99,7 @@ pub fn at_commit(git_dir: &Path, commit: &str, prefix: &str, name: &str) -> Sour
             commit: commit.to_string(),
             prefix: prefix.trim_matches('/').to_string(),
             name: name.to_string(),
+            repo: Mutex::new(None),
         }),
         revision: Some(commit.to_string()),
     }
@@ -145,12 +148,18 @@ struct CommitSource {
     commit: String,
     prefix: String,
     name: String,
+    /// The repository, opened on the first read and kept for the next ones.
+    repo: Mutex<Option<Repository>>,
 }
 
 impl FileSource for CommitSource {
     fn read(&self, path: &str) -> std::io::Result<Option<Vec<u8>>> {
         let to_io = |e: git2::Error| std::io::Error::other(e.message().to_string());
-        let repo = Repository::open(&self.repo_path).map_err(to_io)?;
+        let mut opened = self.repo.lock().unwrap_or_else(|e| e.into_inner());
+        let repo = match opened.take() {
+            Some(repo) => opened.insert(repo),
+            None => opened.insert(Repository::open(&self.repo_path).map_err(to_io)?),
+        };
         let oid = git2::Oid::from_str(&self.commit).map_err(to_io)?;
         let tree = repo
             .find_commit(oid)

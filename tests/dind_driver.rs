@@ -6,7 +6,6 @@
 //! under `CI=true`, where a missing engine (or a missing busybox-static) fails it.
 //! Timings are printed; see them with `cargo test --test dind_driver -- --nocapture`.
 
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
     EndpointSpec, EndpointSpecModeEnum, ServiceSpec, ServiceSpecMode, SwarmInitRequest,
@@ -17,7 +16,6 @@ use bollard::query_parameters::{
     RemoveImageOptions,
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
-use futures::StreamExt;
 use serde_json::json;
 use shoal::drivers::dind::{self, DindDriver, DindError};
 use shoal::drivers::{Driver, DriverError};
@@ -132,32 +130,6 @@ async fn node_client(socket: &Path) -> Docker {
         .negotiate_version()
         .await
         .expect("node engine answers")
-}
-
-async fn exec_output(docker: &Docker, container: &str, script: &str) -> String {
-    let created = docker
-        .create_exec(
-            container,
-            CreateExecOptions {
-                cmd: Some(vec!["sh", "-c", script]),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("exec created");
-    let mut text = String::new();
-    if let StartExecResults::Attached { mut output, .. } = docker
-        .start_exec(&created.id, None)
-        .await
-        .expect("exec started")
-    {
-        while let Some(Ok(chunk)) = output.next().await {
-            text.push_str(&chunk.to_string());
-        }
-    }
-    text
 }
 
 fn label_filter(cluster: &str) -> HashMap<String, Vec<String>> {
@@ -382,12 +354,14 @@ async fn dind_cluster_of_two_nodes_lives_and_leaves_nothing() {
     );
     let mut answer = String::new();
     for _ in 0..40 {
-        answer = exec_output(
+        answer = dind::exec(
             &host,
             &driver.container_name("w1"),
             "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 8080",
         )
-        .await;
+        .await
+        .map(|(_, output)| output)
+        .unwrap_or_default();
         if answer.contains("<result>") {
             break;
         }

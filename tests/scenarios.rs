@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{count, crate_path, position, Repo};
+use common::{assert_in_order, count, crate_path, Repo};
 use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -328,10 +328,14 @@ fn tutorial(backend: Backend) {
     cluster.edit("machines.yml", "count: 3\nstacks", "count: 1\nstacks");
     let shrink = cluster.steps();
     for worker in ["vm-worker2", "vm-worker3"] {
-        let drain = position(&shrink, &format!("drain_node {worker}"));
-        let remove = position(&shrink, &format!("remove_node {worker}"));
-        let destroy = position(&shrink, &format!("destroy_machine {worker}"));
-        assert!(drain < remove && remove < destroy, "{shrink:?}");
+        assert_in_order(
+            &shrink,
+            &[
+                format!("drain_node {worker}"),
+                format!("remove_node {worker}"),
+                format!("destroy_machine {worker}"),
+            ],
+        );
     }
     cluster.apply();
     cluster.wait_running();
@@ -368,10 +372,14 @@ fn managers_three_to_one(backend: Backend) {
     let steps = cluster.steps();
     assert_eq!(count(&steps, "demote_node"), 2, "{steps:?}");
     for manager in ["vm-manager2", "vm-manager3"] {
-        let demote = position(&steps, &format!("demote_node {manager}"));
-        let remove = position(&steps, &format!("remove_node {manager}"));
-        let destroy = position(&steps, &format!("destroy_machine {manager}"));
-        assert!(demote < remove && remove < destroy, "{steps:?}");
+        assert_in_order(
+            &steps,
+            &[
+                format!("demote_node {manager}"),
+                format!("remove_node {manager}"),
+                format!("destroy_machine {manager}"),
+            ],
+        );
     }
     cluster.apply();
     let status = cluster.status();

@@ -160,3 +160,12 @@ pub fn position(steps: &[String], step: &str) -> usize {
         .position(|s| s == step)
         .unwrap_or_else(|| panic!("no step {step} in {steps:?}"))
 }
+
+/// Asserts that these steps are all in the plan, in this order.
+pub fn assert_in_order(steps: &[String], expected: &[String]) {
+    let positions: Vec<usize> = expected.iter().map(|step| position(steps, step)).collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "expected {expected:?} in this order: {steps:?}"
+    );
+}

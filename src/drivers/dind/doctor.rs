@@ -79,7 +79,7 @@ impl std::fmt::Display for DoctorReport {
 }
 
 /// Runs a shell command in a container; returns its exit code and output.
-async fn exec(docker: &Docker, container: &str, script: &str) -> Result<(i64, String), String> {
+pub async fn exec(docker: &Docker, container: &str, script: &str) -> Result<(i64, String), String> {
     let created = docker
         .create_exec(
             container,

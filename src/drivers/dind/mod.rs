@@ -37,7 +37,7 @@ mod nodeimage;
 mod upload;
 
 pub use demo::{build_demo_image, DEMO_IMAGE};
-pub use doctor::{doctor, Check, CheckStatus, DoctorReport};
+pub use doctor::{doctor, exec, Check, CheckStatus, DoctorReport};
 pub use lock::{LABEL_LOCK_EXPIRES, LABEL_LOCK_HOLDER, LABEL_LOCK_NONCE};
 pub use node::Security;
 pub use nodeimage::{ensure_node_image, NodeImage, NODE_IMAGE_LABEL, NODE_IMAGE_REPO};
