@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{count, position, steps_of, Repo};
+use common::{assert_in_order, count, steps_of, Repo};
 use serde_json::Value;
 
 fn tutorial() -> Repo {
@@ -65,10 +65,14 @@ fn the_tutorial_from_nothing_to_scaled_and_back() {
     repo.edit("machines.yml", "count: 3", "count: 1");
     let shrink = repo.steps();
     for worker in ["vm-worker2", "vm-worker3"] {
-        let drain = position(&shrink, &format!("drain_node {worker}"));
-        let remove = position(&shrink, &format!("remove_node {worker}"));
-        let destroy = position(&shrink, &format!("destroy_machine {worker}"));
-        assert!(drain < remove && remove < destroy, "{:?}", shrink);
+        assert_in_order(
+            &shrink,
+            &[
+                format!("drain_node {worker}"),
+                format!("remove_node {worker}"),
+                format!("destroy_machine {worker}"),
+            ],
+        );
     }
     assert_eq!(shrink.len(), 6);
     let before = repo.sim_state();
@@ -145,11 +149,30 @@ fn three_managers_to_one_keeps_quorum() {
         "demotions must run one at a time"
     );
     for manager in ["vm-manager2", "vm-manager3"] {
-        let demote = position(&shrink, &format!("demote_node {manager}"));
-        let remove = position(&shrink, &format!("remove_node {manager}"));
-        let destroy = position(&shrink, &format!("destroy_machine {manager}"));
-        assert!(demote < remove && remove < destroy);
+        assert_in_order(
+            &shrink,
+            &[
+                format!("demote_node {manager}"),
+                format!("remove_node {manager}"),
+                format!("destroy_machine {manager}"),
+            ],
+        );
     }
+    let before = repo.sim_state();
+    let dry = repo.json(&["apply", "--dry-run", "--json"]);
+    assert!(
+        dry["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "done"),
+        "a dry run walks every step: {dry:#}"
+    );
+    assert_eq!(
+        repo.sim_state(),
+        before,
+        "a dry run must not change the cluster"
+    );
     repo.apply();
     let status = repo.json(&["status", "--json"]);
     let managers: Vec<&Value> = status["machines"]

@@ -371,7 +371,10 @@ impl Executor {
                     self.forget_manager(target).await;
                 }
                 let id = self.node_id(step).await?;
-                self.update_node(&id, |spec| spec.role = role).await
+                if role == Role::Manager {
+                    return self.update_node(&id, |spec| spec.role = role).await;
+                }
+                self.demote(&id).await
             }
             Action::DrainNode => {
                 let id = self.node_id(step).await?;
@@ -620,6 +623,32 @@ impl Executor {
         Err(format!(
             "node {id} kept changing while being updated; run apply again"
         ))
+    }
+
+    /// Demotes a manager and waits until it has left the Raft group. The engine removes the
+    /// member asynchronously; until it has, a next demotion may be refused as a loss of quorum
+    /// that the planner has already ruled out, so such a refusal is retried while the group
+    /// settles.
+    async fn demote(&self, id: &str) -> Result<(), String> {
+        let deadline = Instant::now() + self.node_wait;
+        loop {
+            match self.update_node(id, |spec| spec.role = Role::Worker).await {
+                Ok(()) => break,
+                Err(e) if e.contains("loss of quorum") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        loop {
+            let manager = self.manager().await?;
+            match self.find_node(&manager, id).await? {
+                Some(node) if node.reachability.is_some() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await
+                }
+                _ => return Ok(()),
+            }
+        }
     }
 
     async fn remove_node(&self, step: &Step) -> Result<(), String> {

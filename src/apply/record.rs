@@ -27,6 +27,8 @@ struct Phantoms {
     left: BTreeSet<String>,
     /// Nodes removed in this dry run.
     removed_nodes: BTreeSet<String>,
+    /// Spec updates of existing nodes in this dry run, by node ID.
+    updated_nodes: BTreeMap<String, NodeSpecUpdate>,
     swarm_initialized: bool,
 }
 
@@ -318,13 +320,22 @@ impl Swarm for RecordingEngine {
         let log = self.recorder.lock();
         let phantoms = &log.phantoms;
         nodes.retain(|n| !phantoms.removed_nodes.contains(&n.id));
+        nodes.extend(phantoms.nodes.values().cloned());
         for node in &mut nodes {
             if phantoms.left.contains(&node.hostname) || phantoms.destroyed.contains(&node.hostname)
             {
                 node.state = NodeState::Down;
             }
+            if let Some(spec) = phantoms.updated_nodes.get(&node.id) {
+                node.role = spec.role;
+                node.availability = spec.availability;
+                node.labels = spec.labels.clone();
+                node.reachability = match spec.role {
+                    Role::Manager => Some(node.reachability.unwrap_or(Reachability::Reachable)),
+                    Role::Worker => None,
+                };
+            }
         }
-        nodes.extend(phantoms.nodes.values().cloned());
         Ok(nodes)
     }
 
@@ -337,11 +348,7 @@ impl Swarm for RecordingEngine {
         );
         if self
             .dry(what, |p| {
-                if let Some(node) = p.nodes.get_mut(id) {
-                    node.role = spec.role;
-                    node.availability = spec.availability;
-                    node.labels = spec.labels.clone();
-                }
+                p.updated_nodes.insert(id.to_string(), spec.clone());
             })
             .is_some()
         {
