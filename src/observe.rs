@@ -83,7 +83,7 @@ async fn probe(driver: &Arc<dyn Driver>, mut machine: ObservedMachine) -> Probed
         return (machine, None);
     }
     let Ok(engine) = driver.engine(&machine.name).await else {
-        machine.state = MachineState::Stopped;
+        machine.state = MachineState::Unreachable;
         return (machine, None);
     };
     match engine.info().await {
@@ -94,7 +94,7 @@ async fn probe(driver: &Arc<dyn Driver>, mut machine: ObservedMachine) -> Probed
             (machine, Some((engine, manager)))
         }
         Err(_) => {
-            machine.state = MachineState::Stopped;
+            machine.state = MachineState::Unreachable;
             (machine, None)
         }
     }

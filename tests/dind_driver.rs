@@ -13,7 +13,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     ListContainersOptions, ListNetworksOptions, ListTasksOptions, ListVolumesOptions,
-    RemoveImageOptions,
+    RemoveImageOptions, RemoveVolumeOptions,
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
 use serde_json::json;
@@ -406,6 +406,54 @@ async fn dind_cluster_of_two_nodes_lives_and_leaves_nothing() {
     println!(
         "w1 restarted, engine back and still in the swarm after {:.2} s",
         started.elapsed().as_secs_f64()
+    );
+
+    // A stopped machine is reported as stopped (not gone), and start brings it back at the
+    // address the swarm knows it by, still a member.
+    let address_before = driver.address("w1").await.expect("w1 address");
+    host.stop_container(&driver.container_name("w1"), None)
+        .await
+        .expect("w1 stopped");
+    let state_of = |machines: Vec<shoal::model::ObservedMachine>, name: &str| {
+        machines
+            .into_iter()
+            .find(|m| m.name == name)
+            .map(|m| m.state)
+    };
+    assert_eq!(
+        state_of(driver.list().await.expect("list"), "w1"),
+        Some(MachineState::Stopped)
+    );
+    let started = Instant::now();
+    driver.start("w1").await.expect("w1 started");
+    assert_eq!(
+        state_of(driver.list().await.expect("list"), "w1"),
+        Some(MachineState::Running)
+    );
+    assert_eq!(
+        driver.address("w1").await.expect("w1 address"),
+        address_before
+    );
+    let info = driver
+        .engine("w1")
+        .await
+        .expect("w1 engine")
+        .info()
+        .await
+        .expect("w1 info");
+    assert_eq!(info.swarm_state, LocalSwarmState::Active);
+    println!(
+        "w1 stopped, started again at {address_before} in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // A machine whose setup never finished (no ready marker) is reported incomplete.
+    host.remove_volume(&driver.ready_marker_name("w1"), None::<RemoveVolumeOptions>)
+        .await
+        .expect("marker removed");
+    assert_eq!(
+        state_of(driver.list().await.expect("list"), "w1"),
+        Some(MachineState::Incomplete)
     );
 
     driver.lock("alice", 1_000, 60).await.expect("lock taken");

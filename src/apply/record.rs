@@ -102,6 +102,14 @@ impl Driver for Recorder {
         Ok(())
     }
 
+    async fn start(&self, machine: &str) -> DriverResult<()> {
+        if self.write(format!("driver: start machine {machine}")) {
+            return self.inner.start(machine).await;
+        }
+        self.lock().phantoms.machines.insert(machine.to_string());
+        Ok(())
+    }
+
     async fn destroy(&self, machine: &str) -> DriverResult<()> {
         if self.write(format!("driver: destroy machine {machine}")) {
             return self.inner.destroy(machine).await;

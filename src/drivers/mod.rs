@@ -44,6 +44,8 @@ pub trait Driver: Send + Sync {
     async fn list(&self) -> DriverResult<Vec<ObservedMachine>>;
     /// Creates and starts a machine; returns once its engine answers.
     async fn create(&self, machine: &MachineSpec) -> DriverResult<()>;
+    /// Starts a stopped machine and waits until its engine answers.
+    async fn start(&self, machine: &str) -> DriverResult<()>;
     /// Destroys a machine and everything the driver made for it.
     async fn destroy(&self, machine: &str) -> DriverResult<()>;
     /// The `DOCKER_HOST` value that reaches the machine's engine.

@@ -244,6 +244,20 @@ impl Driver for SimDriver {
             .ok_or_else(|| DriverError::MachineExists(machine.name.clone()))
     }
 
+    async fn start(&self, machine: &str) -> DriverResult<()> {
+        let now = (self.clock)();
+        let found = self
+            .store
+            .write(|s| {
+                s.counters.writes += 1;
+                s.set_running(machine, true, now)
+            })
+            .map_err(io_error)?;
+        found
+            .then_some(())
+            .ok_or_else(|| DriverError::NoSuchMachine(machine.to_string()))
+    }
+
     async fn destroy(&self, machine: &str) -> DriverResult<()> {
         let now = (self.clock)();
         let removed = self

@@ -11,8 +11,25 @@ use std::collections::BTreeMap;
 pub enum MachineState {
     /// Up, its engine answers.
     Running,
-    /// Exists but is stopped or its engine does not answer.
+    /// Exists but does not run: shoal starts it, never destroys it for being stopped.
     Stopped,
+    /// Runs (as far as its driver knows) but its engine does not answer: reported and waited for.
+    Unreachable,
+    /// Created, but its driver-side setup (e.g. preloading images) did not finish: finished or
+    /// created again.
+    Incomplete,
+}
+
+impl MachineState {
+    /// The state's name in status output and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MachineState::Running => "running",
+            MachineState::Stopped => "stopped",
+            MachineState::Unreachable => "unreachable",
+            MachineState::Incomplete => "incomplete",
+        }
+    }
 }
 
 /// A swarm node's own view of its membership (`/info` → `Swarm.LocalNodeState`).

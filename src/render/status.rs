@@ -1,7 +1,7 @@
 //! `shoal status`: the machines and services of the cluster, as a table or as JSON.
 
 use super::Style;
-use crate::model::{Desired, MachineState, NodeState, Observed, Role, LABEL_STACK_NAMESPACE};
+use crate::model::{Desired, NodeState, Observed, Role, LABEL_STACK_NAMESPACE};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -76,12 +76,7 @@ impl Status {
                         .or_else(|| desired.machines.get(name).map(|m| m.role))
                         .or_else(|| machine.and_then(|m| m.created_role))
                         .unwrap_or(Role::Worker),
-                    machine_state: match machine.map(|m| m.state) {
-                        Some(MachineState::Running) => "running",
-                        Some(MachineState::Stopped) => "stopped",
-                        None => "missing",
-                    }
-                    .to_string(),
+                    machine_state: machine.map_or("gone", |m| m.state.as_str()).to_string(),
                     node_state: match node.map(|n| n.state) {
                         Some(NodeState::Ready) => "ready",
                         Some(NodeState::Down) => "down",

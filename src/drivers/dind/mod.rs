@@ -40,6 +40,9 @@ pub use demo::{build_demo_image, DEMO_IMAGE};
 pub use doctor::{doctor, exec, Check, CheckStatus, DoctorReport};
 pub use lock::{LABEL_LOCK_EXPIRES, LABEL_LOCK_HOLDER, LABEL_LOCK_NONCE};
 pub use node::Security;
+
+/// Label of the volume that marks a machine whose setup (start, image preload) finished.
+pub const LABEL_READY: &str = "io.shoal.ready";
 pub use nodeimage::{ensure_node_image, NodeImage, NODE_IMAGE_LABEL, NODE_IMAGE_REPO};
 
 use super::{Driver, DriverError, DriverResult};
@@ -49,12 +52,13 @@ use crate::model::{
     MachineSpec, MachineState, ObservedMachine, Role, LABEL_CLUSTER, LABEL_MACHINE, LABEL_ROLE,
 };
 use async_trait::async_trait;
+use bollard::models::VolumeCreateRequest;
 use bollard::query_parameters::{
     InspectContainerOptions, ListContainersOptions, ListNetworksOptions, ListVolumesOptions,
     RemoveContainerOptions, RemoveVolumeOptions,
 };
 use bollard::Docker;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -278,6 +282,9 @@ pub struct DindDriver {
     options: DindOptions,
     image: tokio::sync::OnceCell<NodeImage>,
     network: tokio::sync::Mutex<()>,
+    /// Addresses handed to machines being created by this process, not yet visible on the
+    /// network.
+    reserved: tokio::sync::Mutex<Vec<std::net::Ipv4Addr>>,
     security: Arc<Mutex<Option<Security>>>,
 }
 
@@ -309,6 +316,7 @@ impl DindDriver {
             options,
             image: tokio::sync::OnceCell::new(),
             network: tokio::sync::Mutex::new(()),
+            reserved: tokio::sync::Mutex::new(Vec::new()),
             security: Arc::new(Mutex::new(None)),
         }
     }
@@ -341,6 +349,13 @@ impl DindDriver {
     /// The node's data volume, `<cluster>-<machine>-data`.
     pub fn volume_name(&self, machine: &str) -> String {
         format!("{}-{machine}-data", self.cluster)
+    }
+
+    /// The volume whose existence says the machine's setup finished, `<cluster>-<machine>-ready`.
+    /// Container labels cannot change after creation, so completion is recorded as an object
+    /// created last; it survives restarts of the host.
+    pub fn ready_marker_name(&self, machine: &str) -> String {
+        format!("{}-{machine}-ready", self.cluster)
     }
 
     /// The host folder of the cluster, `<state dir>/<cluster>`.
@@ -436,6 +451,9 @@ impl DindDriver {
     async fn create_machine(&self, machine: &MachineSpec) -> Result<(), DindError> {
         let image = self.node_image().await?;
         let network = self.ensure_network().await?;
+        self.remove_volume(&self.ready_marker_name(&machine.name))
+            .await?;
+        let address = self.reserve_address(&network).await?;
         let host_dir = self.host_dir(&machine.name);
         std::fs::create_dir_all(&host_dir)
             .map_err(|e| DindError::io(format!("cannot create {}", host_dir.display()), e))?;
@@ -450,8 +468,11 @@ impl DindDriver {
             host_dir: &host_dir,
             socket: self.socket_path(&machine.name),
             socket_gid: node::host_socket_gid(),
+            address: Some(address),
         };
-        node::create(&self.docker, &spec, &self.security).await?;
+        let created = node::create(&self.docker, &spec, &self.security).await;
+        self.reserved.lock().await.retain(|a| *a != address);
+        created?;
         if !self.options.preload_images.is_empty() {
             let started = std::time::Instant::now();
             node::preload(
@@ -468,7 +489,88 @@ impl DindDriver {
                 "preloaded images"
             );
         }
+        self.mark_ready(&machine.name).await
+    }
+
+    /// Picks the next free fixed address on the cluster network and reserves it until the
+    /// container holding it exists. Stopped node containers keep theirs, so they count as taken.
+    async fn reserve_address(&self, network: &str) -> Result<std::net::Ipv4Addr, DindError> {
+        let mut reserved = self.reserved.lock().await;
+        let (subnet, mut taken) = network::addresses_in_use(&self.docker, network).await?;
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(self.cluster_filter()),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| DindError::docker("cannot list the node containers", e))?;
+        taken.extend(
+            containers
+                .iter()
+                .filter_map(|c| c.network_settings.as_ref()?.networks.as_ref()?.get(network))
+                .filter_map(|e| {
+                    e.ipam_config
+                        .as_ref()?
+                        .ipv4_address
+                        .as_deref()?
+                        .parse::<std::net::Ipv4Addr>()
+                        .ok()
+                }),
+        );
+        taken.extend(reserved.iter().copied());
+        let address = subnet.free_host(&taken).ok_or_else(|| {
+            DindError::Unavailable(format!(
+                "network {network} ({subnet}) has no free address left for another machine"
+            ))
+        })?;
+        reserved.push(address);
+        Ok(address)
+    }
+
+    /// Records that the machine's setup finished: creates its ready marker volume.
+    async fn mark_ready(&self, machine: &str) -> Result<(), DindError> {
+        let name = self.ready_marker_name(machine);
+        let request = VolumeCreateRequest {
+            name: Some(name.clone()),
+            driver: Some("local".to_string()),
+            labels: Some(HashMap::from([
+                (LABEL_CLUSTER.to_string(), self.cluster.clone()),
+                (LABEL_MACHINE.to_string(), machine.to_string()),
+                (LABEL_READY.to_string(), "true".to_string()),
+            ])),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(request)
+            .await
+            .map_err(|e| DindError::docker(format!("cannot create volume {name}"), e))?;
         Ok(())
+    }
+
+    /// The machines whose ready marker exists.
+    async fn ready_machines(&self) -> Result<BTreeSet<String>, DindError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{LABEL_CLUSTER}={}", self.cluster),
+                format!("{LABEL_READY}=true"),
+            ],
+        )]);
+        let volumes = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(|e| DindError::docker("cannot list the cluster's volumes", e))?;
+        Ok(volumes
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| v.labels.get(LABEL_MACHINE).cloned())
+            .collect())
     }
 
     fn remove_host_dir(&self, dir: &Path) -> Result<(), DindError> {
@@ -543,6 +645,7 @@ impl Driver for DindDriver {
             .list_containers(Some(options))
             .await
             .map_err(|e| DindError::docker("cannot list the node containers", e))?;
+        let ready = self.ready_machines().await?;
         let mut machines: Vec<ObservedMachine> = containers
             .into_iter()
             .filter_map(|c| {
@@ -552,13 +655,16 @@ impl Driver for DindDriver {
                     c.state,
                     Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
                 );
+                let state = if !ready.contains(&name) {
+                    MachineState::Incomplete
+                } else if running {
+                    MachineState::Running
+                } else {
+                    MachineState::Stopped
+                };
                 Some(ObservedMachine {
                     name,
-                    state: if running {
-                        MachineState::Running
-                    } else {
-                        MachineState::Stopped
-                    },
+                    state,
                     created_role: parse_role(labels.get(LABEL_ROLE)),
                     swarm_state: Default::default(),
                     node_id: None,
@@ -603,7 +709,26 @@ impl Driver for DindDriver {
         Ok(())
     }
 
+    async fn start(&self, machine: &str) -> DriverResult<()> {
+        let container = self.container_name(machine);
+        match self.docker.start_container(&container, None).await {
+            Ok(()) => {}
+            // 304: already running.
+            Err(e) if status_of(&e) == Some(304) => {}
+            Err(e) => return Err(self.machine_error(machine, "start the node container", e)),
+        }
+        node::wait_ready(
+            &self.docker,
+            machine,
+            &container,
+            &self.socket_path(machine),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn destroy(&self, machine: &str) -> DriverResult<()> {
+        self.remove_volume(&self.ready_marker_name(machine)).await?;
         let had_container = self.remove_container(&self.container_name(machine)).await?;
         let had_volume = self.remove_volume(&self.volume_name(machine)).await?;
         self.remove_host_dir(&self.host_dir(machine))?;

@@ -28,6 +28,15 @@ impl Subnet {
         })
     }
 
+    /// The first address from `.10` on that is not in `taken`: node addresses, fixed at create
+    /// so they survive restarts. `.1` is the bridge's gateway; the low ones stay free for it.
+    pub(crate) fn free_host(self, taken: &[Ipv4Addr]) -> Option<Ipv4Addr> {
+        let size = 1u32 << (32 - u32::from(self.prefix.min(30)));
+        (10..size - 1)
+            .map(|offset| Ipv4Addr::from(self.base + offset))
+            .find(|ip| !taken.contains(ip))
+    }
+
     /// Whether the two subnets share any address.
     pub(crate) fn overlaps(self, other: Subnet) -> bool {
         let common = mask(self.prefix.min(other.prefix));
@@ -68,6 +77,38 @@ pub(crate) fn candidates() -> impl Iterator<Item = Subnet> {
 /// The first candidate that overlaps none of `taken`.
 pub(crate) fn free_subnet(taken: &[Subnet], skip: &[Subnet]) -> Option<Subnet> {
     candidates().find(|c| !skip.contains(c) && !taken.iter().any(|t| t.overlaps(*c)))
+}
+
+/// The cluster network's subnet and the addresses its containers hold now, to pick a node's
+/// fixed address from.
+pub(crate) async fn addresses_in_use(
+    docker: &Docker,
+    name: &str,
+) -> Result<(Subnet, Vec<Ipv4Addr>), DindError> {
+    let network = docker
+        .inspect_network(name, None::<InspectNetworkOptions>)
+        .await
+        .map_err(|e| DindError::docker(format!("cannot inspect network {name}"), e))?;
+    let subnet = network
+        .ipam
+        .as_ref()
+        .and_then(|i| i.config.as_ref())
+        .into_iter()
+        .flatten()
+        .find_map(|c| Subnet::parse(c.subnet.as_deref()?))
+        .ok_or_else(|| {
+            DindError::Unavailable(format!(
+                "network {name} has no IPv4 subnet; remove it (docker network rm {name}) and apply again"
+            ))
+        })?;
+    let taken = network
+        .containers
+        .unwrap_or_default()
+        .values()
+        .filter_map(|c| c.ipv4_address.as_deref())
+        .filter_map(|a| a.split('/').next()?.parse().ok())
+        .collect();
+    Ok((subnet, taken))
 }
 
 /// Makes sure the bridge network `name` exists for `cluster`; creates it on a free subnet if

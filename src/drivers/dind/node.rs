@@ -4,8 +4,9 @@
 use super::{is_not_found, lock_security, DindError, NODE_HOST_DIR};
 use crate::model::{Role, LABEL_CLUSTER, LABEL_MACHINE, LABEL_ROLE};
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigCgroupnsModeEnum, Mount,
-    MountType, NetworkingConfig, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig,
+    HostConfigCgroupnsModeEnum, Mount, MountType, NetworkingConfig, RestartPolicy,
+    RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, ImportImageOptions, InspectContainerOptions, LogsOptions,
@@ -115,6 +116,9 @@ pub(crate) struct NodeSpec<'a> {
     pub host_dir: &'a Path,
     pub socket: PathBuf,
     pub socket_gid: Option<u32>,
+    /// The node's fixed address on the cluster network, kept across restarts so that the
+    /// swarm's advertised addresses stay valid after a host reboot.
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
 /// The group of the host engine's unix socket, so that the node sockets are usable by the same
@@ -165,8 +169,9 @@ pub(crate) fn container_body(spec: &NodeSpec<'_>, security: &Security) -> Contai
         ])),
         cgroupns_mode: Some(HostConfigCgroupnsModeEnum::PRIVATE),
         network_mode: Some(spec.network.to_string()),
+        // A host reboot or an engine restart brings the node back; `docker stop` keeps it down.
         restart_policy: Some(RestartPolicy {
-            name: Some(RestartPolicyNameEnum::NO),
+            name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
             maximum_retry_count: None,
         }),
         init: Some(false),
@@ -198,6 +203,10 @@ pub(crate) fn container_body(spec: &NodeSpec<'_>, security: &Security) -> Contai
                 spec.network.to_string(),
                 EndpointSettings {
                     aliases: Some(vec![spec.machine.to_string()]),
+                    ipam_config: spec.address.map(|ip| EndpointIpamConfig {
+                        ipv4_address: Some(ip.to_string()),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 },
             )])),
@@ -464,18 +473,23 @@ pub(crate) async fn create(
         }
     }
     *lock_security(known) = Some(security.clone());
-    wait_ready(docker, spec).await?;
+    wait_ready(docker, spec.machine, &spec.container, &spec.socket).await?;
     Ok(security)
 }
 
 /// Polls `/_ping` on the node socket until it answers; fails early when the container stops.
-async fn wait_ready(docker: &Docker, spec: &NodeSpec<'_>) -> Result<(), DindError> {
+pub(crate) async fn wait_ready(
+    docker: &Docker,
+    machine: &str,
+    container: &str,
+    socket: &Path,
+) -> Result<(), DindError> {
     let started = Instant::now();
-    let socket = spec.socket.to_string_lossy().to_string();
+    let socket_text = socket.to_string_lossy().to_string();
     let mut polls: u64 = 0;
     loop {
-        if spec.socket.exists() {
-            if let Ok(node) = Docker::connect_with_unix(&socket, 5, API_DEFAULT_VERSION) {
+        if socket.exists() {
+            if let Ok(node) = Docker::connect_with_unix(&socket_text, 5, API_DEFAULT_VERSION) {
                 if node.ping().await.is_ok() {
                     return Ok(());
                 }
@@ -484,32 +498,32 @@ async fn wait_ready(docker: &Docker, spec: &NodeSpec<'_>) -> Result<(), DindErro
         polls += 1;
         if polls % 10 == 0 {
             let state = docker
-                .inspect_container(&spec.container, None::<InspectContainerOptions>)
+                .inspect_container(container, None::<InspectContainerOptions>)
                 .await
                 .ok()
                 .and_then(|i| i.state);
             if let Some(state) = state {
                 if state.running == Some(false) {
                     return Err(DindError::NodeFailed {
-                        machine: spec.machine.to_string(),
+                        machine: machine.to_string(),
                         problem: format!(
                             "the container stopped (exit code {}) before its engine answered",
                             state.exit_code.unwrap_or_default()
                         ),
-                        log: log_tail(docker, &spec.container).await,
+                        log: log_tail(docker, container).await,
                     });
                 }
             }
         }
         if started.elapsed() > READY_TIMEOUT {
             return Err(DindError::NodeFailed {
-                machine: spec.machine.to_string(),
+                machine: machine.to_string(),
                 problem: format!(
                     "its engine did not answer on {} within {} s",
-                    spec.socket.display(),
+                    socket.display(),
                     READY_TIMEOUT.as_secs()
                 ),
-                log: log_tail(docker, &spec.container).await,
+                log: log_tail(docker, container).await,
             });
         }
         tokio::time::sleep(READY_POLL).await;

@@ -189,6 +189,7 @@ fn spec(host_dir: &Path) -> NodeSpec<'_> {
         host_dir,
         socket: host_dir.join("docker.sock"),
         socket_gid: Some(998),
+        address: Some(std::net::Ipv4Addr::new(172, 30, 0, 10)),
     }
 }
 
@@ -314,4 +315,35 @@ fn static_and_dynamic_elf_files_are_told_apart() {
     elf[64 + 56..64 + 60].copy_from_slice(&3u32.to_le_bytes());
     assert_eq!(needs_loader(&elf), Some(true));
     assert_eq!(needs_loader(b"#!/bin/sh\n"), None);
+}
+
+#[test]
+fn node_addresses_start_at_ten_and_skip_taken_ones() {
+    let subnet = Subnet::parse("172.30.4.0/24").unwrap();
+    let ip = |last: u8| std::net::Ipv4Addr::new(172, 30, 4, last);
+    assert_eq!(subnet.free_host(&[]), Some(ip(10)));
+    assert_eq!(subnet.free_host(&[ip(10), ip(11), ip(13)]), Some(ip(12)));
+    let all: Vec<_> = (10..=254).map(ip).collect();
+    assert_eq!(subnet.free_host(&all), None);
+}
+
+#[test]
+fn node_containers_come_back_after_a_host_restart_at_the_same_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = container_body(&spec(dir.path()), &Security::Privileged);
+    let host = body.host_config.unwrap();
+    assert_eq!(
+        host.restart_policy.unwrap().name,
+        Some(bollard::models::RestartPolicyNameEnum::UNLESS_STOPPED)
+    );
+    let endpoint = &body.networking_config.unwrap().endpoints_config.unwrap()["demo-net"];
+    assert_eq!(
+        endpoint
+            .ipam_config
+            .as_ref()
+            .unwrap()
+            .ipv4_address
+            .as_deref(),
+        Some("172.30.0.10")
+    );
 }
