@@ -8,7 +8,7 @@ use shoal::apply::{apply, ApplyOptions};
 use shoal::config::{load, MemSource};
 use shoal::drivers::sim::SimDriver;
 use shoal::drivers::Driver;
-use shoal::model::report::StepReport;
+use shoal::plan::report::StepReport;
 use shoal::model::Desired;
 use shoal::observe::observe;
 use shoal::plan::{plan, PlanOptions, Step};
@@ -105,7 +105,7 @@ impl Progress for QuorumWatch {
                 self.violations
                     .lock()
                     .unwrap()
-                    .push(format!("after {} {}", step.action, step.target));
+                    .push(format!("after {} {}", step.action(), step.target));
             }
         }
     }
