@@ -181,7 +181,9 @@ fn check_invariants(
             if dep.0 == 0 || *dep >= step.id {
                 problem(format!(
                     "step #{} ({} {}) depends on #{dep}, which is not an earlier step",
-                    step.id, step.action(), step.target
+                    step.id,
+                    step.action(),
+                    step.target
                 ));
             }
         }
@@ -282,7 +284,8 @@ fn check_invariants(
                 let Some(service) = step.op.service() else {
                     problem(format!(
                         "{} {} carries no service spec",
-                        step.action(), step.target
+                        step.action(),
+                        step.target
                     ));
                     continue;
                 };
@@ -309,7 +312,8 @@ fn check_invariants(
                         if !before.contains(&created) {
                             problem(format!(
                                 "{} {} does not wait for {action} {name} (#{created})",
-                                step.action(), step.target
+                                step.action(),
+                                step.target
                             ));
                         }
                     }

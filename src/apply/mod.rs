@@ -12,17 +12,16 @@ use crate::drivers::{Driver, DriverError};
 use crate::engine::{EngineError, EngineResult, NodeSpecUpdate, Swarm};
 use crate::model::observed::LocalSwarmState;
 use crate::model::{
-    Availability, Desired, MachineSpec, NodeState, ObservedNode, Role, ServiceSpec,
-    LABEL_REVISION,
+    Availability, Desired, MachineSpec, NodeState, ObservedNode, Role, ServiceSpec, LABEL_REVISION,
 };
 use crate::observe::observe;
 use crate::plan::report::{ApplyReport, StepReport, StepStatus};
 use crate::plan::{plan as make_plan, Plan, PlanOptions, Step, StepId, StepOp, LABEL_STACKS};
-use std::future::Future;
-use std::pin::Pin;
 use progress::Progress;
 use record::Recorder;
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
@@ -527,8 +526,7 @@ impl Executor {
     async fn init_swarm(&self, machine: &str, force_leave: bool) -> Result<(), StepError> {
         let engine = self.engine(machine).await?;
         let info = engine.info().await.map_err(StepError::engine(machine))?;
-        if info.swarm_state == LocalSwarmState::Active && info.control_available && !force_leave
-        {
+        if info.swarm_state == LocalSwarmState::Active && info.control_available && !force_leave {
             self.use_manager(machine).await?;
             return Ok(());
         }
@@ -541,7 +539,9 @@ impl Executor {
         engine
             .init_swarm()
             .await
-            .map_err(StepError::engine(format!("cannot init the swarm on {machine}")))?;
+            .map_err(StepError::engine(format!(
+                "cannot init the swarm on {machine}"
+            )))?;
         self.use_manager(machine).await?;
         Ok(())
     }
@@ -582,7 +582,9 @@ impl Executor {
                 engine
                     .leave_swarm(true)
                     .await
-                    .map_err(StepError::engine(format!("{target} cannot leave its old swarm")))?;
+                    .map_err(StepError::engine(format!(
+                        "{target} cannot leave its old swarm"
+                    )))?;
             }
             let token = match role {
                 Role::Manager => &tokens.manager,
@@ -810,15 +812,16 @@ impl Executor {
 
     /// Records the applied revision and the managed stacks as swarm labels, when they differ.
     async fn record_labels(&self, labels: &BTreeMap<String, String>) -> Result<(), StepError> {
-        let inspect = |manager: Arc<dyn Swarm>| -> Fut<Result<(u64, BTreeMap<String, String>), StepError>> {
-            Box::pin(async move {
-                let swarm = manager
-                    .inspect_swarm()
-                    .await
-                    .map_err(StepError::engine("cannot inspect the swarm"))?;
-                Ok((swarm.version, swarm.labels))
-            })
-        };
+        let inspect =
+            |manager: Arc<dyn Swarm>| -> Fut<Result<(u64, BTreeMap<String, String>), StepError>> {
+                Box::pin(async move {
+                    let swarm = manager
+                        .inspect_swarm()
+                        .await
+                        .map_err(StepError::engine("cannot inspect the swarm"))?;
+                    Ok((swarm.version, swarm.labels))
+                })
+            };
         let change = |current: &BTreeMap<String, String>| {
             let mut next = current.clone();
             next.extend(labels.clone());

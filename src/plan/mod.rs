@@ -17,9 +17,7 @@ mod rules;
 mod testing;
 mod wire;
 
-pub use model::{
-    Action, Effect, FieldChange, Plan, Step, StepId, StepOp, Summary, FORMAT_VERSION,
-};
+pub use model::{Action, Effect, FieldChange, Plan, Step, StepId, StepOp, Summary, FORMAT_VERSION};
 pub use planner::{plan, PlanError, PlanOptions, LABEL_STACKS};
 pub use reason::Reason;
 pub use wire::MissingDetail;

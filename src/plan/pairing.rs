@@ -66,7 +66,9 @@ impl<'a> Pairing<'a> {
                 let machine = observed.machines.get(&spec.name);
                 let node = node_of.get(spec.name.as_str()).copied();
                 let active = machine.is_some_and(|m| m.swarm_state == LocalSwarmState::Active);
-                let member = (active && observed.swarm.is_some()).then_some(node).flatten();
+                let member = (active && observed.swarm.is_some())
+                    .then_some(node)
+                    .flatten();
                 let leave_first = member.is_none()
                     && machine.is_some_and(|m| m.swarm_state != LocalSwarmState::Inactive);
                 let pair = MachinePair {
@@ -128,7 +130,8 @@ impl<'a> Pairing<'a> {
                 node: self.node_of.get(name.as_str()).copied(),
             })
             .collect();
-        let claimed = |m: &str| observed.machines.contains_key(m) || desired.machines.contains_key(m);
+        let claimed =
+            |m: &str| observed.machines.contains_key(m) || desired.machines.contains_key(m);
         for node in observed.nodes.values() {
             if node.machine.as_deref().is_some_and(claimed) {
                 continue;
@@ -180,14 +183,16 @@ pub(super) fn services<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::testing::{desired_with, machine, manager, observed_with};
     use crate::model::Role;
+    use crate::plan::testing::{desired_with, machine, manager, observed_with};
 
     #[test]
     fn a_member_is_an_active_machine_with_a_node() {
         let desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
         let mut observed = observed_with(vec![manager("m1", true)]);
-        observed.machines.insert("m1".into(), machine("m1", Role::Manager));
+        observed
+            .machines
+            .insert("m1".into(), machine("m1", Role::Manager));
         let mut stale = machine("w1", Role::Worker);
         stale.swarm_state = LocalSwarmState::Pending;
         observed.machines.insert("w1".into(), stale);

@@ -294,7 +294,11 @@ impl fmt::Display for Reason {
                 f,
                 "{} {} from the compose file",
                 fields.join(", "),
-                if fields.len() == 1 { "differs" } else { "differ" }
+                if fields.len() == 1 {
+                    "differs"
+                } else {
+                    "differ"
+                }
             ),
             Reason::ServiceDropped { stack, service } => {
                 write!(f, "stack {stack} no longer defines {service}")

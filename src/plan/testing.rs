@@ -4,8 +4,7 @@ use super::model::Plan;
 use crate::model::observed::{LocalSwarmState, ObservedSwarm};
 use crate::model::{
     Availability, Desired, MachineSpec, MachineState, NodeState, Observed, ObservedMachine,
-    ObservedNode, ObservedService, Reachability, Role, ServiceSpec, Stack,
-    LABEL_STACK_NAMESPACE,
+    ObservedNode, ObservedService, Reachability, Role, ServiceSpec, Stack, LABEL_STACK_NAMESPACE,
 };
 use std::collections::BTreeMap;
 
@@ -48,15 +47,6 @@ pub fn manager(name: &str, reachable: bool) -> ObservedNode {
         }),
         version: 1,
         down_for_seconds: (!reachable).then_some(600),
-    }
-}
-
-/// A ready worker node whose ID, hostname and machine are `name`.
-pub fn worker(name: &str) -> ObservedNode {
-    ObservedNode {
-        role: Role::Worker,
-        reachability: None,
-        ..manager(name, true)
     }
 }
 

@@ -285,3 +285,39 @@ impl From<WirePlan> for Plan {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{Observed, Role};
+    use crate::plan::testing::desired_with;
+    use crate::plan::{plan, Plan, PlanOptions};
+
+    #[test]
+    fn a_saved_plan_reads_back_to_the_same_json_and_keeps_its_replacements() {
+        let desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
+        let mut observed = Observed::with_members_of(&desired);
+        let node = observed
+            .nodes
+            .values_mut()
+            .find(|n| n.hostname == "w1")
+            .unwrap();
+        node.state = crate::model::NodeState::Down;
+        node.down_for_seconds = Some(600);
+        let made = plan(&desired, &observed, &PlanOptions::default()).unwrap();
+        let json = serde_json::to_string(&made).unwrap();
+        let back: Plan = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+        let replaces =
+            |p: &Plan| -> Vec<bool> { p.steps.iter().map(|s| s.reason.replaces()).collect() };
+        assert_eq!(replaces(&back), replaces(&made));
+        assert!(replaces(&made).contains(&true));
+    }
+
+    #[test]
+    fn a_saved_step_without_its_detail_is_refused_when_read() {
+        let json = r#"{"format_version":1,"revision":null,"fingerprint":"sha256:0","summary":{"add":0,"change":1,"destroy":0},"warnings":[],"steps":[{"id":1,"action":"scale_service","target":"app_web","depends_on":[],"reason":"replicas: 1 → 3","detail":{"id":"svc"}}]}"#;
+        let err = serde_json::from_str::<Plan>(json).unwrap_err().to_string();
+        assert!(err.contains("step 1 (scale_service app_web)"), "{err}");
+        assert!(err.contains("`replicas`"), "{err}");
+    }
+}

@@ -7,9 +7,9 @@ use crate::apply::progress::Progress;
 use crate::apply::{apply, unix_now, ApplyOptions};
 use crate::drivers::open_driver;
 use crate::drivers::{Driver, DriverError};
-use crate::plan::report::{ApplyReport, StepReport, StepStatus};
 use crate::model::{Desired, DriverKind};
 use crate::observe::observe;
+use crate::plan::report::{ApplyReport, StepReport, StepStatus};
 use crate::plan::{plan, Plan, PlanOptions, Step};
 use crate::render::Status;
 use crate::source::follow::{FollowError, LocalBranch, Tip};
@@ -313,7 +313,11 @@ struct TracingProgress;
 
 impl Progress for TracingProgress {
     fn started(&self, step: &Step, index: usize, total: usize) {
-        tracing::debug!("[{index}/{total}] {} {}: started", step.action(), step.target);
+        tracing::debug!(
+            "[{index}/{total}] {} {}: started",
+            step.action(),
+            step.target
+        );
     }
 
     fn finished(&self, step: &Step, report: &StepReport, index: usize, total: usize) {
@@ -331,7 +335,11 @@ impl Progress for TracingProgress {
                 report.error.as_deref().unwrap_or("")
             ),
             StepStatus::Skipped => {
-                tracing::warn!("[{index}/{total}] {} {}: skipped", step.action(), step.target)
+                tracing::warn!(
+                    "[{index}/{total}] {} {}: skipped",
+                    step.action(),
+                    step.target
+                )
             }
         }
     }

@@ -15,7 +15,9 @@ use crate::plan::reason::{LeaveStage, Reason};
 /// Takes out the machines and nodes that leave the cluster.
 pub fn remove_machines(ctx: &mut Ctx) -> Result<(), PlanError> {
     let mut warnings = std::mem::take(&mut ctx.warnings);
-    let mut leaving = ctx.pairing.leaving(ctx.desired, ctx.observed, &mut warnings);
+    let mut leaving = ctx
+        .pairing
+        .leaving(ctx.desired, ctx.observed, &mut warnings);
     ctx.warnings = warnings;
     leaving.sort_by_key(|l| leaving_order(l.node, &l.target));
     let mut after_stacks: Vec<StepId> = ctx.membership.clone();
@@ -47,7 +49,12 @@ fn tear_down(ctx: &mut Ctx, leaving: &[Leaving], after_stacks: &[StepId]) {
         if manager {
             deps.extend(&destroyed_workers);
         }
-        let id = ctx.push(StepOp::DestroyMachine, &leave.target, deps, Reason::TearDown);
+        let id = ctx.push(
+            StepOp::DestroyMachine,
+            &leave.target,
+            deps,
+            Reason::TearDown,
+        );
         if !manager {
             destroyed_workers.push(id);
         }

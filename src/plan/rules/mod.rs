@@ -78,7 +78,11 @@ pub(crate) struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// A context with no steps yet.
-    pub(crate) fn new(desired: &'a Desired, observed: &'a Observed, options: &'a PlanOptions) -> Self {
+    pub(crate) fn new(
+        desired: &'a Desired,
+        observed: &'a Observed,
+        options: &'a PlanOptions,
+    ) -> Self {
         Ctx {
             desired,
             observed,

@@ -21,7 +21,14 @@ pub fn label_init_machine(ctx: &mut Ctx) {
         labels,
         availability: Availability::Active,
     };
-    let id = ctx.push(op, &via, [init], Reason::InitLabels { machine: via.clone() });
+    let id = ctx.push(
+        op,
+        &via,
+        [init],
+        Reason::InitLabels {
+            machine: via.clone(),
+        },
+    );
     ctx.membership.push(id);
 }
 
@@ -44,7 +51,12 @@ pub fn update_node_specs(ctx: &mut Ctx) {
             labels: spec.labels.clone(),
             availability: Availability::Active,
         };
-        let id = ctx.push(op, &spec.name, [], Reason::NodeSpecDrift { labels, inactive });
+        let id = ctx.push(
+            op,
+            &spec.name,
+            [],
+            Reason::NodeSpecDrift { labels, inactive },
+        );
         ctx.membership.push(id);
     }
 }
@@ -59,7 +71,11 @@ mod tests {
     fn a_drained_member_is_made_active_with_its_labels() {
         let mut desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
         let mut observed = Observed::with_members_of(&desired);
-        let node = observed.nodes.values_mut().find(|n| n.hostname == "w1").unwrap();
+        let node = observed
+            .nodes
+            .values_mut()
+            .find(|n| n.hostname == "w1")
+            .unwrap();
         node.availability = Availability::Drain;
         let w1 = desired.machines.get_mut("w1").unwrap();
         w1.labels.insert("zone".into(), "a".into());

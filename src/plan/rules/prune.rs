@@ -60,7 +60,9 @@ pub fn prune_objects(ctx: &mut Ctx) {
         (
             "network",
             &observed.networks,
-            stacks().flat_map(|s| s.networks.keys()).collect::<BTreeSet<_>>(),
+            stacks()
+                .flat_map(|s| s.networks.keys())
+                .collect::<BTreeSet<_>>(),
         ),
         (
             "secret",
@@ -112,7 +114,10 @@ mod tests {
         running(&mut observed, vec![service("app", "old", "nginx", 1)]);
         with_stack(&mut desired, "app", vec![service("app", "new", "nginx", 1)]);
         let plan = plan(&desired, &observed, &PlanOptions::default()).unwrap();
-        assert_eq!(steps(&plan), ["remove_service app_old", "create_service app_new"]);
+        assert_eq!(
+            steps(&plan),
+            ["remove_service app_old", "create_service app_new"]
+        );
         assert!(plan.steps[1].depends_on.contains(&plan.steps[0].id));
     }
 

@@ -114,7 +114,11 @@ mod tests {
     fn a_worker_down_past_grace_is_replaced() {
         let desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
         let mut observed = Observed::with_members_of(&desired);
-        let node = observed.nodes.values_mut().find(|n| n.hostname == "w1").unwrap();
+        let node = observed
+            .nodes
+            .values_mut()
+            .find(|n| n.hostname == "w1")
+            .unwrap();
         node.state = NodeState::Down;
         node.down_for_seconds = Some(600);
         let plan = plan(&desired, &observed, &PlanOptions::default()).unwrap();
@@ -134,7 +138,11 @@ mod tests {
     fn a_worker_down_within_grace_waits_with_a_warning() {
         let desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
         let mut observed = Observed::with_members_of(&desired);
-        let node = observed.nodes.values_mut().find(|n| n.hostname == "w1").unwrap();
+        let node = observed
+            .nodes
+            .values_mut()
+            .find(|n| n.hostname == "w1")
+            .unwrap();
         node.state = NodeState::Down;
         node.down_for_seconds = Some(5);
         let plan = plan(&desired, &observed, &PlanOptions::default()).unwrap();

@@ -16,7 +16,12 @@ pub fn warn_ingress_without_mesh(ctx: &mut Ctx) {
     if ctx.options.routing_mesh != Some(false) {
         return;
     }
-    for spec in ctx.desired.stacks.values().flat_map(|s| s.services.values()) {
+    for spec in ctx
+        .desired
+        .stacks
+        .values()
+        .flat_map(|s| s.services.values())
+    {
         let ingress: Vec<String> = spec
             .endpoint_spec
             .iter()
@@ -141,7 +146,10 @@ mod tests {
     use crate::plan::testing::{desired_with, running, service, steps, with_stack};
     use crate::plan::{plan, PlanOptions, StepOp};
 
-    fn planned(have: Vec<crate::model::ServiceSpec>, want: Vec<crate::model::ServiceSpec>) -> crate::plan::Plan {
+    fn planned(
+        have: Vec<crate::model::ServiceSpec>,
+        want: Vec<crate::model::ServiceSpec>,
+    ) -> crate::plan::Plan {
         let mut desired = desired_with(&[("m1", Role::Manager)]);
         let mut observed = Observed::with_members_of(&desired);
         running(&mut observed, have);
@@ -156,7 +164,10 @@ mod tests {
             vec![service("app", "web", "nginx", 3)],
         );
         assert_eq!(steps(&plan), ["scale_service app_web"]);
-        assert!(matches!(plan.steps[0].op, StepOp::ScaleService { replicas: 3, .. }));
+        assert!(matches!(
+            plan.steps[0].op,
+            StepOp::ScaleService { replicas: 3, .. }
+        ));
         assert_eq!(plan.steps[0].reason.to_string(), "replicas: 1 → 3");
     }
 
