@@ -348,6 +348,9 @@ impl StepError {
 /// A boxed future, for the steps of [`Executor::update_versioned`].
 type Fut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// What the inspect step of [`Executor::update_versioned`] returns: the version and the spec.
+type Inspected<S> = Fut<Result<(u64, S), StepError>>;
+
 /// Carries out single steps.
 struct Executor {
     driver: Arc<dyn Driver>,
@@ -631,7 +634,7 @@ impl Executor {
     async fn update_versioned<S>(
         &self,
         what: String,
-        inspect: impl Fn(Arc<dyn Swarm>) -> Fut<Result<(u64, S), StepError>>,
+        inspect: impl Fn(Arc<dyn Swarm>) -> Inspected<S>,
         change: impl Fn(&S) -> Option<S>,
         update: impl Fn(Arc<dyn Swarm>, u64, S) -> Fut<EngineResult<()>>,
     ) -> Result<(), StepError> {
@@ -666,7 +669,7 @@ impl Executor {
         let id = id.to_string();
         let inspect = {
             let id = id.clone();
-            move |manager: Arc<dyn Swarm>| -> Fut<Result<(u64, NodeSpecUpdate), StepError>> {
+            move |manager: Arc<dyn Swarm>| -> Inspected<NodeSpecUpdate> {
                 let id = id.clone();
                 Box::pin(async move {
                     let nodes = manager
@@ -784,7 +787,7 @@ impl Executor {
     ) -> Result<(), StepError> {
         let inspect = {
             let name = name.to_string();
-            move |manager: Arc<dyn Swarm>| -> Fut<Result<(u64, (String, ServiceSpec)), StepError>> {
+            move |manager: Arc<dyn Swarm>| -> Inspected<(String, ServiceSpec)> {
                 let name = name.clone();
                 Box::pin(async move {
                     let services = manager
@@ -812,16 +815,15 @@ impl Executor {
 
     /// Records the applied revision and the managed stacks as swarm labels, when they differ.
     async fn record_labels(&self, labels: &BTreeMap<String, String>) -> Result<(), StepError> {
-        let inspect =
-            |manager: Arc<dyn Swarm>| -> Fut<Result<(u64, BTreeMap<String, String>), StepError>> {
-                Box::pin(async move {
-                    let swarm = manager
-                        .inspect_swarm()
-                        .await
-                        .map_err(StepError::engine("cannot inspect the swarm"))?;
-                    Ok((swarm.version, swarm.labels))
-                })
-            };
+        let inspect = |manager: Arc<dyn Swarm>| -> Inspected<BTreeMap<String, String>> {
+            Box::pin(async move {
+                let swarm = manager
+                    .inspect_swarm()
+                    .await
+                    .map_err(StepError::engine("cannot inspect the swarm"))?;
+                Ok((swarm.version, swarm.labels))
+            })
+        };
         let change = |current: &BTreeMap<String, String>| {
             let mut next = current.clone();
             next.extend(labels.clone());
