@@ -25,6 +25,10 @@ pub enum EngineError {
     /// The request is refused as invalid or unsafe (HTTP 400), e.g. demoting the last manager.
     #[error("refused: {0}")]
     Refused(String),
+    /// A demotion or removal refused because the Raft group would lose quorum (HTTP 400/500,
+    /// "this would result in a loss of quorum"); transient while a demoted manager leaves.
+    #[error("refused: {0}")]
+    QuorumLoss(String),
     /// This engine is not a swarm manager, or not in a swarm (HTTP 503).
     #[error("not a swarm manager: {0}")]
     NotManager(String),

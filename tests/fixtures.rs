@@ -15,7 +15,7 @@
 use serde_json::Value;
 use shoal::config::{load, DirSource};
 use shoal::model::Observed;
-use shoal::plan::{plan, Action, Detail, Plan, PlanOptions};
+use shoal::plan::{plan, Action, Plan, PlanOptions, Step, StepId, StepOp};
 use shoal::render::{render_plan, Style};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -73,24 +73,24 @@ fn step_table(plan: &Plan) -> String {
         out.push_str("(no steps)\n");
     }
     for step in &plan.steps {
-        let deps: Vec<String> = step.depends_on.iter().map(u32::to_string).collect();
+        let deps: Vec<String> = step.depends_on.iter().map(StepId::to_string).collect();
         let _ = writeln!(
             out,
             "{:>3}  {:<17}  {:<32}  after [{}]  {}",
             step.id,
-            step.action.as_str(),
+            step.action().as_str(),
             step.target,
             deps.join(","),
-            compact_detail(&step.detail)
+            compact_detail(step)
         );
     }
     out
 }
 
-fn compact_detail(detail: &Detail) -> String {
-    let mut value = serde_json::to_value(detail).expect("detail serializes");
+fn compact_detail(step: &Step) -> String {
+    let mut value = serde_json::to_value(step).expect("step serializes")["detail"].take();
     let object = value.as_object_mut().expect("detail is an object");
-    if let Some(service) = &detail.service {
+    if let Some(service) = step.op.service() {
         let mut summary = serde_json::Map::new();
         summary.insert(
             "image".into(),
@@ -102,25 +102,29 @@ fn compact_detail(detail: &Detail) -> String {
         }
         object.insert("service".into(), Value::Object(summary));
     }
-    if !detail.changes.is_empty() {
-        let paths: Vec<Value> = detail
-            .changes
+    if !step.op.changes().is_empty() {
+        let paths: Vec<Value> = step
+            .op
+            .changes()
             .iter()
             .map(|c| Value::String(c.path.clone()))
             .collect();
         object.insert("changes".into(), Value::Array(paths));
     }
-    if let Some(network) = &detail.network {
-        object.insert(
-            "network".into(),
-            format!("{} ({})", network.name, network.driver).into(),
-        );
-    }
-    if let Some(spec) = &detail.object {
-        object.insert(
-            "object".into(),
-            format!("{} from {}", spec.name, spec.source).into(),
-        );
+    match &step.op {
+        StepOp::CreateNetwork { network } => {
+            object.insert(
+                "network".into(),
+                format!("{} ({})", network.name, network.driver).into(),
+            );
+        }
+        StepOp::CreateSecret { object: spec } | StepOp::CreateConfig { object: spec } => {
+            object.insert(
+                "object".into(),
+                format!("{} from {}", spec.name, spec.source).into(),
+            );
+        }
+        _ => {}
     }
     serde_json::to_string(&value).expect("detail serializes")
 }
@@ -141,11 +145,11 @@ fn render(plan: &Plan) -> String {
 }
 
 /// All steps `id` depends on, directly or through other steps.
-fn ancestors(plan: &Plan, id: u32) -> BTreeSet<u32> {
+fn ancestors(plan: &Plan, id: StepId) -> BTreeSet<StepId> {
     let mut seen = BTreeSet::new();
     let mut stack = vec![id];
     while let Some(current) = stack.pop() {
-        let Some(step) = plan.steps.get(current as usize - 1) else {
+        let Some(step) = plan.steps.get(current.0 as usize - 1) else {
             continue;
         };
         for dep in &step.depends_on {
@@ -169,15 +173,17 @@ fn check_invariants(
 
     // Ids are 1..N in order; dependencies point to earlier steps, sorted and without repeats.
     for (index, step) in plan.steps.iter().enumerate() {
-        let expected = index as u32 + 1;
+        let expected = StepId(index as u32 + 1);
         if step.id != expected {
             problem(format!("step #{} is at position {expected}", step.id));
         }
         for dep in &step.depends_on {
-            if *dep == 0 || *dep >= step.id {
+            if dep.0 == 0 || *dep >= step.id {
                 problem(format!(
                     "step #{} ({} {}) depends on #{dep}, which is not an earlier step",
-                    step.id, step.action, step.target
+                    step.id,
+                    step.action(),
+                    step.target
                 ));
             }
         }
@@ -187,7 +193,7 @@ fn check_invariants(
                 step.id, step.depends_on
             ));
         }
-        if step.reason.trim().is_empty() {
+        if step.reason.to_string().trim().is_empty() {
             problem(format!("step #{} has no reason", step.id));
         }
     }
@@ -196,7 +202,7 @@ fn check_invariants(
     let count = |effect: shoal::plan::Effect| {
         plan.steps
             .iter()
-            .filter(|s| s.action.effect() == effect)
+            .filter(|s| s.action().effect() == effect)
             .count()
     };
     let s = plan.summary;
@@ -220,7 +226,7 @@ fn check_invariants(
         let steps: Vec<String> = plan
             .steps
             .iter()
-            .map(|s| format!("{} {}: {}", s.action, s.target, s.reason))
+            .map(|s| format!("{} {}: {}", s.action(), s.target, s.reason))
             .collect();
         problem(format!(
             "a no_drift case must plan to nothing, got:\n    {}",
@@ -233,18 +239,14 @@ fn check_invariants(
     let find = |action: Action, target: &str| {
         plan.steps
             .iter()
-            .find(|s| s.action == action && s.target == target)
+            .find(|s| s.action() == action && s.target == target)
             .map(|s| s.id)
     };
     for step in &plan.steps {
         let before = ancestors(plan, step.id);
-        match step.action {
+        match step.action() {
             Action::RemoveNode => {
-                let node = step
-                    .detail
-                    .node_id
-                    .as_ref()
-                    .and_then(|id| observed.nodes.get(id));
+                let node = step.op.node_id().and_then(|id| observed.nodes.get(id));
                 if let Some(node) = node {
                     if node.role == shoal::model::Role::Manager {
                         match find(Action::DemoteNode, &step.target) {
@@ -279,10 +281,11 @@ fn check_invariants(
                 }
             }
             Action::CreateService | Action::UpdateService => {
-                let Some(service) = &step.detail.service else {
+                let Some(service) = step.op.service() else {
                     problem(format!(
                         "{} {} carries no service spec",
-                        step.action, step.target
+                        step.action(),
+                        step.target
                     ));
                     continue;
                 };
@@ -309,7 +312,8 @@ fn check_invariants(
                         if !before.contains(&created) {
                             problem(format!(
                                 "{} {} does not wait for {action} {name} (#{created})",
-                                step.action, step.target
+                                step.action(),
+                                step.target
                             ));
                         }
                     }
@@ -319,14 +323,14 @@ fn check_invariants(
                 for service_step in plan
                     .steps
                     .iter()
-                    .filter(|s| matches!(s.action, Action::UpdateService | Action::RemoveService))
+                    .filter(|s| matches!(s.action(), Action::UpdateService | Action::RemoveService))
                 {
                     if !before.contains(&service_step.id) {
                         problem(format!(
                             "{} {} does not wait for {} {} (#{})",
-                            step.action,
+                            step.action(),
                             step.target,
-                            service_step.action,
+                            service_step.action(),
                             service_step.target,
                             service_step.id
                         ));
@@ -338,12 +342,12 @@ fn check_invariants(
     }
 
     // Manager membership changes run one at a time: each depends on the one before.
-    let manager_changes: Vec<u32> = plan
+    let manager_changes: Vec<StepId> = plan
         .steps
         .iter()
-        .filter(|s| match s.action {
+        .filter(|s| match s.action() {
             Action::PromoteNode | Action::DemoteNode | Action::InitSwarm => true,
-            Action::JoinSwarm => s.detail.role == Some(shoal::model::Role::Manager),
+            Action::JoinSwarm => s.op.role() == Some(shoal::model::Role::Manager),
             _ => false,
         })
         .map(|s| s.id)
@@ -360,14 +364,14 @@ fn check_invariants(
     // Swarm's routing mesh gives a published port to one service only: a service that takes a
     // port another one frees waits for that one's removal.
     for step in &plan.steps {
-        let Some(service) = &step.detail.service else {
+        let Some(service) = step.op.service() else {
             continue;
         };
         let wanted = ingress_ports(service);
         for removal in plan
             .steps
             .iter()
-            .filter(|s| s.action == Action::RemoveService && s.target != step.target)
+            .filter(|s| s.action() == Action::RemoveService && s.target != step.target)
         {
             let Some(gone) = observed.services.get(&removal.target) else {
                 continue;
@@ -379,7 +383,7 @@ fn check_invariants(
             if !shared.is_empty() && !ancestors(plan, step.id).contains(&removal.id) {
                 problem(format!(
                     "{} {} publishes port(s) {shared:?}, which remove_service {} (#{}) frees, but does not wait for it",
-                    step.action, step.target, removal.target, removal.id
+                    step.action(), step.target, removal.target, removal.id
                 ));
             }
         }
@@ -398,16 +402,15 @@ fn check_invariants(
         .count();
     let mut demoted: BTreeSet<&str> = BTreeSet::new();
     let node_of = |step: &shoal::plan::Step| {
-        step.detail
-            .node_id
-            .as_ref()
+        step.op
+            .node_id()
             .and_then(|id| observed.nodes.get(id))
             .or_else(|| observed.node_of(&step.target))
     };
     for step in &plan.steps {
-        match step.action {
+        match step.action() {
             Action::InitSwarm => (managers, reachable) = (1, 1),
-            Action::JoinSwarm if step.detail.role == Some(shoal::model::Role::Manager) => {
+            Action::JoinSwarm if step.op.role() == Some(shoal::model::Role::Manager) => {
                 managers += 1;
                 reachable += 1;
             }
@@ -433,7 +436,7 @@ fn check_invariants(
         if managers > 0 && reachable < managers / 2 + 1 {
             problem(format!(
                 "after step #{} ({} {}), {reachable} of {managers} managers are reachable: quorum is lost",
-                step.id, step.action, step.target
+                step.id, step.action(), step.target
             ));
         }
     }

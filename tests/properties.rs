@@ -8,9 +8,9 @@ use shoal::apply::{apply, ApplyOptions};
 use shoal::config::{load, MemSource};
 use shoal::drivers::sim::SimDriver;
 use shoal::drivers::Driver;
-use shoal::model::report::StepReport;
 use shoal::model::Desired;
 use shoal::observe::observe;
+use shoal::plan::report::StepReport;
 use shoal::plan::{plan, PlanOptions, Step};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -102,10 +102,11 @@ impl Progress for QuorumWatch {
         let state = self.sim.snapshot();
         if let Some(swarm) = state.swarm() {
             if !swarm.has_quorum() {
-                self.violations
-                    .lock()
-                    .unwrap()
-                    .push(format!("after {} {}", step.action, step.target));
+                self.violations.lock().unwrap().push(format!(
+                    "after {} {}",
+                    step.action(),
+                    step.target
+                ));
             }
         }
     }

@@ -9,15 +9,19 @@ pub mod progress;
 pub mod record;
 
 use crate::drivers::{Driver, DriverError};
-use crate::engine::{EngineError, NodeSpecUpdate, Swarm};
+use crate::engine::{EngineError, EngineResult, NodeSpecUpdate, Swarm};
 use crate::model::observed::LocalSwarmState;
-use crate::model::report::{ApplyReport, StepReport, StepStatus};
-use crate::model::{Desired, MachineSpec, NodeState, ObservedNode, Role, LABEL_REVISION};
+use crate::model::{
+    Availability, Desired, MachineSpec, NodeState, ObservedNode, Role, ServiceSpec, LABEL_REVISION,
+};
 use crate::observe::observe;
-use crate::plan::{plan as make_plan, Action, Plan, PlanOptions, Step, LABEL_STACKS};
+use crate::plan::report::{ApplyReport, StepReport, StepStatus};
+use crate::plan::{plan as make_plan, Plan, PlanOptions, Step, StepId, StepOp, LABEL_STACKS};
 use progress::Progress;
 use record::Recorder;
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
@@ -122,7 +126,7 @@ pub async fn apply(
     let remaining = if options.dry_run {
         plan.steps
             .iter()
-            .map(|s| format!("{} {}", s.action, s.target))
+            .map(|s| format!("{} {}", s.action(), s.target))
             .collect()
     } else {
         remaining_after(&driver, desired, plan.revision.clone(), options.settle).await
@@ -162,7 +166,7 @@ async fn remaining_after(
                 Ok(plan) => plan
                     .steps
                     .iter()
-                    .map(|s| format!("{} {}", s.action, s.target))
+                    .map(|s| format!("{} {}", s.action(), s.target))
                     .collect(),
                 Err(e) => vec![format!("cannot plan: {e}")],
             },
@@ -184,8 +188,8 @@ async fn run_steps(
     progress: &dyn Progress,
 ) -> Vec<StepReport> {
     let total = plan.steps.len();
-    let mut reports: HashMap<u32, StepReport> = HashMap::new();
-    let mut running: JoinSet<(u32, f64, Result<(), String>)> = JoinSet::new();
+    let mut reports: HashMap<StepId, StepReport> = HashMap::new();
+    let mut running: JoinSet<(StepId, f64, Result<(), StepError>)> = JoinSet::new();
     let mut started: Vec<bool> = vec![false; total];
     loop {
         for (index, step) in plan.steps.iter().enumerate() {
@@ -204,7 +208,7 @@ async fn run_steps(
                 started[index] = true;
                 let report = StepReport {
                     id: step.id,
-                    action: step.action,
+                    action: step.action(),
                     target: step.target.clone(),
                     status: StepStatus::Skipped,
                     seconds: 0.0,
@@ -243,7 +247,7 @@ async fn run_steps(
             .expect("step of the plan");
         let report = StepReport {
             id,
-            action: step.action,
+            action: step.action(),
             target: step.target.clone(),
             status: if result.is_ok() {
                 StepStatus::Done
@@ -251,7 +255,7 @@ async fn run_steps(
                 StepStatus::Failed
             },
             seconds,
-            error: result.err(),
+            error: result.err().map(|e| e.to_string()),
         };
         progress.finished(step, &report, reports.len() + 1, total);
         reports.insert(id, report);
@@ -261,7 +265,7 @@ async fn run_steps(
         .map(|s| {
             reports.remove(&s.id).unwrap_or(StepReport {
                 id: s.id,
-                action: s.action,
+                action: s.action(),
                 target: s.target.clone(),
                 status: StepStatus::Skipped,
                 seconds: 0.0,
@@ -274,6 +278,79 @@ async fn run_steps(
 /// Attempts for an update that keeps meeting "update out of sequence".
 const VERSION_RETRIES: usize = 8;
 
+/// Why a step failed. Its text is the report's `error`.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// A machine's engine cannot be reached through the driver.
+    #[error("cannot reach {machine}: {source}")]
+    Reach {
+        /// The machine.
+        machine: String,
+        /// What the driver said.
+        #[source]
+        source: DriverError,
+    },
+    /// The driver cannot list the machines.
+    #[error("cannot list machines: {0}")]
+    ListMachines(#[source] DriverError),
+    /// No machine's engine serves the control API.
+    #[error("no manager answers: is the swarm initialized and in quorum?")]
+    NoManager,
+    /// The driver refused to create or destroy a machine.
+    #[error("cannot {verb} {machine}: {source}")]
+    Machine {
+        /// `create` or `destroy`.
+        verb: &'static str,
+        /// The machine.
+        machine: String,
+        /// What the driver said.
+        #[source]
+        source: DriverError,
+    },
+    /// An engine request failed.
+    #[error("{context}: {source}")]
+    Engine {
+        /// What was being done, naming the machine or object.
+        context: String,
+        /// What the engine said.
+        #[source]
+        source: EngineError,
+    },
+    /// A machine's engine reports no node ID.
+    #[error("{0} is not in the swarm")]
+    NotInSwarm(String),
+    /// The node to update is no longer in the swarm.
+    #[error("node {0} is not in the swarm")]
+    NoSuchNode(String),
+    /// The service to update does not exist.
+    #[error("service {0} does not exist")]
+    NoSuchService(String),
+    /// An object kept changing between inspect and update.
+    #[error("{0} kept changing while being updated; run apply again")]
+    KeptChanging(String),
+    /// A node that left the swarm still reports ready.
+    #[error("node {id} still reports ready {seconds}s after leaving")]
+    StillReady {
+        /// The node.
+        id: String,
+        /// How long apply waited.
+        seconds: u64,
+    },
+}
+
+impl StepError {
+    fn engine(context: impl Into<String>) -> impl FnOnce(EngineError) -> StepError {
+        let context = context.into();
+        move |source| StepError::Engine { context, source }
+    }
+}
+
+/// A boxed future, for the steps of [`Executor::update_versioned`].
+type Fut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// What the inspect step of [`Executor::update_versioned`] returns: the version and the spec.
+type Inspected<S> = Fut<Result<(u64, S), StepError>>;
+
 /// Carries out single steps.
 struct Executor {
     driver: Arc<dyn Driver>,
@@ -282,34 +359,25 @@ struct Executor {
     node_wait: Duration,
 }
 
-fn engine_err(context: &str) -> impl Fn(EngineError) -> String + '_ {
-    move |e| format!("{context}: {e}")
-}
-
-fn driver_err(context: &str) -> impl Fn(DriverError) -> String + '_ {
-    move |e| format!("{context}: {e}")
-}
-
 impl Executor {
-    async fn engine(&self, machine: &str) -> Result<Arc<dyn Swarm>, String> {
+    async fn engine(&self, machine: &str) -> Result<Arc<dyn Swarm>, StepError> {
         self.driver
             .engine(machine)
             .await
-            .map_err(driver_err(&format!("cannot reach {machine}")))
+            .map_err(|source| StepError::Reach {
+                machine: machine.to_string(),
+                source,
+            })
     }
 
     /// A manager's engine: the one in use, else the first machine whose engine serves the
     /// control API.
-    async fn manager(&self) -> Result<Arc<dyn Swarm>, String> {
+    async fn manager(&self) -> Result<Arc<dyn Swarm>, StepError> {
         let mut current = self.manager.lock().await;
         if let Some((_, engine)) = current.as_ref() {
             return Ok(engine.clone());
         }
-        let machines = self
-            .driver
-            .list()
-            .await
-            .map_err(driver_err("cannot list machines"))?;
+        let machines = self.driver.list().await.map_err(StepError::ListMachines)?;
         for machine in machines {
             let Ok(engine) = self.driver.engine(&machine.name).await else {
                 continue;
@@ -319,10 +387,10 @@ impl Executor {
                 return Ok(engine);
             }
         }
-        Err("no manager answers: is the swarm initialized and in quorum?".to_string())
+        Err(StepError::NoManager)
     }
 
-    async fn use_manager(&self, machine: &str) -> Result<Arc<dyn Swarm>, String> {
+    async fn use_manager(&self, machine: &str) -> Result<Arc<dyn Swarm>, StepError> {
         let engine = self.engine(machine).await?;
         *self.manager.lock().await = Some((machine.to_string(), engine.clone()));
         Ok(engine)
@@ -336,119 +404,101 @@ impl Executor {
         }
     }
 
-    async fn run(&self, step: &Step) -> Result<(), String> {
-        let d = &step.detail;
+    async fn run(&self, step: &Step) -> Result<(), StepError> {
         let target = step.target.as_str();
-        match step.action {
-            Action::CreateMachine => {
+        match &step.op {
+            StepOp::CreateMachine { role, labels } => {
                 let spec = MachineSpec {
                     name: target.to_string(),
-                    role: d.role.unwrap_or(Role::Worker),
-                    labels: d.labels.clone().unwrap_or_default(),
+                    role: *role,
+                    labels: labels.clone(),
                     host: None,
                 };
                 match self.driver.create(&spec).await {
                     Ok(()) | Err(DriverError::MachineExists(_)) => Ok(()),
-                    Err(e) => Err(format!("cannot create {target}: {e}")),
+                    Err(source) => Err(StepError::Machine {
+                        verb: "create",
+                        machine: target.to_string(),
+                        source,
+                    }),
                 }
             }
-            Action::DestroyMachine => {
+            StepOp::DestroyMachine => {
                 self.forget_manager(target).await;
                 match self.driver.destroy(target).await {
                     Ok(()) | Err(DriverError::NoSuchMachine(_)) => Ok(()),
-                    Err(e) => Err(format!("cannot destroy {target}: {e}")),
+                    Err(source) => Err(StepError::Machine {
+                        verb: "destroy",
+                        machine: target.to_string(),
+                        source,
+                    }),
                 }
             }
-            Action::InitSwarm => self.init_swarm(step).await,
-            Action::JoinSwarm => self.join_swarm(step).await,
-            Action::PromoteNode | Action::DemoteNode => {
-                let role = if step.action == Action::PromoteNode {
-                    Role::Manager
-                } else {
-                    Role::Worker
+            StepOp::InitSwarm { via, force_leave } => self.init_swarm(via, *force_leave).await,
+            StepOp::JoinSwarm {
+                role, via, labels, ..
+            } => self.join_swarm(target, *role, via, labels).await,
+            StepOp::PromoteNode { node_id } => {
+                self.update_node(node_id, |spec| spec.role = Role::Manager)
+                    .await
+            }
+            StepOp::DemoteNode { node_id } => {
+                self.forget_manager(target).await;
+                self.demote(node_id).await
+            }
+            StepOp::DrainNode { node_id } => {
+                self.update_node(node_id, |spec| spec.availability = Availability::Drain)
+                    .await
+            }
+            StepOp::UpdateNode {
+                node_id,
+                labels,
+                availability,
+            } => {
+                let id = match node_id {
+                    Some(id) => id.clone(),
+                    None => self.node_id_of(target).await?,
                 };
-                if role == Role::Worker {
-                    self.forget_manager(target).await;
-                }
-                let id = self.node_id(step).await?;
-                if role == Role::Manager {
-                    return self.update_node(&id, |spec| spec.role = role).await;
-                }
-                self.demote(&id).await
-            }
-            Action::DrainNode => {
-                let id = self.node_id(step).await?;
+                let availability = *availability;
                 self.update_node(&id, |spec| {
-                    spec.availability = crate::model::Availability::Drain
+                    spec.labels = labels.clone();
+                    spec.availability = availability;
                 })
                 .await
             }
-            Action::UpdateNode => {
-                let id = self.node_id(step).await?;
-                let labels = d.labels.clone();
-                let availability = d.availability;
-                self.update_node(&id, |spec| {
-                    if let Some(labels) = &labels {
-                        spec.labels = labels.clone();
-                    }
-                    if let Some(availability) = availability {
-                        spec.availability = availability;
-                    }
-                })
-                .await
+            StepOp::RemoveNode { node_id, force } => {
+                self.remove_node(target, node_id, *force).await
             }
-            Action::RemoveNode => self.remove_node(step).await,
-            Action::CreateNetwork => {
-                let network = d
-                    .network
-                    .as_ref()
-                    .ok_or("create_network without a network")?;
-                let manager = self.manager().await?;
-                match manager.create_network(network).await {
-                    Ok(_) | Err(EngineError::Conflict(_)) => Ok(()),
-                    Err(e) => Err(format!("cannot create network {target}: {e}")),
-                }
+            StepOp::CreateNetwork { network } => {
+                let result = self.manager().await?.create_network(network).await;
+                created(result, &format!("cannot create network {target}"))
             }
-            Action::CreateSecret | Action::CreateConfig => {
-                let object = d.object.as_ref().ok_or("create step without an object")?;
-                let manager = self.manager().await?;
-                let result = if step.action == Action::CreateSecret {
-                    manager.create_secret(object).await
-                } else {
-                    manager.create_config(object).await
-                };
-                match result {
-                    Ok(_) | Err(EngineError::Conflict(_)) => Ok(()),
-                    Err(e) => Err(format!("cannot create {target}: {e}")),
-                }
+            StepOp::CreateSecret { object } => {
+                let result = self.manager().await?.create_secret(object).await;
+                created(result, &format!("cannot create {target}"))
             }
-            Action::RemoveNetwork
-            | Action::RemoveSecret
-            | Action::RemoveConfig
-            | Action::RemoveService => {
-                let id = d.id.clone().ok_or("removal without an object id")?;
-                let manager = self.manager().await?;
-                let result = match step.action {
-                    Action::RemoveNetwork => manager.remove_network(&id).await,
-                    Action::RemoveSecret => manager.remove_secret(&id).await,
-                    Action::RemoveConfig => manager.remove_config(&id).await,
-                    _ => manager.remove_service(&id).await,
-                };
-                match result {
-                    Ok(()) | Err(EngineError::NotFound(_)) => Ok(()),
-                    Err(e) => Err(format!("cannot remove {target}: {e}")),
-                }
+            StepOp::CreateConfig { object } => {
+                let result = self.manager().await?.create_config(object).await;
+                created(result, &format!("cannot create {target}"))
             }
-            Action::CreateService => {
-                let spec = d.service.as_ref().ok_or("create_service without a spec")?;
-                let manager = self.manager().await?;
-                match manager.create_service(spec).await {
-                    Ok(_) | Err(EngineError::Conflict(_)) => Ok(()),
-                    Err(e) => Err(format!("cannot create service {target}: {e}")),
-                }
+            StepOp::CreateService { spec } => {
+                let result = self.manager().await?.create_service(spec).await;
+                created(result, &format!("cannot create service {target}"))
             }
-            Action::UpdateService => {
-                let spec = d.service.clone().ok_or("update_service without a spec")?;
+            StepOp::RemoveNetwork { id } => {
+                removed(self.manager().await?.remove_network(id).await, target)
+            }
+            StepOp::RemoveSecret { id } => {
+                removed(self.manager().await?.remove_secret(id).await, target)
+            }
+            StepOp::RemoveConfig { id } => {
+                removed(self.manager().await?.remove_config(id).await, target)
+            }
+            StepOp::RemoveService { id } => {
+                removed(self.manager().await?.remove_service(id).await, target)
+            }
+            StepOp::UpdateService { spec, .. } => {
+                let spec = spec.clone();
                 self.update_service(target, move |current| {
                     let mut next = (*spec).clone();
                     next.task_template.force_update = current.task_template.force_update;
@@ -456,8 +506,8 @@ impl Executor {
                 })
                 .await
             }
-            Action::ScaleService => {
-                let replicas = d.replicas.ok_or("scale_service without replicas")?;
+            StepOp::ScaleService { replicas, .. } => {
+                let replicas = *replicas;
                 self.update_service(target, move |current| {
                     let mut next = current.clone();
                     next.set_replicas(replicas);
@@ -465,7 +515,7 @@ impl Executor {
                 })
                 .await
             }
-            Action::RebalanceService => {
+            StepOp::RebalanceService { .. } => {
                 self.update_service(target, |current| {
                     let mut next = current.clone();
                     next.task_template.force_update += 1;
@@ -476,62 +526,55 @@ impl Executor {
         }
     }
 
-    async fn init_swarm(&self, step: &Step) -> Result<(), String> {
-        let machine = step
-            .detail
-            .via
-            .as_deref()
-            .ok_or("init_swarm without a machine")?;
+    async fn init_swarm(&self, machine: &str, force_leave: bool) -> Result<(), StepError> {
         let engine = self.engine(machine).await?;
-        let info = engine.info().await.map_err(engine_err(machine))?;
-        if info.swarm_state == LocalSwarmState::Active && info.control_available {
-            if step.detail.force != Some(true) {
-                self.use_manager(machine).await?;
-                return Ok(());
-            }
+        let info = engine.info().await.map_err(StepError::engine(machine))?;
+        if info.swarm_state == LocalSwarmState::Active && info.control_available && !force_leave {
+            self.use_manager(machine).await?;
+            return Ok(());
+        }
+        if info.swarm_state != LocalSwarmState::Inactive {
             engine
                 .leave_swarm(true)
                 .await
-                .map_err(engine_err("cannot leave the old swarm"))?;
-        } else if info.swarm_state != LocalSwarmState::Inactive {
-            engine
-                .leave_swarm(true)
-                .await
-                .map_err(engine_err("cannot leave the old swarm"))?;
+                .map_err(StepError::engine("cannot leave the old swarm"))?;
         }
         engine
             .init_swarm()
             .await
-            .map_err(engine_err(&format!("cannot init the swarm on {machine}")))?;
+            .map_err(StepError::engine(format!(
+                "cannot init the swarm on {machine}"
+            )))?;
         self.use_manager(machine).await?;
         Ok(())
     }
 
-    async fn join_swarm(&self, step: &Step) -> Result<(), String> {
-        let target = step.target.as_str();
-        let d = &step.detail;
-        let manager = match d.via.as_deref() {
-            Some(via) => match self.engine(via).await {
-                Ok(engine) if engine.info().await.is_ok_and(|i| i.control_available) => engine,
-                _ => self.manager().await?,
-            },
-            None => self.manager().await?,
+    async fn join_swarm(
+        &self,
+        target: &str,
+        role: Role,
+        via: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), StepError> {
+        let manager = match self.engine(via).await {
+            Ok(engine) if engine.info().await.is_ok_and(|i| i.control_available) => engine,
+            _ => self.manager().await?,
         };
         let address = manager
             .info()
             .await
-            .map_err(engine_err("manager"))?
+            .map_err(StepError::engine("manager"))?
             .node_addr;
         let tokens = manager
             .join_tokens()
             .await
-            .map_err(engine_err("cannot read the join tokens"))?;
+            .map_err(StepError::engine("cannot read the join tokens"))?;
         let engine = self.engine(target).await?;
-        let info = engine.info().await.map_err(engine_err(target))?;
+        let info = engine.info().await.map_err(StepError::engine(target))?;
         let members = manager
             .list_nodes()
             .await
-            .map_err(engine_err("cannot list nodes"))?;
+            .map_err(StepError::engine("cannot list nodes"))?;
         let already = info.swarm_state == LocalSwarmState::Active
             && info
                 .node_id
@@ -542,99 +585,139 @@ impl Executor {
                 engine
                     .leave_swarm(true)
                     .await
-                    .map_err(engine_err(&format!("{target} cannot leave its old swarm")))?;
+                    .map_err(StepError::engine(format!(
+                        "{target} cannot leave its old swarm"
+                    )))?;
             }
-            let token = if d.role == Some(Role::Manager) {
-                &tokens.manager
-            } else {
-                &tokens.worker
+            let token = match role {
+                Role::Manager => &tokens.manager,
+                Role::Worker => &tokens.worker,
             };
             engine
                 .join_swarm(&address, token)
                 .await
-                .map_err(engine_err(&format!("{target} cannot join")))?;
+                .map_err(StepError::engine(format!("{target} cannot join")))?;
         }
-        if let Some(labels) = &d.labels {
-            let id = engine
-                .info()
-                .await
-                .map_err(engine_err(target))?
-                .node_id
-                .ok_or_else(|| format!("{target} reports no node ID after joining"))?;
-            let labels = labels.clone();
+        if !labels.is_empty() {
+            let id = self.node_id_of(target).await?;
             self.update_node(&id, |spec| spec.labels = labels.clone())
                 .await?;
         }
         Ok(())
     }
 
-    /// The node a step acts on: the plan's node ID, else the one its machine's engine reports.
-    async fn node_id(&self, step: &Step) -> Result<String, String> {
-        if let Some(id) = &step.detail.node_id {
-            return Ok(id.clone());
-        }
-        let engine = self.engine(&step.target).await?;
+    /// The node ID a machine's engine reports.
+    async fn node_id_of(&self, machine: &str) -> Result<String, StepError> {
+        let engine = self.engine(machine).await?;
         engine
             .info()
             .await
-            .map_err(engine_err(&step.target))?
+            .map_err(StepError::engine(machine))?
             .node_id
-            .ok_or_else(|| format!("{} is not in the swarm", step.target))
+            .ok_or_else(|| StepError::NotInSwarm(machine.to_string()))
     }
 
     async fn find_node(
         &self,
         manager: &Arc<dyn Swarm>,
         id: &str,
-    ) -> Result<Option<ObservedNode>, String> {
+    ) -> Result<Option<ObservedNode>, StepError> {
         let nodes = manager
             .list_nodes()
             .await
-            .map_err(engine_err("cannot list nodes"))?;
+            .map_err(StepError::engine("cannot list nodes"))?;
         Ok(nodes.into_iter().find(|n| n.id == id))
     }
 
-    /// Inspect → modify → update with the version, retried on "update out of sequence".
-    async fn update_node(
+    /// Inspect → change → update with the inspected version, retried with a fresh version on
+    /// "update out of sequence". `change` returns `None` when there is nothing to update.
+    async fn update_versioned<S>(
         &self,
-        id: &str,
-        change: impl Fn(&mut NodeSpecUpdate),
-    ) -> Result<(), String> {
+        what: String,
+        inspect: impl Fn(Arc<dyn Swarm>) -> Inspected<S>,
+        change: impl Fn(&S) -> Option<S>,
+        update: impl Fn(Arc<dyn Swarm>, u64, S) -> Fut<EngineResult<()>>,
+    ) -> Result<(), StepError> {
         for _ in 0..VERSION_RETRIES {
             let manager = self.manager().await?;
-            let node = self
-                .find_node(&manager, id)
-                .await?
-                .ok_or_else(|| format!("node {id} is not in the swarm"))?;
-            let mut spec = NodeSpecUpdate {
-                role: node.role,
-                availability: node.availability,
-                labels: node.labels.clone(),
+            let (version, current) = inspect(manager.clone()).await?;
+            let Some(next) = change(&current) else {
+                return Ok(());
             };
-            change(&mut spec);
-            match manager.update_node(id, node.version, spec).await {
+            match update(manager, version, next).await {
                 Ok(()) => return Ok(()),
                 Err(EngineError::OutOfSequence(_)) => {
                     tokio::time::sleep(Duration::from_millis(100)).await
                 }
-                Err(e) => return Err(format!("cannot update node {id}: {e}")),
+                Err(source) => {
+                    return Err(StepError::Engine {
+                        context: format!("cannot update {what}"),
+                        source,
+                    })
+                }
             }
         }
-        Err(format!(
-            "node {id} kept changing while being updated; run apply again"
-        ))
+        Err(StepError::KeptChanging(what))
+    }
+
+    /// Changes a node's spec.
+    async fn update_node(
+        &self,
+        id: &str,
+        change: impl Fn(&mut NodeSpecUpdate),
+    ) -> Result<(), StepError> {
+        let id = id.to_string();
+        let inspect = {
+            let id = id.clone();
+            move |manager: Arc<dyn Swarm>| -> Inspected<NodeSpecUpdate> {
+                let id = id.clone();
+                Box::pin(async move {
+                    let nodes = manager
+                        .list_nodes()
+                        .await
+                        .map_err(StepError::engine("cannot list nodes"))?;
+                    let node = nodes
+                        .into_iter()
+                        .find(|n| n.id == id)
+                        .ok_or(StepError::NoSuchNode(id))?;
+                    let spec = NodeSpecUpdate {
+                        role: node.role,
+                        availability: node.availability,
+                        labels: node.labels,
+                    };
+                    Ok((node.version, spec))
+                })
+            }
+        };
+        let update = {
+            let id = id.clone();
+            move |manager: Arc<dyn Swarm>, version, spec| -> Fut<EngineResult<()>> {
+                let id = id.clone();
+                Box::pin(async move { manager.update_node(&id, version, spec).await })
+            }
+        };
+        let change = |current: &NodeSpecUpdate| {
+            let mut next = current.clone();
+            change(&mut next);
+            Some(next)
+        };
+        self.update_versioned(format!("node {id}"), inspect, change, update)
+            .await
     }
 
     /// Demotes a manager and waits until it has left the Raft group. The engine removes the
     /// member asynchronously; until it has, a next demotion may be refused as a loss of quorum
     /// that the planner has already ruled out, so such a refusal is retried while the group
     /// settles.
-    async fn demote(&self, id: &str) -> Result<(), String> {
+    async fn demote(&self, id: &str) -> Result<(), StepError> {
         let deadline = Instant::now() + self.node_wait;
         loop {
             match self.update_node(id, |spec| spec.role = Role::Worker).await {
                 Ok(()) => break,
-                Err(e) if e.contains("loss of quorum") && Instant::now() < deadline => {
+                Err(StepError::Engine {
+                    source: EngineError::QuorumLoss(_),
+                    ..
+                }) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(250)).await
                 }
                 Err(e) => return Err(e),
@@ -651,21 +734,15 @@ impl Executor {
         }
     }
 
-    async fn remove_node(&self, step: &Step) -> Result<(), String> {
-        let target = step.target.as_str();
-        let id = step
-            .detail
-            .node_id
-            .clone()
-            .ok_or("remove_node without a node id")?;
-        let mut force = step.detail.force == Some(true);
+    async fn remove_node(&self, target: &str, id: &str, force: bool) -> Result<(), StepError> {
+        let mut force = force;
         if !force {
             let left = match self.driver.engine(target).await {
                 Ok(engine) => engine.leave_swarm(false).await,
                 Err(e) => Err(EngineError::Unreachable(e.to_string())),
             };
             match left {
-                Ok(()) => self.wait_until_down(&id).await?,
+                Ok(()) => self.wait_until_down(id).await?,
                 Err(e) => {
                     tracing::warn!(
                         "{target} could not leave the swarm ({e}); removing its node with force"
@@ -675,13 +752,16 @@ impl Executor {
             }
         }
         let manager = self.manager().await?;
-        match manager.remove_node(&id, force).await {
+        match manager.remove_node(id, force).await {
             Ok(()) | Err(EngineError::NotFound(_)) => Ok(()),
-            Err(e) => Err(format!("cannot remove node {target}: {e}")),
+            Err(source) => Err(StepError::Engine {
+                context: format!("cannot remove node {target}"),
+                source,
+            }),
         }
     }
 
-    async fn wait_until_down(&self, id: &str) -> Result<(), String> {
+    async fn wait_until_down(&self, id: &str) -> Result<(), StepError> {
         let deadline = Instant::now() + self.node_wait;
         loop {
             let manager = self.manager().await?;
@@ -689,69 +769,86 @@ impl Executor {
                 None => return Ok(()),
                 Some(node) if node.state != NodeState::Ready => return Ok(()),
                 Some(_) if Instant::now() >= deadline => {
-                    return Err(format!(
-                        "node {id} still reports ready {}s after leaving",
-                        self.node_wait.as_secs()
-                    ))
+                    return Err(StepError::StillReady {
+                        id: id.to_string(),
+                        seconds: self.node_wait.as_secs(),
+                    })
                 }
                 Some(_) => tokio::time::sleep(Duration::from_millis(250)).await,
             }
         }
     }
 
-    /// Inspect → change → update a service with its version, retried on "update out of sequence".
+    /// Changes a service's spec.
     async fn update_service(
         &self,
         name: &str,
-        change: impl Fn(&crate::model::ServiceSpec) -> crate::model::ServiceSpec,
-    ) -> Result<(), String> {
-        for _ in 0..VERSION_RETRIES {
-            let manager = self.manager().await?;
-            let services = manager
-                .list_services()
-                .await
-                .map_err(engine_err("cannot list services"))?;
-            let Some(current) = services.into_iter().find(|s| s.spec.name == name) else {
-                return Err(format!("service {name} does not exist"));
-            };
-            let next = change(&current.spec);
-            match manager
-                .update_service(&current.id, current.version, &next)
-                .await
-            {
-                Ok(()) => return Ok(()),
-                Err(EngineError::OutOfSequence(_)) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
-                Err(e) => return Err(format!("cannot update service {name}: {e}")),
+        change: impl Fn(&ServiceSpec) -> ServiceSpec,
+    ) -> Result<(), StepError> {
+        let inspect = {
+            let name = name.to_string();
+            move |manager: Arc<dyn Swarm>| -> Inspected<(String, ServiceSpec)> {
+                let name = name.clone();
+                Box::pin(async move {
+                    let services = manager
+                        .list_services()
+                        .await
+                        .map_err(StepError::engine("cannot list services"))?;
+                    let current = services
+                        .into_iter()
+                        .find(|s| s.spec.name == name)
+                        .ok_or(StepError::NoSuchService(name))?;
+                    Ok((current.version, (current.id, current.spec)))
+                })
             }
-        }
-        Err(format!(
-            "service {name} kept changing while being updated; run apply again"
-        ))
+        };
+        let update = |manager: Arc<dyn Swarm>,
+                      version,
+                      (id, spec): (String, ServiceSpec)|
+         -> Fut<EngineResult<()>> {
+            Box::pin(async move { manager.update_service(&id, version, &spec).await })
+        };
+        let change = |(id, spec): &(String, ServiceSpec)| Some((id.clone(), change(spec)));
+        self.update_versioned(format!("service {name}"), inspect, change, update)
+            .await
     }
 
     /// Records the applied revision and the managed stacks as swarm labels, when they differ.
-    async fn record_labels(&self, labels: &BTreeMap<String, String>) -> Result<(), String> {
-        for _ in 0..VERSION_RETRIES {
-            let manager = self.manager().await?;
-            let swarm = manager
-                .inspect_swarm()
-                .await
-                .map_err(engine_err("cannot inspect the swarm"))?;
-            let mut next = swarm.labels.clone();
+    async fn record_labels(&self, labels: &BTreeMap<String, String>) -> Result<(), StepError> {
+        let inspect = |manager: Arc<dyn Swarm>| -> Inspected<BTreeMap<String, String>> {
+            Box::pin(async move {
+                let swarm = manager
+                    .inspect_swarm()
+                    .await
+                    .map_err(StepError::engine("cannot inspect the swarm"))?;
+                Ok((swarm.version, swarm.labels))
+            })
+        };
+        let change = |current: &BTreeMap<String, String>| {
+            let mut next = current.clone();
             next.extend(labels.clone());
-            if next == swarm.labels {
-                return Ok(());
-            }
-            match manager.update_swarm_labels(swarm.version, next).await {
-                Ok(()) => return Ok(()),
-                Err(EngineError::OutOfSequence(_)) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
-                Err(e) => return Err(format!("cannot label the swarm: {e}")),
-            }
-        }
-        Err("the swarm kept changing while being labelled".to_string())
+            (next != *current).then_some(next)
+        };
+        let update = |manager: Arc<dyn Swarm>, version, next| -> Fut<EngineResult<()>> {
+            Box::pin(async move { manager.update_swarm_labels(version, next).await })
+        };
+        self.update_versioned("the swarm labels".to_string(), inspect, change, update)
+            .await
+    }
+}
+
+/// A creation's outcome: an object that exists already counts as created.
+fn created(result: EngineResult<String>, context: &str) -> Result<(), StepError> {
+    match result {
+        Ok(_) | Err(EngineError::Conflict(_)) => Ok(()),
+        Err(source) => Err(StepError::engine(context)(source)),
+    }
+}
+
+/// A removal's outcome: an object that is gone already counts as removed.
+fn removed(result: EngineResult<()>, target: &str) -> Result<(), StepError> {
+    match result {
+        Ok(()) | Err(EngineError::NotFound(_)) => Ok(()),
+        Err(source) => Err(StepError::engine(format!("cannot remove {target}"))(source)),
     }
 }

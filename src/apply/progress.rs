@@ -1,6 +1,6 @@
 //! Progress of an apply: one line per step, or a bar on a terminal.
 
-use crate::model::report::{StepReport, StepStatus};
+use crate::plan::report::{StepReport, StepStatus};
 use crate::plan::Step;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -37,7 +37,7 @@ impl Progress for Lines {
     fn finished(&self, step: &Step, report: &StepReport, index: usize, total: usize) {
         eprintln!(
             "[{index}/{total}] {} {}: {}",
-            step.action,
+            step.action(),
             step.target,
             outcome(report)
         );
@@ -64,13 +64,13 @@ impl Bar {
 impl Progress for Bar {
     fn started(&self, step: &Step, _: usize, _: usize) {
         self.bar
-            .set_message(format!("{} {}", step.action, step.target));
+            .set_message(format!("{} {}", step.action(), step.target));
     }
 
     fn finished(&self, step: &Step, report: &StepReport, _: usize, _: usize) {
         self.bar.println(format!(
             "{} {}: {}",
-            step.action,
+            step.action(),
             step.target,
             outcome(report)
         ));

@@ -477,7 +477,7 @@ async fn run_apply(
     let failed = report
         .steps
         .iter()
-        .any(|s| s.status != shoal::model::report::StepStatus::Done);
+        .any(|s| s.status != shoal::plan::report::StepStatus::Done);
     Ok(if failed { 1 } else { 0 })
 }
 

@@ -26,6 +26,9 @@ pub(crate) fn classify(status: u16, message: &str) -> EngineError {
     if message.contains("update out of sequence") {
         return EngineError::OutOfSequence(message);
     }
+    if message.contains("loss of quorum") {
+        return EngineError::QuorumLoss(message);
+    }
     if status >= 500 && NO_LEADER_MESSAGES.iter().any(|m| message.contains(m)) {
         return EngineError::NoLeader(message);
     }
@@ -103,6 +106,13 @@ mod tests {
                 "rpc error: code = Unimplemented desc = service mode change is not allowed"
             ),
             EngineError::Refused(_)
+        ));
+        assert!(matches!(
+            server(
+                500,
+                "rpc error: code = Unknown desc = can't remove member from the raft: this would result in a loss of quorum"
+            ),
+            EngineError::QuorumLoss(_)
         ));
         assert!(matches!(
             server(418, "teapot"),

@@ -2,7 +2,6 @@
 
 pub mod desired;
 pub mod observed;
-pub mod report;
 pub mod spec;
 
 pub use desired::{Desired, DriverKind, MachineSpec, Policy, Role, Stack};

@@ -1,10 +1,23 @@
 //! Planning: desired + observed → an ordered, safe, minimal plan (pure).
+//!
+//! Pair first ([`pairing`]), then one function per rule ([`rules`]), with quorum bookkeeping in
+//! one type ([`quorum`]); steps are typed ([`StepOp`]) and their reasons an enum ([`Reason`]).
 
 pub mod diff;
 pub mod fingerprint;
 pub mod model;
 pub mod normalize;
+mod pairing;
 pub mod planner;
+mod quorum;
+pub mod reason;
+pub mod report;
+mod rules;
+#[cfg(test)]
+mod testing;
+mod wire;
 
-pub use model::{Action, Detail, Effect, FieldChange, Plan, Step, Summary, FORMAT_VERSION};
+pub use model::{Action, Effect, FieldChange, Plan, Step, StepId, StepOp, Summary, FORMAT_VERSION};
 pub use planner::{plan, PlanError, PlanOptions, LABEL_STACKS};
+pub use reason::Reason;
+pub use wire::MissingDetail;

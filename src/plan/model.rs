@@ -1,5 +1,7 @@
 //! The plan: an ordered list of steps with dependencies, as plain data (DESIGN §3).
 
+use super::reason::Reason;
+use super::wire::{WirePlan, WireStep};
 use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
 use crate::model::{Availability, Role};
 use serde::{Deserialize, Serialize};
@@ -123,67 +125,229 @@ pub struct FieldChange {
     pub after: serde_json::Value,
 }
 
-/// What apply needs to carry a step out. Which fields are set depends on the action.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Detail {
-    /// Role of the machine or node (create_machine, join_swarm).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<Role>,
-    /// Node labels to set (create_machine, join_swarm, update_node).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub labels: Option<BTreeMap<String, String>>,
-    /// Availability to set (update_node).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub availability: Option<Availability>,
-    /// Manager machine to initialize the swarm on (init_swarm) or to join through (join_swarm).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub via: Option<String>,
-    /// Force-update counter to set (rebalance_service: the observed one plus one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub force_update: Option<u64>,
-    /// Node ID (node steps on nodes that exist at plan time; remove_node of a vanished machine).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node_id: Option<String>,
-    /// Object ID (service, network, secret and config removals and updates).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// join_swarm: the machine must leave a swarm it is still in first;
-    /// remove_node: remove with force (its machine is gone).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub force: Option<bool>,
-    /// Service spec to create, or to update to (with the observed digest-pinned image and
-    /// force-update counter kept, so nothing restarts that need not).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<Box<ServiceSpec>>,
-    /// Replica count (scale_service).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<u64>,
-    /// Field-level changes (update_service).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub changes: Vec<FieldChange>,
-    /// Network to create.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<NetworkSpec>,
-    /// Secret or config to create (its data is never serialized; apply reads it from the repository).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub object: Option<ObjectSpec>,
+/// A step's number in its plan, from 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StepId(pub u32);
+
+impl std::fmt::Display for StepId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
-/// One step of a plan.
+/// What a step does, with exactly the data apply needs for it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepOp {
+    /// Create the target machine.
+    CreateMachine {
+        /// Role it is created for.
+        role: Role,
+        /// Node labels it will carry.
+        labels: BTreeMap<String, String>,
+    },
+    /// Destroy the target machine.
+    DestroyMachine,
+    /// Initialize the swarm on `via`.
+    InitSwarm {
+        /// Manager machine that initializes it.
+        via: String,
+        /// The machine must leave the swarm it is still in first.
+        force_leave: bool,
+    },
+    /// Join the target machine to the swarm through `via`.
+    JoinSwarm {
+        /// Role it joins as.
+        role: Role,
+        /// Manager machine to join through.
+        via: String,
+        /// Node labels to set once joined (none when empty).
+        labels: BTreeMap<String, String>,
+        /// The machine must leave the swarm it is still in first.
+        force_leave: bool,
+    },
+    /// Make a worker a manager.
+    PromoteNode {
+        /// The node.
+        node_id: String,
+    },
+    /// Make a manager a worker.
+    DemoteNode {
+        /// The node.
+        node_id: String,
+    },
+    /// Set a node's availability to drain.
+    DrainNode {
+        /// The node.
+        node_id: String,
+    },
+    /// Set a node's labels and availability.
+    UpdateNode {
+        /// The node; `None` for a node made in this plan (its machine's engine names it).
+        node_id: Option<String>,
+        /// Labels to set.
+        labels: BTreeMap<String, String>,
+        /// Availability to set.
+        availability: Availability,
+    },
+    /// Remove a node from the swarm.
+    RemoveNode {
+        /// The node.
+        node_id: String,
+        /// Remove with force (its machine is gone or down), without asking it to leave.
+        force: bool,
+    },
+    /// Create an overlay network.
+    CreateNetwork {
+        /// The network.
+        network: NetworkSpec,
+    },
+    /// Remove a network.
+    RemoveNetwork {
+        /// Its ID.
+        id: String,
+    },
+    /// Create a secret (its data is read from the repository at apply time).
+    CreateSecret {
+        /// The secret.
+        object: ObjectSpec,
+    },
+    /// Remove a secret.
+    RemoveSecret {
+        /// Its ID.
+        id: String,
+    },
+    /// Create a config.
+    CreateConfig {
+        /// The config.
+        object: ObjectSpec,
+    },
+    /// Remove a config.
+    RemoveConfig {
+        /// Its ID.
+        id: String,
+    },
+    /// Create a service.
+    CreateService {
+        /// The spec to create.
+        spec: Box<ServiceSpec>,
+    },
+    /// Update a service's spec.
+    UpdateService {
+        /// Its ID.
+        id: String,
+        /// The spec to send (observed digest-pinned image and force-update counter kept).
+        spec: Box<ServiceSpec>,
+        /// Field-level changes, for people.
+        changes: Vec<FieldChange>,
+    },
+    /// Change only a service's replica count.
+    ScaleService {
+        /// Its ID.
+        id: String,
+        /// Replica count.
+        replicas: u64,
+    },
+    /// Remove a service.
+    RemoveService {
+        /// Its ID.
+        id: String,
+    },
+    /// Force-update a service so its tasks spread onto new nodes.
+    RebalanceService {
+        /// Its ID.
+        id: String,
+        /// Force-update counter to set (the observed one plus one).
+        force_update: u64,
+    },
+}
+
+impl StepOp {
+    /// The action this operation is.
+    pub fn action(&self) -> Action {
+        match self {
+            StepOp::CreateMachine { .. } => Action::CreateMachine,
+            StepOp::DestroyMachine => Action::DestroyMachine,
+            StepOp::InitSwarm { .. } => Action::InitSwarm,
+            StepOp::JoinSwarm { .. } => Action::JoinSwarm,
+            StepOp::PromoteNode { .. } => Action::PromoteNode,
+            StepOp::DemoteNode { .. } => Action::DemoteNode,
+            StepOp::DrainNode { .. } => Action::DrainNode,
+            StepOp::UpdateNode { .. } => Action::UpdateNode,
+            StepOp::RemoveNode { .. } => Action::RemoveNode,
+            StepOp::CreateNetwork { .. } => Action::CreateNetwork,
+            StepOp::RemoveNetwork { .. } => Action::RemoveNetwork,
+            StepOp::CreateSecret { .. } => Action::CreateSecret,
+            StepOp::RemoveSecret { .. } => Action::RemoveSecret,
+            StepOp::CreateConfig { .. } => Action::CreateConfig,
+            StepOp::RemoveConfig { .. } => Action::RemoveConfig,
+            StepOp::CreateService { .. } => Action::CreateService,
+            StepOp::UpdateService { .. } => Action::UpdateService,
+            StepOp::ScaleService { .. } => Action::ScaleService,
+            StepOp::RemoveService { .. } => Action::RemoveService,
+            StepOp::RebalanceService { .. } => Action::RebalanceService,
+        }
+    }
+
+    /// The node the step acts on, when the plan knows it.
+    pub fn node_id(&self) -> Option<&str> {
+        match self {
+            StepOp::PromoteNode { node_id }
+            | StepOp::DemoteNode { node_id }
+            | StepOp::DrainNode { node_id }
+            | StepOp::RemoveNode { node_id, .. } => Some(node_id),
+            StepOp::UpdateNode { node_id, .. } => node_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The service spec the step sends, for creations and updates.
+    pub fn service(&self) -> Option<&ServiceSpec> {
+        match self {
+            StepOp::CreateService { spec } | StepOp::UpdateService { spec, .. } => Some(spec),
+            _ => None,
+        }
+    }
+
+    /// The role a machine is created or joined as.
+    pub fn role(&self) -> Option<Role> {
+        match self {
+            StepOp::CreateMachine { role, .. } | StepOp::JoinSwarm { role, .. } => Some(*role),
+            _ => None,
+        }
+    }
+
+    /// Field-level changes (update_service), empty otherwise.
+    pub fn changes(&self) -> &[FieldChange] {
+        match self {
+            StepOp::UpdateService { changes, .. } => changes,
+            _ => &[],
+        }
+    }
+}
+
+/// One step of a plan. In JSON it is `{id, action, target, depends_on, reason, detail}`
+/// (DESIGN §3); a saved plan whose detail lacks what its action needs is refused when read.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "WireStep", try_from = "WireStep")]
 pub struct Step {
     /// Position in the plan, from 1.
-    pub id: u32,
-    /// What the step does.
-    pub action: Action,
+    pub id: StepId,
     /// Machine name, `swarm`, or the full swarm name of the object.
     pub target: String,
     /// Steps that must be done first.
-    pub depends_on: Vec<u32>,
+    pub depends_on: Vec<StepId>,
     /// Why, for people; apply never branches on it.
-    pub reason: String,
-    /// What apply needs.
-    pub detail: Detail,
+    pub reason: Reason,
+    /// What the step does.
+    pub op: StepOp,
+}
+
+impl Step {
+    /// What the step does, as its contract name.
+    pub fn action(&self) -> Action {
+        self.op.action()
+    }
 }
 
 /// Counts of the plan's steps by effect.
@@ -199,6 +363,7 @@ pub struct Summary {
 
 /// A plan, as `plan --json` prints it and `plan --out` saves it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "WirePlan")]
 pub struct Plan {
     /// Always [`FORMAT_VERSION`].
     pub format_version: u32,

@@ -1,48 +1,19 @@
 //! The Terraform-like human rendering of a plan and of an apply report.
 
 use super::Style;
-use crate::model::report::{ApplyReport, StepStatus};
-use crate::plan::{Action, Effect, FieldChange, Plan, Step};
+use crate::plan::report::{ApplyReport, StepStatus};
+use crate::plan::{Effect, FieldChange, Plan, Step, StepOp};
 use similar::{ChangeTag, TextDiff};
-use std::collections::BTreeSet;
 use std::fmt::Write;
 
 /// The symbol of a step: `+` add, `~` change, `-` destroy, `-/+` part of a replacement.
-fn symbol(step: &Step, replaced: &BTreeSet<&str>) -> &'static str {
-    let replacement = matches!(
-        step.action,
-        Action::CreateMachine
-            | Action::DestroyMachine
-            | Action::CreateService
-            | Action::RemoveService
-    ) && replaced.contains(step.target.as_str());
-    match (replacement, step.action.effect()) {
+fn symbol(step: &Step) -> &'static str {
+    match (step.reason.replaces(), step.action().effect()) {
         (true, _) => "-/+",
         (_, Effect::Add) => "+",
         (_, Effect::Change) => "~",
         (_, Effect::Destroy) => "-",
     }
-}
-
-/// Targets both destroyed and created in the plan (machines or services replaced).
-fn replaced_targets(plan: &Plan) -> BTreeSet<&str> {
-    let created: BTreeSet<&str> = plan
-        .steps
-        .iter()
-        .filter(|s| matches!(s.action, Action::CreateMachine | Action::CreateService))
-        .map(|s| s.target.as_str())
-        .collect();
-    plan.steps
-        .iter()
-        .filter(|s| {
-            matches!(
-                s.action,
-                Action::DestroyMachine | Action::RemoveNode | Action::RemoveService
-            )
-        })
-        .map(|s| s.target.as_str())
-        .filter(|t| created.contains(t))
-        .collect()
 }
 
 /// Renders the plan for people.
@@ -72,16 +43,15 @@ pub fn render_plan(plan: &Plan, style: Style) -> String {
         out,
         "shoal will carry out these steps to match {revision}:\n"
     );
-    let replaced = replaced_targets(plan);
     let width = plan
         .steps
         .iter()
-        .map(|s| s.action.as_str().len())
+        .map(|s| s.action().as_str().len())
         .max()
         .unwrap_or(0);
     for step in &plan.steps {
-        let sym = symbol(step, &replaced);
-        let painted = match step.action.effect() {
+        let sym = symbol(step);
+        let painted = match step.action().effect() {
             _ if sym == "-/+" => style.yellow(sym),
             Effect::Add => style.green(sym),
             Effect::Change => style.yellow(sym),
@@ -97,12 +67,12 @@ pub fn render_plan(plan: &Plan, style: Style) -> String {
             out,
             "  {:>3}. {painted:<3} {:<width$}  {}{}",
             step.id,
-            step.action.as_str(),
+            step.action().as_str(),
             style.bold(&step.target),
             extra(step),
         );
         let _ = writeln!(out, "          {}{deps}", step.reason);
-        for change in &step.detail.changes {
+        for change in step.op.changes() {
             render_change(&mut out, change, style);
         }
     }
@@ -120,35 +90,16 @@ pub fn render_plan(plan: &Plan, style: Style) -> String {
 
 /// Short facts shown next to the target.
 fn extra(step: &Step) -> String {
-    let d = &step.detail;
-    match step.action {
-        Action::CreateMachine | Action::JoinSwarm => d
-            .role
-            .map(|r| match &d.via {
-                Some(via) if step.action == Action::JoinSwarm => format!(" as {r}, through {via}"),
-                _ => format!(" ({r})"),
-            })
-            .unwrap_or_default(),
-        Action::InitSwarm => d
-            .via
-            .as_ref()
-            .map(|v| format!(" on {v}"))
-            .unwrap_or_default(),
-        Action::ScaleService => d
-            .replicas
-            .map(|r| format!(" to {r} replicas"))
-            .unwrap_or_default(),
-        Action::CreateService => d
-            .service
-            .as_ref()
-            .map(|s| {
-                format!(
-                    " ({}, {})",
-                    s.task_template.container_spec.image,
-                    s.mode_name()
-                )
-            })
-            .unwrap_or_default(),
+    match &step.op {
+        StepOp::CreateMachine { role, .. } => format!(" ({role})"),
+        StepOp::JoinSwarm { role, via, .. } => format!(" as {role}, through {via}"),
+        StepOp::InitSwarm { via, .. } => format!(" on {via}"),
+        StepOp::ScaleService { replicas, .. } => format!(" to {replicas} replicas"),
+        StepOp::CreateService { spec } => format!(
+            " ({}, {})",
+            spec.task_template.container_spec.image,
+            spec.mode_name()
+        ),
         _ => String::new(),
     }
 }

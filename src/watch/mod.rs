@@ -575,7 +575,7 @@ fn record(shared: &Shared, followed: &Followed, pass: &Pass, now: u64) {
     }
     if let Some(report) = &pass.report {
         for step in &report.steps {
-            if step.status == crate::model::report::StepStatus::Done {
+            if step.status == crate::plan::report::StepStatus::Done {
                 metrics
                     .steps_applied
                     .get_or_create(&ActionLabel {
@@ -620,7 +620,7 @@ fn record(shared: &Shared, followed: &Followed, pass: &Pass, now: u64) {
                 failed: applied
                     .steps
                     .iter()
-                    .filter(|s| s.status == crate::model::report::StepStatus::Failed)
+                    .filter(|s| s.status == crate::plan::report::StepStatus::Failed)
                     .map(|s| {
                         format!(
                             "{} {}: {}",

@@ -7,9 +7,9 @@ use crate::apply::progress::Progress;
 use crate::apply::{apply, unix_now, ApplyOptions};
 use crate::drivers::open_driver;
 use crate::drivers::{Driver, DriverError};
-use crate::model::report::{ApplyReport, StepReport, StepStatus};
 use crate::model::{Desired, DriverKind};
 use crate::observe::observe;
+use crate::plan::report::{ApplyReport, StepReport, StepStatus};
 use crate::plan::{plan, Plan, PlanOptions, Step};
 use crate::render::Status;
 use crate::source::follow::{FollowError, LocalBranch, Tip};
@@ -313,25 +313,33 @@ struct TracingProgress;
 
 impl Progress for TracingProgress {
     fn started(&self, step: &Step, index: usize, total: usize) {
-        tracing::debug!("[{index}/{total}] {} {}: started", step.action, step.target);
+        tracing::debug!(
+            "[{index}/{total}] {} {}: started",
+            step.action(),
+            step.target
+        );
     }
 
     fn finished(&self, step: &Step, report: &StepReport, index: usize, total: usize) {
         match report.status {
             StepStatus::Done => tracing::info!(
                 "[{index}/{total}] {} {}: done in {:.1}s",
-                step.action,
+                step.action(),
                 step.target,
                 report.seconds
             ),
             StepStatus::Failed => tracing::warn!(
                 "[{index}/{total}] {} {}: FAILED: {}",
-                step.action,
+                step.action(),
                 step.target,
                 report.error.as_deref().unwrap_or("")
             ),
             StepStatus::Skipped => {
-                tracing::warn!("[{index}/{total}] {} {}: skipped", step.action, step.target)
+                tracing::warn!(
+                    "[{index}/{total}] {} {}: skipped",
+                    step.action(),
+                    step.target
+                )
             }
         }
     }

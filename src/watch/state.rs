@@ -38,7 +38,7 @@ impl PlanInfo {
             steps: plan
                 .steps
                 .iter()
-                .map(|s| format!("{} {}", s.action, s.target))
+                .map(|s| format!("{} {}", s.action(), s.target))
                 .collect(),
             warnings: plan.warnings.clone(),
         }

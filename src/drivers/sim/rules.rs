@@ -664,7 +664,7 @@ impl SimState {
                 .filter(|m| m.id != node_id && m.is_reachable())
                 .count();
             if reachable_after < (managers.len() - 1) / 2 + 1 {
-                return Err(EngineError::Refused(QUORUM_LOSS.to_string()));
+                return Err(EngineError::QuorumLoss(QUORUM_LOSS.to_string()));
             }
         }
         let swarm = self.write_swarm(&swarm_id);

@@ -1,6 +1,6 @@
 //! What apply did, as `apply --json` prints it (DESIGN §2).
 
-use crate::plan::Action;
+use super::model::{Action, StepId};
 use serde::{Deserialize, Serialize};
 
 /// How a step ended.
@@ -19,7 +19,7 @@ pub enum StepStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepReport {
     /// The plan step's id.
-    pub id: u32,
+    pub id: StepId,
     /// Its action.
     pub action: Action,
     /// Its target.

@@ -1,0 +1,220 @@
+//! Pairing, the first step of planning: each desired machine with its machine and node, the
+//! machines and nodes no desired machine claims, and each desired service with the observed one
+//! of its name (gitops-engine's `(Some, None)`, `(None, Some)`, `(Some, Some)`).
+
+use super::model::StepId;
+use super::planner::LABEL_STACKS;
+use crate::model::observed::LocalSwarmState;
+use crate::model::{
+    Desired, MachineSpec, Observed, ObservedMachine, ObservedNode, ObservedService, ServiceSpec,
+    LABEL_STACK_NAMESPACE,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A desired machine, what exists of it, and what the plan does with it so far.
+pub(super) struct MachinePair<'a> {
+    /// What machines.yml says.
+    pub spec: &'a MachineSpec,
+    /// The machine, when it exists.
+    pub machine: Option<&'a ObservedMachine>,
+    /// Its node, when the swarm has one for it.
+    pub node: Option<&'a ObservedNode>,
+    /// Its node in the current swarm, when it is a member and is kept.
+    pub member: Option<&'a ObservedNode>,
+    /// Whether it must leave an old swarm before joining.
+    pub leave_first: bool,
+    /// Step that creates the machine, if any.
+    pub created: Option<StepId>,
+    /// Steps that must finish before it joins (removal of its stale node).
+    pub before_join: Vec<StepId>,
+    /// Down but within its grace period (or self-heal is off): left alone for now.
+    pub waiting: bool,
+}
+
+/// A machine or node on its way out of the cluster.
+pub(super) struct Leaving<'a> {
+    /// Machine name, or the node's hostname for a node of no machine.
+    pub target: String,
+    /// The machine, when one exists.
+    pub machine: Option<&'a ObservedMachine>,
+    /// Its node, when it is in the swarm.
+    pub node: Option<&'a ObservedNode>,
+}
+
+/// Desired and observed state, paired.
+pub(super) struct Pairing<'a> {
+    /// Each desired machine, by name.
+    pub machines: BTreeMap<&'a str, MachinePair<'a>>,
+    /// The node of each machine that has one.
+    pub node_of: BTreeMap<&'a str, &'a ObservedNode>,
+    /// Stacks shoal manages: the desired ones and those the swarm label lists.
+    pub managed: BTreeSet<&'a str>,
+}
+
+impl<'a> Pairing<'a> {
+    /// Pairs `desired` with `observed`.
+    pub(super) fn new(desired: &'a Desired, observed: &'a Observed) -> Pairing<'a> {
+        let node_of: BTreeMap<&str, &ObservedNode> = observed
+            .nodes
+            .values()
+            .filter_map(|n| n.machine.as_deref().map(|m| (m, n)))
+            .collect();
+        let machines = desired
+            .machines
+            .values()
+            .map(|spec| {
+                let machine = observed.machines.get(&spec.name);
+                let node = node_of.get(spec.name.as_str()).copied();
+                let active = machine.is_some_and(|m| m.swarm_state == LocalSwarmState::Active);
+                let member = (active && observed.swarm.is_some())
+                    .then_some(node)
+                    .flatten();
+                let leave_first = member.is_none()
+                    && machine.is_some_and(|m| m.swarm_state != LocalSwarmState::Inactive);
+                let pair = MachinePair {
+                    spec,
+                    machine,
+                    node,
+                    member,
+                    leave_first,
+                    created: None,
+                    before_join: Vec::new(),
+                    waiting: false,
+                };
+                (spec.name.as_str(), pair)
+            })
+            .collect();
+        let managed = desired
+            .stacks
+            .keys()
+            .map(String::as_str)
+            .chain(
+                observed
+                    .swarm
+                    .as_ref()
+                    .and_then(|s| s.labels.get(LABEL_STACKS))
+                    .into_iter()
+                    .flat_map(|list| list.split(',').filter(|s| !s.is_empty())),
+            )
+            .collect();
+        Pairing {
+            machines,
+            node_of,
+            managed,
+        }
+    }
+
+    /// The managed stack an object's labels put it in.
+    pub(super) fn managed_stack(&self, labels: &BTreeMap<String, String>) -> Option<String> {
+        labels
+            .get(LABEL_STACK_NAMESPACE)
+            .filter(|s| self.managed.contains(s.as_str()))
+            .cloned()
+    }
+
+    /// Machines no longer desired, then down nodes of no machine of this cluster; ready
+    /// nodes of no machine are left alone, with a warning each.
+    pub(super) fn leaving(
+        &self,
+        desired: &'a Desired,
+        observed: &'a Observed,
+        warnings: &mut Vec<String>,
+    ) -> Vec<Leaving<'a>> {
+        let mut leaving: Vec<Leaving> = observed
+            .machines
+            .iter()
+            .filter(|(name, _)| !desired.machines.contains_key(*name))
+            .map(|(name, machine)| Leaving {
+                target: name.clone(),
+                machine: Some(machine),
+                node: self.node_of.get(name.as_str()).copied(),
+            })
+            .collect();
+        let claimed =
+            |m: &str| observed.machines.contains_key(m) || desired.machines.contains_key(m);
+        for node in observed.nodes.values() {
+            if node.machine.as_deref().is_some_and(claimed) {
+                continue;
+            }
+            if node.state == crate::model::NodeState::Ready {
+                warnings.push(format!(
+                    "node {} ({}) belongs to no machine of this cluster; it is left alone",
+                    node.hostname, node.id
+                ));
+            } else {
+                leaving.push(Leaving {
+                    target: node.hostname.clone(),
+                    machine: None,
+                    node: Some(node),
+                });
+            }
+        }
+        leaving
+    }
+}
+
+/// A desired service and the observed service of its name.
+pub(super) struct ServicePair<'a> {
+    /// Its stack.
+    pub stack: &'a str,
+    /// Its full name.
+    pub name: &'a str,
+    /// The desired spec.
+    pub spec: &'a ServiceSpec,
+    /// The observed service, when it exists.
+    pub current: Option<&'a ObservedService>,
+}
+
+/// Each desired service, stack by stack, with the observed service of its name.
+pub(super) fn services<'a>(
+    desired: &'a Desired,
+    observed: &'a Observed,
+) -> impl Iterator<Item = ServicePair<'a>> {
+    desired.stacks.values().flat_map(move |stack| {
+        stack.services.iter().map(move |(name, spec)| ServicePair {
+            stack: &stack.name,
+            name,
+            spec,
+            current: observed.services.get(name),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Role;
+    use crate::plan::testing::{desired_with, machine, manager, observed_with};
+
+    #[test]
+    fn a_member_is_an_active_machine_with_a_node() {
+        let desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
+        let mut observed = observed_with(vec![manager("m1", true)]);
+        observed
+            .machines
+            .insert("m1".into(), machine("m1", Role::Manager));
+        let mut stale = machine("w1", Role::Worker);
+        stale.swarm_state = LocalSwarmState::Pending;
+        observed.machines.insert("w1".into(), stale);
+        let pairing = Pairing::new(&desired, &observed);
+        assert!(pairing.machines["m1"].member.is_some());
+        assert!(pairing.machines["w1"].member.is_none());
+        assert!(pairing.machines["w1"].leave_first);
+    }
+
+    #[test]
+    fn down_nodes_of_no_machine_leave_and_ready_ones_are_warned_about() {
+        let desired = desired_with(&[("m1", Role::Manager)]);
+        let mut stray = manager("old", false);
+        stray.machine = None;
+        let mut ready = manager("other", true);
+        ready.machine = Some("elsewhere".into());
+        let observed = observed_with(vec![stray, ready]);
+        let pairing = Pairing::new(&desired, &observed);
+        let mut warnings = Vec::new();
+        let leaving = pairing.leaving(&desired, &observed, &mut warnings);
+        assert_eq!(leaving.len(), 1);
+        assert_eq!(leaving[0].target, "old");
+        assert_eq!(warnings.len(), 1);
+    }
+}

@@ -1,0 +1,126 @@
+//! The planner's rules, one function each, in the order `plan()` calls them (DESIGN §3).
+//!
+//! | Rule (DESIGN §3)                                              | Function                                  |
+//! |---------------------------------------------------------------|-------------------------------------------|
+//! | quorum lost: refuse and explain `--force-new-cluster`         | [`crate::plan::quorum`] `Quorum::check_observed` |
+//! | self-heal: replace gone or long-down machines                 | [`self_heal::replace_lost_machines`]      |
+//! | create machines machines.yml wants                            | [`create_machines::create_missing_machines`] |
+//! | init the swarm on one manager                                 | [`init_swarm::init_swarm`]                |
+//! | joins: managers one at a time, workers in parallel            | [`joins::join_machines`]                  |
+//! | node labels of the machine that initialized the swarm         | [`node_specs::label_init_machine`]        |
+//! | roles: promote before demote, demote one at a time, leader last | [`roles::change_roles`]                 |
+//! | node specs: labels and availability from machines.yml         | [`node_specs::update_node_specs`]         |
+//! | stack objects: networks, secrets, configs before services     | [`stack_objects::create_stack_objects`]   |
+//! | warnings: external objects missing, ingress without IPVS      | [`stack_objects::warn_missing_external`], [`services::warn_ingress_without_mesh`] |
+//! | prune of labelled services (before creates: ports move)       | [`prune::prune_services`]                 |
+//! | destroy-all guard (every service of a stack, every machine)   | [`destroy_guard::guard_stack_services`], [`destroy_guard::guard_machines`] |
+//! | services: create, `scale_service` vs `update_service`, mode change, rebalance | [`services::plan_services`] |
+//! | prune of labelled networks, secrets, configs (after services) | [`prune::prune_objects`]                  |
+//! | machine removal: drain before remove, demote before remove, remove node, destroy | [`machine_removal::remove_machines`] |
+//!
+//! Each rule reads the desired and observed state and the pairing, and adds steps to the
+//! [`Ctx`]; the order of the calls is the order of the steps.
+
+pub mod create_machines;
+pub mod destroy_guard;
+pub mod init_swarm;
+pub mod joins;
+pub mod machine_removal;
+pub mod node_specs;
+pub mod prune;
+pub mod roles;
+pub mod self_heal;
+pub mod services;
+pub mod stack_objects;
+
+use super::model::{Step, StepId, StepOp};
+use super::pairing::Pairing;
+use super::planner::PlanOptions;
+use super::quorum::Quorum;
+use super::reason::Reason;
+use crate::model::{Desired, Observed};
+use std::collections::BTreeMap;
+
+/// What the rules share while planning: the inputs, the steps so far, and what later rules
+/// wait for.
+pub(crate) struct Ctx<'a> {
+    /// Desired state.
+    pub(crate) desired: &'a Desired,
+    /// Observed state.
+    pub(crate) observed: &'a Observed,
+    /// The user's options.
+    pub(crate) options: &'a PlanOptions,
+    /// Desired and observed, paired.
+    pub(crate) pairing: Pairing<'a>,
+    /// Manager counts and the chain of manager changes.
+    pub(crate) quorum: Quorum,
+    /// Steps so far, in order.
+    pub(crate) steps: Vec<Step>,
+    /// Warnings for people.
+    pub(crate) warnings: Vec<String>,
+    /// The manager machine the swarm is reached through (empty when there is none).
+    pub(crate) via: String,
+    /// The step that initializes the swarm, if any.
+    pub(crate) init: Option<StepId>,
+    /// Joins, role and node changes: stacks wait for them.
+    pub(crate) membership: Vec<StepId>,
+    /// Whether any machine joins.
+    pub(crate) joined_any: bool,
+    /// Steps creating networks, secrets and configs, by `kind:name`.
+    pub(crate) object_steps: BTreeMap<String, StepId>,
+    /// Stack object steps (creations, then prunes).
+    pub(crate) stack_steps: Vec<StepId>,
+    /// Service steps (prunes, creations, updates).
+    pub(crate) service_steps: Vec<StepId>,
+    /// Service prunes: service creations wait for them.
+    pub(crate) pruned: Vec<StepId>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context with no steps yet.
+    pub(crate) fn new(
+        desired: &'a Desired,
+        observed: &'a Observed,
+        options: &'a PlanOptions,
+    ) -> Self {
+        Ctx {
+            desired,
+            observed,
+            options,
+            pairing: Pairing::new(desired, observed),
+            quorum: Quorum::observed(observed),
+            steps: Vec::new(),
+            warnings: desired.warnings.clone(),
+            via: String::new(),
+            init: None,
+            membership: Vec::new(),
+            joined_any: false,
+            object_steps: BTreeMap::new(),
+            stack_steps: Vec::new(),
+            service_steps: Vec::new(),
+            pruned: Vec::new(),
+        }
+    }
+
+    /// Adds a step after `depends_on` (sorted, without repeats) and returns its id.
+    pub(crate) fn push(
+        &mut self,
+        op: StepOp,
+        target: impl Into<String>,
+        depends_on: impl IntoIterator<Item = StepId>,
+        reason: Reason,
+    ) -> StepId {
+        let id = StepId(self.steps.len() as u32 + 1);
+        let mut deps: Vec<StepId> = depends_on.into_iter().collect();
+        deps.sort_unstable();
+        deps.dedup();
+        self.steps.push(Step {
+            id,
+            target: target.into(),
+            depends_on: deps,
+            reason,
+            op,
+        });
+        id
+    }
+}

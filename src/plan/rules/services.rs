@@ -1,0 +1,192 @@
+//! Services (DESIGN §3): a missing service is created, one whose replicas alone differ is
+//! scaled (`scale_service`), one whose other owned fields differ is updated
+//! (`update_service`, with the field diff), one whose mode changes is removed and created
+//! again, and with policy.rebalance on, unchanged services spread onto newly joined nodes.
+
+use super::Ctx;
+use crate::model::ServiceSpec;
+use crate::plan::diff::field_changes;
+use crate::plan::model::{StepId, StepOp};
+use crate::plan::normalize::{comparable, spec_to_send};
+use crate::plan::pairing::{services, ServicePair};
+use crate::plan::reason::Reason;
+
+/// Warns about ports published through the routing mesh on machines where it cannot work.
+pub fn warn_ingress_without_mesh(ctx: &mut Ctx) {
+    if ctx.options.routing_mesh != Some(false) {
+        return;
+    }
+    for spec in ctx
+        .desired
+        .stacks
+        .values()
+        .flat_map(|s| s.services.values())
+    {
+        let ingress: Vec<String> = spec
+            .endpoint_spec
+            .iter()
+            .flat_map(|e| &e.ports)
+            .filter(|p| p.publish_mode != "host")
+            .map(|p| p.published_port.unwrap_or(0).to_string())
+            .collect();
+        if !ingress.is_empty() {
+            ctx.warnings.push(format!(
+                "{} publishes port {} through the ingress routing mesh, which cannot work on these machines (their kernel has no IPVS): the service runs but the port does not answer. Publish in host mode instead (ports: - {{target: ..., published: ..., mode: host}}) with deploy.endpoint_mode: dnsrr; `shoal doctor` tells more",
+                spec.name,
+                ingress.join(", ")
+            ));
+        }
+    }
+}
+
+/// Creates, scales, updates, recreates or rebalances each desired service.
+pub fn plan_services(ctx: &mut Ctx) {
+    let rebalance = ctx.desired.policy.rebalance && ctx.joined_any && ctx.observed.swarm.is_some();
+    for pair in services(ctx.desired, ctx.observed) {
+        // Objects created in this plan already wait for the membership steps, so a service
+        // that waits for one of them waits for those transitively.
+        let created: Vec<StepId> = uses(pair.spec)
+            .iter()
+            .filter_map(|key| ctx.object_steps.get(key).copied())
+            .collect();
+        let mut deps = if created.is_empty() {
+            ctx.membership.clone()
+        } else {
+            created
+        };
+        deps.extend(&ctx.pruned);
+        let steps = plan_service(ctx, &pair, deps, rebalance);
+        ctx.service_steps.extend(steps);
+    }
+}
+
+/// The steps of one service, after `deps`.
+fn plan_service(
+    ctx: &mut Ctx,
+    pair: &ServicePair,
+    mut deps: Vec<StepId>,
+    rebalance: bool,
+) -> Vec<StepId> {
+    let (name, spec) = (pair.name, pair.spec);
+    let Some(current) = pair.current else {
+        let op = StepOp::CreateService {
+            spec: Box::new(spec.clone()),
+        };
+        let reason = Reason::ServiceMissing {
+            stack: pair.stack.to_string(),
+            service: name.to_string(),
+        };
+        return vec![ctx.push(op, name, deps, reason)];
+    };
+    let (want, have) = comparable(spec, &current.spec);
+    let id = current.id.clone();
+    if want == have {
+        if !rebalance || spec.replicas().is_none_or(|r| r <= 1) {
+            return Vec::new();
+        }
+        let op = StepOp::RebalanceService {
+            id,
+            force_update: current.spec.task_template.force_update + 1,
+        };
+        return vec![ctx.push(op, name, deps, Reason::Rebalance)];
+    }
+    let mut scaled = have.clone();
+    if let Some(replicas) = want.replicas() {
+        scaled.set_replicas(replicas);
+    }
+    if let (true, Some(replicas)) = (scaled == want, want.replicas()) {
+        let op = StepOp::ScaleService { id, replicas };
+        let reason = Reason::Scale {
+            from: have.replicas(),
+            to: replicas,
+        };
+        return vec![ctx.push(op, name, deps, reason)];
+    }
+    if want.mode_name() != have.mode_name() {
+        let reason = Reason::ModeChange {
+            from: have.mode_name(),
+            to: want.mode_name(),
+        };
+        let removed = ctx.push(StepOp::RemoveService { id }, name, deps.clone(), reason);
+        deps.push(removed);
+        let op = StepOp::CreateService {
+            spec: Box::new(spec.clone()),
+        };
+        let reason = Reason::Recreated {
+            mode: want.mode_name(),
+        };
+        return vec![removed, ctx.push(op, name, deps, reason)];
+    }
+    let changes = field_changes(&have, &want);
+    let fields = changes.iter().map(|c| c.path.clone()).collect();
+    let op = StepOp::UpdateService {
+        id,
+        spec: Box::new(spec_to_send(spec, &current.spec)),
+        changes,
+    };
+    vec![ctx.push(op, name, deps, Reason::SpecDrift { fields })]
+}
+
+/// Keys (`network:<name>`, `secret:<name>`, `config:<name>`) of the objects a service uses.
+fn uses(spec: &ServiceSpec) -> Vec<String> {
+    let container = &spec.task_template.container_spec;
+    let networks = spec.task_template.networks.iter().map(|n| &n.target);
+    let secrets = container.secrets.iter().map(|s| &s.secret_name);
+    let configs = container.configs.iter().map(|c| &c.config_name);
+    networks
+        .map(|n| format!("network:{n}"))
+        .chain(secrets.map(|s| format!("secret:{s}")))
+        .chain(configs.map(|c| format!("config:{c}")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{Observed, Role};
+    use crate::plan::testing::{desired_with, running, service, steps, with_stack};
+    use crate::plan::{plan, PlanOptions, StepOp};
+
+    fn planned(
+        have: Vec<crate::model::ServiceSpec>,
+        want: Vec<crate::model::ServiceSpec>,
+    ) -> crate::plan::Plan {
+        let mut desired = desired_with(&[("m1", Role::Manager)]);
+        let mut observed = Observed::with_members_of(&desired);
+        running(&mut observed, have);
+        with_stack(&mut desired, "app", want);
+        plan(&desired, &observed, &PlanOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn replicas_alone_scale_the_service() {
+        let plan = planned(
+            vec![service("app", "web", "nginx", 1)],
+            vec![service("app", "web", "nginx", 3)],
+        );
+        assert_eq!(steps(&plan), ["scale_service app_web"]);
+        assert!(matches!(
+            plan.steps[0].op,
+            StepOp::ScaleService { replicas: 3, .. }
+        ));
+        assert_eq!(plan.steps[0].reason.to_string(), "replicas: 1 → 3");
+    }
+
+    #[test]
+    fn other_fields_update_the_service_with_its_diff() {
+        let plan = planned(
+            vec![service("app", "web", "nginx:1", 1)],
+            vec![service("app", "web", "nginx:2", 3)],
+        );
+        assert_eq!(steps(&plan), ["update_service app_web"]);
+        assert!(!plan.steps[0].op.changes().is_empty());
+    }
+
+    #[test]
+    fn an_unchanged_service_plans_nothing() {
+        let plan = planned(
+            vec![service("app", "web", "nginx", 2)],
+            vec![service("app", "web", "nginx", 2)],
+        );
+        assert!(plan.steps.is_empty());
+    }
+}
