@@ -6,10 +6,13 @@
 //! [`follow`] reads the tip commit of a followed branch, of a local repository or of a remote
 //! one that [`remote`] clones and fetches into a cache; `shoal watch` builds on them.
 
+pub mod dir;
 pub mod follow;
 pub mod remote;
 
-use crate::config::{DirSource, FileSource};
+pub use dir::DirSource;
+
+use crate::yaml::files::FileSource;
 use git2::{ObjectType, Repository, Status, StatusOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

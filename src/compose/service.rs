@@ -8,9 +8,9 @@ use super::types::{
     ComposeFile, Deploy, DeployMode, FileRef, Healthcheck, Limits, Logging, Port, Reservations,
     RestartSettings, Service, ServiceNetwork, ServiceVolume, UpdateSettings,
 };
-use crate::config::decode::{join, Fields};
-use crate::config::yaml::{Entry, Node, Pos, Value};
 use crate::diag::did_you_mean;
+use crate::yaml::decode::{join, Fields};
+use crate::yaml::{Entry, Node, Pos, Value};
 use std::collections::BTreeMap;
 
 const SUPPORTED: &[&str] = &[
@@ -563,8 +563,8 @@ impl ServiceReader<'_, '_, '_> {
         let Some(fields) = ctx.fields(node, path, RESOURCES_KEYS, false) else {
             return;
         };
-        let cpus = |ctx: &mut crate::config::decode::Ctx, n: &Node, path: &str| {
-            ctx.parsed(n, path, |text, _| crate::config::units::parse_cpus(text))
+        let cpus = |ctx: &mut crate::yaml::decode::Ctx, n: &Node, path: &str| {
+            ctx.parsed(n, path, |text, _| crate::yaml::units::parse_cpus(text))
                 .unwrap_or(0)
         };
         if let Some(n) = fields.get("limits") {

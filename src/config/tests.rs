@@ -1,6 +1,8 @@
 //! End-to-end tests of [`load`]: whole repositories, from files to `Desired` or `Invalid`.
 
 use super::*;
+use crate::source::DirSource;
+use crate::yaml::files::resolve_path;
 use std::path::Path;
 
 fn no_env() -> BTreeMap<String, String> {

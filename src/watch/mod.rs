@@ -138,7 +138,7 @@ fn holder() -> String {
 
 /// Parses `--interval`: a Go-style duration (`30s`, `5m`, `1h30m`) of at least a second.
 pub fn parse_interval(text: &str) -> Result<Duration, String> {
-    let nanos = crate::config::units::parse_duration(text)?;
+    let nanos = crate::yaml::units::parse_duration(text)?;
     let interval = Duration::from_nanos(u64::try_from(nanos).unwrap_or(0));
     if interval < Duration::from_secs(1) {
         return Err(format!(
