@@ -542,9 +542,9 @@ fn is_cidr(text: &str) -> bool {
     let Ok(bits) = bits.parse::<u8>() else {
         return false;
     };
-    match address.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(_)) => bits <= 32,
-        Ok(std::net::IpAddr::V6(_)) => bits <= 128,
+    match address.parse::<core::net::IpAddr>() {
+        Ok(core::net::IpAddr::V4(_)) => bits <= 32,
+        Ok(core::net::IpAddr::V6(_)) => bits <= 128,
         Err(_) => false,
     }
 }

@@ -1149,7 +1149,7 @@ impl ServiceReader<'_, '_, '_> {
         }
         if let Some(n) = fields.get("dns") {
             for server in &service.dns {
-                if server.parse::<std::net::IpAddr>().is_err() {
+                if server.parse::<core::net::IpAddr>().is_err() {
                     ctx.error(
                         n.pos,
                         format!("`{path}.dns`: `{server}` is not an IP address"),
@@ -1261,7 +1261,7 @@ impl ServiceReader<'_, '_, '_> {
                 .strip_prefix('[')
                 .and_then(|s| s.strip_suffix(']'))
                 .unwrap_or(ip);
-            if ip.parse::<std::net::IpAddr>().is_err() && ip != "host-gateway" {
+            if ip.parse::<core::net::IpAddr>().is_err() && ip != "host-gateway" {
                 ctx.error(
                     pos,
                     format!("`{path}`: `{ip}` is not an IP address (for host `{host}`)"),
