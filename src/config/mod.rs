@@ -31,15 +31,7 @@ pub fn load(files: &dyn FileSource, env: &BTreeMap<String, String>) -> Result<De
         env: env.clone(),
         dotenv: load_dotenv(files, &mut diags),
     };
-    let mut desired = Desired {
-        cluster: machines.cluster,
-        driver: machines.driver,
-        driver_options: machines.driver_options,
-        machines: machines.machines,
-        stacks: BTreeMap::new(),
-        policy: machines.policy,
-        warnings: Vec::new(),
-    };
+    let mut desired = without_stacks(&machines);
     let mut owners: BTreeMap<(&str, String), String> = BTreeMap::new();
     for stack_ref in &machines.stacks {
         let bytes = match files.read(&stack_ref.file) {
@@ -102,6 +94,26 @@ pub fn load(files: &dyn FileSource, env: &BTreeMap<String, String>) -> Result<De
         desired.stacks.insert(stack.name.clone(), stack);
     }
     finish(desired, diags)
+}
+
+/// Loads and validates machines.yml alone: the desired state without its stacks, for the
+/// commands that must work while a compose file is broken (status, env, destroy, sim).
+pub fn load_machines(files: &dyn FileSource) -> Result<Desired, Invalid> {
+    let mut diags = Vec::new();
+    let machines = machines::load(files, &mut diags);
+    finish(without_stacks(&machines), diags)
+}
+
+fn without_stacks(machines: &machines::Machines) -> Desired {
+    Desired {
+        cluster: machines.cluster.clone(),
+        driver: machines.driver,
+        driver_options: machines.driver_options.clone(),
+        machines: machines.machines.clone(),
+        stacks: BTreeMap::new(),
+        policy: machines.policy.clone(),
+        warnings: Vec::new(),
+    }
 }
 
 fn finish(mut desired: Desired, diags: Vec<Diagnostic>) -> Result<Desired, Invalid> {

@@ -104,7 +104,6 @@ impl WatchOptions {
     /// from `SHOAL_WEBHOOK_SECRET` or the file `SHOAL_WEBHOOK_SECRET_FILE` names), a 60 s
     /// interval, HTTP on 127.0.0.1:9808.
     pub fn new(source: WatchSource) -> WatchOptions {
-        let env: BTreeMap<String, String> = std::env::vars().collect();
         WatchOptions {
             source,
             branch: None,
@@ -113,7 +112,7 @@ impl WatchOptions {
             once: false,
             driver_override: None,
             webhook_secret: env_secret(WEBHOOK_SECRET_VAR),
-            env,
+            env: crate::source::interpolation_env(),
             debounce: Duration::from_millis(100),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
