@@ -1,6 +1,6 @@
 //! shoal: a declarative GitOps reconciler for Docker Swarm clusters.
 //!
-//! The functional core (`model`, `config`, `compose`, `plan`, `render`) is pure and
+//! The functional core (`model`, `yaml`, `config`, `compose`, `plan`, `render`) is pure and
 //! synchronous; the edges (`drivers`, `engine`, `observe`, `apply`, `source`, `watch`) do the I/O
 //! behind the [`drivers::Driver`] and [`engine::Swarm`] traits.
 
@@ -17,3 +17,4 @@ pub mod plan;
 pub mod render;
 pub mod source;
 pub mod watch;
+pub mod yaml;

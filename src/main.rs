@@ -21,7 +21,11 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(args)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            match e.downcast_ref::<shoal::diag::Invalid>() {
+                // Each of its diagnostics starts with `error:` or `warning:` already.
+                Some(invalid) => eprintln!("{invalid}"),
+                None => eprintln!("error: {e:#}"),
+            }
             ExitCode::from(1)
         }
     }

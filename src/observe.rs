@@ -1,9 +1,16 @@
-//! Observation: asks the driver for the machines and a manager's engine for the swarm.
+//! Observation: asks the driver for the machines and a manager's engine for the swarm; and the
+//! pass every planning command shares, written once for the CLI and the watcher: load the
+//! desired state → open the driver → observe → plan ([`load_and_plan`]).
 
+use crate::apply::unix_now;
+use crate::diag::Invalid;
 use crate::drivers::{Driver, DriverError};
 use crate::engine::{EngineError, Swarm};
 use crate::model::observed::{LocalSwarmState, ObservedSwarm};
-use crate::model::{MachineState, Observed, ObservedMachine};
+use crate::model::{Desired, DriverKind, MachineState, Observed, ObservedMachine};
+use crate::plan::{plan, Plan, PlanError, PlanOptions};
+use crate::source::Source;
+use crate::yaml::files::FileSource;
 use futures::stream::{self, StreamExt};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +35,123 @@ pub enum ObserveError {
         /// What it said.
         source: EngineError,
     },
+}
+
+/// Opens the driver a desired state names: the CLI opens it anew, the watcher keeps it open
+/// between passes.
+#[async_trait::async_trait]
+pub trait OpenDriver: Sync {
+    /// The driver for `desired`.
+    async fn open(&self, desired: &Desired) -> Result<Arc<dyn Driver>, DriverError>;
+}
+
+/// How a desired state is loaded and planned.
+#[derive(Clone, Debug, Default)]
+pub struct Planning {
+    /// The environment for `${VAR}` interpolation (see [`crate::source::interpolation_env`]).
+    pub env: BTreeMap<String, String>,
+    /// A driver instead of the one machines.yml names.
+    pub driver_override: Option<DriverKind>,
+    /// Allow a plan that removes every service of a stack or every machine.
+    pub allow_destroy_all: bool,
+}
+
+/// What [`load_and_plan`] found: the desired state, the open driver, the cluster and the plan.
+pub struct Planned {
+    /// The desired state of the files.
+    pub desired: Desired,
+    /// The driver it names, open.
+    pub driver: Arc<dyn Driver>,
+    /// The cluster as observed.
+    pub observed: Observed,
+    /// What brings the cluster to the desired state.
+    pub plan: Plan,
+}
+
+/// Which stage of [`load_and_plan`] failed, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanningError {
+    /// The files are not valid.
+    #[error(transparent)]
+    Invalid(Invalid),
+    /// The driver could not be opened.
+    #[error("cannot open the {driver} driver: {source}")]
+    Open {
+        /// The driver's name.
+        driver: &'static str,
+        /// Why.
+        source: DriverError,
+    },
+    /// The cluster could not be observed.
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+    /// No safe plan exists.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The task reading the files stopped.
+    #[error("reading the files failed: {0}")]
+    Task(String),
+}
+
+/// Loads and validates the desired state in `files` with `env` for interpolation, and applies
+/// the driver override.
+pub fn load_desired(
+    files: &dyn FileSource,
+    env: &BTreeMap<String, String>,
+    driver_override: Option<DriverKind>,
+) -> Result<Desired, Invalid> {
+    let mut desired = crate::config::load(files, env)?;
+    if let Some(driver) = driver_override {
+        desired.driver = driver;
+    }
+    Ok(desired)
+}
+
+/// The options of every plan, for `revision` and the driver (whether it has a routing mesh):
+/// built here only, for the CLI and the watcher.
+pub fn plan_options(
+    driver: &dyn Driver,
+    revision: Option<String>,
+    allow_destroy_all: bool,
+) -> PlanOptions {
+    PlanOptions {
+        revision,
+        allow_destroy_all,
+        routing_mesh: driver.routing_mesh(),
+    }
+}
+
+/// Loads the desired state in `source` (off the async threads: git reads block), opens its
+/// driver through `opener`, observes the cluster and plans; the plan's revision is the source's.
+pub async fn load_and_plan(
+    source: Source,
+    planning: &Planning,
+    opener: &dyn OpenDriver,
+) -> Result<Planned, PlanningError> {
+    let Source { files, revision } = source;
+    let env = planning.env.clone();
+    let driver_override = planning.driver_override;
+    let desired =
+        tokio::task::spawn_blocking(move || load_desired(files.as_ref(), &env, driver_override))
+            .await
+            .map_err(|e| PlanningError::Task(e.to_string()))?
+            .map_err(PlanningError::Invalid)?;
+    let driver = opener
+        .open(&desired)
+        .await
+        .map_err(|source| PlanningError::Open {
+            driver: desired.driver.as_str(),
+            source,
+        })?;
+    let observed = observe(&driver, unix_now()).await?;
+    let options = plan_options(driver.as_ref(), revision, planning.allow_destroy_all);
+    let plan = plan(&desired, &observed, &options)?;
+    Ok(Planned {
+        desired,
+        driver,
+        observed,
+        plan,
+    })
 }
 
 /// Observes the cluster at `now` (seconds since the epoch).

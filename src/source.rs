@@ -6,11 +6,15 @@
 //! [`follow`] reads the tip commit of a followed branch, of a local repository or of a remote
 //! one that [`remote`] clones and fetches into a cache; `shoal watch` builds on them.
 
+pub mod dir;
 pub mod follow;
 pub mod remote;
 
-use crate::config::{DirSource, FileSource};
+pub use dir::DirSource;
+
+use crate::yaml::files::FileSource;
 use git2::{ObjectType, Repository, Status, StatusOptions};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -44,6 +48,26 @@ pub struct Source {
     pub files: Box<dyn FileSource>,
     /// The commit, when the files are exactly a commit's.
     pub revision: Option<String>,
+}
+
+/// The prefix of shoal's own variables (`SHOAL_WEBHOOK_SECRET`, `SHOAL_GIT_TOKEN`, ...), which
+/// `${VAR}` interpolation never sees.
+pub const OWN_VAR_PREFIX: &str = "SHOAL_";
+
+/// The environment for `${VAR}` interpolation in compose files: this process's variables but
+/// shoal's own (see [`interpolation_vars`]). The one place the CLI and the watcher read it.
+pub fn interpolation_env() -> BTreeMap<String, String> {
+    interpolation_vars(std::env::vars())
+}
+
+/// `vars` without shoal's own `SHOAL_*` variables, so that a committed
+/// `environment: {X: ${SHOAL_WEBHOOK_SECRET}}` cannot copy the watcher's secrets into the cluster.
+pub fn interpolation_vars(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> BTreeMap<String, String> {
+    vars.into_iter()
+        .filter(|(name, _)| !name.starts_with(OWN_VAR_PREFIX))
+        .collect()
 }
 
 /// The working tree of `dir`; its revision is HEAD's commit when no tracked file under `dir`
@@ -182,5 +206,41 @@ impl FileSource for CommitSource {
 
     fn root_name(&self) -> String {
         self.name.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load, MemSource};
+
+    #[test]
+    fn interpolation_never_sees_shoal_variables() {
+        let process = [
+            ("SHOAL_WEBHOOK_SECRET", "hunter2"),
+            ("SHOAL_GIT_TOKEN", "ghp_token"),
+            ("GREETING", "hello"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let env = interpolation_vars(process);
+        assert_eq!(env.keys().collect::<Vec<_>>(), ["GREETING"]);
+
+        let files = MemSource::new(
+            "c",
+            [
+                ("machines.yml", "cluster: c\ndriver: sim\nmachines:\n  m1: {role: manager}\n"),
+                (
+                    "docker-compose.yml",
+                    "services:\n  web:\n    image: nginx:1.27\n    environment:\n      SECRET: ${SHOAL_WEBHOOK_SECRET}\n      TOKEN: $SHOAL_GIT_TOKEN\n      GREETING: ${GREETING}\n",
+                ),
+            ],
+        );
+        let desired = load(&files, &env).unwrap();
+        let spec = serde_json::to_string(&desired.stacks).unwrap();
+        assert!(
+            !spec.contains("hunter2") && !spec.contains("ghp_token"),
+            "{spec}"
+        );
+        assert!(spec.contains("hello"), "{spec}");
     }
 }

@@ -13,10 +13,11 @@
 //! then read every changed `plan.snap`.
 
 use serde_json::Value;
-use shoal::config::{load, DirSource};
+use shoal::config::load;
 use shoal::model::Observed;
 use shoal::plan::{plan, Action, Plan, PlanOptions, Step, StepId, StepOp};
 use shoal::render::{render_plan, Style};
+use shoal::source::DirSource;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::Path;

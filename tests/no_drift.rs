@@ -5,10 +5,11 @@
 //! must plan to nothing: normalization makes the engine's defaults and ordering equal to what
 //! shoal sends, and shoal's conversion equal to the docker CLI's.
 
-use shoal::config::{load, DirSource};
+use shoal::config::load;
 use shoal::docker::EngineDump;
 use shoal::model::Observed;
 use shoal::plan::{plan, PlanOptions};
+use shoal::source::DirSource;
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -5,11 +5,11 @@
 use super::convert::object_name;
 use super::service::read_service;
 use super::types::{ComposeFile, FileObject, Network, Volume};
-use crate::config::decode::{join, Ctx, Fields};
-use crate::config::env::{interpolate_tree, Vars};
-use crate::config::yaml::{self, Entry, Node, Pos, Value};
-use crate::config::{parent_dir, resolve_path, yaml_diagnostic, FileSource};
 use crate::diag::Diagnostic;
+use crate::yaml::decode::{join, Ctx, Fields};
+use crate::yaml::env::{interpolate_tree, Vars};
+use crate::yaml::files::{parent_dir, resolve_path, FileSource};
+use crate::yaml::{self, yaml_diagnostic, Entry, Node, Pos, Value};
 use std::collections::BTreeMap;
 
 /// Swarm's size limit of a secret's data.
@@ -515,7 +515,7 @@ impl Loader<'_> {
                 return Vec::new();
             }
         };
-        match crate::config::env::parse_env_file(text, self.vars) {
+        match crate::yaml::env::parse_env_file(text, self.vars) {
             Ok(pairs) => pairs,
             Err((line, message)) => {
                 self.ctx
@@ -542,9 +542,9 @@ fn is_cidr(text: &str) -> bool {
     let Ok(bits) = bits.parse::<u8>() else {
         return false;
     };
-    match address.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(_)) => bits <= 32,
-        Ok(std::net::IpAddr::V6(_)) => bits <= 128,
+    match address.parse::<core::net::IpAddr>() {
+        Ok(core::net::IpAddr::V4(_)) => bits <= 32,
+        Ok(core::net::IpAddr::V6(_)) => bits <= 128,
         Err(_) => false,
     }
 }

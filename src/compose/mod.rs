@@ -8,10 +8,10 @@ pub mod service;
 pub mod syntax;
 pub mod types;
 
-use crate::config::env::Vars;
-use crate::config::FileSource;
 use crate::diag::Diagnostic;
 use crate::model::Stack;
+use crate::yaml::env::Vars;
+use crate::yaml::files::FileSource;
 
 /// Loads compose file `file` (its content is `bytes`) as stack `name`: validates it, reading
 /// env files, secrets and configs through `files`, and converts it to swarm specs. Problems go

@@ -8,9 +8,9 @@ use super::types::{
     ComposeFile, Deploy, DeployMode, FileRef, Healthcheck, Limits, Logging, Port, Reservations,
     RestartSettings, Service, ServiceNetwork, ServiceVolume, UpdateSettings,
 };
-use crate::config::decode::{join, Fields};
-use crate::config::yaml::{Entry, Node, Pos, Value};
 use crate::diag::did_you_mean;
+use crate::yaml::decode::{join, Fields};
+use crate::yaml::{Entry, Node, Pos, Value};
 use std::collections::BTreeMap;
 
 const SUPPORTED: &[&str] = &[
@@ -563,8 +563,8 @@ impl ServiceReader<'_, '_, '_> {
         let Some(fields) = ctx.fields(node, path, RESOURCES_KEYS, false) else {
             return;
         };
-        let cpus = |ctx: &mut crate::config::decode::Ctx, n: &Node, path: &str| {
-            ctx.parsed(n, path, |text, _| crate::config::units::parse_cpus(text))
+        let cpus = |ctx: &mut crate::yaml::decode::Ctx, n: &Node, path: &str| {
+            ctx.parsed(n, path, |text, _| crate::yaml::units::parse_cpus(text))
                 .unwrap_or(0)
         };
         if let Some(n) = fields.get("limits") {
@@ -1149,7 +1149,7 @@ impl ServiceReader<'_, '_, '_> {
         }
         if let Some(n) = fields.get("dns") {
             for server in &service.dns {
-                if server.parse::<std::net::IpAddr>().is_err() {
+                if server.parse::<core::net::IpAddr>().is_err() {
                     ctx.error(
                         n.pos,
                         format!("`{path}.dns`: `{server}` is not an IP address"),
@@ -1261,7 +1261,7 @@ impl ServiceReader<'_, '_, '_> {
                 .strip_prefix('[')
                 .and_then(|s| s.strip_suffix(']'))
                 .unwrap_or(ip);
-            if ip.parse::<std::net::IpAddr>().is_err() && ip != "host-gateway" {
+            if ip.parse::<core::net::IpAddr>().is_err() && ip != "host-gateway" {
                 ctx.error(
                     pos,
                     format!("`{path}`: `{ip}` is not an IP address (for host `{host}`)"),

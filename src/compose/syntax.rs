@@ -3,7 +3,7 @@
 //! and image references.
 
 use super::types::{Port, ServiceVolume};
-use std::net::IpAddr;
+use core::net::IpAddr;
 
 /// Splits a command string into words as the docker CLI does (google/shlex): whitespace
 /// separates words, `'...'` is literal, `"..."` allows `\` escapes, `\` escapes outside quotes,

@@ -2,10 +2,10 @@
 //! problem of a file is reported at its place.
 
 use super::load_stack;
-use crate::config::env::Vars;
-use crate::config::MemSource;
 use crate::diag::{Diagnostic, Severity};
 use crate::model::Stack;
+use crate::yaml::env::Vars;
+use crate::yaml::files::MemSource;
 use serde_json::json;
 
 const FILE: &str = "docker-compose.yml";

@@ -1,11 +1,12 @@
 //! `machines.yml`: the cluster's name, driver, machines (with `count` expansion), stacks and
 //! policy, validated.
 
-use super::decode::{join, to_json, Ctx, Fields};
-use super::yaml::{self, Node, Pos};
-use super::{dns_problem, dns_safe, resolve_path, FileSource, DEFAULT_COMPOSE_FILE, MACHINES_FILE};
+use super::{dns_problem, dns_safe, DEFAULT_COMPOSE_FILE, MACHINES_FILE};
 use crate::diag::Diagnostic;
 use crate::model::{DriverKind, MachineSpec, Policy, Role};
+use crate::yaml::decode::{join, to_json, Ctx, Fields};
+use crate::yaml::files::{read_error, resolve_path, FileSource};
+use crate::yaml::{self, yaml_diagnostic, Node, Pos};
 use std::collections::BTreeMap;
 
 /// Largest `count` accepted for one machine entry.
@@ -84,12 +85,12 @@ pub fn load(files: &dyn FileSource, diags: &mut Vec<Diagnostic>) -> Machines {
             "machines.yml is missing: shoal needs it to know the cluster's machines",
             EXAMPLE,
         ),
-        Err(e) => ctx.diags.push(super::read_error(MACHINES_FILE, &e)),
+        Err(e) => ctx.diags.push(read_error(MACHINES_FILE, &e)),
         Ok(Some(bytes)) => match yaml::parse(&bytes) {
-            Err(e) => ctx.diags.push(super::yaml_diagnostic(MACHINES_FILE, &e)),
+            Err(e) => ctx.diags.push(yaml_diagnostic(MACHINES_FILE, &e)),
             Ok(parsed) => {
                 for e in &parsed.errors {
-                    ctx.diags.push(super::yaml_diagnostic(MACHINES_FILE, e));
+                    ctx.diags.push(yaml_diagnostic(MACHINES_FILE, e));
                 }
                 match parsed.root {
                     None => ctx.error_help(Pos::default(), "machines.yml is empty", EXAMPLE),

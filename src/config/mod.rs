@@ -2,19 +2,17 @@
 //! files, `.env` and the secret and config files, with every problem collected as a located
 //! [`Diagnostic`].
 //!
-//! Pure apart from the [`FileSource`] trait, through which all file content arrives.
+//! Pure: all file content arrives through the [`FileSource`] trait; the YAML reading, typed
+//! decoding and interpolation shared with `compose` live in [`crate::yaml`].
 
-pub mod decode;
-pub mod env;
 pub mod machines;
-pub mod source;
-pub mod units;
-pub mod yaml;
 
-pub use source::{DirSource, MemSource};
+pub use crate::yaml::files::{FileSource, MemSource};
 
 use crate::diag::{Diagnostic, Invalid, Severity};
 use crate::model::Desired;
+use crate::yaml::files::read_error;
+use crate::yaml::{self, env, yaml_diagnostic};
 use std::collections::BTreeMap;
 
 /// The machines file every repository has.
@@ -23,14 +21,6 @@ pub const MACHINES_FILE: &str = "machines.yml";
 pub const DEFAULT_COMPOSE_FILE: &str = "docker-compose.yml";
 /// The file of interpolation variables.
 pub const DOTENV_FILE: &str = ".env";
-
-/// Where the repository's files come from (working tree or a git commit); paths are relative, '/'-separated.
-pub trait FileSource {
-    /// The file's bytes, Ok(None) when it does not exist.
-    fn read(&self, path: &str) -> std::io::Result<Option<Vec<u8>>>;
-    /// The repository folder's name (default cluster name).
-    fn root_name(&self) -> String;
-}
 
 /// Loads and validates machines.yml, the stacks' compose files, .env, and secret/config files.
 /// `env` is the process environment used for interpolation (it wins over .env, as in docker compose).
@@ -41,15 +31,7 @@ pub fn load(files: &dyn FileSource, env: &BTreeMap<String, String>) -> Result<De
         env: env.clone(),
         dotenv: load_dotenv(files, &mut diags),
     };
-    let mut desired = Desired {
-        cluster: machines.cluster,
-        driver: machines.driver,
-        driver_options: machines.driver_options,
-        machines: machines.machines,
-        stacks: BTreeMap::new(),
-        policy: machines.policy,
-        warnings: Vec::new(),
-    };
+    let mut desired = without_stacks(&machines);
     let mut owners: BTreeMap<(&str, String), String> = BTreeMap::new();
     for stack_ref in &machines.stacks {
         let bytes = match files.read(&stack_ref.file) {
@@ -114,6 +96,26 @@ pub fn load(files: &dyn FileSource, env: &BTreeMap<String, String>) -> Result<De
     finish(desired, diags)
 }
 
+/// Loads and validates machines.yml alone: the desired state without its stacks, for the
+/// commands that must work while a compose file is broken (status, env, destroy, sim).
+pub fn load_machines(files: &dyn FileSource) -> Result<Desired, Invalid> {
+    let mut diags = Vec::new();
+    let machines = machines::load(files, &mut diags);
+    finish(without_stacks(&machines), diags)
+}
+
+fn without_stacks(machines: &machines::Machines) -> Desired {
+    Desired {
+        cluster: machines.cluster.clone(),
+        driver: machines.driver,
+        driver_options: machines.driver_options.clone(),
+        machines: machines.machines.clone(),
+        stacks: BTreeMap::new(),
+        policy: machines.policy.clone(),
+        warnings: Vec::new(),
+    }
+}
+
 fn finish(mut desired: Desired, diags: Vec<Diagnostic>) -> Result<Desired, Invalid> {
     let key = |d: &Diagnostic| (d.file.clone(), d.line, d.column, d.message.clone());
     let (mut errors, mut warnings): (Vec<_>, Vec<_>) = diags
@@ -131,20 +133,6 @@ fn finish(mut desired: Desired, diags: Vec<Diagnostic>) -> Result<Desired, Inval
         Err(Invalid {
             diagnostics: errors,
         })
-    }
-}
-
-/// An error for a file that exists but could not be read.
-pub fn read_error(file: &str, error: &std::io::Error) -> Diagnostic {
-    Diagnostic::error(file, 0, 0, format!("cannot read the file: {error}"))
-}
-
-/// The diagnostic for a file that could not be read as YAML.
-pub fn yaml_diagnostic(file: &str, error: &yaml::YamlError) -> Diagnostic {
-    let diagnostic = Diagnostic::error(file, error.pos.line, error.pos.column, &error.message);
-    match &error.help {
-        Some(help) => diagnostic.with_help(help),
-        None => diagnostic,
     }
 }
 
@@ -172,43 +160,6 @@ fn load_dotenv(files: &dyn FileSource, diags: &mut Vec<Diagnostic>) -> BTreeMap<
         );
     }
     vars
-}
-
-/// The folder part of a '/'-separated path (`""` for a file at the root).
-pub fn parent_dir(path: &str) -> &str {
-    path.rfind('/').map_or("", |at| &path[..at])
-}
-
-/// Joins `relative` onto the folder `base` and normalizes `.` and `..`; refuses absolute paths
-/// and paths that leave the repository.
-pub fn resolve_path(base: &str, relative: &str) -> Result<String, String> {
-    let is_windows_absolute = relative.len() > 1
-        && relative.as_bytes()[1] == b':'
-        && relative.as_bytes()[0].is_ascii_alphabetic();
-    if relative.starts_with('/') || relative.starts_with('\\') || is_windows_absolute {
-        return Err(format!(
-            "`{relative}` is an absolute path; shoal reads files from the repository only"
-        ));
-    }
-    if relative.is_empty() {
-        return Err("the path is empty".to_string());
-    }
-    let mut parts: Vec<&str> = base.split('/').filter(|p| !p.is_empty()).collect();
-    for part in relative.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.pop().is_none() {
-                    return Err(format!("`{relative}` points outside the repository"));
-                }
-            }
-            other => parts.push(other),
-        }
-    }
-    if parts.is_empty() {
-        return Err(format!("`{relative}` is a folder, not a file"));
-    }
-    Ok(parts.join("/"))
 }
 
 /// What makes `name` not DNS-safe (lowercase letters, digits and `-`, starting with a letter,

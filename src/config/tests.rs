@@ -1,6 +1,8 @@
 //! End-to-end tests of [`load`]: whole repositories, from files to `Desired` or `Invalid`.
 
 use super::*;
+use crate::source::DirSource;
+use crate::yaml::files::resolve_path;
 use std::path::Path;
 
 fn no_env() -> BTreeMap<String, String> {
@@ -263,4 +265,16 @@ fn dns_names() {
     assert_eq!(dns_problem("ok-name1"), None);
     assert!(dns_problem("trailing-").is_some());
     assert!(dns_problem(&"a".repeat(64)).is_some());
+}
+
+#[test]
+fn machines_alone_load_while_a_compose_file_is_broken() {
+    let broken = repo("services:\n  web:\n    image: nginx:1.27\n    replicsa: 3\n");
+    assert!(!invalid(&broken).is_empty());
+    let desired = load_machines(&broken).unwrap();
+    assert_eq!(desired.cluster, "dataapp");
+    assert_eq!(desired.machines.len(), 1);
+    assert!(desired.stacks.is_empty());
+    let no_machines = MemSource::new("dataapp", [("machines.yml", "machines: [\n")]);
+    assert!(load_machines(&no_machines).is_err());
 }

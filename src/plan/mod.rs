@@ -13,6 +13,7 @@ mod quorum;
 pub mod reason;
 pub mod report;
 mod rules;
+pub mod saved;
 #[cfg(test)]
 mod testing;
 mod wire;

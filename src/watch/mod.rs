@@ -104,7 +104,6 @@ impl WatchOptions {
     /// from `SHOAL_WEBHOOK_SECRET` or the file `SHOAL_WEBHOOK_SECRET_FILE` names), a 60 s
     /// interval, HTTP on 127.0.0.1:9808.
     pub fn new(source: WatchSource) -> WatchOptions {
-        let env: BTreeMap<String, String> = std::env::vars().collect();
         WatchOptions {
             source,
             branch: None,
@@ -113,7 +112,7 @@ impl WatchOptions {
             once: false,
             driver_override: None,
             webhook_secret: env_secret(WEBHOOK_SECRET_VAR),
-            env,
+            env: crate::source::interpolation_env(),
             debounce: Duration::from_millis(100),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
@@ -138,7 +137,7 @@ fn holder() -> String {
 
 /// Parses `--interval`: a Go-style duration (`30s`, `5m`, `1h30m`) of at least a second.
 pub fn parse_interval(text: &str) -> Result<Duration, String> {
-    let nanos = crate::config::units::parse_duration(text)?;
+    let nanos = crate::yaml::units::parse_duration(text)?;
     let interval = Duration::from_nanos(u64::try_from(nanos).unwrap_or(0));
     if interval < Duration::from_secs(1) {
         return Err(format!(

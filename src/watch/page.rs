@@ -1,6 +1,7 @@
 //! `GET /`: the watcher's status as a small HTML page for people. Every value is escaped.
 
 use super::state::StatusReport;
+use crate::render::Status;
 use std::fmt::Write;
 
 /// `text` with the characters HTML gives meaning to replaced by entities.
@@ -66,6 +67,21 @@ pub fn render(report: &StatusReport, now: u64) -> String {
                 .unwrap_or("(default, not fetched yet)")
         )
     );
+    summary(&mut out, report, now);
+    errors(&mut out, report, now);
+    last_plan(&mut out, report);
+    if let Some(cluster) = &report.cluster {
+        nodes_and_services(&mut out, cluster);
+    }
+    let _ = writeln!(
+        out,
+        "<p><a href=\"/status\">/status</a> (JSON) · <a href=\"/metrics\">/metrics</a></p></body></html>"
+    );
+    out
+}
+
+/// The table of revisions and passes.
+fn summary(out: &mut String, report: &StatusReport, now: u64) {
     let health = match &report.last_reconcile {
         None => "<span>no pass yet</span>".to_string(),
         Some(pass) if pass.ok => format!(
@@ -105,7 +121,10 @@ pub fn render(report: &StatusReport, now: u64) -> String {
         let _ = writeln!(out, "<tr><th>{name}</th><td>{value}</td></tr>");
     }
     let _ = writeln!(out, "</table>");
+}
 
+/// The last error, and a failing fetch.
+fn errors(out: &mut String, report: &StatusReport, now: u64) {
     if let Some(error) = &report.last_error {
         let resolved = report.last_success_at.is_some_and(|ok| ok > error.at)
             || report.last_reconcile.as_ref().is_some_and(|p| p.ok);
@@ -130,7 +149,10 @@ pub fn render(report: &StatusReport, now: u64) -> String {
             escape(error)
         );
     }
+}
 
+/// The last plan's steps and warnings.
+fn last_plan(out: &mut String, report: &StatusReport) {
     let _ = writeln!(out, "<h2>Last plan</h2>");
     match &report.last_plan {
         None => {
@@ -163,20 +185,22 @@ pub fn render(report: &StatusReport, now: u64) -> String {
             let _ = writeln!(out, "<p class=\"bad\">Warning: {}</p>", escape(warning));
         }
     }
+}
 
-    if let Some(cluster) = &report.cluster {
-        let _ = writeln!(
-            out,
-            "<h2>Nodes</h2><table><tr><th>Machine</th><th>Role</th><th>Machine state</th>\
+/// The cluster's nodes and services.
+fn nodes_and_services(out: &mut String, cluster: &Status) {
+    let _ = writeln!(
+        out,
+        "<h2>Nodes</h2><table><tr><th>Machine</th><th>Role</th><th>Machine state</th>\
              <th>Node</th><th>Availability</th><th>Leader</th></tr>"
-        );
-        for m in &cluster.machines {
-            let class = if m.machine_state == "running" && m.node_state == "ready" {
-                "ok"
-            } else {
-                "bad"
-            };
-            let _ = writeln!(
+    );
+    for m in &cluster.machines {
+        let class = if m.machine_state == "running" && m.node_state == "ready" {
+            "ok"
+        } else {
+            "bad"
+        };
+        let _ = writeln!(
                 out,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&m.name),
@@ -186,15 +210,15 @@ pub fn render(report: &StatusReport, now: u64) -> String {
                 escape(&m.availability),
                 if m.leader { "*" } else { "" }
             );
-        }
-        let _ = writeln!(
-            out,
-            "</table><h2>Services</h2><table><tr><th>Service</th><th>Stack</th><th>Mode</th>\
+    }
+    let _ = writeln!(
+        out,
+        "</table><h2>Services</h2><table><tr><th>Service</th><th>Stack</th><th>Mode</th>\
              <th>Running / desired</th><th>Image</th></tr>"
-        );
-        for s in &cluster.services {
-            let class = if s.running >= s.replicas { "ok" } else { "bad" };
-            let _ = writeln!(
+    );
+    for s in &cluster.services {
+        let class = if s.running >= s.replicas { "ok" } else { "bad" };
+        let _ = writeln!(
                 out,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{} / {}</td><td><code>{}</code></td></tr>",
                 escape(&s.name),
@@ -204,16 +228,9 @@ pub fn render(report: &StatusReport, now: u64) -> String {
                 s.replicas,
                 escape(&s.image)
             );
-        }
-        let _ = writeln!(out, "</table>");
     }
-    let _ = writeln!(
-        out,
-        "<p><a href=\"/status\">/status</a> (JSON) · <a href=\"/metrics\">/metrics</a></p></body></html>"
-    );
-    out
+    let _ = writeln!(out, "</table>");
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,9 +8,9 @@ use crate::apply::{apply, unix_now, ApplyOptions};
 use crate::drivers::open_driver;
 use crate::drivers::{Driver, DriverError};
 use crate::model::{Desired, DriverKind};
-use crate::observe::observe;
+use crate::observe::{load_and_plan, observe, OpenDriver, Planned, Planning, PlanningError};
 use crate::plan::report::{ApplyReport, StepReport, StepStatus};
-use crate::plan::{plan, Plan, PlanOptions, Step};
+use crate::plan::{Plan, Step};
 use crate::render::Status;
 use crate::source::follow::{FollowError, LocalBranch, Tip};
 use crate::source::remote::RemoteBranch;
@@ -106,8 +106,7 @@ impl Pass {
 /// Runs passes; keeps the driver open between them while machines.yml names the same one.
 pub(crate) struct Reconciler {
     followed: Arc<Followed>,
-    driver_override: Option<DriverKind>,
-    env: BTreeMap<String, String>,
+    planning: Planning,
     apply: ApplyOptions,
     driver: Mutex<Option<(String, Arc<dyn Driver>)>>,
 }
@@ -131,8 +130,11 @@ impl Reconciler {
     ) -> Reconciler {
         Reconciler {
             followed,
-            driver_override,
-            env,
+            planning: Planning {
+                env,
+                driver_override,
+                allow_destroy_all: false,
+            },
             apply,
             driver: Mutex::new(None),
         }
@@ -171,36 +173,23 @@ impl Reconciler {
         let tip = blocking(move || followed.tip().map_err(|e| e.to_string())).await?;
         pass.tip = Some(tip.clone());
         let short = tip.commit.get(..12).unwrap_or(&tip.commit).to_string();
-        let mut desired = self.load(&tip).await.map_err(|invalid| {
-            format!(
+        let source = self.followed.files(&tip.commit);
+        let Planned {
+            desired,
+            driver,
+            observed,
+            plan,
+        } = load_and_plan(source, &self.planning, self).await.map_err(|e| match e {
+            PlanningError::Invalid(invalid) => format!(
                 "commit {short} ({}) is not valid, so it is not applied; the cluster stays as it is.\n{invalid}",
                 tip.summary
-            )
-        })?;
-        if let Some(kind) = self.driver_override {
-            desired.driver = kind;
-        }
-        let driver = self
-            .driver_for(&desired)
-            .await
-            .map_err(|e| format!("cannot open the {} driver: {e}", desired.driver.as_str()))?;
-        let observed = observe(&driver, unix_now())
-            .await
-            .map_err(|e| format!("cannot observe the cluster: {e}"))?;
-        let plan = plan(
-            &desired,
-            &observed,
-            &PlanOptions {
-                revision: Some(tip.commit.clone()),
-                allow_destroy_all: false,
-                routing_mesh: driver.routing_mesh(),
-            },
-        )
-        .map_err(|e| {
-            format!(
+            ),
+            PlanningError::Observe(e) => format!("cannot observe the cluster: {e}"),
+            PlanningError::Plan(e) => format!(
                 "commit {short} ({}) cannot be planned, so it is not applied; the cluster stays as it is: {e}",
                 tip.summary
-            )
+            ),
+            other => other.to_string(),
         })?;
         pass.plan = Some(plan.clone());
         if plan.is_empty() {
@@ -272,19 +261,21 @@ impl Reconciler {
         Ok(())
     }
 
-    /// The desired state in `tip`'s files.
-    async fn load(&self, tip: &Tip) -> Result<Desired, String> {
-        let followed = self.followed.clone();
-        let env = self.env.clone();
-        let commit = tip.commit.clone();
-        blocking(move || {
-            let source = followed.files(&commit);
-            crate::config::load(source.files.as_ref(), &env).map_err(|invalid| invalid.to_string())
-        })
-        .await
+    /// Releases the apply lock if this watcher holds it (after an interrupted apply).
+    pub async fn release_lock(&self) {
+        let driver = self.driver.lock().await.as_ref().map(|(_, d)| d.clone());
+        if let Some(driver) = driver {
+            if let Err(e) = driver.unlock(&self.apply.holder).await {
+                tracing::warn!("could not release the apply lock: {e}");
+            }
+        }
     }
+}
 
-    async fn driver_for(&self, desired: &Desired) -> Result<Arc<dyn Driver>, DriverError> {
+/// The watcher keeps its driver open while machines.yml names the same one.
+#[async_trait::async_trait]
+impl OpenDriver for Reconciler {
+    async fn open(&self, desired: &Desired) -> Result<Arc<dyn Driver>, DriverError> {
         let key = driver_key(desired);
         let mut cached = self.driver.lock().await;
         if let Some((open_key, driver)) = cached.as_ref() {
@@ -295,16 +286,6 @@ impl Reconciler {
         let driver = open_driver(desired, &self.followed.state_dir()).await?;
         *cached = Some((key, driver.clone()));
         Ok(driver)
-    }
-
-    /// Releases the apply lock if this watcher holds it (after an interrupted apply).
-    pub async fn release_lock(&self) {
-        let driver = self.driver.lock().await.as_ref().map(|(_, d)| d.clone());
-        if let Some(driver) = driver {
-            if let Err(e) = driver.unlock(&self.apply.holder).await {
-                tracing::warn!("could not release the apply lock: {e}");
-            }
-        }
     }
 }
 

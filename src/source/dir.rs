@@ -1,8 +1,7 @@
-//! [`FileSource`]s: a directory on disk (the one place the config layer touches the file
-//! system) and an in-memory map for tests.
+//! [`DirSource`]: the files of a directory on disk, the one place the desired state's files are
+//! read from the file system.
 
-use super::FileSource;
-use std::collections::BTreeMap;
+use crate::yaml::files::FileSource;
 use std::io::{Error, ErrorKind, Read};
 use std::path::{Component, Path, PathBuf};
 
@@ -72,38 +71,6 @@ impl FileSource for DirSource {
         real.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
-    }
-}
-
-/// Files held in memory, by '/'-separated path (for tests).
-#[derive(Clone, Debug, Default)]
-pub struct MemSource {
-    /// The repository folder's name.
-    pub name: String,
-    /// File contents by path.
-    pub files: BTreeMap<String, Vec<u8>>,
-}
-
-impl MemSource {
-    /// A repository named `name` holding `files` (path, text).
-    pub fn new<'a>(name: &str, files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        MemSource {
-            name: name.to_string(),
-            files: files
-                .into_iter()
-                .map(|(path, text)| (path.to_string(), text.as_bytes().to_vec()))
-                .collect(),
-        }
-    }
-}
-
-impl FileSource for MemSource {
-    fn read(&self, path: &str) -> std::io::Result<Option<Vec<u8>>> {
-        Ok(self.files.get(path).cloned())
-    }
-
-    fn root_name(&self) -> String {
-        self.name.clone()
     }
 }
 

@@ -1,11 +1,20 @@
-//! YAML text → a tree of nodes that know their line and column, with anchors, aliases and `<<`
-//! merge keys resolved, within limits that keep hostile input from hurting the process.
+//! The pure layer under `config` and `compose`: YAML text → a tree of nodes that know their
+//! line and column, with anchors, aliases and `<<` merge keys resolved, within limits that keep
+//! hostile input from hurting the process; typed reading of that tree into located diagnostics
+//! ([`decode`]), value syntaxes ([`units`]), `${VAR}` interpolation and env files ([`env`]), and
+//! the [`files::FileSource`] through which every file's content arrives ([`files`]).
 //!
 //! Built on yaml-rust2's event parser. The limits: [`MAX_FILE_BYTES`] of input, no NUL bytes or
 //! invalid UTF-8, at most [`MAX_ALIAS_NODES`] nodes produced by alias expansion (an "alias bomb"
 //! is refused before it is expanded), and at most [`MAX_DEPTH`] levels of nesting. Duplicate keys
 //! in one mapping are errors.
 
+pub mod decode;
+pub mod env;
+pub mod files;
+pub mod units;
+
+use crate::diag::Diagnostic;
 use std::collections::HashMap;
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
@@ -476,6 +485,15 @@ fn build_map(
 fn merge_error(pos: Pos) -> YamlError {
     YamlError::new(pos, "`<<` must merge a mapping or a list of mappings")
         .with_help("write `<<: *anchor` where the anchor names a mapping")
+}
+
+/// The diagnostic for a file that could not be read as YAML.
+pub fn yaml_diagnostic(file: &str, error: &YamlError) -> Diagnostic {
+    let diagnostic = Diagnostic::error(file, error.pos.line, error.pos.column, &error.message);
+    match &error.help {
+        Some(help) => diagnostic.with_help(help),
+        None => diagnostic,
+    }
 }
 
 #[cfg(test)]

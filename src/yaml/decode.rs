@@ -2,7 +2,7 @@
 //! goes on, so that one pass reports all the problems of a file.
 
 use super::units;
-use super::yaml::{Entry, Node, Pos, Value};
+use super::{Entry, Node, Pos, Value};
 use crate::diag::{did_you_mean, Diagnostic};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -393,7 +393,7 @@ pub fn to_json(node: &Node) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::yaml::parse;
+    use crate::yaml::parse;
 
     #[test]
     fn unknown_keys_are_all_reported_with_suggestions() {

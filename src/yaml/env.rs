@@ -2,7 +2,7 @@
 //! services' `env_file`s.
 
 use super::decode::Ctx;
-use super::yaml::{Node, Value};
+use super::{Node, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The variables interpolation reads: the process environment first, then `.env`

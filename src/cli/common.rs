@@ -1,0 +1,116 @@
+//! What the commands share: reading the files, opening the driver, the planning pass, the
+//! confirmation question and the output style.
+
+use anyhow::{bail, Result};
+use shoal::diag::Invalid;
+use shoal::drivers::{open_driver, Driver, DriverError};
+use shoal::model::{Desired, DriverKind};
+use shoal::observe::{load_and_plan, load_desired, OpenDriver, Planned, Planning, PlanningError};
+use shoal::render::Style;
+use shoal::source::{at_revision, interpolation_env, working_tree, Source};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Colors on a terminal unless NO_COLOR is set.
+pub fn style_for_stdout() -> Style {
+    Style {
+        color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+/// Asks on a terminal; refuses without `--yes` elsewhere.
+pub fn confirm(yes: bool, verb: &str) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to {verb} without --yes: standard input is not a terminal, so nobody can confirm");
+    }
+    print!("\nDo you want to {verb}? Only 'yes' will be accepted: ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        bail!("{verb} cancelled: nothing was changed");
+    }
+    Ok(())
+}
+
+/// The files of the working tree, or of commit `rev`.
+fn source(repo: &Path, rev: Option<&str>) -> Result<Source> {
+    Ok(match rev {
+        Some(rev) => at_revision(repo, rev)?,
+        None => working_tree(repo)?,
+    })
+}
+
+/// Loads the whole desired state of the working tree; prints nothing. Invalid files stay an
+/// [`Invalid`], which `main` prints as it is (each diagnostic says `error:` already).
+pub fn load(repo: &Path, driver_override: Option<DriverKind>) -> Result<Desired> {
+    let Source { files, .. } = source(repo, None)?;
+    Ok(load_desired(
+        files.as_ref(),
+        &interpolation_env(),
+        driver_override,
+    )?)
+}
+
+/// The desired state for commands that act on the machines only (status, env, destroy, sim):
+/// when a compose file is broken, machines.yml alone is enough, with a warning (DESIGN §2).
+pub fn load_cluster(repo: &Path, driver_override: Option<DriverKind>) -> Result<Desired> {
+    let Source { files, .. } = source(repo, None)?;
+    let invalid = match load_desired(files.as_ref(), &interpolation_env(), driver_override) {
+        Ok(desired) => return Ok(desired),
+        Err(invalid) => invalid,
+    };
+    let Ok(mut desired) = shoal::config::load_machines(files.as_ref()) else {
+        return Err(invalid.into());
+    };
+    eprintln!(
+        "warning: the stacks' files are not valid ({} error(s), see `shoal validate`); going on with machines.yml alone",
+        errors(&invalid)
+    );
+    if let Some(driver) = driver_override {
+        desired.driver = driver;
+    }
+    Ok(desired)
+}
+
+fn errors(invalid: &Invalid) -> usize {
+    invalid
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == shoal::diag::Severity::Error)
+        .count()
+}
+
+/// Opens the driver anew, keeping the sim driver's state in the repository folder.
+pub struct RepoDriver<'a>(pub &'a Path);
+
+#[async_trait::async_trait]
+impl OpenDriver for RepoDriver<'_> {
+    async fn open(&self, desired: &Desired) -> Result<Arc<dyn Driver>, DriverError> {
+        open_driver(desired, self.0).await
+    }
+}
+
+/// Load → open the driver → observe → plan, for the files of the working tree or of `rev`.
+pub async fn plan_repo(
+    repo: &Path,
+    rev: Option<&str>,
+    driver_override: Option<DriverKind>,
+    allow_destroy_all: bool,
+) -> Result<Planned> {
+    let planning = Planning {
+        env: interpolation_env(),
+        driver_override,
+        allow_destroy_all,
+    };
+    load_and_plan(source(repo, rev)?, &planning, &RepoDriver(repo))
+        .await
+        .map_err(|e| match e {
+            PlanningError::Invalid(invalid) => invalid.into(),
+            other => other.into(),
+        })
+}

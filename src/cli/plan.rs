@@ -1,0 +1,42 @@
+//! `shoal plan`: show what apply would change, and save the plan for `shoal apply FILE`.
+
+use super::common::{plan_repo, style_for_stdout};
+use super::PlanArgs;
+use anyhow::{Context, Result};
+use shoal::model::DriverKind;
+use shoal::render::render_plan;
+use std::path::Path;
+
+/// Plans, saves and prints; the exit code tells changes apart with `--detailed-exitcode`.
+pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: PlanArgs) -> Result<u8> {
+    let planned = plan_repo(
+        repo,
+        args.rev.rev.as_deref(),
+        driver_override,
+        args.allow_destroy_all,
+    )
+    .await?;
+    let plan = planned.plan;
+    if let Some(path) = &args.out {
+        let text = serde_json::to_string_pretty(&plan)?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write the plan to {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print!("{}", render_plan(&plan, style_for_stdout()));
+        if let Some(path) = &args.out {
+            println!(
+                "\nSaved the plan to {}: apply it with `shoal apply {}`.",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(if args.detailed_exitcode && !plan.is_empty() {
+        2
+    } else {
+        0
+    })
+}

@@ -1,0 +1,206 @@
+//! Saved plans (`shoal plan --out FILE`, then `shoal apply FILE`): reading one, and refusing it
+//! when it no longer is what planning gives now (pure; the caller reads the file).
+
+use super::{Plan, FORMAT_VERSION};
+
+/// Why a saved plan's text cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SavedPlanError {
+    /// Not JSON, or not the shape of a plan.
+    #[error("{file}:{line}:{column}: not a shoal plan: {message}. Make one with `shoal plan --out FILE`")]
+    Unreadable {
+        /// The plan file.
+        file: String,
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column of the problem.
+        column: usize,
+        /// What the JSON reader said.
+        message: String,
+    },
+    /// Written by a shoal with another plan format.
+    #[error("{file}: plan format {found} is not the format {FORMAT_VERSION} this shoal reads: make the plan again with this version")]
+    Format {
+        /// The plan file.
+        file: String,
+        /// The format the file declares.
+        found: u64,
+    },
+}
+
+/// Why a saved plan is refused although it reads well.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Stale {
+    /// The observed cluster's fingerprint changed.
+    #[error("the saved plan is stale: the cluster changed since it was made. Run `shoal plan --out FILE` again and apply the new plan")]
+    Cluster,
+    /// The files are at another revision, or uncommitted files changed.
+    #[error("the saved plan is stale: the files changed since it was made (revision {now} now). Run `shoal plan --out FILE` again")]
+    Files {
+        /// The revision now, or why there is none.
+        now: String,
+    },
+    /// Same revision, same cluster, other steps: the file was edited (or `${VAR}`s differ).
+    #[error("the saved plan's steps are not the ones revision {revision} gives for this cluster: the plan file was edited, or the variables for `${{VAR}}` differ from when it was made. Make it again with `shoal plan --out FILE`")]
+    Edited {
+        /// The revision both plans are of.
+        revision: String,
+    },
+}
+
+/// Reads the saved plan `text` of file `file` (named in errors): its format version first, so
+/// a plan of another format is reported as such, then the plan.
+pub fn parse_saved(file: &str, text: &str) -> Result<Plan, SavedPlanError> {
+    let unreadable = |e: serde_json::Error| SavedPlanError::Unreadable {
+        file: file.to_string(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    };
+    let value: serde_json::Value = serde_json::from_str(text).map_err(unreadable)?;
+    if let Some(found) = value.get("format_version").and_then(|v| v.as_u64()) {
+        if found != u64::from(FORMAT_VERSION) {
+            return Err(SavedPlanError::Format {
+                file: file.to_string(),
+                found,
+            });
+        }
+    }
+    serde_json::from_str(text).map_err(unreadable)
+}
+
+/// The plan to apply when `saved` still is what planning gives now (`fresh`, made against the
+/// cluster as it is, from the saved plan's revision); otherwise why it is stale.
+pub fn check_fresh(saved: &Plan, fresh: Plan) -> Result<Plan, Stale> {
+    if saved.fingerprint != fresh.fingerprint {
+        return Err(Stale::Cluster);
+    }
+    let now = || {
+        fresh
+            .revision
+            .clone()
+            .unwrap_or_else(|| "none, uncommitted changes".to_string())
+    };
+    if saved.revision != fresh.revision {
+        return Err(Stale::Files { now: now() });
+    }
+    let same_steps = match (
+        serde_json::to_value(&saved.steps),
+        serde_json::to_value(&fresh.steps),
+    ) {
+        (Ok(saved), Ok(fresh)) => saved == fresh,
+        _ => false,
+    };
+    match (&fresh.revision, same_steps) {
+        (_, true) => Ok(fresh),
+        (Some(revision), false) => Err(Stale::Edited {
+            revision: revision.clone(),
+        }),
+        (None, false) => Err(Stale::Files { now: now() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{plan, PlanOptions};
+    use crate::yaml::files::MemSource;
+
+    fn fresh(revision: Option<&str>) -> Plan {
+        let files = MemSource::new(
+            "c",
+            [
+                ("machines.yml", "machines:\n  m1: {role: manager}\n"),
+                (
+                    "docker-compose.yml",
+                    "services:\n  web:\n    image: nginx:1.27\n",
+                ),
+            ],
+        );
+        let desired = crate::config::load(&files, &Default::default()).unwrap();
+        let options = PlanOptions {
+            revision: revision.map(str::to_string),
+            allow_destroy_all: false,
+            routing_mesh: Some(true),
+        };
+        plan(&desired, &Default::default(), &options).unwrap()
+    }
+
+    fn text(plan: &Plan) -> String {
+        serde_json::to_string_pretty(plan).unwrap()
+    }
+
+    #[test]
+    fn a_saved_plan_reads_back() {
+        let plan = fresh(Some("abc"));
+        let read = parse_saved("p.json", &text(&plan)).unwrap();
+        assert_eq!(text(&read), text(&plan));
+    }
+
+    #[test]
+    fn unreadable_and_foreign_plans_say_so() {
+        let err = parse_saved("p.json", "{\"format_version\": 1,\n \"steps\": [").unwrap_err();
+        assert!(
+            matches!(err, SavedPlanError::Unreadable { line: 2, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().starts_with("p.json:2:"), "{err}");
+        let err = parse_saved("p.json", "[1, 2]").unwrap_err();
+        assert!(err.to_string().contains("not a shoal plan"), "{err}");
+        let other =
+            text(&fresh(None)).replacen("\"format_version\": 1", "\"format_version\": 7", 1);
+        let err = parse_saved("p.json", &other).unwrap_err();
+        assert_eq!(
+            err,
+            SavedPlanError::Format {
+                file: "p.json".into(),
+                found: 7
+            }
+        );
+    }
+
+    #[test]
+    fn a_fresh_plan_is_applied() {
+        let saved = fresh(Some("abc"));
+        assert_eq!(
+            text(&check_fresh(&saved, fresh(Some("abc"))).unwrap()),
+            text(&saved)
+        );
+        let uncommitted = fresh(None);
+        assert!(check_fresh(&uncommitted, fresh(None)).is_ok());
+    }
+
+    #[test]
+    fn staleness_names_what_changed() {
+        let saved = fresh(Some("abc"));
+        let mut moved = fresh(Some("abc"));
+        moved.fingerprint = "sha256:other".into();
+        assert_eq!(check_fresh(&saved, moved).unwrap_err(), Stale::Cluster);
+        assert_eq!(
+            check_fresh(&saved, fresh(Some("def"))).unwrap_err(),
+            Stale::Files { now: "def".into() }
+        );
+        assert!(matches!(
+            check_fresh(&saved, fresh(None)).unwrap_err(),
+            Stale::Files { .. }
+        ));
+    }
+
+    #[test]
+    fn an_edited_plan_is_not_blamed_on_the_files() {
+        let mut edited = fresh(Some("abc"));
+        edited.steps.pop();
+        assert_eq!(
+            check_fresh(&edited, fresh(Some("abc"))).unwrap_err(),
+            Stale::Edited {
+                revision: "abc".into()
+            }
+        );
+        let mut uncommitted = fresh(None);
+        uncommitted.steps.pop();
+        assert!(matches!(
+            check_fresh(&uncommitted, fresh(None)).unwrap_err(),
+            Stale::Files { .. }
+        ));
+    }
+}
