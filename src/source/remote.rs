@@ -26,6 +26,8 @@ use std::sync::{Arc, Mutex};
 
 /// The git config key where the remote's default branch is kept once learnt.
 const DEFAULT_BRANCH_KEY: &str = "shoal.defaultbranch";
+/// The shortest credential masked in git's messages.
+const MASKED_LENGTH: usize = 6;
 /// Credential callbacks answered before giving up (libgit2 asks again after each refusal).
 const CREDENTIAL_TRIES: usize = 6;
 
@@ -246,10 +248,12 @@ impl RemoteBranch {
 
     fn fetch_error(&self, error: &git2::Error) -> FollowError {
         let mut message = error.message().replace(&self.url, &self.shown);
-        for secret in [&self.password.0, &self.user.0].into_iter().flatten() {
-            if !secret.is_empty() {
-                message = message.replace(secret.as_str(), "***");
-            }
+        // git never sees the credentials in a URL, so they should not be in its messages;
+        // masked anyway, the password or the token given as the user name (a plain user
+        // name, or a very short value, would mask ordinary words rather than a secret).
+        let token = self.password.0.as_ref().or(self.user.0.as_ref());
+        if let Some(secret) = token.filter(|secret| secret.len() >= MASKED_LENGTH) {
+            message = message.replace(secret.as_str(), "***");
         }
         FollowError::Fetch {
             url: self.shown_url(),

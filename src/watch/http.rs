@@ -19,7 +19,7 @@ use super::trigger::{send, Trigger};
 use super::webhook::{self, Forge};
 use super::Shared;
 use crate::apply::unix_now;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -117,23 +117,12 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body)
         )
             .into_response();
     };
-    let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT))
-        .await
-    {
-        Ok(Ok(body)) => body,
-        Ok(Err(_)) => {
+    let body = match read_body(&headers, body).await {
+        Ok(body) => body,
+        Err((status, error)) => {
             shared.metrics.count_webhook("refused");
-            return refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than {BODY_LIMIT} bytes or was cut off: send the forge's push event only"),
-            );
-        }
-        Err(_) => {
-            shared.metrics.count_webhook("refused");
-            return refuse(
-                StatusCode::REQUEST_TIMEOUT,
-                format!("the body did not arrive within {BODY_TIMEOUT:?}"),
-            );
+            tracing::warn!("webhook refused: {error}");
+            return (status, Json(serde_json::json!({ "error": error }))).into_response();
         }
     };
     let lookup = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -165,9 +154,40 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body)
     }
 }
 
-fn refuse(status: StatusCode, error: String) -> Response {
-    tracing::warn!("webhook refused: {error}");
-    (status, Json(serde_json::json!({ "error": error }))).into_response()
+/// Reads a webhook's body: at most [`BODY_LIMIT`] bytes (a larger `Content-Length` is refused
+/// before reading) within [`BODY_TIMEOUT`].
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, (StatusCode, String)> {
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {BODY_LIMIT} bytes: send the forge's push event only"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(e)) => {
+            let cause = e.into_inner();
+            if cause.is::<http_body_util::LengthLimitError>() {
+                Err(too_large())
+            } else {
+                Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("the body could not be read ({cause}): send it again"),
+                ))
+            }
+        }
+        Err(_) => Err((
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {BODY_TIMEOUT:?}"),
+        )),
+    }
 }
 
 /// The connections being served, oldest first.
@@ -388,6 +408,24 @@ mod tests {
         drop(busy);
         assert!(connections.admit(2).is_some());
         assert!(!connections.open.contains_key(&first));
+    }
+
+    #[tokio::test]
+    async fn webhook_bodies_are_bounded() {
+        let small = read_body(&HeaderMap::new(), Body::from("{}")).await;
+        assert_eq!(small.expect("read").as_ref(), b"{}");
+        let large = read_body(&HeaderMap::new(), Body::from(vec![b' '; BODY_LIMIT + 1])).await;
+        assert_eq!(
+            large.expect_err("too large").0,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let mut declared = HeaderMap::new();
+        declared.insert(header::CONTENT_LENGTH, (BODY_LIMIT + 1).into());
+        let refused = read_body(&declared, Body::empty()).await;
+        assert_eq!(
+            refused.expect_err("declared too large").0,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 
     #[test]
