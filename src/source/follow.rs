@@ -48,6 +48,14 @@ pub enum FollowError {
         /// What git said.
         message: String,
     },
+    /// A remote never fetched, because fetching it fails.
+    #[error("cannot reach {url}, and nothing was fetched from it before, so there is nothing to apply: {error}. Check the URL, the network and the credentials (SHOAL_GIT_TOKEN for https, SHOAL_GIT_SSH_KEY or the ssh agent for ssh)")]
+    Unreachable {
+        /// The remote, without credentials.
+        url: String,
+        /// Why the last fetch failed.
+        error: String,
+    },
     /// The cache folder could not be made or used.
     #[error("cannot use the cache folder {path}: {message}. Pass another one with --cache DIR")]
     Cache {

@@ -10,8 +10,10 @@
 //!   in `~/.ssh/known_hosts`.
 //!
 //! Each of these may instead name a file holding the value, as `<NAME>_FILE` (for swarm
-//! secrets, mounted under `/run/secrets`). A token written into the URL works too, but is
-//! shown nowhere: every URL shoal prints goes through [`redact`].
+//! secrets, mounted under `/run/secrets`). A user name and password (or token) written into the
+//! URL work too, and win over the environment, but are neither stored nor shown: the cache's
+//! git config keeps the URL without them ([`without_credentials`]), they reach git only in
+//! memory through its credential callback, and every URL shoal prints goes through [`redact`].
 
 use super::follow::{branch_ref, tip_of, FollowError, Tip};
 use super::{at_commit, Source};
@@ -20,9 +22,12 @@ use git2::{
 };
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// The git config key where the remote's default branch is kept once learnt.
 const DEFAULT_BRANCH_KEY: &str = "shoal.defaultbranch";
+/// The shortest credential masked in git's messages.
+const MASKED_LENGTH: usize = 6;
 /// Credential callbacks answered before giving up (libgit2 asks again after each refusal).
 const CREDENTIAL_TRIES: usize = 6;
 
@@ -57,10 +62,111 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// A URL without the credentials it may carry, and those credentials (percent-decoded).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SplitUrl {
+    /// What may be stored and shown: for `http(s)://`, the URL without its user name and
+    /// password (either may be a token); for other schemes (`ssh://git@…`), without the password.
+    pub url: String,
+    /// The user name the URL carried.
+    pub user: Option<String>,
+    /// The password (or token) the URL carried.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for SplitUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SplitUrl")
+            .field("url", &self.url)
+            .field("user", &self.user.as_ref().map(|_| "***"))
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// Splits the credentials off `url` (see [`SplitUrl`]); scp-like addresses (`git@host:path`)
+/// and paths carry none.
+pub fn without_credentials(url: &str) -> SplitUrl {
+    let unchanged = || SplitUrl {
+        url: url.to_string(),
+        user: None,
+        password: None,
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return unchanged();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return unchanged();
+    };
+    let (userinfo, host) = (&rest[..at], &rest[at + 1..]);
+    let (user, password) = match userinfo.split_once(':') {
+        Some((user, password)) => (user, Some(password)),
+        None => (userinfo, None),
+    };
+    let user = Some(percent_decode(user)).filter(|u| !u.is_empty());
+    let password = password.map(percent_decode);
+    let http = matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https");
+    let url = match (&user, http) {
+        (Some(_), false) => format!("{scheme}://{}@{host}", &userinfo[..user_end(userinfo)]),
+        _ => format!("{scheme}://{host}"),
+    };
+    SplitUrl {
+        url,
+        user,
+        password,
+    }
+}
+
+/// Where the user name ends in a URL's user information.
+fn user_end(userinfo: &str) -> usize {
+    userinfo.find(':').unwrap_or(userinfo.len())
+}
+
+/// Decodes `%XX` escapes (as in a URL's user name and password); others are kept as they are.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A secret kept in memory only; its `Debug` form hides it.
+#[derive(Clone, Default)]
+struct InMemory(Option<String>);
+
+impl std::fmt::Debug for InMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Some(***)"
+        } else {
+            "None"
+        })
+    }
+}
+
 /// The cache folder for `url` when none is given: `$XDG_CACHE_HOME/shoal/<hash>`, else
-/// `$HOME/.cache/shoal/<hash>`, else under the system's temporary folder.
+/// `$HOME/.cache/shoal/<hash>`, else under the system's temporary folder. The hash is of the
+/// URL without credentials, so that no password can be guessed back from it.
 pub fn default_cache_dir(url: &str) -> PathBuf {
-    let digest = hex::encode(Sha256::digest(url.as_bytes()));
+    let stored = without_credentials(url).url;
+    let digest = hex::encode(Sha256::digest(stored.as_bytes()));
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -87,7 +193,16 @@ fn name_in_url(url: &str) -> String {
 /// A branch of a remote repository, fetched into `<cache>/repo.git`.
 #[derive(Clone, Debug)]
 pub struct RemoteBranch {
+    /// The URL without credentials: what the cache's git config holds.
     url: String,
+    /// The URL as shown: credentials masked.
+    shown: String,
+    /// The user name the URL carried, in memory only.
+    user: InMemory,
+    /// The password or token the URL carried, in memory only.
+    password: InMemory,
+    /// Why the last fetch failed (shared by the clones that fetch and read the tip).
+    last_fetch_error: Arc<Mutex<Option<String>>>,
     cache: PathBuf,
     branch: Option<String>,
     prefix: String,
@@ -103,8 +218,13 @@ impl RemoteBranch {
             Some(last) if !last.is_empty() && last != "." => last.to_string(),
             _ => name_in_url(url),
         };
+        let split = without_credentials(url);
         RemoteBranch {
-            url: url.to_string(),
+            url: split.url,
+            shown: redact(url),
+            user: InMemory(split.user),
+            password: InMemory(split.password),
+            last_fetch_error: Arc::default(),
             cache: cache.to_path_buf(),
             branch: branch.map(|b| b.strip_prefix("refs/heads/").unwrap_or(b).to_string()),
             prefix,
@@ -114,7 +234,7 @@ impl RemoteBranch {
 
     /// The URL without credentials.
     pub fn shown_url(&self) -> String {
-        redact(&self.url)
+        self.shown.clone()
     }
 
     /// The cache folder.
@@ -127,9 +247,17 @@ impl RemoteBranch {
     }
 
     fn fetch_error(&self, error: &git2::Error) -> FollowError {
+        let mut message = error.message().replace(&self.url, &self.shown);
+        // git never sees the credentials in a URL, so they should not be in its messages;
+        // masked anyway, the password or the token given as the user name (a plain user
+        // name, or a very short value, would mask ordinary words rather than a secret).
+        let token = self.password.0.as_ref().or(self.user.0.as_ref());
+        if let Some(secret) = token.filter(|secret| secret.len() >= MASKED_LENGTH) {
+            message = message.replace(secret.as_str(), "***");
+        }
         FollowError::Fetch {
             url: self.shown_url(),
-            message: error.message().replace(&self.url, &self.shown_url()),
+            message,
         }
     }
 
@@ -171,8 +299,22 @@ impl RemoteBranch {
     }
 
     /// Fetches the branch (cloning on first use, and learning the default branch when none
-    /// was given).
+    /// was given). A failure is remembered, so that [`RemoteBranch::tip`] of a remote never
+    /// fetched says it is unreachable rather than empty.
     pub fn fetch(&self) -> Result<(), FollowError> {
+        let fetched = self.try_fetch();
+        *self
+            .last_fetch_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            fetched.as_ref().err().map(|e| match e {
+                FollowError::Fetch { message, .. } => message.clone(),
+                other => other.to_string(),
+            });
+        fetched
+    }
+
+    fn try_fetch(&self) -> Result<(), FollowError> {
         let repo = self.open_or_init()?;
         let branch = match self.branch() {
             Some(branch) => branch,
@@ -185,7 +327,7 @@ impl RemoteBranch {
         let mut remote = repo.find_remote("origin")?;
         let mut options = FetchOptions::new();
         options
-            .remote_callbacks(callbacks())
+            .remote_callbacks(self.callbacks())
             .download_tags(AutotagOption::None);
         let refspec = format!("+{}:{}", branch_ref(&branch), tracking_ref(&branch));
         remote
@@ -197,7 +339,7 @@ impl RemoteBranch {
     fn default_branch(&self, repo: &Repository) -> Result<String, FollowError> {
         let mut remote = repo.find_remote("origin")?;
         remote
-            .connect_auth(Direction::Fetch, Some(callbacks()), None)
+            .connect_auth(Direction::Fetch, Some(self.callbacks()), None)
             .map_err(|e| self.fetch_error(&e))?;
         let name = remote
             .default_branch()
@@ -212,8 +354,27 @@ impl RemoteBranch {
         Ok(name)
     }
 
-    /// The commit the branch pointed at when last fetched.
+    /// The commit the branch pointed at when last fetched; [`FollowError::Unreachable`] when
+    /// it was never fetched because the last fetch failed.
     pub fn tip(&self) -> Result<Tip, FollowError> {
+        let tip = self.fetched_tip();
+        if let Err(FollowError::NoCommit { .. }) = &tip {
+            let failed = self
+                .last_fetch_error
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone();
+            if let Some(error) = failed {
+                return Err(FollowError::Unreachable {
+                    url: self.shown_url(),
+                    error,
+                });
+            }
+        }
+        tip
+    }
+
+    fn fetched_tip(&self) -> Result<Tip, FollowError> {
         let shown = self.shown_url();
         let no_commit = |branch: &str| FollowError::NoCommit {
             branch: branch.to_string(),
@@ -234,8 +395,16 @@ fn tracking_ref(branch: &str) -> String {
     format!("refs/remotes/origin/{branch}")
 }
 
-/// Credentials from the environment: a token for https, a key or the agent for ssh.
-fn callbacks<'a>() -> RemoteCallbacks<'a> {
+impl RemoteBranch {
+    /// Credentials, in memory only: those of the URL, else from the environment (a token for
+    /// https, a key or the agent for ssh).
+    fn callbacks<'a>(&self) -> RemoteCallbacks<'a> {
+        callbacks(self.user.0.clone(), self.password.0.clone())
+    }
+}
+
+/// Credentials: `url_user` and `url_password` (from the URL) first, else from the environment.
+fn callbacks<'a>(url_user: Option<String>, url_password: Option<String>) -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
     let mut tries = 0usize;
     let mut agent_tried = false;
@@ -248,12 +417,22 @@ fn callbacks<'a>() -> RemoteCallbacks<'a> {
             ));
         }
         if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-            if let Some(token) = env_secret("SHOAL_GIT_TOKEN") {
-                let user = std::env::var("SHOAL_GIT_USERNAME")
-                    .ok()
+            let user = || {
+                url_user
+                    .clone()
+                    .or_else(|| std::env::var("SHOAL_GIT_USERNAME").ok())
                     .or_else(|| username.map(str::to_string))
-                    .unwrap_or_else(|| "x-access-token".to_string());
-                return Cred::userpass_plaintext(&user, &token);
+                    .unwrap_or_else(|| "x-access-token".to_string())
+            };
+            if let Some(password) = &url_password {
+                return Cred::userpass_plaintext(&user(), password);
+            }
+            if let Some(token) = env_secret("SHOAL_GIT_TOKEN") {
+                return Cred::userpass_plaintext(&user(), &token);
+            }
+            if let Some(token_as_user) = &url_user {
+                // `https://<token>@host/…`: the forges take a token as the user name.
+                return Cred::userpass_plaintext(token_as_user, "");
             }
         }
         if allowed.contains(CredentialType::USERNAME) {
@@ -316,6 +495,43 @@ mod tests {
         assert_eq!(
             redact("ssh://git@example.com/org/r.git"),
             "ssh://***@example.com/org/r.git"
+        );
+    }
+
+    #[test]
+    fn credentials_are_split_off_the_stored_url() {
+        let split = without_credentials("https://user:s3cret%40x@example.com:8443/org/r.git");
+        assert_eq!(split.url, "https://example.com:8443/org/r.git");
+        assert_eq!(split.user.as_deref(), Some("user"));
+        assert_eq!(split.password.as_deref(), Some("s3cret@x"));
+        assert!(!format!("{split:?}").contains("s3cret"));
+        let token = without_credentials("https://ghp_token@github.com/o/r.git");
+        assert_eq!(token.url, "https://github.com/o/r.git");
+        assert_eq!(
+            (token.user.as_deref(), token.password),
+            (Some("ghp_token"), None)
+        );
+        let ssh = without_credentials("ssh://git:pw@example.com/o/r.git");
+        assert_eq!(ssh.url, "ssh://git@example.com/o/r.git");
+        assert_eq!(ssh.password.as_deref(), Some("pw"));
+        for plain in [
+            "git@example.com:o/r.git",
+            "/srv/r.git",
+            "https://h/a@b/r.git",
+        ] {
+            assert_eq!(without_credentials(plain).url, plain);
+        }
+        let remote = RemoteBranch::new(
+            "https://user:s3cret@127.0.0.1:9/x.git",
+            Path::new("/tmp/c"),
+            None,
+            "",
+        );
+        assert!(!format!("{remote:?}").contains("s3cret"));
+        assert_eq!(remote.shown_url(), "https://***@127.0.0.1:9/x.git");
+        assert_eq!(
+            default_cache_dir("https://user:s3cret@h/x.git"),
+            default_cache_dir("https://h/x.git")
         );
     }
 

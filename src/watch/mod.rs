@@ -292,19 +292,9 @@ impl Watcher {
                 source,
             })?;
             addr = Some(bound);
-            let (closed, mut closed_receiver) = watch::channel(false);
+            let (closed, closed_receiver) = watch::channel(false);
             let router = http::router(shared.clone());
-            let server = tokio::spawn(async move {
-                let shutdown = async move {
-                    let _ = closed_receiver.wait_for(|closed| *closed).await;
-                };
-                if let Err(e) = axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                {
-                    tracing::error!("the HTTP server failed: {e}");
-                }
-            });
+            let server = tokio::spawn(http::serve(listener, router, closed_receiver));
             http = Some((server, closed));
             tracing::info!("listening on http://{bound}");
         }

@@ -308,3 +308,110 @@ pub fn options(source: WatchSource) -> WatchOptions {
         ..WatchOptions::new(source)
     }
 }
+
+/// A `shoal` process that is killed (by its id) and reaped when dropped, so a failing test
+/// leaves nothing running.
+pub struct Spawned {
+    /// The process.
+    pub child: std::process::Child,
+    /// Its standard error, line by line, read by a thread.
+    pub lines: std::sync::mpsc::Receiver<String>,
+    /// Every line read so far through [`Spawned::line`] or [`Spawned::drain`].
+    pub seen: Vec<String>,
+}
+
+impl Spawned {
+    /// Spawns `command` with standard error piped, and starts reading it.
+    pub fn spawn(mut command: std::process::Command) -> Spawned {
+        use std::io::BufRead;
+        let mut child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn shoal");
+        let (send, lines) = std::sync::mpsc::channel();
+        for pipe in [
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let send = send.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if send.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Spawned {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits up to `timeout` for the next line of output.
+    pub fn line(&mut self, timeout: Duration) -> Option<String> {
+        let line = self.lines.recv_timeout(timeout).ok()?;
+        self.seen.push(line.clone());
+        Some(line)
+    }
+
+    /// Reads lines until one says where the watcher listens; returns the address.
+    pub fn listening(&mut self, timeout: Duration) -> SocketAddr {
+        let deadline = Instant::now() + timeout;
+        while let Some(line) = self.line(deadline.saturating_duration_since(Instant::now())) {
+            if let Some((_, rest)) = line.split_once("listening on http://") {
+                let addr = rest.split(|c: char| c == '"' || c.is_whitespace()).next();
+                return addr.and_then(|a| a.parse().ok()).expect("address");
+            }
+        }
+        panic!("the watcher did not say where it listens: {:?}", self.seen);
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit code; then reads the rest of the
+    /// output.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success());
+        self.wait(timeout)
+    }
+
+    /// Waits up to `timeout` for the process to exit; then reads the rest of the output.
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let exited = wait_until(timeout, || matches!(self.child.try_wait(), Ok(Some(_))));
+        let code = exited
+            .then(|| self.child.try_wait().ok().flatten())
+            .flatten()
+            .and_then(|status| status.code());
+        self.drain();
+        code
+    }
+
+    /// Collects the output not read yet (all of it once the process has exited).
+    pub fn drain(&mut self) {
+        while let Some(_line) = self.line(Duration::from_millis(200)) {}
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
