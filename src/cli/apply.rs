@@ -57,7 +57,7 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
     let failed = report
         .steps
         .iter()
-        .any(|s| s.status != shoal::model::report::StepStatus::Done);
+        .any(|s| s.status != shoal::plan::report::StepStatus::Done);
     Ok(if failed { 1 } else { 0 })
 }
 
