@@ -296,7 +296,7 @@ pub enum StepError {
     /// No machine's engine serves the control API.
     #[error("no manager answers: is the swarm initialized and in quorum?")]
     NoManager,
-    /// The driver refused to create or destroy a machine.
+    /// The driver refused to create, start or destroy a machine.
     #[error("cannot {verb} {machine}: {source}")]
     Machine {
         /// `create` or `destroy`.
@@ -315,6 +315,15 @@ pub enum StepError {
         /// What the engine said.
         #[source]
         source: EngineError,
+    },
+    /// A machine is in a swarm that is not the one it should join or initialize: shoal never
+    /// makes a node leave a swarm (the plan refuses this; the cluster changed since).
+    #[error("{machine} is already in a swarm (state {state}); shoal never makes a node leave a swarm: plan again to see why")]
+    InAnotherSwarm {
+        /// The machine.
+        machine: String,
+        /// Its local swarm state.
+        state: String,
     },
     /// A machine's engine reports no node ID.
     #[error("{0} is not in the swarm")]
@@ -423,6 +432,14 @@ impl Executor {
                     }),
                 }
             }
+            StepOp::StartMachine => match self.driver.start(target).await {
+                Ok(()) => Ok(()),
+                Err(source) => Err(StepError::Machine {
+                    verb: "start",
+                    machine: target.to_string(),
+                    source,
+                }),
+            },
             StepOp::DestroyMachine => {
                 self.forget_manager(target).await;
                 match self.driver.destroy(target).await {
@@ -434,7 +451,7 @@ impl Executor {
                     }),
                 }
             }
-            StepOp::InitSwarm { via, force_leave } => self.init_swarm(via, *force_leave).await,
+            StepOp::InitSwarm { via } => self.init_swarm(via).await,
             StepOp::JoinSwarm {
                 role, via, labels, ..
             } => self.join_swarm(target, *role, via, labels).await,
@@ -526,18 +543,20 @@ impl Executor {
         }
     }
 
-    async fn init_swarm(&self, machine: &str, force_leave: bool) -> Result<(), StepError> {
+    /// Initializes the swarm on a machine in no swarm; one that already leads a swarm (a re-run
+    /// after a crash) is used as it is. Nothing is ever made to leave a swarm.
+    async fn init_swarm(&self, machine: &str) -> Result<(), StepError> {
         let engine = self.engine(machine).await?;
         let info = engine.info().await.map_err(StepError::engine(machine))?;
-        if info.swarm_state == LocalSwarmState::Active && info.control_available && !force_leave {
+        if info.swarm_state == LocalSwarmState::Active && info.control_available {
             self.use_manager(machine).await?;
             return Ok(());
         }
         if info.swarm_state != LocalSwarmState::Inactive {
-            engine
-                .leave_swarm(true)
-                .await
-                .map_err(StepError::engine("cannot leave the old swarm"))?;
+            return Err(StepError::InAnotherSwarm {
+                machine: machine.to_string(),
+                state: format!("{:?}", info.swarm_state).to_lowercase(),
+            });
         }
         engine
             .init_swarm()
@@ -582,12 +601,10 @@ impl Executor {
                 .is_some_and(|id| members.iter().any(|n| &n.id == id));
         if !already {
             if info.swarm_state != LocalSwarmState::Inactive {
-                engine
-                    .leave_swarm(true)
-                    .await
-                    .map_err(StepError::engine(format!(
-                        "{target} cannot leave its old swarm"
-                    )))?;
+                return Err(StepError::InAnotherSwarm {
+                    machine: target.to_string(),
+                    state: format!("{:?}", info.swarm_state).to_lowercase(),
+                });
             }
             let token = match role {
                 Role::Manager => &tokens.manager,

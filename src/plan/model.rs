@@ -16,6 +16,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub enum Action {
     /// Create a machine through the driver.
     CreateMachine,
+    /// Start a stopped machine through the driver.
+    StartMachine,
     /// Destroy a machine through the driver.
     DestroyMachine,
     /// Initialize the swarm on a manager.
@@ -72,6 +74,7 @@ impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Action::CreateMachine => "create_machine",
+            Action::StartMachine => "start_machine",
             Action::DestroyMachine => "destroy_machine",
             Action::InitSwarm => "init_swarm",
             Action::JoinSwarm => "join_swarm",
@@ -102,8 +105,8 @@ impl Action {
             | CreateService => Effect::Add,
             DestroyMachine | RemoveNode | RemoveNetwork | RemoveSecret | RemoveConfig
             | RemoveService => Effect::Destroy,
-            PromoteNode | DemoteNode | DrainNode | UpdateNode | UpdateService | ScaleService
-            | RebalanceService => Effect::Change,
+            StartMachine | PromoteNode | DemoteNode | DrainNode | UpdateNode | UpdateService
+            | ScaleService | RebalanceService => Effect::Change,
         }
     }
 }
@@ -146,14 +149,14 @@ pub enum StepOp {
         /// Node labels it will carry.
         labels: BTreeMap<String, String>,
     },
+    /// Start the stopped target machine (it keeps its disk and its swarm membership).
+    StartMachine,
     /// Destroy the target machine.
     DestroyMachine,
-    /// Initialize the swarm on `via`.
+    /// Initialize the swarm on `via` (a machine in no swarm: nothing ever leaves one).
     InitSwarm {
         /// Manager machine that initializes it.
         via: String,
-        /// The machine must leave the swarm it is still in first.
-        force_leave: bool,
     },
     /// Join the target machine to the swarm through `via`.
     JoinSwarm {
@@ -163,8 +166,6 @@ pub enum StepOp {
         via: String,
         /// Node labels to set once joined (none when empty).
         labels: BTreeMap<String, String>,
-        /// The machine must leave the swarm it is still in first.
-        force_leave: bool,
     },
     /// Make a worker a manager.
     PromoteNode {
@@ -267,6 +268,7 @@ impl StepOp {
     pub fn action(&self) -> Action {
         match self {
             StepOp::CreateMachine { .. } => Action::CreateMachine,
+            StepOp::StartMachine => Action::StartMachine,
             StepOp::DestroyMachine => Action::DestroyMachine,
             StepOp::InitSwarm { .. } => Action::InitSwarm,
             StepOp::JoinSwarm { .. } => Action::JoinSwarm,

@@ -21,8 +21,6 @@ pub(super) struct MachinePair<'a> {
     pub node: Option<&'a ObservedNode>,
     /// Its node in the current swarm, when it is a member and is kept.
     pub member: Option<&'a ObservedNode>,
-    /// Whether it must leave an old swarm before joining.
-    pub leave_first: bool,
     /// Step that creates the machine, if any.
     pub created: Option<StepId>,
     /// Steps that must finish before it joins (removal of its stale node).
@@ -69,14 +67,11 @@ impl<'a> Pairing<'a> {
                 let member = (active && observed.swarm.is_some())
                     .then_some(node)
                     .flatten();
-                let leave_first = member.is_none()
-                    && machine.is_some_and(|m| m.swarm_state != LocalSwarmState::Inactive);
                 let pair = MachinePair {
                     spec,
                     machine,
                     node,
                     member,
-                    leave_first,
                     created: None,
                     before_join: Vec::new(),
                     waiting: false,
@@ -199,7 +194,6 @@ mod tests {
         let pairing = Pairing::new(&desired, &observed);
         assert!(pairing.machines["m1"].member.is_some());
         assert!(pairing.machines["w1"].member.is_none());
-        assert!(pairing.machines["w1"].leave_first);
     }
 
     #[test]

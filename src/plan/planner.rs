@@ -9,7 +9,7 @@ use super::model::{Effect, Plan, Step, Summary, FORMAT_VERSION};
 use super::quorum::Quorum;
 use super::rules::{
     create_machines, destroy_guard, init_swarm, joins, machine_removal, node_specs, prune, roles,
-    self_heal, services, stack_objects, Ctx,
+    self_heal, services, stack_objects, swarm_states, Ctx,
 };
 use crate::model::{Desired, Observed};
 
@@ -44,6 +44,24 @@ pub enum PlanError {
         /// What would be destroyed.
         what: String,
     },
+    /// Machines are in a swarm, but no manager of it answers with a leader.
+    #[error("machines {machines} are in a swarm, but no manager of it answers with a leader.\n  shoal never initializes a new swarm or makes a node leave one while a swarm may exist: its services, secrets and Raft data would be lost.\n  To recover: bring the managers back at the addresses they had (`shoal status`; `eval $(shoal env {manager}) && docker info` shows what a manager sees). If the other managers are gone for good, run\n    docker swarm init --force-new-cluster --advertise-addr <address>\n  on {manager}, then run `shoal plan` again: shoal will rejoin or replace the rest.")]
+    Leaderless {
+        /// The machines in a swarm, each with its local swarm state.
+        machines: String,
+        /// A manager machine to recover through, or `<manager>`.
+        manager: String,
+    },
+    /// A desired machine's engine is in a swarm state shoal never changes by itself.
+    #[error("machine {machine} is {state}: {}", advice.replace("MACHINE", machine))]
+    NodeSwarmState {
+        /// The machine.
+        machine: String,
+        /// Its local swarm state, in words.
+        state: String,
+        /// What to do by hand (`MACHINE` stands for the machine's name).
+        advice: &'static str,
+    },
     /// No order of the manager changes keeps quorum.
     #[error("no safe order for the manager changes: {0}")]
     Unsafe(String),
@@ -57,8 +75,12 @@ pub fn plan(
 ) -> Result<Plan, PlanError> {
     Quorum::check_observed(observed)?;
     let mut ctx = Ctx::new(desired, observed, options);
-    self_heal::replace_lost_machines(&mut ctx)?;
+    let access = swarm_states::refuse_unsafe_swarm_states(&mut ctx)?;
+    self_heal::heal_machines(&mut ctx)?;
     create_machines::create_missing_machines(&mut ctx);
+    if access == swarm_states::SwarmAccess::MachinesOnly {
+        return Ok(finish(ctx, observed, options));
+    }
     init_swarm::init_swarm(&mut ctx);
     joins::join_machines(&mut ctx);
     node_specs::label_init_machine(&mut ctx);
@@ -72,14 +94,19 @@ pub fn plan(
     prune::prune_objects(&mut ctx);
     destroy_guard::guard_machines(&ctx)?;
     machine_removal::remove_machines(&mut ctx)?;
-    Ok(Plan {
+    Ok(finish(ctx, observed, options))
+}
+
+/// The plan of the steps the rules added.
+fn finish(ctx: Ctx, observed: &Observed, options: &PlanOptions) -> Plan {
+    Plan {
         format_version: FORMAT_VERSION,
         revision: options.revision.clone(),
         fingerprint: fingerprint(observed),
         summary: summarize(&ctx.steps),
         warnings: ctx.warnings,
         steps: ctx.steps,
-    })
+    }
 }
 
 fn summarize(steps: &[Step]) -> Summary {

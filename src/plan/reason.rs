@@ -11,7 +11,9 @@ use std::fmt;
 pub enum Loss {
     /// The machine no longer exists.
     Gone,
-    /// The machine exists but is stopped, or its node is not ready.
+    /// The machine's driver-side setup never finished (e.g. a crash while preloading images).
+    Incomplete,
+    /// The machine's setup record is missing and its node has been down past the grace period.
     Down {
         /// Its node's state and for how long, `None` when it has no node.
         node: Option<(NodeState, u64)>,
@@ -53,6 +55,11 @@ pub enum Reason {
         loss: Loss,
         /// Which part of the replacement.
         stage: HealStage,
+    },
+    /// A machine exists but is stopped: self-heal starts it (it keeps its disk and swarm state).
+    Stopped {
+        /// The machine.
+        machine: String,
     },
     /// machines.yml wants more machines of a role than exist.
     MissingMachines {
@@ -213,6 +220,7 @@ impl fmt::Display for Loss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Loss::Gone => f.write_str("is gone"),
+            Loss::Incomplete => f.write_str("was never fully set up"),
             Loss::Down {
                 node: Some((state, seconds)),
             } => write!(f, "is down (node {} for {seconds}s)", state_name(*state)),
@@ -242,6 +250,10 @@ impl fmt::Display for Reason {
                     (HealStage::CreateMachine, _) => "self-heal creates a new one",
                 })
             }
+            Reason::Stopped { machine } => write!(
+                f,
+                "{machine} is stopped: self-heal starts it, with its disk and swarm membership"
+            ),
             Reason::MissingMachines {
                 role,
                 wanted,

@@ -71,21 +71,12 @@ impl From<Step> for WireStep {
                 d.role = Some(role);
                 d.labels = Some(labels);
             }
-            StepOp::DestroyMachine => {}
-            StepOp::InitSwarm { via, force_leave } => {
-                d.via = Some(via);
-                d.force = force_leave.then_some(true);
-            }
-            StepOp::JoinSwarm {
-                role,
-                via,
-                labels,
-                force_leave,
-            } => {
+            StepOp::StartMachine | StepOp::DestroyMachine => {}
+            StepOp::InitSwarm { via } => d.via = Some(via),
+            StepOp::JoinSwarm { role, via, labels } => {
                 d.role = Some(role);
                 d.via = Some(via);
                 d.labels = (!labels.is_empty()).then_some(labels);
-                d.force = force_leave.then_some(true);
             }
             StepOp::PromoteNode { node_id }
             | StepOp::DemoteNode { node_id }
@@ -168,16 +159,13 @@ impl TryFrom<WireStep> for Step {
                 role: role()?,
                 labels: d.labels.clone().unwrap_or_default(),
             },
+            Action::StartMachine => StepOp::StartMachine,
             Action::DestroyMachine => StepOp::DestroyMachine,
-            Action::InitSwarm => StepOp::InitSwarm {
-                via: via()?,
-                force_leave: force,
-            },
+            Action::InitSwarm => StepOp::InitSwarm { via: via()? },
             Action::JoinSwarm => StepOp::JoinSwarm {
                 role: role()?,
                 via: via()?,
                 labels: d.labels.clone().unwrap_or_default(),
-                force_leave: force,
             },
             Action::PromoteNode => StepOp::PromoteNode {
                 node_id: node_id()?,
@@ -296,6 +284,7 @@ mod tests {
     fn a_saved_plan_reads_back_to_the_same_json_and_keeps_its_replacements() {
         let desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
         let mut observed = Observed::with_members_of(&desired);
+        observed.machines.get_mut("w1").unwrap().state = crate::model::MachineState::Incomplete;
         let node = observed
             .nodes
             .values_mut()

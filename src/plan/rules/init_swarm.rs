@@ -23,7 +23,6 @@ pub fn init_swarm(ctx: &mut Ctx) {
     let pair = &ctx.pairing.machines[name];
     let op = StepOp::InitSwarm {
         via: name.to_string(),
-        force_leave: pair.leave_first,
     };
     let reason = Reason::NoSwarm {
         machine: name.to_string(),

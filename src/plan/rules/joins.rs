@@ -1,6 +1,6 @@
 //! Joins (DESIGN §3.1, §3.2): every desired machine not in the swarm joins through the
 //! manager in use, managers one at a time (add managers before removing them), workers in
-//! parallel. A machine still in an old swarm leaves it first.
+//! parallel. A machine in another swarm never gets here: the swarm-states rule refuses it.
 
 use super::Ctx;
 use crate::model::Role;
@@ -26,7 +26,6 @@ pub fn join_machines(ctx: &mut Ctx) {
             role,
             via: ctx.via.clone(),
             labels: pair.spec.labels.clone(),
-            force_leave: pair.leave_first,
         };
         let reason = Reason::NotInSwarm {
             machine: name.to_string(),

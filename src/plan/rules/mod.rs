@@ -3,7 +3,8 @@
 //! | Rule (DESIGN §3)                                              | Function                                  |
 //! |---------------------------------------------------------------|-------------------------------------------|
 //! | quorum lost: refuse and explain `--force-new-cluster`         | [`crate::plan::quorum`] `Quorum::check_observed` |
-//! | self-heal: replace gone or long-down machines                 | [`self_heal::replace_lost_machines`]      |
+//! | never lose a cluster: no re-init, no forced leave; leaderless refused | [`swarm_states::refuse_unsafe_swarm_states`] |
+//! | self-heal: start stopped machines, re-create gone or incomplete ones, wait for unreachable ones | [`self_heal::heal_machines`] |
 //! | create machines machines.yml wants                            | [`create_machines::create_missing_machines`] |
 //! | init the swarm on one manager                                 | [`init_swarm::init_swarm`]                |
 //! | joins: managers one at a time, workers in parallel            | [`joins::join_machines`]                  |
@@ -32,6 +33,7 @@ pub mod roles;
 pub mod self_heal;
 pub mod services;
 pub mod stack_objects;
+pub mod swarm_states;
 
 use super::model::{Step, StepId, StepOp};
 use super::pairing::Pairing;

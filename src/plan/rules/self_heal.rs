@@ -1,6 +1,8 @@
-//! Self-heal (DESIGN §3.5): a machine that is gone, stopped, or whose node is down past the
-//! grace period is replaced: its manager seat is freed, its node removed, the old machine
-//! destroyed and a new one created (it joins later, like any new machine).
+//! Self-heal (DESIGN §3.5, §5): a stopped machine is started (it keeps its disk and its swarm
+//! membership); an unreachable one is reported and waited for, never replaced; a machine that is
+//! gone, or whose setup never finished, is created again: its manager seat is freed, its node
+//! removed, the old machine destroyed and a new one created (it joins later, like any new
+//! machine). A machine whose engine answers is never destroyed for its node being down.
 
 use super::Ctx;
 use crate::model::{MachineState, NodeState, ObservedNode, Role};
@@ -8,49 +10,97 @@ use crate::plan::model::{StepId, StepOp};
 use crate::plan::planner::PlanError;
 use crate::plan::reason::{HealStage, Loss, Reason};
 
-/// Replaces lost machines, or warns about those left alone (within grace, or self-heal off).
-pub fn replace_lost_machines(ctx: &mut Ctx) -> Result<(), PlanError> {
-    let policy = &ctx.desired.policy;
-    let grace = policy.down_grace_seconds;
+/// What self-heal does with one desired machine.
+enum Heal {
+    /// Nothing: it runs, or it does not exist yet (created by the next rule).
+    Nothing,
+    /// Start the stopped machine.
+    Start,
+    /// Replace it (gone, or never fully set up).
+    Replace(Loss),
+    /// Leave it alone for now, with this warning.
+    Wait(String),
+}
+
+/// Starts stopped machines, re-creates gone or incomplete ones, and warns about the machines
+/// it waits for (unreachable, down within the grace period, or self-heal off).
+pub fn heal_machines(ctx: &mut Ctx) -> Result<(), PlanError> {
     let names: Vec<&str> = ctx.pairing.machines.keys().copied().collect();
     for name in names {
         let pair = &ctx.pairing.machines[name];
-        let (spec, machine, node) = (pair.spec, pair.machine, pair.node);
-        let node_lost = node.is_some_and(|n| n.state != NodeState::Ready);
-        let down_for = node.and_then(|n| n.down_for_seconds).unwrap_or(0);
-        let gone = machine.is_none();
-        let stopped = machine.is_some_and(|m| m.state == MachineState::Stopped);
-        let replace = !gone
-            && policy.self_heal
-            && (stopped || node_lost)
-            && (node.is_none() || down_for >= grace);
-        if !gone && (stopped || node_lost) && !replace {
-            ctx.warnings.push(match (policy.self_heal, node) {
-                (true, Some(_)) => format!(
-                    "{name} has been down for {down_for}s; self-heal replaces it after {grace}s"
-                ),
-                _ => format!("{name} is down and self-heal is off: it is left as it is"),
-            });
-            let waiting = node.is_some() || !policy.self_heal;
-            ctx.pairing.machines.get_mut(name).expect("paired").waiting = waiting;
-        }
-        if (gone && node.is_some()) || replace {
-            let loss = if gone {
-                Loss::Gone
-            } else {
-                Loss::Down {
-                    node: node.map(|n| (n.state, down_for)),
-                }
-            };
-            let (created, before_join) = replace_machine(ctx, name, spec.role, node, loss)?;
-            let pair = ctx.pairing.machines.get_mut(name).expect("paired");
-            pair.created = Some(created);
-            pair.before_join = before_join;
-            pair.member = None;
-            pair.leave_first = false;
+        let (spec, node) = (pair.spec, pair.node);
+        match decide(ctx, name) {
+            Heal::Nothing => {}
+            Heal::Start => {
+                let reason = Reason::Stopped {
+                    machine: name.to_string(),
+                };
+                ctx.push(StepOp::StartMachine, name, None, reason);
+                ctx.pairing.machines.get_mut(name).expect("paired").waiting = true;
+            }
+            Heal::Replace(loss) => {
+                let (created, before_join) = replace_machine(ctx, name, spec.role, node, loss)?;
+                let pair = ctx.pairing.machines.get_mut(name).expect("paired");
+                pair.created = Some(created);
+                pair.before_join = before_join;
+                pair.member = None;
+            }
+            Heal::Wait(warning) => {
+                ctx.warnings.push(warning);
+                ctx.pairing.machines.get_mut(name).expect("paired").waiting = true;
+            }
         }
     }
     Ok(())
+}
+
+/// The self-heal decision for one machine, from its state, its node's and the policy.
+fn decide(ctx: &Ctx, name: &str) -> Heal {
+    let policy = &ctx.desired.policy;
+    let grace = policy.down_grace_seconds;
+    let pair = &ctx.pairing.machines[name];
+    let node = pair.node;
+    let node_down = node.filter(|n| n.state != NodeState::Ready);
+    let down_for = node_down.and_then(|n| n.down_for_seconds).unwrap_or(0);
+    let Some(machine) = pair.machine else {
+        // Gone: machines.yml still wants it, so it is created again whatever the policy.
+        return match node {
+            Some(_) => Heal::Replace(Loss::Gone),
+            None => Heal::Nothing,
+        };
+    };
+    match machine.state {
+        MachineState::Running => {
+            if node_down.is_some() && pair.member.is_some() {
+                return Heal::Wait(format!(
+                    "the node of {name} has been down for {down_for}s though its engine answers: shoal waits for it (a machine that runs is never replaced)"
+                ));
+            }
+            Heal::Nothing
+        }
+        MachineState::Stopped if policy.self_heal => Heal::Start,
+        MachineState::Stopped => Heal::Wait(format!(
+            "{name} is stopped and self-heal is off: it is left as it is"
+        )),
+        MachineState::Unreachable => Heal::Wait(format!(
+            "{name} is unreachable (its engine does not answer): shoal waits for it and never replaces a machine that may still run; check the machine and its network"
+        )),
+        MachineState::Incomplete if !policy.self_heal => Heal::Wait(format!(
+            "{name} was never fully set up and self-heal is off: it is left as it is"
+        )),
+        MachineState::Incomplete => match node {
+            None => Heal::Replace(Loss::Incomplete),
+            Some(n) if n.state == NodeState::Ready => Heal::Wait(format!(
+                "{name} has no record of a finished setup but its node is ready: it is kept"
+            )),
+            Some(n) if down_for >= grace => Heal::Replace(Loss::Down {
+                node: Some((n.state, down_for)),
+            }),
+            Some(_) => Heal::Wait(format!(
+                "{name} was never fully set up and its node has been down for {down_for}s; self-heal replaces it after {grace}s"
+            )),
+        },
+    }
 }
 
 /// The steps of one replacement: demote (a manager), remove its node, destroy the machine
@@ -106,22 +156,69 @@ fn replace_machine(
 
 #[cfg(test)]
 mod tests {
-    use crate::model::{NodeState, Observed, Role};
+    use crate::model::{MachineState, NodeState, Observed, Role};
     use crate::plan::testing::{desired_with, steps};
-    use crate::plan::{plan, PlanOptions};
+    use crate::plan::{plan, Plan, PlanOptions};
 
-    #[test]
-    fn a_worker_down_past_grace_is_replaced() {
+    /// A converged m1 + w1 cluster where w1's machine is in `state` and its node has been
+    /// `node` for `down_for` seconds.
+    fn w1_plan(state: Option<MachineState>, node: NodeState, down_for: u64) -> Plan {
         let desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
         let mut observed = Observed::with_members_of(&desired);
-        let node = observed
+        match state {
+            Some(state) => observed.machines.get_mut("w1").unwrap().state = state,
+            None => {
+                observed.machines.remove("w1");
+            }
+        }
+        let w1 = observed
             .nodes
             .values_mut()
             .find(|n| n.hostname == "w1")
             .unwrap();
-        node.state = NodeState::Down;
-        node.down_for_seconds = Some(600);
-        let plan = plan(&desired, &observed, &PlanOptions::default()).unwrap();
+        w1.state = node;
+        w1.down_for_seconds = (node != NodeState::Ready).then_some(down_for);
+        plan(&desired, &observed, &PlanOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn a_stopped_machine_is_started_not_replaced() {
+        let plan = w1_plan(Some(MachineState::Stopped), NodeState::Down, 600);
+        assert_eq!(steps(&plan), ["start_machine w1"]);
+        assert!(!plan.steps[0].reason.replaces());
+    }
+
+    #[test]
+    fn a_running_machine_whose_node_is_down_is_waited_for_never_destroyed() {
+        let plan = w1_plan(Some(MachineState::Running), NodeState::Down, 6_000);
+        assert!(plan.steps.is_empty(), "{:?}", steps(&plan));
+        assert!(
+            plan.warnings[0].contains("never replaced"),
+            "{:?}",
+            plan.warnings
+        );
+    }
+
+    #[test]
+    fn an_unreachable_machine_is_reported_and_waited_for() {
+        let plan = w1_plan(Some(MachineState::Unreachable), NodeState::Down, 6_000);
+        assert!(plan.steps.is_empty(), "{:?}", steps(&plan));
+        assert!(plan.warnings[0].contains("w1 is unreachable"));
+    }
+
+    #[test]
+    fn a_gone_machine_is_created_again_and_rejoins() {
+        let plan = w1_plan(None, NodeState::Down, 0);
+        assert_eq!(
+            steps(&plan),
+            ["remove_node w1", "create_machine w1", "join_swarm w1"]
+        );
+        assert!(plan.steps[1].reason.replaces());
+    }
+
+    #[test]
+    fn an_incomplete_machine_whose_node_is_down_past_grace_is_replaced() {
+        let plan = w1_plan(Some(MachineState::Incomplete), NodeState::Down, 600);
         assert_eq!(
             steps(&plan),
             [
@@ -135,18 +232,31 @@ mod tests {
     }
 
     #[test]
-    fn a_worker_down_within_grace_waits_with_a_warning() {
-        let desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
-        let mut observed = Observed::with_members_of(&desired);
-        let node = observed
-            .nodes
-            .values_mut()
-            .find(|n| n.hostname == "w1")
-            .unwrap();
-        node.state = NodeState::Down;
-        node.down_for_seconds = Some(5);
-        let plan = plan(&desired, &observed, &PlanOptions::default()).unwrap();
+    fn an_incomplete_machine_within_grace_waits_with_a_warning() {
+        let plan = w1_plan(Some(MachineState::Incomplete), NodeState::Down, 5);
         assert!(plan.steps.is_empty());
         assert!(plan.warnings[0].contains("replaces it after 60s"));
+    }
+
+    #[test]
+    fn an_incomplete_machine_with_a_ready_node_is_kept() {
+        let plan = w1_plan(Some(MachineState::Incomplete), NodeState::Ready, 0);
+        assert!(plan.steps.is_empty(), "{:?}", steps(&plan));
+    }
+
+    #[test]
+    fn an_incomplete_machine_that_never_joined_is_created_again_at_once() {
+        let desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
+        let mut observed = Observed::with_members_of(&desired_with(&[("m1", Role::Manager)]));
+        let mut w1 = crate::plan::testing::machine("w1", Role::Worker);
+        w1.state = MachineState::Incomplete;
+        w1.swarm_state = Default::default();
+        w1.node_id = None;
+        observed.machines.insert("w1".into(), w1);
+        let plan = plan(&desired, &observed, &PlanOptions::default()).unwrap();
+        assert_eq!(
+            steps(&plan),
+            ["destroy_machine w1", "create_machine w1", "join_swarm w1"]
+        );
     }
 }
