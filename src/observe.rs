@@ -4,6 +4,7 @@
 
 use crate::apply::unix_now;
 use crate::diag::Invalid;
+use crate::drivers::lock::LockHolder;
 use crate::drivers::{Driver, DriverError};
 use crate::engine::{EngineError, Swarm};
 use crate::model::observed::{LocalSwarmState, ObservedSwarm};
@@ -54,6 +55,10 @@ pub struct Planning {
     pub driver_override: Option<DriverKind>,
     /// Allow a plan that removes every service of a stack or every machine.
     pub allow_destroy_all: bool,
+    /// Take the apply lock for this holder (for this many seconds) before observing, so the
+    /// plan is made under the lock and no other process changes the cluster before it is
+    /// applied (DESIGN §3.6). `None` plans without the lock (plan, dry runs).
+    pub lock: Option<(LockHolder, u64)>,
 }
 
 /// What [`load_and_plan`] found: the desired state, the open driver, the cluster and the plan.
@@ -82,6 +87,9 @@ pub enum PlanningError {
         /// Why.
         source: DriverError,
     },
+    /// The apply lock is held by another process, or could not be taken.
+    #[error(transparent)]
+    Lock(DriverError),
     /// The cluster could not be observed.
     #[error(transparent)]
     Observe(#[from] ObserveError),
@@ -143,15 +151,43 @@ pub async fn load_and_plan(
             driver: desired.driver.as_str(),
             source,
         })?;
-    let observed = observe(&driver, unix_now()).await?;
-    let options = plan_options(driver.as_ref(), revision, planning.allow_destroy_all);
-    let plan = plan(&desired, &observed, &options)?;
+    if let Some((holder, ttl_seconds)) = &planning.lock {
+        driver
+            .lock(holder, unix_now(), *ttl_seconds)
+            .await
+            .map_err(PlanningError::Lock)?;
+    }
+    let planned = observe_and_plan(&driver, &desired, revision, planning.allow_destroy_all).await;
+    let (observed, plan) = match planned {
+        Ok(planned) => planned,
+        Err(error) => {
+            if let Some((holder, _)) = &planning.lock {
+                if let Err(e) = driver.unlock(holder).await {
+                    tracing::warn!("could not release the apply lock: {e}");
+                }
+            }
+            return Err(error);
+        }
+    };
     Ok(Planned {
         desired,
         driver,
         observed,
         plan,
     })
+}
+
+/// Observes the cluster now and plans `desired` against it.
+async fn observe_and_plan(
+    driver: &Arc<dyn Driver>,
+    desired: &Desired,
+    revision: Option<String>,
+    allow_destroy_all: bool,
+) -> Result<(Observed, Plan), PlanningError> {
+    let observed = observe(driver, unix_now()).await?;
+    let options = plan_options(driver.as_ref(), revision, allow_destroy_all);
+    let plan = plan(desired, &observed, &options)?;
+    Ok((observed, plan))
 }
 
 /// Observes the cluster at `now` (seconds since the epoch).

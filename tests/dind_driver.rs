@@ -18,6 +18,7 @@ use bollard::query_parameters::{
 use bollard::{Docker, API_DEFAULT_VERSION};
 use serde_json::json;
 use shoal::drivers::dind::{self, DindDriver, DindError};
+use shoal::drivers::lock::LockHolder;
 use shoal::drivers::{Driver, DriverError};
 use shoal::model::observed::LocalSwarmState;
 use shoal::model::{MachineSpec, MachineState, Role};
@@ -456,24 +457,49 @@ async fn dind_cluster_of_two_nodes_lives_and_leaves_nothing() {
         Some(MachineState::Incomplete)
     );
 
-    driver.lock("alice", 1_000, 60).await.expect("lock taken");
-    driver.lock("alice", 1_010, 60).await.expect("lock renewed");
-    match driver.lock("bob", 1_020, 60).await {
-        Err(DriverError::Locked { holder, expires_at }) => {
-            assert_eq!((holder.as_str(), expires_at), ("alice", 1_070));
+    let alice = LockHolder::this_process("alice");
+    let bob = LockHolder::this_process("bob");
+    driver.lock(&alice, 1_000, 60).await.expect("lock taken");
+    driver.lock(&alice, 1_010, 60).await.expect("lock renewed");
+    match driver.lock(&bob, 1_020, 60).await {
+        Err(DriverError::Locked(held)) => {
+            assert_eq!(
+                (held.holder.id.clone(), held.since, held.expires_at),
+                (alice.id.clone(), 1_010, 1_070)
+            );
+            assert!(held
+                .to_string()
+                .contains(&format!("shoal unlock {}", alice.id)));
         }
         other => panic!("bob should be refused, got {other:?}"),
     }
     driver
-        .unlock("bob")
+        .unlock(&bob)
         .await
         .expect("unlock by another is a no-op");
     driver
-        .lock("bob", 2_000, 60)
+        .lock(&bob, 2_000, 60)
         .await
         .expect("an expired lock is taken over");
-    driver.unlock("bob").await.expect("unlock");
-    driver.lock("carol", 2_001, 5).await.expect("free again");
+    driver.unlock(&bob).await.expect("unlock");
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("true runs");
+    let mut dead = LockHolder::this_process("shoal apply");
+    dead.pid = child.id();
+    child.wait().expect("true exits");
+    driver.lock(&dead, 2_001, 600).await.expect("free again");
+    let carol = LockHolder::this_process("carol");
+    driver
+        .lock(&carol, 2_002, 5)
+        .await
+        .expect("a dead holder's lock is taken over at once");
+    let removed = driver
+        .force_unlock(&carol.id)
+        .await
+        .expect("force unlock")
+        .expect("the lock was there");
+    assert_eq!(removed.holder, carol);
 
     let started = Instant::now();
     driver.destroy("w1").await.expect("destroy w1");

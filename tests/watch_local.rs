@@ -4,6 +4,7 @@
 
 mod watch_support;
 
+use shoal::drivers::lock::LockHolder;
 use shoal::drivers::sim::SimDriver;
 use shoal::drivers::Driver;
 use shoal::model::{MachineSpec, Role};
@@ -244,10 +245,8 @@ async fn a_watcher_that_finds_the_lock_held_backs_off_and_retries() {
     let dir = repo.path();
     let other = SimDriver::open(&dir, CLUSTER).expect("sim");
     let now = shoal::apply::unix_now();
-    other
-        .lock("another-watcher", now, 600)
-        .await
-        .expect("take the lock");
+    let another = LockHolder::this_process("another-watcher");
+    other.lock(&another, now, 600).await.expect("take the lock");
 
     let watcher = start(&repo).await;
     assert!(
@@ -256,13 +255,17 @@ async fn a_watcher_that_finds_the_lock_held_backs_off_and_retries() {
     );
     let message = watcher.status().last_error.expect("error").message;
     assert!(message.contains("locked by another-watcher"), "{message}");
+    assert!(
+        message.contains(&format!("shoal unlock {}", another.id)),
+        "{message}"
+    );
     assert_eq!(
         sim(&dir).machines.len(),
         0,
         "nothing applied under another's lock"
     );
 
-    other.unlock("another-watcher").await.expect("unlock");
+    other.unlock(&another).await.expect("unlock");
     assert!(
         eventually(WAIT, || recorded_revision(&dir).as_deref() == Some(&first)).await,
         "it applies once the lock is free"
@@ -294,8 +297,11 @@ async fn a_watcher_restarted_after_a_crash_mid_apply_converges() {
             .expect("create machine");
     }
     let long_ago = shoal::apply::unix_now() - 3600;
+    let mut gone = LockHolder::this_process("shoal watch");
+    gone.host = "gone".into();
+    gone.pid = 4242;
     crashed
-        .lock("shoal-watch@gone:4242", long_ago, 600)
+        .lock(&gone, long_ago, 600)
         .await
         .expect("the crashed watcher's lock");
 

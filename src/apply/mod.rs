@@ -8,6 +8,7 @@
 pub mod progress;
 pub mod record;
 
+use crate::drivers::lock::LockHolder;
 use crate::drivers::{Driver, DriverError};
 use crate::engine::{EngineError, EngineResult, NodeSpecUpdate, Swarm};
 use crate::model::observed::LocalSwarmState;
@@ -35,7 +36,7 @@ pub struct ApplyOptions {
     /// Record writes instead of sending them.
     pub dry_run: bool,
     /// Who takes the apply lock (host and process).
-    pub holder: String,
+    pub holder: LockHolder,
     /// How long the lock lives if this process dies.
     pub lock_ttl_seconds: u64,
     /// How long to wait for a node to go down after it leaves.
@@ -49,7 +50,7 @@ impl Default for ApplyOptions {
         ApplyOptions {
             parallelism: 4,
             dry_run: false,
-            holder: format!("shoal-{}", std::process::id()),
+            holder: LockHolder::this_process("shoal apply"),
             lock_ttl_seconds: 600,
             node_wait: Duration::from_secs(60),
             settle: Duration::from_secs(10),

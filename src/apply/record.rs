@@ -3,6 +3,7 @@
 //! Reads always go to the real backend. In a dry run, machines and nodes that the run would
 //! have created exist only here ("phantoms"), so later steps can still read them.
 
+use crate::drivers::lock::{HeldLock, LockHolder};
 use crate::drivers::{Driver, DriverError, DriverResult};
 use crate::engine::{
     EngineError, EngineInfo, EngineResult, JoinTokens, NodeSpecUpdate, Swarm, SwarmObject,
@@ -145,18 +146,25 @@ impl Driver for Recorder {
         }))
     }
 
-    async fn lock(&self, holder: &str, now: u64, ttl_seconds: u64) -> DriverResult<()> {
+    async fn lock(&self, holder: &LockHolder, now: u64, ttl_seconds: u64) -> DriverResult<()> {
         if self.dry_run {
             return Ok(());
         }
         self.inner.lock(holder, now, ttl_seconds).await
     }
 
-    async fn unlock(&self, holder: &str) -> DriverResult<()> {
+    async fn unlock(&self, holder: &LockHolder) -> DriverResult<()> {
         if self.dry_run {
             return Ok(());
         }
         self.inner.unlock(holder).await
+    }
+
+    async fn force_unlock(&self, lock_id: &str) -> DriverResult<Option<HeldLock>> {
+        if self.dry_run {
+            return Ok(None);
+        }
+        self.inner.force_unlock(lock_id).await
     }
 
     async fn destroy_all(&self) -> DriverResult<()> {

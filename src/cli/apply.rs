@@ -1,16 +1,27 @@
-//! `shoal apply [PLANFILE]`: plan (or check a saved plan is still fresh), confirm, apply.
+//! `shoal apply [PLANFILE]`: take the apply lock, plan (or check a saved plan is still fresh),
+//! confirm, check again, apply, release the lock.
+//!
+//! The plan is made under the lock (DESIGN §3.6), so no other shoal changes the cluster between
+//! the plan shown and the steps carried out. A person may take long to answer: after `yes`, the
+//! files are read and the cluster observed again, and a plan that changed meanwhile is shown
+//! and asked about anew instead of being carried out.
 
 use super::common::{confirm, plan_repo, style_for_stdout};
 use super::ApplyArgs;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use shoal::apply::progress::{Bar, Lines, Progress};
 use shoal::apply::{apply, ApplyOptions};
+use shoal::drivers::lock::LockHolder;
 use shoal::model::DriverKind;
-use shoal::plan::saved::{check_fresh, parse_saved};
+use shoal::observe::Planned;
+use shoal::plan::saved::{check_fresh, parse_saved, Stale};
 use shoal::plan::Plan;
 use shoal::render::{render_plan, render_report};
 use std::io::IsTerminal;
 use std::path::Path;
+
+/// How often a plan that keeps changing while the user decides is shown again.
+const ASK_AGAIN: usize = 3;
 
 /// Applies; exit 1 when a step failed.
 pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyArgs) -> Result<u8> {
@@ -19,40 +30,112 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
         .rev
         .rev
         .as_deref()
-        .or(saved.as_ref().and_then(|p| p.revision.as_deref()));
-    let planned = plan_repo(repo, rev, driver_override, args.allow_destroy_all).await?;
-    let plan = match &saved {
-        None => planned.plan,
-        Some(saved) => check_fresh(saved, planned.plan)?,
-    };
-    let style = style_for_stdout();
-    if !args.json {
-        print!("{}", render_plan(&plan, style));
-    }
-    if !plan.is_empty() && !args.dry_run && saved.is_none() {
-        confirm(args.yes, "apply")?;
-    }
+        .or(saved.as_ref().and_then(|p| p.revision.as_deref()))
+        .map(str::to_string);
     let options = ApplyOptions {
         dry_run: args.dry_run,
+        holder: LockHolder::this_process("shoal apply"),
         ..ApplyOptions::default()
     };
-    let progress: Box<dyn Progress> = if std::io::stderr().is_terminal() && !args.json {
+    let lock = (!args.dry_run).then(|| (options.holder.clone(), options.lock_ttl_seconds));
+    let replan = || {
+        plan_repo(
+            repo,
+            rev.as_deref(),
+            driver_override,
+            args.allow_destroy_all,
+            lock.clone(),
+        )
+    };
+    let planned = replan().await?;
+    let driver = planned.driver.clone();
+    let outcome = async {
+        let planned = match &saved {
+            None => planned,
+            Some(saved) => Planned {
+                plan: check_fresh(saved, planned.plan)?,
+                ..planned
+            },
+        };
+        let style = style_for_stdout();
+        if !args.json {
+            print!("{}", render_plan(&planned.plan, style));
+        }
+        let planned = if !planned.plan.is_empty() && !args.dry_run && saved.is_none() {
+            confirmed(planned, args.yes, || replan()).await?
+        } else {
+            planned
+        };
+        carry_out(planned, &options, args.json, args.dry_run).await
+    }
+    .await;
+    if let Some((holder, _)) = &lock {
+        if let Err(e) = driver.unlock(holder).await {
+            eprintln!("warning: could not release the apply lock: {e}");
+        }
+    }
+    outcome
+}
+
+/// Asks for confirmation; after `yes` plans again (still under the lock) and, when the files
+/// or the cluster changed while the user decided, shows the new plan and asks again.
+async fn confirmed<F, Fut>(mut planned: Planned, yes: bool, replan: F) -> Result<Planned>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Planned>>,
+{
+    if yes {
+        return Ok(planned);
+    }
+    for _ in 0..ASK_AGAIN {
+        confirm(false, "apply")?;
+        let fresh = replan().await?;
+        match check_fresh(&planned.plan, fresh.plan.clone()) {
+            Ok(_) => return Ok(fresh),
+            Err(why) => {
+                let what = match why {
+                    Stale::Cluster => "the cluster changed",
+                    Stale::Files { .. } | Stale::Edited { .. } => "the files changed",
+                };
+                println!(
+                    "\nThe plan above is out of date: {what} while you decided. Nothing was changed. The plan now:\n"
+                );
+                print!("{}", render_plan(&fresh.plan, style_for_stdout()));
+                if fresh.plan.is_empty() {
+                    return Ok(fresh);
+                }
+                planned = fresh;
+            }
+        }
+    }
+    bail!("the files or the cluster kept changing while you decided; nothing was changed: run apply again")
+}
+
+/// Applies the plan and prints the report; exit 1 when a step failed.
+async fn carry_out(
+    planned: Planned,
+    options: &ApplyOptions,
+    json: bool,
+    dry_run: bool,
+) -> Result<u8> {
+    let plan = &planned.plan;
+    let progress: Box<dyn Progress> = if std::io::stderr().is_terminal() && !json {
         Box::new(Bar::new(plan.steps.len()))
     } else {
         Box::new(Lines)
     };
     let report = apply(
-        &plan,
+        plan,
         &planned.desired,
         planned.driver,
-        &options,
+        options,
         progress.as_ref(),
     )
     .await?;
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-    } else if !plan.is_empty() || args.dry_run {
-        print!("\n{}", render_report(&report, style));
+    } else if !plan.is_empty() || dry_run {
+        print!("\n{}", render_report(&report, style_for_stdout()));
     }
     let failed = report
         .steps

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Result};
 use shoal::diag::Invalid;
+use shoal::drivers::lock::LockHolder;
 use shoal::drivers::{open_driver, Driver, DriverError};
 use shoal::model::{Desired, DriverKind};
 use shoal::observe::{load_and_plan, load_desired, OpenDriver, Planned, Planning, PlanningError};
@@ -95,17 +96,20 @@ impl OpenDriver for RepoDriver<'_> {
     }
 }
 
-/// Load → open the driver → observe → plan, for the files of the working tree or of `rev`.
+/// Load → open the driver → (take the apply lock for `lock`) → observe → plan, for the files
+/// of the working tree or of `rev`.
 pub async fn plan_repo(
     repo: &Path,
     rev: Option<&str>,
     driver_override: Option<DriverKind>,
     allow_destroy_all: bool,
+    lock: Option<(LockHolder, u64)>,
 ) -> Result<Planned> {
     let planning = Planning {
         env: interpolation_env(),
         driver_override,
         allow_destroy_all,
+        lock,
     };
     load_and_plan(source(repo, rev)?, &planning, &RepoDriver(repo))
         .await

@@ -1,7 +1,10 @@
-//! `shoal destroy`: destroy every machine of the cluster, after confirmation.
+//! `shoal destroy`: destroy every machine of the cluster, after confirmation, under the apply
+//! lock (so it never interleaves with a running apply or watcher pass).
 
 use super::common::{confirm, load_cluster, RepoDriver};
 use anyhow::Result;
+use shoal::apply::{unix_now, ApplyOptions};
+use shoal::drivers::lock::LockHolder;
 use shoal::model::DriverKind;
 use shoal::observe::OpenDriver;
 use std::path::Path;
@@ -10,23 +13,36 @@ use std::path::Path;
 pub async fn run(repo: &Path, driver_override: Option<DriverKind>, yes: bool) -> Result<u8> {
     let desired = load_cluster(repo, driver_override)?;
     let driver = RepoDriver(repo).open(&desired).await?;
+    let holder = LockHolder::this_process("shoal destroy");
+    driver
+        .lock(
+            &holder,
+            unix_now(),
+            ApplyOptions::default().lock_ttl_seconds,
+        )
+        .await?;
+    let outcome = destroy(&desired.cluster, driver.as_ref(), yes).await;
+    if let Err(e) = driver.unlock(&holder).await {
+        eprintln!("warning: could not release the apply lock: {e}");
+    }
+    outcome
+}
+
+/// Lists the machines, asks, destroys them all.
+async fn destroy(cluster: &str, driver: &dyn shoal::drivers::Driver, yes: bool) -> Result<u8> {
     let machines = driver.list().await?;
     if machines.is_empty() {
-        println!(
-            "Cluster {} has no machines: nothing to destroy.",
-            desired.cluster
-        );
+        println!("Cluster {cluster} has no machines: nothing to destroy.");
         return Ok(0);
     }
     let names: Vec<&str> = machines.iter().map(|m| m.name.as_str()).collect();
     println!(
-        "This destroys cluster {}: {} machine(s) ({}) and everything on them.",
-        desired.cluster,
+        "This destroys cluster {cluster}: {} machine(s) ({}) and everything on them.",
         names.len(),
         names.join(", ")
     );
     confirm(yes, "destroy")?;
     driver.destroy_all().await?;
-    println!("Destroyed cluster {}.", desired.cluster);
+    println!("Destroyed cluster {cluster}.");
     Ok(0)
 }

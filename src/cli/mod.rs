@@ -8,6 +8,7 @@ mod env;
 mod plan;
 mod sim;
 mod status;
+mod unlock;
 mod validate;
 mod watch;
 
@@ -77,6 +78,12 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Remove a stale apply lock left by a process that died elsewhere (its ID is in the
+    /// "locked" message). A lock whose process died on this host is taken over by itself.
+    Unlock {
+        /// The lock's ID.
+        lock_id: String,
     },
     /// Destroy every machine of the cluster.
     Destroy {
@@ -188,6 +195,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Apply(args) => apply::run(repo, driver, args).await,
         Command::Status { json } => status::run(repo, driver, json).await,
         Command::Destroy { yes } => destroy::run(repo, driver, yes).await,
+        Command::Unlock { lock_id } => unlock::run(repo, driver, &lock_id).await,
         Command::Env { machine } => env::run(repo, driver, &machine).await,
         Command::Doctor { json } => doctor::run(repo, driver, json).await,
         Command::Watch(args) => watch::run(repo, driver, args).await,

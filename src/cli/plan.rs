@@ -14,6 +14,7 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: PlanArg
         args.rev.rev.as_deref(),
         driver_override,
         args.allow_destroy_all,
+        None,
     )
     .await?;
     let plan = planned.plan;

@@ -1,11 +1,13 @@
 //! Machine drivers: what creates, lists and destroys the machines, and reaches their engines.
 
 pub mod dind;
+pub mod lock;
 pub mod sim;
 
 use crate::engine::Swarm;
 use crate::model::{Desired, DriverKind, MachineSpec, ObservedMachine};
 use async_trait::async_trait;
+use lock::{HeldLock, LockHolder};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -19,13 +21,8 @@ pub enum DriverError {
     #[error("machine {0} exists already")]
     MachineExists(String),
     /// The apply lock is held by someone else.
-    #[error("the cluster is locked by {holder} until {expires_at} (Unix time); wait, or remove a stale lock after it expires")]
-    Locked {
-        /// Who holds it.
-        holder: String,
-        /// When it expires, seconds since the epoch.
-        expires_at: u64,
-    },
+    #[error("{0}")]
+    Locked(Box<lock::HeldLock>),
     /// The driver cannot work here (missing binary, no engine, bad options).
     #[error("{0}")]
     Unavailable(String),
@@ -52,10 +49,15 @@ pub trait Driver: Send + Sync {
     async fn endpoint(&self, machine: &str) -> DriverResult<String>;
     /// The machine's engine.
     async fn engine(&self, machine: &str) -> DriverResult<Arc<dyn Swarm>>;
-    /// Takes the cluster's apply lock for `holder` until `now + ttl_seconds`; refuses while another holder's lock is live.
-    async fn lock(&self, holder: &str, now: u64, ttl_seconds: u64) -> DriverResult<()>;
+    /// Takes the cluster's apply lock for `holder` until `now + ttl_seconds` (a renewal when
+    /// `holder` has it); takes over an expired lock or one whose holder is dead on this host;
+    /// refuses with [`DriverError::Locked`] while another holder's lock is live.
+    async fn lock(&self, holder: &LockHolder, now: u64, ttl_seconds: u64) -> DriverResult<()>;
     /// Releases the apply lock if `holder` holds it.
-    async fn unlock(&self, holder: &str) -> DriverResult<()>;
+    async fn unlock(&self, holder: &LockHolder) -> DriverResult<()>;
+    /// Removes the apply lock whose ID is `lock_id`, whoever holds it (`shoal unlock`);
+    /// returns the lock removed, `None` when no lock has that ID.
+    async fn force_unlock(&self, lock_id: &str) -> DriverResult<Option<HeldLock>>;
     /// Destroys every machine and everything else the driver made for the cluster.
     async fn destroy_all(&self) -> DriverResult<()>;
     /// Whether the swarm's ingress routing mesh and VIPs can work on these machines (they need

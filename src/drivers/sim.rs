@@ -24,10 +24,11 @@ mod tests;
 
 pub use engine::SimEngine;
 pub use state::{
-    SimCounters, SimEngineState, SimLock, SimMachine, SimNetwork, SimNode, SimObject, SimService,
-    SimState, SimSwarm, SimTask, SimTokens,
+    SimCounters, SimEngineState, SimMachine, SimNetwork, SimNode, SimObject, SimService, SimState,
+    SimSwarm, SimTask, SimTokens,
 };
 
+use super::lock::{HeldLock, LockHolder};
 use super::{Driver, DriverError, DriverResult};
 use crate::engine::Swarm;
 use crate::model::observed::LocalSwarmState;
@@ -281,18 +282,16 @@ impl Driver for SimDriver {
         Ok(Arc::new(self.sim_engine(machine)?))
     }
 
-    async fn lock(&self, holder: &str, now: u64, ttl_seconds: u64) -> DriverResult<()> {
+    async fn lock(&self, holder: &LockHolder, now: u64, ttl_seconds: u64) -> DriverResult<()> {
         self.store
             .write(|s| match &s.lock {
-                Some(lock) if lock.holder != holder && lock.expires_at > now => {
-                    Err(DriverError::Locked {
-                        holder: lock.holder.clone(),
-                        expires_at: lock.expires_at,
-                    })
+                Some(lock) if !lock.can_be_taken_by(holder, now) => {
+                    Err(DriverError::Locked(Box::new(lock.clone())))
                 }
                 _ => {
-                    s.lock = Some(SimLock {
-                        holder: holder.to_string(),
+                    s.lock = Some(HeldLock {
+                        holder: holder.clone(),
+                        since: now,
                         expires_at: now.saturating_add(ttl_seconds),
                     });
                     Ok(())
@@ -301,11 +300,17 @@ impl Driver for SimDriver {
             .map_err(io_error)?
     }
 
-    async fn unlock(&self, holder: &str) -> DriverResult<()> {
+    async fn unlock(&self, holder: &LockHolder) -> DriverResult<()> {
+        self.force_unlock(&holder.id).await.map(|_| ())
+    }
+
+    async fn force_unlock(&self, lock_id: &str) -> DriverResult<Option<HeldLock>> {
         self.store
             .write(|s| {
-                if s.lock.as_ref().is_some_and(|l| l.holder == holder) {
-                    s.lock = None;
+                if s.lock.as_ref().is_some_and(|l| l.holder.id == lock_id) {
+                    s.lock.take()
+                } else {
+                    None
                 }
             })
             .map_err(io_error)

@@ -31,6 +31,7 @@ pub use state::{ApplyInfo, ErrorInfo, PassInfo, PlanInfo, SourceInfo, StatusRepo
 pub use trigger::Trigger;
 
 use crate::apply::{unix_now, ApplyOptions};
+use crate::drivers::lock::LockHolder;
 use crate::model::DriverKind;
 use crate::source::follow::{FollowError, LocalBranch};
 use crate::source::remote::{default_cache_dir, env_secret, RemoteBranch};
@@ -117,22 +118,11 @@ impl WatchOptions {
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             apply: ApplyOptions {
-                holder: holder(),
+                holder: LockHolder::this_process("shoal watch"),
                 ..ApplyOptions::default()
             },
         }
     }
-}
-
-/// The apply lock's holder name of this process: `shoal-watch@<host>:<pid>`.
-fn holder() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".to_string());
-    format!("shoal-watch@{host}:{}", std::process::id())
 }
 
 /// Parses `--interval`: a Go-style duration (`30s`, `5m`, `1h30m`) of at least a second.

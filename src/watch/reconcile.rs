@@ -134,6 +134,7 @@ impl Reconciler {
                 env,
                 driver_override,
                 allow_destroy_all: false,
+                lock: None,
             },
             apply,
             driver: Mutex::new(None),

@@ -1,5 +1,5 @@
-//! The apply lock: a volume `<cluster>-lock` on the host engine whose labels name the holder and
-//! the expiry.
+//! The apply lock: a volume `<cluster>-lock` on the host engine whose labels hold its holder,
+//! since when and until when it is held (see [`crate::drivers::lock`] for who may take it).
 //!
 //! Creating a volume whose name exists does not fail: the engine answers with the existing
 //! volume, labels and all. The engine creates a name once, so whoever's random `nonce` comes
@@ -8,6 +8,7 @@
 //! in which two takers of one expired lock could both succeed.
 
 use super::{is_not_found, DindError};
+use crate::drivers::lock::{HeldLock, LockHolder};
 use crate::drivers::{DriverError, DriverResult};
 use crate::model::LABEL_CLUSTER;
 use bollard::models::{Volume, VolumeCreateRequest};
@@ -19,6 +20,8 @@ use std::collections::HashMap;
 pub const LABEL_LOCK_HOLDER: &str = "io.shoal.lock.holder";
 /// Label holding the lock's expiry, seconds since the epoch.
 pub const LABEL_LOCK_EXPIRES: &str = "io.shoal.lock.expires_at";
+/// Label holding when the lock was taken, seconds since the epoch.
+pub const LABEL_LOCK_SINCE: &str = "io.shoal.lock.since";
 /// Label telling one taking of the lock from another.
 pub const LABEL_LOCK_NONCE: &str = "io.shoal.lock.nonce";
 
@@ -36,16 +39,18 @@ fn nonce() -> String {
 }
 
 struct Held {
-    holder: String,
-    expires_at: u64,
+    lock: HeldLock,
     nonce: String,
 }
 
 fn held(volume: &Volume) -> Held {
     let get = |key: &str| volume.labels.get(key).cloned().unwrap_or_default();
     Held {
-        holder: get(LABEL_LOCK_HOLDER),
-        expires_at: get(LABEL_LOCK_EXPIRES).parse().unwrap_or(0),
+        lock: HeldLock {
+            holder: LockHolder::decode(&get(LABEL_LOCK_HOLDER)),
+            since: get(LABEL_LOCK_SINCE).parse().unwrap_or(0),
+            expires_at: get(LABEL_LOCK_EXPIRES).parse().unwrap_or(0),
+        },
         nonce: get(LABEL_LOCK_NONCE),
     }
 }
@@ -76,7 +81,7 @@ async fn remove_if_same(docker: &Docker, name: &str, nonce: &str) -> Result<(), 
 pub(crate) async fn lock(
     docker: &Docker,
     cluster: &str,
-    holder: &str,
+    holder: &LockHolder,
     now: u64,
     ttl_seconds: u64,
 ) -> DriverResult<()> {
@@ -89,7 +94,8 @@ pub(crate) async fn lock(
             driver: Some("local".to_string()),
             labels: Some(HashMap::from([
                 (LABEL_CLUSTER.to_string(), cluster.to_string()),
-                (LABEL_LOCK_HOLDER.to_string(), holder.to_string()),
+                (LABEL_LOCK_HOLDER.to_string(), holder.encode()),
+                (LABEL_LOCK_SINCE.to_string(), now.to_string()),
                 (LABEL_LOCK_EXPIRES.to_string(), expires_at.to_string()),
                 (LABEL_LOCK_NONCE.to_string(), mine.clone()),
             ])),
@@ -103,32 +109,48 @@ pub(crate) async fn lock(
         if current.nonce == mine {
             return Ok(());
         }
-        if current.holder == holder || current.expires_at <= now {
+        if current.lock.can_be_taken_by(holder, now) {
+            if current.lock.holder.id != holder.id {
+                tracing::warn!(
+                    "taking over the apply lock {} of {} (pid {} on {}): {}",
+                    current.lock.holder.id,
+                    current.lock.holder.program,
+                    current.lock.holder.pid,
+                    current.lock.holder.host,
+                    if current.lock.expires_at <= now {
+                        "it expired"
+                    } else {
+                        "its process is gone"
+                    }
+                );
+            }
             remove_if_same(docker, &name, &current.nonce).await?;
             continue;
         }
-        return Err(DriverError::Locked {
-            holder: current.holder,
-            expires_at: current.expires_at,
-        });
+        return Err(DriverError::Locked(Box::new(current.lock)));
     }
     Err(DriverError::Other(format!(
         "could not take the lock {name}: it changed hands while it was being taken; try again"
     )))
 }
 
-/// Releases the lock of `cluster` if `holder` holds it.
-pub(crate) async fn unlock(docker: &Docker, cluster: &str, holder: &str) -> DriverResult<()> {
+/// Releases the lock of `cluster` if the lock with ID `lock_id` is the one held; returns it.
+pub(crate) async fn unlock(
+    docker: &Docker,
+    cluster: &str,
+    lock_id: &str,
+) -> DriverResult<Option<HeldLock>> {
     let name = lock_name(cluster);
     match docker.inspect_volume(&name).await {
         Ok(volume) => {
             let current = held(&volume);
-            if current.holder == holder {
-                remove_if_same(docker, &name, &current.nonce).await?;
+            if current.lock.holder.id != lock_id {
+                return Ok(None);
             }
-            Ok(())
+            remove_if_same(docker, &name, &current.nonce).await?;
+            Ok(Some(current.lock))
         }
-        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(None),
         Err(e) => {
             Err(DindError::docker(format!("cannot inspect the lock volume {name}"), e).into())
         }

@@ -38,13 +38,14 @@ mod upload;
 
 pub use demo::{build_demo_image, DEMO_IMAGE};
 pub use doctor::{doctor, exec, Check, CheckStatus, DoctorReport};
-pub use lock::{LABEL_LOCK_EXPIRES, LABEL_LOCK_HOLDER, LABEL_LOCK_NONCE};
+pub use lock::{LABEL_LOCK_EXPIRES, LABEL_LOCK_HOLDER, LABEL_LOCK_NONCE, LABEL_LOCK_SINCE};
 pub use node::Security;
 
 /// Label of the volume that marks a machine whose setup (start, image preload) finished.
 pub const LABEL_READY: &str = "io.shoal.ready";
 pub use nodeimage::{ensure_node_image, NodeImage, NODE_IMAGE_LABEL, NODE_IMAGE_REPO};
 
+use super::lock::{HeldLock, LockHolder};
 use super::{Driver, DriverError, DriverResult};
 use crate::docker::DockerEngine;
 use crate::engine::Swarm;
@@ -757,12 +758,17 @@ impl Driver for DindDriver {
         Ok(Arc::new(engine))
     }
 
-    async fn lock(&self, holder: &str, now: u64, ttl_seconds: u64) -> DriverResult<()> {
+    async fn lock(&self, holder: &LockHolder, now: u64, ttl_seconds: u64) -> DriverResult<()> {
         lock::lock(&self.docker, &self.cluster, holder, now, ttl_seconds).await
     }
 
-    async fn unlock(&self, holder: &str) -> DriverResult<()> {
-        lock::unlock(&self.docker, &self.cluster, holder).await
+    async fn unlock(&self, holder: &LockHolder) -> DriverResult<()> {
+        lock::unlock(&self.docker, &self.cluster, &holder.id).await?;
+        Ok(())
+    }
+
+    async fn force_unlock(&self, lock_id: &str) -> DriverResult<Option<HeldLock>> {
+        lock::unlock(&self.docker, &self.cluster, lock_id).await
     }
 
     async fn destroy_all(&self) -> DriverResult<()> {

@@ -23,7 +23,7 @@ pub struct SimState {
     pub swarms: BTreeMap<String, SimSwarm>,
     /// The driver's apply lock, when taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lock: Option<SimLock>,
+    pub lock: Option<crate::drivers::lock::HeldLock>,
     /// Counters.
     #[serde(default)]
     pub counters: SimCounters,
@@ -284,15 +284,6 @@ pub struct SimObject {
     pub labels: BTreeMap<String, String>,
     /// sha256 of the data, hex.
     pub sha256: String,
-}
-
-/// The driver's apply lock.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SimLock {
-    /// Who holds it.
-    pub holder: String,
-    /// When it expires, seconds since the epoch.
-    pub expires_at: u64,
 }
 
 /// Hex sha256 of some text.

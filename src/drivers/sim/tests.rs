@@ -2,6 +2,7 @@
 
 use super::sched::Constraint;
 use super::*;
+use crate::drivers::lock::LockHolder;
 use crate::engine::{EngineError, NodeSpecUpdate};
 use crate::model::spec::{
     ContainerSpec, EndpointSpec, FileTarget, NetworkAttachment, Placement, PortConfig,
@@ -922,8 +923,9 @@ async fn writes_count_requests_but_not_reads_locks_or_faults() {
     m1.list_nodes().await.unwrap();
     m1.inspect_swarm().await.unwrap();
     d.list().await.unwrap();
-    d.lock("me", NOW, 60).await.unwrap();
-    d.unlock("me").await.unwrap();
+    let me = LockHolder::this_process("test");
+    d.lock(&me, NOW, 60).await.unwrap();
+    d.unlock(&me).await.unwrap();
     assert_eq!(d.writes(), 3);
     d.down_node("m1", NOW).unwrap();
     assert!(matches!(
@@ -941,19 +943,41 @@ async fn writes_count_requests_but_not_reads_locks_or_faults() {
 #[tokio::test]
 async fn the_apply_lock_expires_and_belongs_to_its_holder() {
     let d = driver();
-    d.lock("alice", 100, 60).await.unwrap();
-    assert_eq!(
-        d.lock("bob", 120, 60).await,
-        Err(DriverError::Locked {
-            holder: "alice".into(),
-            expires_at: 160
-        })
-    );
-    d.lock("alice", 150, 60).await.unwrap();
-    d.unlock("bob").await.unwrap();
-    assert!(d.lock("bob", 200, 60).await.is_err());
-    d.lock("bob", 211, 60).await.unwrap();
-    d.unlock("bob").await.unwrap();
+    let alice = LockHolder::this_process("alice");
+    let bob = LockHolder::this_process("bob");
+    d.lock(&alice, 100, 60).await.unwrap();
+    match d.lock(&bob, 120, 60).await {
+        Err(DriverError::Locked(held)) => {
+            assert_eq!(
+                (held.holder.id.as_str(), held.since, held.expires_at),
+                (alice.id.as_str(), 100, 160)
+            );
+        }
+        other => panic!("bob should be refused, got {other:?}"),
+    }
+    d.lock(&alice, 150, 60).await.unwrap();
+    d.unlock(&bob).await.unwrap();
+    assert!(d.lock(&bob, 200, 60).await.is_err());
+    d.lock(&bob, 211, 60).await.unwrap();
+    d.unlock(&bob).await.unwrap();
+    assert_eq!(d.snapshot().lock, None);
+}
+
+#[tokio::test]
+async fn a_lock_whose_holder_died_here_is_taken_over_and_unlock_removes_any_by_id() {
+    let d = driver();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let mut dead = LockHolder::this_process("shoal apply");
+    dead.pid = child.id();
+    child.wait().unwrap();
+    d.lock(&dead, 100, 600).await.unwrap();
+    let me = LockHolder::this_process("shoal apply");
+    d.lock(&me, 120, 600)
+        .await
+        .expect("a dead holder's lock is taken over at once");
+    assert_eq!(d.force_unlock("no-such-id").await.unwrap(), None);
+    let removed = d.force_unlock(&me.id).await.unwrap().expect("removed");
+    assert_eq!(removed.holder, me);
     assert_eq!(d.snapshot().lock, None);
 }
 

@@ -1,0 +1,231 @@
+//! The apply lock's record: who holds it (host, process, its start time, a lock ID), since when
+//! and until when, and when another process may take it over.
+//!
+//! A lock is taken over at once when its holder is this very holder (a renewal), when it has
+//! expired, or when its holder process is dead on this host: a process ID is only trusted
+//! together with the process's start time, so a recycled ID does not keep a dead lock alive.
+//! Any other lock is refused with who holds it, since and until when (local time), and the
+//! `shoal unlock LOCK_ID` that removes it by hand.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A process that holds, or asks for, the apply lock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHolder {
+    /// The lock's ID, for `shoal unlock`: new for every process.
+    pub id: String,
+    /// What holds it, e.g. `shoal apply` or `shoal watch`.
+    pub program: String,
+    /// The host it runs on.
+    pub host: String,
+    /// Its process ID on that host.
+    pub pid: u32,
+    /// Its start time in clock ticks since the host booted (`/proc/PID/stat`), 0 when unknown.
+    pub process_start: u64,
+}
+
+/// A lock as recorded by a driver.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldLock {
+    /// Who holds it.
+    pub holder: LockHolder,
+    /// When it was taken, seconds since the epoch.
+    pub since: u64,
+    /// When it expires, seconds since the epoch.
+    pub expires_at: u64,
+}
+
+impl LockHolder {
+    /// This process, as `program`, with a fresh lock ID.
+    pub fn this_process(program: &str) -> LockHolder {
+        let pid = std::process::id();
+        LockHolder {
+            id: fresh_id(),
+            program: program.to_string(),
+            host: this_host(),
+            pid,
+            process_start: process_start(pid).unwrap_or(0),
+        }
+    }
+
+    /// Whether the holder is known to be dead: it ran on this host and no process with its ID
+    /// and start time runs now. A holder on another host is never judged dead.
+    pub fn is_dead(&self) -> bool {
+        if self.host != this_host() || self.pid == 0 {
+            return false;
+        }
+        match process_start(self.pid) {
+            None => true,
+            Some(start) => self.process_start != 0 && start != self.process_start,
+        }
+    }
+
+    /// The holder as one label value (JSON).
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// A holder from [`LockHolder::encode`]'s text; an unreadable one (an older shoal) becomes a
+    /// holder of that name on no known host, which only expiry or `shoal unlock` releases.
+    pub fn decode(text: &str) -> LockHolder {
+        serde_json::from_str(text).unwrap_or_else(|_| LockHolder {
+            id: text.to_string(),
+            program: text.to_string(),
+            host: String::new(),
+            pid: 0,
+            process_start: 0,
+        })
+    }
+}
+
+impl HeldLock {
+    /// Whether `holder` may take this lock at `now`: its own, expired, or its holder is dead.
+    pub fn can_be_taken_by(&self, holder: &LockHolder, now: u64) -> bool {
+        self.holder.id == holder.id || self.expires_at <= now || self.holder.is_dead()
+    }
+}
+
+impl fmt::Display for HeldLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let h = &self.holder;
+        write!(
+            f,
+            "the cluster is locked by {} (pid {} on {}) since {}, until {} (local time): another apply or destroy is running.\n  Wait for it to finish. If that process is gone (a crash on another host, or a killed container), remove the lock with:\n    shoal unlock {}",
+            h.program,
+            h.pid,
+            if h.host.is_empty() { "an unknown host" } else { &h.host },
+            local_time(self.since),
+            local_time(self.expires_at),
+            h.id
+        )
+    }
+}
+
+/// A new lock ID: 12 hex digits from the kernel's random UUIDs.
+fn fresh_id() -> String {
+    let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap_or_default();
+    let hex: String = uuid
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(12)
+        .collect();
+    if hex.len() == 12 {
+        hex
+    } else {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        format!(
+            "{:012x}",
+            (nanos ^ u128::from(std::process::id())) & 0xffff_ffff_ffff
+        )
+    }
+}
+
+/// This host's name.
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// A process's start time in clock ticks since boot (field 22 of `/proc/PID/stat`), `None`
+/// when no such process runs.
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after its end.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS` in the local time zone.
+pub fn local_time(seconds: u64) -> String {
+    let time = seconds as libc::time_t;
+    // SAFETY: localtime_r only writes the `tm` it is given and reads `time`.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let converted = unsafe { !libc::localtime_r(&time, &mut tm).is_null() };
+    if !converted {
+        return format!("{seconds} (Unix time)");
+    }
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock_of(holder: LockHolder, expires_at: u64) -> HeldLock {
+        HeldLock {
+            holder,
+            since: 1_000,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn a_live_holder_keeps_its_lock_until_it_expires() {
+        let me = LockHolder::this_process("shoal apply");
+        let other = LockHolder::this_process("shoal apply");
+        assert_ne!(me.id, other.id);
+        let held = lock_of(me.clone(), 2_000);
+        assert!(!me.is_dead());
+        assert!(held.can_be_taken_by(&me, 1_500), "a renewal");
+        assert!(!held.can_be_taken_by(&other, 1_500));
+        assert!(held.can_be_taken_by(&other, 2_000), "expired");
+    }
+
+    #[test]
+    fn a_dead_holder_on_this_host_is_taken_over_at_once() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let mut dead = LockHolder::this_process("shoal apply");
+        dead.pid = pid;
+        assert!(dead.is_dead());
+        let held = lock_of(dead, u64::MAX);
+        assert!(held.can_be_taken_by(&LockHolder::this_process("shoal apply"), 1_500));
+    }
+
+    #[test]
+    fn a_recycled_pid_does_not_keep_a_dead_lock_alive() {
+        let mut recycled = LockHolder::this_process("shoal apply");
+        recycled.process_start += 1;
+        assert!(recycled.is_dead());
+    }
+
+    #[test]
+    fn a_holder_on_another_host_is_never_judged_dead() {
+        let mut remote = LockHolder::this_process("shoal watch");
+        remote.host = "elsewhere.example".into();
+        remote.pid = u32::MAX;
+        assert!(!remote.is_dead());
+    }
+
+    #[test]
+    fn the_refusal_says_who_since_until_and_how_to_unlock() {
+        let mut holder = LockHolder::this_process("shoal watch");
+        holder.id = "0123456789ab".into();
+        let text = lock_of(holder, 4_000_000_000).to_string();
+        assert!(text.contains("shoal watch (pid"), "{text}");
+        assert!(text.contains("since 19"), "{text}");
+        assert!(text.contains("shoal unlock 0123456789ab"), "{text}");
+        assert!(!text.contains("Unix time"), "{text}");
+    }
+
+    #[test]
+    fn holders_round_trip_through_a_label() {
+        let holder = LockHolder::this_process("shoal apply");
+        assert_eq!(LockHolder::decode(&holder.encode()), holder);
+        assert_eq!(LockHolder::decode("shoal-123").id, "shoal-123");
+    }
+}
