@@ -7,9 +7,9 @@
 //! the same [`EngineError`](crate::engine::EngineError) kinds and texts. Tasks are placed on
 //! eligible nodes and moved when a node goes down or is drained, never rebalanced.
 //!
-//! [`SimDriver::open`] keeps the state in `<repo>/.shoal/sim.json` (every call locks, loads,
-//! changes and writes it, so processes share one cluster); [`SimDriver::in_memory`] keeps it in
-//! the process. The `shoal sim` faults ([`SimDriver::kill_machine`], [`SimDriver::down_node`],
+//! [`SimDriver::open`] keeps the state in `<repo>/.shoal/sim.json`, loaded once and saved once
+//! per batch of changes under a file lock, so processes share one cluster (see `store`);
+//! [`SimDriver::in_memory`] keeps it in the process. The `shoal sim` faults ([`SimDriver::kill_machine`], [`SimDriver::down_node`],
 //! [`SimDriver::up_node`], [`SimDriver::set_replicas`]) change the cluster behind shoal's back.
 //!
 //! The sim reads the clock only here, at its edge: every rule takes `now` as an argument.
@@ -35,7 +35,7 @@ use crate::model::{MachineSpec, MachineState, ObservedMachine};
 use async_trait::async_trait;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use store::Store;
+use store::{Flush, Store};
 
 /// Where the sim's clock comes from: seconds since the Unix epoch.
 pub(crate) type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -73,13 +73,11 @@ fn io_error(error: std::io::Error) -> DriverError {
 
 impl SimDriver {
     /// A driver over the state kept in `<repo_dir>/.shoal/sim.json` (created on first write;
-    /// a missing file is an empty cluster).
+    /// a missing file is an empty cluster). Drivers opened on the same folder within one
+    /// process share the state; its last changes are saved when the last of them is dropped.
     pub fn open(repo_dir: &Path, cluster: &str) -> DriverResult<SimDriver> {
-        let store = Store::file(repo_dir.join(STATE_DIR)).map_err(|e| {
-            DriverError::Unavailable(format!("the sim driver cannot keep its state: {e}"))
-        })?;
         Ok(SimDriver {
-            store,
+            store: Store::file(repo_dir.join(STATE_DIR)),
             cluster: cluster.to_string(),
             clock: Arc::new(system_clock),
         })
@@ -163,7 +161,7 @@ impl SimDriver {
         let now = (self.clock)();
         let removed = self
             .store
-            .write(|s| s.remove_machine(name, now))
+            .write(Flush::Now, |s| s.remove_machine(name, now))
             .map_err(io_error)?;
         removed
             .then_some(())
@@ -185,7 +183,7 @@ impl SimDriver {
     fn set_running(&self, name: &str, running: bool, now: u64) -> DriverResult<()> {
         let found = self
             .store
-            .write(|s| s.set_running(name, running, now))
+            .write(Flush::Now, |s| s.set_running(name, running, now))
             .map_err(io_error)?;
         found
             .then_some(())
@@ -198,7 +196,7 @@ impl SimDriver {
     pub fn set_replicas(&self, service: &str, replicas: u64) -> DriverResult<()> {
         let now = (self.clock)();
         self.store
-            .write(|s| s.scale(service, replicas, now))
+            .write(Flush::Now, |s| s.scale(service, replicas, now))
             .map_err(io_error)?
             .map_err(DriverError::Other)
     }
@@ -237,7 +235,7 @@ impl Driver for SimDriver {
     async fn create(&self, machine: &MachineSpec) -> DriverResult<()> {
         let created = self
             .store
-            .write(|s| s.create_machine(&machine.name, machine.role))
+            .write(Flush::Later, |s| s.create_machine(&machine.name, machine.role))
             .map_err(io_error)?;
         created
             .then_some(())
@@ -248,7 +246,7 @@ impl Driver for SimDriver {
         let now = (self.clock)();
         let removed = self
             .store
-            .write(|s| {
+            .write(Flush::Later, |s| {
                 s.counters.writes += 1;
                 s.remove_machine(machine, now)
             })
@@ -269,7 +267,7 @@ impl Driver for SimDriver {
 
     async fn lock(&self, holder: &str, now: u64, ttl_seconds: u64) -> DriverResult<()> {
         self.store
-            .write(|s| match &s.lock {
+            .write(Flush::Now, |s| match &s.lock {
                 Some(lock) if lock.holder != holder && lock.expires_at > now => {
                     Err(DriverError::Locked {
                         holder: lock.holder.clone(),
@@ -289,7 +287,7 @@ impl Driver for SimDriver {
 
     async fn unlock(&self, holder: &str) -> DriverResult<()> {
         self.store
-            .write(|s| {
+            .write(Flush::Now, |s| {
                 if s.lock.as_ref().is_some_and(|l| l.holder == holder) {
                     s.lock = None;
                 }
@@ -299,7 +297,7 @@ impl Driver for SimDriver {
 
     async fn destroy_all(&self) -> DriverResult<()> {
         self.store
-            .write(|s| {
+            .write(Flush::Now, |s| {
                 s.counters.writes += 1;
                 s.machines.clear();
                 s.swarms.clear();
