@@ -45,7 +45,11 @@ fn write_repo(dir: &Path, machines: usize, services: usize) {
     let managers = 3.min(machines);
     let stacks = services.div_ceil(PER_STACK);
     let mut yml = String::from("cluster: figures\ndriver: sim\nmachines:\n");
-    writeln!(yml, "  vm-manager:\n    role: manager\n    count: {managers}").unwrap();
+    writeln!(
+        yml,
+        "  vm-manager:\n    role: manager\n    count: {managers}"
+    )
+    .unwrap();
     if machines > managers {
         writeln!(
             yml,

@@ -235,7 +235,9 @@ impl Driver for SimDriver {
     async fn create(&self, machine: &MachineSpec) -> DriverResult<()> {
         let created = self
             .store
-            .write(Flush::Later, |s| s.create_machine(&machine.name, machine.role))
+            .write(Flush::Later, |s| {
+                s.create_machine(&machine.name, machine.role)
+            })
             .map_err(io_error)?;
         created
             .then_some(())

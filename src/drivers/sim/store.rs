@@ -58,7 +58,9 @@ fn at(path: &Path, error: impl std::fmt::Display) -> io::Error {
 
 /// Locks a mutex, going on after a panic elsewhere (the state is plain data).
 fn guard<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Store {

@@ -1014,7 +1014,10 @@ async fn state_persists_in_the_repository_across_drivers() {
     drop((first, second, m1));
     let text = std::fs::read_to_string(dir.path().join(".shoal/sim.json")).unwrap();
     let saved: SimState = serde_json::from_str(&text).unwrap();
-    assert_eq!(saved, expected, "the last handle dropped saves the last changes");
+    assert_eq!(
+        saved, expected,
+        "the last handle dropped saves the last changes"
+    );
     assert!(
         !text.contains("s3cret-data"),
         "secret data never reaches the file"
@@ -1078,7 +1081,13 @@ async fn a_file_replaced_by_another_process_is_read_again() {
     let temporary = dir.path().join(".shoal/other.tmp");
     std::fs::write(&temporary, serde_json::to_vec(&theirs).unwrap()).unwrap();
     std::fs::rename(&temporary, dir.path().join(".shoal/sim.json")).unwrap();
-    let names: Vec<String> = d.list().await.unwrap().into_iter().map(|m| m.name).collect();
+    let names: Vec<String> = d
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
     assert_eq!(names, ["m1", "w9"]);
     d.create(&spec("w1", Role::Worker)).await.unwrap();
     assert_eq!(d.snapshot().machines.len(), 3, "their change is kept");
