@@ -9,8 +9,9 @@
 //!
 //! [`SimDriver::open`] keeps the state in `<repo>/.shoal/sim.json`, loaded once and saved once
 //! per batch of changes under a file lock, so processes share one cluster (see `store`);
-//! [`SimDriver::in_memory`] keeps it in the process. The `shoal sim` faults ([`SimDriver::kill_machine`], [`SimDriver::down_node`],
-//! [`SimDriver::up_node`], [`SimDriver::set_replicas`]) change the cluster behind shoal's back.
+//! [`SimDriver::in_memory`] keeps it in the process. The `shoal sim` faults
+//! ([`SimDriver::kill_machine`], [`SimDriver::down_node`], [`SimDriver::up_node`],
+//! [`SimDriver::set_replicas`]) change the cluster behind shoal's back, saved at once.
 //!
 //! The sim reads the clock only here, at its edge: every rule takes `now` as an argument.
 
