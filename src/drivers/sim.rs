@@ -7,10 +7,11 @@
 //! the same [`EngineError`](crate::engine::EngineError) kinds and texts. Tasks are placed on
 //! eligible nodes and moved when a node goes down or is drained, never rebalanced.
 //!
-//! [`SimDriver::open`] keeps the state in `<repo>/.shoal/sim.json` (every call locks, loads,
-//! changes and writes it, so processes share one cluster); [`SimDriver::in_memory`] keeps it in
-//! the process. The `shoal sim` faults ([`SimDriver::kill_machine`], [`SimDriver::down_node`],
-//! [`SimDriver::up_node`], [`SimDriver::set_replicas`]) change the cluster behind shoal's back.
+//! [`SimDriver::open`] keeps the state in `<repo>/.shoal/sim.json`, loaded once and saved once
+//! per batch of changes under a file lock, so processes share one cluster (see `store`);
+//! [`SimDriver::in_memory`] keeps it in the process. The `shoal sim` faults
+//! ([`SimDriver::kill_machine`], [`SimDriver::down_node`], [`SimDriver::up_node`],
+//! [`SimDriver::set_replicas`]) change the cluster behind shoal's back, saved at once.
 //!
 //! The sim reads the clock only here, at its edge: every rule takes `now` as an argument.
 
@@ -36,7 +37,7 @@ use crate::model::{MachineSpec, MachineState, ObservedMachine};
 use async_trait::async_trait;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use store::Store;
+use store::{Flush, Store};
 
 /// Where the sim's clock comes from: seconds since the Unix epoch.
 pub(crate) type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -74,13 +75,11 @@ fn io_error(error: std::io::Error) -> DriverError {
 
 impl SimDriver {
     /// A driver over the state kept in `<repo_dir>/.shoal/sim.json` (created on first write;
-    /// a missing file is an empty cluster).
+    /// a missing file is an empty cluster). Drivers opened on the same folder within one
+    /// process share the state; its last changes are saved when the last of them is dropped.
     pub fn open(repo_dir: &Path, cluster: &str) -> DriverResult<SimDriver> {
-        let store = Store::file(repo_dir.join(STATE_DIR)).map_err(|e| {
-            DriverError::Unavailable(format!("the sim driver cannot keep its state: {e}"))
-        })?;
         Ok(SimDriver {
-            store,
+            store: Store::file(repo_dir.join(STATE_DIR)),
             cluster: cluster.to_string(),
             clock: Arc::new(system_clock),
         })
@@ -164,7 +163,7 @@ impl SimDriver {
         let now = (self.clock)();
         let removed = self
             .store
-            .write(|s| s.remove_machine(name, now))
+            .write(Flush::Now, |s| s.remove_machine(name, now))
             .map_err(io_error)?;
         removed
             .then_some(())
@@ -186,7 +185,7 @@ impl SimDriver {
     fn set_running(&self, name: &str, running: bool, now: u64) -> DriverResult<()> {
         let found = self
             .store
-            .write(|s| s.set_running(name, running, now))
+            .write(Flush::Now, |s| s.set_running(name, running, now))
             .map_err(io_error)?;
         found
             .then_some(())
@@ -199,7 +198,7 @@ impl SimDriver {
     pub fn set_replicas(&self, service: &str, replicas: u64) -> DriverResult<()> {
         let now = (self.clock)();
         self.store
-            .write(|s| s.scale(service, replicas, now))
+            .write(Flush::Now, |s| s.scale(service, replicas, now))
             .map_err(io_error)?
             .map_err(DriverError::Other)
     }
@@ -238,7 +237,9 @@ impl Driver for SimDriver {
     async fn create(&self, machine: &MachineSpec) -> DriverResult<()> {
         let created = self
             .store
-            .write(|s| s.create_machine(&machine.name, machine.role))
+            .write(Flush::Later, |s| {
+                s.create_machine(&machine.name, machine.role)
+            })
             .map_err(io_error)?;
         created
             .then_some(())
@@ -249,7 +250,7 @@ impl Driver for SimDriver {
         let now = (self.clock)();
         let found = self
             .store
-            .write(|s| {
+            .write(Flush::Later, |s| {
                 s.counters.writes += 1;
                 s.set_running(machine, true, now)
             })
@@ -263,7 +264,7 @@ impl Driver for SimDriver {
         let now = (self.clock)();
         let removed = self
             .store
-            .write(|s| {
+            .write(Flush::Later, |s| {
                 s.counters.writes += 1;
                 s.remove_machine(machine, now)
             })
@@ -284,7 +285,7 @@ impl Driver for SimDriver {
 
     async fn lock(&self, holder: &LockHolder, now: u64, ttl_seconds: u64) -> DriverResult<()> {
         self.store
-            .write(|s| match &s.lock {
+            .write(Flush::Now, |s| match &s.lock {
                 Some(lock) if !lock.can_be_taken_by(holder, now) => {
                     Err(DriverError::Locked(Box::new(lock.clone())))
                 }
@@ -306,7 +307,7 @@ impl Driver for SimDriver {
 
     async fn force_unlock(&self, lock_id: &str) -> DriverResult<Option<HeldLock>> {
         self.store
-            .write(|s| {
+            .write(Flush::Now, |s| {
                 if s.lock.as_ref().is_some_and(|l| l.holder.id == lock_id) {
                     s.lock.take()
                 } else {
@@ -318,7 +319,7 @@ impl Driver for SimDriver {
 
     async fn destroy_all(&self) -> DriverResult<()> {
         self.store
-            .write(|s| {
+            .write(Flush::Now, |s| {
                 s.counters.writes += 1;
                 s.machines.clear();
                 s.swarms.clear();

@@ -380,8 +380,17 @@ fn xtables_dir(libraries: &[PathBuf]) -> Option<PathBuf> {
 /// Assembles the root filesystem from the host.
 pub(crate) fn host_rootfs() -> Result<Rootfs, DindError> {
     let mut rootfs = Rootfs::default();
-    let mut elf_files: Vec<PathBuf> = Vec::new();
+    add_layout(&mut rootfs);
+    let mut elf_files = add_engine_binaries(&mut rootfs)?;
+    elf_files.extend(add_xtables(&mut rootfs)?);
+    add_libraries(&mut rootfs, &elf_files)?;
+    add_busybox(&mut rootfs)?;
+    add_generated_files(&mut rootfs);
+    Ok(rootfs)
+}
 
+/// The folders of the image, and the host's top-level links (`/bin` to `usr/bin` and so on).
+fn add_layout(rootfs: &mut Rootfs) {
     for top in ["bin", "sbin", "lib", "lib64"] {
         if let Ok(target) = std::fs::read_link(Path::new("/").join(top)) {
             rootfs.symlink(top, &target.to_string_lossy());
@@ -404,7 +413,11 @@ pub(crate) fn host_rootfs() -> Result<Rootfs, DindError> {
     }
     rootfs.symlink("var/run", "../run");
     rootfs.dir(NODE_HOST_DIR, 0o755);
+}
 
+/// The engine's binaries under `usr/bin`; returns their host paths, or names the missing ones.
+fn add_engine_binaries(rootfs: &mut Rootfs) -> Result<Vec<PathBuf>, DindError> {
+    let mut elf_files = Vec::new();
     let mut missing = Vec::new();
     for (name, candidates) in ENGINE_BINARIES {
         match find_binary(candidates) {
@@ -422,7 +435,13 @@ pub(crate) fn host_rootfs() -> Result<Rootfs, DindError> {
             missing.join(", ")
         )));
     }
+    Ok(elf_files)
+}
 
+/// The host's iptables multi-binaries under `usr/sbin` with every tool name linked to them
+/// (the first one found is the default); returns their host paths.
+fn add_xtables(rootfs: &mut Rootfs) -> Result<Vec<PathBuf>, DindError> {
+    let mut elf_files = Vec::new();
     let mut xtables_found = Vec::new();
     for name in XTABLES {
         if let Some(path) = find_binary(&[name]) {
@@ -454,37 +473,15 @@ pub(crate) fn host_rootfs() -> Result<Rootfs, DindError> {
     for tool in IPTABLES_TOOLS {
         rootfs.symlink(&format!("usr/sbin/{tool}"), default_xtables);
     }
+    Ok(elf_files)
+}
 
-    let mut libraries = ldd(&elf_files)?;
+/// The shared libraries `elf_files` load, with the xtables extensions (loaded at run time,
+/// so invisible to `ldd`) and their own libraries.
+fn add_libraries(rootfs: &mut Rootfs, elf_files: &[PathBuf]) -> Result<(), DindError> {
+    let mut libraries = ldd(elf_files)?;
     if let Some(dir) = xtables_dir(&libraries) {
-        let mut extensions = Vec::new();
-        let entries = std::fs::read_dir(&dir)
-            .map_err(|e| DindError::io(format!("cannot read {}", dir.display()), e))?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("so") {
-                continue;
-            }
-            let in_image = image_path_text(&path);
-            match std::fs::symlink_metadata(&path) {
-                Ok(meta) if meta.file_type().is_symlink() => {
-                    if let Ok(target) = std::fs::read_link(&path) {
-                        if target.is_relative() && !target.to_string_lossy().contains('/') {
-                            rootfs.symlink(&in_image, &target.to_string_lossy());
-                            continue;
-                        }
-                    }
-                    rootfs.file(&in_image, &path, 0o644);
-                    extensions.push(path);
-                }
-                Ok(_) => {
-                    rootfs.file(&in_image, &path, 0o644);
-                    extensions.push(path);
-                }
-                Err(_) => {}
-            }
-        }
-        extensions.sort();
+        let extensions = add_xtables_extensions(rootfs, &dir)?;
         for lib in ldd(&extensions)? {
             if !libraries.contains(&lib) {
                 libraries.push(lib);
@@ -499,7 +496,46 @@ pub(crate) fn host_rootfs() -> Result<Rootfs, DindError> {
         };
         rootfs.file(&image_path_text(lib), lib, mode);
     }
+    Ok(())
+}
 
+/// The `.so` files of the xtables extensions folder `dir`, at the same path in the image
+/// (links to a sibling kept as links); returns the host paths of the files copied, sorted.
+fn add_xtables_extensions(rootfs: &mut Rootfs, dir: &Path) -> Result<Vec<PathBuf>, DindError> {
+    let mut extensions = Vec::new();
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| DindError::io(format!("cannot read {}", dir.display()), e))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("so") {
+            continue;
+        }
+        let in_image = image_path_text(&path);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                if let Ok(target) = std::fs::read_link(&path) {
+                    if target.is_relative() && !target.to_string_lossy().contains('/') {
+                        rootfs.symlink(&in_image, &target.to_string_lossy());
+                        continue;
+                    }
+                }
+                rootfs.file(&in_image, &path, 0o644);
+                extensions.push(path);
+            }
+            Ok(_) => {
+                rootfs.file(&in_image, &path, 0o644);
+                extensions.push(path);
+            }
+            Err(_) => {}
+        }
+    }
+    extensions.sort();
+    Ok(extensions)
+}
+
+/// The host's static busybox as `usr/bin/busybox`, with its applets linked to it where no
+/// other file took their name; refused when busybox is missing or dynamically linked.
+fn add_busybox(rootfs: &mut Rootfs) -> Result<(), DindError> {
     let busybox = find_binary(&["busybox"]).ok_or_else(|| {
         DindError::Unavailable(
             "cannot build the node image: busybox is missing; install the static build (apt-get install -y busybox-static)".to_string(),
@@ -525,7 +561,12 @@ pub(crate) fn host_rootfs() -> Result<Rootfs, DindError> {
             rootfs.symlink(&path, "busybox");
         }
     }
+    Ok(())
+}
 
+/// The files written for the image: the modprobe stub, the entrypoint, a minimal `/etc`, and
+/// the few `/etc` files copied from the host.
+fn add_generated_files(rootfs: &mut Rootfs) {
     rootfs.data(
         "usr/sbin/modprobe",
         "#!/bin/sh\n# Modules cannot be loaded from inside a node; the host kernel must have them.\nexit 0\n",
@@ -546,7 +587,6 @@ pub(crate) fn host_rootfs() -> Result<Rootfs, DindError> {
             rootfs.data(&format!("etc/{name}"), content, 0o644);
         }
     }
-    Ok(rootfs)
 }
 
 /// The `changes` given to the import: how the image runs.

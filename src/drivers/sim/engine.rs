@@ -1,7 +1,7 @@
 //! One simulated machine's Engine API: the [`Swarm`] trait over the sim's shared state.
 
 use super::rules::ObjectKind;
-use super::store::Store;
+use super::store::{Flush, Store};
 use super::Clock;
 use crate::engine::{
     EngineError, EngineInfo, EngineResult, JoinTokens, NodeSpecUpdate, Swarm, SwarmObject,
@@ -11,7 +11,7 @@ use crate::model::{ObservedNode, ObservedObject, ObservedService};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 
-/// The engine of one simulated machine. Every call loads the shared state, applies the real
+/// The engine of one simulated machine. Every call works on the shared state, applies the real
 /// engine's rules as this machine sees them, and keeps the result; a call on a machine that
 /// is stopped or gone fails with [`EngineError::Unreachable`].
 #[derive(Clone)]
@@ -58,7 +58,7 @@ impl SimEngine {
     ) -> EngineResult<R> {
         let now = (self.clock)();
         self.store
-            .write(|state| f(state, &self.machine, now))
+            .write(Flush::Later, |state| f(state, &self.machine, now))
             .map_err(|e| EngineError::Other(e.to_string()))?
     }
 }

@@ -226,8 +226,10 @@ fn checked_spec(swarm: &SimSwarm, spec: &ServiceSpec) -> EngineResult<ServiceSpe
 }
 
 /// Recomputes one swarm's node status and reachability from which nodes have a running
-/// engine, then its leader, then (with a leader) its tasks.
-fn refresh_swarm(swarm: &mut SimSwarm, ready: &HashSet<&str>, now: u64) {
+/// engine, then its leader, then (with a leader) the tasks: of every service, or with `only`
+/// of that service alone unless a node changed status.
+fn refresh_swarm(swarm: &mut SimSwarm, ready: &HashSet<&str>, now: u64, only: Option<&str>) {
+    let mut only = only;
     for node in swarm.nodes.values_mut() {
         let is_ready = ready.contains(node.id.as_str());
         let state = if is_ready {
@@ -236,6 +238,7 @@ fn refresh_swarm(swarm: &mut SimSwarm, ready: &HashSet<&str>, now: u64) {
             NodeState::Down
         };
         if node.state != state {
+            only = None;
             swarm.index += 1;
             node.version = swarm.index;
             node.state = state;
@@ -261,7 +264,7 @@ fn refresh_swarm(swarm: &mut SimSwarm, ready: &HashSet<&str>, now: u64) {
                 .map(|n| n.id.clone());
             swarm.leader = next;
         }
-        sched::reconcile(swarm);
+        sched::reconcile(swarm, only);
     } else {
         swarm.leader = None;
     }
@@ -270,6 +273,16 @@ fn refresh_swarm(swarm: &mut SimSwarm, ready: &HashSet<&str>, now: u64) {
 impl SimState {
     /// Recomputes every swarm after a change (see the module docs).
     pub(super) fn refresh(&mut self, now: u64) {
+        self.refresh_tasks_of(None, now);
+    }
+
+    /// Recomputes every swarm after a change to one service alone: only its tasks are placed
+    /// again, as every other service is placed already (every change refreshes).
+    fn refresh_service(&mut self, service_id: &str, now: u64) {
+        self.refresh_tasks_of(Some(service_id), now);
+    }
+
+    fn refresh_tasks_of(&mut self, only: Option<&str>, now: u64) {
         let mut ready: HashMap<&str, HashSet<&str>> = HashMap::new();
         for machine in self.machines.values().filter(|m| m.running) {
             let engine = &machine.engine;
@@ -285,7 +298,7 @@ impl SimState {
         let empty = HashSet::new();
         for swarm in self.swarms.values_mut() {
             let ready = ready.get(swarm.id.as_str()).unwrap_or(&empty);
-            refresh_swarm(swarm, ready, now);
+            refresh_swarm(swarm, ready, now, only);
         }
     }
 
@@ -755,7 +768,7 @@ impl SimState {
                 tasks: Vec::new(),
             },
         );
-        self.refresh(now);
+        self.refresh_service(&id, now);
         Ok(id)
     }
 
@@ -796,7 +809,7 @@ impl SimState {
                 service.tasks.clear();
             }
         }
-        self.refresh(now);
+        self.refresh_service(&service_id, now);
         Ok(())
     }
 
@@ -806,7 +819,7 @@ impl SimState {
         let swarm_id = self.manager_swarm(machine)?;
         let service_id = resolve_service(&self.swarms[&swarm_id], id)?;
         self.write_swarm(&swarm_id).services.remove(&service_id);
-        self.refresh(now);
+        self.refresh_service(&service_id, now);
         Ok(())
     }
 
@@ -1080,7 +1093,7 @@ impl SimState {
             service.spec.set_replicas(replicas);
             service.version = version;
         }
-        self.refresh(now);
+        self.refresh_service(&service_id, now);
         Ok(())
     }
 }

@@ -118,9 +118,14 @@ fn unassign(task: &mut SimTask, load: &mut HashMap<&str, u64>) {
     }
 }
 
-/// Brings every service's task list in line with the nodes. Call it only while the swarm has
-/// a leader: without quorum nothing is started, stopped or moved.
-pub(super) fn reconcile(swarm: &mut SimSwarm) {
+/// Brings the task lists in line with the nodes: every service's, or with `only` that one
+/// service's (enough after a write to it alone, when every other service is placed already and
+/// no node changed). Call it only while the swarm has a leader: without quorum nothing is
+/// started, stopped or moved.
+pub(super) fn reconcile(swarm: &mut SimSwarm, only: Option<&str>) {
+    if only.is_some_and(|id| !swarm.services.contains_key(id)) {
+        return;
+    }
     let nodes = &swarm.nodes;
     let mut load: HashMap<&str, u64> = HashMap::new();
     for service in swarm.services.values() {
@@ -130,7 +135,11 @@ pub(super) fn reconcile(swarm: &mut SimSwarm) {
             }
         }
     }
-    for service in swarm.services.values_mut() {
+    let services = swarm
+        .services
+        .values_mut()
+        .filter(|service| only.is_none_or(|id| service.id == id));
+    for service in services {
         let constraints = constraints_of(&service.spec).unwrap_or_default();
         let fits = |node: &SimNode| constraints.iter().all(|c| c.matches(node));
         let keeps = |id: &str| {

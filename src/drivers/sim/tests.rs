@@ -1034,12 +1034,88 @@ async fn state_persists_in_the_repository_across_drivers() {
     m1.create_service(&service("app_web", 2)).await.unwrap();
     assert_eq!(first.snapshot().swarm().unwrap().services.len(), 1);
     assert_eq!(first.writes(), second.writes());
+    let expected = first.snapshot();
+    drop((first, second, m1));
     let text = std::fs::read_to_string(dir.path().join(".shoal/sim.json")).unwrap();
+    let saved: SimState = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        saved, expected,
+        "the last handle dropped saves the last changes"
+    );
     assert!(
         !text.contains("s3cret-data"),
         "secret data never reaches the file"
     );
     assert!(text.contains(&super::state::sha256_hex(b"s3cret-data")));
+}
+
+/// The state in `<dir>/.shoal/sim.json`, as another process would read it.
+fn saved_state(dir: &std::path::Path) -> Option<SimState> {
+    let text = std::fs::read_to_string(dir.join(".shoal/sim.json")).ok()?;
+    Some(serde_json::from_str(&text).expect("a whole state file"))
+}
+
+#[tokio::test]
+async fn reading_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = SimDriver::open(dir.path(), "demo").unwrap();
+    assert!(d.list().await.unwrap().is_empty());
+    assert!(matches!(
+        d.sim_engine("m1"),
+        Err(DriverError::NoSuchMachine(_))
+    ));
+    assert!(!dir.path().join(STATE_DIR).exists());
+}
+
+#[tokio::test]
+async fn a_batch_reaches_the_file_once_its_changes_pause() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = SimDriver::open(dir.path(), "demo").unwrap();
+    cluster(&d, &["m1"], &["w1", "w2"]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while saved_state(dir.path()).as_ref() != Some(&d.snapshot()) {
+        assert!(std::time::Instant::now() < deadline, "never saved");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!dir.path().join(".shoal/sim.json.tmp").exists());
+}
+
+#[tokio::test]
+async fn faults_and_the_apply_lock_reach_the_file_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = SimDriver::open(dir.path(), "demo").unwrap();
+    cluster(&d, &["m1"], &["w1"]).await;
+    d.kill_machine("w1").unwrap();
+    assert!(!saved_state(dir.path()).unwrap().machines.contains_key("w1"));
+    let me = LockHolder::this_process("me");
+    d.lock(&me, NOW, 60).await.unwrap();
+    assert_eq!(saved_state(dir.path()).unwrap().lock.unwrap().holder, me);
+    d.unlock(&me).await.unwrap();
+    assert_eq!(saved_state(dir.path()), Some(d.snapshot()));
+}
+
+#[tokio::test]
+async fn a_file_replaced_by_another_process_is_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = SimDriver::open(dir.path(), "demo").unwrap();
+    d.create(&spec("m1", Role::Manager)).await.unwrap();
+    d.unlock(&LockHolder::this_process("nobody")).await.unwrap();
+    // Another process saves its own change the same way: a whole new file renamed over.
+    let mut theirs = saved_state(dir.path()).unwrap();
+    theirs.create_machine("w9", Role::Worker);
+    let temporary = dir.path().join(".shoal/other.tmp");
+    std::fs::write(&temporary, serde_json::to_vec(&theirs).unwrap()).unwrap();
+    std::fs::rename(&temporary, dir.path().join(".shoal/sim.json")).unwrap();
+    let names: Vec<String> = d
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(names, ["m1", "w9"]);
+    d.create(&spec("w1", Role::Worker)).await.unwrap();
+    assert_eq!(d.snapshot().machines.len(), 3, "their change is kept");
 }
 
 #[test]
