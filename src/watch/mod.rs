@@ -16,7 +16,7 @@
 //! good and nothing is healed). A broken tip fails the same way until the branch moves, so it
 //! is read again when the branch moves or on the resync timer, without backoff. Passes that
 //! fail otherwise (the engine, the lock, a step) are retried with exponential backoff (1 s
-//! doubling to 5 min).
+//! doubling to 5 min), and a held lock is retried when it expires at the latest.
 //!
 //! SIGTERM or SIGINT lets the running pass finish (an apply is never cut in the middle), starts
 //! no new one, and exits 0; a second signal interrupts the pass, releases the lock and exits 1.
@@ -549,7 +549,12 @@ async fn run_loop(
                 );
             }
         } else {
-            let delay = settings.backoff.next_delay();
+            let mut delay = settings.backoff.next_delay();
+            if let Some(expires_at) = pass.locked_until {
+                // Retry when the lock expires, not a whole backoff step after.
+                let expiry = Duration::from_secs(expires_at.saturating_sub(unix_now()) + 1);
+                delay = delay.min(expiry);
+            }
             tracing::info!("retrying in {delay:?}");
             retry_at = Some(tokio::time::Instant::now() + delay);
         }

@@ -4,7 +4,7 @@
 use super::driver::driver_key;
 use super::state::SourceInfo;
 use crate::apply::progress::Progress;
-use crate::apply::{apply, unix_now, ApplyOptions};
+use crate::apply::{apply, unix_now, ApplyError, ApplyOptions};
 use crate::drivers::open_driver;
 use crate::drivers::{Driver, DriverError};
 use crate::model::{Desired, DriverKind};
@@ -119,6 +119,8 @@ pub(crate) struct Pass {
     pub broken_tip: Option<String>,
     /// Why the pass failed otherwise (the engine, the lock, a step): retried with backoff.
     pub error: Option<String>,
+    /// When the apply lock that refused this pass expires, Unix time: retry then at the latest.
+    pub locked_until: Option<u64>,
     /// Wall time.
     pub seconds: f64,
 }
@@ -397,7 +399,12 @@ impl Reconciler {
             &TracingProgress,
         )
         .await
-        .map_err(|e| format!("cannot apply commit {short}: {e}"))?;
+        .map_err(|e| {
+            if let ApplyError::Driver(DriverError::Locked { expires_at, .. }) = &e {
+                pass.locked_until = Some(*expires_at);
+            }
+            format!("cannot apply commit {short}: {e}")
+        })?;
         if let Ok(after) = observe(&driver, unix_now()).await {
             pass.observed_at = Some(after.observed_at);
             pass.status = Some(Status::new(&desired, &after));
