@@ -57,11 +57,14 @@ async fn drift_is_healed_against_the_last_good_commit_while_the_tip_is_broken() 
     );
     // The status shows the cluster as observed after the heal, and the tip's error still.
     assert!(
-        eventually(WAIT, || status_json(addr)["cluster"]["services"][0]
-            ["running"]
-            == 3)
-        .await
+        eventually(WAIT, || metric(
+            &watcher.metrics(),
+            "shoal_drift_steps_total"
+        ) >= 1.0)
+        .await,
+        "the heal is recorded"
     );
+    assert_eq!(status_json(addr)["cluster"]["services"][0]["running"], 3);
     let status = watcher.status();
     let error = status.tip_error.expect("the tip's error stays visible");
     assert!(error.message.contains("not valid"), "{}", error.message);
@@ -85,7 +88,6 @@ async fn drift_is_healed_against_the_last_good_commit_while_the_tip_is_broken() 
     assert_eq!(metric(&metrics, "shoal_tip_broken"), 1.0, "{metrics}");
     assert_eq!(metric(&metrics, "shoal_last_reconcile_success"), 0.0);
     assert!(metric(&metrics, "shoal_reconcile_errors_total") >= 1.0);
-    assert!(metric(&metrics, "shoal_drift_steps_total") >= 1.0);
     // A broken tip fails the same way until the branch moves: it is not retried with backoff.
     assert_eq!(
         metric(&metrics, "shoal_triggers_total{source=\"retry\"}"),
