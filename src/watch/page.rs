@@ -146,20 +146,26 @@ fn summary(out: &mut String, report: &StatusReport, now: u64) {
 /// The broken tip, the last error, and a failing fetch.
 fn errors(out: &mut String, report: &StatusReport, now: u64) {
     if let Some(error) = &report.tip_error {
+        let same = report
+            .last_error
+            .as_ref()
+            .is_some_and(|last| last.message == error.message);
         let _ = writeln!(
             out,
-            "<h2 class=\"bad\">The branch tip is broken</h2><p>Commit {}, {}</p><pre>{}</pre>",
+            "<h2 class=\"bad\">The branch tip is broken</h2><p>Commit {} is not applied ({}).{}</p>",
             short(error.revision.as_deref()),
             time(Some(error.at), now),
-            escape(&error.message)
+            if same {
+                " Why: the last error, below."
+            } else {
+                ""
+            }
         );
+        if !same {
+            let _ = writeln!(out, "<pre>{}</pre>", escape(&error.message));
+        }
     }
-    let shown = report.tip_error.as_ref().map(|e| &e.message);
-    if let Some(error) = report
-        .last_error
-        .as_ref()
-        .filter(|e| Some(&e.message) != shown)
-    {
+    if let Some(error) = &report.last_error {
         let resolved = report.last_success_at.is_some_and(|ok| ok > error.at)
             || report.last_reconcile.as_ref().is_some_and(|p| p.ok);
         let _ = writeln!(
