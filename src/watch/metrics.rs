@@ -76,6 +76,7 @@ pub(crate) struct Metrics {
     pub duration: Histogram,
     pub last_success: Gauge,
     pub last_reconcile_time: Gauge,
+    pub tip_broken: Gauge,
     pub drift_steps: Counter,
     pub steps_applied: Family<ActionLabel, Counter>,
     applied_revision: Arc<RevisionInfo>,
@@ -118,6 +119,12 @@ impl Metrics {
             "last_reconcile_timestamp_seconds",
             "Unix time the last reconcile pass ended",
             last_reconcile_time.clone(),
+        );
+        let tip_broken = Gauge::default();
+        registry.register(
+            "tip_broken",
+            "1 while the branch tip does not load or plan (drift is healed against the last good commit meanwhile)",
+            tip_broken.clone(),
         );
         let drift_steps = Counter::default();
         registry.register(
@@ -164,6 +171,7 @@ impl Metrics {
             duration,
             last_success,
             last_reconcile_time,
+            tip_broken,
             drift_steps,
             steps_applied,
             applied_revision,

@@ -5,9 +5,18 @@
 //! webhook, SIGHUP, a retry after a failure. The loop debounces it, then does the same thing
 //! whatever woke it: fetch (a remote), read the branch's tip commit, load the files of that
 //! commit (never the work tree), observe the cluster, plan, and apply under the driver's apply
-//! lock. A commit that does not load or plan is not applied: the cluster stays at the last good
-//! commit, the error is logged and shown on `/status` and `/metrics`, and the next good commit
-//! applies. Failed passes are retried with exponential backoff (1 s doubling to 5 min).
+//! lock. Every pass that reaches the cluster observes it, and `/status` shows that observation
+//! and its time. A commit that changes nothing in the cluster is applied too: the swarm's
+//! revision label follows it.
+//!
+//! A commit that does not load or plan (the tip is broken) is not applied: its error is logged,
+//! counted as a failed pass and shown on `/status` and the page until a commit that loads
+//! arrives, and meanwhile every pass heals drift against the last good commit (the last one
+//! that loaded and planned since the watcher started; before one has, nothing is known to be
+//! good and nothing is healed). A broken tip fails the same way until the branch moves, so it
+//! is read again when the branch moves or on the resync timer, without backoff. Passes that
+//! fail otherwise (the engine, the lock, a step) are retried with exponential backoff (1 s
+//! doubling to 5 min), and a held lock is retried when it expires at the latest.
 //!
 //! SIGTERM or SIGINT lets the running pass finish (an apply is never cut in the middle), starts
 //! no new one, and exits 0; a second signal interrupts the pass, releases the lock and exits 1.
@@ -27,7 +36,9 @@ pub mod state;
 mod trigger;
 pub mod webhook;
 
-pub use state::{ApplyInfo, ErrorInfo, PassInfo, PlanInfo, SourceInfo, StatusReport};
+pub use state::{
+    ApplyInfo, ErrorInfo, PassInfo, PlanInfo, SourceInfo, StatusReport, TargetInfo, TargetKind,
+};
 pub use trigger::Trigger;
 
 use crate::apply::{unix_now, ApplyOptions};
@@ -318,6 +329,7 @@ impl Watcher {
         ));
         let settings = LoopSettings {
             once: options.once,
+            interval: options.interval,
             debounce: options.debounce,
             backoff: Backoff::new(options.backoff_min, options.backoff_max),
         };
@@ -427,6 +439,7 @@ fn stop_on_signal(control: &Control, name: &str) {
 
 struct LoopSettings {
     once: bool,
+    interval: Duration,
     debounce: Duration,
     backoff: Backoff,
 }
@@ -510,17 +523,28 @@ async fn run_loop(
             error: Some(format!("the reconcile pass failed: {e}")),
             ..Pass::default()
         });
-        let ok = pass.error.is_none();
         let converged = pass.converged();
         record(&shared, reconciler.followed(), &pass, unix_now());
         shared.ready.store(true, Ordering::SeqCst);
         if settings.once {
-            return if ok { 0 } else { 1 };
+            return if pass.ok() { 0 } else { 1 };
         }
-        if ok && converged {
+        if pass.error.is_none() && converged {
+            // A broken tip fails the same way until the branch moves: no retry of its own.
             settings.backoff.reset();
+            if pass.broken_tip.is_some() {
+                tracing::info!(
+                    "the tip is read again when the branch moves, or in {:?}",
+                    settings.interval
+                );
+            }
         } else {
-            let delay = settings.backoff.next_delay();
+            let mut delay = settings.backoff.next_delay();
+            if let Some(expires_at) = pass.locked_until {
+                // Retry when the lock expires, not a whole backoff step after.
+                let expiry = Duration::from_secs(expires_at.saturating_sub(unix_now()) + 1);
+                delay = delay.min(expiry);
+            }
             tracing::info!("retrying in {delay:?}");
             retry_at = Some(tokio::time::Instant::now() + delay);
         }
@@ -540,11 +564,14 @@ fn record(shared: &Shared, followed: &Followed, pass: &Pass, now: u64) {
     metrics
         .last_reconcile_time
         .set(i64::try_from(now).unwrap_or(i64::MAX));
-    metrics
-        .last_success
-        .set(if pass.error.is_none() { 1 } else { 0 });
-    if pass.error.is_some() {
+    metrics.last_success.set(if pass.ok() { 1 } else { 0 });
+    if !pass.ok() {
         metrics.errors.inc();
+    }
+    if pass.tip.is_some() {
+        metrics
+            .tip_broken
+            .set(if pass.broken_tip.is_some() { 1 } else { 0 });
     }
     if pass.drift_steps > 0 {
         metrics.drift_steps.inc_by(pass.drift_steps as u64);
@@ -579,10 +606,26 @@ fn record(shared: &Shared, followed: &Followed, pass: &Pass, now: u64) {
         report.last_reconcile = Some(PassInfo {
             at: now,
             seconds: pass.seconds,
-            ok: pass.error.is_none(),
+            ok: pass.ok(),
         });
         if let Some(tip) = &pass.tip {
             report.tip = Some(tip.clone());
+            report.tip_error = pass.broken_tip.as_ref().map(|message| ErrorInfo {
+                at: now,
+                revision: Some(tip.commit.clone()),
+                message: message.clone(),
+            });
+        }
+        if let Some(target) = &pass.target {
+            report.target = Some(TargetInfo {
+                revision: target.tip.commit.clone(),
+                summary: target.tip.summary.clone(),
+                kind: if target.last_good {
+                    TargetKind::LastGood
+                } else {
+                    TargetKind::Tip
+                },
+            });
         }
         if let Some(fetch) = &pass.fetch {
             report.fetch_error = fetch.clone();
@@ -615,21 +658,28 @@ fn record(shared: &Shared, followed: &Followed, pass: &Pass, now: u64) {
         }
         if let Some(status) = &pass.status {
             report.cluster = Some(status.clone());
+            report.observed_at = pass.observed_at;
         }
-        match &pass.error {
-            Some(message) => {
-                report.errors += 1;
-                report.last_error = Some(ErrorInfo {
-                    at: now,
-                    revision: pass.tip.as_ref().map(|t| t.commit.clone()),
-                    message: message.clone(),
-                });
-            }
-            None => {
-                report.last_success_at = Some(now);
-                if pass.converged() {
-                    report.synced_revision = pass.tip.as_ref().map(|t| t.commit.clone());
-                }
+        if !pass.ok() {
+            report.errors += 1;
+        }
+        if let Some(message) = pass.error.as_ref().or(pass.broken_tip.as_ref()) {
+            let revision = match (&pass.error, &pass.tip) {
+                (None, Some(tip)) => Some(tip.commit.clone()),
+                _ => pass.failed_revision().map(str::to_string),
+            };
+            report.last_error = Some(ErrorInfo {
+                at: now,
+                revision,
+                message: message.clone(),
+            });
+        }
+        if pass.ok() {
+            report.last_success_at = Some(now);
+        }
+        if pass.error.is_none() && pass.converged() {
+            if let Some(target) = &pass.target {
+                report.synced_revision = Some(target.tip.commit.clone());
             }
         }
     });

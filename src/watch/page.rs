@@ -1,6 +1,6 @@
 //! `GET /`: the watcher's status as a small HTML page for people. Every value is escaped.
 
-use super::state::StatusReport;
+use super::state::{StatusReport, TargetKind};
 use crate::render::Status;
 use std::fmt::Write;
 
@@ -110,6 +110,26 @@ fn summary(out: &mut String, report: &StatusReport, now: u64) {
                 .map(|t| format!("{} {}", short(Some(&t.commit)), escape(&t.summary)))
                 .unwrap_or_else(|| "not read yet".to_string()),
         ),
+        (
+            "Cluster held to",
+            report
+                .target
+                .as_ref()
+                .map(|t| {
+                    format!(
+                        "{} {}{}",
+                        short(Some(&t.revision)),
+                        escape(&t.summary),
+                        match t.kind {
+                            TargetKind::Tip => " (the tip)",
+                            TargetKind::LastGood =>
+                                " (<span class=\"bad\">the last good commit: the tip is broken</span>)",
+                        }
+                    )
+                })
+                .unwrap_or_else(|| "nothing yet".to_string()),
+        ),
+        ("Cluster observed", time(report.observed_at, now)),
         ("Last pass", health),
         ("Last success", time(report.last_success_at, now)),
         (
@@ -123,8 +143,28 @@ fn summary(out: &mut String, report: &StatusReport, now: u64) {
     let _ = writeln!(out, "</table>");
 }
 
-/// The last error, and a failing fetch.
+/// The broken tip, the last error, and a failing fetch.
 fn errors(out: &mut String, report: &StatusReport, now: u64) {
+    if let Some(error) = &report.tip_error {
+        let same = report
+            .last_error
+            .as_ref()
+            .is_some_and(|last| last.message == error.message);
+        let _ = writeln!(
+            out,
+            "<h2 class=\"bad\">The branch tip is broken</h2><p>Commit {} is not applied ({}).{}</p>",
+            short(error.revision.as_deref()),
+            time(Some(error.at), now),
+            if same {
+                " Why: the last error, below."
+            } else {
+                ""
+            }
+        );
+        if !same {
+            let _ = writeln!(out, "<pre>{}</pre>", escape(&error.message));
+        }
+    }
     if let Some(error) = &report.last_error {
         let resolved = report.last_success_at.is_some_and(|ok| ok > error.at)
             || report.last_reconcile.as_ref().is_some_and(|p| p.ok);
@@ -251,5 +291,34 @@ mod tests {
         assert!(!page.contains("<img"));
         assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;` &amp; &quot;quotes&quot;"));
         assert!(page.contains("5s ago"));
+    }
+
+    #[test]
+    fn a_broken_tip_shows_with_the_commit_held_to_and_the_observation_time() {
+        let report = StatusReport {
+            observed_at: Some(90),
+            target: Some(crate::watch::state::TargetInfo {
+                revision: "aaaaaaaaaaaaaaaa".into(),
+                summary: "four replicas".into(),
+                kind: TargetKind::LastGood,
+            }),
+            tip_error: Some(ErrorInfo {
+                at: 95,
+                revision: Some("bbbbbbbbbbbbbbbb".into()),
+                message: "commit bbbbbbbbbbbb (broken) is not valid.".into(),
+            }),
+            last_error: Some(ErrorInfo {
+                at: 95,
+                revision: Some("bbbbbbbbbbbbbbbb".into()),
+                message: "commit bbbbbbbbbbbb (broken) is not valid.".into(),
+            }),
+            ..StatusReport::default()
+        };
+        let page = render(&report, 100);
+        assert!(page.contains("The branch tip is broken"), "{page}");
+        assert!(page.contains("aaaaaaaaaaaa four replicas"), "{page}");
+        assert!(page.contains("the last good commit"), "{page}");
+        assert!(page.contains("10s ago (unix 90)"), "{page}");
+        assert_eq!(page.matches("is not valid").count(), 1, "{page}");
     }
 }

@@ -4,11 +4,13 @@
 use super::driver::driver_key;
 use super::state::SourceInfo;
 use crate::apply::progress::Progress;
-use crate::apply::{apply, unix_now, ApplyOptions};
+use crate::apply::{apply, unix_now, ApplyError, ApplyOptions};
 use crate::drivers::open_driver;
 use crate::drivers::{Driver, DriverError};
 use crate::model::{Desired, DriverKind};
-use crate::observe::{load_and_plan, observe, OpenDriver, Planned, Planning, PlanningError};
+use crate::observe::{
+    load_and_plan, observe, plan_options, OpenDriver, Planned, Planning, PlanningError,
+};
 use crate::plan::report::{ApplyReport, StepReport, StepStatus};
 use crate::plan::{Plan, Step};
 use crate::render::Status;
@@ -75,31 +77,72 @@ impl Followed {
     }
 }
 
+/// The commit a pass held the cluster to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// The commit.
+    pub tip: Tip,
+    /// Whether it is the last good commit, held to because the branch tip is broken.
+    pub last_good: bool,
+}
+
+/// The last commit that loaded and planned, and what it loaded: the cluster is held to it
+/// while the branch tip does not load or plan.
+#[derive(Clone, Debug)]
+struct LastGood {
+    tip: Tip,
+    desired: Desired,
+}
+
 /// What one pass found and did.
 #[derive(Debug, Default)]
 pub(crate) struct Pass {
     /// The tip commit read.
     pub tip: Option<Tip>,
-    /// The plan made from it.
+    /// The commit the cluster was held to: the tip, or the last good commit while the tip is
+    /// broken; `None` when nothing was planned.
+    pub target: Option<Target>,
+    /// The plan made from the target.
     pub plan: Option<Plan>,
-    /// The apply carried out, when the plan had steps.
+    /// The apply carried out, when the plan had steps or the swarm had another revision recorded.
     pub report: Option<ApplyReport>,
     /// The cluster as observed last in the pass.
     pub status: Option<Status>,
+    /// When `status` was observed, Unix time.
+    pub observed_at: Option<u64>,
     /// Steps planned although the commit had already been applied: drift.
     pub drift_steps: usize,
     /// Whether the remote was fetched (`Some`), and the fetch's error if it failed.
     pub fetch: Option<Option<String>>,
-    /// Why the pass failed.
+    /// Why the tip commit does not load or plan. It fails the same way until the branch moves,
+    /// so it is not retried with backoff; the pass still holds the cluster to the last good commit.
+    pub broken_tip: Option<String>,
+    /// Why the pass failed otherwise (the engine, the lock, a step): retried with backoff.
     pub error: Option<String>,
+    /// When the apply lock that refused this pass expires, Unix time: retry then at the latest.
+    pub locked_until: Option<u64>,
     /// Wall time.
     pub seconds: f64,
 }
 
 impl Pass {
-    /// Whether the cluster matched the commit at the end (true when nothing was applied).
+    /// Whether the cluster matched the target at the end (true when nothing was applied).
     pub fn converged(&self) -> bool {
         self.report.as_ref().is_none_or(|r| r.converged)
+    }
+
+    /// The commit a failure concerns: the target, else the tip.
+    pub fn failed_revision(&self) -> Option<&str> {
+        self.target
+            .as_ref()
+            .map(|t| &t.tip)
+            .or(self.tip.as_ref())
+            .map(|t| t.commit.as_str())
+    }
+
+    /// Whether the pass succeeded: the tip loaded and planned, and nothing failed.
+    pub fn ok(&self) -> bool {
+        self.error.is_none() && self.broken_tip.is_none()
     }
 }
 
@@ -109,6 +152,7 @@ pub(crate) struct Reconciler {
     planning: Planning,
     apply: ApplyOptions,
     driver: Mutex<Option<(String, Arc<dyn Driver>)>>,
+    last_good: std::sync::Mutex<Option<LastGood>>,
 }
 
 /// Runs blocking git work off the async threads.
@@ -118,6 +162,49 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| format!("a git task failed: {e}"))?
+}
+
+/// The first 12 characters of a commit hash.
+fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
+/// What a failure to load, observe or plan `tip` means, for the log and `/status`.
+fn describe(error: PlanningError, tip: &Tip) -> String {
+    let short = short(&tip.commit);
+    match error {
+        PlanningError::Invalid(invalid) => {
+            format!("commit {short} ({}) is not valid.\n{invalid}", tip.summary)
+        }
+        PlanningError::Observe(e) => format!("cannot observe the cluster: {e}"),
+        PlanningError::Plan(e) => {
+            format!("commit {short} ({}) cannot be planned: {e}", tip.summary)
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The error of a broken tip: why, and what the cluster is held to meanwhile.
+fn broken_tip_message(tip: &Tip, error: PlanningError, last_good: Option<&Tip>) -> String {
+    let why = describe(error, tip);
+    let (first, rest) = why.split_once('\n').unwrap_or((&why, ""));
+    let held = match last_good {
+        Some(good) => format!(
+            "It is not applied: drift is healed against the last good commit {} ({}) until a \
+             commit that loads and plans arrives on the branch.",
+            short(&good.commit),
+            good.summary
+        ),
+        None => "It is not applied, and no commit has loaded and planned since this watcher \
+                 started, so nothing is known to be good: the cluster stays as it is, drift \
+                 included, until a commit that loads and plans arrives on the branch."
+            .to_string(),
+    };
+    if rest.is_empty() {
+        format!("{first} {held}")
+    } else {
+        format!("{first} {held}\n{rest}")
+    }
 }
 
 impl Reconciler {
@@ -138,6 +225,7 @@ impl Reconciler {
             },
             apply,
             driver: Mutex::new(None),
+            last_good: std::sync::Mutex::new(None),
         }
     }
 
@@ -151,14 +239,25 @@ impl Reconciler {
         let started = Instant::now();
         let mut pass = Pass::default();
         if let Err(error) = self.run(&mut pass, synced.as_deref()).await {
-            tracing::error!(
-                revision = pass.tip.as_ref().map(|t| t.commit.as_str()),
-                "{error}"
-            );
+            tracing::error!(revision = pass.failed_revision(), "{error}");
             pass.error = Some(error);
         }
         pass.seconds = started.elapsed().as_secs_f64();
         pass
+    }
+
+    fn remembered(&self) -> Option<LastGood> {
+        self.last_good
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn remember(&self, good: LastGood) {
+        *self
+            .last_good
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(good);
     }
 
     async fn run(&self, pass: &mut Pass, synced: Option<&str>) -> Result<(), String> {
@@ -173,49 +272,126 @@ impl Reconciler {
         let followed = self.followed.clone();
         let tip = blocking(move || followed.tip().map_err(|e| e.to_string())).await?;
         pass.tip = Some(tip.clone());
-        let short = tip.commit.get(..12).unwrap_or(&tip.commit).to_string();
         let source = self.followed.files(&tip.commit);
+        match load_and_plan(source, &self.planning, self).await {
+            Ok(planned) => {
+                self.remember(LastGood {
+                    tip: tip.clone(),
+                    desired: planned.desired.clone(),
+                });
+                let target = Target {
+                    tip,
+                    last_good: false,
+                };
+                self.reconcile(pass, synced, target, planned).await
+            }
+            Err(error @ (PlanningError::Invalid(_) | PlanningError::Plan(_))) => {
+                let good = self.remembered();
+                let broken = broken_tip_message(&tip, error, good.as_ref().map(|g| &g.tip));
+                tracing::error!(revision = %tip.commit, "{broken}");
+                pass.broken_tip = Some(broken);
+                let Some(LastGood { tip: good, desired }) = good else {
+                    return Ok(());
+                };
+                let target = Target {
+                    tip: good.clone(),
+                    last_good: true,
+                };
+                pass.target = Some(target.clone());
+                let planned = self
+                    .plan_loaded(desired, &good.commit)
+                    .await
+                    .map_err(|e| describe(e, &good))?;
+                self.reconcile(pass, synced, target, planned).await
+            }
+            Err(error) => Err(describe(error, &tip)),
+        }
+    }
+
+    /// Opens the driver of a desired state already loaded, observes and plans, as
+    /// [`load_and_plan`] does after loading.
+    async fn plan_loaded(&self, desired: Desired, commit: &str) -> Result<Planned, PlanningError> {
+        let driver = self
+            .open(&desired)
+            .await
+            .map_err(|source| PlanningError::Open {
+                driver: desired.driver.as_str(),
+                source,
+            })?;
+        let observed = observe(&driver, unix_now()).await?;
+        let options = plan_options(
+            driver.as_ref(),
+            Some(commit.to_string()),
+            self.planning.allow_destroy_all,
+        );
+        let plan = crate::plan::plan(&desired, &observed, &options)?;
+        Ok(Planned {
+            desired,
+            driver,
+            observed,
+            plan,
+        })
+    }
+
+    /// Applies the plan of the pass's target; an empty plan still records the target as the
+    /// applied revision when the swarm has another one recorded (a commit that changes nothing
+    /// in the cluster, a README edit, is applied too).
+    async fn reconcile(
+        &self,
+        pass: &mut Pass,
+        synced: Option<&str>,
+        target: Target,
+        planned: Planned,
+    ) -> Result<(), String> {
         let Planned {
             desired,
             driver,
             observed,
             plan,
-        } = load_and_plan(source, &self.planning, self).await.map_err(|e| match e {
-            PlanningError::Invalid(invalid) => format!(
-                "commit {short} ({}) is not valid, so it is not applied; the cluster stays as it is.\n{invalid}",
-                tip.summary
-            ),
-            PlanningError::Observe(e) => format!("cannot observe the cluster: {e}"),
-            PlanningError::Plan(e) => format!(
-                "commit {short} ({}) cannot be planned, so it is not applied; the cluster stays as it is: {e}",
-                tip.summary
-            ),
-            other => other.to_string(),
-        })?;
+        } = planned;
+        pass.target = Some(target.clone());
+        let target = target.tip;
+        let short = short(&target.commit);
         pass.plan = Some(plan.clone());
-        if plan.is_empty() {
-            tracing::debug!(revision = %tip.commit, "the cluster matches commit {short}");
-            pass.status = Some(Status::new(&desired, &observed));
+        pass.observed_at = Some(observed.observed_at);
+        pass.status = Some(Status::new(&desired, &observed));
+        let recordable = observed
+            .swarm
+            .as_ref()
+            .is_some_and(|s| s.quorum_error.is_none());
+        let unrecorded = recordable
+            && plan.revision.is_some()
+            && observed.revision() != plan.revision.as_deref();
+        if plan.is_empty() && !unrecorded {
+            tracing::debug!(revision = %target.commit, "the cluster matches commit {short}");
             return Ok(());
         }
-        let applied_before =
-            synced == Some(tip.commit.as_str()) || observed.revision() == Some(tip.commit.as_str());
-        if applied_before {
-            pass.drift_steps = plan.steps.len();
-            tracing::warn!(
-                revision = %tip.commit,
-                "drift: the cluster no longer matches commit {short}; {} step(s) bring it back",
-                plan.steps.len()
+        if plan.is_empty() {
+            tracing::info!(
+                revision = %target.commit,
+                "recording commit {short} ({}) as applied: it changes nothing in the cluster",
+                target.summary
+            );
+        } else {
+            let applied_before = synced == Some(target.commit.as_str())
+                || observed.revision() == Some(target.commit.as_str());
+            if applied_before {
+                pass.drift_steps = plan.steps.len();
+                tracing::warn!(
+                    revision = %target.commit,
+                    "drift: the cluster no longer matches commit {short}; {} step(s) bring it back",
+                    plan.steps.len()
+                );
+            }
+            tracing::info!(
+                revision = %target.commit,
+                "applying commit {short} ({}): {} to add, {} to change, {} to destroy",
+                target.summary,
+                plan.summary.add,
+                plan.summary.change,
+                plan.summary.destroy
             );
         }
-        tracing::info!(
-            revision = %tip.commit,
-            "applying commit {short} ({}): {} to add, {} to change, {} to destroy",
-            tip.summary,
-            plan.summary.add,
-            plan.summary.change,
-            plan.summary.destroy
-        );
         let report = apply(
             &plan,
             &desired,
@@ -224,9 +400,16 @@ impl Reconciler {
             &TracingProgress,
         )
         .await
-        .map_err(|e| format!("cannot apply commit {short}: {e}"))?;
-        let after = observe(&driver, unix_now()).await;
-        pass.status = Some(Status::new(&desired, after.as_ref().unwrap_or(&observed)));
+        .map_err(|e| {
+            if let ApplyError::Driver(DriverError::Locked { expires_at, .. }) = &e {
+                pass.locked_until = Some(*expires_at);
+            }
+            format!("cannot apply commit {short}: {e}")
+        })?;
+        if let Ok(after) = observe(&driver, unix_now()).await {
+            pass.observed_at = Some(after.observed_at);
+            pass.status = Some(Status::new(&desired, &after));
+        }
         let failed: Vec<String> = report
             .steps
             .iter()
@@ -251,10 +434,10 @@ impl Reconciler {
             ));
         }
         if converged {
-            tracing::info!(revision = %tip.commit, "applied commit {short}");
+            tracing::info!(revision = %target.commit, "applied commit {short}");
         } else {
             tracing::warn!(
-                revision = %tip.commit,
+                revision = %target.commit,
                 "applied commit {short}, but the cluster has not settled yet: {}",
                 remaining.join(", ")
             );

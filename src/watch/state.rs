@@ -86,6 +86,27 @@ pub struct PassInfo {
     pub ok: bool,
 }
 
+/// Which commit a pass held the cluster to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    /// The branch tip.
+    Tip,
+    /// The last commit that loaded and planned, because the tip does not.
+    LastGood,
+}
+
+/// The commit the last pass held the cluster to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TargetInfo {
+    /// The commit's full hash.
+    pub revision: String,
+    /// The first line of its message.
+    pub summary: String,
+    /// `tip`, or `last_good` while the tip is broken.
+    pub kind: TargetKind,
+}
+
 /// `GET /status`: the watcher's view, and the cluster's as `shoal status --json` prints it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct StatusReport {
@@ -95,8 +116,8 @@ pub struct StatusReport {
     pub ready: bool,
     /// The commit recorded in the swarm as applied (`io.shoal.revision`).
     pub revision: Option<String>,
-    /// The commit the cluster was last found to match: the tip at the last successful pass
-    /// (an empty plan moves it without writing, so it can be ahead of `revision`).
+    /// The commit the cluster was last found to match: the target of the last pass that
+    /// converged (the tip, or the last good commit while the tip is broken).
     pub synced_revision: Option<String>,
     /// The tip of the branch when last read.
     pub tip: Option<Tip>,
@@ -118,4 +139,11 @@ pub struct StatusReport {
     pub errors: u64,
     /// The cluster as last observed.
     pub cluster: Option<Status>,
+    /// When `cluster` was observed, Unix time; every pass that reaches the cluster observes it.
+    pub observed_at: Option<u64>,
+    /// The commit the last pass that planned held the cluster to: the tip, or the last good
+    /// commit while the tip is broken.
+    pub target: Option<TargetInfo>,
+    /// Why the branch tip does not load or plan, while it does not; cleared by a tip that does.
+    pub tip_error: Option<ErrorInfo>,
 }
