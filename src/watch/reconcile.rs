@@ -401,8 +401,8 @@ impl Reconciler {
         )
         .await
         .map_err(|e| {
-            if let ApplyError::Driver(DriverError::Locked { expires_at, .. }) = &e {
-                pass.locked_until = Some(*expires_at);
+            if let ApplyError::Driver(DriverError::Locked(held)) = &e {
+                pass.locked_until = Some(held.expires_at);
             }
             format!("cannot apply commit {short}: {e}")
         })?;
