@@ -202,6 +202,7 @@ pub fn convert_service(
         isolation: service.isolation.clone(),
         oom_score_adj: service.oom_score_adj,
         privileges: Some(Privileges::default()),
+        extra: Default::default(),
     };
     let restart = deploy.restart_policy.as_ref().or(service.restart.as_ref());
     ServiceSpec {
@@ -233,11 +234,13 @@ pub fn convert_service(
                 options: l.options.clone(),
             }),
             force_update: 0,
+            extra: Default::default(),
         },
         mode: Some(mode(deploy.mode, deploy.replicas)),
         update_config: deploy.update_config.as_ref().map(update_config),
         rollback_config: deploy.rollback_config.as_ref().map(update_config),
         endpoint_spec: Some(endpoint(&deploy.endpoint_mode, service)),
+        ..ServiceSpec::default()
     }
 }
 

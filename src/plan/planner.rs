@@ -56,7 +56,9 @@ pub fn plan(
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
     Quorum::check_observed(observed)?;
-    let mut ctx = Ctx::new(desired, observed, options);
+    let (desired, adoption_warnings) = stack_objects::adopt_objects(desired, observed);
+    let mut ctx = Ctx::new(&desired, observed, options);
+    ctx.warnings.extend(adoption_warnings);
     self_heal::replace_lost_machines(&mut ctx)?;
     create_machines::create_missing_machines(&mut ctx);
     init_swarm::init_swarm(&mut ctx);
