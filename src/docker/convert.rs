@@ -633,6 +633,7 @@ mod tests {
                     options: labels(&[("max-size", "10m")]),
                 }),
                 force_update: 2,
+                extra: Default::default(),
             },
             mode: Some(ServiceMode {
                 replicated: Some(ReplicatedService { replicas: Some(3) }),
@@ -662,6 +663,7 @@ mod tests {
                     publish_mode: "ingress".into(),
                 }],
             }),
+            ..Default::default()
         }
     }
 
