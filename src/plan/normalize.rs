@@ -47,6 +47,9 @@ pub fn normalize_service(spec: &ServiceSpec) -> ServiceSpec {
         }
     }
     if let Some(restart) = &mut task.restart_policy {
+        if restart.condition.is_empty() {
+            restart.condition = "any".to_string();
+        }
         if restart.max_attempts == Some(0) {
             restart.max_attempts = None;
         }
@@ -147,11 +150,14 @@ fn carry(desired: &mut Extra, observed: &Extra) {
 }
 
 /// Whether the observed service runs the image the desired spec names: the same string, or the
-/// same compose image recorded in the stack image label (the stored one may be digest-pinned).
+/// same compose image recorded in the stack image label (the stored one may be digest-pinned or
+/// tagged `latest` by the docker client), as `docker stack deploy` decides it.
 pub fn same_image(desired: &ServiceSpec, observed: &ServiceSpec) -> bool {
     let wanted = &desired.task_template.container_spec.image;
+    let label = observed.labels.get(LABEL_STACK_IMAGE);
     wanted == &observed.task_template.container_spec.image
-        || observed.labels.get(LABEL_STACK_IMAGE) == Some(wanted)
+        || label == Some(wanted)
+        || label.is_some() && label == desired.labels.get(LABEL_STACK_IMAGE)
 }
 
 /// Normalized pair for comparison: both sides normalized, the observed image replaced by the
