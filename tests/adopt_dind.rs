@@ -29,7 +29,9 @@ fn dind_available() -> bool {
         panic!("CI=true but no Docker Engine answers: the adoption scenario must run in CI");
     }
     if !answers {
-        eprintln!("note: no Docker Engine answers; the adoption scenario is skipped (it runs in CI)");
+        eprintln!(
+            "note: no Docker Engine answers; the adoption scenario is skipped (it runs in CI)"
+        );
     }
     answers
 }
@@ -126,7 +128,10 @@ impl Cluster {
 
     fn deploy_by_cli(&self, side: &str) {
         for case in CASES {
-            let compose = self.repo.path().join(format!("{side}_{case}/docker-compose.yml"));
+            let compose = self
+                .repo
+                .path()
+                .join(format!("{side}_{case}/docker-compose.yml"));
             self.docker(&[
                 "stack",
                 "deploy",
@@ -152,7 +157,10 @@ impl Cluster {
             if ours.clone().count() > 0 && ours.into_iter().all(|s| s["running"] == s["replicas"]) {
                 break;
             }
-            assert!(Instant::now() < deadline, "tasks did not all start: {status:#}");
+            assert!(
+                Instant::now() < deadline,
+                "tasks did not all start: {status:#}"
+            );
             std::thread::sleep(Duration::from_millis(500));
         }
         let mut ids = Vec::new();
@@ -187,7 +195,9 @@ fn demo_images(compose: &str) -> String {
     compose
         .lines()
         .map(|line| match line.split_once("image: ") {
-            Some((indent, _)) if indent.trim().is_empty() => format!("{indent}image: dataservice:1"),
+            Some((indent, _)) if indent.trim().is_empty() => {
+                format!("{indent}image: dataservice:1")
+            }
             _ => line.to_string(),
         })
         .collect::<Vec<_>>()
@@ -208,7 +218,10 @@ fn stacks_move_between_the_docker_cli_and_shoal_without_restarts() {
     cluster.stacks(&["cli"]);
     let plan = cluster.repo.plan();
     let steps = common::steps_of(&plan);
-    assert!(steps.is_empty(), "a stack deployed by the docker CLI must plan to nothing: {steps:?}");
+    assert!(
+        steps.is_empty(),
+        "a stack deployed by the docker CLI must plan to nothing: {steps:?}"
+    );
     let warnings = plan["warnings"].to_string();
     assert!(
         warnings.contains("cliwordpress_db_password"),
@@ -219,7 +232,11 @@ fn stacks_move_between_the_docker_cli_and_shoal_without_restarts() {
     // shoal first: docker stack deploy re-deploys without restarting a task.
     cluster.stacks(&["cli", "shoal"]);
     cluster.repo.apply();
-    assert_eq!(cluster.running_tasks("cli"), before, "shoal restarted adopted tasks");
+    assert_eq!(
+        cluster.running_tasks("cli"),
+        before,
+        "shoal restarted adopted tasks"
+    );
     let deployed = cluster.running_tasks("shoal");
     cluster.deploy_by_cli("shoal");
     std::thread::sleep(Duration::from_secs(3));
@@ -229,5 +246,8 @@ fn stacks_move_between_the_docker_cli_and_shoal_without_restarts() {
         "docker stack deploy restarted tasks of stacks shoal deployed"
     );
     let steps = common::steps_of(&cluster.repo.plan());
-    assert!(steps.is_empty(), "after the CLI's re-deploy, shoal plans nothing: {steps:?}");
+    assert!(
+        steps.is_empty(),
+        "after the CLI's re-deploy, shoal plans nothing: {steps:?}"
+    );
 }

@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn case(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/no_drift").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/no_drift")
+        .join(name)
 }
 
 fn dump_of(dir: &Path) -> Value {
@@ -47,7 +49,13 @@ fn steps(plan: &Plan) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| format!("{} {}", s["action"].as_str().unwrap(), s["target"].as_str().unwrap()))
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["action"].as_str().unwrap(),
+                s["target"].as_str().unwrap()
+            )
+        })
         .collect()
 }
 
@@ -76,7 +84,10 @@ fn a_cli_config_of_the_same_content_is_adopted_and_of_another_rotated() {
     let (_, changed) = plan_of(&dir, dump);
     let steps = steps(&changed);
     assert_eq!(steps.len(), 3, "{steps:?}");
-    assert!(steps[0].starts_with("create_config nginxproxy_nginx_conf-"), "{steps:?}");
+    assert!(
+        steps[0].starts_with("create_config nginxproxy_nginx_conf-"),
+        "{steps:?}"
+    );
     assert_eq!(steps[1], "update_service nginxproxy_nginx");
     assert_eq!(steps[2], "remove_config nginxproxy_nginx_conf");
 }
@@ -104,7 +115,10 @@ fn a_cli_secret_is_adopted_with_a_warning_or_rotated_on_request() {
     std::fs::write(&compose, text).unwrap();
     let (_, rotated) = plan_of(copy.path(), dump_of(&dir));
     let steps = steps(&rotated);
-    assert!(steps[0].starts_with("create_secret wordpress_db_password-"), "{steps:?}");
+    assert!(
+        steps[0].starts_with("create_secret wordpress_db_password-"),
+        "{steps:?}"
+    );
     assert!(steps.contains(&"update_service wordpress_db".to_string()));
     assert!(steps.contains(&"update_service wordpress_wordpress".to_string()));
     assert_eq!(steps.last().unwrap(), "remove_secret wordpress_db_password");

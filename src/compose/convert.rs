@@ -2,8 +2,10 @@
 //! `cli/compose/convert` builds them for `docker stack deploy` (notes/swarm.md §1.2–1.4), so a
 //! stack deployed by the docker CLI plans to nothing.
 //!
-//! The one deliberate difference: secrets and configs are named after their content
-//! (`<stack>_<name>-<8 hex of sha256>`), because swarm cannot change their data in place.
+//! Secrets and configs are named after their content here (`<stack>_<name>-<8 hex of sha256>`),
+//! because swarm cannot change their data in place; the planner's adoption rule
+//! (`plan/rules/stack_objects.rs`) uses the CLI's name instead when the swarm has no version of
+//! the object yet or holds the same content under that name.
 
 use super::types::{
     ComposeFile, DeployMode, FileObject, FileRef, Healthcheck, Reservations, RestartSettings,
@@ -637,11 +639,17 @@ mod tests {
         for (written, sent) in [
             ("redis", "redis:latest"),
             ("redis:7-alpine", "redis:7-alpine"),
-            ("dockersamples/visualizer", "dockersamples/visualizer:latest"),
+            (
+                "dockersamples/visualizer",
+                "dockersamples/visualizer:latest",
+            ),
             ("docker.io/library/nginx", "nginx:latest"),
             ("docker.io/traefik/whoami:v1", "traefik/whoami:v1"),
             ("localhost:5000/app", "localhost:5000/app:latest"),
-            ("gcr.io/cadvisor/cadvisor:v0.47.2", "gcr.io/cadvisor/cadvisor:v0.47.2"),
+            (
+                "gcr.io/cadvisor/cadvisor:v0.47.2",
+                "gcr.io/cadvisor/cadvisor:v0.47.2",
+            ),
             ("nginx@sha256:abcd", "nginx@sha256:abcd"),
             ("nginx:1.25@sha256:abcd", "nginx:1.25@sha256:abcd"),
             ("Not/Valid", "Not/Valid"),

@@ -15,6 +15,7 @@
 //! - Go encodes a nil map or slice without `omitempty` as `null` (service `Labels`, for one);
 //!   nulls are dropped before deserializing, so they read as absent.
 
+use crate::compose::convert::sha256_hex;
 use crate::engine::{EngineError, EngineInfo};
 use crate::model::spec::{
     ContainerSpec, NetworkSpec, ObjectSpec, ServiceSpec, TaskSpec, LABEL_CONTENT_SHA256,
@@ -22,7 +23,6 @@ use crate::model::spec::{
 use crate::model::{
     Availability, NodeState, ObservedNode, ObservedObject, ObservedService, Reachability, Role,
 };
-use crate::compose::convert::sha256_hex;
 use base64::Engine as _;
 use bollard::models;
 use serde::de::DeserializeOwned;

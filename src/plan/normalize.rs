@@ -5,7 +5,8 @@
 //! fields shoal does not model (the specs' `extra`) are not compared; an update carries them.
 
 use crate::model::spec::{
-    EndpointSpec, Extra, Placement, Privileges, ReplicatedService, Resources, ServiceMode, ServiceSpec,
+    EndpointSpec, Extra, Placement, Privileges, ReplicatedService, Resources, ServiceMode,
+    ServiceSpec,
 };
 use crate::model::LABEL_STACK_IMAGE;
 
@@ -143,9 +144,7 @@ pub fn spec_to_send(desired: &ServiceSpec, observed: &ServiceSpec) -> ServiceSpe
 /// Adds the fields of `observed` that `desired` does not set.
 fn carry(desired: &mut Extra, observed: &Extra) {
     for (key, value) in observed {
-        desired
-            .entry(key.clone())
-            .or_insert_with(|| value.clone());
+        desired.entry(key.clone()).or_insert_with(|| value.clone());
     }
 }
 
