@@ -3,7 +3,8 @@
 //! was deployed by shoal or by `docker stack deploy --resolve-image never` (captured by
 //! `fixtures/no_drift/capture.sh`). Read the way the engine backend reads a live engine, each
 //! must plan to nothing: normalization makes the engine's defaults and ordering equal to what
-//! shoal sends, and shoal's conversion equal to the docker CLI's.
+//! shoal sends, and shoal's conversion equal to the docker CLI's. The `adopt_*` cases are the
+//! real-world corpus of `fixtures/no_drift/capture_adopt.sh` (issue 13), deployed by the CLI.
 
 use shoal::config::load;
 use shoal::docker::EngineDump;
@@ -32,6 +33,7 @@ fn observed(desired: &shoal::model::Desired, dump: &EngineDump) -> Observed {
 fn captured_engine_output_plans_to_nothing() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/no_drift");
     let mut cases = 0;
+    let mut adopted = 0;
     let mut failures = Vec::new();
     for entry in std::fs::read_dir(&root).expect("fixtures/no_drift") {
         let dir = entry.expect("entry").path();
@@ -41,6 +43,7 @@ fn captured_engine_output_plans_to_nothing() {
         }
         cases += 1;
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        adopted += usize::from(name.starts_with("adopt_"));
         let desired = load(&DirSource(dir.clone()), &BTreeMap::new())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let dump: EngineDump =
@@ -62,5 +65,9 @@ fn captured_engine_output_plans_to_nothing() {
         }
     }
     assert!(cases >= 5, "expected the captured cases, found {cases}");
+    assert!(
+        adopted >= 15,
+        "expected the adoption corpus (capture_adopt.sh), found {adopted} cases"
+    );
     assert!(failures.is_empty(), "false drift:\n{}", failures.join("\n"));
 }

@@ -2,8 +2,10 @@
 //! `cli/compose/convert` builds them for `docker stack deploy` (notes/swarm.md §1.2–1.4), so a
 //! stack deployed by the docker CLI plans to nothing.
 //!
-//! The one deliberate difference: secrets and configs are named after their content
-//! (`<stack>_<name>-<8 hex of sha256>`), because swarm cannot change their data in place.
+//! Secrets and configs are named after their content here (`<stack>_<name>-<8 hex of sha256>`),
+//! because swarm cannot change their data in place; the planner's adoption rule
+//! (`plan/rules/stack_objects.rs`) uses the CLI's name instead when the swarm has no version of
+//! the object yet or holds the same content under that name.
 
 use super::types::{
     ComposeFile, DeployMode, FileObject, FileRef, Healthcheck, Reservations, RestartSettings,
@@ -42,6 +44,45 @@ pub fn object_name(stack: &str, key: &str, explicit: Option<&str>, data: &[u8]) 
         None => scope(stack, key),
     };
     format!("{base}-{}", &sha256_hex(data)[..8])
+}
+
+/// The image reference as the docker client library sends it (`imageWithTagString`, applied to
+/// every service create and update): in its familiar form (`docker.io/library/` dropped) and
+/// tagged `latest` when it names neither tag nor digest. The stack image label keeps the
+/// reference as written.
+pub fn tagged_image(image: &str) -> String {
+    let valid = !image.is_empty()
+        && image
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b))
+        && !image.bytes().any(|b| b.is_ascii_uppercase());
+    if !valid {
+        return image.to_string();
+    }
+    let (name, digest) = match image.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (image, None),
+    };
+    let last = name.rsplit('/').next().unwrap_or(name);
+    let (path, tag) = match last.split_once(':') {
+        Some((_, tag)) => (&name[..name.len() - tag.len() - 1], Some(tag)),
+        None => (name, None),
+    };
+    let familiar = ["docker.io/", "index.docker.io/"]
+        .iter()
+        .find_map(|domain| path.strip_prefix(domain))
+        .map(|rest| {
+            rest.strip_prefix("library/")
+                .filter(|short| !short.contains('/'))
+                .unwrap_or(rest)
+        })
+        .unwrap_or(path);
+    match (tag, digest) {
+        (Some(tag), Some(digest)) => format!("{familiar}:{tag}@{digest}"),
+        (None, Some(digest)) => format!("{familiar}@{digest}"),
+        (Some(tag), None) => format!("{familiar}:{tag}"),
+        (None, None) => format!("{familiar}:latest"),
+    }
 }
 
 fn scope(stack: &str, name: &str) -> String {
@@ -157,7 +198,7 @@ pub fn convert_service(
     let (capability_add, capability_drop) =
         effective_capabilities(&service.cap_add, &service.cap_drop);
     let container_spec = ContainerSpec {
-        image: service.image.clone(),
+        image: tagged_image(&service.image),
         labels: with_stack_label(stack, &service.labels),
         command: non_empty(&service.entrypoint),
         args: non_empty(&service.command),
@@ -202,6 +243,7 @@ pub fn convert_service(
         isolation: service.isolation.clone(),
         oom_score_adj: service.oom_score_adj,
         privileges: Some(Privileges::default()),
+        extra: Default::default(),
     };
     let restart = deploy.restart_policy.as_ref().or(service.restart.as_ref());
     ServiceSpec {
@@ -233,11 +275,13 @@ pub fn convert_service(
                 options: l.options.clone(),
             }),
             force_update: 0,
+            extra: Default::default(),
         },
         mode: Some(mode(deploy.mode, deploy.replicas)),
         update_config: deploy.update_config.as_ref().map(update_config),
         rollback_config: deploy.rollback_config.as_ref().map(update_config),
         endpoint_spec: Some(endpoint(&deploy.endpoint_mode, service)),
+        ..ServiceSpec::default()
     }
 }
 
@@ -588,6 +632,30 @@ mod tests {
             ("BARE".to_string(), None),
         ]);
         assert_eq!(environment(&env), ["A-B=2", "A=1", "BARE"]);
+    }
+
+    #[test]
+    fn images_are_tagged_as_the_docker_client_sends_them() {
+        for (written, sent) in [
+            ("redis", "redis:latest"),
+            ("redis:7-alpine", "redis:7-alpine"),
+            (
+                "dockersamples/visualizer",
+                "dockersamples/visualizer:latest",
+            ),
+            ("docker.io/library/nginx", "nginx:latest"),
+            ("docker.io/traefik/whoami:v1", "traefik/whoami:v1"),
+            ("localhost:5000/app", "localhost:5000/app:latest"),
+            (
+                "gcr.io/cadvisor/cadvisor:v0.47.2",
+                "gcr.io/cadvisor/cadvisor:v0.47.2",
+            ),
+            ("nginx@sha256:abcd", "nginx@sha256:abcd"),
+            ("nginx:1.25@sha256:abcd", "nginx:1.25@sha256:abcd"),
+            ("Not/Valid", "Not/Valid"),
+        ] {
+            assert_eq!(tagged_image(written), sent, "{written}");
+        }
     }
 
     #[test]

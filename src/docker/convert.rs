@@ -2,7 +2,10 @@
 //!
 //! shoal's spec types ([`crate::model::spec`]) carry the Engine API's own JSON names, so they
 //! are converted to and from bollard's models through `serde_json` rather than field by field:
-//! the two shapes cannot drift apart without a test failing. Unknown engine fields are ignored.
+//! the two shapes cannot drift apart without a test failing. Service specs are read leniently:
+//! every field is optional, fields shoal does not model are kept (see [`crate::model::spec`]),
+//! and a service whose spec still does not read is returned marked unreadable rather than
+//! failing the observation of the whole cluster.
 //!
 //! Two places where bollard 0.21's models differ from what the daemon speaks are handled here:
 //! - bollard names the service health check `HealthCheck` (as the swagger file does), while the
@@ -12,8 +15,11 @@
 //! - Go encodes a nil map or slice without `omitempty` as `null` (service `Labels`, for one);
 //!   nulls are dropped before deserializing, so they read as absent.
 
+use crate::compose::convert::sha256_hex;
 use crate::engine::{EngineError, EngineInfo};
-use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
+use crate::model::spec::{
+    ContainerSpec, NetworkSpec, ObjectSpec, ServiceSpec, TaskSpec, LABEL_CONTENT_SHA256,
+};
 use crate::model::{
     Availability, NodeState, ObservedNode, ObservedObject, ObservedService, Reachability, Role,
 };
@@ -153,19 +159,26 @@ struct EngineServiceStatus {
 /// Converts one entry of `GET /services?status=true`, as the daemon wrote it, to an
 /// [`ObservedService`]; network targets (IDs on the wire) become names through
 /// `network_names` (ID → name) when known.
+///
+/// Every field of the spec is optional, as the Engine API defines it. A spec that still cannot
+/// be read (a field of an unexpected type) does not fail the whole observation: the service is
+/// returned with its name and labels, the rest kept as it is, and the reason in
+/// [`ServiceSpec::unreadable`], for the planner to warn about. Only an entry without an ID,
+/// which no request could address, is an error.
 pub(crate) fn service_from_engine(
     mut raw: Value,
     network_names: &BTreeMap<String, String>,
 ) -> Result<ObservedService, EngineError> {
     strip_nulls(&mut raw);
-    let service: EngineService = serde_json::from_value(raw)
-        .map_err(|e| EngineError::Other(format!("unexpected service from the engine: {e}")))?;
-    let mut spec = service_spec_from_engine(service.spec).map_err(|e| {
+    let service: EngineService = serde_json::from_value(raw).map_err(|e| {
         EngineError::Other(format!(
-            "cannot read the spec of service {}: {e}",
-            service.id
+            "the engine listed a service shoal cannot address ({e}): check `docker service ls` on a manager"
         ))
     })?;
+    let mut spec = match service_spec_from_engine(service.spec.clone()) {
+        Ok(spec) => spec,
+        Err(error) => unreadable_spec(service.spec, &service.id, &error),
+    };
     for attachment in &mut spec.task_template.networks {
         if let Some(name) = network_names.get(&attachment.target) {
             attachment.target = name.clone();
@@ -178,6 +191,57 @@ pub(crate) fn service_from_engine(
         running: service.service_status.running_tasks,
         desired: service.service_status.desired_tasks,
     })
+}
+
+/// The spec of a service whose engine spec does not read: its name and labels, every other
+/// field kept in `extra`, and why in `unreadable` (naming the field).
+fn unreadable_spec(raw: Value, id: &str, error: &serde_json::Error) -> ServiceSpec {
+    let mut fields = match raw {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    };
+    let field = failing_field(&fields);
+    let name = match fields.remove("Name") {
+        Some(Value::String(name)) if !name.is_empty() => name,
+        _ => id.to_string(),
+    };
+    let labels = fields
+        .remove("Labels")
+        .and_then(|labels| serde_json::from_value(labels).ok())
+        .unwrap_or_default();
+    ServiceSpec {
+        unreadable: Some(format!("field Spec.{field}: {error}")),
+        name,
+        labels,
+        extra: fields.into_iter().collect(),
+        ..ServiceSpec::default()
+    }
+}
+
+/// The path of the first member of a service spec that does not read (e.g.
+/// `TaskTemplate.ContainerSpec.Mounts`), found by reading the members one at a time.
+fn failing_field(fields: &Map<String, Value>) -> String {
+    fn first_bad<T: DeserializeOwned>(fields: &Map<String, Value>) -> Option<(&String, &Value)> {
+        fields.iter().find(|(key, value)| {
+            let alone = Value::Object(Map::from_iter([((*key).clone(), (*value).clone())]));
+            serde_json::from_value::<T>(alone).is_err()
+        })
+    }
+    let Some((key, value)) = first_bad::<ServiceSpec>(fields) else {
+        return "?".to_string();
+    };
+    let mut path = key.clone();
+    if key == "TaskTemplate" {
+        if let Some((inner, value)) = value.as_object().and_then(first_bad::<TaskSpec>) {
+            path = format!("{path}.{inner}");
+            if inner == "ContainerSpec" {
+                if let Some((leaf, _)) = value.as_object().and_then(first_bad::<ContainerSpec>) {
+                    path = format!("{path}.{leaf}");
+                }
+            }
+        }
+    }
+    path
 }
 
 /// This engine's swarm membership from `/info`'s `Swarm` member.
@@ -358,13 +422,24 @@ pub(crate) fn secrets_by_name(secrets: &[models::Secret]) -> BTreeMap<String, Ob
         .collect()
 }
 
-/// Configs by name.
+/// Configs by name; the labels of each carry [`LABEL_CONTENT_SHA256`], the sha256 of its data
+/// (which the engine returns for configs), so the planner can tell whether a config that
+/// `docker stack deploy` created holds the file's content.
 pub(crate) fn configs_by_name(configs: &[models::Config]) -> BTreeMap<String, ObservedObject> {
     configs
         .iter()
         .filter_map(|c| {
             let spec = c.spec.as_ref()?;
-            named(c.id.as_ref(), spec.name.as_ref(), spec.labels.as_ref())
+            let (name, mut object) =
+                named(c.id.as_ref(), spec.name.as_ref(), spec.labels.as_ref())?;
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(spec.data.as_deref().unwrap_or_default());
+            if let Ok(data) = data {
+                object
+                    .labels
+                    .insert(LABEL_CONTENT_SHA256.to_string(), sha256_hex(&data));
+            }
+            Some((name, object))
         })
         .collect()
 }
@@ -558,6 +633,7 @@ mod tests {
                     options: labels(&[("max-size", "10m")]),
                 }),
                 force_update: 2,
+                extra: Default::default(),
             },
             mode: Some(ServiceMode {
                 replicated: Some(ReplicatedService { replicas: Some(3) }),
@@ -587,6 +663,7 @@ mod tests {
                     publish_mode: "ingress".into(),
                 }],
             }),
+            ..Default::default()
         }
     }
 

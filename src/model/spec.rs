@@ -3,9 +3,29 @@
 //! These types are plain data: the compose conversion produces them, the planner compares them,
 //! the sim stores them and the engine backend sends them as they are. Every optional field is
 //! skipped when empty, so a spec serializes to exactly what `docker stack deploy` would send.
+//!
+//! Reading is lenient, as the Engine API defines these shapes: every field may be absent (it
+//! reads as its default), and the fields of a service, task or container spec that shoal does not
+//! model are kept in `extra`, so a service deployed by other tools reads whole and an update
+//! carries them over.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
+
+/// Label holding the hex sha256 of a secret's or config's content. shoal stamps it on the
+/// objects it creates under the name `docker stack deploy` gives them (a secret cannot be read
+/// back, so this is how shoal knows its content later); for observed configs, whose data the
+/// engine returns, the engine backend sets it from the data itself.
+pub const LABEL_CONTENT_SHA256: &str = "io.shoal.sha256";
+
+/// Label that, set to `true` on a secret or config in the compose file, makes shoal replace an
+/// object of the same name it cannot verify (a secret created by `docker stack deploy`) with one
+/// holding the file's content, instead of adopting it.
+pub const LABEL_ROTATE: &str = "io.shoal.rotate";
+
+/// Fields of an engine object that shoal does not model, kept as the engine wrote them.
+pub type Extra = BTreeMap<String, Value>;
 
 fn is_false(value: &bool) -> bool {
     !*value
@@ -21,7 +41,7 @@ fn is_zero_i64(value: &i64) -> bool {
 
 /// A swarm service spec (`ServiceSpec` in the Engine API).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct ServiceSpec {
     /// Full swarm name, `<stack>_<service>`.
     pub name: String,
@@ -43,6 +63,13 @@ pub struct ServiceSpec {
     /// Published ports and the endpoint mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_spec: Option<EndpointSpec>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
+    /// Why the engine's spec of this service could not be read (then only its name and labels
+    /// are known, and the rest is in `extra`); `None` for every service read whole.
+    #[serde(skip)]
+    pub unreadable: Option<String>,
 }
 
 impl ServiceSpec {
@@ -93,7 +120,7 @@ impl ServiceSpec {
 
 /// The service's scheduling mode; exactly one field is set.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct ServiceMode {
     /// A fixed number of tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,7 +142,7 @@ pub struct Empty {}
 
 /// Replicated mode settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct ReplicatedService {
     /// Number of tasks; the daemon uses 1 when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,7 +151,7 @@ pub struct ReplicatedService {
 
 /// Replicated job settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct ReplicatedJob {
     /// Tasks running at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,7 +163,7 @@ pub struct ReplicatedJob {
 
 /// What each task of a service runs and where.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct TaskSpec {
     /// The container.
     #[serde(default)]
@@ -159,11 +186,14 @@ pub struct TaskSpec {
     /// Counter that forces a redeploy when incremented (rebalance).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub force_update: u64,
+    /// Engine fields shoal does not model (e.g. `Runtime`): not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// The container of a task.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct ContainerSpec {
     /// Image reference as written in the compose file.
     #[serde(default)]
@@ -250,11 +280,14 @@ pub struct ContainerSpec {
     /// `{"NoNewPrivileges": false}`, so shoal does too: a re-deploy by either restarts nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privileges: Option<Privileges>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A container's security options.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct Privileges {
     /// Windows credential spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -273,7 +306,7 @@ pub struct Privileges {
 
 /// A mount into a service's containers.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct Mount {
     /// `volume`, `bind`, `tmpfs` or `npipe`.
     #[serde(rename = "Type")]
@@ -302,7 +335,7 @@ pub struct Mount {
 
 /// Bind mount options.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct BindOptions {
     /// Propagation mode.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -311,7 +344,7 @@ pub struct BindOptions {
 
 /// Volume mount options.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct VolumeOptions {
     /// Do not copy the image's data into a new volume.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -326,7 +359,7 @@ pub struct VolumeOptions {
 
 /// Tmpfs mount options.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct TmpfsOptions {
     /// Size in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -338,9 +371,10 @@ pub struct TmpfsOptions {
 
 /// A driver with options (volume drivers, log drivers, network drivers).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct Driver {
     /// Driver name.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Driver options.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -349,7 +383,7 @@ pub struct Driver {
 
 /// A container health check; durations in nanoseconds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct HealthConfig {
     /// The test command (`["CMD", ...]`, `["CMD-SHELL", "..."]` or `["NONE"]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -373,7 +407,7 @@ pub struct HealthConfig {
 
 /// DNS settings of a container.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct DnsConfig {
     /// Name servers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -388,7 +422,7 @@ pub struct DnsConfig {
 
 /// Where a secret or config appears in the container.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct FileTarget {
     /// File name (relative to `/run/secrets` for secrets) or absolute path.
     pub name: String,
@@ -404,7 +438,7 @@ pub struct FileTarget {
 
 /// A service's use of a secret. The ID is resolved by the backend when it sends the spec.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct SecretReference {
     /// Where the secret appears.
     pub file: FileTarget,
@@ -417,7 +451,7 @@ pub struct SecretReference {
 
 /// A service's use of a config. The ID is resolved by the backend when it sends the spec.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct ConfigReference {
     /// Where the config appears.
     pub file: FileTarget,
@@ -430,7 +464,7 @@ pub struct ConfigReference {
 
 /// A ulimit.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct Ulimit {
     /// Limit name (`nofile`, `nproc`, ...).
     pub name: String,
@@ -442,7 +476,7 @@ pub struct Ulimit {
 
 /// Resource limits and reservations of a task.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct Resources {
     /// Upper bounds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -454,7 +488,7 @@ pub struct Resources {
 
 /// Resource limits.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct Limit {
     /// CPU in units of 1e-9 CPUs.
     #[serde(default, rename = "NanoCPUs", skip_serializing_if = "Option::is_none")]
@@ -469,7 +503,7 @@ pub struct Limit {
 
 /// Resource reservations.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct Reservation {
     /// CPU in units of 1e-9 CPUs.
     #[serde(default, rename = "NanoCPUs", skip_serializing_if = "Option::is_none")]
@@ -484,7 +518,7 @@ pub struct Reservation {
 
 /// When tasks are restarted.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct RestartPolicy {
     /// `none`, `on-failure` or `any`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -502,7 +536,7 @@ pub struct RestartPolicy {
 
 /// Placement rules.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct Placement {
     /// Constraints such as `node.role==manager`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -517,7 +551,7 @@ pub struct Placement {
 
 /// A placement preference.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct PlacementPreference {
     /// Spread over the values of a label.
     pub spread: SpreadOver,
@@ -525,7 +559,7 @@ pub struct PlacementPreference {
 
 /// The label a spread preference spreads over.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct SpreadOver {
     /// e.g. `node.labels.zone`.
     pub spread_descriptor: String,
@@ -533,7 +567,7 @@ pub struct SpreadOver {
 
 /// A network attachment of a service.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct NetworkAttachment {
     /// Network name (resolved to an ID by the engine).
     pub target: String,
@@ -544,9 +578,11 @@ pub struct NetworkAttachment {
 
 /// A log driver.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct LogDriver {
-    /// Driver name.
+    /// Driver name; empty when the compose file sets only `options` (the docker CLI then sends
+    /// no `Name`, and the engine uses its default driver with those options).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Driver options.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -555,7 +591,7 @@ pub struct LogDriver {
 
 /// Rolling update or rollback settings; durations in nanoseconds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct UpdateConfig {
     /// Tasks updated at once (0 = all).
     pub parallelism: u64,
@@ -578,7 +614,7 @@ pub struct UpdateConfig {
 
 /// Endpoint mode and published ports.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct EndpointSpec {
     /// `vip` or `dnsrr`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -590,7 +626,7 @@ pub struct EndpointSpec {
 
 /// A published port.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct PortConfig {
     /// Port name.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -610,7 +646,7 @@ pub struct PortConfig {
 
 /// A swarm network spec.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct NetworkSpec {
     /// Full swarm name, `<stack>_<network>` unless the file names it.
     pub name: String,
@@ -635,6 +671,7 @@ pub struct NetworkSpec {
 
 /// A secret or config: immutable, named after its content.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ObjectSpec {
     /// Full swarm name, `<stack>_<name>-<8 hex of sha256>`.
     pub name: String,
@@ -648,4 +685,15 @@ pub struct ObjectSpec {
     /// The content. Never serialized: secret data must not appear in any output.
     #[serde(skip)]
     pub data: Vec<u8>,
+}
+
+impl ObjectSpec {
+    /// The name `docker stack deploy` gives this object (`<stack>_<name>`, or the compose
+    /// file's explicit `name`): [`ObjectSpec::name`] without its `-<8 hex>` content suffix.
+    pub fn cli_name(&self) -> &str {
+        let suffix = self.sha256.get(..8).map(|hex| format!("-{hex}"));
+        suffix
+            .and_then(|suffix| self.name.strip_suffix(suffix.as_str()))
+            .unwrap_or(&self.name)
+    }
 }

@@ -1,19 +1,25 @@
 //! Normalized service specs: what the engine fills in or reorders is made equal to what shoal sends.
 //!
 //! Comparison happens only on fields shoal owns (those of [`ServiceSpec`]); engine defaults that
-//! mean the same as an absent field are removed, so a converged cluster plans to nothing.
+//! mean the same as an absent field are removed, so a converged cluster plans to nothing. Engine
+//! fields shoal does not model (the specs' `extra`) are not compared; an update carries them.
 
 use crate::model::spec::{
-    EndpointSpec, Placement, Privileges, ReplicatedService, Resources, ServiceMode, ServiceSpec,
+    EndpointSpec, Extra, Placement, Privileges, ReplicatedService, Resources, ServiceMode,
+    ServiceSpec,
 };
 use crate::model::LABEL_STACK_IMAGE;
 
 /// Returns `spec` with engine defaults and IDs removed, in the form used for comparison.
 pub fn normalize_service(spec: &ServiceSpec) -> ServiceSpec {
     let mut spec = spec.clone();
+    spec.extra.clear();
+    spec.unreadable = None;
     let task = &mut spec.task_template;
     task.force_update = 0;
+    task.extra.clear();
     let container = &mut task.container_spec;
+    container.extra.clear();
     for secret in &mut container.secrets {
         secret.secret_id.clear();
     }
@@ -42,6 +48,9 @@ pub fn normalize_service(spec: &ServiceSpec) -> ServiceSpec {
         }
     }
     if let Some(restart) = &mut task.restart_policy {
+        if restart.condition.is_empty() {
+            restart.condition = "any".to_string();
+        }
         if restart.max_attempts == Some(0) {
             restart.max_attempts = None;
         }
@@ -111,11 +120,20 @@ fn resources_are_empty(resources: &Resources) -> bool {
 }
 
 /// The spec to send to update `observed` to `desired`: the desired spec, keeping the observed
-/// force-update counter and, when the compose image is unchanged, the observed (digest-pinned)
-/// image, as `docker stack deploy` does.
+/// force-update counter, the observed fields shoal does not model, and, when the compose image
+/// is unchanged, the observed (digest-pinned) image, as `docker stack deploy` does.
 pub fn spec_to_send(desired: &ServiceSpec, observed: &ServiceSpec) -> ServiceSpec {
     let mut spec = desired.clone();
     spec.task_template.force_update = observed.task_template.force_update;
+    if observed.unreadable.is_none() {
+        carry(&mut spec.extra, &observed.extra);
+        let task = &mut spec.task_template;
+        carry(&mut task.extra, &observed.task_template.extra);
+        carry(
+            &mut task.container_spec.extra,
+            &observed.task_template.container_spec.extra,
+        );
+    }
     if same_image(desired, observed) {
         spec.task_template.container_spec.image =
             observed.task_template.container_spec.image.clone();
@@ -123,12 +141,22 @@ pub fn spec_to_send(desired: &ServiceSpec, observed: &ServiceSpec) -> ServiceSpe
     spec
 }
 
+/// Adds the fields of `observed` that `desired` does not set.
+fn carry(desired: &mut Extra, observed: &Extra) {
+    for (key, value) in observed {
+        desired.entry(key.clone()).or_insert_with(|| value.clone());
+    }
+}
+
 /// Whether the observed service runs the image the desired spec names: the same string, or the
-/// same compose image recorded in the stack image label (the stored one may be digest-pinned).
+/// same compose image recorded in the stack image label (the stored one may be digest-pinned or
+/// tagged `latest` by the docker client), as `docker stack deploy` decides it.
 pub fn same_image(desired: &ServiceSpec, observed: &ServiceSpec) -> bool {
     let wanted = &desired.task_template.container_spec.image;
+    let label = observed.labels.get(LABEL_STACK_IMAGE);
     wanted == &observed.task_template.container_spec.image
-        || observed.labels.get(LABEL_STACK_IMAGE) == Some(wanted)
+        || label == Some(wanted)
+        || label.is_some() && label == desired.labels.get(LABEL_STACK_IMAGE)
 }
 
 /// Normalized pair for comparison: both sides normalized, the observed image replaced by the

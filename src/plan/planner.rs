@@ -74,7 +74,9 @@ pub fn plan(
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
     Quorum::check_observed(observed)?;
-    let mut ctx = Ctx::new(desired, observed, options);
+    let (desired, adoption_warnings) = stack_objects::adopt_objects(desired, observed);
+    let mut ctx = Ctx::new(&desired, observed, options);
+    ctx.warnings.extend(adoption_warnings);
     let access = swarm_states::refuse_unsafe_swarm_states(&mut ctx)?;
     self_heal::heal_machines(&mut ctx)?;
     create_machines::create_missing_machines(&mut ctx);

@@ -2,6 +2,9 @@
 //! scaled (`scale_service`), one whose other owned fields differ is updated
 //! (`update_service`, with the field diff), one whose mode changes is removed and created
 //! again, and with policy.rebalance on, unchanged services spread onto newly joined nodes.
+//! A service whose engine spec shoal could not read is warned about: left alone when no stack
+//! of the repository names it, replaced by the file's spec (as `docker stack deploy` would)
+//! when one does.
 
 use super::Ctx;
 use crate::model::ServiceSpec;
@@ -39,8 +42,29 @@ pub fn warn_ingress_without_mesh(ctx: &mut Ctx) {
     }
 }
 
+/// Warns about the services whose engine spec shoal could not read.
+fn warn_unreadable(ctx: &mut Ctx) {
+    for service in ctx.observed.services.values() {
+        let Some(why) = &service.spec.unreadable else {
+            continue;
+        };
+        let name = &service.spec.name;
+        let desired = ctx
+            .desired
+            .stacks
+            .values()
+            .any(|stack| stack.services.contains_key(name));
+        ctx.warnings.push(if desired {
+            format!("cannot read the spec of service {name} ({why}): shoal replaces it with the spec of the compose file, as docker stack deploy would")
+        } else {
+            format!("cannot read the spec of service {name} ({why}); no stack of this repository names it, so shoal leaves it as it is")
+        });
+    }
+}
+
 /// Creates, scales, updates, recreates or rebalances each desired service.
 pub fn plan_services(ctx: &mut Ctx) {
+    warn_unreadable(ctx);
     let rebalance = ctx.desired.policy.rebalance && ctx.joined_any && ctx.observed.swarm.is_some();
     for pair in services(ctx.desired, ctx.observed) {
         // Objects created in this plan already wait for the membership steps, so a service
@@ -80,7 +104,7 @@ fn plan_service(
     };
     let (want, have) = comparable(spec, &current.spec);
     let id = current.id.clone();
-    if want == have {
+    if want == have && current.spec.unreadable.is_none() {
         if !rebalance || spec.replicas().is_none_or(|r| r <= 1) {
             return Vec::new();
         }
@@ -94,7 +118,8 @@ fn plan_service(
     if let Some(replicas) = want.replicas() {
         scaled.set_replicas(replicas);
     }
-    if let (true, Some(replicas)) = (scaled == want, want.replicas()) {
+    let readable = current.spec.unreadable.is_none();
+    if let (true, Some(replicas)) = (scaled == want && readable, want.replicas()) {
         let op = StepOp::ScaleService { id, replicas };
         let reason = Reason::Scale {
             from: have.replicas(),
@@ -102,7 +127,7 @@ fn plan_service(
         };
         return vec![ctx.push(op, name, deps, reason)];
     }
-    if want.mode_name() != have.mode_name() {
+    if want.mode_name() != have.mode_name() && readable {
         let reason = Reason::ModeChange {
             from: have.mode_name(),
             to: want.mode_name(),

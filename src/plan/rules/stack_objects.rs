@@ -1,11 +1,133 @@
 //! Stack objects (DESIGN §3.1): networks, secrets and configs a stack uses and the swarm lacks
 //! are created after the membership changes and before the services that use them. External
 //! objects that do not exist are warned about.
+//!
+//! Before any rule runs, [`adopt_objects`] settles the swarm name of each secret and config:
+//! the name `docker stack deploy` gives it (`<stack>_<name>`) when the swarm has no version of
+//! it yet, or holds one under that name with the same content (so a stack deployed by either
+//! tool is re-deployed by the other without restarting a task), and the content-derived name
+//! (`<stack>_<name>-<8 hex>`) for a new content, so a change never edits an object in place.
 
 use super::Ctx;
+use crate::model::spec::{LABEL_CONTENT_SHA256, LABEL_ROTATE};
+use crate::model::{Desired, ObjectSpec, Observed, ObservedObject, Stack};
 use crate::plan::model::StepOp;
 use crate::plan::reason::Reason;
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Whether a secret or config goes by its `docker stack deploy` name or its content name.
+#[derive(Debug, PartialEq, Eq)]
+enum Naming {
+    /// The content-derived name: it exists, or it replaces another version.
+    Content,
+    /// The CLI name, whose object holds this content (or is created now).
+    Cli,
+    /// The CLI name, whose object's content cannot be verified (a secret the CLI created).
+    CliUnverified,
+}
+
+/// How `object`, of `kind` (`secret` or `config`), is named given the `existing` objects.
+fn naming(object: &ObjectSpec, existing: &BTreeMap<String, ObservedObject>) -> Naming {
+    let cli = object.cli_name();
+    if cli == object.name || existing.contains_key(&object.name) {
+        return Naming::Content;
+    }
+    let Some(found) = existing.get(cli) else {
+        let other_version = existing.keys().any(|name| {
+            name.strip_prefix(cli)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|hex| hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        });
+        return if other_version {
+            Naming::Content
+        } else {
+            Naming::Cli
+        };
+    };
+    match found.labels.get(LABEL_CONTENT_SHA256) {
+        Some(sha) if *sha == object.sha256 => Naming::Cli,
+        Some(_) => Naming::Content,
+        None if object.labels.get(LABEL_ROTATE).map(String::as_str) == Some("true") => {
+            Naming::Content
+        }
+        None => Naming::CliUnverified,
+    }
+}
+
+/// `desired` with each secret and config under the swarm name it goes by (see the module
+/// docs), the services' references renamed alike, and the warnings about secrets adopted
+/// without being verified. Borrowed unchanged when every object keeps its content name.
+pub fn adopt_objects<'a>(
+    desired: &'a Desired,
+    observed: &Observed,
+) -> (Cow<'a, Desired>, Vec<String>) {
+    let mut adopted = Cow::Borrowed(desired);
+    let mut warnings = Vec::new();
+    for (key, stack) in &desired.stacks {
+        let kinds = [
+            ("secret", &stack.secrets, &observed.secrets),
+            ("config", &stack.configs, &observed.configs),
+        ];
+        for (kind, objects, existing) in kinds {
+            for object in objects.values() {
+                let naming = naming(object, existing);
+                if naming == Naming::Content {
+                    continue;
+                }
+                let cli = object.cli_name().to_string();
+                if naming == Naming::CliUnverified {
+                    warnings.push(format!(
+                        "{kind} {cli} of stack {} exists and was not created by shoal (docker stack deploy names it so): its content cannot be read back, so shoal uses it as it is, without checking that it matches {}. To replace it with the file's content, add the label {LABEL_ROTATE}: \"true\" to the {kind} in {}",
+                        stack.name, object.source, stack.file
+                    ));
+                }
+                let stack = adopted
+                    .to_mut()
+                    .stacks
+                    .get_mut(key)
+                    .expect("the stack is desired");
+                rename(stack, kind, &object.name, &cli);
+            }
+        }
+    }
+    (adopted, warnings)
+}
+
+/// Renames the `kind` object `from` of `stack` to `to`, stamping its content hash, and the
+/// services' references to it.
+fn rename(stack: &mut Stack, kind: &str, from: &str, to: &str) {
+    let objects = match kind {
+        "secret" => &mut stack.secrets,
+        _ => &mut stack.configs,
+    };
+    let Some(mut object) = objects.remove(from) else {
+        return;
+    };
+    object.name = to.to_string();
+    object
+        .labels
+        .insert(LABEL_CONTENT_SHA256.to_string(), object.sha256.clone());
+    objects.insert(to.to_string(), object);
+    for spec in stack.services.values_mut() {
+        let container = &mut spec.task_template.container_spec;
+        let secrets = container.secrets.iter_mut().map(|s| &mut s.secret_name);
+        let configs = container.configs.iter_mut().map(|c| &mut c.config_name);
+        let names: Vec<&mut String> = match kind {
+            "secret" => secrets.collect(),
+            _ => configs.collect(),
+        };
+        for name in names.into_iter().filter(|name| name.as_str() == from) {
+            *name = to.to_string();
+        }
+        container
+            .secrets
+            .sort_by(|a, b| a.secret_name.cmp(&b.secret_name));
+        container
+            .configs
+            .sort_by(|a, b| a.config_name.cmp(&b.config_name));
+    }
+}
 
 /// Creates the stacks' missing networks, secrets and configs.
 pub fn create_stack_objects(ctx: &mut Ctx) {
