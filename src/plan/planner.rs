@@ -8,8 +8,8 @@ use super::fingerprint::fingerprint;
 use super::model::{Effect, Plan, Step, Summary, FORMAT_VERSION};
 use super::quorum::Quorum;
 use super::rules::{
-    create_machines, destroy_guard, init_swarm, joins, machine_removal, node_specs, prune, roles,
-    self_heal, services, stack_objects, Ctx,
+    create_machines, destroy_guard, init_swarm, joins, machine_removal, node_specs, prune,
+    references, roles, self_heal, services, stack_objects, Ctx,
 };
 use crate::model::{Desired, Observed};
 
@@ -44,6 +44,10 @@ pub enum PlanError {
         /// What would be destroyed.
         what: String,
     },
+    /// The services need what the cluster lacks (an external network, secret or config) or
+    /// holds for another service (a published port); the engine would refuse them half-way.
+    #[error("the stacks cannot be deployed on this cluster as it is:\n  {0}")]
+    Unmet(String),
     /// No order of the manager changes keeps quorum.
     #[error("no safe order for the manager changes: {0}")]
     Unsafe(String),
@@ -68,6 +72,7 @@ pub fn plan(
     stack_objects::warn_missing_external(&mut ctx);
     services::warn_ingress_without_mesh(&mut ctx);
     prune::prune_services(&mut ctx)?;
+    references::refuse_unmet_references(&ctx)?;
     services::plan_services(&mut ctx);
     prune::prune_objects(&mut ctx);
     destroy_guard::guard_machines(&ctx)?;
