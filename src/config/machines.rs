@@ -26,7 +26,13 @@ const TOP_KEYS: &[&str] = &[
     "policy",
 ];
 const MACHINE_KEYS: &[&str] = &["role", "count", "labels", "host"];
-const POLICY_KEYS: &[&str] = &["prune", "self_heal", "rebalance", "down_grace"];
+const POLICY_KEYS: &[&str] = &[
+    "prune",
+    "self_heal",
+    "rebalance",
+    "down_grace",
+    "show_values",
+];
 const DRIVERS: &[&str] = &["dind", "sim", "generic", "docker-machine"];
 
 const EXAMPLE: &str = "create machines.yml at the repository root, for example:\n\
@@ -416,6 +422,9 @@ fn read_policy(ctx: &mut Ctx, node: &Node, policy: &mut Policy) {
         .and_then(|n| ctx.duration(n, "policy.down_grace"))
     {
         policy.down_grace_seconds = (ns / 1_000_000_000) as u64;
+    }
+    if let Some(node) = fields.get("show_values") {
+        policy.show_values = ctx.strings(node, "policy.show_values");
     }
 }
 

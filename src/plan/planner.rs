@@ -77,6 +77,7 @@ pub fn plan(
     prune::prune_objects(&mut ctx);
     destroy_guard::guard_machines(&ctx)?;
     machine_removal::remove_machines(&mut ctx)?;
+    super::diff::mask_steps(&mut ctx.steps, &desired.policy.show_values);
     Ok(Plan {
         format_version: FORMAT_VERSION,
         revision: options.revision.clone(),
