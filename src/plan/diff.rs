@@ -80,8 +80,7 @@ pub fn is_sensitive(key: &str, show: &[String]) -> bool {
 }
 
 /// Masks, in the field changes of every `update_service` step, the values of secret-looking
-/// keys: `KEY=value` entries of `Env`, and fields whose last path segment looks secret (a
-/// label `db_password`). A masked value that changes stays visible as changed.
+/// keys: `KEY=value` entries of `Env`, and labels whose key looks secret (`db_password`). A masked value that changes stays visible as changed.
 pub fn mask_steps(steps: &mut [Step], show: &[String]) {
     for step in steps {
         if let StepOp::UpdateService { changes, .. } = &mut step.op {
@@ -118,8 +117,12 @@ pub fn mask_change(change: &mut FieldChange, show: &[String]) {
         masked(&mut change.after, &before, MASKED_CHANGED);
         return;
     }
-    let last = change.path.rsplit('.').next().unwrap_or_default();
-    if is_sensitive(last, show) {
+    // Other keys the user names are label keys (`Labels.<key>`); the spec's own field names
+    // (`Secrets`) are not values to hide.
+    let Some((_, key)) = change.path.split_once("Labels.") else {
+        return;
+    };
+    if is_sensitive(key, show) {
         let differ = !change.before.is_null() && !change.after.is_null();
         for (side, shown) in [
             (&mut change.before, MASKED),
