@@ -182,7 +182,7 @@ fn secret_looking_environment_values_are_masked_unless_shown() {
 }
 
 #[test]
-fn a_huge_key_and_a_bad_long_port_say_what_is_wrong() {
+fn a_huge_key_says_what_is_wrong() {
     let key = "A".repeat(100_000);
     let repo = repo(&[
         ("machines.yml", MACHINES),
