@@ -29,7 +29,10 @@ fn every_invalid_fixture_is_refused_before_any_write() {
             );
             assert_eq!(out.status.code(), Some(1), "{name} {args:?}: {said}");
             for line in expected.lines().filter(|l| !l.trim().is_empty()) {
-                assert!(said.contains(line), "{name} {args:?}: no {line:?} in\n{said}");
+                assert!(
+                    said.contains(line),
+                    "{name} {args:?}: no {line:?} in\n{said}"
+                );
             }
         }
         assert!(

@@ -9,7 +9,8 @@ use common::Repo;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-const MACHINES: &str = "cluster: hostile\ndriver: sim\nmachines:\n  vm-manager:\n    role: manager\n";
+const MACHINES: &str =
+    "cluster: hostile\ndriver: sim\nmachines:\n  vm-manager:\n    role: manager\n";
 
 /// A repository with these files (path, text).
 fn repo(files: &[(&str, &str)]) -> Repo {
@@ -44,7 +45,10 @@ fn refused_everywhere(repo: &Repo, needle: &str) -> String {
         let out = repo.shoal(args);
         let output = text(&out);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {output}");
-        assert!(output.contains(needle), "{args:?} does not say {needle:?}: {output}");
+        assert!(
+            output.contains(needle),
+            "{args:?} does not say {needle:?}: {output}"
+        );
         said = output;
     }
     assert_eq!(repo.sim_state(), before, "a refused input must not write");
@@ -55,7 +59,10 @@ fn refused_everywhere(repo: &Repo, needle: &str) -> String {
 fn missing_external_objects_are_refused_at_plan_before_any_write() {
     let repo = repo(&[
         ("machines.yml", MACHINES),
-        ("docker-compose.yml", "services:\n  web:\n    image: nginx\n"),
+        (
+            "docker-compose.yml",
+            "services:\n  web:\n    image: nginx\n",
+        ),
     ]);
     repo.apply();
     std::fs::write(
@@ -149,7 +156,10 @@ fn a_symlink_out_of_the_repository_is_refused_in_the_tree_and_in_commits() {
         assert_eq!(out.status.code(), Some(1), "{said}");
         assert!(said.contains("link.txt"), "{said}");
         assert!(said.contains("outside the repository"), "{said}");
-        assert!(!said.contains("ok.txt"), "a link inside is followed: {said}");
+        assert!(
+            !said.contains("ok.txt"),
+            "a link inside is followed: {said}"
+        );
     }
     assert_eq!(repo.sim_state(), "");
 }
@@ -169,13 +179,20 @@ fn secret_looking_environment_values_are_masked_unless_shown() {
     let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
     let changes = plan["steps"][0]["detail"]["changes"].to_string();
     for shown in [&human, &changes] {
-        assert!(shown.contains("DB_PASSWORD=(sensitive value, changed)"), "{shown}");
+        assert!(
+            shown.contains("DB_PASSWORD=(sensitive value, changed)"),
+            "{shown}"
+        );
         assert!(shown.contains("MODE=slow"), "{shown}");
         for secret in ["first-pw", "second-pw", "tok-one", "tok-two"] {
             assert!(!shown.contains(secret), "{secret} shown: {shown}");
         }
     }
-    repo.edit("machines.yml", "machines:", "policy:\n  show_values: [API_TOKEN]\nmachines:");
+    repo.edit(
+        "machines.yml",
+        "machines:",
+        "policy:\n  show_values: [API_TOKEN]\nmachines:",
+    );
     let human = repo.ok(&["plan"]);
     assert!(human.contains("API_TOKEN=tok-two"), "{human}");
     assert!(!human.contains("second-pw"), "{human}");
@@ -192,14 +209,21 @@ fn a_huge_key_says_what_is_wrong() {
         ),
     ]);
     let said = refused_everywhere(&repo, "docker-compose.yml:5:7: a key of 100000 characters");
-    assert!(said.len() < 2_000, "the key is not echoed: {} bytes", said.len());
+    assert!(
+        said.len() < 2_000,
+        "the key is not echoed: {} bytes",
+        said.len()
+    );
 }
 
 #[test]
 fn a_dry_run_reports_no_write_sent() {
     let repo = repo(&[
         ("machines.yml", MACHINES),
-        ("docker-compose.yml", "services:\n  web:\n    image: nginx\n"),
+        (
+            "docker-compose.yml",
+            "services:\n  web:\n    image: nginx\n",
+        ),
     ]);
     let report = repo.json(&["apply", "--dry-run", "--json"]);
     assert_eq!(report["writes"], 0, "{report:#}");

@@ -87,7 +87,10 @@ fn no_output_and_no_written_file_holds_a_secret() {
     ] {
         outputs.push((format!("{args:?}"), run(&repo, args)));
     }
-    outputs.push(("apply PLANFILE".into(), run(&repo, &["apply", "--yes", "--json", &saved])));
+    outputs.push((
+        "apply PLANFILE".into(),
+        run(&repo, &["apply", "--yes", "--json", &saved]),
+    ));
     outputs.push(("status".into(), run(&repo, &["status", "--json"])));
 
     // A new version of the secret and of the secret-looking value: an update with a diff.

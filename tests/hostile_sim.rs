@@ -162,14 +162,20 @@ async fn the_sim_refuses_what_the_engine_refuses() {
         target: "edge".into(),
         ..NetworkAttachment::default()
     }];
-    refused(engine.create_service(&missing).await, "network edge not found");
+    refused(
+        engine.create_service(&missing).await,
+        "network edge not found",
+    );
     let mut missing = web("g", &[]);
     missing.task_template.container_spec.secrets = vec![SecretReference {
         file: target("x"),
         secret_id: String::new(),
         secret_name: "nope".into(),
     }];
-    refused(engine.create_service(&missing).await, "secret not found: nope");
+    refused(
+        engine.create_service(&missing).await,
+        "secret not found: nope",
+    );
 
     let mut huge = web("big", &[]);
     huge.set_replicas(u64::MAX);
@@ -183,6 +189,10 @@ async fn the_sim_refuses_what_the_engine_refuses() {
         .into_iter()
         .map(|s| s.spec.name)
         .collect();
-    assert_eq!(names.len(), 3, "only the accepted services exist: {names:?}");
+    assert_eq!(
+        names.len(),
+        3,
+        "only the accepted services exist: {names:?}"
+    );
     assert!(driver.writes() > writes);
 }

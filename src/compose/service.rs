@@ -394,7 +394,10 @@ impl ServiceReader<'_, '_, '_> {
             if (1..=65535).contains(&value) {
                 return Some(value as u32);
             }
-            ctx.error(n.pos, format!("`{path}.{key}` must be a port from 1 to 65535"));
+            ctx.error(
+                n.pos,
+                format!("`{path}.{key}` must be a port from 1 to 65535"),
+            );
             None
         };
         match number(ctx, "target") {

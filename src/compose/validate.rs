@@ -148,8 +148,12 @@ pub fn check(stacks: &[(&Stack, &[u8])]) -> Vec<Diagnostic> {
             if let Some(port) = duplicate_port(spec) {
                 let pos = locate(bytes, key, "ports", &port.port.to_string());
                 diags.push(
-                    error_at(&stack.file, pos, format!("service `{key}` publishes port {port} twice"))
-                        .with_help("remove one of the entries, or publish it on another port"),
+                    error_at(
+                        &stack.file,
+                        pos,
+                        format!("service `{key}` publishes port {port} twice"),
+                    )
+                    .with_help("remove one of the entries, or publish it on another port"),
                 );
             }
             if let Some(clash) = duplicate_target(spec) {
@@ -167,7 +171,9 @@ pub fn check(stacks: &[(&Stack, &[u8])]) -> Vec<Diagnostic> {
                             kind = clash.kind,
                         ),
                     )
-                    .with_help(format!("give one of them a different `target:` under `{section}`")),
+                    .with_help(format!(
+                        "give one of them a different `target:` under `{section}`"
+                    )),
                 );
             }
             for &(other_stack, _, other) in &holders {
@@ -212,7 +218,8 @@ fn service_key<'a>(stack: &Stack, spec: &'a ServiceSpec) -> &'a str {
 
 /// An object's name without the stack prefix (`db_password-1a2b3c4d` of `app_db_password-…`).
 fn short<'a>(stack: &Stack, name: &'a str) -> &'a str {
-    name.strip_prefix(&format!("{}_", stack.name)).unwrap_or(name)
+    name.strip_prefix(&format!("{}_", stack.name))
+        .unwrap_or(name)
 }
 
 /// Where `services.<service>.<section>` is in the compose file: the first item that mentions

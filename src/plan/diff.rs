@@ -126,7 +126,10 @@ pub fn mask_change(change: &mut FieldChange, show: &[String]) {
         let differ = !change.before.is_null() && !change.after.is_null();
         for (side, shown) in [
             (&mut change.before, MASKED),
-            (&mut change.after, if differ { MASKED_CHANGED } else { MASKED }),
+            (
+                &mut change.after,
+                if differ { MASKED_CHANGED } else { MASKED },
+            ),
         ] {
             if !side.is_null() {
                 *side = Value::String(shown.to_string());
@@ -195,7 +198,13 @@ mod tests {
         mask_change(&mut change, &["API_KEY".to_string()]);
         let text = format!("{} {}", change.before, change.after);
         assert!(!text.contains("hunter"), "{text}");
-        assert!(text.contains("DB_PASSWORD=(sensitive value, changed)"), "{text}");
-        assert!(text.contains("API_KEY=k1") && text.contains("MODE=slow"), "{text}");
+        assert!(
+            text.contains("DB_PASSWORD=(sensitive value, changed)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("API_KEY=k1") && text.contains("MODE=slow"),
+            "{text}"
+        );
     }
 }

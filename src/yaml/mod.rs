@@ -266,7 +266,10 @@ const MAX_KEY_CHARS: usize = 1024;
 fn scanner_error(text: &str, pos: Pos, info: &str) -> YamlError {
     if info.contains("mapping values are not allowed") && pos.column > MAX_KEY_CHARS {
         let line = text.lines().nth(pos.line.saturating_sub(1)).unwrap_or("");
-        let indent = line.chars().take_while(|c| c.is_whitespace() || *c == '-').count();
+        let indent = line
+            .chars()
+            .take_while(|c| c.is_whitespace() || *c == '-')
+            .count();
         return YamlError::new(
             Pos {
                 line: pos.line,

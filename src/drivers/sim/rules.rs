@@ -204,7 +204,10 @@ fn checked_spec(
             clash.kind, clash.first, clash.second, clash.target
         )));
     }
-    let others = swarm.services.values().filter(|s| Some(s.id.as_str()) != updating);
+    let others = swarm
+        .services
+        .values()
+        .filter(|s| Some(s.id.as_str()) != updating);
     for other in others {
         if let Some(held) = port_conflict(spec, &other.spec) {
             let how = if held.host_mode {
