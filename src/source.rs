@@ -12,7 +12,7 @@ pub mod remote;
 
 pub use dir::DirSource;
 
-use crate::yaml::files::FileSource;
+use crate::yaml::files::{parent_dir, resolve_path, FileSource};
 use git2::{ObjectType, Repository, Status, StatusOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -166,6 +166,19 @@ fn clean_head(repo: &Repository, prefix: &str) -> Result<Option<String>, SourceE
     Ok((!dirty).then(|| head.id().to_string()))
 }
 
+/// The git file mode of a symbolic link.
+const LINK_MODE: i32 = 0o120_000;
+/// How many symbolic links a path may go through.
+const MAX_LINKS: usize = 8;
+
+/// Whether the repository path `path` is `prefix` or under it ('' holds everything).
+fn within(path: &str, prefix: &str) -> bool {
+    prefix.is_empty()
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Reads files from a commit's tree.
 struct CommitSource {
     repo_path: PathBuf,
@@ -189,19 +202,39 @@ impl FileSource for CommitSource {
             .find_commit(oid)
             .and_then(|c| c.tree())
             .map_err(to_io)?;
-        let full = if self.prefix.is_empty() {
+        let mut full = if self.prefix.is_empty() {
             path.to_string()
         } else {
             format!("{}/{path}", self.prefix)
         };
-        let Ok(entry) = tree.get_path(Path::new(&full)) else {
-            return Ok(None);
-        };
-        if entry.kind() != Some(ObjectType::Blob) {
-            return Ok(None);
+        // A committed symbolic link is a blob holding the link's text: followed while it stays
+        // in the cluster folder, refused when it leads out, as the working tree refuses it.
+        for _ in 0..=MAX_LINKS {
+            let Ok(entry) = tree.get_path(Path::new(&full)) else {
+                return Ok(None);
+            };
+            if entry.kind() != Some(ObjectType::Blob) {
+                return Ok(None);
+            }
+            let blob = repo.find_blob(entry.id()).map_err(to_io)?;
+            if entry.filemode() != LINK_MODE {
+                return Ok(Some(blob.content().to_vec()));
+            }
+            let target = String::from_utf8_lossy(blob.content()).into_owned();
+            full = resolve_path(parent_dir(&full), &target)
+                .ok()
+                .filter(|inside| within(inside, &self.prefix))
+                .ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        format!("`{path}` is a symbolic link that leads outside the repository (to `{target}`); commit the file itself"),
+                    )
+                })?;
         }
-        let blob = repo.find_blob(entry.id()).map_err(to_io)?;
-        Ok(Some(blob.content().to_vec()))
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("`{path}`: too many levels of symbolic links"),
+        ))
     }
 
     fn root_name(&self) -> String {

@@ -59,7 +59,7 @@ impl Recorder {
         }
     }
 
-    /// Writes sent (or, in a dry run, that would have been sent).
+    /// Writes actually sent: none in a dry run, whose writes are [`Recorder::recorded`].
     pub fn writes(&self) -> u64 {
         self.lock().writes
     }
@@ -73,12 +73,14 @@ impl Recorder {
         self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts a write; returns true when it must really be sent.
+    /// Counts a write that is sent, or records it in a dry run; returns true when it must
+    /// really be sent.
     fn write(&self, what: String) -> bool {
         let mut log = self.lock();
-        log.writes += 1;
         if self.dry_run {
             log.recorded.push(what);
+        } else {
+            log.writes += 1;
         }
         !self.dry_run
     }

@@ -7,6 +7,7 @@ pub mod load;
 pub mod service;
 pub mod syntax;
 pub mod types;
+pub mod validate;
 
 use crate::diag::Diagnostic;
 use crate::model::Stack;

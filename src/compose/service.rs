@@ -382,44 +382,48 @@ impl ServiceReader<'_, '_, '_> {
         }
     }
 
+    /// A long-syntax port entry; every problem of the entry is reported, not only the first.
     fn long_port(&mut self, node: &Node, path: &str) -> Option<Port> {
         let ctx = &mut self.loader.ctx;
         let fields = ctx.fields(node, path, PORT_KEYS, false)?;
         let mut port = Port::default();
-        let in_range = |value: u64| (1..=65535).contains(&value);
-        match fields.get("target") {
-            None => {
-                ctx.error(node.pos, format!("`{path}` has no `target` port"));
-                return None;
+        let mut ok = true;
+        let number = |ctx: &mut crate::yaml::decode::Ctx, key: &str| -> Option<u32> {
+            let n = fields.get(key)?;
+            let value = ctx.uint(n, &join(path, key))?;
+            if (1..=65535).contains(&value) {
+                return Some(value as u32);
             }
-            Some(n) => {
-                let value = ctx.uint(n, &join(path, "target"))?;
-                if !in_range(value) {
-                    ctx.error(
-                        n.pos,
-                        format!("`{path}.target` must be a port from 1 to 65535"),
-                    );
-                    return None;
-                }
-                port.target = value as u32;
-            }
+            ctx.error(
+                n.pos,
+                format!("`{path}.{key}` must be a port from 1 to 65535"),
+            );
+            None
+        };
+        match number(ctx, "target") {
+            Some(target) => port.target = target,
+            None => ok = false,
         }
-        if let Some(n) = fields.get("published") {
-            let value = ctx.uint(n, &join(path, "published"))?;
-            if !in_range(value) {
-                ctx.error(
-                    n.pos,
-                    format!("`{path}.published` must be a port from 1 to 65535"),
-                );
-                return None;
+        if fields.get("target").is_none() {
+            ctx.error(node.pos, format!("`{path}` has no `target` port"));
+        }
+        if fields.get("published").is_some() {
+            match number(ctx, "published") {
+                Some(published) => port.published = published,
+                None => ok = false,
             }
-            port.published = value as u32;
         }
         if let Some(n) = fields.get("protocol") {
-            port.protocol = ctx.one_of(n, &join(path, "protocol"), &["tcp", "udp", "sctp"])?;
+            match ctx.one_of(n, &join(path, "protocol"), &["tcp", "udp", "sctp"]) {
+                Some(protocol) => port.protocol = protocol,
+                None => ok = false,
+            }
         }
         if let Some(n) = fields.get("mode") {
-            port.mode = ctx.one_of(n, &join(path, "mode"), &["ingress", "host"])?;
+            match ctx.one_of(n, &join(path, "mode"), &["ingress", "host"]) {
+                Some(mode) => port.mode = mode,
+                None => ok = false,
+            }
         }
         if let Some(n) = fields.get("name") {
             port.name = ctx.string(n, &join(path, "name")).unwrap_or_default();
@@ -430,7 +434,7 @@ impl ServiceReader<'_, '_, '_> {
                 format!("ignoring `{path}.host_ip`: swarm publishes ports on every address"),
             );
         }
-        Some(port)
+        ok.then_some(port)
     }
 
     fn deploy(&mut self, node: &Node) {

@@ -11,6 +11,11 @@ use std::collections::BTreeMap;
 
 /// Largest `count` accepted for one machine entry.
 pub const MAX_COUNT: u64 = 1000;
+/// Largest number of machines after `count` expansion (swarm's own tested scale is a few
+/// thousand nodes).
+pub const MAX_MACHINES: usize = 10_000;
+/// Longest node label key.
+const MAX_LABEL_KEY: usize = 255;
 
 const TOP_KEYS: &[&str] = &[
     "cluster",
@@ -21,7 +26,13 @@ const TOP_KEYS: &[&str] = &[
     "policy",
 ];
 const MACHINE_KEYS: &[&str] = &["role", "count", "labels", "host"];
-const POLICY_KEYS: &[&str] = &["prune", "self_heal", "rebalance", "down_grace"];
+const POLICY_KEYS: &[&str] = &[
+    "prune",
+    "self_heal",
+    "rebalance",
+    "down_grace",
+    "show_values",
+];
 const DRIVERS: &[&str] = &["dind", "sim", "generic", "docker-machine"];
 
 const EXAMPLE: &str = "create machines.yml at the repository root, for example:\n\
@@ -211,7 +222,11 @@ fn read_machines(ctx: &mut Ctx, node: &Node, out: &mut Machines) {
         }
         let labels = fields
             .get("labels")
-            .map(|node| ctx.labels(node, &join(&path, "labels")))
+            .map(|node| {
+                let labels = ctx.labels(node, &join(&path, "labels"));
+                check_label_keys(ctx, node, &join(&path, "labels"), &labels);
+                labels
+            })
             .unwrap_or_default();
         let host = fields
             .get("host")
@@ -283,9 +298,56 @@ fn read_machines(ctx: &mut Ctx, node: &Node, out: &mut Machines) {
     }
 }
 
+/// Refuses node label keys that the docker CLI and the engine cannot take back apart:
+/// `node update --label-add key=value` splits at the first `=`, and an empty or spaced key
+/// cannot be named in a placement constraint.
+fn check_label_keys(ctx: &mut Ctx, node: &Node, path: &str, labels: &BTreeMap<String, String>) {
+    for key in labels.keys() {
+        let problem = if key.is_empty() {
+            "is empty"
+        } else if key.contains('=') {
+            "holds `=`"
+        } else if key.chars().any(char::is_whitespace) {
+            "holds white space"
+        } else if key.len() > MAX_LABEL_KEY {
+            "is longer than 255 characters"
+        } else {
+            continue;
+        };
+        let pos = node
+            .entries()
+            .and_then(|entries| entries.iter().find(|e| &e.key == key))
+            .map_or(node.pos, |e| e.key_pos);
+        ctx.error_help(
+            pos,
+            format!("`{path}`: label key `{}` {problem}", shorten(key)),
+            "use a key of letters, digits, `.`, `_` and `-` (e.g. `zone`), and put the rest in the value",
+        );
+    }
+}
+
+/// `text` cut to a length that fits in a message.
+fn shorten(text: &str) -> String {
+    if text.chars().count() <= 64 {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(64).collect::<String>())
+    }
+}
+
 fn check_managers(ctx: &mut Ctx, pos: Pos, machines: &BTreeMap<String, MachineSpec>) {
     if machines.is_empty() {
         return;
+    }
+    if machines.len() > MAX_MACHINES {
+        ctx.error_help(
+            pos,
+            format!(
+                "machines.yml describes {} machines; shoal manages at most {MAX_MACHINES}",
+                machines.len()
+            ),
+            "lower the `count`s, or split the cluster",
+        );
     }
     let managers = machines
         .values()
@@ -360,6 +422,9 @@ fn read_policy(ctx: &mut Ctx, node: &Node, policy: &mut Policy) {
         .and_then(|n| ctx.duration(n, "policy.down_grace"))
     {
         policy.down_grace_seconds = (ns / 1_000_000_000) as u64;
+    }
+    if let Some(node) = fields.get("show_values") {
+        policy.show_values = ctx.strings(node, "policy.show_values");
     }
 }
 

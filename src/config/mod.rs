@@ -33,6 +33,7 @@ pub fn load(files: &dyn FileSource, env: &BTreeMap<String, String>) -> Result<De
     };
     let mut desired = without_stacks(&machines);
     let mut owners: BTreeMap<(&str, String), String> = BTreeMap::new();
+    let mut sources: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for stack_ref in &machines.stacks {
         let bytes = match files.read(&stack_ref.file) {
             Ok(Some(bytes)) => bytes,
@@ -91,8 +92,13 @@ pub fn load(files: &dyn FileSource, env: &BTreeMap<String, String>) -> Result<De
                 }
             }
         }
+        sources.insert(stack.name.clone(), bytes);
         desired.stacks.insert(stack.name.clone(), stack);
     }
+    let located: Vec<_> = (desired.stacks.values())
+        .map(|stack| (stack, sources[&stack.name].as_slice()))
+        .collect();
+    diags.extend(crate::compose::validate::check(&located));
     finish(desired, diags)
 }
 

@@ -83,6 +83,9 @@ pub struct Policy {
     pub rebalance: bool,
     /// Seconds a node may be down before self-heal replaces it.
     pub down_grace_seconds: u64,
+    /// Keys whose values plans show although they look secret (`policy.show_values`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub show_values: Vec<String>,
 }
 
 impl Default for Policy {
@@ -92,6 +95,7 @@ impl Default for Policy {
             self_heal: true,
             rebalance: false,
             down_grace_seconds: 60,
+            show_values: Vec::new(),
         }
     }
 }

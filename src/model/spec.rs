@@ -678,7 +678,10 @@ pub struct ObjectSpec {
     /// Labels, with the stack label.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
-    /// sha256 of the content, hex.
+    /// sha256 of the content, hex. Never serialized: the full digest of a secret's plaintext
+    /// would let anyone holding a plan guess the secret offline; the version is told by the
+    /// name's 8 hex.
+    #[serde(skip)]
     pub sha256: String,
     /// Where the content comes from, relative to the repository (for people and for saved plans).
     pub source: String,

@@ -8,8 +8,8 @@ use super::fingerprint::fingerprint;
 use super::model::{Effect, Plan, Step, Summary, FORMAT_VERSION};
 use super::quorum::Quorum;
 use super::rules::{
-    create_machines, destroy_guard, init_swarm, joins, machine_removal, node_specs, prune, roles,
-    self_heal, services, stack_objects, swarm_states, Ctx,
+    create_machines, destroy_guard, init_swarm, joins, machine_removal, node_specs, prune,
+    references, roles, self_heal, services, stack_objects, swarm_states, Ctx,
 };
 use crate::model::{Desired, Observed};
 
@@ -62,6 +62,10 @@ pub enum PlanError {
         /// What to do by hand (`MACHINE` stands for the machine's name).
         advice: &'static str,
     },
+    /// The services need what the cluster lacks (an external network, secret or config) or
+    /// holds for another service (a published port); the engine would refuse them half-way.
+    #[error("the stacks cannot be deployed on this cluster as it is:\n  {0}")]
+    Unmet(String),
     /// No order of the manager changes keeps quorum.
     #[error("no safe order for the manager changes: {0}")]
     Unsafe(String),
@@ -92,6 +96,7 @@ pub fn plan(
     stack_objects::warn_missing_external(&mut ctx);
     services::warn_ingress_without_mesh(&mut ctx);
     prune::prune_services(&mut ctx)?;
+    references::refuse_unmet_references(&ctx)?;
     services::plan_services(&mut ctx);
     prune::prune_objects(&mut ctx);
     destroy_guard::guard_machines(&ctx)?;
@@ -99,8 +104,9 @@ pub fn plan(
     Ok(finish(ctx, observed, options))
 }
 
-/// The plan of the steps the rules added.
-fn finish(ctx: Ctx, observed: &Observed, options: &PlanOptions) -> Plan {
+/// The plan of the steps the rules added, with the values of secret-looking keys masked.
+fn finish(mut ctx: Ctx, observed: &Observed, options: &PlanOptions) -> Plan {
+    super::diff::mask_steps(&mut ctx.steps, &ctx.desired.policy.show_values);
     Plan {
         format_version: FORMAT_VERSION,
         revision: options.revision.clone(),

@@ -168,6 +168,15 @@ pub fn render_report(report: &ApplyReport, style: Style) -> String {
             let _ = writeln!(out, "{} {left}", style.yellow("Still to do:"));
         }
     }
+    if !report.dry_run_writes.is_empty() {
+        let _ = writeln!(
+            out,
+            "Dry run: {done} step(s) walked, {} failed, {skipped} skipped, {} write(s) recorded and none sent; the cluster is unchanged.",
+            failed.len(),
+            report.dry_run_writes.len(),
+        );
+        return out;
+    }
     let verdict = if report.converged {
         style.green("converged")
     } else {

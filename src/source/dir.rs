@@ -44,14 +44,12 @@ impl FileSource for DirSource {
                 format!("`{path}` leads outside the repository"),
             ));
         }
+        // Opening a FIFO blocks until a writer comes, so the kind is checked before opening
+        // (and again on the opened file, in case the path was swapped in between).
+        refuse_irregular(path, &std::fs::metadata(&real)?)?;
         let file = std::fs::File::open(&real)?;
         let metadata = file.metadata()?;
-        if metadata.is_dir() {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("`{path}` is a folder, not a file"),
-            ));
-        }
+        refuse_irregular(path, &metadata)?;
         if metadata.len() > MAX_READ_BYTES {
             return Err(Error::new(
                 ErrorKind::InvalidData,
@@ -72,6 +70,24 @@ impl FileSource for DirSource {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     }
+}
+
+/// Refuses what is not a regular file: a folder, and a FIFO, socket or device, which would
+/// block or never end when read.
+fn refuse_irregular(path: &str, metadata: &std::fs::Metadata) -> std::io::Result<()> {
+    if metadata.is_dir() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("`{path}` is a folder, not a file"),
+        ));
+    }
+    if !metadata.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("`{path}` is not a regular file (a FIFO, socket or device); replace it with a regular file"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -100,5 +116,22 @@ mod tests {
             assert!(source.read("link").is_err());
         }
         assert!(!source.root_name().is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join(".env");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let err = DirSource(dir.path().to_path_buf())
+            .read(".env")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
     }
 }

@@ -174,7 +174,10 @@ pub fn parse_int(text: &str, plain: bool) -> Result<i64, String> {
     if body.is_empty() || (!plain && digits.contains('_')) {
         return Err(bad());
     }
-    let value = i64::from_str_radix(body, radix).map_err(|_| bad())?;
+    let value = i64::from_str_radix(body, radix).map_err(|e| match e.kind() {
+        std::num::IntErrorKind::PosOverflow => format!("`{text}` is too large"),
+        _ => bad(),
+    })?;
     Ok(if negative { -value } else { value })
 }
 

@@ -12,6 +12,7 @@ use super::state::{
     sha256_hex, SimEngineState, SimMachine, SimNetwork, SimNode, SimObject, SimService, SimState,
     SimSwarm, SimTokens,
 };
+use crate::compose::validate::{duplicate_port, duplicate_target, port_conflict, MAX_REPLICAS};
 use crate::engine::{
     EngineError, EngineInfo, EngineResult, JoinTokens, NodeSpecUpdate, SwarmObject,
 };
@@ -38,6 +39,7 @@ const INVALID_TOKEN: &str = "invalid join token";
 const MODE_CHANGE: &str = "service mode change is not allowed";
 const RENAME: &str = "renaming services is not supported";
 const BAD_NAME: &str = "name must be valid as a DNS name component";
+const DUPLICATE_PORTS: &str = "EndpointSpec: duplicate published ports provided";
 const MAX_SECRET_SIZE: usize = 500 * 1024;
 const MAX_CONFIG_SIZE: usize = 1000 * 1024;
 
@@ -178,11 +180,47 @@ fn resolve_network<'a>(swarm: &'a SimSwarm, key: &str) -> Option<&'a SimNetwork>
 
 /// Checks a service spec's constraints and references; returns it as the engine stores it,
 /// with the secret and config IDs filled in.
-fn checked_spec(swarm: &SimSwarm, spec: &ServiceSpec) -> EngineResult<ServiceSpec> {
+/// `updating` is the ID of the service a spec replaces, which may keep its own ports.
+fn checked_spec(
+    swarm: &SimSwarm,
+    spec: &ServiceSpec,
+    updating: Option<&str>,
+) -> EngineResult<ServiceSpec> {
     if spec.name.is_empty() {
         return Err(EngineError::Refused(BAD_NAME.to_string()));
     }
     constraints_of(spec).map_err(EngineError::Refused)?;
+    if let Some(replicas) = spec.replicas().filter(|&r| r > MAX_REPLICAS) {
+        return Err(EngineError::Refused(format!(
+            "the sim holds at most {MAX_REPLICAS} replicas per service, not {replicas}"
+        )));
+    }
+    if duplicate_port(spec).is_some() {
+        return Err(EngineError::Refused(DUPLICATE_PORTS.to_string()));
+    }
+    if let Some(clash) = duplicate_target(spec) {
+        return Err(EngineError::Refused(format!(
+            "{} references '{}' and '{}' have a conflicting target: '{}'",
+            clash.kind, clash.first, clash.second, clash.target
+        )));
+    }
+    let others = swarm
+        .services
+        .values()
+        .filter(|s| Some(s.id.as_str()) != updating);
+    for other in others {
+        if let Some(held) = port_conflict(spec, &other.spec) {
+            let how = if held.host_mode {
+                "a host-published port"
+            } else {
+                "an ingress port"
+            };
+            return Err(EngineError::Refused(format!(
+                "port '{}' is already in use by service '{}' ({}) as {how}",
+                held.port, other.spec.name, other.id
+            )));
+        }
+    }
     for attachment in &spec.task_template.networks {
         match resolve_network(swarm, &attachment.target) {
             None => {
@@ -755,7 +793,7 @@ impl SimState {
                 spec.name
             )));
         }
-        let stored = checked_spec(swarm, spec)?;
+        let stored = checked_spec(swarm, spec, None)?;
         let id = self.new_id("service");
         let swarm = self.write_swarm(&swarm_id);
         let version = swarm.next_version();
@@ -798,7 +836,7 @@ impl SimState {
         if spec.mode_name() != current.spec.mode_name() {
             return Err(EngineError::Refused(MODE_CHANGE.to_string()));
         }
-        let stored = checked_spec(swarm, spec)?;
+        let stored = checked_spec(swarm, spec, Some(&service_id))?;
         let redeploy = stored.task_template != current.spec.task_template;
         let swarm = self.write_swarm(&swarm_id);
         let version = swarm.next_version();
@@ -936,7 +974,7 @@ impl SimState {
             .collect())
     }
 
-    /// `POST /secrets/create` or `POST /configs/create`. Only the data's sha256 is kept.
+    /// `POST /secrets/create` or `POST /configs/create`. Only a short digest of the data is kept.
     pub(super) fn create_object(
         &mut self,
         machine: &str,
@@ -975,7 +1013,7 @@ impl SimState {
                 version,
                 name: spec.name.clone(),
                 labels: spec.labels.clone(),
-                sha256: sha256_hex(&spec.data),
+                sha256: sha256_hex(&spec.data)[..8].to_string(),
             },
         );
         Ok(id)
@@ -1081,6 +1119,11 @@ impl SimState {
         let swarm = self.write_swarm(&swarm_id);
         if swarm.leader.is_none() {
             return Err(NO_LEADER.to_string());
+        }
+        if replicas > MAX_REPLICAS {
+            return Err(format!(
+                "the sim holds at most {MAX_REPLICAS} replicas per service, not {replicas}"
+            ));
         }
         let mode = swarm.services[&service_id].spec.mode_name();
         if mode != "replicated" {

@@ -126,10 +126,10 @@ pub struct SimSwarm {
     /// Networks by ID.
     #[serde(default)]
     pub networks: BTreeMap<String, SimNetwork>,
-    /// Secrets by ID (their data is kept only as a sha256).
+    /// Secrets by ID (their data is kept only as a short digest).
     #[serde(default)]
     pub secrets: BTreeMap<String, SimObject>,
-    /// Configs by ID (their data is kept only as a sha256).
+    /// Configs by ID (their data is kept only as a short digest).
     #[serde(default)]
     pub configs: BTreeMap<String, SimObject>,
 }
@@ -270,7 +270,7 @@ pub struct SimNetwork {
     pub spec: NetworkSpec,
 }
 
-/// A secret or config. Only the sha256 of its data is kept, never the data.
+/// A secret or config. Only a short digest of its data is kept, never the data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimObject {
     /// Object ID.
@@ -282,7 +282,8 @@ pub struct SimObject {
     /// Labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// sha256 of the data, hex.
+    /// The first 8 hex of the data's sha256, what tells versions apart (the full digest of a
+    /// secret's plaintext would be an offline guessing oracle in `.shoal/sim.json`).
     pub sha256: String,
 }
 

@@ -14,6 +14,7 @@
 //! | stack objects: networks, secrets, configs before services     | [`stack_objects::create_stack_objects`]   |
 //! | warnings: external objects missing, ingress without IPVS      | [`stack_objects::warn_missing_external`], [`services::warn_ingress_without_mesh`] |
 //! | prune of labelled services (before creates: ports move)       | [`prune::prune_services`]                 |
+//! | refuse missing external objects and published ports another service keeps | [`references::refuse_unmet_references`] |
 //! | destroy-all guard (every service of a stack, every machine)   | [`destroy_guard::guard_stack_services`], [`destroy_guard::guard_machines`] |
 //! | services: create, `scale_service` vs `update_service`, mode change, rebalance | [`services::plan_services`] |
 //! | prune of labelled networks, secrets, configs (after services) | [`prune::prune_objects`]                  |
@@ -29,6 +30,7 @@ pub mod joins;
 pub mod machine_removal;
 pub mod node_specs;
 pub mod prune;
+pub mod references;
 pub mod roles;
 pub mod self_heal;
 pub mod services;
