@@ -18,7 +18,8 @@
 use crate::compose::convert::sha256_hex;
 use crate::engine::{EngineError, EngineInfo};
 use crate::model::spec::{
-    ContainerSpec, NetworkSpec, ObjectSpec, ServiceSpec, TaskSpec, LABEL_CONTENT_SHA256,
+    content_version, ContainerSpec, NetworkSpec, ObjectSpec, ServiceSpec, TaskSpec,
+    LABEL_CONTENT_SHA256,
 };
 use crate::model::{
     Availability, NodeState, ObservedNode, ObservedObject, ObservedService, Reachability, Role,
@@ -422,7 +423,7 @@ pub(crate) fn secrets_by_name(secrets: &[models::Secret]) -> BTreeMap<String, Ob
         .collect()
 }
 
-/// Configs by name; the labels of each carry [`LABEL_CONTENT_SHA256`], the sha256 of its data
+/// Configs by name; the labels of each carry [`LABEL_CONTENT_SHA256`], the version of its data
 /// (which the engine returns for configs), so the planner can tell whether a config that
 /// `docker stack deploy` created holds the file's content.
 pub(crate) fn configs_by_name(configs: &[models::Config]) -> BTreeMap<String, ObservedObject> {
@@ -435,9 +436,10 @@ pub(crate) fn configs_by_name(configs: &[models::Config]) -> BTreeMap<String, Ob
             let data = base64::engine::general_purpose::STANDARD
                 .decode(spec.data.as_deref().unwrap_or_default());
             if let Ok(data) = data {
+                let version = content_version(&sha256_hex(&data)).to_string();
                 object
                     .labels
-                    .insert(LABEL_CONTENT_SHA256.to_string(), sha256_hex(&data));
+                    .insert(LABEL_CONTENT_SHA256.to_string(), version);
             }
             Some((name, object))
         })

@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// Label holding the hex sha256 of a secret's or config's content. shoal stamps it on the
-/// objects it creates under the name `docker stack deploy` gives them (a secret cannot be read
-/// back, so this is how shoal knows its content later); for observed configs, whose data the
-/// engine returns, the engine backend sets it from the data itself.
+/// Label holding the version of a secret's or config's content: the first 8 hex of its sha256,
+/// as content-derived names carry it (a full digest of a secret's plaintext would be an offline
+/// guessing oracle). shoal stamps it on the objects it creates under the name `docker stack
+/// deploy` gives them (a secret cannot be read back, so this is how shoal knows its content
+/// later); for observed configs, whose data the engine returns, the engine backend sets it from
+/// the data itself. See [`content_version`].
 pub const LABEL_CONTENT_SHA256: &str = "io.shoal.sha256";
 
 /// Label that, set to `true` on a secret or config in the compose file, makes shoal replace an
@@ -690,11 +692,18 @@ pub struct ObjectSpec {
     pub data: Vec<u8>,
 }
 
+/// The version of some content as names and [`LABEL_CONTENT_SHA256`] carry it: the first 8 hex
+/// of its sha256.
+pub fn content_version(sha256_hex: &str) -> &str {
+    sha256_hex.get(..8).unwrap_or(sha256_hex)
+}
+
 impl ObjectSpec {
     /// The name `docker stack deploy` gives this object (`<stack>_<name>`, or the compose
     /// file's explicit `name`): [`ObjectSpec::name`] without its `-<8 hex>` content suffix.
     pub fn cli_name(&self) -> &str {
-        let suffix = self.sha256.get(..8).map(|hex| format!("-{hex}"));
+        let suffix =
+            (!self.sha256.is_empty()).then(|| format!("-{}", content_version(&self.sha256)));
         suffix
             .and_then(|suffix| self.name.strip_suffix(suffix.as_str()))
             .unwrap_or(&self.name)

@@ -9,7 +9,7 @@
 //! (`<stack>_<name>-<8 hex>`) for a new content, so a change never edits an object in place.
 
 use super::Ctx;
-use crate::model::spec::{LABEL_CONTENT_SHA256, LABEL_ROTATE};
+use crate::model::spec::{content_version, LABEL_CONTENT_SHA256, LABEL_ROTATE};
 use crate::model::{Desired, ObjectSpec, Observed, ObservedObject, Stack};
 use crate::plan::model::StepOp;
 use crate::plan::reason::Reason;
@@ -46,7 +46,7 @@ fn naming(object: &ObjectSpec, existing: &BTreeMap<String, ObservedObject>) -> N
         };
     };
     match found.labels.get(LABEL_CONTENT_SHA256) {
-        Some(sha) if *sha == object.sha256 => Naming::Cli,
+        Some(version) if version == content_version(&object.sha256) => Naming::Cli,
         Some(_) => Naming::Content,
         None if object.labels.get(LABEL_ROTATE).map(String::as_str) == Some("true") => {
             Naming::Content
@@ -105,9 +105,10 @@ fn rename(stack: &mut Stack, kind: &str, from: &str, to: &str) {
         return;
     };
     object.name = to.to_string();
-    object
-        .labels
-        .insert(LABEL_CONTENT_SHA256.to_string(), object.sha256.clone());
+    object.labels.insert(
+        LABEL_CONTENT_SHA256.to_string(),
+        content_version(&object.sha256).to_string(),
+    );
     objects.insert(to.to_string(), object);
     for spec in stack.services.values_mut() {
         let container = &mut spec.task_template.container_spec;
