@@ -1,6 +1,7 @@
 //! Self-heal (DESIGN §3.5): a machine that is gone, stopped, or whose node is down past the
 //! grace period is replaced: its manager seat is freed, its node removed, the old machine
-//! destroyed and a new one created (it joins later, like any new machine).
+//! destroyed and a new one created (it joins later, like any new machine). Existing hosts
+//! (`generic`) are never replaced: a lost one is reported and waited for.
 
 use super::Ctx;
 use crate::model::{MachineState, NodeState, ObservedNode, Role};
@@ -20,12 +21,18 @@ pub fn replace_lost_machines(ctx: &mut Ctx) -> Result<(), PlanError> {
         let down_for = node.and_then(|n| n.down_for_seconds).unwrap_or(0);
         let gone = machine.is_none();
         let stopped = machine.is_some_and(|m| m.state == MachineState::Stopped);
-        let replace = !gone
+        let replaceable = ctx.desired.driver.manages_machines();
+        let replace = replaceable
+            && !gone
             && policy.self_heal
             && (stopped || node_lost)
             && (node.is_none() || down_for >= grace);
         if !gone && (stopped || node_lost) && !replace {
             ctx.warnings.push(match (policy.self_heal, node) {
+                _ if !replaceable => format!(
+                    "{name} is down or does not answer; the {} driver never replaces hosts: it waits for it",
+                    ctx.desired.driver.as_str()
+                ),
                 (true, Some(_)) => format!(
                     "{name} has been down for {down_for}s; self-heal replaces it after {grace}s"
                 ),
@@ -34,7 +41,7 @@ pub fn replace_lost_machines(ctx: &mut Ctx) -> Result<(), PlanError> {
             let waiting = node.is_some() || !policy.self_heal;
             ctx.pairing.machines.get_mut(name).expect("paired").waiting = waiting;
         }
-        if (gone && node.is_some()) || replace {
+        if (replaceable && gone && node.is_some()) || replace {
             let loss = if gone {
                 Loss::Gone
             } else {
@@ -106,7 +113,7 @@ fn replace_machine(
 
 #[cfg(test)]
 mod tests {
-    use crate::model::{NodeState, Observed, Role};
+    use crate::model::{DriverKind, MachineState, NodeState, Observed, Role};
     use crate::plan::testing::{desired_with, steps};
     use crate::plan::{plan, PlanOptions};
 
@@ -148,5 +155,27 @@ mod tests {
         let plan = plan(&desired, &observed, &PlanOptions::default()).unwrap();
         assert!(plan.steps.is_empty());
         assert!(plan.warnings[0].contains("replaces it after 60s"));
+    }
+
+    #[test]
+    fn a_lost_generic_host_is_reported_not_replaced() {
+        let mut desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
+        desired.driver = DriverKind::Generic;
+        let mut observed = Observed::with_members_of(&desired);
+        observed.machines.get_mut("w1").unwrap().state = MachineState::Unreachable;
+        let node = observed
+            .nodes
+            .values_mut()
+            .find(|n| n.hostname == "w1")
+            .unwrap();
+        node.state = NodeState::Down;
+        node.down_for_seconds = Some(600);
+        let plan = plan(&desired, &observed, &PlanOptions::default()).unwrap();
+        assert!(plan.steps.is_empty(), "{:?}", steps(&plan));
+        assert!(
+            plan.warnings[0].contains("never replaces hosts"),
+            "{:?}",
+            plan.warnings
+        );
     }
 }
