@@ -64,14 +64,46 @@ pub struct Hosts {
     /// Folder of the certificates: `ca.pem`, `client/{ca,cert,key}.pem`, per host `<i>/`.
     pub pki: tempfile::TempDir,
     network: String,
+    with_ssh: bool,
+}
+
+/// The test host image with sshd (images/host/build.sh over the node image).
+pub fn ssh_host_image() -> String {
+    let base = node_image();
+    let tag = format!(
+        "shoal-test-host:{}",
+        base.rsplit(':').next().unwrap_or("latest")
+    );
+    let exists = Command::new("docker")
+        .args(["image", "inspect", &tag])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !exists {
+        run(Command::new("bash")
+            .arg(crate_root().join("images/host/build.sh"))
+            .args([&base, &tag]));
+    }
+    tag
+}
+
+fn crate_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 impl Hosts {
     /// Starts `count` hosts answering over TLS on 2376, with `images` loaded into each.
     pub fn start(tag: &str, count: usize, images: &[&str]) -> Hosts {
-        let image = node_image();
+        Hosts::start_with(tag, count, images, false)
+    }
+
+    /// Starts `count` hosts answering over TLS on 2376 and, with `ssh`, over SSH on 22 (root,
+    /// the key `ssh/id_ed25519`, host keys listed in `ssh/known_hosts`).
+    pub fn start_with(tag: &str, count: usize, images: &[&str], ssh: bool) -> Hosts {
+        let image = if ssh { ssh_host_image() } else { node_image() };
         let prefix = format!("shoal-gt-{tag}{}", std::process::id() % 10_000);
-        let third = 100 + std::process::id() % 100;
+        let third = 100 + (std::process::id() + u32::from(ssh)) % 100;
         let subnet = format!("172.28.{third}.0/24");
         let ips: Vec<String> = (0..count)
             .map(|i| format!("172.28.{third}.{}", 10 + i))
@@ -82,9 +114,13 @@ impl Hosts {
             ips: ips.clone(),
             pki,
             network: format!("{prefix}-net"),
+            with_ssh: ssh,
         };
         docker(&["network", "create", "--subnet", &subnet, &hosts.network]);
         make_pki(hosts.pki.path(), &ips);
+        if ssh {
+            make_ssh_keys(hosts.pki.path(), &ips);
+        }
         for (i, ip) in ips.iter().enumerate() {
             hosts.run_host(&image, i, ip);
         }
@@ -107,6 +143,16 @@ impl Hosts {
     /// The client cert folder (ca.pem, cert.pem, key.pem).
     pub fn client_certs(&self) -> PathBuf {
         self.pki.path().join("client")
+    }
+
+    /// The folder with the client key `id_ed25519` and `known_hosts`.
+    pub fn ssh_dir(&self) -> PathBuf {
+        self.pki.path().join("ssh")
+    }
+
+    /// `ssh://root@IP` of host `i`.
+    pub fn ssh(&self, i: usize) -> String {
+        format!("ssh://root@{}", self.ips[i])
     }
 
     /// `tcp://IP:2376` of host `i`.
@@ -158,6 +204,21 @@ impl Hosts {
         if Path::new("/lib/modules").is_dir() {
             args.extend(["-v".into(), "/lib/modules:/lib/modules:ro".into()]);
         }
+        if self.with_ssh {
+            let keys = self.ssh_dir();
+            args.extend([
+                "-v".into(),
+                format!(
+                    "{}:/etc/ssh/ssh_host_ed25519_key:ro",
+                    keys.join(format!("host{i}")).display()
+                ),
+                "-v".into(),
+                format!(
+                    "{}:/root/.ssh/authorized_keys:ro",
+                    keys.join("id_ed25519.pub").display()
+                ),
+            ]);
+        }
         args.extend([
             image.to_string(),
             "-H".into(),
@@ -172,6 +233,46 @@ impl Hosts {
         ]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         docker(&args);
+    }
+
+    /// The docker CLI pointed at host `i` over SSH, with an `ssh` first on PATH that uses the
+    /// test key and known_hosts (ssh reads `~/.ssh` of the passwd entry, not of `$HOME`).
+    pub fn docker_ssh(&self, i: usize) -> Command {
+        let mut command = Command::new("docker");
+        command.env("DOCKER_HOST", self.ssh(i));
+        self.with_test_ssh(&mut command);
+        command
+    }
+
+    /// Puts the test's `ssh` wrapper first on the command's PATH.
+    pub fn with_test_ssh(&self, command: &mut Command) {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = self.pki.path().join("bin");
+        let config = self.pki.path().join("ssh_config");
+        if !bin.exists() {
+            std::fs::create_dir_all(&bin).unwrap();
+            let wrapper = bin.join("ssh");
+            std::fs::write(
+                &wrapper,
+                format!(
+                    "#!/bin/sh\nexec /usr/bin/ssh -F {} \"$@\"\n",
+                    config.display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::write(
+                &config,
+                format!(
+                    "Host *\n  IdentityFile {}\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  IdentitiesOnly yes\n",
+                    self.ssh_dir().join("id_ed25519").display(),
+                    self.ssh_dir().join("known_hosts").display()
+                ),
+            )
+            .unwrap();
+        }
+        let path = std::env::var("PATH").unwrap_or_default();
+        command.env("PATH", format!("{}:{path}", bin.display()));
     }
 
     /// The docker CLI pointed at host `i` over TLS.
@@ -252,6 +353,28 @@ impl Drop for Hosts {
             .args(["network", "rm", &self.network])
             .output();
     }
+}
+
+/// A client key and one host key per host, with the known_hosts file listing them.
+pub fn make_ssh_keys(dir: &Path, ips: &[String]) {
+    let ssh = dir.join("ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    let keygen = |file: &str| {
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "shoal-test", "-f"])
+            .arg(ssh.join(file)));
+    };
+    keygen("id_ed25519");
+    let mut known = String::new();
+    for (i, ip) in ips.iter().enumerate() {
+        let name = format!("host{i}");
+        keygen(&name);
+        let public = std::fs::read_to_string(ssh.join(format!("{name}.pub"))).unwrap();
+        let mut words = public.split_whitespace();
+        let (kind, key) = (words.next().unwrap(), words.next().unwrap());
+        known.push_str(&format!("{ip} {kind} {key}\n"));
+    }
+    std::fs::write(ssh.join("known_hosts"), known).unwrap();
 }
 
 fn openssl(dir: &Path, args: &[&str]) {

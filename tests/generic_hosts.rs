@@ -1,4 +1,4 @@
-//! The scenario suite through the `generic` driver, over TLS, on real Docker hosts started as
+//! The scenario suite through the `generic` driver, over TLS and over SSH, on real Docker hosts started as
 //! containers (see generic_support): the tutorial (join, 5 then 10 replicas, `docker stack ps`
 //! through `shoal env`), 1 → 3 managers and back, a host removed from the files, and a host
 //! that stops answering (reported, not replaced). Also the time from nothing to converged,
@@ -71,9 +71,16 @@ fn machine<'a>(status: &'a Value, name: &str) -> &'a Value {
 }
 
 /// The same first deployment as a plain script of docker commands over TLS; returns seconds.
-fn script_baseline(hosts: &Hosts, compose: &std::path::Path) -> f64 {
+fn script_baseline(hosts: &Hosts, compose: &std::path::Path, ssh: bool) -> f64 {
+    let cli = |i: usize| {
+        if ssh {
+            hosts.docker_ssh(i)
+        } else {
+            hosts.docker_cli(i)
+        }
+    };
     let start = Instant::now();
-    run(hosts.docker_cli(0).args([
+    run(cli(0).args([
         "swarm",
         "init",
         "--advertise-addr",
@@ -87,7 +94,7 @@ fn script_baseline(hosts: &Hosts, compose: &std::path::Path) -> f64 {
         .docker_cli(0)
         .args(["swarm", "join-token", "-q", "worker"]));
     for i in 1..hosts.ips.len() {
-        run(hosts.docker_cli(i).args([
+        run(cli(i).args([
             "swarm",
             "join",
             "--advertise-addr",
@@ -97,7 +104,7 @@ fn script_baseline(hosts: &Hosts, compose: &std::path::Path) -> f64 {
             &format!("{}:2377", hosts.ips[0]),
         ]));
     }
-    run(hosts.docker_cli(0).args([
+    run(cli(0).args([
         "stack",
         "deploy",
         "--resolve-image",
@@ -131,22 +138,46 @@ fn script_baseline(hosts: &Hosts, compose: &std::path::Path) -> f64 {
     seconds
 }
 
+/// One scenario run at a time: 2 cores, and each run starts three engines.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn generic_over_tls() {
-    if !docker_available() {
-        return;
+    if docker_available() {
+        let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        scenario(false);
     }
+}
+
+#[test]
+fn generic_over_ssh() {
+    if docker_available() {
+        let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        scenario(true);
+    }
+}
+
+/// The suite over TLS, or over SSH (`ssh`).
+fn scenario(ssh: bool) {
+    let transport = if ssh { "ssh" } else { "tls" };
     demo_image();
-    let hosts = Hosts::start("tls", 3, &["dataservice:1"]);
+    let hosts = Hosts::start_with(transport, 3, &["dataservice:1"], ssh);
     let repo = Repo::empty();
-    let cluster = format!("gtls{}", std::process::id() % 10_000);
+    let cluster = format!("g{transport}{}", std::process::id() % 10_000);
     std::fs::copy(
         crate_path("examples/dataapp/docker-compose.yml"),
         repo.path().join("docker-compose.yml"),
     )
     .unwrap();
     copy_certs(&hosts, &repo);
-    let baseline = script_baseline(&hosts, &repo.path().join("docker-compose.yml"));
+    if ssh {
+        let to = repo.path().join("ssh");
+        std::fs::create_dir_all(&to).unwrap();
+        for file in ["id_ed25519", "known_hosts"] {
+            std::fs::copy(hosts.ssh_dir().join(file), to.join(file)).unwrap();
+        }
+    }
+    let baseline = script_baseline(&hosts, &repo.path().join("docker-compose.yml"), ssh);
 
     // Acceptance: three existing hosts → 1 manager, 2 workers, the tutorial stack, then 0 writes.
     write_machines(
@@ -174,7 +205,16 @@ fn generic_over_tls() {
         again["writes"], 0,
         "a converged apply sent writes: {again:#}"
     );
-    let ps = run(docker_via_env(&repo, "mgr").args([
+    // `shoal env` of an ssh host gives ssh://, which the docker CLI reaches with the user's own
+    // ssh setup; the test's is a wrapper first on PATH.
+    let mut cli = if ssh {
+        let mut cli = docker_via_env(&repo, "mgr");
+        hosts.with_test_ssh(&mut cli);
+        cli
+    } else {
+        docker_via_env(&repo, "mgr")
+    };
+    let ps = run(cli.args([
         "stack",
         "ps",
         "dataapp",
@@ -185,7 +225,7 @@ fn generic_over_tls() {
     ]));
     assert_eq!(ps.lines().count(), 5, "{ps}");
     eprintln!(
-        "[generic tls] 3 hosts from nothing to converged: shoal {shoal_seconds:.1}s, docker script {baseline:.1}s, ratio {:.2}",
+        "[generic {transport}] 3 hosts from nothing to converged: shoal {shoal_seconds:.1}s, docker script {baseline:.1}s, ratio {:.2}",
         shoal_seconds / baseline
     );
 
