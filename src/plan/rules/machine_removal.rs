@@ -100,10 +100,11 @@ fn remove_one(ctx: &mut Ctx, leave: &Leaving, after_stacks: &[StepId]) -> Result
             let id = ctx.push(op, name, deps, reason(LeaveStage::Demote));
             last = Some(ctx.quorum.chained(id));
         }
-        let hosts = !ctx.desired.driver.manages_machines();
+        // An existing host's node that is still ready leaves first; it is never forced out.
+        let ready_host = !ctx.desired.driver.manages_machines() && node.state == NodeState::Ready;
         let op = StepOp::RemoveNode {
             node_id: node.id.clone(),
-            force: !up && !(hosts && node.state == NodeState::Ready),
+            force: !(up || ready_host),
         };
         last = Some(ctx.push(op, name, after(last), reason(LeaveStage::Remove)));
     }
