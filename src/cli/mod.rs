@@ -94,7 +94,11 @@ enum Command {
     /// Print the DOCKER_HOST export that reaches a machine's engine, like `docker-machine env`.
     Env {
         /// The machine.
-        machine: String,
+        #[arg(required_unless_present = "unset")]
+        machine: Option<String>,
+        /// Print the commands that unset the variables instead.
+        #[arg(long)]
+        unset: bool,
     },
     /// What the driver and the engine can do here: API version, privileges, cgroups, IPVS, storage.
     Doctor {
@@ -196,7 +200,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Status { json } => status::run(repo, driver, json).await,
         Command::Destroy { yes } => destroy::run(repo, driver, yes).await,
         Command::Unlock { lock_id } => unlock::run(repo, driver, &lock_id).await,
-        Command::Env { machine } => env::run(repo, driver, &machine).await,
+        Command::Env { machine, unset } => {
+            env::run(repo, driver, machine.as_deref().unwrap_or_default(), unset).await
+        }
         Command::Doctor { json } => doctor::run(repo, driver, json).await,
         Command::Watch(args) => watch::run(repo, driver, args).await,
         Command::Sim { action } => sim::run(repo, action),

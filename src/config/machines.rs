@@ -3,10 +3,12 @@
 
 use super::{dns_problem, dns_safe, DEFAULT_COMPOSE_FILE, MACHINES_FILE};
 use crate::diag::Diagnostic;
-use crate::model::{DriverKind, MachineSpec, Policy, Role};
+use crate::model::{DriverKind, MachineAccess, MachineSpec, Policy, Role, SshAccess};
 use crate::yaml::decode::{join, to_json, Ctx, Fields};
 use crate::yaml::files::{read_error, resolve_path, FileSource};
 use crate::yaml::{self, yaml_diagnostic, Node, Pos};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::BTreeMap;
 
 /// Largest `count` accepted for one machine entry.
@@ -25,7 +27,10 @@ const TOP_KEYS: &[&str] = &[
     "stacks",
     "policy",
 ];
-const MACHINE_KEYS: &[&str] = &["role", "count", "labels", "host"];
+const MACHINE_KEYS: &[&str] = &["role", "count", "labels", "host", "tls", "ssh", "flags"];
+const SSH_KEYS: &[&str] = &["key", "known_hosts"];
+/// The files of a docker cert folder.
+const TLS_FILES: [&str; 3] = ["ca.pem", "cert.pem", "key.pem"];
 const POLICY_KEYS: &[&str] = &[
     "prune",
     "self_heal",
@@ -68,6 +73,8 @@ pub struct Machines {
     pub driver_options: serde_json::Value,
     /// Machines after `count` expansion.
     pub machines: BTreeMap<String, MachineSpec>,
+    /// How the driver reaches or makes each machine (generic, docker-machine), defaults applied.
+    pub access: BTreeMap<String, MachineAccess>,
     /// The stacks to load.
     pub stacks: Vec<StackRef>,
     /// Policy switches.
@@ -86,6 +93,7 @@ pub fn load(files: &dyn FileSource, diags: &mut Vec<Diagnostic>) -> Machines {
         driver: DriverKind::default(),
         driver_options: serde_json::json!({}),
         machines: BTreeMap::new(),
+        access: BTreeMap::new(),
         stacks: Vec::new(),
         policy: Policy::default(),
     };
@@ -108,7 +116,8 @@ pub fn load(files: &dyn FileSource, diags: &mut Vec<Diagnostic>) -> Machines {
                     Some(root) => {
                         if let Some(fields) = ctx.fields(&root, "", TOP_KEYS, false) {
                             stacks_written = fields.entry("stacks").is_some();
-                            read_top(&mut ctx, &fields, &mut out);
+                            let placed = read_top(&mut ctx, &fields, &mut out);
+                            check_access(&mut ctx, files, &out, &placed);
                         }
                     }
                 }
@@ -127,7 +136,11 @@ pub fn load(files: &dyn FileSource, diags: &mut Vec<Diagnostic>) -> Machines {
     out
 }
 
-fn read_top(ctx: &mut Ctx, fields: &Fields<'_>, out: &mut Machines) {
+/// Where each machine's entry is written, for messages about its access.
+type Placed = BTreeMap<String, Pos>;
+
+fn read_top(ctx: &mut Ctx, fields: &Fields<'_>, out: &mut Machines) -> Placed {
+    let mut placed = Placed::new();
     if let Some(node) = fields.get("cluster") {
         if let Some(name) = ctx.string(node, "cluster") {
             if check_name(ctx, node.pos, "cluster name", &name) {
@@ -149,7 +162,7 @@ fn read_top(ctx: &mut Ctx, fields: &Fields<'_>, out: &mut Machines) {
         }
     }
     if let Some(node) = fields.get("machines") {
-        read_machines(ctx, node, out);
+        placed = read_machines(ctx, node, out);
     }
     let machines_pos = fields
         .key_pos("machines")
@@ -161,6 +174,7 @@ fn read_top(ctx: &mut Ctx, fields: &Fields<'_>, out: &mut Machines) {
     if let Some(node) = fields.get("policy") {
         read_policy(ctx, node, &mut out.policy);
     }
+    placed
 }
 
 fn check_name(ctx: &mut Ctx, pos: Pos, what: &str, name: &str) -> bool {
@@ -177,10 +191,13 @@ fn check_name(ctx: &mut Ctx, pos: Pos, what: &str, name: &str) -> bool {
     }
 }
 
-fn read_machines(ctx: &mut Ctx, node: &Node, out: &mut Machines) {
+fn read_machines(ctx: &mut Ctx, node: &Node, out: &mut Machines) -> Placed {
+    let mut placed = Placed::new();
     let Some(entries) = ctx.mapping(node, "machines") else {
-        return;
+        return placed;
     };
+    let defaults = access_defaults(ctx, out);
+    let mut hosts: BTreeMap<String, (String, Pos)> = BTreeMap::new();
     let mut defined_at: BTreeMap<String, (Pos, String)> = BTreeMap::new();
     for entry in entries {
         let path = join("machines", &entry.key);
@@ -248,18 +265,31 @@ fn read_machines(ctx: &mut Ctx, node: &Node, out: &mut Machines) {
             ),
             _ => {}
         }
-        if let (true, Some((pos, count))) = (generic, count) {
-            if count > 1 {
+        if let (true, Some((pos, _))) = (host.is_some() || generic, count) {
+            ctx.error_help(
+                pos,
+                format!(
+                    "`{path}.count` cannot be used with `host`: each machine is one existing host"
+                ),
+                "remove `count` and list each host as its own machine",
+            );
+            continue;
+        }
+        if let (Some(host), Some(node)) = (&host, fields.get("host")) {
+            if let Some((other, _)) = hosts.get(host) {
                 ctx.error_help(
-                    pos,
-                    format!(
-                        "`{path}.count` cannot expand generic machines: each needs its own host"
-                    ),
-                    "list each host as its own machine",
+                    node.pos,
+                    format!("`{path}.host` {host} is also the host of machine `{other}`"),
+                    "each machine must be its own host: fix the address",
                 );
-                continue;
+            } else {
+                hosts.insert(host.clone(), (entry.key.clone(), node.pos));
+            }
+            if generic {
+                check_host(ctx, node.pos, &path, host);
             }
         }
+        let access = read_access(ctx, &fields, &path, out.driver, &defaults, host.as_deref());
         let Some(role) = role else { continue };
         let names: Vec<String> = match count {
             None => vec![entry.key.clone()],
@@ -285,6 +315,10 @@ fn read_machines(ctx: &mut Ctx, node: &Node, out: &mut Machines) {
                 continue;
             }
             defined_at.insert(name.clone(), (entry.key_pos, entry.key.clone()));
+            if access != MachineAccess::default() {
+                out.access.insert(name.clone(), access.clone());
+                placed.insert(name.clone(), entry.key_pos);
+            }
             out.machines.insert(
                 name.clone(),
                 MachineSpec {
@@ -296,6 +330,287 @@ fn read_machines(ctx: &mut Ctx, node: &Node, out: &mut Machines) {
             );
         }
     }
+    placed
+}
+
+/// The `tls`/`ssh` defaults of `driver_options` (`driver_options.generic` when keyed by driver).
+fn access_defaults(ctx: &mut Ctx, out: &Machines) -> MachineAccess {
+    let mut defaults = MachineAccess::default();
+    if out.driver != DriverKind::Generic {
+        return defaults;
+    }
+    let options = match out.driver_options.get("generic") {
+        Some(generic) => generic,
+        None => &out.driver_options,
+    };
+    let at = Pos { line: 1, column: 1 };
+    if let Some(tls) = options.get("tls") {
+        match tls.as_str() {
+            Some(dir) if !dir.is_empty() => defaults.tls = Some(dir.to_string()),
+            _ => ctx.error(at, "`driver_options.generic.tls` must be a folder path"),
+        }
+    }
+    if let Some(ssh) = options.get("ssh") {
+        let file = |key: &str| {
+            ssh.get(key)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        };
+        match (file("key"), file("known_hosts")) {
+            (Some(key), Some(known_hosts)) => defaults.ssh = Some(SshAccess { key, known_hosts }),
+            _ => ctx.error_help(
+                at,
+                "`driver_options.generic.ssh` needs `key` and `known_hosts`",
+                "write `ssh: {key: keys/id_ed25519, known_hosts: keys/known_hosts}`",
+            ),
+        }
+    }
+    defaults
+}
+
+/// A generic host's address: `ssh://`, `tcp://` or `unix://`.
+fn check_host(ctx: &mut Ctx, pos: Pos, path: &str, host: &str) {
+    let known = ["ssh://", "tcp://", "unix:///"];
+    if !known.iter().any(|scheme| host.starts_with(scheme)) || host.len() <= "tcp://".len() {
+        ctx.error_help(
+            pos,
+            format!("`{path}.host` `{host}` is not an engine address"),
+            "write `ssh://user@address[:port]`, `tcp://address:2376` (with `tls:`) or `unix:///var/run/docker.sock`",
+        );
+    }
+}
+
+/// A machine's `tls`, `ssh` and `flags`, with the defaults applied where its host needs them.
+fn read_access(
+    ctx: &mut Ctx,
+    fields: &Fields<'_>,
+    path: &str,
+    driver: DriverKind,
+    defaults: &MachineAccess,
+    host: Option<&str>,
+) -> MachineAccess {
+    let mut access = MachineAccess::default();
+    let generic = driver == DriverKind::Generic;
+    for key in ["tls", "ssh"] {
+        if let (Some(pos), false) = (fields.key_pos(key), generic) {
+            ctx.error_help(
+                pos,
+                format!("`{path}.{key}` is only used by the generic driver"),
+                format!("remove `{key}`, or set `driver: generic`"),
+            );
+        }
+    }
+    if let Some(pos) = fields.key_pos("flags") {
+        if driver != DriverKind::DockerMachine {
+            ctx.error_help(
+                pos,
+                format!("`{path}.flags` is only used by the docker-machine driver"),
+                "remove `flags`, or set `driver: docker-machine`",
+            );
+        }
+    }
+    if let Some(node) = fields.get("flags") {
+        access.flags = ctx.strings(node, &join(path, "flags"));
+    }
+    if !generic {
+        return access;
+    }
+    let tls = fields
+        .get("tls")
+        .and_then(|node| ctx.string(node, &join(path, "tls")))
+        .or_else(|| defaults.tls.clone());
+    let ssh = match fields.get("ssh") {
+        None => defaults.ssh.clone(),
+        Some(node) => {
+            let ssh_path = join(path, "ssh");
+            ctx.fields(node, &ssh_path, SSH_KEYS, false)
+                .and_then(|ssh| {
+                    let file = |ctx: &mut Ctx, key: &str| {
+                        ssh.get(key)
+                            .and_then(|n| ctx.string(n, &join(&ssh_path, key)))
+                    };
+                    match (file(ctx, "key"), file(ctx, "known_hosts")) {
+                        (Some(key), Some(known_hosts)) => Some(SshAccess { key, known_hosts }),
+                        _ => {
+                            ctx.error_help(
+                            node.pos,
+                            format!("`{ssh_path}` needs `key` and `known_hosts`"),
+                            "write `ssh: {key: keys/id_ed25519, known_hosts: keys/known_hosts}`",
+                        );
+                            None
+                        }
+                    }
+                })
+        }
+    };
+    let at = fields.key_pos("host").unwrap_or(fields.pos);
+    match host {
+        Some(host) if host.starts_with("tcp://") => {
+            if tls.is_none() {
+                ctx.error_help(
+                    at,
+                    format!("`{path}.host` {host} has no TLS: plain tcp:// is refused, it would hand the engine to anyone on the network"),
+                    "add `tls: certs/<machine>` (a folder with ca.pem, cert.pem, key.pem) or `driver_options.generic.tls`",
+                );
+            }
+            access.tls = tls;
+        }
+        Some(host) if host.starts_with("ssh://") => {
+            if ssh.is_none() {
+                ctx.error_help(
+                    at,
+                    format!("`{path}.host` {host} has no ssh key and known_hosts"),
+                    "add `ssh: {key: keys/id_ed25519, known_hosts: keys/known_hosts}` or `driver_options.generic.ssh`",
+                );
+            }
+            access.ssh = ssh;
+        }
+        _ => {}
+    }
+    access
+}
+
+/// Checks the files each machine's access names: cert folders hold three PEM files that parse,
+/// and a known_hosts file holds an entry for its ssh host. Paths outside the repository
+/// (absolute) are checked when the driver opens them.
+fn check_access(ctx: &mut Ctx, files: &dyn FileSource, out: &Machines, placed: &Placed) {
+    for (name, access) in &out.access {
+        let pos = placed.get(name).copied().unwrap_or_default();
+        if let Some(dir) = access.tls.as_deref().filter(|d| !d.starts_with('/')) {
+            for file in TLS_FILES {
+                let path = format!("{}/{file}", dir.trim_end_matches('/'));
+                if let Some(problem) = pem_problem(files, &path, file == "key.pem") {
+                    ctx.error_help(
+                        pos,
+                        format!("machine `{name}`: TLS file {path} {problem}"),
+                        "the tls folder holds ca.pem (the engine's CA), cert.pem and key.pem (a client certificate that CA signed), as `docker-machine` or `DOCKER_CERT_PATH` use them",
+                    );
+                }
+            }
+        }
+        let Some(ssh) = &access.ssh else { continue };
+        let host = out.machines.get(name).and_then(|m| m.host.as_deref());
+        if !ssh.key.starts_with('/') {
+            if let Some(problem) = readable(files, &ssh.key) {
+                ctx.error(
+                    pos,
+                    format!("machine `{name}`: ssh key {} {problem}", ssh.key),
+                );
+            }
+        }
+        if ssh.known_hosts.starts_with('/') {
+            continue;
+        }
+        match files.read(&ssh.known_hosts) {
+            Ok(Some(bytes)) => {
+                let Some((host, port)) = host.and_then(ssh_host) else {
+                    continue;
+                };
+                if !known_host(&String::from_utf8_lossy(&bytes), &host, port) {
+                    let entry = if port == 22 {
+                        host.clone()
+                    } else {
+                        format!("[{host}]:{port}")
+                    };
+                    ctx.error_help(
+                        pos,
+                        format!(
+                            "machine `{name}`: {} has no entry for {entry}",
+                            ssh.known_hosts
+                        ),
+                        format!(
+                            "add the host's key, after checking it: ssh-keyscan{} {host} >> {}",
+                            if port == 22 {
+                                String::new()
+                            } else {
+                                format!(" -p {port}")
+                            },
+                            ssh.known_hosts
+                        ),
+                    );
+                }
+            }
+            Ok(None) => ctx.error(
+                pos,
+                format!(
+                    "machine `{name}`: known_hosts file {} does not exist",
+                    ssh.known_hosts
+                ),
+            ),
+            Err(e) => ctx.diags.push(read_error(&ssh.known_hosts, &e)),
+        }
+    }
+}
+
+fn readable(files: &dyn FileSource, path: &str) -> Option<String> {
+    match resolve_path("", path).map(|p| files.read(&p)) {
+        Err(problem) => Some(problem),
+        Ok(Ok(Some(_))) => None,
+        Ok(Ok(None)) => Some("does not exist".to_string()),
+        Ok(Err(e)) => Some(format!("cannot be read: {e}")),
+    }
+}
+
+/// What is wrong with a PEM file of a cert folder, if anything.
+fn pem_problem(files: &dyn FileSource, path: &str, key: bool) -> Option<String> {
+    let bytes = match resolve_path("", path).map(|p| files.read(&p)) {
+        Err(problem) => return Some(problem),
+        Ok(Ok(Some(bytes))) => bytes,
+        Ok(Ok(None)) => return Some("does not exist".to_string()),
+        Ok(Err(e)) => return Some(format!("cannot be read: {e}")),
+    };
+    if key {
+        return PrivateKeyDer::from_pem_slice(&bytes)
+            .err()
+            .map(|_| "is not a PEM private key".to_string());
+    }
+    match CertificateDer::pem_slice_iter(&bytes).collect::<Result<Vec<_>, _>>() {
+        Ok(certs) if !certs.is_empty() => None,
+        _ => Some("is not a PEM certificate".to_string()),
+    }
+}
+
+/// The host and port of an `ssh://[user@]host[:port]` address.
+fn ssh_host(address: &str) -> Option<(String, u16)> {
+    let rest = address.strip_prefix("ssh://")?.trim_end_matches('/');
+    let host_port = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    if let Some(bracketed) = host_port.strip_prefix('[') {
+        let (host, after) = bracketed.split_once(']')?;
+        let port = after
+            .strip_prefix(':')
+            .map_or(Some(22), |p| p.parse().ok())?;
+        return Some((host.to_string(), port));
+    }
+    match host_port.rsplit_once(':') {
+        Some((host, port)) => Some((host.to_string(), port.parse().ok()?)),
+        None => Some((host_port.to_string(), 22)),
+    }
+}
+
+/// Whether a known_hosts text has an entry that may be `host`'s (hashed entries cannot be read
+/// without the host's name hashed the same way, so they count as possible matches).
+fn known_host(text: &str, host: &str, port: u16) -> bool {
+    let wanted = if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    };
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let first = words.next()?;
+            if first == "@revoked" {
+                return None;
+            }
+            if first.starts_with('@') {
+                words.next()
+            } else {
+                Some(first)
+            }
+        })
+        .any(|hosts| hosts.starts_with("|1|") || hosts.split(',').any(|h| h == wanted))
 }
 
 /// Refuses node label keys that the docker CLI and the engine cannot take back apart:
@@ -534,11 +849,14 @@ mod tests {
     #[test]
     fn generic_hosts() {
         let (out, diags) = run(
-            "driver: generic\nmachines:\n  a:\n    role: manager\n    host: ssh://u@h\n  b:\n    role: worker\n",
+            "driver: generic\nmachines:\n  a:\n    role: manager\n    host: unix:///var/run/docker.sock\n  b:\n    role: worker\n",
             &[],
         );
         assert_eq!(out.driver, DriverKind::Generic);
-        assert_eq!(out.machines["a"].host.as_deref(), Some("ssh://u@h"));
+        assert_eq!(
+            out.machines["a"].host.as_deref(),
+            Some("unix:///var/run/docker.sock")
+        );
         assert!(errors(&diags)[0].message.contains("no `host`"));
         let (_, diags) = run(
             "machines:\n  a:\n    role: manager\n    host: ssh://u@h\n",
@@ -547,6 +865,63 @@ mod tests {
         assert!(errors(&diags)[0]
             .message
             .contains("only used by the generic driver"));
+    }
+
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMAo=\n-----END CERTIFICATE-----\n";
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMAo=\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn generic_access_is_checked() {
+        let machines = "driver: generic\ndriver_options:\n  generic:\n    tls: certs\nmachines:\n  a:\n    role: manager\n    host: tcp://10.1.0.2:2376\n  b:\n    role: worker\n    host: ssh://root@10.1.0.3:2222\n    ssh: {key: keys/id, known_hosts: keys/known_hosts}\n  c:\n    role: worker\n    host: tcp://10.1.0.2:2376\n    count: 2\n";
+        let files = [
+            ("certs/ca.pem", CERT),
+            ("certs/cert.pem", "not pem"),
+            ("certs/key.pem", KEY),
+            ("keys/id", "key"),
+            ("keys/known_hosts", "10.1.0.3 ssh-ed25519 AAAA\n"),
+        ];
+        let (out, diags) = run(machines, &files);
+        let found: Vec<String> = errors(&diags).iter().map(|d| d.message.clone()).collect();
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(found
+            .iter()
+            .any(|e| e.contains("`machines.c.count` cannot be used with `host`")));
+        assert!(found
+            .iter()
+            .any(|e| e.contains("certs/cert.pem is not a PEM certificate")));
+        assert!(found
+            .iter()
+            .any(|e| e.contains("has no entry for [10.1.0.3]:2222")));
+        assert_eq!(out.access["a"].tls.as_deref(), Some("certs"));
+        assert_eq!(out.access["b"].ssh.as_ref().unwrap().key, "keys/id");
+        let (_, diags) = run(
+            "driver: generic\nmachines:\n  a:\n    role: manager\n    host: tcp://10.1.0.2:2375\n  b:\n    role: worker\n    host: tcp://10.1.0.2:2375\n",
+            &[],
+        );
+        let found: Vec<String> = errors(&diags).iter().map(|d| d.message.clone()).collect();
+        assert!(
+            found.iter().any(|e| e.contains("plain tcp:// is refused")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|e| e.contains("is also the host of machine `a`")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn known_hosts_entries() {
+        let text =
+            "# c\n@revoked h1 ssh-ed25519 A\nh2,10.0.0.2 ssh-ed25519 A\n[h3]:2222 ssh-rsa B\n";
+        assert!(!known_host(text, "h1", 22));
+        assert!(known_host(text, "10.0.0.2", 22));
+        assert!(known_host(text, "h3", 2222));
+        assert!(!known_host(text, "h3", 22));
+        assert!(known_host("|1|abc|def ssh-ed25519 A\n", "any", 22));
+        assert_eq!(ssh_host("ssh://u@h:2222"), Some(("h".to_string(), 2222)));
+        assert_eq!(ssh_host("ssh://h"), Some(("h".to_string(), 22)));
     }
 
     #[test]

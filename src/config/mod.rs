@@ -116,6 +116,7 @@ fn without_stacks(machines: &machines::Machines) -> Desired {
         driver: machines.driver,
         driver_options: machines.driver_options.clone(),
         machines: machines.machines.clone(),
+        access: machines.access.clone(),
         stacks: BTreeMap::new(),
         policy: machines.policy.clone(),
         warnings: Vec::new(),

@@ -18,6 +18,8 @@
 mod convert;
 mod error;
 mod raw;
+pub mod ssh;
+pub mod tls;
 
 use crate::engine::{
     EngineError, EngineInfo, EngineResult, JoinTokens, NodeSpecUpdate, Swarm, SwarmObject,
@@ -35,8 +37,12 @@ use bollard::{Docker, API_DEFAULT_VERSION};
 use error::from_bollard;
 use raw::Endpoint;
 use serde_json::Value;
+use ssh::{SshTarget, SshTunnel};
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tls::CertFolder;
 
 /// The address pool swarm carves overlay subnets from, unless configured otherwise.
 ///
@@ -49,6 +55,40 @@ pub const DEFAULT_SUBNET_SIZE: u32 = 24;
 pub const SWARM_LISTEN_ADDR: &str = "0.0.0.0:2377";
 /// Seconds any one request may take. Longer than the daemon's 20 s join timeout.
 const REQUEST_TIMEOUT_SECS: u64 = 120;
+/// Seconds a remote engine has to answer the first request.
+const CONNECT_TIMEOUT_SECS: u64 = 10;
+
+/// An engine error of `machine`, with what to check when it is a transport failure.
+fn in_machine(machine: &str, error: EngineError, check: &str) -> EngineError {
+    match error {
+        EngineError::Unreachable(message) => EngineError::Unreachable(format!(
+            "machine {machine}: the engine does not answer ({message}); {check}"
+        )),
+        EngineError::Other(message) => {
+            EngineError::Other(format!("machine {machine}: {message}; {check}"))
+        }
+        other => other,
+    }
+}
+
+/// What reaching a remote engine needs besides its address.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Access {
+    /// For `tcp://`: the cert folder (`ca.pem`, `cert.pem`, `key.pem`). Required: plain TCP is
+    /// refused.
+    pub tls: Option<PathBuf>,
+    /// For `ssh://`: the key and the known_hosts file.
+    pub ssh: Option<SshKeys>,
+}
+
+/// The files an ssh login uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SshKeys {
+    /// The private key file.
+    pub key: PathBuf,
+    /// The known_hosts file that must hold the host's key.
+    pub known_hosts: PathBuf,
+}
 
 /// One Docker Engine, reached through bollard.
 #[derive(Clone, Debug)]
@@ -56,6 +96,8 @@ pub struct DockerEngine {
     docker: Docker,
     endpoint: Endpoint,
     endpoint_text: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    tunnel: Option<Arc<Mutex<SshTunnel>>>,
     advertise_addr: Option<String>,
     /// The pools overlay subnets are carved from when this engine initializes a swarm
     /// (`DefaultAddrPool`); empty leaves the daemon's default.
@@ -110,9 +152,116 @@ impl DockerEngine {
             docker,
             endpoint: parsed,
             endpoint_text: endpoint.to_string(),
+            tls: None,
+            tunnel: None,
             advertise_addr,
             default_addr_pool: vec![DEFAULT_ADDR_POOL.to_string()],
             subnet_size: DEFAULT_SUBNET_SIZE,
+        })
+    }
+
+    /// Connects to the engine of `machine` at `endpoint` the way a remote host is reached:
+    /// `tcp://` only with TLS (`access.tls`), `ssh://user@host[:port]` through one forwarding
+    /// ssh process (strict host-key checking against `access.ssh.known_hosts`), or `unix://`.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Unreachable`] naming the machine and what to check (address, certificate,
+    /// host key, permission); [`EngineError::Other`] for an endpoint that lacks what it needs.
+    pub async fn connect_remote(
+        machine: &str,
+        endpoint: &str,
+        access: &Access,
+        advertise_addr: Option<String>,
+    ) -> Result<DockerEngine, EngineError> {
+        let parsed = Endpoint::parse(endpoint)
+            .map_err(|e| EngineError::Other(format!("machine {machine}: {e}")))?;
+        match &parsed {
+            Endpoint::Unix(_) => DockerEngine::connect(endpoint, advertise_addr)
+                .await
+                .map_err(|e| {
+                    in_machine(
+                        machine,
+                        e,
+                        "check that the socket exists and that this user may use it",
+                    )
+                }),
+            Endpoint::Tcp(authority) => {
+                let Some(dir) = &access.tls else {
+                    return Err(EngineError::Other(format!(
+                        "machine {machine}: {endpoint} without TLS is refused: give it a `tls:` folder with ca.pem, cert.pem and key.pem"
+                    )));
+                };
+                let folder = CertFolder { dir: dir.clone() };
+                let config = tls::client_config(&folder)
+                    .map_err(|e| EngineError::Other(format!("machine {machine}: {e}")))?;
+                let check = format!(
+                    "check the address, and that {} holds a client certificate the engine's CA signed and a ca.pem that signed the engine's certificate",
+                    dir.display()
+                );
+                let docker = Docker::connect_with_ssl(
+                    &format!("tcp://{authority}"),
+                    &folder.key(),
+                    &folder.cert(),
+                    &folder.ca(),
+                    REQUEST_TIMEOUT_SECS,
+                    API_DEFAULT_VERSION,
+                )
+                .map_err(|e| EngineError::Other(format!("machine {machine}: {e}")))?;
+                let docker = docker
+                    .with_timeout(Duration::from_secs(CONNECT_TIMEOUT_SECS))
+                    .negotiate_version()
+                    .await
+                    .map_err(|e| in_machine(machine, from_bollard(e), &check))?
+                    .with_timeout(Self::timeout());
+                Ok(DockerEngine {
+                    docker,
+                    endpoint: parsed.clone(),
+                    endpoint_text: endpoint.to_string(),
+                    tls: Some(config),
+                    tunnel: None,
+                    advertise_addr,
+                    default_addr_pool: vec![DEFAULT_ADDR_POOL.to_string()],
+                    subnet_size: DEFAULT_SUBNET_SIZE,
+                })
+            }
+            Endpoint::Ssh { destination, port } => {
+                let Some(keys) = &access.ssh else {
+                    return Err(EngineError::Other(format!(
+                        "machine {machine}: {endpoint} needs `ssh: {{key: ..., known_hosts: ...}}`"
+                    )));
+                };
+                let target = SshTarget {
+                    destination: destination.clone(),
+                    port: *port,
+                    key: keys.key.clone(),
+                    known_hosts: keys.known_hosts.clone(),
+                };
+                let tunnel = SshTunnel::open(machine, &target).await?;
+                let socket = tunnel.socket().to_path_buf();
+                let local = format!("unix://{}", socket.display());
+                let mut engine = DockerEngine::connect(&local, advertise_addr)
+                    .await
+                    .map_err(|e| {
+                        in_machine(
+                            machine,
+                            e,
+                            &format!("ssh logged in, but {} on the host does not answer: is dockerd running, and may {destination} use its socket?", ssh::REMOTE_SOCKET),
+                        )
+                    })?;
+                engine.endpoint_text = endpoint.to_string();
+                engine.tunnel = Some(Arc::new(Mutex::new(tunnel)));
+                Ok(engine)
+            }
+        }
+    }
+
+    /// Whether the engine's transport is still up: false once an ssh forward has ended.
+    #[must_use]
+    pub fn transport_alive(&self) -> bool {
+        self.tunnel.as_ref().is_none_or(|t| {
+            t.lock()
+                .map_or_else(|mut poisoned| poisoned.get_mut().alive(), |mut t| t.alive())
         })
     }
 
@@ -348,7 +497,8 @@ impl Swarm for DockerEngine {
             "/services?status=true&filters={}",
             raw::query_escape(&filters)
         );
-        let Value::Array(entries) = raw::get_json(&self.endpoint, &path, Self::timeout()).await?
+        let Value::Array(entries) =
+            raw::get_json(&self.endpoint, self.tls.as_ref(), &path, Self::timeout()).await?
         else {
             return Err(EngineError::Other(
                 "unexpected answer from the engine: the service list is not a list".to_string(),

@@ -17,6 +17,7 @@ use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -116,12 +117,23 @@ impl Endpoint {
         }
     }
 
-    async fn open(&self) -> io::Result<Box<dyn Stream>> {
+    async fn open(&self, tls: Option<&Arc<rustls::ClientConfig>>) -> io::Result<Box<dyn Stream>> {
         match self {
             Endpoint::Unix(path) => Ok(Box::new(tokio::net::UnixStream::connect(path).await?)),
-            Endpoint::Tcp(authority) => Ok(Box::new(
-                tokio::net::TcpStream::connect(authority.as_str()).await?,
-            )),
+            Endpoint::Tcp(authority) => {
+                let stream = tokio::net::TcpStream::connect(authority.as_str()).await?;
+                let Some(config) = tls else {
+                    return Ok(Box::new(stream));
+                };
+                let host = authority
+                    .rsplit_once(':')
+                    .map_or(authority.as_str(), |(host, _)| host);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let name = rustls_pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                Ok(Box::new(connector.connect(name, stream).await?))
+            }
             Endpoint::Ssh { destination, port } => {
                 let mut command = tokio::process::Command::new("ssh");
                 command.args(["-o", "BatchMode=yes"]);
@@ -228,13 +240,15 @@ pub(crate) fn error_message(body: &[u8]) -> String {
         .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string())
 }
 
-/// `GET path_and_query` on the engine, answered with JSON; error answers are classified.
+/// `GET path_and_query` on the engine (over TLS when `tls` is given), answered with JSON;
+/// error answers are classified.
 pub(crate) async fn get_json(
     endpoint: &Endpoint,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     path_and_query: &str,
     timeout: Duration,
 ) -> Result<Value, EngineError> {
-    match tokio::time::timeout(timeout, get(endpoint, path_and_query)).await {
+    match tokio::time::timeout(timeout, get(endpoint, tls, path_and_query)).await {
         Ok(Ok((status, body))) if (200..300).contains(&status) => serde_json::from_slice(&body)
             .map_err(|e| EngineError::Other(format!("unexpected answer from the engine: {e}"))),
         Ok(Ok((status, body))) => Err(classify(status, &error_message(&body))),
@@ -247,9 +261,10 @@ pub(crate) async fn get_json(
 
 async fn get(
     endpoint: &Endpoint,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     path_and_query: &str,
 ) -> Result<(u16, Bytes), Box<dyn std::error::Error + Send + Sync>> {
-    let stream = endpoint.open().await?;
+    let stream = endpoint.open(tls).await?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
@@ -379,9 +394,14 @@ mod tests {
     #[tokio::test]
     async fn json_is_read_over_a_unix_socket() {
         let (_dir, endpoint, server) = serve_once(answer("200 OK", r#"[{"ID":"a"}]"#));
-        let value = get_json(&endpoint, "/services?status=true", Duration::from_secs(5))
-            .await
-            .unwrap();
+        let value = get_json(
+            &endpoint,
+            None,
+            "/services?status=true",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         assert_eq!(value, serde_json::json!([{"ID": "a"}]));
         let request = server.await.unwrap();
         assert!(
@@ -395,7 +415,7 @@ mod tests {
         let body = r#"{"message":"This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state."}"#;
         let (_dir, endpoint, _server) = serve_once(answer("503 Service Unavailable", body));
         assert!(matches!(
-            get_json(&endpoint, "/services", Duration::from_secs(5)).await,
+            get_json(&endpoint, None, "/services", Duration::from_secs(5)).await,
             Err(EngineError::NotManager(_))
         ));
     }
@@ -405,7 +425,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let endpoint = Endpoint::Unix(dir.path().join("none.sock"));
         assert!(matches!(
-            get_json(&endpoint, "/services", Duration::from_secs(5)).await,
+            get_json(&endpoint, None, "/services", Duration::from_secs(5)).await,
             Err(EngineError::Unreachable(_))
         ));
     }

@@ -1,6 +1,7 @@
 //! Machine drivers: what creates, lists and destroys the machines, and reaches their engines.
 
 pub mod dind;
+pub mod generic;
 pub mod lock;
 pub mod sim;
 
@@ -47,6 +48,14 @@ pub trait Driver: Send + Sync {
     async fn destroy(&self, machine: &str) -> DriverResult<()>;
     /// The `DOCKER_HOST` value that reaches the machine's engine.
     async fn endpoint(&self, machine: &str) -> DriverResult<String>;
+    /// The environment variables that point the docker CLI at the machine's engine, in the
+    /// order `shoal env` prints them (`DOCKER_HOST`, and the TLS variables where TLS is used).
+    async fn env(&self, machine: &str) -> DriverResult<Vec<(String, String)>> {
+        Ok(vec![(
+            "DOCKER_HOST".to_string(),
+            self.endpoint(machine).await?,
+        )])
+    }
     /// The machine's engine.
     async fn engine(&self, machine: &str) -> DriverResult<Arc<dyn Swarm>>;
     /// Takes the cluster's apply lock for `holder` until `now + ttl_seconds` (a renewal when
@@ -80,7 +89,8 @@ pub fn driver_options(desired: &Desired) -> serde_json::Value {
     }
 }
 
-/// Opens the driver of `desired`; the sim keeps its state under `state_dir/.shoal`.
+/// Opens the driver of `desired`; the sim keeps its state under `state_dir/.shoal`, and the
+/// generic driver reads relative `tls:`/`ssh:` paths from `state_dir` (the repository folder).
 pub async fn open_driver(
     desired: &Desired,
     state_dir: &Path,
@@ -90,6 +100,7 @@ pub async fn open_driver(
         DriverKind::Dind => Ok(Arc::new(
             dind::DindDriver::connect(&desired.cluster, &driver_options(desired)).await?,
         )),
+        DriverKind::Generic => Ok(Arc::new(generic::GenericDriver::new(desired, state_dir))),
         other => Err(DriverError::Unavailable(format!(
             "machines.yml: driver {} is not available in this build yet; use `driver: dind` or `driver: sim`",
             other.as_str()

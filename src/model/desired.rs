@@ -55,6 +55,12 @@ impl DriverKind {
             DriverKind::DockerMachine => "docker-machine",
         }
     }
+
+    /// Whether the driver creates and destroys machines; `generic` hosts exist already and are
+    /// only joined to and taken out of the swarm.
+    pub fn manages_machines(self) -> bool {
+        self != DriverKind::Generic
+    }
 }
 
 /// One machine after `count` expansion.
@@ -70,6 +76,31 @@ pub struct MachineSpec {
     /// Docker endpoint of an existing host (generic driver).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+}
+
+/// How a driver reaches or makes one machine, beyond its role: machines.yml's per-machine
+/// `tls:`, `ssh:` and `flags:` with the `driver_options` defaults applied. Paths are as written:
+/// relative to the repository folder, or absolute.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineAccess {
+    /// generic, `tcp://` hosts: the folder with `ca.pem`, `cert.pem` and `key.pem`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
+    /// generic, `ssh://` hosts: the key and known_hosts files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshAccess>,
+    /// docker-machine: flags appended to `docker-machine create` for this machine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+}
+
+/// An ssh login's files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshAccess {
+    /// The private key file.
+    pub key: String,
+    /// The known_hosts file that must hold the host's key.
+    pub known_hosts: String,
 }
 
 /// Cluster-wide policy switches.
@@ -130,6 +161,9 @@ pub struct Desired {
     pub driver_options: serde_json::Value,
     /// Machines by name, after `count` expansion.
     pub machines: BTreeMap<String, MachineSpec>,
+    /// How the driver reaches or makes each machine (generic and docker-machine), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub access: BTreeMap<String, MachineAccess>,
     /// Stacks by name.
     pub stacks: BTreeMap<String, Stack>,
     /// Policy switches.

@@ -30,7 +30,7 @@
 
 mod demo;
 mod doctor;
-mod lock;
+pub(crate) mod lock;
 mod network;
 mod node;
 mod nodeimage;

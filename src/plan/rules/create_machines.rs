@@ -1,5 +1,6 @@
 //! Create machines (DESIGN §3.1): each machine machines.yml names that does not exist and is
 //! not already being replaced is created, all in parallel, right after the replacements.
+//! Drivers of existing hosts (`generic`) create nothing: a missing host is reported.
 
 use super::Ctx;
 use crate::plan::model::StepOp;
@@ -15,6 +16,15 @@ pub fn create_missing_machines(ctx: &mut Ctx) {
         .filter(|(name, p)| p.created.is_none() && !observed.machines.contains_key(**name))
         .map(|(name, _)| *name)
         .collect();
+    if !desired.driver.manages_machines() {
+        for name in missing {
+            ctx.warnings.push(format!(
+                "{name} is not found: the {} driver does not create machines, so it is left out",
+                desired.driver.as_str()
+            ));
+        }
+        return;
+    }
     for name in missing {
         let spec = ctx.pairing.machines[name].spec;
         let role = spec.role;
@@ -39,7 +49,7 @@ pub fn create_missing_machines(ctx: &mut Ctx) {
 
 #[cfg(test)]
 mod tests {
-    use crate::model::{Observed, Role};
+    use crate::model::{DriverKind, Observed, Role};
     use crate::plan::testing::{desired_with, steps};
     use crate::plan::{plan, PlanOptions};
 
@@ -58,5 +68,21 @@ mod tests {
             plan.steps[0].reason.to_string(),
             "machines.yml wants 1 worker(s), 0 exist"
         );
+    }
+
+    #[test]
+    fn generic_hosts_are_never_created() {
+        let mut desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
+        desired.driver = DriverKind::Generic;
+        let observed = Observed::with_members_of(&desired_with(&[("m1", Role::Manager)]));
+        let plan = plan(&desired, &observed, &PlanOptions::default()).unwrap();
+        assert!(
+            steps(&plan)
+                .iter()
+                .all(|s| !s.starts_with("create_machine")),
+            "{:?}",
+            steps(&plan)
+        );
+        assert!(plan.warnings.iter().any(|w| w.contains("w1 is not found")));
     }
 }

@@ -3,6 +3,8 @@
 //! move first), demote before remove (one at a time, unreachable managers first, the leader
 //! last, never the last manager), remove the node, then destroy the machine. Tearing the whole
 //! cluster down (allowed by the destroy guard) destroys the machines only, workers first.
+//! Existing hosts (`generic`) are never destroyed: a dropped host is drained, demoted, leaves
+//! and its node is removed once down, never forced while it is ready.
 
 use super::Ctx;
 use crate::model::{Availability, MachineState, NodeState, Role};
@@ -24,7 +26,14 @@ pub fn remove_machines(ctx: &mut Ctx) -> Result<(), PlanError> {
     after_stacks.extend(&ctx.stack_steps);
     after_stacks.extend(&ctx.service_steps);
     if ctx.desired.machines.is_empty() {
-        tear_down(ctx, &leaving, &after_stacks);
+        if ctx.desired.driver.manages_machines() {
+            tear_down(ctx, &leaving, &after_stacks);
+        } else if !leaving.is_empty() {
+            ctx.warnings.push(format!(
+                "machines.yml names no machine: the {} driver does not destroy hosts; `shoal destroy` makes them leave the swarm",
+                ctx.desired.driver.as_str()
+            ));
+        }
         return Ok(());
     }
     for leave in &leaving {
@@ -91,13 +100,15 @@ fn remove_one(ctx: &mut Ctx, leave: &Leaving, after_stacks: &[StepId]) -> Result
             let id = ctx.push(op, name, deps, reason(LeaveStage::Demote));
             last = Some(ctx.quorum.chained(id));
         }
+        // An existing host's node that is still ready leaves first; it is never forced out.
+        let ready_host = !ctx.desired.driver.manages_machines() && node.state == NodeState::Ready;
         let op = StepOp::RemoveNode {
             node_id: node.id.clone(),
-            force: !up,
+            force: !(up || ready_host),
         };
         last = Some(ctx.push(op, name, after(last), reason(LeaveStage::Remove)));
     }
-    if leave.machine.is_some() {
+    if leave.machine.is_some() && ctx.desired.driver.manages_machines() {
         ctx.push(
             StepOp::DestroyMachine,
             name,
@@ -110,7 +121,7 @@ fn remove_one(ctx: &mut Ctx, leave: &Leaving, after_stacks: &[StepId]) -> Result
 
 #[cfg(test)]
 mod tests {
-    use crate::model::{Observed, Role};
+    use crate::model::{DriverKind, Observed, Role};
     use crate::plan::testing::{desired_with, steps};
     use crate::plan::{plan, PlanOptions};
 
@@ -160,5 +171,32 @@ mod tests {
         let plan = plan(&desired_with(&[]), &observed, &allowed).unwrap();
         assert_eq!(steps(&plan), ["destroy_machine w1", "destroy_machine m1"]);
         assert_eq!(plan.steps[1].depends_on, [plan.steps[0].id]);
+    }
+
+    #[test]
+    fn a_dropped_generic_host_leaves_and_is_not_destroyed() {
+        let mut before = desired_with(&[
+            ("m1", Role::Manager),
+            ("m2", Role::Manager),
+            ("w1", Role::Worker),
+        ]);
+        before.driver = DriverKind::Generic;
+        let observed = Observed::with_members_of(&before);
+        let mut after = desired_with(&[("m1", Role::Manager)]);
+        after.driver = DriverKind::Generic;
+        let plan = plan(&after, &observed, &PlanOptions::default()).unwrap();
+        let steps = steps(&plan);
+        assert!(
+            steps.iter().all(|s| !s.starts_with("destroy_machine")),
+            "{steps:?}"
+        );
+        for (i, step) in plan.steps.iter().enumerate() {
+            if let crate::plan::model::StepOp::RemoveNode { force, .. } = step.op {
+                assert!(!force, "step {i} forces a ready node out: {steps:?}");
+            }
+        }
+        assert!(steps.contains(&"demote_node m2".to_string()), "{steps:?}");
+        assert!(steps.contains(&"drain_node w1".to_string()), "{steps:?}");
+        assert!(steps.contains(&"remove_node w1".to_string()), "{steps:?}");
     }
 }

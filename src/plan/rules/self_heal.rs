@@ -62,6 +62,15 @@ fn decide(ctx: &Ctx, name: &str) -> Heal {
     let node = pair.node;
     let node_down = node.filter(|n| n.state != NodeState::Ready);
     let down_for = node_down.and_then(|n| n.down_for_seconds).unwrap_or(0);
+    let running = pair
+        .machine
+        .is_some_and(|m| m.state == MachineState::Running);
+    if !ctx.desired.driver.manages_machines() && !running {
+        return Heal::Wait(format!(
+            "{name} is down or does not answer; the {} driver never replaces hosts: it waits for it",
+            ctx.desired.driver.as_str()
+        ));
+    }
     let Some(machine) = pair.machine else {
         // Gone: machines.yml still wants it, so it is created again whatever the policy.
         return match node {
@@ -156,7 +165,7 @@ fn replace_machine(
 
 #[cfg(test)]
 mod tests {
-    use crate::model::{MachineState, NodeState, Observed, Role};
+    use crate::model::{DriverKind, MachineState, NodeState, Observed, Role};
     use crate::plan::testing::{desired_with, steps};
     use crate::plan::{plan, Plan, PlanOptions};
 
@@ -257,6 +266,28 @@ mod tests {
         assert_eq!(
             steps(&plan),
             ["destroy_machine w1", "create_machine w1", "join_swarm w1"]
+        );
+    }
+
+    #[test]
+    fn a_lost_generic_host_is_reported_not_replaced() {
+        let mut desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
+        desired.driver = DriverKind::Generic;
+        let mut observed = Observed::with_members_of(&desired);
+        observed.machines.get_mut("w1").unwrap().state = MachineState::Unreachable;
+        let node = observed
+            .nodes
+            .values_mut()
+            .find(|n| n.hostname == "w1")
+            .unwrap();
+        node.state = NodeState::Down;
+        node.down_for_seconds = Some(600);
+        let plan = plan(&desired, &observed, &PlanOptions::default()).unwrap();
+        assert!(plan.steps.is_empty(), "{:?}", steps(&plan));
+        assert!(
+            plan.warnings[0].contains("never replaces hosts"),
+            "{:?}",
+            plan.warnings
         );
     }
 }

@@ -1,0 +1,269 @@
+//! Engines over SSH: one `ssh` process per machine that forwards the remote engine's socket to
+//! a local one, so the engine is then reached like a local unix socket.
+//!
+//! bollard's own `ssh` transport starts an ssh master per pooled connection, cannot take a port,
+//! trusts host keys on first use and needs a docker CLI on the host (notes/realmachines.md §2).
+//! Here host keys are checked strictly against the known_hosts file machines.yml names, the key
+//! file is the only identity offered, and nothing but sshd and the engine socket is needed on
+//! the host.
+//!
+//! The process runs under a small `sh` guard that reads shoal's end of a pipe: when shoal exits,
+//! or is killed, the pipe closes and the guard ends ssh, so no forwarder outlives its shoal.
+
+use crate::engine::EngineError;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, ChildStdin};
+
+/// The remote engine socket that is forwarded.
+pub const REMOTE_SOCKET: &str = "/var/run/docker.sock";
+/// How long the forward may take to appear.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where and how to log in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SshTarget {
+    /// `user@host`.
+    pub destination: String,
+    /// The ssh port, when not 22.
+    pub port: Option<u16>,
+    /// The private key file.
+    pub key: PathBuf,
+    /// The known_hosts file holding the host's key.
+    pub known_hosts: PathBuf,
+}
+
+/// A running forward; ssh is ended and the local socket removed on drop.
+#[derive(Debug)]
+pub struct SshTunnel {
+    child: Child,
+    _guard_pipe: ChildStdin,
+    dir: PathBuf,
+    socket: PathBuf,
+}
+
+impl SshTunnel {
+    /// Starts ssh for `machine` and waits until the forwarded socket accepts connections.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Unreachable`] with ssh's own words and what to check (address, host
+    /// key, key file and authorized_keys).
+    pub async fn open(machine: &str, target: &SshTarget) -> Result<SshTunnel, EngineError> {
+        let dir = private_dir(machine)?;
+        let socket = dir.join("docker.sock");
+        let log = dir.join("ssh.log");
+        let mut args: Vec<String> = vec![
+            "-N".into(),
+            "-F".into(),
+            "/dev/null".into(),
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-o".into(),
+            "StrictHostKeyChecking=yes".into(),
+            "-o".into(),
+            format!("UserKnownHostsFile={}", target.known_hosts.display()),
+            "-o".into(),
+            "GlobalKnownHostsFile=/dev/null".into(),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+            "-o".into(),
+            "IdentityAgent=none".into(),
+            "-i".into(),
+            target.key.display().to_string(),
+            "-o".into(),
+            "ExitOnForwardFailure=yes".into(),
+            "-o".into(),
+            "StreamLocalBindUnlink=yes".into(),
+            "-o".into(),
+            "ConnectTimeout=10".into(),
+            "-o".into(),
+            "ServerAliveInterval=10".into(),
+            "-L".into(),
+            format!("{}:{REMOTE_SOCKET}", socket.display()),
+        ];
+        if let Some(port) = target.port {
+            args.extend(["-p".into(), port.to_string()]);
+        }
+        args.extend(["--".into(), target.destination.clone()]);
+        // The guard: ssh in the background, ended when shoal's end of stdin closes.
+        let script = r#"log="$1"; shift
+ssh "$@" </dev/null 2>"$log" & child=$!
+(read -r _; kill "$child" 2>/dev/null) &
+wait "$child""#;
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .arg(&log)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                EngineError::Unreachable(format!(
+                    "machine {machine}: cannot start ssh: {e}; is the OpenSSH client installed?"
+                ))
+            })?;
+        let pipe = child.stdin.take().ok_or_else(|| {
+            EngineError::Unreachable(format!("machine {machine}: ssh has no standard input"))
+        })?;
+        let mut tunnel = SshTunnel {
+            child,
+            _guard_pipe: pipe,
+            dir,
+            socket,
+        };
+        let deadline = Instant::now() + SETUP_TIMEOUT;
+        loop {
+            if tokio::net::UnixStream::connect(&tunnel.socket)
+                .await
+                .is_ok()
+            {
+                return Ok(tunnel);
+            }
+            let exited = tunnel.child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() >= deadline {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(EngineError::Unreachable(explain(
+                    machine,
+                    target,
+                    said.trim(),
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The local socket that reaches the remote engine.
+    #[must_use]
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Whether ssh still runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for SshTunnel {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A fresh folder only this user can enter, with a short path (unix socket paths are limited).
+fn private_dir(machine: &str) -> Result<PathBuf, EngineError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let short: String = machine.chars().take(20).collect();
+    let dir = std::env::temp_dir().join(format!(
+        "shoal-ssh-{}-{short}-{nanos:x}",
+        std::process::id()
+    ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| {
+            EngineError::Other(format!(
+                "machine {machine}: cannot create {}: {e}",
+                dir.display()
+            ))
+        })?;
+    Ok(dir)
+}
+
+/// ssh's failure in words, with what to check.
+fn explain(machine: &str, target: &SshTarget, said: &str) -> String {
+    let said = if said.is_empty() {
+        "ssh ended without a message, or the forward did not appear in time"
+    } else {
+        said
+    };
+    let port = target.port.map(|p| format!(":{p}")).unwrap_or_default();
+    let hint = if said.contains("Host key verification failed")
+        || said.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        || said.contains("No ED25519 host key is known")
+        || said.contains("host key")
+    {
+        format!(
+            "check the host key: {} must hold the key of {}{port} (ssh-keyscan prints it)",
+            target.known_hosts.display(),
+            target.destination
+        )
+    } else if said.contains("Permission denied") {
+        format!(
+            "check the permission: is the public half of {} in the authorized_keys of {}?",
+            target.key.display(),
+            target.destination
+        )
+    } else if said.contains("Identity file") || said.contains("Load key") {
+        format!("check the key file {}", target.key.display())
+    } else if said.contains("forwarding") || said.contains("open failed") {
+        format!("check that {REMOTE_SOCKET} exists on the host and that this user may use it")
+    } else {
+        format!(
+            "check the address {}{port}: is sshd running there and reachable?",
+            target.destination
+        )
+    };
+    format!(
+        "machine {machine}: ssh to {}{port} failed: {said}; {hint}",
+        target.destination
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> SshTarget {
+        SshTarget {
+            destination: "root@10.0.0.1".into(),
+            port: Some(2222),
+            key: "keys/id".into(),
+            known_hosts: "keys/known_hosts".into(),
+        }
+    }
+
+    #[test]
+    fn failures_say_what_to_check() {
+        let t = target();
+        assert!(explain("m", &t, "Host key verification failed.").contains("check the host key"));
+        assert!(
+            explain("m", &t, "root@10.0.0.1: Permission denied (publickey).")
+                .contains("authorized_keys")
+        );
+        let refused = explain(
+            "m",
+            &t,
+            "ssh: connect to host 10.0.0.1 port 2222: Connection refused",
+        );
+        assert!(
+            refused.contains("machine m")
+                && refused.contains("check the address root@10.0.0.1:2222")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_host_is_reported_and_nothing_is_left() {
+        let t = SshTarget {
+            destination: "root@127.0.0.1".into(),
+            port: Some(1),
+            key: "/nonexistent/key".into(),
+            known_hosts: "/dev/null".into(),
+        };
+        let err = SshTunnel::open("lost", &t).await.unwrap_err();
+        assert!(
+            matches!(err, EngineError::Unreachable(ref m) if m.contains("machine lost")),
+            "{err}"
+        );
+    }
+}

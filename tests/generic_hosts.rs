@@ -1,0 +1,323 @@
+//! The scenario suite through the `generic` driver, over TLS and over SSH, on real Docker hosts started as
+//! containers (see generic_support): the tutorial (join, 5 then 10 replicas, `docker stack ps`
+//! through `shoal env`), 1 → 3 managers and back, a host removed from the files, and a host
+//! that stops answering (reported, not replaced). Also the time from nothing to converged,
+//! against a plain script of docker commands doing the same over the same transport.
+
+mod common;
+mod generic_support;
+
+use common::{count, crate_path, Repo};
+use generic_support::{docker_available, run, Hosts};
+use serde_json::Value;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Builds the demo image `dataservice:1` on the local engine.
+fn demo_image() {
+    run(Command::new("bash").arg(crate_path("images/dataservice/build.sh")));
+}
+
+/// A repository whose machines are the given hosts: (name, role, host index).
+fn write_machines(repo: &Repo, cluster: &str, hosts: &Hosts, machines: &[(&str, &str, usize)]) {
+    let mut text = format!(
+        "cluster: {cluster}\ndriver: generic\ndriver_options:\n  generic:\n    tls: certs\nmachines:\n"
+    );
+    for (name, role, i) in machines {
+        text.push_str(&format!(
+            "  {name}:\n    role: {role}\n    host: {}\n",
+            hosts.tcp(*i)
+        ));
+    }
+    text.push_str("stacks:\n  dataapp: docker-compose.yml\n");
+    std::fs::write(repo.path().join("machines.yml"), text).unwrap();
+}
+
+/// The exports of `shoal env MACHINE`, applied to a docker CLI command.
+fn docker_via_env(repo: &Repo, machine: &str) -> Command {
+    let env = repo.ok(&["env", machine]);
+    let mut command = Command::new("docker");
+    for line in env.lines() {
+        if let Some((name, value)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
+            command.env(name, value.trim_matches('\''));
+        }
+    }
+    command
+}
+
+fn wait_running(repo: &Repo) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = repo.json(&["status", "--json"]);
+        let services = status["services"].as_array().unwrap();
+        if !services.is_empty() && services.iter().all(|s| s["running"] == s["replicas"]) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tasks did not all start: {status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn machine<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in status: {status:#}"))
+}
+
+/// The same first deployment as a plain script of docker commands over TLS; returns seconds.
+fn script_baseline(hosts: &Hosts, compose: &std::path::Path, ssh: bool) -> f64 {
+    let cli = |i: usize| {
+        if ssh {
+            hosts.docker_ssh(i)
+        } else {
+            hosts.docker_cli(i)
+        }
+    };
+    let start = Instant::now();
+    run(cli(0).args([
+        "swarm",
+        "init",
+        "--advertise-addr",
+        &hosts.ips[0],
+        "--listen-addr",
+        "0.0.0.0:2377",
+        "--default-addr-pool",
+        "10.201.0.0/16",
+    ]));
+    let token = run(hosts
+        .docker_cli(0)
+        .args(["swarm", "join-token", "-q", "worker"]));
+    for i in 1..hosts.ips.len() {
+        run(cli(i).args([
+            "swarm",
+            "join",
+            "--advertise-addr",
+            &hosts.ips[i],
+            "--token",
+            token.trim(),
+            &format!("{}:2377", hosts.ips[0]),
+        ]));
+    }
+    run(cli(0).args([
+        "stack",
+        "deploy",
+        "--resolve-image",
+        "never",
+        "-c",
+        compose.to_str().unwrap(),
+        "dataapp",
+    ]));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let replicas =
+            run(hosts
+                .docker_cli(0)
+                .args(["service", "ls", "--format", "{{.Replicas}}"]));
+        if replicas.trim() == "5/5" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "script deploy did not converge: {replicas}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    for i in (0..hosts.ips.len()).rev() {
+        let _ = hosts
+            .docker_cli(i)
+            .args(["swarm", "leave", "--force"])
+            .output();
+    }
+    seconds
+}
+
+/// One scenario run at a time: 2 cores, and each run starts three engines.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn generic_over_tls() {
+    if docker_available() {
+        let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        scenario(false);
+    }
+}
+
+#[test]
+fn generic_over_ssh() {
+    if docker_available() {
+        let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        scenario(true);
+    }
+}
+
+/// The suite over TLS, or over SSH (`ssh`).
+fn scenario(ssh: bool) {
+    let transport = if ssh { "ssh" } else { "tls" };
+    demo_image();
+    let hosts = Hosts::start_with(transport, 3, &["dataservice:1"], ssh);
+    let repo = Repo::empty();
+    let cluster = format!("g{transport}{}", std::process::id() % 10_000);
+    std::fs::copy(
+        crate_path("examples/dataapp/docker-compose.yml"),
+        repo.path().join("docker-compose.yml"),
+    )
+    .unwrap();
+    copy_certs(&hosts, &repo);
+    if ssh {
+        let to = repo.path().join("ssh");
+        std::fs::create_dir_all(&to).unwrap();
+        for file in ["id_ed25519", "known_hosts"] {
+            std::fs::copy(hosts.ssh_dir().join(file), to.join(file)).unwrap();
+        }
+    }
+    let baseline = script_baseline(&hosts, &repo.path().join("docker-compose.yml"), ssh);
+
+    // Acceptance: three existing hosts → 1 manager, 2 workers, the tutorial stack, then 0 writes.
+    write_machines(
+        &repo,
+        &cluster,
+        &hosts,
+        &[
+            ("mgr", "manager", 0),
+            ("w1", "worker", 1),
+            ("w2", "worker", 2),
+        ],
+    );
+    repo.ok(&["validate"]);
+    let first = repo.steps();
+    assert_eq!(count(&first, "create_machine"), 0, "{first:?}");
+    assert_eq!(count(&first, "init_swarm"), 1, "{first:?}");
+    assert_eq!(count(&first, "join_swarm"), 2, "{first:?}");
+    let start = Instant::now();
+    repo.apply();
+    wait_running(&repo);
+    let shoal_seconds = start.elapsed().as_secs_f64();
+    assert!(repo.steps().is_empty(), "plan not empty after apply");
+    let again = repo.apply();
+    assert_eq!(
+        again["writes"], 0,
+        "a converged apply sent writes: {again:#}"
+    );
+    // `shoal env` of an ssh host gives ssh://, which the docker CLI reaches with the user's own
+    // ssh setup; the test's is a wrapper first on PATH.
+    let mut cli = if ssh {
+        let mut cli = docker_via_env(&repo, "mgr");
+        hosts.with_test_ssh(&mut cli);
+        cli
+    } else {
+        docker_via_env(&repo, "mgr")
+    };
+    let ps = run(cli.args([
+        "stack",
+        "ps",
+        "dataapp",
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Node}}",
+    ]));
+    assert_eq!(ps.lines().count(), 5, "{ps}");
+    eprintln!(
+        "[generic {transport}] 3 hosts from nothing to converged: shoal {shoal_seconds:.1}s, docker script {baseline:.1}s, ratio {:.2}",
+        shoal_seconds / baseline
+    );
+
+    // 5 → 10 replicas.
+    repo.edit("docker-compose.yml", "replicas: 5", "replicas: 10");
+    assert_eq!(repo.steps(), ["scale_service dataapp_dataservice"]);
+    repo.apply();
+    wait_running(&repo);
+
+    // A host removed from the files: drained, leaves, its node removed; never destroyed.
+    write_machines(
+        &repo,
+        &cluster,
+        &hosts,
+        &[("mgr", "manager", 0), ("w1", "worker", 1)],
+    );
+    let shrink = repo.steps();
+    assert!(shrink.contains(&"drain_node w2".to_string()), "{shrink:?}");
+    assert!(shrink.contains(&"remove_node w2".to_string()), "{shrink:?}");
+    assert_eq!(count(&shrink, "destroy_machine"), 0, "{shrink:?}");
+    repo.apply();
+    assert!(repo.steps().is_empty(), "plan not empty after the removal");
+    let state = run(hosts
+        .docker_cli(2)
+        .args(["info", "--format", "{{.Swarm.LocalNodeState}}"]));
+    assert_eq!(state.trim(), "inactive", "the dropped host left the swarm");
+
+    // 1 → 3 managers and back.
+    write_machines(
+        &repo,
+        &cluster,
+        &hosts,
+        &[
+            ("mgr", "manager", 0),
+            ("w1", "manager", 1),
+            ("w2", "manager", 2),
+        ],
+    );
+    let up = repo.steps();
+    assert_eq!(
+        count(&up, "promote_node") + count(&up, "join_swarm"),
+        2,
+        "{up:?}"
+    );
+    repo.apply();
+    assert!(repo.steps().is_empty());
+    write_machines(
+        &repo,
+        &cluster,
+        &hosts,
+        &[
+            ("mgr", "manager", 0),
+            ("w1", "worker", 1),
+            ("w2", "worker", 2),
+        ],
+    );
+    let down = repo.steps();
+    assert_eq!(count(&down, "demote_node"), 2, "{down:?}");
+    repo.apply();
+    assert!(repo.steps().is_empty());
+
+    // A host that stops answering is reported, never replaced.
+    hosts.pause(2);
+    let status = repo.json(&["status", "--json"]);
+    assert_eq!(
+        machine(&status, "w2")["machine_state"],
+        "unreachable",
+        "{status:#}"
+    );
+    let lost = repo.plan();
+    let steps = common::steps_of(&lost);
+    assert!(
+        steps.iter().all(|s| !s.contains("machine")),
+        "an unreachable host is not replaced: {steps:?}"
+    );
+    hosts.unpause(2);
+
+    repo.ok(&["destroy", "--yes"]);
+    for i in 0..3 {
+        let state =
+            run(hosts
+                .docker_cli(i)
+                .args(["info", "--format", "{{.Swarm.LocalNodeState}}"]));
+        assert_eq!(state.trim(), "inactive", "destroy makes every host leave");
+    }
+}
+
+/// Puts the client certificates under the repository's `certs/`.
+fn copy_certs(hosts: &Hosts, repo: &Repo) {
+    let to = repo.path().join("certs");
+    std::fs::create_dir_all(&to).unwrap();
+    for file in ["ca.pem", "cert.pem", "key.pem"] {
+        std::fs::copy(hosts.client_certs().join(file), to.join(file)).unwrap();
+    }
+}

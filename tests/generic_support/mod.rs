@@ -1,0 +1,479 @@
+//! Real Docker hosts for the generic driver's tests: containers running dockerd with TLS on 2376
+//! (and sshd on 22 for the SSH runs), on their own bridge network with fixed addresses, built
+//! from the dind node image (the host's own engine binaries, no registry). Certificates are made
+//! here with openssl. Everything is removed on drop, failed test or not.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether the tests can run; panics in CI (`CI=true`) when no engine answers.
+pub fn docker_available() -> bool {
+    let answers = Command::new("docker")
+        .args(["version", "--format", "{{.Server.APIVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !answers && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but no Docker Engine answers: the generic driver tests must run in CI");
+    }
+    if !answers {
+        eprintln!("note: no Docker Engine answers; generic host tests skipped (they run in CI)");
+    }
+    answers
+}
+
+/// Runs a command that must succeed; returns its standard output.
+pub fn run(command: &mut Command) -> String {
+    let out = command.output().expect("run a command");
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn docker(args: &[&str]) -> String {
+    run(Command::new("docker").args(args))
+}
+
+/// The dind node image, built from this machine's engine binaries (reused while it exists).
+pub fn node_image() -> String {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let host = shoal::drivers::dind::connect_host()
+            .await
+            .expect("local engine");
+        shoal::drivers::dind::ensure_node_image(&host)
+            .await
+            .expect("node image")
+            .tag
+    })
+}
+
+/// Test hosts, their network and their certificates.
+pub struct Hosts {
+    /// Prefix of every container and network name.
+    pub prefix: String,
+    /// The hosts' addresses, in order.
+    pub ips: Vec<String>,
+    /// Folder of the certificates: `ca.pem`, `client/{ca,cert,key}.pem`, per host `<i>/`.
+    pub pki: tempfile::TempDir,
+    network: String,
+    with_ssh: bool,
+}
+
+/// The test host image with sshd (images/host/build.sh over the node image).
+pub fn ssh_host_image() -> String {
+    let base = node_image();
+    let tag = format!(
+        "shoal-test-host:{}",
+        base.rsplit(':').next().unwrap_or("latest")
+    );
+    let exists = Command::new("docker")
+        .args(["image", "inspect", &tag])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !exists {
+        run(Command::new("bash")
+            .arg(crate_root().join("images/host/build.sh"))
+            .args([&base, &tag]));
+    }
+    tag
+}
+
+fn crate_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl Hosts {
+    /// Starts `count` hosts answering over TLS on 2376, with `images` loaded into each.
+    pub fn start(tag: &str, count: usize, images: &[&str]) -> Hosts {
+        Hosts::start_with(tag, count, images, false)
+    }
+
+    /// Starts `count` hosts answering over TLS on 2376 and, with `ssh`, over SSH on 22 (root,
+    /// the key `ssh/id_ed25519`, host keys listed in `ssh/known_hosts`).
+    pub fn start_with(tag: &str, count: usize, images: &[&str], ssh: bool) -> Hosts {
+        let image = if ssh { ssh_host_image() } else { node_image() };
+        let prefix = format!("shoal-gt-{tag}{}", std::process::id() % 10_000);
+        let third = 100 + (std::process::id() + u32::from(ssh)) % 100;
+        let subnet = format!("172.28.{third}.0/24");
+        let ips: Vec<String> = (0..count)
+            .map(|i| format!("172.28.{third}.{}", 10 + i))
+            .collect();
+        let pki = tempfile::tempdir().expect("temp dir");
+        let hosts = Hosts {
+            prefix: prefix.clone(),
+            ips: ips.clone(),
+            pki,
+            network: format!("{prefix}-net"),
+            with_ssh: ssh,
+        };
+        docker(&["network", "create", "--subnet", &subnet, &hosts.network]);
+        make_pki(hosts.pki.path(), &ips);
+        if ssh {
+            make_ssh_keys(hosts.pki.path(), &ips);
+        }
+        for (i, ip) in ips.iter().enumerate() {
+            hosts.run_host(&image, i, ip);
+        }
+        for i in 0..count {
+            hosts.wait_tls(i);
+        }
+        if !images.is_empty() {
+            for i in 0..count {
+                hosts.load_images(i, images);
+            }
+        }
+        hosts
+    }
+
+    /// The container of host `i`.
+    pub fn container(&self, i: usize) -> String {
+        format!("{}-h{}", self.prefix, i + 1)
+    }
+
+    /// The client cert folder (ca.pem, cert.pem, key.pem).
+    pub fn client_certs(&self) -> PathBuf {
+        self.pki.path().join("client")
+    }
+
+    /// The folder with the client key `id_ed25519` and `known_hosts`.
+    pub fn ssh_dir(&self) -> PathBuf {
+        self.pki.path().join("ssh")
+    }
+
+    /// `ssh://root@IP` of host `i`.
+    pub fn ssh(&self, i: usize) -> String {
+        format!("ssh://root@{}", self.ips[i])
+    }
+
+    /// `tcp://IP:2376` of host `i`.
+    pub fn tcp(&self, i: usize) -> String {
+        format!("tcp://{}:2376", self.ips[i])
+    }
+
+    fn run_host(&self, image: &str, i: usize, ip: &str) {
+        let certs = self.pki.path().join(i.to_string());
+        let name = self.container(i);
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "-d".into(),
+            "--name".into(),
+            name.clone(),
+            "--hostname".into(),
+            format!("h{}", i + 1),
+            "--network".into(),
+            self.network.clone(),
+            "--ip".into(),
+            ip.into(),
+            "--label".into(),
+            "io.shoal.test=generic".into(),
+            "--cap-add".into(),
+            "ALL".into(),
+            "--cap-drop".into(),
+            "SYS_RESOURCE".into(),
+            "--security-opt".into(),
+            "seccomp=unconfined".into(),
+            "--security-opt".into(),
+            "apparmor=unconfined".into(),
+            "--security-opt".into(),
+            "systempaths=unconfined".into(),
+            "--device-cgroup-rule".into(),
+            "a *:* rwm".into(),
+            "--cgroupns".into(),
+            "private".into(),
+            "--tmpfs".into(),
+            "/run:rw,exec,nosuid,nodev,mode=755".into(),
+            "--tmpfs".into(),
+            "/tmp:rw,exec,nosuid,nodev,mode=1777".into(),
+            "-v".into(),
+            "/var/lib/docker".into(),
+            "-v".into(),
+            format!("{}:/certs:ro", certs.display()),
+            "-e".into(),
+            "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1".into(),
+        ];
+        if Path::new("/lib/modules").is_dir() {
+            args.extend(["-v".into(), "/lib/modules:/lib/modules:ro".into()]);
+        }
+        if self.with_ssh {
+            let keys = self.ssh_dir();
+            args.extend([
+                "-v".into(),
+                format!(
+                    "{}:/etc/ssh/ssh_host_ed25519_key:ro",
+                    keys.join(format!("host{i}")).display()
+                ),
+                "-v".into(),
+                format!(
+                    "{}:/root/.ssh/authorized_keys:ro",
+                    keys.join("id_ed25519.pub").display()
+                ),
+            ]);
+        }
+        args.extend([
+            image.to_string(),
+            "-H".into(),
+            "tcp://0.0.0.0:2376".into(),
+            "--tlsverify".into(),
+            "--tlscacert".into(),
+            "/certs/ca.pem".into(),
+            "--tlscert".into(),
+            "/certs/server.pem".into(),
+            "--tlskey".into(),
+            "/certs/server-key.pem".into(),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        docker(&args);
+    }
+
+    /// The docker CLI pointed at host `i` over SSH, with an `ssh` first on PATH that uses the
+    /// test key and known_hosts (ssh reads `~/.ssh` of the passwd entry, not of `$HOME`).
+    pub fn docker_ssh(&self, i: usize) -> Command {
+        let mut command = Command::new("docker");
+        command.env("DOCKER_HOST", self.ssh(i));
+        self.with_test_ssh(&mut command);
+        command
+    }
+
+    /// Puts the test's `ssh` wrapper first on the command's PATH.
+    pub fn with_test_ssh(&self, command: &mut Command) {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = self.pki.path().join("bin");
+        let config = self.pki.path().join("ssh_config");
+        if !bin.exists() {
+            std::fs::create_dir_all(&bin).unwrap();
+            let wrapper = bin.join("ssh");
+            std::fs::write(
+                &wrapper,
+                format!(
+                    "#!/bin/sh\nexec /usr/bin/ssh -F {} \"$@\"\n",
+                    config.display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::write(
+                &config,
+                format!(
+                    "Host *\n  IdentityFile {}\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  IdentitiesOnly yes\n",
+                    self.ssh_dir().join("id_ed25519").display(),
+                    self.ssh_dir().join("known_hosts").display()
+                ),
+            )
+            .unwrap();
+        }
+        let path = std::env::var("PATH").unwrap_or_default();
+        command.env("PATH", format!("{}:{path}", bin.display()));
+    }
+
+    /// The docker CLI pointed at host `i` over TLS.
+    pub fn docker_cli(&self, i: usize) -> Command {
+        let mut command = Command::new("docker");
+        command
+            .env("DOCKER_HOST", self.tcp(i))
+            .env("DOCKER_TLS_VERIFY", "1")
+            .env("DOCKER_CERT_PATH", self.client_certs());
+        command
+    }
+
+    fn wait_tls(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ok = self
+                .docker_cli(i)
+                .args(["version", "--format", "{{.Server.Version}}"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return;
+            }
+            if Instant::now() > deadline {
+                let logs = Command::new("docker")
+                    .args(["logs", "--tail", "30", &self.container(i)])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                    .unwrap_or_default();
+                panic!(
+                    "host {} never answered over TLS:\n{logs}",
+                    self.container(i)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    fn load_images(&self, i: usize, images: &[&str]) {
+        let mut save = Command::new("docker")
+            .arg("save")
+            .args(images)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("docker save");
+        let stdout = save.stdout.take().expect("pipe");
+        let loaded = self
+            .docker_cli(i)
+            .arg("load")
+            .stdin(stdout)
+            .stdout(Stdio::null())
+            .status()
+            .expect("docker load");
+        assert!(save.wait().expect("save").success() && loaded.success());
+    }
+
+    /// Stops host `i` answering (its container paused).
+    pub fn pause(&self, i: usize) {
+        docker(&["pause", &self.container(i)]);
+    }
+
+    /// Lets host `i` answer again.
+    pub fn unpause(&self, i: usize) {
+        docker(&["unpause", &self.container(i)]);
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for i in 0..self.ips.len() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", "-v", &self.container(i)])
+                .output();
+        }
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.network])
+            .output();
+    }
+}
+
+/// A client key and one host key per host, with the known_hosts file listing them.
+pub fn make_ssh_keys(dir: &Path, ips: &[String]) {
+    let ssh = dir.join("ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    let keygen = |file: &str| {
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "shoal-test", "-f"])
+            .arg(ssh.join(file)));
+    };
+    keygen("id_ed25519");
+    let mut known = String::new();
+    for (i, ip) in ips.iter().enumerate() {
+        let name = format!("host{i}");
+        keygen(&name);
+        let public = std::fs::read_to_string(ssh.join(format!("{name}.pub"))).unwrap();
+        let mut words = public.split_whitespace();
+        let (kind, key) = (words.next().unwrap(), words.next().unwrap());
+        known.push_str(&format!("{ip} {kind} {key}\n"));
+    }
+    std::fs::write(ssh.join("known_hosts"), known).unwrap();
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    run(Command::new("openssl").current_dir(dir).args(args));
+}
+
+/// A CA, a client certificate (`client/`) and a server certificate per host (`<i>/`).
+pub fn make_pki(dir: &Path, ips: &[String]) {
+    openssl(dir, &["genrsa", "-out", "ca-key.pem", "2048"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-x509",
+            "-days",
+            "2",
+            "-key",
+            "ca-key.pem",
+            "-sha256",
+            "-subj",
+            "/CN=shoal test CA",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    let client = dir.join("client");
+    std::fs::create_dir_all(&client).unwrap();
+    openssl(dir, &["genrsa", "-out", "client/key.pem", "2048"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "client/key.pem",
+            "-subj",
+            "/CN=client",
+            "-out",
+            "client.csr",
+        ],
+    );
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    sign(dir, "client.csr", "client.ext", "client/cert.pem");
+    std::fs::copy(dir.join("ca.pem"), client.join("ca.pem")).unwrap();
+    for (i, ip) in ips.iter().enumerate() {
+        let sub = i.to_string();
+        std::fs::create_dir_all(dir.join(&sub)).unwrap();
+        let key = format!("{sub}/server-key.pem");
+        openssl(dir, &["genrsa", "-out", &key, "2048"]);
+        let csr = format!("{sub}/server.csr");
+        openssl(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-key",
+                &key,
+                "-subj",
+                &format!("/CN=h{}", i + 1),
+                "-out",
+                &csr,
+            ],
+        );
+        let ext = format!("{sub}/server.ext");
+        std::fs::write(
+            dir.join(&ext),
+            format!(
+                "subjectAltName=IP:{ip},IP:127.0.0.1,DNS:h{}\nextendedKeyUsage=serverAuth\n",
+                i + 1
+            ),
+        )
+        .unwrap();
+        sign(dir, &csr, &ext, &format!("{sub}/server.pem"));
+        std::fs::copy(dir.join("ca.pem"), dir.join(&sub).join("ca.pem")).unwrap();
+    }
+    run(Command::new("chmod").args(["-R", "a+rX"]).arg(dir));
+}
+
+fn sign(dir: &Path, csr: &str, ext: &str, out: &str) {
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-sha256",
+            "-in",
+            csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-extfile",
+            ext,
+            "-out",
+            out,
+        ],
+    );
+}
