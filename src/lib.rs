@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod compose;
 pub mod config;
+pub mod crash;
 pub mod diag;
 pub mod docker;
 pub mod drivers;

@@ -20,7 +20,7 @@ use crate::plan::report::{ApplyReport, StepReport, StepStatus};
 use crate::plan::{plan as make_plan, Plan, PlanOptions, Step, StepId, StepOp, LABEL_STACKS};
 use progress::Progress;
 use record::Recorder;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -100,6 +100,7 @@ pub async fn apply(
     let executor = Arc::new(Executor {
         driver: Arc::new(recorder.clone()),
         manager: Mutex::new(None),
+        leaving: Mutex::new(BTreeSet::new()),
         node_wait: options.node_wait,
     });
     let steps = run_steps(&executor, plan, options.parallelism.max(1), progress).await;
@@ -260,6 +261,7 @@ async fn run_steps(
         };
         progress.finished(step, &report, reports.len() + 1, total);
         reports.insert(id, report);
+        crate::crash::point(&format!("after-step-{}", reports.len()));
     }
     plan.steps
         .iter()
@@ -366,6 +368,9 @@ struct Executor {
     driver: Arc<dyn Driver>,
     /// The manager engine in use, found on first need.
     manager: Mutex<Option<(String, Arc<dyn Swarm>)>>,
+    /// Machines being demoted, removed or destroyed: never chosen as the manager to work through
+    /// (a manager demoting itself would lose the control API half-way).
+    leaving: Mutex<BTreeSet<String>>,
     node_wait: Duration,
 }
 
@@ -388,7 +393,8 @@ impl Executor {
             return Ok(engine.clone());
         }
         let machines = self.driver.list().await.map_err(StepError::ListMachines)?;
-        for machine in machines {
+        let leaving = self.leaving.lock().await.clone();
+        for machine in machines.iter().filter(|m| !leaving.contains(&m.name)) {
             let Ok(engine) = self.driver.engine(&machine.name).await else {
                 continue;
             };
@@ -406,8 +412,10 @@ impl Executor {
         Ok(engine)
     }
 
-    /// Forgets the manager in use when it stopped being one (demoted, removed).
+    /// Forgets the manager in use when it is leaving (demoted, removed, destroyed), and never
+    /// picks that machine again in this apply.
     async fn forget_manager(&self, machine: &str) {
+        self.leaving.lock().await.insert(machine.to_string());
         let mut current = self.manager.lock().await;
         if current.as_ref().is_some_and(|(name, _)| name == machine) {
             *current = None;

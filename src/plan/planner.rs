@@ -6,7 +6,6 @@
 
 use super::fingerprint::fingerprint;
 use super::model::{Effect, Plan, Step, Summary, FORMAT_VERSION};
-use super::quorum::Quorum;
 use super::rules::{
     create_machines, destroy_guard, init_swarm, joins, machine_removal, node_specs, prune,
     references, roles, self_heal, services, stack_objects, swarm_states, Ctx,
@@ -77,7 +76,6 @@ pub fn plan(
     observed: &Observed,
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
-    Quorum::check_observed(observed)?;
     let (desired, adoption_warnings) = stack_objects::adopt_objects(desired, observed);
     let mut ctx = Ctx::new(&desired, observed, options);
     ctx.warnings.extend(adoption_warnings);

@@ -474,6 +474,7 @@ impl DindDriver {
         let created = node::create(&self.docker, &spec, &self.security).await;
         self.reserved.lock().await.retain(|a| *a != address);
         created?;
+        crate::crash::point("dind-before-preload");
         if !self.options.preload_images.is_empty() {
             let started = std::time::Instant::now();
             node::preload(

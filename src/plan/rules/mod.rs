@@ -2,7 +2,7 @@
 //!
 //! | Rule (DESIGN §3)                                              | Function                                  |
 //! |---------------------------------------------------------------|-------------------------------------------|
-//! | quorum lost: refuse and explain `--force-new-cluster`         | [`crate::plan::quorum`] `Quorum::check_observed` |
+//! | quorum lost: refuse and explain `--force-new-cluster` (or start stopped managers first) | [`swarm_states::refuse_unsafe_swarm_states`] with `Quorum::check_observed` |
 //! | never lose a cluster: no re-init, no forced leave; leaderless refused | [`swarm_states::refuse_unsafe_swarm_states`] |
 //! | self-heal: start stopped machines, re-create gone or incomplete ones, wait for unreachable ones | [`self_heal::heal_machines`] |
 //! | create machines machines.yml wants                            | [`create_machines::create_missing_machines`] |

@@ -12,6 +12,7 @@ use super::Ctx;
 use crate::model::observed::LocalSwarmState;
 use crate::model::{MachineState, ObservedMachine};
 use crate::plan::planner::PlanError;
+use crate::plan::quorum::Quorum;
 
 /// What the swarm states allow this plan to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,9 +23,28 @@ pub enum SwarmAccess {
     MachinesOnly,
 }
 
-/// Refuses what would lose a swarm; tells whether the plan may go beyond machines.
+/// Refuses what would lose a swarm; tells whether the plan may go beyond machines. A swarm
+/// that lost quorum is refused with the recovery, unless machines of the cluster are merely
+/// stopped: starting them can only help, so the plan starts them first.
 pub fn refuse_unsafe_swarm_states(ctx: &mut Ctx) -> Result<SwarmAccess, PlanError> {
     let observed = ctx.observed;
+    if let Err(lost) = Quorum::check_observed(observed) {
+        let stopped: Vec<&str> = observed
+            .machines
+            .values()
+            .filter(|m| m.state == MachineState::Stopped)
+            .map(|m| m.name.as_str())
+            .collect();
+        if stopped.is_empty() || !ctx.desired.policy.self_heal {
+            return Err(lost);
+        }
+        ctx.warnings.push(format!(
+            "the swarm has no quorum while {} {} stopped: this plan only starts machines; plan again once they answer",
+            stopped.join(", "),
+            if stopped.len() == 1 { "is" } else { "are" }
+        ));
+        return Ok(SwarmAccess::MachinesOnly);
+    }
     if observed.swarm.is_none() {
         let in_swarm: Vec<&ObservedMachine> = observed
             .machines
@@ -226,6 +246,38 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("docker swarm leave --force"), "{text}");
+    }
+
+    #[test]
+    fn a_quorum_lost_to_stopped_managers_is_restored_by_starting_them() {
+        let desired = desired_with(&[
+            ("m1", Role::Manager),
+            ("m2", Role::Manager),
+            ("m3", Role::Manager),
+        ]);
+        let mut observed = Observed::with_members_of(&desired);
+        for name in ["m2", "m3"] {
+            observed.machines.get_mut(name).unwrap().state = MachineState::Stopped;
+            let node = observed
+                .nodes
+                .values_mut()
+                .find(|n| n.hostname == name)
+                .unwrap();
+            node.state = crate::model::NodeState::Down;
+            node.reachability = Some(crate::model::Reachability::Unreachable);
+        }
+        let plan = plan(&desired, &observed, &PlanOptions::default()).unwrap();
+        assert_eq!(steps(&plan), ["start_machine m2", "start_machine m3"]);
+        observed.machines.remove("m2");
+        observed.machines.remove("m3");
+        let error = plan_error(&desired, &observed);
+        assert!(error.contains("lost quorum"), "{error}");
+    }
+
+    fn plan_error(desired: &crate::model::Desired, observed: &Observed) -> String {
+        plan(desired, observed, &PlanOptions::default())
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
