@@ -235,10 +235,16 @@ impl Cluster {
             if services.iter().all(|s| s["running"] == s["replicas"]) {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "tasks did not all start: {status:#}"
-            );
+            if Instant::now() >= deadline {
+                let tasks = match self.backend {
+                    Backend::Dind => self.node_docker(
+                        "vm-manager1",
+                        &["service", "ps", "--no-trunc", "dataapp_dataservice"],
+                    ),
+                    Backend::Sim => String::new(),
+                };
+                panic!("tasks did not all start: {status:#}\n{tasks}");
+            }
             std::thread::sleep(Duration::from_millis(500));
         }
     }
@@ -364,6 +370,9 @@ fn tutorial(backend: Backend) {
 fn managers_three_to_one(backend: Backend) {
     let cluster = Cluster::tutorial(backend, "mgr", 3, 0);
     cluster.apply();
+    if backend == Backend::Dind {
+        leaderless_is_refused_and_nothing_is_written(&cluster);
+    }
     cluster.edit(
         "machines.yml",
         "count: 3\n  vm-worker",
@@ -500,4 +509,226 @@ fn drift_and_adoption_on_dind() {
     cluster.apply();
     cluster.wait_running();
     redeploy_by_docker_cli(&cluster);
+}
+
+impl Cluster {
+    /// A machine stops, as `docker stop` or a host shutdown does; it keeps its disk.
+    fn stop_machine(&self, machine: &str) {
+        match self.backend {
+            Backend::Sim => {
+                self.ok(&["sim", "down-node", machine]);
+            }
+            Backend::Dind => docker(&["stop", "-t", "2", &format!("{}-{machine}", self.name)]),
+        }
+    }
+
+    /// What must survive everything below: the swarm's ID, a hand-made secret, the service.
+    fn keepsakes(&self) -> (String, String) {
+        match self.backend {
+            Backend::Sim => {
+                let state: Value = serde_json::from_str(&self.repo.sim_state()).unwrap();
+                let swarms = state["swarms"].as_object().unwrap();
+                (swarms.keys().cloned().collect(), String::new())
+            }
+            Backend::Dind => (
+                self.node_docker(
+                    "vm-manager1",
+                    &["info", "--format", "{{.Swarm.Cluster.ID}}"],
+                )
+                .trim()
+                .to_string(),
+                self.node_docker("vm-manager1", &["secret", "ls", "--format", "{{.Name}}"]),
+            ),
+        }
+    }
+}
+
+/// Never lose a cluster: stopped machines are started (no destroy, no init) and the swarm, its
+/// services and a hand-made secret survive; a machine killed half-way through its creation is
+/// finished by re-creating it; on dind, a restart of every node container brings the cluster
+/// back by itself.
+fn never_lose(backend: Backend) {
+    let cluster = Cluster::tutorial(backend, "nvr", 1, 1);
+    // Swarm restarts a task that a node's shutdown stopped only under `condition: any` (its
+    // default): with `on-failure` the task exited 0 and stays complete. Services that must come
+    // back after a host reboot use `any`.
+    cluster.edit(
+        "docker-compose.yml",
+        "condition: on-failure",
+        "condition: any",
+    );
+    cluster.apply();
+    if backend == Backend::Dind {
+        let secret = cluster.repo.path().join("handmade.txt");
+        std::fs::write(&secret, "made by hand").unwrap();
+        cluster.node_docker(
+            "vm-manager1",
+            &["secret", "create", "handmade", secret.to_str().unwrap()],
+        );
+    }
+    let kept = cluster.keepsakes();
+
+    cluster.stop_machine("vm-manager1");
+    assert_eq!(cluster.steps(), ["start_machine vm-manager1"]);
+    cluster.apply();
+    cluster.wait_running();
+    assert_eq!(
+        cluster.keepsakes(),
+        kept,
+        "the swarm survives a stopped manager"
+    );
+
+    cluster.stop_machine("vm-manager1");
+    cluster.stop_machine("vm-worker1");
+    assert_eq!(
+        cluster.steps(),
+        ["start_machine vm-manager1", "start_machine vm-worker1"]
+    );
+    let report = cluster.json(&["apply", "--yes", "--json"]);
+    assert!(
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "done"),
+        "{report:#}"
+    );
+    settle_empty(&cluster);
+    cluster.wait_running();
+    assert_eq!(
+        cluster.keepsakes(),
+        kept,
+        "the swarm survives every machine stopped"
+    );
+
+    if backend == Backend::Dind {
+        let containers = format!("{}-vm-manager1 {}-vm-worker1", cluster.name, cluster.name);
+        let mut args = vec!["restart", "-t", "2"];
+        args.extend(containers.split(' '));
+        docker(&args);
+        settle_empty(&cluster);
+        cluster.wait_running();
+        assert_eq!(
+            cluster.keepsakes(),
+            kept,
+            "a restart of every node keeps the swarm"
+        );
+    }
+
+    cluster.edit("machines.yml", "count: 1\nstacks", "count: 2\nstacks");
+    let crashed = cluster
+        .repo
+        .command(&["apply", "--yes"])
+        .env(
+            "SHOAL_CRASH_AT",
+            match backend {
+                Backend::Dind => "dind-before-preload",
+                Backend::Sim => "after-step-1",
+            },
+        )
+        .output()
+        .expect("run shoal");
+    assert!(!crashed.status.success(), "the apply was to be killed");
+    let heal = cluster.steps();
+    if backend == Backend::Dind {
+        assert_eq!(
+            heal,
+            [
+                "destroy_machine vm-worker2",
+                "create_machine vm-worker2",
+                "join_swarm vm-worker2"
+            ],
+            "a machine killed before its images were loaded is made again"
+        );
+    }
+    cluster.apply();
+    cluster.wait_running();
+    assert!(cluster.steps().is_empty());
+    assert_eq!(cluster.keepsakes(), kept);
+}
+
+/// Plans until the plan is empty (the engine elects its leader and reports nodes ready a moment
+/// after the machines are back).
+fn settle_empty(cluster: &Cluster) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = cluster.repo.shoal(&["plan", "--json"]);
+        if out.status.success() {
+            let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+            if plan["steps"].as_array().is_some_and(Vec::is_empty) {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cluster did not come back: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Two of three managers frozen (`docker pause`: their engines do not answer, nothing can start
+/// them): the swarm has no leader; plan and apply refuse with the recovery and write nothing.
+fn leaderless_is_refused_and_nothing_is_written(cluster: &Cluster) {
+    let frozen = [
+        format!("{}-vm-manager2", cluster.name),
+        format!("{}-vm-manager3", cluster.name),
+    ];
+    let services = || {
+        cluster.node_docker(
+            "vm-manager1",
+            &[
+                "service",
+                "inspect",
+                "--format",
+                "{{.ID}} {{.Version.Index}}",
+                "dataapp_dataservice",
+            ],
+        )
+    };
+    let before = services();
+    for container in &frozen {
+        docker(&["pause", container]);
+    }
+    let refused = || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = cluster.repo.shoal(&["plan"]);
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            if out.status.code() == Some(1) && stderr.contains("--force-new-cluster") {
+                return stderr;
+            }
+            assert!(Instant::now() < deadline, "plan did not refuse: {stderr}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    let stderr = refused();
+    assert!(stderr.contains("quorum"), "{stderr}");
+    let apply = cluster.repo.shoal(&["apply", "--yes"]);
+    assert_eq!(apply.status.code(), Some(1));
+    for container in &frozen {
+        docker(&["unpause", container]);
+    }
+    settle_empty(cluster);
+    assert_eq!(
+        services(),
+        before,
+        "nothing was written while the swarm had no leader"
+    );
+}
+
+#[test]
+fn never_lose_on_sim() {
+    never_lose(Backend::Sim);
+}
+
+#[test]
+fn never_lose_on_dind() {
+    if !dind_available() {
+        return;
+    }
+    let _serial = dind_lock();
+    never_lose(Backend::Dind);
 }

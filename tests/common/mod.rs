@@ -65,16 +65,21 @@ impl Repo {
 
     /// Runs `shoal ARGS --repo DIR` with no standard input and no DOCKER_HOST.
     pub fn shoal(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_shoal"))
+        self.command(args).output().expect("run shoal")
+    }
+
+    /// The command `shoal ARGS --repo DIR` with no standard input and no DOCKER_HOST, to run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shoal"));
+        command
             .args(args)
             .arg("--repo")
             .arg(self.path())
             .args(&self.extra_args)
             .env_remove("SHOAL_LOG")
             .env_remove("DOCKER_HOST")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run shoal")
+            .stdin(Stdio::null());
+        command
     }
 
     /// Standard output and standard error of a run that must succeed.

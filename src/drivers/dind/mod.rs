@@ -653,16 +653,19 @@ impl Driver for DindDriver {
             .filter_map(|c| {
                 let labels = c.labels.unwrap_or_default();
                 let name = labels.get(LABEL_MACHINE)?.clone();
-                let running = matches!(
-                    c.state,
-                    Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
-                );
+                use bollard::models::ContainerSummaryStateEnum as Container;
                 let state = if !ready.contains(&name) {
                     MachineState::Incomplete
-                } else if running {
-                    MachineState::Running
                 } else {
-                    MachineState::Stopped
+                    match c.state {
+                        Some(Container::RUNNING) => MachineState::Running,
+                        // Frozen or coming back by itself: it exists and may run again, but
+                        // `docker start` cannot help; it is waited for.
+                        Some(Container::PAUSED | Container::RESTARTING) => {
+                            MachineState::Unreachable
+                        }
+                        _ => MachineState::Stopped,
+                    }
                 };
                 Some(ObservedMachine {
                     name,
