@@ -144,6 +144,18 @@ pub async fn load_and_plan(
             .await
             .map_err(|e| PlanningError::Task(e.to_string()))?
             .map_err(PlanningError::Invalid)?;
+    plan_loaded(desired, revision, planning, opener).await
+}
+
+/// Opens the driver of a desired state already loaded through `opener`, takes the apply lock
+/// when `planning` asks for it, observes and plans: the part of [`load_and_plan`] after loading,
+/// also used by the watcher for the last good commit it keeps.
+pub async fn plan_loaded(
+    desired: Desired,
+    revision: Option<String>,
+    planning: &Planning,
+    opener: &dyn OpenDriver,
+) -> Result<Planned, PlanningError> {
     let driver = opener
         .open(&desired)
         .await

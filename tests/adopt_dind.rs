@@ -11,7 +11,7 @@
 mod common;
 
 use common::{crate_path, Repo};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Corpus stacks whose services run with the demo image: secrets, logging options without a
@@ -19,21 +19,7 @@ use std::time::{Duration, Instant};
 const CASES: &[&str] = &["wordpress", "logging_anchors"];
 
 fn dind_available() -> bool {
-    let answers = Command::new("docker")
-        .args(["version", "--format", "{{.Server.APIVersion}}"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !answers && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but no Docker Engine answers: the adoption scenario must run in CI");
-    }
-    if !answers {
-        eprintln!(
-            "note: no Docker Engine answers; the adoption scenario is skipped (it runs in CI)"
-        );
-    }
-    answers
+    common::docker_available("the adoption scenario")
 }
 
 /// A one-manager dind cluster whose repository holds the corpus cases under `cli_<case>/` and

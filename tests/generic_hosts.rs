@@ -8,7 +8,7 @@ mod common;
 mod generic_support;
 
 use common::{count, crate_path, Repo};
-use generic_support::{docker_available, run, Hosts};
+use generic_support::{run, Hosts};
 use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -143,7 +143,7 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
 fn generic_over_tls() {
-    if docker_available() {
+    if common::docker_available("the generic host tests") {
         let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         scenario(false);
     }
@@ -151,7 +151,7 @@ fn generic_over_tls() {
 
 #[test]
 fn generic_over_ssh() {
-    if docker_available() {
+    if common::docker_available("the generic host tests") {
         let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         scenario(true);
     }

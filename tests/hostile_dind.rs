@@ -11,15 +11,6 @@ mod common;
 use common::Repo;
 use std::process::{Command, Stdio};
 
-fn docker_answers() -> bool {
-    Command::new("docker")
-        .args(["version", "--format", "{{.Server.APIVersion}}"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// A cluster repository destroyed on drop.
 struct Cluster(Repo);
 
@@ -85,12 +76,7 @@ const IDLE: [&str; 6] = [
 
 #[test]
 fn a_held_port_and_a_missing_network_are_refused_on_dind_before_any_write() {
-    if !docker_answers() {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "CI=true but no Docker Engine answers"
-        );
-        eprintln!("note: no Docker Engine answers; the dind hostile-input test is skipped");
+    if !common::docker_available("the dind hostile-input test") {
         return;
     }
     let repo = Repo::empty();

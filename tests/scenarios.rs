@@ -11,7 +11,7 @@ mod common;
 
 use common::{assert_in_order, count, crate_path, Repo};
 use serde_json::Value;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -28,25 +28,9 @@ struct Cluster {
     repo: Repo,
 }
 
-fn docker_answers() -> bool {
-    Command::new("docker")
-        .args(["version", "--format", "{{.Server.APIVersion}}"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Whether dind scenarios can run; panics in CI when they cannot.
 fn dind_available() -> bool {
-    if docker_answers() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but no Docker Engine answers: the dind scenarios must run in CI");
-    }
-    eprintln!("note: no Docker Engine answers; dind scenarios skipped (they run in CI)");
-    false
+    common::docker_available("the dind scenarios")
 }
 
 /// Serializes dind scenarios (2 cores) and builds the demo image once per run.

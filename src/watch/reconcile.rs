@@ -8,9 +8,7 @@ use crate::apply::{apply, unix_now, ApplyError, ApplyOptions};
 use crate::drivers::open_driver;
 use crate::drivers::{Driver, DriverError};
 use crate::model::{Desired, DriverKind};
-use crate::observe::{
-    load_and_plan, observe, plan_options, OpenDriver, Planned, Planning, PlanningError,
-};
+use crate::observe::{load_and_plan, observe, OpenDriver, Planned, Planning, PlanningError};
 use crate::plan::report::{ApplyReport, StepReport, StepStatus};
 use crate::plan::{Plan, Step};
 use crate::render::Status;
@@ -311,26 +309,7 @@ impl Reconciler {
     /// Opens the driver of a desired state already loaded, observes and plans, as
     /// [`load_and_plan`] does after loading.
     async fn plan_loaded(&self, desired: Desired, commit: &str) -> Result<Planned, PlanningError> {
-        let driver = self
-            .open(&desired)
-            .await
-            .map_err(|source| PlanningError::Open {
-                driver: desired.driver.as_str(),
-                source,
-            })?;
-        let observed = observe(&driver, unix_now()).await?;
-        let options = plan_options(
-            driver.as_ref(),
-            Some(commit.to_string()),
-            self.planning.allow_destroy_all,
-        );
-        let plan = crate::plan::plan(&desired, &observed, &options)?;
-        Ok(Planned {
-            desired,
-            driver,
-            observed,
-            plan,
-        })
+        crate::observe::plan_loaded(desired, Some(commit.to_string()), &self.planning, self).await
     }
 
     /// Applies the plan of the pass's target; an empty plan still records the target as the

@@ -179,3 +179,21 @@ pub fn assert_in_order(steps: &[String], expected: &[String]) {
         "expected {expected:?} in this order: {steps:?}"
     );
 }
+
+/// Whether a Docker Engine answers, for the tests that need one (`what` names them). Outside CI
+/// they are skipped with a note when none does; with `CI=true` a missing engine is a failure.
+pub fn docker_available(what: &str) -> bool {
+    let answers = Command::new("docker")
+        .args(["version", "--format", "{{.Server.APIVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !answers && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but no Docker Engine answers: {what} must run in CI");
+    }
+    if !answers {
+        eprintln!("note: no Docker Engine answers; {what} skipped (they run in CI)");
+    }
+    answers
+}
