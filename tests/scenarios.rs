@@ -716,3 +716,45 @@ fn never_lose_on_dind() {
     let _serial = dind_lock();
     never_lose(Backend::Dind);
 }
+
+/// An apply killed by SIGKILL after each step of building the tutorial cluster from nothing,
+/// then run again with no manual step: it converges and every replica runs.
+fn crash_at_every_step(backend: Backend) -> (usize, usize) {
+    let cluster = Cluster::tutorial(backend, "crs", 1, 1);
+    let steps = cluster.steps().len();
+    let (mut runs, mut converged) = (0, 0);
+    for after in 1..=steps {
+        let crashed = cluster
+            .repo
+            .command(&["apply", "--yes"])
+            .env("SHOAL_CRASH_AT", format!("after-step-{after}"))
+            .output()
+            .expect("run shoal");
+        assert!(
+            !crashed.status.success(),
+            "the apply was to be killed after step {after}"
+        );
+        runs += 1;
+        cluster.apply();
+        cluster.wait_running();
+        assert!(cluster.steps().is_empty(), "killed after step {after}");
+        converged += 1;
+        cluster.ok(&["destroy", "--yes"]);
+    }
+    eprintln!("{backend:?}: {runs} applies killed at a step boundary, {converged} converged with a plain re-run");
+    (runs, converged)
+}
+
+#[test]
+fn crash_at_every_step_on_sim() {
+    crash_at_every_step(Backend::Sim);
+}
+
+#[test]
+fn crash_at_every_step_on_dind() {
+    if !dind_available() {
+        return;
+    }
+    let _serial = dind_lock();
+    crash_at_every_step(Backend::Dind);
+}

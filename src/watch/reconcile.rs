@@ -182,6 +182,14 @@ fn describe(error: PlanningError, tip: &Tip) -> String {
     }
 }
 
+/// [`describe`], noting in the pass until when the apply lock that refused it is held.
+fn refused(pass: &mut Pass, error: PlanningError, tip: &Tip) -> String {
+    if let PlanningError::Lock(DriverError::Locked(held)) = &error {
+        pass.locked_until = Some(held.expires_at);
+    }
+    describe(error, tip)
+}
+
 /// The error of a broken tip: why, and what the cluster is held to meanwhile.
 fn broken_tip_message(tip: &Tip, error: PlanningError, last_good: Option<&Tip>) -> String {
     let why = describe(error, tip);
@@ -219,7 +227,8 @@ impl Reconciler {
                 env,
                 driver_override,
                 allow_destroy_all: false,
-                lock: None,
+                // Each pass plans under the apply lock (DESIGN §3.6) and releases it at its end.
+                lock: Some((apply.holder.clone(), apply.lock_ttl_seconds)),
             },
             apply,
             driver: Mutex::new(None),
@@ -240,6 +249,7 @@ impl Reconciler {
             tracing::error!(revision = pass.failed_revision(), "{error}");
             pass.error = Some(error);
         }
+        self.release_lock().await;
         pass.seconds = started.elapsed().as_secs_f64();
         pass
     }
@@ -299,10 +309,10 @@ impl Reconciler {
                 let planned = self
                     .plan_loaded(desired, &good.commit)
                     .await
-                    .map_err(|e| describe(e, &good))?;
+                    .map_err(|e| refused(pass, e, &good))?;
                 self.reconcile(pass, synced, target, planned).await
             }
-            Err(error) => Err(describe(error, &tip)),
+            Err(error) => Err(refused(pass, error, &tip)),
         }
     }
 
@@ -424,7 +434,7 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Releases the apply lock if this watcher holds it (after an interrupted apply).
+    /// Releases the apply lock if this watcher holds it (at the end of every pass).
     pub async fn release_lock(&self) {
         let driver = self.driver.lock().await.as_ref().map(|(_, d)| d.clone());
         if let Some(driver) = driver {
