@@ -463,7 +463,11 @@ impl Executor {
             StepOp::InitSwarm { via } => self.init_swarm(via).await,
             StepOp::JoinSwarm {
                 role, via, labels, ..
-            } => self.join_swarm(target, *role, via, labels).await,
+            } => {
+                // A machine replaced by self-heal left the managers and comes back as new.
+                self.leaving.lock().await.remove(target);
+                self.join_swarm(target, *role, via, labels).await
+            }
             StepOp::PromoteNode { node_id } => {
                 self.update_node(node_id, |spec| spec.role = Role::Manager)
                     .await
