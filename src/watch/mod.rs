@@ -28,6 +28,7 @@
 
 mod backoff;
 mod driver;
+mod events;
 mod http;
 mod metrics;
 pub mod page;
@@ -245,6 +246,7 @@ pub struct Watcher {
     task: JoinHandle<u8>,
     http: Option<(JoinHandle<()>, watch::Sender<bool>)>,
     timer: Option<JoinHandle<()>>,
+    events: Option<JoinHandle<()>>,
     git: Option<notify::RecommendedWatcher>,
 }
 
@@ -327,6 +329,8 @@ impl Watcher {
             options.env.clone(),
             options.apply.clone(),
         ));
+        let events = (!options.once)
+            .then(|| events::spawn(reconciler.clone(), shared.clone(), triggers.clone()));
         let settings = LoopSettings {
             once: options.once,
             interval: options.interval,
@@ -347,6 +351,7 @@ impl Watcher {
             task,
             http,
             timer,
+            events,
             git,
         })
     }
@@ -379,6 +384,7 @@ impl Watcher {
             task,
             http,
             timer,
+            events,
             git,
             ..
         } = self;
@@ -393,6 +399,9 @@ impl Watcher {
         drop(git);
         if let Some(timer) = timer {
             timer.abort();
+        }
+        if let Some(events) = events {
+            events.abort();
         }
         if let Some((server, closed)) = http {
             let _ = closed.send(true);
@@ -657,6 +666,12 @@ fn record(shared: &Shared, followed: &Followed, pass: &Pass, now: u64) {
             });
         }
         if let Some(status) = &pass.status {
+            metrics.set_health(
+                status
+                    .services
+                    .iter()
+                    .map(|s| (s.name.as_str(), s.health.state)),
+            );
             report.cluster = Some(status.clone());
             report.observed_at = pass.observed_at;
         }

@@ -1,0 +1,170 @@
+//! The engine's event stream as a trigger source: the watcher follows `GET /events` of a
+//! manager it observed (the leader when it is ready), so drift and lost nodes wake the loop at
+//! once instead of at the next resync.
+//!
+//! Service and node events wake the loop ([`Trigger::Event`]); container events of the
+//! manager are counted, and wake it at most every [`CONTAINER_GAP`] (swarm restarts failed
+//! tasks itself: the pass only refreshes their health). Every event is counted in
+//! `shoal_events_total{type}`. A stream that cannot be opened or ends is opened again with
+//! backoff (1 s doubling to 30 s), from the time of the last event seen; meanwhile the resync
+//! timer still runs. A driver whose engines are not Docker engines (the sim) has no events:
+//! the timer alone wakes the loop.
+
+use super::backoff::Backoff;
+use super::metrics::EventLabel;
+use super::reconcile::Reconciler;
+use super::trigger::{self, Trigger};
+use super::Shared;
+use crate::docker::DockerEngine;
+use bollard::query_parameters::EventsOptions;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// The event types followed.
+const TYPES: [&str; 3] = ["service", "node", "container"];
+/// The shortest time between two wake-ups by container events.
+pub(crate) const CONTAINER_GAP: Duration = Duration::from_secs(10);
+
+/// Follows the events of the manager the last pass observed until `triggers` closes.
+pub(crate) fn spawn(
+    reconciler: Arc<Reconciler>,
+    shared: Arc<Shared>,
+    triggers: mpsc::Sender<Trigger>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        let mut since: Option<i64> = None;
+        let mut last_problem = String::new();
+        loop {
+            if triggers.is_closed() {
+                return;
+            }
+            match follow(&reconciler, &shared, &triggers, &mut since).await {
+                Followed::Streamed => backoff.reset(),
+                Followed::Failed(problem) => {
+                    if problem != last_problem {
+                        tracing::info!("engine events: {problem}; the resync timer still runs");
+                        last_problem = problem;
+                    }
+                }
+            }
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    })
+}
+
+/// How one attempt to follow the stream ended.
+enum Followed {
+    /// Events came, then the stream ended (a request timeout, the manager restarting).
+    Streamed,
+    /// Why no stream could be read.
+    Failed(String),
+}
+
+/// A manager the last observation saw: the leader if it is ready, else any ready manager.
+fn manager(shared: &Shared) -> Option<String> {
+    let report = shared.report();
+    let cluster = report.cluster.as_ref()?;
+    let ready = |m: &&crate::render::status::MachineStatus| {
+        m.role == crate::model::Role::Manager && m.node_state == "ready"
+    };
+    cluster
+        .machines
+        .iter()
+        .filter(ready)
+        .find(|m| m.leader)
+        .or_else(|| cluster.machines.iter().find(ready))
+        .map(|m| m.name.clone())
+}
+
+async fn follow(
+    reconciler: &Reconciler,
+    shared: &Shared,
+    triggers: &mpsc::Sender<Trigger>,
+    since: &mut Option<i64>,
+) -> Followed {
+    let Some(driver) = reconciler.current_driver().await else {
+        return Followed::Failed("no cluster observed yet".to_string());
+    };
+    let Some(machine) = manager(shared) else {
+        return Followed::Failed("no ready manager observed yet".to_string());
+    };
+    let endpoint = match driver.endpoint(&machine).await {
+        Ok(endpoint) => endpoint,
+        Err(e) => return Followed::Failed(format!("cannot reach {machine}: {e}")),
+    };
+    if !["unix://", "tcp://", "ssh://"]
+        .iter()
+        .any(|scheme| endpoint.starts_with(scheme))
+    {
+        return Followed::Failed(format!("{machine} ({endpoint}) has no Docker event stream"));
+    }
+    let engine = match DockerEngine::connect(&endpoint, None).await {
+        Ok(engine) => engine,
+        Err(e) => return Followed::Failed(format!("cannot connect to {machine}: {e}")),
+    };
+    let filters: HashMap<String, Vec<String>> = HashMap::from([(
+        "type".to_string(),
+        TYPES.iter().map(|t| (*t).to_string()).collect(),
+    )]);
+    let options = EventsOptions {
+        since: since.map(|s| s.to_string()),
+        filters: Some(filters),
+        ..EventsOptions::default()
+    };
+    let mut stream = engine.client().events(Some(options));
+    tracing::debug!("following the engine events of {machine}");
+    let mut streamed = false;
+    let mut last_container_wake: Option<Instant> = None;
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) if streamed => {
+                tracing::debug!("the event stream of {machine} ended: {e}");
+                break;
+            }
+            Err(e) => return Followed::Failed(format!("events of {machine}: {e}")),
+        };
+        streamed = true;
+        if let Some(time) = event.time {
+            *since = Some(time);
+        }
+        let kind = event
+            .typ
+            .map(|t| t.as_ref().to_string())
+            .unwrap_or_default();
+        shared
+            .metrics
+            .events
+            .get_or_create(&EventLabel {
+                r#type: kind.clone(),
+            })
+            .inc();
+        let wake = match kind.as_str() {
+            "container" => {
+                let due = last_container_wake.is_none_or(|at| at.elapsed() >= CONTAINER_GAP);
+                if due {
+                    last_container_wake = Some(Instant::now());
+                }
+                due
+            }
+            _ => true,
+        };
+        if wake {
+            tracing::debug!(
+                "engine event: {kind} {}",
+                event.action.as_deref().unwrap_or("")
+            );
+            trigger::send(triggers, Trigger::Event);
+        }
+    }
+    if streamed {
+        Followed::Streamed
+    } else {
+        Followed::Failed(format!("the event stream of {machine} closed"))
+    }
+}
