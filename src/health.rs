@@ -342,8 +342,9 @@ fn describe(
     if times > 1 {
         line.push_str(&format!(" ({times} times)"));
     }
-    let checked = service
-        .spec
+    let checked = task.health_checked
+        || service
+            .spec
         .task_template
         .container_spec
         .healthcheck

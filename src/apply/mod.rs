@@ -143,7 +143,7 @@ pub async fn apply(
     } else {
         remaining_after(&driver, desired, plan.revision.clone(), options.settle).await
     };
-    let waited_for = if options.dry_run || !all_done {
+    let waited_for = if options.dry_run || !all_done || options.wait.is_none() {
         Vec::new()
     } else {
         changed_services(plan)
@@ -212,7 +212,7 @@ async fn wait_healthy(
 ) -> Observed {
     let deadline = Instant::now() + timeout;
     let mut observed = first;
-    let mut shown: BTreeMap<&str, String> = BTreeMap::new();
+    let mut shown: BTreeMap<&str, (health::HealthState, u64, u64)> = BTreeMap::new();
     loop {
         let mut done = true;
         for name in services {
@@ -220,10 +220,10 @@ async fn wait_healthy(
             let (running, desired) = observed.services.get(name).map_or((0, 0), |service| {
                 health::counts(service, &health::tasks_of(&observed, service))
             });
-            let line = format!("{name}: {running}/{desired} {}", health.line());
-            if shown.get(name.as_str()) != Some(&line) {
-                progress.health(&line);
-                shown.insert(name, line);
+            let now = (health.state, running, desired);
+            if shown.get(name.as_str()) != Some(&now) {
+                progress.health(&format!("{name}: {running}/{desired} {}", health.line()));
+                shown.insert(name, now);
             }
             done &= health.is_healthy() || health.settled;
         }

@@ -327,6 +327,14 @@ pub(crate) fn task_from_engine(mut raw: Value) -> Result<ObservedTask, EngineErr
             .and_then(parse_rfc3339)
             .unwrap_or(0),
         spec_key: task.spec.as_ref().map(rollout_key),
+        health_checked: task
+            .spec
+            .as_ref()
+            .and_then(|s| s.pointer("/ContainerSpec/Healthcheck/Test"))
+            .and_then(Value::as_array)
+            .and_then(|test| test.first())
+            .and_then(Value::as_str)
+            .is_some_and(|first| first != "NONE"),
     })
 }
 

@@ -308,6 +308,10 @@ pub struct ObservedTask {
     /// [`ObservedService::template_key`] when it runs the current spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_key: Option<String>,
+    /// Whether its spec has a health check (a task of a rolled-back spec may have one its
+    /// service no longer has).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub health_checked: bool,
 }
 
 impl ObservedTask {

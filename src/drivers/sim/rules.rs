@@ -824,6 +824,7 @@ impl SimState {
                     exit_code: None,
                     timestamp: 0,
                     spec_key: None,
+                    health_checked: false,
                 });
             }
         }
