@@ -8,7 +8,9 @@
 //! `shoal_events_total{type}`. A stream that cannot be opened or ends is opened again with
 //! backoff (1 s doubling to 30 s), from the time of the last event seen; meanwhile the resync
 //! timer still runs. A driver whose engines are not Docker engines (the sim) has no events:
-//! the timer alone wakes the loop.
+//! the timer alone wakes the loop. With the dind driver, the host engine's events of the
+//! cluster's machine containers (`die`, `stop`, `kill`, `destroy`) wake the loop too, counted
+//! as `machine`: a removed machine is noticed at once, not when swarm marks its node down.
 
 use super::backoff::Backoff;
 use super::metrics::EventLabel;
@@ -16,6 +18,7 @@ use super::reconcile::Reconciler;
 use super::trigger::{self, Trigger};
 use super::Shared;
 use crate::docker::DockerEngine;
+use crate::model::{DriverKind, LABEL_CLUSTER};
 use bollard::query_parameters::EventsOptions;
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -29,32 +32,68 @@ const TYPES: [&str; 3] = ["service", "node", "container"];
 /// The shortest time between two wake-ups by container events.
 pub(crate) const CONTAINER_GAP: Duration = Duration::from_secs(10);
 
-/// Follows the events of the manager the last pass observed until `triggers` closes.
+/// Follows the events of the manager the last pass observed (and, with the dind driver, of the
+/// host engine's machine containers) until `triggers` closes.
 pub(crate) fn spawn(
     reconciler: Arc<Reconciler>,
     shared: Arc<Shared>,
     triggers: mpsc::Sender<Trigger>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-        let mut since: Option<i64> = None;
-        let mut last_problem = String::new();
-        loop {
-            if triggers.is_closed() {
-                return;
+        let host = {
+            let (shared, triggers) = (shared.clone(), triggers.clone());
+            retrying("host", triggers.clone(), move |since| {
+                let (shared, triggers) = (shared.clone(), triggers.clone());
+                async move {
+                    let mut at = since;
+                    let followed = follow_host(&shared, &triggers, &mut at).await;
+                    (followed, at)
+                }
+            })
+        };
+        let manager = retrying("manager", triggers.clone(), move |since| {
+            let (reconciler, shared, triggers) =
+                (reconciler.clone(), shared.clone(), triggers.clone());
+            async move {
+                let mut at = since;
+                let followed = follow(&reconciler, &shared, &triggers, &mut at).await;
+                (followed, at)
             }
-            match follow(&reconciler, &shared, &triggers, &mut since).await {
-                Followed::Streamed => backoff.reset(),
-                Followed::Failed(problem) => {
-                    if problem != last_problem {
-                        tracing::info!("engine events: {problem}; the resync timer still runs");
-                        last_problem = problem;
-                    }
+        });
+        tokio::join!(host, manager);
+    })
+}
+
+/// Runs `attempt` again and again with backoff until `triggers` closes or it is off; each
+/// attempt starts from the time of the last event the previous one saw.
+async fn retrying<F, Fut>(what: &str, triggers: mpsc::Sender<Trigger>, attempt: F)
+where
+    F: Fn(Option<i64>) -> Fut,
+    Fut: std::future::Future<Output = (Followed, Option<i64>)>,
+{
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut since: Option<i64> = None;
+    let mut last_problem = String::new();
+    loop {
+        if triggers.is_closed() {
+            return;
+        }
+        let (followed, at) = attempt(since).await;
+        since = at;
+        match followed {
+            Followed::Streamed => backoff.reset(),
+            Followed::Off => return,
+            Followed::Failed(problem) => {
+                if problem != last_problem {
+                    tracing::info!(
+                        "engine events ({what}): {problem}; the resync timer still runs"
+                    );
+                    last_problem = problem;
                 }
             }
-            tokio::time::sleep(backoff.next_delay()).await;
         }
-    })
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
 }
 
 /// How one attempt to follow the stream ended.
@@ -63,6 +102,8 @@ enum Followed {
     Streamed,
     /// Why no stream could be read.
     Failed(String),
+    /// This source does not apply to the cluster's driver.
+    Off,
 }
 
 /// A manager the last observation saw: the leader if it is ready, else any ready manager.
@@ -107,27 +148,76 @@ async fn follow(
         Ok(engine) => engine,
         Err(e) => return Followed::Failed(format!("cannot connect to {machine}: {e}")),
     };
-    let filters: HashMap<String, Vec<String>> = HashMap::from([(
+    let filters = HashMap::from([(
         "type".to_string(),
         TYPES.iter().map(|t| (*t).to_string()).collect(),
     )]);
+    stream(engine.client(), filters, &machine, shared, triggers, since).await
+}
+
+/// Follows the host engine of the dind driver for the cluster's machine containers: one that
+/// dies or is removed wakes the loop at once, long before swarm marks its node down.
+async fn follow_host(
+    shared: &Shared,
+    triggers: &mpsc::Sender<Trigger>,
+    since: &mut Option<i64>,
+) -> Followed {
+    let cluster = {
+        let report = shared.report();
+        match report.cluster.as_ref() {
+            Some(status) if status.driver == DriverKind::Dind.as_str() => status.cluster.clone(),
+            Some(_) => return Followed::Off,
+            None => return Followed::Failed("no cluster observed yet".to_string()),
+        }
+    };
+    let docker = match crate::drivers::dind::connect_host().await {
+        Ok(docker) => docker,
+        Err(e) => return Followed::Failed(format!("cannot connect to the host engine: {e}")),
+    };
+    let filters = HashMap::from([
+        ("type".to_string(), vec!["container".to_string()]),
+        (
+            "label".to_string(),
+            vec![format!("{LABEL_CLUSTER}={cluster}")],
+        ),
+        (
+            "event".to_string(),
+            ["die", "destroy", "stop", "kill"]
+                .iter()
+                .map(|e| (*e).to_string())
+                .collect(),
+        ),
+    ]);
+    stream(&docker, filters, "the host engine", shared, triggers, since).await
+}
+
+/// Reads one event stream until it ends: counts each event, and wakes the loop.
+async fn stream(
+    docker: &bollard::Docker,
+    filters: HashMap<String, Vec<String>>,
+    source: &str,
+    shared: &Shared,
+    triggers: &mpsc::Sender<Trigger>,
+    since: &mut Option<i64>,
+) -> Followed {
     let options = EventsOptions {
         since: since.map(|s| s.to_string()),
         filters: Some(filters),
         ..EventsOptions::default()
     };
-    let mut stream = engine.client().events(Some(options));
-    tracing::debug!("following the engine events of {machine}");
+    let mut stream = docker.events(Some(options));
+    tracing::debug!("following the engine events of {source}");
+    let host = source == "the host engine";
     let mut streamed = false;
     let mut last_container_wake: Option<Instant> = None;
     while let Some(event) = stream.next().await {
         let event = match event {
             Ok(event) => event,
             Err(e) if streamed => {
-                tracing::debug!("the event stream of {machine} ended: {e}");
+                tracing::debug!("the event stream of {source} ended: {e}");
                 break;
             }
-            Err(e) => return Followed::Failed(format!("events of {machine}: {e}")),
+            Err(e) => return Followed::Failed(format!("events of {source}: {e}")),
         };
         streamed = true;
         if let Some(time) = event.time {
@@ -137,14 +227,15 @@ async fn follow(
             .typ
             .map(|t| t.as_ref().to_string())
             .unwrap_or_default();
+        let label = if host { "machine".to_string() } else { kind.clone() };
         shared
             .metrics
             .events
             .get_or_create(&EventLabel {
-                r#type: kind.clone(),
+                r#type: label.clone(),
             })
             .inc();
-        let wake = match kind.as_str() {
+        let wake = match label.as_str() {
             "container" => {
                 let due = last_container_wake.is_none_or(|at| at.elapsed() >= CONTAINER_GAP);
                 if due {
@@ -156,7 +247,7 @@ async fn follow(
         };
         if wake {
             tracing::debug!(
-                "engine event: {kind} {}",
+                "engine event: {label} {}",
                 event.action.as_deref().unwrap_or("")
             );
             trigger::send(triggers, Trigger::Event);
@@ -165,6 +256,6 @@ async fn follow(
     if streamed {
         Followed::Streamed
     } else {
-        Followed::Failed(format!("the event stream of {machine} closed"))
+        Followed::Failed(format!("the event stream of {source} closed"))
     }
 }
