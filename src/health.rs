@@ -178,7 +178,10 @@ pub fn service_health(
             UpdateState::RollbackPaused => return settled("rollback paused"),
             UpdateState::Paused => return settled("update paused"),
             UpdateState::RollbackStarted => {
-                return Health::new(HealthState::Degraded, join("rolling back the update", &detail))
+                return Health::new(
+                    HealthState::Degraded,
+                    join("rolling back the update", &detail),
+                )
             }
             UpdateState::Updating => {
                 return match failure {
@@ -246,9 +249,11 @@ pub fn counts(service: &ObservedService, tasks: &[&ObservedTask]) -> (u64, u64) 
 }
 
 fn is_job(service: &ObservedService) -> bool {
-    service.spec.mode.as_ref().is_some_and(|m| {
-        m.replicated_job.is_some() || m.global_job.is_some()
-    })
+    service
+        .spec
+        .mode
+        .as_ref()
+        .is_some_and(|m| m.replicated_job.is_some() || m.global_job.is_some())
 }
 
 /// Whether a task runs the service's current template (unknown keys count as current).
@@ -345,11 +350,11 @@ fn describe(
     let checked = task.health_checked
         || service
             .spec
-        .task_template
-        .container_spec
-        .healthcheck
-        .as_ref()
-        .is_some_and(|h| h.test.first().is_some_and(|t| t != "NONE"));
+            .task_template
+            .container_spec
+            .healthcheck
+            .as_ref()
+            .is_some_and(|h| h.test.first().is_some_and(|t| t != "NONE"));
     let detail = match (&task.error, task.state, task.exit_code) {
         (Some(error), _, _) => error.clone(),
         (None, TaskState::Complete, code) if checked => format!(

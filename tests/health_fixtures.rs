@@ -55,7 +55,10 @@ fn observed_of(case: &Path) -> Observed {
     observed.tasks = tasks_from_engine(array(read(case, "tasks.json"))).expect("tasks read");
     for node in array(read(case, "nodes.json")) {
         let id = node["ID"].as_str().expect("node ID").to_string();
-        let hostname = node["Description"]["Hostname"].as_str().unwrap_or("").to_string();
+        let hostname = node["Description"]["Hostname"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         observed.nodes.insert(
             id.clone(),
             ObservedNode {
@@ -96,7 +99,10 @@ fn captured_task_lists_give_the_expected_health() {
             println!("{} {name}: {}", case.display(), health.line());
         }
         for (name, (state, reason)) in &expected {
-            let health = got.get(name).cloned().unwrap_or_else(health::Health::missing);
+            let health = got
+                .get(name)
+                .cloned()
+                .unwrap_or_else(health::Health::missing);
             if health.state != *state || !health.reason.contains(reason.as_str()) {
                 failures.push(format!(
                     "{}: {name}: got {}, expected {state} with a reason containing {reason:?}",

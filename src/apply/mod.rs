@@ -11,8 +11,8 @@ pub mod record;
 use crate::drivers::lock::LockHolder;
 use crate::drivers::{Driver, DriverError};
 use crate::engine::{EngineError, EngineResult, NodeSpecUpdate, Swarm};
-use crate::model::observed::LocalSwarmState;
 use crate::health;
+use crate::model::observed::LocalSwarmState;
 use crate::model::{
     Availability, Desired, DriverKind, MachineSpec, NodeState, Observed, ObservedNode, Role,
     ServiceSpec, LABEL_REVISION,
@@ -149,9 +149,13 @@ pub async fn apply(
         changed_services(plan)
     };
     // The sim's cluster changes only when written to: one look tells all there is to know.
-    let wait = options
-        .wait
-        .map(|d| if desired.driver == DriverKind::Sim { Duration::ZERO } else { d });
+    let wait = options.wait.map(|d| {
+        if desired.driver == DriverKind::Sim {
+            Duration::ZERO
+        } else {
+            d
+        }
+    });
     let observed = match (wait, observed) {
         (Some(timeout), Some(observed)) if !waited_for.is_empty() => {
             Some(wait_healthy(&driver, observed, &waited_for, timeout, progress).await)

@@ -17,10 +17,10 @@
 
 use crate::compose::convert::sha256_hex;
 use crate::engine::{EngineError, EngineInfo};
+use crate::model::observed::{ObservedTask, TaskState, UpdateState, UpdateStatus};
 use crate::model::spec::{
     ContainerSpec, NetworkSpec, ObjectSpec, ServiceSpec, TaskSpec, LABEL_CONTENT_SHA256,
 };
-use crate::model::observed::{ObservedTask, TaskState, UpdateState, UpdateStatus};
 use crate::model::{
     Availability, NodeState, ObservedNode, ObservedObject, ObservedService, Reachability, Role,
 };

@@ -492,7 +492,8 @@ impl Swarm for DockerEngine {
     }
 
     async fn list_tasks(&self) -> EngineResult<Vec<crate::model::observed::ObservedTask>> {
-        let Value::Array(entries) = raw::get_json(&self.endpoint, "/tasks", Self::timeout()).await?
+        let Value::Array(entries) =
+            raw::get_json(&self.endpoint, "/tasks", Self::timeout()).await?
         else {
             return Err(EngineError::Other(
                 "unexpected answer from the engine: the task list is not a list".to_string(),

@@ -190,7 +190,10 @@ pub fn render_report(report: &ApplyReport, style: Style) -> String {
         );
     }
     let verdict = if !unhealthy.is_empty() {
-        style.red(&format!("failed ({} service(s) not healthy)", unhealthy.len()))
+        style.red(&format!(
+            "failed ({} service(s) not healthy)",
+            unhealthy.len()
+        ))
     } else if report.converged {
         style.green("converged")
     } else {

@@ -216,7 +216,11 @@ pub fn render_status(status: &Status, style: Style) -> String {
         if !s.health.reason.is_empty() {
             let _ = writeln!(out, "  {}", s.health.reason);
         }
-        for error in s.errors.iter().filter(|e| !s.health.reason.contains(e.as_str())) {
+        for error in s
+            .errors
+            .iter()
+            .filter(|e| !s.health.reason.contains(e.as_str()))
+        {
             let _ = writeln!(out, "    {error}");
         }
     }

@@ -227,7 +227,11 @@ async fn stream(
             .typ
             .map(|t| t.as_ref().to_string())
             .unwrap_or_default();
-        let label = if host { "machine".to_string() } else { kind.clone() };
+        let label = if host {
+            "machine".to_string()
+        } else {
+            kind.clone()
+        };
         shared
             .metrics
             .events

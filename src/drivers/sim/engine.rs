@@ -6,8 +6,8 @@ use super::Clock;
 use crate::engine::{
     EngineError, EngineInfo, EngineResult, JoinTokens, NodeSpecUpdate, Swarm, SwarmObject,
 };
-use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
 use crate::model::observed::ObservedTask;
+use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
 use crate::model::{ObservedNode, ObservedObject, ObservedService};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
