@@ -63,7 +63,7 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
             print!("{}", render_plan(&planned.plan, style));
         }
         let planned = if !planned.plan.is_empty() && !args.dry_run && saved.is_none() {
-            confirmed(planned, args.yes, || replan()).await?
+            confirmed(planned, args.yes, &replan).await?
         } else {
             planned
         };

@@ -2,7 +2,7 @@
 //!
 //! Every wake-up goes into one channel: the branch moved (notify on the local `.git`: HEAD,
 //! packed-refs, refs/heads), the resync timer (drift; the fetch of a remote), an event of the
-//! engine (a service or node changed: see [`events`]), an authenticated webhook, SIGHUP, a
+//! engine (a service or node changed: see the `events` module), an authenticated webhook, SIGHUP, a
 //! retry after a failure. The loop debounces it, then does the same thing
 //! whatever woke it: fetch (a remote), read the branch's tip commit, load the files of that
 //! commit (never the work tree), observe the cluster, plan, and apply under the driver's apply
