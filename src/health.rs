@@ -195,12 +195,13 @@ pub fn service_health(
     let (running, desired) = counts(service, &tasks);
     let failure = unplaced_or_failing(service, &tasks, nodes);
     if is_job(service) {
-        let busy = tasks
+        // A job is healthy once its tasks run or completed: apply does not wait for it to end.
+        let starting = tasks
             .iter()
-            .any(|t| is_current(service, t) && t.wanted() && t.state < TaskState::Complete);
-        return match (failure, busy) {
+            .any(|t| is_current(service, t) && t.wanted() && t.state < TaskState::Running);
+        return match (failure, starting) {
             (Some(failure), _) => Health::new(HealthState::Degraded, failure),
-            (None, true) => Health::new(HealthState::Progressing, "job running"),
+            (None, true) => Health::new(HealthState::Progressing, "job starting"),
             (None, false) => Health::healthy(),
         };
     }

@@ -142,7 +142,10 @@ async fn follow(
         .iter()
         .any(|scheme| endpoint.starts_with(scheme))
     {
-        return Followed::Failed(format!("{machine} ({endpoint}) has no Docker event stream"));
+        tracing::info!(
+            "{machine} ({endpoint}) has no engine events: the resync timer alone wakes the loop"
+        );
+        return Followed::Off;
     }
     let engine = match DockerEngine::connect(&endpoint, None).await {
         Ok(engine) => engine,
@@ -201,7 +204,13 @@ async fn stream(
     since: &mut Option<i64>,
 ) -> Followed {
     let options = EventsOptions {
-        since: since.map(|s| s.to_string()),
+        since: since.map(|nanos| {
+            format!(
+                "{}.{:09}",
+                nanos.div_euclid(1_000_000_000),
+                nanos.rem_euclid(1_000_000_000)
+            )
+        }),
         filters: Some(filters),
         ..EventsOptions::default()
     };
@@ -220,7 +229,13 @@ async fn stream(
             Err(e) => return Followed::Failed(format!("events of {source}: {e}")),
         };
         streamed = true;
-        if let Some(time) = event.time {
+        // A stream opened again from the last event's time repeats the events of that instant.
+        if let (Some(time), Some(last)) = (event.time_nano, *since) {
+            if time <= last {
+                continue;
+            }
+        }
+        if let Some(time) = event.time_nano {
             *since = Some(time);
         }
         let kind = event
