@@ -231,14 +231,10 @@ fn counts_line(service: &ObservedService, tasks: &[&ObservedTask]) -> String {
     format!("updating, {running}/{desired} tasks running the new spec")
 }
 
-/// Current tasks running, and tasks desired. Without any task listed (an engine that does not
-/// list them), the service's own counts.
+/// Current tasks running, and tasks desired (the engine's `ServiceStatus`). Without any task
+/// listed (an engine that does not list them), the service's own counts.
 pub fn counts(service: &ObservedService, tasks: &[&ObservedTask]) -> (u64, u64) {
-    let desired = if service.desired == 0 {
-        service.spec.replicas().unwrap_or(0)
-    } else {
-        service.desired
-    };
+    let desired = service.desired;
     if tasks.is_empty() {
         return (service.running, desired);
     }
@@ -373,4 +369,101 @@ fn describe(
         line.push_str(&detail);
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::observed::{UpdateState, UpdateStatus};
+    use crate::model::ServiceSpec;
+
+    fn service(desired: u64, running: u64) -> ObservedService {
+        ObservedService {
+            id: "svc".into(),
+            version: 1,
+            spec: ServiceSpec::default(),
+            running,
+            desired,
+            update_status: None,
+            template_key: Some("new".into()),
+        }
+    }
+
+    fn task(slot: u64, state: TaskState, key: &str) -> ObservedTask {
+        ObservedTask {
+            id: format!("t{slot}{}", state.as_str()),
+            service_id: "svc".into(),
+            slot: Some(slot),
+            node_id: None,
+            desired_state: TaskState::Running,
+            state,
+            message: String::new(),
+            error: None,
+            exit_code: None,
+            timestamp: 0,
+            spec_key: Some(key.into()),
+            health_checked: false,
+        }
+    }
+
+    fn health(service: &ObservedService, tasks: &[ObservedTask]) -> Health {
+        let tasks: Vec<&ObservedTask> = tasks.iter().collect();
+        service_health(service, &tasks, &BTreeMap::new())
+    }
+
+    #[test]
+    fn without_tasks_the_service_counts_decide() {
+        assert!(health(&service(2, 2), &[]).is_healthy());
+        assert_eq!(health(&service(2, 1), &[]).state, HealthState::Progressing);
+        assert!(health(&service(0, 0), &[]).is_healthy());
+    }
+
+    #[test]
+    fn tasks_of_the_old_spec_do_not_count() {
+        let tasks = [
+            task(1, TaskState::Running, "old"),
+            task(2, TaskState::Running, "new"),
+        ];
+        let got = health(&service(2, 2), &tasks);
+        assert_eq!(got.state, HealthState::Progressing, "{got:?}");
+        assert_eq!(got.reason, "1/2 tasks running");
+    }
+
+    #[test]
+    fn a_failed_slot_with_nothing_running_degrades() {
+        let mut failed = task(1, TaskState::Failed, "new");
+        failed.error = Some("task: non-zero exit (3)".into());
+        failed.desired_state = TaskState::Shutdown;
+        let tasks = [failed, task(1, TaskState::Starting, "new")];
+        let got = health(&service(1, 0), &tasks);
+        assert_eq!(got.state, HealthState::Degraded);
+        assert_eq!(got.reason, "task 1 failed: task: non-zero exit (3)");
+        assert!(!got.settled);
+    }
+
+    #[test]
+    fn a_paused_or_rolled_back_update_is_settled_and_degraded() {
+        for (state, what) in [
+            (UpdateState::Paused, "update paused"),
+            (UpdateState::RollbackCompleted, "update rolled back"),
+        ] {
+            let mut svc = service(1, 1);
+            svc.update_status = Some(UpdateStatus {
+                state,
+                message: "engine says".into(),
+            });
+            let got = health(&svc, &[task(1, TaskState::Running, "new")]);
+            assert_eq!(got.state, HealthState::Degraded);
+            assert!(got.settled);
+            assert_eq!(got.reason, format!("{what}: engine says"));
+        }
+    }
+
+    #[test]
+    fn an_absent_service_is_missing() {
+        assert_eq!(
+            health_of(&Observed::default(), "web").state,
+            HealthState::Missing
+        );
+    }
 }
