@@ -256,7 +256,15 @@ fn health_on_dind() {
     std::thread::sleep(Duration::from_secs(2));
     let mut healed = Vec::new();
     for _ in 0..10 {
-        cluster.docker(&["service", "scale", "--detach", &format!("{SERVICE}=1")]);
+        // The watcher may be writing the service at the same moment ("update out of sequence").
+        let scaled = wait_until(Duration::from_secs(10), || {
+            Command::new("docker")
+                .args(["service", "scale", "--detach", &format!("{SERVICE}=1")])
+                .env("DOCKER_HOST", &cluster.docker_host)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        assert!(scaled, "docker service scale kept failing");
         let start = Instant::now();
         assert!(
             wait_until(Duration::from_secs(10), || cluster.replicas() == "2"),
