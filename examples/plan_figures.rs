@@ -125,6 +125,8 @@ fn converged(desired: &Desired) -> Observed {
                     spec: spec.clone(),
                     running: spec.replicas().unwrap_or(1),
                     desired: spec.replicas().unwrap_or(1),
+                    update_status: None,
+                    template_key: None,
                 },
             );
         }

@@ -4,7 +4,9 @@
 //! Both return the same [`EngineError`] kinds for the same refusals, so apply and the
 //! scenario tests cannot tell them apart.
 
-use crate::model::observed::{LocalSwarmState, ObservedNode, ObservedObject, ObservedService};
+use crate::model::observed::{
+    LocalSwarmState, ObservedNode, ObservedObject, ObservedService, ObservedTask,
+};
 use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
 use crate::model::{Availability, Role};
 use async_trait::async_trait;
@@ -149,4 +151,7 @@ pub trait Swarm: Send + Sync {
     async fn create_config(&self, spec: &ObjectSpec) -> EngineResult<String>;
     /// `DELETE /configs/{id}`.
     async fn remove_config(&self, id: &str) -> EngineResult<()>;
+    /// `GET /tasks`: every task of the swarm, with the history it keeps, in one request
+    /// (managers only). Health reads it ([`crate::health`]).
+    async fn list_tasks(&self) -> EngineResult<Vec<ObservedTask>>;
 }

@@ -12,6 +12,7 @@ pub mod diag;
 pub mod docker;
 pub mod drivers;
 pub mod engine;
+pub mod health;
 pub mod model;
 pub mod observe;
 pub mod plan;

@@ -272,11 +272,16 @@ async fn probe(driver: &Arc<dyn Driver>, mut machine: ObservedMachine) -> Probed
     }
 }
 
-/// Reads nodes, services, networks, secrets, configs and the swarm object from a manager.
+/// Reads nodes, services, their tasks (one request for all), networks, secrets, configs and
+/// the swarm object from a manager.
 async fn read_swarm(manager: &dyn Swarm, observed: &mut Observed) -> Result<(), EngineError> {
     let swarm = manager.inspect_swarm().await?;
     let nodes = manager.list_nodes().await?;
     let services = manager.list_services().await?;
+    let ids: std::collections::BTreeSet<&str> = services.iter().map(|s| s.id.as_str()).collect();
+    let mut tasks = manager.list_tasks().await?;
+    tasks.retain(|t| ids.contains(t.service_id.as_str()));
+    observed.tasks = tasks;
     observed.networks = manager.list_networks().await?;
     observed.secrets = manager.list_secrets().await?;
     observed.configs = manager.list_configs().await?;

@@ -11,9 +11,11 @@ pub mod record;
 use crate::drivers::lock::LockHolder;
 use crate::drivers::{Driver, DriverError};
 use crate::engine::{EngineError, EngineResult, NodeSpecUpdate, Swarm};
+use crate::health;
 use crate::model::observed::LocalSwarmState;
 use crate::model::{
-    Availability, Desired, MachineSpec, NodeState, ObservedNode, Role, ServiceSpec, LABEL_REVISION,
+    Availability, Desired, DriverKind, MachineSpec, NodeState, Observed, ObservedNode, Role,
+    ServiceSpec, LABEL_REVISION,
 };
 use crate::observe::observe;
 use crate::plan::report::{ApplyReport, StepReport, StepStatus};
@@ -43,7 +45,13 @@ pub struct ApplyOptions {
     pub node_wait: Duration,
     /// How long the cluster may take to settle before apply reports it as not converged.
     pub settle: Duration,
+    /// How long to wait, after the steps, for the services they created or changed to become
+    /// healthy (`--timeout`); `None` does not wait (`--no-wait`), and only reports health.
+    pub wait: Option<Duration>,
 }
+
+/// How long apply waits for the services it changed by default (`--timeout`).
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 
 impl Default for ApplyOptions {
     fn default() -> Self {
@@ -54,6 +62,7 @@ impl Default for ApplyOptions {
             lock_ttl_seconds: 600,
             node_wait: Duration::from_secs(60),
             settle: Duration::from_secs(10),
+            wait: Some(DEFAULT_WAIT),
         }
     }
 }
@@ -125,14 +134,46 @@ pub async fn apply(
     if let Some(e) = label_error {
         tracing::warn!("could not record the applied revision: {e}");
     }
-    let remaining = if options.dry_run {
-        plan.steps
+    let (remaining, observed) = if options.dry_run {
+        let remaining = plan
+            .steps
             .iter()
             .map(|s| format!("{} {}", s.action(), s.target))
-            .collect()
+            .collect();
+        (remaining, None)
     } else {
         remaining_after(&driver, desired, plan.revision.clone(), options.settle).await
     };
+    let waited_for = if options.dry_run || !all_done || options.wait.is_none() {
+        Vec::new()
+    } else {
+        changed_services(plan)
+    };
+    // The sim's cluster changes only when written to: one look tells all there is to know.
+    let wait = options.wait.map(|d| {
+        if desired.driver == DriverKind::Sim {
+            Duration::ZERO
+        } else {
+            d
+        }
+    });
+    let observed = match (wait, observed) {
+        (Some(timeout), Some(observed)) if !waited_for.is_empty() => {
+            Some(wait_healthy(&driver, observed, &waited_for, timeout, progress).await)
+        }
+        (_, observed) => observed,
+    };
+    let health = observed
+        .as_ref()
+        .map(|observed| {
+            desired
+                .stacks
+                .values()
+                .flat_map(|stack| stack.services.keys())
+                .map(|name| (name.clone(), health::health_of(observed, name)))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(ApplyReport {
         revision: plan.revision.clone(),
         steps,
@@ -141,41 +182,105 @@ pub async fn apply(
         remaining,
         seconds: started.elapsed().as_secs_f64(),
         dry_run_writes: recorder.recorded(),
+        health,
+        waited_for,
     })
 }
 
+/// The services a plan creates or changes, by name, in plan order.
+fn changed_services(plan: &Plan) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for step in &plan.steps {
+        let service = matches!(
+            step.op,
+            StepOp::CreateService { .. }
+                | StepOp::UpdateService { .. }
+                | StepOp::ScaleService { .. }
+                | StepOp::RebalanceService { .. }
+        );
+        if service && !names.contains(&step.target) {
+            names.push(step.target.clone());
+        }
+    }
+    names
+}
+
+/// Observes every second until each of `services` is healthy, or settled unhealthy (its update
+/// paused or rolled back), or `timeout` passed; tells `progress` each state change. Returns the
+/// last observation (`first` when it could not observe again).
+async fn wait_healthy(
+    driver: &Arc<dyn Driver>,
+    first: Observed,
+    services: &[String],
+    timeout: Duration,
+    progress: &dyn Progress,
+) -> Observed {
+    let deadline = Instant::now() + timeout;
+    let mut observed = first;
+    let mut shown: BTreeMap<&str, (health::HealthState, u64, u64)> = BTreeMap::new();
+    loop {
+        let mut done = true;
+        for name in services {
+            let health = health::health_of(&observed, name);
+            let (running, desired) = observed.services.get(name).map_or((0, 0), |service| {
+                health::counts(service, &health::tasks_of(&observed, service))
+            });
+            let now = (health.state, running, desired);
+            if shown.get(name.as_str()) != Some(&now) {
+                progress.health(&format!("{name}: {running}/{desired} {}", health.line()));
+                shown.insert(name, now);
+            }
+            done &= health.is_healthy() || health.settled;
+        }
+        if done || Instant::now() >= deadline {
+            return observed;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        match observe(driver, unix_now()).await {
+            Ok(fresh) => observed = fresh,
+            Err(e) => tracing::warn!("waiting for the services to become healthy: {e}"),
+        }
+    }
+}
+
 /// What a fresh observation still plans (`action target`, or the planning error), empty when the
-/// cluster matches. The engine settles asynchronously (a joined node reports `ready`, a demoted
-/// manager leaves Raft a moment later), so a non-empty answer is asked again for up to `settle`.
+/// cluster matches, and the observation it was made from. The engine settles asynchronously (a
+/// joined node reports `ready`, a demoted manager leaves Raft a moment later), so a non-empty
+/// answer is asked again for up to `settle`.
 async fn remaining_after(
     driver: &Arc<dyn Driver>,
     desired: &Desired,
     revision: Option<String>,
     settle: Duration,
-) -> Vec<String> {
+) -> (Vec<String>, Option<Observed>) {
     let deadline = Instant::now() + settle;
     loop {
+        let mut last = None;
         let remaining = match observe(driver, unix_now()).await {
-            Ok(observed) => match make_plan(
-                desired,
-                &observed,
-                &PlanOptions {
-                    revision: revision.clone(),
-                    allow_destroy_all: true,
-                    routing_mesh: None,
-                },
-            ) {
-                Ok(plan) => plan
-                    .steps
-                    .iter()
-                    .map(|s| format!("{} {}", s.action(), s.target))
-                    .collect(),
-                Err(e) => vec![format!("cannot plan: {e}")],
-            },
+            Ok(observed) => {
+                let planned = make_plan(
+                    desired,
+                    &observed,
+                    &PlanOptions {
+                        revision: revision.clone(),
+                        allow_destroy_all: true,
+                        routing_mesh: None,
+                    },
+                );
+                last = Some(observed);
+                match planned {
+                    Ok(plan) => plan
+                        .steps
+                        .iter()
+                        .map(|s| format!("{} {}", s.action(), s.target))
+                        .collect(),
+                    Err(e) => vec![format!("cannot plan: {e}")],
+                }
+            }
             Err(e) => vec![format!("cannot observe: {e}")],
         };
         if remaining.is_empty() || Instant::now() >= deadline {
-            return remaining;
+            return (remaining, last);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

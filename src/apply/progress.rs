@@ -10,6 +10,11 @@ pub trait Progress: Send + Sync {
     fn started(&self, step: &Step, index: usize, total: usize);
     /// A step ended; `index` counts finished steps from 1.
     fn finished(&self, step: &Step, report: &StepReport, index: usize, total: usize);
+    /// While apply waits for the services it changed: one of them changed state
+    /// (`line` is `service: state: reason`).
+    fn health(&self, line: &str) {
+        eprintln!("{line}");
+    }
 }
 
 /// Says nothing (tests, `--json` on a pipe when quiet is wanted).
@@ -18,6 +23,7 @@ pub struct Silent;
 impl Progress for Silent {
     fn started(&self, _: &Step, _: usize, _: usize) {}
     fn finished(&self, _: &Step, _: &StepReport, _: usize, _: usize) {}
+    fn health(&self, _: &str) {}
 }
 
 fn outcome(report: &StepReport) -> String {

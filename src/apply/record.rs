@@ -8,7 +8,7 @@ use crate::drivers::{Driver, DriverError, DriverResult};
 use crate::engine::{
     EngineError, EngineInfo, EngineResult, JoinTokens, NodeSpecUpdate, Swarm, SwarmObject,
 };
-use crate::model::observed::LocalSwarmState;
+use crate::model::observed::{LocalSwarmState, ObservedTask};
 use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
 use crate::model::{
     Availability, MachineSpec, NodeState, ObservedMachine, ObservedNode, ObservedObject,
@@ -392,6 +392,15 @@ impl Swarm for RecordingEngine {
         match &self.inner {
             Some(inner) if !self.recorder.lock().phantoms.swarm_initialized => {
                 inner.list_services().await
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    async fn list_tasks(&self) -> EngineResult<Vec<ObservedTask>> {
+        match &self.inner {
+            Some(inner) if !self.recorder.lock().phantoms.swarm_initialized => {
+                inner.list_tasks().await
             }
             _ => Ok(Vec::new()),
         }

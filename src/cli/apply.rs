@@ -23,7 +23,7 @@ use std::path::Path;
 /// How often a plan that keeps changing while the user decides is shown again.
 const ASK_AGAIN: usize = 3;
 
-/// Applies; exit 1 when a step failed.
+/// Applies; exit 1 when a step failed or a service did not become healthy.
 pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyArgs) -> Result<u8> {
     let saved = args.planfile.as_deref().map(read_plan).transpose()?;
     let rev = args
@@ -35,6 +35,7 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
     let options = ApplyOptions {
         dry_run: args.dry_run,
         holder: LockHolder::this_process("shoal apply"),
+        wait: (!args.no_wait).then_some(args.timeout),
         ..ApplyOptions::default()
     };
     let lock = (!args.dry_run).then(|| (options.holder.clone(), options.lock_ttl_seconds));
@@ -111,7 +112,8 @@ where
     bail!("the files or the cluster kept changing while you decided; nothing was changed: run apply again")
 }
 
-/// Applies the plan and prints the report; exit 1 when a step failed.
+/// Applies the plan, waits for the services it changed (unless `--no-wait`) and prints the
+/// report; exit 1 when a step failed or a service it changed did not become healthy.
 async fn carry_out(
     planned: Planned,
     options: &ApplyOptions,
@@ -141,7 +143,11 @@ async fn carry_out(
         .steps
         .iter()
         .any(|s| s.status != shoal::plan::report::StepStatus::Done);
-    Ok(if failed { 1 } else { 0 })
+    Ok(if failed || !report.unhealthy().is_empty() {
+        1
+    } else {
+        0
+    })
 }
 
 /// Reads a saved plan; [`parse_saved`] checks it.

@@ -151,6 +151,13 @@ pub struct ApplyArgs {
     /// Allow a plan that removes every service of a stack or every machine.
     #[arg(long)]
     allow_destroy_all: bool,
+    /// How long to wait for the services the apply created or changed to become healthy; a
+    /// service not healthy by then (or whose update swarm paused or rolled back) is exit 1.
+    #[arg(long, default_value = "5m", value_parser = shoal::watch::parse_interval)]
+    timeout: std::time::Duration,
+    /// Do not wait for the services to become healthy: exit once the steps are done.
+    #[arg(long, conflicts_with = "timeout")]
+    no_wait: bool,
     /// A plan saved with `shoal plan --out`; refused when stale.
     planfile: Option<PathBuf>,
 }

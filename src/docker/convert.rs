@@ -17,6 +17,7 @@
 
 use crate::compose::convert::sha256_hex;
 use crate::engine::{EngineError, EngineInfo};
+use crate::model::observed::{ObservedTask, TaskState, UpdateState, UpdateStatus};
 use crate::model::spec::{
     content_version, ContainerSpec, NetworkSpec, ObjectSpec, ServiceSpec, TaskSpec,
     LABEL_CONTENT_SHA256,
@@ -137,6 +138,18 @@ struct EngineService {
     spec: Value,
     #[serde(default)]
     service_status: EngineServiceStatus,
+    #[serde(default)]
+    update_status: Option<EngineUpdateStatus>,
+}
+
+/// `UpdateStatus` of a service that has been updated.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EngineUpdateStatus {
+    #[serde(default)]
+    state: Option<UpdateState>,
+    #[serde(default)]
+    message: String,
 }
 
 /// An object version.
@@ -176,6 +189,7 @@ pub(crate) fn service_from_engine(
             "the engine listed a service shoal cannot address ({e}): check `docker service ls` on a manager"
         ))
     })?;
+    let template_key = service.spec.get("TaskTemplate").map(rollout_key);
     let mut spec = match service_spec_from_engine(service.spec.clone()) {
         Ok(spec) => spec,
         Err(error) => unreadable_spec(service.spec, &service.id, &error),
@@ -191,6 +205,137 @@ pub(crate) fn service_from_engine(
         spec,
         running: service.service_status.running_tasks,
         desired: service.service_status.desired_tasks,
+        update_status: service.update_status.and_then(|u| {
+            u.state.map(|state| UpdateStatus {
+                state,
+                message: u.message,
+            })
+        }),
+        template_key,
+    })
+}
+
+/// What tells versions of a task spec apart, equal for a service's `TaskTemplate` and the
+/// `Spec` of its tasks made from it: a digest of the container spec, placement, resources,
+/// networks and force-update counter with empty members dropped (the daemon writes the two
+/// with different empty fields, and adds `Runtime` to the service's only).
+pub(crate) fn rollout_key(task_spec: &Value) -> String {
+    fn clean(value: &Value) -> Option<Value> {
+        match value {
+            Value::Null => None,
+            Value::Object(map) => {
+                let kept: Map<String, Value> = map
+                    .iter()
+                    .filter_map(|(k, v)| clean(v).map(|v| (k.clone(), v)))
+                    .collect();
+                (!kept.is_empty()).then_some(Value::Object(kept))
+            }
+            Value::Array(items) => {
+                (!items.is_empty()).then(|| Value::Array(items.iter().filter_map(clean).collect()))
+            }
+            other => Some(other.clone()),
+        }
+    }
+    let parts: Map<String, Value> = [
+        "ContainerSpec",
+        "Placement",
+        "Resources",
+        "Networks",
+        "ForceUpdate",
+    ]
+    .iter()
+    .filter_map(|key| {
+        let value = task_spec.get(*key).and_then(clean)?;
+        Some(((*key).to_string(), value))
+    })
+    .collect();
+    // serde_json's Map is ordered by key, so the text is canonical.
+    sha256_hex(Value::Object(parts).to_string().as_bytes())[..16].to_string()
+}
+
+/// The parts of a `GET /tasks` entry shoal reads.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EngineTask {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "ServiceID", default)]
+    service_id: String,
+    #[serde(default)]
+    slot: Option<u64>,
+    #[serde(rename = "NodeID", default)]
+    node_id: Option<String>,
+    #[serde(default)]
+    desired_state: Option<TaskState>,
+    #[serde(default)]
+    status: EngineTaskStatus,
+    #[serde(default)]
+    spec: Option<Value>,
+}
+
+/// A task's `Status`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EngineTaskStatus {
+    #[serde(default)]
+    timestamp: Option<String>,
+    #[serde(default)]
+    state: Option<TaskState>,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    err: Option<String>,
+    #[serde(default)]
+    container_status: Option<EngineContainerStatus>,
+}
+
+/// A task's `Status.ContainerStatus`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EngineContainerStatus {
+    #[serde(default)]
+    exit_code: Option<i64>,
+}
+
+/// Converts one entry of `GET /tasks`, as the daemon wrote it, to an [`ObservedTask`]; an entry
+/// that does not read (no ID) is an error naming what to check.
+pub(crate) fn task_from_engine(mut raw: Value) -> Result<ObservedTask, EngineError> {
+    strip_nulls(&mut raw);
+    let task: EngineTask = serde_json::from_value(raw).map_err(|e| {
+        EngineError::Other(format!(
+            "the engine listed a task shoal cannot read ({e}): check `docker service ps` on a manager"
+        ))
+    })?;
+    let state = task.status.state.unwrap_or(TaskState::Unknown);
+    Ok(ObservedTask {
+        id: task.id,
+        service_id: task.service_id,
+        slot: task.slot.filter(|s| *s > 0),
+        node_id: task.node_id.filter(|n| !n.is_empty()),
+        desired_state: task.desired_state.unwrap_or(TaskState::Unknown),
+        state,
+        message: task.status.message,
+        error: task.status.err.filter(|e| !e.is_empty()),
+        exit_code: task
+            .status
+            .container_status
+            .and_then(|c| c.exit_code)
+            .filter(|_| state >= TaskState::Complete),
+        timestamp: task
+            .status
+            .timestamp
+            .as_deref()
+            .and_then(parse_rfc3339)
+            .unwrap_or(0),
+        spec_key: task.spec.as_ref().map(rollout_key),
+        health_checked: task
+            .spec
+            .as_ref()
+            .and_then(|s| s.pointer("/ContainerSpec/Healthcheck/Test"))
+            .and_then(Value::as_array)
+            .and_then(|test| test.first())
+            .and_then(Value::as_str)
+            .is_some_and(|first| first != "NONE"),
     })
 }
 

@@ -640,6 +640,29 @@ impl Swarm for DockerEngine {
         tracing::debug!(config = id, "removing a config");
         self.docker.delete_config(id).await.map_err(from_bollard)
     }
+
+    async fn list_tasks(&self) -> EngineResult<Vec<crate::model::observed::ObservedTask>> {
+        let Value::Array(entries) =
+            raw::get_json(&self.endpoint, self.tls.as_ref(), "/tasks", Self::timeout()).await?
+        else {
+            return Err(EngineError::Other(
+                "unexpected answer from the engine: the task list is not a list".to_string(),
+            ));
+        };
+        tasks_from_engine(entries)
+    }
+}
+
+/// Reads the entries of `GET /tasks` as the daemon wrote them (pure: the health fixtures use it
+/// on captured engine output).
+///
+/// # Errors
+///
+/// [`EngineError::Other`] for an entry without an ID.
+pub fn tasks_from_engine(
+    entries: Vec<Value>,
+) -> EngineResult<Vec<crate::model::observed::ObservedTask>> {
+    entries.into_iter().map(convert::task_from_engine).collect()
 }
 
 /// The stack objects of a swarm as the engine's own JSON describes them (`GET /services?status=true`,

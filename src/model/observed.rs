@@ -172,6 +172,158 @@ pub struct ObservedService {
     /// Tasks wanted.
     #[serde(default)]
     pub desired: u64,
+    /// Its rolling update's status, once it has been updated (`UpdateStatus`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_status: Option<UpdateStatus>,
+    /// What tells its task template's versions apart (see [`ObservedTask::spec_key`]); `None`
+    /// when the engine does not say, and then every task counts as current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_key: Option<String>,
+}
+
+/// Where a service's rolling update is (`UpdateStatus.State`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateState {
+    /// Tasks are being replaced.
+    Updating,
+    /// Stopped after a task failed (`failure_action: pause`).
+    Paused,
+    /// Every task runs the new spec.
+    Completed,
+    /// Going back to the previous spec.
+    RollbackStarted,
+    /// The rollback stopped after a task failed.
+    RollbackPaused,
+    /// Back at the previous spec: the update failed.
+    RollbackCompleted,
+    /// A state this version of shoal does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// A service's rolling update status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateStatus {
+    /// Where the update is.
+    pub state: UpdateState,
+    /// The engine's message, e.g. "update paused due to failure or early termination of task …".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// A task's state (`Status.State`, and `DesiredState`), in the engine's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    /// Created.
+    New,
+    /// Resources allocated.
+    Allocated,
+    /// Waiting for a node.
+    Pending,
+    /// Given to a node.
+    Assigned,
+    /// Accepted by its node.
+    Accepted,
+    /// Being prepared (image pulled, container created).
+    Preparing,
+    /// Prepared, not started.
+    Ready,
+    /// Started, its health check not yet passed.
+    Starting,
+    /// Running (and healthy, when it has a health check).
+    Running,
+    /// Exited with code 0.
+    Complete,
+    /// Stopped on purpose.
+    Shutdown,
+    /// Exited with an error or failed to start.
+    Failed,
+    /// Refused by its node (e.g. no such image).
+    Rejected,
+    /// Being removed.
+    Remove,
+    /// Its node went away.
+    Orphaned,
+    /// A state this version of shoal does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl TaskState {
+    /// The state's name, as the engine writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::New => "new",
+            TaskState::Allocated => "allocated",
+            TaskState::Pending => "pending",
+            TaskState::Assigned => "assigned",
+            TaskState::Accepted => "accepted",
+            TaskState::Preparing => "preparing",
+            TaskState::Ready => "ready",
+            TaskState::Starting => "starting",
+            TaskState::Running => "running",
+            TaskState::Complete => "complete",
+            TaskState::Shutdown => "shutdown",
+            TaskState::Failed => "failed",
+            TaskState::Rejected => "rejected",
+            TaskState::Remove => "remove",
+            TaskState::Orphaned => "orphaned",
+            TaskState::Unknown => "unknown",
+        }
+    }
+}
+
+/// A task of a service, as `GET /tasks` lists it (current ones and the history swarm keeps).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedTask {
+    /// Task ID.
+    pub id: String,
+    /// Its service's ID.
+    pub service_id: String,
+    /// Its replica slot (replicated services).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u64>,
+    /// The node it is assigned to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// What the orchestrator wants of it.
+    pub desired_state: TaskState,
+    /// What it is.
+    pub state: TaskState,
+    /// The engine's message for the state ("started", "finished", …).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Why it failed or waits ("No such image: …", "no suitable node (…)").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Its container's exit code, once it exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// When it reached its state, seconds since the epoch.
+    #[serde(default)]
+    pub timestamp: i64,
+    /// What tells its spec's versions apart; equal to its service's
+    /// [`ObservedService::template_key`] when it runs the current spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_key: Option<String>,
+    /// Whether its spec has a health check (a task of a rolled-back spec may have one its
+    /// service no longer has).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub health_checked: bool,
+}
+
+impl ObservedTask {
+    /// Whether the orchestrator wants it to run (rather than to be shut down).
+    pub fn wanted(&self) -> bool {
+        matches!(self.desired_state, TaskState::Ready | TaskState::Running)
+    }
+
+    /// Whether it runs as wanted.
+    pub fn is_running(&self) -> bool {
+        self.state == TaskState::Running && self.wanted()
+    }
 }
 
 /// A network, secret or config.
@@ -217,6 +369,10 @@ pub struct Observed {
     pub secrets: BTreeMap<String, ObservedObject>,
     /// Configs by name.
     pub configs: BTreeMap<String, ObservedObject>,
+    /// The tasks of the stacks' services (with the history swarm keeps), read once per
+    /// observation; empty when the engine could not list them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<ObservedTask>,
 }
 
 impl Observed {

@@ -1,7 +1,9 @@
 //! What apply did, as `apply --json` prints it (DESIGN §2).
 
 use super::model::{Action, StepId};
+use crate::health::Health;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// How a step ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,4 +53,24 @@ pub struct ApplyReport {
     /// In a dry run, the writes that would have been sent, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dry_run_writes: Vec<String>,
+    /// Each service of the stacks, by name, and its health at the end (DESIGN §6).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub health: BTreeMap<String, Health>,
+    /// The services the apply created or changed and waited for to become healthy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waited_for: Vec<String>,
+}
+
+impl ApplyReport {
+    /// The services waited for that did not end healthy (a rollback, a paused update, failing
+    /// tasks, or still progressing at the timeout), with their health.
+    pub fn unhealthy(&self) -> Vec<(&str, &Health)> {
+        self.waited_for
+            .iter()
+            .filter_map(|name| {
+                let health = self.health.get(name)?;
+                (!health.is_healthy()).then_some((name.as_str(), health))
+            })
+            .collect()
+    }
 }

@@ -110,6 +110,8 @@ pub fn running(observed: &mut Observed, services: Vec<ServiceSpec>) {
                 running: spec.replicas().unwrap_or(1),
                 desired: spec.replicas().unwrap_or(1),
                 spec,
+                update_status: None,
+                template_key: None,
             },
         );
     }

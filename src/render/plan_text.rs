@@ -177,7 +177,24 @@ pub fn render_report(report: &ApplyReport, style: Style) -> String {
         );
         return out;
     }
-    let verdict = if report.converged {
+    let unhealthy = report.unhealthy();
+    for (name, health) in &unhealthy {
+        let _ = writeln!(out, "{} {name}: {}", style.red("Unhealthy:"), health.line());
+    }
+    if unhealthy.is_empty() && !report.waited_for.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} {}",
+            style.green("Healthy:"),
+            report.waited_for.join(", ")
+        );
+    }
+    let verdict = if !unhealthy.is_empty() {
+        style.red(&format!(
+            "failed ({} service(s) not healthy)",
+            unhealthy.len()
+        ))
+    } else if report.converged {
         style.green("converged")
     } else {
         style.yellow("not converged")

@@ -1,6 +1,7 @@
 //! `shoal status`: the machines and services of the cluster, as a table or as JSON.
 
 use super::Style;
+use crate::health::{self, Health, HealthState};
 use crate::model::{Desired, NodeState, Observed, Role, LABEL_STACK_NAMESPACE};
 use serde::Serialize;
 use std::fmt::Write;
@@ -37,7 +38,15 @@ pub struct ServiceStatus {
     pub replicas: u64,
     /// Tasks running.
     pub running: u64,
+    /// How it is doing, and why (DESIGN §6).
+    pub health: Health,
+    /// When it is not healthy: its last task errors, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
+
+/// How many task errors `status` shows for a service that is not healthy.
+const TASK_ERRORS: usize = 3;
 
 /// `status --json` (DESIGN §2).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -93,23 +102,51 @@ impl Status {
                 }
             })
             .collect();
-        let services = observed
+        let mut services: Vec<ServiceStatus> = observed
             .services
             .iter()
-            .map(|(name, s)| ServiceStatus {
-                name: name.clone(),
-                stack: s
-                    .spec
-                    .labels
-                    .get(LABEL_STACK_NAMESPACE)
-                    .cloned()
-                    .unwrap_or_default(),
-                image: s.spec.task_template.container_spec.image.clone(),
-                mode: s.spec.mode_name().to_string(),
-                replicas: s.desired,
-                running: s.running,
+            .map(|(name, s)| {
+                let health = health::health_of(observed, name);
+                let errors = if health.is_healthy() {
+                    Vec::new()
+                } else {
+                    health::task_errors(observed, name, TASK_ERRORS)
+                };
+                ServiceStatus {
+                    name: name.clone(),
+                    stack: s
+                        .spec
+                        .labels
+                        .get(LABEL_STACK_NAMESPACE)
+                        .cloned()
+                        .unwrap_or_default(),
+                    image: s.spec.task_template.container_spec.image.clone(),
+                    mode: s.spec.mode_name().to_string(),
+                    replicas: s.desired,
+                    running: s.running,
+                    health,
+                    errors,
+                }
             })
             .collect();
+        for (stack, spec) in desired
+            .stacks
+            .values()
+            .flat_map(|stack| stack.services.values().map(move |s| (stack, s)))
+            .filter(|(_, spec)| !observed.services.contains_key(&spec.name))
+        {
+            services.push(ServiceStatus {
+                name: spec.name.clone(),
+                stack: stack.name.clone(),
+                image: spec.task_template.container_spec.image.clone(),
+                mode: spec.mode_name().to_string(),
+                replicas: spec.replicas().unwrap_or(0),
+                running: 0,
+                health: Health::missing(),
+                errors: Vec::new(),
+            });
+        }
+        services.sort_by(|a, b| a.name.cmp(&b.name));
         Status {
             cluster: desired.cluster.clone(),
             driver: desired.driver.as_str().to_string(),
@@ -149,8 +186,8 @@ pub fn render_status(status: &Status, style: Style) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{:<32} {:<12} {:<10} {:<9} IMAGE",
-        "SERVICE", "STACK", "MODE", "REPLICAS"
+        "\n{:<32} {:<12} {:<10} {:<9} {:<12} IMAGE",
+        "SERVICE", "STACK", "MODE", "REPLICAS", "HEALTH"
     );
     for s in &status.services {
         let replicas = format!("{}/{}", s.running, s.replicas);
@@ -160,15 +197,32 @@ pub fn render_status(status: &Status, style: Style) -> String {
             replicas.clone()
         };
         let pad = 9usize.saturating_sub(replicas.len());
+        let state = s.health.state.as_str();
+        let health = match s.health.state {
+            HealthState::Healthy => style.green(state),
+            HealthState::Progressing => style.yellow(state),
+            HealthState::Degraded | HealthState::Missing => style.red(state),
+        };
         let _ = writeln!(
             out,
-            "{:<32} {:<12} {:<10} {painted}{} {}",
+            "{:<32} {:<12} {:<10} {painted}{} {health}{} {}",
             s.name,
             s.stack,
             s.mode,
             " ".repeat(pad),
+            " ".repeat(12usize.saturating_sub(state.len())),
             s.image
         );
+        if !s.health.reason.is_empty() {
+            let _ = writeln!(out, "  {}", s.health.reason);
+        }
+        for error in s
+            .errors
+            .iter()
+            .filter(|e| !s.health.reason.contains(e.as_str()))
+        {
+            let _ = writeln!(out, "    {error}");
+        }
     }
     out
 }

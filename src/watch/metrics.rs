@@ -68,6 +68,22 @@ pub(crate) struct OutcomeLabel {
     pub outcome: String,
 }
 
+/// An engine event type, as a label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct EventLabel {
+    /// `service`, `node` or `container`.
+    pub r#type: String,
+}
+
+/// A service's health state, as labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct HealthLabel {
+    /// The full service name.
+    pub service: String,
+    /// `healthy`, `progressing`, `degraded` or `missing`.
+    pub state: String,
+}
+
 /// Every metric the watcher exports, registered under the `shoal_` prefix.
 pub(crate) struct Metrics {
     registry: Registry,
@@ -84,6 +100,8 @@ pub(crate) struct Metrics {
     pub triggers: Family<TriggerLabel, Counter>,
     pub webhooks: Family<OutcomeLabel, Counter>,
     pub fetch_errors: Counter,
+    pub events: Family<EventLabel, Counter>,
+    pub service_health: Family<HealthLabel, Gauge>,
 }
 
 impl Metrics {
@@ -164,6 +182,18 @@ impl Metrics {
             "Fetches of the remote that failed (the last fetched commit is used meanwhile)",
             fetch_errors.clone(),
         );
+        let events = Family::<EventLabel, Counter>::default();
+        registry.register(
+            "events",
+            "Events received from the engine of the manager the watcher follows, by type",
+            events.clone(),
+        );
+        let service_health = Family::<HealthLabel, Gauge>::default();
+        registry.register(
+            "service_health",
+            "1 for each service's current health state, 0 for its other states",
+            service_health.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -179,6 +209,27 @@ impl Metrics {
             triggers,
             webhooks,
             fetch_errors,
+            events,
+            service_health,
+        }
+    }
+
+    /// Sets `shoal_service_health{service,state}`: 1 for each service's state, 0 for the
+    /// others; services no longer listed are dropped.
+    pub fn set_health<'a>(
+        &self,
+        services: impl IntoIterator<Item = (&'a str, crate::health::HealthState)>,
+    ) {
+        self.service_health.clear();
+        for (service, current) in services {
+            for state in crate::health::HealthState::ALL {
+                self.service_health
+                    .get_or_create(&HealthLabel {
+                        service: service.to_string(),
+                        state: state.as_str().to_string(),
+                    })
+                    .set(i64::from(state == current));
+            }
         }
     }
 

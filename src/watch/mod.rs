@@ -1,8 +1,9 @@
 //! `shoal watch`: a level-triggered reconciler that follows a branch.
 //!
 //! Every wake-up goes into one channel: the branch moved (notify on the local `.git`: HEAD,
-//! packed-refs, refs/heads), the resync timer (drift; the fetch of a remote), an authenticated
-//! webhook, SIGHUP, a retry after a failure. The loop debounces it, then does the same thing
+//! packed-refs, refs/heads), the resync timer (drift; the fetch of a remote), an event of the
+//! engine (a service or node changed: see the `events` module), an authenticated webhook, SIGHUP, a
+//! retry after a failure. The loop debounces it, then does the same thing
 //! whatever woke it: fetch (a remote), read the branch's tip commit, load the files of that
 //! commit (never the work tree), observe the cluster, plan, and apply under the driver's apply
 //! lock. Every pass that reaches the cluster observes it, and `/status` shows that observation
@@ -28,6 +29,7 @@
 
 mod backoff;
 mod driver;
+mod events;
 mod http;
 mod metrics;
 pub mod page;
@@ -245,6 +247,7 @@ pub struct Watcher {
     task: JoinHandle<u8>,
     http: Option<(JoinHandle<()>, watch::Sender<bool>)>,
     timer: Option<JoinHandle<()>>,
+    events: Option<JoinHandle<()>>,
     git: Option<notify::RecommendedWatcher>,
 }
 
@@ -327,6 +330,8 @@ impl Watcher {
             options.env.clone(),
             options.apply.clone(),
         ));
+        let events = (!options.once)
+            .then(|| events::spawn(reconciler.clone(), shared.clone(), triggers.clone()));
         let settings = LoopSettings {
             once: options.once,
             interval: options.interval,
@@ -347,6 +352,7 @@ impl Watcher {
             task,
             http,
             timer,
+            events,
             git,
         })
     }
@@ -379,6 +385,7 @@ impl Watcher {
             task,
             http,
             timer,
+            events,
             git,
             ..
         } = self;
@@ -393,6 +400,9 @@ impl Watcher {
         drop(git);
         if let Some(timer) = timer {
             timer.abort();
+        }
+        if let Some(events) = events {
+            events.abort();
         }
         if let Some((server, closed)) = http {
             let _ = closed.send(true);
@@ -657,6 +667,12 @@ fn record(shared: &Shared, followed: &Followed, pass: &Pass, now: u64) {
             });
         }
         if let Some(status) = &pass.status {
+            metrics.set_health(
+                status
+                    .services
+                    .iter()
+                    .map(|s| (s.name.as_str(), s.health.state)),
+            );
             report.cluster = Some(status.clone());
             report.observed_at = pass.observed_at;
         }

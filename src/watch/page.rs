@@ -254,18 +254,20 @@ fn nodes_and_services(out: &mut String, cluster: &Status) {
     let _ = writeln!(
         out,
         "</table><h2>Services</h2><table><tr><th>Service</th><th>Stack</th><th>Mode</th>\
-             <th>Running / desired</th><th>Image</th></tr>"
+             <th>Running / desired</th><th>Health</th><th>Image</th></tr>"
     );
     for s in &cluster.services {
         let class = if s.running >= s.replicas { "ok" } else { "bad" };
+        let health_class = if s.health.is_healthy() { "ok" } else { "bad" };
         let _ = writeln!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{} / {}</td><td><code>{}</code></td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{} / {}</td><td class=\"{health_class}\">{}</td><td><code>{}</code></td></tr>",
                 escape(&s.name),
                 escape(&s.stack),
                 escape(&s.mode),
                 s.running,
                 s.replicas,
+                escape(&s.health.line()),
                 escape(&s.image)
             );
     }

@@ -144,6 +144,21 @@ impl Pass {
     }
 }
 
+/// The services of `status` that are degraded or missing, as `name: state: reason`.
+fn not_healthy(status: &Status) -> Vec<String> {
+    status
+        .services
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.health.state,
+                crate::health::HealthState::Degraded | crate::health::HealthState::Missing
+            )
+        })
+        .map(|s| format!("{} is {}", s.name, s.health.line()))
+        .collect()
+}
+
 /// Runs passes; keeps the driver open between them while machines.yml names the same one.
 pub(crate) struct Reconciler {
     followed: Arc<Followed>,
@@ -353,7 +368,13 @@ impl Reconciler {
             && observed.revision() != plan.revision.as_deref();
         if plan.is_empty() && !unrecorded {
             tracing::debug!(revision = %target.commit, "the cluster matches commit {short}");
-            return Ok(());
+            return match pass.status.as_ref().map(not_healthy) {
+                Some(unhealthy) if !unhealthy.is_empty() => Err(format!(
+                    "commit {short} is applied, but {}",
+                    unhealthy.join("; ")
+                )),
+                _ => Ok(()),
+            };
         }
         if plan.is_empty() {
             tracing::info!(
@@ -414,12 +435,24 @@ impl Reconciler {
             .collect();
         let converged = report.converged;
         let remaining = report.remaining.clone();
+        let unhealthy: Vec<String> = report
+            .unhealthy()
+            .into_iter()
+            .map(|(name, health)| format!("{name}: {}", health.line()))
+            .collect();
         pass.report = Some(report);
         if !failed.is_empty() {
             return Err(format!(
                 "applying commit {short}: {} step(s) failed: {}",
                 failed.len(),
                 failed.join("; ")
+            ));
+        }
+        if !unhealthy.is_empty() {
+            return Err(format!(
+                "applied commit {short}, but it left {} service(s) not healthy: {}",
+                unhealthy.len(),
+                unhealthy.join("; ")
             ));
         }
         if converged {
@@ -432,6 +465,11 @@ impl Reconciler {
             );
         }
         Ok(())
+    }
+
+    /// The driver the last pass opened, if one did.
+    pub async fn current_driver(&self) -> Option<Arc<dyn Driver>> {
+        self.driver.lock().await.as_ref().map(|(_, d)| d.clone())
     }
 
     /// Releases the apply lock if this watcher holds it (at the end of every pass).
@@ -496,5 +534,9 @@ impl Progress for TracingProgress {
                 )
             }
         }
+    }
+
+    fn health(&self, line: &str) {
+        tracing::info!("{line}");
     }
 }

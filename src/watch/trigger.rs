@@ -23,6 +23,8 @@ pub enum Trigger {
     Signal,
     /// A retry after a failed or unsettled pass.
     Retry,
+    /// An event of the engine (a service or node changed, a container died).
+    Event,
 }
 
 impl Trigger {
@@ -35,6 +37,7 @@ impl Trigger {
             Trigger::Webhook => "webhook",
             Trigger::Signal => "signal",
             Trigger::Retry => "retry",
+            Trigger::Event => "event",
         }
     }
 }

@@ -6,6 +6,7 @@ use super::Clock;
 use crate::engine::{
     EngineError, EngineInfo, EngineResult, JoinTokens, NodeSpecUpdate, Swarm, SwarmObject,
 };
+use crate::model::observed::ObservedTask;
 use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
 use crate::model::{ObservedNode, ObservedObject, ObservedService};
 use async_trait::async_trait;
@@ -160,5 +161,9 @@ impl Swarm for SimEngine {
 
     async fn remove_config(&self, id: &str) -> EngineResult<()> {
         self.write(|s, m, _| s.remove_object(m, ObjectKind::Config, id))
+    }
+
+    async fn list_tasks(&self) -> EngineResult<Vec<ObservedTask>> {
+        self.read(|s, m| s.list_tasks(m))
     }
 }

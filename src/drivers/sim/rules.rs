@@ -16,7 +16,7 @@ use crate::compose::validate::{duplicate_port, duplicate_target, port_conflict, 
 use crate::engine::{
     EngineError, EngineInfo, EngineResult, JoinTokens, NodeSpecUpdate, SwarmObject,
 };
-use crate::model::observed::LocalSwarmState;
+use crate::model::observed::{LocalSwarmState, ObservedTask, TaskState};
 use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
 use crate::model::{
     Availability, NodeState, ObservedNode, ObservedObject, ObservedService, Reachability, Role,
@@ -771,10 +771,64 @@ impl SimState {
                 id: s.id.clone(),
                 version: s.version,
                 spec: s.spec.clone(),
-                running: swarm.running_tasks(s),
+                running: if sched::image_missing(&s.spec) {
+                    0
+                } else {
+                    swarm.running_tasks(s)
+                },
                 desired: s.spec.replicas().unwrap_or(s.tasks.len() as u64),
+                update_status: None,
+                template_key: None,
             })
             .collect())
+    }
+
+    /// `GET /tasks`: one task per task of each stack service, as the engine would list it
+    /// (the sim keeps no history): running on a ready node, pending without a node ("no
+    /// suitable node"), rejected when no node has the image.
+    pub(super) fn list_tasks(&self, machine: &str) -> EngineResult<Vec<ObservedTask>> {
+        let swarm = self.read_swarm(machine)?;
+        let mut tasks = Vec::new();
+        for service in swarm.services.values() {
+            let missing = sched::image_missing(&service.spec);
+            let replicated = service.spec.replicas().is_some();
+            for (index, task) in service.tasks.iter().enumerate() {
+                let node = task.node.as_deref().and_then(|id| swarm.nodes.get(id));
+                let (state, error) = match node {
+                    None => (
+                        TaskState::Pending,
+                        Some(format!(
+                            "no suitable node (scheduling constraints not satisfied on {} nodes)",
+                            swarm.nodes.len()
+                        )),
+                    ),
+                    Some(_) if missing => (
+                        TaskState::Rejected,
+                        Some(format!(
+                            "No such image: {}",
+                            service.spec.task_template.container_spec.image
+                        )),
+                    ),
+                    Some(node) if node.state == NodeState::Ready => (TaskState::Running, None),
+                    Some(_) => (TaskState::Orphaned, None),
+                };
+                tasks.push(ObservedTask {
+                    id: format!("{}.{}", service.id, index + 1),
+                    service_id: service.id.clone(),
+                    slot: replicated.then_some(index as u64 + 1),
+                    node_id: task.node.clone(),
+                    desired_state: TaskState::Running,
+                    state,
+                    message: String::new(),
+                    error,
+                    exit_code: None,
+                    timestamp: 0,
+                    spec_key: None,
+                    health_checked: false,
+                });
+            }
+        }
+        Ok(tasks)
     }
 
     /// `POST /services/create`.

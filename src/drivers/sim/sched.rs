@@ -6,6 +6,9 @@
 //! the fewest tasks of that service, then the fewest tasks overall (ties by hostname, then
 //! ID). A global service has one task per eligible node. Changing a service's task template
 //! redeploys all its tasks (the caller clears them first).
+//!
+//! Tasks on a ready node run at once, except those of a service whose image starts with
+//! [`MISSING_IMAGE_PREFIX`]: no node has it, so they are rejected as the engine rejects them.
 
 use super::state::{SimNode, SimSwarm, SimTask};
 use crate::model::spec::ServiceSpec;
@@ -76,6 +79,18 @@ impl Constraint {
             Operator::NotEqual => !equal,
         }
     }
+}
+
+/// The image prefix the sim treats as present on no node: a service whose image starts with it
+/// has every task rejected with the engine's "No such image" error (to try health without Docker).
+pub(crate) const MISSING_IMAGE_PREFIX: &str = "missing/";
+
+/// Whether no sim node has the service's image (see [`MISSING_IMAGE_PREFIX`]).
+pub(super) fn image_missing(spec: &ServiceSpec) -> bool {
+    spec.task_template
+        .container_spec
+        .image
+        .starts_with(MISSING_IMAGE_PREFIX)
 }
 
 /// The constraints of a service's spec.

@@ -156,6 +156,8 @@ mod tests {
                         spec: spec.clone(),
                         running: 1,
                         desired: 1,
+                        update_status: None,
+                        template_key: None,
                     },
                 );
             }

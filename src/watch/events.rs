@@ -1,0 +1,280 @@
+//! The engine's event stream as a trigger source: the watcher follows `GET /events` of a
+//! manager it observed (the leader when it is ready), so drift and lost nodes wake the loop at
+//! once instead of at the next resync.
+//!
+//! Service and node events wake the loop ([`Trigger::Event`]); container events of the
+//! manager are counted, and wake it at most every [`CONTAINER_GAP`] (swarm restarts failed
+//! tasks itself: the pass only refreshes their health). Every event is counted in
+//! `shoal_events_total{type}`. A stream that cannot be opened or ends is opened again with
+//! backoff (1 s doubling to 30 s), from the time of the last event seen; meanwhile the resync
+//! timer still runs. A driver whose engines are not Docker engines (the sim) has no events:
+//! the timer alone wakes the loop. With the dind driver, the host engine's events of the
+//! cluster's machine containers (`die`, `stop`, `kill`, `destroy`) wake the loop too, counted
+//! as `machine`: a removed machine is noticed at once, not when swarm marks its node down.
+
+use super::backoff::Backoff;
+use super::metrics::EventLabel;
+use super::reconcile::Reconciler;
+use super::trigger::{self, Trigger};
+use super::Shared;
+use crate::docker::DockerEngine;
+use crate::model::{DriverKind, LABEL_CLUSTER};
+use bollard::query_parameters::EventsOptions;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// The event types followed.
+const TYPES: [&str; 3] = ["service", "node", "container"];
+/// The shortest time between two wake-ups by container events.
+pub(crate) const CONTAINER_GAP: Duration = Duration::from_secs(10);
+
+/// Follows the events of the manager the last pass observed (and, with the dind driver, of the
+/// host engine's machine containers) until `triggers` closes.
+pub(crate) fn spawn(
+    reconciler: Arc<Reconciler>,
+    shared: Arc<Shared>,
+    triggers: mpsc::Sender<Trigger>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let host = {
+            let (shared, triggers) = (shared.clone(), triggers.clone());
+            retrying("host", triggers.clone(), move |since| {
+                let (shared, triggers) = (shared.clone(), triggers.clone());
+                async move {
+                    let mut at = since;
+                    let followed = follow_host(&shared, &triggers, &mut at).await;
+                    (followed, at)
+                }
+            })
+        };
+        let manager = retrying("manager", triggers.clone(), move |since| {
+            let (reconciler, shared, triggers) =
+                (reconciler.clone(), shared.clone(), triggers.clone());
+            async move {
+                let mut at = since;
+                let followed = follow(&reconciler, &shared, &triggers, &mut at).await;
+                (followed, at)
+            }
+        });
+        tokio::join!(host, manager);
+    })
+}
+
+/// Runs `attempt` again and again with backoff until `triggers` closes or it is off; each
+/// attempt starts from the time of the last event the previous one saw.
+async fn retrying<F, Fut>(what: &str, triggers: mpsc::Sender<Trigger>, attempt: F)
+where
+    F: Fn(Option<i64>) -> Fut,
+    Fut: std::future::Future<Output = (Followed, Option<i64>)>,
+{
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut since: Option<i64> = None;
+    let mut last_problem = String::new();
+    loop {
+        if triggers.is_closed() {
+            return;
+        }
+        let (followed, at) = attempt(since).await;
+        since = at;
+        match followed {
+            Followed::Streamed => backoff.reset(),
+            Followed::Off => return,
+            Followed::Failed(problem) => {
+                if problem != last_problem {
+                    tracing::info!(
+                        "engine events ({what}): {problem}; the resync timer still runs"
+                    );
+                    last_problem = problem;
+                }
+            }
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// How one attempt to follow the stream ended.
+enum Followed {
+    /// Events came, then the stream ended (a request timeout, the manager restarting).
+    Streamed,
+    /// Why no stream could be read.
+    Failed(String),
+    /// This source does not apply to the cluster's driver.
+    Off,
+}
+
+/// A manager the last observation saw: the leader if it is ready, else any ready manager.
+fn manager(shared: &Shared) -> Option<String> {
+    let report = shared.report();
+    let cluster = report.cluster.as_ref()?;
+    let ready = |m: &&crate::render::status::MachineStatus| {
+        m.role == crate::model::Role::Manager && m.node_state == "ready"
+    };
+    cluster
+        .machines
+        .iter()
+        .filter(ready)
+        .find(|m| m.leader)
+        .or_else(|| cluster.machines.iter().find(ready))
+        .map(|m| m.name.clone())
+}
+
+async fn follow(
+    reconciler: &Reconciler,
+    shared: &Shared,
+    triggers: &mpsc::Sender<Trigger>,
+    since: &mut Option<i64>,
+) -> Followed {
+    let Some(driver) = reconciler.current_driver().await else {
+        return Followed::Failed("no cluster observed yet".to_string());
+    };
+    let Some(machine) = manager(shared) else {
+        return Followed::Failed("no ready manager observed yet".to_string());
+    };
+    let endpoint = match driver.endpoint(&machine).await {
+        Ok(endpoint) => endpoint,
+        Err(e) => return Followed::Failed(format!("cannot reach {machine}: {e}")),
+    };
+    if !["unix://", "tcp://", "ssh://"]
+        .iter()
+        .any(|scheme| endpoint.starts_with(scheme))
+    {
+        tracing::info!(
+            "{machine} ({endpoint}) has no engine events: the resync timer alone wakes the loop"
+        );
+        return Followed::Off;
+    }
+    let engine = match DockerEngine::connect(&endpoint, None).await {
+        Ok(engine) => engine,
+        Err(e) => return Followed::Failed(format!("cannot connect to {machine}: {e}")),
+    };
+    let filters = HashMap::from([(
+        "type".to_string(),
+        TYPES.iter().map(|t| (*t).to_string()).collect(),
+    )]);
+    stream(engine.client(), filters, &machine, shared, triggers, since).await
+}
+
+/// Follows the host engine of the dind driver for the cluster's machine containers: one that
+/// dies or is removed wakes the loop at once, long before swarm marks its node down.
+async fn follow_host(
+    shared: &Shared,
+    triggers: &mpsc::Sender<Trigger>,
+    since: &mut Option<i64>,
+) -> Followed {
+    let cluster = {
+        let report = shared.report();
+        match report.cluster.as_ref() {
+            Some(status) if status.driver == DriverKind::Dind.as_str() => status.cluster.clone(),
+            Some(_) => return Followed::Off,
+            None => return Followed::Failed("no cluster observed yet".to_string()),
+        }
+    };
+    let docker = match crate::drivers::dind::connect_host().await {
+        Ok(docker) => docker,
+        Err(e) => return Followed::Failed(format!("cannot connect to the host engine: {e}")),
+    };
+    let filters = HashMap::from([
+        ("type".to_string(), vec!["container".to_string()]),
+        (
+            "label".to_string(),
+            vec![format!("{LABEL_CLUSTER}={cluster}")],
+        ),
+        (
+            "event".to_string(),
+            ["die", "destroy", "stop", "kill"]
+                .iter()
+                .map(|e| (*e).to_string())
+                .collect(),
+        ),
+    ]);
+    stream(&docker, filters, "the host engine", shared, triggers, since).await
+}
+
+/// Reads one event stream until it ends: counts each event, and wakes the loop.
+async fn stream(
+    docker: &bollard::Docker,
+    filters: HashMap<String, Vec<String>>,
+    source: &str,
+    shared: &Shared,
+    triggers: &mpsc::Sender<Trigger>,
+    since: &mut Option<i64>,
+) -> Followed {
+    let options = EventsOptions {
+        since: since.map(|nanos| {
+            format!(
+                "{}.{:09}",
+                nanos.div_euclid(1_000_000_000),
+                nanos.rem_euclid(1_000_000_000)
+            )
+        }),
+        filters: Some(filters),
+        ..EventsOptions::default()
+    };
+    let mut stream = docker.events(Some(options));
+    tracing::debug!("following the engine events of {source}");
+    let host = source == "the host engine";
+    let mut streamed = false;
+    let mut last_container_wake: Option<Instant> = None;
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) if streamed => {
+                tracing::debug!("the event stream of {source} ended: {e}");
+                break;
+            }
+            Err(e) => return Followed::Failed(format!("events of {source}: {e}")),
+        };
+        streamed = true;
+        // A stream opened again from the last event's time repeats the events of that instant.
+        if let (Some(time), Some(last)) = (event.time_nano, *since) {
+            if time <= last {
+                continue;
+            }
+        }
+        if let Some(time) = event.time_nano {
+            *since = Some(time);
+        }
+        let kind = event
+            .typ
+            .map(|t| t.as_ref().to_string())
+            .unwrap_or_default();
+        let label = if host {
+            "machine".to_string()
+        } else {
+            kind.clone()
+        };
+        shared
+            .metrics
+            .events
+            .get_or_create(&EventLabel {
+                r#type: label.clone(),
+            })
+            .inc();
+        let wake = match label.as_str() {
+            "container" => {
+                let due = last_container_wake.is_none_or(|at| at.elapsed() >= CONTAINER_GAP);
+                if due {
+                    last_container_wake = Some(Instant::now());
+                }
+                due
+            }
+            _ => true,
+        };
+        if wake {
+            tracing::debug!(
+                "engine event: {label} {}",
+                event.action.as_deref().unwrap_or("")
+            );
+            trigger::send(triggers, Trigger::Event);
+        }
+    }
+    if streamed {
+        Followed::Streamed
+    } else {
+        Followed::Failed(format!("the event stream of {source} closed"))
+    }
+}
