@@ -3,6 +3,7 @@
 //! located.
 
 use super::convert::object_name;
+use super::merge;
 use super::service::read_service;
 use super::types::{ComposeFile, FileObject, Network, Volume};
 use crate::diag::Diagnostic;
@@ -67,41 +68,70 @@ pub struct Loader<'a> {
     pub vars: &'a Vars,
 }
 
-/// Reads and validates one compose file of stack `stack`. Problems go to `diags`; `None` when
-/// the file could not be read at all.
+/// Reads and validates the compose files of stack `stack` (`sources`: each file's repository
+/// path and content), merged in order as `docker stack deploy -c a.yml -c b.yml` merges them
+/// ([`super::merge`]). Each file is interpolated on its own; relative paths are relative to the
+/// first file's folder, as for the docker CLI. Problems go to `diags`, each naming the file that
+/// introduced it; `None` when a file could not be read at all.
 pub fn load_compose(
     stack: &str,
-    file: &str,
-    bytes: &[u8],
+    sources: &[(&str, &[u8])],
     files: &dyn FileSource,
     vars: &Vars,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ComposeFile> {
-    let parsed = match yaml::parse(bytes) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            diags.push(yaml_diagnostic(file, &e));
+    let (first, _) = sources.first()?;
+    let mut merged: Option<Node> = None;
+    let mut quiet = std::collections::BTreeSet::new();
+    for (index, (file, bytes)) in sources.iter().enumerate() {
+        let parsed = match yaml::parse(bytes) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                diags.push(yaml_diagnostic(file, &e));
+                return None;
+            }
+        };
+        diags.extend(parsed.errors.iter().map(|e| yaml_diagnostic(file, e)));
+        let Some(mut root) = parsed.root else {
+            diags.push(
+                Diagnostic::error(file, 0, 0, "the compose file is empty")
+                    .with_help("add a `services:` section"),
+            );
             return None;
-        }
-    };
-    diags.extend(parsed.errors.iter().map(|e| yaml_diagnostic(file, e)));
-    let Some(mut root) = parsed.root else {
-        diags.push(
-            Diagnostic::error(file, 0, 0, "the compose file is empty")
-                .with_help("add a `services:` section"),
-        );
-        return None;
-    };
+        };
+        let mut ctx = Ctx::new(file);
+        interpolate_tree(&mut root, vars, &mut ctx);
+        diags.append(&mut ctx.diags);
+        quiet.extend(ctx.quiet.into_iter().map(|pos| Pos {
+            line: pos.line + index * merge::FILE_STRIDE,
+            ..pos
+        }));
+        merge::tag_file(&mut root, index);
+        merged = Some(match merged {
+            None => root,
+            Some(base) => merge::merge_files(base, root),
+        });
+    }
+    let root = merged?;
     let mut loader = Loader {
-        ctx: Ctx::new(file),
+        ctx: Ctx::new(first),
         stack,
-        dir: parent_dir(file),
+        dir: parent_dir(first),
         files,
         vars,
     };
-    interpolate_tree(&mut root, vars, &mut loader.ctx);
+    loader.ctx.quiet = quiet;
     let compose = loader.read_file(&root);
-    diags.append(&mut loader.ctx.diags);
+    for mut diag in loader.ctx.diags {
+        let (index, line) = merge::origin(diag.line);
+        if diag.file == *first && index > 0 {
+            if let Some((file, _)) = sources.get(index) {
+                diag.file = file.to_string();
+                diag.line = line;
+            }
+        }
+        diags.push(diag);
+    }
     compose
 }
 

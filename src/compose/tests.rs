@@ -19,8 +19,7 @@ fn load_with(
     let mut diags = Vec::new();
     let stack = load_stack(
         "dataapp",
-        FILE,
-        compose.as_bytes(),
+        &[(FILE, compose.as_bytes())],
         &source,
         vars,
         &mut diags,
@@ -371,8 +370,7 @@ configs:
     let mut diags = Vec::new();
     let stack = load_stack(
         "app",
-        "stacks/compose.yml",
-        compose.as_bytes(),
+        &[("stacks/compose.yml", compose.as_bytes())],
         &source,
         &Vars::default(),
         &mut diags,

@@ -6,7 +6,7 @@ use crate::diag::Diagnostic;
 use crate::model::{DriverKind, MachineSpec, Policy, Role};
 use crate::yaml::decode::{join, to_json, Ctx, Fields};
 use crate::yaml::files::{read_error, resolve_path, FileSource};
-use crate::yaml::{self, yaml_diagnostic, Node, Pos};
+use crate::yaml::{self, yaml_diagnostic, Node, Pos, Value};
 use std::collections::BTreeMap;
 
 /// Largest `count` accepted for one machine entry.
@@ -49,8 +49,8 @@ const EXAMPLE: &str = "create machines.yml at the repository root, for example:\
 pub struct StackRef {
     /// Stack name.
     pub name: String,
-    /// Compose file, relative to the repository.
-    pub file: String,
+    /// Compose files, relative to the repository, merged in order (at least one).
+    pub files: Vec<String>,
     /// Where `machines.yml` names it (0:0 for the default stack).
     pub pos: Pos,
     /// The default stack, used only when its compose file exists.
@@ -118,7 +118,7 @@ pub fn load(files: &dyn FileSource, diags: &mut Vec<Diagnostic>) -> Machines {
     if !stacks_written {
         out.stacks.push(StackRef {
             name: out.cluster.clone(),
-            file: DEFAULT_COMPOSE_FILE.to_string(),
+            files: vec![DEFAULT_COMPOSE_FILE.to_string()],
             pos: Pos::default(),
             optional: true,
         });
@@ -380,22 +380,39 @@ fn read_stacks(ctx: &mut Ctx, node: &Node, out: &mut Machines) {
         if !check_name(ctx, entry.key_pos, "stack name", &entry.key) {
             continue;
         }
-        let Some(file) = ctx.string(&entry.value, &join("stacks", &entry.key)) else {
+        let path = join("stacks", &entry.key);
+        let written = match &entry.value.value {
+            Value::Seq(_) => ctx.strings(&entry.value, &path),
+            _ => ctx.string(&entry.value, &path).into_iter().collect(),
+        };
+        if written.is_empty() {
             ctx.error_help(
                 entry.key_pos,
                 format!("stack `{}` names no compose file", entry.key),
-                format!("write `{}: docker-compose.yml`", entry.key),
+                format!(
+                    "write `{0}: docker-compose.yml`, or a list merged in order: `{0}: [docker-compose.yml, docker-compose.prod.yml]`",
+                    entry.key
+                ),
             );
             continue;
-        };
-        match resolve_path("", &file) {
-            Ok(file) => out.stacks.push(StackRef {
+        }
+        let files: Vec<String> = written
+            .iter()
+            .filter_map(|file| match resolve_path("", file) {
+                Ok(file) => Some(file),
+                Err(problem) => {
+                    ctx.error(entry.value.pos, format!("stack `{}`: {problem}", entry.key));
+                    None
+                }
+            })
+            .collect();
+        if files.len() == written.len() {
+            out.stacks.push(StackRef {
                 name: entry.key.clone(),
-                file,
+                files,
                 pos: entry.value.pos,
                 optional: false,
-            }),
-            Err(problem) => ctx.error(entry.value.pos, format!("stack `{}`: {problem}", entry.key)),
+            });
         }
     }
 }
@@ -563,7 +580,7 @@ mod tests {
         let files: Vec<_> = out
             .stacks
             .iter()
-            .map(|s| (s.name.as_str(), s.file.as_str()))
+            .map(|s| (s.name.as_str(), s.files[0].as_str()))
             .collect();
         assert_eq!(files, [("web", "stacks/web.yml"), ("api", "api.yml")]);
         assert!(!out.policy.prune);
