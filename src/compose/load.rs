@@ -3,6 +3,7 @@
 //! located.
 
 use super::convert::object_name;
+use super::encrypted::{AgeError, Keys, AGE_KEY_FILE_VAR, AGE_KEY_VAR};
 use super::merge;
 use super::service::read_service;
 use super::types::{ComposeFile, FileObject, Network, Volume};
@@ -66,18 +67,22 @@ pub struct Loader<'a> {
     pub files: &'a dyn FileSource,
     /// Interpolation variables.
     pub vars: &'a Vars,
+    /// The identities that decrypt age-encrypted secret and config files.
+    pub keys: &'a Keys,
 }
 
 /// Reads and validates the compose files of stack `stack` (`sources`: each file's repository
 /// path and content), merged in order as `docker stack deploy -c a.yml -c b.yml` merges them
 /// ([`super::merge`]). Each file is interpolated on its own; relative paths are relative to the
-/// first file's folder, as for the docker CLI. Problems go to `diags`, each naming the file that
-/// introduced it; `None` when a file could not be read at all.
+/// first file's folder, as for the docker CLI. Secret and config files encrypted with age are
+/// decrypted with `keys`. Problems go to `diags`, each naming the file that introduced it;
+/// `None` when a file could not be read at all.
 pub fn load_compose(
     stack: &str,
     sources: &[(&str, &[u8])],
     files: &dyn FileSource,
     vars: &Vars,
+    keys: &Keys,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ComposeFile> {
     let (first, _) = sources.first()?;
@@ -119,6 +124,7 @@ pub fn load_compose(
         dir: parent_dir(first),
         files,
         vars,
+        keys,
     };
     loader.ctx.quiet = quiet;
     let compose = loader.read_file(&root);
@@ -480,6 +486,21 @@ impl Loader<'_> {
         }
         let node = file_node?;
         let (file, data) = self.read_file_at(node, &join(path, "file"), kind)?;
+        let data = if super::encrypted::is_encrypted(&file, &data) {
+            match self.keys.decrypt(&data) {
+                Ok(plaintext) => plaintext,
+                Err(e) => {
+                    self.ctx.error_help(
+                        node.pos,
+                        format!("{kind} file `{file}` is encrypted with age, and {e}"),
+                        age_help(&e),
+                    );
+                    return None;
+                }
+            }
+        } else {
+            data
+        };
         if data.len() > max_bytes {
             self.ctx.error(
                 node.pos,
@@ -554,6 +575,20 @@ impl Loader<'_> {
                 Vec::new()
             }
         }
+    }
+}
+
+/// What to do about a file that could not be decrypted.
+fn age_help(error: &AgeError) -> String {
+    match error {
+        AgeError::NoIdentity => format!(
+            "set {AGE_KEY_VAR} to the cluster's age identity (`AGE-SECRET-KEY-1…`), or {AGE_KEY_FILE_VAR} to a file of identities as `age-keygen` writes it"
+        ),
+        AgeError::InvalidIdentity { .. } => format!(
+            "{AGE_KEY_VAR} (or the file {AGE_KEY_FILE_VAR} names) must hold age identities, one per line, `#` comments allowed"
+        ),
+        AgeError::NoMatchingKey { .. } => "encrypt the file to the cluster's public key (`age -r age1… -o FILE.age FILE`), or give the identity it was encrypted to".to_string(),
+        AgeError::Malformed(_) => "encrypt the file again with `age -r <public key> -o FILE.age FILE`".to_string(),
     }
 }
 

@@ -22,6 +22,7 @@ fn load_with(
         &[(FILE, compose.as_bytes())],
         &source,
         vars,
+        &Default::default(),
         &mut diags,
     );
     diags.sort_by_key(|d| (d.severity, d.line, d.column));
@@ -373,6 +374,7 @@ configs:
         &[("stacks/compose.yml", compose.as_bytes())],
         &source,
         &Vars::default(),
+        &Default::default(),
         &mut diags,
     )
     .unwrap();

@@ -9,6 +9,9 @@ pub mod machines;
 
 pub use crate::yaml::files::{FileSource, MemSource};
 
+pub use crate::compose::encrypted::{AGE_KEY_FILE_VAR, AGE_KEY_VAR};
+
+use crate::compose::encrypted::Keys;
 use crate::diag::{Diagnostic, Invalid, Severity};
 use crate::model::Desired;
 use crate::yaml::files::read_error;
@@ -21,15 +24,26 @@ pub const MACHINES_FILE: &str = "machines.yml";
 pub const DEFAULT_COMPOSE_FILE: &str = "docker-compose.yml";
 /// The file of interpolation variables.
 pub const DOTENV_FILE: &str = ".env";
+/// The prefix of shoal's own variables (`SHOAL_WEBHOOK_SECRET`, `SHOAL_GIT_TOKEN`,
+/// `SHOAL_AGE_KEY`, ...), which `${VAR}` interpolation never sees.
+pub const OWN_VAR_PREFIX: &str = "SHOAL_";
 
 /// Loads and validates machines.yml, the stacks' compose files, .env, and secret/config files.
-/// `env` is the process environment used for interpolation (it wins over .env, as in docker compose).
+/// `env` is the process environment used for interpolation (it wins over .env, as in docker
+/// compose); the age identities that decrypt encrypted secret and config files travel in it
+/// under [`AGE_KEY_VAR`] (put there by `source::interpolation_env`), and interpolation never
+/// sees them, nor any other `SHOAL_*` variable.
 pub fn load(files: &dyn FileSource, env: &BTreeMap<String, String>) -> Result<Desired, Invalid> {
     let mut diags = Vec::new();
     let machines = machines::load(files, &mut diags);
+    let keys = Keys::parse(env.get(AGE_KEY_VAR).map(String::as_str));
+    let env: BTreeMap<String, String> = (env.iter())
+        .filter(|(name, _)| !name.starts_with(OWN_VAR_PREFIX))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
     let vars = env::Vars {
-        env: env.clone(),
-        dotenv: load_dotenv(files, env, &mut diags),
+        dotenv: load_dotenv(files, &env, &mut diags),
+        env,
     };
     let mut desired = without_stacks(&machines);
     let mut owners: BTreeMap<(&str, String), String> = BTreeMap::new();
@@ -43,7 +57,7 @@ pub fn load(files: &dyn FileSource, env: &BTreeMap<String, String>) -> Result<De
             .map(|(file, bytes)| (file.as_str(), bytes.as_slice()))
             .collect();
         let Some(stack) =
-            crate::compose::load_stack(&stack_ref.name, &sources, files, &vars, &mut diags)
+            crate::compose::load_stack(&stack_ref.name, &sources, files, &vars, &keys, &mut diags)
         else {
             continue;
         };
