@@ -156,7 +156,13 @@ mod tests {
 
     fn text(keys: &[&x25519::Identity]) -> String {
         keys.iter()
-            .map(|k| format!("# public key: {}\n{}\n", k.to_public(), k.to_string().expose_secret()))
+            .map(|k| {
+                format!(
+                    "# public key: {}\n{}\n",
+                    k.to_public(),
+                    k.to_string().expose_secret()
+                )
+            })
             .collect()
     }
 
