@@ -14,6 +14,7 @@ pub mod engine;
 pub mod model;
 pub mod observe;
 pub mod plan;
+pub mod registry;
 pub mod render;
 pub mod source;
 pub mod watch;

@@ -139,11 +139,12 @@ pub async fn load_and_plan(
     let Source { files, revision } = source;
     let env = planning.env.clone();
     let driver_override = planning.driver_override;
-    let desired =
+    let mut desired =
         tokio::task::spawn_blocking(move || load_desired(files.as_ref(), &env, driver_override))
             .await
             .map_err(|e| PlanningError::Task(e.to_string()))?
             .map_err(PlanningError::Invalid)?;
+    let image_warnings = crate::registry::pin_images(&mut desired).await;
     let driver = opener
         .open(&desired)
         .await
@@ -158,7 +159,7 @@ pub async fn load_and_plan(
             .map_err(PlanningError::Lock)?;
     }
     let planned = observe_and_plan(&driver, &desired, revision, planning.allow_destroy_all).await;
-    let (observed, plan) = match planned {
+    let (observed, mut plan) = match planned {
         Ok(planned) => planned,
         Err(error) => {
             if let Some((holder, _)) = &planning.lock {
@@ -169,6 +170,7 @@ pub async fn load_and_plan(
             return Err(error);
         }
     };
+    plan.warnings.extend(image_warnings);
     Ok(Planned {
         desired,
         driver,

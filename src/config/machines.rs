@@ -3,7 +3,7 @@
 
 use super::{dns_problem, dns_safe, DEFAULT_COMPOSE_FILE, MACHINES_FILE};
 use crate::diag::Diagnostic;
-use crate::model::{DriverKind, MachineSpec, Policy, Role};
+use crate::model::{DriverKind, ImagePolicy, MachineSpec, Policy, Role};
 use crate::yaml::decode::{join, to_json, Ctx, Fields};
 use crate::yaml::files::{read_error, resolve_path, FileSource};
 use crate::yaml::{self, yaml_diagnostic, Node, Pos, Value};
@@ -32,6 +32,7 @@ const POLICY_KEYS: &[&str] = &[
     "rebalance",
     "down_grace",
     "show_values",
+    "images",
 ];
 const DRIVERS: &[&str] = &["dind", "sim", "generic", "docker-machine"];
 
@@ -442,6 +443,18 @@ fn read_policy(ctx: &mut Ctx, node: &Node, policy: &mut Policy) {
     }
     if let Some(node) = fields.get("show_values") {
         policy.show_values = ctx.strings(node, "policy.show_values");
+    }
+    if let Some(node) = fields.get("images") {
+        match ctx.string(node, "policy.images").as_deref() {
+            Some("pin") => policy.images = ImagePolicy::Pin,
+            Some("as-written") => policy.images = ImagePolicy::AsWritten,
+            Some(other) => ctx.error_help(
+                node.pos,
+                format!("`policy.images` is `{other}`"),
+                "write `pin` (resolve tags to digests, the default) or `as-written`",
+            ),
+            None => {}
+        }
     }
 }
 

@@ -4,7 +4,7 @@ pub mod desired;
 pub mod observed;
 pub mod spec;
 
-pub use desired::{Desired, DriverKind, MachineSpec, Policy, Role, Stack};
+pub use desired::{Desired, DriverKind, ImagePolicy, MachineSpec, Policy, Role, Stack};
 pub use observed::{
     Availability, MachineState, NodeState, Observed, ObservedMachine, ObservedNode, ObservedObject,
     ObservedService, Reachability,
