@@ -139,12 +139,11 @@ pub async fn load_and_plan(
     let Source { files, revision } = source;
     let env = planning.env.clone();
     let driver_override = planning.driver_override;
-    let mut desired =
+    let desired =
         tokio::task::spawn_blocking(move || load_desired(files.as_ref(), &env, driver_override))
             .await
             .map_err(|e| PlanningError::Task(e.to_string()))?
             .map_err(PlanningError::Invalid)?;
-    let image_warnings = crate::registry::pin_images(&mut desired).await;
     let driver = opener
         .open(&desired)
         .await
@@ -159,7 +158,7 @@ pub async fn load_and_plan(
             .map_err(PlanningError::Lock)?;
     }
     let planned = observe_and_plan(&driver, &desired, revision, planning.allow_destroy_all).await;
-    let (observed, mut plan) = match planned {
+    let (observed, plan) = match planned {
         Ok(planned) => planned,
         Err(error) => {
             if let Some((holder, _)) = &planning.lock {
@@ -170,7 +169,6 @@ pub async fn load_and_plan(
             return Err(error);
         }
     };
-    plan.warnings.extend(image_warnings);
     Ok(Planned {
         desired,
         driver,
@@ -179,16 +177,20 @@ pub async fn load_and_plan(
     })
 }
 
-/// Observes the cluster now and plans `desired` against it.
+/// Observes the cluster now and plans `desired` against it, its images pinned to the digests
+/// their tags point to now (`policy.images: pin`; see [`crate::registry::pin_images`]).
 async fn observe_and_plan(
     driver: &Arc<dyn Driver>,
     desired: &Desired,
     revision: Option<String>,
     allow_destroy_all: bool,
 ) -> Result<(Observed, Plan), PlanningError> {
+    let mut desired = desired.clone();
+    let image_warnings = crate::registry::pin_images(&mut desired).await;
     let observed = observe(driver, unix_now()).await?;
     let options = plan_options(driver.as_ref(), revision, allow_destroy_all);
-    let plan = plan(desired, &observed, &options)?;
+    let mut plan = plan(&desired, &observed, &options)?;
+    plan.warnings.extend(image_warnings);
     Ok((observed, plan))
 }
 

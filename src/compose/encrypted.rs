@@ -3,7 +3,7 @@
 //!
 //! Pure: bytes and identities in, plaintext out. The identities' text comes from
 //! `SHOAL_AGE_KEY` / `SHOAL_AGE_KEY_FILE`, read at the edge (`source::interpolation_env`) and
-//! handed to [`crate::config::load`] under [`AGE_KEY_VAR`]. No message here ever holds key
+//! handed to the configuration loader under [`AGE_KEY_VAR`]. No message here ever holds key
 //! material or plaintext.
 
 use age::x25519;
