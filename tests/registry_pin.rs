@@ -161,12 +161,18 @@ fn docker(config: Option<&Path>, args: &[&str], stdin: Option<&str>) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Builds the demo image once for the tests of this file (they run in parallel).
 fn build_demo_image() {
-    let build = Command::new("bash")
-        .arg(crate_path("images/dataservice/build.sh"))
-        .output()
-        .expect("build the demo image");
-    assert!(build.status.success(), "images/dataservice/build.sh failed");
+    static BUILT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        Command::new("bash")
+            .arg(crate_path("images/dataservice/build.sh"))
+            .output()
+            .expect("build the demo image")
+            .status
+            .success()
+    });
+    assert!(built, "images/dataservice/build.sh failed");
 }
 
 /// Pushes an image with label `version` as `image`; returns the digest the engine recorded.
