@@ -16,6 +16,7 @@ pub mod health;
 pub mod model;
 pub mod observe;
 pub mod plan;
+pub mod registry;
 pub mod render;
 pub mod source;
 pub mod watch;

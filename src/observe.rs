@@ -189,16 +189,20 @@ pub async fn plan_loaded(
     })
 }
 
-/// Observes the cluster now and plans `desired` against it.
+/// Observes the cluster now and plans `desired` against it, its images pinned to the digests
+/// their tags point to now (`policy.images: pin`; see [`crate::registry::pin_images`]).
 async fn observe_and_plan(
     driver: &Arc<dyn Driver>,
     desired: &Desired,
     revision: Option<String>,
     allow_destroy_all: bool,
 ) -> Result<(Observed, Plan), PlanningError> {
+    let mut desired = desired.clone();
+    let image_warnings = crate::registry::pin_images(&mut desired).await;
     let observed = observe(driver, unix_now()).await?;
     let options = plan_options(driver.as_ref(), revision, allow_destroy_all);
-    let plan = plan(desired, &observed, &options)?;
+    let mut plan = plan(&desired, &observed, &options)?;
+    plan.warnings.extend(image_warnings);
     Ok((observed, plan))
 }
 

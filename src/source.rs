@@ -50,14 +50,36 @@ pub struct Source {
     pub revision: Option<String>,
 }
 
-/// The prefix of shoal's own variables (`SHOAL_WEBHOOK_SECRET`, `SHOAL_GIT_TOKEN`, ...), which
-/// `${VAR}` interpolation never sees.
-pub const OWN_VAR_PREFIX: &str = "SHOAL_";
+pub use crate::config::OWN_VAR_PREFIX;
 
 /// The environment for `${VAR}` interpolation in compose files: this process's variables but
-/// shoal's own (see [`interpolation_vars`]). The one place the CLI and the watcher read it.
+/// shoal's own (see [`interpolation_vars`]), plus the age identities ([`age_identities`]) under
+/// [`crate::config::AGE_KEY_VAR`], which `config::load` takes out before interpolating. The one
+/// place the CLI and the watcher read it.
 pub fn interpolation_env() -> BTreeMap<String, String> {
-    interpolation_vars(std::env::vars())
+    let mut env = interpolation_vars(std::env::vars());
+    if let Some(keys) = age_identities() {
+        env.insert(crate::config::AGE_KEY_VAR.to_string(), keys);
+    }
+    env
+}
+
+/// The age identities that decrypt encrypted secret and config files: the text of
+/// `SHOAL_AGE_KEY` and of the file `SHOAL_AGE_KEY_FILE` names, one after the other. A file that
+/// cannot be read is a warning naming it (an encrypted file then fails to load, saying which).
+pub fn age_identities() -> Option<String> {
+    use crate::config::{AGE_KEY_FILE_VAR, AGE_KEY_VAR};
+    let mut text: Vec<String> = std::env::var(AGE_KEY_VAR).ok().into_iter().collect();
+    if let Some(path) = std::env::var_os(AGE_KEY_FILE_VAR) {
+        match std::fs::read_to_string(&path) {
+            Ok(keys) => text.push(keys),
+            Err(e) => tracing::warn!(
+                "cannot read the age identities in {AGE_KEY_FILE_VAR}={}: {e}",
+                Path::new(&path).display()
+            ),
+        }
+    }
+    (!text.is_empty()).then(|| text.join("\n"))
 }
 
 /// `vars` without shoal's own `SHOAL_*` variables, so that a committed

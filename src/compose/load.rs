@@ -3,6 +3,8 @@
 //! located.
 
 use super::convert::object_name;
+use super::encrypted::{AgeError, Keys, AGE_KEY_FILE_VAR, AGE_KEY_VAR};
+use super::merge;
 use super::service::read_service;
 use super::types::{ComposeFile, FileObject, Network, Volume};
 use crate::diag::Diagnostic;
@@ -65,43 +67,77 @@ pub struct Loader<'a> {
     pub files: &'a dyn FileSource,
     /// Interpolation variables.
     pub vars: &'a Vars,
+    /// The identities that decrypt age-encrypted secret and config files.
+    pub keys: &'a Keys,
 }
 
-/// Reads and validates one compose file of stack `stack`. Problems go to `diags`; `None` when
-/// the file could not be read at all.
+/// Reads and validates the compose files of stack `stack` (`sources`: each file's repository
+/// path and content), merged in order as `docker stack deploy -c a.yml -c b.yml` merges them
+/// ([`super::merge`]). Each file is interpolated on its own; relative paths are relative to the
+/// first file's folder, as for the docker CLI. Secret and config files encrypted with age are
+/// decrypted with `keys`. Problems go to `diags`, each naming the file that introduced it;
+/// `None` when a file could not be read at all.
 pub fn load_compose(
     stack: &str,
-    file: &str,
-    bytes: &[u8],
+    sources: &[(&str, &[u8])],
     files: &dyn FileSource,
     vars: &Vars,
+    keys: &Keys,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ComposeFile> {
-    let parsed = match yaml::parse(bytes) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            diags.push(yaml_diagnostic(file, &e));
+    let (first, _) = sources.first()?;
+    let mut merged: Option<Node> = None;
+    let mut quiet = std::collections::BTreeSet::new();
+    for (index, (file, bytes)) in sources.iter().enumerate() {
+        let parsed = match yaml::parse(bytes) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                diags.push(yaml_diagnostic(file, &e));
+                return None;
+            }
+        };
+        diags.extend(parsed.errors.iter().map(|e| yaml_diagnostic(file, e)));
+        let Some(mut root) = parsed.root else {
+            diags.push(
+                Diagnostic::error(file, 0, 0, "the compose file is empty")
+                    .with_help("add a `services:` section"),
+            );
             return None;
-        }
-    };
-    diags.extend(parsed.errors.iter().map(|e| yaml_diagnostic(file, e)));
-    let Some(mut root) = parsed.root else {
-        diags.push(
-            Diagnostic::error(file, 0, 0, "the compose file is empty")
-                .with_help("add a `services:` section"),
-        );
-        return None;
-    };
+        };
+        let mut ctx = Ctx::new(file);
+        interpolate_tree(&mut root, vars, &mut ctx);
+        diags.append(&mut ctx.diags);
+        quiet.extend(ctx.quiet.into_iter().map(|pos| Pos {
+            line: pos.line + index * merge::FILE_STRIDE,
+            ..pos
+        }));
+        merge::tag_file(&mut root, index);
+        merged = Some(match merged {
+            None => root,
+            Some(base) => merge::merge_files(base, root),
+        });
+    }
+    let root = merged?;
     let mut loader = Loader {
-        ctx: Ctx::new(file),
+        ctx: Ctx::new(first),
         stack,
-        dir: parent_dir(file),
+        dir: parent_dir(first),
         files,
         vars,
+        keys,
     };
-    interpolate_tree(&mut root, vars, &mut loader.ctx);
+    loader.ctx.quiet = quiet;
     let compose = loader.read_file(&root);
-    diags.append(&mut loader.ctx.diags);
+    for mut diag in loader.ctx.diags {
+        let (index, line) = merge::origin(diag.line);
+        if diag.file == *first && index > 0 {
+            if let Some((file, _)) = sources.get(index) {
+                diag.file = file.to_string();
+                diag.line = line;
+            }
+        }
+        diags.push(diag);
+    }
     compose
 }
 
@@ -450,6 +486,21 @@ impl Loader<'_> {
         }
         let node = file_node?;
         let (file, data) = self.read_file_at(node, &join(path, "file"), kind)?;
+        let data = if super::encrypted::is_encrypted(&file, &data) {
+            match self.keys.decrypt(&data) {
+                Ok(plaintext) => plaintext,
+                Err(e) => {
+                    self.ctx.error_help(
+                        node.pos,
+                        format!("{kind} file `{file}` is encrypted with age, and {e}"),
+                        age_help(&e),
+                    );
+                    return None;
+                }
+            }
+        } else {
+            data
+        };
         if data.len() > max_bytes {
             self.ctx.error(
                 node.pos,
@@ -524,6 +575,20 @@ impl Loader<'_> {
                 Vec::new()
             }
         }
+    }
+}
+
+/// What to do about a file that could not be decrypted.
+fn age_help(error: &AgeError) -> String {
+    match error {
+        AgeError::NoIdentity => format!(
+            "set {AGE_KEY_VAR} to the cluster's age identity (`AGE-SECRET-KEY-1…`), or {AGE_KEY_FILE_VAR} to a file of identities as `age-keygen` writes it"
+        ),
+        AgeError::InvalidIdentity { .. } => format!(
+            "{AGE_KEY_VAR} (or the file {AGE_KEY_FILE_VAR} names) must hold age identities, one per line, `#` comments allowed"
+        ),
+        AgeError::NoMatchingKey { .. } => "encrypt the file to the cluster's public key (`age -r age1… -o FILE.age FILE`), or give the identity it was encrypted to".to_string(),
+        AgeError::Malformed(_) => "encrypt the file again with `age -r <public key> -o FILE.age FILE`".to_string(),
     }
 }
 

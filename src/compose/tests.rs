@@ -19,10 +19,10 @@ fn load_with(
     let mut diags = Vec::new();
     let stack = load_stack(
         "dataapp",
-        FILE,
-        compose.as_bytes(),
+        &[(FILE, compose.as_bytes())],
         &source,
         vars,
+        &Default::default(),
         &mut diags,
     );
     diags.sort_by_key(|d| (d.severity, d.line, d.column));
@@ -371,10 +371,10 @@ configs:
     let mut diags = Vec::new();
     let stack = load_stack(
         "app",
-        "stacks/compose.yml",
-        compose.as_bytes(),
+        &[("stacks/compose.yml", compose.as_bytes())],
         &source,
         &Vars::default(),
+        &Default::default(),
         &mut diags,
     )
     .unwrap();

@@ -3,10 +3,10 @@
 
 use super::{dns_problem, dns_safe, DEFAULT_COMPOSE_FILE, MACHINES_FILE};
 use crate::diag::Diagnostic;
-use crate::model::{DriverKind, MachineAccess, MachineSpec, Policy, Role, SshAccess};
+use crate::model::{DriverKind, ImagePolicy, MachineAccess, MachineSpec, Policy, Role, SshAccess};
 use crate::yaml::decode::{join, to_json, Ctx, Fields};
 use crate::yaml::files::{read_error, resolve_path, FileSource};
-use crate::yaml::{self, yaml_diagnostic, Node, Pos};
+use crate::yaml::{self, yaml_diagnostic, Node, Pos, Value};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::BTreeMap;
@@ -37,6 +37,7 @@ const POLICY_KEYS: &[&str] = &[
     "rebalance",
     "down_grace",
     "show_values",
+    "images",
 ];
 const DRIVERS: &[&str] = &["dind", "sim", "generic", "docker-machine"];
 
@@ -54,8 +55,8 @@ const EXAMPLE: &str = "create machines.yml at the repository root, for example:\
 pub struct StackRef {
     /// Stack name.
     pub name: String,
-    /// Compose file, relative to the repository.
-    pub file: String,
+    /// Compose files, relative to the repository, merged in order (at least one).
+    pub files: Vec<String>,
     /// Where `machines.yml` names it (0:0 for the default stack).
     pub pos: Pos,
     /// The default stack, used only when its compose file exists.
@@ -127,7 +128,7 @@ pub fn load(files: &dyn FileSource, diags: &mut Vec<Diagnostic>) -> Machines {
     if !stacks_written {
         out.stacks.push(StackRef {
             name: out.cluster.clone(),
-            file: DEFAULT_COMPOSE_FILE.to_string(),
+            files: vec![DEFAULT_COMPOSE_FILE.to_string()],
             pos: Pos::default(),
             optional: true,
         });
@@ -695,22 +696,39 @@ fn read_stacks(ctx: &mut Ctx, node: &Node, out: &mut Machines) {
         if !check_name(ctx, entry.key_pos, "stack name", &entry.key) {
             continue;
         }
-        let Some(file) = ctx.string(&entry.value, &join("stacks", &entry.key)) else {
+        let path = join("stacks", &entry.key);
+        let written = match &entry.value.value {
+            Value::Seq(_) => ctx.strings(&entry.value, &path),
+            _ => ctx.string(&entry.value, &path).into_iter().collect(),
+        };
+        if written.is_empty() {
             ctx.error_help(
                 entry.key_pos,
                 format!("stack `{}` names no compose file", entry.key),
-                format!("write `{}: docker-compose.yml`", entry.key),
+                format!(
+                    "write `{0}: docker-compose.yml`, or a list merged in order: `{0}: [docker-compose.yml, docker-compose.prod.yml]`",
+                    entry.key
+                ),
             );
             continue;
-        };
-        match resolve_path("", &file) {
-            Ok(file) => out.stacks.push(StackRef {
+        }
+        let files: Vec<String> = written
+            .iter()
+            .filter_map(|file| match resolve_path("", file) {
+                Ok(file) => Some(file),
+                Err(problem) => {
+                    ctx.error(entry.value.pos, format!("stack `{}`: {problem}", entry.key));
+                    None
+                }
+            })
+            .collect();
+        if files.len() == written.len() {
+            out.stacks.push(StackRef {
                 name: entry.key.clone(),
-                file,
+                files,
                 pos: entry.value.pos,
                 optional: false,
-            }),
-            Err(problem) => ctx.error(entry.value.pos, format!("stack `{}`: {problem}", entry.key)),
+            });
         }
     }
 }
@@ -740,6 +758,18 @@ fn read_policy(ctx: &mut Ctx, node: &Node, policy: &mut Policy) {
     }
     if let Some(node) = fields.get("show_values") {
         policy.show_values = ctx.strings(node, "policy.show_values");
+    }
+    if let Some(node) = fields.get("images") {
+        match ctx.string(node, "policy.images").as_deref() {
+            Some("pin") => policy.images = ImagePolicy::Pin,
+            Some("as-written") => policy.images = ImagePolicy::AsWritten,
+            Some(other) => ctx.error_help(
+                node.pos,
+                format!("`policy.images` is `{other}`"),
+                "write `pin` (resolve tags to digests, the default) or `as-written`",
+            ),
+            None => {}
+        }
     }
 }
 
@@ -938,7 +968,7 @@ mod tests {
         let files: Vec<_> = out
             .stacks
             .iter()
-            .map(|s| (s.name.as_str(), s.file.as_str()))
+            .map(|s| (s.name.as_str(), s.files[0].as_str()))
             .collect();
         assert_eq!(files, [("web", "stacks/web.yml"), ("api", "api.yml")]);
         assert!(!out.policy.prune);

@@ -9,6 +9,9 @@ pub mod machines;
 
 pub use crate::yaml::files::{FileSource, MemSource};
 
+pub use crate::compose::encrypted::{AGE_KEY_FILE_VAR, AGE_KEY_VAR};
+
+use crate::compose::encrypted::Keys;
 use crate::diag::{Diagnostic, Invalid, Severity};
 use crate::model::Desired;
 use crate::yaml::files::read_error;
@@ -21,51 +24,41 @@ pub const MACHINES_FILE: &str = "machines.yml";
 pub const DEFAULT_COMPOSE_FILE: &str = "docker-compose.yml";
 /// The file of interpolation variables.
 pub const DOTENV_FILE: &str = ".env";
+/// The prefix of shoal's own variables (`SHOAL_WEBHOOK_SECRET`, `SHOAL_GIT_TOKEN`,
+/// `SHOAL_AGE_KEY`, ...), which `${VAR}` interpolation never sees.
+pub const OWN_VAR_PREFIX: &str = "SHOAL_";
 
 /// Loads and validates machines.yml, the stacks' compose files, .env, and secret/config files.
-/// `env` is the process environment used for interpolation (it wins over .env, as in docker compose).
+/// `env` is the process environment used for interpolation (it wins over .env, as in docker
+/// compose); the age identities that decrypt encrypted secret and config files travel in it
+/// under [`AGE_KEY_VAR`] (put there by `source::interpolation_env`), and interpolation never
+/// sees them, nor any other `SHOAL_*` variable.
 pub fn load(files: &dyn FileSource, env: &BTreeMap<String, String>) -> Result<Desired, Invalid> {
     let mut diags = Vec::new();
     let machines = machines::load(files, &mut diags);
+    let keys = Keys::parse(env.get(AGE_KEY_VAR).map(String::as_str));
+    let env: BTreeMap<String, String> = (env.iter())
+        .filter(|(name, _)| !name.starts_with(OWN_VAR_PREFIX))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
     let vars = env::Vars {
-        env: env.clone(),
-        dotenv: load_dotenv(files, &mut diags),
+        dotenv: load_dotenv(files, &env, &mut diags),
+        env,
     };
     let mut desired = without_stacks(&machines);
     let mut owners: BTreeMap<(&str, String), String> = BTreeMap::new();
-    let mut sources: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut first_files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for stack_ref in &machines.stacks {
-        let bytes = match files.read(&stack_ref.file) {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) if stack_ref.optional => continue,
-            Ok(None) => {
-                diags.push(
-                    Diagnostic::error(
-                        MACHINES_FILE,
-                        stack_ref.pos.line,
-                        stack_ref.pos.column,
-                        format!(
-                            "compose file `{}` of stack `{}` does not exist",
-                            stack_ref.file, stack_ref.name
-                        ),
-                    )
-                    .with_help("fix the path (it is relative to the repository root)"),
-                );
-                continue;
-            }
-            Err(e) => {
-                diags.push(read_error(&stack_ref.file, &e));
-                continue;
-            }
+        let Some(mut contents) = read_stack_files(files, stack_ref, &mut diags) else {
+            continue;
         };
-        let Some(stack) = crate::compose::load_stack(
-            &stack_ref.name,
-            &stack_ref.file,
-            &bytes,
-            files,
-            &vars,
-            &mut diags,
-        ) else {
+        let sources: Vec<(&str, &[u8])> = (stack_ref.files.iter())
+            .zip(&contents)
+            .map(|(file, bytes)| (file.as_str(), bytes.as_slice()))
+            .collect();
+        let Some(stack) =
+            crate::compose::load_stack(&stack_ref.name, &sources, files, &vars, &keys, &mut diags)
+        else {
             continue;
         };
         let named = [
@@ -79,7 +72,7 @@ pub fn load(files: &dyn FileSource, env: &BTreeMap<String, String>) -> Result<De
                 if let Some(other) = owners.insert((kind, name.clone()), stack.name.clone()) {
                     diags.push(
                         Diagnostic::error(
-                            &stack_ref.file,
+                            &stack.file,
                             0,
                             0,
                             format!(
@@ -92,14 +85,50 @@ pub fn load(files: &dyn FileSource, env: &BTreeMap<String, String>) -> Result<De
                 }
             }
         }
-        sources.insert(stack.name.clone(), bytes);
+        first_files.insert(stack.name.clone(), contents.swap_remove(0));
         desired.stacks.insert(stack.name.clone(), stack);
     }
     let located: Vec<_> = (desired.stacks.values())
-        .map(|stack| (stack, sources[&stack.name].as_slice()))
+        .map(|stack| (stack, first_files[&stack.name].as_slice()))
         .collect();
     diags.extend(crate::compose::validate::check(&located));
     finish(desired, diags)
+}
+
+/// The contents of a stack's compose files, in order; `None` when one is missing (reported,
+/// unless the stack is the optional default one) or unreadable.
+fn read_stack_files(
+    files: &dyn FileSource,
+    stack_ref: &machines::StackRef,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Vec<Vec<u8>>> {
+    let mut contents = Vec::new();
+    for file in &stack_ref.files {
+        match files.read(file) {
+            Ok(Some(bytes)) => contents.push(bytes),
+            Ok(None) if stack_ref.optional => return None,
+            Ok(None) => {
+                diags.push(
+                    Diagnostic::error(
+                        MACHINES_FILE,
+                        stack_ref.pos.line,
+                        stack_ref.pos.column,
+                        format!(
+                            "compose file `{file}` of stack `{}` does not exist",
+                            stack_ref.name
+                        ),
+                    )
+                    .with_help("fix the path (it is relative to the repository root)"),
+                );
+                return None;
+            }
+            Err(e) => {
+                diags.push(read_error(file, &e));
+                return None;
+            }
+        }
+    }
+    Some(contents)
 }
 
 /// Loads and validates machines.yml alone: the desired state without its stacks, for the
@@ -143,7 +172,11 @@ fn finish(mut desired: Desired, diags: Vec<Diagnostic>) -> Result<Desired, Inval
     }
 }
 
-fn load_dotenv(files: &dyn FileSource, diags: &mut Vec<Diagnostic>) -> BTreeMap<String, String> {
+fn load_dotenv(
+    files: &dyn FileSource,
+    env: &BTreeMap<String, String>,
+    diags: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, String> {
     let bytes = match files.read(DOTENV_FILE) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return BTreeMap::new(),
@@ -159,7 +192,7 @@ fn load_dotenv(files: &dyn FileSource, diags: &mut Vec<Diagnostic>) -> BTreeMap<
             return BTreeMap::new();
         }
     };
-    let (vars, errors) = env::parse_dotenv(text);
+    let (vars, errors) = env::parse_dotenv(text, env);
     for (line, message) in errors {
         diags.push(
             Diagnostic::error(DOTENV_FILE, line, 0, message)

@@ -278,3 +278,90 @@ fn machines_alone_load_while_a_compose_file_is_broken() {
     let no_machines = MemSource::new("dataapp", [("machines.yml", "machines: [\n")]);
     assert!(load_machines(&no_machines).is_err());
 }
+
+const OVERRIDE_MACHINES: &str = "cluster: app\nmachines:\n  m:\n    role: manager\nstacks:\n  app: [docker-compose.yml, prod/docker-compose.prod.yml]\n";
+
+#[test]
+fn a_stack_of_several_files_is_merged_in_order() {
+    let source = MemSource::new(
+        "repo",
+        [
+            ("machines.yml", OVERRIDE_MACHINES),
+            (".env", "TAG=1\nIMAGE=web:${TAG}\n"),
+            (
+                "docker-compose.yml",
+                "services:\n  web:\n    image: ${IMAGE}\n    environment: [A=1, B=2]\n    ports: ['8080:80']\n    secrets: [s]\nsecrets:\n  s: {file: s.txt}\n",
+            ),
+            (
+                "prod/docker-compose.prod.yml",
+                "services:\n  web:\n    environment: {B: '3'}\n    deploy: {replicas: 3}\n    ports: ['8080:8080']\n  worker:\n    image: worker:2\n",
+            ),
+            ("s.txt", "hello"),
+        ],
+    );
+    let desired = load(&source, &no_env()).unwrap();
+    let stack = &desired.stacks["app"];
+    assert_eq!(stack.file, "docker-compose.yml");
+    assert_eq!(
+        stack.services.keys().collect::<Vec<_>>(),
+        ["app_web", "app_worker"]
+    );
+    let web = &stack.services["app_web"];
+    assert_eq!(web.replicas(), Some(3));
+    let container = &web.task_template.container_spec;
+    assert!(container.image.starts_with("web:1"), "{}", container.image);
+    assert_eq!(container.env, ["A=1", "B=3"]);
+    let ports = &web.endpoint_spec.as_ref().unwrap().ports;
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0].target_port, 8080);
+}
+
+#[test]
+fn problems_of_an_override_name_its_file() {
+    let source = MemSource::new(
+        "repo",
+        [
+            ("machines.yml", OVERRIDE_MACHINES),
+            (
+                "docker-compose.yml",
+                "services:\n  web:\n    image: web:1\n",
+            ),
+            (
+                "prod/docker-compose.prod.yml",
+                "services:\n  web:\n    replicas: 3\n    deploy: {replicas: many}\n",
+            ),
+        ],
+    );
+    let diags = invalid(&source);
+    let located: Vec<_> = diags.iter().map(|d| (d.file.as_str(), d.line)).collect();
+    assert!(
+        located.contains(&("prod/docker-compose.prod.yml", 3)),
+        "{diags:?}"
+    );
+    assert!(
+        located.contains(&("prod/docker-compose.prod.yml", 4)),
+        "{diags:?}"
+    );
+    assert!(located.iter().all(|(_, line)| *line < 100), "{diags:?}");
+}
+
+#[test]
+fn a_missing_override_file_is_named() {
+    let source = MemSource::new(
+        "repo",
+        [
+            ("machines.yml", OVERRIDE_MACHINES),
+            (
+                "docker-compose.yml",
+                "services:\n  web:\n    image: web:1\n",
+            ),
+        ],
+    );
+    let diags = invalid(&source);
+    assert!(
+        diags[0]
+            .message
+            .contains("`prod/docker-compose.prod.yml` of stack `app` does not exist"),
+        "{diags:?}"
+    );
+}

@@ -529,9 +529,10 @@ impl Swarm for DockerEngine {
     async fn create_service(&self, spec: &ServiceSpec) -> EngineResult<String> {
         let body = convert::service_spec_to_bollard(&self.with_reference_ids(spec).await?)?;
         tracing::debug!(service = %spec.name, "creating a service");
+        let auth = crate::registry::registry_auth(&spec.task_template.container_spec.image);
         let response = self
             .docker
-            .create_service(body, None)
+            .create_service(body, auth)
             .await
             .map_err(from_bollard)?;
         log_warnings(&spec.name, response.warnings);
@@ -553,9 +554,10 @@ impl Swarm for DockerEngine {
             ..Default::default()
         };
         tracing::debug!(service = %spec.name, version, "updating a service");
+        let auth = crate::registry::registry_auth(&spec.task_template.container_spec.image);
         let response = self
             .docker
-            .update_service(id, body, options, None)
+            .update_service(id, body, options, auth)
             .await
             .map_err(from_bollard)?;
         log_warnings(&spec.name, response.warnings);

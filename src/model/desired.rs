@@ -117,6 +117,21 @@ pub struct Policy {
     /// Keys whose values plans show although they look secret (`policy.show_values`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub show_values: Vec<String>,
+    /// How service images are sent (`policy.images`).
+    #[serde(default)]
+    pub images: ImagePolicy,
+}
+
+/// `policy.images`: whether tags are resolved to digests at plan time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImagePolicy {
+    /// Resolve each tag to its digest through the registry, as `docker stack deploy` does, so
+    /// a tag that moved plans an update.
+    #[default]
+    Pin,
+    /// Send references as written (`docker stack deploy --resolve-image never`).
+    AsWritten,
 }
 
 impl Default for Policy {
@@ -127,6 +142,7 @@ impl Default for Policy {
             rebalance: false,
             down_grace_seconds: 60,
             show_values: Vec::new(),
+            images: ImagePolicy::Pin,
         }
     }
 }

@@ -5,7 +5,7 @@ pub mod observed;
 pub mod spec;
 
 pub use desired::{
-    Desired, DriverKind, MachineAccess, MachineSpec, Policy, Role, SshAccess, Stack,
+    Desired, DriverKind, ImagePolicy, MachineAccess, MachineSpec, Policy, Role, SshAccess, Stack,
 };
 pub use observed::{
     Availability, MachineState, NodeState, Observed, ObservedMachine, ObservedNode, ObservedObject,

@@ -150,11 +150,17 @@ fn carry(desired: &mut Extra, observed: &Extra) {
 
 /// Whether the observed service runs the image the desired spec names: the same string, or the
 /// same compose image recorded in the stack image label (the stored one may be digest-pinned or
-/// tagged `latest` by the docker client), as `docker stack deploy` decides it.
+/// tagged `latest` by the docker client), as `docker stack deploy` decides it. A desired image
+/// pinned to a digest (`policy.images: pin`) is the same only with that very digest, so a tag
+/// that moved is a difference.
 pub fn same_image(desired: &ServiceSpec, observed: &ServiceSpec) -> bool {
     let wanted = &desired.task_template.container_spec.image;
+    let have = &observed.task_template.container_spec.image;
+    if wanted.contains('@') {
+        return wanted == have;
+    }
     let label = observed.labels.get(LABEL_STACK_IMAGE);
-    wanted == &observed.task_template.container_spec.image
+    wanted == have
         || label == Some(wanted)
         || label.is_some() && label == desired.labels.get(LABEL_STACK_IMAGE)
 }
@@ -219,6 +225,25 @@ mod tests {
         let sent = spec_to_send(&desired, &observed);
         assert_eq!(sent.task_template.container_spec.image, "web:1@sha256:abc");
         assert_eq!(sent.task_template.force_update, 3);
+    }
+
+    #[test]
+    fn a_moved_tag_is_a_difference_and_the_same_digest_is_not() {
+        let mut desired = ServiceSpec::default();
+        desired.task_template.container_spec.image = "web:1@sha256:new".into();
+        desired
+            .labels
+            .insert(LABEL_STACK_IMAGE.to_string(), "web:1".to_string());
+        let mut observed = desired.clone();
+        observed.task_template.container_spec.image = "web:1@sha256:old".into();
+        assert!(!same_image(&desired, &observed));
+        let (want, have) = comparable(&desired, &observed);
+        assert_ne!(want, have);
+        let sent = spec_to_send(&desired, &observed);
+        assert_eq!(sent.task_template.container_spec.image, "web:1@sha256:new");
+        observed.task_template.container_spec.image = "web:1@sha256:new".into();
+        let (want, have) = comparable(&desired, &observed);
+        assert_eq!(want, have);
     }
 
     #[test]

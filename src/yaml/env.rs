@@ -210,8 +210,13 @@ pub type LineError = (usize, String);
 
 /// Parses a `.env` file: `KEY=VALUE` lines, `#` comments, an optional `export ` prefix,
 /// values optionally in single (literal) or double quotes (with `\n`, `\t`, `\"`, `\\` escapes),
-/// and ` # comments` after unquoted values.
-pub fn parse_dotenv(text: &str) -> (BTreeMap<String, String>, Vec<LineError>) {
+/// and ` # comments` after unquoted values. As in docker compose, unquoted and double-quoted
+/// values may reference variables (`${A}`, `${A:-default}`): the process environment `env`
+/// first, then the values set on earlier lines; single-quoted values are literal.
+pub fn parse_dotenv(
+    text: &str,
+    env: &BTreeMap<String, String>,
+) -> (BTreeMap<String, String>, Vec<LineError>) {
     let mut vars = BTreeMap::new();
     let mut errors = Vec::new();
     for (index, raw) in text.lines().enumerate() {
@@ -230,7 +235,18 @@ pub fn parse_dotenv(text: &str) -> (BTreeMap<String, String>, Vec<LineError>) {
             errors.push((line_no, format!("`{key}` is not a variable name")));
             continue;
         }
-        match dotenv_value(value.trim_start()) {
+        let value = value.trim_start();
+        let expanded = dotenv_value(value).and_then(|text| {
+            if value.starts_with('\'') || !text.contains('$') {
+                return Ok(text);
+            }
+            let known = Vars {
+                env: env.clone(),
+                dotenv: vars.clone(),
+            };
+            interpolate(&text, &known).map(|done| done.text)
+        });
+        match expanded {
             Ok(value) => {
                 vars.insert(key.to_string(), value);
             }
@@ -268,7 +284,9 @@ fn dotenv_value(value: &str) -> Result<String, String> {
                     Some('t') => out.push('\t'),
                     Some('r') => out.push('\r'),
                     Some(other) => {
-                        if !matches!(other, '"' | '\\' | '$') {
+                        if other == '$' {
+                            out.push('$');
+                        } else if other != '"' && other != '\\' {
                             out.push('\\');
                         }
                         out.push(other);
@@ -402,6 +420,7 @@ mod tests {
     fn dotenv() {
         let (vars, errors) = parse_dotenv(
             "# comment\nA=1\nexport B = two \nC=\"x\\ny\" # c\nD='lit $X'\nE=v # note\nbroken\nF=\"open\n",
+            &BTreeMap::new(),
         );
         assert_eq!(vars["A"], "1");
         assert_eq!(vars["B"], "two");
@@ -411,6 +430,24 @@ mod tests {
         assert_eq!(errors.len(), 2);
         assert_eq!(errors[0].0, 7);
         assert_eq!(errors[1].0, 8);
+    }
+
+    #[test]
+    fn dotenv_values_reference_earlier_ones_and_the_environment() {
+        let env = BTreeMap::from([("HOME_DIR".to_string(), "/home/u".to_string())]);
+        let (vars, errors) = parse_dotenv(
+            "A=1\nB=${A}-x\nC=\"$B and ${NOPE:-d}\"\nD='${A}'\nE=${HOME_DIR}/data\nF=\"\\$A\"\nG=${LATER}\nLATER=2\nH=${A:?needed}\nI=${NOPE:?set NOPE}\n",
+            &env,
+        );
+        assert_eq!(vars["B"], "1-x");
+        assert_eq!(vars["C"], "1-x and d");
+        assert_eq!(vars["D"], "${A}");
+        assert_eq!(vars["E"], "/home/u/data");
+        assert_eq!(vars["F"], "$A");
+        assert_eq!(vars["G"], "");
+        assert_eq!(vars["H"], "1");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].0, 10);
     }
 
     #[test]

@@ -1,0 +1,336 @@
+//! The registry HTTP API v2, just enough to resolve a tag to its digest: `HEAD
+//! /v2/<name>/manifests/<tag>` for the `Docker-Content-Digest`, answering a `401` with the
+//! challenge it names: `Bearer` (a token from the realm, asked with the credentials when there
+//! are any) or `Basic`. HTTPS through the system's TLS library; plain HTTP for loopback
+//! registries, as the Docker Engine treats them.
+
+use super::auth::Credentials;
+use super::reference::Reference;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::header::{HeaderMap, HeaderValue};
+use hyper_util::rt::TokioIo;
+use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// How long one request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest answer read (a manifest or a token).
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+const MANIFEST_TYPES: &str = "application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
+
+/// Why a digest could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry could not be reached or broke the connection.
+    #[error("cannot reach {url}: {message}")]
+    Unreachable {
+        /// What was asked.
+        url: String,
+        /// Why not.
+        message: String,
+    },
+    /// The registry answered with an error status.
+    #[error("{url} answered {status}")]
+    Status {
+        /// What was asked.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The answer could not be used.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+struct Answer {
+    status: u16,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// The digest `reference`'s tag points to now, asked with `credentials` when the registry
+/// wants them.
+pub async fn resolve_digest(
+    reference: &Reference,
+    credentials: Option<&Credentials>,
+) -> Result<String, RegistryError> {
+    let scheme = if reference.plain_http() {
+        "http"
+    } else {
+        "https"
+    };
+    let url = format!(
+        "{scheme}://{}/v2/{}/manifests/{}",
+        reference.api_host(),
+        reference.path,
+        reference.tag
+    );
+    let mut authorization: Option<String> = None;
+    for attempt in 0..2 {
+        let mut headers = vec![("accept", MANIFEST_TYPES.to_string())];
+        if let Some(value) = &authorization {
+            headers.push(("authorization", value.clone()));
+        }
+        let answer = request("HEAD", &url, &headers).await?;
+        match answer.status {
+            200 => {
+                if let Some(digest) = header(&answer.headers, "docker-content-digest") {
+                    return Ok(digest);
+                }
+                let full = request("GET", &url, &headers).await?;
+                return Ok(
+                    header(&full.headers, "docker-content-digest").unwrap_or_else(|| {
+                        format!("sha256:{}", hex::encode(Sha256::digest(&full.body)))
+                    }),
+                );
+            }
+            401 if attempt == 0 => {
+                let challenge = header(&answer.headers, "www-authenticate").ok_or_else(|| {
+                    RegistryError::Invalid(format!("{url} answered 401 without a challenge"))
+                })?;
+                authorization = Some(authorize(&challenge, credentials, &url).await?);
+            }
+            status => return Err(RegistryError::Status { url, status }),
+        }
+    }
+    Err(RegistryError::Status { url, status: 401 })
+}
+
+/// The `Authorization` value answering `challenge`.
+async fn authorize(
+    challenge: &str,
+    credentials: Option<&Credentials>,
+    url: &str,
+) -> Result<String, RegistryError> {
+    let (scheme, params) = parse_challenge(challenge);
+    match scheme.to_ascii_lowercase().as_str() {
+        "basic" => credentials
+            .map(|c| format!("Basic {}", c.basic()))
+            .ok_or_else(|| RegistryError::Invalid(format!("{url} needs credentials: add them with `docker login` to the docker config of the user running shoal"))),
+        "bearer" => {
+            let realm = params.get("realm").ok_or_else(|| {
+                RegistryError::Invalid(format!("{url}: the bearer challenge names no realm"))
+            })?;
+            let mut query: Vec<String> = Vec::new();
+            for key in ["service", "scope"] {
+                if let Some(value) = params.get(key) {
+                    query.push(format!("{key}={}", percent_encode(value)));
+                }
+            }
+            let token_url = if query.is_empty() {
+                realm.clone()
+            } else {
+                format!("{realm}{}{}", if realm.contains('?') { '&' } else { '?' }, query.join("&"))
+            };
+            let mut headers = Vec::new();
+            if let Some(c) = credentials {
+                headers.push(("authorization", format!("Basic {}", c.basic())));
+            }
+            let answer = request("GET", &token_url, &headers).await?;
+            if answer.status != 200 {
+                return Err(RegistryError::Status {
+                    url: realm.clone(),
+                    status: answer.status,
+                });
+            }
+            let json: serde_json::Value = serde_json::from_slice(&answer.body)
+                .map_err(|e| RegistryError::Invalid(format!("{realm}: the token answer is not JSON: {e}")))?;
+            let token = json["token"]
+                .as_str()
+                .or_else(|| json["access_token"].as_str())
+                .ok_or_else(|| RegistryError::Invalid(format!("{realm} returned no token")))?;
+            Ok(format!("Bearer {token}"))
+        }
+        other => Err(RegistryError::Invalid(format!(
+            "{url} asks for `{other}` authentication, which shoal does not speak"
+        ))),
+    }
+}
+
+/// `Bearer realm="…",service="…",scope="…"` → the scheme and its parameters.
+pub fn parse_challenge(challenge: &str) -> (String, BTreeMap<String, String>) {
+    let (scheme, rest) = challenge
+        .trim()
+        .split_once(' ')
+        .unwrap_or((challenge.trim(), ""));
+    let mut params = BTreeMap::new();
+    let mut rest = rest.trim();
+    while let Some((key, after)) = rest.split_once('=') {
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let after = after.trim_start();
+        let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
+            match quoted.find('"') {
+                Some(end) => (&quoted[..end], &quoted[end + 1..]),
+                None => (quoted, ""),
+            }
+        } else {
+            match after.find(',') {
+                Some(end) => (&after[..end], &after[end..]),
+                None => (after, ""),
+            }
+        };
+        params.insert(key, value.to_string());
+        rest = remaining.trim_start_matches([',', ' ']);
+    }
+    (scheme.to_string(), params)
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// One HTTP/1.1 request to `url`, within [`REQUEST_TIMEOUT`].
+async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, String)],
+) -> Result<Answer, RegistryError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, send(method, url, headers))
+        .await
+        .map_err(|_| RegistryError::Unreachable {
+            url: url.to_string(),
+            message: format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
+        })?
+}
+
+async fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, String)],
+) -> Result<Answer, RegistryError> {
+    let unreachable = |message: String| RegistryError::Unreachable {
+        url: url.to_string(),
+        message,
+    };
+    let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        return Err(RegistryError::Invalid(format!(
+            "`{url}` is not an http(s) URL"
+        )));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(at) => (&rest[..at], &rest[at..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => (
+            host,
+            port.parse::<u16>()
+                .map_err(|_| RegistryError::Invalid(format!("bad port in `{url}`")))?,
+        ),
+        _ => (authority, if tls { 443 } else { 80 }),
+    };
+    let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port))
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", authority)
+        .header("user-agent", concat!("shoal/", env!("CARGO_PKG_VERSION")));
+    for (name, value) in headers {
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| RegistryError::Invalid(format!("a header for {url} is not valid")))?;
+        builder = builder.header(*name, value);
+    }
+    let request = builder
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    let response = if tls {
+        let connector = native_tls::TlsConnector::new().map_err(|e| unreachable(e.to_string()))?;
+        let stream = tokio_native_tls::TlsConnector::from(connector)
+            .connect(host, tcp)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        exchange(TokioIo::new(stream), request, method).await
+    } else {
+        exchange(TokioIo::new(tcp), request, method).await
+    }
+    .map_err(unreachable)?;
+    Ok(response)
+}
+
+async fn exchange<T>(
+    io: T,
+    request: hyper::Request<Empty<Bytes>>,
+    method: &str,
+) -> Result<Answer, String>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = if method == "HEAD" {
+        Bytes::new()
+    } else {
+        let limited = http_body_util::Limited::new(response.into_body(), MAX_BODY);
+        limited
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes()
+    };
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_are_parsed() {
+        let (scheme, params) = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull""#,
+        );
+        assert_eq!(scheme, "Bearer");
+        assert_eq!(params["realm"], "https://auth.docker.io/token");
+        assert_eq!(params["service"], "registry.docker.io");
+        assert_eq!(params["scope"], "repository:library/nginx:pull");
+        let (scheme, params) = parse_challenge(r#"Basic realm="Registry Realm""#);
+        assert_eq!(scheme, "Basic");
+        assert_eq!(params["realm"], "Registry Realm");
+        assert_eq!(
+            percent_encode("repository:a/b:pull"),
+            "repository%3Aa%2Fb%3Apull"
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! Images from registries, at the edge: the credentials of the user running shoal (their docker
+//! config and credential helpers, [`auth`]), sent to the engine as `X-Registry-Auth` like
+//! `docker stack deploy --with-registry-auth` ([`registry_auth`]), and the digest each tag
+//! points to, asked of the registry's HTTP API v2 ([`client`]) so that `policy.images: pin`
+//! sends `image:tag@sha256:…` as `docker stack deploy` does ([`pin_images`]).
+//!
+//! Not pinned: references that already carry a digest, images the dind driver side-loads
+//! (`preload_images`: they come from the host, not a registry), and every image on the sim
+//! driver, whose nodes pull nothing. A registry that cannot be asked gives a warning and the
+//! reference as written, so the planner keeps the digest the service runs.
+
+pub mod auth;
+pub mod client;
+pub mod reference;
+
+use crate::model::{Desired, DriverKind, ImagePolicy};
+use auth::DockerConfig;
+use reference::{pinned, Reference};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The `X-Registry-Auth` credentials for pulling `image`, from the docker config of the user
+/// running shoal; `None` when it holds none for that registry.
+pub fn registry_auth(image: &str) -> Option<bollard::auth::DockerCredentials> {
+    let reference = Reference::parse(image)?;
+    DockerConfig::load()
+        .credentials(&reference)
+        .map(|c| c.to_bollard())
+}
+
+/// Pins the image of every service of `desired` to the digest its tag points to now, when
+/// `policy.images` is `pin`. Returns the warnings for the images that could not be resolved
+/// (those keep their reference as written).
+pub async fn pin_images(desired: &mut Desired) -> Vec<String> {
+    if desired.policy.images != ImagePolicy::Pin || desired.driver == DriverKind::Sim {
+        return Vec::new();
+    }
+    let preloaded = preloaded_images(&desired.driver_options);
+    let wanted: BTreeSet<String> = (desired.stacks.values())
+        .flat_map(|stack| stack.services.values())
+        .map(|spec| spec.task_template.container_spec.image.clone())
+        .filter(|image| !image.contains('@') && !preloaded.contains(image))
+        .collect();
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let config = DockerConfig::load();
+    let lookups = wanted.into_iter().map(|image| {
+        let config = &config;
+        async move {
+            let result = match Reference::parse(&image) {
+                None => Err(format!("`{image}` is not an image reference")),
+                Some(reference) => {
+                    let credentials = config.credentials(&reference);
+                    client::resolve_digest(&reference, credentials.as_ref())
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            };
+            (image, result)
+        }
+    });
+    let mut digests = BTreeMap::new();
+    let mut warnings = Vec::new();
+    for (image, result) in futures::future::join_all(lookups).await {
+        match result {
+            Ok(digest) => {
+                digests.insert(image.clone(), pinned(&image, &digest));
+            }
+            Err(why) => warnings.push(format!(
+                "image {image} could not be accessed on a registry to record its digest ({why}): services keep the image they run, and new tasks resolve the tag on their node"
+            )),
+        }
+    }
+    for stack in desired.stacks.values_mut() {
+        for spec in stack.services.values_mut() {
+            let image = &mut spec.task_template.container_spec.image;
+            if let Some(pinned) = digests.get(image.as_str()) {
+                *image = pinned.clone();
+            }
+        }
+    }
+    warnings
+}
+
+/// The images the dind driver side-loads into nodes (`driver_options.preload_images`).
+fn preloaded_images(options: &serde_json::Value) -> BTreeSet<String> {
+    [
+        &options["preload_images"],
+        &options["dind"]["preload_images"],
+    ]
+    .into_iter()
+    .filter_map(|list| list.as_array())
+    .flatten()
+    .filter_map(|item| item.as_str().map(str::to_string))
+    .collect()
+}

@@ -1,0 +1,352 @@
+//! Images from registries (issue 12), against a real registry: Debian's `docker-registry`
+//! binary, started by the test on 127.0.0.1 (plain and with basic auth), filled with
+//! `docker push` from the host engine. The registry API client resolves tags to the digests the
+//! docker CLI records; a tag that moves resolves anew; a registry with basic auth answers with
+//! the credentials of a docker config. Through the CLI on a dind cluster: the plan pins the
+//! image as `docker stack deploy` does, a moved tag plans exactly one `update_service` showing
+//! both digests, and the credentials appear in no output.
+//!
+//! Skipped with a note when `docker-registry` or a Docker Engine is missing; a failure with
+//! `CI=true` (.ci/run installs Debian's `docker-registry`).
+
+mod common;
+
+use common::{crate_path, Repo};
+use shoal::registry::auth::DockerConfig;
+use shoal::registry::client::resolve_digest;
+use shoal::registry::reference::Reference;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const USER: &str = "shoaltest";
+const PASSWORD: &str = "pw-never-printed-913";
+
+fn available() -> bool {
+    let registry = Command::new("docker-registry")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let docker = Command::new("docker")
+        .args(["version", "--format", "{{.Server.APIVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !(registry && docker) && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but docker-registry or the Docker Engine is missing");
+    }
+    if !(registry && docker) {
+        eprintln!("note: docker-registry or Docker is missing; the registry tests are skipped (they run in CI)");
+    }
+    registry && docker
+}
+
+/// A `docker-registry` process on 127.0.0.1, stopped on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start(basic_auth: bool) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if basic_auth {
+            let hash = Command::new("python3")
+                .args([
+                    "-W",
+                    "ignore",
+                    "-c",
+                    &format!("import crypt; print(crypt.crypt('{PASSWORD}', crypt.mksalt(crypt.METHOD_BLOWFISH)))"),
+                ])
+                .output()
+                .expect("python3 for a bcrypt hash");
+            let hash = String::from_utf8(hash.stdout).unwrap();
+            std::fs::write(
+                dir.path().join("htpasswd"),
+                format!("{USER}:{}\n", hash.trim()),
+            )
+            .unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: shoal-test\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            ));
+        }
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Registry {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn image(&self, name: &str) -> String {
+        format!("127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The host's tags of this registry's images.
+        let reference = format!("reference=127.0.0.1:{}/*", self.port);
+        if let Ok(out) = Command::new("docker")
+            .args([
+                "image",
+                "ls",
+                "--format",
+                "{{.Repository}}:{{.Tag}}",
+                "--filter",
+                &reference,
+            ])
+            .output()
+        {
+            for tag in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = Command::new("docker").args(["rmi", tag]).output();
+            }
+        }
+    }
+}
+
+fn docker(config: Option<&Path>, args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let mut cmd = Command::new("docker");
+    if let Some(dir) = config {
+        cmd.arg("--config").arg(dir);
+    }
+    let mut child = cmd
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("docker");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.unwrap_or("").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Builds the demo image once for the tests of this file (they run in parallel).
+fn build_demo_image() {
+    static BUILT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        Command::new("bash")
+            .arg(crate_path("images/dataservice/build.sh"))
+            .output()
+            .expect("build the demo image")
+            .status
+            .success()
+    });
+    assert!(built, "images/dataservice/build.sh failed");
+}
+
+/// Pushes an image with label `version` as `image`; returns the digest the engine recorded.
+fn push(config: Option<&Path>, image: &str, version: &str) -> String {
+    docker(
+        None,
+        &["build", "-q", "-t", image, "-"],
+        Some(&format!(
+            "FROM dataservice:1\nLABEL io.shoal.test.version={version}\n"
+        )),
+    );
+    docker(config, &["push", "-q", image], None);
+    let digests = docker(
+        None,
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RepoDigests}}",
+            image,
+        ],
+        None,
+    );
+    let digests: Vec<String> = serde_json::from_str(&digests).unwrap();
+    let (repo, _) = image.rsplit_once(':').unwrap();
+    digests
+        .iter()
+        .find_map(|d| d.strip_prefix(&format!("{repo}@")).map(str::to_string))
+        .unwrap_or_else(|| panic!("no digest of {image} in {digests:?}"))
+}
+
+/// A docker config folder logged in to `registry`.
+fn logged_in(registry: &Registry) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    docker(
+        Some(dir.path()),
+        &[
+            "login",
+            "-u",
+            USER,
+            "--password-stdin",
+            &format!("127.0.0.1:{}", registry.port),
+        ],
+        Some(PASSWORD),
+    );
+    dir
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn tags_resolve_to_the_digests_docker_records_with_and_without_basic_auth() {
+    if !available() {
+        return;
+    }
+    build_demo_image();
+    let rt = runtime();
+
+    let open = Registry::start(false);
+    let image = open.image("app:1");
+    let first = push(None, &image, "1");
+    let reference = Reference::parse(&image).unwrap();
+    assert_eq!(
+        rt.block_on(resolve_digest(&reference, None)).unwrap(),
+        first
+    );
+    let moved = push(None, &image, "2");
+    assert_ne!(first, moved);
+    assert_eq!(
+        rt.block_on(resolve_digest(&reference, None)).unwrap(),
+        moved
+    );
+    let missing = Reference::parse(&open.image("nothing:1")).unwrap();
+    assert!(rt.block_on(resolve_digest(&missing, None)).is_err());
+
+    let guarded = Registry::start(true);
+    let config = logged_in(&guarded);
+    let image = guarded.image("app:1");
+    let digest = push(Some(config.path()), &image, "3");
+    let reference = Reference::parse(&image).unwrap();
+    let refused = rt.block_on(resolve_digest(&reference, None)).unwrap_err();
+    assert!(refused.to_string().contains("docker login"), "{refused}");
+    let text = std::fs::read_to_string(config.path().join("config.json")).unwrap();
+    let credentials = serde_json::from_str::<DockerConfig>(&text)
+        .unwrap()
+        .credentials(&reference)
+        .expect("docker login stored the credentials");
+    assert_eq!(
+        rt.block_on(resolve_digest(&reference, Some(&credentials)))
+            .unwrap(),
+        digest
+    );
+}
+
+#[test]
+fn a_moved_tag_plans_one_update_service_with_both_digests_on_dind() {
+    if !available() {
+        return;
+    }
+    build_demo_image();
+    let registry = Registry::start(true);
+    let config = logged_in(&registry);
+    let image = registry.image("app:1");
+    let first = push(Some(config.path()), &image, "1");
+
+    let repo = Repo::empty();
+    let cluster = format!("pin{}", std::process::id() % 10_000);
+    std::fs::write(
+        repo.path().join("machines.yml"),
+        format!("cluster: {cluster}\ndriver: dind\nmachines:\n  m:\n    role: manager\nstacks:\n  app: docker-compose.yml\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.path().join("docker-compose.yml"),
+        format!("services:\n  web:\n    image: {image}\n"),
+    )
+    .unwrap();
+    let shoal = |args: &[&str]| -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(args)
+            .arg("--repo")
+            .arg(repo.path())
+            .env("DOCKER_CONFIG", config.path())
+            .env("SHOAL_LOG", "debug")
+            .env_remove("DOCKER_HOST")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run shoal");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "shoal {args:?} failed: {text}");
+        assert!(
+            !text.contains(PASSWORD),
+            "shoal {args:?} printed the password"
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    struct Destroy<'a>(&'a dyn Fn(&[&str]) -> String);
+    impl Drop for Destroy<'_> {
+        fn drop(&mut self) {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                (self.0)(&["destroy", "--yes"])
+            }));
+        }
+    }
+    let _destroy = Destroy(&shoal);
+
+    let plan: serde_json::Value = serde_json::from_str(&shoal(&["plan", "--json"])).unwrap();
+    assert!(
+        plan.to_string().contains(&format!("{image}@{first}")),
+        "the plan pins the image: {plan:#}"
+    );
+    shoal(&["apply", "--yes"]);
+    let plan: serde_json::Value = serde_json::from_str(&shoal(&["plan", "--json"])).unwrap();
+    assert!(common::steps_of(&plan).is_empty(), "{plan:#}");
+
+    let moved = push(Some(config.path()), &image, "2");
+    let plan: serde_json::Value = serde_json::from_str(&shoal(&["plan", "--json"])).unwrap();
+    assert_eq!(
+        common::steps_of(&plan),
+        ["update_service app_web"],
+        "{plan:#}"
+    );
+    let text = shoal(&["plan"]);
+    assert!(text.contains(&first) && text.contains(&moved), "{text}");
+    shoal(&["apply", "--yes"]);
+    let plan: serde_json::Value = serde_json::from_str(&shoal(&["plan", "--json"])).unwrap();
+    assert!(common::steps_of(&plan).is_empty(), "{plan:#}");
+}
