@@ -15,10 +15,10 @@
 //! files: shoal copies the store's `certs/{ca,cert,key}.pem` (the engine's CA and a client
 //! certificate it signed, put there beforehand) into the machine's folder, as one would by hand.
 //!
-//! The apply lock is the dind driver's lock volume (`<cluster>-lock`), kept on the first
-//! manager (by name) whose engine answers, as for the generic driver.
+//! The apply lock is a file in the docker-machine store (`shoal-locks/<cluster>.json`): the
+//! store is where docker-machine keeps the machines, so whoever manages them shares it, and the
+//! lock exists before the first machine does.
 
-use super::dind::lock;
 use super::generic::advertise_addr;
 use super::lock::{HeldLock, LockHolder};
 use super::{Driver, DriverError, DriverResult};
@@ -43,6 +43,8 @@ const TLS_FILES: [&str; 3] = ["ca.pem", "cert.pem", "key.pem"];
 const CONCURRENCY: usize = 8;
 /// How long a created or started machine's engine has to answer.
 const ENGINE_WAIT: Duration = Duration::from_secs(180);
+/// The folder of the store that holds the clusters' apply locks.
+const LOCK_DIR: &str = "shoal-locks";
 /// The engine port every docker-machine driver provisions.
 const ENGINE_PORT: u16 = 2376;
 
@@ -214,7 +216,7 @@ pub struct DockerMachineDriver {
     options: DockerMachineOptions,
     /// Per-machine `flags`, by machine name.
     flags: BTreeMap<String, Vec<String>>,
-    /// The role machines.yml gives each machine.
+    /// The role machines.yml gives each machine (the role it is created for).
     roles: BTreeMap<String, Role>,
     engines: tokio::sync::Mutex<HashMap<String, Arc<DockerEngine>>>,
 }
@@ -449,27 +451,64 @@ impl DockerMachineDriver {
         Ok(())
     }
 
-    /// The first manager (by name) whose engine answers.
-    async fn manager(&self) -> DriverResult<Arc<DockerEngine>> {
-        let mut problems = Vec::new();
-        for (name, _) in self.roles.iter().filter(|(_, r)| **r == Role::Manager) {
-            match self.connect(name).await {
-                Ok(engine) if engine.info().await.is_ok() => return Ok(engine),
-                Ok(_) => {
-                    self.engines.lock().await.remove(name);
-                    problems.push(format!("machine {name}: the engine does not answer"));
-                }
-                Err(e) => problems.push(e.to_string()),
-            }
+    /// The docker-machine store: `storage_path`, else `MACHINE_STORAGE_PATH`, else
+    /// `~/.docker/machine`, as docker-machine itself picks it.
+    fn store(&self) -> PathBuf {
+        if let Some(path) = &self.options.storage_path {
+            return path.clone();
         }
-        Err(DriverError::Unavailable(format!(
-            "no manager machine answers, so the apply lock cannot be taken: {}",
-            if problems.is_empty() {
-                "machines.yml names no manager".to_string()
-            } else {
-                problems.join("; ")
-            }
-        )))
+        if let Some(path) = std::env::var_os("MACHINE_STORAGE_PATH").filter(|p| !p.is_empty()) {
+            return PathBuf::from(path);
+        }
+        let home = std::env::var_os("HOME").unwrap_or_default();
+        PathBuf::from(home).join(".docker/machine")
+    }
+
+    /// Reads the cluster's lock file, lets `change` decide, and writes it back, all under an
+    /// exclusive lock of the file.
+    fn with_lock_file<T>(
+        &self,
+        change: impl FnOnce(&mut Option<HeldLock>) -> DriverResult<T>,
+    ) -> DriverResult<T> {
+        use fs4::fs_std::FileExt;
+        use std::io::{Read, Seek, Write};
+        let path = self
+            .store()
+            .join(LOCK_DIR)
+            .join(format!("{}.json", self.cluster));
+        let problem = |e: std::io::Error| {
+            DriverError::Unavailable(format!(
+                "the apply lock {} cannot be used: {e}; check that the docker-machine store is writable",
+                path.display()
+            ))
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(problem)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(problem)?;
+        file.lock_exclusive().map_err(problem)?;
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(problem)?;
+        let mut held: Option<HeldLock> = serde_json::from_str(&text).ok();
+        let before = held.clone();
+        let result = change(&mut held);
+        if held != before {
+            let text = held
+                .as_ref()
+                .map(|h| serde_json::to_string(h).unwrap_or_default())
+                .unwrap_or_default();
+            file.set_len(0).map_err(problem)?;
+            file.rewind().map_err(problem)?;
+            file.write_all(text.as_bytes()).map_err(problem)?;
+            file.sync_all().map_err(problem)?;
+        }
+        result
     }
 }
 
@@ -561,19 +600,33 @@ impl Driver for DockerMachineDriver {
     }
 
     async fn lock(&self, holder: &LockHolder, now: u64, ttl_seconds: u64) -> DriverResult<()> {
-        let manager = self.manager().await?;
-        lock::lock(manager.client(), &self.cluster, holder, now, ttl_seconds).await
+        self.with_lock_file(|held| match held {
+            Some(lock) if !lock.can_be_taken_by(holder, now) => {
+                Err(DriverError::Locked(Box::new(lock.clone())))
+            }
+            _ => {
+                *held = Some(HeldLock {
+                    holder: holder.clone(),
+                    since: now,
+                    expires_at: now.saturating_add(ttl_seconds),
+                });
+                Ok(())
+            }
+        })
     }
 
     async fn unlock(&self, holder: &LockHolder) -> DriverResult<()> {
-        let manager = self.manager().await?;
-        lock::unlock(manager.client(), &self.cluster, &holder.id).await?;
-        Ok(())
+        self.force_unlock(&holder.id).await.map(|_| ())
     }
 
     async fn force_unlock(&self, lock_id: &str) -> DriverResult<Option<HeldLock>> {
-        let manager = self.manager().await?;
-        lock::unlock(manager.client(), &self.cluster, lock_id).await
+        self.with_lock_file(|held| {
+            Ok(if held.as_ref().is_some_and(|l| l.holder.id == lock_id) {
+                held.take()
+            } else {
+                None
+            })
+        })
     }
 
     /// Every machine leaves its swarm where its engine answers (an engine registered with
