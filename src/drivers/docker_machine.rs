@@ -22,6 +22,7 @@
 use super::generic::advertise_addr;
 use super::lock::{HeldLock, LockHolder};
 use super::{Driver, DriverError, DriverResult};
+use crate::config::machines::DOCKER_MACHINE_OPTIONS;
 use crate::docker::{Access, DockerEngine};
 use crate::engine::Swarm;
 use crate::model::{
@@ -72,9 +73,6 @@ impl Default for DockerMachineOptions {
     }
 }
 
-/// The keys `driver_options.docker-machine` takes.
-pub const OPTION_KEYS: &[&str] = &["binary", "storage_path", "driver", "flags"];
-
 impl DockerMachineOptions {
     /// Reads the options (an object, or null for the defaults); a relative `storage_path` is
     /// taken from `base` (the repository folder).
@@ -119,7 +117,7 @@ impl DockerMachineOptions {
                 other => {
                     return Err(DriverError::Unavailable(format!(
                         "machines.yml: unknown option driver_options.docker-machine.{other}; the docker-machine driver takes {}",
-                        OPTION_KEYS.join(", ")
+                        DOCKER_MACHINE_OPTIONS.join(", ")
                     )))
                 }
             }
