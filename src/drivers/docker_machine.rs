@@ -197,6 +197,9 @@ impl Inspected {
     }
 }
 
+/// A machine as probed: what is observed, its engine when it answered, its address.
+type Probed = (ObservedMachine, Option<Arc<DockerEngine>>, Option<String>);
+
 /// A failed `docker-machine` call.
 fn failure(machine: &str, verb: &str, code: Option<i32>, stderr: &str, stdout: &str) -> String {
     let said = if stderr.trim().is_empty() {
@@ -348,8 +351,9 @@ impl DockerMachineDriver {
     }
 
     /// One machine as observed: incomplete without its TLS files, running when its engine
-    /// answers, else stopped (docker-machine says so) or unreachable.
-    async fn probe(&self, machine: &str) -> (ObservedMachine, Option<Arc<DockerEngine>>) {
+    /// answers, else stopped (docker-machine says so) or unreachable. Also the engine that
+    /// answered, and the machine's address.
+    async fn probe(&self, machine: &str) -> Probed {
         let mut observed = ObservedMachine {
             name: machine.to_string(),
             state: MachineState::Incomplete,
@@ -361,12 +365,16 @@ impl DockerMachineDriver {
             Ok(inspected) if inspected.has_tls_files() => inspected,
             Ok(_) => {
                 tracing::warn!("machine {machine}: its TLS files (ca.pem, cert.pem, key.pem) are missing: it was never fully set up");
-                return (observed, None);
+                return (observed, None, None);
             }
             Err(e) => {
                 tracing::warn!("{e}");
-                return (observed, None);
+                return (observed, None, None);
             }
+        };
+        let address = match &inspected.url {
+            Some(url) => advertise_addr(url).await,
+            None => None,
         };
         self.engines.lock().await.remove(machine);
         let answered = match self.connect_inspected(machine, &inspected).await {
@@ -381,7 +389,7 @@ impl DockerMachineDriver {
                 observed.state = MachineState::Running;
                 observed.swarm_state = info.swarm_state;
                 observed.node_id = info.node_id;
-                (observed, Some(engine))
+                (observed, Some(engine), address)
             }
             Err(e) => {
                 self.engines.lock().await.remove(machine);
@@ -396,8 +404,39 @@ impl DockerMachineDriver {
                         MachineState::Unreachable
                     }
                 };
-                (observed, None)
+                (observed, None, address)
             }
+        }
+    }
+
+    /// Gives the machines whose engine does not answer their swarm node, found by address on
+    /// an answering manager: their nodes' hostnames are docker-machine's names (or the
+    /// engine's own), so they cannot be matched by name.
+    async fn claim_nodes(probed: &mut [Probed]) {
+        let mut manager = None;
+        for (_, engine, _) in probed.iter() {
+            let Some(engine) = engine else { continue };
+            if engine.info().await.is_ok_and(|i| i.control_available) {
+                manager = Some(engine.clone());
+                break;
+            }
+        }
+        let Some(manager) = manager else { return };
+        if probed.iter().all(|(m, _, _)| m.node_id.is_some() || m.state == MachineState::Running) {
+            return;
+        }
+        let Ok(nodes) = manager.client().list_nodes(None).await else {
+            return;
+        };
+        for (machine, _, address) in probed.iter_mut() {
+            let Some(address) = address.as_deref() else { continue };
+            if machine.state == MachineState::Running || machine.node_id.is_some() {
+                continue;
+            }
+            machine.node_id = nodes
+                .iter()
+                .find(|n| n.status.as_ref().and_then(|s| s.addr.as_deref()) == Some(address))
+                .and_then(|n| n.id.clone());
         }
     }
 
@@ -514,11 +553,13 @@ impl DockerMachineDriver {
 impl Driver for DockerMachineDriver {
     async fn list(&self) -> DriverResult<Vec<ObservedMachine>> {
         let names = self.names().await?;
-        let mut machines: Vec<ObservedMachine> = stream::iter(names)
-            .map(|name| async move { self.probe(&name).await.0 })
+        let mut probed: Vec<Probed> = stream::iter(names)
+            .map(|name| async move { self.probe(&name).await })
             .buffered(CONCURRENCY)
             .collect()
             .await;
+        Self::claim_nodes(&mut probed).await;
+        let mut machines: Vec<ObservedMachine> = probed.into_iter().map(|(m, _, _)| m).collect();
         machines.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(machines)
     }
