@@ -161,7 +161,10 @@ fn tutorial_on_registered_engines() {
     wait_running(&repo);
     assert!(repo.steps().is_empty(), "plan not empty after apply");
     let again = repo.apply();
-    assert_eq!(again["writes"], 0, "a converged apply sent writes: {again:#}");
+    assert_eq!(
+        again["writes"], 0,
+        "a converged apply sent writes: {again:#}"
+    );
     let made = calls(&log);
     assert_eq!(
         made.iter()
@@ -186,7 +189,11 @@ fn tutorial_on_registered_engines() {
 
     // `shoal env` prints docker-machine env's four exports; the docker CLI reaches the stack.
     let env = repo.ok(&["env", "mgr"]);
-    assert!(env.contains(&format!("DOCKER_MACHINE_NAME='{cluster}-mgr'")) || env.contains(&format!("DOCKER_MACHINE_NAME={cluster}-mgr")), "{env}");
+    assert!(
+        env.contains(&format!("DOCKER_MACHINE_NAME='{cluster}-mgr'"))
+            || env.contains(&format!("DOCKER_MACHINE_NAME={cluster}-mgr")),
+        "{env}"
+    );
     let mut docker = Command::new("docker");
     for line in env.lines() {
         if let Some((name, value)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
@@ -225,13 +232,19 @@ fn tutorial_on_registered_engines() {
     );
     repo.apply();
     assert!(repo.steps().is_empty(), "plan not empty after the removal");
-    assert!(calls(&log).iter().any(|c| c.ends_with(&format!("rm -y {cluster}-w2"))));
+    assert!(calls(&log)
+        .iter()
+        .any(|c| c.ends_with(&format!("rm -y {cluster}-w2"))));
     let listed = run(docker_machine(store.path()).args(["ls", "-q"]));
     assert!(!listed.contains(&format!("{cluster}-w2")), "{listed}");
     let state = run(hosts
         .docker_cli(2)
         .args(["info", "--format", "{{.Swarm.LocalNodeState}}"]));
-    assert_eq!(state.trim(), "inactive", "the dropped machine left the swarm");
+    assert_eq!(
+        state.trim(),
+        "inactive",
+        "the dropped machine left the swarm"
+    );
 
     // A machine whose engine stops answering: `none` says Running, so it is unreachable.
     hosts.pause(1);
@@ -263,7 +276,10 @@ struct ProvisionedHosts {
 
 impl Drop for ProvisionedHosts {
     fn drop(&mut self) {
-        let label = format!("label=io.shoal.test.dm-store={}", self.store.path().display());
+        let label = format!(
+            "label=io.shoal.test.dm-store={}",
+            self.store.path().display()
+        );
         if let Ok(out) = Command::new("docker")
             .args(["ps", "-aq", "--filter", &label])
             .output()
@@ -327,19 +343,35 @@ fn provisioned_machines_are_created_stopped_and_started() {
     run(docker_machine(hosts.store.path()).args(["stop", &format!("{cluster}-w1")]));
     assert_eq!(machine_state(&repo, "w1"), "stopped");
     let heal = repo.steps();
-    assert_eq!(heal.first().map(String::as_str), Some("start_machine w1"), "{heal:?}");
-    assert_eq!(count(&heal, "create_machine") + count(&heal, "destroy_machine"), 0, "{heal:?}");
+    assert_eq!(
+        heal.first().map(String::as_str),
+        Some("start_machine w1"),
+        "{heal:?}"
+    );
+    assert_eq!(
+        count(&heal, "create_machine") + count(&heal, "destroy_machine"),
+        0,
+        "{heal:?}"
+    );
     repo.apply();
     assert_eq!(machine_state(&repo, "w1"), "running");
-    assert!(calls(&log).iter().any(|c| c.ends_with(&format!("start {cluster}-w1"))));
+    assert!(calls(&log)
+        .iter()
+        .any(|c| c.ends_with(&format!("start {cluster}-w1"))));
 
     // A machine gone behind shoal's back (removed from docker-machine) is created again.
     run(docker_machine(hosts.store.path()).args(["rm", "-y", &format!("{cluster}-w1")]));
     let again = repo.steps();
-    assert!(again.contains(&"create_machine w1".to_string()), "{again:?}");
+    assert!(
+        again.contains(&"create_machine w1".to_string()),
+        "{again:?}"
+    );
 
     repo.ok(&["destroy", "--yes"]);
-    assert_eq!(run(docker_machine(hosts.store.path()).args(["ls", "-q"])), "");
+    assert_eq!(
+        run(docker_machine(hosts.store.path()).args(["ls", "-q"])),
+        ""
+    );
 }
 
 #[test]
@@ -397,7 +429,11 @@ fn failing_creates_are_reported_with_the_machine_named() {
         );
     }
     let made = calls(&log);
-    assert!(made.iter().any(|c| c.contains("create --driver kvm fail-mgr")), "{made:#?}");
+    assert!(
+        made.iter()
+            .any(|c| c.contains("create --driver kvm fail-mgr")),
+        "{made:#?}"
+    );
 }
 
 /// The stand-in's own contract, as notes/realmachines.md §3 records docker-machine's.
@@ -415,10 +451,20 @@ fn the_stand_in_follows_the_transcripts() {
     let (code, _, err) = dm(&["create", "--driver", "none", "c-m"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("--url option is required when no driver is selected"));
-    let (code, out, _) = dm(&["create", "--driver", "none", "--url", "tcp://10.9.0.2:2376", "c-m"]);
+    let (code, out, _) = dm(&[
+        "create",
+        "--driver",
+        "none",
+        "--url",
+        "tcp://10.9.0.2:2376",
+        "c-m",
+    ]);
     assert_eq!(code, Some(0), "{out}");
     for file in ["ca.pem", "ca-key.pem", "cert.pem", "key.pem"] {
-        assert!(store.path().join("certs").join(file).is_file(), "certs/{file}");
+        assert!(
+            store.path().join("certs").join(file).is_file(),
+            "certs/{file}"
+        );
     }
     let machine: PathBuf = store.path().join("machines/c-m");
     assert!(machine.join("config.json").is_file());
@@ -435,8 +481,18 @@ fn the_stand_in_follows_the_transcripts() {
     assert_eq!(dm(&["ip", "c-m"]).1, "10.9.0.2:2376\n");
     assert_eq!(dm(&["status", "c-m"]).1, "Running\n");
     assert_eq!(dm(&["ls", "-q"]).1, "c-m\n");
-    let (code, _, err) = dm(&["create", "--driver", "none", "--url", "tcp://10.9.0.2:2376", "c-m"]);
-    assert_eq!((code, err.trim()), (Some(1), "Docker machine \"c-m\" already exists"));
+    let (code, _, err) = dm(&[
+        "create",
+        "--driver",
+        "none",
+        "--url",
+        "tcp://10.9.0.2:2376",
+        "c-m",
+    ]);
+    assert_eq!(
+        (code, err.trim()),
+        (Some(1), "Docker machine \"c-m\" already exists")
+    );
     let (code, out, _) = dm(&["rm", "-y", "c-m"]);
     assert_eq!(code, Some(0));
     assert_eq!(

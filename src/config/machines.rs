@@ -393,7 +393,9 @@ fn check_docker_machine_options(ctx: &mut Ctx, node: &Node) {
         return;
     };
     for key in ["binary", "storage_path", "driver"] {
-        let Some(value) = fields.get(key) else { continue };
+        let Some(value) = fields.get(key) else {
+            continue;
+        };
         let at = join(path, key);
         if ctx.string(value, &at).is_none_or(|s| s.trim().is_empty()) {
             ctx.error_help(
@@ -925,15 +927,24 @@ mod tests {
         );
         let messages: Vec<String> = errors(&diags).iter().map(|d| d.message.clone()).collect();
         assert_eq!(messages.len(), 3, "{messages:?}");
-        assert!(messages[0].contains("unknown key `drvier` in `driver_options`"), "{messages:?}");
+        assert!(
+            messages[0].contains("unknown key `drvier` in `driver_options`"),
+            "{messages:?}"
+        );
         assert_eq!(diags[0].help.as_deref(), Some("did you mean `driver`?"));
-        assert!(messages[1].contains("`driver_options.storage_path` is empty"), "{messages:?}");
+        assert!(
+            messages[1].contains("`driver_options.storage_path` is empty"),
+            "{messages:?}"
+        );
         assert!(messages[2].contains("driver_options.flags"), "{messages:?}");
         let (_, diags) = run(
             "driver: dind\ndriver_options:\n  docker-machine: {drvier: x}\nmachines:\n  a:\n    role: manager\n",
             &[],
         );
-        assert!(errors(&diags).is_empty(), "only the driver in use is checked: {diags:?}");
+        assert!(
+            errors(&diags).is_empty(),
+            "only the driver in use is checked: {diags:?}"
+        );
     }
 
     const CERT: &str = "-----BEGIN CERTIFICATE-----\nMAo=\n-----END CERTIFICATE-----\n";

@@ -156,10 +156,7 @@ impl Inspected {
     pub fn parse(text: &str) -> Option<Inspected> {
         let json: serde_json::Value = serde_json::from_str(text).ok()?;
         let string = |value: &serde_json::Value| {
-            value
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
+            value.as_str().filter(|s| !s.is_empty()).map(str::to_string)
         };
         let driver = &json["Driver"];
         let auth = &json["HostOptions"]["AuthOptions"];
@@ -422,14 +419,19 @@ impl DockerMachineDriver {
             }
         }
         let Some(manager) = manager else { return };
-        if probed.iter().all(|(m, _, _)| m.node_id.is_some() || m.state == MachineState::Running) {
+        if probed
+            .iter()
+            .all(|(m, _, _)| m.node_id.is_some() || m.state == MachineState::Running)
+        {
             return;
         }
         let Ok(nodes) = manager.client().list_nodes(None).await else {
             return;
         };
         for (machine, _, address) in probed.iter_mut() {
-            let Some(address) = address.as_deref() else { continue };
+            let Some(address) = address.as_deref() else {
+                continue;
+            };
             if machine.state == MachineState::Running || machine.node_id.is_some() {
                 continue;
             }
@@ -714,12 +716,18 @@ mod tests {
         .unwrap();
         assert_eq!(options.driver, "none");
         assert_eq!(options.flags, ["--a=1"]);
-        assert_eq!(options.storage_path.as_deref(), Some(Path::new("/repo/store")));
+        assert_eq!(
+            options.storage_path.as_deref(),
+            Some(Path::new("/repo/store"))
+        );
         assert_eq!(options.binary, "docker-machine");
         let unknown = DockerMachineOptions::from_json(&serde_json::json!({"drvier": "x"}), base)
             .unwrap_err()
             .to_string();
-        assert!(unknown.contains("drvier") && unknown.contains("binary"), "{unknown}");
+        assert!(
+            unknown.contains("drvier") && unknown.contains("binary"),
+            "{unknown}"
+        );
         let flags = DockerMachineOptions::from_json(&serde_json::json!({"flags": "--x"}), base)
             .unwrap_err()
             .to_string();
