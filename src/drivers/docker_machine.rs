@@ -44,6 +44,8 @@ const TLS_FILES: [&str; 3] = ["ca.pem", "cert.pem", "key.pem"];
 const CONCURRENCY: usize = 8;
 /// How long a created or started machine's engine has to answer.
 const ENGINE_WAIT: Duration = Duration::from_secs(180);
+/// How long a certificate problem may last before a new machine's engine is given up on.
+const CERTIFICATE_WAIT: Duration = Duration::from_secs(20);
 /// The folder of the store that holds the clusters' apply locks.
 const LOCK_DIR: &str = "shoal-locks";
 /// The engine port every docker-machine driver provisions.
@@ -282,7 +284,8 @@ impl DockerMachineDriver {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let message = failure(machine, args[0], out.status.code(), &stderr, &stdout);
         if stderr.contains("does not exist") {
-            return Err(DriverError::NoSuchMachine(message));
+            tracing::debug!("{message}");
+            return Err(DriverError::NoSuchMachine(machine.to_string()));
         }
         Err(DriverError::Other(message))
     }
@@ -454,10 +457,12 @@ impl DockerMachineDriver {
                 },
                 Err(e) => e.to_string(),
             };
-            if tokio::time::Instant::now() >= deadline {
+            // A certificate the engine refuses (or that does not match it) does not heal.
+            let refused = problem.contains("certificate")
+                && tokio::time::Instant::now() + ENGINE_WAIT - CERTIFICATE_WAIT >= deadline;
+            if refused || tokio::time::Instant::now() >= deadline {
                 return Err(DriverError::Other(format!(
-                    "machine {machine}: its engine did not answer within {}s: {problem}",
-                    ENGINE_WAIT.as_secs()
+                    "machine {machine}: its engine does not answer: {problem}; for `--driver none`, the store's certs/ must hold the engine's CA (ca.pem) and a client certificate it signed (cert.pem, key.pem)"
                 )));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
