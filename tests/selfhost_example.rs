@@ -151,7 +151,10 @@ fn the_cluster_repository_manages_itself() {
     cluster_files(&work, &hosts, true);
     git(&work, &["init", "-q", "-b", "main"]);
     git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-q", "-m", "the cluster and its reconciler"]);
+    git(
+        &work,
+        &["commit", "-q", "-m", "the cluster and its reconciler"],
+    );
     let bare = dir.path().join("cluster.git");
     run(Command::new("git")
         .args(["clone", "-q", "--bare"])
@@ -175,14 +178,16 @@ fn the_cluster_repository_manages_itself() {
     push();
     shoal_by_hand(&["apply", "--yes"]);
     let services = |hosts: &Hosts| {
-        run(hosts.docker_cli(0).args([
-            "service",
-            "ls",
-            "--format",
-            "{{.Name}} {{.Replicas}}",
-        ]))
+        run(hosts
+            .docker_cli(0)
+            .args(["service", "ls", "--format", "{{.Name}} {{.Replicas}}"]))
     };
-    wait_for(&hosts, "the watcher runs", |s| s.contains("shoal_watch 1/1"), services);
+    wait_for(
+        &hosts,
+        "the watcher runs",
+        |s| s.contains("shoal_watch 1/1"),
+        services,
+    );
 
     // 3. A commit pushed to the followed branch is applied by the watcher in the cluster.
     std::fs::copy(
@@ -193,7 +198,10 @@ fn the_cluster_repository_manages_itself() {
     let machines = std::fs::read_to_string(work.join("machines.yml")).unwrap();
     std::fs::write(
         work.join("machines.yml"),
-        machines.replace("  shoal: shoal.yml\n", "  shoal: shoal.yml\n  dataapp: dataapp.yml\n"),
+        machines.replace(
+            "  shoal: shoal.yml\n",
+            "  shoal: shoal.yml\n  dataapp: dataapp.yml\n",
+        ),
     )
     .unwrap();
     git(&work, &["add", "-A"]);
@@ -206,9 +214,10 @@ fn the_cluster_repository_manages_itself() {
         services,
     );
     let revision = git(&work, &["rev-parse", "HEAD"]);
-    let labels = run(hosts
-        .docker_cli(0)
-        .args(["info", "--format", "{{json .Swarm.Cluster.Spec.Labels}}"]));
+    let labels =
+        run(hosts
+            .docker_cli(0)
+            .args(["info", "--format", "{{json .Swarm.Cluster.Spec.Labels}}"]));
     assert!(
         labels.contains(revision.trim()),
         "the swarm records the pushed revision: {labels}"
