@@ -436,6 +436,35 @@ fn failing_creates_are_reported_with_the_machine_named() {
     );
 }
 
+#[test]
+fn a_machine_without_its_tls_files_is_incomplete_and_replaced() {
+    stand_in_on_path();
+    let store = tempfile::tempdir().expect("temp dir");
+    let repo = tutorial_repo();
+    let options = format!(
+        "    driver: none\n    storage_path: {}\n",
+        store.path().display()
+    );
+    let url = "[\"--url\", \"tcp://127.0.0.1:9\"]".to_string();
+    write_machines(&repo, "half", &options, &[("mgr", "manager", url)]);
+    // Registered by hand: docker-machine wrote no TLS files into the machine's folder.
+    run(docker_machine(store.path()).args([
+        "create",
+        "--driver",
+        "none",
+        "--url",
+        "tcp://127.0.0.1:9",
+        "half-mgr",
+    ]));
+    assert_eq!(machine_state(&repo, "mgr"), "incomplete");
+    let steps = repo.steps();
+    assert_eq!(
+        &steps[..2],
+        ["destroy_machine mgr", "create_machine mgr"],
+        "{steps:?}"
+    );
+}
+
 /// The stand-in's own contract, as notes/realmachines.md §3 records docker-machine's.
 #[test]
 fn the_stand_in_follows_the_transcripts() {

@@ -199,15 +199,15 @@ impl Inspected {
 /// A machine as probed: what is observed, its engine when it answered, its address.
 type Probed = (ObservedMachine, Option<Arc<DockerEngine>>, Option<String>);
 
-/// A failed `docker-machine` call.
-fn failure(machine: &str, verb: &str, code: Option<i32>, stderr: &str, stdout: &str) -> String {
+/// A failed `docker-machine` call of `who` (`machine w1`).
+fn failure(who: &str, verb: &str, code: Option<i32>, stderr: &str, stdout: &str) -> String {
     let said = if stderr.trim().is_empty() {
         stdout.trim()
     } else {
         stderr.trim()
     };
     let code = code.map_or_else(|| "killed".to_string(), |c| format!("exit {c}"));
-    format!("machine {machine}: `docker-machine {verb}` failed ({code}): {said}")
+    format!("{who}: `docker-machine {verb}` failed ({code}): {said}")
 }
 
 /// The driver that shells out to `docker-machine`.
@@ -258,9 +258,14 @@ impl DockerMachineDriver {
         format!("{}-{machine}", self.cluster)
     }
 
-    /// Runs `docker-machine [--storage-path P] ARGS`; standard output on success, else
-    /// docker-machine's own words with the machine named.
-    async fn call(&self, machine: &str, args: &[&str]) -> DriverResult<String> {
+    /// Runs `docker-machine [--storage-path P] ARGS` for `machine` (`None`: the whole
+    /// cluster); standard output on success, else docker-machine's own words with the machine
+    /// named.
+    async fn call(&self, machine: Option<&str>, args: &[&str]) -> DriverResult<String> {
+        let who = machine.map_or_else(
+            || format!("cluster {}", self.cluster),
+            |m| format!("machine {m}"),
+        );
         let mut command = tokio::process::Command::new(&self.options.binary);
         if let Some(store) = &self.options.storage_path {
             command.arg("--storage-path").arg(store);
@@ -270,10 +275,10 @@ impl DockerMachineDriver {
             .env(NO_REPORT.0, NO_REPORT.1)
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        tracing::debug!(machine, ?args, "docker-machine");
+        tracing::debug!(who, ?args, "docker-machine");
         let out = command.output().await.map_err(|e| {
             DriverError::Unavailable(format!(
-                "machine {machine}: cannot run `{}`: {e}; install docker-machine, or set driver_options.docker-machine.binary",
+                "{who}: cannot run `{}`: {e}; install docker-machine, or set driver_options.docker-machine.binary",
                 self.options.binary
             ))
         })?;
@@ -282,8 +287,8 @@ impl DockerMachineDriver {
             return Ok(stdout);
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let message = failure(machine, args[0], out.status.code(), &stderr, &stdout);
-        if stderr.contains("does not exist") {
+        let message = failure(&who, args[0], out.status.code(), &stderr, &stdout);
+        if let (Some(machine), true) = (machine, stderr.contains("does not exist")) {
             tracing::debug!("{message}");
             return Err(DriverError::NoSuchMachine(machine.to_string()));
         }
@@ -293,7 +298,7 @@ impl DockerMachineDriver {
     /// The machines of this cluster docker-machine knows (`ls -q`, by name prefix).
     async fn names(&self) -> DriverResult<Vec<String>> {
         let prefix = format!("{}-", self.cluster);
-        let listed = self.call(&self.cluster, &["ls", "-q"]).await?;
+        let listed = self.call(None, &["ls", "-q"]).await?;
         let mut names: Vec<String> = listed
             .lines()
             .filter_map(|line| line.trim().strip_prefix(&prefix))
@@ -306,7 +311,7 @@ impl DockerMachineDriver {
 
     async fn inspect(&self, machine: &str) -> DriverResult<Inspected> {
         let text = self
-            .call(machine, &["inspect", &self.full_name(machine)])
+            .call(Some(machine), &["inspect", &self.full_name(machine)])
             .await?;
         Inspected::parse(&text).ok_or_else(|| {
             DriverError::Other(format!(
@@ -394,7 +399,7 @@ impl DockerMachineDriver {
             Err(e) => {
                 self.engines.lock().await.remove(machine);
                 let status = self
-                    .call(machine, &["status", &self.full_name(machine)])
+                    .call(Some(machine), &["status", &self.full_name(machine)])
                     .await
                     .unwrap_or_default();
                 observed.state = match status.trim() {
@@ -580,7 +585,7 @@ impl Driver for DockerMachineDriver {
             args.extend(flags.iter().map(String::as_str));
         }
         args.push(&full);
-        if let Err(e) = self.call(name, &args).await {
+        if let Err(e) = self.call(Some(name), &args).await {
             if let DriverError::Other(text) = &e {
                 if text.contains("already exists") {
                     return Err(DriverError::MachineExists(name.clone()));
@@ -588,7 +593,7 @@ impl Driver for DockerMachineDriver {
             }
             // A create that failed after registering the machine leaves nothing behind.
             if self.names().await.is_ok_and(|n| n.contains(name)) {
-                if let Err(cleanup) = self.call(name, &["rm", "-y", &full]).await {
+                if let Err(cleanup) = self.call(Some(name), &["rm", "-y", &full]).await {
                     tracing::warn!("{cleanup}");
                 }
             }
@@ -600,7 +605,7 @@ impl Driver for DockerMachineDriver {
 
     async fn start(&self, machine: &str) -> DriverResult<()> {
         self.engines.lock().await.remove(machine);
-        self.call(machine, &["start", &self.full_name(machine)])
+        self.call(Some(machine), &["start", &self.full_name(machine)])
             .await?;
         self.wait_engine(machine).await
     }
@@ -608,7 +613,7 @@ impl Driver for DockerMachineDriver {
     async fn destroy(&self, machine: &str) -> DriverResult<()> {
         self.engines.lock().await.remove(machine);
         match self
-            .call(machine, &["rm", "-y", &self.full_name(machine)])
+            .call(Some(machine), &["rm", "-y", &self.full_name(machine)])
             .await
         {
             Ok(_) => Ok(()),
@@ -760,7 +765,7 @@ mod tests {
     #[test]
     fn failures_keep_docker_machines_words() {
         let text = failure(
-            "w1",
+            "machine w1",
             "create",
             Some(3),
             "Error with pre-create check: \"VBoxManage not found. Make sure VirtualBox is installed and VBoxManage is in the path\"\n",
