@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the image shoal:local on the local Docker engine with no registry and no base image:
 # the release binary plus the shared libraries `ldd` lists for it (its ldd closure), the CA
-# certificates for https remotes, and a passwd entry for ssh, imported as a root filesystem
-# (the way images/dataservice/build.sh builds the demo service).
+# certificates for https remotes, and the OpenSSH client, a shell and a passwd entry for ssh://
+# hosts, imported as a root filesystem (the way images/dataservice/build.sh builds the demo
+# service).
 #
 #   examples/selfhost/build-image.sh              # builds target/release/shoal first
 #   BINARY=/path/to/shoal examples/selfhost/build-image.sh
@@ -26,12 +27,24 @@ chmod 1777 "$stage/tmp"
 cp "$BINARY" "$stage/usr/local/bin/shoal"
 chmod 0755 "$stage/usr/local/bin/shoal"
 
-# The dynamic loader and every library the binary loads, at the paths ldd reports.
-ldd "$BINARY" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' |
-	sort -u | while read -r lib; do
-		mkdir -p "$stage$(dirname "$lib")"
-		cp -L "$lib" "$stage$lib"
-	done
+# The OpenSSH client and a shell, for machines reached over ssh:// (shoal runs one
+# `sh -c 'ssh -N -L …'` per host to forward its engine's socket).
+mkdir -p "$stage/bin" "$stage/usr/bin"
+ssh_client="$(command -v ssh || true)"
+if [ -n "$ssh_client" ]; then
+	cp -L "$ssh_client" "$stage/usr/bin/ssh"
+else
+	echo "build-image.sh: no ssh client here; ssh:// hosts will be unreachable from the image (install openssh-client)" >&2
+fi
+cp -L /bin/sh "$stage/bin/sh"
+
+# The dynamic loader and every library the binaries load, at the paths ldd reports.
+for binary in "$BINARY" /bin/sh $ssh_client; do
+	ldd "$binary" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
+done | sort -u | while read -r lib; do
+	mkdir -p "$stage$(dirname "$lib")"
+	cp -L "$lib" "$stage$lib"
+done
 
 if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
 	cp -L /etc/ssl/certs/ca-certificates.crt "$stage/etc/ssl/certs/"

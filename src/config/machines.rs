@@ -40,6 +40,8 @@ const POLICY_KEYS: &[&str] = &[
     "images",
 ];
 const DRIVERS: &[&str] = &["dind", "sim", "generic", "docker-machine"];
+/// The keys of `driver_options.docker-machine`.
+pub const DOCKER_MACHINE_OPTIONS: &[&str] = &["binary", "storage_path", "driver", "flags"];
 
 const EXAMPLE: &str = "create machines.yml at the repository root, for example:\n\
     \n    cluster: dataapp\
@@ -160,6 +162,9 @@ fn read_top(ctx: &mut Ctx, fields: &Fields<'_>, out: &mut Machines) -> Placed {
     if let Some(node) = fields.get("driver_options") {
         if ctx.mapping(node, "driver_options").is_some() {
             out.driver_options = to_json(node);
+            if out.driver == DriverKind::DockerMachine {
+                check_docker_machine_options(ctx, node);
+            }
         }
     }
     if let Some(node) = fields.get("machines") {
@@ -367,6 +372,47 @@ fn access_defaults(ctx: &mut Ctx, out: &Machines) -> MachineAccess {
         }
     }
     defaults
+}
+
+/// `driver_options.docker-machine` (or `driver_options` itself when it is not keyed by driver):
+/// known keys, non-empty strings, and `flags` a list of strings.
+fn check_docker_machine_options(ctx: &mut Ctx, node: &Node) {
+    let keyed = node
+        .entries()
+        .is_some_and(|entries| entries.iter().any(|e| DRIVERS.contains(&e.key.as_str())));
+    let (node, path) = match node.entries().filter(|_| keyed) {
+        Some(entries) => match entries.iter().find(|e| e.key == "docker-machine") {
+            Some(entry) => (&entry.value, "driver_options.docker-machine"),
+            None => return,
+        },
+        None => (node, "driver_options"),
+    };
+    if matches!(node.value, yaml::Value::Null) {
+        return;
+    }
+    let Some(fields) = ctx.fields(node, path, DOCKER_MACHINE_OPTIONS, false) else {
+        return;
+    };
+    for key in ["binary", "storage_path", "driver"] {
+        let Some(value) = fields.get(key) else {
+            continue;
+        };
+        let at = join(path, key);
+        if ctx.string(value, &at).is_none_or(|s| s.trim().is_empty()) {
+            ctx.error_help(
+                value.pos,
+                format!("`{at}` is empty"),
+                match key {
+                    "binary" => "name the docker-machine binary, e.g. `docker-machine` or `/usr/local/bin/docker-machine`",
+                    "storage_path" => "name docker-machine's store folder, or remove the key for its default (~/.docker/machine)",
+                    _ => "name a docker-machine driver, e.g. `virtualbox`, `amazonec2`, `google` or `none`",
+                },
+            );
+        }
+    }
+    if let Some(flags) = fields.get("flags") {
+        ctx.strings(flags, &join(path, "flags"));
+    }
 }
 
 /// A generic host's address: `ssh://`, `tcp://` or `unix://`.
@@ -895,6 +941,40 @@ mod tests {
         assert!(errors(&diags)[0]
             .message
             .contains("only used by the generic driver"));
+    }
+
+    #[test]
+    fn docker_machine_options() {
+        let (out, diags) = run(
+            "driver: docker-machine\ndriver_options:\n  docker-machine:\n    driver: none\n    flags: [\"--engine-label=a\"]\nmachines:\n  a:\n    role: manager\n    flags: [\"--url\", \"tcp://10.1.0.2:2376\"]\n",
+            &[],
+        );
+        assert!(errors(&diags).is_empty(), "{diags:?}");
+        assert_eq!(out.access["a"].flags, ["--url", "tcp://10.1.0.2:2376"]);
+        let (_, diags) = run(
+            "driver: docker-machine\ndriver_options:\n  drvier: none\n  storage_path: ''\n  flags: --x\nmachines:\n  a:\n    role: manager\n",
+            &[],
+        );
+        let messages: Vec<String> = errors(&diags).iter().map(|d| d.message.clone()).collect();
+        assert_eq!(messages.len(), 3, "{messages:?}");
+        assert!(
+            messages[0].contains("unknown key `drvier` in `driver_options`"),
+            "{messages:?}"
+        );
+        assert_eq!(diags[0].help.as_deref(), Some("did you mean `driver`?"));
+        assert!(
+            messages[1].contains("`driver_options.storage_path` is empty"),
+            "{messages:?}"
+        );
+        assert!(messages[2].contains("driver_options.flags"), "{messages:?}");
+        let (_, diags) = run(
+            "driver: dind\ndriver_options:\n  docker-machine: {drvier: x}\nmachines:\n  a:\n    role: manager\n",
+            &[],
+        );
+        assert!(
+            errors(&diags).is_empty(),
+            "only the driver in use is checked: {diags:?}"
+        );
     }
 
     const CERT: &str = "-----BEGIN CERTIFICATE-----\nMAo=\n-----END CERTIFICATE-----\n";

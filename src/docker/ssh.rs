@@ -88,9 +88,12 @@ impl SshTunnel {
         }
         args.extend(["--".into(), target.destination.clone()]);
         // The guard: ssh in the background, ended when shoal's end of stdin closes.
+        // An asynchronous list's standard input is /dev/null unless redirected (POSIX), so
+        // the watcher reads shoal's pipe through a copy of it on fd 3.
         let script = r#"log="$1"; shift
+exec 3<&0
 ssh "$@" </dev/null 2>"$log" & child=$!
-(read -r _; kill "$child" 2>/dev/null) &
+(read -r _ <&3; kill "$child" 2>/dev/null) &
 wait "$child""#;
         let mut child = tokio::process::Command::new("sh")
             .arg("-c")

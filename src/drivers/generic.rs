@@ -260,7 +260,7 @@ impl GenericDriver {
 }
 
 /// The address a host advertises to the swarm: the IP of its endpoint (a name is resolved).
-async fn advertise_addr(host: &str) -> Option<String> {
+pub(super) async fn advertise_addr(host: &str) -> Option<String> {
     let rest = host
         .strip_prefix("tcp://")
         .or_else(|| host.strip_prefix("ssh://"))?

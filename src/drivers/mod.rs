@@ -1,6 +1,7 @@
 //! Machine drivers: what creates, lists and destroys the machines, and reaches their engines.
 
 pub mod dind;
+pub mod docker_machine;
 pub mod generic;
 pub mod lock;
 pub mod sim;
@@ -89,8 +90,9 @@ pub fn driver_options(desired: &Desired) -> serde_json::Value {
     }
 }
 
-/// Opens the driver of `desired`; the sim keeps its state under `state_dir/.shoal`, and the
-/// generic driver reads relative `tls:`/`ssh:` paths from `state_dir` (the repository folder).
+/// Opens the driver of `desired`; the sim keeps its state under `state_dir/.shoal`, the
+/// generic driver reads relative `tls:`/`ssh:` paths from `state_dir` (the repository folder),
+/// and the docker-machine driver a relative `storage_path`.
 pub async fn open_driver(
     desired: &Desired,
     state_dir: &Path,
@@ -101,9 +103,14 @@ pub async fn open_driver(
             dind::DindDriver::connect(&desired.cluster, &driver_options(desired)).await?,
         )),
         DriverKind::Generic => Ok(Arc::new(generic::GenericDriver::new(desired, state_dir))),
-        other => Err(DriverError::Unavailable(format!(
-            "machines.yml: driver {} is not available in this build yet; use `driver: dind` or `driver: sim`",
-            other.as_str()
-        ))),
+        DriverKind::DockerMachine => {
+            let options = docker_machine::DockerMachineOptions::from_json(
+                &driver_options(desired),
+                state_dir,
+            )?;
+            Ok(Arc::new(docker_machine::DockerMachineDriver::new(
+                desired, options,
+            )))
+        }
     }
 }

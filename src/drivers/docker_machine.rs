@@ -1,0 +1,779 @@
+//! The `docker-machine` driver: machines are made, listed, started and removed by shelling out
+//! to a `docker-machine` binary, so the tutorial's own tool does the provisioning (VirtualBox,
+//! the clouds, or `none` for an engine that exists already).
+//!
+//! Machines are named `<cluster>-<machine>` there and found by that prefix with `ls -q`, which
+//! contacts no engine; `inspect` gives each one's URL and TLS files (`machines/NAME/{ca,cert,
+//! key}.pem`, the folder `docker-machine env` points `DOCKER_CERT_PATH` at). The engine is then
+//! probed directly: docker-machine's `status` is only asked whether a machine that does not
+//! answer is `Stopped` (it says `Running` for `none` hosts whatever they do). A listed machine
+//! without its TLS files is `incomplete`; one not listed is gone. Every call sets
+//! `MACHINE_BUGSNAG_API_TOKEN=no-report`, so a failed `create` sends no crash report, and
+//! docker-machine's own errors are passed on as they are, with the machine named.
+//!
+//! `create --driver none` skips provisioning, so docker-machine never writes the machine's TLS
+//! files: shoal copies the store's `certs/{ca,cert,key}.pem` (the engine's CA and a client
+//! certificate it signed, put there beforehand) into the machine's folder, as one would by hand.
+//!
+//! The apply lock is a file in the docker-machine store (`shoal-locks/<cluster>.json`): the
+//! store is where docker-machine keeps the machines, so whoever manages them shares it, and the
+//! lock exists before the first machine does.
+
+use super::generic::advertise_addr;
+use super::lock::{HeldLock, LockHolder};
+use super::{Driver, DriverError, DriverResult};
+use crate::config::machines::DOCKER_MACHINE_OPTIONS;
+use crate::docker::{Access, DockerEngine};
+use crate::engine::Swarm;
+use crate::model::{
+    observed::LocalSwarmState, Desired, MachineSpec, MachineState, ObservedMachine, Role,
+};
+use async_trait::async_trait;
+use futures::stream::{self, StreamExt};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The variable that turns docker-machine's crash reports off, and its value.
+pub const NO_REPORT: (&str, &str) = ("MACHINE_BUGSNAG_API_TOKEN", "no-report");
+/// The TLS files of a machine's folder, as `docker-machine env` uses them.
+const TLS_FILES: [&str; 3] = ["ca.pem", "cert.pem", "key.pem"];
+/// Machines inspected and probed at once.
+const CONCURRENCY: usize = 8;
+/// How long a created or started machine's engine has to answer.
+const ENGINE_WAIT: Duration = Duration::from_secs(180);
+/// How long a certificate problem may last before a new machine's engine is given up on.
+const CERTIFICATE_WAIT: Duration = Duration::from_secs(20);
+/// The folder of the store that holds the clusters' apply locks.
+const LOCK_DIR: &str = "shoal-locks";
+/// The engine port every docker-machine driver provisions.
+const ENGINE_PORT: u16 = 2376;
+
+/// `driver_options.docker-machine`, read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DockerMachineOptions {
+    /// The `docker-machine` binary: a name looked up on PATH, or a path.
+    pub binary: String,
+    /// The store (`--storage-path`); `None` leaves docker-machine's own default.
+    pub storage_path: Option<PathBuf>,
+    /// The docker-machine driver machines are created with (`virtualbox`, `amazonec2`, `none`).
+    pub driver: String,
+    /// Flags passed to `create` for every machine.
+    pub flags: Vec<String>,
+}
+
+impl Default for DockerMachineOptions {
+    fn default() -> Self {
+        DockerMachineOptions {
+            binary: "docker-machine".to_string(),
+            storage_path: None,
+            driver: "virtualbox".to_string(),
+            flags: Vec::new(),
+        }
+    }
+}
+
+impl DockerMachineOptions {
+    /// Reads the options (an object, or null for the defaults); a relative `storage_path` is
+    /// taken from `base` (the repository folder).
+    ///
+    /// # Errors
+    ///
+    /// [`DriverError::Unavailable`] naming the option that is unknown or of the wrong type.
+    pub fn from_json(value: &serde_json::Value, base: &Path) -> DriverResult<Self> {
+        let mut options = DockerMachineOptions::default();
+        let map = match value {
+            serde_json::Value::Null => return Ok(options),
+            serde_json::Value::Object(map) => map,
+            _ => return Err(bad_option("", "a mapping")),
+        };
+        let text = |key: &str, item: &serde_json::Value| match item.as_str() {
+            Some(s) if !s.is_empty() => Ok(s.to_string()),
+            _ => Err(bad_option(key, "a non-empty string")),
+        };
+        for (key, item) in map {
+            match key.as_str() {
+                "binary" => options.binary = text(key, item)?,
+                "driver" => options.driver = text(key, item)?,
+                "storage_path" => {
+                    let path = PathBuf::from(text(key, item)?);
+                    options.storage_path = Some(if path.is_absolute() {
+                        path
+                    } else {
+                        base.join(path)
+                    });
+                }
+                "flags" => {
+                    options.flags = item
+                        .as_array()
+                        .and_then(|items| {
+                            items
+                                .iter()
+                                .map(|f| f.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .ok_or_else(|| bad_option(key, "a list of strings"))?;
+                }
+                other => {
+                    return Err(DriverError::Unavailable(format!(
+                        "machines.yml: unknown option driver_options.docker-machine.{other}; the docker-machine driver takes {}",
+                        DOCKER_MACHINE_OPTIONS.join(", ")
+                    )))
+                }
+            }
+        }
+        Ok(options)
+    }
+}
+
+fn bad_option(key: &str, expected: &str) -> DriverError {
+    let key = if key.is_empty() {
+        String::new()
+    } else {
+        format!(".{key}")
+    };
+    DriverError::Unavailable(format!(
+        "machines.yml: driver_options.docker-machine{key} must be {expected}"
+    ))
+}
+
+/// What `docker-machine inspect` says of a machine, as far as shoal needs it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inspected {
+    /// Its docker-machine driver (`none`, `virtualbox`, ...).
+    pub driver_name: String,
+    /// `tcp://HOST:2376`.
+    pub url: Option<String>,
+    /// Its folder: `config.json` and, once provisioned, the TLS files.
+    pub machine_dir: Option<PathBuf>,
+    /// The store's CA certificate, client certificate and key.
+    pub store_certs: Option<[PathBuf; 3]>,
+}
+
+impl Inspected {
+    /// Reads `inspect NAME`'s JSON. The URL is `.Driver.URL` (the `none` driver), else
+    /// `tcp://<.Driver.IPAddress>:2376`, which is what every provisioning driver serves.
+    pub fn parse(text: &str) -> Option<Inspected> {
+        let json: serde_json::Value = serde_json::from_str(text).ok()?;
+        let string = |value: &serde_json::Value| {
+            value.as_str().filter(|s| !s.is_empty()).map(str::to_string)
+        };
+        let driver = &json["Driver"];
+        let auth = &json["HostOptions"]["AuthOptions"];
+        let url = string(&driver["URL"]).or_else(|| {
+            string(&driver["IPAddress"]).map(|ip| {
+                if ip.contains(':') && !ip.starts_with('[') {
+                    format!("tcp://[{ip}]:{ENGINE_PORT}")
+                } else {
+                    format!("tcp://{ip}:{ENGINE_PORT}")
+                }
+            })
+        });
+        let path = |key: &str| string(&auth[key]).map(PathBuf::from);
+        let store_certs = match (
+            path("CaCertPath"),
+            path("ClientCertPath"),
+            path("ClientKeyPath"),
+        ) {
+            (Some(ca), Some(cert), Some(key)) => Some([ca, cert, key]),
+            _ => None,
+        };
+        Some(Inspected {
+            driver_name: string(&json["DriverName"]).unwrap_or_default(),
+            url,
+            machine_dir: path("StorePath"),
+            store_certs,
+        })
+    }
+
+    /// Whether the machine's folder holds the three TLS files.
+    fn has_tls_files(&self) -> bool {
+        self.machine_dir
+            .as_ref()
+            .is_some_and(|dir| TLS_FILES.iter().all(|f| dir.join(f).is_file()))
+    }
+}
+
+/// A machine as probed: what is observed, its engine when it answered, its address.
+type Probed = (ObservedMachine, Option<Arc<DockerEngine>>, Option<String>);
+
+/// A failed `docker-machine` call of `who` (`machine w1`).
+fn failure(who: &str, verb: &str, code: Option<i32>, stderr: &str, stdout: &str) -> String {
+    let said = if stderr.trim().is_empty() {
+        stdout.trim()
+    } else {
+        stderr.trim()
+    };
+    let code = code.map_or_else(|| "killed".to_string(), |c| format!("exit {c}"));
+    format!("{who}: `docker-machine {verb}` failed ({code}): {said}")
+}
+
+/// The driver that shells out to `docker-machine`.
+pub struct DockerMachineDriver {
+    cluster: String,
+    options: DockerMachineOptions,
+    /// Per-machine `flags`, by machine name.
+    flags: BTreeMap<String, Vec<String>>,
+    /// The role machines.yml gives each machine (the role it is created for).
+    roles: BTreeMap<String, Role>,
+    engines: tokio::sync::Mutex<HashMap<String, Arc<DockerEngine>>>,
+}
+
+impl std::fmt::Debug for DockerMachineDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerMachineDriver")
+            .field("cluster", &self.cluster)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DockerMachineDriver {
+    /// The driver for `desired` with its `options`.
+    pub fn new(desired: &Desired, options: DockerMachineOptions) -> DockerMachineDriver {
+        let flags = desired
+            .access
+            .iter()
+            .filter(|(_, a)| !a.flags.is_empty())
+            .map(|(name, a)| (name.clone(), a.flags.clone()))
+            .collect();
+        let roles = desired
+            .machines
+            .values()
+            .map(|m| (m.name.clone(), m.role))
+            .collect();
+        DockerMachineDriver {
+            cluster: desired.cluster.clone(),
+            options,
+            flags,
+            roles,
+            engines: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The docker-machine name of `machine`.
+    fn full_name(&self, machine: &str) -> String {
+        format!("{}-{machine}", self.cluster)
+    }
+
+    /// Runs `docker-machine [--storage-path P] ARGS` for `machine` (`None`: the whole
+    /// cluster); standard output on success, else docker-machine's own words with the machine
+    /// named.
+    async fn call(&self, machine: Option<&str>, args: &[&str]) -> DriverResult<String> {
+        let who = machine.map_or_else(
+            || format!("cluster {}", self.cluster),
+            |m| format!("machine {m}"),
+        );
+        let mut command = tokio::process::Command::new(&self.options.binary);
+        if let Some(store) = &self.options.storage_path {
+            command.arg("--storage-path").arg(store);
+        }
+        command
+            .args(args)
+            .env(NO_REPORT.0, NO_REPORT.1)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        tracing::debug!(who, ?args, "docker-machine");
+        let out = command.output().await.map_err(|e| {
+            DriverError::Unavailable(format!(
+                "{who}: cannot run `{}`: {e}; install docker-machine, or set driver_options.docker-machine.binary",
+                self.options.binary
+            ))
+        })?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            return Ok(stdout);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let message = failure(&who, args[0], out.status.code(), &stderr, &stdout);
+        if let (Some(machine), true) = (machine, stderr.contains("does not exist")) {
+            tracing::debug!("{message}");
+            return Err(DriverError::NoSuchMachine(machine.to_string()));
+        }
+        Err(DriverError::Other(message))
+    }
+
+    /// The machines of this cluster docker-machine knows (`ls -q`, by name prefix).
+    async fn names(&self) -> DriverResult<Vec<String>> {
+        let prefix = format!("{}-", self.cluster);
+        let listed = self.call(None, &["ls", "-q"]).await?;
+        let mut names: Vec<String> = listed
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix(&prefix))
+            .filter(|name| !name.is_empty())
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn inspect(&self, machine: &str) -> DriverResult<Inspected> {
+        let text = self
+            .call(Some(machine), &["inspect", &self.full_name(machine)])
+            .await?;
+        Inspected::parse(&text).ok_or_else(|| {
+            DriverError::Other(format!(
+                "machine {machine}: `docker-machine inspect` printed no machine configuration"
+            ))
+        })
+    }
+
+    /// The engine of a provisioned machine, connected anew unless a live one is cached.
+    async fn connect(&self, machine: &str) -> DriverResult<Arc<DockerEngine>> {
+        if let Some(engine) = self.engines.lock().await.get(machine) {
+            return Ok(engine.clone());
+        }
+        let inspected = self.inspect(machine).await?;
+        self.connect_inspected(machine, &inspected).await
+    }
+
+    async fn connect_inspected(
+        &self,
+        machine: &str,
+        inspected: &Inspected,
+    ) -> DriverResult<Arc<DockerEngine>> {
+        let (Some(url), Some(dir)) = (&inspected.url, &inspected.machine_dir) else {
+            return Err(DriverError::Other(format!(
+                "machine {machine}: docker-machine has no URL or folder for it; remove it with `docker-machine rm -y {}`",
+                self.full_name(machine)
+            )));
+        };
+        let access = Access {
+            tls: Some(dir.clone()),
+            ssh: None,
+        };
+        let engine = DockerEngine::connect_remote(machine, url, &access, advertise_addr(url).await)
+            .await
+            .map_err(|e| DriverError::Other(e.to_string()))?;
+        let engine = Arc::new(engine);
+        self.engines
+            .lock()
+            .await
+            .insert(machine.to_string(), engine.clone());
+        Ok(engine)
+    }
+
+    /// One machine as observed: incomplete without its TLS files, running when its engine
+    /// answers, else stopped (docker-machine says so) or unreachable. Also the engine that
+    /// answered, and the machine's address.
+    async fn probe(&self, machine: &str) -> Probed {
+        let mut observed = ObservedMachine {
+            name: machine.to_string(),
+            state: MachineState::Incomplete,
+            created_role: self.roles.get(machine).copied(),
+            swarm_state: LocalSwarmState::Inactive,
+            node_id: None,
+        };
+        let inspected = match self.inspect(machine).await {
+            Ok(inspected) if inspected.has_tls_files() => inspected,
+            Ok(_) => {
+                tracing::warn!("machine {machine}: its TLS files (ca.pem, cert.pem, key.pem) are missing: it was never fully set up");
+                return (observed, None, None);
+            }
+            Err(e) => {
+                tracing::warn!("{e}");
+                return (observed, None, None);
+            }
+        };
+        let address = match &inspected.url {
+            Some(url) => advertise_addr(url).await,
+            None => None,
+        };
+        self.engines.lock().await.remove(machine);
+        let answered = match self.connect_inspected(machine, &inspected).await {
+            Ok(engine) => match engine.info().await {
+                Ok(info) => Ok((engine, info)),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        match answered {
+            Ok((engine, info)) => {
+                observed.state = MachineState::Running;
+                observed.swarm_state = info.swarm_state;
+                observed.node_id = info.node_id;
+                (observed, Some(engine), address)
+            }
+            Err(e) => {
+                self.engines.lock().await.remove(machine);
+                let status = self
+                    .call(Some(machine), &["status", &self.full_name(machine)])
+                    .await
+                    .unwrap_or_default();
+                observed.state = match status.trim() {
+                    "Stopped" | "Saved" => MachineState::Stopped,
+                    _ => {
+                        tracing::warn!("{e}");
+                        MachineState::Unreachable
+                    }
+                };
+                (observed, None, address)
+            }
+        }
+    }
+
+    /// Gives the machines whose engine does not answer their swarm node, found by address on
+    /// an answering manager: their nodes' hostnames are docker-machine's names (or the
+    /// engine's own), so they cannot be matched by name.
+    async fn claim_nodes(probed: &mut [Probed]) {
+        let mut manager = None;
+        for (_, engine, _) in probed.iter() {
+            let Some(engine) = engine else { continue };
+            if engine.info().await.is_ok_and(|i| i.control_available) {
+                manager = Some(engine.clone());
+                break;
+            }
+        }
+        let Some(manager) = manager else { return };
+        if probed
+            .iter()
+            .all(|(m, _, _)| m.node_id.is_some() || m.state == MachineState::Running)
+        {
+            return;
+        }
+        let Ok(nodes) = manager.client().list_nodes(None).await else {
+            return;
+        };
+        for (machine, _, address) in probed.iter_mut() {
+            let Some(address) = address.as_deref() else {
+                continue;
+            };
+            if machine.state == MachineState::Running || machine.node_id.is_some() {
+                continue;
+            }
+            machine.node_id = nodes
+                .iter()
+                .find(|n| n.status.as_ref().and_then(|s| s.addr.as_deref()) == Some(address))
+                .and_then(|n| n.id.clone());
+        }
+    }
+
+    /// Waits until the machine's engine answers.
+    async fn wait_engine(&self, machine: &str) -> DriverResult<()> {
+        let deadline = tokio::time::Instant::now() + ENGINE_WAIT;
+        loop {
+            self.engines.lock().await.remove(machine);
+            let problem = match self.connect(machine).await {
+                Ok(engine) => match engine.info().await {
+                    Ok(_) => return Ok(()),
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => e.to_string(),
+            };
+            // A certificate the engine refuses (or that does not match it) does not heal.
+            let refused = problem.contains("certificate")
+                && tokio::time::Instant::now() + ENGINE_WAIT - CERTIFICATE_WAIT >= deadline;
+            if refused || tokio::time::Instant::now() >= deadline {
+                return Err(DriverError::Other(format!(
+                    "machine {machine}: its engine does not answer: {problem}; for `--driver none`, the store's certs/ must hold the engine's CA (ca.pem) and a client certificate it signed (cert.pem, key.pem)"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// `create --driver none` skips provisioning: copies the store's CA, client certificate
+    /// and key into the machine's folder where they are missing.
+    async fn finish_unprovisioned(&self, machine: &str) -> DriverResult<()> {
+        let inspected = self.inspect(machine).await?;
+        if inspected.driver_name != "none" || inspected.has_tls_files() {
+            return Ok(());
+        }
+        let (Some(dir), Some(sources)) = (&inspected.machine_dir, &inspected.store_certs) else {
+            return Ok(());
+        };
+        for (source, file) in sources.iter().zip(TLS_FILES) {
+            let target = dir.join(file);
+            if target.exists() {
+                continue;
+            }
+            tokio::fs::copy(source, &target).await.map_err(|e| {
+                DriverError::Other(format!(
+                    "machine {machine}: cannot copy {} to {}: {e}; put the engine's CA and a client certificate it signed into the docker-machine store's certs/ folder",
+                    source.display(),
+                    target.display()
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The docker-machine store: `storage_path`, else `MACHINE_STORAGE_PATH`, else
+    /// `~/.docker/machine`, as docker-machine itself picks it.
+    fn store(&self) -> PathBuf {
+        if let Some(path) = &self.options.storage_path {
+            return path.clone();
+        }
+        if let Some(path) = std::env::var_os("MACHINE_STORAGE_PATH").filter(|p| !p.is_empty()) {
+            return PathBuf::from(path);
+        }
+        let home = std::env::var_os("HOME").unwrap_or_default();
+        PathBuf::from(home).join(".docker/machine")
+    }
+
+    /// Reads the cluster's lock file, lets `change` decide, and writes it back, all under an
+    /// exclusive lock of the file.
+    fn with_lock_file<T>(
+        &self,
+        change: impl FnOnce(&mut Option<HeldLock>) -> DriverResult<T>,
+    ) -> DriverResult<T> {
+        use fs4::fs_std::FileExt;
+        use std::io::{Read, Seek, Write};
+        let path = self
+            .store()
+            .join(LOCK_DIR)
+            .join(format!("{}.json", self.cluster));
+        let problem = |e: std::io::Error| {
+            DriverError::Unavailable(format!(
+                "the apply lock {} cannot be used: {e}; check that the docker-machine store is writable",
+                path.display()
+            ))
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(problem)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(problem)?;
+        file.lock_exclusive().map_err(problem)?;
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(problem)?;
+        let mut held: Option<HeldLock> = serde_json::from_str(&text).ok();
+        let before = held.clone();
+        let result = change(&mut held);
+        if held != before {
+            let text = held
+                .as_ref()
+                .map(|h| serde_json::to_string(h).unwrap_or_default())
+                .unwrap_or_default();
+            file.set_len(0).map_err(problem)?;
+            file.rewind().map_err(problem)?;
+            file.write_all(text.as_bytes()).map_err(problem)?;
+            file.sync_all().map_err(problem)?;
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl Driver for DockerMachineDriver {
+    async fn list(&self) -> DriverResult<Vec<ObservedMachine>> {
+        let names = self.names().await?;
+        let mut probed: Vec<Probed> = stream::iter(names)
+            .map(|name| async move { self.probe(&name).await })
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+        Self::claim_nodes(&mut probed).await;
+        let mut machines: Vec<ObservedMachine> = probed.into_iter().map(|(m, _, _)| m).collect();
+        machines.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(machines)
+    }
+
+    async fn create(&self, machine: &MachineSpec) -> DriverResult<()> {
+        let name = &machine.name;
+        let full = self.full_name(name);
+        let mut args: Vec<&str> = vec!["create", "--driver", &self.options.driver];
+        args.extend(self.options.flags.iter().map(String::as_str));
+        if let Some(flags) = self.flags.get(name) {
+            args.extend(flags.iter().map(String::as_str));
+        }
+        args.push(&full);
+        if let Err(e) = self.call(Some(name), &args).await {
+            if let DriverError::Other(text) = &e {
+                if text.contains("already exists") {
+                    return Err(DriverError::MachineExists(name.clone()));
+                }
+            }
+            // A create that failed after registering the machine leaves nothing behind.
+            if self.names().await.is_ok_and(|n| n.contains(name)) {
+                if let Err(cleanup) = self.call(Some(name), &["rm", "-y", &full]).await {
+                    tracing::warn!("{cleanup}");
+                }
+            }
+            return Err(e);
+        }
+        self.finish_unprovisioned(name).await?;
+        self.wait_engine(name).await
+    }
+
+    async fn start(&self, machine: &str) -> DriverResult<()> {
+        self.engines.lock().await.remove(machine);
+        self.call(Some(machine), &["start", &self.full_name(machine)])
+            .await?;
+        self.wait_engine(machine).await
+    }
+
+    async fn destroy(&self, machine: &str) -> DriverResult<()> {
+        self.engines.lock().await.remove(machine);
+        match self
+            .call(Some(machine), &["rm", "-y", &self.full_name(machine)])
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(DriverError::NoSuchMachine(_)) => Err(DriverError::NoSuchMachine(machine.into())),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn endpoint(&self, machine: &str) -> DriverResult<String> {
+        self.inspect(machine).await?.url.ok_or_else(|| {
+            DriverError::Other(format!(
+                "machine {machine}: docker-machine has no URL for it"
+            ))
+        })
+    }
+
+    /// The four exports of `docker-machine env`.
+    async fn env(&self, machine: &str) -> DriverResult<Vec<(String, String)>> {
+        let inspected = self.inspect(machine).await?;
+        let (Some(url), Some(dir)) = (inspected.url, inspected.machine_dir) else {
+            return Err(DriverError::Other(format!(
+                "machine {machine}: docker-machine has no URL or folder for it"
+            )));
+        };
+        Ok(vec![
+            ("DOCKER_TLS_VERIFY".to_string(), "1".to_string()),
+            ("DOCKER_HOST".to_string(), url),
+            ("DOCKER_CERT_PATH".to_string(), dir.display().to_string()),
+            ("DOCKER_MACHINE_NAME".to_string(), self.full_name(machine)),
+        ])
+    }
+
+    async fn engine(&self, machine: &str) -> DriverResult<Arc<dyn Swarm>> {
+        Ok(self.connect(machine).await?)
+    }
+
+    async fn lock(&self, holder: &LockHolder, now: u64, ttl_seconds: u64) -> DriverResult<()> {
+        self.with_lock_file(|held| match held {
+            Some(lock) if !lock.can_be_taken_by(holder, now) => {
+                Err(DriverError::Locked(Box::new(lock.clone())))
+            }
+            _ => {
+                *held = Some(HeldLock {
+                    holder: holder.clone(),
+                    since: now,
+                    expires_at: now.saturating_add(ttl_seconds),
+                });
+                Ok(())
+            }
+        })
+    }
+
+    async fn unlock(&self, holder: &LockHolder) -> DriverResult<()> {
+        self.force_unlock(&holder.id).await.map(|_| ())
+    }
+
+    async fn force_unlock(&self, lock_id: &str) -> DriverResult<Option<HeldLock>> {
+        self.with_lock_file(|held| {
+            Ok(if held.as_ref().is_some_and(|l| l.holder.id == lock_id) {
+                held.take()
+            } else {
+                None
+            })
+        })
+    }
+
+    /// Every machine leaves its swarm where its engine answers (an engine registered with
+    /// `--driver none` outlives its machine), then is removed with `rm -y`.
+    async fn destroy_all(&self) -> DriverResult<()> {
+        let names = self.names().await?;
+        let mut problems = Vec::new();
+        for name in &names {
+            if let Ok(engine) = self.connect(name).await {
+                if engine
+                    .info()
+                    .await
+                    .is_ok_and(|i| i.swarm_state != LocalSwarmState::Inactive)
+                {
+                    if let Err(e) = engine.leave_swarm(true).await {
+                        tracing::warn!("machine {name} cannot leave the swarm: {e}");
+                    }
+                }
+            }
+        }
+        self.engines.lock().await.clear();
+        for name in &names {
+            if let Err(e) = self.destroy(name).await {
+                problems.push(e.to_string());
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(DriverError::Other(problems.join("; ")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_read_and_checked() {
+        let base = Path::new("/repo");
+        let options = DockerMachineOptions::from_json(
+            &serde_json::json!({"driver": "none", "flags": ["--a=1"], "storage_path": "store"}),
+            base,
+        )
+        .unwrap();
+        assert_eq!(options.driver, "none");
+        assert_eq!(options.flags, ["--a=1"]);
+        assert_eq!(
+            options.storage_path.as_deref(),
+            Some(Path::new("/repo/store"))
+        );
+        assert_eq!(options.binary, "docker-machine");
+        let unknown = DockerMachineOptions::from_json(&serde_json::json!({"drvier": "x"}), base)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("drvier") && unknown.contains("binary"),
+            "{unknown}"
+        );
+        let flags = DockerMachineOptions::from_json(&serde_json::json!({"flags": "--x"}), base)
+            .unwrap_err()
+            .to_string();
+        assert!(flags.contains("flags must be a list of strings"), "{flags}");
+    }
+
+    #[test]
+    fn inspect_gives_the_url_and_the_tls_folder() {
+        let none = r#"{"ConfigVersion":3,"Driver":{"IPAddress":"10.0.0.2:2376","MachineName":"c-m","StorePath":"/s","URL":"tcp://10.0.0.2:2376"},"DriverName":"none","HostOptions":{"AuthOptions":{"CertDir":"/s/certs","CaCertPath":"/s/certs/ca.pem","ClientCertPath":"/s/certs/cert.pem","ClientKeyPath":"/s/certs/key.pem","StorePath":"/s/machines/c-m"}},"Name":"c-m"}"#;
+        let inspected = Inspected::parse(none).unwrap();
+        assert_eq!(inspected.url.as_deref(), Some("tcp://10.0.0.2:2376"));
+        assert_eq!(inspected.driver_name, "none");
+        assert_eq!(
+            inspected.machine_dir.as_deref(),
+            Some(Path::new("/s/machines/c-m"))
+        );
+        assert!(!inspected.has_tls_files());
+        let vm = r#"{"Driver":{"IPAddress":"192.168.99.100"},"DriverName":"virtualbox","HostOptions":{"AuthOptions":{}}}"#;
+        let inspected = Inspected::parse(vm).unwrap();
+        assert_eq!(inspected.url.as_deref(), Some("tcp://192.168.99.100:2376"));
+        assert_eq!(inspected.store_certs, None);
+        assert_eq!(Inspected::parse("Error"), None);
+    }
+
+    #[test]
+    fn failures_keep_docker_machines_words() {
+        let text = failure(
+            "machine w1",
+            "create",
+            Some(3),
+            "Error with pre-create check: \"VBoxManage not found. Make sure VirtualBox is installed and VBoxManage is in the path\"\n",
+            "Running pre-create checks...\n",
+        );
+        assert_eq!(
+            text,
+            "machine w1: `docker-machine create` failed (exit 3): Error with pre-create check: \"VBoxManage not found. Make sure VirtualBox is installed and VBoxManage is in the path\""
+        );
+    }
+}
