@@ -219,6 +219,10 @@ pub struct DockerMachineDriver {
     /// The role machines.yml gives each machine (the role it is created for).
     roles: BTreeMap<String, Role>,
     engines: tokio::sync::Mutex<HashMap<String, Arc<DockerEngine>>>,
+    /// Held by a `create` while the store has no certificate authority yet: docker-machine
+    /// makes `certs/ca.pem` on its first create, and two first creates at once would each make
+    /// one, leaving machines signed by a CA that is no longer the store's.
+    first_create: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for DockerMachineDriver {
@@ -250,6 +254,7 @@ impl DockerMachineDriver {
             flags,
             roles,
             engines: tokio::sync::Mutex::new(HashMap::new()),
+            first_create: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -585,7 +590,14 @@ impl Driver for DockerMachineDriver {
             args.extend(flags.iter().map(String::as_str));
         }
         args.push(&full);
-        if let Err(e) = self.call(Some(name), &args).await {
+        let first = if self.store().join("certs").join("ca.pem").exists() {
+            None
+        } else {
+            Some(self.first_create.lock().await)
+        };
+        let created = self.call(Some(name), &args).await;
+        drop(first);
+        if let Err(e) = created {
             if let DriverError::Other(text) = &e {
                 if text.contains("already exists") {
                     return Err(DriverError::MachineExists(name.clone()));
