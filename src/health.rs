@@ -71,7 +71,8 @@ pub struct Health {
 }
 
 impl Health {
-    fn new(state: HealthState, reason: impl Into<String>) -> Health {
+    /// A health in `state` for `reason`, not settled.
+    pub fn new(state: HealthState, reason: impl Into<String>) -> Health {
         Health {
             state,
             reason: reason.into(),
@@ -231,18 +232,38 @@ fn counts_line(service: &ObservedService, tasks: &[&ObservedTask]) -> String {
     format!("updating, {running}/{desired} tasks running the new spec")
 }
 
-/// Current tasks running, and tasks desired (the engine's `ServiceStatus`). Without any task
-/// listed (an engine that does not list them), the service's own counts.
+/// Current tasks running, and tasks desired: the engine's `ServiceStatus`, or more when more
+/// slots (nodes, for a global service) have a current task the orchestrator wants: 20.10 counts
+/// a global service whose tasks are all rejected as `0/0`. Without any task listed (an engine
+/// that does not list them), the service's own counts.
 pub fn counts(service: &ObservedService, tasks: &[&ObservedTask]) -> (u64, u64) {
-    let desired = service.desired;
     if tasks.is_empty() {
-        return (service.running, desired);
+        return (service.running, service.desired);
     }
     let running = tasks
         .iter()
         .filter(|t| t.is_running() && is_current(service, t))
         .count() as u64;
-    (running, desired)
+    let mut wanted_slots: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.wanted() && is_current(service, t))
+        .map(|t| slot_key(t))
+        .collect();
+    wanted_slots.sort();
+    wanted_slots.dedup();
+    (running, service.desired.max(wanted_slots.len() as u64))
+}
+
+/// Whether a global service has no task of its current spec at all: just created or updated,
+/// the orchestrator has not placed its tasks yet (or no node matches its constraints). Its
+/// counts then read `0/0`, which alone does not prove it healthy.
+pub fn awaiting_global_tasks(service: &ObservedService, tasks: &[&ObservedTask]) -> bool {
+    let global = service
+        .spec
+        .mode
+        .as_ref()
+        .is_some_and(|m| m.global.is_some());
+    global && !tasks.iter().any(|t| is_current(service, t))
 }
 
 fn is_job(service: &ObservedService) -> bool {
@@ -404,6 +425,43 @@ mod tests {
             spec_key: Some(key.into()),
             health_checked: false,
         }
+    }
+
+    fn global_service() -> ObservedService {
+        let mut global = service(0, 0);
+        global.spec.mode = Some(crate::model::spec::ServiceMode {
+            global: Some(Default::default()),
+            ..Default::default()
+        });
+        global
+    }
+
+    #[test]
+    fn a_global_service_whose_tasks_are_all_rejected_is_degraded_not_zero_of_zero() {
+        let global = global_service();
+        let rejected = |node: &str| ObservedTask {
+            slot: None,
+            node_id: Some(node.into()),
+            desired_state: TaskState::Ready,
+            error: Some("No such image: app:1".into()),
+            ..task(0, TaskState::Rejected, "new")
+        };
+        let tasks = [rejected("n1"), rejected("n2")];
+        let refs: Vec<&ObservedTask> = tasks.iter().collect();
+        assert_eq!(counts(&global, &refs), (0, 2));
+        let verdict = health(&global, &tasks);
+        assert_eq!(verdict.state, HealthState::Degraded, "{verdict:?}");
+        assert!(verdict.reason.contains("No such image"), "{verdict:?}");
+        assert!(!awaiting_global_tasks(&global, &refs));
+    }
+
+    #[test]
+    fn a_global_service_without_tasks_yet_is_awaiting_them() {
+        let global = global_service();
+        assert!(awaiting_global_tasks(&global, &[]));
+        let old = task(0, TaskState::Running, "old");
+        assert!(awaiting_global_tasks(&global, &[&old]));
+        assert!(!awaiting_global_tasks(&service(1, 0), &[]));
     }
 
     fn health(service: &ObservedService, tasks: &[ObservedTask]) -> Health {

@@ -90,6 +90,14 @@ pub enum PlanningError {
     /// The apply lock is held by another process, or could not be taken.
     #[error(transparent)]
     Lock(DriverError),
+    /// What the driver sets up before planning (the dind registry) could not be.
+    #[error("the {driver} driver could not set up the cluster: {source}")]
+    Prepare {
+        /// The driver's name.
+        driver: &'static str,
+        /// Why.
+        source: DriverError,
+    },
     /// The cluster could not be observed.
     #[error(transparent)]
     Observe(#[from] ObserveError),
@@ -169,7 +177,7 @@ pub async fn plan_loaded(
             .await
             .map_err(PlanningError::Lock)?;
     }
-    let planned = observe_and_plan(&driver, &desired, revision, planning.allow_destroy_all).await;
+    let planned = prepare_observe_and_plan(&driver, &desired, revision, planning).await;
     let (observed, plan) = match planned {
         Ok(planned) => planned,
         Err(error) => {
@@ -187,6 +195,26 @@ pub async fn plan_loaded(
         observed,
         plan,
     })
+}
+
+/// Under the apply lock, prepares the driver first (see [`Driver::prepare`]); then observes and
+/// plans.
+async fn prepare_observe_and_plan(
+    driver: &Arc<dyn Driver>,
+    desired: &Desired,
+    revision: Option<String>,
+    planning: &Planning,
+) -> Result<(Observed, Plan), PlanningError> {
+    if planning.lock.is_some() {
+        driver
+            .prepare()
+            .await
+            .map_err(|source| PlanningError::Prepare {
+                driver: desired.driver.as_str(),
+                source,
+            })?;
+    }
+    observe_and_plan(driver, desired, revision, planning.allow_destroy_all).await
 }
 
 /// Observes the cluster now and plans `desired` against it, its images pinned to the digests

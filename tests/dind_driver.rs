@@ -61,7 +61,9 @@ impl Drop for Cleanup {
             let runtime = tokio::runtime::Runtime::new().expect("a runtime for the cleanup");
             let options = json!({ "state_dir": state_dir.to_string_lossy() });
             runtime.block_on(async move {
-                if let Ok(driver) = DindDriver::connect(&cluster, &options).await {
+                if let Ok(driver) =
+                    DindDriver::connect(&cluster, &options, std::path::Path::new(".")).await
+                {
                     if let Err(e) = driver.destroy_all().await {
                         eprintln!("cleanup of {cluster} failed: {e}");
                     }
@@ -181,7 +183,7 @@ async fn dind_cluster_of_two_nodes_lives_and_leaves_nothing() {
         "preload_images": [dind::DEMO_IMAGE],
         "state_dir": state_dir.to_string_lossy(),
     });
-    let driver = DindDriver::connect(&cluster, &options)
+    let driver = DindDriver::connect(&cluster, &options, std::path::Path::new("."))
         .await
         .expect("driver connects");
     let image = match driver.node_image().await {
@@ -562,7 +564,7 @@ async fn doctor_reports_on_this_engine_and_cleans_up() {
     let state_dir = std::env::temp_dir().join(format!("shoal-dind-doctor-{}", std::process::id()));
     let options = json!({ "state_dir": state_dir.to_string_lossy() });
     let started = Instant::now();
-    let report = dind::doctor(&options).await;
+    let report = dind::doctor(&options, std::path::Path::new(".")).await;
     println!(
         "shoal doctor ({:.2} s):\n{report}",
         started.elapsed().as_secs_f64()

@@ -2,16 +2,15 @@
 //! binary, started by the test on 127.0.0.1 (plain and with basic auth), filled with
 //! `docker push` from the host engine. The registry API client resolves tags to the digests the
 //! docker CLI records; a tag that moves resolves anew; a registry with basic auth answers with
-//! the credentials of a docker config. Through the CLI on a dind cluster: the plan pins the
-//! image as `docker stack deploy` does, a moved tag plans exactly one `update_service` showing
-//! both digests, and the credentials appear in no output.
+//! the credentials of a docker config. Through the CLI on a dind cluster with its own registry,
+//! where nodes really pull: `tests/registry_dind.rs`.
 //!
 //! Skipped with a note when `docker-registry` or a Docker Engine is missing; a failure with
 //! `CI=true` (.ci/run installs Debian's `docker-registry`).
 
 mod common;
 
-use common::{crate_path, Repo};
+use common::build_demo_image;
 use shoal::registry::auth::DockerConfig;
 use shoal::registry::client::resolve_digest;
 use shoal::registry::reference::Reference;
@@ -54,29 +53,15 @@ struct Registry {
 impl Registry {
     fn start(basic_auth: bool) -> Registry {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         let mut config = format!(
             "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("data").display()
         );
         if basic_auth {
-            let hash = Command::new("python3")
-                .args([
-                    "-W",
-                    "ignore",
-                    "-c",
-                    &format!("import crypt; print(crypt.crypt('{PASSWORD}', crypt.mksalt(crypt.METHOD_BLOWFISH)))"),
-                ])
-                .output()
-                .expect("python3 for a bcrypt hash");
-            let hash = String::from_utf8(hash.stdout).unwrap();
             std::fs::write(
                 dir.path().join("htpasswd"),
-                format!("{USER}:{}\n", hash.trim()),
+                common::htpasswd_line(USER, PASSWORD),
             )
             .unwrap();
             config.push_str(&format!(
@@ -159,20 +144,6 @@ fn docker(config: Option<&Path>, args: &[&str], stdin: Option<&str>) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Builds the demo image once for the tests of this file (they run in parallel).
-fn build_demo_image() {
-    static BUILT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        Command::new("bash")
-            .arg(crate_path("images/dataservice/build.sh"))
-            .output()
-            .expect("build the demo image")
-            .status
-            .success()
-    });
-    assert!(built, "images/dataservice/build.sh failed");
 }
 
 /// Pushes an image with label `version` as `image`; returns the digest the engine recorded.
@@ -270,85 +241,4 @@ fn tags_resolve_to_the_digests_docker_records_with_and_without_basic_auth() {
             .unwrap(),
         digest
     );
-}
-
-#[test]
-fn a_moved_tag_plans_one_update_service_with_both_digests_on_dind() {
-    if !available() {
-        return;
-    }
-    build_demo_image();
-    let registry = Registry::start(true);
-    let config = logged_in(&registry);
-    let image = registry.image("app:1");
-    let first = push(Some(config.path()), &image, "1");
-
-    let repo = Repo::empty();
-    let cluster = format!("pin{}", std::process::id() % 10_000);
-    std::fs::write(
-        repo.path().join("machines.yml"),
-        format!("cluster: {cluster}\ndriver: dind\nmachines:\n  m:\n    role: manager\nstacks:\n  app: docker-compose.yml\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        repo.path().join("docker-compose.yml"),
-        format!("services:\n  web:\n    image: {image}\n"),
-    )
-    .unwrap();
-    let shoal = |args: &[&str]| -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
-            .args(args)
-            .arg("--repo")
-            .arg(repo.path())
-            .env("DOCKER_CONFIG", config.path())
-            .env("SHOAL_LOG", "debug")
-            .env_remove("DOCKER_HOST")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run shoal");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "shoal {args:?} failed: {text}");
-        assert!(
-            !text.contains(PASSWORD),
-            "shoal {args:?} printed the password"
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    struct Destroy<'a>(&'a dyn Fn(&[&str]) -> String);
-    impl Drop for Destroy<'_> {
-        fn drop(&mut self) {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                (self.0)(&["destroy", "--yes"])
-            }));
-        }
-    }
-    let _destroy = Destroy(&shoal);
-
-    let plan: serde_json::Value = serde_json::from_str(&shoal(&["plan", "--json"])).unwrap();
-    assert!(
-        plan.to_string().contains(&format!("{image}@{first}")),
-        "the plan pins the image: {plan:#}"
-    );
-    // The nodes cannot reach a registry on the host's loopback, so their tasks cannot pull the
-    // image: the specs are what this test checks, so apply does not wait for health.
-    shoal(&["apply", "--yes", "--no-wait"]);
-    let plan: serde_json::Value = serde_json::from_str(&shoal(&["plan", "--json"])).unwrap();
-    assert!(common::steps_of(&plan).is_empty(), "{plan:#}");
-
-    let moved = push(Some(config.path()), &image, "2");
-    let plan: serde_json::Value = serde_json::from_str(&shoal(&["plan", "--json"])).unwrap();
-    assert_eq!(
-        common::steps_of(&plan),
-        ["update_service app_web"],
-        "{plan:#}"
-    );
-    let text = shoal(&["plan"]);
-    assert!(text.contains(&first) && text.contains(&moved), "{text}");
-    shoal(&["apply", "--yes", "--no-wait"]);
-    let plan: serde_json::Value = serde_json::from_str(&shoal(&["plan", "--json"])).unwrap();
-    assert!(common::steps_of(&plan).is_empty(), "{plan:#}");
 }

@@ -6,6 +6,8 @@
 #   SHOAL_STORAGE_DRIVER  force a storage driver instead of probing overlay2
 #   SHOAL_IPTABLES        force the iptables backend: nft or legacy
 #   SHOAL_SOCKET_GID      group id given to the engine's sockets (the host's docker group)
+#   SHOAL_REGISTRY_FORWARD  PORT:ADDRESS:TARGET_PORT: the node's 127.0.0.1:PORT reaches the
+#                         cluster's registry at ADDRESS:TARGET_PORT, as the host's does
 # Arguments are passed on to dockerd.
 set -eu
 
@@ -88,6 +90,20 @@ choose_iptables() {
 	done
 }
 
+# The cluster's registry is published on the host's 127.0.0.1:PORT; the same name must work
+# here, so locally made connections to 127.0.0.1:PORT are sent on to the registry container.
+forward_registry() {
+	[ -n "${SHOAL_REGISTRY_FORWARD:-}" ] || return 0
+	port=${SHOAL_REGISTRY_FORWARD%%:*}
+	target=${SHOAL_REGISTRY_FORWARD#*:}
+	address=${target%:*}
+	echo 1 >/proc/sys/net/ipv4/conf/all/route_localnet
+	iptables -w -t nat -C OUTPUT -d 127.0.0.1/32 -p tcp --dport "$port" -j DNAT --to-destination "$target" 2>/dev/null ||
+		iptables -w -t nat -A OUTPUT -d 127.0.0.1/32 -p tcp --dport "$port" -j DNAT --to-destination "$target"
+	iptables -w -t nat -C POSTROUTING -s 127.0.0.1/32 -d "$address/32" -p tcp -j MASQUERADE 2>/dev/null ||
+		iptables -w -t nat -A POSTROUTING -s 127.0.0.1/32 -d "$address/32" -p tcp -j MASQUERADE
+}
+
 # overlay2 needs /var/lib/docker on a real filesystem (the driver mounts a volume there);
 # when an overlay mount cannot be made there, fall back to vfs.
 storage_driver() {
@@ -115,6 +131,7 @@ nest_cgroup_v2
 mount --make-rshared /
 clear_stale_files
 choose_iptables
+forward_registry
 driver=$(storage_driver)
 
 # The sockets belong to root's group unless the host's docker group id is passed in.

@@ -147,7 +147,7 @@ pub async fn apply(
     let waited_for = if options.dry_run || !all_done || options.wait.is_none() {
         Vec::new()
     } else {
-        changed_services(plan)
+        changed_services(plan, desired)
     };
     // The sim's cluster changes only when written to: one look tells all there is to know.
     let wait = options.wait.map(|d| {
@@ -187,8 +187,9 @@ pub async fn apply(
     })
 }
 
-/// The services a plan creates or changes, by name, in plan order.
-fn changed_services(plan: &Plan) -> Vec<String> {
+/// The services apply waits for: those the plan creates or changes, by name, in plan order,
+/// and, when it joins machines, every global service of `desired` (they start tasks there).
+fn changed_services(plan: &Plan, desired: &Desired) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for step in &plan.steps {
         let service = matches!(
@@ -202,8 +203,27 @@ fn changed_services(plan: &Plan) -> Vec<String> {
             names.push(step.target.clone());
         }
     }
+    if plan
+        .steps
+        .iter()
+        .any(|s| matches!(s.op, StepOp::JoinSwarm { .. }))
+    {
+        let global = (desired.stacks.values())
+            .flat_map(|stack| stack.services.iter())
+            .filter(|(_, spec)| spec.mode.as_ref().is_some_and(|m| m.global.is_some()))
+            .map(|(name, _)| name);
+        for name in global {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    }
     names
 }
+
+/// How long apply waits for a changed global service's first tasks before its `0/0` counts as
+/// healthy (no node matches its constraints).
+const GLOBAL_PLACING_GRACE: Duration = Duration::from_secs(10);
 
 /// Observes every second until each of `services` is healthy, or settled unhealthy (its update
 /// paused or rolled back), or `timeout` passed; tells `progress` each state change. Returns the
@@ -216,14 +236,27 @@ async fn wait_healthy(
     progress: &dyn Progress,
 ) -> Observed {
     let deadline = Instant::now() + timeout;
+    // A global service with no task yet is not known healthy until its tasks are placed; one
+    // that no node matches never gets any, and counts as healthy after this long.
+    let placing_deadline = Instant::now() + GLOBAL_PLACING_GRACE.min(timeout);
     let mut observed = first;
     let mut shown: BTreeMap<&str, (health::HealthState, u64, u64)> = BTreeMap::new();
     loop {
         let mut done = true;
         for name in services {
-            let health = health::health_of(&observed, name);
+            let mut health = health::health_of(&observed, name);
             let (running, desired) = observed.services.get(name).map_or((0, 0), |service| {
-                health::counts(service, &health::tasks_of(&observed, service))
+                let tasks = health::tasks_of(&observed, service);
+                if health.is_healthy()
+                    && health::awaiting_global_tasks(service, &tasks)
+                    && Instant::now() < placing_deadline
+                {
+                    health = health::Health::new(
+                        health::HealthState::Progressing,
+                        "waiting for its tasks to be placed",
+                    );
+                }
+                health::counts(service, &tasks)
             });
             let now = (health.state, running, desired);
             if shown.get(name.as_str()) != Some(&now) {

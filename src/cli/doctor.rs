@@ -17,7 +17,7 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, json: bool) -
         );
         return Ok(0);
     }
-    let report = doctor(&driver_options(&desired)).await;
+    let report = doctor(&driver_options(&desired), repo).await;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

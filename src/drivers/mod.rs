@@ -45,6 +45,12 @@ pub trait Driver: Send + Sync {
     async fn create(&self, machine: &MachineSpec) -> DriverResult<()>;
     /// Starts a stopped machine and waits until its engine answers.
     async fn start(&self, machine: &str) -> DriverResult<()>;
+    /// Sets up what the machines rely on besides themselves (the dind driver's registry, with
+    /// the preloaded images pushed into it). Called by apply and each watcher pass under the
+    /// apply lock, before they plan; never by `plan`, which writes nothing.
+    async fn prepare(&self) -> DriverResult<()> {
+        Ok(())
+    }
     /// Destroys a machine and everything the driver made for it.
     async fn destroy(&self, machine: &str) -> DriverResult<()>;
     /// The `DOCKER_HOST` value that reaches the machine's engine.
@@ -100,7 +106,8 @@ pub async fn open_driver(
     match desired.driver {
         DriverKind::Sim => Ok(Arc::new(sim::SimDriver::open(state_dir, &desired.cluster)?)),
         DriverKind::Dind => Ok(Arc::new(
-            dind::DindDriver::connect(&desired.cluster, &driver_options(desired)).await?,
+            dind::DindDriver::connect(&desired.cluster, &driver_options(desired), state_dir)
+                .await?,
         )),
         DriverKind::Generic => Ok(Arc::new(generic::GenericDriver::new(desired, state_dir))),
         DriverKind::DockerMachine => {

@@ -100,6 +100,13 @@ pub async fn resolve_digest(
     Err(RegistryError::Status { url, status: 401 })
 }
 
+/// The status `GET <base>/v2/` answers with (200, or 401 for a registry that wants
+/// credentials): whether a registry serves at `base` (`http://127.0.0.1:5000`).
+pub async fn ping(base: &str) -> Result<u16, RegistryError> {
+    let url = format!("{}/v2/", base.trim_end_matches('/'));
+    Ok(request("GET", &url, &[]).await?.status)
+}
+
 /// The `Authorization` value answering `challenge`.
 async fn authorize(
     challenge: &str,

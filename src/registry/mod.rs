@@ -5,7 +5,8 @@
 //! sends `image:tag@sha256:…` as `docker stack deploy` does ([`pin_images`]).
 //!
 //! Not pinned: references that already carry a digest, images the dind driver side-loads
-//! (`preload_images`: they come from the host, not a registry), and every image on the sim
+//! (`preload_images`: they come from the host, not a registry, unless they are named for the
+//! cluster's own registry, which they are pushed into before apply plans), and every image on the sim
 //! driver, whose nodes pull nothing. A registry that cannot be asked gives a warning and the
 //! reference as written, so the planner keeps the digest the service runs.
 
@@ -13,6 +14,7 @@ pub mod auth;
 pub mod client;
 pub mod reference;
 
+use crate::drivers::dind::RegistryOptions;
 use crate::model::{Desired, DriverKind, ImagePolicy};
 use auth::DockerConfig;
 use reference::{pinned, Reference};
@@ -34,7 +36,7 @@ pub async fn pin_images(desired: &mut Desired) -> Vec<String> {
     if desired.policy.images != ImagePolicy::Pin || desired.driver == DriverKind::Sim {
         return Vec::new();
     }
-    let preloaded = preloaded_images(&desired.driver_options);
+    let preloaded = side_loaded_images(desired);
     let wanted: BTreeSet<String> = (desired.stacks.values())
         .flat_map(|stack| stack.services.values())
         .map(|spec| spec.task_template.container_spec.image.clone())
@@ -82,15 +84,20 @@ pub async fn pin_images(desired: &mut Desired) -> Vec<String> {
     warnings
 }
 
-/// The images the dind driver side-loads into nodes (`driver_options.preload_images`).
-fn preloaded_images(options: &serde_json::Value) -> BTreeSet<String> {
-    [
-        &options["preload_images"],
-        &options["dind"]["preload_images"],
-    ]
-    .into_iter()
-    .filter_map(|list| list.as_array())
-    .flatten()
-    .filter_map(|item| item.as_str().map(str::to_string))
-    .collect()
+/// The images the dind driver side-loads into nodes (`driver_options.preload_images`), except
+/// those it pushes into the cluster's registry under their own name (`localhost:<port>/…`):
+/// those are in a registry, and pinned like any other.
+fn side_loaded_images(desired: &Desired) -> BTreeSet<String> {
+    let options = crate::drivers::driver_options(desired);
+    let registry = RegistryOptions::from_json(&options["registry"], std::path::Path::new("."))
+        .ok()
+        .flatten();
+    options["preload_images"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item.as_str())
+        .filter(|image| !registry.as_ref().is_some_and(|r| r.names(image)))
+        .map(str::to_string)
+        .collect()
 }

@@ -197,3 +197,99 @@ pub fn docker_available(what: &str) -> bool {
     }
     answers
 }
+
+/// Builds the demo image `dataservice:1` on the host engine (`images/dataservice/build.sh`),
+/// once per test binary however many of its tests ask.
+pub fn build_demo_image() {
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(crate_path("images/dataservice/build.sh"))
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    if let Err(e) = built {
+        panic!("images/dataservice/build.sh failed: {e}");
+    }
+}
+
+/// A dind cluster a test made from a repository, destroyed (`shoal destroy --yes`) when it is
+/// dropped, whether the test passed or not.
+pub struct DindCluster {
+    /// The repository whose machines.yml names the cluster.
+    pub repo: Repo,
+    /// The cluster's name.
+    pub name: String,
+}
+
+impl DindCluster {
+    /// A cluster named `<prefix><pid % 10000>` (short: node socket paths are limited) over `repo`.
+    pub fn new(repo: Repo, prefix: &str) -> DindCluster {
+        DindCluster {
+            repo,
+            name: format!("{prefix}{}", std::process::id() % 10_000),
+        }
+    }
+
+    /// Standard output of the docker CLI run against `machine`'s engine (through `shoal env`);
+    /// the run must succeed.
+    pub fn docker(&self, machine: &str, args: &[&str]) -> String {
+        let env = self.repo.ok(&["env", machine]);
+        let host = env
+            .lines()
+            .find_map(|l| l.strip_prefix("export DOCKER_HOST="))
+            .expect("DOCKER_HOST line");
+        let out = Command::new("docker")
+            .args(args)
+            .current_dir(self.repo.path())
+            .env("DOCKER_HOST", host)
+            .output()
+            .expect("docker");
+        assert!(
+            out.status.success(),
+            "docker {args:?} on {machine} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for DindCluster {
+    fn drop(&mut self) {
+        let _ = self.repo.shoal(&["destroy", "--yes"]);
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; the caller binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// An htpasswd line `user:<bcrypt hash>` (the only kind docker-registry accepts), made with
+/// Python's crypt module.
+pub fn htpasswd_line(user: &str, password: &str) -> String {
+    let out = Command::new("python3")
+        .args([
+            "-W",
+            "ignore",
+            "-c",
+            "import crypt, sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+            password,
+        ])
+        .output()
+        .expect("python3 for a bcrypt hash");
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        hash.starts_with("$2"),
+        "no bcrypt hash from python3: {out:?}"
+    );
+    format!("{user}:{hash}\n")
+}

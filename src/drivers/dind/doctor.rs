@@ -1,7 +1,7 @@
 //! `shoal doctor` for the dind driver: what the local engine and kernel allow, found by starting
 //! one throw-away node.
 
-use super::{connect_host, node, DindDriver, DindOptions};
+use super::{connect_host, node, registry, DindDriver, DindOptions, RegistryOptions};
 use crate::drivers::Driver;
 use crate::model::{MachineSpec, Role, LABEL_CLUSTER};
 use bollard::exec::{CreateExecOptions, StartExecResults};
@@ -11,6 +11,7 @@ use bollard::Docker;
 use futures::StreamExt;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::time::Instant;
 
 /// How one check came out.
@@ -113,13 +114,14 @@ pub async fn exec(docker: &Docker, container: &str, script: &str) -> Result<(i64
 
 /// Checks the engine, the cgroup setup, the node image, whether a node container starts (and
 /// how), IPVS and the storage driver inside a node, then removes everything it made.
-pub async fn doctor(driver_options: &serde_json::Value) -> DoctorReport {
+/// Relative paths in the options are taken from `base`, the repository folder.
+pub async fn doctor(driver_options: &serde_json::Value, base: &Path) -> DoctorReport {
     let mut report = DoctorReport {
         checks: Vec::new(),
         ipvs: None,
         verdict: String::new(),
     };
-    let options = match DindOptions::from_json(driver_options) {
+    let mut options = match DindOptions::from_json(driver_options, base) {
         Ok(options) => options,
         Err(e) => {
             report.push("driver options", CheckStatus::Fail, e.to_string());
@@ -175,6 +177,10 @@ pub async fn doctor(driver_options: &serde_json::Value) -> DoctorReport {
         ),
     }
 
+    // The probe cluster runs no registry: the real one may hold the port.
+    if let Some(registry) = options.registry.take() {
+        check_registry(&docker, &registry, &mut report).await;
+    }
     let cluster = format!("shoal-doctor-{}", std::process::id());
     let driver = DindDriver::with_docker(docker.clone(), &cluster, options);
     match driver.node_image().await {
@@ -398,5 +404,32 @@ async fn probe_node(driver: &DindDriver, report: &mut DoctorReport) {
             CheckStatus::Fail,
             format!("swarm init failed: {e}"),
         ),
+    }
+}
+
+/// `driver_options.registry`: its image can be built from the host's docker-registry, and its
+/// htpasswd file is usable.
+async fn check_registry(docker: &Docker, options: &RegistryOptions, report: &mut DoctorReport) {
+    if let Some(path) = &options.htpasswd {
+        if let Err(e) = registry::read_htpasswd(path) {
+            report.push("registry", CheckStatus::Fail, e.to_string());
+            return;
+        }
+    }
+    match registry::ensure_image(docker).await {
+        Ok(image) => report.push(
+            "registry",
+            CheckStatus::Ok,
+            format!(
+                "{image}; images named localhost:{}/… are served to every node{}",
+                options.port,
+                if options.mirrors_docker_hub() {
+                    ", and it is the nodes' Docker Hub mirror"
+                } else {
+                    " (with basic authentication)"
+                }
+            ),
+        ),
+        Err(e) => report.push("registry", CheckStatus::Fail, e.to_string()),
     }
 }

@@ -26,7 +26,9 @@
 //! - `image`: a node image on the host engine to use instead of building one;
 //! - `preload_images`: host images to copy into each node;
 //! - `state_dir`: the host folder for the node sockets (default `$SHOAL_DIND_DIR`, else
-//!   `/tmp/shoal-dind`; keep it short, unix socket paths are limited to 107 bytes).
+//!   `/tmp/shoal-dind`; keep it short, unix socket paths are limited to 107 bytes);
+//! - `registry`: the cluster's own registry (see [`registry`]); `preload_images` are then
+//!   pushed into it once instead of being copied into each node, where nodes can pull them.
 
 mod demo;
 mod doctor;
@@ -34,12 +36,14 @@ pub(crate) mod lock;
 mod network;
 mod node;
 mod nodeimage;
+pub mod registry;
 mod upload;
 
 pub use demo::{build_demo_image, DEMO_IMAGE};
 pub use doctor::{doctor, exec, Check, CheckStatus, DoctorReport};
 pub use lock::{LABEL_LOCK_EXPIRES, LABEL_LOCK_HOLDER, LABEL_LOCK_NONCE, LABEL_LOCK_SINCE};
 pub use node::Security;
+pub use registry::RegistryOptions;
 
 /// Label of the volume that marks a machine whose setup (start, image preload) finished.
 pub const LABEL_READY: &str = "io.shoal.ready";
@@ -161,6 +165,8 @@ pub struct DindOptions {
     pub preload_images: Vec<String>,
     /// The host folder holding `<cluster>/<machine>/docker.sock`.
     pub state_dir: PathBuf,
+    /// The cluster's own registry, when `registry` is set.
+    pub registry: Option<RegistryOptions>,
 }
 
 impl Default for DindOptions {
@@ -169,6 +175,7 @@ impl Default for DindOptions {
             image: None,
             preload_images: Vec::new(),
             state_dir: default_state_dir(),
+            registry: None,
         }
     }
 }
@@ -181,9 +188,10 @@ fn default_state_dir() -> PathBuf {
 }
 
 impl DindOptions {
-    /// Reads the options from machines.yml's `driver_options` (an object, or null for none).
-    /// Unknown keys are ignored with a warning; known keys of the wrong type are errors.
-    pub fn from_json(value: &serde_json::Value) -> Result<DindOptions, DindError> {
+    /// Reads the options from machines.yml's `driver_options` (an object, or null for none);
+    /// relative paths in them are taken from `base` (the repository folder). Unknown keys are
+    /// ignored with a warning; known keys of the wrong type are errors.
+    pub fn from_json(value: &serde_json::Value, base: &Path) -> Result<DindOptions, DindError> {
         let mut options = DindOptions::default();
         let map = match value {
             serde_json::Value::Null => return Ok(options),
@@ -231,9 +239,10 @@ impl DindOptions {
                     }
                     _ => return Err(bad_option("state_dir", "a folder path")),
                 },
+                "registry" => options.registry = RegistryOptions::from_json(item, base)?,
                 other => tracing::warn!(
                     option = other,
-                    "unknown dind driver option, ignored (known: image, preload_images, state_dir)"
+                    "unknown dind driver option, ignored (known: image, preload_images, state_dir, registry)"
                 ),
             }
         }
@@ -287,6 +296,9 @@ pub struct DindDriver {
     /// network.
     reserved: tokio::sync::Mutex<Vec<std::net::Ipv4Addr>>,
     security: Arc<Mutex<Option<Security>>>,
+    /// The preloaded images this process pushed into the cluster's registry, with the host
+    /// image ID pushed; held while the registry is made ready.
+    pushed: tokio::sync::Mutex<HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for DindDriver {
@@ -299,12 +311,14 @@ impl std::fmt::Debug for DindDriver {
 }
 
 impl DindDriver {
-    /// Connects to the local engine for `cluster`, with the options of machines.yml.
+    /// Connects to the local engine for `cluster`, with the options of machines.yml (relative
+    /// paths in them taken from `base`, the repository folder).
     pub async fn connect(
         cluster: &str,
         driver_options: &serde_json::Value,
+        base: &Path,
     ) -> DriverResult<DindDriver> {
-        let options = DindOptions::from_json(driver_options)?;
+        let options = DindOptions::from_json(driver_options, base)?;
         let docker = connect_host().await?;
         Ok(DindDriver::with_docker(docker, cluster, options))
     }
@@ -319,6 +333,7 @@ impl DindDriver {
             network: tokio::sync::Mutex::new(()),
             reserved: tokio::sync::Mutex::new(Vec::new()),
             security: Arc::new(Mutex::new(None)),
+            pushed: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -449,8 +464,48 @@ impl DindDriver {
         Ok(name)
     }
 
+    /// Makes sure the cluster's registry runs (when `driver_options.registry` asks for one)
+    /// and holds the preloaded images it can serve; returns the node settings that reach it.
+    async fn ensure_registry(&self) -> Result<Option<(String, Vec<String>)>, DindError> {
+        let Some(options) = &self.options.registry else {
+            return Ok(None);
+        };
+        let mut pushed = self.pushed.lock().await;
+        let network = self.ensure_network().await?;
+        let (subnet, _) = network::addresses_in_use(&self.docker, &network).await?;
+        let address = registry::address(subnet);
+        let placement = registry::Placement {
+            cluster: &self.cluster,
+            network: &network,
+            address,
+        };
+        registry::ensure(&self.docker, &placement, options).await?;
+        let started = std::time::Instant::now();
+        let sent = registry::push_preloaded(
+            &self.docker,
+            options,
+            &self.options.preload_images,
+            &mut pushed,
+        )
+        .await?;
+        if !sent.is_empty() {
+            tracing::info!(images = ?sent, seconds = started.elapsed().as_secs_f64(), "pushed the preloaded images into the cluster's registry");
+        }
+        Ok(Some(options.node_settings(address)))
+    }
+
+    /// The preloaded images copied into each node: those the cluster's registry cannot serve.
+    fn images_to_load(&self) -> Vec<String> {
+        let registry = self.options.registry.as_ref();
+        (self.options.preload_images.iter())
+            .filter(|image| registry.and_then(|r| r.pushed_name(image)).is_none())
+            .cloned()
+            .collect()
+    }
+
     async fn create_machine(&self, machine: &MachineSpec) -> Result<(), DindError> {
         let image = self.node_image().await?;
+        let registry = self.ensure_registry().await?;
         let network = self.ensure_network().await?;
         self.remove_volume(&self.ready_marker_name(&machine.name))
             .await?;
@@ -470,23 +525,19 @@ impl DindDriver {
             socket: self.socket_path(&machine.name),
             socket_gid: node::host_socket_gid(),
             address: Some(address),
+            registry,
         };
         let created = node::create(&self.docker, &spec, &self.security).await;
         self.reserved.lock().await.retain(|a| *a != address);
         created?;
         crate::crash::point("dind-before-preload");
-        if !self.options.preload_images.is_empty() {
+        let to_load = self.images_to_load();
+        if !to_load.is_empty() {
             let started = std::time::Instant::now();
-            node::preload(
-                &self.docker,
-                &spec.socket,
-                &machine.name,
-                &self.options.preload_images,
-            )
-            .await?;
+            node::preload(&self.docker, &spec.socket, &machine.name, &to_load).await?;
             tracing::info!(
                 machine = %machine.name,
-                images = ?self.options.preload_images,
+                images = ?to_load,
                 seconds = started.elapsed().as_secs_f64(),
                 "preloaded images"
             );
@@ -711,6 +762,13 @@ impl Driver for DindDriver {
             seconds = started.elapsed().as_secs_f64(),
             "node container up, its engine answers"
         );
+        Ok(())
+    }
+
+    /// Starts the cluster's registry and pushes the preloaded images into it, before apply
+    /// plans, so that images named for it resolve to digests.
+    async fn prepare(&self) -> DriverResult<()> {
+        self.ensure_registry().await?;
         Ok(())
     }
 

@@ -37,6 +37,11 @@ impl Subnet {
             .find(|ip| !taken.contains(ip))
     }
 
+    /// The address `offset` hosts into the subnet (`.2` for 2 in a /24).
+    pub(crate) fn address_at(self, offset: u32) -> Ipv4Addr {
+        Ipv4Addr::from(self.base + offset)
+    }
+
     /// Whether the two subnets share any address.
     pub(crate) fn overlaps(self, other: Subnet) -> bool {
         let common = mask(self.prefix.min(other.prefix));

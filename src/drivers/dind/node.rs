@@ -119,6 +119,9 @@ pub(crate) struct NodeSpec<'a> {
     /// The node's fixed address on the cluster network, kept across restarts so that the
     /// swarm's advertised addresses stay valid after a host reboot.
     pub address: Option<std::net::Ipv4Addr>,
+    /// How the node reaches the cluster's registry: the entrypoint's `SHOAL_REGISTRY_FORWARD`
+    /// value and extra dockerd arguments (see [`super::registry`]).
+    pub registry: Option<(String, Vec<String>)>,
 }
 
 /// The group of the host engine's unix socket, so that the node sockets are usable by the same
@@ -141,7 +144,17 @@ pub(crate) fn container_body(spec: &NodeSpec<'_>, security: &Security) -> Contai
         (LABEL_MACHINE.to_string(), spec.machine.to_string()),
         (LABEL_ROLE.to_string(), spec.role.as_str().to_string()),
     ]);
-    let mut env = vec!["DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1".to_string()];
+    let mut env = Vec::new();
+    let mut dockerd_args = Vec::new();
+    match &spec.registry {
+        // Nodes pull from the cluster's registry.
+        Some((forward, args)) => {
+            env.push(format!("SHOAL_REGISTRY_FORWARD={forward}"));
+            dockerd_args.clone_from(args);
+        }
+        // No registry to pull from: tasks use the images copied in, and never try a pull.
+        None => env.push("DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1".to_string()),
+    }
     if let Some(gid) = spec.socket_gid {
         env.push(format!("SHOAL_SOCKET_GID={gid}"));
     }
@@ -196,6 +209,7 @@ pub(crate) fn container_body(spec: &NodeSpec<'_>, security: &Security) -> Contai
         hostname: Some(spec.machine.to_string()),
         image: Some(spec.image.to_string()),
         env: Some(env),
+        cmd: (!dockerd_args.is_empty()).then_some(dockerd_args),
         labels: Some(labels),
         host_config: Some(host_config),
         networking_config: Some(NetworkingConfig {

@@ -163,11 +163,11 @@ impl Rootfs {
         self.entries.insert(path, entry);
     }
 
-    fn dir(&mut self, path: &str, mode: u32) {
+    pub(crate) fn dir(&mut self, path: &str, mode: u32) {
         self.add(path, Entry::Dir { mode });
     }
 
-    fn file(&mut self, path: &str, source: &Path, mode: u32) {
+    pub(crate) fn file(&mut self, path: &str, source: &Path, mode: u32) {
         self.add(
             path,
             Entry::File {
@@ -177,7 +177,7 @@ impl Rootfs {
         );
     }
 
-    fn data(&mut self, path: &str, data: impl Into<Vec<u8>>, mode: u32) {
+    pub(crate) fn data(&mut self, path: &str, data: impl Into<Vec<u8>>, mode: u32) {
         self.add(
             path,
             Entry::Data {
@@ -325,13 +325,14 @@ fn ldd(files: &[PathBuf]) -> Result<Vec<PathBuf>, DindError> {
     }
     let output = Command::new("ldd").args(files).output().map_err(|e| {
         DindError::Unavailable(format!(
-            "cannot run ldd to find the engine's libraries ({e}); install libc-bin, or set driver_options.image"
+            "cannot run ldd to find the libraries of the host's binaries ({e}); install libc-bin, or set driver_options.image"
         ))
     })?;
     let text = String::from_utf8_lossy(&output.stdout);
     parse_ldd(&text).map_err(|problem| {
         DindError::Unavailable(format!(
-            "cannot build the node image: {problem} (run ldd on the docker binaries to see which)"
+            "cannot build an image from the host's binaries: {problem} (run ldd on {} to see which)",
+            files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" ")
         ))
     })
 }
@@ -389,13 +390,35 @@ pub(crate) fn host_rootfs() -> Result<Rootfs, DindError> {
     Ok(rootfs)
 }
 
-/// The folders of the image, and the host's top-level links (`/bin` to `usr/bin` and so on).
-fn add_layout(rootfs: &mut Rootfs) {
+/// The host's top-level links (`/bin` to `usr/bin` and so on), so that the dynamic loader and
+/// the libraries are found where the host's binaries look for them.
+pub(crate) fn add_top_links(rootfs: &mut Rootfs) {
     for top in ["bin", "sbin", "lib", "lib64"] {
         if let Ok(target) = std::fs::read_link(Path::new("/").join(top)) {
             rootfs.symlink(top, &target.to_string_lossy());
         }
     }
+}
+
+/// A host program under `usr/bin/<name>` with its `ldd` closure, found by any of `candidates`;
+/// `None` when the host has none of them.
+pub(crate) fn add_program(
+    rootfs: &mut Rootfs,
+    name: &str,
+    candidates: &[&str],
+) -> Result<Option<PathBuf>, DindError> {
+    let Some(path) = find_binary(candidates) else {
+        return Ok(None);
+    };
+    let real = std::fs::canonicalize(&path).unwrap_or(path);
+    rootfs.file(&format!("usr/bin/{name}"), &real, 0o755);
+    add_libraries(rootfs, std::slice::from_ref(&real))?;
+    Ok(Some(real))
+}
+
+/// The folders of the node image, and the host's top-level links.
+fn add_layout(rootfs: &mut Rootfs) {
+    add_top_links(rootfs);
     for (dir, mode) in [
         ("usr/bin", 0o755),
         ("usr/sbin", 0o755),

@@ -14,28 +14,32 @@ use std::path::{Path, PathBuf};
 
 #[test]
 fn options_default_and_read() {
-    let options = DindOptions::from_json(&json!({})).unwrap();
+    let options = DindOptions::from_json(&json!({}), Path::new(".")).unwrap();
     assert_eq!(options.image, None);
     assert!(options.preload_images.is_empty());
-    let options = DindOptions::from_json(&json!({
-        "image": "my-node:1",
-        "preload_images": ["dataservice:1", "busybox:latest"],
-        "state_dir": "/tmp/s",
-        "something_else": 3
-    }))
+    let options = DindOptions::from_json(
+        &json!({
+            "image": "my-node:1",
+            "preload_images": ["dataservice:1", "busybox:latest"],
+            "state_dir": "/tmp/s",
+            "something_else": 3
+        }),
+        Path::new("."),
+    )
     .unwrap();
     assert_eq!(options.image.as_deref(), Some("my-node:1"));
     assert_eq!(options.preload_images, ["dataservice:1", "busybox:latest"]);
     assert_eq!(options.state_dir, PathBuf::from("/tmp/s"));
-    assert!(DindOptions::from_json(&json!(serde_json::Value::Null)).is_ok());
+    assert!(DindOptions::from_json(&json!(serde_json::Value::Null), Path::new(".")).is_ok());
 }
 
 #[test]
 fn options_of_the_wrong_type_are_refused() {
-    let error = DindOptions::from_json(&json!({"preload_images": [1]})).unwrap_err();
+    let error =
+        DindOptions::from_json(&json!({"preload_images": [1]}), Path::new(".")).unwrap_err();
     assert!(error.to_string().contains("preload_images"), "{error}");
-    assert!(DindOptions::from_json(&json!({"image": 5})).is_err());
-    assert!(DindOptions::from_json(&json!([1])).is_err());
+    assert!(DindOptions::from_json(&json!({"image": 5}), Path::new(".")).is_err());
+    assert!(DindOptions::from_json(&json!([1]), Path::new(".")).is_err());
 }
 
 #[test]
@@ -190,7 +194,38 @@ fn spec(host_dir: &Path) -> NodeSpec<'_> {
         socket: host_dir.join("docker.sock"),
         socket_gid: Some(998),
         address: Some(std::net::Ipv4Addr::new(172, 30, 0, 10)),
+        registry: None,
     }
+}
+
+#[test]
+fn nodes_of_a_cluster_with_a_registry_forward_to_it_and_use_it_as_their_mirror() {
+    let dir = PathBuf::from("/tmp/shoal-dind/demo/vm1");
+    let plain = container_body(&spec(&dir), &Security::Privileged);
+    assert!(plain.cmd.is_none());
+    assert!(!plain
+        .env
+        .unwrap()
+        .iter()
+        .any(|e| e.starts_with("SHOAL_REGISTRY_FORWARD=")));
+    let with_registry = NodeSpec {
+        registry: Some((
+            "5001:172.30.0.2:5000".to_string(),
+            vec!["--registry-mirror=http://localhost:5001".to_string()],
+        )),
+        ..spec(&dir)
+    };
+    let body = container_body(&with_registry, &Security::Privileged);
+    let env = body.env.unwrap();
+    assert!(env.contains(&"SHOAL_REGISTRY_FORWARD=5001:172.30.0.2:5000".to_string()));
+    assert!(
+        !env.contains(&"DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1".to_string()),
+        "nodes with a registry pull"
+    );
+    assert_eq!(
+        body.cmd.unwrap(),
+        ["--registry-mirror=http://localhost:5001"]
+    );
 }
 
 #[test]

@@ -1,0 +1,729 @@
+//! The cluster's own registry (`driver_options.registry`): a container `<cluster>-registry`
+//! running Debian's `docker-registry`, its image built offline from the host's binary the way
+//! the node image is, on the cluster network at the subnet's `.2` and published on
+//! `127.0.0.1:<port>` of the host.
+//!
+//! Every node forwards its own `127.0.0.1:<port>` to it (an iptables DNAT the node entrypoint
+//! sets up from `SHOAL_REGISTRY_FORWARD`), so one image name, `localhost:<port>/app:1`, works
+//! for `docker push` on the host, for shoal's digest lookups and for the nodes' pulls, and
+//! loopback registries need no `--insecure-registry` anywhere. Without `htpasswd`, the nodes
+//! also use it as their Docker Hub mirror, so `preload_images` named for Docker Hub
+//! (`dataservice:1`) are pushed once and pulled by every node, nodes created later included.
+
+use super::network::Subnet;
+use super::nodeimage::{self, Rootfs};
+use super::{is_not_found, node, status_of, upload, DindError};
+use crate::model::LABEL_CLUSTER;
+use crate::registry::reference::{Reference, DOCKER_HUB};
+use bollard::models::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Mount, MountType,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, PushImageOptions, RemoveContainerOptions,
+    RemoveImageOptions, TagImageOptions, UploadToContainerOptions,
+};
+use bollard::Docker;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Repository of the built registry images.
+pub const REGISTRY_IMAGE_REPO: &str = "shoal-registry";
+/// Label set on the built registry images.
+pub const REGISTRY_IMAGE_LABEL: &str = "io.shoal.registry-image";
+/// Label of the registry container: a hash of its settings, so a change recreates it.
+pub const LABEL_REGISTRY: &str = "io.shoal.registry";
+/// The host port when `registry: true` names none.
+pub const DEFAULT_REGISTRY_PORT: u16 = 5000;
+/// The port the registry serves on inside the cluster network.
+const SERVE_PORT: u16 = 5000;
+/// The registry's address on the cluster network: the subnet's `.2` (nodes start at `.10`).
+const ADDRESS_OFFSET: u32 = 2;
+/// Where the htpasswd file is put in the registry container.
+const HTPASSWD_PATH: &str = "/etc/docker/registry/htpasswd";
+/// How long the registry may take to answer after its container starts.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The registry's configuration (authentication, when asked for, comes through `REGISTRY_AUTH*`
+/// variables, as the registry's documentation does it).
+const CONFIG: &str = "version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: /var/lib/registry
+  delete:
+    enabled: true
+http:
+  addr: :5000
+";
+
+/// `driver_options.registry`: the cluster's own registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryOptions {
+    /// The port on the host's 127.0.0.1, and on every node's: images are named
+    /// `localhost:<port>/…`.
+    pub port: u16,
+    /// An htpasswd file (bcrypt entries, `htpasswd -B`) that turns on basic authentication.
+    pub htpasswd: Option<PathBuf>,
+}
+
+impl RegistryOptions {
+    /// Reads `registry: true | false | PORT | {port: PORT, htpasswd: FILE}`; a relative
+    /// htpasswd path is taken from `base` (the repository folder).
+    pub fn from_json(
+        value: &serde_json::Value,
+        base: &Path,
+    ) -> Result<Option<RegistryOptions>, DindError> {
+        let bad = || {
+            DindError::Unavailable(
+                "driver_options.registry must be true, a port, or {port: PORT, htpasswd: FILE}"
+                    .to_string(),
+            )
+        };
+        let port_of = |value: &serde_json::Value| {
+            value
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p > 0)
+                .ok_or_else(|| {
+                    DindError::Unavailable(format!(
+                        "driver_options.registry.port must be a port number (1-65535), not {value}"
+                    ))
+                })
+        };
+        match value {
+            serde_json::Value::Null | serde_json::Value::Bool(false) => Ok(None),
+            serde_json::Value::Bool(true) => Ok(Some(RegistryOptions {
+                port: DEFAULT_REGISTRY_PORT,
+                htpasswd: None,
+            })),
+            serde_json::Value::Number(_) => Ok(Some(RegistryOptions {
+                port: port_of(value)?,
+                htpasswd: None,
+            })),
+            serde_json::Value::Object(map) => {
+                let mut options = RegistryOptions {
+                    port: DEFAULT_REGISTRY_PORT,
+                    htpasswd: None,
+                };
+                for (key, item) in map {
+                    match (key.as_str(), item) {
+                        ("port", port) => options.port = port_of(port)?,
+                        ("htpasswd", serde_json::Value::String(path)) if !path.is_empty() => {
+                            options.htpasswd = Some(base.join(path))
+                        }
+                        ("htpasswd", _) => {
+                            return Err(DindError::Unavailable(
+                                "driver_options.registry.htpasswd must be a file path".to_string(),
+                            ))
+                        }
+                        (other, _) => {
+                            return Err(DindError::Unavailable(format!(
+                                "unknown key `{other}` in driver_options.registry (known: port, htpasswd)"
+                            )))
+                        }
+                    }
+                }
+                Ok(Some(options))
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// Whether `image` is named for this registry: `localhost:<port>/…` or `127.0.0.1:<port>/…`.
+    pub fn names(&self, image: &str) -> bool {
+        Reference::parse(image).is_some_and(|r| {
+            r.domain == format!("localhost:{}", self.port)
+                || r.domain == format!("127.0.0.1:{}", self.port)
+        })
+    }
+
+    /// Whether nodes use the registry as their Docker Hub mirror. Not with `htpasswd`: the
+    /// engine sends a mirror the credentials of Docker Hub, which this registry would refuse.
+    pub fn mirrors_docker_hub(&self) -> bool {
+        self.htpasswd.is_none()
+    }
+
+    /// The name a preloaded host image is pushed under so that nodes pull it from this
+    /// registry: its own name when it is named for the registry, `localhost:<port>/<path>:<tag>`
+    /// for a Docker Hub name while the registry is the nodes' mirror; `None` when nodes could
+    /// not pull it from here (it is then loaded into each node).
+    pub fn pushed_name(&self, image: &str) -> Option<String> {
+        let reference = Reference::parse(image)?;
+        if reference.digest.is_some() {
+            return None;
+        }
+        if self.names(image) {
+            Some(image.to_string())
+        } else if reference.domain == DOCKER_HUB && self.mirrors_docker_hub() {
+            Some(format!(
+                "localhost:{}/{}:{}",
+                self.port, reference.path, reference.tag
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// What a node needs to reach the registry: the `SHOAL_REGISTRY_FORWARD` value for its
+    /// entrypoint and the extra dockerd arguments.
+    pub(crate) fn node_settings(&self, address: Ipv4Addr) -> (String, Vec<String>) {
+        let forward = format!("{}:{address}:{SERVE_PORT}", self.port);
+        let mut args = Vec::new();
+        if self.mirrors_docker_hub() {
+            args.push(format!("--registry-mirror=http://localhost:{}", self.port));
+        }
+        (forward, args)
+    }
+}
+
+/// The registry container's name, `<cluster>-registry`.
+pub fn container_name(cluster: &str) -> String {
+    format!("{cluster}-registry")
+}
+
+/// The registry's storage volume, `<cluster>-registry-data`.
+pub fn volume_name(cluster: &str) -> String {
+    format!("{cluster}-registry-data")
+}
+
+/// The registry's fixed address on the cluster network.
+pub(crate) fn address(subnet: Subnet) -> Ipv4Addr {
+    subnet.address_at(ADDRESS_OFFSET)
+}
+
+/// The htpasswd content, checked: one `user:hash` line each, bcrypt hashes only (the only kind
+/// docker-registry accepts).
+pub(crate) fn read_htpasswd(path: &Path) -> Result<Vec<u8>, DindError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        DindError::Unavailable(format!(
+            "driver_options.registry.htpasswd: cannot read {}: {e}",
+            path.display()
+        ))
+    })?;
+    let mut entries = 0;
+    for (number, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bcrypt = line
+            .split_once(':')
+            .is_some_and(|(user, hash)| !user.is_empty() && hash.starts_with("$2"));
+        if !bcrypt {
+            return Err(DindError::Unavailable(format!(
+                "{}:{}: not a `user:bcrypt-hash` line; docker-registry accepts only bcrypt (make the file with `htpasswd -B -c {} USER`)",
+                path.display(),
+                number + 1,
+                path.display()
+            )));
+        }
+        entries += 1;
+    }
+    if entries == 0 {
+        return Err(DindError::Unavailable(format!(
+            "{}: no users; add one with `htpasswd -B {} USER`",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(text.into_bytes())
+}
+
+/// The registry image's root filesystem: the host's docker-registry with its libraries and the
+/// configuration.
+fn registry_rootfs() -> Result<Rootfs, DindError> {
+    let mut rootfs = Rootfs::default();
+    nodeimage::add_top_links(&mut rootfs);
+    let found = nodeimage::add_program(&mut rootfs, "docker-registry", &["docker-registry"])?;
+    if found.is_none() {
+        return Err(DindError::Unavailable(
+            "driver_options.registry needs Debian's docker-registry on this machine (apt-get install docker-registry)".to_string(),
+        ));
+    }
+    rootfs.data("etc/docker/registry/config.yml", CONFIG, 0o644);
+    rootfs.data("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644);
+    rootfs.data("etc/group", "root:x:0:\n", 0o644);
+    rootfs.dir("tmp", 0o1777);
+    rootfs.dir("var/lib/registry", 0o755);
+    Ok(rootfs)
+}
+
+/// Held while a registry image is looked up and built.
+static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Makes sure `shoal-registry:<hash of the host's inputs>` exists on the engine.
+pub(crate) async fn ensure_image(docker: &Docker) -> Result<String, DindError> {
+    let rootfs = tokio::task::spawn_blocking(registry_rootfs)
+        .await
+        .map_err(|e| DindError::Other(format!("the registry image scan panicked: {e}")))??;
+    let hash = rootfs
+        .fingerprint()
+        .map_err(|e| DindError::io("cannot read the registry image's host files", e))?;
+    let tag = format!("{REGISTRY_IMAGE_REPO}:{hash}");
+    let _one_build_at_a_time = BUILDING.lock().await;
+    match docker.inspect_image(&tag).await {
+        Ok(_) => return Ok(tag),
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(DindError::docker(format!("cannot inspect image {tag}"), e)),
+    }
+    let changes = vec![
+        r#"ENTRYPOINT ["/usr/bin/docker-registry", "serve", "/etc/docker/registry/config.yml"]"#
+            .to_string(),
+        "VOLUME /var/lib/registry".to_string(),
+        format!("EXPOSE {SERVE_PORT}/tcp"),
+        format!("LABEL {REGISTRY_IMAGE_LABEL}=1"),
+    ];
+    let started = Instant::now();
+    let (bytes, _) = upload::import(docker, REGISTRY_IMAGE_REPO, &hash, changes, move |out| {
+        rootfs.write_tar(out)
+    })
+    .await?;
+    tracing::info!(image = %tag, bytes, seconds = started.elapsed().as_secs_f64(), "built the registry image");
+    Ok(tag)
+}
+
+/// Where the registry runs: the cluster, its network and the registry's address there.
+pub(crate) struct Placement<'a> {
+    pub cluster: &'a str,
+    pub network: &'a str,
+    pub address: Ipv4Addr,
+}
+
+/// Makes sure the cluster's registry runs with these settings and answers on
+/// `127.0.0.1:<port>`: reuses a container with the same settings (starting it if stopped), and
+/// replaces one with others (its storage volume is kept).
+pub(crate) async fn ensure(
+    docker: &Docker,
+    placement: &Placement<'_>,
+    options: &RegistryOptions,
+) -> Result<(), DindError> {
+    let htpasswd = options.htpasswd.as_deref().map(read_htpasswd).transpose()?;
+    let image = ensure_image(docker).await?;
+    let settings = {
+        let mut hash = Sha256::new();
+        hash.update(format!(
+            "{image}\0{}\0{}\0",
+            options.port, placement.address
+        ));
+        hash.update(htpasswd.as_deref().unwrap_or_default());
+        hex::encode(hash.finalize())[..16].to_string()
+    };
+    let name = container_name(placement.cluster);
+    match docker
+        .inspect_container(&name, None::<InspectContainerOptions>)
+        .await
+    {
+        Ok(found) => {
+            let labels = found.config.and_then(|c| c.labels).unwrap_or_default();
+            if labels.get(LABEL_REGISTRY) == Some(&settings) {
+                let running = found.state.and_then(|s| s.running).unwrap_or(false);
+                if !running {
+                    start(docker, &name, options.port).await?;
+                }
+                return wait_ready(docker, &name, options.port).await;
+            }
+            tracing::info!(container = %name, "the registry's settings changed; replacing its container (its images are kept)");
+            remove(docker, &name).await?;
+        }
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(DindError::docker(format!("cannot inspect {name}"), e)),
+    }
+    create_volume(docker, placement.cluster).await?;
+    let body = container_body(placement, options, &image, &settings);
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await
+        .map_err(|e| DindError::docker(format!("cannot create container {name}"), e))?;
+    if let Some(content) = htpasswd {
+        let tar = single_file_tar(HTPASSWD_PATH, &content)
+            .map_err(|e| DindError::io("cannot pack the htpasswd file", e))?;
+        docker
+            .upload_to_container(
+                &name,
+                Some(UploadToContainerOptions {
+                    path: "/".to_string(),
+                    ..Default::default()
+                }),
+                bollard::body_full(tar.into()),
+            )
+            .await
+            .map_err(|e| {
+                DindError::docker(format!("cannot copy the htpasswd file into {name}"), e)
+            })?;
+    }
+    start(docker, &name, options.port).await?;
+    tracing::info!(container = %name, port = options.port, "started the cluster's registry");
+    wait_ready(docker, &name, options.port).await
+}
+
+fn container_body(
+    placement: &Placement<'_>,
+    options: &RegistryOptions,
+    image: &str,
+    settings: &str,
+) -> ContainerCreateBody {
+    let served = format!("{SERVE_PORT}/tcp");
+    let mut env = Vec::new();
+    if options.htpasswd.is_some() {
+        env.extend([
+            "REGISTRY_AUTH=htpasswd".to_string(),
+            format!(
+                "REGISTRY_AUTH_HTPASSWD_REALM={} registry",
+                placement.cluster
+            ),
+            format!("REGISTRY_AUTH_HTPASSWD_PATH={HTPASSWD_PATH}"),
+        ]);
+    }
+    ContainerCreateBody {
+        image: Some(image.to_string()),
+        env: Some(env),
+        labels: Some(HashMap::from([
+            (LABEL_CLUSTER.to_string(), placement.cluster.to_string()),
+            (LABEL_REGISTRY.to_string(), settings.to_string()),
+        ])),
+        exposed_ports: Some(vec![served.clone()]),
+        host_config: Some(HostConfig {
+            port_bindings: Some(HashMap::from([(
+                served,
+                Some(vec![PortBinding {
+                    host_ip: Some("127.0.0.1".to_string()),
+                    host_port: Some(options.port.to_string()),
+                }]),
+            )])),
+            mounts: Some(vec![Mount {
+                target: Some("/var/lib/registry".to_string()),
+                source: Some(volume_name(placement.cluster)),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            }]),
+            network_mode: Some(placement.network.to_string()),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                placement.network.to_string(),
+                EndpointSettings {
+                    aliases: Some(vec!["registry".to_string()]),
+                    ipam_config: Some(EndpointIpamConfig {
+                        ipv4_address: Some(placement.address.to_string()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A tar archive holding one file at `path`.
+fn single_file_tar(path: &str, content: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    builder.append_data(&mut header, path.trim_start_matches('/'), content)?;
+    builder.into_inner()
+}
+
+async fn create_volume(docker: &Docker, cluster: &str) -> Result<(), DindError> {
+    let name = volume_name(cluster);
+    let request = VolumeCreateRequest {
+        name: Some(name.clone()),
+        driver: Some("local".to_string()),
+        labels: Some(HashMap::from([(
+            LABEL_CLUSTER.to_string(),
+            cluster.to_string(),
+        )])),
+        ..Default::default()
+    };
+    docker
+        .create_volume(request)
+        .await
+        .map_err(|e| DindError::docker(format!("cannot create volume {name}"), e))?;
+    Ok(())
+}
+
+async fn start(docker: &Docker, name: &str, port: u16) -> Result<(), DindError> {
+    match docker.start_container(name, None).await {
+        Ok(()) => Ok(()),
+        Err(e) if status_of(&e) == Some(304) => Ok(()),
+        Err(e) => {
+            let text = e.to_string();
+            if text.contains("already allocated") || text.contains("address already in use") {
+                Err(DindError::Unavailable(format!(
+                    "the cluster's registry cannot listen on 127.0.0.1:{port}: something else holds that port; set driver_options.registry.port to a free one"
+                )))
+            } else {
+                Err(DindError::docker(format!("cannot start {name}"), e))
+            }
+        }
+    }
+}
+
+async fn remove(docker: &Docker, name: &str) -> Result<(), DindError> {
+    let options = RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    };
+    match docker.remove_container(name, Some(options)).await {
+        Ok(()) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(DindError::docker(format!("cannot remove {name}"), e)),
+    }
+}
+
+/// Waits until the registry answers `GET /v2/` on the host's `127.0.0.1:<port>`.
+async fn wait_ready(docker: &Docker, name: &str, port: u16) -> Result<(), DindError> {
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    loop {
+        let answer = crate::registry::client::ping(&base).await;
+        if matches!(answer, Ok(200 | 401)) {
+            return Ok(());
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            return Err(DindError::NodeFailed {
+                machine: name.to_string(),
+                problem: format!(
+                    "the registry did not answer on {base}/v2/ within {} s ({})",
+                    READY_TIMEOUT.as_secs(),
+                    match answer {
+                        Ok(status) => format!("status {status}"),
+                        Err(e) => e.to_string(),
+                    }
+                ),
+                log: node::log_tail(docker, name).await,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Pushes the preloaded host images the registry can serve (see
+/// [`RegistryOptions::pushed_name`]) with the credentials of the user's docker config; an
+/// image whose host ID is in `pushed` already went up from this process and is skipped.
+/// Returns the images it pushed.
+pub(crate) async fn push_preloaded(
+    docker: &Docker,
+    options: &RegistryOptions,
+    images: &[String],
+    pushed: &mut HashMap<String, String>,
+) -> Result<Vec<String>, DindError> {
+    let mut sent = Vec::new();
+    for image in images {
+        let Some(name) = options.pushed_name(image) else {
+            continue;
+        };
+        let id = docker
+            .inspect_image(image)
+            .await
+            .map_err(|e| {
+                if is_not_found(&e) {
+                    DindError::Unavailable(format!(
+                        "preload image {image} is not on the host engine: build or pull it there first"
+                    ))
+                } else {
+                    DindError::docker(format!("cannot inspect image {image}"), e)
+                }
+            })?
+            .id
+            .unwrap_or_default();
+        if pushed.get(image) == Some(&id) {
+            continue;
+        }
+        push_one(docker, image, &name).await?;
+        pushed.insert(image.clone(), id);
+        sent.push(name);
+    }
+    Ok(sent)
+}
+
+async fn push_one(docker: &Docker, image: &str, name: &str) -> Result<(), DindError> {
+    let (repo, tag) = name
+        .rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'))
+        .unwrap_or((name, "latest"));
+    let tagged = name != image;
+    if tagged {
+        docker
+            .tag_image(
+                image,
+                Some(TagImageOptions {
+                    repo: Some(repo.to_string()),
+                    tag: Some(tag.to_string()),
+                }),
+            )
+            .await
+            .map_err(|e| DindError::docker(format!("cannot tag {image} as {name}"), e))?;
+    }
+    let credentials = crate::registry::registry_auth(name);
+    let mut progress = docker.push_image(
+        repo,
+        Some(PushImageOptions {
+            tag: Some(tag.to_string()),
+            ..Default::default()
+        }),
+        credentials,
+    );
+    let mut failure = None;
+    while let Some(item) = progress.next().await {
+        if let Err(e) = item {
+            failure = Some(e);
+            break;
+        }
+    }
+    drop(progress);
+    if tagged {
+        let _ = docker
+            .remove_image(name, None::<RemoveImageOptions>, None)
+            .await;
+    }
+    match failure {
+        None => Ok(()),
+        Some(e) => {
+            let hint = if e.to_string().contains("auth") {
+                format!(
+                    " (log in first: docker login {})",
+                    name.split('/').next().unwrap_or_default()
+                )
+            } else {
+                String::new()
+            };
+            Err(DindError::Other(format!(
+                "cannot push {image} to the cluster's registry as {name}: {e}{hint}"
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn options(value: serde_json::Value) -> Option<RegistryOptions> {
+        RegistryOptions::from_json(&value, Path::new("/repo")).unwrap()
+    }
+
+    #[test]
+    fn registry_option_forms() {
+        assert_eq!(options(json!(null)), None);
+        assert_eq!(options(json!(false)), None);
+        assert_eq!(options(json!(true)).unwrap().port, DEFAULT_REGISTRY_PORT);
+        assert_eq!(options(json!(5001)).unwrap().port, 5001);
+        let full = options(json!({"port": 5002, "htpasswd": "auth/htpasswd"})).unwrap();
+        assert_eq!(full.port, 5002);
+        assert_eq!(full.htpasswd, Some(PathBuf::from("/repo/auth/htpasswd")));
+        for bad in [
+            json!(0),
+            json!(70000),
+            json!("yes"),
+            json!({"port": "x"}),
+            json!({"htpasswd": 3}),
+            json!({"prot": 5000}),
+        ] {
+            assert!(
+                RegistryOptions::from_json(&bad, Path::new("/repo")).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn preloaded_images_are_pushed_under_names_the_nodes_pull() {
+        let open = options(json!(5001)).unwrap();
+        assert!(open.names("localhost:5001/app:1"));
+        assert!(open.names("127.0.0.1:5001/app"));
+        assert!(!open.names("localhost:5002/app:1"));
+        assert_eq!(
+            open.pushed_name("localhost:5001/app:1").as_deref(),
+            Some("localhost:5001/app:1")
+        );
+        assert_eq!(
+            open.pushed_name("dataservice:1").as_deref(),
+            Some("localhost:5001/library/dataservice:1")
+        );
+        assert_eq!(
+            open.pushed_name("team/api").as_deref(),
+            Some("localhost:5001/team/api:latest")
+        );
+        assert_eq!(open.pushed_name("ghcr.io/team/api:1"), None);
+        assert_eq!(open.pushed_name("app@sha256:abc"), None);
+
+        let guarded = RegistryOptions {
+            port: 5001,
+            htpasswd: Some(PathBuf::from("/repo/htpasswd")),
+        };
+        assert!(!guarded.mirrors_docker_hub());
+        assert_eq!(guarded.pushed_name("dataservice:1"), None);
+        assert_eq!(
+            guarded.pushed_name("localhost:5001/app:1").as_deref(),
+            Some("localhost:5001/app:1")
+        );
+    }
+
+    #[test]
+    fn nodes_forward_their_loopback_port_and_mirror_only_without_auth() {
+        let open = options(json!(5001)).unwrap();
+        let address = address(Subnet::parse("172.30.4.0/24").unwrap());
+        assert_eq!(address, Ipv4Addr::new(172, 30, 4, 2));
+        let (forward, args) = open.node_settings(address);
+        assert_eq!(forward, "5001:172.30.4.2:5000");
+        assert_eq!(args, ["--registry-mirror=http://localhost:5001"]);
+        let guarded = RegistryOptions {
+            htpasswd: Some(PathBuf::from("h")),
+            ..open
+        };
+        assert!(guarded.node_settings(address).1.is_empty());
+    }
+
+    #[test]
+    fn htpasswd_files_must_hold_bcrypt_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("htpasswd");
+        std::fs::write(&path, "ann:$2y$05$abcdefghijklmnopqrstuv\n\n").unwrap();
+        assert!(read_htpasswd(&path).is_ok());
+        std::fs::write(&path, "ann:{SHA}abc=\n").unwrap();
+        let error = read_htpasswd(&path).unwrap_err().to_string();
+        assert!(
+            error.contains(":1:") && error.contains("htpasswd -B"),
+            "{error}"
+        );
+        std::fs::write(&path, "\n").unwrap();
+        assert!(read_htpasswd(&path).is_err());
+        assert!(read_htpasswd(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn the_registry_image_holds_the_binary_its_libraries_and_the_config() {
+        if !Path::new("/usr/bin/docker-registry").exists() {
+            return;
+        }
+        let rootfs = registry_rootfs().unwrap();
+        assert!(rootfs.entries.contains_key("usr/bin/docker-registry"));
+        assert!(rootfs
+            .entries
+            .contains_key("etc/docker/registry/config.yml"));
+        assert!(rootfs.entries.keys().any(|p| p.contains("libc.so")));
+    }
+}

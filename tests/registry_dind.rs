@@ -1,0 +1,344 @@
+//! A dind cluster with its own registry (`driver_options.registry`, issue 12), through the CLI
+//! as a user would, where the nodes really pull:
+//!
+//! - `preload_images` go into the registry, not into each node: a service of
+//!   `localhost:<port>/app:1` is pinned to its digest and runs on nodes that never had the
+//!   image, and `dataservice:1` (a Docker Hub name) reaches them through the registry as their
+//!   Docker Hub mirror, nodes created later included;
+//! - a tag re-pushed by hand plans exactly one `update_service` showing both digests, and apply
+//!   rolls it out and waits for it;
+//! - with basic authentication on the registry (an htpasswd file) and credentials in a docker
+//!   config, the same works, the credentials appear in no output, and without them the plan
+//!   says how to log in;
+//! - `shoal destroy` removes the registry with the machines.
+//!
+//! Needs Docker and Debian's docker-registry: skipped with a note without them, a failure with
+//! `CI=true`. The cluster is destroyed when the test ends, failed or not.
+
+mod common;
+
+use common::{build_demo_image, docker_available, free_port, steps_of, DindCluster, Repo};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+const USER: &str = "shoaltest";
+const PASSWORD: &str = "pw-cluster-registry-never-printed-27";
+
+fn registry_available() -> bool {
+    let found = Command::new("docker-registry")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but docker-registry is missing (.ci/run installs it)");
+    }
+    if !found {
+        eprintln!("note: docker-registry is missing; the cluster registry test is skipped (it runs in CI)");
+    }
+    found
+}
+
+/// The docker CLI on the host engine, with `config` as its docker config when given.
+fn host_docker(config: Option<&Path>, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut command = Command::new("docker");
+    if let Some(dir) = config {
+        command.arg("--config").arg(dir);
+    }
+    let mut child = command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("docker");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Builds `image` on the host from dataservice:1 with label `version`.
+fn build_app(image: &str, version: &str) {
+    host_docker(
+        None,
+        &["build", "-q", "-t", image, "-"],
+        &format!("FROM dataservice:1\nLABEL io.shoal.test.version={version}\n"),
+    );
+}
+
+/// Removes the host's tags of the registry's images when the test ends.
+struct HostTags(u16);
+
+impl Drop for HostTags {
+    fn drop(&mut self) {
+        let filter = format!("reference=localhost:{}/*", self.0);
+        if let Ok(out) = Command::new("docker")
+            .args(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
+            .args(["--filter", &filter])
+            .output()
+        {
+            for tag in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = Command::new("docker").args(["rmi", tag]).output();
+            }
+        }
+    }
+}
+
+fn machines(name: &str, registry: &str, port: u16, workers: u32) -> String {
+    format!(
+        "cluster: {name}\ndriver: dind\ndriver_options:\n  registry: {registry}\n  preload_images: [dataservice:1, localhost:{port}/app:1]\nmachines:\n  m:\n    role: manager\n  w:\n    role: worker\n    count: {workers}\nstacks:\n  app: docker-compose.yml\n"
+    )
+}
+
+/// What each run printed, to check no credential ever shows.
+struct Runs<'a> {
+    cluster: &'a DindCluster,
+    printed: std::cell::RefCell<String>,
+}
+
+impl Runs<'_> {
+    /// `shoal ARGS` with `DOCKER_CONFIG` set to `config`; must succeed; returns standard output.
+    fn ok(&self, config: &Path, args: &[&str]) -> String {
+        let out = self
+            .cluster
+            .repo
+            .command(args)
+            .env("DOCKER_CONFIG", config)
+            .output()
+            .expect("run shoal");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        self.printed.borrow_mut().push_str(&stdout);
+        self.printed.borrow_mut().push_str(&stderr);
+        assert!(
+            out.status.success(),
+            "shoal {args:?} failed:\n{stdout}\n{stderr}"
+        );
+        stdout
+    }
+
+    fn json(&self, config: &Path, args: &[&str]) -> serde_json::Value {
+        let text = self.ok(config, args);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    fn apply(&self, config: &Path) -> serde_json::Value {
+        let report = self.json(config, &["apply", "--yes", "--json", "--timeout", "2m"]);
+        assert_eq!(report["converged"], true, "{report:#}");
+        report
+    }
+}
+
+/// The digests (`repo@sha256:…`) of the images on a machine's engine: only pulled images have
+/// one; images loaded from the host have none.
+fn pulled_images(cluster: &DindCluster, machine: &str) -> Vec<String> {
+    cluster
+        .docker(
+            machine,
+            &[
+                "image",
+                "ls",
+                "--digests",
+                "--format",
+                "{{.Repository}}@{{.Digest}}",
+            ],
+        )
+        .lines()
+        .filter(|l| l.contains("@sha256:"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn service_image(cluster: &DindCluster) -> String {
+    cluster
+        .docker(
+            "m",
+            &[
+                "service",
+                "inspect",
+                "app_web",
+                "--format",
+                "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+            ],
+        )
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn nodes_pull_from_the_cluster_registry_and_a_moved_tag_rolls_out_with_and_without_auth() {
+    if !docker_available("the cluster registry test") || !registry_available() {
+        return;
+    }
+    build_demo_image();
+    let port = free_port();
+    let _tags = HostTags(port);
+    let app = format!("localhost:{port}/app:1");
+    build_app(&app, "1");
+
+    let cluster = DindCluster::new(Repo::empty(), "reg");
+    let repo = cluster.repo.path();
+    std::fs::write(
+        repo.join("machines.yml"),
+        machines(&cluster.name, &port.to_string(), port, 1),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("docker-compose.yml"),
+        format!("services:\n  web:\n    image: {app}\n    deploy:\n      mode: global\n  base:\n    image: dataservice:1\n    deploy:\n      mode: global\n"),
+    )
+    .unwrap();
+    let no_credentials = tempfile::tempdir().unwrap();
+    let runs = Runs {
+        cluster: &cluster,
+        printed: Default::default(),
+    };
+
+    // The preloaded images go into the registry; every node pulls them, by digest.
+    runs.apply(no_credentials.path());
+    let first = service_image(&cluster);
+    assert!(
+        first.starts_with(&format!("{app}@sha256:")),
+        "the service is pinned to the registry's digest: {first}"
+    );
+    let digest = first.split_once('@').unwrap().1.to_string();
+    for machine in ["m", "w1"] {
+        let pulled = pulled_images(&cluster, machine);
+        assert!(
+            pulled.contains(&format!("localhost:{port}/app@{digest}")),
+            "{machine} pulled the app from the registry: {pulled:?}"
+        );
+        assert!(
+            pulled.iter().any(|p| p.starts_with("dataservice@sha256:")),
+            "{machine} pulled dataservice:1 through its mirror: {pulled:?}"
+        );
+    }
+    assert!(steps_of(&runs.json(no_credentials.path(), &["plan", "--json"])).is_empty());
+
+    // A node created later pulls from it too.
+    std::fs::write(
+        repo.join("machines.yml"),
+        machines(&cluster.name, &port.to_string(), port, 2),
+    )
+    .unwrap();
+    runs.apply(no_credentials.path());
+    // The global services start their tasks on the new node once it is ready.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let pulled = pulled_images(&cluster, "w2");
+        let both = pulled.iter().any(|p| p.starts_with("dataservice@sha256:"))
+            && pulled.contains(&format!("localhost:{port}/app@{digest}"));
+        if both {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new worker pulled both images: {pulled:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+
+    // The tag re-pushed by hand: one update_service with both digests, rolled out.
+    build_app(&app, "2");
+    host_docker(None, &["push", "-q", &app], "");
+    let plan = runs.json(no_credentials.path(), &["plan", "--json"]);
+    assert_eq!(steps_of(&plan), ["update_service app_web"], "{plan:#}");
+    let text = runs.ok(no_credentials.path(), &["plan"]);
+    let moved = service_image_after(&runs, no_credentials.path(), &cluster);
+    let moved_digest = moved.split_once('@').unwrap().1.to_string();
+    assert_ne!(moved_digest, digest);
+    assert!(
+        text.contains(&digest) && text.contains(&moved_digest),
+        "the plan shows both digests: {text}"
+    );
+
+    // Basic authentication: an htpasswd file in the repository, credentials in a docker config.
+    std::fs::write(
+        repo.join("registry.htpasswd"),
+        common::htpasswd_line(USER, PASSWORD),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("machines.yml"),
+        machines(
+            &cluster.name,
+            &format!("{{port: {port}, htpasswd: registry.htpasswd}}"),
+            port,
+            2,
+        ),
+    )
+    .unwrap();
+    let credentials = tempfile::tempdir().unwrap();
+    std::fs::write(
+        credentials.path().join("config.json"),
+        serde_json::json!({"auths": {format!("localhost:{port}"): {"auth": base64_of(&format!("{USER}:{PASSWORD}"))}}}).to_string(),
+    )
+    .unwrap();
+    runs.apply(credentials.path());
+    assert!(steps_of(&runs.json(credentials.path(), &["plan", "--json"])).is_empty());
+    let refused = runs.json(no_credentials.path(), &["plan", "--json"]);
+    assert!(
+        refused.to_string().contains("docker login"),
+        "without credentials the plan says how to log in: {refused:#}"
+    );
+    assert!(steps_of(&refused).is_empty(), "{refused:#}");
+
+    build_app(&app, "3");
+    host_docker(Some(credentials.path()), &["push", "-q", &app], "");
+    let plan = runs.json(credentials.path(), &["plan", "--json"]);
+    assert_eq!(steps_of(&plan), ["update_service app_web"], "{plan:#}");
+    let third = service_image_after(&runs, credentials.path(), &cluster);
+    assert_ne!(third, moved);
+    for machine in ["m", "w1", "w2"] {
+        let pulled = pulled_images(&cluster, machine);
+        assert!(
+            pulled.contains(&format!(
+                "localhost:{port}/app@{}",
+                third.split_once('@').unwrap().1
+            )),
+            "{machine} pulled the new image with the credentials: {pulled:?}"
+        );
+    }
+    assert!(
+        !runs.printed.borrow().contains(PASSWORD)
+            && !runs
+                .printed
+                .borrow()
+                .contains(&base64_of(&format!("{USER}:{PASSWORD}"))),
+        "a credential was printed"
+    );
+
+    // destroy removes the registry with the machines.
+    runs.ok(credentials.path(), &["destroy", "--yes"]);
+    let label = format!("label=io.shoal.cluster={}", cluster.name);
+    let left = host_docker(None, &["ps", "-aq", "--filter", &label], "")
+        + &host_docker(None, &["volume", "ls", "-q", "--filter", &label], "");
+    assert!(left.trim().is_empty(), "left behind: {left}");
+}
+
+/// Applies the pending change and returns the service's image afterwards.
+fn service_image_after(runs: &Runs<'_>, config: &Path, cluster: &DindCluster) -> String {
+    let report = runs.apply(config);
+    assert_eq!(
+        report["health"]["app_web"]["state"], "healthy",
+        "{report:#}"
+    );
+    service_image(cluster)
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
