@@ -4,9 +4,10 @@
 //!
 //! A host dropped from machines.yml must still be reached to leave the swarm, so the driver
 //! keeps a roster of the hosts that are members as swarm labels (`io.shoal.host.<machine>`,
-//! the host and its access as JSON), next to the revision label apply records. The roster is
-//! brought up to date when the machines are listed: a member missing from it is added, and a
-//! dropped host that has left is taken off it.
+//! the host and its access as JSON), next to the revision label apply records. Once apply or a
+//! watcher pass has prepared the driver (under the apply lock), the roster is brought up to date
+//! each time the machines are listed: a member missing from it is added, and a dropped host that
+//! has left is taken off it. `plan` only reads it.
 //!
 //! The apply lock is the dind driver's lock volume (`<cluster>-lock`), kept on the first
 //! manager (by name) whose engine answers.
@@ -56,6 +57,8 @@ pub struct GenericDriver {
     hosts: BTreeMap<String, Host>,
     engines: tokio::sync::Mutex<HashMap<String, Arc<DockerEngine>>>,
     roster: tokio::sync::Mutex<BTreeMap<String, Host>>,
+    /// Whether listing may write the roster: set by [`Driver::prepare`], so `plan` writes nothing.
+    records_roster: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for GenericDriver {
@@ -91,6 +94,7 @@ impl GenericDriver {
             hosts,
             engines: tokio::sync::Mutex::new(HashMap::new()),
             roster: tokio::sync::Mutex::new(BTreeMap::new()),
+            records_roster: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -297,8 +301,14 @@ impl Driver for GenericDriver {
                     probed.push(self.probe(name).await);
                 }
             }
-            let machines: Vec<ObservedMachine> = probed.iter().map(|(m, _)| m.clone()).collect();
-            self.sync_roster(&manager, &machines).await;
+            if self
+                .records_roster
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                let machines: Vec<ObservedMachine> =
+                    probed.iter().map(|(m, _)| m.clone()).collect();
+                self.sync_roster(&manager, &machines).await;
+            }
         }
         let mut machines: Vec<ObservedMachine> = probed
             .into_iter()
@@ -318,6 +328,13 @@ impl Driver for GenericDriver {
             "the generic driver does not create machines: machine {} must be an existing host that answers at its `host:` address",
             machine.name
         )))
+    }
+
+    /// From now on, listing the machines keeps the roster of member hosts up to date.
+    async fn prepare(&self) -> DriverResult<()> {
+        self.records_roster
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     async fn start(&self, machine: &str) -> DriverResult<()> {

@@ -491,7 +491,45 @@ impl DindDriver {
         if !sent.is_empty() {
             tracing::info!(images = ?sent, seconds = started.elapsed().as_secs_f64(), "pushed the preloaded images into the cluster's registry");
         }
-        Ok(Some(options.node_settings(address)))
+        let settings = options.node_settings(address);
+        self.warn_nodes_without_registry(&settings.0).await;
+        Ok(Some(settings))
+    }
+
+    /// Warns about node containers made before the registry was set (or with another port):
+    /// their engine does not reach it, and a container's settings cannot change.
+    async fn warn_nodes_without_registry(&self, forward: &str) {
+        let expected = format!("SHOAL_REGISTRY_FORWARD={forward}");
+        let Ok(containers) = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(self.cluster_filter()),
+                ..Default::default()
+            }))
+            .await
+        else {
+            return;
+        };
+        for container in containers {
+            let labels = container.labels.unwrap_or_default();
+            let (Some(machine), Some(id)) = (labels.get(LABEL_MACHINE), container.id) else {
+                continue;
+            };
+            let env = self
+                .docker
+                .inspect_container(&id, None::<InspectContainerOptions>)
+                .await
+                .ok()
+                .and_then(|c| c.config?.env)
+                .unwrap_or_default();
+            if !env.contains(&expected) {
+                tracing::warn!(
+                    machine = %machine,
+                    "machine {machine} was created before driver_options.registry was set (or with another port) and cannot pull from the cluster's registry; remove it from machines.yml, apply, and add it back"
+                );
+            }
+        }
     }
 
     /// The preloaded images copied into each node: those the cluster's registry cannot serve.
