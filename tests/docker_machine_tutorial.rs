@@ -535,3 +535,47 @@ fn the_stand_in_follows_the_transcripts() {
         "Docker machine \"c-m\" does not exist. Use \"docker-machine ls\" to list machines. Use \"docker-machine create\" to add a new one."
     );
 }
+
+#[test]
+fn a_cluster_does_not_claim_the_machines_of_a_cluster_whose_name_extends_its_own() {
+    stand_in_on_path();
+    let store = tempfile::tempdir().unwrap();
+    let create = |name: &str, label: Option<&str>| {
+        let mut command = docker_machine(store.path());
+        command.args(["create", "--driver", "none", "--url", "tcp://127.0.0.1:9"]);
+        if let Some(label) = label {
+            command.args(["--engine-label", label]);
+        }
+        run(command.arg(name));
+    };
+    // `web-prod-m1` is machine `m1` of cluster web-prod (its label says so), not `prod-m1` of
+    // web; `web-old-m2`, made without a label (an older shoal), still counts as web's.
+    create("web-prod-m1", Some("io.shoal.cluster=web-prod"));
+    create("web-old-m2", None);
+    create("web-m3", Some("io.shoal.cluster=web"));
+    let repo = Repo::empty();
+    let options = format!(
+        "    driver: none\n    storage_path: {}\n",
+        store.path().display()
+    );
+    write_machines(
+        &repo,
+        "web",
+        &options,
+        &[(
+            "m3",
+            "manager",
+            "[\"--url\", \"tcp://127.0.0.1:9\"]".to_string(),
+        )],
+    );
+    std::fs::write(repo.path().join("docker-compose.yml"), "services: {}\n").unwrap();
+    let status = repo.json(&["status", "--json"]);
+    let mut names: Vec<&str> = status["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["m3", "old-m2"], "{status:#}");
+}

@@ -3,7 +3,10 @@
 //! the clouds, or `none` for an engine that exists already).
 //!
 //! Machines are named `<cluster>-<machine>` there and found by that prefix with `ls -q`, which
-//! contacts no engine; `inspect` gives each one's URL and TLS files (`machines/NAME/{ca,cert,
+//! contacts no engine. They are created with the engine label `io.shoal.cluster=<cluster>`, kept
+//! in their configuration: a name the prefix matches ambiguously (`web-prod-m1` is machine
+//! `prod-m1` of cluster `web`, or `m1` of `web-prod`) counts only when that label names this
+//! cluster (or, made by an older shoal, names none); `inspect` gives each one's URL and TLS files (`machines/NAME/{ca,cert,
 //! key}.pem`, the folder `docker-machine env` points `DOCKER_CERT_PATH` at). The engine is then
 //! probed directly: docker-machine's `status` is only asked whether a machine that does not
 //! answer is `Stopped` (it says `Running` for `none` hosts whatever they do). A listed machine
@@ -150,6 +153,8 @@ pub struct Inspected {
     pub machine_dir: Option<PathBuf>,
     /// The store's CA certificate, client certificate and key.
     pub store_certs: Option<[PathBuf; 3]>,
+    /// The cluster its `io.shoal.cluster` engine label names, if it has one.
+    pub cluster: Option<String>,
 }
 
 impl Inspected {
@@ -180,11 +185,19 @@ impl Inspected {
             (Some(ca), Some(cert), Some(key)) => Some([ca, cert, key]),
             _ => None,
         };
+        let cluster = json["HostOptions"]["EngineOptions"]["Labels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|label| label.as_str()?.strip_prefix(CLUSTER_LABEL_PREFIX))
+            .map(str::to_string)
+            .next();
         Some(Inspected {
             driver_name: string(&json["DriverName"]).unwrap_or_default(),
             url,
             machine_dir: path("StorePath"),
             store_certs,
+            cluster,
         })
     }
 
@@ -210,6 +223,9 @@ fn failure(who: &str, verb: &str, code: Option<i32>, stderr: &str, stdout: &str)
     format!("{who}: `docker-machine {verb}` failed ({code}): {said}")
 }
 
+/// `io.shoal.cluster=`: the engine label that says which cluster made a machine.
+const CLUSTER_LABEL_PREFIX: &str = "io.shoal.cluster=";
+
 /// The driver that shells out to `docker-machine`.
 pub struct DockerMachineDriver {
     cluster: String,
@@ -223,6 +239,9 @@ pub struct DockerMachineDriver {
     /// makes `certs/ca.pem` on its first create, and two first creates at once would each make
     /// one, leaving machines signed by a CA that is no longer the store's.
     first_create: tokio::sync::Mutex<()>,
+    /// The cluster each ambiguously named machine was made for (`None`: no label), by
+    /// machine name: labels never change, so each is inspected once.
+    owners: tokio::sync::Mutex<HashMap<String, Option<String>>>,
 }
 
 impl std::fmt::Debug for DockerMachineDriver {
@@ -255,6 +274,7 @@ impl DockerMachineDriver {
             roles,
             engines: tokio::sync::Mutex::new(HashMap::new()),
             first_create: tokio::sync::Mutex::new(()),
+            owners: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -300,18 +320,40 @@ impl DockerMachineDriver {
         Err(DriverError::Other(message))
     }
 
-    /// The machines of this cluster docker-machine knows (`ls -q`, by name prefix).
+    /// The machines of this cluster docker-machine knows (`ls -q`, by name prefix); a name
+    /// that could also be another cluster's (it has a `-` after the prefix) counts unless its
+    /// engine label names another cluster.
     async fn names(&self) -> DriverResult<Vec<String>> {
         let prefix = format!("{}-", self.cluster);
         let listed = self.call(None, &["ls", "-q"]).await?;
-        let mut names: Vec<String> = listed
+        let candidates: Vec<String> = listed
             .lines()
             .filter_map(|line| line.trim().strip_prefix(&prefix))
             .filter(|name| !name.is_empty())
             .map(str::to_string)
             .collect();
+        let mut names = Vec::new();
+        for name in candidates {
+            if !name.contains('-') || self.owner(&name).await.is_none_or(|o| o == self.cluster) {
+                names.push(name);
+            }
+        }
         names.sort();
         Ok(names)
+    }
+
+    /// The cluster whose label `machine` carries (`None` without one, or when it cannot be
+    /// inspected: the machine then counts as this cluster's, as before labels).
+    async fn owner(&self, machine: &str) -> Option<String> {
+        if let Some(owner) = self.owners.lock().await.get(machine) {
+            return owner.clone();
+        }
+        let owner = self.inspect(machine).await.ok()?.cluster;
+        self.owners
+            .lock()
+            .await
+            .insert(machine.to_string(), owner.clone());
+        owner
     }
 
     async fn inspect(&self, machine: &str) -> DriverResult<Inspected> {
@@ -584,7 +626,14 @@ impl Driver for DockerMachineDriver {
     async fn create(&self, machine: &MachineSpec) -> DriverResult<()> {
         let name = &machine.name;
         let full = self.full_name(name);
-        let mut args: Vec<&str> = vec!["create", "--driver", &self.options.driver];
+        let label = format!("{CLUSTER_LABEL_PREFIX}{}", self.cluster);
+        let mut args: Vec<&str> = vec![
+            "create",
+            "--driver",
+            &self.options.driver,
+            "--engine-label",
+            &label,
+        ];
         args.extend(self.options.flags.iter().map(String::as_str));
         if let Some(flags) = self.flags.get(name) {
             args.extend(flags.iter().map(String::as_str));
@@ -771,7 +820,13 @@ mod tests {
         let inspected = Inspected::parse(vm).unwrap();
         assert_eq!(inspected.url.as_deref(), Some("tcp://192.168.99.100:2376"));
         assert_eq!(inspected.store_certs, None);
+        assert_eq!(inspected.cluster, None);
         assert_eq!(Inspected::parse("Error"), None);
+        let labelled = r#"{"DriverName":"none","HostOptions":{"EngineOptions":{"Labels":["zone=a","io.shoal.cluster=web-prod"]},"AuthOptions":{}}}"#;
+        assert_eq!(
+            Inspected::parse(labelled).unwrap().cluster.as_deref(),
+            Some("web-prod")
+        );
     }
 
     #[test]
