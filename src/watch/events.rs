@@ -6,7 +6,9 @@
 //! manager are counted, and wake it at most every [`CONTAINER_GAP`] (swarm restarts failed
 //! tasks itself: the pass only refreshes their health). Every event is counted in
 //! `shoal_events_total{type}`. A stream that cannot be opened or ends is opened again with
-//! backoff (1 s doubling to 30 s), from the time of the last event seen; meanwhile the resync
+//! backoff (1 s doubling to 30 s), from the time of the last event seen, and a stream of a
+//! manager that the newest observation no longer picks (not ready, or no longer the leader) is
+//! left for the one it picks; meanwhile the resync
 //! timer still runs. A driver whose engines are not Docker engines (the sim) has no events:
 //! the timer alone wakes the loop. With the dind driver, the host engine's events of the
 //! cluster's machine containers (`die`, `stop`, `kill`, `destroy`) wake the loop too, counted
@@ -29,6 +31,8 @@ use tokio::task::JoinHandle;
 
 /// The event types followed.
 const TYPES: [&str; 3] = ["service", "node", "container"];
+/// How often the followed manager is compared with the one the newest observation picks.
+const MANAGER_CHECK: Duration = Duration::from_secs(5);
 /// The shortest time between two wake-ups by container events.
 pub(crate) const CONTAINER_GAP: Duration = Duration::from_secs(10);
 
@@ -155,7 +159,26 @@ async fn follow(
         "type".to_string(),
         TYPES.iter().map(|t| (*t).to_string()).collect(),
     )]);
-    stream(engine.client(), filters, &machine, shared, triggers, since).await
+    let followed = stream(engine.client(), filters, &machine, shared, triggers, since);
+    tokio::pin!(followed);
+    // A manager that froze or lost its network keeps the stream open without events: follow
+    // the one the newest observation picks instead.
+    let mut check = tokio::time::interval(MANAGER_CHECK);
+    loop {
+        tokio::select! {
+            followed = &mut followed => return followed,
+            _ = check.tick() => {
+                let picked = manager(shared);
+                if picked.as_ref().is_some_and(|m| *m != machine) {
+                    tracing::info!(
+                        "engine events: following {} instead of {machine}",
+                        picked.unwrap_or_default()
+                    );
+                    return Followed::Streamed;
+                }
+            }
+        }
+    }
 }
 
 /// Follows the host engine of the dind driver for the cluster's machine containers: one that
