@@ -411,7 +411,7 @@ async fn probe_node(driver: &DindDriver, report: &mut DoctorReport) {
 /// htpasswd file is usable.
 async fn check_registry(docker: &Docker, options: &RegistryOptions, report: &mut DoctorReport) {
     if let Some(path) = &options.htpasswd {
-        if let Err(e) = registry::read_htpasswd(path) {
+        if let Err(e) = registry::read_htpasswd(path, options.repository.as_deref()) {
             report.push("registry", CheckStatus::Fail, e.to_string());
             return;
         }

@@ -71,6 +71,9 @@ pub struct RegistryOptions {
     pub port: u16,
     /// An htpasswd file (bcrypt entries, `htpasswd -B`) that turns on basic authentication.
     pub htpasswd: Option<PathBuf>,
+    /// The repository folder a relative `htpasswd` was written against: the file must stay
+    /// inside it (symlinks followed).
+    pub repository: Option<PathBuf>,
 }
 
 impl RegistryOptions {
@@ -102,21 +105,27 @@ impl RegistryOptions {
             serde_json::Value::Bool(true) => Ok(Some(RegistryOptions {
                 port: DEFAULT_REGISTRY_PORT,
                 htpasswd: None,
+                repository: None,
             })),
             serde_json::Value::Number(_) => Ok(Some(RegistryOptions {
                 port: port_of(value)?,
                 htpasswd: None,
+                repository: None,
             })),
             serde_json::Value::Object(map) => {
                 let mut options = RegistryOptions {
                     port: DEFAULT_REGISTRY_PORT,
                     htpasswd: None,
+                    repository: None,
                 };
                 for (key, item) in map {
                     match (key.as_str(), item) {
                         ("port", port) => options.port = port_of(port)?,
                         ("htpasswd", serde_json::Value::String(path)) if !path.is_empty() => {
-                            options.htpasswd = Some(base.join(path))
+                            options.htpasswd = Some(base.join(path));
+                            if Path::new(path).is_relative() {
+                                options.repository = Some(base.to_path_buf());
+                            }
                         }
                         ("htpasswd", _) => {
                             return Err(DindError::Unavailable(
@@ -198,9 +207,24 @@ pub(crate) fn address(subnet: Subnet) -> Ipv4Addr {
     subnet.address_at(ADDRESS_OFFSET)
 }
 
-/// The htpasswd content, checked: one `user:hash` line each, bcrypt hashes only (the only kind
+/// The htpasswd content, checked: inside `repository` when one is given (a relative path in
+/// machines.yml), and one `user:hash` line each with a bcrypt hash (the only kind
 /// docker-registry accepts).
-pub(crate) fn read_htpasswd(path: &Path) -> Result<Vec<u8>, DindError> {
+pub(crate) fn read_htpasswd(path: &Path, repository: Option<&Path>) -> Result<Vec<u8>, DindError> {
+    if let Some(repository) = repository {
+        let inside = match (path.canonicalize(), repository.canonicalize()) {
+            (Ok(file), Ok(root)) => file.starts_with(root),
+            _ => !path
+                .components()
+                .any(|c| c == std::path::Component::ParentDir),
+        };
+        if !inside {
+            return Err(DindError::Unavailable(format!(
+                "driver_options.registry.htpasswd: {} leaves the repository; keep the file in it, or give an absolute path",
+                path.display()
+            )));
+        }
+    }
     let text = std::fs::read_to_string(path).map_err(|e| {
         DindError::Unavailable(format!(
             "driver_options.registry.htpasswd: cannot read {}: {e}",
@@ -212,9 +236,9 @@ pub(crate) fn read_htpasswd(path: &Path) -> Result<Vec<u8>, DindError> {
         if line.trim().is_empty() {
             continue;
         }
-        let bcrypt = line
-            .split_once(':')
-            .is_some_and(|(user, hash)| !user.is_empty() && hash.starts_with("$2"));
+        let bcrypt = line.split_once(':').is_some_and(|(user, hash)| {
+            !user.is_empty() && hash.starts_with("$2") && !hash.contains(':')
+        });
         if !bcrypt {
             return Err(DindError::Unavailable(format!(
                 "{}:{}: not a `user:bcrypt-hash` line; docker-registry accepts only bcrypt (make the file with `htpasswd -B -c {} USER`)",
@@ -303,7 +327,9 @@ pub(crate) async fn ensure(
     placement: &Placement<'_>,
     options: &RegistryOptions,
 ) -> Result<(), DindError> {
-    let htpasswd = options.htpasswd.as_deref().map(read_htpasswd).transpose()?;
+    let htpasswd = (options.htpasswd.as_deref())
+        .map(|path| read_htpasswd(path, options.repository.as_deref()))
+        .transpose()?;
     let image = ensure_image(docker).await?;
     let settings = {
         let mut hash = Sha256::new();
@@ -625,6 +651,12 @@ mod tests {
         RegistryOptions::from_json(&value, Path::new("/repo")).unwrap()
     }
 
+    fn options_in(value: serde_json::Value, repository: &Path) -> RegistryOptions {
+        RegistryOptions::from_json(&value, repository)
+            .unwrap()
+            .unwrap()
+    }
+
     #[test]
     fn registry_option_forms() {
         assert_eq!(options(json!(null)), None);
@@ -634,6 +666,13 @@ mod tests {
         let full = options(json!({"port": 5002, "htpasswd": "auth/htpasswd"})).unwrap();
         assert_eq!(full.port, 5002);
         assert_eq!(full.htpasswd, Some(PathBuf::from("/repo/auth/htpasswd")));
+        assert_eq!(full.repository, Some(PathBuf::from("/repo")));
+        let absolute = options(json!({"htpasswd": "/run/secrets/htpasswd"})).unwrap();
+        assert_eq!(
+            absolute.htpasswd,
+            Some(PathBuf::from("/run/secrets/htpasswd"))
+        );
+        assert_eq!(absolute.repository, None);
         for bad in [
             json!(0),
             json!(70000),
@@ -673,6 +712,7 @@ mod tests {
         let guarded = RegistryOptions {
             port: 5001,
             htpasswd: Some(PathBuf::from("/repo/htpasswd")),
+            repository: None,
         };
         assert!(!guarded.mirrors_docker_hub());
         assert_eq!(guarded.pushed_name("dataservice:1"), None);
@@ -702,16 +742,56 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("htpasswd");
         std::fs::write(&path, "ann:$2y$05$abcdefghijklmnopqrstuv\n\n").unwrap();
-        assert!(read_htpasswd(&path).is_ok());
+        assert!(read_htpasswd(&path, Some(dir.path())).is_ok());
         std::fs::write(&path, "ann:{SHA}abc=\n").unwrap();
-        let error = read_htpasswd(&path).unwrap_err().to_string();
+        let error = read_htpasswd(&path, None).unwrap_err().to_string();
         assert!(
             error.contains(":1:") && error.contains("htpasswd -B"),
             "{error}"
         );
+        assert!(
+            !error.contains("{SHA}"),
+            "the content is never shown: {error}"
+        );
+        // A shadow file's lines have more fields: refused.
+        std::fs::write(
+            &path,
+            "root:$2b$05$abcdefghijklmnopqrstuv:19000:0:99999:7:::\n",
+        )
+        .unwrap();
+        assert!(read_htpasswd(&path, None).is_err());
         std::fs::write(&path, "\n").unwrap();
-        assert!(read_htpasswd(&path).is_err());
-        assert!(read_htpasswd(&dir.path().join("missing")).is_err());
+        assert!(read_htpasswd(&path, None).is_err());
+        assert!(read_htpasswd(&dir.path().join("missing"), None).is_err());
+    }
+
+    #[test]
+    fn a_relative_htpasswd_must_stay_in_the_repository() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("htpasswd");
+        std::fs::write(&secret, "ann:$2y$05$abcdefghijklmnopqrstuv\n").unwrap();
+        let repository = outside.path().join("repo");
+        std::fs::create_dir(&repository).unwrap();
+        std::os::unix::fs::symlink(&secret, repository.join("link")).unwrap();
+        for written in ["link", "../htpasswd"] {
+            let options = options_in(json!({ "htpasswd": written }), &repository);
+            let error = read_htpasswd(
+                options.htpasswd.as_deref().unwrap(),
+                options.repository.as_deref(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                error.contains("leaves the repository"),
+                "{written}: {error}"
+            );
+        }
+        let absolute = options_in(json!({ "htpasswd": secret.to_str().unwrap() }), &repository);
+        assert!(read_htpasswd(
+            absolute.htpasswd.as_deref().unwrap(),
+            absolute.repository.as_deref()
+        )
+        .is_ok());
     }
 
     #[test]
