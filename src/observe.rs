@@ -80,23 +80,23 @@ pub enum PlanningError {
     #[error(transparent)]
     Invalid(Invalid),
     /// The driver could not be opened.
-    #[error("cannot open the {driver} driver: {source}")]
+    #[error("cannot open the {driver} driver: {problem}")]
     Open {
         /// The driver's name.
         driver: &'static str,
-        /// Why.
-        source: DriverError,
+        /// Why (in the message, so not also a source: `{:#}` would print it twice).
+        problem: DriverError,
     },
     /// The apply lock is held by another process, or could not be taken.
     #[error(transparent)]
     Lock(DriverError),
     /// What the driver sets up before planning (the dind registry) could not be.
-    #[error("the {driver} driver could not set up the cluster: {source}")]
+    #[error("the {driver} driver could not set up the cluster: {problem}")]
     Prepare {
         /// The driver's name.
         driver: &'static str,
-        /// Why.
-        source: DriverError,
+        /// Why (in the message only, as for `Open`).
+        problem: DriverError,
     },
     /// The cluster could not be observed.
     #[error(transparent)]
@@ -167,9 +167,9 @@ pub async fn plan_loaded(
     let driver = opener
         .open(&desired)
         .await
-        .map_err(|source| PlanningError::Open {
+        .map_err(|problem| PlanningError::Open {
             driver: desired.driver.as_str(),
-            source,
+            problem,
         })?;
     if let Some((holder, ttl_seconds)) = &planning.lock {
         driver
@@ -209,9 +209,9 @@ async fn prepare_observe_and_plan(
         driver
             .prepare()
             .await
-            .map_err(|source| PlanningError::Prepare {
+            .map_err(|problem| PlanningError::Prepare {
                 driver: desired.driver.as_str(),
-                source,
+                problem,
             })?;
     }
     observe_and_plan(driver, desired, revision, planning.allow_destroy_all).await

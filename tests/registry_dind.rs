@@ -320,6 +320,22 @@ fn nodes_pull_from_the_cluster_registry_and_a_moved_tag_rolls_out_with_and_witho
         "a credential was printed"
     );
 
+    // A registry container removed by hand: plan warns and changes nothing, apply brings it
+    // back with its images (they live on its volume).
+    host_docker(
+        None,
+        &["rm", "-f", &format!("{}-registry", cluster.name)],
+        "",
+    );
+    let plan = runs.json(credentials.path(), &["plan", "--json"]);
+    assert!(steps_of(&plan).is_empty(), "{plan:#}");
+    assert!(
+        plan.to_string().contains("could not be accessed"),
+        "{plan:#}"
+    );
+    runs.apply(credentials.path());
+    assert!(steps_of(&runs.json(credentials.path(), &["plan", "--json"])).is_empty());
+
     // destroy removes the registry with the machines.
     runs.ok(credentials.path(), &["destroy", "--yes"]);
     let label = format!("label=io.shoal.cluster={}", cluster.name);
@@ -341,4 +357,52 @@ fn service_image_after(runs: &Runs<'_>, config: &Path, cluster: &DindCluster) ->
 fn base64_of(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+#[test]
+fn a_registry_port_held_by_another_program_is_refused_with_what_to_do() {
+    if !docker_available("the cluster registry test") || !registry_available() {
+        return;
+    }
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let cluster = DindCluster::new(Repo::empty(), "regport");
+    std::fs::write(
+        cluster.repo.path().join("machines.yml"),
+        format!(
+            "cluster: {}\ndriver: dind\ndriver_options:\n  registry: {port}\nmachines:\n  m:\n    role: manager\n",
+            cluster.name
+        ),
+    )
+    .unwrap();
+    let out = cluster.repo.shoal(&["apply", "--yes"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("127.0.0.1:{port}"))
+            && text.contains("driver_options.registry.port"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("something else holds").count(),
+        1,
+        "said once: {text}"
+    );
+    // Nothing was planned or made: no machine exists.
+    let status = cluster.repo.json(&["status", "--json"]);
+    assert!(
+        status["machines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["machine_state"] == "gone"),
+        "{status:#}"
+    );
+    // destroy removes what the failed apply made (the network, the registry's container).
+    cluster.repo.ok(&["destroy", "--yes"]);
+    let label = format!("label=io.shoal.cluster={}", cluster.name);
+    let left = host_docker(None, &["ps", "-aq", "--filter", &label], "")
+        + &host_docker(None, &["network", "ls", "-q", "--filter", &label], "")
+        + &host_docker(None, &["volume", "ls", "-q", "--filter", &label], "");
+    assert!(left.trim().is_empty(), "left behind: {left}");
 }

@@ -32,6 +32,8 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, yes: bool) ->
 async fn destroy(cluster: &str, driver: &dyn shoal::drivers::Driver, yes: bool) -> Result<u8> {
     let machines = driver.list().await?;
     if machines.is_empty() {
+        // What a failed first apply may have left (the dind network, its registry) goes too.
+        driver.destroy_all().await?;
         println!("Cluster {cluster} has no machines: nothing to destroy.");
         return Ok(0);
     }
