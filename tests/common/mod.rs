@@ -239,6 +239,12 @@ impl DindCluster {
     /// Standard output of the docker CLI run against `machine`'s engine (through `shoal env`);
     /// the run must succeed.
     pub fn docker(&self, machine: &str, args: &[&str]) -> String {
+        self.docker_with_env(machine, &[], args)
+    }
+
+    /// [`DindCluster::docker`] with these variables added to the docker CLI's environment (for
+    /// the ones a compose file interpolates).
+    pub fn docker_with_env(&self, machine: &str, vars: &[(&str, &str)], args: &[&str]) -> String {
         let env = self.repo.ok(&["env", machine]);
         let host = env
             .lines()
@@ -248,6 +254,7 @@ impl DindCluster {
             .args(args)
             .current_dir(self.repo.path())
             .env("DOCKER_HOST", host)
+            .envs(vars.iter().copied())
             .output()
             .expect("docker");
         assert!(
