@@ -9,11 +9,10 @@ mod common;
 mod generic_support;
 
 use common::{count, crate_path, Repo};
-use generic_support::{run, Hosts};
+use generic_support::{copy_client_certs, docker_via_env, run, tutorial_repo, wait_running, Hosts};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 /// Puts the stand-in first on PATH, for this test process and the shoal it runs.
 fn stand_in_on_path() {
@@ -39,11 +38,7 @@ fn docker_machine(store: &Path) -> Command {
 /// A docker-machine store whose `certs/` holds the engines' CA and a client certificate.
 fn store_with_certs(client: &Path) -> tempfile::TempDir {
     let store = tempfile::tempdir().expect("temp dir");
-    let certs = store.path().join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    for file in ["ca.pem", "cert.pem", "key.pem"] {
-        std::fs::copy(client.join(file), certs.join(file)).unwrap();
-    }
+    copy_client_certs(client, &store.path().join("certs"));
     store
 }
 
@@ -61,22 +56,6 @@ fn write_machines(repo: &Repo, cluster: &str, options: &str, machines: &[(&str, 
     }
     text.push_str("stacks:\n  dataapp: docker-compose.yml\n");
     std::fs::write(repo.path().join("machines.yml"), text).unwrap();
-}
-
-fn wait_running(repo: &Repo) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let status = repo.json(&["status", "--json"]);
-        let services = status["services"].as_array().unwrap();
-        if !services.is_empty() && services.iter().all(|s| s["running"] == s["replicas"]) {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tasks did not all start: {status:#}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 fn machine_state(repo: &Repo, name: &str) -> String {
@@ -104,23 +83,8 @@ fn calls(log: &Path) -> Vec<String> {
     text.lines().map(str::to_string).collect()
 }
 
-fn demo_image() {
-    run(Command::new("bash").arg(crate_path("images/dataservice/build.sh")));
-}
-
 /// One scenario with engines at a time: 2 cores, and each run starts three engines.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// A repository with the tutorial stack.
-fn tutorial_repo() -> Repo {
-    let repo = Repo::empty();
-    std::fs::copy(
-        crate_path("examples/dataapp/docker-compose.yml"),
-        repo.path().join("docker-compose.yml"),
-    )
-    .unwrap();
-    repo
-}
 
 #[test]
 fn tutorial_on_registered_engines() {
@@ -129,7 +93,7 @@ fn tutorial_on_registered_engines() {
         return;
     }
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    demo_image();
+    common::build_demo_image();
     let hosts = Hosts::start("dm", 3, &["dataservice:1"]);
     let store = store_with_certs(&hosts.client_certs());
     let log = store.path().join("stand-in-calls.log");
@@ -194,13 +158,7 @@ fn tutorial_on_registered_engines() {
             || env.contains(&format!("DOCKER_MACHINE_NAME={cluster}-mgr")),
         "{env}"
     );
-    let mut docker = Command::new("docker");
-    for line in env.lines() {
-        if let Some((name, value)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
-            docker.env(name, value.trim_matches('\''));
-        }
-    }
-    let ps = run(docker.args([
+    let ps = run(docker_via_env(&repo, "mgr").args([
         "stack",
         "ps",
         "dataapp",
@@ -237,11 +195,8 @@ fn tutorial_on_registered_engines() {
         .any(|c| c.ends_with(&format!("rm -y {cluster}-w2"))));
     let listed = run(docker_machine(store.path()).args(["ls", "-q"]));
     assert!(!listed.contains(&format!("{cluster}-w2")), "{listed}");
-    let state = run(hosts
-        .docker_cli(2)
-        .args(["info", "--format", "{{.Swarm.LocalNodeState}}"]));
     assert_eq!(
-        state.trim(),
+        hosts.swarm_state(2),
         "inactive",
         "the dropped machine left the swarm"
     );
@@ -260,11 +215,11 @@ fn tutorial_on_registered_engines() {
     repo.ok(&["destroy", "--yes"]);
     assert_eq!(run(docker_machine(store.path()).args(["ls", "-q"])), "");
     for i in 0..2 {
-        let state =
-            run(hosts
-                .docker_cli(i)
-                .args(["info", "--format", "{{.Swarm.LocalNodeState}}"]));
-        assert_eq!(state.trim(), "inactive", "destroy makes every engine leave");
+        assert_eq!(
+            hosts.swarm_state(i),
+            "inactive",
+            "destroy makes every engine leave"
+        );
     }
 }
 
@@ -301,7 +256,7 @@ fn provisioned_machines_are_created_stopped_and_started() {
         return;
     }
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    demo_image();
+    common::build_demo_image();
     let image = generic_support::node_image();
     let id = std::process::id() % 10_000;
     let third = 100 + (id + 50) % 100;

@@ -7,16 +7,10 @@
 mod common;
 mod generic_support;
 
-use common::{count, crate_path, Repo};
-use generic_support::{run, Hosts};
+use common::{count, Repo};
+use generic_support::{copy_client_certs, docker_via_env, run, tutorial_repo, wait_running, Hosts};
 use serde_json::Value;
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Builds the demo image `dataservice:1` on the local engine.
-fn demo_image() {
-    run(Command::new("bash").arg(crate_path("images/dataservice/build.sh")));
-}
 
 /// A repository whose machines are the given hosts: (name, role, host index).
 fn write_machines(repo: &Repo, cluster: &str, hosts: &Hosts, machines: &[(&str, &str, usize)]) {
@@ -31,34 +25,6 @@ fn write_machines(repo: &Repo, cluster: &str, hosts: &Hosts, machines: &[(&str, 
     }
     text.push_str("stacks:\n  dataapp: docker-compose.yml\n");
     std::fs::write(repo.path().join("machines.yml"), text).unwrap();
-}
-
-/// The exports of `shoal env MACHINE`, applied to a docker CLI command.
-fn docker_via_env(repo: &Repo, machine: &str) -> Command {
-    let env = repo.ok(&["env", machine]);
-    let mut command = Command::new("docker");
-    for line in env.lines() {
-        if let Some((name, value)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
-            command.env(name, value.trim_matches('\''));
-        }
-    }
-    command
-}
-
-fn wait_running(repo: &Repo) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let status = repo.json(&["status", "--json"]);
-        let services = status["services"].as_array().unwrap();
-        if !services.is_empty() && services.iter().all(|s| s["running"] == s["replicas"]) {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tasks did not all start: {status:#}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 fn machine<'a>(status: &'a Value, name: &str) -> &'a Value {
@@ -160,16 +126,11 @@ fn generic_over_ssh() {
 /// The suite over TLS, or over SSH (`ssh`).
 fn scenario(ssh: bool) {
     let transport = if ssh { "ssh" } else { "tls" };
-    demo_image();
+    common::build_demo_image();
     let hosts = Hosts::start_with(transport, 3, &["dataservice:1"], ssh);
-    let repo = Repo::empty();
+    let repo = tutorial_repo();
     let cluster = format!("g{transport}{}", std::process::id() % 10_000);
-    std::fs::copy(
-        crate_path("examples/dataapp/docker-compose.yml"),
-        repo.path().join("docker-compose.yml"),
-    )
-    .unwrap();
-    copy_certs(&hosts, &repo);
+    copy_client_certs(&hosts.client_certs(), &repo.path().join("certs"));
     if ssh {
         let to = repo.path().join("ssh");
         std::fs::create_dir_all(&to).unwrap();
@@ -248,10 +209,11 @@ fn scenario(ssh: bool) {
     assert_eq!(count(&shrink, "destroy_machine"), 0, "{shrink:?}");
     repo.apply();
     assert!(repo.steps().is_empty(), "plan not empty after the removal");
-    let state = run(hosts
-        .docker_cli(2)
-        .args(["info", "--format", "{{.Swarm.LocalNodeState}}"]));
-    assert_eq!(state.trim(), "inactive", "the dropped host left the swarm");
+    assert_eq!(
+        hosts.swarm_state(2),
+        "inactive",
+        "the dropped host left the swarm"
+    );
 
     // 1 → 3 managers and back.
     write_machines(
@@ -305,19 +267,10 @@ fn scenario(ssh: bool) {
 
     repo.ok(&["destroy", "--yes"]);
     for i in 0..3 {
-        let state =
-            run(hosts
-                .docker_cli(i)
-                .args(["info", "--format", "{{.Swarm.LocalNodeState}}"]));
-        assert_eq!(state.trim(), "inactive", "destroy makes every host leave");
-    }
-}
-
-/// Puts the client certificates under the repository's `certs/`.
-fn copy_certs(hosts: &Hosts, repo: &Repo) {
-    let to = repo.path().join("certs");
-    std::fs::create_dir_all(&to).unwrap();
-    for file in ["ca.pem", "cert.pem", "key.pem"] {
-        std::fs::copy(hosts.client_certs().join(file), to.join(file)).unwrap();
+        assert_eq!(
+            hosts.swarm_state(i),
+            "inactive",
+            "destroy makes every host leave"
+        );
     }
 }

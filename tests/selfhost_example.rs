@@ -64,7 +64,7 @@ fn the_cluster_repository_manages_itself() {
     if !common::docker_available("the selfhost example test") {
         return;
     }
-    run(Command::new("bash").arg(crate_path("images/dataservice/build.sh")));
+    common::build_demo_image();
     let hosts = Hosts::start_with("self", 2, &["dataservice:1"], true);
     let image = Image(format!("shoal:selfhost-test-{}", std::process::id()));
     run(Command::new("bash")
