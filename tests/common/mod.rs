@@ -198,6 +198,72 @@ pub fn docker_available(what: &str) -> bool {
     answers
 }
 
+/// Whether Debian's `docker-registry` is installed, for the tests that need it (`what` names
+/// them). Outside CI they are skipped with a note when it is missing; with `CI=true` a missing
+/// one is a failure (`.ci/run` installs it).
+pub fn docker_registry_available(what: &str) -> bool {
+    let found = Command::new("docker-registry")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "CI=true but docker-registry is missing (.ci/run installs it): {what} must run in CI"
+        );
+    }
+    if !found {
+        eprintln!("note: docker-registry is missing; {what} skipped (they run in CI)");
+    }
+    found
+}
+
+/// Standard output of the docker CLI on the host engine, `stdin` on its standard input and
+/// `config` as its docker config when given; the run must succeed.
+pub fn host_docker(config: Option<&Path>, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut command = Command::new("docker");
+    if let Some(dir) = config {
+        command.arg("--config").arg(dir);
+    }
+    let mut child = command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("docker");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Removes the host engine's tags of the images of a registry (`registry` as in the tags:
+/// `localhost:5000`), ignoring failures: for cleanups.
+pub fn remove_host_tags_of(registry: &str) {
+    let filter = format!("reference={registry}/*");
+    if let Ok(out) = Command::new("docker")
+        .args(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
+        .args(["--filter", &filter])
+        .output()
+    {
+        for tag in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = Command::new("docker").args(["rmi", tag]).output();
+        }
+    }
+}
+
 /// Builds the demo image `dataservice:1` on the host engine (`images/dataservice/build.sh`),
 /// once per test binary however many of its tests ask.
 pub fn build_demo_image() {
