@@ -84,24 +84,9 @@ impl AdoptionCluster {
 
     fn deploy_by_cli(&self, side: &str) {
         for case in CASES {
-            let compose = self
-                .dind
-                .repo
-                .path()
-                .join(format!("{side}_{case}/docker-compose.yml"));
-            self.dind.docker(
-                "m",
-                &[
-                    "stack",
-                    "deploy",
-                    "--detach=true",
-                    "--resolve-image",
-                    "never",
-                    "-c",
-                    compose.to_str().unwrap(),
-                    &stack(side, case),
-                ],
-            );
+            let compose = format!("{side}_{case}/docker-compose.yml");
+            self.dind
+                .deploy_by_cli("m", &[], &[&compose], &stack(side, case));
         }
     }
 

@@ -37,21 +37,11 @@ fn a_stack_deployed_with_two_files_by_the_cli_plans_to_nothing() {
     }
     let cluster = override_cluster();
     cluster.repo.apply();
-    cluster.docker_with_env(
+    cluster.deploy_by_cli(
         "m",
         &[("COLOR", "green")],
-        &[
-            "stack",
-            "deploy",
-            "--detach=true",
-            "--resolve-image",
-            "never",
-            "-c",
-            "docker-compose.yml",
-            "-c",
-            "docker-compose.prod.yml",
-            "app",
-        ],
+        &["docker-compose.yml", "docker-compose.prod.yml"],
+        "app",
     );
     write_machines(
         &cluster,

@@ -308,9 +308,32 @@ impl DindCluster {
         self.docker_with_env(machine, &[], args)
     }
 
-    /// [`DindCluster::docker`] with these variables added to the docker CLI's environment (for
-    /// the ones a compose file interpolates).
-    pub fn docker_with_env(&self, machine: &str, vars: &[(&str, &str)], args: &[&str]) -> String {
+    /// Deploys a stack as a user does with the docker CLI on `machine`: `docker stack deploy
+    /// --detach=true --resolve-image never -c FILE… STACK`, relative files taken from the
+    /// repository, `vars` added to the CLI's environment (for the ones the files interpolate).
+    pub fn deploy_by_cli(
+        &self,
+        machine: &str,
+        vars: &[(&str, &str)],
+        compose_files: &[&str],
+        stack: &str,
+    ) {
+        let mut args = vec![
+            "stack",
+            "deploy",
+            "--detach=true",
+            "--resolve-image",
+            "never",
+        ];
+        for file in compose_files {
+            args.extend(["-c", file]);
+        }
+        args.push(stack);
+        self.docker_with_env(machine, vars, &args);
+    }
+
+    /// [`DindCluster::docker`] with these variables added to the docker CLI's environment.
+    fn docker_with_env(&self, machine: &str, vars: &[(&str, &str)], args: &[&str]) -> String {
         let env = self.repo.ok(&["env", machine]);
         let host = env
             .lines()
