@@ -8,8 +8,10 @@
 mod common;
 mod generic_support;
 
-use common::{count, crate_path, Repo};
-use generic_support::{copy_client_certs, docker_via_env, run, tutorial_repo, wait_running, Hosts};
+use common::{count, crate_path, Repo, TUTORIAL_TASK_NODES};
+use generic_support::{
+    copy_client_certs, docker_via_env, hosts_turn, run, tutorial_repo, wait_running, Hosts,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -83,17 +85,12 @@ fn calls(log: &Path) -> Vec<String> {
     text.lines().map(str::to_string).collect()
 }
 
-/// One scenario with engines at a time: 2 cores, and each run starts three engines.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 #[test]
 fn tutorial_on_registered_engines() {
     stand_in_on_path();
-    if !common::docker_available("the docker-machine tests") {
+    let Some(_turn) = hosts_turn("the docker-machine tests") else {
         return;
-    }
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    common::build_demo_image();
+    };
     let hosts = Hosts::start("dm", 3, &["dataservice:1"]);
     let store = store_with_certs(&hosts.client_certs());
     let log = store.path().join("stand-in-calls.log");
@@ -158,15 +155,7 @@ fn tutorial_on_registered_engines() {
             || env.contains(&format!("DOCKER_MACHINE_NAME={cluster}-mgr")),
         "{env}"
     );
-    let ps = run(docker_via_env(&repo, "mgr").args([
-        "stack",
-        "ps",
-        "dataapp",
-        "--filter",
-        "desired-state=running",
-        "--format",
-        "{{.Node}}",
-    ]));
+    let ps = run(docker_via_env(&repo, "mgr").args(TUTORIAL_TASK_NODES));
     assert_eq!(ps.lines().count(), 5, "{ps}");
 
     // 5 → 10 replicas.
@@ -252,11 +241,9 @@ impl Drop for ProvisionedHosts {
 #[test]
 fn provisioned_machines_are_created_stopped_and_started() {
     stand_in_on_path();
-    if !common::docker_available("the docker-machine tests") {
+    let Some(_turn) = hosts_turn("the docker-machine tests") else {
         return;
-    }
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    common::build_demo_image();
+    };
     let image = generic_support::node_image();
     let id = std::process::id() % 10_000;
     let third = 100 + (id + 50) % 100;

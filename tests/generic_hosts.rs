@@ -7,10 +7,19 @@
 mod common;
 mod generic_support;
 
-use common::{count, Repo};
-use generic_support::{copy_client_certs, docker_via_env, run, tutorial_repo, wait_running, Hosts};
+use common::{count, Repo, TUTORIAL_TASK_NODES};
+use generic_support::{
+    copy_client_certs, docker_via_env, hosts_turn, run, tutorial_repo, wait_running, Hosts,
+};
 use serde_json::Value;
 use std::time::{Duration, Instant};
+
+/// Machines on the three hosts: (name, role, host index).
+const ONE_MANAGER_TWO_WORKERS: [(&str, &str, usize); 3] = [
+    ("mgr", "manager", 0),
+    ("w1", "worker", 1),
+    ("w2", "worker", 2),
+];
 
 /// A repository whose machines are the given hosts: (name, role, host index).
 fn write_machines(repo: &Repo, cluster: &str, hosts: &Hosts, machines: &[(&str, &str, usize)]) {
@@ -104,21 +113,16 @@ fn script_baseline(hosts: &Hosts, compose: &std::path::Path, ssh: bool) -> f64 {
     seconds
 }
 
-/// One scenario run at a time: 2 cores, and each run starts three engines.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 #[test]
 fn generic_over_tls() {
-    if common::docker_available("the generic host tests") {
-        let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(_turn) = hosts_turn("the generic host tests") {
         scenario(false);
     }
 }
 
 #[test]
 fn generic_over_ssh() {
-    if common::docker_available("the generic host tests") {
-        let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(_turn) = hosts_turn("the generic host tests") {
         scenario(true);
     }
 }
@@ -126,7 +130,6 @@ fn generic_over_ssh() {
 /// The suite over TLS, or over SSH (`ssh`).
 fn scenario(ssh: bool) {
     let transport = if ssh { "ssh" } else { "tls" };
-    common::build_demo_image();
     let hosts = Hosts::start_with(transport, 3, &["dataservice:1"], ssh);
     let repo = tutorial_repo();
     let cluster = format!("g{transport}{}", std::process::id() % 10_000);
@@ -141,16 +144,7 @@ fn scenario(ssh: bool) {
     let baseline = script_baseline(&hosts, &repo.path().join("docker-compose.yml"), ssh);
 
     // Acceptance: three existing hosts → 1 manager, 2 workers, the tutorial stack, then 0 writes.
-    write_machines(
-        &repo,
-        &cluster,
-        &hosts,
-        &[
-            ("mgr", "manager", 0),
-            ("w1", "worker", 1),
-            ("w2", "worker", 2),
-        ],
-    );
+    write_machines(&repo, &cluster, &hosts, &ONE_MANAGER_TWO_WORKERS);
     repo.ok(&["validate"]);
     let first = repo.steps();
     assert_eq!(count(&first, "create_machine"), 0, "{first:?}");
@@ -175,15 +169,7 @@ fn scenario(ssh: bool) {
     } else {
         docker_via_env(&repo, "mgr")
     };
-    let ps = run(cli.args([
-        "stack",
-        "ps",
-        "dataapp",
-        "--filter",
-        "desired-state=running",
-        "--format",
-        "{{.Node}}",
-    ]));
+    let ps = run(cli.args(TUTORIAL_TASK_NODES));
     assert_eq!(ps.lines().count(), 5, "{ps}");
     eprintln!(
         "[generic {transport}] 3 hosts from nothing to converged: shoal {shoal_seconds:.1}s, docker script {baseline:.1}s, ratio {:.2}",
@@ -234,16 +220,7 @@ fn scenario(ssh: bool) {
     );
     repo.apply();
     assert!(repo.steps().is_empty());
-    write_machines(
-        &repo,
-        &cluster,
-        &hosts,
-        &[
-            ("mgr", "manager", 0),
-            ("w1", "worker", 1),
-            ("w2", "worker", 2),
-        ],
-    );
+    write_machines(&repo, &cluster, &hosts, &ONE_MANAGER_TWO_WORKERS);
     let down = repo.steps();
     assert_eq!(count(&down, "demote_node"), 2, "{down:?}");
     repo.apply();

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{assert_in_order, count, crate_path, DindCluster, Repo};
+use common::{assert_in_order, count, crate_path, DindCluster, Repo, TUTORIAL_TASK_NODES};
 use serde_json::Value;
 use std::process::Command;
 use std::sync::Mutex;
@@ -28,17 +28,17 @@ struct Cluster {
     dind: DindCluster,
 }
 
-/// Whether dind scenarios can run; panics in CI when they cannot.
-fn dind_available() -> bool {
-    common::docker_available("the dind scenarios")
-}
-
-/// Serializes dind scenarios (2 cores) and builds the demo image once per run.
-fn dind_lock() -> std::sync::MutexGuard<'static, ()> {
+/// The turn of a dind scenario: `None` when no Docker Engine answers (the scenario is skipped;
+/// a failure in CI), else a guard that serializes dind scenarios (2 cores), with the demo image
+/// built.
+fn dind_turn() -> Option<std::sync::MutexGuard<'static, ()>> {
     static LOCK: Mutex<()> = Mutex::new(());
+    if !common::docker_available("the dind scenarios") {
+        return None;
+    }
     let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     common::build_demo_image();
-    guard
+    Some(guard)
 }
 
 impl Cluster {
@@ -152,18 +152,7 @@ impl Cluster {
     fn task_nodes(&self) -> usize {
         let mut nodes: Vec<String> = self
             .dind
-            .docker(
-                "vm-manager1",
-                &[
-                    "stack",
-                    "ps",
-                    "dataapp",
-                    "--filter",
-                    "desired-state=running",
-                    "--format",
-                    "{{.Node}}",
-                ],
-            )
+            .docker("vm-manager1", &TUTORIAL_TASK_NODES)
             .lines()
             .map(str::to_string)
             .collect();
@@ -425,28 +414,25 @@ fn scenarios_on_sim() {
 
 #[test]
 fn tutorial_on_dind() {
-    if !dind_available() {
+    let Some(_serial) = dind_turn() else {
         return;
-    }
-    let _serial = dind_lock();
+    };
     tutorial(Backend::Dind);
 }
 
 #[test]
 fn managers_three_to_one_on_dind() {
-    if !dind_available() {
+    let Some(_serial) = dind_turn() else {
         return;
-    }
-    let _serial = dind_lock();
+    };
     managers_three_to_one(Backend::Dind);
 }
 
 #[test]
 fn drift_and_adoption_on_dind() {
-    if !dind_available() {
+    let Some(_serial) = dind_turn() else {
         return;
-    }
-    let _serial = dind_lock();
+    };
     drift(Backend::Dind);
 
     let cluster = Cluster::tutorial(Backend::Dind, "adp", 1, 0);
@@ -677,10 +663,9 @@ fn never_lose_on_sim() {
 
 #[test]
 fn never_lose_on_dind() {
-    if !dind_available() {
+    let Some(_serial) = dind_turn() else {
         return;
-    }
-    let _serial = dind_lock();
+    };
     never_lose(Backend::Dind);
 }
 
@@ -726,9 +711,8 @@ fn crash_at_every_step_on_sim() {
 
 #[test]
 fn crash_at_every_step_on_dind() {
-    if !dind_available() {
+    let Some(_serial) = dind_turn() else {
         return;
-    }
-    let _serial = dind_lock();
+    };
     crash_at_every_step(Backend::Dind);
 }

@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
+use shoal::docker::EngineDump;
+use shoal::model::{Desired, Observed};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -153,6 +155,23 @@ pub fn steps_of(plan: &Value) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// What the captured engine output `dump` shows, beside machines that are all ready members of
+/// the swarm ([`Observed::with_members_of`]): what a plan against captured output compares.
+pub fn observed_from_dump(desired: &Desired, dump: &EngineDump) -> Observed {
+    let objects = dump.stack_objects().expect("engine output reads");
+    Observed {
+        services: objects
+            .services
+            .into_iter()
+            .map(|s| (s.spec.name.clone(), s))
+            .collect(),
+        networks: objects.networks,
+        secrets: objects.secrets,
+        configs: objects.configs,
+        ..Observed::with_members_of(desired)
+    }
 }
 
 /// How many steps have this action.
@@ -360,6 +379,18 @@ impl Drop for DindCluster {
         let _ = self.repo.shoal(&["destroy", "--yes"]);
     }
 }
+
+/// Docker CLI arguments that list the node of each running task of the tutorial stack
+/// (`dataapp`, from `examples/dataapp`), one a line.
+pub const TUTORIAL_TASK_NODES: [&str; 7] = [
+    "stack",
+    "ps",
+    "dataapp",
+    "--filter",
+    "desired-state=running",
+    "--format",
+    "{{.Node}}",
+];
 
 /// A free TCP port on 127.0.0.1 (free when asked; the caller binds it soon after).
 pub fn free_port() -> u16 {
