@@ -10,7 +10,8 @@ mod generic_support;
 
 use common::{count, crate_path, Repo, TUTORIAL_TASK_NODES};
 use generic_support::{
-    copy_client_certs, docker_via_env, hosts_turn, run, tutorial_repo, wait_running, Hosts,
+    copy_client_certs, docker_via_env, hosts_turn, run, scale_tutorial_to_ten, tutorial_repo,
+    wait_running, Hosts,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -158,11 +159,7 @@ fn tutorial_on_registered_engines() {
     let ps = run(docker_via_env(&repo, "mgr").args(TUTORIAL_TASK_NODES));
     assert_eq!(ps.lines().count(), 5, "{ps}");
 
-    // 5 → 10 replicas.
-    repo.edit("docker-compose.yml", "replicas: 5", "replicas: 10");
-    assert_eq!(repo.steps(), ["scale_service dataapp_dataservice"]);
-    repo.apply();
-    wait_running(&repo);
+    scale_tutorial_to_ten(&repo);
 
     // A machine dropped from the files: drained, its node removed, then `rm -y`.
     write_machines(
@@ -419,17 +416,18 @@ fn the_stand_in_follows_the_transcripts() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let (code, _, err) = dm(&["create", "--driver", "none", "c-m"]);
-    assert_eq!(code, Some(1));
-    assert!(err.contains("--url option is required when no driver is selected"));
-    let (code, out, _) = dm(&[
+    let register = [
         "create",
         "--driver",
         "none",
         "--url",
         "tcp://10.9.0.2:2376",
         "c-m",
-    ]);
+    ];
+    let (code, _, err) = dm(&["create", "--driver", "none", "c-m"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--url option is required when no driver is selected"));
+    let (code, out, _) = dm(&register);
     assert_eq!(code, Some(0), "{out}");
     for file in ["ca.pem", "ca-key.pem", "cert.pem", "key.pem"] {
         assert!(
@@ -452,14 +450,7 @@ fn the_stand_in_follows_the_transcripts() {
     assert_eq!(dm(&["ip", "c-m"]).1, "10.9.0.2:2376\n");
     assert_eq!(dm(&["status", "c-m"]).1, "Running\n");
     assert_eq!(dm(&["ls", "-q"]).1, "c-m\n");
-    let (code, _, err) = dm(&[
-        "create",
-        "--driver",
-        "none",
-        "--url",
-        "tcp://10.9.0.2:2376",
-        "c-m",
-    ]);
+    let (code, _, err) = dm(&register);
     assert_eq!(
         (code, err.trim()),
         (Some(1), "Docker machine \"c-m\" already exists")

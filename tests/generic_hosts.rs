@@ -9,7 +9,8 @@ mod generic_support;
 
 use common::{count, Repo, TUTORIAL_TASK_NODES};
 use generic_support::{
-    copy_client_certs, docker_via_env, hosts_turn, run, tutorial_repo, wait_running, Hosts,
+    copy_client_certs, docker_via_env, hosts_turn, run, scale_tutorial_to_ten, tutorial_repo,
+    wait_running, Hosts,
 };
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -176,11 +177,7 @@ fn scenario(ssh: bool) {
         shoal_seconds / baseline
     );
 
-    // 5 → 10 replicas.
-    repo.edit("docker-compose.yml", "replicas: 5", "replicas: 10");
-    assert_eq!(repo.steps(), ["scale_service dataapp_dataservice"]);
-    repo.apply();
-    wait_running(&repo);
+    scale_tutorial_to_ten(&repo);
 
     // A host removed from the files: drained, leaves, its node removed; never destroyed.
     write_machines(

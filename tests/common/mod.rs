@@ -157,6 +157,21 @@ pub fn steps_of(plan: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that the plan retires each of `machines` in order: first `drain_node` (a worker) or
+/// `demote_node` (a manager), then its node removed, then its machine destroyed.
+pub fn assert_retired_in_order(steps: &[String], first: &str, machines: &[&str]) {
+    for machine in machines {
+        assert_in_order(
+            steps,
+            &[
+                format!("{first} {machine}"),
+                format!("remove_node {machine}"),
+                format!("destroy_machine {machine}"),
+            ],
+        );
+    }
+}
+
 /// What the captured engine output `dump` shows, beside machines that are all ready members of
 /// the swarm ([`Observed::with_members_of`]): what a plan against captured output compares.
 pub fn observed_from_dump(desired: &Desired, dump: &EngineDump) -> Observed {

@@ -82,6 +82,15 @@ pub fn wait_running(repo: &Repo) -> Value {
     }
 }
 
+/// The tutorial stack scaled from 5 to 10 replicas: one `scale_service`, applied, every task
+/// running.
+pub fn scale_tutorial_to_ten(repo: &Repo) {
+    repo.edit("docker-compose.yml", "replicas: 5", "replicas: 10");
+    assert_eq!(repo.steps(), ["scale_service dataapp_dataservice"]);
+    repo.apply();
+    wait_running(repo);
+}
+
 /// Copies the client certificates (`ca.pem`, `cert.pem`, `key.pem`) from `from` into `to`.
 pub fn copy_client_certs(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
