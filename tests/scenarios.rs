@@ -500,14 +500,7 @@ fn never_lose(backend: Backend) {
         ["start_machine vm-manager1", "start_machine vm-worker1"]
     );
     let report = cluster.json(&["apply", "--yes", "--json"]);
-    assert!(
-        report["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["status"] == "done"),
-        "{report:#}"
-    );
+    assert!(common::all_steps_done(&report), "{report:#}");
     settle_empty(&cluster);
     cluster.wait_running();
     assert_eq!(

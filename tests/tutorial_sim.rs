@@ -143,11 +143,7 @@ fn three_managers_to_one_keeps_quorum() {
     let before = repo.sim_state();
     let dry = repo.json(&["apply", "--dry-run", "--json"]);
     assert!(
-        dry["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["status"] == "done"),
+        common::all_steps_done(&dry),
         "a dry run walks every step: {dry:#}"
     );
     assert_eq!(

@@ -189,6 +189,15 @@ pub fn observed_from_dump(desired: &Desired, dump: &EngineDump) -> Observed {
     }
 }
 
+/// Whether every step of an apply report (`apply --json`) is done.
+pub fn all_steps_done(report: &Value) -> bool {
+    report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .all(|s| s["status"] == "done")
+}
+
 /// How many steps have this action.
 pub fn count(steps: &[String], action: &str) -> usize {
     steps
