@@ -10,40 +10,29 @@
 
 mod common;
 
-use common::{crate_path, Repo};
-use std::process::Command;
+use common::{crate_path, DindCluster, Repo};
 use std::time::{Duration, Instant};
 
 /// Corpus stacks whose services run with the demo image: secrets, logging options without a
 /// driver through an anchor, resources, global mode, placement.
 const CASES: &[&str] = &["wordpress", "logging_anchors"];
 
-fn dind_available() -> bool {
-    common::docker_available("the adoption scenario")
-}
-
 /// A one-manager dind cluster whose repository holds the corpus cases under `cli_<case>/` and
 /// `shoal_<case>/`; destroyed on drop.
-struct Cluster {
-    repo: Repo,
-    name: String,
+struct AdoptionCluster {
+    dind: DindCluster,
 }
 
-impl Cluster {
-    fn new() -> Cluster {
-        let build = Command::new("bash")
-            .arg(crate_path("images/dataservice/build.sh"))
-            .output()
-            .expect("build the demo image");
-        assert!(build.status.success(), "images/dataservice/build.sh failed");
-        let cluster = Cluster {
-            repo: Repo::empty(),
-            name: format!("adopt{}", std::process::id() % 10_000),
+impl AdoptionCluster {
+    fn new() -> AdoptionCluster {
+        common::build_demo_image();
+        let cluster = AdoptionCluster {
+            dind: DindCluster::new(Repo::empty(), "adopt"),
         };
         for case in CASES {
             for side in ["cli", "shoal"] {
                 let from = crate_path(&format!("fixtures/no_drift/src/{case}"));
-                let to = cluster.repo.path().join(format!("{side}_{case}"));
+                let to = cluster.dind.repo.path().join(format!("{side}_{case}"));
                 std::fs::create_dir_all(&to).unwrap();
                 for entry in std::fs::read_dir(from).unwrap() {
                     let entry = entry.unwrap();
@@ -84,50 +73,20 @@ impl Cluster {
             format!("stacks:\n{stacks}")
         };
         std::fs::write(
-            self.repo.path().join("machines.yml"),
+            self.dind.repo.path().join("machines.yml"),
             format!(
                 "cluster: {}\ndriver: dind\ndriver_options:\n  preload_images: [dataservice:1]\nmachines:\n  m:\n    role: manager\n{stacks}",
-                self.name
+                self.dind.name
             ),
         )
         .unwrap();
     }
 
-    fn docker(&self, args: &[&str]) -> String {
-        let env = self.repo.ok(&["env", "m"]);
-        let host = env
-            .lines()
-            .find_map(|l| l.strip_prefix("export DOCKER_HOST="))
-            .expect("DOCKER_HOST line");
-        let out = Command::new("docker")
-            .args(args)
-            .env("DOCKER_HOST", host)
-            .output()
-            .expect("docker");
-        assert!(
-            out.status.success(),
-            "docker {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
     fn deploy_by_cli(&self, side: &str) {
         for case in CASES {
-            let compose = self
-                .repo
-                .path()
-                .join(format!("{side}_{case}/docker-compose.yml"));
-            self.docker(&[
-                "stack",
-                "deploy",
-                "--detach=true",
-                "--resolve-image",
-                "never",
-                "-c",
-                compose.to_str().unwrap(),
-                &stack(side, case),
-            ]);
+            let compose = format!("{side}_{case}/docker-compose.yml");
+            self.dind
+                .deploy_by_cli("m", &[], &[&compose], &stack(side, case));
         }
     }
 
@@ -135,7 +94,7 @@ impl Cluster {
     fn running_tasks(&self, side: &str) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            let status = self.repo.json(&["status", "--json"]);
+            let status = self.dind.repo.json(&["status", "--json"]);
             let services = status["services"].as_array().unwrap();
             let ours = services
                 .iter()
@@ -151,24 +110,21 @@ impl Cluster {
         }
         let mut ids = Vec::new();
         for case in CASES {
-            let listed = self.docker(&[
-                "stack",
-                "ps",
-                &stack(side, case),
-                "-q",
-                "--filter",
-                "desired-state=running",
-            ]);
+            let listed = self.dind.docker(
+                "m",
+                &[
+                    "stack",
+                    "ps",
+                    &stack(side, case),
+                    "-q",
+                    "--filter",
+                    "desired-state=running",
+                ],
+            );
             ids.extend(listed.lines().map(str::to_string));
         }
         ids.sort();
         ids
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.repo.shoal(&["destroy", "--yes"]);
     }
 }
 
@@ -192,17 +148,17 @@ fn demo_images(compose: &str) -> String {
 
 #[test]
 fn stacks_move_between_the_docker_cli_and_shoal_without_restarts() {
-    if !dind_available() {
+    if !common::docker_available("the adoption scenario") {
         return;
     }
-    let cluster = Cluster::new();
-    cluster.repo.apply();
+    let cluster = AdoptionCluster::new();
+    cluster.dind.repo.apply();
 
     // docker stack deploy first: shoal adopts, and plans nothing.
     cluster.deploy_by_cli("cli");
     let before = cluster.running_tasks("cli");
     cluster.stacks(&["cli"]);
-    let plan = cluster.repo.plan();
+    let plan = cluster.dind.repo.plan();
     let steps = common::steps_of(&plan);
     assert!(
         steps.is_empty(),
@@ -217,7 +173,7 @@ fn stacks_move_between_the_docker_cli_and_shoal_without_restarts() {
 
     // shoal first: docker stack deploy re-deploys without restarting a task.
     cluster.stacks(&["cli", "shoal"]);
-    cluster.repo.apply();
+    cluster.dind.repo.apply();
     assert_eq!(
         cluster.running_tasks("cli"),
         before,
@@ -231,7 +187,7 @@ fn stacks_move_between_the_docker_cli_and_shoal_without_restarts() {
         deployed,
         "docker stack deploy restarted tasks of stacks shoal deployed"
     );
-    let steps = common::steps_of(&cluster.repo.plan());
+    let steps = common::steps_of(&cluster.dind.repo.plan());
     assert!(
         steps.is_empty(),
         "after the CLI's re-deploy, shoal plans nothing: {steps:?}"

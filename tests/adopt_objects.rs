@@ -4,10 +4,12 @@
 //! rotation, an unreadable service of another stack only warns, engine fields shoal does not
 //! model are neither compared nor lost. Secret data never appears in a plan.
 
+mod common;
+
 use serde_json::{json, Value};
 use shoal::config::load;
 use shoal::docker::EngineDump;
-use shoal::model::{Desired, Observed};
+use shoal::model::Desired;
 use shoal::plan::{plan, Plan, PlanOptions};
 use shoal::source::DirSource;
 use std::collections::BTreeMap;
@@ -27,36 +29,13 @@ fn dump_of(dir: &Path) -> Value {
 fn plan_of(dir: &Path, dump: Value) -> (Desired, Plan) {
     let desired = load(&DirSource(dir.to_path_buf()), &BTreeMap::new()).expect("files load");
     let dump: EngineDump = serde_json::from_value(dump).unwrap();
-    let objects = dump.stack_objects().expect("engine output reads");
-    let observed = Observed {
-        services: objects
-            .services
-            .into_iter()
-            .map(|s| (s.spec.name.clone(), s))
-            .collect(),
-        networks: objects.networks,
-        secrets: objects.secrets,
-        configs: objects.configs,
-        ..Observed::with_members_of(&desired)
-    };
+    let observed = common::observed_from_dump(&desired, &dump);
     let plan = plan(&desired, &observed, &PlanOptions::default()).expect("plans");
     (desired, plan)
 }
 
 fn steps(plan: &Plan) -> Vec<String> {
-    let json = serde_json::to_value(plan).unwrap();
-    json["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            format!(
-                "{} {}",
-                s["action"].as_str().unwrap(),
-                s["target"].as_str().unwrap()
-            )
-        })
-        .collect()
+    common::steps_of(&serde_json::to_value(plan).unwrap())
 }
 
 /// A copy of the case `name` in a temporary folder.

@@ -8,12 +8,14 @@
 mod common;
 mod generic_support;
 
-use common::{count, crate_path, Repo};
-use generic_support::{run, Hosts};
+use common::{count, crate_path, Repo, TUTORIAL_TASK_NODES};
+use generic_support::{
+    copy_client_certs, docker_via_env, hosts_turn, run, scale_tutorial_to_ten, tutorial_repo,
+    wait_running, Hosts,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 /// Puts the stand-in first on PATH, for this test process and the shoal it runs.
 fn stand_in_on_path() {
@@ -39,11 +41,7 @@ fn docker_machine(store: &Path) -> Command {
 /// A docker-machine store whose `certs/` holds the engines' CA and a client certificate.
 fn store_with_certs(client: &Path) -> tempfile::TempDir {
     let store = tempfile::tempdir().expect("temp dir");
-    let certs = store.path().join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    for file in ["ca.pem", "cert.pem", "key.pem"] {
-        std::fs::copy(client.join(file), certs.join(file)).unwrap();
-    }
+    copy_client_certs(client, &store.path().join("certs"));
     store
 }
 
@@ -61,22 +59,6 @@ fn write_machines(repo: &Repo, cluster: &str, options: &str, machines: &[(&str, 
     }
     text.push_str("stacks:\n  dataapp: docker-compose.yml\n");
     std::fs::write(repo.path().join("machines.yml"), text).unwrap();
-}
-
-fn wait_running(repo: &Repo) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let status = repo.json(&["status", "--json"]);
-        let services = status["services"].as_array().unwrap();
-        if !services.is_empty() && services.iter().all(|s| s["running"] == s["replicas"]) {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tasks did not all start: {status:#}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 fn machine_state(repo: &Repo, name: &str) -> String {
@@ -104,32 +86,12 @@ fn calls(log: &Path) -> Vec<String> {
     text.lines().map(str::to_string).collect()
 }
 
-fn demo_image() {
-    run(Command::new("bash").arg(crate_path("images/dataservice/build.sh")));
-}
-
-/// One scenario with engines at a time: 2 cores, and each run starts three engines.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// A repository with the tutorial stack.
-fn tutorial_repo() -> Repo {
-    let repo = Repo::empty();
-    std::fs::copy(
-        crate_path("examples/dataapp/docker-compose.yml"),
-        repo.path().join("docker-compose.yml"),
-    )
-    .unwrap();
-    repo
-}
-
 #[test]
 fn tutorial_on_registered_engines() {
     stand_in_on_path();
-    if !common::docker_available("the docker-machine tests") {
+    let Some(_turn) = hosts_turn("the docker-machine tests") else {
         return;
-    }
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    demo_image();
+    };
     let hosts = Hosts::start("dm", 3, &["dataservice:1"]);
     let store = store_with_certs(&hosts.client_certs());
     let log = store.path().join("stand-in-calls.log");
@@ -194,28 +156,10 @@ fn tutorial_on_registered_engines() {
             || env.contains(&format!("DOCKER_MACHINE_NAME={cluster}-mgr")),
         "{env}"
     );
-    let mut docker = Command::new("docker");
-    for line in env.lines() {
-        if let Some((name, value)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
-            docker.env(name, value.trim_matches('\''));
-        }
-    }
-    let ps = run(docker.args([
-        "stack",
-        "ps",
-        "dataapp",
-        "--filter",
-        "desired-state=running",
-        "--format",
-        "{{.Node}}",
-    ]));
+    let ps = run(docker_via_env(&repo, "mgr").args(TUTORIAL_TASK_NODES));
     assert_eq!(ps.lines().count(), 5, "{ps}");
 
-    // 5 → 10 replicas.
-    repo.edit("docker-compose.yml", "replicas: 5", "replicas: 10");
-    assert_eq!(repo.steps(), ["scale_service dataapp_dataservice"]);
-    repo.apply();
-    wait_running(&repo);
+    scale_tutorial_to_ten(&repo);
 
     // A machine dropped from the files: drained, its node removed, then `rm -y`.
     write_machines(
@@ -237,11 +181,8 @@ fn tutorial_on_registered_engines() {
         .any(|c| c.ends_with(&format!("rm -y {cluster}-w2"))));
     let listed = run(docker_machine(store.path()).args(["ls", "-q"]));
     assert!(!listed.contains(&format!("{cluster}-w2")), "{listed}");
-    let state = run(hosts
-        .docker_cli(2)
-        .args(["info", "--format", "{{.Swarm.LocalNodeState}}"]));
     assert_eq!(
-        state.trim(),
+        hosts.swarm_state(2),
         "inactive",
         "the dropped machine left the swarm"
     );
@@ -260,11 +201,11 @@ fn tutorial_on_registered_engines() {
     repo.ok(&["destroy", "--yes"]);
     assert_eq!(run(docker_machine(store.path()).args(["ls", "-q"])), "");
     for i in 0..2 {
-        let state =
-            run(hosts
-                .docker_cli(i)
-                .args(["info", "--format", "{{.Swarm.LocalNodeState}}"]));
-        assert_eq!(state.trim(), "inactive", "destroy makes every engine leave");
+        assert_eq!(
+            hosts.swarm_state(i),
+            "inactive",
+            "destroy makes every engine leave"
+        );
     }
 }
 
@@ -297,11 +238,9 @@ impl Drop for ProvisionedHosts {
 #[test]
 fn provisioned_machines_are_created_stopped_and_started() {
     stand_in_on_path();
-    if !common::docker_available("the docker-machine tests") {
+    let Some(_turn) = hosts_turn("the docker-machine tests") else {
         return;
-    }
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    demo_image();
+    };
     let image = generic_support::node_image();
     let id = std::process::id() % 10_000;
     let third = 100 + (id + 50) % 100;
@@ -477,17 +416,18 @@ fn the_stand_in_follows_the_transcripts() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let (code, _, err) = dm(&["create", "--driver", "none", "c-m"]);
-    assert_eq!(code, Some(1));
-    assert!(err.contains("--url option is required when no driver is selected"));
-    let (code, out, _) = dm(&[
+    let register = [
         "create",
         "--driver",
         "none",
         "--url",
         "tcp://10.9.0.2:2376",
         "c-m",
-    ]);
+    ];
+    let (code, _, err) = dm(&["create", "--driver", "none", "c-m"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--url option is required when no driver is selected"));
+    let (code, out, _) = dm(&register);
     assert_eq!(code, Some(0), "{out}");
     for file in ["ca.pem", "ca-key.pem", "cert.pem", "key.pem"] {
         assert!(
@@ -510,14 +450,7 @@ fn the_stand_in_follows_the_transcripts() {
     assert_eq!(dm(&["ip", "c-m"]).1, "10.9.0.2:2376\n");
     assert_eq!(dm(&["status", "c-m"]).1, "Running\n");
     assert_eq!(dm(&["ls", "-q"]).1, "c-m\n");
-    let (code, _, err) = dm(&[
-        "create",
-        "--driver",
-        "none",
-        "--url",
-        "tcp://10.9.0.2:2376",
-        "c-m",
-    ]);
+    let (code, _, err) = dm(&register);
     assert_eq!(
         (code, err.trim()),
         (Some(1), "Docker machine \"c-m\" already exists")

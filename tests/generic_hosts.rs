@@ -7,16 +7,20 @@
 mod common;
 mod generic_support;
 
-use common::{count, crate_path, Repo};
-use generic_support::{run, Hosts};
+use common::{count, Repo, TUTORIAL_TASK_NODES};
+use generic_support::{
+    copy_client_certs, docker_via_env, hosts_turn, run, scale_tutorial_to_ten, tutorial_repo,
+    wait_running, Hosts,
+};
 use serde_json::Value;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Builds the demo image `dataservice:1` on the local engine.
-fn demo_image() {
-    run(Command::new("bash").arg(crate_path("images/dataservice/build.sh")));
-}
+/// Machines on the three hosts: (name, role, host index).
+const ONE_MANAGER_TWO_WORKERS: [(&str, &str, usize); 3] = [
+    ("mgr", "manager", 0),
+    ("w1", "worker", 1),
+    ("w2", "worker", 2),
+];
 
 /// A repository whose machines are the given hosts: (name, role, host index).
 fn write_machines(repo: &Repo, cluster: &str, hosts: &Hosts, machines: &[(&str, &str, usize)]) {
@@ -31,34 +35,6 @@ fn write_machines(repo: &Repo, cluster: &str, hosts: &Hosts, machines: &[(&str, 
     }
     text.push_str("stacks:\n  dataapp: docker-compose.yml\n");
     std::fs::write(repo.path().join("machines.yml"), text).unwrap();
-}
-
-/// The exports of `shoal env MACHINE`, applied to a docker CLI command.
-fn docker_via_env(repo: &Repo, machine: &str) -> Command {
-    let env = repo.ok(&["env", machine]);
-    let mut command = Command::new("docker");
-    for line in env.lines() {
-        if let Some((name, value)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
-            command.env(name, value.trim_matches('\''));
-        }
-    }
-    command
-}
-
-fn wait_running(repo: &Repo) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let status = repo.json(&["status", "--json"]);
-        let services = status["services"].as_array().unwrap();
-        if !services.is_empty() && services.iter().all(|s| s["running"] == s["replicas"]) {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tasks did not all start: {status:#}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 fn machine<'a>(status: &'a Value, name: &str) -> &'a Value {
@@ -138,21 +114,16 @@ fn script_baseline(hosts: &Hosts, compose: &std::path::Path, ssh: bool) -> f64 {
     seconds
 }
 
-/// One scenario run at a time: 2 cores, and each run starts three engines.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 #[test]
 fn generic_over_tls() {
-    if common::docker_available("the generic host tests") {
-        let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(_turn) = hosts_turn("the generic host tests") {
         scenario(false);
     }
 }
 
 #[test]
 fn generic_over_ssh() {
-    if common::docker_available("the generic host tests") {
-        let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(_turn) = hosts_turn("the generic host tests") {
         scenario(true);
     }
 }
@@ -160,16 +131,10 @@ fn generic_over_ssh() {
 /// The suite over TLS, or over SSH (`ssh`).
 fn scenario(ssh: bool) {
     let transport = if ssh { "ssh" } else { "tls" };
-    demo_image();
     let hosts = Hosts::start_with(transport, 3, &["dataservice:1"], ssh);
-    let repo = Repo::empty();
+    let repo = tutorial_repo();
     let cluster = format!("g{transport}{}", std::process::id() % 10_000);
-    std::fs::copy(
-        crate_path("examples/dataapp/docker-compose.yml"),
-        repo.path().join("docker-compose.yml"),
-    )
-    .unwrap();
-    copy_certs(&hosts, &repo);
+    copy_client_certs(&hosts.client_certs(), &repo.path().join("certs"));
     if ssh {
         let to = repo.path().join("ssh");
         std::fs::create_dir_all(&to).unwrap();
@@ -180,16 +145,7 @@ fn scenario(ssh: bool) {
     let baseline = script_baseline(&hosts, &repo.path().join("docker-compose.yml"), ssh);
 
     // Acceptance: three existing hosts → 1 manager, 2 workers, the tutorial stack, then 0 writes.
-    write_machines(
-        &repo,
-        &cluster,
-        &hosts,
-        &[
-            ("mgr", "manager", 0),
-            ("w1", "worker", 1),
-            ("w2", "worker", 2),
-        ],
-    );
+    write_machines(&repo, &cluster, &hosts, &ONE_MANAGER_TWO_WORKERS);
     repo.ok(&["validate"]);
     let first = repo.steps();
     assert_eq!(count(&first, "create_machine"), 0, "{first:?}");
@@ -214,26 +170,14 @@ fn scenario(ssh: bool) {
     } else {
         docker_via_env(&repo, "mgr")
     };
-    let ps = run(cli.args([
-        "stack",
-        "ps",
-        "dataapp",
-        "--filter",
-        "desired-state=running",
-        "--format",
-        "{{.Node}}",
-    ]));
+    let ps = run(cli.args(TUTORIAL_TASK_NODES));
     assert_eq!(ps.lines().count(), 5, "{ps}");
     eprintln!(
         "[generic {transport}] 3 hosts from nothing to converged: shoal {shoal_seconds:.1}s, docker script {baseline:.1}s, ratio {:.2}",
         shoal_seconds / baseline
     );
 
-    // 5 → 10 replicas.
-    repo.edit("docker-compose.yml", "replicas: 5", "replicas: 10");
-    assert_eq!(repo.steps(), ["scale_service dataapp_dataservice"]);
-    repo.apply();
-    wait_running(&repo);
+    scale_tutorial_to_ten(&repo);
 
     // A host removed from the files: drained, leaves, its node removed; never destroyed.
     write_machines(
@@ -248,10 +192,11 @@ fn scenario(ssh: bool) {
     assert_eq!(count(&shrink, "destroy_machine"), 0, "{shrink:?}");
     repo.apply();
     assert!(repo.steps().is_empty(), "plan not empty after the removal");
-    let state = run(hosts
-        .docker_cli(2)
-        .args(["info", "--format", "{{.Swarm.LocalNodeState}}"]));
-    assert_eq!(state.trim(), "inactive", "the dropped host left the swarm");
+    assert_eq!(
+        hosts.swarm_state(2),
+        "inactive",
+        "the dropped host left the swarm"
+    );
 
     // 1 → 3 managers and back.
     write_machines(
@@ -272,16 +217,7 @@ fn scenario(ssh: bool) {
     );
     repo.apply();
     assert!(repo.steps().is_empty());
-    write_machines(
-        &repo,
-        &cluster,
-        &hosts,
-        &[
-            ("mgr", "manager", 0),
-            ("w1", "worker", 1),
-            ("w2", "worker", 2),
-        ],
-    );
+    write_machines(&repo, &cluster, &hosts, &ONE_MANAGER_TWO_WORKERS);
     let down = repo.steps();
     assert_eq!(count(&down, "demote_node"), 2, "{down:?}");
     repo.apply();
@@ -305,19 +241,10 @@ fn scenario(ssh: bool) {
 
     repo.ok(&["destroy", "--yes"]);
     for i in 0..3 {
-        let state =
-            run(hosts
-                .docker_cli(i)
-                .args(["info", "--format", "{{.Swarm.LocalNodeState}}"]));
-        assert_eq!(state.trim(), "inactive", "destroy makes every host leave");
-    }
-}
-
-/// Puts the client certificates under the repository's `certs/`.
-fn copy_certs(hosts: &Hosts, repo: &Repo) {
-    let to = repo.path().join("certs");
-    std::fs::create_dir_all(&to).unwrap();
-    for file in ["ca.pem", "cert.pem", "key.pem"] {
-        std::fs::copy(hosts.client_certs().join(file), to.join(file)).unwrap();
+        assert_eq!(
+            hosts.swarm_state(i),
+            "inactive",
+            "destroy makes every host leave"
+        );
     }
 }

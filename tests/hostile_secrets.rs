@@ -7,7 +7,6 @@ mod common;
 use common::Repo;
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 const SECRET: &str = "plaintext-of-the-db-password-7f3a";
 const SECRET_TWO: &str = "second-plaintext-of-the-db-password-91c2";
@@ -23,16 +22,12 @@ fn sha256(text: &str) -> String {
 /// Runs `shoal ARGS --repo DIR` at trace level with shoal's own credentials set, and returns
 /// standard output and standard error together.
 fn run(repo: &Repo, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(args)
-        .arg("--repo")
-        .arg(repo.path())
+    let out = repo
+        .command(args)
         .env("RUST_LOG", "trace")
         .env("SHOAL_LOG", "trace")
         .env("SHOAL_GIT_TOKEN", OWN_CREDENTIAL)
         .env("SHOAL_WEBHOOK_SECRET", OWN_CREDENTIAL)
-        .env_remove("DOCKER_HOST")
-        .stdin(Stdio::null())
         .output()
         .expect("run shoal");
     let text = format!(

@@ -6,28 +6,14 @@
 //! shoal sends, and shoal's conversion equal to the docker CLI's. The `adopt_*` cases are the
 //! real-world corpus of `fixtures/no_drift/capture_adopt.sh` (issue 13), deployed by the CLI.
 
+mod common;
+
 use shoal::config::load;
 use shoal::docker::EngineDump;
-use shoal::model::Observed;
 use shoal::plan::{plan, PlanOptions};
 use shoal::source::DirSource;
 use std::collections::BTreeMap;
 use std::path::Path;
-
-fn observed(desired: &shoal::model::Desired, dump: &EngineDump) -> Observed {
-    let objects = dump.stack_objects().expect("engine output reads");
-    Observed {
-        services: objects
-            .services
-            .into_iter()
-            .map(|s| (s.spec.name.clone(), s))
-            .collect(),
-        networks: objects.networks,
-        secrets: objects.secrets,
-        configs: objects.configs,
-        ..Observed::with_members_of(desired)
-    }
-}
 
 #[test]
 fn captured_engine_output_plans_to_nothing() {
@@ -49,7 +35,7 @@ fn captured_engine_output_plans_to_nothing() {
         let dump: EngineDump =
             serde_json::from_str(&std::fs::read_to_string(&engine).unwrap()).unwrap();
         let services: usize = desired.stacks.values().map(|s| s.services.len()).sum();
-        let observed = observed(&desired, &dump);
+        let observed = common::observed_from_dump(&desired, &dump);
         assert_eq!(
             observed.services.len(),
             services,

@@ -8,107 +8,45 @@
 
 mod common;
 
-use common::{crate_path, Repo};
-use std::process::{Command, Stdio};
+use common::{DindCluster, Repo};
 
-fn dind_available() -> bool {
-    let answers = Command::new("docker")
-        .args(["version", "--format", "{{.Server.APIVersion}}"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !answers && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but no Docker Engine answers: the override scenario must run in CI");
-    }
-    if !answers {
-        eprintln!(
-            "note: no Docker Engine answers; the override scenario is skipped (it runs in CI)"
-        );
-    }
-    answers
+/// A one-manager dind cluster with the override fixture and no stack yet; destroyed on drop.
+fn override_cluster() -> DindCluster {
+    common::build_demo_image();
+    let cluster = DindCluster::new(Repo::copy_of("fixtures/overrides"), "overrides");
+    write_machines(&cluster, "{}");
+    cluster
 }
 
-/// A one-manager dind cluster with the override fixture; destroyed on drop.
-struct Cluster {
-    repo: Repo,
-    name: String,
-}
-
-impl Cluster {
-    fn new() -> Cluster {
-        let build = Command::new("bash")
-            .arg(crate_path("images/dataservice/build.sh"))
-            .output()
-            .expect("build the demo image");
-        assert!(build.status.success(), "images/dataservice/build.sh failed");
-        let cluster = Cluster {
-            repo: Repo::copy_of("fixtures/overrides"),
-            name: format!("overrides{}", std::process::id() % 10_000),
-        };
-        cluster.stacks("{}");
-        cluster
-    }
-
-    fn stacks(&self, stacks: &str) {
-        std::fs::write(
-            self.repo.path().join("machines.yml"),
-            format!(
-                "cluster: {}\ndriver: dind\ndriver_options:\n  preload_images: [dataservice:1]\nmachines:\n  m:\n    role: manager\nstacks: {stacks}\n",
-                self.name
-            ),
-        )
-        .unwrap();
-    }
-
-    fn docker(&self, args: &[&str]) -> String {
-        let env = self.repo.ok(&["env", "m"]);
-        let host = env
-            .lines()
-            .find_map(|l| l.strip_prefix("export DOCKER_HOST="))
-            .expect("DOCKER_HOST line");
-        let out = Command::new("docker")
-            .args(args)
-            .current_dir(self.repo.path())
-            .env("DOCKER_HOST", host)
-            .env("COLOR", "green")
-            .output()
-            .expect("docker");
-        assert!(
-            out.status.success(),
-            "docker {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.repo.shoal(&["destroy", "--yes"]);
-    }
+/// Writes machines.yml with these `stacks`.
+fn write_machines(cluster: &DindCluster, stacks: &str) {
+    std::fs::write(
+        cluster.repo.path().join("machines.yml"),
+        format!(
+            "cluster: {}\ndriver: dind\ndriver_options:\n  preload_images: [dataservice:1]\nmachines:\n  m:\n    role: manager\nstacks: {stacks}\n",
+            cluster.name
+        ),
+    )
+    .unwrap();
 }
 
 #[test]
 fn a_stack_deployed_with_two_files_by_the_cli_plans_to_nothing() {
-    if !dind_available() {
+    if !common::docker_available("the override scenario") {
         return;
     }
-    let cluster = Cluster::new();
+    let cluster = override_cluster();
     cluster.repo.apply();
-    cluster.docker(&[
-        "stack",
-        "deploy",
-        "--detach=true",
-        "--resolve-image",
-        "never",
-        "-c",
-        "docker-compose.yml",
-        "-c",
-        "docker-compose.prod.yml",
+    cluster.deploy_by_cli(
+        "m",
+        &[("COLOR", "green")],
+        &["docker-compose.yml", "docker-compose.prod.yml"],
         "app",
-    ]);
-    cluster.stacks("{app: [docker-compose.yml, docker-compose.prod.yml]}");
+    );
+    write_machines(
+        &cluster,
+        "{app: [docker-compose.yml, docker-compose.prod.yml]}",
+    );
     std::fs::write(cluster.repo.path().join(".env"), "COLOR=green\n").unwrap();
     let steps = common::steps_of(&cluster.repo.plan());
     assert!(
@@ -117,13 +55,16 @@ fn a_stack_deployed_with_two_files_by_the_cli_plans_to_nothing() {
     );
 
     // The merged result is what the override asks for.
-    let inspect = cluster.docker(&[
-        "service",
-        "inspect",
-        "app_web",
-        "--format",
-        "{{json .Spec}}",
-    ]);
+    let inspect = cluster.docker(
+        "m",
+        &[
+            "service",
+            "inspect",
+            "app_web",
+            "--format",
+            "{{json .Spec}}",
+        ],
+    );
     let spec: serde_json::Value = serde_json::from_str(&inspect).unwrap();
     assert_eq!(spec["Mode"]["Replicated"]["Replicas"], 2);
     let env = spec["TaskTemplate"]["ContainerSpec"]["Env"].to_string();

@@ -17,57 +17,14 @@
 
 mod common;
 
-use common::{build_demo_image, docker_available, free_port, steps_of, DindCluster, Repo};
+use common::{
+    build_demo_image, docker_available, docker_registry_available, free_port, host_docker,
+    steps_of, DindCluster, Repo,
+};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 const USER: &str = "shoaltest";
 const PASSWORD: &str = "pw-cluster-registry-never-printed-27";
-
-fn registry_available() -> bool {
-    let found = Command::new("docker-registry")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but docker-registry is missing (.ci/run installs it)");
-    }
-    if !found {
-        eprintln!("note: docker-registry is missing; the cluster registry test is skipped (it runs in CI)");
-    }
-    found
-}
-
-/// The docker CLI on the host engine, with `config` as its docker config when given.
-fn host_docker(config: Option<&Path>, args: &[&str], stdin: &str) -> String {
-    use std::io::Write;
-    let mut command = Command::new("docker");
-    if let Some(dir) = config {
-        command.arg("--config").arg(dir);
-    }
-    let mut child = command
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("docker");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Builds `image` on the host from dataservice:1 with label `version`.
 fn build_app(image: &str, version: &str) {
@@ -83,16 +40,7 @@ struct HostTags(u16);
 
 impl Drop for HostTags {
     fn drop(&mut self) {
-        let filter = format!("reference=localhost:{}/*", self.0);
-        if let Ok(out) = Command::new("docker")
-            .args(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
-            .args(["--filter", &filter])
-            .output()
-        {
-            for tag in String::from_utf8_lossy(&out.stdout).lines() {
-                let _ = Command::new("docker").args(["rmi", tag]).output();
-            }
-        }
+        common::remove_host_tags_of(&format!("localhost:{}", self.0));
     }
 }
 
@@ -179,7 +127,9 @@ fn service_image(cluster: &DindCluster) -> String {
 
 #[test]
 fn nodes_pull_from_the_cluster_registry_and_a_moved_tag_rolls_out_with_and_without_auth() {
-    if !docker_available("the cluster registry test") || !registry_available() {
+    if !docker_available("the cluster registry test")
+        || !docker_registry_available("the cluster registry test")
+    {
         return;
     }
     build_demo_image();

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::build_demo_image;
+use common::{build_demo_image, docker_available, docker_registry_available, host_docker};
 use shoal::registry::auth::DockerConfig;
 use shoal::registry::client::resolve_digest;
 use shoal::registry::reference::Reference;
@@ -20,28 +20,6 @@ use std::time::{Duration, Instant};
 
 const USER: &str = "shoaltest";
 const PASSWORD: &str = "pw-never-printed-913";
-
-fn available() -> bool {
-    let registry = Command::new("docker-registry")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    let docker = Command::new("docker")
-        .args(["version", "--format", "{{.Server.APIVersion}}"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !(registry && docker) && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but docker-registry or the Docker Engine is missing");
-    }
-    if !(registry && docker) {
-        eprintln!("note: docker-registry or Docker is missing; the registry tests are skipped (they run in CI)");
-    }
-    registry && docker
-}
 
 /// A `docker-registry` process on 127.0.0.1, stopped on drop.
 struct Registry {
@@ -98,65 +76,19 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // The host's tags of this registry's images.
-        let reference = format!("reference=127.0.0.1:{}/*", self.port);
-        if let Ok(out) = Command::new("docker")
-            .args([
-                "image",
-                "ls",
-                "--format",
-                "{{.Repository}}:{{.Tag}}",
-                "--filter",
-                &reference,
-            ])
-            .output()
-        {
-            for tag in String::from_utf8_lossy(&out.stdout).lines() {
-                let _ = Command::new("docker").args(["rmi", tag]).output();
-            }
-        }
+        common::remove_host_tags_of(&format!("127.0.0.1:{}", self.port));
     }
-}
-
-fn docker(config: Option<&Path>, args: &[&str], stdin: Option<&str>) -> String {
-    use std::io::Write;
-    let mut cmd = Command::new("docker");
-    if let Some(dir) = config {
-        cmd.arg("--config").arg(dir);
-    }
-    let mut child = cmd
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("docker");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.unwrap_or("").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Pushes an image with label `version` as `image`; returns the digest the engine recorded.
 fn push(config: Option<&Path>, image: &str, version: &str) -> String {
-    docker(
+    host_docker(
         None,
         &["build", "-q", "-t", image, "-"],
-        Some(&format!(
-            "FROM dataservice:1\nLABEL io.shoal.test.version={version}\n"
-        )),
+        &format!("FROM dataservice:1\nLABEL io.shoal.test.version={version}\n"),
     );
-    docker(config, &["push", "-q", image], None);
-    let digests = docker(
+    host_docker(config, &["push", "-q", image], "");
+    let digests = host_docker(
         None,
         &[
             "image",
@@ -165,7 +97,7 @@ fn push(config: Option<&Path>, image: &str, version: &str) -> String {
             "{{json .RepoDigests}}",
             image,
         ],
-        None,
+        "",
     );
     let digests: Vec<String> = serde_json::from_str(&digests).unwrap();
     let (repo, _) = image.rsplit_once(':').unwrap();
@@ -178,7 +110,7 @@ fn push(config: Option<&Path>, image: &str, version: &str) -> String {
 /// A docker config folder logged in to `registry`.
 fn logged_in(registry: &Registry) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    docker(
+    host_docker(
         Some(dir.path()),
         &[
             "login",
@@ -187,7 +119,7 @@ fn logged_in(registry: &Registry) -> tempfile::TempDir {
             "--password-stdin",
             &format!("127.0.0.1:{}", registry.port),
         ],
-        Some(PASSWORD),
+        PASSWORD,
     );
     dir
 }
@@ -201,7 +133,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn tags_resolve_to_the_digests_docker_records_with_and_without_basic_auth() {
-    if !available() {
+    if !docker_available("the registry tests") || !docker_registry_available("the registry tests") {
         return;
     }
     build_demo_image();

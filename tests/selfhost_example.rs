@@ -61,10 +61,9 @@ fn cluster_files(work: &Path, hosts: &Hosts, with_stack: bool) {
 
 #[test]
 fn the_cluster_repository_manages_itself() {
-    if !common::docker_available("the selfhost example test") {
+    let Some(_turn) = generic_support::hosts_turn("the selfhost example test") else {
         return;
-    }
-    run(Command::new("bash").arg(crate_path("images/dataservice/build.sh")));
+    };
     let hosts = Hosts::start_with("self", 2, &["dataservice:1"], true);
     let image = Image(format!("shoal:selfhost-test-{}", std::process::id()));
     run(Command::new("bash")

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{crate_path, Repo};
+use common::Repo;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -107,16 +107,10 @@ fn repo(machines: &str, image: &str) -> (Repo, tempfile::TempDir, String) {
 
 /// `shoal ARGS --repo DIR` with the identity file in SHOAL_AGE_KEY_FILE (or none).
 fn shoal(repo: &Repo, keys: Option<&Path>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal"));
-    cmd.args(args)
-        .arg("--repo")
-        .arg(repo.path())
-        .args(&repo.extra_args)
-        .env_remove("SHOAL_AGE_KEY")
+    let mut cmd = repo.command(args);
+    cmd.env_remove("SHOAL_AGE_KEY")
         .env_remove("SHOAL_AGE_KEY_FILE")
-        .env_remove("DOCKER_HOST")
-        .env("SHOAL_LOG", "debug")
-        .stdin(Stdio::null());
+        .env("SHOAL_LOG", "debug");
     if let Some(keys) = keys {
         cmd.env("SHOAL_AGE_KEY_FILE", keys);
     }
@@ -222,14 +216,10 @@ fn encrypted_secrets_deploy_rotate_and_stay_secret_on_the_sim() {
 
 #[test]
 fn the_secret_in_the_running_task_is_the_plaintext() {
-    if !age_available() || !dind_available() {
+    if !age_available() || !common::docker_available("the dind age scenario") {
         return;
     }
-    let build = Command::new("bash")
-        .arg(crate_path("images/dataservice/build.sh"))
-        .output()
-        .expect("build the demo image");
-    assert!(build.status.success(), "images/dataservice/build.sh failed");
+    common::build_demo_image();
     let cluster = format!("age{}", std::process::id() % 10_000);
     let machines = format!(
         "cluster: {cluster}\ndriver: dind\ndriver_options:\n  preload_images: [dataservice:1]\nmachines:\n  m:\n    role: manager\nstacks:\n  app: docker-compose.yml\n"
@@ -280,22 +270,4 @@ impl Drop for Destroy<'_> {
     fn drop(&mut self) {
         let _ = shoal(self.0, Some(self.1), &["destroy", "--yes"]);
     }
-}
-
-fn dind_available() -> bool {
-    let answers = Command::new("docker")
-        .args(["version", "--format", "{{.Server.APIVersion}}"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !answers && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but no Docker Engine answers: the age scenario must run in CI");
-    }
-    if !answers {
-        eprintln!(
-            "note: no Docker Engine answers; the dind age scenario is skipped (it runs in CI)"
-        );
-    }
-    answers
 }

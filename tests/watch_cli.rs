@@ -38,17 +38,22 @@ fn status_json(repo: &WorkRepo) -> Value {
     serde_json::from_slice(&out.stdout).expect("status JSON")
 }
 
-#[test]
-fn once_applies_the_tip_commit_and_status_shows_it() {
-    let (repo, first) = WorkRepo::with_cluster(2);
-    let out = run(&repo, &["watch", "--once"]);
+/// `watch --once`, which must exit 0, then `status --json`.
+fn watch_once_then_status(repo: &WorkRepo) -> Value {
+    let out = run(repo, &["watch", "--once"]);
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let status = status_json(&repo);
+    status_json(repo)
+}
+
+#[test]
+fn once_applies_the_tip_commit_and_status_shows_it() {
+    let (repo, first) = WorkRepo::with_cluster(2);
+    let status = watch_once_then_status(&repo);
     assert_eq!(status["revision"], first.as_str());
     assert_eq!(status["services"][0]["running"], 2);
 
@@ -72,14 +77,7 @@ fn once_applies_the_tip_commit_and_status_shows_it() {
         "fixed",
     );
     repo.write("docker-compose.yml", &compose(9));
-    let out = run(&repo, &["watch", "--once"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status = status_json(&repo);
+    let status = watch_once_then_status(&repo);
     assert_eq!(status["revision"], fixed.as_str());
     assert_eq!(status["services"][0]["replicas"], 3);
 }

@@ -22,7 +22,7 @@
 //! store is where docker-machine keeps the machines, so whoever manages them shares it, and the
 //! lock exists before the first machine does.
 
-use super::generic::advertise_addr;
+use super::generic::{advertise_addr, connect_and_cache, EngineCache};
 use super::lock::{HeldLock, LockHolder};
 use super::{Driver, DriverError, DriverResult};
 use crate::config::machines::DOCKER_MACHINE_OPTIONS;
@@ -234,7 +234,7 @@ pub struct DockerMachineDriver {
     flags: BTreeMap<String, Vec<String>>,
     /// The role machines.yml gives each machine (the role it is created for).
     roles: BTreeMap<String, Role>,
-    engines: tokio::sync::Mutex<HashMap<String, Arc<DockerEngine>>>,
+    engines: EngineCache,
     /// Held by a `create` while the store has no certificate authority yet: docker-machine
     /// makes `certs/ca.pem` on its first create, and two first creates at once would each make
     /// one, leaving machines signed by a CA that is no longer the store's.
@@ -391,15 +391,7 @@ impl DockerMachineDriver {
             tls: Some(dir.clone()),
             ssh: None,
         };
-        let engine = DockerEngine::connect_remote(machine, url, &access, advertise_addr(url).await)
-            .await
-            .map_err(|e| DriverError::Other(e.to_string()))?;
-        let engine = Arc::new(engine);
-        self.engines
-            .lock()
-            .await
-            .insert(machine.to_string(), engine.clone());
-        Ok(engine)
+        connect_and_cache(&self.engines, machine, url, &access).await
     }
 
     /// One machine as observed: incomplete without its TLS files, running when its engine

@@ -55,7 +55,7 @@ pub struct GenericDriver {
     cluster: String,
     base: PathBuf,
     hosts: BTreeMap<String, Host>,
-    engines: tokio::sync::Mutex<HashMap<String, Arc<DockerEngine>>>,
+    engines: EngineCache,
     roster: tokio::sync::Mutex<BTreeMap<String, Host>>,
     /// Whether listing may write the roster: set by [`Driver::prepare`], so `plan` writes nothing.
     records_roster: std::sync::atomic::AtomicBool,
@@ -139,17 +139,7 @@ impl GenericDriver {
             }
         }
         let host = self.host(machine).await?;
-        let advertise = advertise_addr(&host.host).await;
-        let engine =
-            DockerEngine::connect_remote(machine, &host.host, &self.access(&host), advertise)
-                .await
-                .map_err(|e| DriverError::Other(e.to_string()))?;
-        let engine = Arc::new(engine);
-        self.engines
-            .lock()
-            .await
-            .insert(machine.to_string(), engine.clone());
-        Ok(engine)
+        connect_and_cache(&self.engines, machine, &host.host, &self.access(&host)).await
     }
 
     /// The machine as observed: running with its membership, or unreachable.
@@ -261,6 +251,29 @@ impl GenericDriver {
             problems.join("; ")
         )))
     }
+}
+
+/// The connected engines of a driver's machines, by machine name.
+pub(super) type EngineCache = tokio::sync::Mutex<HashMap<String, Arc<DockerEngine>>>;
+
+/// Connects to `machine`'s engine at `url` (`tcp://` or `ssh://`) with `access`, advertising
+/// the endpoint's address, and caches the engine in `engines`.
+pub(super) async fn connect_and_cache(
+    engines: &EngineCache,
+    machine: &str,
+    url: &str,
+    access: &Access,
+) -> DriverResult<Arc<DockerEngine>> {
+    let advertise = advertise_addr(url).await;
+    let engine = DockerEngine::connect_remote(machine, url, access, advertise)
+        .await
+        .map_err(|e| DriverError::Other(e.to_string()))?;
+    let engine = Arc::new(engine);
+    engines
+        .lock()
+        .await
+        .insert(machine.to_string(), engine.clone());
+    Ok(engine)
 }
 
 /// The address a host advertises to the swarm: the IP of its endpoint (a name is resolved).

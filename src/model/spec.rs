@@ -287,6 +287,17 @@ pub struct ContainerSpec {
     pub extra: Extra,
 }
 
+impl ContainerSpec {
+    /// Sorts the secret and config references by name, the order these fields keep (after a
+    /// rename, or as the engine returned them).
+    pub(crate) fn sort_references(&mut self) {
+        self.secrets
+            .sort_by(|a, b| a.secret_name.cmp(&b.secret_name));
+        self.configs
+            .sort_by(|a, b| a.config_name.cmp(&b.config_name));
+    }
+}
+
 /// A container's security options.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]

@@ -26,12 +26,7 @@ pub fn normalize_service(spec: &ServiceSpec) -> ServiceSpec {
     for config in &mut container.configs {
         config.config_id.clear();
     }
-    container
-        .secrets
-        .sort_by(|a, b| a.secret_name.cmp(&b.secret_name));
-    container
-        .configs
-        .sort_by(|a, b| a.config_name.cmp(&b.config_name));
+    container.sort_references();
     if container.privileges.as_ref() == Some(&Privileges::default()) {
         container.privileges = None;
     }

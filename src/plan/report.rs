@@ -62,6 +62,22 @@ pub struct ApplyReport {
 }
 
 impl ApplyReport {
+    /// The steps that failed, each as `action target: error`.
+    pub fn failed_steps(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Failed)
+            .map(|s| {
+                format!(
+                    "{} {}: {}",
+                    s.action,
+                    s.target,
+                    s.error.as_deref().unwrap_or("failed")
+                )
+            })
+            .collect()
+    }
+
     /// The services waited for that did not end healthy (a rollback, a paused update, failing
     /// tasks, or still progressing at the timeout), with their health.
     pub fn unhealthy(&self) -> Vec<(&str, &Health)> {

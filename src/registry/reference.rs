@@ -79,35 +79,32 @@ pub fn pinned(written: &str, digest: &str) -> String {
 mod tests {
     use super::*;
 
-    fn parts(text: &str) -> (String, String, String) {
-        let r = Reference::parse(text).unwrap();
-        (r.domain, r.path, r.tag)
-    }
-
     #[test]
     fn references_are_normalised_like_the_docker_cli() {
-        let owned = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
-        assert_eq!(
-            parts("nginx"),
-            owned("docker.io", "library/nginx", "latest")
-        );
-        assert_eq!(
-            parts("nginx:1.27"),
-            owned("docker.io", "library/nginx", "1.27")
-        );
-        assert_eq!(
-            parts("grafana/grafana:11"),
-            owned("docker.io", "grafana/grafana", "11")
-        );
-        assert_eq!(
-            parts("127.0.0.1:5000/app:1"),
-            owned("127.0.0.1:5000", "app", "1")
-        );
-        assert_eq!(
-            parts("registry.example.com/shop/api"),
-            owned("registry.example.com", "shop/api", "latest")
-        );
-        assert_eq!(parts("localhost/app:2"), owned("localhost", "app", "2"));
+        for (text, domain, path, tag) in [
+            ("nginx", "docker.io", "library/nginx", "latest"),
+            ("nginx:1.27", "docker.io", "library/nginx", "1.27"),
+            ("grafana/grafana:11", "docker.io", "grafana/grafana", "11"),
+            ("127.0.0.1:5000/app:1", "127.0.0.1:5000", "app", "1"),
+            (
+                "registry.example.com/shop/api",
+                "registry.example.com",
+                "shop/api",
+                "latest",
+            ),
+            ("localhost/app:2", "localhost", "app", "2"),
+        ] {
+            let reference = Reference::parse(text).unwrap();
+            assert_eq!(
+                (
+                    reference.domain.as_str(),
+                    reference.path.as_str(),
+                    reference.tag.as_str()
+                ),
+                (domain, path, tag),
+                "{text}"
+            );
+        }
         let pinned_ref = Reference::parse("app:1@sha256:abc").unwrap();
         assert_eq!(pinned_ref.digest.as_deref(), Some("sha256:abc"));
         assert!(Reference::parse("app:").is_none());

@@ -649,19 +649,7 @@ fn record(shared: &Shared, followed: &Followed, pass: &Pass, now: u64) {
                 writes: applied.writes,
                 converged: applied.converged,
                 seconds: applied.seconds,
-                failed: applied
-                    .steps
-                    .iter()
-                    .filter(|s| s.status == crate::plan::report::StepStatus::Failed)
-                    .map(|s| {
-                        format!(
-                            "{} {}: {}",
-                            s.action,
-                            s.target,
-                            s.error.as_deref().unwrap_or("failed")
-                        )
-                    })
-                    .collect(),
+                failed: applied.failed_steps(),
                 remaining: applied.remaining.clone(),
                 at: now,
             });

@@ -420,19 +420,7 @@ impl Reconciler {
             pass.observed_at = Some(after.observed_at);
             pass.status = Some(Status::new(&desired, &after));
         }
-        let failed: Vec<String> = report
-            .steps
-            .iter()
-            .filter(|s| s.status == StepStatus::Failed)
-            .map(|s| {
-                format!(
-                    "{} {}: {}",
-                    s.action,
-                    s.target,
-                    s.error.as_deref().unwrap_or("failed")
-                )
-            })
-            .collect();
+        let failed = report.failed_steps();
         let converged = report.converged;
         let remaining = report.remaining.clone();
         let unhealthy: Vec<String> = report

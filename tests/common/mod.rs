@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
+use shoal::docker::EngineDump;
+use shoal::model::{Desired, Observed};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -155,6 +157,47 @@ pub fn steps_of(plan: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that the plan retires each of `machines` in order: first `drain_node` (a worker) or
+/// `demote_node` (a manager), then its node removed, then its machine destroyed.
+pub fn assert_retired_in_order(steps: &[String], first: &str, machines: &[&str]) {
+    for machine in machines {
+        assert_in_order(
+            steps,
+            &[
+                format!("{first} {machine}"),
+                format!("remove_node {machine}"),
+                format!("destroy_machine {machine}"),
+            ],
+        );
+    }
+}
+
+/// What the captured engine output `dump` shows, beside machines that are all ready members of
+/// the swarm ([`Observed::with_members_of`]): what a plan against captured output compares.
+pub fn observed_from_dump(desired: &Desired, dump: &EngineDump) -> Observed {
+    let objects = dump.stack_objects().expect("engine output reads");
+    Observed {
+        services: objects
+            .services
+            .into_iter()
+            .map(|s| (s.spec.name.clone(), s))
+            .collect(),
+        networks: objects.networks,
+        secrets: objects.secrets,
+        configs: objects.configs,
+        ..Observed::with_members_of(desired)
+    }
+}
+
+/// Whether every step of an apply report (`apply --json`) is done.
+pub fn all_steps_done(report: &Value) -> bool {
+    report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .all(|s| s["status"] == "done")
+}
+
 /// How many steps have this action.
 pub fn count(steps: &[String], action: &str) -> usize {
     steps
@@ -198,6 +241,72 @@ pub fn docker_available(what: &str) -> bool {
     answers
 }
 
+/// Whether Debian's `docker-registry` is installed, for the tests that need it (`what` names
+/// them). Outside CI they are skipped with a note when it is missing; with `CI=true` a missing
+/// one is a failure (`.ci/run` installs it).
+pub fn docker_registry_available(what: &str) -> bool {
+    let found = Command::new("docker-registry")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "CI=true but docker-registry is missing (.ci/run installs it): {what} must run in CI"
+        );
+    }
+    if !found {
+        eprintln!("note: docker-registry is missing; {what} skipped (they run in CI)");
+    }
+    found
+}
+
+/// Standard output of the docker CLI on the host engine, `stdin` on its standard input and
+/// `config` as its docker config when given; the run must succeed.
+pub fn host_docker(config: Option<&Path>, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut command = Command::new("docker");
+    if let Some(dir) = config {
+        command.arg("--config").arg(dir);
+    }
+    let mut child = command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("docker");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Removes the host engine's tags of the images of a registry (`registry` as in the tags:
+/// `localhost:5000`), ignoring failures: for cleanups.
+pub fn remove_host_tags_of(registry: &str) {
+    let filter = format!("reference={registry}/*");
+    if let Ok(out) = Command::new("docker")
+        .args(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
+        .args(["--filter", &filter])
+        .output()
+    {
+        for tag in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = Command::new("docker").args(["rmi", tag]).output();
+        }
+    }
+}
+
 /// Builds the demo image `dataservice:1` on the host engine (`images/dataservice/build.sh`),
 /// once per test binary however many of its tests ask.
 pub fn build_demo_image() {
@@ -239,6 +348,35 @@ impl DindCluster {
     /// Standard output of the docker CLI run against `machine`'s engine (through `shoal env`);
     /// the run must succeed.
     pub fn docker(&self, machine: &str, args: &[&str]) -> String {
+        self.docker_with_env(machine, &[], args)
+    }
+
+    /// Deploys a stack as a user does with the docker CLI on `machine`: `docker stack deploy
+    /// --detach=true --resolve-image never -c FILE… STACK`, relative files taken from the
+    /// repository, `vars` added to the CLI's environment (for the ones the files interpolate).
+    pub fn deploy_by_cli(
+        &self,
+        machine: &str,
+        vars: &[(&str, &str)],
+        compose_files: &[&str],
+        stack: &str,
+    ) {
+        let mut args = vec![
+            "stack",
+            "deploy",
+            "--detach=true",
+            "--resolve-image",
+            "never",
+        ];
+        for file in compose_files {
+            args.extend(["-c", file]);
+        }
+        args.push(stack);
+        self.docker_with_env(machine, vars, &args);
+    }
+
+    /// [`DindCluster::docker`] with these variables added to the docker CLI's environment.
+    fn docker_with_env(&self, machine: &str, vars: &[(&str, &str)], args: &[&str]) -> String {
         let env = self.repo.ok(&["env", machine]);
         let host = env
             .lines()
@@ -248,6 +386,7 @@ impl DindCluster {
             .args(args)
             .current_dir(self.repo.path())
             .env("DOCKER_HOST", host)
+            .envs(vars.iter().copied())
             .output()
             .expect("docker");
         assert!(
@@ -264,6 +403,18 @@ impl Drop for DindCluster {
         let _ = self.repo.shoal(&["destroy", "--yes"]);
     }
 }
+
+/// Docker CLI arguments that list the node of each running task of the tutorial stack
+/// (`dataapp`, from `examples/dataapp`), one a line.
+pub const TUTORIAL_TASK_NODES: [&str; 7] = [
+    "stack",
+    "ps",
+    "dataapp",
+    "--filter",
+    "desired-state=running",
+    "--format",
+    "{{.Node}}",
+];
 
 /// A free TCP port on 127.0.0.1 (free when asked; the caller binds it soon after).
 pub fn free_port() -> u16 {

@@ -5,8 +5,11 @@
 
 #![allow(dead_code)]
 
+use crate::common::{crate_path, Repo};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Runs a command that must succeed; returns its standard output.
@@ -22,6 +25,78 @@ pub fn run(command: &mut Command) -> String {
 
 fn docker(args: &[&str]) -> String {
     run(Command::new("docker").args(args))
+}
+
+/// The turn of a test on real hosts (`what` names it): `None` when no Docker Engine answers
+/// (the test is skipped; a failure with `CI=true`), else a guard that runs one such test at a
+/// time (2 cores, and each starts engines), with the demo image built.
+pub fn hosts_turn(what: &str) -> Option<MutexGuard<'static, ()>> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    if !crate::common::docker_available(what) {
+        return None;
+    }
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    crate::common::build_demo_image();
+    Some(guard)
+}
+
+/// A repository with the tutorial stack (`examples/dataapp/docker-compose.yml`) and no
+/// machines.yml yet.
+pub fn tutorial_repo() -> Repo {
+    let repo = Repo::empty();
+    std::fs::copy(
+        crate_path("examples/dataapp/docker-compose.yml"),
+        repo.path().join("docker-compose.yml"),
+    )
+    .unwrap();
+    repo
+}
+
+/// The docker CLI with the exports of `shoal env MACHINE` in its environment.
+pub fn docker_via_env(repo: &Repo, machine: &str) -> Command {
+    let env = repo.ok(&["env", machine]);
+    let mut command = Command::new("docker");
+    for line in env.lines() {
+        if let Some((name, value)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
+            command.env(name, value.trim_matches('\''));
+        }
+    }
+    command
+}
+
+/// Waits until the repository's cluster runs at least one service and every service all its
+/// tasks; returns that status.
+pub fn wait_running(repo: &Repo) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = repo.json(&["status", "--json"]);
+        let services = status["services"].as_array().unwrap();
+        if !services.is_empty() && services.iter().all(|s| s["running"] == s["replicas"]) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tasks did not all start: {status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The tutorial stack scaled from 5 to 10 replicas: one `scale_service`, applied, every task
+/// running.
+pub fn scale_tutorial_to_ten(repo: &Repo) {
+    repo.edit("docker-compose.yml", "replicas: 5", "replicas: 10");
+    assert_eq!(repo.steps(), ["scale_service dataapp_dataservice"]);
+    repo.apply();
+    wait_running(repo);
+}
+
+/// Copies the client certificates (`ca.pem`, `cert.pem`, `key.pem`) from `from` into `to`.
+pub fn copy_client_certs(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for file in ["ca.pem", "cert.pem", "key.pem"] {
+        std::fs::copy(from.join(file), to.join(file)).unwrap();
+    }
 }
 
 /// The dind node image, built from this machine's engine binaries (reused while it exists).
@@ -65,14 +140,10 @@ pub fn ssh_host_image() -> String {
         .is_ok_and(|s| s.success());
     if !exists {
         run(Command::new("bash")
-            .arg(crate_root().join("images/host/build.sh"))
+            .arg(crate_path("images/host/build.sh"))
             .args([&base, &tag]));
     }
     tag
-}
-
-fn crate_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 impl Hosts {
@@ -312,6 +383,15 @@ impl Hosts {
             .status()
             .expect("docker load");
         assert!(save.wait().expect("save").success() && loaded.success());
+    }
+
+    /// Host `i`'s swarm state as its engine reports it (`inactive` once it left its swarm).
+    pub fn swarm_state(&self, i: usize) -> String {
+        run(self
+            .docker_cli(i)
+            .args(["info", "--format", "{{.Swarm.LocalNodeState}}"]))
+        .trim()
+        .to_string()
     }
 
     /// Stops host `i` answering (its container paused).

@@ -121,12 +121,7 @@ fn rename(stack: &mut Stack, kind: &str, from: &str, to: &str) {
         for name in names.into_iter().filter(|name| name.as_str() == from) {
             *name = to.to_string();
         }
-        container
-            .secrets
-            .sort_by(|a, b| a.secret_name.cmp(&b.secret_name));
-        container
-            .configs
-            .sort_by(|a, b| a.config_name.cmp(&b.config_name));
+        container.sort_references();
     }
 }
 
