@@ -311,7 +311,9 @@ fn base64_of(text: &str) -> String {
 
 #[test]
 fn a_registry_port_held_by_another_program_is_refused_with_what_to_do() {
-    if !docker_available("the cluster registry test") || !registry_available() {
+    if !docker_available("the cluster registry test")
+        || !docker_registry_available("the cluster registry test")
+    {
         return;
     }
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
