@@ -130,7 +130,10 @@ fn tutorial_on_registered_engines() {
     let made = calls(&log);
     assert_eq!(
         made.iter()
-            .filter(|c| c.contains(&format!("create --driver none --url {}", hosts.tcp(1))))
+            .filter(|c| c.contains(&format!(
+                "create --driver none --engine-label io.shoal.cluster={cluster} --url {}",
+                hosts.tcp(1)
+            )))
             .count(),
         1,
         "{made:#?}"
@@ -369,8 +372,9 @@ fn failing_creates_are_reported_with_the_machine_named() {
     }
     let made = calls(&log);
     assert!(
-        made.iter()
-            .any(|c| c.contains("create --driver kvm fail-mgr")),
+        made.iter().any(
+            |c| c.contains("create --driver kvm --engine-label io.shoal.cluster=fail fail-mgr")
+        ),
         "{made:#?}"
     );
 }

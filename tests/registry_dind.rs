@@ -249,8 +249,32 @@ fn nodes_pull_from_the_cluster_registry_and_a_moved_tag_rolls_out_with_and_witho
     host_docker(Some(credentials.path()), &["push", "-q", &app], "");
     let plan = runs.json(credentials.path(), &["plan", "--json"]);
     assert_eq!(steps_of(&plan), ["update_service app_web"], "{plan:#}");
-    let third = service_image_after(&runs, credentials.path(), &cluster);
-    assert_ne!(third, moved);
+    // The watcher rolls the moved tag out too: the repository as a git branch, one pass.
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "cluster",
+        ],
+    ] {
+        let done = std::process::Command::new("git")
+            .args(args)
+            .current_dir(repo.as_path())
+            .status()
+            .expect("git");
+        assert!(done.success(), "git {args:?}");
+    }
+    runs.ok(credentials.path(), &["watch", "--once"]);
+    let third = service_image(&cluster);
+    assert!(third.starts_with(&format!("{app}@sha256:")), "{third}");
+    assert_ne!(third, moved, "the watcher rolled the new digest out");
     for machine in ["m", "w1", "w2"] {
         let pulled = pulled_images(&cluster, machine);
         assert!(

@@ -424,23 +424,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// An htpasswd line `user:<bcrypt hash>` (the only kind docker-registry accepts), made with
-/// Python's crypt module.
+/// An htpasswd line `user:<bcrypt hash>` (the only kind docker-registry accepts), made by
+/// Apache's `htpasswd -B` (Debian's apache2-utils, which `.ci/run` installs).
 pub fn htpasswd_line(user: &str, password: &str) -> String {
-    let out = Command::new("python3")
-        .args([
-            "-W",
-            "ignore",
-            "-c",
-            "import crypt, sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))",
-            password,
-        ])
+    let out = Command::new("htpasswd")
+        .args(["-n", "-b", "-B", "-C", "5", user, password])
         .output()
-        .expect("python3 for a bcrypt hash");
-    let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        .expect("htpasswd (apt-get install apache2-utils)");
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(
-        hash.starts_with("$2"),
-        "no bcrypt hash from python3: {out:?}"
+        out.status.success() && line.starts_with(&format!("{user}:$2")),
+        "htpasswd made no bcrypt line: {out:?}"
     );
-    format!("{user}:{hash}\n")
+    format!("{line}\n")
 }

@@ -450,6 +450,20 @@ impl DindDriver {
         }
     }
 
+    /// Every container of the cluster, running or not: the nodes and the registry.
+    async fn cluster_containers(
+        &self,
+    ) -> Result<Vec<bollard::models::ContainerSummary>, DindError> {
+        self.docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(self.cluster_filter()),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| DindError::docker("cannot list the cluster's containers", e))
+    }
+
     fn cluster_filter(&self) -> HashMap<String, Vec<String>> {
         HashMap::from([(
             "label".to_string(),
@@ -500,15 +514,7 @@ impl DindDriver {
     /// their engine does not reach it, and a container's settings cannot change.
     async fn warn_nodes_without_registry(&self, forward: &str) {
         let expected = format!("SHOAL_REGISTRY_FORWARD={forward}");
-        let Ok(containers) = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(self.cluster_filter()),
-                ..Default::default()
-            }))
-            .await
-        else {
+        let Ok(containers) = self.cluster_containers().await else {
             return;
         };
         for container in containers {
@@ -588,15 +594,7 @@ impl DindDriver {
     async fn reserve_address(&self, network: &str) -> Result<std::net::Ipv4Addr, DindError> {
         let mut reserved = self.reserved.lock().await;
         let (subnet, mut taken) = network::addresses_in_use(&self.docker, network).await?;
-        let containers = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(self.cluster_filter()),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|e| DindError::docker("cannot list the node containers", e))?;
+        let containers = self.cluster_containers().await?;
         taken.extend(
             containers
                 .iter()
@@ -726,16 +724,7 @@ impl Driver for DindDriver {
     }
 
     async fn list(&self) -> DriverResult<Vec<ObservedMachine>> {
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(self.cluster_filter()),
-            ..Default::default()
-        };
-        let containers = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| DindError::docker("cannot list the node containers", e))?;
+        let containers = self.cluster_containers().await?;
         let ready = self.ready_machines().await?;
         let mut machines: Vec<ObservedMachine> = containers
             .into_iter()
@@ -873,16 +862,7 @@ impl Driver for DindDriver {
 
     async fn destroy_all(&self) -> DriverResult<()> {
         let filters = self.cluster_filter();
-        let containers = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters.clone()),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|e| DindError::docker("cannot list the node containers", e))?;
-        for container in containers {
+        for container in self.cluster_containers().await? {
             if let Some(id) = container.id {
                 self.remove_container(&id).await?;
             }
