@@ -57,13 +57,16 @@ struct Runs<'a> {
 }
 
 impl Runs<'_> {
-    /// `shoal ARGS` with `DOCKER_CONFIG` set to `config`; must succeed; returns standard output.
+    /// `shoal ARGS` with `DOCKER_CONFIG` set to `config`, logging at trace level; must succeed;
+    /// returns standard output.
     fn ok(&self, config: &Path, args: &[&str]) -> String {
         let out = self
             .cluster
             .repo
             .command(args)
             .env("DOCKER_CONFIG", config)
+            // Everything shoal can log, so that a credential would show if any did.
+            .env("SHOAL_LOG", "trace")
             .output()
             .expect("run shoal");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -381,4 +384,33 @@ fn a_registry_port_held_by_another_program_is_refused_with_what_to_do() {
         + &host_docker(None, &["network", "ls", "-q", "--filter", &label], "")
         + &host_docker(None, &["volume", "ls", "-q", "--filter", &label], "");
     assert!(left.trim().is_empty(), "left behind: {left}");
+}
+
+#[test]
+fn machines_made_before_the_registry_are_named_in_a_warning() {
+    if !docker_available("the cluster registry test")
+        || !docker_registry_available("the cluster registry test")
+    {
+        return;
+    }
+    let port = free_port();
+    let cluster = DindCluster::new(Repo::empty(), "regold");
+    let machines = |registry: &str| {
+        std::fs::write(
+            cluster.repo.path().join("machines.yml"),
+            format!(
+                "cluster: {}\ndriver: dind\ndriver_options:\n  registry: {registry}\nmachines:\n  m:\n    role: manager\n",
+                cluster.name
+            ),
+        )
+        .unwrap();
+    };
+    machines("false");
+    cluster.repo.apply();
+    machines(&port.to_string());
+    let (_, stderr) = cluster.repo.ok_both(&["apply", "--yes"]);
+    assert!(
+        stderr.contains("machine m was created before driver_options.registry was set"),
+        "{stderr}"
+    );
 }
