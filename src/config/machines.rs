@@ -162,8 +162,10 @@ fn read_top(ctx: &mut Ctx, fields: &Fields<'_>, out: &mut Machines) -> Placed {
     if let Some(node) = fields.get("driver_options") {
         if ctx.mapping(node, "driver_options").is_some() {
             out.driver_options = to_json(node);
-            if out.driver == DriverKind::DockerMachine {
-                check_docker_machine_options(ctx, node);
+            match out.driver {
+                DriverKind::DockerMachine => check_docker_machine_options(ctx, node),
+                DriverKind::Dind => check_dind_options(ctx, node),
+                _ => {}
             }
         }
     }
@@ -377,16 +379,10 @@ fn access_defaults(ctx: &mut Ctx, out: &Machines) -> MachineAccess {
 /// `driver_options.docker-machine` (or `driver_options` itself when it is not keyed by driver):
 /// known keys, non-empty strings, and `flags` a list of strings.
 fn check_docker_machine_options(ctx: &mut Ctx, node: &Node) {
-    let keyed = node
-        .entries()
-        .is_some_and(|entries| entries.iter().any(|e| DRIVERS.contains(&e.key.as_str())));
-    let (node, path) = match node.entries().filter(|_| keyed) {
-        Some(entries) => match entries.iter().find(|e| e.key == "docker-machine") {
-            Some(entry) => (&entry.value, "driver_options.docker-machine"),
-            None => return,
-        },
-        None => (node, "driver_options"),
+    let Some((node, path)) = options_of(node, "docker-machine") else {
+        return;
     };
+    let path = path.as_str();
     if matches!(node.value, yaml::Value::Null) {
         return;
     }
@@ -412,6 +408,89 @@ fn check_docker_machine_options(ctx: &mut Ctx, node: &Node) {
     }
     if let Some(flags) = fields.get("flags") {
         ctx.strings(flags, &join(path, "flags"));
+    }
+}
+
+/// The options of the driver named `driver` in `node`: its entry when the options are keyed by
+/// driver name (`None` when it has none), else `node` itself; with the path to name them by.
+fn options_of<'n>(node: &'n Node, driver: &'static str) -> Option<(&'n Node, String)> {
+    let keyed = node
+        .entries()
+        .is_some_and(|entries| entries.iter().any(|e| DRIVERS.contains(&e.key.as_str())));
+    match node.entries().filter(|_| keyed) {
+        Some(entries) => entries
+            .iter()
+            .find(|e| e.key == driver)
+            .map(|entry| (&entry.value, format!("driver_options.{driver}"))),
+        None => Some((node, "driver_options".to_string())),
+    }
+}
+
+/// `driver_options.dind` (or `driver_options` when not keyed by driver): the types of the keys
+/// the dind driver knows, `registry` in full. Other keys are left to the driver, which warns.
+fn check_dind_options(ctx: &mut Ctx, node: &Node) {
+    let Some((node, path)) = options_of(node, "dind") else {
+        return;
+    };
+    let Some(entries) = node.entries() else {
+        return;
+    };
+    for entry in entries {
+        let at = join(&path, &entry.key);
+        match entry.key.as_str() {
+            "image" | "state_dir" => {
+                ctx.string(&entry.value, &at);
+            }
+            "preload_images" => {
+                ctx.string_or_list(&entry.value, &at);
+            }
+            "registry" => check_registry(ctx, &entry.value, &at),
+            _ => {}
+        }
+    }
+}
+
+/// `registry: true | false | PORT | {port: PORT, htpasswd: FILE}`.
+fn check_registry(ctx: &mut Ctx, node: &Node, path: &str) {
+    let port_ok = |text: &str| text.parse::<u16>().is_ok_and(|p| p > 0);
+    let help = "write `registry: true` (port 5000), a port such as `registry: 5001`, or `registry: {port: 5001, htpasswd: registry.htpasswd}`";
+    match &node.value {
+        yaml::Value::Null => {}
+        yaml::Value::Scalar(s) if s.plain && (s.text == "true" || s.text == "false") => {}
+        yaml::Value::Scalar(s) if s.plain && port_ok(&s.text) => {}
+        yaml::Value::Map(_) => {
+            let Some(fields) = ctx.fields(node, path, &["port", "htpasswd"], false) else {
+                return;
+            };
+            if let Some(port) = fields.get("port") {
+                let text = match &port.value {
+                    yaml::Value::Scalar(s) if s.plain => s.text.as_str(),
+                    _ => "",
+                };
+                if !port_ok(text) {
+                    ctx.error_help(
+                        port.pos,
+                        format!("`{path}.port` must be a port number (1-65535)"),
+                        "e.g. `port: 5001`",
+                    );
+                }
+            }
+            if let Some(file) = fields.get("htpasswd") {
+                let at = join(path, "htpasswd");
+                if ctx.string(file, &at).is_none_or(|f| f.trim().is_empty()) {
+                    ctx.error_help(
+                        file.pos,
+                        format!("`{at}` is empty"),
+                        "name a file of `user:bcrypt-hash` lines (`htpasswd -Bc registry.htpasswd USER`)",
+                    );
+                }
+            }
+        }
+        _ => ctx.error_help(
+            node.pos,
+            format!("`{path}` must be true, a port, or {{port, htpasswd}}"),
+            help,
+        ),
     }
 }
 
@@ -1032,6 +1111,48 @@ mod tests {
         assert!(known_host("|1|abc|def ssh-ed25519 A\n", "any", 22));
         assert_eq!(ssh_host("ssh://u@h:2222"), Some(("h".to_string(), 2222)));
         assert_eq!(ssh_host("ssh://h"), Some(("h".to_string(), 22)));
+    }
+
+    #[test]
+    fn dind_registry_options_are_checked_with_their_line() {
+        let machines = |options: &str| {
+            format!("driver: dind\ndriver_options:\n{options}machines:\n  a:\n    role: manager\n")
+        };
+        for good in [
+            "  registry: true\n",
+            "  registry: 5001\n",
+            "  dind:\n    registry: {port: 5001, htpasswd: auth/htpasswd}\n",
+            "  registry: false\n  preload_images: app:1\n",
+        ] {
+            let (_, diags) = run(&machines(good), &[]);
+            assert!(errors(&diags).is_empty(), "{good}: {diags:?}");
+        }
+        for (bad, line, says) in [
+            ("  registry: yes please\n", 3, "must be true, a port"),
+            ("  registry: 70000\n", 3, "must be true, a port"),
+            ("  registry:\n    port: x\n", 4, "must be a port number"),
+            ("  registry:\n    prot: 5001\n", 4, "unknown key `prot`"),
+            ("  registry:\n    htpasswd: ''\n", 4, "is empty"),
+            (
+                "  dind:\n    registry: [1]\n",
+                4,
+                "`driver_options.dind.registry` must be",
+            ),
+        ] {
+            let (_, diags) = run(&machines(bad), &[]);
+            let errors = errors(&diags);
+            assert_eq!(errors.len(), 1, "{bad}: {diags:?}");
+            assert_eq!(errors[0].line, line, "{bad}: {diags:?}");
+            assert!(errors[0].message.contains(says), "{bad}: {diags:?}");
+        }
+        let (_, diags) = run(
+            "driver: sim\ndriver_options:\n  registry: nonsense\nmachines:\n  a:\n    role: manager\n",
+            &[],
+        );
+        assert!(
+            errors(&diags).is_empty(),
+            "only the driver in use is checked"
+        );
     }
 
     #[test]
