@@ -12,7 +12,7 @@
 //! [`ObservedTask::spec_key`]): tasks of the old spec still running mid-update do not count.
 
 use crate::model::observed::{ObservedTask, TaskState, UpdateState};
-use crate::model::{Observed, ObservedNode, ObservedService};
+use crate::model::{Availability, NodeState, Observed, ObservedNode, ObservedService};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -232,9 +232,9 @@ fn counts_line(service: &ObservedService, tasks: &[&ObservedTask]) -> String {
     format!("updating, {running}/{desired} tasks running the new spec")
 }
 
-/// Current tasks running, and tasks desired: the engine's `ServiceStatus`, or more when more
-/// slots (nodes, for a global service) have a current task the orchestrator wants: 20.10 counts
-/// a global service whose tasks are all rejected as `0/0`. Without any task listed (an engine
+/// Current tasks running, and tasks desired: the engine's `ServiceStatus`, or, for a global
+/// service, more when more nodes have a current task the orchestrator wants: 20.10 counts a
+/// global service whose tasks are all rejected as `0/0`. Without any task listed (an engine
 /// that does not list them), the service's own counts.
 pub fn counts(service: &ObservedService, tasks: &[&ObservedTask]) -> (u64, u64) {
     if tasks.is_empty() {
@@ -244,26 +244,50 @@ pub fn counts(service: &ObservedService, tasks: &[&ObservedTask]) -> (u64, u64) 
         .iter()
         .filter(|t| t.is_running() && is_current(service, t))
         .count() as u64;
-    let mut wanted_slots: Vec<String> = tasks
+    if !is_global(service) {
+        return (running, service.desired);
+    }
+    let mut wanted_nodes: Vec<String> = tasks
         .iter()
         .filter(|t| t.wanted() && is_current(service, t))
         .map(|t| slot_key(t))
         .collect();
-    wanted_slots.sort();
-    wanted_slots.dedup();
-    (running, service.desired.max(wanted_slots.len() as u64))
+    wanted_nodes.sort();
+    wanted_nodes.dedup();
+    (running, service.desired.max(wanted_nodes.len() as u64))
 }
 
-/// Whether a global service has no task of its current spec at all: just created or updated,
-/// the orchestrator has not placed its tasks yet (or no node matches its constraints). Its
-/// counts then read `0/0`, which alone does not prove it healthy.
-pub fn awaiting_global_tasks(service: &ObservedService, tasks: &[&ObservedTask]) -> bool {
-    let global = service
+fn is_global(service: &ObservedService) -> bool {
+    service
         .spec
         .mode
         .as_ref()
-        .is_some_and(|m| m.global.is_some());
-    global && !tasks.iter().any(|t| is_current(service, t))
+        .is_some_and(|m| m.global.is_some())
+}
+
+/// Whether a global service still waits for tasks of its current spec: a ready, active node
+/// has none (just created or updated, or the node just joined: the orchestrator has not placed
+/// it yet, or no task of it matches its constraints). Its counts alone do not prove it healthy
+/// then (`0/0`, or `2/2` before the third node's task exists).
+pub fn awaiting_global_tasks(
+    service: &ObservedService,
+    tasks: &[&ObservedTask],
+    nodes: &BTreeMap<String, ObservedNode>,
+) -> bool {
+    if !is_global(service) {
+        return false;
+    }
+    let placed: Vec<&str> = (tasks.iter())
+        .filter(|t| is_current(service, t))
+        .filter_map(|t| t.node_id.as_deref())
+        .collect();
+    let no_current_task = !tasks.iter().any(|t| is_current(service, t));
+    no_current_task
+        || nodes.values().any(|node| {
+            node.state == NodeState::Ready
+                && node.availability == Availability::Active
+                && !placed.contains(&node.id.as_str())
+        })
 }
 
 fn is_job(service: &ObservedService) -> bool {
@@ -449,19 +473,59 @@ mod tests {
         let tasks = [rejected("n1"), rejected("n2")];
         let refs: Vec<&ObservedTask> = tasks.iter().collect();
         assert_eq!(counts(&global, &refs), (0, 2));
+        // A replicated service's counts are the engine's (a scale-down shows its new target).
+        let scaled_down = service(1, 1);
+        let two = [
+            task(1, TaskState::Running, "new"),
+            task(2, TaskState::Running, "new"),
+        ];
+        let refs_two: Vec<&ObservedTask> = two.iter().collect();
+        assert_eq!(counts(&scaled_down, &refs_two), (2, 1));
         let verdict = health(&global, &tasks);
         assert_eq!(verdict.state, HealthState::Degraded, "{verdict:?}");
         assert!(verdict.reason.contains("No such image"), "{verdict:?}");
-        assert!(!awaiting_global_tasks(&global, &refs));
+        assert!(!awaiting_global_tasks(&global, &refs, &BTreeMap::new()));
     }
 
     #[test]
     fn a_global_service_without_tasks_yet_is_awaiting_them() {
         let global = global_service();
-        assert!(awaiting_global_tasks(&global, &[]));
+        let none = BTreeMap::new();
+        assert!(awaiting_global_tasks(&global, &[], &none));
         let old = task(0, TaskState::Running, "old");
-        assert!(awaiting_global_tasks(&global, &[&old]));
-        assert!(!awaiting_global_tasks(&service(1, 0), &[]));
+        assert!(awaiting_global_tasks(&global, &[&old], &none));
+        assert!(!awaiting_global_tasks(&service(1, 0), &[], &none));
+        // A node that just joined has no task yet; a drained one is not waited for.
+        let node = |id: &str, availability: Availability| ObservedNode {
+            id: id.into(),
+            machine: None,
+            hostname: id.into(),
+            role: crate::model::Role::Worker,
+            availability,
+            labels: BTreeMap::new(),
+            state: NodeState::Ready,
+            leader: false,
+            reachability: None,
+            version: 1,
+            down_for_seconds: None,
+        };
+        let on = |id: &str| ObservedTask {
+            slot: None,
+            node_id: Some(id.into()),
+            ..task(0, TaskState::Running, "new")
+        };
+        let placed = [on("n1")];
+        let placed: Vec<&ObservedTask> = placed.iter().collect();
+        let joined = BTreeMap::from([
+            ("n1".to_string(), node("n1", Availability::Active)),
+            ("n2".to_string(), node("n2", Availability::Active)),
+        ]);
+        assert!(awaiting_global_tasks(&global, &placed, &joined));
+        let drained = BTreeMap::from([
+            ("n1".to_string(), node("n1", Availability::Active)),
+            ("n2".to_string(), node("n2", Availability::Drain)),
+        ]);
+        assert!(!awaiting_global_tasks(&global, &placed, &drained));
     }
 
     fn health(service: &ObservedService, tasks: &[ObservedTask]) -> Health {

@@ -92,16 +92,29 @@ choose_iptables() {
 
 # The cluster's registry is published on the host's 127.0.0.1:PORT; the same name must work
 # here, so locally made connections to 127.0.0.1:PORT are sent on to the registry container.
+# route_localnet lets them leave with a loopback source; the INPUT rule keeps other hosts and
+# task containers from reaching the node's loopback services through it (as kube-proxy does).
 forward_registry() {
 	[ -n "${SHOAL_REGISTRY_FORWARD:-}" ] || return 0
 	port=${SHOAL_REGISTRY_FORWARD%%:*}
 	target=${SHOAL_REGISTRY_FORWARD#*:}
 	address=${target%:*}
-	echo 1 >/proc/sys/net/ipv4/conf/all/route_localnet
-	iptables -w -t nat -C OUTPUT -d 127.0.0.1/32 -p tcp --dport "$port" -j DNAT --to-destination "$target" 2>/dev/null ||
-		iptables -w -t nat -A OUTPUT -d 127.0.0.1/32 -p tcp --dport "$port" -j DNAT --to-destination "$target"
-	iptables -w -t nat -C POSTROUTING -s 127.0.0.1/32 -d "$address/32" -p tcp -j MASQUERADE 2>/dev/null ||
-		iptables -w -t nat -A POSTROUTING -s 127.0.0.1/32 -d "$address/32" -p tcp -j MASQUERADE
+	if ! {
+		echo 1 >/proc/sys/net/ipv4/conf/all/route_localnet &&
+			add_rule filter INPUT ! -i lo -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP &&
+			add_rule nat OUTPUT -d 127.0.0.1/32 -p tcp --dport "$port" -j DNAT --to-destination "$target" &&
+			add_rule nat POSTROUTING -s 127.0.0.1/32 -d "$address/32" -p tcp -j MASQUERADE
+	}; then
+		say "cannot forward 127.0.0.1:$port to the cluster's registry at $target (iptables or /proc/sys refused)"
+		exit 1
+	fi
+}
+
+# Appends an iptables rule to TABLE's CHAIN unless it is there already.
+add_rule() {
+	table=$1 chain=$2
+	shift 2
+	iptables -w -t "$table" -C "$chain" "$@" 2>/dev/null || iptables -w -t "$table" -A "$chain" "$@"
 }
 
 # overlay2 needs /var/lib/docker on a real filesystem (the driver mounts a volume there);

@@ -248,7 +248,7 @@ async fn wait_healthy(
             let (running, desired) = observed.services.get(name).map_or((0, 0), |service| {
                 let tasks = health::tasks_of(&observed, service);
                 if health.is_healthy()
-                    && health::awaiting_global_tasks(service, &tasks)
+                    && health::awaiting_global_tasks(service, &tasks, &observed.nodes)
                     && Instant::now() < placing_deadline
                 {
                     health = health::Health::new(

@@ -32,9 +32,20 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, yes: bool) ->
 async fn destroy(cluster: &str, driver: &dyn shoal::drivers::Driver, yes: bool) -> Result<u8> {
     let machines = driver.list().await?;
     if machines.is_empty() {
-        // What a failed first apply may have left (the dind network, its registry) goes too.
+        // What a failed first apply may have left (the dind network, its registry) goes too,
+        // after the same question: the registry's images are on it.
+        let leftovers = driver.leftovers().await?;
+        if leftovers.is_empty() {
+            println!("Cluster {cluster} has no machines: nothing to destroy.");
+            return Ok(0);
+        }
+        println!(
+            "Cluster {cluster} has no machines; this removes what is left of it: {}.",
+            leftovers.join(", ")
+        );
+        confirm(yes, "destroy")?;
         driver.destroy_all().await?;
-        println!("Cluster {cluster} has no machines: nothing to destroy.");
+        println!("Removed what was left of cluster {cluster}.");
         return Ok(0);
     }
     let names: Vec<&str> = machines.iter().map(|m| m.name.as_str()).collect();

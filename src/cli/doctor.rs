@@ -3,7 +3,6 @@
 use super::common::load;
 use anyhow::Result;
 use shoal::drivers::dind::doctor;
-use shoal::drivers::driver_options;
 use shoal::model::DriverKind;
 use std::path::Path;
 
@@ -17,7 +16,7 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, json: bool) -
         );
         return Ok(0);
     }
-    let report = doctor(&driver_options(&desired), repo).await;
+    let report = doctor(&desired.options_in_use(), repo).await;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -205,6 +205,33 @@ pub fn check(stacks: &[(&Stack, &[u8])]) -> Vec<Diagnostic> {
     diags
 }
 
+/// Services that publish `port` over tcp, the port of the dind cluster's own registry: inside
+/// every node that port is forwarded to the registry, and a service published there would
+/// take the nodes' pulls (the routing mesh's rules come first).
+pub fn registry_port_taken(stacks: &[(&Stack, &[u8])], port: u16) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    for &(stack, bytes) in stacks {
+        for spec in stack.services.values() {
+            let clash = published_ports(spec)
+                .into_iter()
+                .any(|p| p.port == u32::from(port) && p.protocol == "tcp");
+            if !clash {
+                continue;
+            }
+            let key = service_key(stack, spec);
+            diags.push(
+                error_at(
+                    &stack.file,
+                    locate(bytes, key, "ports", &port.to_string()),
+                    format!("service `{key}` publishes port {port}, the port of the cluster's own registry (driver_options.registry): nodes pull their images through it"),
+                )
+                .with_help("publish the service on another port, or give the registry another one (`registry: {port: 5001}`)"),
+            );
+        }
+    }
+    diags
+}
+
 fn error_at(file: &str, pos: Pos, message: String) -> Diagnostic {
     Diagnostic::error(file, pos.line, pos.column, message)
 }

@@ -1,6 +1,7 @@
 //! `machines.yml`: the cluster's name, driver, machines (with `count` expansion), stacks and
 //! policy, validated.
 
+use super::registry::RegistryOptions;
 use super::{dns_problem, dns_safe, DEFAULT_COMPOSE_FILE, MACHINES_FILE};
 use crate::diag::Diagnostic;
 use crate::model::{DriverKind, ImagePolicy, MachineAccess, MachineSpec, Policy, Role, SshAccess};
@@ -10,6 +11,7 @@ use crate::yaml::{self, yaml_diagnostic, Node, Pos, Value};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// Largest `count` accepted for one machine entry.
 pub const MAX_COUNT: u64 = 1000;
@@ -450,47 +452,14 @@ fn check_dind_options(ctx: &mut Ctx, node: &Node) {
     }
 }
 
-/// `registry: true | false | PORT | {port: PORT, htpasswd: FILE}`.
+/// `registry: true | false | PORT | {port: PORT, htpasswd: FILE}`, read as the driver reads it.
 fn check_registry(ctx: &mut Ctx, node: &Node, path: &str) {
-    let port_ok = |text: &str| text.parse::<u16>().is_ok_and(|p| p > 0);
-    let help = "write `registry: true` (port 5000), a port such as `registry: 5001`, or `registry: {port: 5001, htpasswd: registry.htpasswd}`";
-    match &node.value {
-        yaml::Value::Null => {}
-        yaml::Value::Scalar(s) if s.plain && (s.text == "true" || s.text == "false") => {}
-        yaml::Value::Scalar(s) if s.plain && port_ok(&s.text) => {}
-        yaml::Value::Map(_) => {
-            let Some(fields) = ctx.fields(node, path, &["port", "htpasswd"], false) else {
-                return;
-            };
-            if let Some(port) = fields.get("port") {
-                let text = match &port.value {
-                    yaml::Value::Scalar(s) if s.plain => s.text.as_str(),
-                    _ => "",
-                };
-                if !port_ok(text) {
-                    ctx.error_help(
-                        port.pos,
-                        format!("`{path}.port` must be a port number (1-65535)"),
-                        "e.g. `port: 5001`",
-                    );
-                }
-            }
-            if let Some(file) = fields.get("htpasswd") {
-                let at = join(path, "htpasswd");
-                if ctx.string(file, &at).is_none_or(|f| f.trim().is_empty()) {
-                    ctx.error_help(
-                        file.pos,
-                        format!("`{at}` is empty"),
-                        "name a file of `user:bcrypt-hash` lines (`htpasswd -Bc registry.htpasswd USER`)",
-                    );
-                }
-            }
-        }
-        _ => ctx.error_help(
+    if let Err(problem) = RegistryOptions::from_json(&to_json(node), Path::new("")) {
+        ctx.error_help(
             node.pos,
-            format!("`{path}` must be true, a port, or {{port, htpasswd}}"),
-            help,
-        ),
+            problem.replacen("driver_options.registry", path, 1),
+            "write `registry: true` (port 5000), a port such as `registry: 5001`, or `registry: {port: 5001, htpasswd: registry.htpasswd}`",
+        );
     }
 }
 
@@ -1129,14 +1098,14 @@ mod tests {
         }
         for (bad, line, says) in [
             ("  registry: yes please\n", 3, "must be true, a port"),
-            ("  registry: 70000\n", 3, "must be true, a port"),
+            ("  registry: 70000\n", 3, "must be a port number"),
             ("  registry:\n    port: x\n", 4, "must be a port number"),
             ("  registry:\n    prot: 5001\n", 4, "unknown key `prot`"),
-            ("  registry:\n    htpasswd: ''\n", 4, "is empty"),
+            ("  registry:\n    htpasswd: ''\n", 4, "must be a file path"),
             (
                 "  dind:\n    registry: [1]\n",
                 4,
-                "`driver_options.dind.registry` must be",
+                "driver_options.dind.registry must be",
             ),
         ] {
             let (_, diags) = run(&machines(bad), &[]);

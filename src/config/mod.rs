@@ -6,6 +6,7 @@
 //! decoding and interpolation shared with `compose` live in [`crate::yaml`].
 
 pub mod machines;
+pub mod registry;
 
 pub use crate::yaml::files::{FileSource, MemSource};
 
@@ -92,7 +93,26 @@ pub fn load(files: &dyn FileSource, env: &BTreeMap<String, String>) -> Result<De
         .map(|stack| (stack, first_files[&stack.name].as_slice()))
         .collect();
     diags.extend(crate::compose::validate::check(&located));
+    if let Some(registry) = cluster_registry(&desired) {
+        diags.extend(crate::compose::validate::registry_port_taken(
+            &located,
+            registry.port,
+        ));
+    }
     finish(desired, diags)
+}
+
+/// The dind cluster's own registry, when machines.yml asks for one.
+fn cluster_registry(desired: &Desired) -> Option<registry::RegistryOptions> {
+    if desired.driver != crate::model::DriverKind::Dind {
+        return None;
+    }
+    registry::RegistryOptions::from_json(
+        &desired.options_in_use()["registry"],
+        std::path::Path::new(""),
+    )
+    .ok()
+    .flatten()
 }
 
 /// The contents of a stack's compose files, in order; `None` when one is missing (reported,

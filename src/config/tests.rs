@@ -365,3 +365,52 @@ fn a_missing_override_file_is_named() {
         "{diags:?}"
     );
 }
+
+#[test]
+fn a_service_published_on_the_cluster_registrys_port_is_refused() {
+    let machines = "cluster: shop\ndriver: dind\ndriver_options:\n  registry: 5001\nmachines:\n  m:\n    role: manager\nstacks:\n  web: docker-compose.yml\n";
+    let compose = |port: u16| {
+        format!("services:\n  front:\n    image: nginx\n    ports:\n      - \"{port}:80\"\n")
+    };
+    let (taken_compose, free_compose) = (compose(5001), compose(8080));
+    let sim_machines = machines.replace("driver: dind", "driver: sim");
+    let taken = MemSource::new(
+        "repo",
+        [
+            ("machines.yml", machines),
+            ("docker-compose.yml", taken_compose.as_str()),
+        ],
+    );
+    let errors = invalid(&taken);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        (errors[0].file.as_str(), errors[0].line),
+        ("docker-compose.yml", 5),
+        "{errors:?}"
+    );
+    assert!(
+        errors[0]
+            .message
+            .contains("port of the cluster's own registry"),
+        "{errors:?}"
+    );
+    let free = MemSource::new(
+        "repo",
+        [
+            ("machines.yml", machines),
+            ("docker-compose.yml", free_compose.as_str()),
+        ],
+    );
+    assert!(load(&free, &no_env()).is_ok());
+    let sim = MemSource::new(
+        "repo",
+        [
+            ("machines.yml", sim_machines.as_str()),
+            ("docker-compose.yml", taken_compose.as_str()),
+        ],
+    );
+    assert!(
+        load(&sim, &no_env()).is_ok(),
+        "only dind clusters run the registry"
+    );
+}

@@ -30,6 +30,7 @@ use crate::docker::{Access, DockerEngine};
 use crate::engine::Swarm;
 use crate::model::{
     observed::LocalSwarmState, Desired, MachineSpec, MachineState, ObservedMachine, Role,
+    LABEL_CLUSTER,
 };
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
@@ -189,7 +190,12 @@ impl Inspected {
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|label| label.as_str()?.strip_prefix(CLUSTER_LABEL_PREFIX))
+            .filter_map(|label| {
+                label
+                    .as_str()?
+                    .strip_prefix(LABEL_CLUSTER)?
+                    .strip_prefix('=')
+            })
             .map(str::to_string)
             .next();
         Some(Inspected {
@@ -222,9 +228,6 @@ fn failure(who: &str, verb: &str, code: Option<i32>, stderr: &str, stdout: &str)
     let code = code.map_or_else(|| "killed".to_string(), |c| format!("exit {c}"));
     format!("{who}: `docker-machine {verb}` failed ({code}): {said}")
 }
-
-/// `io.shoal.cluster=`: the engine label that says which cluster made a machine.
-const CLUSTER_LABEL_PREFIX: &str = "io.shoal.cluster=";
 
 /// The driver that shells out to `docker-machine`.
 pub struct DockerMachineDriver {
@@ -334,7 +337,7 @@ impl DockerMachineDriver {
             .collect();
         let mut names = Vec::new();
         for name in candidates {
-            if !name.contains('-') || self.owner(&name).await.is_none_or(|o| o == self.cluster) {
+            if !name.contains('-') || self.owner(&name).await?.is_none_or(|o| o == self.cluster) {
                 names.push(name);
             }
         }
@@ -342,18 +345,25 @@ impl DockerMachineDriver {
         Ok(names)
     }
 
-    /// The cluster whose label `machine` carries (`None` without one, or when it cannot be
-    /// inspected: the machine then counts as this cluster's, as before labels).
-    async fn owner(&self, machine: &str) -> Option<String> {
+    /// The cluster whose label `machine` carries (`None` without one: made before labels, it
+    /// counts as this cluster's). A machine that cannot be inspected fails the listing: counting
+    /// it as ours could destroy another cluster's machine, leaving it out could create a twin.
+    async fn owner(&self, machine: &str) -> DriverResult<Option<String>> {
         if let Some(owner) = self.owners.lock().await.get(machine) {
-            return owner.clone();
+            return Ok(owner.clone());
         }
-        let owner = self.inspect(machine).await.ok()?.cluster;
+        let owner = self.inspect(machine).await.map_err(|e| {
+            DriverError::Other(format!(
+                "cannot tell which cluster docker-machine's {} belongs to: {e}",
+                self.full_name(machine)
+            ))
+        })?;
+        let owner = owner.cluster;
         self.owners
             .lock()
             .await
             .insert(machine.to_string(), owner.clone());
-        owner
+        Ok(owner)
     }
 
     async fn inspect(&self, machine: &str) -> DriverResult<Inspected> {
@@ -618,7 +628,7 @@ impl Driver for DockerMachineDriver {
     async fn create(&self, machine: &MachineSpec) -> DriverResult<()> {
         let name = &machine.name;
         let full = self.full_name(name);
-        let label = format!("{CLUSTER_LABEL_PREFIX}{}", self.cluster);
+        let label = format!("{LABEL_CLUSTER}={}", self.cluster);
         let mut args: Vec<&str> = vec![
             "create",
             "--driver",

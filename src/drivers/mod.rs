@@ -76,23 +76,15 @@ pub trait Driver: Send + Sync {
     async fn force_unlock(&self, lock_id: &str) -> DriverResult<Option<HeldLock>>;
     /// Destroys every machine and everything else the driver made for the cluster.
     async fn destroy_all(&self) -> DriverResult<()>;
+    /// What the driver made for the cluster besides machines and the apply lock (the dind
+    /// network and registry), by name: what `destroy` still removes when no machine exists.
+    async fn leftovers(&self) -> DriverResult<Vec<String>> {
+        Ok(Vec::new())
+    }
     /// Whether the swarm's ingress routing mesh and VIPs can work on these machines (they need
     /// IPVS in the kernel); `None` when the driver cannot tell.
     fn routing_mesh(&self) -> Option<bool> {
         None
-    }
-}
-
-/// The options of the driver in use: `driver_options.<driver>` when machines.yml keys its
-/// options by driver name (so `--driver` can switch between them), else `driver_options` itself.
-pub fn driver_options(desired: &Desired) -> serde_json::Value {
-    let names = ["dind", "sim", "generic", "docker-machine"];
-    match &desired.driver_options {
-        serde_json::Value::Object(map) if map.keys().any(|k| names.contains(&k.as_str())) => map
-            .get(desired.driver.as_str())
-            .cloned()
-            .unwrap_or(serde_json::Value::Null),
-        other => other.clone(),
     }
 }
 
@@ -106,13 +98,13 @@ pub async fn open_driver(
     match desired.driver {
         DriverKind::Sim => Ok(Arc::new(sim::SimDriver::open(state_dir, &desired.cluster)?)),
         DriverKind::Dind => Ok(Arc::new(
-            dind::DindDriver::connect(&desired.cluster, &driver_options(desired), state_dir)
+            dind::DindDriver::connect(&desired.cluster, &desired.options_in_use(), state_dir)
                 .await?,
         )),
         DriverKind::Generic => Ok(Arc::new(generic::GenericDriver::new(desired, state_dir))),
         DriverKind::DockerMachine => {
             let options = docker_machine::DockerMachineOptions::from_json(
-                &driver_options(desired),
+                &desired.options_in_use(),
                 state_dir,
             )?;
             Ok(Arc::new(docker_machine::DockerMachineDriver::new(

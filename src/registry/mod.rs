@@ -14,7 +14,7 @@ pub mod auth;
 pub mod client;
 pub mod reference;
 
-use crate::drivers::dind::RegistryOptions;
+use crate::drivers::dind::DindOptions;
 use crate::model::{Desired, DriverKind, ImagePolicy};
 use auth::DockerConfig;
 use reference::{pinned, Reference};
@@ -88,16 +88,10 @@ pub async fn pin_images(desired: &mut Desired) -> Vec<String> {
 /// those it pushes into the cluster's registry under their own name (`localhost:<port>/…`):
 /// those are in a registry, and pinned like any other.
 fn side_loaded_images(desired: &Desired) -> BTreeSet<String> {
-    let options = crate::drivers::driver_options(desired);
-    let registry = RegistryOptions::from_json(&options["registry"], std::path::Path::new("."))
-        .ok()
-        .flatten();
-    options["preload_images"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|item| item.as_str())
-        .filter(|image| !registry.as_ref().is_some_and(|r| r.names(image)))
-        .map(str::to_string)
+    let options = DindOptions::from_json(&desired.options_in_use(), std::path::Path::new("."))
+        .unwrap_or_default();
+    let registry = options.registry.as_ref();
+    (options.preload_images.into_iter())
+        .filter(|image| !registry.is_some_and(|r| r.names(image)))
         .collect()
 }

@@ -1,6 +1,5 @@
 //! When the watcher opens its driver anew.
 
-use crate::drivers::driver_options;
 use crate::model::Desired;
 
 /// What identifies an open driver: a change of any of these opens a new one.
@@ -9,6 +8,6 @@ pub(crate) fn driver_key(desired: &Desired) -> String {
         "{}\n{}\n{}",
         desired.driver.as_str(),
         desired.cluster,
-        driver_options(desired)
+        desired.options_in_use()
     )
 }

@@ -25,7 +25,8 @@ pub const LABEL_LOCK_SINCE: &str = "io.shoal.lock.since";
 /// Label telling one taking of the lock from another.
 pub const LABEL_LOCK_NONCE: &str = "io.shoal.lock.nonce";
 
-fn lock_name(cluster: &str) -> String {
+/// The lock volume's name, `<cluster>-lock`.
+pub(crate) fn lock_name(cluster: &str) -> String {
     format!("{cluster}-lock")
 }
 

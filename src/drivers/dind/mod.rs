@@ -39,11 +39,11 @@ mod nodeimage;
 pub mod registry;
 mod upload;
 
+pub use crate::config::registry::RegistryOptions;
 pub use demo::{build_demo_image, DEMO_IMAGE};
 pub use doctor::{doctor, exec, Check, CheckStatus, DoctorReport};
 pub use lock::{LABEL_LOCK_EXPIRES, LABEL_LOCK_HOLDER, LABEL_LOCK_NONCE, LABEL_LOCK_SINCE};
 pub use node::Security;
-pub use registry::RegistryOptions;
 
 /// Label of the volume that marks a machine whose setup (start, image preload) finished.
 pub const LABEL_READY: &str = "io.shoal.ready";
@@ -239,7 +239,10 @@ impl DindOptions {
                     }
                     _ => return Err(bad_option("state_dir", "a folder path")),
                 },
-                "registry" => options.registry = RegistryOptions::from_json(item, base)?,
+                "registry" => {
+                    options.registry =
+                        RegistryOptions::from_json(item, base).map_err(DindError::Unavailable)?
+                }
                 other => tracing::warn!(
                     option = other,
                     "unknown dind driver option, ignored (known: image, preload_images, state_dir, registry)"
@@ -299,6 +302,8 @@ pub struct DindDriver {
     /// The preloaded images this process pushed into the cluster's registry, with the host
     /// image ID pushed; held while the registry is made ready.
     pushed: tokio::sync::Mutex<HashMap<String, String>>,
+    /// The registry image, once made sure of.
+    registry_image: tokio::sync::OnceCell<String>,
 }
 
 impl std::fmt::Debug for DindDriver {
@@ -334,6 +339,7 @@ impl DindDriver {
             reserved: tokio::sync::Mutex::new(Vec::new()),
             security: Arc::new(Mutex::new(None)),
             pushed: tokio::sync::Mutex::new(HashMap::new()),
+            registry_image: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -493,7 +499,11 @@ impl DindDriver {
             network: &network,
             address,
         };
-        registry::ensure(&self.docker, &placement, options).await?;
+        let image = self
+            .registry_image
+            .get_or_try_init(|| registry::ensure_image(&self.docker))
+            .await?;
+        registry::ensure(&self.docker, &placement, options, image).await?;
         let started = std::time::Instant::now();
         let sent = registry::push_preloaded(
             &self.docker,
@@ -506,13 +516,14 @@ impl DindDriver {
             tracing::info!(images = ?sent, seconds = started.elapsed().as_secs_f64(), "pushed the preloaded images into the cluster's registry");
         }
         let settings = options.node_settings(address);
-        self.warn_nodes_without_registry(&settings.0).await;
+        self.warn_nodes_without_registry(&settings).await;
         Ok(Some(settings))
     }
 
-    /// Warns about node containers made before the registry was set (or with another port):
-    /// their engine does not reach it, and a container's settings cannot change.
-    async fn warn_nodes_without_registry(&self, forward: &str) {
+    /// Warns about node containers made before the registry was set, or with other settings
+    /// (port, mirror): their engine does not reach it as the others do, and a container's
+    /// settings cannot change.
+    async fn warn_nodes_without_registry(&self, (forward, args): &(String, Vec<String>)) {
         let expected = format!("SHOAL_REGISTRY_FORWARD={forward}");
         let Ok(containers) = self.cluster_containers().await else {
             return;
@@ -522,17 +533,19 @@ impl DindDriver {
             let (Some(machine), Some(id)) = (labels.get(LABEL_MACHINE), container.id) else {
                 continue;
             };
-            let env = self
+            let config = self
                 .docker
                 .inspect_container(&id, None::<InspectContainerOptions>)
                 .await
                 .ok()
-                .and_then(|c| c.config?.env)
+                .and_then(|c| c.config)
                 .unwrap_or_default();
-            if !env.contains(&expected) {
+            let env = config.env.unwrap_or_default();
+            let cmd = config.cmd.unwrap_or_default();
+            if !env.contains(&expected) || cmd != *args {
                 tracing::warn!(
                     machine = %machine,
-                    "machine {machine} was created before driver_options.registry was set (or with another port) and cannot pull from the cluster's registry; remove it from machines.yml, apply, and add it back"
+                    "machine {machine} was created before driver_options.registry was set (or with another port or htpasswd) and does not pull from the cluster's registry as the others do; remove it from machines.yml, apply, and add it back"
                 );
             }
         }
@@ -793,9 +806,15 @@ impl Driver for DindDriver {
     }
 
     /// Starts the cluster's registry and pushes the preloaded images into it, before apply
-    /// plans, so that images named for it resolve to digests.
+    /// plans, so that images named for it resolve to digests; without `registry`, removes a
+    /// registry container an earlier apply made (its images stay on its volume).
     async fn prepare(&self) -> DriverResult<()> {
-        self.ensure_registry().await?;
+        match &self.options.registry {
+            Some(_) => {
+                self.ensure_registry().await?;
+            }
+            None => registry::remove_if_present(&self.docker, &self.cluster).await?,
+        }
         Ok(())
     }
 
@@ -858,6 +877,40 @@ impl Driver for DindDriver {
 
     async fn force_unlock(&self, lock_id: &str) -> DriverResult<Option<HeldLock>> {
         lock::unlock(&self.docker, &self.cluster, lock_id).await
+    }
+
+    async fn leftovers(&self) -> DriverResult<Vec<String>> {
+        let filters = self.cluster_filter();
+        let mut names: Vec<String> = (self.cluster_containers().await?.into_iter())
+            .flat_map(|c| c.names.unwrap_or_default())
+            .map(|name| format!("container {}", name.trim_start_matches('/')))
+            .collect();
+        let volumes = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters.clone()),
+            }))
+            .await
+            .map_err(|e| DindError::docker("cannot list the cluster's volumes", e))?;
+        let lock = lock::lock_name(&self.cluster);
+        names.extend(
+            (volumes.volumes.unwrap_or_default().into_iter())
+                .filter(|v| v.name != lock)
+                .map(|v| format!("volume {}", v.name)),
+        );
+        let networks = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(|e| DindError::docker("cannot list the cluster's networks", e))?;
+        names.extend(
+            (networks.into_iter())
+                .filter_map(|n| n.name)
+                .map(|name| format!("network {name}")),
+        );
+        Ok(names)
     }
 
     async fn destroy_all(&self) -> DriverResult<()> {

@@ -667,7 +667,7 @@ pub async fn ensure_node_image(docker: &Docker) -> Result<NodeImage, DindError> 
     let bytes = result?;
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(image = %tag, seconds, bytes, "built the node image");
-    remove_older_images(docker, &tag).await;
+    remove_older_images(docker, NODE_IMAGE_REPO, NODE_IMAGE_LABEL, &tag).await;
     Ok(NodeImage {
         tag,
         built: true,
@@ -676,20 +676,21 @@ pub async fn ensure_node_image(docker: &Docker) -> Result<NodeImage, DindError> 
     })
 }
 
-/// Removes the `shoal-node` images older builds left (tagged, or untagged by a build racing
-/// this one), except those containers still use: the engine refuses those without force.
-async fn remove_older_images(docker: &Docker, keep: &str) {
+/// Removes the images of `repo` with `label` that older builds left (tagged, or untagged by a
+/// build racing this one), except `keep` and those containers still use: the engine refuses
+/// those without force.
+pub(crate) async fn remove_older_images(docker: &Docker, repo: &str, label: &str, keep: &str) {
     let options = ListImagesOptions {
         filters: Some(HashMap::from([(
             "label".to_string(),
-            vec![format!("{NODE_IMAGE_LABEL}=1")],
+            vec![format!("{label}=1")],
         )])),
         ..Default::default()
     };
     let Ok(images) = docker.list_images(Some(options)).await else {
         return;
     };
-    let prefix = format!("{NODE_IMAGE_REPO}:");
+    let prefix = format!("{repo}:");
     for image in images {
         let tags: Vec<&String> = image
             .repo_tags
@@ -708,8 +709,8 @@ async fn remove_older_images(docker: &Docker, keep: &str) {
             .remove_image(&tag, None::<RemoveImageOptions>, None)
             .await
         {
-            Ok(_) => tracing::info!(image = %tag, "removed an older node image"),
-            Err(e) => tracing::debug!(image = %tag, error = %e, "older node image kept"),
+            Ok(_) => tracing::info!(image = %tag, "removed an older image"),
+            Err(e) => tracing::debug!(image = %tag, error = %e, "older image kept"),
         }
     }
 }

@@ -13,6 +13,7 @@
 use super::network::Subnet;
 use super::nodeimage::{self, Rootfs};
 use super::{is_not_found, node, status_of, upload, DindError};
+use crate::config::registry::RegistryOptions;
 use crate::model::LABEL_CLUSTER;
 use crate::registry::reference::{Reference, DOCKER_HUB};
 use bollard::models::{
@@ -20,15 +21,15 @@ use bollard::models::{
     NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, PushImageOptions, RemoveContainerOptions,
-    RemoveImageOptions, TagImageOptions, UploadToContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, ListImagesOptions, PushImageOptions,
+    RemoveContainerOptions, RemoveImageOptions, TagImageOptions, UploadToContainerOptions,
 };
 use bollard::Docker;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Repository of the built registry images.
@@ -37,8 +38,6 @@ pub const REGISTRY_IMAGE_REPO: &str = "shoal-registry";
 pub const REGISTRY_IMAGE_LABEL: &str = "io.shoal.registry-image";
 /// Label of the registry container: a hash of its settings, so a change recreates it.
 pub const LABEL_REGISTRY: &str = "io.shoal.registry";
-/// The host port when `registry: true` names none.
-pub const DEFAULT_REGISTRY_PORT: u16 = 5000;
 /// The port the registry serves on inside the cluster network.
 const SERVE_PORT: u16 = 5000;
 /// The registry's address on the cluster network: the subnet's `.2` (nodes start at `.10`).
@@ -63,88 +62,7 @@ http:
   addr: :5000
 ";
 
-/// `driver_options.registry`: the cluster's own registry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RegistryOptions {
-    /// The port on the host's 127.0.0.1, and on every node's: images are named
-    /// `localhost:<port>/…`.
-    pub port: u16,
-    /// An htpasswd file (bcrypt entries, `htpasswd -B`) that turns on basic authentication.
-    pub htpasswd: Option<PathBuf>,
-    /// The repository folder a relative `htpasswd` was written against: the file must stay
-    /// inside it (symlinks followed).
-    pub repository: Option<PathBuf>,
-}
-
 impl RegistryOptions {
-    /// Reads `registry: true | false | PORT | {port: PORT, htpasswd: FILE}`; a relative
-    /// htpasswd path is taken from `base` (the repository folder).
-    pub fn from_json(
-        value: &serde_json::Value,
-        base: &Path,
-    ) -> Result<Option<RegistryOptions>, DindError> {
-        let bad = || {
-            DindError::Unavailable(
-                "driver_options.registry must be true, a port, or {port: PORT, htpasswd: FILE}"
-                    .to_string(),
-            )
-        };
-        let port_of = |value: &serde_json::Value| {
-            value
-                .as_u64()
-                .and_then(|p| u16::try_from(p).ok())
-                .filter(|p| *p > 0)
-                .ok_or_else(|| {
-                    DindError::Unavailable(format!(
-                        "driver_options.registry.port must be a port number (1-65535), not {value}"
-                    ))
-                })
-        };
-        match value {
-            serde_json::Value::Null | serde_json::Value::Bool(false) => Ok(None),
-            serde_json::Value::Bool(true) => Ok(Some(RegistryOptions {
-                port: DEFAULT_REGISTRY_PORT,
-                htpasswd: None,
-                repository: None,
-            })),
-            serde_json::Value::Number(_) => Ok(Some(RegistryOptions {
-                port: port_of(value)?,
-                htpasswd: None,
-                repository: None,
-            })),
-            serde_json::Value::Object(map) => {
-                let mut options = RegistryOptions {
-                    port: DEFAULT_REGISTRY_PORT,
-                    htpasswd: None,
-                    repository: None,
-                };
-                for (key, item) in map {
-                    match (key.as_str(), item) {
-                        ("port", port) => options.port = port_of(port)?,
-                        ("htpasswd", serde_json::Value::String(path)) if !path.is_empty() => {
-                            options.htpasswd = Some(base.join(path));
-                            if Path::new(path).is_relative() {
-                                options.repository = Some(base.to_path_buf());
-                            }
-                        }
-                        ("htpasswd", _) => {
-                            return Err(DindError::Unavailable(
-                                "driver_options.registry.htpasswd must be a file path".to_string(),
-                            ))
-                        }
-                        (other, _) => {
-                            return Err(DindError::Unavailable(format!(
-                                "unknown key `{other}` in driver_options.registry (known: port, htpasswd)"
-                            )))
-                        }
-                    }
-                }
-                Ok(Some(options))
-            }
-            _ => Err(bad()),
-        }
-    }
-
     /// Whether `image` is named for this registry: `localhost:<port>/…` or `127.0.0.1:<port>/…`.
     pub fn names(&self, image: &str) -> bool {
         Reference::parse(image).is_some_and(|r| {
@@ -281,11 +199,17 @@ fn registry_rootfs() -> Result<Rootfs, DindError> {
 /// Held while a registry image is looked up and built.
 static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Makes sure `shoal-registry:<hash of the host's inputs>` exists on the engine.
+/// Makes sure `shoal-registry:<hash of the host's inputs>` exists on the engine. Where this
+/// process has no docker-registry binary (a watcher in a container), a registry image already
+/// on the engine is used.
 pub(crate) async fn ensure_image(docker: &Docker) -> Result<String, DindError> {
-    let rootfs = tokio::task::spawn_blocking(registry_rootfs)
+    let rootfs = match tokio::task::spawn_blocking(registry_rootfs)
         .await
-        .map_err(|e| DindError::Other(format!("the registry image scan panicked: {e}")))??;
+        .map_err(|e| DindError::Other(format!("the registry image scan panicked: {e}")))?
+    {
+        Ok(rootfs) => rootfs,
+        Err(missing) => return existing_image(docker).await.ok_or(missing),
+    };
     let hash = rootfs
         .fingerprint()
         .map_err(|e| DindError::io("cannot read the registry image's host files", e))?;
@@ -309,13 +233,35 @@ pub(crate) async fn ensure_image(docker: &Docker) -> Result<String, DindError> {
     })
     .await?;
     tracing::info!(image = %tag, bytes, seconds = started.elapsed().as_secs_f64(), "built the registry image");
+    nodeimage::remove_older_images(docker, REGISTRY_IMAGE_REPO, REGISTRY_IMAGE_LABEL, &tag).await;
     Ok(tag)
+}
+
+/// A registry image an earlier build left on the engine (the newest), if any.
+async fn existing_image(docker: &Docker) -> Option<String> {
+    let options = ListImagesOptions {
+        filters: Some(HashMap::from([(
+            "label".to_string(),
+            vec![format!("{REGISTRY_IMAGE_LABEL}=1")],
+        )])),
+        ..Default::default()
+    };
+    let mut images = docker.list_images(Some(options)).await.ok()?;
+    images.sort_by_key(|image| std::cmp::Reverse(image.created));
+    let prefix = format!("{REGISTRY_IMAGE_REPO}:");
+    images
+        .into_iter()
+        .flat_map(|image| image.repo_tags)
+        .find(|tag| tag.starts_with(&prefix))
 }
 
 /// Where the registry runs: the cluster, its network and the registry's address there.
 pub(crate) struct Placement<'a> {
+    /// The cluster's name.
     pub cluster: &'a str,
+    /// The cluster network.
     pub network: &'a str,
+    /// The registry's fixed address on it.
     pub address: Ipv4Addr,
 }
 
@@ -326,11 +272,11 @@ pub(crate) async fn ensure(
     docker: &Docker,
     placement: &Placement<'_>,
     options: &RegistryOptions,
+    image: &str,
 ) -> Result<(), DindError> {
     let htpasswd = (options.htpasswd.as_deref())
         .map(|path| read_htpasswd(path, options.repository.as_deref()))
         .transpose()?;
-    let image = ensure_image(docker).await?;
     let settings = {
         let mut hash = Sha256::new();
         hash.update(format!(
@@ -361,7 +307,7 @@ pub(crate) async fn ensure(
         Err(e) => return Err(DindError::docker(format!("cannot inspect {name}"), e)),
     }
     create_volume(docker, placement.cluster).await?;
-    let body = container_body(placement, options, &image, &settings);
+    let body = container_body(placement, options, image, &settings);
     docker
         .create_container(
             Some(CreateContainerOptions {
@@ -372,12 +318,29 @@ pub(crate) async fn ensure(
         )
         .await
         .map_err(|e| DindError::docker(format!("cannot create container {name}"), e))?;
+    // A container left half set up would be taken as ready next time: it goes on any failure.
+    let started = provision(docker, &name, htpasswd.as_deref(), options.port).await;
+    if started.is_err() {
+        let _ = remove(docker, &name).await;
+    }
+    started?;
+    tracing::info!(container = %name, port = options.port, "started the cluster's registry");
+    wait_ready(docker, &name, options.port).await
+}
+
+/// Copies the htpasswd file (if any) into the created registry container and starts it.
+async fn provision(
+    docker: &Docker,
+    name: &str,
+    htpasswd: Option<&[u8]>,
+    port: u16,
+) -> Result<(), DindError> {
     if let Some(content) = htpasswd {
-        let tar = single_file_tar(HTPASSWD_PATH, &content)
+        let tar = single_file_tar(HTPASSWD_PATH, content)
             .map_err(|e| DindError::io("cannot pack the htpasswd file", e))?;
         docker
             .upload_to_container(
-                &name,
+                name,
                 Some(UploadToContainerOptions {
                     path: "/".to_string(),
                     ..Default::default()
@@ -389,9 +352,24 @@ pub(crate) async fn ensure(
                 DindError::docker(format!("cannot copy the htpasswd file into {name}"), e)
             })?;
     }
-    start(docker, &name, options.port).await?;
-    tracing::info!(container = %name, port = options.port, "started the cluster's registry");
-    wait_ready(docker, &name, options.port).await
+    start(docker, name, port).await
+}
+
+/// Removes the registry's container when `driver_options.registry` was taken away; its volume
+/// stays, so the images are back when the option is.
+pub(crate) async fn remove_if_present(docker: &Docker, cluster: &str) -> Result<(), DindError> {
+    let name = container_name(cluster);
+    match docker
+        .inspect_container(&name, None::<InspectContainerOptions>)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(container = %name, "driver_options.registry is gone; removing the registry's container (its images stay on volume {})", volume_name(cluster));
+            remove(docker, &name).await
+        }
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(DindError::docker(format!("cannot inspect {name}"), e)),
+    }
 }
 
 fn container_body(
@@ -560,20 +538,21 @@ pub(crate) async fn push_preloaded(
         let Some(name) = options.pushed_name(image) else {
             continue;
         };
-        let id = docker
-            .inspect_image(image)
-            .await
-            .map_err(|e| {
-                if is_not_found(&e) {
-                    DindError::Unavailable(format!(
-                        "preload image {image} is not on the host engine: build or pull it there first"
-                    ))
-                } else {
-                    DindError::docker(format!("cannot inspect image {image}"), e)
-                }
-            })?
-            .id
-            .unwrap_or_default();
+        let id = match docker.inspect_image(image).await {
+            Ok(found) => found.id.unwrap_or_default(),
+            // Nodes pull what the registry holds already; without it their tasks say
+            // "No such image", and health shows it.
+            Err(e) if is_not_found(&e) => {
+                tracing::warn!("preload image {image} is not on the host engine, so it is not pushed: nodes get what the cluster's registry holds of {name}");
+                continue;
+            }
+            Err(e) => {
+                return Err(DindError::docker(
+                    format!("cannot inspect image {image}"),
+                    e,
+                ))
+            }
+        };
         if pushed.get(image) == Some(&id) {
             continue;
         }
@@ -589,6 +568,8 @@ async fn push_one(docker: &Docker, image: &str, name: &str) -> Result<(), DindEr
         .rsplit_once(':')
         .filter(|(_, tag)| !tag.contains('/'))
         .unwrap_or((name, "latest"));
+    // A host tag of that name that is the user's own is put back afterwards.
+    let previous = docker.inspect_image(name).await.ok().and_then(|i| i.id);
     let tagged = name != image;
     if tagged {
         docker
@@ -620,9 +601,24 @@ async fn push_one(docker: &Docker, image: &str, name: &str) -> Result<(), DindEr
     }
     drop(progress);
     if tagged {
-        let _ = docker
-            .remove_image(name, None::<RemoveImageOptions>, None)
-            .await;
+        match &previous {
+            None => {
+                let _ = docker
+                    .remove_image(name, None::<RemoveImageOptions>, None)
+                    .await;
+            }
+            Some(previous) => {
+                let _ = docker
+                    .tag_image(
+                        previous,
+                        Some(TagImageOptions {
+                            repo: Some(repo.to_string()),
+                            tag: Some(tag.to_string()),
+                        }),
+                    )
+                    .await;
+            }
+        }
     }
     match failure {
         None => Ok(()),
@@ -646,6 +642,7 @@ async fn push_one(docker: &Docker, image: &str, name: &str) -> Result<(), DindEr
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::path::PathBuf;
 
     fn options(value: serde_json::Value) -> Option<RegistryOptions> {
         RegistryOptions::from_json(&value, Path::new("/repo")).unwrap()
@@ -655,37 +652,6 @@ mod tests {
         RegistryOptions::from_json(&value, repository)
             .unwrap()
             .unwrap()
-    }
-
-    #[test]
-    fn registry_option_forms() {
-        assert_eq!(options(json!(null)), None);
-        assert_eq!(options(json!(false)), None);
-        assert_eq!(options(json!(true)).unwrap().port, DEFAULT_REGISTRY_PORT);
-        assert_eq!(options(json!(5001)).unwrap().port, 5001);
-        let full = options(json!({"port": 5002, "htpasswd": "auth/htpasswd"})).unwrap();
-        assert_eq!(full.port, 5002);
-        assert_eq!(full.htpasswd, Some(PathBuf::from("/repo/auth/htpasswd")));
-        assert_eq!(full.repository, Some(PathBuf::from("/repo")));
-        let absolute = options(json!({"htpasswd": "/run/secrets/htpasswd"})).unwrap();
-        assert_eq!(
-            absolute.htpasswd,
-            Some(PathBuf::from("/run/secrets/htpasswd"))
-        );
-        assert_eq!(absolute.repository, None);
-        for bad in [
-            json!(0),
-            json!(70000),
-            json!("yes"),
-            json!({"port": "x"}),
-            json!({"htpasswd": 3}),
-            json!({"prot": 5000}),
-        ] {
-            assert!(
-                RegistryOptions::from_json(&bad, Path::new("/repo")).is_err(),
-                "{bad}"
-            );
-        }
     }
 
     #[test]
