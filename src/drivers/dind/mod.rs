@@ -470,6 +470,28 @@ impl DindDriver {
             .map_err(|e| DindError::docker("cannot list the cluster's containers", e))
     }
 
+    /// Every volume of the cluster: node data, ready markers, the lock, the registry's.
+    async fn cluster_volumes(&self) -> Result<Vec<bollard::models::Volume>, DindError> {
+        let volumes = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(self.cluster_filter()),
+            }))
+            .await
+            .map_err(|e| DindError::docker("cannot list the cluster's volumes", e))?;
+        Ok(volumes.volumes.unwrap_or_default())
+    }
+
+    /// The cluster's networks.
+    async fn cluster_networks(&self) -> Result<Vec<bollard::models::Network>, DindError> {
+        self.docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(self.cluster_filter()),
+            }))
+            .await
+            .map_err(|e| DindError::docker("cannot list the cluster's networks", e))
+    }
+
     fn cluster_filter(&self) -> HashMap<String, Vec<String>> {
         HashMap::from([(
             "label".to_string(),
@@ -880,33 +902,18 @@ impl Driver for DindDriver {
     }
 
     async fn leftovers(&self) -> DriverResult<Vec<String>> {
-        let filters = self.cluster_filter();
         let mut names: Vec<String> = (self.cluster_containers().await?.into_iter())
             .flat_map(|c| c.names.unwrap_or_default())
             .map(|name| format!("container {}", name.trim_start_matches('/')))
             .collect();
-        let volumes = self
-            .docker
-            .list_volumes(Some(ListVolumesOptions {
-                filters: Some(filters.clone()),
-            }))
-            .await
-            .map_err(|e| DindError::docker("cannot list the cluster's volumes", e))?;
         let lock = lock::lock_name(&self.cluster);
         names.extend(
-            (volumes.volumes.unwrap_or_default().into_iter())
+            (self.cluster_volumes().await?.into_iter())
                 .filter(|v| v.name != lock)
                 .map(|v| format!("volume {}", v.name)),
         );
-        let networks = self
-            .docker
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(filters),
-            }))
-            .await
-            .map_err(|e| DindError::docker("cannot list the cluster's networks", e))?;
         names.extend(
-            (networks.into_iter())
+            (self.cluster_networks().await?.into_iter())
                 .filter_map(|n| n.name)
                 .map(|name| format!("network {name}")),
         );
@@ -914,30 +921,15 @@ impl Driver for DindDriver {
     }
 
     async fn destroy_all(&self) -> DriverResult<()> {
-        let filters = self.cluster_filter();
         for container in self.cluster_containers().await? {
             if let Some(id) = container.id {
                 self.remove_container(&id).await?;
             }
         }
-        let volumes = self
-            .docker
-            .list_volumes(Some(ListVolumesOptions {
-                filters: Some(filters.clone()),
-            }))
-            .await
-            .map_err(|e| DindError::docker("cannot list the cluster's volumes", e))?;
-        for volume in volumes.volumes.unwrap_or_default() {
+        for volume in self.cluster_volumes().await? {
             self.remove_volume(&volume.name).await?;
         }
-        let networks = self
-            .docker
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(filters),
-            }))
-            .await
-            .map_err(|e| DindError::docker("cannot list the cluster's networks", e))?;
-        for network in networks {
+        for network in self.cluster_networks().await? {
             if let Some(id) = network.id {
                 match self.docker.remove_network(&id).await {
                     Ok(()) => {}
