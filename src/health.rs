@@ -129,8 +129,13 @@ pub fn tasks_of<'a>(observed: &'a Observed, service: &ObservedService) -> Vec<&'
         .iter()
         .filter(|t| t.service_id == service.id)
         .collect();
-    tasks.sort_by(|a, b| b.timestamp.cmp(&a.timestamp).then(a.id.cmp(&b.id)));
+    newest_first(&mut tasks);
     tasks
+}
+
+/// Sorts tasks newest first (ties by ID, so the order is stable).
+fn newest_first(tasks: &mut [&ObservedTask]) {
+    tasks.sort_by(|a, b| b.timestamp.cmp(&a.timestamp).then(a.id.cmp(&b.id)));
 }
 
 /// The last `limit` task errors of the service `name`, newest first, one line each
@@ -154,7 +159,7 @@ pub fn service_health(
     nodes: &BTreeMap<String, ObservedNode>,
 ) -> Health {
     let mut tasks: Vec<&ObservedTask> = tasks.to_vec();
-    tasks.sort_by(|a, b| b.timestamp.cmp(&a.timestamp).then(a.id.cmp(&b.id)));
+    newest_first(&mut tasks);
     if let Some(update) = &service.update_status {
         // A rollback leaves the failed tasks of the new spec behind as old ones; an update
         // under way fails only by tasks of its own spec.
@@ -195,7 +200,7 @@ pub fn service_health(
     }
     let (running, desired) = counts(service, &tasks);
     let failure = unplaced_or_failing(service, &tasks, nodes);
-    if is_job(service) {
+    if service.spec.is_job() {
         // A job is healthy once its tasks run or completed: apply does not wait for it to end.
         let starting = tasks
             .iter()
@@ -244,7 +249,7 @@ pub fn counts(service: &ObservedService, tasks: &[&ObservedTask]) -> (u64, u64) 
         .iter()
         .filter(|t| t.is_running() && is_current(service, t))
         .count() as u64;
-    if !is_global(service) {
+    if !service.spec.is_global() {
         return (running, service.desired);
     }
     let mut wanted_nodes: Vec<String> = tasks
@@ -257,14 +262,6 @@ pub fn counts(service: &ObservedService, tasks: &[&ObservedTask]) -> (u64, u64) 
     (running, service.desired.max(wanted_nodes.len() as u64))
 }
 
-fn is_global(service: &ObservedService) -> bool {
-    service
-        .spec
-        .mode
-        .as_ref()
-        .is_some_and(|m| m.global.is_some())
-}
-
 /// Whether a global service still waits for tasks of its current spec: a ready, active node
 /// has none (just created or updated, or the node just joined: the orchestrator has not placed
 /// it yet, or no task of it matches its constraints). Its counts alone do not prove it healthy
@@ -274,7 +271,7 @@ pub fn awaiting_global_tasks(
     tasks: &[&ObservedTask],
     nodes: &BTreeMap<String, ObservedNode>,
 ) -> bool {
-    if !is_global(service) {
+    if !service.spec.is_global() {
         return false;
     }
     let placed: Vec<&str> = (tasks.iter())
@@ -290,14 +287,6 @@ pub fn awaiting_global_tasks(
         })
 }
 
-fn is_job(service: &ObservedService) -> bool {
-    service
-        .spec
-        .mode
-        .as_ref()
-        .is_some_and(|m| m.replicated_job.is_some() || m.global_job.is_some())
-}
-
 /// Whether a task runs the service's current template (unknown keys count as current).
 fn is_current(service: &ObservedService, task: &ObservedTask) -> bool {
     match (&service.template_key, &task.spec_key) {
@@ -311,7 +300,7 @@ fn is_current(service: &ObservedService, task: &ObservedTask) -> bool {
 fn is_failure(service: &ObservedService, task: &ObservedTask) -> bool {
     match task.state {
         TaskState::Failed | TaskState::Rejected => true,
-        TaskState::Complete => !is_job(service),
+        TaskState::Complete => !service.spec.is_job(),
         _ => false,
     }
 }

@@ -50,7 +50,7 @@ pub struct Source {
     pub revision: Option<String>,
 }
 
-pub use crate::config::OWN_VAR_PREFIX;
+pub use crate::config::{interpolation_vars, OWN_VAR_PREFIX};
 
 /// The environment for `${VAR}` interpolation in compose files: this process's variables but
 /// shoal's own (see [`interpolation_vars`]), plus the age identities ([`age_identities`]) under
@@ -80,16 +80,6 @@ pub fn age_identities() -> Option<String> {
         }
     }
     (!text.is_empty()).then(|| text.join("\n"))
-}
-
-/// `vars` without shoal's own `SHOAL_*` variables, so that a committed
-/// `environment: {X: ${SHOAL_WEBHOOK_SECRET}}` cannot copy the watcher's secrets into the cluster.
-pub fn interpolation_vars(
-    vars: impl IntoIterator<Item = (String, String)>,
-) -> BTreeMap<String, String> {
-    vars.into_iter()
-        .filter(|(name, _)| !name.starts_with(OWN_VAR_PREFIX))
-        .collect()
 }
 
 /// The working tree of `dir`; its revision is HEAD's commit when no tracked file under `dir`

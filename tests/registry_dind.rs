@@ -18,22 +18,13 @@
 mod common;
 
 use common::{
-    build_demo_image, docker_available, docker_registry_available, free_port, host_docker,
-    steps_of, DindCluster, Repo,
+    build_demo_image, build_labelled, docker_available, docker_registry_available, free_port,
+    host_docker, steps_of, DindCluster, Repo,
 };
 use std::path::Path;
 
 const USER: &str = "shoaltest";
 const PASSWORD: &str = "pw-cluster-registry-never-printed-27";
-
-/// Builds `image` on the host from dataservice:1 with label `version`.
-fn build_app(image: &str, version: &str) {
-    host_docker(
-        None,
-        &["build", "-q", "-t", image, "-"],
-        &format!("FROM dataservice:1\nLABEL io.shoal.test.version={version}\n"),
-    );
-}
 
 /// Removes the host's tags of the registry's images when the test ends.
 struct HostTags(u16);
@@ -139,7 +130,7 @@ fn nodes_pull_from_the_cluster_registry_and_a_moved_tag_rolls_out_with_and_witho
     let port = free_port();
     let _tags = HostTags(port);
     let app = format!("localhost:{port}/app:1");
-    build_app(&app, "1");
+    build_labelled(&app, "1");
 
     let cluster = DindCluster::new(Repo::empty(), "reg");
     let repo = cluster.repo.path();
@@ -204,7 +195,7 @@ fn nodes_pull_from_the_cluster_registry_and_a_moved_tag_rolls_out_with_and_witho
     }
 
     // The tag re-pushed by hand: one update_service with both digests, rolled out.
-    build_app(&app, "2");
+    build_labelled(&app, "2");
     host_docker(None, &["push", "-q", &app], "");
     let plan = runs.json(no_credentials.path(), &["plan", "--json"]);
     assert_eq!(steps_of(&plan), ["update_service app_web"], "{plan:#}");
@@ -248,7 +239,7 @@ fn nodes_pull_from_the_cluster_registry_and_a_moved_tag_rolls_out_with_and_witho
     );
     assert!(steps_of(&refused).is_empty(), "{refused:#}");
 
-    build_app(&app, "3");
+    build_labelled(&app, "3");
     host_docker(Some(credentials.path()), &["push", "-q", &app], "");
     let plan = runs.json(credentials.path(), &["plan", "--json"]);
     assert_eq!(steps_of(&plan), ["update_service app_web"], "{plan:#}");
@@ -315,9 +306,7 @@ fn nodes_pull_from_the_cluster_registry_and_a_moved_tag_rolls_out_with_and_witho
 
     // destroy removes the registry with the machines.
     runs.ok(credentials.path(), &["destroy", "--yes"]);
-    let label = format!("label=io.shoal.cluster={}", cluster.name);
-    let left = host_docker(None, &["ps", "-aq", "--filter", &label], "")
-        + &host_docker(None, &["volume", "ls", "-q", "--filter", &label], "");
+    let left = common::left_of(&cluster.name, &["container", "volume"]);
     assert!(left.trim().is_empty(), "left behind: {left}");
 }
 
@@ -379,10 +368,7 @@ fn a_registry_port_held_by_another_program_is_refused_with_what_to_do() {
     );
     // destroy removes what the failed apply made (the network, the registry's container).
     cluster.repo.ok(&["destroy", "--yes"]);
-    let label = format!("label=io.shoal.cluster={}", cluster.name);
-    let left = host_docker(None, &["ps", "-aq", "--filter", &label], "")
-        + &host_docker(None, &["network", "ls", "-q", "--filter", &label], "")
-        + &host_docker(None, &["volume", "ls", "-q", "--filter", &label], "");
+    let left = common::left_of(&cluster.name, &["container", "network", "volume"]);
     assert!(left.trim().is_empty(), "left behind: {left}");
 }
 

@@ -82,11 +82,7 @@ impl Drop for Registry {
 
 /// Pushes an image with label `version` as `image`; returns the digest the engine recorded.
 fn push(config: Option<&Path>, image: &str, version: &str) -> String {
-    host_docker(
-        None,
-        &["build", "-q", "-t", image, "-"],
-        &format!("FROM dataservice:1\nLABEL io.shoal.test.version={version}\n"),
-    );
+    common::build_labelled(image, version);
     host_docker(config, &["push", "-q", image], "");
     let digests = host_docker(
         None,

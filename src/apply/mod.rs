@@ -210,7 +210,7 @@ fn changed_services(plan: &Plan, desired: &Desired) -> Vec<String> {
     {
         let global = (desired.stacks.values())
             .flat_map(|stack| stack.services.iter())
-            .filter(|(_, spec)| spec.mode.as_ref().is_some_and(|m| m.global.is_some()))
+            .filter(|(_, spec)| spec.is_global())
             .map(|(name, _)| name);
         for name in global {
             if !names.contains(name) {
@@ -244,9 +244,10 @@ async fn wait_healthy(
     loop {
         let mut done = true;
         for name in services {
-            let mut health = health::health_of(&observed, name);
+            let mut health = health::Health::missing();
             let (running, desired) = observed.services.get(name).map_or((0, 0), |service| {
                 let tasks = health::tasks_of(&observed, service);
+                health = health::service_health(service, &tasks, &observed.nodes);
                 if health.is_healthy()
                     && health::awaiting_global_tasks(service, &tasks, &observed.nodes)
                     && Instant::now() < placing_deadline

@@ -29,6 +29,16 @@ pub const DOTENV_FILE: &str = ".env";
 /// `SHOAL_AGE_KEY`, ...), which `${VAR}` interpolation never sees.
 pub const OWN_VAR_PREFIX: &str = "SHOAL_";
 
+/// `vars` without shoal's own `SHOAL_*` variables, so that a committed
+/// `environment: {X: ${SHOAL_WEBHOOK_SECRET}}` cannot copy the watcher's secrets into the cluster.
+pub fn interpolation_vars(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> BTreeMap<String, String> {
+    vars.into_iter()
+        .filter(|(name, _)| !name.starts_with(OWN_VAR_PREFIX))
+        .collect()
+}
+
 /// Loads and validates machines.yml, the stacks' compose files, .env, and secret/config files.
 /// `env` is the process environment used for interpolation (it wins over .env, as in docker
 /// compose); the age identities that decrypt encrypted secret and config files travel in it
@@ -38,10 +48,7 @@ pub fn load(files: &dyn FileSource, env: &BTreeMap<String, String>) -> Result<De
     let mut diags = Vec::new();
     let machines = machines::load(files, &mut diags);
     let keys = Keys::parse(env.get(AGE_KEY_VAR).map(String::as_str));
-    let env: BTreeMap<String, String> = (env.iter())
-        .filter(|(name, _)| !name.starts_with(OWN_VAR_PREFIX))
-        .map(|(name, value)| (name.clone(), value.clone()))
-        .collect();
+    let env = interpolation_vars(env.iter().map(|(n, v)| (n.clone(), v.clone())));
     let vars = env::Vars {
         dotenv: load_dotenv(files, &env, &mut diags),
         env,

@@ -21,6 +21,15 @@ pub struct RegistryOptions {
 }
 
 impl RegistryOptions {
+    /// A registry on `port` without authentication.
+    pub fn on_port(port: u16) -> RegistryOptions {
+        RegistryOptions {
+            port,
+            htpasswd: None,
+            repository: None,
+        }
+    }
+
     /// Reads `registry: true | false | PORT | {port: PORT, htpasswd: FILE}`; a relative
     /// htpasswd path is taken from `base` (the repository folder).
     pub fn from_json(
@@ -44,22 +53,12 @@ impl RegistryOptions {
         };
         match value {
             serde_json::Value::Null | serde_json::Value::Bool(false) => Ok(None),
-            serde_json::Value::Bool(true) => Ok(Some(RegistryOptions {
-                port: DEFAULT_REGISTRY_PORT,
-                htpasswd: None,
-                repository: None,
-            })),
-            serde_json::Value::Number(_) => Ok(Some(RegistryOptions {
-                port: port_of(value)?,
-                htpasswd: None,
-                repository: None,
-            })),
+            serde_json::Value::Bool(true) => {
+                Ok(Some(RegistryOptions::on_port(DEFAULT_REGISTRY_PORT)))
+            }
+            serde_json::Value::Number(_) => Ok(Some(RegistryOptions::on_port(port_of(value)?))),
             serde_json::Value::Object(map) => {
-                let mut options = RegistryOptions {
-                    port: DEFAULT_REGISTRY_PORT,
-                    htpasswd: None,
-                    repository: None,
-                };
+                let mut options = RegistryOptions::on_port(DEFAULT_REGISTRY_PORT);
                 for (key, item) in map {
                     match (key.as_str(), item) {
                         ("port", port) => options.port = port_of(port)?,

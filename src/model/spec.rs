@@ -107,6 +107,16 @@ impl ServiceSpec {
         }
     }
 
+    /// Whether one task runs on every eligible node (`mode: global`).
+    pub fn is_global(&self) -> bool {
+        self.mode.as_ref().is_some_and(|m| m.global.is_some())
+    }
+
+    /// Whether its tasks run to completion (`replicated-job`, `global-job`).
+    pub fn is_job(&self) -> bool {
+        (self.mode.as_ref()).is_some_and(|m| m.replicated_job.is_some() || m.global_job.is_some())
+    }
+
     /// The mode's name as `docker service ls` shows it.
     pub fn mode_name(&self) -> &'static str {
         match &self.mode {

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 /// The key Docker Hub's credentials are stored under.
-pub const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
+pub(crate) const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 
 /// Credentials for one registry.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -168,7 +168,7 @@ fn config_path() -> Option<PathBuf> {
 }
 
 /// Credentials from an `auths` entry.
-pub fn from_entry(entry: &AuthEntry, server: &str) -> Option<Credentials> {
+pub(crate) fn from_entry(entry: &AuthEntry, server: &str) -> Option<Credentials> {
     let mut credentials = Credentials {
         server: server.to_string(),
         identity_token: entry.identitytoken.clone().filter(|t| !t.is_empty()),

@@ -159,7 +159,7 @@ async fn authorize(
 }
 
 /// `Bearer realm="…",service="…",scope="…"` → the scheme and its parameters.
-pub fn parse_challenge(challenge: &str) -> (String, BTreeMap<String, String>) {
+pub(crate) fn parse_challenge(challenge: &str) -> (String, BTreeMap<String, String>) {
     let (scheme, rest) = challenge
         .trim()
         .split_once(' ')

@@ -159,7 +159,14 @@ async fn follow(
         "type".to_string(),
         TYPES.iter().map(|t| (*t).to_string()).collect(),
     )]);
-    let followed = stream(engine.client(), filters, &machine, shared, triggers, since);
+    let followed = stream(
+        engine.client(),
+        filters,
+        EventSource::Manager(&machine),
+        shared,
+        triggers,
+        since,
+    );
     tokio::pin!(followed);
     // A manager that froze or lost its network keeps the stream open without events: follow
     // the one the newest observation picks instead.
@@ -214,14 +221,32 @@ async fn follow_host(
                 .collect(),
         ),
     ]);
-    stream(&docker, filters, "the host engine", shared, triggers, since).await
+    stream(&docker, filters, EventSource::Host, shared, triggers, since).await
+}
+
+/// Whose events a stream carries.
+#[derive(Clone, Copy)]
+enum EventSource<'a> {
+    /// A manager's (by machine name): swarm's services, nodes and containers.
+    Manager(&'a str),
+    /// The dind host engine's: the cluster's machine containers.
+    Host,
+}
+
+impl std::fmt::Display for EventSource<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EventSource::Manager(machine) => f.write_str(machine),
+            EventSource::Host => f.write_str("the host engine"),
+        }
+    }
 }
 
 /// Reads one event stream until it ends: counts each event, and wakes the loop.
 async fn stream(
     docker: &bollard::Docker,
     filters: HashMap<String, Vec<String>>,
-    source: &str,
+    source: EventSource<'_>,
     shared: &Shared,
     triggers: &mpsc::Sender<Trigger>,
     since: &mut Option<i64>,
@@ -239,7 +264,7 @@ async fn stream(
     };
     let mut stream = docker.events(Some(options));
     tracing::debug!("following the engine events of {source}");
-    let host = source == "the host engine";
+    let host = matches!(source, EventSource::Host);
     let mut streamed = false;
     let mut last_container_wake: Option<Instant> = None;
     while let Some(event) = stream.next().await {

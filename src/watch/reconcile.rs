@@ -462,8 +462,7 @@ impl Reconciler {
 
     /// Releases the apply lock if this watcher holds it (at the end of every pass).
     pub async fn release_lock(&self) {
-        let driver = self.driver.lock().await.as_ref().map(|(_, d)| d.clone());
-        if let Some(driver) = driver {
+        if let Some(driver) = self.current_driver().await {
             if let Err(e) = driver.unlock(&self.apply.holder).await {
                 tracing::warn!("could not release the apply lock: {e}");
             }

@@ -438,3 +438,31 @@ pub fn htpasswd_line(user: &str, password: &str) -> String {
     );
     format!("{line}\n")
 }
+
+/// Builds `image` on the host engine from the demo image `dataservice:1`, told apart by the
+/// label `io.shoal.test.version=<version>`.
+pub fn build_labelled(image: &str, version: &str) {
+    host_docker(
+        None,
+        &["build", "-q", "-t", image, "-"],
+        &format!("FROM dataservice:1\nLABEL io.shoal.test.version={version}\n"),
+    );
+}
+
+/// What the host engine still holds of `cluster`, of the given kinds (`container`, `network`,
+/// `volume`): their IDs or names, one per line; empty when nothing is left.
+pub fn left_of(cluster: &str, kinds: &[&str]) -> String {
+    let label = format!("label=io.shoal.cluster={cluster}");
+    kinds
+        .iter()
+        .map(|kind| {
+            let list = if *kind == "container" {
+                vec!["ps", "-a"]
+            } else {
+                vec![*kind, "ls"]
+            };
+            let args: Vec<&str> = list.into_iter().chain(["-q", "--filter", &label]).collect();
+            host_docker(None, &args, "")
+        })
+        .collect()
+}

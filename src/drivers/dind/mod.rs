@@ -156,6 +156,23 @@ pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
     status_of(error) == Some(404)
 }
 
+/// Removes a container, running or not, with its anonymous volumes; `false` when there was none.
+pub(crate) async fn remove_container(docker: &Docker, name: &str) -> Result<bool, DindError> {
+    let options = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
+    match docker.remove_container(name, Some(options)).await {
+        Ok(()) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(DindError::docker(
+            format!("cannot remove container {name}"),
+            e,
+        )),
+    }
+}
+
 /// The dind driver's options, read from `driver_options`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DindOptions {
@@ -304,6 +321,8 @@ pub struct DindDriver {
     pushed: tokio::sync::Mutex<HashMap<String, String>>,
     /// The registry image, once made sure of.
     registry_image: tokio::sync::OnceCell<String>,
+    /// Whether each node container (by ID) was made to reach the registry as configured.
+    reaches_registry: tokio::sync::Mutex<HashMap<String, bool>>,
 }
 
 impl std::fmt::Debug for DindDriver {
@@ -340,6 +359,7 @@ impl DindDriver {
             security: Arc::new(Mutex::new(None)),
             pushed: tokio::sync::Mutex::new(HashMap::new()),
             registry_image: tokio::sync::OnceCell::new(),
+            reaches_registry: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -506,12 +526,9 @@ impl DindDriver {
         Ok(name)
     }
 
-    /// Makes sure the cluster's registry runs (when `driver_options.registry` asks for one)
-    /// and holds the preloaded images it can serve; returns the node settings that reach it.
-    async fn ensure_registry(&self) -> Result<Option<(String, Vec<String>)>, DindError> {
-        let Some(options) = &self.options.registry else {
-            return Ok(None);
-        };
+    /// Makes sure the cluster's registry runs with `options` and holds the preloaded images
+    /// it can serve, and names the nodes that do not reach it.
+    async fn ensure_registry(&self, options: &RegistryOptions) -> Result<(), DindError> {
         let mut pushed = self.pushed.lock().await;
         let network = self.ensure_network().await?;
         let (subnet, _) = network::addresses_in_use(&self.docker, &network).await?;
@@ -537,9 +554,9 @@ impl DindDriver {
         if !sent.is_empty() {
             tracing::info!(images = ?sent, seconds = started.elapsed().as_secs_f64(), "pushed the preloaded images into the cluster's registry");
         }
-        let settings = options.node_settings(address);
-        self.warn_nodes_without_registry(&settings).await;
-        Ok(Some(settings))
+        self.warn_nodes_without_registry(&options.node_settings(address))
+            .await;
+        Ok(())
     }
 
     /// Warns about node containers made before the registry was set, or with other settings
@@ -555,16 +572,25 @@ impl DindDriver {
             let (Some(machine), Some(id)) = (labels.get(LABEL_MACHINE), container.id) else {
                 continue;
             };
-            let config = self
-                .docker
-                .inspect_container(&id, None::<InspectContainerOptions>)
-                .await
-                .ok()
-                .and_then(|c| c.config)
-                .unwrap_or_default();
-            let env = config.env.unwrap_or_default();
-            let cmd = config.cmd.unwrap_or_default();
-            if !env.contains(&expected) || cmd != *args {
+            // A container's settings never change: each is inspected once per driver.
+            let known = self.reaches_registry.lock().await.get(&id).copied();
+            let reaches = match known {
+                Some(reaches) => reaches,
+                None => {
+                    let config = self
+                        .docker
+                        .inspect_container(&id, None::<InspectContainerOptions>)
+                        .await
+                        .ok()
+                        .and_then(|c| c.config)
+                        .unwrap_or_default();
+                    let reaches = config.env.unwrap_or_default().contains(&expected)
+                        && config.cmd.unwrap_or_default() == *args;
+                    self.reaches_registry.lock().await.insert(id, reaches);
+                    reaches
+                }
+            };
+            if !reaches {
                 tracing::warn!(
                     machine = %machine,
                     "machine {machine} was created before driver_options.registry was set (or with another port or htpasswd) and does not pull from the cluster's registry as the others do; remove it from machines.yml, apply, and add it back"
@@ -584,11 +610,13 @@ impl DindDriver {
 
     async fn create_machine(&self, machine: &MachineSpec) -> Result<(), DindError> {
         let image = self.node_image().await?;
-        let registry = self.ensure_registry().await?;
         let network = self.ensure_network().await?;
         self.remove_volume(&self.ready_marker_name(&machine.name))
             .await?;
-        let address = self.reserve_address(&network).await?;
+        let (subnet, address) = self.reserve_address(&network).await?;
+        // The registry itself is made ready by `prepare`, before apply plans.
+        let registry = (self.options.registry.as_ref())
+            .map(|options| options.node_settings(registry::address(subnet)));
         let host_dir = self.host_dir(&machine.name);
         std::fs::create_dir_all(&host_dir)
             .map_err(|e| DindError::io(format!("cannot create {}", host_dir.display()), e))?;
@@ -626,7 +654,11 @@ impl DindDriver {
 
     /// Picks the next free fixed address on the cluster network and reserves it until the
     /// container holding it exists. Stopped node containers keep theirs, so they count as taken.
-    async fn reserve_address(&self, network: &str) -> Result<std::net::Ipv4Addr, DindError> {
+    /// Returns the network's subnet with it.
+    async fn reserve_address(
+        &self,
+        network: &str,
+    ) -> Result<(network::Subnet, std::net::Ipv4Addr), DindError> {
         let mut reserved = self.reserved.lock().await;
         let (subnet, mut taken) = network::addresses_in_use(&self.docker, network).await?;
         let containers = self.cluster_containers().await?;
@@ -650,7 +682,7 @@ impl DindDriver {
             ))
         })?;
         reserved.push(address);
-        Ok(address)
+        Ok((subnet, address))
     }
 
     /// Records that the machine's setup finished: creates its ready marker volume.
@@ -702,22 +734,6 @@ impl DindDriver {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(DindError::io(format!("cannot remove {}", dir.display()), e)),
-        }
-    }
-
-    async fn remove_container(&self, name: &str) -> Result<bool, DindError> {
-        let options = RemoveContainerOptions {
-            force: true,
-            v: true,
-            ..Default::default()
-        };
-        match self.docker.remove_container(name, Some(options)).await {
-            Ok(()) => Ok(true),
-            Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(DindError::docker(
-                format!("cannot remove container {name}"),
-                e,
-            )),
         }
     }
 
@@ -814,7 +830,7 @@ impl Driver for DindDriver {
         }
         let started = std::time::Instant::now();
         if let Err(error) = self.create_machine(machine).await {
-            let _ = self.remove_container(&name).await;
+            let _ = remove_container(&self.docker, &name).await;
             let _ = self.remove_volume(&self.volume_name(&machine.name)).await;
             let _ = self.remove_host_dir(&self.host_dir(&machine.name));
             return Err(error.into());
@@ -832,9 +848,7 @@ impl Driver for DindDriver {
     /// registry container an earlier apply made (its images stay on its volume).
     async fn prepare(&self) -> DriverResult<()> {
         match &self.options.registry {
-            Some(_) => {
-                self.ensure_registry().await?;
-            }
+            Some(options) => self.ensure_registry(options).await?,
             None => registry::remove_if_present(&self.docker, &self.cluster).await?,
         }
         Ok(())
@@ -860,7 +874,7 @@ impl Driver for DindDriver {
 
     async fn destroy(&self, machine: &str) -> DriverResult<()> {
         self.remove_volume(&self.ready_marker_name(machine)).await?;
-        let had_container = self.remove_container(&self.container_name(machine)).await?;
+        let had_container = remove_container(&self.docker, &self.container_name(machine)).await?;
         let had_volume = self.remove_volume(&self.volume_name(machine)).await?;
         self.remove_host_dir(&self.host_dir(machine))?;
         if had_container || had_volume {
@@ -923,7 +937,7 @@ impl Driver for DindDriver {
     async fn destroy_all(&self) -> DriverResult<()> {
         for container in self.cluster_containers().await? {
             if let Some(id) = container.id {
-                self.remove_container(&id).await?;
+                remove_container(&self.docker, &id).await?;
             }
         }
         for volume in self.cluster_volumes().await? {

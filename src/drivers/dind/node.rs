@@ -1,7 +1,7 @@
 //! One node container: its settings, starting it (privileged, or the capability-list fallback),
 //! waiting for its engine, and copying images into it.
 
-use super::{is_not_found, lock_security, DindError, NODE_HOST_DIR};
+use super::{is_not_found, lock_security, remove_container, DindError, NODE_HOST_DIR};
 use crate::model::{Role, LABEL_CLUSTER, LABEL_MACHINE, LABEL_ROLE};
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig,
@@ -10,7 +10,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptions, ImportImageOptions, InspectContainerOptions, LogsOptions,
-    RemoveContainerOptions, RemoveVolumeOptions,
+    RemoveVolumeOptions,
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
 use futures::StreamExt;
@@ -368,22 +368,6 @@ pub(crate) fn next_security(
             }
             (next != *dropped).then_some(Security::Capabilities { dropped: next })
         }
-    }
-}
-
-async fn remove_container(docker: &Docker, name: &str) -> Result<(), DindError> {
-    let options = RemoveContainerOptions {
-        force: true,
-        v: true,
-        ..Default::default()
-    };
-    match docker.remove_container(name, Some(options)).await {
-        Ok(()) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(DindError::docker(
-            format!("cannot remove container {name}"),
-            e,
-        )),
     }
 }
 

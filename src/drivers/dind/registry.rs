@@ -12,7 +12,7 @@
 
 use super::network::Subnet;
 use super::nodeimage::{self, Rootfs};
-use super::{is_not_found, node, status_of, upload, DindError};
+use super::{is_not_found, node, remove_container, status_of, upload, DindError};
 use crate::config::registry::RegistryOptions;
 use crate::model::LABEL_CLUSTER;
 use crate::registry::reference::{Reference, DOCKER_HUB};
@@ -22,7 +22,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, ListImagesOptions, PushImageOptions,
-    RemoveContainerOptions, RemoveImageOptions, TagImageOptions, UploadToContainerOptions,
+    RemoveImageOptions, TagImageOptions, UploadToContainerOptions,
 };
 use bollard::Docker;
 use futures::StreamExt;
@@ -33,11 +33,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Repository of the built registry images.
-pub const REGISTRY_IMAGE_REPO: &str = "shoal-registry";
+pub(crate) const REGISTRY_IMAGE_REPO: &str = "shoal-registry";
 /// Label set on the built registry images.
-pub const REGISTRY_IMAGE_LABEL: &str = "io.shoal.registry-image";
+pub(crate) const REGISTRY_IMAGE_LABEL: &str = "io.shoal.registry-image";
 /// Label of the registry container: a hash of its settings, so a change recreates it.
-pub const LABEL_REGISTRY: &str = "io.shoal.registry";
+pub(crate) const LABEL_REGISTRY: &str = "io.shoal.registry";
 /// The port the registry serves on inside the cluster network.
 const SERVE_PORT: u16 = 5000;
 /// The registry's address on the cluster network: the subnet's `.2` (nodes start at `.10`).
@@ -111,12 +111,12 @@ impl RegistryOptions {
 }
 
 /// The registry container's name, `<cluster>-registry`.
-pub fn container_name(cluster: &str) -> String {
+pub(crate) fn container_name(cluster: &str) -> String {
     format!("{cluster}-registry")
 }
 
 /// The registry's storage volume, `<cluster>-registry-data`.
-pub fn volume_name(cluster: &str) -> String {
+pub(crate) fn volume_name(cluster: &str) -> String {
     format!("{cluster}-registry-data")
 }
 
@@ -203,16 +203,20 @@ static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// process has no docker-registry binary (a watcher in a container), a registry image already
 /// on the engine is used.
 pub(crate) async fn ensure_image(docker: &Docker) -> Result<String, DindError> {
-    let rootfs = match tokio::task::spawn_blocking(registry_rootfs)
-        .await
-        .map_err(|e| DindError::Other(format!("the registry image scan panicked: {e}")))?
-    {
-        Ok(rootfs) => rootfs,
+    // The scan and the hash read host files: off the async threads.
+    let scanned = tokio::task::spawn_blocking(|| {
+        let rootfs = registry_rootfs()?;
+        let hash = rootfs
+            .fingerprint()
+            .map_err(|e| DindError::io("cannot read the registry image's host files", e))?;
+        Ok::<_, DindError>((rootfs, hash))
+    })
+    .await
+    .map_err(|e| DindError::Other(format!("the registry image scan panicked: {e}")))?;
+    let (rootfs, hash) = match scanned {
+        Ok(scanned) => scanned,
         Err(missing) => return existing_image(docker).await.ok_or(missing),
     };
-    let hash = rootfs
-        .fingerprint()
-        .map_err(|e| DindError::io("cannot read the registry image's host files", e))?;
     let tag = format!("{REGISTRY_IMAGE_REPO}:{hash}");
     let _one_build_at_a_time = BUILDING.lock().await;
     match docker.inspect_image(&tag).await {
@@ -301,7 +305,7 @@ pub(crate) async fn ensure(
                 return wait_ready(docker, &name, options.port).await;
             }
             tracing::info!(container = %name, "the registry's settings changed; replacing its container (its images are kept)");
-            remove(docker, &name).await?;
+            remove_container(docker, &name).await?;
         }
         Err(e) if is_not_found(&e) => {}
         Err(e) => return Err(DindError::docker(format!("cannot inspect {name}"), e)),
@@ -321,7 +325,7 @@ pub(crate) async fn ensure(
     // A container left half set up would be taken as ready next time: it goes on any failure.
     let started = provision(docker, &name, htpasswd.as_deref(), options.port).await;
     if started.is_err() {
-        let _ = remove(docker, &name).await;
+        let _ = remove_container(docker, &name).await;
     }
     started?;
     tracing::info!(container = %name, port = options.port, "started the cluster's registry");
@@ -358,18 +362,13 @@ async fn provision(
 /// Removes the registry's container when `driver_options.registry` was taken away; its volume
 /// stays, so the images are back when the option is.
 pub(crate) async fn remove_if_present(docker: &Docker, cluster: &str) -> Result<(), DindError> {
-    let name = container_name(cluster);
-    match docker
-        .inspect_container(&name, None::<InspectContainerOptions>)
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(container = %name, "driver_options.registry is gone; removing the registry's container (its images stay on volume {})", volume_name(cluster));
-            remove(docker, &name).await
-        }
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(DindError::docker(format!("cannot inspect {name}"), e)),
+    if remove_container(docker, &container_name(cluster)).await? {
+        tracing::info!(
+            "driver_options.registry is gone: removed the registry's container (its images stay on volume {})",
+            volume_name(cluster)
+        );
     }
+    Ok(())
 }
 
 fn container_body(
@@ -481,18 +480,6 @@ async fn start(docker: &Docker, name: &str, port: u16) -> Result<(), DindError> 
                 Err(DindError::docker(format!("cannot start {name}"), e))
             }
         }
-    }
-}
-
-async fn remove(docker: &Docker, name: &str) -> Result<(), DindError> {
-    let options = RemoveContainerOptions {
-        force: true,
-        ..Default::default()
-    };
-    match docker.remove_container(name, Some(options)).await {
-        Ok(()) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(DindError::docker(format!("cannot remove {name}"), e)),
     }
 }
 
