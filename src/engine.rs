@@ -59,6 +59,9 @@ pub struct EngineInfo {
     pub control_available: bool,
     /// The address other nodes reach it on.
     pub node_addr: String,
+    /// The engine's own ID (`/info` → `ID`): what tells two endpoints of one engine apart
+    /// from two engines; `None` when the engine does not say.
+    pub engine_id: Option<String>,
 }
 
 /// The swarm object and its version.

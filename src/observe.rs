@@ -8,7 +8,7 @@ use crate::drivers::lock::LockHolder;
 use crate::drivers::{Driver, DriverError};
 use crate::engine::{EngineError, Swarm};
 use crate::model::observed::{LocalSwarmState, ObservedSwarm};
-use crate::model::{Desired, DriverKind, MachineState, Observed, ObservedMachine};
+use crate::model::{Desired, DriverKind, MachineState, Observed, ObservedMachine, LABEL_MACHINE};
 use crate::plan::{plan, Plan, PlanError, PlanOptions};
 use crate::source::Source;
 use crate::yaml::files::FileSource;
@@ -286,19 +286,25 @@ async fn probe(driver: &Arc<dyn Driver>, mut machine: ObservedMachine) -> Probed
     if machine.state != MachineState::Running {
         return (machine, None);
     }
-    let Ok(engine) = driver.engine(&machine.name).await else {
-        machine.state = MachineState::Unreachable;
-        return (machine, None);
+    let engine = match driver.engine(&machine.name).await {
+        Ok(engine) => engine,
+        Err(e) => {
+            machine.state = MachineState::Unreachable;
+            machine.problem = Some(e.to_string());
+            return (machine, None);
+        }
     };
     match engine.info().await {
         Ok(info) => {
             machine.swarm_state = info.swarm_state;
             machine.node_id = info.node_id;
+            machine.engine_id = info.engine_id;
             let manager = info.control_available && info.swarm_state == LocalSwarmState::Active;
             (machine, Some((engine, manager)))
         }
-        Err(_) => {
+        Err(e) => {
             machine.state = MachineState::Unreachable;
+            machine.problem = Some(e.to_string());
             (machine, None)
         }
     }
@@ -330,8 +336,11 @@ async fn read_swarm(manager: &dyn Swarm, observed: &mut Observed) -> Result<(), 
     Ok(())
 }
 
-/// Sets each node's machine: the machine whose engine reports the node's ID, else, for nodes no
-/// engine claims, the machine named like the node's hostname. A machine claims one node at most.
+/// Sets each node's machine: the machine whose engine reports the node's ID; else the machine
+/// its identity label names (`io.shoal.machine`, written when it joined), so the node of a
+/// machine whose engine is silent is still known as that machine's; else, for nodes no engine
+/// or label claims, the machine named like the node's hostname. A machine claims one node at
+/// most.
 fn match_nodes_to_machines(observed: &mut Observed) {
     let by_id: BTreeMap<String, String> = observed
         .machines
@@ -340,15 +349,90 @@ fn match_nodes_to_machines(observed: &mut Observed) {
         .collect();
     let mut claimed: Vec<String> = by_id.values().cloned().collect();
     let mut ids: Vec<String> = observed.nodes.keys().cloned().collect();
-    // Ready nodes claim a hostname before down ones, so a replaced machine maps to its new node.
+    // Ready nodes claim a name before down ones, so a replaced machine maps to its new node.
     ids.sort_by_key(|id| observed.nodes[id].state != crate::model::NodeState::Ready);
-    for id in ids {
-        let node = observed.nodes.get_mut(&id).expect("node listed");
-        node.machine = by_id.get(&id).cloned().or_else(|| {
-            (!claimed.contains(&node.hostname)).then(|| {
-                claimed.push(node.hostname.clone());
-                node.hostname.clone()
-            })
-        });
+    for pass in [NodeIdentity::Label, NodeIdentity::Hostname] {
+        for id in &ids {
+            let node = observed.nodes.get_mut(id).expect("node listed");
+            if node.machine.is_some() {
+                continue;
+            }
+            if let Some(machine) = by_id.get(id) {
+                node.machine = Some(machine.clone());
+                continue;
+            }
+            let name = match pass {
+                NodeIdentity::Label => node.labels.get(LABEL_MACHINE).cloned(),
+                NodeIdentity::Hostname => Some(node.hostname.clone()),
+            };
+            if let Some(name) = name.filter(|n| !claimed.contains(n)) {
+                claimed.push(name.clone());
+                node.machine = Some(name);
+            }
+        }
+    }
+}
+
+/// How a node no engine claims is matched to a machine, in order of trust.
+#[derive(Clone, Copy)]
+enum NodeIdentity {
+    /// The `io.shoal.machine` label shoal wrote when the machine joined.
+    Label,
+    /// The node's hostname (machines made before identity labels, and dind nodes).
+    Hostname,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NodeState, Role};
+    use crate::plan::testing::{machine, manager};
+
+    #[test]
+    fn a_silent_machines_node_is_known_by_its_identity_label() {
+        let mut observed = Observed::default();
+        let mut m1 = machine("m1", Role::Manager);
+        m1.node_id = Some("n1".into());
+        let mut m3 = machine("m3", Role::Manager);
+        m3.state = MachineState::Unreachable;
+        m3.node_id = None;
+        observed.machines.insert("m1".into(), m1);
+        observed.machines.insert("m3".into(), m3);
+        let mut n1 = manager("n1", true);
+        n1.hostname = "host-a".into();
+        let mut n3 = manager("n3", false);
+        n3.hostname = "host-c".into();
+        n3.labels.insert(LABEL_MACHINE.into(), "m3".into());
+        let mut stray = manager("n9", false);
+        stray.hostname = "host-z".into();
+        for mut node in [n1, n3, stray] {
+            node.machine = None;
+            observed.nodes.insert(node.id.clone(), node);
+        }
+        match_nodes_to_machines(&mut observed);
+        assert_eq!(observed.nodes["n1"].machine.as_deref(), Some("m1"));
+        assert_eq!(observed.nodes["n3"].machine.as_deref(), Some("m3"));
+        assert_eq!(observed.nodes["n9"].machine.as_deref(), Some("host-z"));
+    }
+
+    #[test]
+    fn an_engines_own_node_wins_over_a_stale_label() {
+        let mut observed = Observed::default();
+        let mut w1 = machine("w1", Role::Worker);
+        w1.node_id = Some("new".into());
+        observed.machines.insert("w1".into(), w1);
+        let mut old = manager("old", false);
+        old.labels.insert(LABEL_MACHINE.into(), "w1".into());
+        old.hostname = "w1".into();
+        old.state = NodeState::Down;
+        let mut new = manager("new", true);
+        new.hostname = "w1".into();
+        for mut node in [old, new] {
+            node.machine = None;
+            observed.nodes.insert(node.id.clone(), node);
+        }
+        match_nodes_to_machines(&mut observed);
+        assert_eq!(observed.nodes["new"].machine.as_deref(), Some("w1"));
+        assert_eq!(observed.nodes["old"].machine, None);
     }
 }

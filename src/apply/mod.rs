@@ -14,8 +14,8 @@ use crate::engine::{EngineError, EngineResult, NodeSpecUpdate, Swarm};
 use crate::health;
 use crate::model::observed::LocalSwarmState;
 use crate::model::{
-    Availability, Desired, DriverKind, MachineSpec, NodeState, Observed, ObservedNode, Role,
-    ServiceSpec, LABEL_REVISION,
+    node_labels_to_store, Availability, Desired, DriverKind, MachineSpec, NodeState, Observed,
+    ObservedNode, Role, ServiceSpec, LABEL_CLUSTER, LABEL_MACHINE, LABEL_REVISION,
 };
 use crate::observe::observe;
 use crate::plan::report::{ApplyReport, StepReport, StepStatus};
@@ -99,6 +99,7 @@ pub async fn apply(
         labels.insert(LABEL_REVISION.to_string(), revision.clone());
     }
     labels.insert(LABEL_STACKS.to_string(), stacks.join(","));
+    labels.insert(LABEL_CLUSTER.to_string(), desired.cluster.clone());
 
     let locked = !plan.steps.is_empty() && !options.dry_run;
     if locked {
@@ -307,6 +308,11 @@ async fn remaining_after(
                         .steps
                         .iter()
                         .map(|s| format!("{} {}", s.action(), s.target))
+                        .chain(
+                            plan.unseen
+                                .iter()
+                                .map(|u| format!("cannot see {}: {}", u.what, u.why)),
+                        )
                         .collect(),
                     Err(e) => vec![format!("cannot plan: {e}")],
                 }
@@ -630,7 +636,7 @@ impl Executor {
                 };
                 let availability = *availability;
                 self.update_node(&id, |spec| {
-                    spec.labels = labels.clone();
+                    spec.labels = node_labels_to_store(&spec.labels, labels);
                     spec.availability = availability;
                 })
                 .await
@@ -717,7 +723,7 @@ impl Executor {
                 "cannot init the swarm on {machine}"
             )))?;
         self.use_manager(machine).await?;
-        Ok(())
+        self.label_node(machine, &BTreeMap::new()).await
     }
 
     async fn join_swarm(
@@ -767,12 +773,23 @@ impl Executor {
                 .await
                 .map_err(StepError::engine(format!("{target} cannot join")))?;
         }
-        if !labels.is_empty() {
-            let id = self.node_id_of(target).await?;
-            self.update_node(&id, |spec| spec.labels = labels.clone())
-                .await?;
-        }
-        Ok(())
+        self.label_node(target, labels).await
+    }
+
+    /// Gives `machine`'s node the labels machines.yml wants and its identity label
+    /// (`io.shoal.machine`), by which its node is known while its engine is silent.
+    async fn label_node(
+        &self,
+        machine: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), StepError> {
+        let id = self.node_id_of(machine).await?;
+        self.update_node(&id, |spec| {
+            spec.labels = node_labels_to_store(&spec.labels, labels);
+            spec.labels
+                .insert(LABEL_MACHINE.to_string(), machine.to_string());
+        })
+        .await
     }
 
     /// The node ID a machine's engine reports.

@@ -242,6 +242,7 @@ impl Swarm for RecordingEngine {
                 node_id: Some(node.id),
                 control_available: node.role == Role::Manager,
                 node_addr: format!("{}:2377", self.machine),
+                engine_id: None,
             });
         }
         match &self.inner {

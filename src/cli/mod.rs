@@ -126,7 +126,8 @@ pub struct PlanArgs {
     /// Save the plan as JSON for `shoal apply FILE`.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error or when part of the
+    /// cluster could not be seen.
     #[arg(long)]
     detailed_exitcode: bool,
     /// Allow a plan that removes every service of a stack or every machine.

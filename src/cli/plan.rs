@@ -35,9 +35,16 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: PlanArg
             );
         }
     }
-    Ok(if args.detailed_exitcode && !plan.is_empty() {
-        2
-    } else {
-        0
-    })
+    Ok(
+        match (
+            args.detailed_exitcode,
+            plan.saw_everything(),
+            plan.is_empty(),
+        ) {
+            // Unseen is not in sync: CI must not conclude that all is well.
+            (true, false, _) => 1,
+            (true, true, false) => 2,
+            _ => 0,
+        },
+    )
 }

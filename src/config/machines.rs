@@ -1,6 +1,7 @@
 //! `machines.yml`: the cluster's name, driver, machines (with `count` expansion), stacks and
 //! policy, validated.
 
+use super::endpoint::{canonical_endpoint, EndpointProblem};
 use super::registry::RegistryOptions;
 use super::{dns_problem, dns_safe, DEFAULT_COMPOSE_FILE, MACHINES_FILE};
 use crate::diag::Diagnostic;
@@ -286,14 +287,26 @@ fn read_machines(ctx: &mut Ctx, node: &Node, out: &mut Machines) -> Placed {
             continue;
         }
         if let (Some(host), Some(node)) = (&host, fields.get("host")) {
-            if let Some((other, _)) = hosts.get(host) {
+            let canonical = match canonical_endpoint(host) {
+                Some(Ok(canonical)) => canonical,
+                Some(Err(EndpointProblem::AmbiguousIpv4 { written, decimal })) => {
+                    ctx.error_help(
+                        node.pos,
+                        format!("`{path}.host` {host}: the address {written} has an octet with a leading zero, which some resolvers read as octal"),
+                        format!("write it without leading zeros ({decimal}) if that is the host meant"),
+                    );
+                    host.clone()
+                }
+                None => host.clone(),
+            };
+            if let Some((other, _)) = hosts.get(&canonical) {
                 ctx.error_help(
                     node.pos,
                     format!("`{path}.host` {host} is also the host of machine `{other}`"),
-                    "each machine must be its own host: fix the address",
+                    "each machine must be its own host: keep one of the two machines, or fix the address",
                 );
             } else {
-                hosts.insert(host.clone(), (entry.key.clone(), node.pos));
+                hosts.insert(canonical, (entry.key.clone(), node.pos));
             }
             if generic {
                 check_host(ctx, node.pos, &path, host);
@@ -721,6 +734,8 @@ fn check_label_keys(ctx: &mut Ctx, node: &Node, path: &str, labels: &BTreeMap<St
             "holds white space"
         } else if key.len() > MAX_LABEL_KEY {
             "is longer than 255 characters"
+        } else if key.starts_with(crate::model::LABEL_PREFIX) {
+            "is one of shoal's own (`io.shoal.`), which record which machine a node is"
         } else {
             continue;
         };

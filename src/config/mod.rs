@@ -5,6 +5,7 @@
 //! Pure: all file content arrives through the [`FileSource`] trait; the YAML reading, typed
 //! decoding and interpolation shared with `compose` live in [`crate::yaml`].
 
+pub mod endpoint;
 pub mod machines;
 pub mod registry;
 

@@ -390,16 +390,21 @@ fn failing_field(fields: &Map<String, Value>) -> String {
     path
 }
 
-/// This engine's swarm membership from `/info`'s `Swarm` member.
-pub(crate) fn engine_info(swarm: Option<&models::SwarmInfo>) -> EngineInfo {
-    let Some(swarm) = swarm else {
-        return EngineInfo::default();
+/// This engine's ID and swarm membership from `/info` (its `ID` and `Swarm` members).
+pub(crate) fn engine_info(info: &models::SystemInfo) -> EngineInfo {
+    let engine_id = info.id.clone().filter(|id| !id.is_empty());
+    let Some(swarm) = info.swarm.as_ref() else {
+        return EngineInfo {
+            engine_id,
+            ..EngineInfo::default()
+        };
     };
     EngineInfo {
         swarm_state: same_name(swarm.local_node_state.as_ref()).unwrap_or_default(),
         node_id: swarm.node_id.clone().filter(|id| !id.is_empty()),
         control_available: swarm.control_available.unwrap_or(false),
         node_addr: swarm.node_addr.clone().unwrap_or_default(),
+        engine_id,
     }
 }
 
@@ -1057,7 +1062,7 @@ mod tests {
             json!({"Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
                                              "ControlAvailable": false, "Error": "", "RemoteManagers": null}}),
         );
-        assert_eq!(engine_info(inactive.swarm.as_ref()), EngineInfo::default());
+        assert_eq!(engine_info(&inactive), EngineInfo::default());
         let manager = info(json!({"Swarm": {
             "NodeID": "n1", "NodeAddr": "172.30.0.2", "LocalNodeState": "active",
             "ControlAvailable": true, "Error": "",
@@ -1078,25 +1083,25 @@ mod tests {
                         "RootRotationInProgress": false, "DefaultAddrPool": ["10.200.0.0/16"],
                         "SubnetSize": 24, "DataPathPort": 4789}}}));
         assert_eq!(
-            engine_info(manager.swarm.as_ref()),
+            engine_info(&manager),
             EngineInfo {
                 swarm_state: LocalSwarmState::Active,
                 node_id: Some("n1".into()),
                 control_available: true,
                 node_addr: "172.30.0.2".into(),
+                engine_id: None,
             }
         );
         let pending = info(json!({"Swarm": {"NodeID": "", "LocalNodeState": "pending"}}));
-        assert_eq!(
-            engine_info(pending.swarm.as_ref()).swarm_state,
-            LocalSwarmState::Pending
-        );
+        assert_eq!(engine_info(&pending).swarm_state, LocalSwarmState::Pending);
         let odd = info(json!({"Swarm": {"LocalNodeState": ""}}));
+        assert_eq!(engine_info(&odd).swarm_state, LocalSwarmState::Inactive);
+        assert_eq!(engine_info(&info(json!({}))), EngineInfo::default());
+        let identified = info(json!({"ID": "ABCD:EFGH", "Swarm": {"LocalNodeState": "inactive"}}));
         assert_eq!(
-            engine_info(odd.swarm.as_ref()).swarm_state,
-            LocalSwarmState::Inactive
+            engine_info(&identified).engine_id.as_deref(),
+            Some("ABCD:EFGH")
         );
-        assert_eq!(engine_info(None), EngineInfo::default());
     }
 
     fn node(json: Value) -> models::Node {

@@ -341,7 +341,7 @@ fn version_i64(version: u64) -> EngineResult<i64> {
 impl Swarm for DockerEngine {
     async fn info(&self) -> EngineResult<EngineInfo> {
         let info = self.docker.info().await.map_err(from_bollard)?;
-        Ok(convert::engine_info(info.swarm.as_ref()))
+        Ok(convert::engine_info(&info))
     }
 
     async fn init_swarm(&self) -> EngineResult<String> {

@@ -414,6 +414,8 @@ impl DockerMachineDriver {
             created_role: self.roles.get(machine).copied(),
             swarm_state: LocalSwarmState::Inactive,
             node_id: None,
+            engine_id: None,
+            problem: None,
         };
         let inspected = match self.inspect(machine).await {
             Ok(inspected) if inspected.has_tls_files() => inspected,

@@ -150,11 +150,14 @@ impl GenericDriver {
             created_role: None,
             swarm_state: LocalSwarmState::Inactive,
             node_id: None,
+            engine_id: None,
+            problem: None,
         };
         let engine = match self.connect(machine).await {
             Ok(engine) => engine,
             Err(e) => {
                 tracing::warn!("{e}");
+                observed.problem = Some(e.to_string());
                 return (observed, None);
             }
         };
@@ -163,10 +166,12 @@ impl GenericDriver {
                 observed.state = MachineState::Running;
                 observed.swarm_state = info.swarm_state;
                 observed.node_id = info.node_id;
+                observed.engine_id = info.engine_id;
                 (observed, Some(engine))
             }
             Err(e) => {
                 tracing::warn!("machine {machine}: the engine does not answer: {e}");
+                observed.problem = Some(format!("the engine does not answer: {e}"));
                 self.engines.lock().await.remove(machine);
                 (observed, None)
             }

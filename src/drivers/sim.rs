@@ -227,6 +227,8 @@ impl Driver for SimDriver {
                                 LocalSwarmState::Inactive
                             },
                             node_id: m.engine.node_id.clone().filter(|_| answers),
+                            engine_id: None,
+                            problem: None,
                         }
                     })
                     .collect()

@@ -65,6 +65,26 @@ pub struct ObservedMachine {
     /// Its swarm node ID, when it is a member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
+    /// Its engine's own ID (`docker info`), when the engine answered and said: two machines
+    /// with one engine ID are one host under two names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_id: Option<String>,
+    /// Why it could not be seen (its engine refused or did not answer), for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl ObservedMachine {
+    /// Whether shoal knows which node this machine is, if any: its engine answered and said.
+    /// A stopped, unreachable or half-made machine may be any down node of the swarm.
+    pub fn is_accounted_for(&self) -> bool {
+        match self.state {
+            MachineState::Running => {
+                self.swarm_state == LocalSwarmState::Inactive || self.node_id.is_some()
+            }
+            MachineState::Stopped | MachineState::Unreachable | MachineState::Incomplete => false,
+        }
+    }
 }
 
 /// A node's state in the swarm.
@@ -403,6 +423,8 @@ impl Observed {
                     created_role: Some(machine.role),
                     swarm_state: LocalSwarmState::Active,
                     node_id: Some(id.clone()),
+                    engine_id: None,
+                    problem: None,
                 },
             );
             observed.nodes.insert(

@@ -15,10 +15,12 @@ pub mod report;
 mod rules;
 pub mod saved;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod wire;
 
-pub use model::{Action, Effect, FieldChange, Plan, Step, StepId, StepOp, Summary, FORMAT_VERSION};
+pub use model::{
+    Action, Effect, FieldChange, Plan, Step, StepId, StepOp, Summary, Unseen, FORMAT_VERSION,
+};
 pub use planner::{plan, PlanError, PlanOptions, LABEL_STACKS};
 pub use reason::Reason;
 pub use wire::MissingDetail;

@@ -377,13 +377,32 @@ pub struct Plan {
     pub summary: Summary,
     /// Warnings for people.
     pub warnings: Vec<String>,
+    /// What could not be observed, so what this plan cannot speak for (absent when everything
+    /// answered).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unseen: Vec<Unseen>,
     /// The steps, in order.
     pub steps: Vec<Step>,
+}
+
+/// A part of the cluster that could not be observed, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unseen {
+    /// What: `machine <name>` or `the swarm`.
+    pub what: String,
+    /// Why, in the words of the driver or the engine.
+    pub why: String,
 }
 
 impl Plan {
     /// Whether the plan changes nothing.
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
+    }
+
+    /// Whether the plan covers the whole cluster: every machine and the swarm were observed.
+    /// An empty plan of a partly unseen cluster does not mean it is in sync.
+    pub fn saw_everything(&self) -> bool {
+        self.unseen.is_empty()
     }
 }

@@ -6,8 +6,8 @@ use super::model::StepId;
 use super::planner::LABEL_STACKS;
 use crate::model::observed::LocalSwarmState;
 use crate::model::{
-    Desired, MachineSpec, Observed, ObservedMachine, ObservedNode, ObservedService, ServiceSpec,
-    LABEL_STACK_NAMESPACE,
+    Desired, MachineSpec, NodeState, Observed, ObservedMachine, ObservedNode, ObservedService,
+    ServiceSpec, LABEL_MACHINE, LABEL_STACK_NAMESPACE,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -131,10 +131,17 @@ impl<'a> Pairing<'a> {
             if node.machine.as_deref().is_some_and(claimed) {
                 continue;
             }
-            if node.state == crate::model::NodeState::Ready {
+            if node.state == NodeState::Ready {
                 warnings.push(format!(
                     "node {} ({}) belongs to no machine of this cluster; it is left alone",
                     node.hostname, node.id
+                ));
+            } else if let Some(unseen) = may_be_unseen_machine(node, observed) {
+                warnings.push(format!(
+                    "node {} ({}) is {} and no machine claims it, but {unseen} cannot be seen and may be it: it is left alone until every machine answers",
+                    node.hostname,
+                    node.id,
+                    node_state_word(node.state),
                 ));
             } else {
                 leaving.push(Leaving {
@@ -145,6 +152,36 @@ impl<'a> Pairing<'a> {
             }
         }
         leaving
+    }
+}
+
+/// Never remove a silent machine's node: a down node that no machine claims may still be the
+/// node of a machine whose engine does not answer (a reboot, a freeze, a partition), unless its
+/// identity label names a machine that is seen elsewhere. Returns the machines it may be.
+fn may_be_unseen_machine(node: &ObservedNode, observed: &Observed) -> Option<String> {
+    let labelled = node.labels.get(LABEL_MACHINE);
+    if labelled
+        .and_then(|name| observed.machines.get(name))
+        .is_some_and(ObservedMachine::is_accounted_for)
+    {
+        return None;
+    }
+    let unseen: Vec<&str> = observed
+        .machines
+        .values()
+        .filter(|m| !m.is_accounted_for())
+        .map(|m| m.name.as_str())
+        .collect();
+    (!unseen.is_empty()).then(|| unseen.join(", "))
+}
+
+/// A node state in words.
+fn node_state_word(state: NodeState) -> &'static str {
+    match state {
+        NodeState::Ready => "ready",
+        NodeState::Down => "down",
+        NodeState::Disconnected => "disconnected",
+        NodeState::Unknown => "in an unknown state",
     }
 }
 
@@ -194,6 +231,95 @@ mod tests {
         let pairing = Pairing::new(&desired, &observed);
         assert!(pairing.machines["m1"].member.is_some());
         assert!(pairing.machines["w1"].member.is_none());
+    }
+
+    /// Three generic managers whose hosts' hostnames are not their machine names; m3's engine
+    /// is silent (a reboot, a freeze) and its node is down. `label` gives its node the identity
+    /// label a join writes.
+    fn silent_manager(label: bool) -> crate::plan::Plan {
+        let mut desired = desired_with(&[
+            ("m1", Role::Manager),
+            ("m2", Role::Manager),
+            ("m3", Role::Manager),
+        ]);
+        desired.driver = crate::model::DriverKind::Generic;
+        let mut observed = Observed::with_members_of(&desired);
+        for node in observed.nodes.values_mut() {
+            node.hostname = format!("host-{}", node.hostname);
+            node.machine = None;
+        }
+        let m3 = observed.machines.get_mut("m3").unwrap();
+        let node_id = m3.node_id.take().unwrap();
+        m3.state = crate::model::MachineState::Unreachable;
+        m3.swarm_state = LocalSwarmState::Inactive;
+        let node = observed.nodes.get_mut(&node_id).unwrap();
+        node.state = NodeState::Down;
+        node.reachability = Some(crate::model::Reachability::Unreachable);
+        node.down_for_seconds = Some(3_600);
+        if label {
+            node.labels.insert(LABEL_MACHINE.into(), "m3".into());
+        }
+        // observe matches nodes to machines; here by the node IDs the engines report.
+        for node in observed.nodes.values_mut() {
+            node.machine = observed
+                .machines
+                .values()
+                .find(|m| m.node_id.as_deref() == Some(node.id.as_str()))
+                .map(|m| m.name.clone())
+                .or_else(|| node.labels.get(LABEL_MACHINE).cloned());
+        }
+        crate::plan::plan(&desired, &observed, &crate::plan::PlanOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn a_silent_managers_node_is_never_demoted_or_removed() {
+        for label in [false, true] {
+            let plan = silent_manager(label);
+            assert!(
+                plan.steps.is_empty(),
+                "label {label}: {:?}",
+                crate::plan::testing::steps(&plan)
+            );
+            assert!(!plan.saw_everything());
+        }
+        let unlabelled = silent_manager(false);
+        assert!(
+            unlabelled
+                .warnings
+                .iter()
+                .any(|w| w.contains("m3 cannot be seen and may be it")),
+            "{:?}",
+            unlabelled.warnings
+        );
+        let labelled = silent_manager(true);
+        assert!(
+            labelled
+                .warnings
+                .iter()
+                .any(|w| w.contains("m3 is down or does not answer")),
+            "{:?}",
+            labelled.warnings
+        );
+    }
+
+    #[test]
+    fn a_stale_node_whose_label_names_a_machine_seen_elsewhere_leaves() {
+        let desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
+        let mut observed = Observed::with_members_of(&desired);
+        let mut unseen = machine("w9", Role::Worker);
+        unseen.state = crate::model::MachineState::Unreachable;
+        unseen.node_id = None;
+        observed.machines.insert("w9".into(), unseen);
+        let mut stale = manager("old", false);
+        stale.role = Role::Worker;
+        stale.reachability = None;
+        stale.machine = None;
+        stale.labels.insert(LABEL_MACHINE.into(), "w1".into());
+        observed.nodes.insert("old".into(), stale);
+        let pairing = Pairing::new(&desired, &observed);
+        let mut warnings = Vec::new();
+        let leaving = pairing.leaving(&desired, &observed, &mut warnings);
+        assert!(leaving.iter().any(|l| l.target == "old"), "{warnings:?}");
     }
 
     #[test]

@@ -7,8 +7,9 @@
 use super::fingerprint::fingerprint;
 use super::model::{Effect, Plan, Step, Summary, FORMAT_VERSION};
 use super::rules::{
-    create_machines, destroy_guard, init_swarm, joins, machine_removal, node_specs, prune,
-    references, roles, self_heal, services, stack_objects, swarm_states, Ctx,
+    create_machines, destroy_guard, identity, init_swarm, joins, machine_removal, node_specs,
+    ownership, prune, references, roles, self_heal, services, stack_objects, swarm_states, unseen,
+    Ctx,
 };
 use crate::model::{Desired, Observed};
 
@@ -68,6 +69,24 @@ pub enum PlanError {
     /// No order of the manager changes keeps quorum.
     #[error("no safe order for the manager changes: {0}")]
     Unsafe(String),
+    /// The swarm the machines reach records another cluster: it is never changed.
+    #[error("the swarm reached through {managers} belongs to cluster {owner}, not to cluster {cluster} (its io.shoal.cluster label says so).\n  shoal never changes another cluster's swarm: its services would be pruned as this cluster's.\n  If a host is in both clusters' machines.yml, remove it from one. If that swarm really is this cluster's now (a renamed cluster), say so on one of its managers:\n    docker swarm update --label-add io.shoal.cluster={cluster}")]
+    AnotherCluster {
+        /// The cluster the swarm records.
+        owner: String,
+        /// This cluster.
+        cluster: String,
+        /// The machines whose engines are members of it.
+        managers: String,
+    },
+    /// Two machines reach one engine: one host under two names.
+    #[error("machines {machines} reach the same Docker engine (ID {engine}): they are one host under two names.\n  Keep one of them in machines.yml; shoal would otherwise drain or demote the one node through the other name.")]
+    OneEngineTwoNames {
+        /// The machines, joined with `and`.
+        machines: String,
+        /// The engine ID they share.
+        engine: String,
+    },
 }
 
 /// Computes the plan that turns `observed` into `desired`.
@@ -79,6 +98,8 @@ pub fn plan(
     let (desired, adoption_warnings) = stack_objects::adopt_objects(desired, observed);
     let mut ctx = Ctx::new(&desired, observed, options);
     ctx.warnings.extend(adoption_warnings);
+    identity::refuse_one_engine_under_two_names(&ctx)?;
+    ownership::refuse_another_clusters_swarm(&ctx)?;
     let access = swarm_states::refuse_unsafe_swarm_states(&mut ctx)?;
     self_heal::heal_machines(&mut ctx)?;
     create_machines::create_missing_machines(&mut ctx);
@@ -111,6 +132,7 @@ fn finish(mut ctx: Ctx, observed: &Observed, options: &PlanOptions) -> Plan {
         fingerprint: fingerprint(observed),
         summary: summarize(&ctx.steps),
         warnings: ctx.warnings,
+        unseen: unseen::unseen_parts(observed),
         steps: ctx.steps,
     }
 }

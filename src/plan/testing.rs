@@ -58,6 +58,8 @@ pub fn machine(name: &str, role: Role) -> ObservedMachine {
         created_role: Some(role),
         swarm_state: LocalSwarmState::Active,
         node_id: Some(name.into()),
+        engine_id: None,
+        problem: None,
     }
 }
 

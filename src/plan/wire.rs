@@ -2,7 +2,7 @@
 //! action. Typed [`StepOp`]s convert to it when written and from it when read, so a saved plan
 //! that lacks what an action needs is refused when it is read, not when it is applied.
 
-use super::model::{Action, FieldChange, Plan, Step, StepId, StepOp, Summary};
+use super::model::{Action, FieldChange, Plan, Step, StepId, StepOp, Summary, Unseen};
 use super::reason::Reason;
 use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
 use crate::model::{Availability, Role};
@@ -59,6 +59,8 @@ pub(crate) struct WirePlan {
     fingerprint: String,
     summary: Summary,
     warnings: Vec<String>,
+    #[serde(default)]
+    unseen: Vec<Unseen>,
     steps: Vec<Step>,
 }
 
@@ -269,6 +271,7 @@ impl From<WirePlan> for Plan {
             fingerprint: wire.fingerprint,
             summary: wire.summary,
             warnings: wire.warnings,
+            unseen: wire.unseen,
             steps,
         }
     }

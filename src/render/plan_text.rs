@@ -31,6 +31,24 @@ pub fn render_plan(plan: &Plan, style: Style) -> String {
         .as_deref()
         .map(|r| format!("revision {}", &r[..r.len().min(12)]))
         .unwrap_or_else(|| "the working tree (uncommitted changes)".to_string());
+    if !plan.saw_everything() {
+        let _ = writeln!(
+            out,
+            "{} this plan covers only what answered:",
+            style.red("Not everything could be seen:")
+        );
+        for part in &plan.unseen {
+            let _ = writeln!(out, "  - {}: {}", part.what, part.why);
+        }
+        out.push('\n');
+        if plan.is_empty() {
+            let _ = writeln!(
+                out,
+                "No changes to what could be seen; whether the rest matches {revision} is unknown."
+            );
+            return out;
+        }
+    }
     if plan.is_empty() {
         let _ = writeln!(
             out,

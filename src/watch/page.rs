@@ -198,10 +198,17 @@ fn last_plan(out: &mut String, report: &StatusReport) {
         None => {
             let _ = writeln!(out, "<p>None yet.</p>");
         }
-        Some(plan) if plan.steps.is_empty() => {
+        Some(plan) if plan.steps.is_empty() && plan.unseen.is_empty() => {
             let _ = writeln!(
                 out,
                 "<p>No changes: the cluster matched commit {}.</p>",
+                short(plan.revision.as_deref())
+            );
+        }
+        Some(plan) if plan.steps.is_empty() => {
+            let _ = writeln!(
+                out,
+                "<p>No changes to what could be seen of commit {}; the rest is unknown.</p>",
                 short(plan.revision.as_deref())
             );
         }
@@ -221,6 +228,9 @@ fn last_plan(out: &mut String, report: &StatusReport) {
         }
     }
     if let Some(plan) = &report.last_plan {
+        for part in &plan.unseen {
+            let _ = writeln!(out, "<p class=\"bad\">Not seen: {}</p>", escape(part));
+        }
         for warning in &plan.warnings {
             let _ = writeln!(out, "<p class=\"bad\">Warning: {}</p>", escape(warning));
         }

@@ -27,6 +27,8 @@ pub struct PlanInfo {
     pub steps: Vec<String>,
     /// The planner's warnings.
     pub warnings: Vec<String>,
+    /// `what: why` of each part of the cluster that could not be seen (unseen is not in sync).
+    pub unseen: Vec<String>,
 }
 
 impl PlanInfo {
@@ -41,6 +43,11 @@ impl PlanInfo {
                 .map(|s| format!("{} {}", s.action(), s.target))
                 .collect(),
             warnings: plan.warnings.clone(),
+            unseen: plan
+                .unseen
+                .iter()
+                .map(|u| format!("{}: {}", u.what, u.why))
+                .collect(),
         }
     }
 }

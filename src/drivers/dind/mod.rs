@@ -802,6 +802,8 @@ impl Driver for DindDriver {
                     created_role: parse_role(labels.get(LABEL_ROLE)),
                     swarm_state: Default::default(),
                     node_id: None,
+                    engine_id: None,
+                    problem: None,
                 })
             })
             .collect();

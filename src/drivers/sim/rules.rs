@@ -448,24 +448,28 @@ impl SimState {
     pub(super) fn info(&self, machine: &str) -> EngineResult<EngineInfo> {
         let m = self.engine(machine)?;
         let node_addr = node_addr(machine);
+        let engine_id = Some(format!("sim-engine-{machine}"));
         Ok(match self.membership(m) {
             Membership::Inactive => EngineInfo {
                 swarm_state: LocalSwarmState::Inactive,
                 node_id: None,
                 control_available: false,
                 node_addr,
+                engine_id,
             },
             Membership::Orphan(node_id) => EngineInfo {
                 swarm_state: LocalSwarmState::Active,
                 node_id: Some(node_id),
                 control_available: false,
                 node_addr,
+                engine_id,
             },
             Membership::Member(swarm_id, node_id) => EngineInfo {
                 swarm_state: LocalSwarmState::Active,
                 control_available: self.swarms[&swarm_id].nodes[&node_id].role == Role::Manager,
                 node_id: Some(node_id),
                 node_addr,
+                engine_id,
             },
         })
     }

@@ -2,6 +2,8 @@
 //!
 //! | Rule (DESIGN §3)                                              | Function                                  |
 //! |---------------------------------------------------------------|-------------------------------------------|
+//! | one host under two names: refuse, naming both               | [`identity::refuse_one_engine_under_two_names`] |
+//! | another cluster's swarm: refuse, never change it              | [`ownership::refuse_another_clusters_swarm`] |
 //! | quorum lost: refuse and explain `--force-new-cluster` (or start stopped managers first) | [`swarm_states::refuse_unsafe_swarm_states`] with `Quorum::check_observed` |
 //! | never lose a cluster: no re-init, no forced leave; leaderless refused | [`swarm_states::refuse_unsafe_swarm_states`] |
 //! | self-heal: start stopped machines, re-create gone or incomplete ones, wait for unreachable ones | [`self_heal::heal_machines`] |
@@ -18,6 +20,7 @@
 //! | destroy-all guard (every service of a stack, every machine)   | [`destroy_guard::guard_stack_services`], [`destroy_guard::guard_machines`] |
 //! | services: create, `scale_service` vs `update_service`, mode change, rebalance | [`services::plan_services`] |
 //! | prune of labelled networks, secrets, configs (after services) | [`prune::prune_objects`]                  |
+//! | what could not be observed, listed with the plan (unseen is not in sync) | [`unseen::unseen_parts`] |
 //! | machine removal: drain before remove, demote before remove, remove node, destroy | [`machine_removal::remove_machines`] |
 //!
 //! Each rule reads the desired and observed state and the pairing, and adds steps to the
@@ -25,10 +28,12 @@
 
 pub mod create_machines;
 pub mod destroy_guard;
+pub mod identity;
 pub mod init_swarm;
 pub mod joins;
 pub mod machine_removal;
 pub mod node_specs;
+pub mod ownership;
 pub mod prune;
 pub mod references;
 pub mod roles;
@@ -36,6 +41,7 @@ pub mod self_heal;
 pub mod services;
 pub mod stack_objects;
 pub mod swarm_states;
+pub mod unseen;
 
 use super::model::{Step, StepId, StepOp};
 use super::pairing::Pairing;

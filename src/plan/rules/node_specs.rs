@@ -2,7 +2,7 @@
 //! availability is active (a drained or paused node of a kept machine is made active again).
 
 use super::Ctx;
-use crate::model::Availability;
+use crate::model::{user_node_labels, Availability};
 use crate::plan::model::StepOp;
 use crate::plan::reason::Reason;
 
@@ -41,7 +41,7 @@ pub fn update_node_specs(ctx: &mut Ctx) {
         .filter_map(|p| p.member.map(|n| (p.spec, n)))
         .collect();
     for (spec, node) in members {
-        let labels = node.labels != spec.labels;
+        let labels = user_node_labels(&node.labels) != spec.labels;
         let inactive = (node.availability != Availability::Active).then_some(node.availability);
         if !labels && inactive.is_none() {
             continue;
