@@ -196,3 +196,84 @@ async fn the_sim_refuses_what_the_engine_refuses() {
     );
     assert!(driver.writes() > writes);
 }
+
+/// The desired state of one manager and a service `app_web` with `replicas`.
+fn desired_web(replicas: u32) -> shoal::model::Desired {
+    let machines = "cluster: exact\ndriver: sim\nmachines:\n  m1:\n    role: manager\nstacks:\n  app: docker-compose.yml\n";
+    let compose = format!(
+        "services:\n  web:\n    image: nginx:1\n    deploy:\n      replicas: {replicas}\n"
+    );
+    let files = shoal::config::MemSource::new(
+        "exact",
+        [
+            ("machines.yml", machines),
+            ("docker-compose.yml", compose.as_str()),
+        ],
+    );
+    shoal::config::load(&files, &BTreeMap::new()).expect("valid")
+}
+
+/// Issue 18: apply carries out exactly the plan it showed. A hand change made after the plan's
+/// observation and before the write (`docker service update --env-add`) is kept: the write is
+/// refused as stale and says so, and the plan made afterwards shows the change.
+#[tokio::test]
+async fn a_write_never_overwrites_a_change_made_since_the_plan() {
+    use shoal::apply::{apply, progress::Lines, ApplyOptions};
+    use shoal::plan::{plan, PlanOptions};
+    use std::sync::Arc;
+
+    let driver: Arc<dyn Driver> = Arc::new(SimDriver::in_memory());
+    let options = ApplyOptions {
+        settle: std::time::Duration::ZERO,
+        ..ApplyOptions::default()
+    };
+    let first = desired_web(1);
+    let observed = shoal::observe::observe(&driver, 0).await.unwrap();
+    let created = plan(&first, &observed, &PlanOptions::default()).unwrap();
+    let report = apply(&created, &first, driver.clone(), &options, &Lines)
+        .await
+        .unwrap();
+    assert!(report.converged, "{:?}", report.remaining);
+
+    let scaled = desired_web(3);
+    let observed = shoal::observe::observe(&driver, 0).await.unwrap();
+    let planned = plan(&scaled, &observed, &PlanOptions::default()).unwrap();
+    let steps: Vec<String> = planned
+        .steps
+        .iter()
+        .map(|s| format!("{} {}", s.action(), s.target))
+        .collect();
+    assert_eq!(steps, ["scale_service app_web"]);
+
+    // By hand, between the plan and its write.
+    let service = observed.services["app_web"].clone();
+    let mut by_hand = service.spec.clone();
+    by_hand
+        .task_template
+        .container_spec
+        .env
+        .push("HOTFIX=1".to_string());
+    let engine = driver.engine("m1").await.unwrap();
+    engine
+        .update_service(&service.id, service.version, &by_hand)
+        .await
+        .unwrap();
+
+    let report = apply(&planned, &scaled, driver.clone(), &options, &Lines)
+        .await
+        .unwrap();
+    let step = &report.steps[0];
+    let error = step.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("changed since the plan was made") && error.contains("Plan again"),
+        "{error:?}"
+    );
+    let now = shoal::observe::observe(&driver, 0).await.unwrap();
+    let kept = &now.services["app_web"].spec;
+    assert!(kept
+        .task_template
+        .container_spec
+        .env
+        .contains(&"HOTFIX=1".to_string()));
+    assert_eq!(kept.replicas(), Some(1), "nothing was written");
+}

@@ -15,7 +15,7 @@ use crate::health;
 use crate::model::observed::LocalSwarmState;
 use crate::model::{
     node_labels_to_store, Availability, Desired, DriverKind, MachineSpec, NodeState, Observed,
-    ObservedNode, Role, ServiceSpec, LABEL_CLUSTER, LABEL_MACHINE, LABEL_REVISION,
+    ObservedNode, ObservedService, Role, ServiceSpec, LABEL_CLUSTER, LABEL_MACHINE, LABEL_REVISION,
 };
 use crate::observe::observe;
 use crate::plan::report::{ApplyReport, StepReport, StepStatus};
@@ -482,6 +482,15 @@ pub enum StepError {
     /// The service to update does not exist.
     #[error("service {0} does not exist")]
     NoSuchService(String),
+    /// The object changed after the plan was made (by hand, or by another tool): nothing was
+    /// written to it, so that change is kept.
+    #[error("{what} changed since the plan was made ({how}); nothing was written to it, so that change is kept. Plan again to see it: `shoal plan`")]
+    Stale {
+        /// The object, e.g. `service dataapp_web`.
+        what: String,
+        /// What changed, in words.
+        how: String,
+    },
     /// An object kept changing between inspect and update.
     #[error("{0} kept changing while being updated; run apply again")]
     KeptChanging(String),
@@ -672,26 +681,40 @@ impl Executor {
             StepOp::RemoveService { id } => {
                 removed(self.manager().await?.remove_service(id).await, target)
             }
-            StepOp::UpdateService { spec, .. } => {
+            StepOp::UpdateService {
+                id,
+                spec,
+                observed_spec,
+                ..
+            } => {
                 let spec = spec.clone();
-                self.update_service(target, move |current| {
+                let planned = Planned::new(target, id, observed_spec);
+                self.update_service(planned, move |current| {
                     let mut next = (*spec).clone();
                     next.task_template.force_update = current.task_template.force_update;
                     next
                 })
                 .await
             }
-            StepOp::ScaleService { replicas, .. } => {
+            StepOp::ScaleService {
+                id,
+                replicas,
+                observed_spec,
+            } => {
                 let replicas = *replicas;
-                self.update_service(target, move |current| {
+                let planned = Planned::new(target, id, observed_spec);
+                self.update_service(planned, move |current| {
                     let mut next = current.clone();
                     next.set_replicas(replicas);
                     next
                 })
                 .await
             }
-            StepOp::RebalanceService { .. } => {
-                self.update_service(target, |current| {
+            StepOp::RebalanceService {
+                id, observed_spec, ..
+            } => {
+                let planned = Planned::new(target, id, observed_spec);
+                self.update_service(planned, |current| {
                     let mut next = current.clone();
                     next.task_template.force_update += 1;
                     next
@@ -966,24 +989,24 @@ impl Executor {
     }
 
     /// Changes a service's spec.
+    /// Updates the service the plan planned on, only while its spec is the one observed then
+    /// (see [`Planned`]): a change made since is reported as [`StepError::Stale`], never
+    /// overwritten.
     async fn update_service(
         &self,
-        name: &str,
+        planned: Planned,
         change: impl Fn(&ServiceSpec) -> ServiceSpec,
     ) -> Result<(), StepError> {
+        let name = planned.name.clone();
         let inspect = {
-            let name = name.to_string();
             move |manager: Arc<dyn Swarm>| -> Inspected<(String, ServiceSpec)> {
-                let name = name.clone();
+                let planned = planned.clone();
                 Box::pin(async move {
                     let services = manager
                         .list_services()
                         .await
                         .map_err(StepError::engine("cannot list services"))?;
-                    let current = services
-                        .into_iter()
-                        .find(|s| s.spec.name == name)
-                        .ok_or(StepError::NoSuchService(name))?;
+                    let current = planned.find(services)?;
                     Ok((current.version, (current.id, current.spec)))
                 })
             }
@@ -1020,6 +1043,41 @@ impl Executor {
         };
         self.update_versioned("the swarm labels".to_string(), inspect, change, update)
             .await
+    }
+}
+
+/// The service a write was planned on: its name, its ID and the digest of its spec then.
+#[derive(Clone)]
+struct Planned {
+    name: String,
+    id: String,
+    observed_spec: Option<String>,
+}
+
+impl Planned {
+    fn new(name: &str, id: &str, observed_spec: &Option<String>) -> Planned {
+        Planned {
+            name: name.to_string(),
+            id: id.to_string(),
+            observed_spec: observed_spec.clone(),
+        }
+    }
+
+    /// The planned service among `services`, still as it was observed: the same ID (a service
+    /// removed and created again by hand is another service) and, when the plan recorded it,
+    /// the same spec.
+    fn find(&self, services: Vec<ObservedService>) -> Result<ObservedService, StepError> {
+        let stale = |how: &str| StepError::Stale {
+            what: format!("service {}", self.name),
+            how: how.to_string(),
+        };
+        let Some(current) = services.into_iter().find(|s| s.id == self.id) else {
+            return Err(stale("it was removed, or removed and created again"));
+        };
+        match &self.observed_spec {
+            Some(digest) if current.spec_digest() != *digest => Err(stale("its spec was updated")),
+            _ => Ok(current),
+        }
     }
 }
 

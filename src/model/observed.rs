@@ -201,6 +201,18 @@ pub struct ObservedService {
     pub template_key: Option<String>,
 }
 
+impl ObservedService {
+    /// A digest of its spec as observed (`sha256:<hex>` of its JSON): what a write checks
+    /// again just before it is sent, so a change made since the plan is never overwritten.
+    /// The rolling update's progress is not part of it (it moves the object's version, not
+    /// its spec).
+    pub fn spec_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let json = serde_json::to_vec(&self.spec).unwrap_or_default();
+        format!("sha256:{}", hex::encode(Sha256::digest(json)))
+    }
+}
+
 /// Where a service's rolling update is (`UpdateStatus.State`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -241,6 +241,9 @@ pub enum StepOp {
         spec: Box<ServiceSpec>,
         /// Field-level changes, for people.
         changes: Vec<FieldChange>,
+        /// [`crate::model::ObservedService::spec_digest`] of the spec planned on: apply writes
+        /// only while the service still has it (`None` in plans saved before it was recorded).
+        observed_spec: Option<String>,
     },
     /// Change only a service's replica count.
     ScaleService {
@@ -248,6 +251,8 @@ pub enum StepOp {
         id: String,
         /// Replica count.
         replicas: u64,
+        /// The digest of the spec planned on, as for `UpdateService`.
+        observed_spec: Option<String>,
     },
     /// Remove a service.
     RemoveService {
@@ -260,6 +265,8 @@ pub enum StepOp {
         id: String,
         /// Force-update counter to set (the observed one plus one).
         force_update: u64,
+        /// The digest of the spec planned on, as for `UpdateService`.
+        observed_spec: Option<String>,
     },
 }
 

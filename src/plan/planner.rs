@@ -98,8 +98,8 @@ pub fn plan(
     let (desired, adoption_warnings) = stack_objects::adopt_objects(desired, observed);
     let mut ctx = Ctx::new(&desired, observed, options);
     ctx.warnings.extend(adoption_warnings);
-    identity::refuse_one_engine_under_two_names(&ctx)?;
     ownership::refuse_another_clusters_swarm(&ctx)?;
+    identity::refuse_one_engine_under_two_names(&ctx)?;
     let access = swarm_states::refuse_unsafe_swarm_states(&mut ctx)?;
     self_heal::heal_machines(&mut ctx)?;
     create_machines::create_missing_machines(&mut ctx);

@@ -38,6 +38,8 @@ pub(crate) struct Detail {
     network: Option<NetworkSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     object: Option<ObjectSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    observed_spec: Option<String>,
 }
 
 /// A step as written in the plan JSON.
@@ -105,18 +107,34 @@ impl From<Step> for WireStep {
             | StepOp::RemoveConfig { id }
             | StepOp::RemoveService { id } => d.id = Some(id),
             StepOp::CreateService { spec } => d.service = Some(spec),
-            StepOp::UpdateService { id, spec, changes } => {
+            StepOp::UpdateService {
+                id,
+                spec,
+                changes,
+                observed_spec,
+            } => {
                 d.id = Some(id);
                 d.service = Some(spec);
                 d.changes = changes;
+                d.observed_spec = observed_spec;
             }
-            StepOp::ScaleService { id, replicas } => {
+            StepOp::ScaleService {
+                id,
+                replicas,
+                observed_spec,
+            } => {
                 d.id = Some(id);
                 d.replicas = Some(replicas);
+                d.observed_spec = observed_spec;
             }
-            StepOp::RebalanceService { id, force_update } => {
+            StepOp::RebalanceService {
+                id,
+                force_update,
+                observed_spec,
+            } => {
                 d.id = Some(id);
                 d.force_update = Some(force_update);
+                d.observed_spec = observed_spec;
             }
         }
         WireStep {
@@ -206,15 +224,18 @@ impl TryFrom<WireStep> for Step {
                 id: id()?,
                 spec: d.service.clone().ok_or_else(|| missing("service"))?,
                 changes: d.changes.clone(),
+                observed_spec: d.observed_spec.clone(),
             },
             Action::ScaleService => StepOp::ScaleService {
                 id: id()?,
                 replicas: d.replicas.ok_or_else(|| missing("replicas"))?,
+                observed_spec: d.observed_spec.clone(),
             },
             Action::RemoveService => StepOp::RemoveService { id: id()? },
             Action::RebalanceService => StepOp::RebalanceService {
                 id: id()?,
                 force_update: d.force_update.ok_or_else(|| missing("force_update"))?,
+                observed_spec: d.observed_spec.clone(),
             },
         };
         Ok(Step {

@@ -339,6 +339,11 @@ impl Hosts {
         command
     }
 
+    /// Waits until host `i` answers over TLS again (after a `docker start`).
+    pub fn wait_answering(&self, i: usize) {
+        self.wait_tls(i);
+    }
+
     fn wait_tls(&self, i: usize) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

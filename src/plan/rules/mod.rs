@@ -2,8 +2,8 @@
 //!
 //! | Rule (DESIGN §3)                                              | Function                                  |
 //! |---------------------------------------------------------------|-------------------------------------------|
-//! | one host under two names: refuse, naming both               | [`identity::refuse_one_engine_under_two_names`] |
 //! | another cluster's swarm: refuse, never change it              | [`ownership::refuse_another_clusters_swarm`] |
+//! | one host under two names: refuse, naming both               | [`identity::refuse_one_engine_under_two_names`] |
 //! | quorum lost: refuse and explain `--force-new-cluster` (or start stopped managers first) | [`swarm_states::refuse_unsafe_swarm_states`] with `Quorum::check_observed` |
 //! | never lose a cluster: no re-init, no forced leave; leaderless refused | [`swarm_states::refuse_unsafe_swarm_states`] |
 //! | self-heal: start stopped machines, re-create gone or incomplete ones, wait for unreachable ones | [`self_heal::heal_machines`] |

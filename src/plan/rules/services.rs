@@ -111,6 +111,7 @@ fn plan_service(
         let op = StepOp::RebalanceService {
             id,
             force_update: current.spec.task_template.force_update + 1,
+            observed_spec: Some(current.spec_digest()),
         };
         return vec![ctx.push(op, name, deps, Reason::Rebalance)];
     }
@@ -120,7 +121,11 @@ fn plan_service(
     }
     let readable = current.spec.unreadable.is_none();
     if let (true, Some(replicas)) = (scaled == want && readable, want.replicas()) {
-        let op = StepOp::ScaleService { id, replicas };
+        let op = StepOp::ScaleService {
+            id,
+            replicas,
+            observed_spec: Some(current.spec_digest()),
+        };
         let reason = Reason::Scale {
             from: have.replicas(),
             to: replicas,
@@ -148,6 +153,7 @@ fn plan_service(
         id,
         spec: Box::new(spec_to_send(spec, &current.spec)),
         changes,
+        observed_spec: Some(current.spec_digest()),
     };
     vec![ctx.push(op, name, deps, Reason::SpecDrift { fields })]
 }
