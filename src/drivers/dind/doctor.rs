@@ -275,10 +275,7 @@ async fn privileged_starts(
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         entrypoint: Some(vec!["/usr/bin/busybox".to_string(), "true".to_string()]),
-        labels: Some(HashMap::from([(
-            LABEL_CLUSTER.to_string(),
-            cluster.to_string(),
-        )])),
+        labels: Some(super::labels_for(cluster, [])),
         host_config: Some(HostConfig {
             privileged: Some(true),
             ..Default::default()

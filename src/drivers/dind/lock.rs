@@ -93,13 +93,15 @@ pub(crate) async fn lock(
         let request = VolumeCreateRequest {
             name: Some(name.clone()),
             driver: Some("local".to_string()),
-            labels: Some(HashMap::from([
-                (LABEL_CLUSTER.to_string(), cluster.to_string()),
-                (LABEL_LOCK_HOLDER.to_string(), holder.encode()),
-                (LABEL_LOCK_SINCE.to_string(), now.to_string()),
-                (LABEL_LOCK_EXPIRES.to_string(), expires_at.to_string()),
-                (LABEL_LOCK_NONCE.to_string(), mine.clone()),
-            ])),
+            labels: Some(super::labels_for(
+                cluster,
+                [
+                    (LABEL_LOCK_HOLDER, holder.encode()),
+                    (LABEL_LOCK_SINCE, now.to_string()),
+                    (LABEL_LOCK_EXPIRES, expires_at.to_string()),
+                    (LABEL_LOCK_NONCE, mine.clone()),
+                ],
+            )),
             ..Default::default()
         };
         let volume = docker

@@ -170,10 +170,7 @@ pub(crate) async fn ensure(docker: &Docker, name: &str, cluster: &str) -> Result
                 }]),
                 options: None,
             }),
-            labels: Some(HashMap::from([(
-                LABEL_CLUSTER.to_string(),
-                cluster.to_string(),
-            )])),
+            labels: Some(super::labels_for(cluster, [])),
             ..Default::default()
         };
         match docker.create_network(request).await {

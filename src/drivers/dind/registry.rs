@@ -392,10 +392,10 @@ fn container_body(
     ContainerCreateBody {
         image: Some(image.to_string()),
         env: Some(env),
-        labels: Some(HashMap::from([
-            (LABEL_CLUSTER.to_string(), placement.cluster.to_string()),
-            (LABEL_REGISTRY.to_string(), settings.to_string()),
-        ])),
+        labels: Some(super::labels_for(
+            placement.cluster,
+            [(LABEL_REGISTRY, settings.to_string())],
+        )),
         exposed_ports: Some(vec![served.clone()]),
         host_config: Some(HostConfig {
             port_bindings: Some(HashMap::from([(
@@ -453,10 +453,7 @@ async fn create_volume(docker: &Docker, cluster: &str) -> Result<(), DindError> 
     let request = VolumeCreateRequest {
         name: Some(name.clone()),
         driver: Some("local".to_string()),
-        labels: Some(HashMap::from([(
-            LABEL_CLUSTER.to_string(),
-            cluster.to_string(),
-        )])),
+        labels: Some(super::labels_for(cluster, [])),
         ..Default::default()
     };
     docker
