@@ -95,7 +95,7 @@ mod tests {
         };
         let script = format!(
             "cd \"$2\"; export DOCKER_HOST=old DOCKER_CERT_PATH=old DOCKER_TLS_VERIFY=old; {eval}; \
-             printf '%s\\n' \"${{DOCKER_HOST--}}\" \"${{DOCKER_CERT_PATH--}}\" \"${{DOCKER_TLS_VERIFY--}}\""
+             printf '%s\\0' \"${{DOCKER_HOST--}}\" \"${{DOCKER_CERT_PATH--}}\" \"${{DOCKER_TLS_VERIFY--}}\""
         );
         // Files that a pattern in an unquoted word could match, and nullglob, which would
         // remove a word that matches nothing.
@@ -115,7 +115,7 @@ mod tests {
         );
         String::from_utf8(out.stdout)
             .unwrap()
-            .lines()
+            .split_terminator('\0')
             .map(str::to_string)
             .collect()
     }

@@ -10,11 +10,9 @@
 use super::{is_not_found, DindError};
 use crate::drivers::lock::{HeldLock, LockHolder};
 use crate::drivers::{DriverError, DriverResult};
-use crate::model::LABEL_CLUSTER;
 use bollard::models::{Volume, VolumeCreateRequest};
 use bollard::query_parameters::RemoveVolumeOptions;
 use bollard::Docker;
-use std::collections::HashMap;
 
 /// Label naming the lock's holder.
 pub const LABEL_LOCK_HOLDER: &str = "io.shoal.lock.holder";

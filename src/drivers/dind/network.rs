@@ -6,7 +6,6 @@ use crate::model::LABEL_CLUSTER;
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{InspectNetworkOptions, ListNetworksOptions};
 use bollard::Docker;
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 /// An IPv4 subnet: network address and prefix length.

@@ -2,7 +2,7 @@
 //! waiting for its engine, and copying images into it.
 
 use super::{is_not_found, lock_security, remove_container, DindError, NODE_HOST_DIR};
-use crate::model::{Role, LABEL_CLUSTER, LABEL_MACHINE, LABEL_ROLE};
+use crate::model::{Role, LABEL_MACHINE, LABEL_ROLE};
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig,
     HostConfigCgroupnsModeEnum, Mount, MountType, NetworkingConfig, RestartPolicy,

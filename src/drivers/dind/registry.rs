@@ -14,7 +14,6 @@ use super::network::Subnet;
 use super::nodeimage::{self, Rootfs};
 use super::{is_not_found, node, remove_container, status_of, upload, DindError};
 use crate::config::registry::RegistryOptions;
-use crate::model::LABEL_CLUSTER;
 use crate::registry::reference::{Reference, DOCKER_HUB};
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Mount, MountType,
