@@ -61,7 +61,18 @@ pub fn interpolation_env() -> BTreeMap<String, String> {
     if let Some(keys) = age_identities() {
         env.insert(crate::config::AGE_KEY_VAR.to_string(), keys);
     }
+    if let Some(problem) = unreadable_age_key_file() {
+        env.insert(crate::config::AGE_KEY_FILE_VAR.to_string(), problem);
+    }
     env
+}
+
+/// Why the file `SHOAL_AGE_KEY_FILE` names cannot be read (its path and the system's reason),
+/// when it is set and cannot: an encrypted file then says so instead of "no identity is set".
+fn unreadable_age_key_file() -> Option<String> {
+    let path = std::env::var_os(crate::config::AGE_KEY_FILE_VAR)?;
+    let error = std::fs::read(&path).err()?;
+    Some(format!("{}: {error}", Path::new(&path).display()))
 }
 
 /// The age identities that decrypt encrypted secret and config files: the text of

@@ -1,6 +1,7 @@
 //! A plan shown on a terminal is never carried out stale (DESIGN §3.6): while the user reads
 //! it, the files change; answering `yes` then shows the new plan and asks again, and the old
-//! one is not applied. `script` (util-linux) gives shoal a real terminal.
+//! one is not applied. With `--json`, the plan and the question go to standard error and the JSON
+//! on standard output stays valid. `script` (util-linux) gives shoal a real terminal.
 
 mod common;
 
@@ -21,13 +22,17 @@ struct OnTerminal {
 
 impl OnTerminal {
     fn apply(repo: &Repo) -> OnTerminal {
-        let command = format!(
+        OnTerminal::run(&format!(
             "{} apply --repo {}",
             env!("CARGO_BIN_EXE_shoal"),
             repo.path().display()
-        );
+        ))
+    }
+
+    /// The shell command line `command` on a pseudo-terminal.
+    fn run(command: &str) -> OnTerminal {
         let mut child = Command::new("script")
-            .args(["-qefc", &command, "/dev/null"])
+            .args(["-qefc", command, "/dev/null"])
             .env("NO_COLOR", "1")
             .env_remove("SHOAL_LOG")
             .stdin(Stdio::piped())
@@ -153,5 +158,30 @@ fn a_plan_made_stale_while_the_user_decides_is_shown_again_not_carried_out() {
     terminal.answer("yes");
     let shown = terminal.finish();
     assert!(shown.contains("Apply converged"), "{shown}");
+    assert!(repo.steps().is_empty());
+}
+
+#[test]
+fn apply_json_on_a_terminal_asks_on_standard_error_and_keeps_the_json_valid() {
+    let repo = Repo::copy_of("examples/dataapp");
+    let report = repo.path().join("report.json");
+    let mut terminal = OnTerminal::run(&format!(
+        "{} apply --json --repo {} > {}",
+        env!("CARGO_BIN_EXE_shoal"),
+        repo.path().display(),
+        report.display()
+    ));
+    terminal.wait_for(PROMPT, 1);
+    assert!(
+        terminal.seen.contains("create_machine  vm-worker1"),
+        "the plan is shown before the question: {}",
+        terminal.seen
+    );
+    terminal.answer("yes");
+    terminal.finish();
+    let text = std::fs::read_to_string(&report).expect("the report");
+    let json: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    assert_eq!(json["converged"], true, "{json:#}");
     assert!(repo.steps().is_empty());
 }

@@ -95,7 +95,7 @@ fn machine(name: &str, role: Role) -> MachineSpec {
 
 /// Builds the demo service statically with rustc (std only, so this is quick).
 fn build_dataservice(out_dir: &Path) -> Result<PathBuf, String> {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/dataservice.rs");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dataservice.rs");
     let binary = out_dir.join(format!("dataservice-{}", std::process::id()));
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
     let output = std::process::Command::new(rustc)

@@ -6,6 +6,7 @@
 //! Needs Docker; skipped with a note when no engine answers (outside CI). One cluster for the
 //! whole file, destroyed even when the test fails.
 
+mod common;
 mod watch_support;
 
 use serde_json::Value;
@@ -28,6 +29,7 @@ fn docker_answers() -> bool {
 
 fn shoal(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .env(shoal::drivers::dind::TEST_LABEL_ENV, "1")
         .args(args)
         .arg("--repo")
         .arg(dir)
@@ -170,11 +172,9 @@ fn health_on_dind() {
         text(&out)
     );
     let env = String::from_utf8_lossy(&shoal(&dir, &["env", "vm-manager"]).stdout).into_owned();
-    cluster.docker_host = env
-        .lines()
-        .find_map(|l| l.strip_prefix("export DOCKER_HOST="))
-        .expect("DOCKER_HOST line")
-        .to_string();
+    cluster.docker_host = common::env_exports(&env)
+        .remove("DOCKER_HOST")
+        .expect("DOCKER_HOST set");
 
     // A service whose image no node has: exit 1 after the timeout, naming it and the error.
     repo.write("docker-compose.yml", &compose(Some(1), false));
@@ -241,6 +241,7 @@ fn health_on_dind() {
         ])
         .arg(&dir)
         .env("SHOAL_LOG", "info")
+        .env(shoal::drivers::dind::TEST_LABEL_ENV, "1")
         .env_remove("DOCKER_HOST");
     let mut watcher = Spawned::spawn(command);
     let addr = watcher.listening(Duration::from_secs(30));

@@ -23,16 +23,10 @@ impl Drop for Cluster {
 impl Cluster {
     /// Runs the docker CLI against the manager's engine: (success, stdout + stderr).
     fn docker(&self, args: &[&str], stdin: Option<&str>) -> (bool, String) {
-        let env = self.0.ok(&["env", "vm-manager"]);
-        let host = env
-            .lines()
-            .find_map(|l| l.strip_prefix("export DOCKER_HOST="))
-            .expect("DOCKER_HOST line")
-            .trim_matches('"')
-            .to_string();
+        let env = common::env_exports(&self.0.ok(&["env", "vm-manager"]));
         let mut child = Command::new("docker")
             .args(args)
-            .env("DOCKER_HOST", host)
+            .envs(&env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

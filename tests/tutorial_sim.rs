@@ -243,3 +243,62 @@ fn detailed_exitcode_tells_changes_apart() {
         Some(0)
     );
 }
+
+/// `eval $(shoal env M)` as typed (unquoted) and `eval "$(shoal env M)"` both set the variables
+/// in bash, and `--unset` clears them, both ways. The repository's path holds a space.
+#[test]
+fn shoal_env_works_as_typed_quoted_or_not() {
+    let repo = tutorial();
+    repo.apply();
+    let spaced = repo.path().join("my cluster");
+    std::fs::create_dir(&spaced).unwrap();
+    for file in ["machines.yml", "docker-compose.yml"] {
+        std::fs::copy(repo.path().join(file), spaced.join(file)).unwrap();
+    }
+    std::fs::rename(repo.path().join(".shoal"), spaced.join(".shoal")).unwrap();
+    let bash = |script: &str| {
+        let out = std::process::Command::new("bash")
+            .args(["-c", script, "bash", env!("CARGO_BIN_EXE_shoal")])
+            .arg(&spaced)
+            .env("DOCKER_TLS_VERIFY", "1")
+            .env("DOCKER_CERT_PATH", "/old")
+            .env_remove("DOCKER_HOST")
+            .output()
+            .expect("bash");
+        assert!(out.status.success(), "{script}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let show = r#"printf '%s|%s|%s' "${DOCKER_HOST-unset}" "${DOCKER_TLS_VERIFY-unset}" "${DOCKER_CERT_PATH-unset}""#;
+    for eval in [
+        r#"eval $("$1" env --repo "$2" vm-manager)"#,
+        r#"eval "$("$1" env --repo "$2" vm-manager)""#,
+    ] {
+        assert_eq!(
+            bash(&format!("{eval}; {show}")),
+            "sim://dataapp/vm-manager|unset|unset",
+            "{eval}"
+        );
+    }
+    for eval in [
+        r#"eval $("$1" env --repo "$2" --unset)"#,
+        r#"eval "$("$1" env --repo "$2" --unset)""#,
+    ] {
+        assert_eq!(
+            bash(&format!("export DOCKER_HOST=x; {eval}; {show}")),
+            "unset|unset|unset",
+            "{eval}"
+        );
+    }
+    // The hint in the output, run as it is written, works too.
+    let printed = bash(r#""$1" env --repo "$2" vm-manager"#);
+    let hint = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("# eval "))
+        .expect("the hint");
+    let hint = hint.replacen("shoal", "\"$1\"", 1);
+    assert_eq!(
+        bash(&format!("eval {hint}; {show}")),
+        "sim://dataapp/vm-manager|unset|unset",
+        "{printed}"
+    );
+}

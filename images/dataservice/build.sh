@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds the demo service image dataservice:1 on the local Docker engine, with no registry:
-# a statically linked build of src/bin/dataservice.rs is the image's only file.
+# a statically linked build of examples/dataservice.rs is the image's only file.
 #
 #   images/dataservice/build.sh            # rustc on the one file: quick, std only
-#   USE_CARGO=1 images/dataservice/build.sh  # cargo build of the crate's bin (rebuilds every
+#   USE_CARGO=1 images/dataservice/build.sh  # cargo build of the crate's example (rebuilds every
 #                                           # dependency statically, so it takes minutes)
 #
 # Afterwards list dataservice:1 in driver_options.preload_images to copy it into dind nodes.
@@ -17,12 +17,12 @@ mkdir -p "$out"
 
 if [ "${USE_CARGO:-0}" = 1 ]; then
 	RUSTFLAGS="-C target-feature=+crt-static" \
-		cargo build --release --bin dataservice --target "$target" --manifest-path "$root/Cargo.toml"
-	binary="${CARGO_TARGET_DIR:-$root/target}/$target/release/dataservice"
+		cargo build --release --example dataservice --target "$target" --manifest-path "$root/Cargo.toml"
+	binary="${CARGO_TARGET_DIR:-$root/target}/$target/release/examples/dataservice"
 else
 	rustc --edition 2021 --crate-name dataservice -C opt-level=3 -C strip=symbols \
 		-C target-feature=+crt-static --target "$target" \
-		"$root/src/bin/dataservice.rs" -o "$out/dataservice"
+		"$root/examples/dataservice.rs" -o "$out/dataservice"
 	binary="$out/dataservice"
 fi
 

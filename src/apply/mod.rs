@@ -83,6 +83,15 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// apply's exit code: 1 when a step did not succeed, a service it waited for is not healthy, or
+/// the cluster did not converge although apply `waited` for it; else 0. `--no-wait` asks only
+/// that every step be sent (the cluster may still be settling), and a dry run converges nothing.
+pub fn exit_code(report: &ApplyReport, dry_run: bool, waited: bool) -> u8 {
+    let failed = report.steps.iter().any(|s| s.status != StepStatus::Done);
+    let unconverged = !report.converged && !dry_run && waited;
+    u8::from(failed || !report.unhealthy().is_empty() || unconverged)
+}
+
 /// Carries out `plan`, then observes again and reports whether the cluster now matches `desired`.
 pub async fn apply(
     plan: &Plan,
@@ -1094,5 +1103,47 @@ fn removed(result: EngineResult<()>, target: &str) -> Result<(), StepError> {
     match result {
         Ok(()) | Err(EngineError::NotFound(_)) => Ok(()),
         Err(source) => Err(StepError::engine(format!("cannot remove {target}"))(source)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(converged: bool, status: StepStatus) -> ApplyReport {
+        ApplyReport {
+            revision: None,
+            steps: vec![StepReport {
+                id: StepId(1),
+                action: crate::plan::Action::CreateService,
+                target: "app_web".into(),
+                status,
+                seconds: 0.1,
+                error: None,
+            }],
+            writes: 1,
+            converged,
+            seconds: 1.0,
+            remaining: if converged {
+                Vec::new()
+            } else {
+                vec!["join_swarm w1".into()]
+            },
+            dry_run_writes: Vec::new(),
+            health: BTreeMap::new(),
+            waited_for: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn not_converged_is_exit_1_unless_apply_did_not_wait() {
+        assert_eq!(exit_code(&report(true, StepStatus::Done), false, true), 0);
+        assert_eq!(exit_code(&report(false, StepStatus::Done), false, true), 1);
+        assert_eq!(exit_code(&report(false, StepStatus::Done), false, false), 0);
+        assert_eq!(exit_code(&report(false, StepStatus::Done), true, true), 0);
+        assert_eq!(
+            exit_code(&report(true, StepStatus::Failed), false, false),
+            1
+        );
     }
 }

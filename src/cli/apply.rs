@@ -6,11 +6,11 @@
 //! files are read and the cluster observed again, and a plan that changed meanwhile is shown
 //! and asked about anew instead of being carried out.
 
-use super::common::{confirm, plan_repo, style_for_stdout};
+use super::common::{confirm, plan_repo, style_for_stdout, Console};
 use super::ApplyArgs;
 use anyhow::{bail, Context, Result};
 use shoal::apply::progress::{Bar, Lines, Progress};
-use shoal::apply::{apply, ApplyOptions};
+use shoal::apply::{apply, exit_code, ApplyOptions};
 use shoal::drivers::lock::LockHolder;
 use shoal::model::DriverKind;
 use shoal::observe::Planned;
@@ -23,7 +23,8 @@ use std::path::Path;
 /// How often a plan that keeps changing while the user decides is shown again.
 const ASK_AGAIN: usize = 3;
 
-/// Applies; exit 1 when a step failed or a service did not become healthy.
+/// Applies; exit 1 when a step failed, a service did not become healthy or the cluster did not
+/// converge.
 pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyArgs) -> Result<u8> {
     let saved = args.planfile.as_deref().map(read_plan).transpose()?;
     let rev = args
@@ -58,12 +59,14 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
                 ..planned
             },
         };
-        let style = style_for_stdout();
-        if !args.json {
-            print!("{}", render_plan(&planned.plan, style));
+        let asks = !planned.plan.is_empty() && !args.dry_run && saved.is_none() && !args.yes;
+        // With --json the plan is shown, on standard error, only to someone asked about it.
+        let console = Console::beside_json(args.json);
+        if !args.json || (asks && std::io::stdin().is_terminal()) {
+            console.show(&render_plan(&planned.plan, console.style()))?;
         }
-        let planned = if !planned.plan.is_empty() && !args.dry_run && saved.is_none() {
-            confirmed(planned, args.yes, &replan).await?
+        let planned = if asks {
+            confirmed(planned, console, &replan).await?
         } else {
             planned
         };
@@ -78,18 +81,15 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
     outcome
 }
 
-/// Asks for confirmation; after `yes` plans again (still under the lock) and, when the files
+/// Asks for confirmation on `console`; after `yes` plans again (still under the lock) and, when the files
 /// or the cluster changed while the user decided, shows the new plan and asks again.
-async fn confirmed<F, Fut>(mut planned: Planned, yes: bool, replan: F) -> Result<Planned>
+async fn confirmed<F, Fut>(mut planned: Planned, console: Console, replan: F) -> Result<Planned>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<Planned>>,
 {
-    if yes {
-        return Ok(planned);
-    }
     for _ in 0..ASK_AGAIN {
-        confirm(false, "apply")?;
+        confirm(false, "apply", console)?;
         let fresh = replan().await?;
         match check_fresh(&planned.plan, fresh.plan.clone()) {
             Ok(_) => return Ok(fresh),
@@ -98,10 +98,10 @@ where
                     Stale::Cluster => "the cluster changed",
                     Stale::Files { .. } | Stale::Edited { .. } => "the files changed",
                 };
-                println!(
-                    "\nThe plan above is out of date: {what} while you decided. Nothing was changed. The plan now:\n"
-                );
-                print!("{}", render_plan(&fresh.plan, style_for_stdout()));
+                console.show(&format!(
+                    "\nThe plan above is out of date: {what} while you decided. Nothing was changed. The plan now:\n\n{}",
+                    render_plan(&fresh.plan, console.style())
+                ))?;
                 if fresh.plan.is_empty() {
                     return Ok(fresh);
                 }
@@ -113,7 +113,8 @@ where
 }
 
 /// Applies the plan, waits for the services it changed (unless `--no-wait`) and prints the
-/// report; exit 1 when a step failed or a service it changed did not become healthy.
+/// report; exit 1 when a step failed, a service it changed did not become healthy, or (unless
+/// `--no-wait`) the cluster did not converge.
 async fn carry_out(
     planned: Planned,
     options: &ApplyOptions,
@@ -137,17 +138,12 @@ async fn carry_out(
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if !plan.is_empty() || dry_run {
-        print!("\n{}", render_report(&report, style_for_stdout()));
+        print!(
+            "\n{}",
+            render_report(&report, options.wait, style_for_stdout())
+        );
     }
-    let failed = report
-        .steps
-        .iter()
-        .any(|s| s.status != shoal::plan::report::StepStatus::Done);
-    Ok(if failed || !report.unhealthy().is_empty() {
-        1
-    } else {
-        0
-    })
+    Ok(exit_code(&report, dry_run, options.wait.is_some()))
 }
 
 /// Reads a saved plan; [`parse_saved`] checks it.

@@ -20,16 +20,65 @@ pub fn style_for_stdout() -> Style {
     }
 }
 
-/// Asks on a terminal; refuses without `--yes` elsewhere.
-pub fn confirm(yes: bool, verb: &str) -> Result<()> {
+/// Where a question and what it is about are shown: standard output, or standard error when
+/// standard output carries JSON (`apply --json`), which must stay valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Console {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Console {
+    /// Standard error when `json` is printed on standard output, else standard output.
+    pub fn beside_json(json: bool) -> Console {
+        if json {
+            Console::Stderr
+        } else {
+            Console::Stdout
+        }
+    }
+
+    /// Colors when this stream is a terminal, unless NO_COLOR is set.
+    pub fn style(self) -> Style {
+        match self {
+            Console::Stdout => style_for_stdout(),
+            Console::Stderr => Style {
+                color: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            },
+        }
+    }
+
+    /// Writes `text` as it is and flushes.
+    pub fn show(self, text: &str) -> Result<()> {
+        match self {
+            Console::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes())?;
+                out.flush()?;
+            }
+            Console::Stderr => {
+                let mut out = std::io::stderr().lock();
+                out.write_all(text.as_bytes())?;
+                out.flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Asks on a terminal, on `console`; refuses without `--yes` elsewhere.
+pub fn confirm(yes: bool, verb: &str, console: Console) -> Result<()> {
     if yes {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
         bail!("refusing to {verb} without --yes: standard input is not a terminal, so nobody can confirm");
     }
-    print!("\nDo you want to {verb}? Only 'yes' will be accepted: ");
-    std::io::stdout().flush()?;
+    console.show(&format!(
+        "\nDo you want to {verb}? Only 'yes' will be accepted: "
+    ))?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     if answer.trim() != "yes" {

@@ -1,7 +1,7 @@
 //! `shoal destroy`: destroy every machine of the cluster, after confirmation, under the apply
 //! lock (so it never interleaves with a running apply or watcher pass).
 
-use super::common::{confirm, load_cluster, RepoDriver};
+use super::common::{confirm, load_cluster, Console, RepoDriver};
 use anyhow::Result;
 use shoal::apply::{unix_now, ApplyOptions};
 use shoal::drivers::lock::LockHolder;
@@ -43,7 +43,7 @@ async fn destroy(cluster: &str, driver: &dyn shoal::drivers::Driver, yes: bool) 
             "Cluster {cluster} has no machines; this removes what is left of it: {}.",
             leftovers.join(", ")
         );
-        confirm(yes, "destroy")?;
+        confirm(yes, "destroy", Console::Stdout)?;
         driver.destroy_all().await?;
         println!("Removed what was left of cluster {cluster}.");
         return Ok(0);
@@ -54,7 +54,7 @@ async fn destroy(cluster: &str, driver: &dyn shoal::drivers::Driver, yes: bool) 
         names.len(),
         names.join(", ")
     );
-    confirm(yes, "destroy")?;
+    confirm(yes, "destroy", Console::Stdout)?;
     driver.destroy_all().await?;
     println!("Destroyed cluster {cluster}.");
     Ok(0)

@@ -24,6 +24,9 @@ pub enum AgeError {
     /// No identity was given.
     #[error("no age identity is set")]
     NoIdentity,
+    /// `SHOAL_AGE_KEY_FILE` names a file that cannot be read (and no other identity decrypts).
+    #[error("{AGE_KEY_FILE_VAR} is set, but its file cannot be read: {0}")]
+    UnreadableKeyFile(String),
     /// The identities' text is not a list of age identities.
     #[error("{AGE_KEY_VAR} holds something that is not an age identity on line {line}")]
     InvalidIdentity {
@@ -37,7 +40,7 @@ pub enum AgeError {
         count: usize,
     },
     /// The file is not a valid age file, or it was damaged.
-    #[error("it is not a valid age file: {0}")]
+    #[error("it is damaged, or not an age file: {0}")]
     Malformed(String),
 }
 
@@ -100,23 +103,47 @@ impl Keys {
         }
     }
 
+    /// These keys, noting that the file `SHOAL_AGE_KEY_FILE` names could not be read
+    /// (`problem`, with its path): when no other identity is given, that is the error.
+    pub fn with_unreadable_file(self, problem: Option<&str>) -> Keys {
+        match (problem, &self.parsed) {
+            (Some(problem), Err(AgeError::NoIdentity)) => Keys {
+                parsed: Err(AgeError::UnreadableKeyFile(problem.to_string())),
+            },
+            _ => self,
+        }
+    }
+
     /// The plaintext of the age file `bytes` (binary or armored).
     pub fn decrypt(&self, bytes: &[u8]) -> Result<Vec<u8>, AgeError> {
         let keys = self.parsed.as_ref().map_err(Clone::clone)?;
         let malformed = |e: &dyn std::fmt::Display| AgeError::Malformed(e.to_string());
         let decryptor = age::Decryptor::new_buffered(age::armor::ArmoredReader::new(bytes))
-            .map_err(|e| malformed(&e))?;
+            .map_err(|e| AgeError::Malformed(damage(&e)))?;
         let mut reader = decryptor
             .decrypt(keys.iter().map(|k| k as &dyn age::Identity))
             .map_err(|e| match e {
                 age::DecryptError::NoMatchingKeys => AgeError::NoMatchingKey { count: keys.len() },
-                other => malformed(&other),
+                other => AgeError::Malformed(damage(&other)),
             })?;
         let mut plaintext = Vec::new();
         reader
             .read_to_end(&mut plaintext)
             .map_err(|e| malformed(&e))?;
         Ok(plaintext)
+    }
+}
+
+/// What is wrong with a file age cannot read, in words that fit a damaged file: age's own text
+/// for an unreadable header asks whether age is out of date.
+fn damage(error: &age::DecryptError) -> String {
+    match error {
+        age::DecryptError::UnknownFormat | age::DecryptError::InvalidHeader => {
+            "its header cannot be read".to_string()
+        }
+        age::DecryptError::InvalidMac => "its header fails its integrity check".to_string(),
+        age::DecryptError::DecryptionFailed => "its content fails its integrity check".to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -201,6 +228,46 @@ mod tests {
             keys.decrypt(b"age-encryption.org/v1\ngarbage"),
             Err(AgeError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_damaged_file_is_called_damaged() {
+        let one = x25519::Identity::generate();
+        let keys = Keys::parse(Some(&text(&[&one])));
+        let sealed = encrypt(&one, b"hunter2", false);
+        let mut flipped = sealed.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        for damaged in [
+            b"age-encryption.org/v1\ngarbage".to_vec(),
+            sealed[..sealed.len() / 2].to_vec(),
+            sealed[..40].to_vec(),
+            flipped,
+        ] {
+            let said = keys.decrypt(&damaged).unwrap_err().to_string();
+            assert!(said.starts_with("it is damaged"), "{said}");
+            assert!(!said.to_lowercase().contains("upgrad"), "{said}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_key_file_is_the_error_when_no_other_identity_is_set() {
+        let problem = "/keys/age.txt: Permission denied (os error 13)";
+        let sealed = encrypt(&x25519::Identity::generate(), b"hunter2", false);
+        let said = Keys::parse(None)
+            .with_unreadable_file(Some(problem))
+            .decrypt(&sealed)
+            .unwrap_err();
+        assert_eq!(said, AgeError::UnreadableKeyFile(problem.to_string()));
+        assert!(said
+            .to_string()
+            .contains("SHOAL_AGE_KEY_FILE is set, but its file cannot be read: /keys/age.txt"));
+        assert_eq!(
+            Keys::parse(None)
+                .with_unreadable_file(None)
+                .decrypt(&sealed),
+            Err(AgeError::NoIdentity)
+        );
     }
 
     #[test]

@@ -588,6 +588,9 @@ fn age_help(error: &AgeError) -> String {
             "{AGE_KEY_VAR} (or the file {AGE_KEY_FILE_VAR} names) must hold age identities, one per line, `#` comments allowed"
         ),
         AgeError::NoMatchingKey { .. } => "encrypt the file to the cluster's public key (`age -r age1… -o FILE.age FILE`), or give the identity it was encrypted to".to_string(),
+        AgeError::UnreadableKeyFile(_) => format!(
+            "make the file {AGE_KEY_FILE_VAR} names readable by the user running shoal, or point {AGE_KEY_FILE_VAR} at the cluster's identity file"
+        ),
         AgeError::Malformed(_) => "encrypt the file again with `age -r <public key> -o FILE.age FILE`".to_string(),
     }
 }

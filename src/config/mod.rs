@@ -43,12 +43,14 @@ pub fn interpolation_vars(
 /// Loads and validates machines.yml, the stacks' compose files, .env, and secret/config files.
 /// `env` is the process environment used for interpolation (it wins over .env, as in docker
 /// compose); the age identities that decrypt encrypted secret and config files travel in it
-/// under [`AGE_KEY_VAR`] (put there by `source::interpolation_env`), and interpolation never
+/// under [`AGE_KEY_VAR`] (put there by `source::interpolation_env`, with why the file
+/// [`AGE_KEY_FILE_VAR`] names could not be read under that name), and interpolation never
 /// sees them, nor any other `SHOAL_*` variable.
 pub fn load(files: &dyn FileSource, env: &BTreeMap<String, String>) -> Result<Desired, Invalid> {
     let mut diags = Vec::new();
     let machines = machines::load(files, &mut diags);
-    let keys = Keys::parse(env.get(AGE_KEY_VAR).map(String::as_str));
+    let keys = Keys::parse(env.get(AGE_KEY_VAR).map(String::as_str))
+        .with_unreadable_file(env.get(AGE_KEY_FILE_VAR).map(String::as_str));
     let env = interpolation_vars(env.iter().map(|(n, v)| (n.clone(), v.clone())));
     let vars = env::Vars {
         dotenv: load_dotenv(files, &env, &mut diags),

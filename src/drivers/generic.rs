@@ -383,6 +383,9 @@ impl Driver for GenericDriver {
         if let Some(dir) = access.tls {
             exports.push(("DOCKER_TLS_VERIFY".to_string(), "1".to_string()));
             exports.push(("DOCKER_HOST".to_string(), host.host.clone()));
+            // The docker CLI runs wherever the user is: a folder named relative to the
+            // repository is made absolute.
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
             exports.push(("DOCKER_CERT_PATH".to_string(), dir.display().to_string()));
         } else {
             exports.push(("DOCKER_HOST".to_string(), host.host.clone()));
@@ -464,6 +467,44 @@ mod tests {
             Some("fd00::1")
         );
         assert_eq!(advertise_addr("unix:///var/run/docker.sock").await, None);
+    }
+
+    #[tokio::test]
+    async fn env_names_the_certificates_by_an_absolute_path() {
+        let mut desired = Desired {
+            cluster: "c".into(),
+            ..Desired::default()
+        };
+        desired.machines.insert(
+            "m".into(),
+            MachineSpec {
+                name: "m".into(),
+                role: Role::Manager,
+                labels: BTreeMap::new(),
+                host: Some("tcp://10.1.0.2:2376".into()),
+            },
+        );
+        desired.access.insert(
+            "m".into(),
+            MachineAccess {
+                tls: Some("certs/m".into()),
+                ..MachineAccess::default()
+            },
+        );
+        let driver = GenericDriver::new(&desired, Path::new("repo"));
+        let exports = driver.env("m").await.unwrap();
+        let expected = std::env::current_dir().unwrap().join("repo/certs/m");
+        assert_eq!(
+            exports,
+            [
+                ("DOCKER_TLS_VERIFY".to_string(), "1".to_string()),
+                ("DOCKER_HOST".to_string(), "tcp://10.1.0.2:2376".to_string()),
+                (
+                    "DOCKER_CERT_PATH".to_string(),
+                    expected.display().to_string()
+                ),
+            ]
+        );
     }
 
     #[test]

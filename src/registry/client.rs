@@ -41,6 +41,12 @@ pub enum RegistryError {
         /// The HTTP status.
         status: u16,
     },
+    /// The registry refused the credentials sent (a wrong user or password).
+    #[error("{url} refused the credentials of the docker config of the user running shoal: check the user and password, then `docker login` again")]
+    Refused {
+        /// What was asked.
+        url: String,
+    },
     /// The answer could not be used.
     #[error("{0}")]
     Invalid(String),
@@ -94,6 +100,7 @@ pub async fn resolve_digest(
                 })?;
                 authorization = Some(authorize(&challenge, credentials, &url).await?);
             }
+            401 if credentials.is_some() => return Err(RegistryError::Refused { url }),
             status => return Err(RegistryError::Status { url, status }),
         }
     }
@@ -138,6 +145,9 @@ async fn authorize(
                 headers.push(("authorization", format!("Basic {}", c.basic())));
             }
             let answer = request("GET", &token_url, &headers).await?;
+            if answer.status == 401 && credentials.is_some() {
+                return Err(RegistryError::Refused { url: realm.clone() });
+            }
             if answer.status != 200 {
                 return Err(RegistryError::Status {
                     url: realm.clone(),
@@ -322,6 +332,46 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A registry on 127.0.0.1 that answers every request 401 with a basic challenge; its port.
+    async fn refusing_registry() -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 401 Unauthorized\r\nWww-Authenticate: Basic realm=\"r\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_is_told_as_refused_credentials() {
+        let port = refusing_registry().await;
+        let reference = Reference::parse(&format!("127.0.0.1:{port}/app:1")).unwrap();
+        let without = resolve_digest(&reference, None).await.unwrap_err();
+        assert!(without.to_string().contains("docker login"), "{without}");
+        let wrong = Credentials {
+            username: "u".into(),
+            password: "wrong".into(),
+            identity_token: None,
+            server: format!("127.0.0.1:{port}"),
+        };
+        let refused = resolve_digest(&reference, Some(&wrong)).await.unwrap_err();
+        assert!(
+            matches!(refused, RegistryError::Refused { .. }),
+            "{refused}"
+        );
+        assert!(
+            refused.to_string().contains("refused the credentials"),
+            "{refused}"
+        );
+    }
 
     #[test]
     fn challenges_are_parsed() {

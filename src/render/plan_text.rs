@@ -5,6 +5,7 @@ use crate::plan::report::{ApplyReport, StepStatus};
 use crate::plan::{Effect, FieldChange, Plan, Step, StepOp};
 use similar::{ChangeTag, TextDiff};
 use std::fmt::Write;
+use std::time::Duration;
 
 /// The symbol of a step: `+` add, `~` change, `-` destroy, `-/+` part of a replacement.
 fn symbol(step: &Step) -> &'static str {
@@ -146,8 +147,9 @@ fn render_change(out: &mut String, change: &FieldChange, style: Style) {
     }
 }
 
-/// Renders what apply did for people.
-pub fn render_report(report: &ApplyReport, style: Style) -> String {
+/// Renders what apply did for people; `wait` is how long apply waited at most for the services
+/// it changed to become healthy (`--timeout`), `None` when it did not wait (`--no-wait`).
+pub fn render_report(report: &ApplyReport, wait: Option<Duration>, style: Style) -> String {
     let mut out = String::new();
     if !report.dry_run_writes.is_empty() {
         let _ = writeln!(out, "Dry run: these writes would be sent, in order:");
@@ -207,11 +209,20 @@ pub fn render_report(report: &ApplyReport, style: Style) -> String {
             report.waited_for.join(", ")
         );
     }
+    let still_progressing = unhealthy.iter().any(|(_, health)| !health.settled);
     let verdict = if !unhealthy.is_empty() {
+        let ran_out = match wait {
+            Some(timeout) if still_progressing => {
+                format!("the --timeout of {} ran out with ", span(timeout))
+            }
+            _ => String::new(),
+        };
         style.red(&format!(
-            "failed ({} service(s) not healthy)",
+            "failed ({ran_out}{} service(s) not healthy)",
             unhealthy.len()
         ))
+    } else if wait.is_none() {
+        style.yellow("sent without waiting (--no-wait: the services' health was not awaited)")
     } else if report.converged {
         style.green("converged")
     } else {
@@ -226,4 +237,85 @@ pub fn render_report(report: &ApplyReport, style: Style) -> String {
         report.seconds
     );
     out
+}
+
+/// A duration as `--timeout` takes it: `90s`, `5m`, `2h`.
+fn span(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        0 => format!("{}ms", duration.as_millis()),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::{Health, HealthState};
+
+    fn report(health: Option<Health>) -> ApplyReport {
+        ApplyReport {
+            revision: None,
+            steps: Vec::new(),
+            writes: 1,
+            converged: true,
+            seconds: 9.0,
+            remaining: Vec::new(),
+            dry_run_writes: Vec::new(),
+            waited_for: health.iter().map(|_| "app_web".to_string()).collect(),
+            health: health
+                .into_iter()
+                .map(|h| ("app_web".to_string(), h))
+                .collect(),
+        }
+    }
+
+    fn verdict(report: &ApplyReport, wait: Option<Duration>) -> String {
+        let text = render_report(report, wait, Style::PLAIN);
+        text.lines()
+            .find(|l| l.starts_with("Apply "))
+            .unwrap_or_else(|| panic!("no verdict: {text}"))
+            .to_string()
+    }
+
+    #[test]
+    fn a_timeout_that_ran_out_says_so() {
+        let progressing = Health::new(HealthState::Progressing, "1/2 tasks running");
+        let said = verdict(&report(Some(progressing)), Some(Duration::from_secs(8)));
+        assert!(
+            said.starts_with(
+                "Apply failed (the --timeout of 8s ran out with 1 service(s) not healthy)"
+            ),
+            "{said}"
+        );
+        let mut rolled_back = Health::new(HealthState::Degraded, "update rolled back");
+        rolled_back.settled = true;
+        let said = verdict(&report(Some(rolled_back)), Some(Duration::from_secs(300)));
+        assert!(
+            said.starts_with("Apply failed (1 service(s) not healthy)"),
+            "{said}"
+        );
+    }
+
+    #[test]
+    fn no_wait_says_it_did_not_wait() {
+        let said = verdict(&report(None), None);
+        assert!(
+            said.starts_with("Apply sent without waiting (--no-wait"),
+            "{said}"
+        );
+        assert!(!said.contains("converged"), "{said}");
+        let said = verdict(&report(None), Some(Duration::from_secs(300)));
+        assert!(said.starts_with("Apply converged"), "{said}");
+    }
+
+    #[test]
+    fn spans_read_as_typed() {
+        assert_eq!(span(Duration::from_secs(8)), "8s");
+        assert_eq!(span(Duration::from_secs(300)), "5m");
+        assert_eq!(span(Duration::from_secs(7200)), "2h");
+        assert_eq!(span(Duration::from_millis(500)), "500ms");
+    }
 }

@@ -182,13 +182,11 @@ pub(crate) struct Shared {
 impl Shared {
     /// The status as it is now.
     fn report(&self) -> StatusReport {
-        let mut report = self
-            .report
+        self.report
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        report.ready = self.ready.load(Ordering::SeqCst);
-        report
+            .clone()
+            .with_readiness(self.ready.load(Ordering::SeqCst))
     }
 
     fn update(&self, change: impl FnOnce(&mut StatusReport)) {

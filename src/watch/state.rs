@@ -114,6 +114,37 @@ pub struct TargetInfo {
     pub kind: TargetKind,
 }
 
+/// Where the watcher is in its life, as `/status` tells it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// The first pass has not run yet.
+    #[default]
+    Starting,
+    /// At least one pass has run.
+    Watching,
+}
+
+impl StatusReport {
+    /// This report, told whether a first pass has run: before it, it says it is starting
+    /// rather than leaving its empty fields unexplained.
+    pub fn with_readiness(self, ready: bool) -> StatusReport {
+        StatusReport {
+            ready,
+            phase: if ready {
+                Phase::Watching
+            } else {
+                Phase::Starting
+            },
+            message: (!ready).then(|| {
+                "starting: the first pass has not run yet, so nothing is observed or applied so far"
+                    .to_string()
+            }),
+            ..self
+        }
+    }
+}
+
 /// `GET /status`: the watcher's view, and the cluster's as `shoal status --json` prints it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct StatusReport {
@@ -121,6 +152,12 @@ pub struct StatusReport {
     pub source: SourceInfo,
     /// Whether a first pass has run.
     pub ready: bool,
+    /// `starting` until the first pass has run (the fields below are empty until then), then
+    /// `watching`.
+    pub phase: Phase,
+    /// While starting: what that means for the empty fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// The commit recorded in the swarm as applied (`io.shoal.revision`).
     pub revision: Option<String>,
     /// The commit the cluster was last found to match: the target of the last pass that
@@ -153,4 +190,23 @@ pub struct StatusReport {
     pub target: Option<TargetInfo>,
     /// Why the branch tip does not load or plan, while it does not; cleared by a tip that does.
     pub tip_error: Option<ErrorInfo>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn before_the_first_pass_the_status_says_it_is_starting() {
+        let starting = serde_json::to_value(StatusReport::default().with_readiness(false)).unwrap();
+        assert_eq!(starting["phase"], "starting");
+        assert_eq!(starting["ready"], false);
+        assert!(starting["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("starting"));
+        let watching = serde_json::to_value(StatusReport::default().with_readiness(true)).unwrap();
+        assert_eq!(watching["phase"], "watching");
+        assert!(watching.get("message").is_none());
+    }
 }

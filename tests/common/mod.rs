@@ -70,11 +70,13 @@ impl Repo {
         self.command(args).output().expect("run shoal")
     }
 
-    /// The command `shoal ARGS --repo DIR` with no standard input and no DOCKER_HOST, to run.
+    /// The command `shoal ARGS --repo DIR` with no standard input and no DOCKER_HOST, to run;
+    /// what it makes on the host engine carries the test label (`.ci/run` removes only that).
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_shoal"));
         command
             .args(args)
+            .env(shoal::drivers::dind::TEST_LABEL_ENV, "1")
             .arg("--repo")
             .arg(self.path())
             .args(&self.extra_args)
@@ -327,6 +329,37 @@ pub fn build_demo_image() {
     }
 }
 
+/// The variables that `eval $(shoal env …)`, unquoted as the README shows it, sets in bash, from
+/// `output`, the standard output of `shoal env`.
+pub fn env_exports(output: &str) -> std::collections::BTreeMap<String, String> {
+    const VARIABLES: [&str; 4] = [
+        "DOCKER_TLS_VERIFY",
+        "DOCKER_HOST",
+        "DOCKER_CERT_PATH",
+        "DOCKER_MACHINE_NAME",
+    ];
+    let script = format!(
+        r#"eval $(printf '%s' "$1") && for v in {}; do [ -z "${{!v+x}}" ] || printf '%s=%s\0' "$v" "${{!v}}"; done"#,
+        VARIABLES.join(" ")
+    );
+    let mut command = Command::new("bash");
+    command.args(["-c", &script, "bash", output]);
+    for variable in VARIABLES {
+        command.env_remove(variable);
+    }
+    let out = command.output().expect("bash");
+    assert!(
+        out.status.success(),
+        "eval $(shoal env) failed: {}\n{output}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_terminator('\0')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
 /// A dind cluster a test made from a repository, destroyed (`shoal destroy --yes`) when it is
 /// dropped, whether the test passed or not.
 pub struct DindCluster {
@@ -377,15 +410,11 @@ impl DindCluster {
 
     /// [`DindCluster::docker`] with these variables added to the docker CLI's environment.
     fn docker_with_env(&self, machine: &str, vars: &[(&str, &str)], args: &[&str]) -> String {
-        let env = self.repo.ok(&["env", machine]);
-        let host = env
-            .lines()
-            .find_map(|l| l.strip_prefix("export DOCKER_HOST="))
-            .expect("DOCKER_HOST line");
+        let env = env_exports(&self.repo.ok(&["env", machine]));
         let out = Command::new("docker")
             .args(args)
             .current_dir(self.repo.path())
-            .env("DOCKER_HOST", host)
+            .envs(&env)
             .envs(vars.iter().copied())
             .output()
             .expect("docker");

@@ -54,13 +54,8 @@ pub fn tutorial_repo() -> Repo {
 
 /// The docker CLI with the exports of `shoal env MACHINE` in its environment.
 pub fn docker_via_env(repo: &Repo, machine: &str) -> Command {
-    let env = repo.ok(&["env", machine]);
     let mut command = Command::new("docker");
-    for line in env.lines() {
-        if let Some((name, value)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
-            command.env(name, value.trim_matches('\''));
-        }
-    }
+    command.envs(crate::common::env_exports(&repo.ok(&["env", machine])));
     command
 }
 

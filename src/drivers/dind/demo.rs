@@ -1,4 +1,4 @@
-//! The demo service image `dataservice:1`: one static binary (`src/bin/dataservice.rs`) as the
+//! The demo service image `dataservice:1`: one static binary (`examples/dataservice.rs`) as the
 //! only file of an imported image, the API equivalent of
 //! `tar c dataservice | docker import -c 'ENTRYPOINT ["/dataservice"]' - dataservice:1`.
 

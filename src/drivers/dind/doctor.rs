@@ -3,14 +3,14 @@
 
 use super::{connect_host, node, registry, DindDriver, DindOptions, RegistryOptions};
 use crate::drivers::Driver;
-use crate::model::{MachineSpec, Role, LABEL_CLUSTER};
+use crate::model::{MachineSpec, Role};
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig, SwarmInitRequest};
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
 use bollard::Docker;
 use futures::StreamExt;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -275,10 +275,7 @@ async fn privileged_starts(
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         entrypoint: Some(vec!["/usr/bin/busybox".to_string(), "true".to_string()]),
-        labels: Some(HashMap::from([(
-            LABEL_CLUSTER.to_string(),
-            cluster.to_string(),
-        )])),
+        labels: Some(super::labels_for(cluster, [])),
         host_config: Some(HostConfig {
             privileged: Some(true),
             ..Default::default()

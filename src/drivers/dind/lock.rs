@@ -10,11 +10,9 @@
 use super::{is_not_found, DindError};
 use crate::drivers::lock::{HeldLock, LockHolder};
 use crate::drivers::{DriverError, DriverResult};
-use crate::model::LABEL_CLUSTER;
 use bollard::models::{Volume, VolumeCreateRequest};
 use bollard::query_parameters::RemoveVolumeOptions;
 use bollard::Docker;
-use std::collections::HashMap;
 
 /// Label naming the lock's holder.
 pub const LABEL_LOCK_HOLDER: &str = "io.shoal.lock.holder";
@@ -93,13 +91,15 @@ pub(crate) async fn lock(
         let request = VolumeCreateRequest {
             name: Some(name.clone()),
             driver: Some("local".to_string()),
-            labels: Some(HashMap::from([
-                (LABEL_CLUSTER.to_string(), cluster.to_string()),
-                (LABEL_LOCK_HOLDER.to_string(), holder.encode()),
-                (LABEL_LOCK_SINCE.to_string(), now.to_string()),
-                (LABEL_LOCK_EXPIRES.to_string(), expires_at.to_string()),
-                (LABEL_LOCK_NONCE.to_string(), mine.clone()),
-            ])),
+            labels: Some(super::labels_for(
+                cluster,
+                [
+                    (LABEL_LOCK_HOLDER, holder.encode()),
+                    (LABEL_LOCK_SINCE, now.to_string()),
+                    (LABEL_LOCK_EXPIRES, expires_at.to_string()),
+                    (LABEL_LOCK_NONCE, mine.clone()),
+                ],
+            )),
             ..Default::default()
         };
         let volume = docker

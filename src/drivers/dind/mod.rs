@@ -47,6 +47,12 @@ pub use node::Security;
 
 /// Label of the volume that marks a machine whose setup (start, image preload) finished.
 pub const LABEL_READY: &str = "io.shoal.ready";
+/// Label of everything the driver makes while [`TEST_LABEL_ENV`] is set: what tests made, which
+/// `.ci/run` removes after an interrupted run (never a user's own clusters, which lack it).
+pub const LABEL_TEST: &str = "io.shoal.test";
+/// Environment variable that the test helpers and `.ci/run` set (to any value, the label's) so
+/// that what the driver makes carries [`LABEL_TEST`].
+pub const TEST_LABEL_ENV: &str = "SHOAL_TEST_LABEL";
 pub use nodeimage::{ensure_node_image, NodeImage, NODE_IMAGE_LABEL, NODE_IMAGE_REPO};
 
 use super::lock::{HeldLock, LockHolder};
@@ -78,6 +84,21 @@ pub const NODE_HOST_DIR: &str = "/run/shoal-host";
 const MAX_SOCKET_PATH: usize = 107;
 /// Timeout of each request to the host engine; image transfers can be long.
 const HOST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The labels of what the driver makes for `cluster`: [`LABEL_CLUSTER`], `more`, and
+/// [`LABEL_TEST`] when this process runs for the tests (read once per process).
+pub(crate) fn labels_for<const N: usize>(
+    cluster: &str,
+    more: [(&str, String); N],
+) -> HashMap<String, String> {
+    static TEST: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let test = TEST.get_or_init(|| std::env::var(TEST_LABEL_ENV).ok());
+    std::iter::once((LABEL_CLUSTER, cluster.to_string()))
+        .chain(more)
+        .chain(test.iter().map(|value| (LABEL_TEST, value.clone())))
+        .map(|(key, value)| (key.to_string(), value))
+        .collect()
+}
 
 /// What the dind driver failed with.
 #[derive(Debug, thiserror::Error)]
@@ -691,11 +712,13 @@ impl DindDriver {
         let request = VolumeCreateRequest {
             name: Some(name.clone()),
             driver: Some("local".to_string()),
-            labels: Some(HashMap::from([
-                (LABEL_CLUSTER.to_string(), self.cluster.clone()),
-                (LABEL_MACHINE.to_string(), machine.to_string()),
-                (LABEL_READY.to_string(), "true".to_string()),
-            ])),
+            labels: Some(labels_for(
+                &self.cluster,
+                [
+                    (LABEL_MACHINE, machine.to_string()),
+                    (LABEL_READY, "true".to_string()),
+                ],
+            )),
             ..Default::default()
         };
         self.docker

@@ -6,7 +6,6 @@ use crate::model::LABEL_CLUSTER;
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{InspectNetworkOptions, ListNetworksOptions};
 use bollard::Docker;
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 /// An IPv4 subnet: network address and prefix length.
@@ -170,10 +169,7 @@ pub(crate) async fn ensure(docker: &Docker, name: &str, cluster: &str) -> Result
                 }]),
                 options: None,
             }),
-            labels: Some(HashMap::from([(
-                LABEL_CLUSTER.to_string(),
-                cluster.to_string(),
-            )])),
+            labels: Some(super::labels_for(cluster, [])),
             ..Default::default()
         };
         match docker.create_network(request).await {

@@ -2,7 +2,7 @@
 //! waiting for its engine, and copying images into it.
 
 use super::{is_not_found, lock_security, remove_container, DindError, NODE_HOST_DIR};
-use crate::model::{Role, LABEL_CLUSTER, LABEL_MACHINE, LABEL_ROLE};
+use crate::model::{Role, LABEL_MACHINE, LABEL_ROLE};
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig,
     HostConfigCgroupnsModeEnum, Mount, MountType, NetworkingConfig, RestartPolicy,
@@ -139,11 +139,13 @@ pub(crate) fn host_socket_gid() -> Option<u32> {
 
 /// The container's settings under the given security mode.
 pub(crate) fn container_body(spec: &NodeSpec<'_>, security: &Security) -> ContainerCreateBody {
-    let labels = HashMap::from([
-        (LABEL_CLUSTER.to_string(), spec.cluster.to_string()),
-        (LABEL_MACHINE.to_string(), spec.machine.to_string()),
-        (LABEL_ROLE.to_string(), spec.role.as_str().to_string()),
-    ]);
+    let labels = super::labels_for(
+        spec.cluster,
+        [
+            (LABEL_MACHINE, spec.machine.to_string()),
+            (LABEL_ROLE, spec.role.as_str().to_string()),
+        ],
+    );
     let mut env = Vec::new();
     let mut dockerd_args = Vec::new();
     match &spec.registry {
@@ -390,10 +392,10 @@ async fn fresh_volume(docker: &Docker, spec: &NodeSpec<'_>) -> Result<(), DindEr
     let request = VolumeCreateRequest {
         name: Some(spec.volume.clone()),
         driver: Some("local".to_string()),
-        labels: Some(HashMap::from([
-            (LABEL_CLUSTER.to_string(), spec.cluster.to_string()),
-            (LABEL_MACHINE.to_string(), spec.machine.to_string()),
-        ])),
+        labels: Some(super::labels_for(
+            spec.cluster,
+            [(LABEL_MACHINE, spec.machine.to_string())],
+        )),
         ..Default::default()
     };
     docker

@@ -14,7 +14,6 @@ use super::network::Subnet;
 use super::nodeimage::{self, Rootfs};
 use super::{is_not_found, node, remove_container, status_of, upload, DindError};
 use crate::config::registry::RegistryOptions;
-use crate::model::LABEL_CLUSTER;
 use crate::registry::reference::{Reference, DOCKER_HUB};
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Mount, MountType,
@@ -392,10 +391,10 @@ fn container_body(
     ContainerCreateBody {
         image: Some(image.to_string()),
         env: Some(env),
-        labels: Some(HashMap::from([
-            (LABEL_CLUSTER.to_string(), placement.cluster.to_string()),
-            (LABEL_REGISTRY.to_string(), settings.to_string()),
-        ])),
+        labels: Some(super::labels_for(
+            placement.cluster,
+            [(LABEL_REGISTRY, settings.to_string())],
+        )),
         exposed_ports: Some(vec![served.clone()]),
         host_config: Some(HostConfig {
             port_bindings: Some(HashMap::from([(
@@ -453,10 +452,7 @@ async fn create_volume(docker: &Docker, cluster: &str) -> Result<(), DindError> 
     let request = VolumeCreateRequest {
         name: Some(name.clone()),
         driver: Some("local".to_string()),
-        labels: Some(HashMap::from([(
-            LABEL_CLUSTER.to_string(),
-            cluster.to_string(),
-        )])),
+        labels: Some(super::labels_for(cluster, [])),
         ..Default::default()
     };
     docker
@@ -571,6 +567,7 @@ async fn push_one(docker: &Docker, image: &str, name: &str) -> Result<(), DindEr
             .map_err(|e| DindError::docker(format!("cannot tag {image} as {name}"), e))?;
     }
     let credentials = crate::registry::registry_auth(name);
+    let sent_credentials = credentials.is_some();
     let mut progress = docker.push_image(
         repo,
         Some(PushImageOptions {
@@ -609,19 +606,27 @@ async fn push_one(docker: &Docker, image: &str, name: &str) -> Result<(), DindEr
     }
     match failure {
         None => Ok(()),
-        Some(e) => {
-            let hint = if e.to_string().contains("auth") {
-                format!(
-                    " (log in first: docker login {})",
-                    name.split('/').next().unwrap_or_default()
-                )
-            } else {
-                String::new()
-            };
-            Err(DindError::Other(format!(
-                "cannot push {image} to the cluster's registry as {name}: {e}{hint}"
-            )))
-        }
+        Some(e) => Err(DindError::Other(format!(
+            "cannot push {image} to the cluster's registry as {name}: {e}{}",
+            push_hint(&e.to_string(), sent_credentials, name)
+        ))),
+    }
+}
+
+/// What to do about a push the registry refused with `error`: log in when no credentials were
+/// sent; when some were, the registry refused them (a wrong user or password), so logging in
+/// anew with the right ones is the fix.
+fn push_hint(error: &str, sent_credentials: bool, name: &str) -> String {
+    let host = name.split('/').next().unwrap_or_default();
+    let refused = ["auth", "401", "denied"]
+        .iter()
+        .any(|word| error.to_lowercase().contains(word));
+    match (refused, sent_credentials) {
+        (false, _) => String::new(),
+        (true, false) => format!(" (log in first: docker login {host})"),
+        (true, true) => format!(
+            " (the registry refused the credentials for {host} in the docker config of the user running shoal: check the user and password, then docker login {host} again)"
+        ),
     }
 }
 
@@ -629,6 +634,23 @@ async fn push_one(docker: &Docker, image: &str, name: &str) -> Result<(), DindEr
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn refused_credentials_are_told_apart_from_missing_ones() {
+        let error = "unauthorized: authentication required";
+        let name = "localhost:5001/app:1";
+        assert_eq!(
+            push_hint(error, false, name),
+            " (log in first: docker login localhost:5001)"
+        );
+        let refused = push_hint(error, true, name);
+        assert!(
+            refused.contains("refused the credentials for localhost:5001"),
+            "{refused}"
+        );
+        assert!(!refused.contains("log in first"), "{refused}");
+        assert_eq!(push_hint("connection reset", true, name), "");
+    }
     use std::path::PathBuf;
 
     fn options(value: serde_json::Value) -> Option<RegistryOptions> {
