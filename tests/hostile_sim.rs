@@ -200,9 +200,8 @@ async fn the_sim_refuses_what_the_engine_refuses() {
 /// The desired state of one manager and a service `app_web` with `replicas`.
 fn desired_web(replicas: u32) -> shoal::model::Desired {
     let machines = "cluster: exact\ndriver: sim\nmachines:\n  m1:\n    role: manager\nstacks:\n  app: docker-compose.yml\n";
-    let compose = format!(
-        "services:\n  web:\n    image: nginx:1\n    deploy:\n      replicas: {replicas}\n"
-    );
+    let compose =
+        format!("services:\n  web:\n    image: nginx:1\n    deploy:\n      replicas: {replicas}\n");
     let files = shoal::config::MemSource::new(
         "exact",
         [

@@ -52,7 +52,9 @@ impl LockHolder {
     /// Whether the holder is known to be dead: it ran on this host and no process with its ID
     /// and start time runs now. A holder on another host is never judged dead.
     pub fn is_dead(&self) -> bool {
-        if self.host != this_host() || self.pid == 0 {
+        // Without /proc (macOS, BSD) nothing here can prove a process dead.
+        if self.host != this_host() || self.pid == 0 || process_start(std::process::id()).is_none()
+        {
             return false;
         }
         match process_start(self.pid) {
@@ -79,10 +81,69 @@ impl LockHolder {
     }
 }
 
+/// Label naming the lock's holder (JSON of a [`LockHolder`]).
+pub const LABEL_LOCK_HOLDER: &str = "io.shoal.lock.holder";
+/// Label holding the lock's expiry, seconds since the epoch.
+pub const LABEL_LOCK_EXPIRES: &str = "io.shoal.lock.expires_at";
+/// Label holding when the lock was taken, seconds since the epoch.
+pub const LABEL_LOCK_SINCE: &str = "io.shoal.lock.since";
+
 impl HeldLock {
     /// Whether `holder` may take this lock at `now`: its own, expired, or its holder is dead.
     pub fn can_be_taken_by(&self, holder: &LockHolder, now: u64) -> bool {
         self.holder.id == holder.id || self.expires_at <= now || self.holder.is_dead()
+    }
+
+    /// The lock `labels` record, if they record one.
+    pub fn from_labels(labels: &std::collections::BTreeMap<String, String>) -> Option<HeldLock> {
+        let holder = labels.get(LABEL_LOCK_HOLDER)?;
+        let number = |key: &str| labels.get(key).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Some(HeldLock {
+            holder: LockHolder::decode(holder),
+            since: number(LABEL_LOCK_SINCE),
+            expires_at: number(LABEL_LOCK_EXPIRES),
+        })
+    }
+
+    /// `labels` with this lock recorded in them.
+    pub fn record_in(
+        &self,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut labels = labels.clone();
+        labels.insert(LABEL_LOCK_HOLDER.to_string(), self.holder.encode());
+        labels.insert(LABEL_LOCK_SINCE.to_string(), self.since.to_string());
+        labels.insert(LABEL_LOCK_EXPIRES.to_string(), self.expires_at.to_string());
+        labels
+    }
+
+    /// `labels` without any lock.
+    pub fn erased_from(
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut labels = labels.clone();
+        for key in [LABEL_LOCK_HOLDER, LABEL_LOCK_SINCE, LABEL_LOCK_EXPIRES] {
+            labels.remove(key);
+        }
+        labels
+    }
+
+    /// The lock `holder` holds after taking or renewing it at `now` over `current` (a renewal
+    /// keeps when it was first taken).
+    pub fn taken(
+        current: Option<&HeldLock>,
+        holder: &LockHolder,
+        now: u64,
+        ttl_seconds: u64,
+    ) -> HeldLock {
+        let since = current
+            .filter(|held| held.holder.id == holder.id)
+            .map_or(now, |held| held.since);
+        HeldLock {
+            holder: holder.clone(),
+            since,
+            expires_at: now.saturating_add(ttl_seconds),
+        }
     }
 }
 
@@ -220,6 +281,24 @@ mod tests {
         assert!(text.contains("since 19"), "{text}");
         assert!(text.contains("shoal unlock 0123456789ab"), "{text}");
         assert!(!text.contains("Unix time"), "{text}");
+    }
+
+    #[test]
+    fn a_lock_round_trips_through_labels_and_a_renewal_keeps_its_start() {
+        let me = LockHolder::this_process("shoal apply");
+        let first = HeldLock::taken(None, &me, 100, 30);
+        let labels = first.record_in(&std::collections::BTreeMap::from([(
+            "io.shoal.revision".to_string(),
+            "abc".to_string(),
+        )]));
+        assert_eq!(HeldLock::from_labels(&labels), Some(first.clone()));
+        let renewed = HeldLock::taken(Some(&first), &me, 120, 30);
+        assert_eq!((renewed.since, renewed.expires_at), (100, 150));
+        let other = LockHolder::this_process("shoal apply");
+        assert_eq!(HeldLock::taken(Some(&first), &other, 140, 30).since, 140);
+        let erased = HeldLock::erased_from(&labels);
+        assert_eq!(HeldLock::from_labels(&erased), None);
+        assert_eq!(erased["io.shoal.revision"], "abc");
     }
 
     #[test]

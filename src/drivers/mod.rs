@@ -5,6 +5,7 @@ pub mod docker_machine;
 pub mod generic;
 pub mod lock;
 pub mod sim;
+pub mod swarm_lock;
 
 use crate::engine::Swarm;
 use crate::model::{Desired, DriverKind, MachineSpec, ObservedMachine};

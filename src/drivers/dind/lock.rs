@@ -14,12 +14,7 @@ use bollard::models::{Volume, VolumeCreateRequest};
 use bollard::query_parameters::RemoveVolumeOptions;
 use bollard::Docker;
 
-/// Label naming the lock's holder.
-pub const LABEL_LOCK_HOLDER: &str = "io.shoal.lock.holder";
-/// Label holding the lock's expiry, seconds since the epoch.
-pub const LABEL_LOCK_EXPIRES: &str = "io.shoal.lock.expires_at";
-/// Label holding when the lock was taken, seconds since the epoch.
-pub const LABEL_LOCK_SINCE: &str = "io.shoal.lock.since";
+pub use crate::drivers::lock::{LABEL_LOCK_EXPIRES, LABEL_LOCK_HOLDER, LABEL_LOCK_SINCE};
 /// Label telling one taking of the lock from another.
 pub const LABEL_LOCK_NONCE: &str = "io.shoal.lock.nonce";
 
