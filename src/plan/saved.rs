@@ -1,6 +1,10 @@
 //! Saved plans (`shoal plan --out FILE`, then `shoal apply FILE`): reading one, and refusing it
 //! when it no longer is what planning gives now (pure; the caller reads the file).
+//!
+//! A saved plan is the plan as shown, secret values and credentials masked: apply carries out
+//! the fresh plan it makes against the same revision and cluster, once it shows the same.
 
+use super::wire::shown_steps;
 use super::{Plan, FORMAT_VERSION};
 
 /// Why a saved plan's text cannot be used.
@@ -70,7 +74,8 @@ pub fn parse_saved(file: &str, text: &str) -> Result<Plan, SavedPlanError> {
 }
 
 /// The plan to apply when `saved` still is what planning gives now (`fresh`, made against the
-/// cluster as it is, from the saved plan's revision); otherwise why it is stale.
+/// cluster as it is, from the saved plan's revision), compared as both are shown (secret
+/// values masked, so a saved plan need not hold them); otherwise why it is stale.
 pub fn check_fresh(saved: &Plan, fresh: Plan) -> Result<Plan, Stale> {
     if saved.fingerprint != fresh.fingerprint {
         return Err(Stale::Cluster);
@@ -84,13 +89,10 @@ pub fn check_fresh(saved: &Plan, fresh: Plan) -> Result<Plan, Stale> {
     if saved.revision != fresh.revision {
         return Err(Stale::Files { now: now() });
     }
-    let same_steps = match (
-        serde_json::to_value(&saved.steps),
-        serde_json::to_value(&fresh.steps),
-    ) {
-        (Ok(saved), Ok(fresh)) => saved == fresh,
-        _ => false,
-    };
+    // Compared as shown: a saved plan holds no secret value, and a fresh plan that shows the
+    // same is the plan the user saw.
+    let same_steps = shown_steps(&saved.steps, &fresh.show_values)
+        == shown_steps(&fresh.steps, &fresh.show_values);
     match (&fresh.revision, same_steps) {
         (_, true) => Ok(fresh),
         (Some(revision), false) => Err(Stale::Edited {
