@@ -124,7 +124,10 @@ fn read_key_file(file: &Path) -> Result<String, KeyFileError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(file).map_err(unreadable)?.permissions().mode();
+        let mode = std::fs::metadata(file)
+            .map_err(unreadable)?
+            .permissions()
+            .mode();
         check_key_file_mode(file, mode)?;
     }
     std::fs::read_to_string(file).map_err(unreadable)
@@ -306,6 +309,20 @@ impl FileSource for CommitSource {
 mod tests {
     use super::*;
     use crate::config::{load, MemSource};
+
+    #[test]
+    fn a_key_file_others_may_read_is_refused_with_the_fix() {
+        let file = Path::new("/keys/cluster.key");
+        assert!(check_key_file_mode(file, 0o100600).is_ok());
+        assert!(check_key_file_mode(file, 0o100400).is_ok());
+        for mode in [0o100644, 0o100640, 0o100604, 0o100660, 0o100666] {
+            let err = check_key_file_mode(file, mode).unwrap_err().to_string();
+            assert!(err.contains("UNPROTECTED AGE KEY FILE"), "{err}");
+            assert!(err.contains("/keys/cluster.key"), "{err}");
+            assert!(err.contains("chmod 600 /keys/cluster.key"), "{err}");
+            assert!(err.contains(&format!("{:04o}", mode & 0o7777)), "{err}");
+        }
+    }
 
     #[test]
     fn interpolation_never_sees_shoal_variables() {

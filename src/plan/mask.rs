@@ -240,7 +240,10 @@ fn word_spans(text: &str) -> Vec<(usize, usize)> {
         start.get_or_insert(i);
         let rest = &text[i..];
         if quote.is_none() {
-            if let Some(p) = [MASKED_CHANGED, MASKED].iter().find(|p| rest.starts_with(**p)) {
+            if let Some(p) = [MASKED_CHANGED, MASKED]
+                .iter()
+                .find(|p| rest.starts_with(**p))
+            {
                 let end = i + p.len();
                 while chars.peek().is_some_and(|&(j, _)| j < end) {
                     chars.next();
@@ -284,7 +287,9 @@ fn mask_inline(word: &str, show: &[String], placeholder: &str) -> String {
             rest = value;
             continue;
         }
-        let already = [MASKED_CHANGED, MASKED].into_iter().find(|p| value.starts_with(p));
+        let already = [MASKED_CHANGED, MASKED]
+            .into_iter()
+            .find(|p| value.starts_with(p));
         let end = match already {
             Some(shown) => shown.len(),
             None if whole => value.len(),
@@ -374,7 +379,13 @@ fn mask_env(items: &mut [Value], before: Option<&BTreeMap<String, String>>, show
 
 /// `value`, found under `key` (an entry of a user-keyed map when `in_map`), with its secret
 /// values and credentials replaced by `placeholder`.
-fn mask_json(value: &mut Value, key: Option<&str>, in_map: bool, show: &[String], placeholder: &str) {
+fn mask_json(
+    value: &mut Value,
+    key: Option<&str>,
+    in_map: bool,
+    show: &[String],
+    placeholder: &str,
+) {
     if in_map {
         let key = key.unwrap_or_default();
         if show.iter().any(|s| s == key) {
@@ -458,12 +469,18 @@ pub fn mask_change(change: &mut FieldChange, show: &[String]) {
         .position(|s| USER_MAPS.contains(s))
         .filter(|&i| i + 1 < segments.len())
     {
-        Some(i) => (change.path.splitn(i + 2, '.').last().unwrap_or_default(), true),
+        Some(i) => (
+            change.path.splitn(i + 2, '.').last().unwrap_or_default(),
+            true,
+        ),
         None => (segments.last().copied().unwrap_or_default(), false),
     };
     if key == "Env" {
         let before = env_pairs(&change.before);
-        for (side, old) in [(&mut change.before, None), (&mut change.after, Some(&before))] {
+        for (side, old) in [
+            (&mut change.before, None),
+            (&mut change.after, Some(&before)),
+        ] {
             if let Value::Array(items) = side {
                 mask_env(items, old, show);
             }
@@ -476,7 +493,12 @@ pub fn mask_change(change: &mut FieldChange, show: &[String]) {
     mask_json(&mut change.after, Some(key), in_map, show, MASKED);
     // What changed but looks the same once masked is shown as changed: item by item in lists
     // of the same length, else whole.
-    match (&raw_before, &raw_after, &mut change.before, &mut change.after) {
+    match (
+        &raw_before,
+        &raw_after,
+        &mut change.before,
+        &mut change.after,
+    ) {
         (Value::Array(rb), Value::Array(ra), Value::Array(mb), Value::Array(ma))
             if rb.len() == ra.len() =>
         {
@@ -492,7 +514,9 @@ pub fn mask_change(change: &mut FieldChange, show: &[String]) {
                 }
             }
         }
-        (_, _, before, after) if raw_before != raw_after && !before.is_null() && before == after => {
+        (_, _, before, after)
+            if raw_before != raw_after && !before.is_null() && before == after =>
+        {
             *after = raw_after;
             mask_json(after, Some(key), in_map, show, MASKED_CHANGED);
         }
@@ -547,7 +571,11 @@ mod tests {
             "https://(sensitive value)@github.com/o/r.git"
         );
         // Not userinfo: an `@` in the path, a URL without one.
-        for plain in ["https://registry.npmjs.org/@scope/pkg", "http://web:8080/x", "a@b.c"] {
+        for plain in [
+            "https://registry.npmjs.org/@scope/pkg",
+            "http://web:8080/x",
+            "a@b.c",
+        ] {
             assert_eq!(text(plain), plain);
         }
         assert_eq!(
@@ -583,12 +611,34 @@ mod tests {
     #[test]
     fn sensitive_flags_are_masked_in_both_forms() {
         assert_eq!(
-            words(&["app", "--db-password=hunter2", "--api-token", "t0k", "--verbose"]),
-            ["app", "--db-password=(sensitive value)", "--api-token", MASKED, "--verbose"]
+            words(&[
+                "app",
+                "--db-password=hunter2",
+                "--api-token",
+                "t0k",
+                "--verbose"
+            ]),
+            [
+                "app",
+                "--db-password=(sensitive value)",
+                "--api-token",
+                MASKED,
+                "--verbose"
+            ]
         );
         assert_eq!(
-            words(&["java", "-Dspring.datasource.password=hunter2", "-jar", "app.jar"]),
-            ["java", "-Dspring.datasource.password=(sensitive value)", "-jar", "app.jar"]
+            words(&[
+                "java",
+                "-Dspring.datasource.password=hunter2",
+                "-jar",
+                "app.jar"
+            ]),
+            [
+                "java",
+                "-Dspring.datasource.password=(sensitive value)",
+                "-jar",
+                "app.jar"
+            ]
         );
         // A flag without a value is not followed by one to hide.
         assert_eq!(
@@ -599,14 +649,33 @@ mod tests {
             words(&["app", "--password", "a phrase with spaces"]),
             ["app", "--password", MASKED]
         );
-        assert_eq!(words(&["app", "--port=80", "-v"]), ["app", "--port=80", "-v"]);
+        assert_eq!(
+            words(&["app", "--port=80", "-v"]),
+            ["app", "--port=80", "-v"]
+        );
     }
 
     #[test]
     fn client_password_options_are_masked_after_the_client() {
         assert_eq!(
-            words(&["CMD", "mysqladmin", "ping", "-h", "localhost", "-uroot", "-phunter2"]),
-            ["CMD", "mysqladmin", "ping", "-h", "localhost", "-uroot", "-p(sensitive value)"]
+            words(&[
+                "CMD",
+                "mysqladmin",
+                "ping",
+                "-h",
+                "localhost",
+                "-uroot",
+                "-phunter2"
+            ]),
+            [
+                "CMD",
+                "mysqladmin",
+                "ping",
+                "-h",
+                "localhost",
+                "-uroot",
+                "-p(sensitive value)"
+            ]
         );
         assert_eq!(
             words(&["/usr/bin/mariadb", "-p'hunter 2'", "-P3306"]),
@@ -634,11 +703,18 @@ mod tests {
     fn scripts_are_masked_inside_words_and_quotes() {
         assert_eq!(
             words(&["CMD-SHELL", "mysqladmin ping -uroot -phunter2 || exit 1"]),
-            ["CMD-SHELL", "mysqladmin ping -uroot -p(sensitive value) || exit 1"]
+            [
+                "CMD-SHELL",
+                "mysqladmin ping -uroot -p(sensitive value) || exit 1"
+            ]
         );
         assert_eq!(
             words(&["sh", "-c", "PGPASSWORD=hunter2 psql -h db -c 'select 1'"]),
-            ["sh", "-c", "PGPASSWORD=(sensitive value) psql -h db -c 'select 1'"]
+            [
+                "sh",
+                "-c",
+                "PGPASSWORD=(sensitive value) psql -h db -c 'select 1'"
+            ]
         );
         assert_eq!(
             text("bash -c \"mysql -phunter2 -e 'select 1'\""),
@@ -685,14 +761,19 @@ mod tests {
             ..Default::default()
         });
         spec.labels.insert("db_password".into(), "hunter2".into());
-        spec.labels.insert("com.example.dsn".into(), "redis://:hunter2@c".into());
+        spec.labels
+            .insert("com.example.dsn".into(), "redis://:hunter2@c".into());
         spec
     }
 
     #[test]
     fn a_whole_spec_is_masked_and_reads_back() {
         let spec = service(
-            &["DB_PASSWORD=hunter2", "DATABASE_URL=postgres://u:hunter2@db/app", "MODE=x"],
+            &[
+                "DB_PASSWORD=hunter2",
+                "DATABASE_URL=postgres://u:hunter2@db/app",
+                "MODE=x",
+            ],
             &["--db-password=hunter2"],
             &["CMD-SHELL", "mysqladmin ping -phunter2"],
         );
@@ -700,7 +781,10 @@ mod tests {
         let json = serde_json::to_string(&shown).unwrap();
         assert!(!json.contains("hunter2"), "{json}");
         assert!(json.contains("DB_PASSWORD=(sensitive value)"), "{json}");
-        assert!(json.contains("postgres://u:(sensitive value)@db/app"), "{json}");
+        assert!(
+            json.contains("postgres://u:(sensitive value)@db/app"),
+            "{json}"
+        );
         assert!(json.contains("MODE=x"), "{json}");
         assert_eq!(masked(&shown, None, &[]), shown);
     }
