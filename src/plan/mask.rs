@@ -311,13 +311,21 @@ fn mask_inline(word: &str, show: &[String], placeholder: &str) -> String {
     out
 }
 
-/// `scheme://user:password@host` with the password hidden (`scheme://user:***@host`), and a
-/// userinfo without a password (often a token: `https://TOKEN@host`) hidden whole. The host
-/// follows the last `@`, so a raw `@`, `/` or `:` in the password is hidden with it.
+/// `scheme://user:password@host` with the password hidden, and an `http(s)://` userinfo
+/// without a password (a token: `https://TOKEN@github.com`) hidden whole; a database's
+/// `postgres://user@db` names only a user. The host follows the last `@`, so a raw `@`, `/` or
+/// `:` in the password is hidden with it.
 fn mask_userinfo(word: &str, placeholder: &str) -> String {
     let mut out = String::with_capacity(word.len());
     let mut rest = word;
     while let Some(scheme) = rest.find("://") {
+        let web = rest[..scheme]
+            .rsplit(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-')))
+            .next()
+            .is_some_and(|name| {
+                let name = name.to_ascii_lowercase();
+                name.ends_with("http") || name.ends_with("https")
+            });
         let start = scheme + 3;
         out.push_str(&rest[..start]);
         rest = &rest[start..];
@@ -341,7 +349,8 @@ fn mask_userinfo(word: &str, placeholder: &str) -> String {
                     out.push_str(userinfo);
                 }
             }
-            None => out.push_str(placeholder),
+            None if web => out.push_str(placeholder),
+            None => out.push_str(userinfo),
         }
         rest = &rest[at..];
     }
@@ -570,8 +579,9 @@ mod tests {
             text("https://ghp_abc123@github.com/o/r.git"),
             "https://(sensitive value)@github.com/o/r.git"
         );
-        // Not userinfo: an `@` in the path, a URL without one.
+        // A user name alone; not userinfo: an `@` in the path, a URL without one.
         for plain in [
+            "postgres://dataapp@db:5432/dataapp",
             "https://registry.npmjs.org/@scope/pkg",
             "http://web:8080/x",
             "a@b.c",
