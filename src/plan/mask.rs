@@ -800,6 +800,26 @@ mod tests {
     }
 
     #[test]
+    fn driver_options_are_masked_by_key_and_by_content() {
+        let spec: ServiceSpec = serde_json::from_value(serde_json::json!({
+            "TaskTemplate": {
+                "ContainerSpec": {"Mounts": [{"Type": "volume", "Target": "/data", "VolumeOptions": {
+                    "DriverConfig": {"Name": "local", "Options": {"type": "cifs", "o": "addr=nas,username=u,password=hunter2"}}
+                }}]},
+                "LogDriver": {"Name": "splunk", "Options": {"splunk-token": "hunter2", "splunk-url": "https://logs:8088"}}
+            }
+        }))
+        .unwrap();
+        let json = serde_json::to_string(&masked(&spec, None, &[])).unwrap();
+        assert!(!json.contains("hunter2"), "{json}");
+        assert!(
+            json.contains("username=u,password=(sensitive value)"),
+            "{json}"
+        );
+        assert!(json.contains("https://logs:8088"), "{json}");
+    }
+
+    #[test]
     fn secret_looking_values_are_masked_unless_shown() {
         let mut a = ServiceSpec::default();
         a.task_template.container_spec.env = vec![
