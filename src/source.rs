@@ -77,20 +77,71 @@ fn unreadable_age_key_file() -> Option<String> {
 
 /// The age identities that decrypt encrypted secret and config files: the text of
 /// `SHOAL_AGE_KEY` and of the file `SHOAL_AGE_KEY_FILE` names, one after the other. A file that
-/// cannot be read is a warning naming it (an encrypted file then fails to load, saying which).
+/// cannot be read, or that others may read ([`KeyFileError::Unprotected`], as ssh refuses an
+/// unprotected private key), is ignored with an error naming it (an encrypted file then fails
+/// to load, saying which).
 pub fn age_identities() -> Option<String> {
     use crate::config::{AGE_KEY_FILE_VAR, AGE_KEY_VAR};
     let mut text: Vec<String> = std::env::var(AGE_KEY_VAR).ok().into_iter().collect();
     if let Some(path) = std::env::var_os(AGE_KEY_FILE_VAR) {
-        match std::fs::read_to_string(&path) {
+        match read_key_file(Path::new(&path)) {
             Ok(keys) => text.push(keys),
-            Err(e) => tracing::warn!(
-                "cannot read the age identities in {AGE_KEY_FILE_VAR}={}: {e}",
-                Path::new(&path).display()
-            ),
+            Err(e) => tracing::error!("{e}"),
         }
     }
     (!text.is_empty()).then(|| text.join("\n"))
+}
+
+/// Why the file `SHOAL_AGE_KEY_FILE` names is not used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// It cannot be read.
+    #[error("cannot read the age identities in {var}={}: {source}", file.display(), var = crate::config::AGE_KEY_FILE_VAR)]
+    Unreadable {
+        /// The file.
+        file: PathBuf,
+        /// What reading it said.
+        source: std::io::Error,
+    },
+    /// Its group or others may read or write it.
+    #[error("UNPROTECTED AGE KEY FILE: the permissions {mode:04o} of {file} ({var}) let other users read the cluster's age identities, so they are ignored. Run `chmod 600 {file}`", var = crate::config::AGE_KEY_FILE_VAR, file = file.display())]
+    Unprotected {
+        /// The file.
+        file: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+/// Refuses permission bits `mode` of the key file `file` that give its group or others any
+/// access (pure).
+pub fn check_key_file_mode(file: &Path, mode: u32) -> Result<(), KeyFileError> {
+    if mode & 0o077 == 0 {
+        Ok(())
+    } else {
+        Err(KeyFileError::Unprotected {
+            file: file.to_path_buf(),
+            mode: mode & 0o7777,
+        })
+    }
+}
+
+/// The text of the key file `file`, when only its owner may read it (on Unix).
+fn read_key_file(file: &Path) -> Result<String, KeyFileError> {
+    let unreadable = |source| KeyFileError::Unreadable {
+        file: file.to_path_buf(),
+        source,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(file)
+            .map_err(unreadable)?
+            .permissions()
+            .mode();
+        check_key_file_mode(file, mode)?;
+    }
+    std::fs::read_to_string(file).map_err(unreadable)
 }
 
 /// The working tree of `dir`; its revision is HEAD's commit when no tracked file under `dir`
@@ -269,6 +320,20 @@ impl FileSource for CommitSource {
 mod tests {
     use super::*;
     use crate::config::{load, MemSource};
+
+    #[test]
+    fn a_key_file_others_may_read_is_refused_with_the_fix() {
+        let file = Path::new("/keys/cluster.key");
+        assert!(check_key_file_mode(file, 0o100600).is_ok());
+        assert!(check_key_file_mode(file, 0o100400).is_ok());
+        for mode in [0o100644, 0o100640, 0o100604, 0o100660, 0o100666] {
+            let err = check_key_file_mode(file, mode).unwrap_err().to_string();
+            assert!(err.contains("UNPROTECTED AGE KEY FILE"), "{err}");
+            assert!(err.contains("/keys/cluster.key"), "{err}");
+            assert!(err.contains("chmod 600 /keys/cluster.key"), "{err}");
+            assert!(err.contains(&format!("{:04o}", mode & 0o7777)), "{err}");
+        }
+    }
 
     #[test]
     fn interpolation_never_sees_shoal_variables() {

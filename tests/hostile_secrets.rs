@@ -143,3 +143,183 @@ fn no_output_and_no_written_file_holds_a_secret() {
     let state = std::fs::read_to_string(repo.path().join(".shoal/sim.json")).unwrap();
     assert!(state.contains(&sha256(SECRET_TWO)[..8]));
 }
+
+/// Credentials an attacker would try, each where a compose file can hold one: environment
+/// lists and maps (under secret-looking keys and inside URLs and connection strings), labels,
+/// `command` as a string and as a list, `entrypoint`, and healthchecks in their CMD, CMD-SHELL
+/// and string forms.
+const CREDENTIALS: &[&str] = &[
+    "pw-list-1a",
+    "pw-url-2b",
+    "aws-3c",
+    "pw-conn-4d",
+    "tok-map-5e",
+    "pw-redis-6f",
+    "p%40ss-7g",
+    "pw-cmd-8h",
+    "tok-cmd-9i",
+    "sec-ep-11k",
+    "pw-hc-12l",
+    "pw-hcs-13m",
+    "pw-hcstr-14n",
+    "pw-label-15o",
+    "pw-jdbc-16p",
+    "ghp-tok-17q",
+];
+
+const HOSTILE_COMPOSE: &str = r#"services:
+  a:
+    image: nginx
+    entrypoint: ["/bin/app", "--client-secret=sec-ep-11k"]
+    environment:
+      - DB_PASSWORD=pw-list-1a
+      - DATABASE_URL=postgres://app:pw-url-2b@db:5432/app
+      - AWS_SECRET_ACCESS_KEY=aws-3c
+      - CONN=Server=db;Password=pw-conn-4d;Encrypt=true
+      - MODE=fast
+    healthcheck:
+      test: ["CMD", "mysqladmin", "ping", "-h", "localhost", "-ppw-hc-12l"]
+    deploy:
+      labels:
+        db_password: pw-label-15o
+  b:
+    image: nginx
+    command: app --db-password=pw-cmd-8h --api-token tok-cmd-9i
+    environment:
+      API_TOKEN: tok-map-5e
+      REDIS_URL: "redis://:pw-redis-6f@cache:6379/0"
+      MONGO_URL: "mongodb://u:p%40ss-7g@mongo/db"
+      JDBC: "jdbc:mysql://db/app?user=u&password=pw-jdbc-16p"
+      GIT_REMOTE: "https://ghp-tok-17q@github.com/o/r.git"
+    healthcheck:
+      test: ["CMD-SHELL", "mysql -uroot -ppw-hcs-13m -e 'select 1' || exit 1"]
+  c:
+    image: nginx
+    healthcheck:
+      test: mysqladmin ping --password=pw-hcstr-14n
+"#;
+
+/// A fresh plan's output holds none of [`CREDENTIALS`].
+fn assert_no_credential(name: &str, text: &str) {
+    for credential in CREDENTIALS {
+        assert!(
+            !text.contains(credential),
+            "{name} holds {credential}:\n{text}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn plan_json_saved_plans_and_reports_hold_no_credential() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = Repo::empty();
+    let write = |path: &str, text: &str| std::fs::write(repo.path().join(path), text).unwrap();
+    write(
+        "machines.yml",
+        "cluster: creds\ndriver: sim\nmachines:\n  vm-manager:\n    role: manager\n",
+    );
+    write("docker-compose.yml", HOSTILE_COMPOSE);
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+
+    let plan = run(&repo, &["plan", "--json"]);
+    assert_no_credential("plan --json", &plan);
+    // What is not secret is still shown, and the credentials' places are marked.
+    for shown in [
+        "MODE=fast",
+        "DB_PASSWORD=(sensitive value)",
+        "postgres://app:(sensitive value)@db:5432/app",
+        "-p(sensitive value)",
+        "--db-password=(sensitive value)",
+    ] {
+        assert!(plan.contains(shown), "plan --json lacks {shown}:\n{plan}");
+    }
+
+    // A new saved plan, and one over a file anyone could read: both 0600, neither holds a
+    // credential, and apply carries the saved plan out.
+    let new = repo.path().join("new-plan.json");
+    let old = repo.path().join("old-plan.json");
+    std::fs::write(&old, "{}").unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o666)).unwrap();
+    for file in [&new, &old] {
+        let shown = run(&repo, &["plan", "--out", &file.display().to_string()]);
+        assert_no_credential("plan --out (its output)", &shown);
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+        assert_no_credential("the saved plan", &std::fs::read_to_string(file).unwrap());
+    }
+    assert_no_credential("plan", &run(&repo, &["plan"]));
+    assert_no_credential(
+        "apply --dry-run --json",
+        &run(&repo, &["apply", "--dry-run", "--json"]),
+    );
+    let applied = run(
+        &repo,
+        &["apply", "--yes", "--json", &new.display().to_string()],
+    );
+    assert_no_credential("apply --json PLANFILE", &applied);
+    assert!(applied.contains("\"converged\": true"), "{applied}");
+    assert_no_credential("status --json", &run(&repo, &["status", "--json"]));
+
+    // New credentials: the update's diff and details mark them changed, never show them.
+    let compose = std::fs::read_to_string(repo.path().join("docker-compose.yml")).unwrap();
+    let mut renewed = compose.clone();
+    for credential in CREDENTIALS {
+        renewed = renewed.replace(credential, &credential.to_uppercase());
+    }
+    write("docker-compose.yml", &renewed);
+    for args in [
+        &["plan", "--json"][..],
+        &["plan"],
+        &["apply", "--yes", "--json"],
+    ] {
+        let text = run(&repo, args);
+        for credential in CREDENTIALS {
+            for value in [credential.to_string(), credential.to_uppercase()] {
+                assert!(!text.contains(&value), "{args:?} holds {value}:\n{text}");
+            }
+        }
+        if args == ["plan"] {
+            for changed in [
+                "DB_PASSWORD=(sensitive value, changed)",
+                "postgres://app:(sensitive value, changed)@db:5432/app",
+            ] {
+                assert!(text.contains(changed), "plan lacks {changed}:\n{text}");
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn an_age_key_file_others_can_read_is_refused_naming_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = Repo::empty();
+    std::fs::write(
+        repo.path().join("machines.yml"),
+        "cluster: keys\ndriver: sim\nmachines:\n  vm-manager:\n    role: manager\n",
+    )
+    .unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("cluster.key");
+    // Not a real identity: a refused file is never read, so its content does not matter.
+    std::fs::write(&key, "AGE-SECRET-KEY-1NOTAREALKEY\n").unwrap();
+    let validate = |mode: u32| {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = repo
+            .command(&["validate"])
+            .env_remove("SHOAL_AGE_KEY")
+            .env("SHOAL_AGE_KEY_FILE", &key)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = validate(0o644);
+    assert!(stderr.contains("UNPROTECTED AGE KEY FILE"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("chmod 600 {}", key.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("0644"), "{stderr}");
+    let stderr = validate(0o600);
+    assert!(!stderr.contains("UNPROTECTED"), "{stderr}");
+}

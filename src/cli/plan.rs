@@ -1,4 +1,5 @@
-//! `shoal plan`: show what apply would change, and save the plan for `shoal apply FILE`.
+//! `shoal plan`: show what apply would change, and save the plan for `shoal apply FILE` (as
+//! shown, secret values masked, readable by its owner only).
 
 use super::common::{plan_repo, style_for_stdout};
 use super::PlanArgs;
@@ -20,7 +21,7 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: PlanArg
     let plan = planned.plan;
     if let Some(path) = &args.out {
         let text = serde_json::to_string_pretty(&plan)?;
-        std::fs::write(path, text + "\n")
+        write_private(path, &(text + "\n"))
             .with_context(|| format!("cannot write the plan to {}", path.display()))?;
     }
     if args.json {
@@ -47,4 +48,18 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: PlanArg
             _ => 0,
         },
     )
+}
+
+/// Writes `text` to `path`, readable by its owner only (0600 whatever the umask, also when the
+/// file existed): a plan shows the cluster's layout to whoever reads it.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
 }

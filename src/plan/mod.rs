@@ -5,6 +5,7 @@
 
 pub mod diff;
 pub mod fingerprint;
+pub mod mask;
 pub mod model;
 pub mod normalize;
 mod pairing;

@@ -1,7 +1,7 @@
 //! The plan: an ordered list of steps with dependencies, as plain data (DESIGN §3).
 
 use super::reason::Reason;
-use super::wire::{WirePlan, WireStep};
+use super::wire::{ShownPlan, WirePlan, WireStep};
 use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
 use crate::model::{Availability, Role};
 use serde::{Deserialize, Serialize};
@@ -370,8 +370,9 @@ pub struct Summary {
     pub destroy: usize,
 }
 
-/// A plan, as `plan --json` prints it and `plan --out` saves it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A plan, as `plan --json` prints it and `plan --out` saves it: its JSON form masks secret
+/// values and credentials ([`super::mask`]); the plan in memory holds what apply sends.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(from = "WirePlan")]
 pub struct Plan {
     /// Always [`FORMAT_VERSION`].
@@ -390,6 +391,15 @@ pub struct Plan {
     pub unseen: Vec<Unseen>,
     /// The steps, in order.
     pub steps: Vec<Step>,
+    /// Keys whose values the plan shows although they look secret (`policy.show_values`). Not
+    /// part of the JSON form: a plan read back has none.
+    pub show_values: Vec<String>,
+}
+
+impl Serialize for Plan {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ShownPlan::of(self).serialize(serializer)
+    }
 }
 
 /// A part of the cluster that could not be observed, and why.

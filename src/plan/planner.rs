@@ -123,9 +123,10 @@ pub fn plan(
     Ok(finish(ctx, observed, options))
 }
 
-/// The plan of the steps the rules added, with the values of secret-looking keys masked.
+/// The plan of the steps the rules added, with the secret values and credentials of their
+/// diffs masked (their specs are masked when shown: apply needs them whole).
 fn finish(mut ctx: Ctx, observed: &Observed, options: &PlanOptions) -> Plan {
-    super::diff::mask_steps(&mut ctx.steps, &ctx.desired.policy.show_values);
+    super::mask::mask_steps(&mut ctx.steps, &ctx.desired.policy.show_values);
     Plan {
         format_version: FORMAT_VERSION,
         revision: options.revision.clone(),
@@ -134,6 +135,7 @@ fn finish(mut ctx: Ctx, observed: &Observed, options: &PlanOptions) -> Plan {
         warnings: ctx.warnings,
         unseen: unseen::unseen_parts(observed),
         steps: ctx.steps,
+        show_values: ctx.desired.policy.show_values.clone(),
     }
 }
 

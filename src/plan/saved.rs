@@ -1,6 +1,10 @@
 //! Saved plans (`shoal plan --out FILE`, then `shoal apply FILE`): reading one, and refusing it
 //! when it no longer is what planning gives now (pure; the caller reads the file).
+//!
+//! A saved plan is the plan as shown, secret values and credentials masked: apply carries out
+//! the fresh plan it makes against the same revision and cluster, once it shows the same.
 
+use super::wire::shown_steps;
 use super::{Plan, FORMAT_VERSION};
 
 /// Why a saved plan's text cannot be used.
@@ -70,7 +74,8 @@ pub fn parse_saved(file: &str, text: &str) -> Result<Plan, SavedPlanError> {
 }
 
 /// The plan to apply when `saved` still is what planning gives now (`fresh`, made against the
-/// cluster as it is, from the saved plan's revision); otherwise why it is stale.
+/// cluster as it is, from the saved plan's revision), compared as both are shown (secret
+/// values masked, so a saved plan need not hold them); otherwise why it is stale.
 pub fn check_fresh(saved: &Plan, fresh: Plan) -> Result<Plan, Stale> {
     if saved.fingerprint != fresh.fingerprint {
         return Err(Stale::Cluster);
@@ -84,13 +89,10 @@ pub fn check_fresh(saved: &Plan, fresh: Plan) -> Result<Plan, Stale> {
     if saved.revision != fresh.revision {
         return Err(Stale::Files { now: now() });
     }
-    let same_steps = match (
-        serde_json::to_value(&saved.steps),
-        serde_json::to_value(&fresh.steps),
-    ) {
-        (Ok(saved), Ok(fresh)) => saved == fresh,
-        _ => false,
-    };
+    // Compared as shown: a saved plan holds no secret value, and a fresh plan that shows the
+    // same is the plan the user saw.
+    let same_steps = shown_steps(&saved.steps, &fresh.show_values)
+        == shown_steps(&fresh.steps, &fresh.show_values);
     match (&fresh.revision, same_steps) {
         (_, true) => Ok(fresh),
         (Some(revision), false) => Err(Stale::Edited {
@@ -107,15 +109,17 @@ mod tests {
     use crate::yaml::files::MemSource;
 
     fn fresh(revision: Option<&str>) -> Plan {
+        planned(
+            revision,
+            "machines:\n  m1: {role: manager}\n",
+            "services:\n  web:\n    image: nginx:1.27\n",
+        )
+    }
+
+    fn planned(revision: Option<&str>, machines: &str, compose: &str) -> Plan {
         let files = MemSource::new(
             "c",
-            [
-                ("machines.yml", "machines:\n  m1: {role: manager}\n"),
-                (
-                    "docker-compose.yml",
-                    "services:\n  web:\n    image: nginx:1.27\n",
-                ),
-            ],
+            [("machines.yml", machines), ("docker-compose.yml", compose)],
         );
         let desired = crate::config::load(&files, &Default::default()).unwrap();
         let options = PlanOptions {
@@ -202,5 +206,53 @@ mod tests {
             check_fresh(&uncommitted, fresh(None)).unwrap_err(),
             Stale::Files { .. }
         ));
+    }
+
+    const SECRETS: &str = "services:\n  db:\n    image: mysql:8\n    environment:\n      DB_PASSWORD: hunter2\n      DATABASE_URL: postgres://app:hunter2@db/app\n      MODE: fast\n    command: [\"--api-token\", \"hunter2\"]\n    healthcheck:\n      test: [\"CMD-SHELL\", \"mysqladmin ping -phunter2\"]\n";
+
+    #[test]
+    fn a_saved_plan_holds_no_secret_and_still_applies() {
+        let machines = "machines:\n  m1: {role: manager}\n";
+        let made = planned(Some("abc"), machines, SECRETS);
+        let saved = text(&made);
+        assert!(!saved.contains("hunter2"), "{saved}");
+        assert!(saved.contains("DB_PASSWORD=(sensitive value)"), "{saved}");
+        assert!(saved.contains("MODE=fast"), "{saved}");
+        let read = parse_saved("p.json", &saved).unwrap();
+        let applied = check_fresh(&read, planned(Some("abc"), machines, SECRETS)).unwrap();
+        // What apply carries out is the fresh plan, whole.
+        let spec = applied.steps.iter().find_map(|s| s.op.service()).unwrap();
+        assert!(spec
+            .task_template
+            .container_spec
+            .env
+            .contains(&"DB_PASSWORD=hunter2".to_string()));
+        // A change that shows is still refused.
+        let other = planned(
+            Some("abc"),
+            machines,
+            &SECRETS.replace("MODE: fast", "MODE: slow"),
+        );
+        assert!(matches!(
+            check_fresh(&read, other),
+            Err(Stale::Edited { .. })
+        ));
+    }
+
+    #[test]
+    fn shown_values_stay_shown_and_are_compared() {
+        let machines = "machines:\n  m1: {role: manager}\npolicy:\n  show_values: [DB_PASSWORD]\n";
+        let made = planned(Some("abc"), machines, SECRETS);
+        let saved = text(&made);
+        assert!(saved.contains("DB_PASSWORD=hunter2"), "{saved}");
+        assert!(!saved.contains("app:hunter2@"), "{saved}");
+        let read = parse_saved("p.json", &saved).unwrap();
+        assert!(check_fresh(&read, planned(Some("abc"), machines, SECRETS)).is_ok());
+        let other = planned(
+            Some("abc"),
+            machines,
+            &SECRETS.replace("DB_PASSWORD: hunter2", "DB_PASSWORD: hunter3"),
+        );
+        assert!(check_fresh(&read, other).is_err());
     }
 }

@@ -1,7 +1,13 @@
 //! The JSON form of a step (DESIGN §3): `detail` is one object whose fields depend on the
 //! action. Typed [`StepOp`]s convert to it when written and from it when read, so a saved plan
 //! that lacks what an action needs is refused when it is read, not when it is applied.
+//!
+//! What is written is what people may see: secret values and credentials in a detail are
+//! masked ([`super::mask`]), so `plan --json` and a saved plan never hold them. Apply never
+//! carries out a plan read back: it plans again and checks the two show the same
+//! ([`super::saved::check_fresh`]).
 
+use super::mask::masked;
 use super::model::{Action, FieldChange, Plan, Step, StepId, StepOp, Summary, Unseen};
 use super::reason::Reason;
 use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
@@ -43,7 +49,7 @@ pub(crate) struct Detail {
 }
 
 /// A step as written in the plan JSON.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct WireStep {
     id: StepId,
     action: Action,
@@ -66,8 +72,63 @@ pub(crate) struct WirePlan {
     steps: Vec<Step>,
 }
 
+/// A plan as written in JSON: its steps as shown, masked with its `show_values`.
+#[derive(Serialize)]
+pub(crate) struct ShownPlan<'a> {
+    format_version: u32,
+    revision: &'a Option<String>,
+    fingerprint: &'a str,
+    summary: Summary,
+    warnings: &'a [String],
+    #[serde(skip_serializing_if = "<[Unseen]>::is_empty")]
+    unseen: &'a [Unseen],
+    steps: Vec<WireStep>,
+}
+
+impl<'a> ShownPlan<'a> {
+    /// `plan` as written. Every field is named, so a new one cannot be left out silently.
+    pub(crate) fn of(plan: &'a Plan) -> ShownPlan<'a> {
+        let Plan {
+            format_version,
+            revision,
+            fingerprint,
+            summary,
+            warnings,
+            unseen,
+            steps,
+            show_values,
+        } = plan;
+        ShownPlan {
+            format_version: *format_version,
+            revision,
+            fingerprint,
+            summary: *summary,
+            warnings,
+            unseen,
+            steps: shown_steps(steps, show_values),
+        }
+    }
+}
+
+/// `steps` as written, their secret values and credentials masked but for the keys in `show`.
+pub(crate) fn shown_steps(steps: &[Step], show: &[String]) -> Vec<WireStep> {
+    steps
+        .iter()
+        .map(|step| WireStep::shown(step.clone(), show))
+        .collect()
+}
+
 impl From<Step> for WireStep {
+    /// The step as written, every secret-looking value masked.
     fn from(step: Step) -> WireStep {
+        WireStep::shown(step, &[])
+    }
+}
+
+impl WireStep {
+    /// The step as written, its secret values and credentials masked but for the keys in
+    /// `show` (`policy.show_values`). Field changes were masked when planned.
+    fn shown(step: Step, show: &[String]) -> WireStep {
         let action = step.action();
         let mut d = Detail::default();
         match step.op {
@@ -137,6 +198,10 @@ impl From<Step> for WireStep {
                 d.observed_spec = observed_spec;
             }
         }
+        d.labels = d.labels.map(|labels| masked(&labels, Some("Labels"), show));
+        d.service = d.service.map(|spec| Box::new(masked(&*spec, None, show)));
+        d.network = d.network.map(|network| masked(&network, None, show));
+        d.object = d.object.map(|object| masked(&object, None, show));
         WireStep {
             id: step.id,
             action,
@@ -294,6 +359,7 @@ impl From<WirePlan> for Plan {
             warnings: wire.warnings,
             unseen: wire.unseen,
             steps,
+            show_values: Vec::new(),
         }
     }
 }
