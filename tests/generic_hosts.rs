@@ -219,6 +219,7 @@ fn scenario(ssh: bool) {
     repo.apply();
     assert!(repo.steps().is_empty());
     a_silent_manager_is_kept(&repo, &hosts, 2);
+    one_lock_whichever_manager_is_reached(&repo, &hosts);
     another_clusters_swarm_is_refused(&hosts);
     write_machines(&repo, &cluster, &hosts, &ONE_MANAGER_TWO_WORKERS);
     let down = repo.steps();
@@ -366,4 +367,41 @@ fn another_clusters_swarm_is_refused(hosts: &Hosts) {
         stderr.contains("belongs to cluster") && stderr.contains("not to cluster intruder"),
         "{stderr}"
     );
+}
+
+/// Issue 18: the apply lock lives in the swarm's Raft store. A lock taken through host 2 (as a
+/// process on another host whose machines.yml lists that manager first would) is honoured by
+/// this repository, which reaches the swarm through `mgr` first: apply is refused naming the
+/// holder, writes nothing, and `shoal unlock` removes it.
+fn one_lock_whichever_manager_is_reached(repo: &Repo, hosts: &Hosts) {
+    use shoal::docker::{Access, DockerEngine};
+    use shoal::drivers::lock::LockHolder;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut elsewhere = LockHolder::this_process("shoal apply");
+    elsewhere.host = "another-operator.example".into();
+    let access = Access {
+        tls: Some(hosts.client_certs()),
+        ssh: None,
+    };
+    runtime.block_on(async {
+        let w2 = DockerEngine::connect_remote("w2", &hosts.tcp(2), &access, None)
+            .await
+            .expect("connect to host 2");
+        shoal::drivers::swarm_lock::lock(&w2, &elsewhere, shoal::apply::unix_now(), 600)
+            .await
+            .expect("lock through host 2");
+    });
+    repo.edit("docker-compose.yml", "replicas: 10", "replicas: 9");
+    let refused = repo.shoal(&["apply", "--yes"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another-operator.example")
+            && stderr.contains(&format!("shoal unlock {}", elsewhere.id)),
+        "{stderr}"
+    );
+    let unlocked = repo.ok(&["unlock", &elsewhere.id]);
+    assert!(unlocked.contains(&elsewhere.id), "{unlocked}");
+    repo.edit("docker-compose.yml", "replicas: 9", "replicas: 10");
+    assert!(repo.steps().is_empty());
 }

@@ -116,13 +116,19 @@ pub async fn apply(
             .lock(&options.holder, unix_now(), options.lock_ttl_seconds)
             .await?;
     }
+    let held = locked.then(|| (options.holder.clone(), options.lock_ttl_seconds));
     let executor = Arc::new(Executor {
         driver: Arc::new(recorder.clone()),
         manager: Mutex::new(None),
         leaving: Mutex::new(BTreeSet::new()),
         node_wait: options.node_wait,
+        held: held.clone(),
     });
-    let steps = run_steps(&executor, plan, options.parallelism.max(1), progress).await;
+    let work = run_steps(&executor, plan, options.parallelism.max(1), progress);
+    let steps = match &held {
+        Some((holder, ttl)) => renewing_lock(&driver, holder, *ttl, work).await,
+        None => work.await,
+    };
     let all_done = steps.iter().all(|s| s.status == StepStatus::Done);
     let mut label_error = None;
     if all_done && !plan.steps.is_empty() {
@@ -195,6 +201,31 @@ pub async fn apply(
         health,
         waited_for,
     })
+}
+
+/// Runs `work` while renewing `holder`'s apply lock every third of its TTL, so a long apply
+/// (a cloud machine created, a slow rollout) never outlives its lock, while the lock of a
+/// holder that died still expires one TTL after its last renewal.
+async fn renewing_lock<T>(
+    driver: &Arc<dyn Driver>,
+    holder: &LockHolder,
+    ttl_seconds: u64,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let period = Duration::from_secs((ttl_seconds / 3).max(1));
+    let renew = async {
+        loop {
+            tokio::time::sleep(period).await;
+            match driver.lock(holder, unix_now(), ttl_seconds).await {
+                Ok(()) => tracing::debug!(lock = %holder.id, "renewed the apply lock"),
+                Err(e) => tracing::warn!("could not renew the apply lock: {e}"),
+            }
+        }
+    };
+    tokio::select! {
+        out = work => out,
+        never = renew => never,
+    }
 }
 
 /// The services apply waits for: those the plan creates or changes, by name, in plan order,
@@ -535,6 +566,9 @@ struct Executor {
     /// (a manager demoting itself would lose the control API half-way).
     leaving: Mutex<BTreeSet<String>>,
     node_wait: Duration,
+    /// The apply lock this apply holds, and its TTL: taken again as soon as a swarm exists, so
+    /// it moves from the driver's store into the swarm's.
+    held: Option<(LockHolder, u64)>,
 }
 
 impl Executor {
@@ -755,6 +789,11 @@ impl Executor {
                 "cannot init the swarm on {machine}"
             )))?;
         self.use_manager(machine).await?;
+        if let Some((holder, ttl)) = &self.held {
+            if let Err(e) = self.driver.lock(holder, unix_now(), *ttl).await {
+                tracing::warn!("could not move the apply lock into the new swarm: {e}");
+            }
+        }
         self.label_node(machine, &BTreeMap::new()).await
     }
 
@@ -1109,6 +1148,30 @@ fn removed(result: EngineResult<()>, target: &str) -> Result<(), StepError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 18: a lock whose TTL is shorter than the apply is renewed while the apply runs, so
+    /// another holder (on another host, never judged dead) is refused past the first TTL; once
+    /// the apply is over and renewal stops, the lock expires by itself.
+    #[tokio::test]
+    async fn a_short_lock_outlives_a_long_apply_by_renewal() {
+        let driver: Arc<dyn Driver> = Arc::new(crate::drivers::sim::SimDriver::in_memory());
+        let me = LockHolder::this_process("shoal apply");
+        let mut other = LockHolder::this_process("shoal apply");
+        other.host = "another-host".into();
+        let ttl = 3;
+        driver.lock(&me, unix_now(), ttl).await.unwrap();
+        let long_step = async {
+            tokio::time::sleep(Duration::from_millis(4_500)).await;
+            driver.lock(&other, unix_now(), ttl).await
+        };
+        let during = renewing_lock(&driver, &me, ttl, long_step).await;
+        assert!(
+            matches!(during, Err(DriverError::Locked(_))),
+            "taken over during the apply: {during:?}"
+        );
+        let later = unix_now() + ttl + 1;
+        driver.lock(&other, later, ttl).await.unwrap();
+    }
 
     fn report(converged: bool, status: StepStatus) -> ApplyReport {
         ApplyReport {

@@ -9,8 +9,9 @@
 //! each time the machines are listed: a member missing from it is added, and a dropped host that
 //! has left is taken off it. `plan` only reads it.
 //!
-//! The apply lock is the dind driver's lock volume (`<cluster>-lock`), kept on the first
-//! manager (by name) whose engine answers.
+//! The apply lock lives in the swarm's Raft store once a swarm exists ([`swarm_lock`]), so two
+//! processes that reach different managers first still meet at one lock; before that, it is the
+//! dind driver's lock volume (`<cluster>-lock`) on the first manager (by name) that answers.
 //!
 //! Relative paths in `tls:` and `ssh:` are relative to the repository folder; absolute paths are
 //! used as they are (e.g. swarm secrets under `/run/secrets` for a watcher running in the
@@ -18,6 +19,7 @@
 
 use super::dind::lock;
 use super::lock::{HeldLock, LockHolder};
+use super::swarm_lock::{self, SwarmLockError};
 use super::{Driver, DriverError, DriverResult};
 use crate::docker::{Access, DockerEngine, SshKeys};
 use crate::engine::Swarm;
@@ -236,6 +238,22 @@ impl GenericDriver {
         Some(())
     }
 
+    /// The first host, by name, whose engine serves a swarm's control API: where the apply lock
+    /// lives once a swarm exists.
+    async fn swarm_manager(&self) -> Option<Arc<DockerEngine>> {
+        let mut names: Vec<String> = self.hosts.keys().cloned().collect();
+        names.extend(self.roster.lock().await.keys().cloned());
+        for name in names {
+            let Ok(engine) = self.connect(&name).await else {
+                continue;
+            };
+            if engine.info().await.is_ok_and(|i| i.control_available) {
+                return Some(engine);
+            }
+        }
+        None
+    }
+
     async fn manager(&self) -> DriverResult<Arc<DockerEngine>> {
         let managers: Vec<&String> = self
             .hosts
@@ -397,20 +415,45 @@ impl Driver for GenericDriver {
         Ok(self.connect(machine).await?)
     }
 
+    /// In the swarm's Raft store when any host is a manager of a swarm (every process meets
+    /// there, whichever manager it reaches first); before a swarm exists, the lock volume on
+    /// the first manager host by name.
     async fn lock(&self, holder: &LockHolder, now: u64, ttl_seconds: u64) -> DriverResult<()> {
+        if let Some(manager) = self.swarm_manager().await {
+            match swarm_lock::lock(manager.as_ref(), holder, now, ttl_seconds).await {
+                Err(SwarmLockError::NoSwarm(e)) => {
+                    tracing::debug!(
+                        "no swarm to keep the apply lock in ({e}); using the lock volume"
+                    )
+                }
+                other => return swarm_lock::driver_result(other),
+            }
+        }
         let manager = self.manager().await?;
         lock::lock(manager.client(), &self.cluster, holder, now, ttl_seconds).await
     }
 
+    /// Releases the lock wherever this holder has it: the swarm's, and the volume taken before
+    /// the swarm existed.
     async fn unlock(&self, holder: &LockHolder) -> DriverResult<()> {
-        let manager = self.manager().await?;
-        lock::unlock(manager.client(), &self.cluster, &holder.id).await?;
-        Ok(())
+        self.force_unlock(&holder.id).await.map(|_| ())
     }
 
     async fn force_unlock(&self, lock_id: &str) -> DriverResult<Option<HeldLock>> {
-        let manager = self.manager().await?;
-        lock::unlock(manager.client(), &self.cluster, lock_id).await
+        let mut released = None;
+        if let Some(manager) = self.swarm_manager().await {
+            match swarm_lock::unlock(manager.as_ref(), lock_id).await {
+                Ok(lock) => released = lock,
+                Err(SwarmLockError::NoSwarm(_)) => {}
+                Err(e) => return Err(e.into_driver_error()),
+            }
+        }
+        if let Ok(manager) = self.manager().await {
+            if let Some(lock) = lock::unlock(manager.client(), &self.cluster, lock_id).await? {
+                released.get_or_insert(lock);
+            }
+        }
+        Ok(released)
     }
 
     /// Hosts are not destroyed: each leaves the swarm, and shoal's forwarders end.

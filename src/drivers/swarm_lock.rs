@@ -102,7 +102,9 @@ pub enum SwarmLockError {
 impl From<EngineError> for SwarmLockError {
     fn from(error: EngineError) -> Self {
         match error {
-            EngineError::NotManager(_) => SwarmLockError::NoSwarm(error),
+            // No swarm yet, or one without a leader (whose Raft store takes no write: the plan
+            // refuses it with the recovery).
+            EngineError::NotManager(_) | EngineError::NoLeader(_) => SwarmLockError::NoSwarm(error),
             other => SwarmLockError::Driver(DriverError::Other(format!(
                 "cannot read or write the apply lock in the swarm: {other}"
             ))),
