@@ -13,7 +13,9 @@ pub fn create_missing_machines(ctx: &mut Ctx) {
         .pairing
         .machines
         .iter()
-        .filter(|(name, p)| p.created.is_none() && !observed.machines.contains_key(**name))
+        .filter(|(name, p)| {
+            p.created.is_none() && !p.waiting && !observed.machines.contains_key(**name)
+        })
         .map(|(name, _)| *name)
         .collect();
     if !desired.driver.manages_machines() {

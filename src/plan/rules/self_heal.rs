@@ -72,9 +72,12 @@ fn decide(ctx: &Ctx, name: &str) -> Heal {
         ));
     }
     let Some(machine) = pair.machine else {
-        // Gone: machines.yml still wants it, so it is created again whatever the policy.
+        // Gone (its node outlived it) or never made (no node: created by the next rule).
         return match node {
-            Some(_) => Heal::Replace(Loss::Gone),
+            Some(_) if policy.self_heal => Heal::Replace(Loss::Gone),
+            Some(_) => Heal::Wait(format!(
+                "{name} is gone (its node is still in the swarm) and self-heal is off: nothing is done for it; set policy.self_heal: true to create it again, or drop it from machines.yml"
+            )),
             None => Heal::Nothing,
         };
     };
@@ -267,6 +270,35 @@ mod tests {
             steps(&plan),
             ["destroy_machine w1", "create_machine w1", "join_swarm w1"]
         );
+    }
+
+    #[test]
+    fn with_self_heal_off_a_gone_or_stopped_machine_is_only_reported() {
+        for state in [None, Some(MachineState::Stopped)] {
+            let mut desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
+            desired.policy.self_heal = false;
+            let mut observed = Observed::with_members_of(&desired);
+            match state {
+                Some(state) => observed.machines.get_mut("w1").unwrap().state = state,
+                None => {
+                    observed.machines.remove("w1");
+                }
+            }
+            let w1 = observed
+                .nodes
+                .values_mut()
+                .find(|n| n.hostname == "w1")
+                .unwrap();
+            w1.state = NodeState::Down;
+            w1.down_for_seconds = Some(600);
+            let plan = plan(&desired, &observed, &PlanOptions::default()).unwrap();
+            assert!(plan.steps.is_empty(), "{state:?}: {:?}", steps(&plan));
+            assert!(
+                plan.warnings.iter().any(|w| w.contains("self-heal is off")),
+                "{:?}",
+                plan.warnings
+            );
+        }
     }
 
     #[test]
