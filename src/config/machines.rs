@@ -43,7 +43,7 @@ const POLICY_KEYS: &[&str] = &[
 ];
 const DRIVERS: &[&str] = &["dind", "sim", "generic", "docker-machine"];
 /// The keys of `driver_options.docker-machine`.
-pub const DOCKER_MACHINE_OPTIONS: &[&str] = &["binary", "storage_path", "driver", "flags"];
+pub const DOCKER_MACHINE_OPTIONS: &[&str] = &["binary", "storage_path", "driver", "flags", "adopt"];
 
 const EXAMPLE: &str = "create machines.yml at the repository root, for example:\n\
     \n    cluster: dataapp\
@@ -410,6 +410,9 @@ fn check_docker_machine_options(ctx: &mut Ctx, node: &Node) {
     }
     if let Some(flags) = fields.get("flags") {
         ctx.strings(flags, &join(path, "flags"));
+    }
+    if let Some(adopt) = fields.get("adopt") {
+        ctx.strings(adopt, &join(path, "adopt"));
     }
 }
 
