@@ -530,9 +530,15 @@ fn a_cluster_never_touches_a_machine_its_label_does_not_name() {
         text.contains("web-staging") && text.contains("adopt: [web-staging]"),
         "the unlabelled machine is named with the way to adopt it:\n{text}"
     );
+    assert!(
+        !text.contains("dind driver option"),
+        "docker-machine's options are not read as dind's:\n{text}"
+    );
     let steps = repo.steps();
     assert!(
-        steps.iter().all(|s| !s.contains("staging") && !s.contains("prod") && !s.contains(" x")),
+        steps
+            .iter()
+            .all(|s| !s.contains("staging") && !s.contains("prod") && !s.contains(" x")),
         "{steps:?}"
     );
     let _ = repo.shoal(&["apply", "--yes"]);
@@ -541,7 +547,11 @@ fn a_cluster_never_touches_a_machine_its_label_does_not_name() {
         .into_iter()
         .filter(|c| c.contains(" rm ") || c.contains(" start "))
         .collect();
-    assert_eq!(removed, ["no-report rm -y web-m3"], "only web's own machine is removed");
+    assert_eq!(
+        removed,
+        ["no-report rm -y web-m3"],
+        "only web's own machine is removed"
+    );
     assert_eq!(
         run(docker_machine(store.path()).args(["ls", "-q"])),
         "web-prod-m1\nweb-staging\nweb-x\n"
@@ -579,7 +589,10 @@ fn a_create_that_fails_halfway_is_rolled_back_or_recreated() {
     assert!(text.contains("Error running provisioning"), "{text}");
     assert_eq!(run(docker_machine(store.path()).args(["ls", "-q"])), "");
     assert!(calls(&log).iter().any(|c| c.ends_with("rm -f -y half-mgr")));
-    assert_eq!(repo.steps().first().map(String::as_str), Some("create_machine mgr"));
+    assert_eq!(
+        repo.steps().first().map(String::as_str),
+        Some("create_machine mgr")
+    );
 
     // When even that fails, the machine is incomplete (never "waited for") and re-created.
     apply(&[
@@ -595,5 +608,8 @@ fn a_create_that_fails_halfway_is_rolled_back_or_recreated() {
     );
     apply(&[("SHOAL_TEST_DM_CREATE_FAILS", "1")]);
     assert_eq!(run(docker_machine(store.path()).args(["ls", "-q"])), "");
-    assert_eq!(repo.steps().first().map(String::as_str), Some("create_machine mgr"));
+    assert_eq!(
+        repo.steps().first().map(String::as_str),
+        Some("create_machine mgr")
+    );
 }

@@ -524,7 +524,9 @@ impl DockerMachineDriver {
                 }
             },
             Err(e) => {
-                tracing::warn!("{e}; the failed create's {full} may be left: the next apply re-creates it");
+                tracing::warn!(
+                    "{e}; the failed create's {full} may be left: the next apply re-creates it"
+                );
                 return;
             }
         }
@@ -583,7 +585,9 @@ impl DockerMachineDriver {
             node_id: None,
         };
         if self.creating(&self.full_name(machine)) {
-            tracing::warn!("machine {machine}: shoal's create of it did not finish: it is re-created");
+            tracing::warn!(
+                "machine {machine}: shoal's create of it did not finish: it is re-created"
+            );
             return (observed, None, None);
         }
         let inspected = match self.inspect(machine).await {
@@ -1023,7 +1027,10 @@ mod tests {
         };
         assert_eq!(own("web-m1", Some("web"), false), Ownership::Ours);
         assert_eq!(own("web-staging", None, false), Ownership::Unlabelled);
-        assert_eq!(own("web-prod-m1", Some("web-prod"), false), Ownership::Theirs);
+        assert_eq!(
+            own("web-prod-m1", Some("web-prod"), false),
+            Ownership::Theirs
+        );
         assert_eq!(own("web-m1", Some("webx"), false), Ownership::Theirs);
         assert_eq!(own("web-m1", Some(""), false), Ownership::Theirs);
         assert_eq!(own("web-m2", None, true), Ownership::Ours);
