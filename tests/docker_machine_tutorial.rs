@@ -561,6 +561,28 @@ fn a_cluster_never_touches_a_machine_its_label_does_not_name() {
         "web-prod-m1\nweb-staging\nweb-x\n"
     );
 
+    // Asked for by name, it is still not created over, started or joined.
+    write_machines(
+        &repo,
+        "web",
+        &options,
+        &[("staging", "manager", url.clone())],
+    );
+    let out = repo.shoal(&["apply", "--yes"]);
+    let text = both(&out);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("web-staging has no io.shoal.cluster=web engine label, so shoal does not create over it"),
+        "{text}"
+    );
+    assert!(
+        calls(&log)
+            .iter()
+            .all(|c| !c.ends_with(" web-staging") || c.contains(" inspect ")),
+        "{:#?}",
+        calls(&log)
+    );
+
     // Adopted explicitly, the hand-made machine is web's.
     let adopt = format!("{options}    adopt: [web-staging]\n");
     write_machines(&repo, "web", &adopt, &[("m3", "manager", url)]);

@@ -16,7 +16,7 @@ use generic_support::{
 use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use watch_support::{get, metric, wait_until, Spawned, WorkRepo};
+use watch_support::{get, wait_until, Spawned, WorkRepo};
 
 /// Machines on the three hosts: (name, role, host index).
 const ONE_MANAGER_TWO_WORKERS: [(&str, &str, usize); 3] = [
@@ -288,7 +288,7 @@ fn a_watcher_on_tls_heals_a_hand_scale_by_events() {
             "--repo",
         ])
         .arg(repo.path())
-        .env("SHOAL_LOG", "info")
+        .env("SHOAL_LOG", "shoal=debug")
         .env_remove("DOCKER_HOST");
     let mut watcher = Spawned::spawn(command);
     let addr = watcher.listening(Duration::from_secs(30));
@@ -315,15 +315,17 @@ fn a_watcher_on_tls_heals_a_hand_scale_by_events() {
         "the watcher did not deploy the stack: {:?}",
         watcher.seen
     );
-    let events = || {
-        metric(
-            &get(addr, "/metrics").body,
-            "shoal_events_total{type=\"service\"}",
-        )
-    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut following = false;
+    while !following {
+        let Some(line) = watcher.line(deadline.saturating_duration_since(Instant::now())) else {
+            break;
+        };
+        following = line.contains("following the engine events of mgr");
+    }
     assert!(
-        wait_until(Duration::from_secs(30), || events() > 0.0),
-        "the watcher's event stream over TLS delivered no service event: {:?}",
+        following,
+        "the watcher never followed the manager's events: {:?}",
         watcher.seen
     );
 

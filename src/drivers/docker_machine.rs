@@ -424,19 +424,26 @@ impl DockerMachineDriver {
                 )))
             }
         };
-        Ok(ownership(
-            &self.cluster,
-            &full,
-            label.as_deref(),
-            creating,
-            &self.options.adopt,
-        ))
+        Ok(self.owned(machine, label.as_deref()))
+    }
+
+    /// Whose `machine` is, its label naming `label`.
+    fn owned(&self, machine: &str, label: Option<&str>) -> Ownership {
+        let full = self.full_name(machine);
+        let creating = self.creating(&full);
+        ownership(&self.cluster, &full, label, creating, &self.options.adopt)
     }
 
     /// Refuses to act on `machine` unless it is this cluster's (a saved plan, or a machine
     /// replaced by hand since it was listed, must not reach another's machine).
     async fn ensure_ours(&self, machine: &str, verb: &str) -> DriverResult<()> {
-        match self.ownership(machine).await? {
+        let owned = self.ownership(machine).await?;
+        self.refuse_unless_ours(machine, owned, verb)
+    }
+
+    /// An error saying why shoal does not `verb` `machine`, unless it is [`Ownership::Ours`].
+    fn refuse_unless_ours(&self, machine: &str, owned: Ownership, verb: &str) -> DriverResult<()> {
+        match owned {
             Ownership::Ours => Ok(()),
             Ownership::Unlabelled => Err(DriverError::Other(format!(
                 "machine {machine}: docker-machine's {} has no {LABEL_CLUSTER}={} engine label, so shoal does not {verb} it; {}",
@@ -552,6 +559,8 @@ impl DockerMachineDriver {
             return Ok(engine.clone());
         }
         let inspected = self.inspect(machine).await?;
+        let owned = self.owned(machine, inspected.cluster.as_deref());
+        self.refuse_unless_ours(machine, owned, "connect to")?;
         self.connect_inspected(machine, &inspected).await
     }
 
@@ -817,6 +826,7 @@ impl Driver for DockerMachineDriver {
         }
         args.push(&full);
         if self.listed().await?.contains(&full) {
+            self.ensure_ours(name, "create over").await?;
             return Err(DriverError::MachineExists(name.clone()));
         }
         self.mark_creating(&full, true)?;
@@ -832,6 +842,7 @@ impl Driver for DockerMachineDriver {
                 if text.contains("already exists") {
                     // Made by someone else since it was listed: not ours to remove.
                     self.mark_creating(&full, false)?;
+                    self.ensure_ours(name, "create over").await?;
                     return Err(DriverError::MachineExists(name.clone()));
                 }
             }
