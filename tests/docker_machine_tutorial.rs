@@ -390,13 +390,16 @@ fn a_machine_without_its_tls_files_is_incomplete_and_replaced() {
     );
     let url = "[\"--url\", \"tcp://127.0.0.1:9\"]".to_string();
     write_machines(&repo, "half", &options, &[("mgr", "manager", url)]);
-    // Registered by hand: docker-machine wrote no TLS files into the machine's folder.
+    // Registered with the cluster's label, but docker-machine wrote no TLS files into the
+    // machine's folder.
     run(docker_machine(store.path()).args([
         "create",
         "--driver",
         "none",
         "--url",
         "tcp://127.0.0.1:9",
+        "--engine-label",
+        "io.shoal.cluster=half",
         "half-mgr",
     ]));
     assert_eq!(machine_state(&repo, "mgr"), "incomplete");
