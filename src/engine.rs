@@ -101,6 +101,29 @@ pub struct NodeSpecUpdate {
     pub labels: BTreeMap<String, String>,
 }
 
+/// One event of an engine's event stream (`GET /events`), as far as the watcher reads it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineEvent {
+    /// Its type: `service`, `node`, `container`, ...
+    pub kind: String,
+    /// What happened: `update`, `die`, ...
+    pub action: String,
+    /// When, in nanoseconds since the epoch.
+    pub time_nano: Option<i64>,
+}
+
+/// An engine's events as they come; an item that is an error ends it.
+pub type EventStream = futures::stream::BoxStream<'static, EngineResult<EngineEvent>>;
+
+/// Which events to follow, from when.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    /// The engine's event filters (`type`, `label`, `event`), each key with its values.
+    pub filters: BTreeMap<String, Vec<String>>,
+    /// Only events after this time (nanoseconds since the epoch), when given.
+    pub since_nano: Option<i64>,
+}
+
 /// The Docker Engine API of one machine.
 #[async_trait]
 pub trait Swarm: Send + Sync {
@@ -157,4 +180,10 @@ pub trait Swarm: Send + Sync {
     /// `GET /tasks`: every task of the swarm, with the history it keeps, in one request
     /// (managers only). Health reads it ([`crate::health`]).
     async fn list_tasks(&self) -> EngineResult<Vec<ObservedTask>>;
+    /// `GET /events`, through the same connection as every other request (the TLS
+    /// certificates or ssh forward the machine is reached with). `None` when the engine has no
+    /// event stream (the sim).
+    fn events(&self, _query: EventQuery) -> Option<EventStream> {
+        None
+    }
 }

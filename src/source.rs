@@ -314,6 +314,10 @@ impl FileSource for CommitSource {
     fn root_name(&self) -> String {
         self.name.clone()
     }
+
+    fn read_outside(&self, path: &str) -> std::io::Result<Option<Vec<u8>>> {
+        dir::read_local(path)
+    }
 }
 
 #[cfg(test)]

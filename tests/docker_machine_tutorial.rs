@@ -390,13 +390,16 @@ fn a_machine_without_its_tls_files_is_incomplete_and_replaced() {
     );
     let url = "[\"--url\", \"tcp://127.0.0.1:9\"]".to_string();
     write_machines(&repo, "half", &options, &[("mgr", "manager", url)]);
-    // Registered by hand: docker-machine wrote no TLS files into the machine's folder.
+    // Registered with the cluster's label, but docker-machine wrote no TLS files into the
+    // machine's folder.
     run(docker_machine(store.path()).args([
         "create",
         "--driver",
         "none",
         "--url",
         "tcp://127.0.0.1:9",
+        "--engine-label",
+        "io.shoal.cluster=half",
         "half-mgr",
     ]));
     assert_eq!(machine_state(&repo, "mgr"), "incomplete");
@@ -473,10 +476,32 @@ fn the_stand_in_follows_the_transcripts() {
     );
 }
 
+/// Text of both output streams.
+fn both(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn listed_names(repo: &Repo) -> Vec<String> {
+    let status = repo.json(&["status", "--json"]);
+    let mut names: Vec<String> = status["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
-fn a_cluster_does_not_claim_the_machines_of_a_cluster_whose_name_extends_its_own() {
+fn a_cluster_never_touches_a_machine_its_label_does_not_name() {
     stand_in_on_path();
     let store = tempfile::tempdir().unwrap();
+    let log = store.path().join("stand-in-calls.log");
     let create = |name: &str, label: Option<&str>| {
         let mut command = docker_machine(store.path());
         command.args(["create", "--driver", "none", "--url", "tcp://127.0.0.1:9"]);
@@ -485,34 +510,144 @@ fn a_cluster_does_not_claim_the_machines_of_a_cluster_whose_name_extends_its_own
         }
         run(command.arg(name));
     };
-    // `web-prod-m1` is machine `m1` of cluster web-prod (its label says so), not `prod-m1` of
-    // web; `web-old-m2`, made without a label (an older shoal), still counts as web's.
+    // Made by hand in the same store: `web-staging` (no label) is not machine `staging` of web;
+    // `web-prod-m1` is machine `m1` of cluster web-prod, not `prod-m1` of web; `web-x` carries
+    // the label of a cluster whose name extends web's.
+    create("web-staging", None);
     create("web-prod-m1", Some("io.shoal.cluster=web-prod"));
-    create("web-old-m2", None);
+    create("web-x", Some("io.shoal.cluster=webx"));
     create("web-m3", Some("io.shoal.cluster=web"));
+    std::fs::remove_file(&log).unwrap();
     let repo = Repo::empty();
     let options = format!(
         "    driver: none\n    storage_path: {}\n",
         store.path().display()
     );
+    let url = "[\"--url\", \"tcp://127.0.0.1:9\"]".to_string();
+    write_machines(&repo, "web", &options, &[("m3", "manager", url.clone())]);
+    std::fs::write(repo.path().join("docker-compose.yml"), "services: {}\n").unwrap();
+    assert_eq!(listed_names(&repo), ["m3"]);
+
+    let plan = repo.shoal(&["plan"]);
+    let text = both(&plan);
+    assert!(
+        text.contains("web-staging") && text.contains("adopt: [web-staging]"),
+        "the unlabelled machine is named with the way to adopt it:\n{text}"
+    );
+    assert!(
+        !text.contains("dind driver option"),
+        "docker-machine's options are not read as dind's:\n{text}"
+    );
+    let steps = repo.steps();
+    assert!(
+        steps
+            .iter()
+            .all(|s| !s.contains("staging") && !s.contains("prod") && !s.contains(" x")),
+        "{steps:?}"
+    );
+    let _ = repo.shoal(&["apply", "--yes"]);
+    let _ = repo.shoal(&["destroy", "--yes"]);
+    let touched: Vec<String> = calls(&log)
+        .into_iter()
+        .filter(|c| {
+            [" rm ", " start ", " create "]
+                .iter()
+                .any(|verb| c.contains(verb))
+        })
+        .collect();
+    assert!(
+        !touched.is_empty() && touched.iter().all(|c| c.ends_with(" web-m3")),
+        "only web's own machine is created, started or removed: {touched:#?}"
+    );
+    assert_eq!(
+        run(docker_machine(store.path()).args(["ls", "-q"])),
+        "web-prod-m1\nweb-staging\nweb-x\n"
+    );
+
+    // Asked for by name, it is still not created over, started or joined.
     write_machines(
         &repo,
         "web",
         &options,
-        &[(
-            "m3",
-            "manager",
-            "[\"--url\", \"tcp://127.0.0.1:9\"]".to_string(),
-        )],
+        &[("staging", "manager", url.clone())],
     );
-    std::fs::write(repo.path().join("docker-compose.yml"), "services: {}\n").unwrap();
+    let out = repo.shoal(&["apply", "--yes"]);
+    let text = both(&out);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("web-staging has no io.shoal.cluster=web engine label, so shoal does not create over it"),
+        "{text}"
+    );
+    assert!(
+        calls(&log)
+            .iter()
+            .all(|c| !c.ends_with(" web-staging") || c.contains(" inspect ")),
+        "{:#?}",
+        calls(&log)
+    );
+
+    // Adopted explicitly, the hand-made machine is web's.
+    let adopt = format!("{options}    adopt: [web-staging]\n");
+    write_machines(&repo, "web", &adopt, &[("m3", "manager", url)]);
+    repo.ok(&["validate"]);
     let status = repo.json(&["status", "--json"]);
-    let mut names: Vec<&str> = status["machines"]
+    let staging = status["machines"]
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|m| m["name"].as_str())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["m3", "old-m2"], "{status:#}");
+        .find(|m| m["name"] == "staging");
+    assert!(
+        staging.is_some_and(|m| m["machine_state"] == "incomplete"),
+        "adopted, web-staging is machine `staging` of web: {status:#}"
+    );
+}
+
+#[test]
+fn a_create_that_fails_halfway_is_rolled_back_or_recreated() {
+    stand_in_on_path();
+    let store = tempfile::tempdir().expect("temp dir");
+    let log = store.path().join("stand-in-calls.log");
+    let repo = tutorial_repo();
+    let options = format!(
+        "    driver: none\n    storage_path: {}\n",
+        store.path().display()
+    );
+    let url = "[\"--url\", \"tcp://127.0.0.1:9\"]".to_string();
+    write_machines(&repo, "half", &options, &[("mgr", "manager", url)]);
+    let apply = |env: &[(&str, &str)]| {
+        let mut command = repo.command(&["apply", "--yes"]);
+        command.envs(env.iter().copied());
+        let out = command.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+        both(&out)
+    };
+
+    // Registered, then failed: what the create made is removed (forced: the driver cannot).
+    let text = apply(&[("SHOAL_TEST_DM_CREATE_FAILS", "1")]);
+    assert!(text.contains("Error running provisioning"), "{text}");
+    assert_eq!(run(docker_machine(store.path()).args(["ls", "-q"])), "");
+    assert!(calls(&log).iter().any(|c| c.ends_with("rm -f -y half-mgr")));
+    assert_eq!(
+        repo.steps().first().map(String::as_str),
+        Some("create_machine mgr")
+    );
+
+    // When even that fails, the machine is incomplete (never "waited for") and re-created.
+    apply(&[
+        ("SHOAL_TEST_DM_CREATE_FAILS", "1"),
+        ("SHOAL_TEST_DM_RM_FAILS", "1"),
+    ]);
+    assert_eq!(machine_state(&repo, "mgr"), "incomplete");
+    let steps = repo.steps();
+    assert_eq!(
+        &steps[..2],
+        ["destroy_machine mgr", "create_machine mgr"],
+        "{steps:?}"
+    );
+    apply(&[("SHOAL_TEST_DM_CREATE_FAILS", "1")]);
+    assert_eq!(run(docker_machine(store.path()).args(["ls", "-q"])), "");
+    assert_eq!(
+        repo.steps().first().map(String::as_str),
+        Some("create_machine mgr")
+    );
 }

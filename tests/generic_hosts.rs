@@ -6,8 +6,9 @@
 
 mod common;
 mod generic_support;
+mod watch_support;
 
-use common::{count, Repo, TUTORIAL_TASK_NODES};
+use common::{count, crate_path, Repo, TUTORIAL_TASK_NODES};
 use generic_support::{
     copy_client_certs, docker_via_env, hosts_turn, run, scale_tutorial_to_ten, tutorial_repo,
     wait_running, Hosts,
@@ -15,6 +16,7 @@ use generic_support::{
 use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use watch_support::{get, wait_until, Spawned, WorkRepo};
 
 /// Machines on the three hosts: (name, role, host index).
 const ONE_MANAGER_TWO_WORKERS: [(&str, &str, usize); 3] = [
@@ -404,4 +406,97 @@ fn one_lock_whichever_manager_is_reached(repo: &Repo, hosts: &Hosts) {
     assert!(unlocked.contains(&elsewhere.id), "{unlocked}");
     repo.edit("docker-compose.yml", "replicas: 9", "replicas: 10");
     assert!(repo.steps().is_empty());
+}
+
+/// A watcher at `--interval 10m` on a TLS generic cluster follows the manager's events over
+/// the machine's own TLS connection, so a hand scale through the host's TLS endpoint is healed
+/// at once, not at the next resync.
+#[test]
+fn a_watcher_on_tls_heals_a_hand_scale_by_events() {
+    let Some(_turn) = hosts_turn("the generic host tests") else {
+        return;
+    };
+    let hosts = Hosts::start("gev", 1, &["dataservice:1"]);
+    let repo = WorkRepo::new();
+    let cluster = format!("gev{}", std::process::id() % 10_000);
+    let machines = format!(
+        "cluster: {cluster}\ndriver: generic\nmachines:\n  mgr:\n    role: manager\n    host: {}\n    tls: {}\nstacks:\n  dataapp: docker-compose.yml\n",
+        hosts.tcp(0),
+        hosts.client_certs().display()
+    );
+    let compose =
+        std::fs::read_to_string(crate_path("examples/dataapp/docker-compose.yml")).unwrap();
+    repo.commit(
+        &[
+            ("machines.yml", &machines),
+            ("docker-compose.yml", &compose),
+        ],
+        "the cluster",
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shoal"));
+    command
+        .args([
+            "watch",
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "10m",
+            "--repo",
+        ])
+        .arg(repo.path())
+        .env("SHOAL_LOG", "shoal=debug")
+        .env_remove("DOCKER_HOST");
+    let mut watcher = Spawned::spawn(command);
+    let addr = watcher.listening(Duration::from_secs(30));
+    let replicas = || {
+        hosts
+            .docker_cli(0)
+            .args([
+                "service",
+                "inspect",
+                "--format",
+                "{{.Spec.Mode.Replicated.Replicas}}",
+                "dataapp_dataservice",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let synced = || {
+        let status: Value = serde_json::from_str(&get(addr, "/status").body).unwrap_or_default();
+        status["last_reconcile"]["ok"] == true
+    };
+    assert!(
+        wait_until(Duration::from_secs(180), || synced() && replicas() == "5"),
+        "the watcher did not deploy the stack: {:?}",
+        watcher.seen
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut following = false;
+    while !following {
+        let Some(line) = watcher.line(deadline.saturating_duration_since(Instant::now())) else {
+            break;
+        };
+        following = line.contains("following the engine events of mgr");
+    }
+    assert!(
+        following,
+        "the watcher never followed the manager's events: {:?}",
+        watcher.seen
+    );
+
+    // A hand scale through the host's own TLS endpoint, as an operator would do it.
+    run(hosts
+        .docker_cli(0)
+        .args(["service", "scale", "--detach", "dataapp_dataservice=2"]));
+    let scaled = Instant::now();
+    let healed = wait_until(Duration::from_secs(60), || replicas() == "5");
+    let latency = scaled.elapsed().as_secs_f64();
+    watcher.terminate(Duration::from_secs(60));
+    assert!(
+        healed,
+        "a hand scale was not healed by events within 60 s at --interval 10m: {:?}",
+        watcher.seen
+    );
+    eprintln!("[generic tls] a hand scale healed by the watcher's events in {latency:.1}s");
 }

@@ -44,7 +44,7 @@ const POLICY_KEYS: &[&str] = &[
 ];
 const DRIVERS: &[&str] = &["dind", "sim", "generic", "docker-machine"];
 /// The keys of `driver_options.docker-machine`.
-pub const DOCKER_MACHINE_OPTIONS: &[&str] = &["binary", "storage_path", "driver", "flags"];
+pub const DOCKER_MACHINE_OPTIONS: &[&str] = &["binary", "storage_path", "driver", "flags", "adopt"];
 
 const EXAMPLE: &str = "create machines.yml at the repository root, for example:\n\
     \n    cluster: dataapp\
@@ -424,6 +424,9 @@ fn check_docker_machine_options(ctx: &mut Ctx, node: &Node) {
     if let Some(flags) = fields.get("flags") {
         ctx.strings(flags, &join(path, "flags"));
     }
+    if let Some(adopt) = fields.get("adopt") {
+        ctx.strings(adopt, &join(path, "adopt"));
+    }
 }
 
 /// The options of the driver named `driver` in `node`: its entry when the options are keyed by
@@ -579,12 +582,12 @@ fn read_access(
 }
 
 /// Checks the files each machine's access names: cert folders hold three PEM files that parse,
-/// and a known_hosts file holds an entry for its ssh host. Paths outside the repository
-/// (absolute) are checked when the driver opens them.
+/// and a known_hosts file holds an entry for its ssh host. Absolute paths (outside the
+/// repository) are checked too, where shoal runs, as the driver will read them.
 fn check_access(ctx: &mut Ctx, files: &dyn FileSource, out: &Machines, placed: &Placed) {
     for (name, access) in &out.access {
         let pos = placed.get(name).copied().unwrap_or_default();
-        if let Some(dir) = access.tls.as_deref().filter(|d| !d.starts_with('/')) {
+        if let Some(dir) = access.tls.as_deref() {
             for file in TLS_FILES {
                 let path = format!("{}/{file}", dir.trim_end_matches('/'));
                 if let Some(problem) = pem_problem(files, &path, file == "key.pem") {
@@ -598,18 +601,13 @@ fn check_access(ctx: &mut Ctx, files: &dyn FileSource, out: &Machines, placed: &
         }
         let Some(ssh) = &access.ssh else { continue };
         let host = out.machines.get(name).and_then(|m| m.host.as_deref());
-        if !ssh.key.starts_with('/') {
-            if let Some(problem) = readable(files, &ssh.key) {
-                ctx.error(
-                    pos,
-                    format!("machine `{name}`: ssh key {} {problem}", ssh.key),
-                );
-            }
+        if let Some(problem) = readable(files, &ssh.key) {
+            ctx.error(
+                pos,
+                format!("machine `{name}`: ssh key {} {problem}", ssh.key),
+            );
         }
-        if ssh.known_hosts.starts_with('/') {
-            continue;
-        }
-        match files.read(&ssh.known_hosts) {
+        match read_file(files, &ssh.known_hosts) {
             Ok(Some(bytes)) => {
                 let Some((host, port)) = host.and_then(ssh_host) else {
                     continue;
@@ -645,27 +643,42 @@ fn check_access(ctx: &mut Ctx, files: &dyn FileSource, out: &Machines, placed: &
                     ssh.known_hosts
                 ),
             ),
-            Err(e) => ctx.diags.push(read_error(&ssh.known_hosts, &e)),
+            Err(problem) => ctx.error(
+                pos,
+                format!(
+                    "machine `{name}`: known_hosts file {} {problem}",
+                    ssh.known_hosts
+                ),
+            ),
         }
     }
 }
 
+/// A file machines.yml names: inside the repository by relative path, else (absolute) where
+/// shoal runs; `None` when it does not exist, else what keeps it from being read.
+fn read_file(files: &dyn FileSource, path: &str) -> Result<Option<Vec<u8>>, String> {
+    let read = if path.starts_with('/') {
+        files.read_outside(path)
+    } else {
+        files.read(&resolve_path("", path)?)
+    };
+    read.map_err(|e| format!("cannot be read: {e}"))
+}
+
 fn readable(files: &dyn FileSource, path: &str) -> Option<String> {
-    match resolve_path("", path).map(|p| files.read(&p)) {
+    match read_file(files, path) {
         Err(problem) => Some(problem),
-        Ok(Ok(Some(_))) => None,
-        Ok(Ok(None)) => Some("does not exist".to_string()),
-        Ok(Err(e)) => Some(format!("cannot be read: {e}")),
+        Ok(Some(_)) => None,
+        Ok(None) => Some("does not exist".to_string()),
     }
 }
 
 /// What is wrong with a PEM file of a cert folder, if anything.
 fn pem_problem(files: &dyn FileSource, path: &str, key: bool) -> Option<String> {
-    let bytes = match resolve_path("", path).map(|p| files.read(&p)) {
+    let bytes = match read_file(files, path) {
         Err(problem) => return Some(problem),
-        Ok(Ok(Some(bytes))) => bytes,
-        Ok(Ok(None)) => return Some("does not exist".to_string()),
-        Ok(Err(e)) => return Some(format!("cannot be read: {e}")),
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Some("does not exist".to_string()),
     };
     if key {
         return PrivateKeyDer::from_pem_slice(&bytes)
@@ -1041,6 +1054,34 @@ mod tests {
     }
 
     const CERT: &str = "-----BEGIN CERTIFICATE-----\nMAo=\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn absolute_tls_folders_and_ssh_files_are_checked_too() {
+        let machines = "driver: generic\nmachines:\n  a:\n    role: manager\n    host: tcp://10.1.0.2:2376\n    tls: /etc/shoal/certs\n  b:\n    role: worker\n    host: ssh://root@10.1.0.3\n    ssh: {key: /etc/shoal/id, known_hosts: /etc/shoal/known_hosts}\n";
+        let files = [
+            ("/etc/shoal/certs/ca.pem", CERT),
+            ("/etc/shoal/certs/key.pem", KEY),
+            ("/etc/shoal/id", "key"),
+            ("/etc/shoal/known_hosts", "10.9.9.9 ssh-ed25519 AAAA\n"),
+        ];
+        let (_, diags) = run(machines, &files);
+        let found: Vec<String> = errors(&diags).iter().map(|d| d.message.clone()).collect();
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(found
+            .iter()
+            .any(|e| e.contains("TLS file /etc/shoal/certs/cert.pem does not exist")));
+        assert!(found
+            .iter()
+            .any(|e| e.contains("/etc/shoal/known_hosts has no entry for 10.1.0.3")));
+        let real = tempfile::tempdir().unwrap();
+        let folder = real.path().display().to_string();
+        let source = crate::source::dir::DirSource(real.path().to_path_buf());
+        assert_eq!(
+            source.read_outside(&format!("{folder}/missing")).unwrap(),
+            None
+        );
+        assert!(source.read_outside(&folder).is_err(), "a folder is refused");
+    }
     const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMAo=\n-----END PRIVATE KEY-----\n";
 
     #[test]

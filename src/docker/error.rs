@@ -61,12 +61,28 @@ pub(crate) fn from_bollard(error: BollardError) -> EngineError {
         BollardError::IOError { .. }
         | BollardError::HyperLegacyError { .. }
         | BollardError::HyperResponseError { .. }
-        | BollardError::SocketNotFoundError(_) => EngineError::Unreachable(error.to_string()),
+        | BollardError::SocketNotFoundError(_) => EngineError::Unreachable(with_causes(&error)),
         BollardError::JsonDataError { .. } | BollardError::JsonSerdeError { .. } => {
             EngineError::Other(format!("unexpected answer from the engine: {error}"))
         }
-        other => EngineError::Other(other.to_string()),
+        other => EngineError::Other(with_causes(&other)),
     }
+}
+
+/// The error's text followed by each cause's that it does not already say (`client error
+/// (Connect): invalid peer certificate: UnknownIssuer`), so the reason is never lost.
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let said = inner.to_string();
+        if !said.is_empty() && !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -78,6 +94,41 @@ mod tests {
             status_code,
             message: message.to_string(),
         })
+    }
+
+    /// An error that says only what failed, with its cause behind it.
+    #[derive(Debug)]
+    struct Wrapped(&'static str, Option<Box<Wrapped>>);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn transport_failures_keep_their_cause() {
+        let x509 = Wrapped(
+            "invalid peer certificate: UnknownIssuer",
+            Some(Box::new(Wrapped("UnknownIssuer", None))),
+        );
+        let connect = Wrapped("client error (Connect)", Some(Box::new(x509)));
+        let error = from_bollard(BollardError::IOError {
+            err: std::io::Error::other(connect),
+        });
+        assert!(
+            matches!(
+                &error,
+                EngineError::Unreachable(m) if m == "client error (Connect): invalid peer certificate: UnknownIssuer"
+            ),
+            "{error:?}"
+        );
     }
 
     #[test]

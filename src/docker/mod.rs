@@ -22,7 +22,8 @@ pub mod ssh;
 pub mod tls;
 
 use crate::engine::{
-    EngineError, EngineInfo, EngineResult, JoinTokens, NodeSpecUpdate, Swarm, SwarmObject,
+    EngineError, EngineEvent, EngineInfo, EngineResult, EventQuery, EventStream, JoinTokens,
+    NodeSpecUpdate, Swarm, SwarmObject,
 };
 use crate::model::observed::{LocalSwarmState, ObservedNode, ObservedObject, ObservedService};
 use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
@@ -35,6 +36,7 @@ use bollard::query_parameters::{
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
 use error::from_bollard;
+use futures::StreamExt;
 use raw::Endpoint;
 use serde_json::Value;
 use ssh::{SshTarget, SshTunnel};
@@ -122,6 +124,15 @@ impl DockerEngine {
         endpoint: &str,
         advertise_addr: Option<String>,
     ) -> Result<DockerEngine, EngineError> {
+        Self::connect_within(endpoint, advertise_addr, Self::timeout()).await
+    }
+
+    /// [`DockerEngine::connect`], the first request (version negotiation) given `first`.
+    async fn connect_within(
+        endpoint: &str,
+        advertise_addr: Option<String>,
+        first: Duration,
+    ) -> Result<DockerEngine, EngineError> {
         let parsed = Endpoint::parse(endpoint)?;
         let docker = match &parsed {
             Endpoint::Unix(path) => Docker::connect_with_unix(
@@ -134,15 +145,21 @@ impl DockerEngine {
                 REQUEST_TIMEOUT_SECS,
                 API_DEFAULT_VERSION,
             ),
-            Endpoint::Ssh { .. } => Docker::connect_with_ssh(
-                endpoint.trim_end_matches('/'),
-                REQUEST_TIMEOUT_SECS,
-                API_DEFAULT_VERSION,
-                None,
-            ),
+            // bollard's own ssh trusts host keys on first use and offers the user's default
+            // keys: ssh engines go through shoal's forward ([`DockerEngine::connect_remote`]).
+            Endpoint::Ssh { .. } => {
+                return Err(EngineError::Other(format!(
+                    "{endpoint}: an ssh:// engine is reached through its machine's ssh key and known_hosts (shoal's own forward), never directly"
+                )))
+            }
         }
         .map_err(from_bollard)?;
-        let docker = docker.negotiate_version().await.map_err(from_bollard)?;
+        let docker = docker
+            .with_timeout(first)
+            .negotiate_version()
+            .await
+            .map_err(from_bollard)?
+            .with_timeout(Self::timeout());
         tracing::debug!(
             endpoint,
             api_version = %docker.client_version(),
@@ -240,7 +257,8 @@ impl DockerEngine {
                 let tunnel = SshTunnel::open(machine, &target).await?;
                 let socket = tunnel.socket().to_path_buf();
                 let local = format!("unix://{}", socket.display());
-                let mut engine = DockerEngine::connect(&local, advertise_addr)
+                let first = Duration::from_secs(CONNECT_TIMEOUT_SECS);
+                let mut engine = DockerEngine::connect_within(&local, advertise_addr, first)
                     .await
                     .map_err(|e| {
                         in_machine(
@@ -281,6 +299,35 @@ impl DockerEngine {
     #[must_use]
     pub fn advertise_addr(&self) -> Option<&str> {
         self.advertise_addr.as_deref()
+    }
+
+    /// `GET /events` of `docker`, from `query`; each event read into an [`EngineEvent`].
+    #[must_use]
+    pub fn event_stream(docker: &Docker, query: EventQuery) -> EventStream {
+        let options = bollard::query_parameters::EventsOptions {
+            since: query.since_nano.map(|nanos| {
+                format!(
+                    "{}.{:09}",
+                    nanos.div_euclid(1_000_000_000),
+                    nanos.rem_euclid(1_000_000_000)
+                )
+            }),
+            filters: Some(query.filters.into_iter().collect()),
+            ..Default::default()
+        };
+        docker
+            .events(Some(options))
+            .map(|event| {
+                event.map_err(from_bollard).map(|event| EngineEvent {
+                    kind: event
+                        .typ
+                        .map(|t| t.as_ref().to_string())
+                        .unwrap_or_default(),
+                    action: event.action.unwrap_or_default(),
+                    time_nano: event.time_nano,
+                })
+            })
+            .boxed()
     }
 
     /// The bollard client, for calls the [`Swarm`] trait does not cover.
@@ -339,8 +386,16 @@ fn version_i64(version: u64) -> EngineResult<i64> {
 
 #[async_trait]
 impl Swarm for DockerEngine {
+    /// Bounded like a first request: a frozen engine is reported as not answering in
+    /// [`CONNECT_TIMEOUT_SECS`], whatever its transport, so it never holds up a pass.
     async fn info(&self) -> EngineResult<EngineInfo> {
-        let info = self.docker.info().await.map_err(from_bollard)?;
+        let info = self
+            .docker
+            .clone()
+            .with_timeout(Duration::from_secs(CONNECT_TIMEOUT_SECS))
+            .info()
+            .await
+            .map_err(from_bollard)?;
         Ok(convert::engine_info(&info))
     }
 
@@ -652,6 +707,20 @@ impl Swarm for DockerEngine {
             ));
         };
         tasks_from_engine(entries)
+    }
+
+    fn events(&self, query: EventQuery) -> Option<EventStream> {
+        // The stream holds the ssh forward it runs through, should the engine be dropped.
+        let tunnel = self.tunnel.clone();
+        let events = Self::event_stream(&self.docker, query);
+        Some(
+            events
+                .map(move |event| {
+                    let _forward = &tunnel;
+                    event
+                })
+                .boxed(),
+        )
     }
 }
 

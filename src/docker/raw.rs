@@ -252,7 +252,9 @@ pub(crate) async fn get_json(
         Ok(Ok((status, body))) if (200..300).contains(&status) => serde_json::from_slice(&body)
             .map_err(|e| EngineError::Other(format!("unexpected answer from the engine: {e}"))),
         Ok(Ok((status, body))) => Err(classify(status, &error_message(&body))),
-        Ok(Err(e)) => Err(EngineError::Unreachable(e.to_string())),
+        Ok(Err(e)) => Err(EngineError::Unreachable(super::error::with_causes(
+            e.as_ref(),
+        ))),
         Err(_) => Err(EngineError::Unreachable(
             "the engine did not answer in time".to_string(),
         )),

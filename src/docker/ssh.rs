@@ -9,6 +9,8 @@
 //!
 //! The process runs under a small `sh` guard that reads shoal's end of a pipe: when shoal exits,
 //! or is killed, the pipe closes and the guard ends ssh, so no forwarder outlives its shoal.
+//! Each forward's folder (`shoal-ssh-<pid>-<machine>-<n>` in the temp folder) is removed when
+//! the forward ends; those a killed shoal left are removed by the next one to open a forward.
 
 use crate::engine::EngineError;
 use std::path::{Path, PathBuf};
@@ -160,6 +162,60 @@ impl Drop for SshTunnel {
     }
 }
 
+/// The prefix of every forward's folder.
+const DIR_PREFIX: &str = "shoal-ssh-";
+
+/// The process that made the forward folder `name` (`shoal-ssh-<pid>-...`), if it is one.
+fn folder_pid(name: &str) -> Option<u32> {
+    name.strip_prefix(DIR_PREFIX)?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The forward folders in `root` that `alive` says no process holds any more.
+fn stale_folders(root: &Path, alive: impl Fn(u32) -> bool) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            folder_pid(&entry.file_name().to_string_lossy()).is_some_and(|pid| !alive(pid))
+        })
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// Removes the forward folders of this user's shoal processes that were killed (once per
+/// process; only where `/proc` tells which processes live).
+fn remove_stale_folders(own: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let proc = Path::new("/proc");
+        let (Some(root), Ok(mine)) = (own.parent(), std::fs::metadata(own)) else {
+            return;
+        };
+        if !proc.join("self").exists() {
+            return;
+        }
+        let alive = |pid: u32| proc.join(pid.to_string()).exists();
+        for stale in stale_folders(root, alive) {
+            let ours = std::fs::symlink_metadata(&stale)
+                .is_ok_and(|m| m.is_dir() && m.uid() == mine.uid());
+            if ours {
+                tracing::debug!(
+                    "removing {}, left by a shoal that was killed",
+                    stale.display()
+                );
+                let _ = std::fs::remove_dir_all(&stale);
+            }
+        }
+    });
+}
+
 /// A fresh folder only this user can enter, with a short path (unix socket paths are limited).
 fn private_dir(machine: &str) -> Result<PathBuf, EngineError> {
     use std::os::unix::fs::DirBuilderExt;
@@ -168,7 +224,7 @@ fn private_dir(machine: &str) -> Result<PathBuf, EngineError> {
         .map_or(0, |d| d.subsec_nanos());
     let short: String = machine.chars().take(20).collect();
     let dir = std::env::temp_dir().join(format!(
-        "shoal-ssh-{}-{short}-{nanos:x}",
+        "{DIR_PREFIX}{}-{short}-{nanos:x}",
         std::process::id()
     ));
     std::fs::DirBuilder::new()
@@ -180,6 +236,7 @@ fn private_dir(machine: &str) -> Result<PathBuf, EngineError> {
                 dir.display()
             ))
         })?;
+    remove_stale_folders(&dir);
     Ok(dir)
 }
 
@@ -253,6 +310,22 @@ mod tests {
             refused.contains("machine m")
                 && refused.contains("check the address root@10.0.0.1:2222")
         );
+    }
+
+    #[test]
+    fn folders_of_dead_processes_are_stale() {
+        let root = tempfile::tempdir().unwrap();
+        for name in [
+            "shoal-ssh-41-mgr-1f",
+            "shoal-ssh-42-w1-2e",
+            "shoal-ssh-x-w1-2e",
+            "other-41",
+        ] {
+            std::fs::create_dir(root.path().join(name)).unwrap();
+        }
+        assert_eq!(folder_pid("shoal-ssh-41-web-mgr-1f"), Some(41));
+        let stale = stale_folders(root.path(), |pid| pid == 42);
+        assert_eq!(stale, [root.path().join("shoal-ssh-41-mgr-1f")]);
     }
 
     #[tokio::test]

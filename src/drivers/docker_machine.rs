@@ -4,13 +4,18 @@
 //!
 //! Machines are named `<cluster>-<machine>` there and found by that prefix with `ls -q`, which
 //! contacts no engine. They are created with the engine label `io.shoal.cluster=<cluster>`, kept
-//! in their configuration: a name the prefix matches ambiguously (`web-prod-m1` is machine
-//! `prod-m1` of cluster `web`, or `m1` of `web-prod`) counts only when that label names this
-//! cluster (or, made by an older shoal, names none); `inspect` gives each one's URL and TLS files (`machines/NAME/{ca,cert,
-//! key}.pem`, the folder `docker-machine env` points `DOCKER_CERT_PATH` at). The engine is then
+//! in their configuration, and a machine is the cluster's only when that label names it: the
+//! store is usually the user's own (`~/.docker/machine`), so `web-staging` made by hand (no
+//! label), or `web-prod-m1` of cluster `web-prod`, is never listed as cluster `web`'s, so never
+//! started, destroyed or created over. An unlabelled machine named like one of ours is named in a
+//! warning; `driver_options.docker-machine.adopt` lists those the user gives to the cluster.
+//! `inspect` gives each one's URL and TLS files (`machines/NAME/{ca,cert,key}.pem`, the folder
+//! `docker-machine env` points `DOCKER_CERT_PATH` at). The engine is then
 //! probed directly: docker-machine's `status` is only asked whether a machine that does not
 //! answer is `Stopped` (it says `Running` for `none` hosts whatever they do). A listed machine
-//! without its TLS files is `incomplete`; one not listed is gone. Every call sets
+//! without its TLS files, or whose create by shoal did not finish (a marker in the store's
+//! `shoal-creating/` says so until the engine answers), is `incomplete` and re-created; one not
+//! listed is gone. A create that fails after registering its machine removes what it made. Every call sets
 //! `MACHINE_BUGSNAG_API_TOKEN=no-report`, so a failed `create` sends no crash report, and
 //! docker-machine's own errors are passed on as they are, with the machine named.
 //!
@@ -34,7 +39,7 @@ use crate::model::{
 };
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -52,6 +57,9 @@ const ENGINE_WAIT: Duration = Duration::from_secs(180);
 const CERTIFICATE_WAIT: Duration = Duration::from_secs(20);
 /// The folder of the store that holds the clusters' apply locks.
 const LOCK_DIR: &str = "shoal-locks";
+/// The folder of the store that marks the machines shoal's create has not finished, by
+/// docker-machine name.
+const CREATING_DIR: &str = "shoal-creating";
 /// The engine port every docker-machine driver provisions.
 const ENGINE_PORT: u16 = 2376;
 
@@ -66,6 +74,9 @@ pub struct DockerMachineOptions {
     pub driver: String,
     /// Flags passed to `create` for every machine.
     pub flags: Vec<String>,
+    /// docker-machine names (`<cluster>-<machine>`) of machines made without shoal's
+    /// `io.shoal.cluster` label that the user gives to this cluster.
+    pub adopt: Vec<String>,
 }
 
 impl Default for DockerMachineOptions {
@@ -75,6 +86,7 @@ impl Default for DockerMachineOptions {
             storage_path: None,
             driver: "virtualbox".to_string(),
             flags: Vec::new(),
+            adopt: Vec::new(),
         }
     }
 }
@@ -97,6 +109,16 @@ impl DockerMachineOptions {
             Some(s) if !s.is_empty() => Ok(s.to_string()),
             _ => Err(bad_option(key, "a non-empty string")),
         };
+        let texts = |key: &str, item: &serde_json::Value| {
+            item.as_array()
+                .and_then(|items| {
+                    items
+                        .iter()
+                        .map(|f| f.as_str().map(str::to_string))
+                        .collect()
+                })
+                .ok_or_else(|| bad_option(key, "a list of strings"))
+        };
         for (key, item) in map {
             match key.as_str() {
                 "binary" => options.binary = text(key, item)?,
@@ -109,17 +131,8 @@ impl DockerMachineOptions {
                         base.join(path)
                     });
                 }
-                "flags" => {
-                    options.flags = item
-                        .as_array()
-                        .and_then(|items| {
-                            items
-                                .iter()
-                                .map(|f| f.as_str().map(str::to_string))
-                                .collect()
-                        })
-                        .ok_or_else(|| bad_option(key, "a list of strings"))?;
-                }
+                "flags" => options.flags = texts(key, item)?,
+                "adopt" => options.adopt = texts(key, item)?,
                 other => {
                     return Err(DriverError::Unavailable(format!(
                         "machines.yml: unknown option driver_options.docker-machine.{other}; the docker-machine driver takes {}",
@@ -215,6 +228,35 @@ impl Inspected {
     }
 }
 
+/// Whose a machine of the store named `<cluster>-<machine>` is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ownership {
+    /// This cluster's: its label names the cluster, shoal's create of it did not finish, or the
+    /// user adopted it.
+    Ours,
+    /// Made without shoal's label and not adopted: left alone, with a warning.
+    Unlabelled,
+    /// Another cluster's, by its label (`web-prod-m1` seen from cluster `web`).
+    Theirs,
+}
+
+/// Whose the machine `full_name` is for `cluster`, from the cluster its label names (`label`),
+/// whether shoal's own create of it is unfinished (`creating`), and the adopted names.
+fn ownership(
+    cluster: &str,
+    full_name: &str,
+    label: Option<&str>,
+    creating: bool,
+    adopt: &[String],
+) -> Ownership {
+    match label {
+        Some(owner) if owner == cluster => Ownership::Ours,
+        Some(_) => Ownership::Theirs,
+        None if creating || adopt.iter().any(|a| a == full_name) => Ownership::Ours,
+        None => Ownership::Unlabelled,
+    }
+}
+
 /// A machine as probed: what is observed, its engine when it answered, its address.
 type Probed = (ObservedMachine, Option<Arc<DockerEngine>>, Option<String>);
 
@@ -242,9 +284,8 @@ pub struct DockerMachineDriver {
     /// makes `certs/ca.pem` on its first create, and two first creates at once would each make
     /// one, leaving machines signed by a CA that is no longer the store's.
     first_create: tokio::sync::Mutex<()>,
-    /// The cluster each ambiguously named machine was made for (`None`: no label), by
-    /// machine name: labels never change, so each is inspected once.
-    owners: tokio::sync::Mutex<HashMap<String, Option<String>>>,
+    /// The unlabelled machines already named in a warning (each is named once per run).
+    warned: std::sync::Mutex<BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for DockerMachineDriver {
@@ -277,7 +318,7 @@ impl DockerMachineDriver {
             roles,
             engines: tokio::sync::Mutex::new(HashMap::new()),
             first_create: tokio::sync::Mutex::new(()),
-            owners: tokio::sync::Mutex::new(HashMap::new()),
+            warned: std::sync::Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -323,47 +364,182 @@ impl DockerMachineDriver {
         Err(DriverError::Other(message))
     }
 
-    /// The machines of this cluster docker-machine knows (`ls -q`, by name prefix); a name
-    /// that could also be another cluster's (it has a `-` after the prefix) counts unless its
-    /// engine label names another cluster.
+    /// The docker-machine names of every machine in the store (`ls -q`).
+    async fn listed(&self) -> DriverResult<Vec<String>> {
+        let listed = self.call(None, &["ls", "-q"]).await?;
+        Ok(listed
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// The machines of this cluster docker-machine knows: named `<cluster>-<machine>` in `ls -q`
+    /// and [`Ownership::Ours`] by their label. An unlabelled one is named in a warning with the
+    /// way to adopt it.
     async fn names(&self) -> DriverResult<Vec<String>> {
         let prefix = format!("{}-", self.cluster);
-        let listed = self.call(None, &["ls", "-q"]).await?;
-        let candidates: Vec<String> = listed
-            .lines()
-            .filter_map(|line| line.trim().strip_prefix(&prefix))
+        let candidates: Vec<String> = self
+            .listed()
+            .await?
+            .iter()
+            .filter_map(|full| full.strip_prefix(&prefix))
             .filter(|name| !name.is_empty())
             .map(str::to_string)
             .collect();
+        let owned: Vec<DriverResult<(String, Ownership)>> = stream::iter(candidates)
+            .map(|name| async move {
+                let ownership = self.ownership(&name).await?;
+                Ok((name, ownership))
+            })
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
         let mut names = Vec::new();
-        for name in candidates {
-            if !name.contains('-') || self.owner(&name).await?.is_none_or(|o| o == self.cluster) {
-                names.push(name);
+        for owned in owned {
+            let (name, ownership) = owned?;
+            match ownership {
+                Ownership::Ours => names.push(name),
+                Ownership::Unlabelled => self.warn_unlabelled(&name),
+                Ownership::Theirs => {}
             }
         }
         names.sort();
         Ok(names)
     }
 
-    /// The cluster whose label `machine` carries (`None` without one: made before labels, it
-    /// counts as this cluster's). A machine that cannot be inspected fails the listing: counting
-    /// it as ours could destroy another cluster's machine, leaving it out could create a twin.
-    async fn owner(&self, machine: &str) -> DriverResult<Option<String>> {
-        if let Some(owner) = self.owners.lock().await.get(machine) {
-            return Ok(owner.clone());
-        }
-        let owner = self.inspect(machine).await.map_err(|e| {
-            DriverError::Other(format!(
-                "cannot tell which cluster docker-machine's {} belongs to: {e}",
+    /// Whose the store's `<cluster>-<machine>` is. A machine that cannot be inspected fails
+    /// the listing unless shoal's own create of it is unfinished: counting it as ours could
+    /// destroy another's machine, leaving it out could hide one of ours.
+    async fn ownership(&self, machine: &str) -> DriverResult<Ownership> {
+        let full = self.full_name(machine);
+        let creating = self.creating(&full);
+        let label = match self.inspect(machine).await {
+            Ok(inspected) => inspected.cluster,
+            Err(_) if creating => None,
+            Err(e) => {
+                return Err(DriverError::Other(format!(
+                    "cannot tell which cluster docker-machine's {full} belongs to: {e}"
+                )))
+            }
+        };
+        Ok(self.owned(machine, label.as_deref()))
+    }
+
+    /// Whose `machine` is, its label naming `label`.
+    fn owned(&self, machine: &str, label: Option<&str>) -> Ownership {
+        let full = self.full_name(machine);
+        let creating = self.creating(&full);
+        ownership(&self.cluster, &full, label, creating, &self.options.adopt)
+    }
+
+    /// Refuses to act on `machine` unless it is this cluster's (a saved plan, or a machine
+    /// replaced by hand since it was listed, must not reach another's machine).
+    async fn ensure_ours(&self, machine: &str, verb: &str) -> DriverResult<()> {
+        let owned = self.ownership(machine).await?;
+        self.refuse_unless_ours(machine, owned, verb)
+    }
+
+    /// An error saying why shoal does not `verb` `machine`, unless it is [`Ownership::Ours`].
+    fn refuse_unless_ours(&self, machine: &str, owned: Ownership, verb: &str) -> DriverResult<()> {
+        match owned {
+            Ownership::Ours => Ok(()),
+            Ownership::Unlabelled => Err(DriverError::Other(format!(
+                "machine {machine}: docker-machine's {} has no {LABEL_CLUSTER}={} engine label, so shoal does not {verb} it; {}",
+                self.full_name(machine),
+                self.cluster,
+                self.adopt_hint(machine)
+            ))),
+            Ownership::Theirs => Err(DriverError::Other(format!(
+                "machine {machine}: docker-machine's {} belongs to another cluster (its {LABEL_CLUSTER} label), so shoal does not {verb} it; rename this machine in machines.yml",
                 self.full_name(machine)
-            ))
-        })?;
-        let owner = owner.cluster;
-        self.owners
+            ))),
+        }
+    }
+
+    /// How the user gives an unlabelled machine to this cluster.
+    fn adopt_hint(&self, machine: &str) -> String {
+        format!(
+            "if it is this cluster's machine `{machine}`, add it to machines.yml as `driver_options: {{docker-machine: {{adopt: [{}]}}}}`",
+            self.full_name(machine)
+        )
+    }
+
+    /// Names an unlabelled machine named like one of ours, once per run.
+    fn warn_unlabelled(&self, machine: &str) {
+        let full = self.full_name(machine);
+        let first = self
+            .warned
             .lock()
-            .await
-            .insert(machine.to_string(), owner.clone());
-        Ok(owner)
+            .map_or(true, |mut warned| warned.insert(full.clone()));
+        if first {
+            tracing::warn!(
+                "docker-machine's {full} is named like machine `{machine}` of cluster {} but has no {LABEL_CLUSTER}={} engine label: shoal leaves it alone (never starts, replaces or removes it); {}",
+                self.cluster,
+                self.cluster,
+                self.adopt_hint(machine)
+            );
+        }
+    }
+
+    /// The marker of an unfinished create of `full_name` by shoal.
+    fn creating_marker(&self, full_name: &str) -> PathBuf {
+        self.store().join(CREATING_DIR).join(full_name)
+    }
+
+    /// Whether shoal's create of `full_name` has not finished.
+    fn creating(&self, full_name: &str) -> bool {
+        self.creating_marker(full_name).is_file()
+    }
+
+    /// Marks (`true`) or unmarks the create of `full_name` as unfinished.
+    fn mark_creating(&self, full_name: &str, unfinished: bool) -> DriverResult<()> {
+        let marker = self.creating_marker(full_name);
+        let done = if unfinished {
+            marker
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&marker, &self.cluster))
+        } else {
+            match std::fs::remove_file(&marker) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        };
+        done.map_err(|e| {
+            DriverError::Unavailable(format!(
+                "{}: cannot write {}: {e}; check that the docker-machine store is writable",
+                full_name,
+                marker.display()
+            ))
+        })
+    }
+
+    /// Removes what a failed create of `machine` left in the store (shoal's create made it):
+    /// `rm -f -y`, which drops the store's entry even when the driver cannot remove the rest.
+    /// When that fails too, the marker stays and the machine is listed `incomplete`.
+    async fn roll_back(&self, machine: &str) {
+        let full = self.full_name(machine);
+        match self.listed().await {
+            Ok(listed) if !listed.contains(&full) => {}
+            Ok(_) => match self.call(Some(machine), &["rm", "-f", "-y", &full]).await {
+                Ok(_) | Err(DriverError::NoSuchMachine(_)) => {}
+                Err(e) => {
+                    tracing::warn!("{e}; the failed create's {full} is left, listed as incomplete: the next apply re-creates it");
+                    return;
+                }
+            },
+            Err(e) => {
+                tracing::warn!(
+                    "{e}; the failed create's {full} may be left: the next apply re-creates it"
+                );
+                return;
+            }
+        }
+        if let Err(e) = self.mark_creating(&full, false) {
+            tracing::warn!("{e}");
+        }
     }
 
     async fn inspect(&self, machine: &str) -> DriverResult<Inspected> {
@@ -383,6 +559,8 @@ impl DockerMachineDriver {
             return Ok(engine.clone());
         }
         let inspected = self.inspect(machine).await?;
+        let owned = self.owned(machine, inspected.cluster.as_deref());
+        self.refuse_unless_ours(machine, owned, "connect to")?;
         self.connect_inspected(machine, &inspected).await
     }
 
@@ -417,6 +595,12 @@ impl DockerMachineDriver {
             engine_id: None,
             problem: None,
         };
+        if self.creating(&self.full_name(machine)) {
+            tracing::warn!(
+                "machine {machine}: shoal's create of it did not finish: it is re-created"
+            );
+            return (observed, None, None);
+        }
         let inspected = match self.inspect(machine).await {
             Ok(inspected) if inspected.has_tls_files() => inspected,
             Ok(_) => {
@@ -643,6 +827,11 @@ impl Driver for DockerMachineDriver {
             args.extend(flags.iter().map(String::as_str));
         }
         args.push(&full);
+        if self.listed().await?.contains(&full) {
+            self.ensure_ours(name, "create over").await?;
+            return Err(DriverError::MachineExists(name.clone()));
+        }
+        self.mark_creating(&full, true)?;
         let first = if self.store().join("certs").join("ca.pem").exists() {
             None
         } else {
@@ -653,36 +842,46 @@ impl Driver for DockerMachineDriver {
         if let Err(e) = created {
             if let DriverError::Other(text) = &e {
                 if text.contains("already exists") {
+                    // Made by someone else since it was listed: not ours to remove.
+                    self.mark_creating(&full, false)?;
+                    self.ensure_ours(name, "create over").await?;
                     return Err(DriverError::MachineExists(name.clone()));
                 }
             }
-            // A create that failed after registering the machine leaves nothing behind.
-            if self.names().await.is_ok_and(|n| n.contains(name)) {
-                if let Err(cleanup) = self.call(Some(name), &["rm", "-y", &full]).await {
-                    tracing::warn!("{cleanup}");
-                }
-            }
+            self.roll_back(name).await;
             return Err(e);
         }
+        // Until its engine answers, the marker keeps the machine `incomplete`.
         self.finish_unprovisioned(name).await?;
-        self.wait_engine(name).await
+        self.wait_engine(name).await?;
+        self.mark_creating(&full, false)
     }
 
     async fn start(&self, machine: &str) -> DriverResult<()> {
+        self.ensure_ours(machine, "start").await?;
         self.engines.lock().await.remove(machine);
         self.call(Some(machine), &["start", &self.full_name(machine)])
             .await?;
         self.wait_engine(machine).await
     }
 
+    /// `rm -y` of a machine of this cluster; `rm -f -y` of one whose create did not finish.
     async fn destroy(&self, machine: &str) -> DriverResult<()> {
+        self.ensure_ours(machine, "remove").await?;
         self.engines.lock().await.remove(machine);
-        match self
-            .call(Some(machine), &["rm", "-y", &self.full_name(machine)])
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(DriverError::NoSuchMachine(_)) => Err(DriverError::NoSuchMachine(machine.into())),
+        let full = self.full_name(machine);
+        let unfinished = self.creating(&full);
+        let args: &[&str] = if unfinished {
+            &["rm", "-f", "-y", &full][..]
+        } else {
+            &["rm", "-y", &full][..]
+        };
+        match self.call(Some(machine), args).await {
+            Ok(_) => self.mark_creating(&full, false),
+            Err(DriverError::NoSuchMachine(_)) => {
+                self.mark_creating(&full, false)?;
+                Err(DriverError::NoSuchMachine(machine.into()))
+            }
             Err(e) => Err(e),
         }
     }
@@ -831,6 +1030,31 @@ mod tests {
             Inspected::parse(labelled).unwrap().cluster.as_deref(),
             Some("web-prod")
         );
+    }
+
+    #[test]
+    fn a_machine_is_the_clusters_only_by_its_label_or_adoption() {
+        let adopt = ["web-old".to_string()];
+        let own = |full: &str, label: Option<&str>, creating: bool| {
+            ownership("web", full, label, creating, &adopt)
+        };
+        assert_eq!(own("web-m1", Some("web"), false), Ownership::Ours);
+        assert_eq!(own("web-staging", None, false), Ownership::Unlabelled);
+        assert_eq!(
+            own("web-prod-m1", Some("web-prod"), false),
+            Ownership::Theirs
+        );
+        assert_eq!(own("web-m1", Some("webx"), false), Ownership::Theirs);
+        assert_eq!(own("web-m1", Some(""), false), Ownership::Theirs);
+        assert_eq!(own("web-m2", None, true), Ownership::Ours);
+        assert_eq!(own("web-old", None, false), Ownership::Ours);
+        assert_eq!(own("web-old", Some("db"), false), Ownership::Theirs);
+        let options = DockerMachineOptions::from_json(
+            &serde_json::json!({"adopt": ["web-old"]}),
+            Path::new("/repo"),
+        )
+        .unwrap();
+        assert_eq!(options.adopt, ["web-old"]);
     }
 
     #[test]

@@ -88,6 +88,10 @@ pub async fn pin_images(desired: &mut Desired) -> Vec<String> {
 /// those it pushes into the cluster's registry under their own name (`localhost:<port>/…`):
 /// those are in a registry, and pinned like any other.
 fn side_loaded_images(desired: &Desired) -> BTreeSet<String> {
+    // Another driver's options are not the dind driver's to read (or to warn about).
+    if desired.driver != crate::model::DriverKind::Dind {
+        return BTreeSet::new();
+    }
     let options = DindOptions::from_json(&desired.options_in_use(), std::path::Path::new("."))
         .unwrap_or_default();
     let registry = options.registry.as_ref();

@@ -64,12 +64,38 @@ impl FileSource for DirSource {
         Ok(Some(bytes))
     }
 
+    fn read_outside(&self, path: &str) -> std::io::Result<Option<Vec<u8>>> {
+        read_local(path)
+    }
+
     fn root_name(&self) -> String {
         let real = self.0.canonicalize().unwrap_or_else(|_| self.0.clone());
         real.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     }
+}
+
+/// A file of this machine by absolute path, as the drivers read it: `None` when it does not
+/// exist; a folder, FIFO or device, or a file over [`MAX_READ_BYTES`], is refused.
+///
+/// # Errors
+///
+/// The file cannot be read, or is refused.
+pub fn read_local(path: &str) -> std::io::Result<Option<Vec<u8>>> {
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    refuse_irregular(path, &metadata)?;
+    if metadata.len() > MAX_READ_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("`{path}` is too large ({} bytes)", metadata.len()),
+        ));
+    }
+    std::fs::read(path).map(Some)
 }
 
 /// Refuses what is not a regular file: a folder, and a FIFO, socket or device, which would

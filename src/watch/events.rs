@@ -2,6 +2,10 @@
 //! manager it observed (the leader when it is ready), so drift and lost nodes wake the loop at
 //! once instead of at the next resync.
 //!
+//! The manager's stream comes from the driver's own engine ([`Swarm::events`]): the same
+//! connection observation and writes use (TLS with the machine's certificates, ssh through
+//! shoal's forward with strict host keys and the configured key), never a client of its own.
+//!
 //! Service and node events wake the loop ([`Trigger::Event`]); container events of the
 //! manager are counted, and wake it at most every [`CONTAINER_GAP`] (swarm restarts failed
 //! tasks itself: the pass only refreshes their health). Every event is counted in
@@ -20,10 +24,10 @@ use super::reconcile::Reconciler;
 use super::trigger::{self, Trigger};
 use super::Shared;
 use crate::docker::DockerEngine;
+use crate::engine::{EventQuery, EventStream, Swarm};
 use crate::model::{DriverKind, LABEL_CLUSTER};
-use bollard::query_parameters::EventsOptions;
 use futures::StreamExt;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -138,30 +142,23 @@ async fn follow(
     let Some(machine) = manager(shared) else {
         return Followed::Failed("no ready manager observed yet".to_string());
     };
-    let endpoint = match driver.endpoint(&machine).await {
-        Ok(endpoint) => endpoint,
-        Err(e) => return Followed::Failed(format!("cannot reach {machine}: {e}")),
-    };
-    if !["unix://", "tcp://", "ssh://"]
-        .iter()
-        .any(|scheme| endpoint.starts_with(scheme))
-    {
-        tracing::info!(
-            "{machine} ({endpoint}) has no engine events: the resync timer alone wakes the loop"
-        );
-        return Followed::Off;
-    }
-    let engine = match DockerEngine::connect(&endpoint, None).await {
+    let engine: std::sync::Arc<dyn Swarm> = match driver.engine(&machine).await {
         Ok(engine) => engine,
         Err(e) => return Followed::Failed(format!("cannot connect to {machine}: {e}")),
     };
-    let filters = HashMap::from([(
-        "type".to_string(),
-        TYPES.iter().map(|t| (*t).to_string()).collect(),
-    )]);
+    let query = EventQuery {
+        filters: BTreeMap::from([(
+            "type".to_string(),
+            TYPES.iter().map(|t| (*t).to_string()).collect(),
+        )]),
+        since_nano: *since,
+    };
+    let Some(events) = engine.events(query) else {
+        tracing::info!("{machine} has no engine events: the resync timer alone wakes the loop");
+        return Followed::Off;
+    };
     let followed = stream(
-        engine.client(),
-        filters,
+        events,
         EventSource::Manager(&machine),
         shared,
         triggers,
@@ -207,7 +204,7 @@ async fn follow_host(
         Ok(docker) => docker,
         Err(e) => return Followed::Failed(format!("cannot connect to the host engine: {e}")),
     };
-    let filters = HashMap::from([
+    let filters = BTreeMap::from([
         ("type".to_string(), vec!["container".to_string()]),
         (
             "label".to_string(),
@@ -221,7 +218,14 @@ async fn follow_host(
                 .collect(),
         ),
     ]);
-    stream(&docker, filters, EventSource::Host, shared, triggers, since).await
+    let events = DockerEngine::event_stream(
+        &docker,
+        EventQuery {
+            filters,
+            since_nano: *since,
+        },
+    );
+    stream(events, EventSource::Host, shared, triggers, since).await
 }
 
 /// Whose events a stream carries.
@@ -244,25 +248,12 @@ impl std::fmt::Display for EventSource<'_> {
 
 /// Reads one event stream until it ends: counts each event, and wakes the loop.
 async fn stream(
-    docker: &bollard::Docker,
-    filters: HashMap<String, Vec<String>>,
+    mut stream: EventStream,
     source: EventSource<'_>,
     shared: &Shared,
     triggers: &mpsc::Sender<Trigger>,
     since: &mut Option<i64>,
 ) -> Followed {
-    let options = EventsOptions {
-        since: since.map(|nanos| {
-            format!(
-                "{}.{:09}",
-                nanos.div_euclid(1_000_000_000),
-                nanos.rem_euclid(1_000_000_000)
-            )
-        }),
-        filters: Some(filters),
-        ..EventsOptions::default()
-    };
-    let mut stream = docker.events(Some(options));
     tracing::debug!("following the engine events of {source}");
     let host = matches!(source, EventSource::Host);
     let mut streamed = false;
@@ -286,14 +277,10 @@ async fn stream(
         if let Some(time) = event.time_nano {
             *since = Some(time);
         }
-        let kind = event
-            .typ
-            .map(|t| t.as_ref().to_string())
-            .unwrap_or_default();
         let label = if host {
             "machine".to_string()
         } else {
-            kind.clone()
+            event.kind.clone()
         };
         shared
             .metrics
@@ -313,10 +300,7 @@ async fn stream(
             _ => true,
         };
         if wake {
-            tracing::debug!(
-                "engine event: {label} {}",
-                event.action.as_deref().unwrap_or("")
-            );
+            tracing::debug!("engine event: {label} {}", event.action);
             trigger::send(triggers, Trigger::Event);
         }
     }

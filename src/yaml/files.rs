@@ -11,6 +11,12 @@ pub trait FileSource: Send + Sync {
     fn read(&self, path: &str) -> std::io::Result<Option<Vec<u8>>>;
     /// The repository folder's name (default cluster name).
     fn root_name(&self) -> String;
+    /// A file outside the repository, by absolute path (a machine's TLS folder or ssh files,
+    /// which the driver reads where shoal runs); Ok(None) when it does not exist. By default
+    /// the source's own file at that path.
+    fn read_outside(&self, path: &str) -> std::io::Result<Option<Vec<u8>>> {
+        self.read(path)
+    }
 }
 
 /// Files held in memory, by '/'-separated path (for tests).
