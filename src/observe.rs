@@ -230,6 +230,7 @@ async fn observe_and_plan(
     let observed = observe(driver, unix_now()).await?;
     let options = plan_options(driver.as_ref(), revision, allow_destroy_all);
     let mut plan = plan(&desired, &observed, &options)?;
+    plan.warnings.extend(driver.warnings());
     plan.warnings.extend(image_warnings);
     Ok((observed, plan))
 }

@@ -29,6 +29,7 @@
 
 use super::generic::{advertise_addr, connect_and_cache, EngineCache};
 use super::lock::{HeldLock, LockHolder};
+use super::swarm_lock;
 use super::{Driver, DriverError, DriverResult};
 use crate::config::machines::DOCKER_MACHINE_OPTIONS;
 use crate::docker::{Access, DockerEngine};
@@ -39,7 +40,7 @@ use crate::model::{
 };
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -285,7 +286,7 @@ pub struct DockerMachineDriver {
     /// one, leaving machines signed by a CA that is no longer the store's.
     first_create: tokio::sync::Mutex<()>,
     /// The unlabelled machines already named in a warning (each is named once per run).
-    warned: std::sync::Mutex<BTreeSet<String>>,
+    warned: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for DockerMachineDriver {
@@ -318,7 +319,7 @@ impl DockerMachineDriver {
             roles,
             engines: tokio::sync::Mutex::new(HashMap::new()),
             first_create: tokio::sync::Mutex::new(()),
-            warned: std::sync::Mutex::new(BTreeSet::new()),
+            warned: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -466,20 +467,21 @@ impl DockerMachineDriver {
         )
     }
 
-    /// Names an unlabelled machine named like one of ours, once per run.
+    /// Names an unlabelled machine named like one of ours, once per run, in the log and in
+    /// the plan's warnings ([`Driver::warnings`]).
     fn warn_unlabelled(&self, machine: &str) {
         let full = self.full_name(machine);
-        let first = self
-            .warned
-            .lock()
-            .map_or(true, |mut warned| warned.insert(full.clone()));
+        let warning = format!(
+            "docker-machine's {full} is named like machine `{machine}` of cluster {} but has no {LABEL_CLUSTER}={} engine label: shoal leaves it alone (never starts, replaces or removes it); {}",
+            self.cluster,
+            self.cluster,
+            self.adopt_hint(machine)
+        );
+        let first = self.warned.lock().map_or(true, |mut warned| {
+            warned.insert(full.clone(), warning.clone()).is_none()
+        });
         if first {
-            tracing::warn!(
-                "docker-machine's {full} is named like machine `{machine}` of cluster {} but has no {LABEL_CLUSTER}={} engine label: shoal leaves it alone (never starts, replaces or removes it); {}",
-                self.cluster,
-                self.cluster,
-                self.adopt_hint(machine)
-            );
+            tracing::warn!("{warning}");
         }
     }
 
@@ -914,7 +916,13 @@ impl Driver for DockerMachineDriver {
         Ok(self.connect(machine).await?)
     }
 
+    /// In the swarm's Raft store once a swarm exists (operators with their own stores meet
+    /// there); before that, the lock file in the docker-machine store.
     async fn lock(&self, holder: &LockHolder, now: u64, ttl_seconds: u64) -> DriverResult<()> {
+        let manager = swarm_lock::swarm_manager(self, &self.names().await?).await;
+        if swarm_lock::lock_in_swarm(manager.as_deref(), holder, now, ttl_seconds).await? {
+            return Ok(());
+        }
         self.with_lock_file(|held| match held {
             Some(lock) if !lock.can_be_taken_by(holder, now) => {
                 Err(DriverError::Locked(Box::new(lock.clone())))
@@ -935,13 +943,24 @@ impl Driver for DockerMachineDriver {
     }
 
     async fn force_unlock(&self, lock_id: &str) -> DriverResult<Option<HeldLock>> {
-        self.with_lock_file(|held| {
+        let names = self.names().await.unwrap_or_default();
+        let manager = swarm_lock::swarm_manager(self, &names).await;
+        let in_swarm = swarm_lock::unlock_in_swarm(manager.as_deref(), lock_id).await?;
+        let in_store = self.with_lock_file(|held| {
             Ok(if held.as_ref().is_some_and(|l| l.holder.id == lock_id) {
                 held.take()
             } else {
                 None
             })
-        })
+        })?;
+        Ok(in_swarm.or(in_store))
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.warned
+            .lock()
+            .map(|warned| warned.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Every machine leaves its swarm where its engine answers (an engine registered with

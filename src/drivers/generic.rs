@@ -19,7 +19,7 @@
 
 use super::dind::lock;
 use super::lock::{HeldLock, LockHolder};
-use super::swarm_lock::{self, SwarmLockError};
+use super::swarm_lock;
 use super::{Driver, DriverError, DriverResult};
 use crate::docker::{Access, DockerEngine, SshKeys};
 use crate::engine::Swarm;
@@ -238,20 +238,11 @@ impl GenericDriver {
         Some(())
     }
 
-    /// The first host, by name, whose engine serves a swarm's control API: where the apply lock
-    /// lives once a swarm exists.
-    async fn swarm_manager(&self) -> Option<Arc<DockerEngine>> {
+    /// The hosts of machines.yml and of the roster, by name.
+    async fn machine_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.hosts.keys().cloned().collect();
         names.extend(self.roster.lock().await.keys().cloned());
-        for name in names {
-            let Ok(engine) = self.connect(&name).await else {
-                continue;
-            };
-            if engine.info().await.is_ok_and(|i| i.control_available) {
-                return Some(engine);
-            }
-        }
-        None
+        names
     }
 
     async fn manager(&self) -> DriverResult<Arc<DockerEngine>> {
@@ -419,15 +410,9 @@ impl Driver for GenericDriver {
     /// there, whichever manager it reaches first); before a swarm exists, the lock volume on
     /// the first manager host by name.
     async fn lock(&self, holder: &LockHolder, now: u64, ttl_seconds: u64) -> DriverResult<()> {
-        if let Some(manager) = self.swarm_manager().await {
-            match swarm_lock::lock(manager.as_ref(), holder, now, ttl_seconds).await {
-                Err(SwarmLockError::NoSwarm(e)) => {
-                    tracing::debug!(
-                        "no swarm to keep the apply lock in ({e}); using the lock volume"
-                    )
-                }
-                other => return swarm_lock::driver_result(other),
-            }
+        let manager = swarm_lock::swarm_manager(self, &self.machine_names().await).await;
+        if swarm_lock::lock_in_swarm(manager.as_deref(), holder, now, ttl_seconds).await? {
+            return Ok(());
         }
         let manager = self.manager().await?;
         lock::lock(manager.client(), &self.cluster, holder, now, ttl_seconds).await
@@ -440,14 +425,8 @@ impl Driver for GenericDriver {
     }
 
     async fn force_unlock(&self, lock_id: &str) -> DriverResult<Option<HeldLock>> {
-        let mut released = None;
-        if let Some(manager) = self.swarm_manager().await {
-            match swarm_lock::unlock(manager.as_ref(), lock_id).await {
-                Ok(lock) => released = lock,
-                Err(SwarmLockError::NoSwarm(_)) => {}
-                Err(e) => return Err(e.into_driver_error()),
-            }
-        }
+        let manager = swarm_lock::swarm_manager(self, &self.machine_names().await).await;
+        let mut released = swarm_lock::unlock_in_swarm(manager.as_deref(), lock_id).await?;
         if let Ok(manager) = self.manager().await {
             if let Some(lock) = lock::unlock(manager.client(), &self.cluster, lock_id).await? {
                 released.get_or_insert(lock);

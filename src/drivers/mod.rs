@@ -82,6 +82,11 @@ pub trait Driver: Send + Sync {
     async fn leftovers(&self) -> DriverResult<Vec<String>> {
         Ok(Vec::new())
     }
+    /// What the driver found that people should know about the cluster (machines named like
+    /// the cluster's that are not its own), added to every plan's warnings.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Whether the swarm's ingress routing mesh and VIPs can work on these machines (they need
     /// IPVS in the kernel); `None` when the driver cannot tell.
     fn routing_mesh(&self) -> Option<bool> {

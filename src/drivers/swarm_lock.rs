@@ -9,8 +9,9 @@
 //! (see the generic driver).
 
 use super::lock::{HeldLock, LockHolder};
-use super::{DriverError, DriverResult};
+use super::{Driver, DriverError, DriverResult};
 use crate::engine::{EngineError, Swarm};
+use std::sync::Arc;
 
 /// Versioned updates tried before giving up on a swarm whose labels keep changing.
 const ATTEMPTS: usize = 8;
@@ -112,9 +113,6 @@ impl From<EngineError> for SwarmLockError {
     }
 }
 
-/// The result of a swarm lock operation, for a driver whose fallback is its own store.
-pub type SwarmLockResult<T> = Result<T, SwarmLockError>;
-
 impl SwarmLockError {
     /// The driver's error, for a driver with no store of its own to fall back to.
     pub fn into_driver_error(self) -> DriverError {
@@ -127,16 +125,60 @@ impl SwarmLockError {
     }
 }
 
-/// Only so that `DriverResult` stays the one result type drivers return.
-pub fn driver_result<T>(result: SwarmLockResult<T>) -> DriverResult<T> {
-    result.map_err(SwarmLockError::into_driver_error)
+/// The first of `machines` whose engine serves a swarm's control API: where the apply lock
+/// lives once a swarm exists.
+pub async fn swarm_manager(driver: &dyn Driver, machines: &[String]) -> Option<Arc<dyn Swarm>> {
+    for machine in machines {
+        let Ok(engine) = driver.engine(machine).await else {
+            continue;
+        };
+        if engine.info().await.is_ok_and(|i| i.control_available) {
+            return Some(engine);
+        }
+    }
+    None
+}
+
+/// Takes or renews the lock in the swarm of `manager` (see [`swarm_manager`]); `Ok(false)`
+/// when there is no swarm to keep it in, and the driver keeps it in its own store.
+pub async fn lock_in_swarm(
+    manager: Option<&dyn Swarm>,
+    holder: &LockHolder,
+    now: u64,
+    ttl_seconds: u64,
+) -> DriverResult<bool> {
+    let Some(manager) = manager else {
+        return Ok(false);
+    };
+    match lock(manager, holder, now, ttl_seconds).await {
+        Ok(()) => Ok(true),
+        Err(SwarmLockError::NoSwarm(e)) => {
+            tracing::debug!("no swarm to keep the apply lock in ({e}); using the driver's store");
+            Ok(false)
+        }
+        Err(e) => Err(e.into_driver_error()),
+    }
+}
+
+/// Releases the lock `lock_id` from the swarm of `manager`, if held there.
+pub async fn unlock_in_swarm(
+    manager: Option<&dyn Swarm>,
+    lock_id: &str,
+) -> DriverResult<Option<HeldLock>> {
+    let Some(manager) = manager else {
+        return Ok(None);
+    };
+    match unlock(manager, lock_id).await {
+        Ok(held) => Ok(held),
+        Err(SwarmLockError::NoSwarm(_)) => Ok(None),
+        Err(e) => Err(e.into_driver_error()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::drivers::sim::SimDriver;
-    use crate::drivers::Driver;
     use crate::model::{MachineSpec, Role};
     use std::collections::BTreeMap;
 

@@ -13,9 +13,7 @@ pub fn create_missing_machines(ctx: &mut Ctx) {
         .pairing
         .machines
         .iter()
-        .filter(|(name, p)| {
-            p.created.is_none() && !p.waiting && !observed.machines.contains_key(**name)
-        })
+        .filter(|(name, p)| p.created.is_none() && !observed.machines.contains_key(**name))
         .map(|(name, _)| *name)
         .collect();
     if !desired.driver.manages_machines() {
@@ -27,7 +25,11 @@ pub fn create_missing_machines(ctx: &mut Ctx) {
         }
         return;
     }
-    for name in missing {
+    // A machine self-heal leaves alone (gone with self-heal off) is not created either.
+    let missing = missing
+        .into_iter()
+        .filter(|name| !ctx.pairing.machines[name].waiting);
+    for name in missing.collect::<Vec<_>>() {
         let spec = ctx.pairing.machines[name].spec;
         let role = spec.role;
         let wanted = desired.machines_with_role(role).count();
