@@ -19,7 +19,9 @@ use crate::model::{
 };
 use crate::observe::observe;
 use crate::plan::report::{ApplyReport, StepReport, StepStatus};
-use crate::plan::{plan as make_plan, Plan, PlanOptions, Step, StepId, StepOp, LABEL_STACKS};
+use crate::plan::{
+    plan as make_plan, stacks_to_remember, Plan, PlanOptions, Step, StepId, StepOp, LABEL_STACKS,
+};
 use progress::Progress;
 use record::Recorder;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -102,12 +104,10 @@ pub async fn apply(
 ) -> Result<ApplyReport, ApplyError> {
     let started = Instant::now();
     let recorder = Recorder::new(driver.clone(), options.dry_run);
-    let stacks: Vec<&str> = desired.stacks.keys().map(String::as_str).collect();
     let mut labels = BTreeMap::new();
     if let Some(revision) = &plan.revision {
         labels.insert(LABEL_REVISION.to_string(), revision.clone());
     }
-    labels.insert(LABEL_STACKS.to_string(), stacks.join(","));
     labels.insert(LABEL_CLUSTER.to_string(), desired.cluster.clone());
 
     let locked = !plan.steps.is_empty() && !options.dry_run;
@@ -132,13 +132,13 @@ pub async fn apply(
     let all_done = steps.iter().all(|s| s.status == StepStatus::Done);
     let mut label_error = None;
     if all_done && !plan.steps.is_empty() {
-        if let Err(e) = executor.record_labels(&labels).await {
+        if let Err(e) = executor.record_labels(&labels, desired).await {
             label_error = Some(e);
         }
     } else if plan.steps.is_empty() && plan.revision.is_some() {
         // A commit that changes nothing in the cluster (a README edit) is still the applied
         // revision; the label is written only when it differs, so a re-apply sends nothing.
-        if let Err(e) = executor.record_labels(&labels).await {
+        if let Err(e) = executor.record_labels(&labels, desired).await {
             tracing::debug!("no swarm to record the revision in: {e}");
         }
     }
@@ -1071,7 +1071,11 @@ impl Executor {
     }
 
     /// Records the applied revision and the managed stacks as swarm labels, when they differ.
-    async fn record_labels(&self, labels: &BTreeMap<String, String>) -> Result<(), StepError> {
+    async fn record_labels(
+        &self,
+        labels: &BTreeMap<String, String>,
+        desired: &Desired,
+    ) -> Result<(), StepError> {
         let inspect = |manager: Arc<dyn Swarm>| -> Inspected<BTreeMap<String, String>> {
             Box::pin(async move {
                 let swarm = manager
@@ -1084,6 +1088,8 @@ impl Executor {
         let change = |current: &BTreeMap<String, String>| {
             let mut next = current.clone();
             next.extend(labels.clone());
+            let stacks = stacks_to_remember(desired, current.get(LABEL_STACKS).map(String::as_str));
+            next.insert(LABEL_STACKS.to_string(), stacks);
             (next != *current).then_some(next)
         };
         let update = |manager: Arc<dyn Swarm>, version, next| -> Fut<EngineResult<()>> {

@@ -3,6 +3,7 @@
 use super::Style;
 use crate::health::{self, Health, HealthState};
 use crate::model::{Desired, NodeState, Observed, Role, LABEL_STACK_NAMESPACE};
+use crate::plan::LABEL_STACKS;
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -61,6 +62,10 @@ pub struct Status {
     pub machines: Vec<MachineStatus>,
     /// Services of stacks.
     pub services: Vec<ServiceStatus>,
+    /// Stacks shoal still remembers as managed that machines.yml no longer names (kept while
+    /// policy.prune is off; prune: true removes their services).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped_stacks: Vec<String>,
 }
 
 impl Status {
@@ -147,12 +152,22 @@ impl Status {
             });
         }
         services.sort_by(|a, b| a.name.cmp(&b.name));
+        let dropped_stacks = observed
+            .swarm
+            .as_ref()
+            .and_then(|swarm| swarm.labels.get(LABEL_STACKS))
+            .into_iter()
+            .flat_map(|list| list.split(','))
+            .filter(|stack| !stack.is_empty() && !desired.stacks.contains_key(*stack))
+            .map(str::to_string)
+            .collect();
         Status {
             cluster: desired.cluster.clone(),
             driver: desired.driver.as_str().to_string(),
             revision: observed.revision().map(str::to_string),
             machines,
             services,
+            dropped_stacks,
         }
     }
 }
@@ -223,6 +238,13 @@ pub fn render_status(status: &Status, style: Style) -> String {
         {
             let _ = writeln!(out, "    {error}");
         }
+    }
+    if !status.dropped_stacks.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nStacks no longer in machines.yml, kept while policy.prune is off: {}",
+            status.dropped_stacks.join(", ")
+        );
     }
     out
 }

@@ -5,15 +5,40 @@
 
 use super::destroy_guard::guard_stack_services;
 use super::Ctx;
-use crate::model::ObservedService;
+use crate::model::{Desired, ObservedService};
 use crate::plan::model::StepOp;
 use crate::plan::planner::PlanError;
 use crate::plan::reason::Reason;
 use std::collections::BTreeSet;
 
-/// Removes managed services that their stack no longer defines.
+/// The stacks shoal records as managed after an apply (the `io.shoal.stacks` swarm label): the
+/// desired ones and, while prune is off, those `recorded` before that the files dropped, so
+/// turning prune on later still removes their services.
+pub fn stacks_to_remember(desired: &Desired, recorded: Option<&str>) -> String {
+    let mut stacks: BTreeSet<&str> = desired.stacks.keys().map(String::as_str).collect();
+    if !desired.policy.prune {
+        stacks.extend(recorded.into_iter().flat_map(|list| list.split(',')));
+    }
+    stacks.remove("");
+    stacks.into_iter().collect::<Vec<_>>().join(",")
+}
+
+/// Removes managed services that their stack no longer defines; with prune off, names the
+/// dropped stacks whose services are kept.
 pub fn prune_services(ctx: &mut Ctx) -> Result<(), PlanError> {
     if !ctx.desired.policy.prune {
+        let kept: BTreeSet<String> = ctx
+            .observed
+            .services
+            .values()
+            .filter_map(|service| ctx.pairing.managed_stack(&service.spec.labels))
+            .filter(|stack| !ctx.desired.stacks.contains_key(stack))
+            .collect();
+        for stack in kept {
+            ctx.warnings.push(format!(
+                "stack {stack} is no longer in machines.yml, and policy.prune is off: its services are kept, and remembered, so setting prune: true removes them"
+            ));
+        }
         return Ok(());
     }
     let desired = ctx.desired;
