@@ -78,3 +78,60 @@ fn a_changed_secret_is_rotated_and_never_shown() {
     );
     assert!(repo.steps().is_empty());
 }
+
+/// Issue 18: with `prune: false`, a stack dropped from machines.yml keeps its services and stays
+/// remembered (status lists it), so that turning prune on later removes them (past the
+/// destroy guard, which asks for --allow-destroy-all since the whole stack goes).
+#[test]
+fn a_stack_dropped_while_prune_is_off_is_remembered_and_pruned_later() {
+    let repo = Repo::empty();
+    let write = |stacks: &str, prune: bool| {
+        std::fs::write(
+            repo.path().join("machines.yml"),
+            format!("cluster: keep\ndriver: sim\nmachines:\n  m1:\n    role: manager\nstacks:\n{stacks}policy:\n  prune: {prune}\n"),
+        )
+        .unwrap();
+    };
+    for name in ["app", "extra"] {
+        std::fs::write(
+            repo.path().join(format!("{name}.yml")),
+            "services:\n  web:\n    image: nginx:1\n",
+        )
+        .unwrap();
+    }
+    write("  app: app.yml\n  extra: extra.yml\n", false);
+    repo.apply();
+    write("  app: app.yml\n", false);
+    let kept = repo.plan();
+    assert!(common::steps_of(&kept).is_empty(), "{kept:#}");
+    assert!(
+        kept["warnings"]
+            .to_string()
+            .contains("stack extra is no longer in machines.yml"),
+        "{kept:#}"
+    );
+    repo.apply();
+    let status = repo.json(&["status", "--json"]);
+    assert_eq!(
+        status["dropped_stacks"],
+        serde_json::json!(["extra"]),
+        "{status:#}"
+    );
+    assert!(status["services"].to_string().contains("extra_web"));
+
+    write("  app: app.yml\n", true);
+    let guarded = repo.shoal(&["plan"]);
+    assert!(!guarded.status.success(), "the destroy guard asks first");
+    let pruned = common::steps_of(&repo.json(&["plan", "--json", "--allow-destroy-all"]));
+    assert!(
+        pruned.contains(&"remove_service extra_web".to_string()),
+        "{pruned:?}"
+    );
+    repo.ok(&["apply", "--yes", "--allow-destroy-all"]);
+    let status = repo.json(&["status", "--json"]);
+    assert!(
+        !status["services"].to_string().contains("extra_web"),
+        "{status:#}"
+    );
+    assert!(status.get("dropped_stacks").is_none(), "{status:#}");
+}
