@@ -378,6 +378,7 @@ async fn run_steps(
     let mut reports: HashMap<StepId, StepReport> = HashMap::new();
     let mut running: JoinSet<(StepId, f64, Result<(), StepError>)> = JoinSet::new();
     let mut started: Vec<bool> = vec![false; total];
+    let mut tasks: BTreeMap<tokio::task::Id, (StepId, Instant)> = BTreeMap::new();
     loop {
         for (index, step) in plan.steps.iter().enumerate() {
             if started[index] || running.len() >= parallelism {
@@ -410,11 +411,13 @@ async fn run_steps(
                 progress.started(step, reports.len() + running.len() + 1, total);
                 let executor = executor.clone();
                 let step = step.clone();
-                running.spawn(async move {
+                let id = step.id;
+                let task = running.spawn(async move {
                     let begin = Instant::now();
                     let result = executor.run(&step).await;
                     (step.id, begin.elapsed().as_secs_f64(), result)
                 });
+                tasks.insert(task.id(), (id, Instant::now()));
             }
         }
         let Some(joined) = running.join_next().await else {
@@ -422,9 +425,12 @@ async fn run_steps(
         };
         let (id, seconds, result) = match joined {
             Ok(outcome) => outcome,
+            // A step that panicked failed: its dependants are skipped like any failure's.
             Err(e) => {
-                tracing::error!("a step task panicked: {e}");
-                continue;
+                let (id, begin) = tasks[&e.id()];
+                tracing::error!("step #{id} panicked: {e}");
+                let failure = Err(StepError::Panicked(e.to_string()));
+                (id, begin.elapsed().as_secs_f64(), failure)
             }
         };
         let step = plan
@@ -531,6 +537,9 @@ pub enum StepError {
         /// What changed, in words.
         how: String,
     },
+    /// The step's task panicked (a bug in shoal): it is failed, never taken as done.
+    #[error("the step failed unexpectedly ({0}); this is a bug in shoal: plan again to see where the cluster stands")]
+    Panicked(String),
     /// An object kept changing between inspect and update.
     #[error("{0} kept changing while being updated; run apply again")]
     KeptChanging(String),
@@ -1154,6 +1163,84 @@ fn removed(result: EngineResult<()>, target: &str) -> Result<(), StepError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sim whose machines panic when created (a bug in a driver).
+    struct PanicsOnCreate(crate::drivers::sim::SimDriver);
+
+    #[async_trait::async_trait]
+    impl Driver for PanicsOnCreate {
+        async fn list(&self) -> crate::drivers::DriverResult<Vec<crate::model::ObservedMachine>> {
+            self.0.list().await
+        }
+        async fn create(&self, _: &MachineSpec) -> crate::drivers::DriverResult<()> {
+            panic!("a driver bug")
+        }
+        async fn start(&self, machine: &str) -> crate::drivers::DriverResult<()> {
+            self.0.start(machine).await
+        }
+        async fn destroy(&self, machine: &str) -> crate::drivers::DriverResult<()> {
+            self.0.destroy(machine).await
+        }
+        async fn endpoint(&self, machine: &str) -> crate::drivers::DriverResult<String> {
+            self.0.endpoint(machine).await
+        }
+        async fn engine(&self, machine: &str) -> crate::drivers::DriverResult<Arc<dyn Swarm>> {
+            self.0.engine(machine).await
+        }
+        async fn lock(
+            &self,
+            h: &LockHolder,
+            now: u64,
+            ttl: u64,
+        ) -> crate::drivers::DriverResult<()> {
+            self.0.lock(h, now, ttl).await
+        }
+        async fn unlock(&self, h: &LockHolder) -> crate::drivers::DriverResult<()> {
+            self.0.unlock(h).await
+        }
+        async fn force_unlock(
+            &self,
+            id: &str,
+        ) -> crate::drivers::DriverResult<Option<crate::drivers::lock::HeldLock>> {
+            self.0.force_unlock(id).await
+        }
+        async fn destroy_all(&self) -> crate::drivers::DriverResult<()> {
+            self.0.destroy_all().await
+        }
+    }
+
+    /// Issue 18: a step whose task panics is failed (not "not reached"), and what depends on it
+    /// is skipped.
+    #[tokio::test]
+    async fn a_panicked_step_fails_and_its_dependants_are_skipped() {
+        let desired = crate::plan::testing::desired_with(&[("m1", Role::Manager)]);
+        let plan = make_plan(&desired, &Observed::default(), &PlanOptions::default()).unwrap();
+        let driver: Arc<dyn Driver> =
+            Arc::new(PanicsOnCreate(crate::drivers::sim::SimDriver::in_memory()));
+        let options = ApplyOptions {
+            settle: Duration::ZERO,
+            ..ApplyOptions::default()
+        };
+        let report = apply(&plan, &desired, driver, &options, &progress::Lines)
+            .await
+            .unwrap();
+        let statuses: Vec<(String, StepStatus)> = report
+            .steps
+            .iter()
+            .map(|s| (s.action.to_string(), s.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                ("create_machine".to_string(), StepStatus::Failed),
+                ("init_swarm".to_string(), StepStatus::Skipped)
+            ]
+        );
+        assert!(report.steps[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("bug in shoal")));
+    }
 
     /// Issue 18: a lock whose TTL is shorter than the apply is renewed while the apply runs, so
     /// another holder (on another host, never judged dead) is refused past the first TTL; once

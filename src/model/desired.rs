@@ -158,7 +158,8 @@ pub struct Stack {
     pub services: BTreeMap<String, ServiceSpec>,
     /// Networks the stack creates, by full swarm name (external ones are not here).
     pub networks: BTreeMap<String, NetworkSpec>,
-    /// External networks the services use, which must already exist.
+    /// External networks the services use, which must already exist (see
+    /// [`is_node_local_network`] for the ones every node has).
     pub external_networks: Vec<String>,
     /// Secrets the stack creates, by full (content-derived) swarm name.
     pub secrets: BTreeMap<String, ObjectSpec>,
@@ -208,4 +209,10 @@ impl Desired {
     pub fn machines_with_role(&self, role: Role) -> impl Iterator<Item = &MachineSpec> {
         self.machines.values().filter(move |m| m.role == role)
     }
+}
+
+/// Whether `name` is a network every Docker engine has on its own (`bridge`, `host`, `none`),
+/// which `docker stack deploy` accepts as external without looking for it in the swarm.
+pub fn is_node_local_network(name: &str) -> bool {
+    matches!(name, "bridge" | "host" | "none" | "default")
 }

@@ -9,6 +9,7 @@
 
 use super::Ctx;
 use crate::compose::validate::port_conflict;
+use crate::model::desired::is_node_local_network;
 use crate::model::Stack;
 use crate::plan::model::StepOp;
 use crate::plan::planner::PlanError;
@@ -56,7 +57,9 @@ fn missing_externals(ctx: &Ctx) -> Vec<String> {
             .flat_map(|s| s.task_template.networks.iter().map(|n| &n.target))
             .collect();
         for name in &stack.external_networks {
-            let missing = !networks.contains(name) && !observed.networks.contains_key(name);
+            let missing = !networks.contains(name)
+                && !observed.networks.contains_key(name)
+                && !is_node_local_network(name);
             if missing && attached.contains(name) {
                 out.insert(format!(
                     "stack {} ({file}) uses external network {name}, which does not exist in the swarm: create it with `docker network create --driver overlay --attachable {name}` {on}, or remove it from {file}",
@@ -176,6 +179,27 @@ mod tests {
         assert!(err.contains("external network edge"), "{err}");
         assert!(err.contains("docker network create"), "{err}");
         assert!(err.contains("external secret db"), "{err}");
+    }
+
+    #[test]
+    fn node_local_networks_are_valid_externals() {
+        let compose = "services:\n  web:\n    image: nginx\n    networks: [outside]\nnetworks:\n  outside: {external: true, name: host}\n";
+        let files = MemSource::new(
+            "c",
+            [("machines.yml", MACHINES), ("docker-compose.yml", compose)],
+        );
+        let desired = load(&files, &BTreeMap::new()).unwrap();
+        let observed = Observed::with_members_of(&desired);
+        let planned = plan(&desired, &observed, &PlanOptions::default()).unwrap();
+        assert_eq!(planned.steps.len(), 1, "{:?}", planned.steps);
+        assert!(
+            planned
+                .warnings
+                .iter()
+                .all(|w| !w.contains("external network")),
+            "{:?}",
+            planned.warnings
+        );
     }
 
     #[test]

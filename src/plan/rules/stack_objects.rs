@@ -9,6 +9,7 @@
 //! (`<stack>_<name>-<8 hex>`) for a new content, so a change never edits an object in place.
 
 use super::Ctx;
+use crate::model::desired::is_node_local_network;
 use crate::model::spec::{content_version, LABEL_CONTENT_SHA256, LABEL_ROTATE};
 use crate::model::{Desired, ObjectSpec, Observed, ObservedObject, Stack};
 use crate::plan::model::StepOp;
@@ -186,7 +187,7 @@ pub fn warn_missing_external(ctx: &mut Ctx) {
         .collect();
     for stack in desired.stacks.values() {
         for external in &stack.external_networks {
-            if !known.contains(external.as_str()) {
+            if !known.contains(external.as_str()) && !is_node_local_network(external) {
                 ctx.warnings.push(format!(
                     "stack {} uses external network {external}, which does not exist: create it (docker network create --driver overlay {external}) or its services will fail",
                     stack.name
