@@ -124,6 +124,12 @@ pub enum Reason {
     },
     /// New nodes joined and policy.rebalance is on.
     Rebalance,
+    /// Swarm rolled the service's last update back, and its spec matches the files again: a
+    /// forced update clears the rolled-back state, which would otherwise keep it degraded.
+    RolledBack {
+        /// The engine's words for the rollback.
+        message: String,
+    },
     /// Only the replica count differs.
     Scale {
         /// Observed replicas, if any.
@@ -292,6 +298,10 @@ impl fmt::Display for Reason {
             }
             Reason::Rebalance => f.write_str(
                 "new nodes joined and policy.rebalance is on: tasks are spread onto them",
+            ),
+            Reason::RolledBack { message } => write!(
+                f,
+                "swarm rolled its last update back ({message}) and the files match it again: a forced update makes it healthy"
             ),
             Reason::Scale { from, to } => match from {
                 Some(from) => write!(f, "replicas: {from} → {to}"),

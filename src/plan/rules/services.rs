@@ -7,7 +7,8 @@
 //! when one does.
 
 use super::Ctx;
-use crate::model::ServiceSpec;
+use crate::model::observed::UpdateState;
+use crate::model::{ObservedService, ServiceSpec};
 use crate::plan::diff::field_changes;
 use crate::plan::model::{StepId, StepOp};
 use crate::plan::normalize::{comparable, spec_to_send};
@@ -105,6 +106,14 @@ fn plan_service(
     let (want, have) = comparable(spec, &current.spec);
     let id = current.id.clone();
     if want == have && current.spec.unreadable.is_none() {
+        if let Some(message) = rolled_back(current) {
+            let op = StepOp::RebalanceService {
+                id,
+                force_update: current.spec.task_template.force_update + 1,
+                observed_spec: Some(current.spec_digest()),
+            };
+            return vec![ctx.push(op, name, deps, Reason::RolledBack { message })];
+        }
         if !rebalance || spec.replicas().is_none_or(|r| r <= 1) {
             return Vec::new();
         }
@@ -158,6 +167,19 @@ fn plan_service(
     vec![ctx.push(op, name, deps, Reason::SpecDrift { fields })]
 }
 
+/// The engine's message when swarm rolled the service's last update back: its rolled-back
+/// state stays until the next update, and keeps it degraded though its spec is the wanted one.
+fn rolled_back(current: &ObservedService) -> Option<String> {
+    let status = current.update_status.as_ref()?;
+    (status.state == UpdateState::RollbackCompleted).then(|| {
+        if status.message.is_empty() {
+            "rollback completed".to_string()
+        } else {
+            status.message.clone()
+        }
+    })
+}
+
 /// Keys (`network:<name>`, `secret:<name>`, `config:<name>`) of the objects a service uses.
 fn uses(spec: &ServiceSpec) -> Vec<String> {
     let container = &spec.task_template.container_spec;
@@ -186,6 +208,29 @@ mod tests {
         running(&mut observed, have);
         with_stack(&mut desired, "app", want);
         plan(&desired, &observed, &PlanOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn a_rolled_back_service_matching_the_files_again_is_made_healthy() {
+        use crate::model::observed::{UpdateState, UpdateStatus};
+        let mut desired = desired_with(&[("m1", Role::Manager)]);
+        let mut observed = Observed::with_members_of(&desired);
+        running(&mut observed, vec![service("app", "web", "web:1", 2)]);
+        with_stack(&mut desired, "app", vec![service("app", "web", "web:1", 2)]);
+        assert!(plan(&desired, &observed, &PlanOptions::default())
+            .unwrap()
+            .steps
+            .is_empty());
+        observed.services.get_mut("app_web").unwrap().update_status = Some(UpdateStatus {
+            state: UpdateState::RollbackCompleted,
+            message: "rollback completed".into(),
+        });
+        let healed = plan(&desired, &observed, &PlanOptions::default()).unwrap();
+        assert_eq!(steps(&healed), ["rebalance_service app_web"]);
+        assert!(healed.steps[0]
+            .reason
+            .to_string()
+            .contains("swarm rolled its last update back"));
     }
 
     #[test]
