@@ -41,6 +41,18 @@ impl Reference {
             Some(_) => (DOCKER_HUB.to_string(), name.to_string()),
             None => (DOCKER_HUB.to_string(), format!("library/{name}")),
         };
+        // distribution/reference's splitDockerDomain: Docker Hub written out is Docker Hub, and
+        // its one-component names are official images (`docker.io/x` is `library/x`).
+        let domain = if domain == "index.docker.io" {
+            DOCKER_HUB.to_string()
+        } else {
+            domain
+        };
+        let path = if domain == DOCKER_HUB && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path
+        };
         Some(Reference {
             domain,
             path,

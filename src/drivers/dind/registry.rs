@@ -681,6 +681,13 @@ mod tests {
             open.pushed_name("team/api").as_deref(),
             Some("localhost:5001/team/api:latest")
         );
+        for written in ["docker.io/dataservice:1", "index.docker.io/dataservice:1"] {
+            assert_eq!(
+                open.pushed_name(written).as_deref(),
+                Some("localhost:5001/library/dataservice:1"),
+                "{written}"
+            );
+        }
         assert_eq!(open.pushed_name("ghcr.io/team/api:1"), None);
         assert_eq!(open.pushed_name("app@sha256:abc"), None);
 
