@@ -55,8 +55,11 @@ pub const DEFAULT_ADDR_POOL: &str = "10.200.0.0/16";
 pub const DEFAULT_SUBNET_SIZE: u32 = 24;
 /// Where swarm listens for other nodes (`--listen-addr`).
 pub const SWARM_LISTEN_ADDR: &str = "0.0.0.0:2377";
-/// Seconds any one request may take. Longer than the daemon's 20 s join timeout.
-const REQUEST_TIMEOUT_SECS: u64 = 120;
+/// Seconds any one request may take by default: longer than the daemon's 20 s join timeout,
+/// short enough that a frozen engine is given up on within a pass.
+const REQUEST_TIMEOUT_SECS: u64 = 60;
+/// The environment variable that sets how many seconds one request may take (at least 25).
+pub const REQUEST_TIMEOUT_VAR: &str = "SHOAL_REQUEST_TIMEOUT";
 /// Seconds a remote engine has to answer the first request.
 const CONNECT_TIMEOUT_SECS: u64 = 10;
 
@@ -137,12 +140,12 @@ impl DockerEngine {
         let docker = match &parsed {
             Endpoint::Unix(path) => Docker::connect_with_unix(
                 &path.to_string_lossy(),
-                REQUEST_TIMEOUT_SECS,
+                Self::timeout().as_secs(),
                 API_DEFAULT_VERSION,
             ),
             Endpoint::Tcp(authority) => Docker::connect_with_http(
                 &format!("tcp://{authority}"),
-                REQUEST_TIMEOUT_SECS,
+                Self::timeout().as_secs(),
                 API_DEFAULT_VERSION,
             ),
             // bollard's own ssh trusts host keys on first use and offers the user's default
@@ -221,7 +224,7 @@ impl DockerEngine {
                     &folder.key(),
                     &folder.cert(),
                     &folder.ca(),
-                    REQUEST_TIMEOUT_SECS,
+                    Self::timeout().as_secs(),
                     API_DEFAULT_VERSION,
                 )
                 .map_err(|e| EngineError::Other(format!("machine {machine}: {e}")))?;
@@ -336,8 +339,13 @@ impl DockerEngine {
         &self.docker
     }
 
+    /// How long one request may take: `SHOAL_REQUEST_TIMEOUT` seconds (at least 25, so a
+    /// swarm join can finish), else [`REQUEST_TIMEOUT_SECS`].
     fn timeout() -> Duration {
-        Duration::from_secs(REQUEST_TIMEOUT_SECS)
+        static SECONDS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        Duration::from_secs(*SECONDS.get_or_init(|| {
+            request_timeout_secs(std::env::var(REQUEST_TIMEOUT_VAR).ok().as_deref())
+        }))
     }
 
     /// Name → ID of the secrets and configs `spec` refers to, then `spec` with their IDs.
@@ -382,6 +390,21 @@ fn log_warnings(what: &str, warnings: Option<Vec<String>>) {
 fn version_i64(version: u64) -> EngineResult<i64> {
     i64::try_from(version)
         .map_err(|_| EngineError::Other(format!("object version {version} is out of range")))
+}
+
+/// The request timeout `written` in `SHOAL_REQUEST_TIMEOUT` asks for: whole seconds, at least
+/// 25; the default when unset or unreadable (with a warning).
+fn request_timeout_secs(written: Option<&str>) -> u64 {
+    match written.map(|w| w.trim().parse::<u64>()) {
+        None => REQUEST_TIMEOUT_SECS,
+        Some(Ok(seconds)) => seconds.max(25),
+        Some(Err(_)) => {
+            tracing::warn!(
+                "{REQUEST_TIMEOUT_VAR} is not a whole number of seconds; using {REQUEST_TIMEOUT_SECS}"
+            );
+            REQUEST_TIMEOUT_SECS
+        }
+    }
 }
 
 #[async_trait]
@@ -809,6 +832,14 @@ impl EngineDump {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_request_timeout_is_configurable_but_never_below_a_join() {
+        assert_eq!(request_timeout_secs(None), 60);
+        assert_eq!(request_timeout_secs(Some("90")), 90);
+        assert_eq!(request_timeout_secs(Some("5")), 25);
+        assert_eq!(request_timeout_secs(Some("soon")), 60);
+    }
 
     #[test]
     fn interrupted_joins_are_recognised() {
