@@ -223,6 +223,10 @@ fn scenario(ssh: bool) {
     a_silent_manager_is_kept(&repo, &hosts, 2);
     one_lock_whichever_manager_is_reached(&repo, &hosts);
     another_clusters_swarm_is_refused(&hosts);
+    a_wrong_ca_is_unseen_not_in_sync(&cluster, &hosts);
+    if ssh {
+        one_host_under_two_names_is_refused(&cluster, &hosts);
+    }
     write_machines(&repo, &cluster, &hosts, &ONE_MANAGER_TWO_WORKERS);
     let down = repo.steps();
     assert_eq!(count(&down, "demote_node"), 2, "{down:?}");
@@ -499,4 +503,63 @@ fn a_watcher_on_tls_heals_a_hand_scale_by_events() {
         watcher.seen
     );
     eprintln!("[generic tls] a hand scale healed by the watcher's events in {latency:.1}s");
+}
+
+/// Issue 17: a client certificate from another CA is refused by the host; `plan` says what it
+/// could not see and why (the TLS error's own words), never "the cluster matches", and
+/// `--detailed-exitcode` exits 1.
+fn a_wrong_ca_is_unseen_not_in_sync(cluster: &str, hosts: &Hosts) {
+    let stranger = tempfile::tempdir().unwrap();
+    generic_support::make_pki(stranger.path(), &["127.0.0.1".to_string()]);
+    let repo = common::Repo::empty();
+    copy_client_certs(&stranger.path().join("client"), &repo.path().join("certs"));
+    std::fs::write(
+        repo.path().join("machines.yml"),
+        format!(
+            "cluster: {cluster}\ndriver: generic\ndriver_options:\n  generic:\n    tls: certs\nmachines:\n  mgr:\n    role: manager\n    host: {}\n",
+            hosts.tcp(0)
+        ),
+    )
+    .unwrap();
+    let out = repo.shoal(&["plan", "--detailed-exitcode"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("Not everything could be seen"), "{text}");
+    assert!(!text.contains("The cluster matches"), "{text}");
+    assert!(
+        text.to_lowercase().contains("certificate"),
+        "the TLS error keeps its cause: {text}"
+    );
+}
+
+/// Issue 17: one host reached over TLS and over SSH is one engine: two machines for it are
+/// refused, naming both, before anything is written.
+fn one_host_under_two_names_is_refused(cluster: &str, hosts: &Hosts) {
+    let repo = common::Repo::empty();
+    copy_client_certs(&hosts.client_certs(), &repo.path().join("certs"));
+    let to = repo.path().join("ssh");
+    std::fs::create_dir_all(&to).unwrap();
+    for file in ["id_ed25519", "known_hosts"] {
+        std::fs::copy(hosts.ssh_dir().join(file), to.join(file)).unwrap();
+    }
+    std::fs::write(
+        repo.path().join("machines.yml"),
+        format!(
+            "cluster: {cluster}\ndriver: generic\ndriver_options:\n  generic:\n    tls: certs\n    ssh: {{key: ssh/id_ed25519, known_hosts: ssh/known_hosts}}\nmachines:\n  mgr:\n    role: manager\n    host: {}\n  again:\n    role: manager\n    host: {}\n",
+            hosts.tcp(0),
+            hosts.ssh(0)
+        ),
+    )
+    .unwrap();
+    let out = repo.shoal(&["plan"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("again and mgr reach the same Docker engine"),
+        "{stderr}"
+    );
 }
