@@ -246,6 +246,13 @@ impl std::fmt::Display for EventSource<'_> {
     }
 }
 
+/// Whether an engine event may mean drift or a lost machine: health checks run as `exec_*`
+/// events every few seconds and report `health_status`, and neither changes a spec, a task's
+/// desired state or a node, so they never wake the watcher.
+fn can_change_the_cluster(kind: &str, action: &str) -> bool {
+    !(kind == "container" && (action.starts_with("exec_") || action.starts_with("health_status")))
+}
+
 /// Reads one event stream until it ends: counts each event, and wakes the loop.
 async fn stream(
     mut stream: EventStream,
@@ -290,6 +297,7 @@ async fn stream(
             })
             .inc();
         let wake = match label.as_str() {
+            _ if !can_change_the_cluster(&label, &event.action) => false,
             "container" => {
                 let due = last_container_wake.is_none_or(|at| at.elapsed() >= CONTAINER_GAP);
                 if due {
@@ -308,5 +316,29 @@ async fn stream(
         Followed::Streamed
     } else {
         Followed::Failed(format!("the event stream of {source} closed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::can_change_the_cluster;
+
+    #[test]
+    fn health_checks_never_wake_the_watcher() {
+        for action in [
+            "exec_create: /bin/sh -c curl -f localhost",
+            "exec_start: /bin/sh -c curl -f localhost",
+            "exec_die",
+            "health_status: healthy",
+        ] {
+            assert!(!can_change_the_cluster("container", action), "{action}");
+        }
+        for (kind, action) in [
+            ("container", "die"),
+            ("service", "update"),
+            ("node", "update"),
+        ] {
+            assert!(can_change_the_cluster(kind, action), "{kind} {action}");
+        }
     }
 }

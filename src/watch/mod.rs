@@ -452,6 +452,17 @@ struct LoopSettings {
     backoff: Backoff,
 }
 
+/// Whether a wake-up waits for the retry a failed pass scheduled: engine events do (a failing
+/// cluster emits them all the time, and a pass per event would undo the backoff); the branch,
+/// the timer, a webhook or a signal never do.
+fn backing_off(
+    woken: Trigger,
+    retry_at: Option<tokio::time::Instant>,
+    now: tokio::time::Instant,
+) -> bool {
+    woken == Trigger::Event && retry_at.is_some_and(|at| at > now)
+}
+
 /// Marks the loop dead when it ends, however it ends (a panic included).
 struct AliveGuard(Arc<Shared>);
 
@@ -490,6 +501,9 @@ async fn run_loop(
             let Some(woken) = woken else {
                 break;
             };
+            if backing_off(woken, retry_at, tokio::time::Instant::now()) {
+                continue;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(settings.debounce) => {}
                 _ = stop.wait_for(|s| *s != Stop::Running) => break,
@@ -685,4 +699,26 @@ fn record(shared: &Shared, followed: &Followed, pass: &Pass, now: u64) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_events_wait_for_the_backoff_and_the_branch_does_not() {
+        let now = tokio::time::Instant::now();
+        let later = Some(now + Duration::from_secs(30));
+        assert!(backing_off(Trigger::Event, later, now));
+        assert!(!backing_off(Trigger::Event, None, now));
+        assert!(!backing_off(Trigger::Event, Some(now), now));
+        for trigger in [
+            Trigger::Git,
+            Trigger::Timer,
+            Trigger::Webhook,
+            Trigger::Signal,
+        ] {
+            assert!(!backing_off(trigger, later, now), "{trigger:?}");
+        }
+    }
 }
