@@ -37,6 +37,8 @@ use tokio::task::JoinHandle;
 const TYPES: [&str; 3] = ["service", "node", "container"];
 /// How often the followed manager is compared with the one the newest observation picks.
 const MANAGER_CHECK: Duration = Duration::from_secs(5);
+/// How often a follower looks for a cluster to follow before the first pass has observed one.
+const NOT_YET_POLL: Duration = Duration::from_millis(500);
 /// The shortest time between two wake-ups by container events.
 pub(crate) const CONTAINER_GAP: Duration = Duration::from_secs(10);
 
@@ -91,6 +93,13 @@ where
         match followed {
             Followed::Streamed => backoff.reset(),
             Followed::Off => return,
+            // Nothing to follow until the first pass has observed the cluster: look again
+            // soon, so the stream opens right after that pass, not a grown backoff later.
+            Followed::NotYet => {
+                backoff.reset();
+                tokio::time::sleep(NOT_YET_POLL).await;
+                continue;
+            }
             Followed::Failed(problem) => {
                 if problem != last_problem {
                     tracing::info!(
@@ -112,6 +121,8 @@ enum Followed {
     Failed(String),
     /// This source does not apply to the cluster's driver.
     Off,
+    /// No pass has observed the cluster (or a ready manager of it) yet.
+    NotYet,
 }
 
 /// A manager the last observation saw: the leader if it is ready, else any ready manager.
@@ -137,10 +148,10 @@ async fn follow(
     since: &mut Option<i64>,
 ) -> Followed {
     let Some(driver) = reconciler.current_driver().await else {
-        return Followed::Failed("no cluster observed yet".to_string());
+        return Followed::NotYet;
     };
     let Some(machine) = manager(shared) else {
-        return Followed::Failed("no ready manager observed yet".to_string());
+        return Followed::NotYet;
     };
     let engine: std::sync::Arc<dyn Swarm> = match driver.engine(&machine).await {
         Ok(engine) => engine,
@@ -197,7 +208,7 @@ async fn follow_host(
         match report.cluster.as_ref() {
             Some(status) if status.driver == DriverKind::Dind.as_str() => status.cluster.clone(),
             Some(_) => return Followed::Off,
-            None => return Followed::Failed("no cluster observed yet".to_string()),
+            None => return Followed::NotYet,
         }
     };
     let docker = match crate::drivers::dind::connect_host().await {
