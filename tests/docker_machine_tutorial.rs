@@ -10,8 +10,8 @@ mod generic_support;
 
 use common::{count, crate_path, Repo, TUTORIAL_TASK_NODES};
 use generic_support::{
-    copy_client_certs, docker_via_env, hosts_turn, run, scale_tutorial_to_ten, tutorial_repo,
-    wait_running, Hosts,
+    a_silent_manager_is_kept, copy_client_certs, docker_via_env, hosts_turn, run,
+    scale_tutorial_to_ten, tutorial_repo, wait_running, Hosts,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -163,6 +163,29 @@ fn tutorial_on_registered_engines() {
     assert_eq!(ps.lines().count(), 5, "{ps}");
 
     scale_tutorial_to_ten(&repo);
+
+    // Issue 17, on docker-machine: three managers, one of which freezes and then reboots, is
+    // waited for and keeps its node; then back to one manager.
+    let managers = |role: &'static str| {
+        [
+            ("mgr", "manager", url(0)),
+            ("w1", role, url(1)),
+            ("w2", role, url(2)),
+        ]
+    };
+    write_machines(&repo, &cluster, &options, &managers("manager"));
+    repo.apply();
+    assert!(
+        repo.steps().is_empty(),
+        "plan not empty with three managers"
+    );
+    a_silent_manager_is_kept(&repo, &hosts, 2, "w2");
+    write_machines(&repo, &cluster, &options, &managers("worker"));
+    repo.apply();
+    assert!(
+        repo.steps().is_empty(),
+        "plan not empty back at one manager"
+    );
 
     // A machine dropped from the files: drained, its node removed, then `rm -y`.
     write_machines(

@@ -10,8 +10,8 @@ mod watch_support;
 
 use common::{count, crate_path, Repo, TUTORIAL_TASK_NODES};
 use generic_support::{
-    copy_client_certs, docker_via_env, hosts_turn, run, scale_tutorial_to_ten, tutorial_repo,
-    wait_running, Hosts,
+    a_silent_manager_is_kept, copy_client_certs, docker_via_env, hosts_turn, run,
+    scale_tutorial_to_ten, tutorial_repo, wait_running, Hosts,
 };
 use serde_json::Value;
 use std::process::Command;
@@ -220,7 +220,7 @@ fn scenario(ssh: bool) {
     );
     repo.apply();
     assert!(repo.steps().is_empty());
-    a_silent_manager_is_kept(&repo, &hosts, 2);
+    a_silent_manager_is_kept(&repo, &hosts, 2, "w2");
     one_lock_whichever_manager_is_reached(&repo, &hosts);
     another_clusters_swarm_is_refused(&hosts);
     a_wrong_ca_is_unseen_not_in_sync(&cluster, &hosts);
@@ -257,100 +257,6 @@ fn scenario(ssh: bool) {
             "destroy makes every host leave"
         );
     }
-}
-
-/// `ID` of each node as host 0 (a manager) lists them, by hostname.
-fn node_ids(hosts: &Hosts) -> Vec<String> {
-    let out = run(hosts
-        .docker_cli(0)
-        .args(["node", "ls", "--format", "{{.Hostname}} {{.ID}}"]));
-    let mut ids: Vec<String> = out.lines().map(str::to_string).collect();
-    ids.sort();
-    ids
-}
-
-/// Waits until host 0 sees the node of host `i` in `state` (`down`, `ready`).
-fn wait_node_state(hosts: &Hosts, i: usize, state: &str) {
-    let hostname = format!("h{}", i + 1);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let seen = hosts
-            .docker_cli(0)
-            .args([
-                "node",
-                "inspect",
-                &hostname,
-                "--format",
-                "{{.Status.State}}",
-            ])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
-        if seen == state {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node {hostname} never became {state} (last: {seen:?})"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// Issue 17: a manager whose host freezes (paused) or reboots (stopped, then started) is
-/// waited for, never demoted or removed, by plan and by apply; `plan --detailed-exitcode`
-/// exits 1 while it cannot be seen; when it returns, the plan is empty and every node ID is
-/// unchanged. The hosts' hostnames (h1..h3) are not their machine names, as on real hosts.
-fn a_silent_manager_is_kept(repo: &Repo, hosts: &Hosts, i: usize) {
-    let before = node_ids(hosts);
-    let container = hosts.container(i);
-    let silences: [(&str, &str); 2] = [("pause", "unpause"), ("stop", "start")];
-    for (silence, revive) in silences {
-        run(Command::new("docker").args([silence, &container]));
-        wait_node_state(hosts, i, "down");
-        let plan = repo.plan();
-        let steps = common::steps_of(&plan);
-        assert!(
-            steps
-                .iter()
-                .all(|s| !s.contains("_node") && !s.contains("machine")),
-            "a silent manager ({silence}) must be waited for: {steps:?}"
-        );
-        let unseen = plan["unseen"].as_array().cloned().unwrap_or_default();
-        assert!(
-            unseen.iter().any(|u| u["what"] == "machine w2"),
-            "the silent host is listed as unseen: {plan:#}"
-        );
-        let detailed = repo.shoal(&["plan", "--detailed-exitcode"]);
-        assert_eq!(
-            detailed.status.code(),
-            Some(1),
-            "an unseen machine is not in sync: {}",
-            String::from_utf8_lossy(&detailed.stdout)
-        );
-        let applied = repo.shoal(&["apply", "--yes", "--json"]);
-        let report: Value = serde_json::from_slice(&applied.stdout).expect("apply --json");
-        assert_eq!(
-            report["writes"], 0,
-            "apply wrote while a manager was silent: {report:#}"
-        );
-        assert_eq!(report["converged"], false, "{report:#}");
-        run(Command::new("docker").args([revive, &container]));
-        if revive == "start" {
-            hosts.wait_answering(i);
-        }
-        wait_node_state(hosts, i, "ready");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !repo.steps().is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "the plan stays non-empty after the manager returned: {:?}",
-                repo.steps()
-            );
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    }
-    assert_eq!(node_ids(hosts), before, "node IDs changed");
 }
 
 /// Issue 17: a second cluster whose only manager is a host of this cluster's swarm plans

@@ -540,3 +540,99 @@ fn sign(dir: &Path, csr: &str, ext: &str, out: &str) {
         ],
     );
 }
+
+/// `ID` of each node as host 0 (a manager) lists them, by hostname.
+pub fn node_ids(hosts: &Hosts) -> Vec<String> {
+    let out = run(hosts
+        .docker_cli(0)
+        .args(["node", "ls", "--format", "{{.Hostname}} {{.ID}}"]));
+    let mut ids: Vec<String> = out.lines().map(str::to_string).collect();
+    ids.sort();
+    ids
+}
+
+/// Waits until host 0 sees the node of host `i` in `state` (`down`, `ready`).
+pub fn wait_node_state(hosts: &Hosts, i: usize, state: &str) {
+    let hostname = format!("h{}", i + 1);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let seen = hosts
+            .docker_cli(0)
+            .args([
+                "node",
+                "inspect",
+                &hostname,
+                "--format",
+                "{{.Status.State}}",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        if seen == state {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {hostname} never became {state} (last: {seen:?})"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Issue 17: a manager (machine `machine` on host `i`) whose host freezes (paused) or reboots (stopped, then started) is
+/// waited for, never demoted or removed, by plan and by apply; `plan --detailed-exitcode`
+/// exits 1 while it cannot be seen; when it returns, the plan is empty and every node ID is
+/// unchanged. The hosts' hostnames (h1..h3) are not their machine names, as on real hosts.
+pub fn a_silent_manager_is_kept(repo: &Repo, hosts: &Hosts, i: usize, machine: &str) {
+    let before = node_ids(hosts);
+    let container = hosts.container(i);
+    let silences: [(&str, &str); 2] = [("pause", "unpause"), ("stop", "start")];
+    for (silence, revive) in silences {
+        run(Command::new("docker").args([silence, &container]));
+        wait_node_state(hosts, i, "down");
+        let plan = repo.plan();
+        let steps = crate::common::steps_of(&plan);
+        assert!(
+            steps
+                .iter()
+                .all(|s| !s.contains("_node") && !s.contains("machine")),
+            "a silent manager ({silence}) must be waited for: {steps:?}"
+        );
+        let unseen = plan["unseen"].as_array().cloned().unwrap_or_default();
+        assert!(
+            unseen
+                .iter()
+                .any(|u| u["what"] == format!("machine {machine}")),
+            "the silent host is listed as unseen: {plan:#}"
+        );
+        let detailed = repo.shoal(&["plan", "--detailed-exitcode"]);
+        assert_eq!(
+            detailed.status.code(),
+            Some(1),
+            "an unseen machine is not in sync: {}",
+            String::from_utf8_lossy(&detailed.stdout)
+        );
+        let applied = repo.shoal(&["apply", "--yes", "--json"]);
+        let report: Value = serde_json::from_slice(&applied.stdout).expect("apply --json");
+        assert_eq!(
+            report["writes"], 0,
+            "apply wrote while a manager was silent: {report:#}"
+        );
+        assert_eq!(report["converged"], false, "{report:#}");
+        run(Command::new("docker").args([revive, &container]));
+        if revive == "start" {
+            hosts.wait_answering(i);
+        }
+        wait_node_state(hosts, i, "ready");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !repo.steps().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the plan stays non-empty after the manager returned: {:?}",
+                repo.steps()
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    assert_eq!(node_ids(hosts), before, "node IDs changed");
+}
