@@ -10,8 +10,8 @@ mod watch_support;
 
 use common::{count, crate_path, Repo, TUTORIAL_TASK_NODES};
 use generic_support::{
-    a_silent_manager_is_kept, copy_client_certs, docker_via_env, hosts_turn, run,
-    scale_tutorial_to_ten, tutorial_repo, wait_running, Hosts,
+    a_silent_manager_is_kept, copy_client_certs, hosts_turn, run, scale_tutorial_to_ten,
+    tutorial_repo, wait_running, Hosts,
 };
 use serde_json::Value;
 use std::process::Command;
@@ -164,17 +164,24 @@ fn scenario(ssh: bool) {
         again["writes"], 0,
         "a converged apply sent writes: {again:#}"
     );
-    // `shoal env` of an ssh host gives ssh://, which the docker CLI reaches with the user's own
-    // ssh setup; the test's is a wrapper first on PATH.
-    let mut cli = if ssh {
-        let mut cli = docker_via_env(&repo, "mgr");
-        hosts.with_test_ssh(&mut cli);
-        cli
-    } else {
-        docker_via_env(&repo, "mgr")
+    // `eval $(shoal env mgr)`, typed as the README shows it, points the docker CLI at the
+    // manager: over TLS with the certificates, over SSH through a forward shoal leaves running
+    // (the configured key and known_hosts, nothing of the user's ~/.ssh), which
+    // `shoal env --unset mgr` ends.
+    let home = tempfile::tempdir().unwrap();
+    let env_forward = EnvForward {
+        repo: &repo,
+        home: home.path(),
     };
-    let ps = run(cli.args(TUTORIAL_TASK_NODES));
+    let ps = env_forward.docker(&TUTORIAL_TASK_NODES);
     assert_eq!(ps.lines().count(), 5, "{ps}");
+    if ssh {
+        let socket = env_forward.socket();
+        assert!(socket.exists(), "the forward's socket {}", socket.display());
+        env_forward.unset();
+        assert!(!socket.exists(), "--unset ends the forward");
+    }
+    drop(env_forward);
     eprintln!(
         "[generic {transport}] 3 hosts from nothing to converged: shoal {shoal_seconds:.1}s, docker script {baseline:.1}s, ratio {:.2}",
         shoal_seconds / baseline
@@ -468,4 +475,66 @@ fn one_host_under_two_names_is_refused(cluster: &str, hosts: &Hosts) {
         stderr.contains("again and mgr reach the same Docker engine"),
         "{stderr}"
     );
+}
+
+/// `shoal env` run as a user types it, with its own HOME (where an ssh forward keeps its socket);
+/// `shoal env --unset mgr` on drop, so no forward outlives the test.
+struct EnvForward<'a> {
+    repo: &'a Repo,
+    home: &'a std::path::Path,
+}
+
+impl EnvForward<'_> {
+    /// `bash -c 'eval $(shoal env --repo R mgr); docker ARGS'`, unquoted as the README shows it.
+    fn docker(&self, args: &[&str]) -> String {
+        let shoal = env!("CARGO_BIN_EXE_shoal");
+        let script = format!(
+            "eval $({shoal} env --repo {} mgr) && docker \"$@\"",
+            self.repo.path().display()
+        );
+        let mut command = Command::new("bash");
+        command
+            .args(["-c", &script, "bash"])
+            .args(args)
+            .env("HOME", self.home)
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH");
+        run(&mut command)
+    }
+
+    /// Where an ssh forward's socket is.
+    fn socket(&self) -> std::path::PathBuf {
+        let clusters = self.home.join(".cache/shoal/env");
+        let dir = std::fs::read_dir(&clusters)
+            .unwrap_or_else(|e| panic!("{}: {e}", clusters.display()))
+            .filter_map(Result::ok)
+            .find(|entry| entry.file_name().to_string_lossy().ends_with("-mgr"))
+            .expect("a forward folder for mgr");
+        dir.path().join("docker.sock")
+    }
+
+    fn unset(&self) {
+        let out = self
+            .repo
+            .command(&["env", "--unset", "mgr"])
+            .env("HOME", self.home)
+            .output()
+            .expect("shoal env --unset");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for EnvForward<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .repo
+            .command(&["env", "--unset", "mgr"])
+            .env("HOME", self.home)
+            .output();
+    }
 }

@@ -15,6 +15,14 @@ pub async fn run(
     unset: bool,
 ) -> Result<u8> {
     if unset {
+        // What `shoal env MACHINE` left running (an ssh forward) ends too, when the cluster
+        // can be read; the unsets are printed either way.
+        if !machine.is_empty() {
+            if let Ok(desired) = load_cluster(repo, driver_override) {
+                let driver = RepoDriver(repo).open(&desired).await?;
+                driver.unset_env(machine).await?;
+            }
+        }
         print!("{}", render_unset("shoal env --unset"));
         return Ok(0);
     }

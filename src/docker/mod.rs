@@ -245,18 +245,9 @@ impl DockerEngine {
                     subnet_size: DEFAULT_SUBNET_SIZE,
                 })
             }
-            Endpoint::Ssh { destination, port } => {
-                let Some(keys) = &access.ssh else {
-                    return Err(EngineError::Other(format!(
-                        "machine {machine}: {endpoint} needs `ssh: {{key: ..., known_hosts: ...}}`"
-                    )));
-                };
-                let target = SshTarget {
-                    destination: destination.clone(),
-                    port: *port,
-                    key: keys.key.clone(),
-                    known_hosts: keys.known_hosts.clone(),
-                };
+            Endpoint::Ssh { destination, .. } => {
+                let target = ssh_target(machine, endpoint, access)?
+                    .expect("an ssh endpoint has an ssh target");
                 let tunnel = SshTunnel::open(machine, &target).await?;
                 let socket = tunnel.socket().to_path_buf();
                 let local = format!("unix://{}", socket.display());
@@ -390,6 +381,35 @@ fn log_warnings(what: &str, warnings: Option<Vec<String>>) {
 fn version_i64(version: u64) -> EngineResult<i64> {
     i64::try_from(version)
         .map_err(|_| EngineError::Other(format!("object version {version} is out of range")))
+}
+
+/// Where and how an `ssh://` endpoint is logged in to, with `access`'s key and known_hosts;
+/// `None` for other endpoints.
+///
+/// # Errors
+///
+/// An unreadable endpoint, or an ssh endpoint without `ssh:` access.
+pub fn ssh_target(
+    machine: &str,
+    endpoint: &str,
+    access: &Access,
+) -> Result<Option<SshTarget>, EngineError> {
+    let Endpoint::Ssh { destination, port } = Endpoint::parse(endpoint)
+        .map_err(|e| EngineError::Other(format!("machine {machine}: {e}")))?
+    else {
+        return Ok(None);
+    };
+    let Some(keys) = &access.ssh else {
+        return Err(EngineError::Other(format!(
+            "machine {machine}: {endpoint} needs `ssh: {{key: ..., known_hosts: ...}}`"
+        )));
+    };
+    Ok(Some(SshTarget {
+        destination,
+        port,
+        key: keys.key.clone(),
+        known_hosts: keys.known_hosts.clone(),
+    }))
 }
 
 /// The request timeout `written` in `SHOAL_REQUEST_TIMEOUT` asks for: whole seconds, at least

@@ -56,39 +56,7 @@ impl SshTunnel {
         let dir = private_dir(machine)?;
         let socket = dir.join("docker.sock");
         let log = dir.join("ssh.log");
-        let mut args: Vec<String> = vec![
-            "-N".into(),
-            "-F".into(),
-            "/dev/null".into(),
-            "-o".into(),
-            "BatchMode=yes".into(),
-            "-o".into(),
-            "StrictHostKeyChecking=yes".into(),
-            "-o".into(),
-            format!("UserKnownHostsFile={}", target.known_hosts.display()),
-            "-o".into(),
-            "GlobalKnownHostsFile=/dev/null".into(),
-            "-o".into(),
-            "IdentitiesOnly=yes".into(),
-            "-o".into(),
-            "IdentityAgent=none".into(),
-            "-i".into(),
-            target.key.display().to_string(),
-            "-o".into(),
-            "ExitOnForwardFailure=yes".into(),
-            "-o".into(),
-            "StreamLocalBindUnlink=yes".into(),
-            "-o".into(),
-            "ConnectTimeout=10".into(),
-            "-o".into(),
-            "ServerAliveInterval=10".into(),
-            "-L".into(),
-            format!("{}:{REMOTE_SOCKET}", socket.display()),
-        ];
-        if let Some(port) = target.port {
-            args.extend(["-p".into(), port.to_string()]);
-        }
-        args.extend(["--".into(), target.destination.clone()]);
+        let args = forward_args(target, &socket);
         // The guard: ssh in the background, ended when shoal's end of stdin closes.
         // An asynchronous list's standard input is /dev/null unless redirected (POSIX), so
         // the watcher reads shoal's pipe through a copy of it on fd 3.
@@ -153,6 +121,115 @@ wait "$child""#;
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+}
+
+/// A forward for the docker CLI (`shoal env` of an ssh machine) that outlives shoal: ssh, with
+/// the same strict host keys and only the configured key, forwards the remote engine's socket to
+/// `dir/docker.sock` and goes to the background as a control master (`dir/ssh.ctl`), so that
+/// [`stop_lasting_forward`] ends it. One that already answers is kept.
+///
+/// # Errors
+///
+/// [`EngineError::Unreachable`] with ssh's own words and what to check.
+pub async fn open_lasting_forward(
+    machine: &str,
+    target: &SshTarget,
+    dir: &Path,
+) -> Result<PathBuf, EngineError> {
+    let socket = dir.join("docker.sock");
+    if tokio::net::UnixStream::connect(&socket).await.is_ok() {
+        return Ok(socket);
+    }
+    let control = dir.join("ssh.ctl");
+    let _ = std::fs::remove_file(&control);
+    let mut args = vec![
+        "-f".to_string(),
+        "-M".into(),
+        "-S".into(),
+        control.display().to_string(),
+    ];
+    args.extend(forward_args(target, &socket));
+    let out = tokio::process::Command::new("ssh")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .map_err(|e| {
+            EngineError::Unreachable(format!(
+                "machine {machine}: cannot start ssh: {e}; is the OpenSSH client installed?"
+            ))
+        })?;
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stderr);
+        return Err(EngineError::Unreachable(explain(
+            machine,
+            target,
+            said.trim(),
+        )));
+    }
+    Ok(socket)
+}
+
+/// Ends the forward [`open_lasting_forward`] left in `dir`, if one runs; returns whether one did.
+pub fn stop_lasting_forward(target: &SshTarget, dir: &Path) -> bool {
+    let control = dir.join("ssh.ctl");
+    if !control.exists() {
+        return false;
+    }
+    let stopped = std::process::Command::new("ssh")
+        .args(["-F", "/dev/null", "-S"])
+        .arg(&control)
+        .args(["-O", "exit", "--", &target.destination])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let _ = std::fs::remove_file(dir.join("docker.sock"));
+    let _ = std::fs::remove_file(&control);
+    stopped
+}
+
+/// ssh's arguments for a forward of the remote engine's socket to `socket`: host keys checked
+/// strictly against the named known_hosts only, the named key the only identity, no config
+/// file, no agent, no prompt.
+fn forward_args(target: &SshTarget, socket: &Path) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "-N".into(),
+        "-F".into(),
+        "/dev/null".into(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+        "-o".into(),
+        "StrictHostKeyChecking=yes".into(),
+        "-o".into(),
+        format!("UserKnownHostsFile={}", target.known_hosts.display()),
+        "-o".into(),
+        "GlobalKnownHostsFile=/dev/null".into(),
+        "-o".into(),
+        "IdentitiesOnly=yes".into(),
+        "-o".into(),
+        "IdentityAgent=none".into(),
+        "-i".into(),
+        target.key.display().to_string(),
+        "-o".into(),
+        "ExitOnForwardFailure=yes".into(),
+        "-o".into(),
+        "StreamLocalBindUnlink=yes".into(),
+        "-o".into(),
+        "ConnectTimeout=10".into(),
+        "-o".into(),
+        "ServerAliveInterval=10".into(),
+        "-L".into(),
+        format!("{}:{REMOTE_SOCKET}", socket.display()),
+    ];
+    if let Some(port) = target.port {
+        args.extend(["-p".into(), port.to_string()]);
+    }
+    args.extend(["--".into(), target.destination.clone()]);
+    args
 }
 
 impl Drop for SshTunnel {

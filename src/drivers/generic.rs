@@ -21,7 +21,7 @@ use super::dind::lock;
 use super::lock::{HeldLock, LockHolder};
 use super::swarm_lock;
 use super::{Driver, DriverError, DriverResult};
-use crate::docker::{Access, DockerEngine, SshKeys};
+use crate::docker::{ssh, Access, DockerEngine, SshKeys};
 use crate::engine::Swarm;
 use crate::model::{
     observed::LocalSwarmState, Desired, MachineAccess, MachineSpec, MachineState, ObservedMachine,
@@ -238,6 +238,26 @@ impl GenericDriver {
         Some(())
     }
 
+    /// The private folder of `shoal env`'s forward to `machine`
+    /// (`~/.cache/shoal/env/<cluster>-<machine>`, mode 0700).
+    fn env_forward_dir(&self, machine: &str) -> DriverResult<PathBuf> {
+        use std::os::unix::fs::DirBuilderExt;
+        let home = std::env::var_os("HOME").ok_or_else(|| {
+            DriverError::Unavailable("HOME is not set: no folder for the ssh forward".to_string())
+        })?;
+        let dir = PathBuf::from(home)
+            .join(".cache/shoal/env")
+            .join(format!("{}-{machine}", self.cluster));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| {
+                DriverError::Other(format!("cannot make the folder {}: {e}", dir.display()))
+            })?;
+        Ok(dir)
+    }
+
     /// The hosts of machines.yml and of the roster, by name.
     async fn machine_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.hosts.keys().cloned().collect();
@@ -385,9 +405,25 @@ impl Driver for GenericDriver {
         Ok(self.host(machine).await?.host)
     }
 
+    /// TLS hosts: the TLS exports. SSH hosts: the docker CLI's own ssh transport can take
+    /// neither the key nor the known_hosts file machines.yml names, so shoal leaves a forward
+    /// running (strict host keys, that key only) and exports its local socket; `shoal env
+    /// --unset MACHINE` ends it.
     async fn env(&self, machine: &str) -> DriverResult<Vec<(String, String)>> {
         let host = self.host(machine).await?;
         let access = self.access(&host);
+        let target = crate::docker::ssh_target(machine, &host.host, &access)
+            .map_err(|e| DriverError::Other(e.to_string()))?;
+        if let Some(target) = target {
+            let dir = self.env_forward_dir(machine)?;
+            let socket = ssh::open_lasting_forward(machine, &target, &dir)
+                .await
+                .map_err(|e| DriverError::Other(e.to_string()))?;
+            return Ok(vec![(
+                "DOCKER_HOST".to_string(),
+                format!("unix://{}", socket.display()),
+            )]);
+        }
         let mut exports = Vec::new();
         if let Some(dir) = access.tls {
             exports.push(("DOCKER_TLS_VERIFY".to_string(), "1".to_string()));
@@ -400,6 +436,16 @@ impl Driver for GenericDriver {
             exports.push(("DOCKER_HOST".to_string(), host.host.clone()));
         }
         Ok(exports)
+    }
+
+    async fn unset_env(&self, machine: &str) -> DriverResult<()> {
+        let host = self.host(machine).await?;
+        let target = crate::docker::ssh_target(machine, &host.host, &self.access(&host))
+            .map_err(|e| DriverError::Other(e.to_string()))?;
+        if let Some(target) = target {
+            ssh::stop_lasting_forward(&target, &self.env_forward_dir(machine)?);
+        }
+        Ok(())
     }
 
     async fn engine(&self, machine: &str) -> DriverResult<Arc<dyn Swarm>> {

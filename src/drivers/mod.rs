@@ -64,6 +64,11 @@ pub trait Driver: Send + Sync {
             self.endpoint(machine).await?,
         )])
     }
+    /// Ends what [`Driver::env`] left running for the docker CLI (the generic driver's ssh
+    /// forward), for `shoal env --unset MACHINE`.
+    async fn unset_env(&self, _machine: &str) -> DriverResult<()> {
+        Ok(())
+    }
     /// The machine's engine.
     async fn engine(&self, machine: &str) -> DriverResult<Arc<dyn Swarm>>;
     /// Takes the cluster's apply lock for `holder` until `now + ttl_seconds` (a renewal when
