@@ -314,16 +314,22 @@ async fn probe(driver: &Arc<dyn Driver>, mut machine: ObservedMachine) -> Probed
 /// Reads nodes, services, their tasks (one request for all), networks, secrets, configs and
 /// the swarm object from a manager.
 async fn read_swarm(manager: &dyn Swarm, observed: &mut Observed) -> Result<(), EngineError> {
-    let swarm = manager.inspect_swarm().await?;
-    let nodes = manager.list_nodes().await?;
-    let services = manager.list_services().await?;
+    // Reads only, all at once: an observation costs the slowest request, not their sum.
+    let (swarm, nodes, services, mut tasks, networks, secrets, configs) = tokio::try_join!(
+        manager.inspect_swarm(),
+        manager.list_nodes(),
+        manager.list_services(),
+        manager.list_tasks(),
+        manager.list_networks(),
+        manager.list_secrets(),
+        manager.list_configs(),
+    )?;
     let ids: std::collections::BTreeSet<&str> = services.iter().map(|s| s.id.as_str()).collect();
-    let mut tasks = manager.list_tasks().await?;
     tasks.retain(|t| ids.contains(t.service_id.as_str()));
     observed.tasks = tasks;
-    observed.networks = manager.list_networks().await?;
-    observed.secrets = manager.list_secrets().await?;
-    observed.configs = manager.list_configs().await?;
+    observed.networks = networks;
+    observed.secrets = secrets;
+    observed.configs = configs;
     observed.swarm = Some(ObservedSwarm {
         id: swarm.id,
         labels: swarm.labels,
