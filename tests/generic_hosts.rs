@@ -25,16 +25,24 @@ const ONE_MANAGER_TWO_WORKERS: [(&str, &str, usize); 3] = [
     ("w2", "worker", 2),
 ];
 
-/// A repository whose machines are the given hosts: (name, role, host index).
+/// A repository whose machines are the given hosts: (name, role, host index), reached over
+/// SSH when the hosts answer SSH (the key and known_hosts copied under `ssh/`), else over TLS.
 fn write_machines(repo: &Repo, cluster: &str, hosts: &Hosts, machines: &[(&str, &str, usize)]) {
+    let ssh = if hosts.answers_ssh() {
+        "    ssh: {key: ssh/id_ed25519, known_hosts: ssh/known_hosts}\n"
+    } else {
+        ""
+    };
     let mut text = format!(
-        "cluster: {cluster}\ndriver: generic\ndriver_options:\n  generic:\n    tls: certs\nmachines:\n"
+        "cluster: {cluster}\ndriver: generic\ndriver_options:\n  generic:\n    tls: certs\n{ssh}machines:\n"
     );
     for (name, role, i) in machines {
-        text.push_str(&format!(
-            "  {name}:\n    role: {role}\n    host: {}\n",
+        let host = if hosts.answers_ssh() {
+            hosts.ssh(*i)
+        } else {
             hosts.tcp(*i)
-        ));
+        };
+        text.push_str(&format!("  {name}:\n    role: {role}\n    host: {host}\n"));
     }
     text.push_str("stacks:\n  dataapp: docker-compose.yml\n");
     std::fs::write(repo.path().join("machines.yml"), text).unwrap();

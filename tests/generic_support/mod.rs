@@ -204,6 +204,11 @@ impl Hosts {
         format!("ssh://root@{}", self.ips[i])
     }
 
+    /// Whether the hosts answer over SSH too (started with `ssh`).
+    pub fn answers_ssh(&self) -> bool {
+        self.with_ssh
+    }
+
     /// `tcp://IP:2376` of host `i`.
     pub fn tcp(&self, i: usize) -> String {
         format!("tcp://{}:2376", self.ips[i])
