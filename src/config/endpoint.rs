@@ -2,7 +2,7 @@
 //! ways (`tcp://h:2376` and `tcp://h:2376/`, `tcp://h` with the default port, `ssh://root@h` and
 //! `ssh://h:22`, `[::ffff:10.0.0.5]` and `10.0.0.5`) is seen as one host at validate.
 
-use std::net::{IpAddr, Ipv6Addr};
+use core::net::{IpAddr, Ipv6Addr};
 
 /// The docker CLI's port for `tcp://` with TLS, which shoal requires.
 const DEFAULT_TLS_PORT: u16 = 2376;
