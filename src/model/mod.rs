@@ -54,6 +54,9 @@ pub fn node_labels_to_store(
     labels
 }
 
+/// Label recording the role a machine was created for.
+pub const LABEL_ROLE: &str = "io.shoal.role";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +74,3 @@ mod tests {
         assert_eq!(user_node_labels(&stored), wanted);
     }
 }
-/// Label recording the role a machine was created for.
-pub const LABEL_ROLE: &str = "io.shoal.role";

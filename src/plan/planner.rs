@@ -81,7 +81,7 @@ pub enum PlanError {
     },
     /// A network, secret or config must be replaced for settings swarm cannot update, but
     /// services use it, so swarm would refuse to remove it.
-    #[error("{kind} {name} of {file}: {changes} changed, which swarm cannot update in place, so it must be removed and created again; but service(s) {services} use it, and swarm refuses to remove it.\n  To go on: {way_out}; or undo the change in {file}.")]
+    #[error("{kind} {name} of {file}: {changes} changed, which swarm cannot update in place, so it must be removed and created again; but service(s) {services} use it, and swarm refuses to remove it.\n  To go on: {}; or undo the change in {file}.", object_replacement::way_out(kind))]
     ObjectInUse {
         /// `network`, `secret` or `config`.
         kind: &'static str,
@@ -93,8 +93,6 @@ pub enum PlanError {
         changes: String,
         /// The services using it, joined.
         services: String,
-        /// What to do.
-        way_out: String,
     },
     /// Two machines reach one engine: one host under two names.
     #[error("machines {machines} reach the same Docker engine (ID {engine}): they are one host under two names.\n  Keep one of them in machines.yml; shoal would otherwise drain or demote the one node through the other name.")]

@@ -156,11 +156,12 @@ fn changed_objects<'a>(stack: &'a Stack, observed: &'a Observed) -> Vec<Changed<
     changed
 }
 
-/// What to do when a changed object is in use, for people.
-fn way_out(kind: &str) -> String {
+/// What to do when a changed object of `kind` is in use, for people.
+pub(crate) fn way_out(kind: &str) -> &'static str {
     match kind {
-        "network" => "remove the services using it first (take them out of the compose file and apply, then add them back), or give the network a new name in the compose file (its `name:` or its key) so that a new network is created and the services move to it".to_string(),
-        _ => format!("give the {kind} a new name in the compose file (its `name:` or its key) so that a new {kind} is created with these labels, the services move to it and the old one is pruned; or remove the services using it first"),
+        "network" => "remove the services using it first (take them out of the compose file and apply, then add them back), or give the network a new name in the compose file (its `name:` or its key) so that a new network is created and the services move to it",
+        "secret" => "give the secret a new name in the compose file (its `name:` or its key) so that a new secret is created with these labels, the services move to it and the old one is pruned; or remove the services using it first",
+        _ => "give the config a new name in the compose file (its `name:` or its key) so that a new config is created with these labels, the services move to it and the old one is pruned; or remove the services using it first",
     }
 }
 
@@ -186,7 +187,6 @@ pub fn replace_changed_objects(ctx: &mut Ctx) -> Result<(), PlanError> {
                     file: stack.file.clone(),
                     changes: changes.join(", "),
                     services: services.join(", "),
-                    way_out: way_out(kind),
                 });
             }
             let id = found.id.clone();
