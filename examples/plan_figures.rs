@@ -113,6 +113,7 @@ fn converged(desired: &Desired) -> Observed {
                 ObservedObject {
                     id: format!("net-{name}"),
                     labels: network.labels.clone(),
+                    network: None,
                 },
             );
         }

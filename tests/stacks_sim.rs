@@ -135,3 +135,43 @@ fn a_stack_dropped_while_prune_is_off_is_remembered_and_pruned_later() {
     );
     assert!(status.get("dropped_stacks").is_none(), "{status:#}");
 }
+
+#[test]
+fn changed_object_settings_replace_an_unused_object_and_refuse_a_used_one() {
+    let repo = Repo::empty();
+    std::fs::write(
+        repo.path().join("machines.yml"),
+        "cluster: objects\ndriver: sim\nmachines:\n  m1:\n    role: manager\nstacks:\n  app: app.yml\n",
+    )
+    .unwrap();
+    std::fs::write(repo.path().join("token.txt"), "t0ken").unwrap();
+    std::fs::write(
+        repo.path().join("app.yml"),
+        "services:\n  web:\n    image: nginx:1\n    networks: [front]\nnetworks:\n  front:\n    driver: overlay\nsecrets:\n  token:\n    file: token.txt\n    labels: {team: a}\n",
+    )
+    .unwrap();
+    repo.apply();
+    assert!(repo.steps().is_empty(), "false drift after apply");
+
+    repo.edit("app.yml", "team: a", "team: b");
+    let plan = repo.plan();
+    let steps = common::steps_of(&plan);
+    assert_eq!(steps.len(), 2, "{plan:#}");
+    assert!(steps[0].starts_with("remove_secret app_token"), "{steps:?}");
+    assert!(steps[1].starts_with("create_secret app_token"), "{steps:?}");
+    assert!(plan.to_string().contains("labels"), "{plan:#}");
+    repo.apply();
+    assert!(repo.steps().is_empty(), "the new labels are kept");
+
+    repo.edit(
+        "app.yml",
+        "driver: overlay",
+        "driver: overlay\n    attachable: true",
+    );
+    let refused = repo.shoal(&["plan"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    for words in ["network app_front", "attachable", "app_web", "new name"] {
+        assert!(stderr.contains(words), "{words}: {stderr}");
+    }
+}

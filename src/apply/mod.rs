@@ -5,6 +5,7 @@
 //! exists, or is already gone, counts as done), so a re-run after a crash converges.
 //! Updates retry with a fresh version on "update out of sequence".
 
+pub mod drift;
 pub mod progress;
 pub mod record;
 
@@ -173,11 +174,18 @@ pub async fn apply(
             d
         }
     });
-    let observed = match (wait, observed) {
+    let (observed, drift) = match (wait, observed) {
         (Some(timeout), Some(observed)) if !waited_for.is_empty() => {
-            Some(wait_healthy(&driver, observed, &waited_for, timeout, progress).await)
+            let waiting = Waiting {
+                desired,
+                revision: plan.revision.clone(),
+                services: &waited_for,
+                timeout,
+            };
+            let (observed, drift) = wait_healthy(&driver, observed, &waiting, progress).await;
+            (Some(observed), drift)
         }
-        (_, observed) => observed,
+        (_, observed) => (observed, Vec::new()),
     };
     let health = observed
         .as_ref()
@@ -186,7 +194,11 @@ pub async fn apply(
                 .stacks
                 .values()
                 .flat_map(|stack| stack.services.keys())
-                .map(|name| (name.clone(), health::health_of(observed, name)))
+                .map(|name| {
+                    let health = drift::drifted_health(&drift, name)
+                        .unwrap_or_else(|| health::health_of(observed, name));
+                    (name.clone(), health)
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -200,6 +212,7 @@ pub async fn apply(
         dry_run_writes: recorder.recorded(),
         health,
         waited_for,
+        drift: drift.into_iter().map(|d| d.line).collect(),
     })
 }
 
@@ -266,16 +279,29 @@ fn changed_services(plan: &Plan, desired: &Desired) -> Vec<String> {
 /// healthy (no node matches its constraints).
 const GLOBAL_PLACING_GRACE: Duration = Duration::from_secs(10);
 
-/// Observes every second until each of `services` is healthy, or settled unhealthy (its update
-/// paused or rolled back), or `timeout` passed; tells `progress` each state change. Returns the
-/// last observation (`first` when it could not observe again).
+/// What apply waits for after its steps.
+struct Waiting<'a> {
+    /// The desired state each observation of the wait is planned against.
+    desired: &'a Desired,
+    /// The revision applied.
+    revision: Option<String>,
+    /// The services to become healthy.
+    services: &'a [String],
+    /// How long at most.
+    timeout: Duration,
+}
+
+/// Observes every second until each of the services is healthy, or settled unhealthy (its
+/// update paused or rolled back), or the timeout passed, or an observation plans a change (a
+/// hand edit made since: [`drift`]); tells `progress` each state change. Returns the last
+/// observation (`first` when it could not observe again) and the drift that ended the wait.
 async fn wait_healthy(
     driver: &Arc<dyn Driver>,
     first: Observed,
-    services: &[String],
-    timeout: Duration,
+    waiting: &Waiting<'_>,
     progress: &dyn Progress,
-) -> Observed {
+) -> (Observed, Vec<drift::Drift>) {
+    let (services, timeout) = (waiting.services, waiting.timeout);
     let deadline = Instant::now() + timeout;
     // A global service with no task yet is not known healthy until its tasks are placed; one
     // that no node matches never gets any, and counts as healthy after this long.
@@ -308,12 +334,19 @@ async fn wait_healthy(
             done &= health.is_healthy() || health.settled;
         }
         if done || Instant::now() >= deadline {
-            return observed;
+            return (observed, Vec::new());
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         match observe(driver, unix_now()).await {
             Ok(fresh) => observed = fresh,
             Err(e) => tracing::warn!("waiting for the services to become healthy: {e}"),
+        }
+        let drift = drift::drift_of(waiting.desired, &observed, waiting.revision.clone());
+        if !drift.is_empty() {
+            for line in drift.iter().map(|d| &d.line) {
+                progress.health(&format!("changed while waiting: {line}"));
+            }
+            return (observed, drift);
         }
     }
 }
@@ -1266,6 +1299,50 @@ mod tests {
         driver.lock(&other, later, ttl).await.unwrap();
     }
 
+    /// Issue 18: a hand scale made while apply waits for health ends the wait at once, is
+    /// reported as drift, and the scaled service is not called healthy (it was, at 6/6).
+    #[tokio::test]
+    async fn drift_during_the_health_wait_ends_it_and_is_not_healthy() {
+        let mut desired = crate::plan::testing::desired_with(&[("m1", Role::Manager)]);
+        let web = crate::plan::testing::service("app", "web", "nginx:1", 3);
+        crate::plan::testing::with_stack(&mut desired, "app", vec![web]);
+        let sim = Arc::new(crate::drivers::sim::SimDriver::in_memory());
+        let driver: Arc<dyn Driver> = sim.clone();
+        let plan = make_plan(&desired, &Observed::default(), &PlanOptions::default()).unwrap();
+        let options = ApplyOptions {
+            settle: Duration::ZERO,
+            ..ApplyOptions::default()
+        };
+        let report = apply(&plan, &desired, driver.clone(), &options, &progress::Lines)
+            .await
+            .unwrap();
+        assert!(report.converged, "{report:?}");
+        // The wait starts while the service's rollout is under way.
+        let mut first = observe(&driver, unix_now()).await.unwrap();
+        first.services.get_mut("app_web").unwrap().update_status =
+            Some(crate::model::observed::UpdateStatus {
+                state: crate::model::observed::UpdateState::Updating,
+                message: String::new(),
+            });
+        sim.set_replicas("app_web", 6).unwrap();
+        let waiting = Waiting {
+            desired: &desired,
+            revision: None,
+            services: &["app_web".to_string()],
+            timeout: Duration::from_secs(60),
+        };
+        let started = Instant::now();
+        let (observed, drift) = wait_healthy(&driver, first, &waiting, &progress::Lines).await;
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(drift.len(), 1, "{drift:?}");
+        assert!(
+            drift[0].line.starts_with("scale_service app_web"),
+            "{drift:?}"
+        );
+        assert_eq!(observed.services["app_web"].running, 6);
+        assert!(drift::drifted_health(&drift, "app_web").is_some_and(|h| !h.is_healthy()));
+    }
+
     fn report(converged: bool, status: StepStatus) -> ApplyReport {
         ApplyReport {
             revision: None,
@@ -1288,6 +1365,7 @@ mod tests {
             dry_run_writes: Vec::new(),
             health: BTreeMap::new(),
             waited_for: Vec::new(),
+            drift: Vec::new(),
         }
     }
 

@@ -23,7 +23,8 @@ use crate::model::spec::{
     LABEL_CONTENT_SHA256,
 };
 use crate::model::{
-    Availability, NodeState, ObservedNode, ObservedObject, ObservedService, Reachability, Role,
+    Availability, NetworkSettings, NodeState, ObservedNode, ObservedObject, ObservedService,
+    Reachability, Role,
 };
 use base64::Engine as _;
 use bollard::models;
@@ -516,8 +517,26 @@ pub(crate) fn swarm_network(network: &models::Network) -> Option<(String, Observ
         ObservedObject {
             id: network.id.clone()?,
             labels: sorted(network.labels.as_ref()),
+            network: Some(network_settings(network)),
         },
     ))
+}
+
+/// The settings a network was created with, as the engine reports them.
+fn network_settings(network: &models::Network) -> NetworkSettings {
+    let subnets = network
+        .ipam
+        .as_ref()
+        .and_then(|ipam| ipam.config.as_ref())
+        .map(|configs| configs.iter().filter_map(|c| c.subnet.clone()).collect())
+        .unwrap_or_default();
+    NetworkSettings {
+        driver: network.driver.clone().unwrap_or_default(),
+        attachable: network.attachable.unwrap_or(false),
+        internal: network.internal.unwrap_or(false),
+        options: sorted(network.options.as_ref()),
+        subnets,
+    }
 }
 
 /// The ID → name map of networks, for reading service network targets.
@@ -558,6 +577,7 @@ fn named(
         ObservedObject {
             id: id?.clone(),
             labels: sorted(labels),
+            network: None,
         },
     ))
 }

@@ -8,8 +8,8 @@ pub use desired::{
     Desired, DriverKind, ImagePolicy, MachineAccess, MachineSpec, Policy, Role, SshAccess, Stack,
 };
 pub use observed::{
-    Availability, MachineState, NodeState, Observed, ObservedMachine, ObservedNode, ObservedObject,
-    ObservedService, Reachability,
+    Availability, MachineState, NetworkSettings, NodeState, Observed, ObservedMachine,
+    ObservedNode, ObservedObject, ObservedService, Reachability,
 };
 pub use spec::{NetworkSpec, ObjectSpec, ServiceSpec};
 

@@ -366,6 +366,29 @@ pub struct ObservedObject {
     /// Labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// A network's settings, which swarm cannot update; `None` for secrets and configs, and
+    /// where they were not observed (then they are not compared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkSettings>,
+}
+
+/// What a network was created with, as its engine reports it (engine defaults included).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSettings {
+    /// Driver (`overlay`).
+    pub driver: String,
+    /// Standalone containers may attach.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attachable: bool,
+    /// No external connectivity.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    /// Driver options, with those the engine adds (e.g. the overlay's VXLAN ID).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+    /// IPAM subnets, whether asked for or allocated from the swarm's address pool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subnets: Vec<String>,
 }
 
 /// The swarm as a whole.

@@ -8,8 +8,8 @@ use super::fingerprint::fingerprint;
 use super::model::{Effect, Plan, Step, Summary, FORMAT_VERSION};
 use super::rules::{
     create_machines, destroy_guard, identity, init_swarm, joins, machine_removal, node_specs,
-    ownership, prune, references, roles, self_heal, services, stack_objects, swarm_states, unseen,
-    Ctx,
+    object_replacement, ownership, prune, references, roles, self_heal, services, stack_objects,
+    swarm_states, unseen, Ctx,
 };
 use crate::model::{Desired, Observed};
 
@@ -79,6 +79,21 @@ pub enum PlanError {
         /// The machines whose engines are members of it.
         managers: String,
     },
+    /// A network, secret or config must be replaced for settings swarm cannot update, but
+    /// services use it, so swarm would refuse to remove it.
+    #[error("{kind} {name} of {file}: {changes} changed, which swarm cannot update in place, so it must be removed and created again; but service(s) {services} use it, and swarm refuses to remove it.\n  To go on: {}; or undo the change in {file}.", object_replacement::way_out(kind))]
+    ObjectInUse {
+        /// `network`, `secret` or `config`.
+        kind: &'static str,
+        /// The object.
+        name: String,
+        /// The compose file that defines it.
+        file: String,
+        /// The compose keys that differ, joined.
+        changes: String,
+        /// The services using it, joined.
+        services: String,
+    },
     /// Two machines reach one engine: one host under two names.
     #[error("machines {machines} reach the same Docker engine (ID {engine}): they are one host under two names.\n  Keep one of them in machines.yml; shoal would otherwise drain or demote the one node through the other name.")]
     OneEngineTwoNames {
@@ -111,6 +126,7 @@ pub fn plan(
     node_specs::label_init_machine(&mut ctx);
     roles::change_roles(&mut ctx)?;
     node_specs::update_node_specs(&mut ctx);
+    object_replacement::replace_changed_objects(&mut ctx)?;
     stack_objects::create_stack_objects(&mut ctx);
     stack_objects::warn_missing_external(&mut ctx);
     services::warn_ingress_without_mesh(&mut ctx);

@@ -170,6 +170,18 @@ pub enum Reason {
         /// The object.
         name: String,
     },
+    /// A network, secret or config exists with settings swarm cannot update: it is removed,
+    /// then created again with the compose file's.
+    ObjectChanged {
+        /// `network`, `secret` or `config`.
+        kind: &'static str,
+        /// The object.
+        name: String,
+        /// The compose keys that differ (`attachable`, `driver_opts`, `labels`, ...).
+        changes: Vec<String>,
+        /// Whether the step removes it (else it creates it again).
+        removed: bool,
+    },
     /// machines.yml names no machines and --allow-destroy-all was given.
     TearDown,
     /// A machine is no longer in machines.yml, or a down node belongs to no machine.
@@ -197,7 +209,9 @@ impl Reason {
             Reason::SelfHeal { stage, .. } => {
                 matches!(stage, HealStage::DestroyMachine | HealStage::CreateMachine)
             }
-            Reason::ModeChange { .. } | Reason::Recreated { .. } => true,
+            Reason::ModeChange { .. } | Reason::Recreated { .. } | Reason::ObjectChanged { .. } => {
+                true
+            }
             Reason::Saved { replaces, .. } => *replaces,
             _ => false,
         }
@@ -328,6 +342,28 @@ impl fmt::Display for Reason {
             Reason::ObjectDropped { stack, kind, name } => {
                 write!(f, "stack {stack} no longer uses {kind} {name}")
             }
+            Reason::ObjectChanged {
+                kind,
+                name,
+                changes,
+                removed: true,
+            } => write!(
+                f,
+                "{kind} {name}: {} {} from the compose file and swarm cannot update {} in place: it is removed, then created again",
+                changes.join(", "),
+                if changes.len() == 1 { "differs" } else { "differ" },
+                if changes.len() == 1 { "it" } else { "them" },
+            ),
+            Reason::ObjectChanged {
+                kind,
+                name,
+                changes,
+                removed: false,
+            } => write!(
+                f,
+                "{kind} {name} is created again with the compose file's {}",
+                changes.join(", ")
+            ),
             Reason::TearDown => {
                 f.write_str("machines.yml names no machines and --allow-destroy-all was given")
             }

@@ -59,6 +59,10 @@ pub struct ApplyReport {
     /// The services the apply created or changed and waited for to become healthy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waited_for: Vec<String>,
+    /// Changes made to the cluster while apply waited for health (`action target: reason`
+    /// of the steps a fresh plan takes): they ended the wait, and the next pass brings them back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<String>,
 }
 
 impl ApplyReport {

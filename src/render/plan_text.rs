@@ -197,6 +197,13 @@ pub fn render_report(report: &ApplyReport, wait: Option<Duration>, style: Style)
         );
         return out;
     }
+    for line in &report.drift {
+        let _ = writeln!(
+            out,
+            "{} {line} (changed while apply waited; plan again, or let the watcher bring it back)",
+            style.yellow("Changed since:")
+        );
+    }
     let unhealthy = report.unhealthy();
     for (name, health) in &unhealthy {
         let _ = writeln!(out, "{} {name}: {}", style.red("Unhealthy:"), health.line());
@@ -265,6 +272,7 @@ mod tests {
             remaining: Vec::new(),
             dry_run_writes: Vec::new(),
             waited_for: health.iter().map(|_| "app_web".to_string()).collect(),
+            drift: Vec::new(),
             health: health
                 .into_iter()
                 .map(|h| ("app_web".to_string(), h))

@@ -554,6 +554,10 @@ async fn run_loop(
         if pass.error.is_none() && converged {
             // A broken tip fails the same way until the branch moves: no retry of its own.
             settings.backoff.reset();
+            if pass.replan {
+                tracing::info!("planning again at once: the cluster changed during the pass");
+                retry_at = Some(tokio::time::Instant::now());
+            }
             if pass.broken_tip.is_some() {
                 tracing::info!(
                     "the tip is read again when the branch moves, or in {:?}",

@@ -121,6 +121,14 @@ pub(crate) struct Pass {
     pub locked_until: Option<u64>,
     /// Wall time.
     pub seconds: f64,
+    /// The cluster changed while the apply waited for health: the next pass runs at once.
+    pub replan: bool,
+}
+
+/// The target of a report's drift line (`action target: reason`).
+fn drift_target(line: &str) -> &str {
+    let step = line.split(':').next().unwrap_or_default();
+    step.split_whitespace().nth(1).unwrap_or_default()
 }
 
 impl Pass {
@@ -423,11 +431,23 @@ impl Reconciler {
         let failed = report.failed_steps();
         let converged = report.converged;
         let remaining = report.remaining.clone();
+        // A service changed by hand while the apply waited is not this commit's failure: the
+        // next pass, planned at once, brings it back.
+        let drifted = |name: &str| report.drift.iter().any(|d| drift_target(d) == name);
         let unhealthy: Vec<String> = report
             .unhealthy()
             .into_iter()
+            .filter(|(name, _)| !drifted(name))
             .map(|(name, health)| format!("{name}: {}", health.line()))
             .collect();
+        if !report.drift.is_empty() {
+            pass.replan = true;
+            tracing::warn!(
+                revision = %target.commit,
+                "the cluster changed while the apply waited for health: {}; planning again at once",
+                report.drift.join("; ")
+            );
+        }
         pass.report = Some(report);
         if !failed.is_empty() {
             return Err(format!(
@@ -525,5 +545,19 @@ impl Progress for TracingProgress {
 
     fn health(&self, line: &str) {
         tracing::info!("{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drift_target;
+
+    #[test]
+    fn a_drift_line_names_its_target() {
+        assert_eq!(
+            drift_target("scale_service app_web: replicas: 6 → 3"),
+            "app_web"
+        );
+        assert_eq!(drift_target(""), "");
     }
 }

@@ -344,6 +344,8 @@ pub struct DindDriver {
     registry_image: tokio::sync::OnceCell<String>,
     /// Whether each node container (by ID) was made to reach the registry as configured.
     reaches_registry: tokio::sync::Mutex<HashMap<String, bool>>,
+    /// What the next `prepare` changes about the registry, as the last `list` found it.
+    registry_change: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for DindDriver {
@@ -381,6 +383,23 @@ impl DindDriver {
             pushed: tokio::sync::Mutex::new(HashMap::new()),
             registry_image: tokio::sync::OnceCell::new(),
             reaches_registry: tokio::sync::Mutex::new(HashMap::new()),
+            registry_change: Mutex::new(None),
+        }
+    }
+
+    /// Finds what the next `prepare` changes about the cluster's registry (see
+    /// [`registry::pending_change`]), for the plan's warnings.
+    async fn look_at_registry(&self) {
+        let running = registry::running(&self.docker, &self.cluster).await;
+        let wanted = self.options.registry.as_ref().map(|options| {
+            let htpasswd = (options.htpasswd.as_deref())
+                .and_then(|path| registry::read_htpasswd(path, options.repository.as_deref()).ok());
+            (options, htpasswd)
+        });
+        let wanted = wanted.as_ref().map(|(o, h)| (*o, h.as_deref()));
+        let change = registry::pending_change(&self.cluster, running.as_ref(), wanted);
+        if let Ok(mut slot) = self.registry_change.lock() {
+            *slot = change;
         }
     }
 
@@ -798,6 +817,7 @@ impl Driver for DindDriver {
     }
 
     async fn list(&self) -> DriverResult<Vec<ObservedMachine>> {
+        self.look_at_registry().await;
         let containers = self.cluster_containers().await?;
         let ready = self.ready_machines().await?;
         let mut machines: Vec<ObservedMachine> = containers
@@ -871,6 +891,15 @@ impl Driver for DindDriver {
     /// Starts the cluster's registry and pushes the preloaded images into it, before apply
     /// plans, so that images named for it resolve to digests; without `registry`, removes a
     /// registry container an earlier apply made (its images stay on its volume).
+    fn warnings(&self) -> Vec<String> {
+        self.registry_change
+            .lock()
+            .ok()
+            .and_then(|change| change.clone())
+            .into_iter()
+            .collect()
+    }
+
     async fn prepare(&self) -> DriverResult<()> {
         match &self.options.registry {
             Some(options) => self.ensure_registry(options).await?,

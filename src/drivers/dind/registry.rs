@@ -258,6 +258,101 @@ async fn existing_image(docker: &Docker) -> Option<String> {
         .find(|tag| tag.starts_with(&prefix))
 }
 
+/// The digest of a registry container's settings its [`LABEL_REGISTRY`] label records: a
+/// container with another one is replaced.
+fn settings_of(image: &str, port: u16, address: &str, htpasswd: Option<&[u8]>) -> String {
+    let mut hash = Sha256::new();
+    hash.update(format!("{image}\0{port}\0{address}\0"));
+    hash.update(htpasswd.unwrap_or_default());
+    hex::encode(hash.finalize())[..16].to_string()
+}
+
+/// The cluster's registry container as it runs, read back for [`pending_change`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RunningRegistry {
+    /// Its image, as it was created with.
+    pub image: String,
+    /// The host port it publishes.
+    pub port: Option<u16>,
+    /// Its address on the cluster network.
+    pub address: Option<String>,
+    /// Whether it asks for basic authentication.
+    pub auth: bool,
+    /// Its [`LABEL_REGISTRY`] label.
+    pub settings: Option<String>,
+}
+
+/// What `prepare` (at the next apply or watcher pass) will change about the cluster's registry,
+/// for the plan's warnings: `wanted` is `driver_options.registry` with its htpasswd content.
+/// `None` when nothing changes, or when no registry runs yet (it is started then).
+pub(crate) fn pending_change(
+    cluster: &str,
+    running: Option<&RunningRegistry>,
+    wanted: Option<(&RegistryOptions, Option<&[u8]>)>,
+) -> Option<String> {
+    let running = running?;
+    let name = container_name(cluster);
+    let Some((options, htpasswd)) = wanted else {
+        return Some(format!(
+            "driver_options.registry is no longer set: apply removes the cluster's registry container {name} (its images stay on volume {})",
+            volume_name(cluster)
+        ));
+    };
+    let mut changes = Vec::new();
+    if running.port.is_some_and(|port| port != options.port) {
+        changes.push(format!(
+            "port {} → {}",
+            running.port.unwrap_or_default(),
+            options.port
+        ));
+    }
+    match (running.auth, options.htpasswd.is_some()) {
+        (false, true) => changes.push("htpasswd authentication added".to_string()),
+        (true, false) => changes.push("htpasswd authentication removed".to_string()),
+        _ => {}
+    }
+    if changes.is_empty() {
+        let address = running.address.as_deref()?;
+        let now = settings_of(&running.image, options.port, address, htpasswd);
+        if running.settings.as_deref() == Some(now.as_str()) {
+            return None;
+        }
+        changes.push("htpasswd file content".to_string());
+    }
+    Some(format!(
+        "driver_options.registry changed ({}): apply replaces the cluster's registry container {name} (its images are kept); nodes created before it may have to be re-created to use it",
+        changes.join(", ")
+    ))
+}
+
+/// The cluster's registry container as it runs, `None` when there is none or it cannot be read.
+pub(crate) async fn running(docker: &Docker, cluster: &str) -> Option<RunningRegistry> {
+    let found = docker
+        .inspect_container(&container_name(cluster), None::<InspectContainerOptions>)
+        .await
+        .ok()?;
+    let config = found.config.unwrap_or_default();
+    let served = format!("{SERVE_PORT}/tcp");
+    let port = (found.host_config.as_ref())
+        .and_then(|h| h.port_bindings.as_ref())
+        .and_then(|bindings| bindings.get(&served).cloned().flatten())
+        .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port))
+        .and_then(|port| port.parse().ok());
+    let address = (found.network_settings.as_ref())
+        .and_then(|n| n.networks.as_ref())
+        .and_then(|networks| networks.values().find_map(|e| e.ip_address.clone()))
+        .filter(|ip| !ip.is_empty());
+    Some(RunningRegistry {
+        image: config.image.unwrap_or_default(),
+        port,
+        address,
+        auth: (config.env.unwrap_or_default())
+            .iter()
+            .any(|e| e == "REGISTRY_AUTH=htpasswd"),
+        settings: config.labels.unwrap_or_default().remove(LABEL_REGISTRY),
+    })
+}
+
 /// Where the registry runs: the cluster, its network and the registry's address there.
 pub(crate) struct Placement<'a> {
     /// The cluster's name.
@@ -280,15 +375,12 @@ pub(crate) async fn ensure(
     let htpasswd = (options.htpasswd.as_deref())
         .map(|path| read_htpasswd(path, options.repository.as_deref()))
         .transpose()?;
-    let settings = {
-        let mut hash = Sha256::new();
-        hash.update(format!(
-            "{image}\0{}\0{}\0",
-            options.port, placement.address
-        ));
-        hash.update(htpasswd.as_deref().unwrap_or_default());
-        hex::encode(hash.finalize())[..16].to_string()
-    };
+    let settings = settings_of(
+        image,
+        options.port,
+        &placement.address.to_string(),
+        htpasswd.as_deref(),
+    );
     let name = container_name(placement.cluster);
     match docker
         .inspect_container(&name, None::<InspectContainerOptions>)
@@ -787,5 +879,51 @@ mod tests {
             .entries
             .contains_key("etc/docker/registry/config.yml"));
         assert!(rootfs.entries.keys().any(|p| p.contains("libc.so")));
+    }
+
+    /// Issue 18: a registry option change is named in the plan (apply replaces the registry).
+    #[test]
+    fn a_changed_registry_option_is_a_pending_change() {
+        let options = RegistryOptions::on_port(5001);
+        let running = RunningRegistry {
+            image: "shoal-registry:1".into(),
+            port: Some(5001),
+            address: Some("10.9.0.2".into()),
+            auth: false,
+            settings: Some(settings_of("shoal-registry:1", 5001, "10.9.0.2", None)),
+        };
+        assert_eq!(
+            pending_change("c", Some(&running), Some((&options, None))),
+            None
+        );
+        assert_eq!(pending_change("c", None, Some((&options, None))), None);
+        let mut with_auth = options.clone();
+        with_auth.htpasswd = Some("auth/htpasswd".into());
+        let line = b"u:$2y$05$abc\n".as_slice();
+        let change = pending_change("c", Some(&running), Some((&with_auth, Some(line)))).unwrap();
+        assert!(change.contains("htpasswd authentication added"), "{change}");
+        assert!(change.contains("c-registry"), "{change}");
+        let moved = RegistryOptions::on_port(5002);
+        let change = pending_change("c", Some(&running), Some((&moved, None))).unwrap();
+        assert!(change.contains("port 5001 → 5002"), "{change}");
+        let authed = RunningRegistry {
+            auth: true,
+            settings: Some(settings_of(
+                "shoal-registry:1",
+                5001,
+                "10.9.0.2",
+                Some(line),
+            )),
+            ..running.clone()
+        };
+        let other = b"v:$2y$05$def\n".as_slice();
+        assert_eq!(
+            pending_change("c", Some(&authed), Some((&with_auth, Some(line)))),
+            None
+        );
+        let change = pending_change("c", Some(&authed), Some((&with_auth, Some(other)))).unwrap();
+        assert!(change.contains("htpasswd file content"), "{change}");
+        let gone = pending_change("c", Some(&running), None).unwrap();
+        assert!(gone.contains("removes"), "{gone}");
     }
 }

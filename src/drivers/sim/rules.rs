@@ -19,8 +19,8 @@ use crate::engine::{
 use crate::model::observed::{LocalSwarmState, ObservedTask, TaskState};
 use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
 use crate::model::{
-    Availability, NodeState, ObservedNode, ObservedObject, ObservedService, Reachability, Role,
-    LABEL_STACK_NAMESPACE,
+    Availability, NetworkSettings, NodeState, ObservedNode, ObservedObject, ObservedService,
+    Reachability, Role, LABEL_STACK_NAMESPACE,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -929,9 +929,17 @@ impl SimState {
             .networks
             .values()
             .map(|n| {
+                let settings = NetworkSettings {
+                    driver: n.spec.driver.clone(),
+                    attachable: n.spec.attachable,
+                    internal: n.spec.internal,
+                    options: n.spec.options.clone(),
+                    subnets: n.spec.subnets.clone(),
+                };
                 let object = ObservedObject {
                     id: n.id.clone(),
                     labels: n.spec.labels.clone(),
+                    network: Some(settings),
                 };
                 (n.spec.name.clone(), object)
             })
@@ -1026,6 +1034,7 @@ impl SimState {
                 let object = ObservedObject {
                     id: o.id.clone(),
                     labels: o.labels.clone(),
+                    network: None,
                 };
                 (o.name.clone(), object)
             })

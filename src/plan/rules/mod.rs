@@ -13,6 +13,7 @@
 //! | node labels of the machine that initialized the swarm         | [`node_specs::label_init_machine`]        |
 //! | roles: promote before demote, demote one at a time, leader last | [`roles::change_roles`]                 |
 //! | node specs: labels and availability from machines.yml         | [`node_specs::update_node_specs`]         |
+//! | changed networks, secrets, configs: replaced when unused, refused with the way out when used | [`object_replacement::replace_changed_objects`] |
 //! | stack objects: networks, secrets, configs before services     | [`stack_objects::create_stack_objects`]   |
 //! | warnings: external objects missing, ingress without IPVS      | [`stack_objects::warn_missing_external`], [`services::warn_ingress_without_mesh`] |
 //! | prune of labelled services (before creates: ports move)       | [`prune::prune_services`]                 |
@@ -33,6 +34,7 @@ pub mod init_swarm;
 pub mod joins;
 pub mod machine_removal;
 pub mod node_specs;
+pub mod object_replacement;
 pub mod ownership;
 pub mod prune;
 pub mod references;
