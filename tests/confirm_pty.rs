@@ -185,3 +185,34 @@ fn apply_json_on_a_terminal_asks_on_standard_error_and_keeps_the_json_valid() {
     assert_eq!(json["converged"], true, "{json:#}");
     assert!(repo.steps().is_empty());
 }
+
+/// Issue 18: a hand change made to the cluster after the plan was shown and before `yes` is
+/// kept: apply shows the new plan, writes nothing and exits 1.
+#[test]
+fn a_cluster_changed_by_hand_while_the_user_decides_is_kept_and_apply_exits_1() {
+    let repo = Repo::copy_of("examples/dataapp");
+    repo.apply();
+    repo.edit("docker-compose.yml", "replicas: 5", "replicas: 7");
+    let mut terminal = OnTerminal::apply(&repo);
+    terminal.wait_for(PROMPT, 1);
+    assert!(terminal.seen.contains("scale_service"), "{}", terminal.seen);
+
+    // By hand, while the user reads.
+    repo.ok(&["sim", "set-replicas", "dataapp_dataservice", "3"]);
+    terminal.answer("yes");
+    let shown = terminal.finish();
+    assert!(
+        shown.contains("The plan above is out of date: the cluster changed")
+            && shown.contains("that change is kept: nothing was written"),
+        "{shown}"
+    );
+    let status = repo.json(&["status", "--json"]);
+    let service = status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "dataapp_dataservice")
+        .unwrap()
+        .clone();
+    assert_eq!(service["replicas"], 3, "the hand change is kept: {status:#}");
+}

@@ -81,8 +81,10 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
     outcome
 }
 
-/// Asks for confirmation on `console`; after `yes` plans again (still under the lock) and, when the files
-/// or the cluster changed while the user decided, shows the new plan and asks again.
+/// Asks for confirmation on `console`; after `yes` plans again (still under the lock). When the
+/// files changed while the user decided (their own edit), shows the new plan and asks again; when
+/// the cluster changed (someone else's hand, another tool), shows the new plan and stops with
+/// exit 1, so that change is kept until someone has looked at it.
 async fn confirmed<F, Fut>(mut planned: Planned, console: Console, replan: F) -> Result<Planned>
 where
     F: Fn() -> Fut,
@@ -102,6 +104,9 @@ where
                     "\nThe plan above is out of date: {what} while you decided. Nothing was changed. The plan now:\n\n{}",
                     render_plan(&fresh.plan, console.style())
                 ))?;
+                if why == Stale::Cluster && !fresh.plan.is_empty() {
+                    bail!("the cluster changed while you decided (by hand, or through another tool), and that change is kept: nothing was written. Read the plan above, then run apply again to carry it out");
+                }
                 if fresh.plan.is_empty() {
                     return Ok(fresh);
                 }
