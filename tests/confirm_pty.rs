@@ -214,5 +214,8 @@ fn a_cluster_changed_by_hand_while_the_user_decides_is_kept_and_apply_exits_1() 
         .find(|s| s["name"] == "dataapp_dataservice")
         .unwrap()
         .clone();
-    assert_eq!(service["replicas"], 3, "the hand change is kept: {status:#}");
+    assert_eq!(
+        service["replicas"], 3,
+        "the hand change is kept: {status:#}"
+    );
 }

@@ -287,27 +287,7 @@ fn read_machines(ctx: &mut Ctx, node: &Node, out: &mut Machines) -> Placed {
             continue;
         }
         if let (Some(host), Some(node)) = (&host, fields.get("host")) {
-            let canonical = match canonical_endpoint(host) {
-                Some(Ok(canonical)) => canonical,
-                Some(Err(EndpointProblem::AmbiguousIpv4 { written, decimal })) => {
-                    ctx.error_help(
-                        node.pos,
-                        format!("`{path}.host` {host}: the address {written} has an octet with a leading zero, which some resolvers read as octal"),
-                        format!("write it without leading zeros ({decimal}) if that is the host meant"),
-                    );
-                    host.clone()
-                }
-                None => host.clone(),
-            };
-            if let Some((other, _)) = hosts.get(&canonical) {
-                ctx.error_help(
-                    node.pos,
-                    format!("`{path}.host` {host} is also the host of machine `{other}`"),
-                    "each machine must be its own host: keep one of the two machines, or fix the address",
-                );
-            } else {
-                hosts.insert(canonical, (entry.key.clone(), node.pos));
-            }
+            check_one_host_per_machine(ctx, node.pos, &path, host, &entry.key, &mut hosts);
             if generic {
                 check_host(ctx, node.pos, &path, host);
             }
@@ -476,6 +456,39 @@ fn check_registry(ctx: &mut Ctx, node: &Node, path: &str) {
             problem.replacen("driver_options.registry", path, 1),
             "write `registry: true` (port 5000), a port such as `registry: 5001`, or `registry: {port: 5001, htpasswd: registry.htpasswd}`",
         );
+    }
+}
+
+/// One host, one machine: `host` in canonical form (see [`canonical_endpoint`]) must not be
+/// another machine's already (`hosts`: canonical address → machine and where it is written).
+fn check_one_host_per_machine(
+    ctx: &mut Ctx,
+    pos: Pos,
+    path: &str,
+    host: &str,
+    machine: &str,
+    hosts: &mut BTreeMap<String, (String, Pos)>,
+) {
+    let canonical = match canonical_endpoint(host) {
+        Some(Ok(canonical)) => canonical,
+        Some(Err(EndpointProblem::AmbiguousIpv4 { written, decimal })) => {
+            ctx.error_help(
+                pos,
+                format!("`{path}.host` {host}: the address {written} has an octet with a leading zero, which some resolvers read as octal"),
+                format!("write it without leading zeros ({decimal}) if that is the host meant"),
+            );
+            host.to_string()
+        }
+        None => host.to_string(),
+    };
+    if let Some((other, _)) = hosts.get(&canonical) {
+        ctx.error_help(
+            pos,
+            format!("`{path}.host` {host} is also the host of machine `{other}`"),
+            "each machine must be its own host: keep one of the two machines, or fix the address",
+        );
+    } else {
+        hosts.insert(canonical, (machine.to_string(), pos));
     }
 }
 
@@ -1121,6 +1134,37 @@ mod tests {
             found
                 .iter()
                 .any(|e| e.contains("is also the host of machine `a`")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn one_host_written_two_ways_is_one_host() {
+        for (a, b) in [
+            ("tcp://10.1.0.2:2376", "tcp://10.1.0.2:2376/"),
+            ("tcp://10.1.0.2:2376", "tcp://10.1.0.2"),
+            ("tcp://10.1.0.2:2376", "tcp://[::ffff:10.1.0.2]:2376"),
+            ("ssh://root@h1", "ssh://admin@H1:22"),
+        ] {
+            let (_, diags) = run(
+                &format!("driver: generic\ndriver_options:\n  generic:\n    tls: /etc/certs\n    ssh: {{key: /etc/id, known_hosts: /etc/kh}}\nmachines:\n  a:\n    role: manager\n    host: {a}\n  b:\n    role: worker\n    host: {b}\n"),
+                &[],
+            );
+            let found: Vec<String> = errors(&diags).iter().map(|d| d.message.clone()).collect();
+            assert!(
+                found
+                    .iter()
+                    .any(|e| e.contains("is also the host of machine `a`")),
+                "{a} / {b}: {found:?}"
+            );
+        }
+        let (_, diags) = run(
+            "driver: generic\nmachines:\n  a:\n    role: manager\n    host: tcp://172.030.078.014:2376\n    tls: /etc/certs\n",
+            &[],
+        );
+        let found: Vec<String> = errors(&diags).iter().map(|d| d.message.clone()).collect();
+        assert!(
+            found.iter().any(|e| e.contains("leading zero")),
             "{found:?}"
         );
     }
