@@ -175,7 +175,18 @@ mod tests {
     /// A converged m1 + w1 cluster where w1's machine is in `state` and its node has been
     /// `node` for `down_for` seconds.
     fn w1_plan(state: Option<MachineState>, node: NodeState, down_for: u64) -> Plan {
-        let desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
+        w1_plan_healing(state, node, down_for, true)
+    }
+
+    /// [`w1_plan`] with `policy.self_heal` set to `self_heal`.
+    fn w1_plan_healing(
+        state: Option<MachineState>,
+        node: NodeState,
+        down_for: u64,
+        self_heal: bool,
+    ) -> Plan {
+        let mut desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
+        desired.policy.self_heal = self_heal;
         let mut observed = Observed::with_members_of(&desired);
         match state {
             Some(state) => observed.machines.get_mut("w1").unwrap().state = state,
@@ -275,23 +286,7 @@ mod tests {
     #[test]
     fn with_self_heal_off_a_gone_or_stopped_machine_is_only_reported() {
         for state in [None, Some(MachineState::Stopped)] {
-            let mut desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
-            desired.policy.self_heal = false;
-            let mut observed = Observed::with_members_of(&desired);
-            match state {
-                Some(state) => observed.machines.get_mut("w1").unwrap().state = state,
-                None => {
-                    observed.machines.remove("w1");
-                }
-            }
-            let w1 = observed
-                .nodes
-                .values_mut()
-                .find(|n| n.hostname == "w1")
-                .unwrap();
-            w1.state = NodeState::Down;
-            w1.down_for_seconds = Some(600);
-            let plan = plan(&desired, &observed, &PlanOptions::default()).unwrap();
+            let plan = w1_plan_healing(state, NodeState::Down, 600, false);
             assert!(plan.steps.is_empty(), "{state:?}: {:?}", steps(&plan));
             assert!(
                 plan.warnings.iter().any(|w| w.contains("self-heal is off")),
