@@ -601,9 +601,23 @@ fn check_access(ctx: &mut Ctx, files: &dyn FileSource, out: &Machines, placed: &
     for (name, access) in &out.access {
         let pos = placed.get(name).copied().unwrap_or_default();
         if let Some(dir) = access.tls.as_deref() {
-            for file in TLS_FILES {
-                let path = format!("{}/{file}", dir.trim_end_matches('/'));
-                if let Some(problem) = pem_problem(files, &path, file == "key.pem") {
+            let problems: Vec<(String, String)> = TLS_FILES
+                .iter()
+                .filter_map(|file| {
+                    let path = format!("{}/{file}", dir.trim_end_matches('/'));
+                    pem_problem(files, &path, *file == "key.pem").map(|problem| (path, problem))
+                })
+                .collect();
+            let folder_elsewhere = problems.len() == TLS_FILES.len()
+                && problems.iter().all(|(p, why)| missing_elsewhere(p, why));
+            if folder_elsewhere {
+                ctx.warn_help(
+                    pos,
+                    format!("machine `{name}`: TLS folder {dir} does not exist here"),
+                    ELSEWHERE,
+                );
+            } else {
+                for (path, problem) in problems {
                     ctx.error_help(
                         pos,
                         format!("machine `{name}`: TLS file {path} {problem}"),
@@ -614,11 +628,17 @@ fn check_access(ctx: &mut Ctx, files: &dyn FileSource, out: &Machines, placed: &
         }
         let Some(ssh) = &access.ssh else { continue };
         let host = out.machines.get(name).and_then(|m| m.host.as_deref());
-        if let Some(problem) = readable(files, &ssh.key) {
-            ctx.error(
+        match readable(files, &ssh.key) {
+            Some(problem) if missing_elsewhere(&ssh.key, &problem) => ctx.warn_help(
+                pos,
+                format!("machine `{name}`: ssh key {} does not exist here", ssh.key),
+                ELSEWHERE,
+            ),
+            Some(problem) => ctx.error(
                 pos,
                 format!("machine `{name}`: ssh key {} {problem}", ssh.key),
-            );
+            ),
+            None => {}
         }
         match read_file(files, &ssh.known_hosts) {
             Ok(Some(bytes)) => {
@@ -649,6 +669,14 @@ fn check_access(ctx: &mut Ctx, files: &dyn FileSource, out: &Machines, placed: &
                     );
                 }
             }
+            Ok(None) if ssh.known_hosts.starts_with('/') => ctx.warn_help(
+                pos,
+                format!(
+                    "machine `{name}`: known_hosts file {} does not exist here",
+                    ssh.known_hosts
+                ),
+                ELSEWHERE,
+            ),
             Ok(None) => ctx.error(
                 pos,
                 format!(
@@ -665,6 +693,15 @@ fn check_access(ctx: &mut Ctx, files: &dyn FileSource, out: &Machines, placed: &
             ),
         }
     }
+}
+
+/// What to do about an absolute path that does not exist where validate runs.
+const ELSEWHERE: &str = "an absolute path is read where shoal runs (e.g. a swarm secret under /run/secrets in a watcher's container): make sure it exists there; a file that exists here is checked";
+
+/// Whether `problem` with `path` is only that an absolute path does not exist here: it may
+/// exist where shoal runs, so it is a warning, not an error.
+fn missing_elsewhere(path: &str, problem: &str) -> bool {
+    path.starts_with('/') && problem == "does not exist"
 }
 
 /// A file machines.yml names: inside the repository by relative path, else (absolute) where
@@ -1067,6 +1104,16 @@ mod tests {
     }
 
     const CERT: &str = "-----BEGIN CERTIFICATE-----\nMAo=\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn absolute_files_missing_here_are_warned_about_not_refused() {
+        let machines = "driver: generic\nmachines:\n  a:\n    role: manager\n    host: tcp://10.1.0.2:2376\n    tls: /run/secrets/certs\n  b:\n    role: worker\n    host: ssh://root@10.1.0.3\n    ssh: {key: /run/secrets/key, known_hosts: /run/secrets/known_hosts}\n";
+        let (_, diags) = run(machines, &[]);
+        assert!(errors(&diags).is_empty(), "{diags:#?}");
+        let warned: Vec<&String> = diags.iter().map(|d| &d.message).collect();
+        assert_eq!(warned.len(), 3, "{warned:#?}");
+        assert!(warned.iter().all(|w| w.contains("does not exist here")));
+    }
 
     #[test]
     fn absolute_tls_folders_and_ssh_files_are_checked_too() {
