@@ -225,43 +225,48 @@ pub fn assert_in_order(steps: &[String], expected: &[String]) {
     );
 }
 
-/// Whether a Docker Engine answers, for the tests that need one (`what` names them). Outside CI
-/// they are skipped with a note when none does; with `CI=true` a missing engine is a failure.
-pub fn docker_available(what: &str) -> bool {
+/// The turn of a test that needs the Docker Engine (`what` names it): fails the test, saying
+/// what is missing, when no engine answers (in and out of CI: a test never reports `ok`
+/// unrun); else a guard that runs one such test at a time in this test binary (2 cores, each
+/// starts clusters or hosts, and they share fixed names, subnets and the demo image). Take it
+/// once per test, first: the guard is not reentrant.
+pub fn engine_turn(what: &str) -> std::sync::MutexGuard<'static, ()> {
     let answers = Command::new("docker")
         .args(["version", "--format", "{{.Server.APIVersion}}"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !answers && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but no Docker Engine answers: {what} must run in CI");
-    }
-    if !answers {
-        eprintln!("note: no Docker Engine answers; {what} skipped (they run in CI)");
-    }
-    answers
+    assert!(
+        answers,
+        "{what}: no Docker Engine answers (`docker version` fails), and this test needs one: \
+         install the docker CLI and start an engine this user may use (the local socket), then \
+         run the engine tier again (`cargo test --test engine`)"
+    );
+    engine_lock()
 }
 
-/// Whether Debian's `docker-registry` is installed, for the tests that need it (`what` names
-/// them). Outside CI they are skipped with a note when it is missing; with `CI=true` a missing
-/// one is a failure (`.ci/run` installs it).
-pub fn docker_registry_available(what: &str) -> bool {
+/// The lock behind [`engine_turn`], taken without asking for an engine: for what must not run
+/// beside an engine test (a process-wide `std::env::set_var`). Not reentrant either.
+pub fn engine_lock() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Fails the test (`what` names it) when Debian's `docker-registry` is missing, in and out of
+/// CI: `.ci/test` installs it.
+pub fn require_docker_registry(what: &str) {
     let found = Command::new("docker-registry")
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !found && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "CI=true but docker-registry is missing (.ci/run installs it): {what} must run in CI"
-        );
-    }
-    if !found {
-        eprintln!("note: docker-registry is missing; {what} skipped (they run in CI)");
-    }
-    found
+    assert!(
+        found,
+        "{what}: Debian's docker-registry is missing, and this test needs it: run `.ci/test` \
+         (it installs the tests' packages) or `apt-get install docker-registry`"
+    );
 }
 
 /// Standard output of the docker CLI on the host engine, `stdin` on its standard input and
@@ -459,7 +464,7 @@ pub fn htpasswd_line(user: &str, password: &str) -> String {
     let out = Command::new("htpasswd")
         .args(["-n", "-b", "-B", "-C", "5", user, password])
         .output()
-        .expect("htpasswd (apt-get install apache2-utils)");
+        .expect("htpasswd is missing: run `.ci/test` (it installs the tests' packages) or `apt-get install apache2-utils`");
     let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(
         out.status.success() && line.starts_with(&format!("{user}:$2")),

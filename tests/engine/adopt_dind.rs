@@ -5,10 +5,10 @@
 //! `docker stack deploy`, keep every task. The corpus images are replaced by the preloaded demo
 //! image so that tasks run and their IDs can be compared.
 //!
-//! Needs Docker: skipped with a note when no engine answers, a failure with `CI=true`. The
+//! Needs Docker: fails, saying so, when no engine answers. The
 //! cluster is destroyed when the test ends, failed or not.
 
-mod common;
+use crate::common;
 
 use common::{crate_path, DindCluster, Repo};
 use std::time::{Duration, Instant};
@@ -148,9 +148,7 @@ fn demo_images(compose: &str) -> String {
 
 #[test]
 fn stacks_move_between_the_docker_cli_and_shoal_without_restarts() {
-    if !common::docker_available("the adoption scenario") {
-        return;
-    }
+    let _turn = common::engine_turn("the adoption scenario");
     let cluster = AdoptionCluster::new();
     cluster.dind.repo.apply();
 

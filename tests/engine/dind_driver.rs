@@ -2,9 +2,9 @@
 //! swarm by hand through the node sockets, given the demo service from a preloaded image, partly
 //! destroyed, locked and unlocked, and destroyed; nothing labelled for it may be left.
 //!
-//! Runs where a Docker engine answers on the local socket. Elsewhere it is skipped, except
-//! under `CI=true`, where a missing engine (or a missing busybox-static) fails it.
-//! Timings are printed; see them with `cargo test --test dind_driver -- --nocapture`.
+//! Needs a Docker engine answering on the local socket: without one (or without busybox-static,
+//! or where the static demo binary cannot be built) it fails, saying what is missing.
+//! Timings are printed; see them with `cargo test --test engine dind_driver -- --nocapture`.
 
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
@@ -26,14 +26,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Skips the test (or fails it under CI) with a reason.
-fn skip(reason: &str) {
-    assert!(!in_ci(), "CI=true, and the dind test cannot run: {reason}");
-    eprintln!("skipping the dind driver test: {reason}");
+/// Fails the test, in and out of CI, with what it lacks and how to get it.
+fn missing(reason: &str) -> ! {
+    panic!(
+        "the dind driver test cannot run: {reason} (`.ci/test` installs the tests' packages; a \
+         Docker Engine must answer on the local socket)"
+    );
 }
 
 async fn host_engine() -> Option<Docker> {
@@ -142,11 +140,14 @@ fn label_filter(cluster: &str) -> HashMap<String, Vec<String>> {
     )])
 }
 
+// The engine tier's turn is held for the whole test, across its awaits: the test's future runs
+// on the test's own thread (`block_on`), and no other task takes the lock.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dind_cluster_of_two_nodes_lives_and_leaves_nothing() {
+    let _turn = crate::common::engine_turn("the dind driver test");
     let Some(host) = host_engine().await else {
-        skip("no Docker engine answers on the local socket");
-        return;
+        missing("no Docker engine answers on the local socket");
     };
     let cluster = format!("shoaltest{}", std::process::id());
     let state_dir = std::env::temp_dir().join(format!("shoal-dind-test-{}", std::process::id()));
@@ -162,10 +163,7 @@ async fn dind_cluster_of_two_nodes_lives_and_leaves_nothing() {
     } else {
         let binary = match build_dataservice(&std::env::temp_dir()) {
             Ok(binary) => binary,
-            Err(e) => {
-                skip(&format!("the static demo binary cannot be built here: {e}"));
-                return;
-            }
+            Err(e) => missing(&format!("the static demo binary cannot be built here: {e}")),
         };
         let started = Instant::now();
         let built = dind::build_demo_image(&binary).await;
@@ -188,10 +186,7 @@ async fn dind_cluster_of_two_nodes_lives_and_leaves_nothing() {
         .expect("driver connects");
     let image = match driver.node_image().await {
         Ok(image) => image,
-        Err(DindError::Unavailable(reason)) if reason.contains("busybox") => {
-            skip(&reason);
-            return;
-        }
+        Err(DindError::Unavailable(reason)) if reason.contains("busybox") => missing(&reason),
         Err(e) => panic!("node image: {e}"),
     };
     println!(
@@ -555,11 +550,14 @@ async fn dind_cluster_of_two_nodes_lives_and_leaves_nothing() {
     drop(cleanup);
 }
 
+// The engine tier's turn is held for the whole test, across its awaits: the test's future runs
+// on the test's own thread (`block_on`), and no other task takes the lock.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_reports_on_this_engine_and_cleans_up() {
+    let _turn = crate::common::engine_turn("the dind doctor test");
     let Some(host) = host_engine().await else {
-        skip("no Docker engine answers on the local socket");
-        return;
+        missing("no Docker engine answers on the local socket");
     };
     let state_dir = std::env::temp_dir().join(format!("shoal-dind-doctor-{}", std::process::id()));
     let options = json!({ "state_dir": state_dir.to_string_lossy() });
@@ -575,8 +573,7 @@ async fn doctor_reports_on_this_engine_and_cleans_up() {
             .iter()
             .any(|c| c.name == "node image" && c.detail.contains("busybox"))
     {
-        skip("busybox-static is not installed");
-        return;
+        missing("busybox-static is not installed");
     }
     assert!(report.ok(), "{report}");
     for name in [

@@ -5,8 +5,8 @@
 //! test driver provisions and that are stopped and started again, and failing creates, which are
 //! reported with the machine named and leave nothing half-made.
 
-mod common;
-mod generic_support;
+use crate::common;
+use crate::generic_support;
 
 use common::{count, crate_path, Repo, TUTORIAL_TASK_NODES};
 use generic_support::{
@@ -17,10 +17,13 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Puts the stand-in first on PATH, for this test process and the shoal it runs.
+/// Puts the stand-in first on PATH, for this test process and the shoal it runs. The engine
+/// tier is one process: the variables are set while no engine test runs beside (they read the
+/// environment in process), so call this before taking a turn ([`hosts_turn`]).
 fn stand_in_on_path() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        let _alone = crate::common::engine_lock();
         let dir = crate_path("tests/support");
         let path = std::env::var("PATH").unwrap_or_default();
         std::env::set_var("PATH", format!("{}:{path}", dir.display()));
@@ -89,9 +92,7 @@ fn calls(log: &Path) -> Vec<String> {
 #[test]
 fn tutorial_on_registered_engines() {
     stand_in_on_path();
-    let Some(_turn) = hosts_turn("the docker-machine tests") else {
-        return;
-    };
+    let _turn = hosts_turn("the docker-machine tests");
     let hosts = Hosts::start("dm", 3, &["dataservice:1"]);
     let store = store_with_certs(&hosts.client_certs());
     let log = store.path().join("stand-in-calls.log");
@@ -264,9 +265,7 @@ impl Drop for ProvisionedHosts {
 #[test]
 fn provisioned_machines_are_created_stopped_and_started() {
     stand_in_on_path();
-    let Some(_turn) = hosts_turn("the docker-machine tests") else {
-        return;
-    };
+    let _turn = hosts_turn("the docker-machine tests");
     let image = generic_support::node_image();
     let id = std::process::id() % 10_000;
     let third = 100 + (id + 50) % 100;

@@ -2,11 +2,10 @@
 //! does not exist is refused by plan and by apply, and nothing is written; the engine's own
 //! refusals read as the sim's (the sim is its test double).
 //!
-//! Needs Docker. Outside CI it is skipped with a note when no engine answers; with `CI=true` a
-//! missing engine is a failure. The cluster is destroyed when the test ends, failed or not.
+//! Needs Docker: fails, saying so, when no engine answers. The cluster is destroyed when the test ends, failed or not.
 //! No image is pulled: the services made by hand have no replicas and an unresolved image.
 
-mod common;
+use crate::common;
 
 use common::Repo;
 use std::process::{Command, Stdio};
@@ -70,9 +69,7 @@ const IDLE: [&str; 6] = [
 
 #[test]
 fn a_held_port_and_a_missing_network_are_refused_on_dind_before_any_write() {
-    if !common::docker_available("the dind hostile-input test") {
-        return;
-    }
+    let _turn = common::engine_turn("the dind hostile-input test");
     let repo = Repo::empty();
     let name = format!("hst{}", std::process::id() % 10_000);
     std::fs::write(

@@ -12,14 +12,14 @@
 //!   says how to log in;
 //! - `shoal destroy` removes the registry with the machines.
 //!
-//! Needs Docker and Debian's docker-registry: skipped with a note without them, a failure with
-//! `CI=true`. The cluster is destroyed when the test ends, failed or not.
+//! Needs Docker and Debian's docker-registry: fails, naming what is missing, without them
+//! (`.ci/test` installs docker-registry). The cluster is destroyed when the test ends, failed or not.
 
-mod common;
+use crate::common;
 
 use common::{
-    build_demo_image, build_labelled, docker_available, docker_registry_available, free_port,
-    host_docker, steps_of, DindCluster, Repo,
+    build_demo_image, build_labelled, engine_turn, free_port, host_docker, require_docker_registry,
+    steps_of, DindCluster, Repo,
 };
 use std::path::Path;
 
@@ -121,11 +121,8 @@ fn service_image(cluster: &DindCluster) -> String {
 
 #[test]
 fn nodes_pull_from_the_cluster_registry_and_a_moved_tag_rolls_out_with_and_without_auth() {
-    if !docker_available("the cluster registry test")
-        || !docker_registry_available("the cluster registry test")
-    {
-        return;
-    }
+    let _turn = engine_turn("the cluster registry test");
+    require_docker_registry("the cluster registry test");
     build_demo_image();
     let port = free_port();
     let _tags = HostTags(port);
@@ -327,11 +324,8 @@ fn base64_of(text: &str) -> String {
 
 #[test]
 fn a_registry_port_held_by_another_program_is_refused_with_what_to_do() {
-    if !docker_available("the cluster registry test")
-        || !docker_registry_available("the cluster registry test")
-    {
-        return;
-    }
+    let _turn = engine_turn("the cluster registry test");
+    require_docker_registry("the cluster registry test");
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = holder.local_addr().unwrap().port();
     let cluster = DindCluster::new(Repo::empty(), "regport");
@@ -374,11 +368,8 @@ fn a_registry_port_held_by_another_program_is_refused_with_what_to_do() {
 
 #[test]
 fn machines_made_before_the_registry_are_named_in_a_warning() {
-    if !docker_available("the cluster registry test")
-        || !docker_registry_available("the cluster registry test")
-    {
-        return;
-    }
+    let _turn = engine_turn("the cluster registry test");
+    require_docker_registry("the cluster registry test");
     let port = free_port();
     let cluster = DindCluster::new(Repo::empty(), "regold");
     let machines = |registry: &str| {

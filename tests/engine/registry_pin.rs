@@ -5,12 +5,12 @@
 //! the credentials of a docker config. Through the CLI on a dind cluster with its own registry,
 //! where nodes really pull: `tests/registry_dind.rs`.
 //!
-//! Skipped with a note when `docker-registry` or a Docker Engine is missing; a failure with
-//! `CI=true` (.ci/run installs Debian's `docker-registry`).
+//! Fails, naming what is missing, when `docker-registry` or a Docker Engine is missing
+//! (`.ci/test` installs Debian's `docker-registry`).
 
-mod common;
+use crate::common;
 
-use common::{build_demo_image, docker_available, docker_registry_available, host_docker};
+use common::{build_demo_image, engine_turn, host_docker, require_docker_registry};
 use shoal::registry::auth::DockerConfig;
 use shoal::registry::client::resolve_digest;
 use shoal::registry::reference::Reference;
@@ -129,9 +129,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn tags_resolve_to_the_digests_docker_records_with_and_without_basic_auth() {
-    if !docker_available("the registry tests") || !docker_registry_available("the registry tests") {
-        return;
-    }
+    let _turn = engine_turn("the registry tests");
+    require_docker_registry("the registry tests");
     build_demo_image();
     let rt = runtime();
 

@@ -3,16 +3,14 @@
 //! three managers down to one, drift, and adoption of a stack deployed with `docker stack deploy`.
 //! The sim is a test double: these runs keep it true to the engine.
 //!
-//! The dind runs need Docker. Outside CI they are skipped with a note when no engine answers;
-//! with `CI=true` a missing engine is a failure. They run one at a time and every cluster is
+//! The dind runs need Docker: they fail, saying so, when no engine answers. They run one at a time and every cluster is
 //! destroyed when its scenario ends, failed or not.
 
-mod common;
+use crate::common;
 
 use common::{assert_retired_in_order, count, crate_path, DindCluster, Repo, TUTORIAL_TASK_NODES};
 use serde_json::Value;
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,17 +26,12 @@ struct Cluster {
     dind: DindCluster,
 }
 
-/// The turn of a dind scenario: `None` when no Docker Engine answers (the scenario is skipped;
-/// a failure in CI), else a guard that serializes dind scenarios (2 cores), with the demo image
-/// built.
-fn dind_turn() -> Option<std::sync::MutexGuard<'static, ()>> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    if !common::docker_available("the dind scenarios") {
-        return None;
-    }
-    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+/// The turn of a dind scenario: a failure when no Docker Engine answers, else the engine
+/// tier's turn ([`common::engine_turn`]: one at a time, 2 cores), with the demo image built.
+fn dind_turn() -> std::sync::MutexGuard<'static, ()> {
+    let guard = common::engine_turn("the dind scenarios");
     common::build_demo_image();
-    Some(guard)
+    guard
 }
 
 impl Cluster {
@@ -396,25 +389,19 @@ fn scenarios_on_sim() {
 
 #[test]
 fn tutorial_on_dind() {
-    let Some(_serial) = dind_turn() else {
-        return;
-    };
+    let _serial = dind_turn();
     tutorial(Backend::Dind);
 }
 
 #[test]
 fn managers_three_to_one_on_dind() {
-    let Some(_serial) = dind_turn() else {
-        return;
-    };
+    let _serial = dind_turn();
     managers_three_to_one(Backend::Dind);
 }
 
 #[test]
 fn drift_and_adoption_on_dind() {
-    let Some(_serial) = dind_turn() else {
-        return;
-    };
+    let _serial = dind_turn();
     drift(Backend::Dind);
 
     let cluster = Cluster::tutorial(Backend::Dind, "adp", 1, 0);
@@ -638,9 +625,7 @@ fn never_lose_on_sim() {
 
 #[test]
 fn never_lose_on_dind() {
-    let Some(_serial) = dind_turn() else {
-        return;
-    };
+    let _serial = dind_turn();
     never_lose(Backend::Dind);
 }
 
@@ -686,8 +671,6 @@ fn crash_at_every_step_on_sim() {
 
 #[test]
 fn crash_at_every_step_on_dind() {
-    let Some(_serial) = dind_turn() else {
-        return;
-    };
+    let _serial = dind_turn();
     crash_at_every_step(Backend::Dind);
 }

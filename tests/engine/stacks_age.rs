@@ -6,10 +6,10 @@
 //! one, `validate` exits 1 naming the file. On a dind cluster, the secret inside the running
 //! task is the plaintext.
 //!
-//! Skipped with a note when the `age` CLI (or, for the dind part, a Docker Engine) is missing;
-//! a failure with `CI=true`.
+//! Fails, naming what is missing, when the `age` CLI (or, for the dind part, a Docker Engine) is
+//! missing: `.ci/test` installs the CLI.
 
-mod common;
+use crate::common;
 
 use common::Repo;
 use std::path::Path;
@@ -17,7 +17,9 @@ use std::process::{Command, Output, Stdio};
 
 const PLAINTEXT: &str = "correct-horse-battery-staple-42";
 
-fn age_available() -> bool {
+/// Fails the test when the age CLI is missing, in and out of CI: these tests prove that the
+/// files the real tool writes are read, so they need it (`.ci/test` installs Debian's `age`).
+fn require_age() {
     let found = ["age", "age-keygen"].iter().all(|tool| {
         Command::new(tool)
             .arg("--version")
@@ -26,13 +28,11 @@ fn age_available() -> bool {
             .status()
             .is_ok_and(|s| s.success())
     });
-    if !found && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but the age CLI is missing: .ci/run installs Debian's `age`");
-    }
-    if !found {
-        eprintln!("note: the age CLI is missing; the age scenarios are skipped (they run in CI)");
-    }
-    found
+    assert!(
+        found,
+        "the age scenarios need the age CLI (age and age-keygen), which is missing: run `.ci/test` \
+         (it installs the tests' packages) or `apt-get install age`"
+    );
 }
 
 /// `age-keygen -o FILE`: the identity file, and the public key it prints.
@@ -159,9 +159,7 @@ fn assert_not_on_disk(dir: &Path) {
 
 #[test]
 fn encrypted_secrets_deploy_rotate_and_stay_secret_on_the_sim() {
-    if !age_available() {
-        return;
-    }
+    require_age();
     let machines = "cluster: agesim\ndriver: sim\nmachines:\n  m:\n    role: manager\nstacks:\n  app: docker-compose.yml\n";
     let (repo, keys, public) = repo(machines, "nginx:1.27");
     let key_file = keys.path().join("cluster.key");
@@ -216,9 +214,8 @@ fn encrypted_secrets_deploy_rotate_and_stay_secret_on_the_sim() {
 
 #[test]
 fn the_secret_in_the_running_task_is_the_plaintext() {
-    if !age_available() || !common::docker_available("the dind age scenario") {
-        return;
-    }
+    require_age();
+    let _turn = common::engine_turn("the dind age scenario");
     common::build_demo_image();
     let cluster = format!("age{}", std::process::id() % 10_000);
     let machines = format!(

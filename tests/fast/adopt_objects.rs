@@ -4,7 +4,7 @@
 //! rotation, an unreadable service of another stack only warns, engine fields shoal does not
 //! model are neither compared nor lost. Secret data never appears in a plan.
 
-mod common;
+use crate::common;
 
 use serde_json::{json, Value};
 use shoal::config::load;

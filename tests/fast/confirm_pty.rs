@@ -3,7 +3,7 @@
 //! one is not applied. With `--json`, the plan and the question go to standard error and the JSON
 //! on standard output stays valid. `script` (util-linux) gives shoal a real terminal.
 
-mod common;
+use crate::common;
 
 use common::Repo;
 use std::io::{Read, Write};

@@ -3,7 +3,7 @@
 //! `kill -9`, is followed by a plain `shoal apply` that converges with no manual step: no lock
 //! to clear by hand, every replica running, and a plan that is empty afterwards.
 
-mod common;
+use crate::common;
 
 use common::{steps_of, Repo};
 use std::os::unix::process::ExitStatusExt;

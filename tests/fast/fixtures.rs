@@ -9,7 +9,7 @@
 //!
 //! Cases named `no_drift_*` must plan to nothing.
 //!
-//! Regenerate after an intended change with `INSTA_UPDATE=always cargo test --test fixtures`,
+//! Regenerate after an intended change with `INSTA_UPDATE=always cargo test --test fast fixtures::`,
 //! then read every changed `plan.snap`.
 
 use serde_json::Value;
@@ -489,7 +489,7 @@ fn secret_contents(dir: &Path) -> Vec<String> {
 fn fixtures() {
     let mut problems: Vec<String> = Vec::new();
     let mut cases = 0;
-    insta::glob!("../fixtures/plan", "*/machines.yml", |path| {
+    insta::glob!("../../fixtures/plan", "*/machines.yml", |path| {
         let dir = path.parent().expect("case folder");
         let case = dir
             .file_name()

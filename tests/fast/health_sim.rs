@@ -2,7 +2,7 @@
 //! waits for nothing when all is healthy; an image no node has (the sim's `missing/` images)
 //! fails the apply at once with the reason; `--no-wait` does not; status shows it.
 
-mod common;
+use crate::common;
 
 use common::Repo;
 use serde_json::Value;

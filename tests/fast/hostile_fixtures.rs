@@ -1,7 +1,7 @@
 //! Every case of `fixtures/invalid/` is refused by `validate`, `plan` and `apply` (exit 1) with
 //! the located message and help its `expected.txt` lists, and nothing is written.
 
-mod common;
+use crate::common;
 
 use common::{crate_path, Repo};
 

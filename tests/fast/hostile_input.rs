@@ -3,7 +3,7 @@
 //! apply refuses the same before any write. The classes a fixed set of files shows live in
 //! `fixtures/invalid/` (`hostile_fixtures.rs`); these need a cluster, a FIFO, a symlink or git.
 
-mod common;
+use crate::common;
 
 use common::Repo;
 use std::process::Output;

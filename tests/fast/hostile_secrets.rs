@@ -2,7 +2,7 @@
 //! plaintext, the full sha256 of it, or a `SHOAL_*` credential; secret-looking environment
 //! values never appear in plan diffs.
 
-mod common;
+use crate::common;
 
 use common::Repo;
 use sha2::{Digest, Sha256};

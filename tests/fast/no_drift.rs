@@ -6,7 +6,7 @@
 //! shoal sends, and shoal's conversion equal to the docker CLI's. The `adopt_*` cases are the
 //! real-world corpus of `fixtures/no_drift/capture_adopt.sh` (issue 13), deployed by the CLI.
 
-mod common;
+use crate::common;
 
 use shoal::config::load;
 use shoal::docker::EngineDump;

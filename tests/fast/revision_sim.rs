@@ -2,7 +2,7 @@
 //! unchanged, none when they are edited), `--rev` plans any commit, and apply records the
 //! revision in the swarm, where `status` shows it.
 
-mod common;
+use crate::common;
 
 use common::Repo;
 use std::process::Command;

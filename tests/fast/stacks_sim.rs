@@ -1,7 +1,7 @@
 //! Real-world stacks through the CLI on the sim: they plan, apply and converge with no false
 //! drift, and a changed secret file rotates the secret without its data appearing anywhere.
 
-mod common;
+use crate::common;
 
 use common::Repo;
 

@@ -1,6 +1,6 @@
 //! The tutorial, driven through the CLI only, on the sim driver: what a new user would try.
 
-mod common;
+use crate::common;
 
 use common::{assert_retired_in_order, count, steps_of, Repo};
 use serde_json::Value;

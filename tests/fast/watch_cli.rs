@@ -1,7 +1,7 @@
 //! `shoal watch` as a user runs it: `--once` and its exit codes, `shoal status --json` showing
 //! the applied commit, and a running watcher answering HTTP, then stopping cleanly on SIGTERM.
 
-mod watch_support;
+use crate::watch_support;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

@@ -4,7 +4,7 @@
 //! `SHOAL_*` credential or the webhook secret. Everything talks to 127.0.0.1 only; port 9
 //! there (discard) refuses, standing for an unreachable forge.
 
-mod watch_support;
+use crate::watch_support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -3,7 +3,7 @@
 //! shows the cluster as observed at the last pass, with its time; a commit that changes
 //! nothing in the cluster still moves the swarm's revision label.
 
-mod watch_support;
+use crate::watch_support;
 
 use serde_json::Value;
 use shoal::drivers::sim::SimDriver;

@@ -2,9 +2,9 @@
 //! machine): commit → first write for a local repository (notify), and webhook → first write
 //! for a remote one (fetch, then apply). The sim driver's write counter marks the first write.
 //!
-//! `cargo test --test watch_latency -- --nocapture` shows the figures.
+//! `cargo test --test fast watch_latency -- --nocapture` shows the figures.
 
-mod watch_support;
+use crate::watch_support;
 
 use shoal::watch::webhook::sign;
 use shoal::watch::{WatchSource, Watcher};

@@ -2,7 +2,7 @@
 //! uncommitted edits do not, a broken commit leaves the cluster alone, drift is healed, a held
 //! lock is waited for, and the HTTP endpoints answer.
 
-mod watch_support;
+use crate::watch_support;
 
 use shoal::drivers::lock::LockHolder;
 use shoal::drivers::sim::SimDriver;

@@ -2,7 +2,7 @@
 //! standing for the forge: the clone converges, and webhooks are authenticated before they
 //! trigger a fetch and an apply.
 
-mod watch_support;
+use crate::watch_support;
 
 use shoal::watch::webhook::sign;
 use shoal::watch::{WatchSource, Watcher};

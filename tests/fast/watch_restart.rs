@@ -3,7 +3,7 @@
 //! leaves its lock, and whether the successor takes it over at once or waits for its TTL is the
 //! apply lock's business.
 
-mod watch_support;
+use crate::watch_support;
 
 use serde_json::Value;
 use std::process::Command;

@@ -9,7 +9,7 @@ use crate::common::{crate_path, Repo};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 /// Runs a command that must succeed; returns its standard output.
@@ -27,17 +27,13 @@ fn docker(args: &[&str]) -> String {
     run(Command::new("docker").args(args))
 }
 
-/// The turn of a test on real hosts (`what` names it): `None` when no Docker Engine answers
-/// (the test is skipped; a failure with `CI=true`), else a guard that runs one such test at a
-/// time (2 cores, and each starts engines), with the demo image built.
-pub fn hosts_turn(what: &str) -> Option<MutexGuard<'static, ()>> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    if !crate::common::docker_available(what) {
-        return None;
-    }
-    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+/// The turn of a test on real hosts (`what` names it): a failure when no Docker Engine answers,
+/// else the engine tier's turn ([`crate::common::engine_turn`]: one such test at a time, 2
+/// cores, and each starts engines), with the demo image built.
+pub fn hosts_turn(what: &str) -> MutexGuard<'static, ()> {
+    let guard = crate::common::engine_turn(what);
     crate::common::build_demo_image();
-    Some(guard)
+    guard
 }
 
 /// A repository with the tutorial stack (`examples/dataapp/docker-compose.yml`) and no
