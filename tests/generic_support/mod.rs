@@ -614,7 +614,12 @@ pub fn a_silent_manager_is_kept(repo: &Repo, hosts: &Hosts, i: usize, machine: &
             String::from_utf8_lossy(&detailed.stdout)
         );
         let applied = repo.shoal(&["apply", "--yes", "--json"]);
-        let report: Value = serde_json::from_slice(&applied.stdout).expect("apply --json");
+        let report: Value = serde_json::from_slice(&applied.stdout).unwrap_or_else(|e| {
+            panic!(
+                "apply --json printed no report ({e}) while {machine} was silent ({silence}): {}",
+                String::from_utf8_lossy(&applied.stderr)
+            )
+        });
         assert_eq!(
             report["writes"], 0,
             "apply wrote while a manager was silent: {report:#}"
