@@ -1,4 +1,4 @@
-//! Unit tests of the dind driver's pure parts; the real-engine test is `tests/dind_driver.rs`.
+//! Unit tests of the dind driver's pure parts; the real-engine test is `tests/engine/dind_driver.rs`.
 
 use super::demo::needs_loader;
 use super::network::{free_subnet, Subnet};
