@@ -182,25 +182,28 @@ mod tests {
     use crate::model::{MachineSpec, Role};
     use std::collections::BTreeMap;
 
+    /// A manager machine `name` of the sim, in no swarm yet, and its engine.
+    async fn manager_machine(driver: &SimDriver, name: &str) -> std::sync::Arc<dyn Swarm> {
+        driver
+            .create(&MachineSpec {
+                name: name.into(),
+                role: Role::Manager,
+                labels: BTreeMap::new(),
+                host: None,
+            })
+            .await
+            .unwrap();
+        driver.engine(name).await.unwrap()
+    }
+
     async fn two_managers() -> (
         SimDriver,
         std::sync::Arc<dyn Swarm>,
         std::sync::Arc<dyn Swarm>,
     ) {
         let driver = SimDriver::in_memory();
-        for name in ["a", "b"] {
-            driver
-                .create(&MachineSpec {
-                    name: name.into(),
-                    role: Role::Manager,
-                    labels: BTreeMap::new(),
-                    host: None,
-                })
-                .await
-                .unwrap();
-        }
-        let a = driver.engine("a").await.unwrap();
-        let b = driver.engine("b").await.unwrap();
+        let a = manager_machine(&driver, "a").await;
+        let b = manager_machine(&driver, "b").await;
         a.init_swarm().await.unwrap();
         let tokens = a.join_tokens().await.unwrap();
         let address = a.info().await.unwrap().node_addr;
@@ -248,16 +251,7 @@ mod tests {
     #[tokio::test]
     async fn no_swarm_says_so() {
         let driver = SimDriver::in_memory();
-        driver
-            .create(&MachineSpec {
-                name: "a".into(),
-                role: Role::Manager,
-                labels: BTreeMap::new(),
-                host: None,
-            })
-            .await
-            .unwrap();
-        let a = driver.engine("a").await.unwrap();
+        let a = manager_machine(&driver, "a").await;
         let me = LockHolder::this_process("shoal apply");
         assert!(matches!(
             lock(a.as_ref(), &me, 1, 30).await,
