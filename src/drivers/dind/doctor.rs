@@ -79,13 +79,18 @@ impl std::fmt::Display for DoctorReport {
     }
 }
 
-/// Runs a shell command in a container; returns its exit code and output.
-pub async fn exec(docker: &Docker, container: &str, script: &str) -> Result<(i64, String), String> {
+/// Runs a program (`command`: its path and arguments) in a container; returns its exit code
+/// and output.
+pub async fn exec(
+    docker: &Docker,
+    container: &str,
+    command: &[&str],
+) -> Result<(i64, String), String> {
     let created = docker
         .create_exec(
             container,
             CreateExecOptions {
-                cmd: Some(vec!["sh", "-c", script]),
+                cmd: Some(command.to_vec()),
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
                 ..Default::default()
@@ -274,7 +279,10 @@ async fn privileged_starts(
     let name = format!("{cluster}-privileged");
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
-        entrypoint: Some(vec!["/usr/bin/busybox".to_string(), "true".to_string()]),
+        entrypoint: Some(vec![
+            "/usr/bin/docker-init".to_string(),
+            "--version".to_string(),
+        ]),
         labels: Some(super::labels_for(cluster, [])),
         host_config: Some(HostConfig {
             privileged: Some(true),
@@ -323,7 +331,11 @@ async fn probe_node(driver: &DindDriver, report: &mut DoctorReport) {
     match exec(
         driver.docker(),
         &container,
-        "test -e /proc/net/ip_vs || test -d /proc/sys/net/ipv4/vs",
+        &[
+            "/usr/bin/shoal",
+            super::node_init::NODE_PROBE_COMMAND,
+            "ipvs",
+        ],
     )
     .await
     {

@@ -35,6 +35,7 @@ mod doctor;
 pub(crate) mod lock;
 mod network;
 mod node;
+pub mod node_init;
 mod nodeimage;
 pub mod registry;
 mod upload;
@@ -53,7 +54,9 @@ pub const LABEL_TEST: &str = "io.shoal.test";
 /// Environment variable that the test helpers and `.ci/run` set (to any value, the label's) so
 /// that what the driver makes carries [`LABEL_TEST`].
 pub const TEST_LABEL_ENV: &str = "SHOAL_TEST_LABEL";
-pub use nodeimage::{ensure_node_image, NodeImage, NODE_IMAGE_LABEL, NODE_IMAGE_REPO};
+pub use nodeimage::{
+    ensure_node_image, shoal_binary, NodeImage, NODE_BINARY_ENV, NODE_IMAGE_LABEL, NODE_IMAGE_REPO,
+};
 
 use super::lock::{HeldLock, LockHolder};
 use super::{Driver, DriverError, DriverResult};

@@ -2,12 +2,13 @@
 //!
 //! The root filesystem holds dockerd, containerd, its runc shim, runc, docker-init (tini),
 //! docker-proxy and the iptables multi-binaries with their `ldd` closures and the xtables
-//! extensions they load at run time, a static busybox for the shell tools, a modprobe stub, a
-//! few files under `/etc`, and the node entrypoint (`images/node/entrypoint.sh`). It is written
+//! extensions they load at run time, shoal's own binary as the node's init and `modprobe` stub
+//! (see [`super::node_init`]; no shell, no busybox), and a few files under `/etc`. It is written
 //! as a tar stream straight into `POST /images/create?fromSrc=-` and tagged
 //! `shoal-node:<hash>`, where the hash covers every input file's path, size and modification
-//! time and the entrypoint's text: an upgraded docker package gives a new tag, and an existing
-//! tag is reused as it is.
+//! time and the node init's source: an upgraded docker package gives a new tag, and an existing
+//! tag is reused as it is. The shoal binary is hashed by the node init's source, not by its
+//! bytes, so rebuilding shoal does not rebuild the image unless the init changed.
 
 use super::upload;
 use super::DindError;
@@ -27,12 +28,15 @@ use std::time::Instant;
 pub const NODE_IMAGE_REPO: &str = "shoal-node";
 /// Label set on the built node images.
 pub const NODE_IMAGE_LABEL: &str = "io.shoal.node-image";
-/// The node entrypoint script.
-const ENTRYPOINT: &str = include_str!("../../../images/node/entrypoint.sh");
-/// Where the entrypoint lives in the image.
-const ENTRYPOINT_PATH: &str = "usr/bin/shoal-node-entrypoint";
+/// The node init's source: what the shoal binary in the image is hashed by.
+const NODE_INIT_SOURCE: &str = include_str!("node_init.rs");
+/// Where shoal's binary lives in the image.
+const SHOAL_PATH: &str = "usr/bin/shoal";
+/// Environment variable naming the shoal executable to put in node images, for programs that
+/// are not shoal itself (tests, examples); shoal uses its own executable.
+pub const NODE_BINARY_ENV: &str = "SHOAL_NODE_BINARY";
 /// Bumped whenever the layout below changes, so the tag changes with it.
-const LAYOUT: &str = "shoal-node-layout-1";
+const LAYOUT: &str = "shoal-node-layout-2";
 /// Modification time given to generated entries (2020-01-01).
 const GENERATED_MTIME: u64 = 1_577_836_800;
 /// Folders searched for the host binaries, after `$PATH`.
@@ -65,52 +69,6 @@ const IPTABLES_TOOLS: &[&str] = &[
     "ip6tables-save",
     "ip6tables-restore",
 ];
-/// busybox applets linked in `/usr/bin`.
-const BUSYBOX_APPLETS: &[&str] = &[
-    "sh",
-    "ash",
-    "awk",
-    "cat",
-    "chmod",
-    "cp",
-    "cut",
-    "df",
-    "du",
-    "echo",
-    "env",
-    "false",
-    "find",
-    "grep",
-    "head",
-    "hostname",
-    "id",
-    "ip",
-    "kill",
-    "ln",
-    "ls",
-    "mkdir",
-    "mount",
-    "mountpoint",
-    "mv",
-    "nc",
-    "nslookup",
-    "pidof",
-    "ps",
-    "rm",
-    "rmdir",
-    "sed",
-    "sleep",
-    "sort",
-    "tail",
-    "test",
-    "touch",
-    "tr",
-    "true",
-    "umount",
-    "uname",
-    "wc",
-    "xargs",
-];
 /// Host files copied into `/etc` when present.
 const ETC_FROM_HOST: &[&str] = &["protocols", "services", "ethertypes"];
 
@@ -134,6 +92,12 @@ pub(crate) enum Entry {
     Dir { mode: u32 },
     /// A copy of a host file (symlinks followed).
     File { source: PathBuf, mode: u32 },
+    /// A copy of a host file hashed by `version` instead of its size and modification time.
+    Versioned {
+        source: PathBuf,
+        mode: u32,
+        version: String,
+    },
     /// Generated content.
     Data { data: Vec<u8>, mode: u32 },
     /// A symbolic link.
@@ -216,6 +180,10 @@ impl Rootfs {
                         meta.mtime_nsec()
                     ));
                 }
+                Entry::Versioned { mode, version, .. } => {
+                    hash.update(format!("\0v{mode:o}\0"));
+                    hash.update(Sha256::digest(version));
+                }
                 Entry::Data { data, mode } => {
                     hash.update(format!("\0c{mode:o}\0"));
                     hash.update(Sha256::digest(data));
@@ -242,7 +210,7 @@ impl Rootfs {
                     header.set_size(0);
                     builder.append_data(&mut header, format!("{path}/"), io::empty())?;
                 }
-                Entry::File { source, mode } => {
+                Entry::File { source, mode } | Entry::Versioned { source, mode, .. } => {
                     let file = std::fs::File::open(source).map_err(|e| {
                         io::Error::new(e.kind(), format!("{}: {e}", source.display()))
                     })?;
@@ -384,8 +352,8 @@ pub(crate) fn host_rootfs() -> Result<Rootfs, DindError> {
     add_layout(&mut rootfs);
     let mut elf_files = add_engine_binaries(&mut rootfs)?;
     elf_files.extend(add_xtables(&mut rootfs)?);
+    elf_files.push(add_shoal(&mut rootfs)?);
     add_libraries(&mut rootfs, &elf_files)?;
-    add_busybox(&mut rootfs)?;
     add_generated_files(&mut rootfs);
     Ok(rootfs)
 }
@@ -556,46 +524,62 @@ fn add_xtables_extensions(rootfs: &mut Rootfs, dir: &Path) -> Result<Vec<PathBuf
     Ok(extensions)
 }
 
-/// The host's static busybox as `usr/bin/busybox`, with its applets linked to it where no
-/// other file took their name; refused when busybox is missing or dynamically linked.
-fn add_busybox(rootfs: &mut Rootfs) -> Result<(), DindError> {
-    let busybox = find_binary(&["busybox"]).ok_or_else(|| {
-        DindError::Unavailable(
-            "cannot build the node image: busybox is missing; install the static build (apt-get install -y busybox-static)".to_string(),
+/// The shoal executable that goes into node images: `$SHOAL_NODE_BINARY`, else this process's
+/// own executable when it is shoal, else a `shoal` next to it or one folder up (where cargo puts
+/// it beside test and example programs).
+pub fn shoal_binary() -> Result<PathBuf, DindError> {
+    if let Some(given) = std::env::var_os(NODE_BINARY_ENV).filter(|v| !v.is_empty()) {
+        let given = PathBuf::from(given);
+        return if given.is_file() && is_executable(&given) {
+            Ok(given)
+        } else {
+            Err(DindError::Unavailable(format!(
+                "{NODE_BINARY_ENV}={} is not an executable file; point it at the shoal program",
+                given.display()
+            )))
+        };
+    }
+    let current = std::env::current_exe().map_err(|e| {
+        DindError::io(
+            "cannot find this program's own executable for the node image",
+            e,
         )
     })?;
-    let busybox = std::fs::canonicalize(&busybox).unwrap_or(busybox);
-    let ldd_busybox = Command::new("ldd").arg(&busybox).output();
-    if let Ok(output) = ldd_busybox {
-        let dynamic = parse_ldd(&String::from_utf8_lossy(&output.stdout))
-            .map(|l| !l.is_empty())
-            .unwrap_or(true);
-        if dynamic {
-            return Err(DindError::Unavailable(format!(
-                "cannot build the node image: {} is dynamically linked; install the static build (apt-get install -y busybox-static)",
-                busybox.display()
-            )));
-        }
+    if current.file_stem().is_some_and(|n| n == "shoal") {
+        return Ok(current);
     }
-    rootfs.file("usr/bin/busybox", &busybox, 0o755);
-    for applet in BUSYBOX_APPLETS {
-        let path = format!("usr/bin/{applet}");
-        if !rootfs.entries.contains_key(&path) {
-            rootfs.symlink(&path, "busybox");
-        }
-    }
-    Ok(())
+    let beside = current.parent().map(Path::to_path_buf).unwrap_or_default();
+    [beside.join("shoal"), beside.join("../shoal")]
+        .into_iter()
+        .find(|p| p.is_file() && is_executable(p))
+        .ok_or_else(|| {
+            DindError::Unavailable(format!(
+                "cannot build the node image: it runs shoal's own binary as the node's init, and {} is not shoal and has none beside it; set {NODE_BINARY_ENV} to the shoal program",
+                current.display()
+            ))
+        })
 }
 
-/// The files written for the image: the modprobe stub, the entrypoint, a minimal `/etc`, and
-/// the few `/etc` files copied from the host.
-fn add_generated_files(rootfs: &mut Rootfs) {
-    rootfs.data(
-        "usr/sbin/modprobe",
-        "#!/bin/sh\n# Modules cannot be loaded from inside a node; the host kernel must have them.\nexit 0\n",
-        0o755,
+/// shoal's binary as `usr/bin/shoal` (the node's init) and `usr/sbin/modprobe` (a stub);
+/// returns its host path, whose libraries the caller adds.
+fn add_shoal(rootfs: &mut Rootfs) -> Result<PathBuf, DindError> {
+    let shoal = shoal_binary()?;
+    let shoal = std::fs::canonicalize(&shoal).unwrap_or(shoal);
+    rootfs.add(
+        SHOAL_PATH,
+        Entry::Versioned {
+            source: shoal.clone(),
+            mode: 0o755,
+            version: NODE_INIT_SOURCE.to_string(),
+        },
     );
-    rootfs.data(ENTRYPOINT_PATH, ENTRYPOINT, 0o755);
+    rootfs.symlink("usr/sbin/modprobe", &format!("/{SHOAL_PATH}"));
+    Ok(shoal)
+}
+
+/// The files written for the image: a minimal `/etc` and the few `/etc` files copied from the
+/// host.
+fn add_generated_files(rootfs: &mut Rootfs) {
     rootfs.data("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644);
     rootfs.data("etc/group", "root:x:0:\n", 0o644);
     rootfs.data("etc/nsswitch.conf", "hosts: files dns\n", 0o644);
@@ -615,7 +599,10 @@ fn add_generated_files(rootfs: &mut Rootfs) {
 /// The `changes` given to the import: how the image runs.
 fn image_changes(with_label: bool) -> Vec<String> {
     let mut changes = vec![
-        format!(r#"ENTRYPOINT ["/usr/bin/docker-init", "--", "/{ENTRYPOINT_PATH}"]"#),
+        format!(
+            r#"ENTRYPOINT ["/usr/bin/docker-init", "--", "/{SHOAL_PATH}", "{}"]"#,
+            super::node_init::NODE_INIT_COMMAND
+        ),
         "VOLUME /var/lib/docker".to_string(),
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
     ];
