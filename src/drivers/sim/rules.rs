@@ -940,6 +940,7 @@ impl SimState {
                     id: n.id.clone(),
                     labels: n.spec.labels.clone(),
                     network: Some(settings),
+                    content_sha256: None,
                 };
                 (n.spec.name.clone(), object)
             })
@@ -1031,17 +1032,22 @@ impl SimState {
             .objects(swarm)
             .values()
             .map(|o| {
+                // The engine returns a config's data, never a secret's.
+                let content_sha256 =
+                    (kind == ObjectKind::Config && !o.sha256.is_empty()).then(|| o.sha256.clone());
                 let object = ObservedObject {
                     id: o.id.clone(),
                     labels: o.labels.clone(),
                     network: None,
+                    content_sha256,
                 };
                 (o.name.clone(), object)
             })
             .collect())
     }
 
-    /// `POST /secrets/create` or `POST /configs/create`. Only a short digest of the data is kept.
+    /// `POST /secrets/create` or `POST /configs/create`. The data is not kept: of a config, its
+    /// digest (the engine returns a config's data), of a secret nothing.
     pub(super) fn create_object(
         &mut self,
         machine: &str,
@@ -1080,7 +1086,10 @@ impl SimState {
                 version,
                 name: spec.name.clone(),
                 labels: spec.labels.clone(),
-                sha256: sha256_hex(&spec.data)[..8].to_string(),
+                sha256: match kind {
+                    ObjectKind::Config => sha256_hex(&spec.data),
+                    ObjectKind::Secret => String::new(),
+                },
             },
         );
         Ok(id)

@@ -282,8 +282,10 @@ pub struct SimObject {
     /// Labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// The first 8 hex of the data's sha256, what tells versions apart (the full digest of a
-    /// secret's plaintext would be an offline guessing oracle in `.shoal/sim.json`).
+    /// A config's data as the sim models it: its sha256 (the engine returns a config's data,
+    /// which tells whether it holds a file's content). Empty for a secret, whose data the engine
+    /// never returns (a digest in `.shoal/sim.json` would be an offline guessing oracle).
+    #[serde(default)]
     pub sha256: String,
 }
 
