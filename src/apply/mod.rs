@@ -127,6 +127,7 @@ pub async fn apply(
         held: held.clone(),
         content_key: plan.new_content_key.clone(),
         key_written: Mutex::new(false),
+        dry_run: options.dry_run,
     });
     let work = run_steps(&executor, plan, options.parallelism.max(1), progress);
     let steps = match &held {
@@ -625,6 +626,8 @@ struct Executor {
     content_key: Option<ContentKey>,
     /// Whether the swarm is known to hold `content_key`.
     key_written: Mutex<bool>,
+    /// Writes are recorded, not sent (`apply --dry-run`): what was written cannot be read back.
+    dry_run: bool,
 }
 
 impl Executor {
@@ -1172,6 +1175,10 @@ impl Executor {
             })
         };
         self.update_swarm_labels(change).await?;
+        if self.dry_run {
+            *written = true;
+            return Ok(());
+        }
         let swarm = self
             .manager()
             .await?

@@ -1032,22 +1032,19 @@ impl SimState {
             .objects(swarm)
             .values()
             .map(|o| {
-                // The engine returns a config's data, never a secret's.
-                let content_sha256 =
-                    (kind == ObjectKind::Config && !o.sha256.is_empty()).then(|| o.sha256.clone());
+                // The sim keeps no data: a config's cannot be compared (the engine's can).
                 let object = ObservedObject {
                     id: o.id.clone(),
                     labels: o.labels.clone(),
                     network: None,
-                    content_sha256,
+                    content_sha256: None,
                 };
                 (o.name.clone(), object)
             })
             .collect())
     }
 
-    /// `POST /secrets/create` or `POST /configs/create`. The data is not kept: of a config, its
-    /// digest (the engine returns a config's data), of a secret nothing.
+    /// `POST /secrets/create` or `POST /configs/create`. The data is not kept.
     pub(super) fn create_object(
         &mut self,
         machine: &str,
@@ -1086,10 +1083,6 @@ impl SimState {
                 version,
                 name: spec.name.clone(),
                 labels: spec.labels.clone(),
-                sha256: match kind {
-                    ObjectKind::Config => sha256_hex(&spec.data),
-                    ObjectKind::Secret => String::new(),
-                },
             },
         );
         Ok(id)

@@ -286,4 +286,133 @@ mod tests {
         );
         assert!(plan.warnings[0].contains("external network shared"));
     }
+
+    mod legacy {
+        use crate::model::content_key::{ContentKey, SwarmContentKey, LABEL_LEGACY_SHA256};
+        use crate::model::spec::{SecretReference, LABEL_ROTATE};
+        use crate::model::{
+            Desired, ObjectSpec, Observed, ObservedObject, Role, LABEL_STACK_NAMESPACE,
+        };
+        use crate::plan::testing::{desired_with, running, service, steps, with_stack};
+        use crate::plan::{plan, Plan, PlanOptions};
+        use std::collections::BTreeMap;
+
+        const OLD: &[u8] = b"password1";
+
+        fn legacy(data: &[u8]) -> String {
+            crate::compose::convert::sha256_hex(data)[..8].to_string()
+        }
+
+        /// A stack whose service `web` uses the secret `app_db` holding `data` (the file's
+        /// labels `labels`), and the cluster running it under `name` (labels `found`), as a
+        /// shoal before keyed versions left it, with the key `[7; 32]` written since.
+        fn cluster(
+            data: &[u8],
+            labels: &[(&str, &str)],
+            name: &str,
+            found: &[(&str, &str)],
+        ) -> (Desired, Observed) {
+            let mut desired = desired_with(&[("m1", Role::Manager)]);
+            let web = |secret: &str| {
+                let mut web = service("app", "web", "nginx:1", 1);
+                web.task_template.container_spec.secrets = vec![SecretReference {
+                    secret_name: secret.into(),
+                    ..Default::default()
+                }];
+                web
+            };
+            with_stack(&mut desired, "app", vec![web("app_db")]);
+            let labels: BTreeMap<String, String> = labels
+                .iter()
+                .chain(&[(LABEL_STACK_NAMESPACE, "app")])
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            desired.stacks.get_mut("app").unwrap().secrets.insert(
+                "app_db".into(),
+                ObjectSpec {
+                    name: "app_db".into(),
+                    labels,
+                    sha256: crate::compose::convert::sha256_hex(data),
+                    source: "db.txt".into(),
+                    data: data.to_vec(),
+                    ..ObjectSpec::default()
+                },
+            );
+            let mut observed = Observed::with_members_of(&desired);
+            observed.swarm.as_mut().unwrap().content_key =
+                SwarmContentKey::Key(ContentKey::from_bytes([7; 32]));
+            running(&mut observed, vec![web(name)]);
+            observed.secrets.insert(
+                name.into(),
+                ObservedObject {
+                    id: "s1".into(),
+                    labels: found
+                        .iter()
+                        .chain(&[(LABEL_STACK_NAMESPACE, "app")])
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    network: None,
+                    content_sha256: None,
+                },
+            );
+            (desired, observed)
+        }
+
+        fn planned((desired, observed): (Desired, Observed)) -> Plan {
+            plan(&desired, &observed, &PlanOptions::default()).unwrap()
+        }
+
+        #[test]
+        fn an_unkeyed_content_name_of_the_same_content_is_kept_with_a_warning() {
+            let name = format!("app_db-{}", legacy(OLD));
+            let plan = planned(cluster(OLD, &[], &name, &[]));
+            assert!(steps(&plan).is_empty(), "{:?}", steps(&plan));
+            assert!(
+                plan.warnings.iter().any(|w| w.contains(&name)
+                    && w.contains("not keyed")
+                    && w.contains(LABEL_ROTATE)),
+                "{:?}",
+                plan.warnings
+            );
+        }
+
+        #[test]
+        fn a_cli_name_with_the_unkeyed_label_of_the_same_content_is_kept() {
+            let version = legacy(OLD);
+            let plan = planned(cluster(
+                OLD,
+                &[],
+                "app_db",
+                &[(LABEL_LEGACY_SHA256, &version)],
+            ));
+            assert!(steps(&plan).is_empty(), "{:?}", steps(&plan));
+        }
+
+        #[test]
+        fn a_new_content_or_the_rotate_label_gives_a_keyed_version() {
+            let key = ContentKey::from_bytes([7; 32]);
+            let name = format!("app_db-{}", legacy(OLD));
+            let changed = planned(cluster(b"password2", &[], &name, &[]));
+            let keyed = format!("app_db-{}", key.version(b"password2"));
+            assert_eq!(
+                steps(&changed),
+                [
+                    format!("create_secret {keyed}"),
+                    "update_service app_web".to_string(),
+                    format!("remove_secret {name}"),
+                ]
+            );
+            let rotated = planned(cluster(OLD, &[(LABEL_ROTATE, "true")], &name, &[]));
+            let keyed = format!("app_db-{}", key.version(OLD));
+            assert_eq!(steps(&rotated)[0], format!("create_secret {keyed}"));
+            let version = legacy(OLD);
+            let rotated = planned(cluster(
+                OLD,
+                &[(LABEL_ROTATE, "true")],
+                "app_db",
+                &[(LABEL_LEGACY_SHA256, &version)],
+            ));
+            assert_eq!(steps(&rotated)[0], format!("create_secret {keyed}"));
+        }
+    }
 }
