@@ -28,7 +28,7 @@ use bollard::models;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The daemon's name for a service container's health check.
 const HEALTHCHECK_WIRE: &str = "Healthcheck";
@@ -542,6 +542,23 @@ pub(crate) fn network_names(networks: &[models::Network]) -> BTreeMap<String, St
     networks
         .iter()
         .filter_map(|n| Some((n.id.clone()?, n.name.clone()?)))
+        .collect()
+}
+
+/// The network targets of the services (raw engine entries) that `names` does not name: the
+/// IDs of networks the network list leaves out, such as the swarm's predefined `bridge` and
+/// `host` networks.
+pub(crate) fn unnamed_network_targets(
+    entries: &[Value],
+    names: &BTreeMap<String, String>,
+) -> BTreeSet<String> {
+    entries
+        .iter()
+        .filter_map(|entry| entry.pointer("/Spec/TaskTemplate/Networks")?.as_array())
+        .flatten()
+        .filter_map(|n| n.get("Target")?.as_str())
+        .filter(|target| !names.contains_key(*target) && !names.values().any(|n| n == target))
+        .map(str::to_string)
         .collect()
 }
 
@@ -1295,6 +1312,21 @@ mod tests {
         assert_eq!(conf.id, "c1");
         assert_eq!(conf.content_sha256, Some(sha256_hex(b"x")));
         assert!(conf.labels.is_empty(), "no label is made up");
+    }
+
+    #[test]
+    fn targets_the_network_list_does_not_name_are_asked_for() {
+        let entries = vec![json!({"Spec": {"TaskTemplate": {"Networks": [
+            {"Target": "ov1"}, {"Target": "0ayc1gj5ds6gpv4kz01hvbbyz"}, {"Target": "front"}
+        ]}}})];
+        let names = BTreeMap::from([
+            ("ov1".to_string(), "app_default".to_string()),
+            ("ov2".to_string(), "front".to_string()),
+        ]);
+        assert_eq!(
+            unnamed_network_targets(&entries, &names),
+            BTreeSet::from(["0ayc1gj5ds6gpv4kz01hvbbyz".to_string()])
+        );
     }
 
     #[test]

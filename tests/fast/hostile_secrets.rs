@@ -99,6 +99,7 @@ fn no_output_and_no_written_file_holds_a_secret() {
         &["plan"][..],
         &["plan", "--json"],
         &["plan", "--out", &saved],
+        &["apply", "--dry-run"],
         &["apply", "--dry-run", "--json"],
         &["apply", "--yes", "--json"],
         &["status", "--json"],
@@ -147,7 +148,17 @@ fn no_output_and_no_written_file_holds_a_secret() {
             assert!(!text.contains(needle.as_str()), "{name} holds {needle}");
         }
     }
-    // The content key: in the swarm's store (the sim's state file), nowhere else.
+    // The content key: in the swarm's store (the sim's state file), nowhere else; not even a
+    // key a dry run would write (each run of a cluster without one makes its own).
+    for (name, text) in &outputs {
+        for (at, _) in text.match_indices("io.shoal.content-key=") {
+            let value = &text[at + "io.shoal.content-key=".len()..];
+            assert!(
+                value.starts_with("(secret)"),
+                "{name} shows a content key: {text}"
+            );
+        }
+    }
     forbidden.push(key.clone());
     for (name, text) in outputs.iter().chain(
         written
