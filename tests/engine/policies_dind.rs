@@ -105,46 +105,11 @@ fn policies_and_drift_on_dind() {
     );
     assert!(repo.steps().is_empty(), "false drift after apply");
 
-    // prune: false, a stack dropped: remembered, nothing removed, status lists it.
-    write("machines.yml", &machines(&name, "  app: app.yml\n", false));
-    let kept = repo.plan();
-    assert!(steps_of(&kept).is_empty(), "{kept:#}");
-    assert!(
-        kept["warnings"]
-            .to_string()
-            .contains("stack extra is no longer in machines.yml"),
-        "{kept:#}"
-    );
-    repo.apply();
-    let status = repo.json(&["status", "--json"]);
-    assert_eq!(
-        status["dropped_stacks"],
-        serde_json::json!(["extra"]),
-        "{status:#}"
-    );
-    assert!(
-        status["services"].to_string().contains("extra_web"),
-        "{status:#}"
-    );
-    // prune: true later: removed, through the destroy guard.
-    write("machines.yml", &machines(&name, "  app: app.yml\n", true));
-    let guarded = repo.shoal(&["plan"]);
-    assert_eq!(guarded.status.code(), Some(1), "{}", said(&guarded));
-    assert!(
-        said(&guarded).contains("--allow-destroy-all"),
-        "{}",
-        said(&guarded)
-    );
-    let pruned = steps_of(&repo.json(&["plan", "--json", "--allow-destroy-all"]));
-    assert_eq!(pruned, ["remove_service extra_web"], "{pruned:?}");
-    repo.ok(&["apply", "--yes", "--allow-destroy-all"]);
-    let status = repo.json(&["status", "--json"]);
-    assert!(
-        !status["services"].to_string().contains("extra_web"),
-        "{status:#}"
-    );
-    assert!(status.get("dropped_stacks").is_none(), "{status:#}");
-    assert!(repo.steps().is_empty());
+    // prune: false, a stack dropped: remembered, nothing removed, status lists it; prune: true
+    // later removes it, through the destroy guard (the sim's scenario, on the engine).
+    common::drop_a_stack_then_prune(repo, &|stacks: &str, prune: bool| {
+        write("machines.yml", &machines(&name, stacks, prune))
+    });
 
     // Settings swarm cannot update: an unused secret is replaced; a used config or network
     // is refused with the way out, and nothing is written.
