@@ -1,10 +1,12 @@
 //! `shoal plan`: show what apply would change, and save the plan for `shoal apply FILE` (as
-//! shown, secret values masked, readable by its owner only).
+//! shown, secret values masked, readable by its owner only; with the content key of a cluster
+//! that has none yet, which `--json` never shows).
 
 use super::common::{plan_repo, style_for_stdout};
 use super::PlanArgs;
 use anyhow::{Context, Result};
 use shoal::model::DriverKind;
+use shoal::plan::saved::saved_text;
 use shoal::render::render_plan;
 use std::path::Path;
 
@@ -16,12 +18,12 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: PlanArg
         driver_override,
         args.allow_destroy_all,
         None,
+        None,
     )
     .await?;
     let plan = planned.plan;
     if let Some(path) = &args.out {
-        let text = serde_json::to_string_pretty(&plan)?;
-        write_private(path, &(text + "\n"))
+        write_private(path, &saved_text(&plan))
             .with_context(|| format!("cannot write the plan to {}", path.display()))?;
     }
     if args.json {

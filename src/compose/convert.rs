@@ -2,10 +2,11 @@
 //! `cli/compose/convert` builds them for `docker stack deploy` (notes/swarm.md §1.2–1.4), so a
 //! stack deployed by the docker CLI plans to nothing.
 //!
-//! Secrets and configs are named after their content here (`<stack>_<name>-<8 hex of sha256>`),
-//! because swarm cannot change their data in place; the planner's adoption rule
-//! (`plan/rules/stack_objects.rs`) uses the CLI's name instead when the swarm has no version of
-//! the object yet or holds the same content under that name.
+//! Secrets and configs get the name `docker stack deploy` gives them here (`<stack>_<name>`);
+//! the planner versions them after their content with the cluster's key
+//! (`plan/rules/content_versions.rs`), because swarm cannot change their data in place, and its
+//! adoption rule (`plan/rules/stack_objects.rs`) keeps the CLI's name when the swarm has no
+//! version of the object yet or holds the same content under that name.
 
 use super::types::{
     ComposeFile, DeployMode, FileObject, FileRef, Healthcheck, Reservations, RestartSettings,
@@ -36,15 +37,17 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// The content-derived swarm name of a secret or config: `<stack>_<key>-<8 hex>`, or
-/// `<name>-<8 hex>` when the compose file gives an explicit `name`.
-pub fn object_name(stack: &str, key: &str, explicit: Option<&str>, data: &[u8]) -> String {
-    let base = match explicit {
+/// The swarm name `docker stack deploy` gives a secret or config: `<stack>_<key>`, or the
+/// compose file's explicit `name`. The planner appends `-<version>` to it for a new content.
+pub fn object_name(stack: &str, key: &str, explicit: Option<&str>) -> String {
+    match explicit {
         Some(name) => name.to_string(),
         None => scope(stack, key),
-    };
-    format!("{base}-{}", &sha256_hex(data)[..8])
+    }
 }
+
+/// Characters a version adds to an object's name (`-` and 8 hex).
+pub const VERSION_SUFFIX_LEN: usize = 9;
 
 /// The image reference as the docker client library sends it (`imageWithTagString`, applied to
 /// every service create and update): in its familiar form (`docker.io/library/` dropped) and
@@ -163,11 +166,12 @@ fn objects(stack: &str, defined: &BTreeMap<String, FileObject>) -> BTreeMap<Stri
         .iter()
         .filter(|(_, object)| !object.external)
         .map(|(key, object)| {
-            let name = object_name(stack, key, object.name.as_deref(), &object.data);
+            let name = object_name(stack, key, object.name.as_deref());
             let spec = ObjectSpec {
                 name: name.clone(),
                 labels: with_stack_label(stack, &object.labels),
                 sha256: sha256_hex(&object.data),
+                version: String::new(),
                 source: object.file.clone(),
                 data: object.data.clone(),
             };
@@ -181,7 +185,7 @@ fn referenced_name(stack: &str, key: &str, object: &FileObject) -> String {
     if object.external {
         object.name.clone().unwrap_or_else(|| key.to_string())
     } else {
-        object_name(stack, key, object.name.as_deref(), &object.data)
+        object_name(stack, key, object.name.as_deref())
     }
 }
 
@@ -659,12 +663,8 @@ mod tests {
     }
 
     #[test]
-    fn object_names_follow_content() {
-        let a = object_name("app", "db_password", None, b"one");
-        let b = object_name("app", "db_password", None, b"two");
-        assert!(a.starts_with("app_db_password-"));
-        assert_eq!(a.len(), "app_db_password-".len() + 8);
-        assert_ne!(a, b);
-        assert!(object_name("app", "x", Some("shared"), b"one").starts_with("shared-"));
+    fn object_names_are_the_clis_until_the_planner_versions_them() {
+        assert_eq!(object_name("app", "db_password", None), "app_db_password");
+        assert_eq!(object_name("app", "x", Some("shared")), "shared");
     }
 }

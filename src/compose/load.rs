@@ -2,7 +2,7 @@
 //! volumes, secrets and configs (reading their files), then every service, with every problem
 //! located.
 
-use super::convert::object_name;
+use super::convert::{object_name, VERSION_SUFFIX_LEN};
 use super::encrypted::{AgeError, Keys, AGE_KEY_FILE_VAR, AGE_KEY_VAR};
 use super::merge;
 use super::service::read_service;
@@ -513,11 +513,11 @@ impl Loader<'_> {
         }
         object.file = file;
         object.data = data;
-        let name = object_name(self.stack, &entry.key, object.name.as_deref(), &object.data);
-        if name.len() > 64 {
+        let name = object_name(self.stack, &entry.key, object.name.as_deref());
+        if name.len() + VERSION_SUFFIX_LEN > 64 {
             self.ctx.error_help(
                 entry.key_pos,
-                format!("{kind} name `{name}` is longer than swarm's 64 characters"),
+                format!("{kind} name `{name}` with its 9-character version suffix (`-<8 hex>`) is longer than swarm's 64 characters"),
                 "use a shorter key or `name:`",
             );
             return None;

@@ -18,10 +18,7 @@
 use crate::compose::convert::sha256_hex;
 use crate::engine::{EngineError, EngineInfo};
 use crate::model::observed::{ObservedTask, TaskState, UpdateState, UpdateStatus};
-use crate::model::spec::{
-    content_version, ContainerSpec, NetworkSpec, ObjectSpec, ServiceSpec, TaskSpec,
-    LABEL_CONTENT_SHA256,
-};
+use crate::model::spec::{ContainerSpec, NetworkSpec, ObjectSpec, ServiceSpec, TaskSpec};
 use crate::model::{
     Availability, NetworkSettings, NodeState, ObservedNode, ObservedObject, ObservedService,
     Reachability, Role,
@@ -31,7 +28,7 @@ use bollard::models;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The daemon's name for a service container's health check.
 const HEALTHCHECK_WIRE: &str = "Healthcheck";
@@ -518,6 +515,7 @@ pub(crate) fn swarm_network(network: &models::Network) -> Option<(String, Observ
             id: network.id.clone()?,
             labels: sorted(network.labels.as_ref()),
             network: Some(network_settings(network)),
+            content_sha256: None,
         },
     ))
 }
@@ -544,6 +542,23 @@ pub(crate) fn network_names(networks: &[models::Network]) -> BTreeMap<String, St
     networks
         .iter()
         .filter_map(|n| Some((n.id.clone()?, n.name.clone()?)))
+        .collect()
+}
+
+/// The network targets of the services (raw engine entries) that `names` does not name: the
+/// IDs of networks the network list leaves out, such as the swarm's predefined `bridge` and
+/// `host` networks.
+pub(crate) fn unnamed_network_targets(
+    entries: &[Value],
+    names: &BTreeMap<String, String>,
+) -> BTreeSet<String> {
+    entries
+        .iter()
+        .filter_map(|entry| entry.pointer("/Spec/TaskTemplate/Networks")?.as_array())
+        .flatten()
+        .filter_map(|n| n.get("Target")?.as_str())
+        .filter(|target| !names.contains_key(*target) && !names.values().any(|n| n == target))
+        .map(str::to_string)
         .collect()
 }
 
@@ -578,6 +593,7 @@ fn named(
             id: id?.clone(),
             labels: sorted(labels),
             network: None,
+            content_sha256: None,
         },
     ))
 }
@@ -593,9 +609,9 @@ pub(crate) fn secrets_by_name(secrets: &[models::Secret]) -> BTreeMap<String, Ob
         .collect()
 }
 
-/// Configs by name; the labels of each carry [`LABEL_CONTENT_SHA256`], the version of its data
-/// (which the engine returns for configs), so the planner can tell whether a config that
-/// `docker stack deploy` created holds the file's content.
+/// Configs by name, each with the sha256 of its data (which the engine returns for configs),
+/// so the planner can tell whether a config that `docker stack deploy` created holds the file's
+/// content.
 pub(crate) fn configs_by_name(configs: &[models::Config]) -> BTreeMap<String, ObservedObject> {
     configs
         .iter()
@@ -605,12 +621,7 @@ pub(crate) fn configs_by_name(configs: &[models::Config]) -> BTreeMap<String, Ob
                 named(c.id.as_ref(), spec.name.as_ref(), spec.labels.as_ref())?;
             let data = base64::engine::general_purpose::STANDARD
                 .decode(spec.data.as_deref().unwrap_or_default());
-            if let Ok(data) = data {
-                let version = content_version(&sha256_hex(&data)).to_string();
-                object
-                    .labels
-                    .insert(LABEL_CONTENT_SHA256.to_string(), version);
-            }
+            object.content_sha256 = data.ok().map(|data| sha256_hex(&data));
             Some((name, object))
         })
         .collect()
@@ -1270,6 +1281,7 @@ mod tests {
                 "dataapp".to_string(),
             )]),
             sha256: "00".into(),
+            version: "0123abcd".into(),
             source: "pw.txt".into(),
             data: b"hunter2\n".to_vec(),
         };
@@ -1296,7 +1308,25 @@ mod tests {
             {"ID": "c1", "Spec": {"Name": "conf", "Labels": {}, "Data": "eA=="}}
         ]))
         .unwrap();
-        assert_eq!(configs_by_name(&configs)["conf"].id, "c1");
+        let conf = &configs_by_name(&configs)["conf"];
+        assert_eq!(conf.id, "c1");
+        assert_eq!(conf.content_sha256, Some(sha256_hex(b"x")));
+        assert!(conf.labels.is_empty(), "no label is made up");
+    }
+
+    #[test]
+    fn targets_the_network_list_does_not_name_are_asked_for() {
+        let entries = vec![json!({"Spec": {"TaskTemplate": {"Networks": [
+            {"Target": "ov1"}, {"Target": "0ayc1gj5ds6gpv4kz01hvbbyz"}, {"Target": "front"}
+        ]}}})];
+        let names = BTreeMap::from([
+            ("ov1".to_string(), "app_default".to_string()),
+            ("ov2".to_string(), "front".to_string()),
+        ]);
+        assert_eq!(
+            unnamed_network_targets(&entries, &names),
+            BTreeSet::from(["0ayc1gj5ds6gpv4kz01hvbbyz".to_string()])
+        );
     }
 
     #[test]

@@ -612,11 +612,23 @@ impl Swarm for DockerEngine {
                 .and_then(Value::as_array)
                 .is_some_and(|n| !n.is_empty())
         });
-        let network_names = if attached {
+        let mut network_names = if attached {
             convert::network_names(&networks.map_err(from_bollard)?)
         } else {
             BTreeMap::new()
         };
+        // The swarm's own `bridge` and `host` networks (what a service attached to a node-local
+        // network names) are left out of the list: asked for by ID.
+        for id in convert::unnamed_network_targets(&entries, &network_names) {
+            match self.docker.inspect_network(&id, None).await {
+                Ok(network) => {
+                    if let Some(name) = network.name {
+                        network_names.insert(id, name);
+                    }
+                }
+                Err(e) => tracing::debug!("cannot inspect network {id}: {e}"),
+            }
+        }
         entries
             .into_iter()
             .map(|entry| convert::service_from_engine(entry, &network_names))

@@ -1,5 +1,6 @@
 //! Desired and observed cluster state: plain data in deterministic order, no I/O.
 
+pub mod content_key;
 pub mod desired;
 pub mod observed;
 pub mod spec;

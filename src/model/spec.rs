@@ -13,17 +13,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// Label holding the version of a secret's or config's content: the first 8 hex of its sha256,
-/// as content-derived names carry it (a full digest of a secret's plaintext would be an offline
-/// guessing oracle). shoal stamps it on the objects it creates under the name `docker stack
-/// deploy` gives them (a secret cannot be read back, so this is how shoal knows its content
-/// later); for observed configs, whose data the engine returns, the engine backend sets it from
-/// the data itself. See [`content_version`].
-pub const LABEL_CONTENT_SHA256: &str = "io.shoal.sha256";
-
 /// Label that, set to `true` on a secret or config in the compose file, makes shoal replace an
-/// object of the same name it cannot verify (a secret created by `docker stack deploy`) with one
-/// holding the file's content, instead of adopting it.
+/// object it would otherwise keep as it is with one holding the file's content under a keyed
+/// version: one of the same name it cannot verify (a secret created by `docker stack deploy`),
+/// or one versioned before versions were keyed (see [`crate::model::content_key`]).
 pub const LABEL_ROTATE: &str = "io.shoal.rotate";
 
 /// Fields of an engine object that shoal does not model, kept as the engine wrote them.
@@ -696,16 +689,22 @@ pub struct NetworkSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ObjectSpec {
-    /// Full swarm name, `<stack>_<name>-<8 hex of sha256>`.
+    /// Full swarm name. The compose conversion gives the name `docker stack deploy` gives it
+    /// (`<stack>_<name>`, or the file's explicit `name`); the planner versions it
+    /// (`<name>-<8 hex>`, see [`crate::model::content_key`]) or keeps that name (adoption).
     pub name: String,
     /// Labels, with the stack label.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
-    /// sha256 of the content, hex. Never serialized: the full digest of a secret's plaintext
-    /// would let anyone holding a plan guess the secret offline; the version is told by the
-    /// name's 8 hex.
+    /// sha256 of the content, hex. Never serialized: the digest of a secret's plaintext would
+    /// let anyone holding a plan test guesses of the secret offline. Only compared with what
+    /// the cluster holds (a config's data, versions written before they were keyed).
     #[serde(skip)]
     pub sha256: String,
+    /// The content's version under the cluster's key, set by the planner; empty before.
+    /// Never serialized (the name and the version label carry it where it is shown).
+    #[serde(skip)]
+    pub version: String,
     /// Where the content comes from, relative to the repository (for people and for saved plans).
     pub source: String,
     /// The content. Never serialized: secret data must not appear in any output.
@@ -713,18 +712,11 @@ pub struct ObjectSpec {
     pub data: Vec<u8>,
 }
 
-/// The version of some content as names and [`LABEL_CONTENT_SHA256`] carry it: the first 8 hex
-/// of its sha256.
-pub fn content_version(sha256_hex: &str) -> &str {
-    sha256_hex.get(..8).unwrap_or(sha256_hex)
-}
-
 impl ObjectSpec {
     /// The name `docker stack deploy` gives this object (`<stack>_<name>`, or the compose
-    /// file's explicit `name`): [`ObjectSpec::name`] without its `-<8 hex>` content suffix.
+    /// file's explicit `name`): [`ObjectSpec::name`] without its `-<version>` suffix.
     pub fn cli_name(&self) -> &str {
-        let suffix =
-            (!self.sha256.is_empty()).then(|| format!("-{}", content_version(&self.sha256)));
+        let suffix = (!self.version.is_empty()).then(|| format!("-{}", self.version));
         suffix
             .and_then(|suffix| self.name.strip_suffix(suffix.as_str()))
             .unwrap_or(&self.name)

@@ -1,11 +1,12 @@
 //! The fingerprint of an observed state: what a saved plan was made against.
 
+use crate::model::content_key::SwarmContentKey;
 use crate::model::Observed;
 use sha2::{Digest, Sha256};
 
 /// `sha256:<hex>` of the parts of the observed state a plan depends on: machines and their
-/// membership, nodes (role, availability, state, labels, version), object names and IDs and
-/// service versions. Task counts and the observation time are left out, so a plan only goes
+/// membership, the swarm and its content key (a digest of it), nodes (role, availability,
+/// state, labels, version), object names and IDs and service versions. Task counts and the observation time are left out, so a plan only goes
 /// stale when something it acts on changed.
 pub fn fingerprint(observed: &Observed) -> String {
     let mut hasher = Sha256::new();
@@ -25,6 +26,13 @@ pub fn fingerprint(observed: &Observed) -> String {
             swarm.id,
             swarm.quorum_error.is_some()
         ));
+        // Versions depend on the content key: a key written since makes a plan stale.
+        let key = match &swarm.content_key {
+            SwarmContentKey::Absent => "none".to_string(),
+            SwarmContentKey::Malformed => "malformed".to_string(),
+            SwarmContentKey::Key(key) => key.fingerprint(),
+        };
+        line(format!("content-key {key}"));
     }
     for node in observed.nodes.values() {
         line(format!(

@@ -46,6 +46,7 @@ fn object(name: &str) -> ObjectSpec {
         name: name.to_string(),
         labels: BTreeMap::new(),
         sha256: String::new(),
+        version: String::new(),
         source: "x".into(),
         data: b"data".to_vec(),
     }

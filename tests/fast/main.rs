@@ -12,6 +12,7 @@ mod watch_support;
 // its layout for a source file beside a crate root (main.rs), as for src/.
 mod adopt_objects;
 mod confirm_pty;
+mod content_keys_sim;
 mod crash_sim;
 mod docs;
 mod fixtures;

@@ -940,6 +940,7 @@ impl SimState {
                     id: n.id.clone(),
                     labels: n.spec.labels.clone(),
                     network: Some(settings),
+                    content_sha256: None,
                 };
                 (n.spec.name.clone(), object)
             })
@@ -1031,17 +1032,19 @@ impl SimState {
             .objects(swarm)
             .values()
             .map(|o| {
+                // The sim keeps no data: a config's cannot be compared (the engine's can).
                 let object = ObservedObject {
                     id: o.id.clone(),
                     labels: o.labels.clone(),
                     network: None,
+                    content_sha256: None,
                 };
                 (o.name.clone(), object)
             })
             .collect())
     }
 
-    /// `POST /secrets/create` or `POST /configs/create`. Only a short digest of the data is kept.
+    /// `POST /secrets/create` or `POST /configs/create`. The data is not kept.
     pub(super) fn create_object(
         &mut self,
         machine: &str,
@@ -1080,7 +1083,6 @@ impl SimState {
                 version,
                 name: spec.name.clone(),
                 labels: spec.labels.clone(),
-                sha256: sha256_hex(&spec.data)[..8].to_string(),
             },
         );
         Ok(id)

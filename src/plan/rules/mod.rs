@@ -2,6 +2,7 @@
 //!
 //! | Rule (DESIGN §3)                                              | Function                                  |
 //! |---------------------------------------------------------------|-------------------------------------------|
+//! | content versions: secrets and configs versioned with the cluster's key | [`content_versions::key_in_use`], [`content_versions::version_objects`], [`stack_objects::adopt_objects`] |
 //! | another cluster's swarm: refuse, never change it              | [`ownership::refuse_another_clusters_swarm`] |
 //! | one host under two names: refuse, naming both               | [`identity::refuse_one_engine_under_two_names`] |
 //! | quorum lost: refuse and explain `--force-new-cluster` (or start stopped managers first) | [`swarm_states::refuse_unsafe_swarm_states`] with `Quorum::check_observed` |
@@ -27,6 +28,7 @@
 //! Each rule reads the desired and observed state and the pairing, and adds steps to the
 //! [`Ctx`]; the order of the calls is the order of the steps.
 
+pub mod content_versions;
 pub mod create_machines;
 pub mod destroy_guard;
 pub mod identity;
@@ -50,6 +52,7 @@ use super::pairing::Pairing;
 use super::planner::PlanOptions;
 use super::quorum::Quorum;
 use super::reason::Reason;
+use crate::model::content_key::ContentKey;
 use crate::model::{Desired, Observed};
 use std::collections::BTreeMap;
 
@@ -86,6 +89,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) service_steps: Vec<StepId>,
     /// Service prunes: service creations wait for them.
     pub(crate) pruned: Vec<StepId>,
+    /// The content key the plan versions with when the swarm has none yet (apply writes it).
+    pub(crate) new_content_key: Option<ContentKey>,
 }
 
 impl<'a> Ctx<'a> {
@@ -111,6 +116,7 @@ impl<'a> Ctx<'a> {
             stack_steps: Vec::new(),
             service_steps: Vec::new(),
             pruned: Vec::new(),
+            new_content_key: None,
         }
     }
 
