@@ -729,6 +729,7 @@ mod tests {
                         retries: Some(3),
                         start_period: Some(5_000_000_000),
                         start_interval: None,
+                        ..Default::default()
                     }),
                     hosts: vec!["10.0.0.1 db".into()],
                     dns_config: Some(DnsConfig {
@@ -741,9 +742,11 @@ mod tests {
                             uid: "0".into(),
                             gid: "0".into(),
                             mode: 0o444,
+                            ..Default::default()
                         },
                         secret_id: String::new(),
                         secret_name: "dataapp_db_password-0123abcd".into(),
+                        ..Default::default()
                     }],
                     configs: vec![ConfigReference {
                         file: FileTarget {
@@ -751,9 +754,11 @@ mod tests {
                             uid: "0".into(),
                             gid: "0".into(),
                             mode: 0o444,
+                            ..Default::default()
                         },
                         config_id: String::new(),
                         config_name: "dataapp_web_conf-89abcdef".into(),
+                        ..Default::default()
                     }],
                     init: Some(true),
                     sysctls: labels(&[("net.core.somaxconn", "1024")]),
@@ -763,6 +768,7 @@ mod tests {
                         name: "nofile".into(),
                         soft: 1024,
                         hard: 2048,
+                        ..Default::default()
                     }],
                     oom_score_adj: -100,
                     ..Default::default()
@@ -772,6 +778,7 @@ mod tests {
                         nano_cpus: Some(500_000_000),
                         memory_bytes: Some(104_857_600),
                         pids: Some(100),
+                        ..Default::default()
                     }),
                     reservations: Some(Reservation {
                         nano_cpus: Some(250_000_000),
@@ -779,36 +786,47 @@ mod tests {
                         generic_resources: vec![json!({
                             "DiscreteResourceSpec": {"Kind": "gpu", "Value": 1}
                         })],
+                        ..Default::default()
                     }),
+                    ..Default::default()
                 }),
                 restart_policy: Some(RestartPolicy {
                     condition: "on-failure".into(),
                     delay: Some(5_000_000_000),
                     max_attempts: Some(3),
                     window: Some(60_000_000_000),
+                    ..Default::default()
                 }),
                 placement: Some(Placement {
                     constraints: vec!["node.role==worker".into()],
                     preferences: vec![PlacementPreference {
                         spread: SpreadOver {
                             spread_descriptor: "node.labels.zone".into(),
+                            ..Default::default()
                         },
+                        ..Default::default()
                     }],
                     max_replicas: Some(2),
+                    ..Default::default()
                 }),
                 networks: vec![NetworkAttachment {
                     target: "dataapp_default".into(),
                     aliases: vec!["web".into()],
+                    ..Default::default()
                 }],
                 log_driver: Some(LogDriver {
                     name: "json-file".into(),
                     options: labels(&[("max-size", "10m")]),
+                    ..Default::default()
                 }),
                 force_update: 2,
                 extra: Default::default(),
             },
             mode: Some(ServiceMode {
-                replicated: Some(ReplicatedService { replicas: Some(3) }),
+                replicated: Some(ReplicatedService {
+                    replicas: Some(3),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             update_config: Some(UpdateConfig {
@@ -818,6 +836,7 @@ mod tests {
                 monitor: Some(5_000_000_000),
                 max_failure_ratio: Some(0.5),
                 order: "start-first".into(),
+                ..Default::default()
             }),
             rollback_config: Some(UpdateConfig {
                 parallelism: 2,
@@ -833,7 +852,9 @@ mod tests {
                     target_port: 8080,
                     published_port: Some(80),
                     publish_mode: "ingress".into(),
+                    ..Default::default()
                 }],
+                ..Default::default()
             }),
             ..Default::default()
         }
@@ -879,6 +900,7 @@ mod tests {
                     replicated_job: Some(ReplicatedJob {
                         max_concurrent: Some(2),
                         total_completions: Some(4),
+                        ..Default::default()
                     }),
                     ..Default::default()
                 },

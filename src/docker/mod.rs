@@ -36,6 +36,7 @@ use bollard::query_parameters::{
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
 use error::from_bollard;
+pub(crate) use error::is_not_found_answer;
 use futures::StreamExt;
 use raw::Endpoint;
 use serde_json::Value;

@@ -3,6 +3,7 @@
 pub mod desired;
 pub mod observed;
 pub mod spec;
+pub mod unmodeled;
 
 pub use desired::{
     Desired, DriverKind, ImagePolicy, MachineAccess, MachineSpec, Policy, Role, SshAccess, Stack,

@@ -95,6 +95,7 @@ impl ServiceSpec {
                 self.mode = Some(ServiceMode {
                     replicated: Some(ReplicatedService {
                         replicas: Some(replicas),
+                        ..Default::default()
                     }),
                     ..ServiceMode::default()
                 })
@@ -146,6 +147,9 @@ pub struct ServiceMode {
     /// A job running once per node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub global_job: Option<Empty>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// An empty JSON object, `{}`.
@@ -159,6 +163,9 @@ pub struct ReplicatedService {
     /// Number of tasks; the daemon uses 1 when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u64>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Replicated job settings.
@@ -171,6 +178,9 @@ pub struct ReplicatedJob {
     /// Completions wanted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_completions: Option<u64>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// What each task of a service runs and where.
@@ -325,6 +335,9 @@ pub struct Privileges {
     /// Forbid gaining privileges (e.g. through setuid binaries).
     #[serde(default)]
     pub no_new_privileges: bool,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A mount into a service's containers.
@@ -354,6 +367,9 @@ pub struct Mount {
     /// Tmpfs options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tmpfs_options: Option<TmpfsOptions>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Bind mount options.
@@ -363,6 +379,9 @@ pub struct BindOptions {
     /// Propagation mode.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub propagation: String,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Volume mount options.
@@ -372,12 +391,19 @@ pub struct VolumeOptions {
     /// Do not copy the image's data into a new volume.
     #[serde(default, skip_serializing_if = "is_false")]
     pub no_copy: bool,
+    /// The path inside the volume to mount instead of its root (`volume.subpath`; engines
+    /// with API 1.45 and later store it, older ones drop it unseen).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subpath: String,
     /// Volume labels (with the stack label).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     /// Volume driver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver_config: Option<Driver>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Tmpfs mount options.
@@ -390,6 +416,9 @@ pub struct TmpfsOptions {
     /// Permission bits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A driver with options (volume drivers, log drivers, network drivers).
@@ -402,6 +431,9 @@ pub struct Driver {
     /// Driver options.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A container health check; durations in nanoseconds.
@@ -426,6 +458,9 @@ pub struct HealthConfig {
     /// Interval during the start period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_interval: Option<i64>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// DNS settings of a container.
@@ -441,6 +476,9 @@ pub struct DnsConfig {
     /// Resolver options.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<String>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Where a secret or config appears in the container.
@@ -457,6 +495,9 @@ pub struct FileTarget {
     pub gid: String,
     /// Permission bits.
     pub mode: u32,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A service's use of a secret. The ID is resolved by the backend when it sends the spec.
@@ -470,6 +511,9 @@ pub struct SecretReference {
     pub secret_id: String,
     /// Swarm secret name.
     pub secret_name: String,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A service's use of a config. The ID is resolved by the backend when it sends the spec.
@@ -483,6 +527,9 @@ pub struct ConfigReference {
     pub config_id: String,
     /// Swarm config name.
     pub config_name: String,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A ulimit.
@@ -495,6 +542,9 @@ pub struct Ulimit {
     pub soft: i64,
     /// Hard limit.
     pub hard: i64,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Resource limits and reservations of a task.
@@ -507,6 +557,9 @@ pub struct Resources {
     /// What the scheduler reserves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reservations: Option<Reservation>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Resource limits.
@@ -522,6 +575,9 @@ pub struct Limit {
     /// Maximum number of processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<i64>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Resource reservations.
@@ -537,6 +593,9 @@ pub struct Reservation {
     /// Generic resources (`{"DiscreteResourceSpec": {"Kind": "gpu", "Value": 2}}`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub generic_resources: Vec<serde_json::Value>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// When tasks are restarted.
@@ -555,6 +614,9 @@ pub struct RestartPolicy {
     /// Window used to judge whether a restart succeeded, in nanoseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<i64>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Placement rules.
@@ -570,6 +632,9 @@ pub struct Placement {
     /// At most this many tasks per node (0 = unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_replicas: Option<u64>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A placement preference.
@@ -578,6 +643,9 @@ pub struct Placement {
 pub struct PlacementPreference {
     /// Spread over the values of a label.
     pub spread: SpreadOver,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// The label a spread preference spreads over.
@@ -586,6 +654,9 @@ pub struct PlacementPreference {
 pub struct SpreadOver {
     /// e.g. `node.labels.zone`.
     pub spread_descriptor: String,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A network attachment of a service.
@@ -597,6 +668,12 @@ pub struct NetworkAttachment {
     /// DNS aliases on that network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Options of the network driver for this endpoint (the service's `networks.X.driver_opts`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A log driver.
@@ -610,6 +687,9 @@ pub struct LogDriver {
     /// Driver options.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Rolling update or rollback settings; durations in nanoseconds.
@@ -633,6 +713,9 @@ pub struct UpdateConfig {
     /// `stop-first` or `start-first`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub order: String,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Endpoint mode and published ports.
@@ -645,6 +728,9 @@ pub struct EndpointSpec {
     /// Published ports, sorted by published port.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortConfig>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A published port.
@@ -665,6 +751,9 @@ pub struct PortConfig {
     /// `ingress` (routing mesh) or `host`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub publish_mode: String,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A swarm network spec.

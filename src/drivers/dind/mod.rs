@@ -172,10 +172,8 @@ pub(crate) fn status_of(error: &bollard::errors::Error) -> Option<u16> {
     }
 }
 
-/// Whether an engine error is a 404.
-pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
-    status_of(error) == Some(404)
-}
+/// Whether an engine error says the object does not exist, whatever its status.
+pub(crate) use crate::docker::is_not_found_answer as is_not_found;
 
 /// Removes a container, running or not, with its anonymous volumes; `false` when there was none.
 pub(crate) async fn remove_container(docker: &Docker, name: &str) -> Result<bool, DindError> {

@@ -760,6 +760,7 @@ async fn service_rules_conflicts_references_and_mode() {
     with_net.task_template.networks = vec![NetworkAttachment {
         target: "app_default".into(),
         aliases: vec![],
+        ..Default::default()
     }];
     assert!(matches!(
         m1.create_service(&with_net).await,
@@ -772,9 +773,11 @@ async fn service_rules_conflicts_references_and_mode() {
             uid: "0".into(),
             gid: "0".into(),
             mode: 0o444,
+            ..Default::default()
         },
         secret_id: String::new(),
         secret_name: "app_pw-0123abcd".into(),
+        ..Default::default()
     }];
     assert!(matches!(
         m1.create_service(&with_secret).await,
@@ -867,6 +870,7 @@ async fn service_rules_conflicts_references_and_mode() {
             published_port: Some(8080),
             ..Default::default()
         }],
+        ..Default::default()
     });
     m1.create_service(&published).await.unwrap();
     refused(
