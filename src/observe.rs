@@ -7,6 +7,7 @@ use crate::diag::Invalid;
 use crate::drivers::lock::LockHolder;
 use crate::drivers::{Driver, DriverError};
 use crate::engine::{EngineError, Swarm};
+use crate::model::engine_api::ApiVersion;
 use crate::model::observed::{LocalSwarmState, ObservedSwarm};
 use crate::model::{Desired, DriverKind, MachineState, Observed, ObservedMachine, LABEL_MACHINE};
 use crate::plan::{plan, Plan, PlanError, PlanOptions};
@@ -20,7 +21,10 @@ use std::sync::Arc;
 const CONCURRENCY: usize = 16;
 
 /// A machine after probing, with its engine and whether that engine is a manager.
-type Probed = (ObservedMachine, Option<(Arc<dyn Swarm>, bool)>);
+type Probed = (
+    ObservedMachine,
+    Option<(Arc<dyn Swarm>, bool, Option<ApiVersion>)>,
+);
 
 /// Why the cluster could not be observed.
 #[derive(Debug, thiserror::Error)]
@@ -249,8 +253,9 @@ pub async fn observe(driver: &Arc<dyn Driver>, now: u64) -> Result<Observed, Obs
     };
     let mut managers: Vec<(String, Arc<dyn Swarm>)> = Vec::new();
     for (machine, engine) in probed {
-        if let Some((engine, true)) = engine {
+        if let Some((engine, true, api_version)) = engine {
             managers.push((machine.name.clone(), engine));
+            observed.api_version = lowest(observed.api_version, api_version);
         }
         observed.machines.insert(machine.name.clone(), machine);
     }
@@ -282,6 +287,14 @@ pub async fn observe(driver: &Arc<dyn Driver>, now: u64) -> Result<Observed, Obs
     Ok(observed)
 }
 
+/// The lower of two API versions, either of which may be unknown.
+fn lowest(a: Option<ApiVersion>, b: Option<ApiVersion>) -> Option<ApiVersion> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Asks one machine's engine for its membership; returns the engine and whether it is a manager.
 async fn probe(driver: &Arc<dyn Driver>, mut machine: ObservedMachine) -> Probed {
     if machine.state != MachineState::Running {
@@ -301,7 +314,7 @@ async fn probe(driver: &Arc<dyn Driver>, mut machine: ObservedMachine) -> Probed
             machine.node_id = info.node_id;
             machine.engine_id = info.engine_id;
             let manager = info.control_available && info.swarm_state == LocalSwarmState::Active;
-            (machine, Some((engine, manager)))
+            (machine, Some((engine, manager, info.api_version)))
         }
         Err(e) => {
             machine.state = MachineState::Unreachable;

@@ -11,6 +11,7 @@ use super::types::{
     ComposeFile, DeployMode, FileObject, FileRef, Healthcheck, Reservations, RestartSettings,
     Service, ServiceVolume, UpdateSettings,
 };
+use crate::model::spec::{content_sha256, content_version};
 use crate::model::spec::{
     BindOptions, ConfigReference, ContainerSpec, DnsConfig, Driver, Empty, EndpointSpec,
     FileTarget, HealthConfig, Limit, LogDriver, Mount, NetworkAttachment, Placement,
@@ -37,13 +38,15 @@ pub fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// The content-derived swarm name of a secret or config: `<stack>_<key>-<8 hex>`, or
-/// `<name>-<8 hex>` when the compose file gives an explicit `name`.
-pub fn object_name(stack: &str, key: &str, explicit: Option<&str>, data: &[u8]) -> String {
-    let base = match explicit {
+/// `<name>-<8 hex>` when the compose file gives an explicit `name`; the hex is of its content
+/// (see [`content_sha256`]).
+pub fn object_name(stack: &str, key: &str, object: &FileObject) -> String {
+    let base = match object.name.as_deref() {
         Some(name) => name.to_string(),
         None => scope(stack, key),
     };
-    format!("{base}-{}", &sha256_hex(data)[..8])
+    let sha256 = content_sha256(&object.data, object.template_driver.as_deref());
+    format!("{base}-{}", content_version(&sha256))
 }
 
 /// The image reference as the docker client library sends it (`imageWithTagString`, applied to
@@ -163,13 +166,14 @@ fn objects(stack: &str, defined: &BTreeMap<String, FileObject>) -> BTreeMap<Stri
         .iter()
         .filter(|(_, object)| !object.external)
         .map(|(key, object)| {
-            let name = object_name(stack, key, object.name.as_deref(), &object.data);
+            let name = object_name(stack, key, object);
             let spec = ObjectSpec {
                 name: name.clone(),
                 labels: with_stack_label(stack, &object.labels),
-                sha256: sha256_hex(&object.data),
+                sha256: content_sha256(&object.data, object.template_driver.as_deref()),
                 source: object.file.clone(),
                 data: object.data.clone(),
+                template_driver: object.template_driver.clone(),
             };
             (name, spec)
         })
@@ -181,7 +185,7 @@ fn referenced_name(stack: &str, key: &str, object: &FileObject) -> String {
     if object.external {
         object.name.clone().unwrap_or_else(|| key.to_string())
     } else {
-        object_name(stack, key, object.name.as_deref(), &object.data)
+        object_name(stack, key, object)
     }
 }
 
@@ -690,11 +694,21 @@ mod tests {
 
     #[test]
     fn object_names_follow_content() {
-        let a = object_name("app", "db_password", None, b"one");
-        let b = object_name("app", "db_password", None, b"two");
+        let object = |data: &[u8], name: Option<&str>, template: Option<&str>| FileObject {
+            name: name.map(str::to_string),
+            data: data.to_vec(),
+            template_driver: template.map(str::to_string),
+            ..FileObject::default()
+        };
+        let a = object_name("app", "db_password", &object(b"one", None, None));
+        let b = object_name("app", "db_password", &object(b"two", None, None));
         assert!(a.starts_with("app_db_password-"));
         assert_eq!(a.len(), "app_db_password-".len() + 8);
         assert_ne!(a, b);
-        assert!(object_name("app", "x", Some("shared"), b"one").starts_with("shared-"));
+        assert!(
+            object_name("app", "x", &object(b"one", Some("shared"), None)).starts_with("shared-")
+        );
+        let templated = object_name("app", "db_password", &object(b"one", None, Some("golang")));
+        assert_ne!(a, templated, "a template driver is part of the content");
     }
 }

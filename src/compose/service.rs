@@ -1124,7 +1124,12 @@ impl ServiceReader<'_, '_, '_> {
         }
         if let Some(n) = fields.get("oom_score_adj") {
             match ctx.int(n, &join(&path, "oom_score_adj")) {
-                Some(v) if (-1000..=1000).contains(&v) => service.oom_score_adj = v,
+                Some(v) if (-1000..=1000).contains(&v) => {
+                    service.oom_score_adj = v;
+                    if v != 0 {
+                        ctx.warn(n.pos, format!("`{path}.oom_score_adj`: `docker stack deploy` drops this key (the docker CLI reads no value for it), so a stack it deploys runs without it; shoal sends it to engines with API 1.46 or later (Docker 27+), and does not restart a running service for it alone (docs/compose.md)"));
+                    }
+                }
                 Some(_) => ctx.error(
                     n.pos,
                     format!("`{path}.oom_score_adj` must be between -1000 and 1000"),

@@ -158,6 +158,23 @@ fn per_service_network_driver_opts_are_sent_as_the_cli_sends_them() {
 }
 
 #[test]
+fn oom_score_adj_warns_that_the_cli_drops_it() {
+    let (stack, diags) = valid("services:\n  web:\n    image: web\n    oom_score_adj: 200\n");
+    let warnings: Vec<_> = diags
+        .iter()
+        .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0]
+            .starts_with("4:20 `services.web.oom_score_adj`: `docker stack deploy` drops this key"),
+        "{warnings:?}"
+    );
+    let container = &stack.services["dataapp_web"].task_template.container_spec;
+    assert_eq!(container.oom_score_adj, 200, "shoal still sends it");
+}
+
+#[test]
 fn volume_subpath_is_read() {
     let spec = service_json(
         "services:\n  db:\n    image: postgres\n    volumes:\n      - type: volume\n        source: data\n        target: /etc/app\n        volume: {subpath: conf/app}\nvolumes:\n  data:\n",
@@ -399,6 +416,33 @@ fn tmpfs_size_is_whole_bytes_as_the_cli_reads_it() {
 }
 
 #[test]
+fn config_template_driver_is_sent_as_the_cli_sends_it() {
+    let compose = "services:\n  api:\n    image: api\n    configs: [settings]\nconfigs:\n  settings:\n    file: ./settings.tmpl\n    template_driver: golang\n";
+    let (stack, diags) = load_with(
+        compose,
+        &[("settings.tmpl", "{{ .Service.Name }}")],
+        &Vars::default(),
+    );
+    assert!(diags.is_empty(), "{diags:?}");
+    let stack = stack.unwrap();
+    let (name, config) = stack.configs.iter().next().unwrap();
+    assert_eq!(config.template_driver.as_deref(), Some("golang"));
+    let untemplated = crate::model::spec::content_sha256(b"{{ .Service.Name }}", None);
+    assert!(
+        !name.ends_with(&untemplated[..8]),
+        "the template driver is part of what names the config: {name}"
+    );
+    assert_eq!(
+        stack.services["dataapp_api"]
+            .task_template
+            .container_spec
+            .configs[0]
+            .config_name,
+        *name
+    );
+}
+
+#[test]
 fn secrets_and_configs_are_content_named() {
     let compose = r#"
 services:
@@ -432,7 +476,14 @@ configs:
     )
     .unwrap();
     assert!(diags.is_empty(), "{diags:?}");
-    let token = crate::compose::convert::object_name("app", "token", None, b"abc");
+    let token = crate::compose::convert::object_name(
+        "app",
+        "token",
+        &crate::compose::types::FileObject {
+            data: b"abc".to_vec(),
+            ..Default::default()
+        },
+    );
     assert_eq!(token, "app_token-ba7816bf");
     let secret = &stack.secrets[&token];
     assert_eq!(secret.data, b"abc");

@@ -323,4 +323,6 @@ pub struct FileObject {
     pub file: String,
     /// The content.
     pub data: Vec<u8>,
+    /// `template_driver` (configs only).
+    pub template_driver: Option<String>,
 }

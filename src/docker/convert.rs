@@ -19,7 +19,7 @@ use crate::compose::convert::sha256_hex;
 use crate::engine::{EngineError, EngineInfo};
 use crate::model::observed::{ObservedTask, TaskState, UpdateState, UpdateStatus};
 use crate::model::spec::{
-    content_version, ContainerSpec, NetworkSpec, ObjectSpec, ServiceSpec, TaskSpec,
+    content_sha256, content_version, ContainerSpec, NetworkSpec, ObjectSpec, ServiceSpec, TaskSpec,
     LABEL_CONTENT_SHA256,
 };
 use crate::model::{
@@ -401,6 +401,7 @@ pub(crate) fn engine_info(info: &models::SystemInfo) -> EngineInfo {
         };
     };
     EngineInfo {
+        api_version: None,
         swarm_state: same_name(swarm.local_node_state.as_ref()).unwrap_or_default(),
         node_id: swarm.node_id.clone().filter(|id| !id.is_empty()),
         control_available: swarm.control_available.unwrap_or(false),
@@ -557,13 +558,16 @@ pub(crate) fn secret_spec(object: &ObjectSpec) -> models::SecretSpec {
     }
 }
 
-/// A config's spec: name, labels, and the data in base64.
+/// A config's spec: name, labels, the data in base64, and its template driver (`Templating`).
 pub(crate) fn config_spec(object: &ObjectSpec) -> models::ConfigSpec {
     models::ConfigSpec {
         name: Some(object.name.clone()),
         labels: Some(object.labels.clone().into_iter().collect()),
         data: Some(base64::engine::general_purpose::STANDARD.encode(&object.data)),
-        ..Default::default()
+        templating: object.template_driver.as_ref().map(|name| models::Driver {
+            name: name.clone(),
+            options: None,
+        }),
     }
 }
 
@@ -606,7 +610,8 @@ pub(crate) fn configs_by_name(configs: &[models::Config]) -> BTreeMap<String, Ob
             let data = base64::engine::general_purpose::STANDARD
                 .decode(spec.data.as_deref().unwrap_or_default());
             if let Ok(data) = data {
-                let version = content_version(&sha256_hex(&data)).to_string();
+                let template = spec.templating.as_ref().map(|t| t.name.as_str());
+                let version = content_version(&content_sha256(&data, template)).to_string();
                 object
                     .labels
                     .insert(LABEL_CONTENT_SHA256.to_string(), version);
@@ -1132,6 +1137,7 @@ mod tests {
                 control_available: true,
                 node_addr: "172.30.0.2".into(),
                 engine_id: None,
+                api_version: None,
             }
         );
         let pending = info(json!({"Swarm": {"NodeID": "", "LocalNodeState": "pending"}}));
@@ -1294,11 +1300,40 @@ mod tests {
             sha256: "00".into(),
             source: "pw.txt".into(),
             data: b"hunter2\n".to_vec(),
+            template_driver: None,
         };
         let spec = secret_spec(&object);
         assert_eq!(spec.data.as_deref(), Some("aHVudGVyMgo="));
         assert_eq!(spec.name.as_deref(), Some("dataapp_pw-0123abcd"));
         assert_eq!(config_spec(&object).data, spec.data);
+        assert_eq!(config_spec(&object).templating, None);
+    }
+
+    #[test]
+    fn a_templated_config_is_sent_with_its_driver_and_read_back_as_the_same_content() {
+        let object = ObjectSpec {
+            name: "dataapp_settings".into(),
+            data: b"{{ .Service.Name }}".to_vec(),
+            template_driver: Some("golang".into()),
+            ..Default::default()
+        };
+        let sent = config_spec(&object);
+        assert_eq!(
+            serde_json::to_value(&sent.templating).unwrap(),
+            json!({"Name": "golang"})
+        );
+        let stored = models::Config {
+            id: Some("c1".into()),
+            spec: Some(sent),
+            ..Default::default()
+        };
+        let read = configs_by_name(&[stored]);
+        let version =
+            content_version(&content_sha256(b"{{ .Service.Name }}", Some("golang"))).to_string();
+        assert_eq!(
+            read["dataapp_settings"].labels[LABEL_CONTENT_SHA256],
+            version
+        );
     }
 
     #[test]

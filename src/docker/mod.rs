@@ -5,10 +5,9 @@
 //! every failure becomes an [`EngineError`] kind in one function (see [`error`]).
 //!
 //! Things to know about bollard 0.21.1 and older daemons:
-//! - Requests are sent without an API version in the path (fussybeaver/bollard#736), so the
-//!   daemon answers in its own newest version (1.41 for Docker 20.10) and bollard's 1.53 models
-//!   read what comes back; [`DockerEngine::connect`] still negotiates, and the conversions
-//!   tolerate missing and unknown fields.
+//! - bollard sends requests without an API version in the path (fussybeaver/bollard#736):
+//!   [`DockerEngine::connect`] negotiates the version once and then sends it in every path
+//!   (see [`version`]); the conversions tolerate missing and unknown fields.
 //! - Services are read as plain JSON rather than through bollard, which would drop their
 //!   health checks (see [`raw`]).
 //! - bollard logs request bodies at `trace` level, join tokens and secret data included: keep
@@ -20,11 +19,13 @@ mod error;
 mod raw;
 pub mod ssh;
 pub mod tls;
+mod version;
 
 use crate::engine::{
     EngineError, EngineEvent, EngineInfo, EngineResult, EventQuery, EventStream, JoinTokens,
     NodeSpecUpdate, Swarm, SwarmObject,
 };
+use crate::model::engine_api::ApiVersion;
 use crate::model::observed::{LocalSwarmState, ObservedNode, ObservedObject, ObservedService};
 use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
 use crate::model::LABEL_STACK_NAMESPACE;
@@ -46,6 +47,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tls::CertFolder;
+pub(crate) use version::negotiated;
 
 /// The address pool swarm carves overlay subnets from, unless configured otherwise.
 ///
@@ -158,9 +160,7 @@ impl DockerEngine {
             }
         }
         .map_err(from_bollard)?;
-        let docker = docker
-            .with_timeout(first)
-            .negotiate_version()
+        let docker = negotiated(docker.with_timeout(first))
             .await
             .map_err(from_bollard)?
             .with_timeout(Self::timeout());
@@ -229,12 +229,11 @@ impl DockerEngine {
                     API_DEFAULT_VERSION,
                 )
                 .map_err(|e| EngineError::Other(format!("machine {machine}: {e}")))?;
-                let docker = docker
-                    .with_timeout(Duration::from_secs(CONNECT_TIMEOUT_SECS))
-                    .negotiate_version()
-                    .await
-                    .map_err(|e| in_machine(machine, from_bollard(e), &check))?
-                    .with_timeout(Self::timeout());
+                let docker =
+                    negotiated(docker.with_timeout(Duration::from_secs(CONNECT_TIMEOUT_SECS)))
+                        .await
+                        .map_err(|e| in_machine(machine, from_bollard(e), &check))?
+                        .with_timeout(Self::timeout());
                 Ok(DockerEngine {
                     docker,
                     endpoint: parsed.clone(),
@@ -288,6 +287,11 @@ impl DockerEngine {
     #[must_use]
     pub fn api_version(&self) -> String {
         self.docker.client_version().to_string()
+    }
+
+    /// `path_and_query` under the agreed API version, for the plain reads of [`raw`].
+    fn path(&self, path_and_query: &str) -> String {
+        version::versioned_path(&self.api_version(), path_and_query)
     }
 
     /// The address sent as `AdvertiseAddr`, if any.
@@ -440,7 +444,10 @@ impl Swarm for DockerEngine {
             .info()
             .await
             .map_err(from_bollard)?;
-        Ok(convert::engine_info(&info))
+        Ok(EngineInfo {
+            api_version: ApiVersion::parse(&self.api_version()),
+            ..convert::engine_info(&info)
+        })
     }
 
     async fn init_swarm(&self) -> EngineResult<String> {
@@ -596,8 +603,13 @@ impl Swarm for DockerEngine {
             "/services?status=true&filters={}",
             raw::query_escape(&filters)
         );
-        let Value::Array(entries) =
-            raw::get_json(&self.endpoint, self.tls.as_ref(), &path, Self::timeout()).await?
+        let Value::Array(entries) = raw::get_json(
+            &self.endpoint,
+            self.tls.as_ref(),
+            &self.path(&path),
+            Self::timeout(),
+        )
+        .await?
         else {
             return Err(EngineError::Other(
                 "unexpected answer from the engine: the service list is not a list".to_string(),
@@ -743,8 +755,13 @@ impl Swarm for DockerEngine {
     }
 
     async fn list_tasks(&self) -> EngineResult<Vec<crate::model::observed::ObservedTask>> {
-        let Value::Array(entries) =
-            raw::get_json(&self.endpoint, self.tls.as_ref(), "/tasks", Self::timeout()).await?
+        let Value::Array(entries) = raw::get_json(
+            &self.endpoint,
+            self.tls.as_ref(),
+            &self.path("/tasks"),
+            Self::timeout(),
+        )
+        .await?
         else {
             return Err(EngineError::Other(
                 "unexpected answer from the engine: the task list is not a list".to_string(),
@@ -785,6 +802,10 @@ pub fn tasks_from_engine(
 /// [`DockerEngine`] reads them. Pure: the no-drift fixtures use it on captured engine output.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 pub struct EngineDump {
+    /// The API version the engine spoke (`GET /version` → `ApiVersion`); `None` in dumps
+    /// captured before it was recorded (those came from Docker 20.10, API 1.41).
+    #[serde(default)]
+    pub api_version: Option<ApiVersion>,
     /// `GET /services?status=true`.
     #[serde(default)]
     pub services: Vec<Value>,
@@ -877,6 +898,78 @@ mod tests {
             "rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster",
         );
         assert!(!DockerEngine::join_may_continue(&bad_token));
+    }
+
+    /// A fake engine of API `version` on a unix socket: it answers `/version`, `/info` and
+    /// `/tasks` at any path, and records each request line.
+    fn fake_engine(version: &'static str) -> (tempfile::TempDir, String, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("engine.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            match socket.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        buf.drain(..end + 4);
+                        let line = head.lines().next().unwrap_or_default().to_string();
+                        let body = if line.contains("/version") {
+                            format!(r#"{{"ApiVersion":"{version}","Version":"x"}}"#)
+                        } else if line.contains("/tasks") {
+                            "[]".to_string()
+                        } else {
+                            r#"{"ID":"E1"}"#.to_string()
+                        };
+                        log.lock().unwrap().push(line);
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if socket.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let endpoint = format!("unix://{}", path.display());
+        (dir, endpoint, seen)
+    }
+
+    #[tokio::test]
+    async fn requests_carry_the_version_negotiated_once() {
+        // Before: `GET /info`, `GET /tasks` (bollard drops its version prefix).
+        for (version, engine) in [("1.41", "20.10"), ("1.51", "28.5")] {
+            let (_dir, endpoint, seen) = fake_engine(version);
+            let docker = DockerEngine::connect(&endpoint, None).await.unwrap();
+            assert_eq!(docker.api_version(), version, "Docker {engine}");
+            let info = docker.info().await.unwrap();
+            assert_eq!(info.api_version, ApiVersion::parse(version));
+            docker.list_tasks().await.unwrap();
+            let lines = seen.lock().unwrap().clone();
+            assert_eq!(
+                lines,
+                [
+                    "GET /version HTTP/1.1".to_string(),
+                    format!("GET /v{version}/info HTTP/1.1"),
+                    format!("GET /v{version}/tasks HTTP/1.1"),
+                ],
+                "Docker {engine}"
+            );
+        }
     }
 
     #[tokio::test]

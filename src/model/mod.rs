@@ -1,6 +1,7 @@
 //! Desired and observed cluster state: plain data in deterministic order, no I/O.
 
 pub mod desired;
+pub mod engine_api;
 pub mod observed;
 pub mod spec;
 pub mod unmodeled;

@@ -800,6 +800,24 @@ pub struct ObjectSpec {
     /// The content. Never serialized: secret data must not appear in any output.
     #[serde(skip)]
     pub data: Vec<u8>,
+    /// The driver that renders a config's content as a template on each node (`template_driver`,
+    /// sent as `Templating`; `golang` is the one the engine has).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_driver: Option<String>,
+}
+
+/// The sha256 (hex) of what identifies a secret's or config's content: its data, and the
+/// template driver that renders it when one is set (a config whose `template_driver` changes is
+/// a new config, as one whose data changes).
+pub fn content_sha256(data: &[u8], template_driver: Option<&str>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(data);
+    if let Some(driver) = template_driver {
+        hasher.update(b"\0templating:");
+        hasher.update(driver.as_bytes());
+    }
+    hex::encode(hasher.finalize())
 }
 
 /// The version of some content as names and [`LABEL_CONTENT_SHA256`] carry it: the first 8 hex

@@ -7,9 +7,9 @@
 use super::fingerprint::fingerprint;
 use super::model::{Effect, Plan, Step, Summary, FORMAT_VERSION};
 use super::rules::{
-    create_machines, destroy_guard, identity, init_swarm, joins, machine_removal, node_specs,
-    object_replacement, ownership, prune, references, roles, self_heal, services, stack_objects,
-    swarm_states, unseen, Ctx,
+    create_machines, destroy_guard, engine_fields, identity, init_swarm, joins, machine_removal,
+    node_specs, object_replacement, ownership, prune, references, roles, self_heal, services,
+    stack_objects, swarm_states, unseen, Ctx,
 };
 use crate::model::{Desired, Observed};
 
@@ -94,6 +94,21 @@ pub enum PlanError {
         /// The services using it, joined.
         services: String,
     },
+    /// A service uses a field the cluster's engines do not store, and without which it would
+    /// run differently (a volume `subpath`: the whole volume would be mounted).
+    #[error("{file}: service {service} uses `{}` ({place}), which engines before API {} (Docker {}) do not store; this cluster's managers speak API {has}, so the service would run without it, unseen.\n  Upgrade the engines to Docker {} or later, or change {file} so that {service} does without it.", field.compose_key(), field.since(), field.docker_release(), field.docker_release())]
+    EngineTooOld {
+        /// The compose file.
+        file: String,
+        /// The service, by its full name.
+        service: String,
+        /// Where in the service it is used.
+        place: String,
+        /// The field.
+        field: crate::model::engine_api::EngineField,
+        /// The API version the managers speak.
+        has: crate::model::engine_api::ApiVersion,
+    },
     /// Two machines reach one engine: one host under two names.
     #[error("machines {machines} reach the same Docker engine (ID {engine}): they are one host under two names.\n  Keep one of them in machines.yml; shoal would otherwise drain or demote the one node through the other name.")]
     OneEngineTwoNames {
@@ -110,8 +125,11 @@ pub fn plan(
     observed: &Observed,
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
-    let (desired, adoption_warnings) = stack_objects::adopt_objects(desired, observed);
+    let caps = crate::model::engine_api::EngineCaps::of(observed.api_version);
+    let (desired, engine_warnings) = engine_fields::drop_unstored_fields(desired, caps);
+    let (desired, adoption_warnings) = stack_objects::adopt_objects(&desired, observed);
     let mut ctx = Ctx::new(&desired, observed, options);
+    ctx.warnings.extend(engine_warnings);
     ctx.warnings.extend(adoption_warnings);
     ownership::refuse_another_clusters_swarm(&ctx)?;
     identity::refuse_one_engine_under_two_names(&ctx)?;
@@ -132,6 +150,7 @@ pub fn plan(
     services::warn_ingress_without_mesh(&mut ctx);
     prune::prune_services(&mut ctx)?;
     references::refuse_unmet_references(&ctx)?;
+    engine_fields::refuse_unstored_subpath(&ctx)?;
     services::plan_services(&mut ctx);
     prune::prune_objects(&mut ctx);
     destroy_guard::guard_machines(&ctx)?;

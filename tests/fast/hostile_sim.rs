@@ -49,6 +49,7 @@ fn object(name: &str) -> ObjectSpec {
         sha256: String::new(),
         source: "x".into(),
         data: b"data".to_vec(),
+        ..Default::default()
     }
 }
 

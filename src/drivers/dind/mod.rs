@@ -316,7 +316,7 @@ pub async fn connect_host() -> Result<Docker, DindError> {
             ))
         })?
         .with_timeout(HOST_TIMEOUT);
-    let docker = docker.negotiate_version().await.map_err(|e| {
+    let docker = crate::docker::negotiated(docker).await.map_err(|e| {
         DindError::Unavailable(format!(
             "the dind driver needs a local Docker engine, and it does not answer: {e}; is dockerd running, and may this user use its socket?"
         ))

@@ -451,6 +451,7 @@ impl SimState {
         let engine_id = Some(format!("sim-engine-{machine}"));
         Ok(match self.membership(m) {
             Membership::Inactive => EngineInfo {
+                api_version: None,
                 swarm_state: LocalSwarmState::Inactive,
                 node_id: None,
                 control_available: false,
@@ -458,6 +459,7 @@ impl SimState {
                 engine_id,
             },
             Membership::Orphan(node_id) => EngineInfo {
+                api_version: None,
                 swarm_state: LocalSwarmState::Active,
                 node_id: Some(node_id),
                 control_available: false,
@@ -465,6 +467,7 @@ impl SimState {
                 engine_id,
             },
             Membership::Member(swarm_id, node_id) => EngineInfo {
+                api_version: None,
                 swarm_state: LocalSwarmState::Active,
                 control_available: self.swarms[&swarm_id].nodes[&node_id].role == Role::Manager,
                 node_id: Some(node_id),
@@ -1080,7 +1083,11 @@ impl SimState {
                 version,
                 name: spec.name.clone(),
                 labels: spec.labels.clone(),
-                sha256: sha256_hex(&spec.data)[..8].to_string(),
+                sha256: crate::model::spec::content_version(&crate::model::spec::content_sha256(
+                    &spec.data,
+                    spec.template_driver.as_deref(),
+                ))
+                .to_string(),
             },
         );
         Ok(id)

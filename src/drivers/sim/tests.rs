@@ -129,6 +129,7 @@ fn object(name: &str, data: &str) -> ObjectSpec {
         sha256: String::new(),
         source: "file".to_string(),
         data: data.as_bytes().to_vec(),
+        ..Default::default()
     }
 }
 
