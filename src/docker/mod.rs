@@ -35,7 +35,7 @@ use bollard::query_parameters::{
     DeleteNodeOptions, LeaveSwarmOptions, ListNetworksOptions, UpdateNodeOptions,
     UpdateServiceOptions, UpdateSwarmOptions,
 };
-use bollard::{Docker, API_DEFAULT_VERSION};
+use bollard::{ClientVersion, Docker, API_DEFAULT_VERSION};
 use error::from_bollard;
 pub(crate) use error::is_not_found_answer;
 use futures::StreamExt;
@@ -130,26 +130,47 @@ impl DockerEngine {
         endpoint: &str,
         advertise_addr: Option<String>,
     ) -> Result<DockerEngine, EngineError> {
-        Self::connect_within(endpoint, advertise_addr, Self::timeout()).await
+        Self::connect_within(endpoint, advertise_addr, Self::timeout(), None).await
     }
 
-    /// [`DockerEngine::connect`], the first request (version negotiation) given `first`.
+    /// [`DockerEngine::connect`] to an engine whose API version was negotiated before in this
+    /// run (`known`): no new negotiation, the version goes straight into every path. `None`
+    /// negotiates.
+    ///
+    /// # Errors
+    ///
+    /// As [`DockerEngine::connect`].
+    pub async fn connect_known(
+        endpoint: &str,
+        advertise_addr: Option<String>,
+        known: Option<ApiVersion>,
+    ) -> Result<DockerEngine, EngineError> {
+        Self::connect_within(endpoint, advertise_addr, Self::timeout(), known).await
+    }
+
+    /// [`DockerEngine::connect`], the first request (version negotiation) given `first`, or
+    /// none when the version is `known`.
     async fn connect_within(
         endpoint: &str,
         advertise_addr: Option<String>,
         first: Duration,
+        known: Option<ApiVersion>,
     ) -> Result<DockerEngine, EngineError> {
         let parsed = Endpoint::parse(endpoint)?;
+        let version = known.map_or(*API_DEFAULT_VERSION, |v| ClientVersion {
+            major_version: v.major as usize,
+            minor_version: v.minor as usize,
+        });
         let docker = match &parsed {
             Endpoint::Unix(path) => Docker::connect_with_unix(
                 &path.to_string_lossy(),
                 Self::timeout().as_secs(),
-                API_DEFAULT_VERSION,
+                &version,
             ),
             Endpoint::Tcp(authority) => Docker::connect_with_http(
                 &format!("tcp://{authority}"),
                 Self::timeout().as_secs(),
-                API_DEFAULT_VERSION,
+                &version,
             ),
             // bollard's own ssh trusts host keys on first use and offers the user's default
             // keys: ssh engines go through shoal's forward ([`DockerEngine::connect_remote`]).
@@ -160,10 +181,13 @@ impl DockerEngine {
             }
         }
         .map_err(from_bollard)?;
-        let docker = negotiated(docker.with_timeout(first))
-            .await
-            .map_err(from_bollard)?
-            .with_timeout(Self::timeout());
+        let docker = match known {
+            Some(_) => version::pinned(docker),
+            None => negotiated(docker.with_timeout(first))
+                .await
+                .map_err(from_bollard)?,
+        }
+        .with_timeout(Self::timeout());
         tracing::debug!(
             endpoint,
             api_version = %docker.client_version(),
@@ -252,7 +276,7 @@ impl DockerEngine {
                 let socket = tunnel.socket().to_path_buf();
                 let local = format!("unix://{}", socket.display());
                 let first = Duration::from_secs(CONNECT_TIMEOUT_SECS);
-                let mut engine = DockerEngine::connect_within(&local, advertise_addr, first)
+                let mut engine = DockerEngine::connect_within(&local, advertise_addr, first, None)
                     .await
                     .map_err(|e| {
                         in_machine(
@@ -970,6 +994,17 @@ mod tests {
                 "Docker {engine}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn an_engine_negotiated_before_is_not_asked_again() {
+        let (_dir, endpoint, seen) = fake_engine("1.41");
+        let known = ApiVersion::parse("1.41");
+        let docker = DockerEngine::connect_known(&endpoint, None, known)
+            .await
+            .unwrap();
+        assert_eq!(docker.info().await.unwrap().api_version, known);
+        assert_eq!(*seen.lock().unwrap(), ["GET /v1.41/info HTTP/1.1"]);
     }
 
     #[tokio::test]

@@ -18,9 +18,14 @@ use hyper::Uri;
 ///
 /// bollard's error when the engine does not answer or gives no version.
 pub(crate) async fn negotiated(docker: Docker) -> Result<Docker, bollard::errors::Error> {
-    let docker = docker.negotiate_version().await?;
+    Ok(pinned(docker.negotiate_version().await?))
+}
+
+/// `docker` sending its client version in every request's path, without asking the engine:
+/// for an engine whose version was negotiated before.
+pub(crate) fn pinned(docker: Docker) -> Docker {
     let version = docker.client_version().to_string();
-    Ok(docker.with_request_modifier(move |request| with_version(request, &version)))
+    docker.with_request_modifier(move |request| with_version(request, &version))
 }
 
 /// `path_and_query` under `/v<version>`, unless it already names a version.

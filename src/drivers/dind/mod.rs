@@ -59,6 +59,7 @@ use super::lock::{HeldLock, LockHolder};
 use super::{Driver, DriverError, DriverResult};
 use crate::docker::DockerEngine;
 use crate::engine::Swarm;
+use crate::model::engine_api::ApiVersion;
 use crate::model::{
     MachineSpec, MachineState, ObservedMachine, Role, LABEL_CLUSTER, LABEL_MACHINE, LABEL_ROLE,
 };
@@ -344,6 +345,9 @@ pub struct DindDriver {
     reaches_registry: tokio::sync::Mutex<HashMap<String, bool>>,
     /// What the next `prepare` changes about the registry, as the last `list` found it.
     registry_change: Mutex<Option<String>>,
+    /// The API version negotiated with each node's engine, by node container ID: negotiated
+    /// once per engine per run (a re-created node is a new container, asked again).
+    api_versions: Mutex<HashMap<String, ApiVersion>>,
 }
 
 impl std::fmt::Debug for DindDriver {
@@ -382,6 +386,7 @@ impl DindDriver {
             registry_image: tokio::sync::OnceCell::new(),
             reaches_registry: tokio::sync::Mutex::new(HashMap::new()),
             registry_change: Mutex::new(None),
+            api_versions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -946,11 +951,30 @@ impl Driver for DindDriver {
     }
 
     async fn engine(&self, machine: &str) -> DriverResult<Arc<dyn Swarm>> {
-        let endpoint = self.endpoint(machine).await?;
+        let container = self
+            .docker
+            .inspect_container(
+                &self.container_name(machine),
+                None::<InspectContainerOptions>,
+            )
+            .await
+            .map_err(|e| self.machine_error(machine, "inspect the node container", e))?
+            .id
+            .unwrap_or_default();
+        let endpoint = format!("unix://{}", self.socket_path(machine).display());
         let address = self.address(machine).await?;
-        let engine = DockerEngine::connect(&endpoint, Some(address))
+        let versions = || {
+            self.api_versions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let known = versions().get(&container).copied();
+        let engine = DockerEngine::connect_known(&endpoint, Some(address), known)
             .await
             .map_err(|e| DriverError::Other(format!("machine {machine}: {e}")))?;
+        if let (None, Some(version)) = (known, ApiVersion::parse(&engine.api_version())) {
+            versions().insert(container, version);
+        }
         Ok(Arc::new(engine))
     }
 
