@@ -924,6 +924,9 @@ impl ServiceReader<'_, '_, '_> {
                     .get("mode")
                     .and_then(|m| ctx.uint(m, &join(&tmpfs_path, "mode")))
                     .map(|m| m as u32);
+                if let (Some(_), Some(pos)) = (mode, f.key_pos("mode")) {
+                    ctx.warn(pos, format!("`{tmpfs_path}.mode`: `docker stack deploy` drops this key (the docker CLI's tmpfs options hold only `size`), so a stack it deploys has no mode; shoal sends it, and does not restart a running service for it alone (docs/compose.md)"));
+                }
                 mount.tmpfs = Some((size, mode));
             }
         }

@@ -8,73 +8,70 @@
 //! when the running service lacks it and that is the only difference, adopting the service
 //! must not restart it: the field waits for the service's next update, and the plan says so.
 //! A value the service does have (set by shoal or by hand) that differs from the file's is an
-//! ordinary difference.
+//! ordinary difference. The same holds for a tmpfs mount's `tmpfs.mode`: the CLI's tmpfs
+//! options hold only `size`, so it never sends a `Mode`.
 
 use crate::model::ServiceSpec;
 
-/// A service field the CLI drops.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CliDropped {
-    /// `oom_score_adj`.
-    OomScoreAdj,
-}
-
-impl CliDropped {
-    /// Every such field.
-    pub const ALL: [CliDropped; 1] = [CliDropped::OomScoreAdj];
-
-    /// Its compose key.
-    pub const fn compose_key(self) -> &'static str {
-        match self {
-            CliDropped::OomScoreAdj => "oom_score_adj",
-        }
-    }
-
-    /// Its value in `spec`, when set.
-    fn value(self, spec: &ServiceSpec) -> Option<String> {
-        let container = &spec.task_template.container_spec;
-        match self {
-            CliDropped::OomScoreAdj => {
-                (container.oom_score_adj != 0).then(|| container.oom_score_adj.to_string())
-            }
-        }
-    }
-
-    /// Clears it in `spec`.
-    fn clear(self, spec: &mut ServiceSpec) {
-        match self {
-            CliDropped::OomScoreAdj => spec.task_template.container_spec.oom_score_adj = 0,
-        }
-    }
-}
+/// A field the CLI drops that the running service lacks: its compose key and the file's value.
+pub type Missing = (String, String);
 
 /// `want` (normalized) without the CLI-dropped fields it sets and `have` (normalized) lacks,
 /// and those fields with the values the file gives them. The services rule plans against the
 /// first when nothing else but replicas differs, so such a field alone never restarts a
 /// service; any other change sends the whole of `want`.
-pub fn without_missing(
-    want: &ServiceSpec,
-    have: &ServiceSpec,
-) -> (ServiceSpec, Vec<(CliDropped, String)>) {
+pub fn without_missing(want: &ServiceSpec, have: &ServiceSpec) -> (ServiceSpec, Vec<Missing>) {
     let mut relaxed = want.clone();
     let mut missing = Vec::new();
-    for field in CliDropped::ALL {
-        if let (Some(value), None) = (field.value(want), field.value(have)) {
-            field.clear(&mut relaxed);
-            missing.push((field, value));
-        }
-    }
+    oom_score_adj(&mut relaxed, have, &mut missing);
+    tmpfs_mode(&mut relaxed, have, &mut missing);
     (relaxed, missing)
 }
 
+/// `oom_score_adj`: the CLI's loader never fills it (see the module's text).
+fn oom_score_adj(want: &mut ServiceSpec, have: &ServiceSpec, missing: &mut Vec<Missing>) {
+    let wanted = &mut want.task_template.container_spec.oom_score_adj;
+    if *wanted != 0 && have.task_template.container_spec.oom_score_adj == 0 {
+        missing.push(("oom_score_adj".to_string(), wanted.to_string()));
+        *wanted = 0;
+    }
+}
+
+/// A tmpfs mount's `tmpfs.mode`: the CLI's tmpfs options hold only `size` (20.10 through
+/// today), so it sends no `Mode`.
+fn tmpfs_mode(want: &mut ServiceSpec, have: &ServiceSpec, missing: &mut Vec<Missing>) {
+    let had = &have.task_template.container_spec.mounts;
+    for mount in &mut want.task_template.container_spec.mounts {
+        let Some(options) = mount.tmpfs_options.as_mut() else {
+            continue;
+        };
+        let Some(mode) = options.mode else {
+            continue;
+        };
+        let lacks = had.iter().any(|m| {
+            m.target == mount.target && m.tmpfs_options.as_ref().is_none_or(|o| o.mode.is_none())
+        });
+        if lacks {
+            missing.push((
+                format!("tmpfs.mode of {}", mount.target),
+                format!("{mode:o}"),
+            ));
+            options.mode = None;
+            if *options == Default::default() {
+                mount.tmpfs_options = None;
+            }
+        }
+    }
+}
+
 /// The warning for service `name` whose `missing` fields wait for its next update.
-pub fn waiting_warning(name: &str, missing: &[(CliDropped, String)]) -> String {
+pub fn waiting_warning(name: &str, missing: &[Missing]) -> String {
     let fields: Vec<String> = missing
         .iter()
-        .map(|(field, value)| format!("{}: {value}", field.compose_key()))
+        .map(|(key, value)| format!("{key}: {value}"))
         .collect();
     format!(
-        "service {name} runs without {} (docker stack deploy drops this key): shoal does not restart it for that alone; it is sent with the service's next update (see docs/compose.md)",
+        "service {name} runs without {} (docker stack deploy drops these keys): shoal does not restart it for that alone; it is sent with the service's next update (see docs/compose.md)",
         fields.join(", ")
     )
 }
@@ -107,7 +104,7 @@ mod tests {
         assert!(plan.steps.is_empty(), "{:?}", steps(&plan));
         assert!(
             plan.warnings.iter().any(|w| w.contains(
-                "service app_web runs without oom_score_adj: 200 (docker stack deploy drops this key)"
+                "service app_web runs without oom_score_adj: 200 (docker stack deploy drops these keys)"
             )),
             "{:?}",
             plan.warnings
@@ -131,6 +128,36 @@ mod tests {
         let plan = planned(with_oom(100, "web:1"), with_oom(200, "web:1"));
         assert_eq!(steps(&plan), ["update_service app_web"]);
         let plan = planned(with_oom(100, "web:1"), with_oom(0, "web:1"));
+        assert_eq!(steps(&plan), ["update_service app_web"]);
+    }
+
+    #[test]
+    fn a_tmpfs_mode_the_cli_did_not_send_does_not_restart() {
+        use crate::model::spec::{Mount, TmpfsOptions};
+        let tmpfs = |mode: Option<u32>| {
+            let mut spec = with_oom(0, "web:1");
+            spec.task_template.container_spec.mounts.push(Mount {
+                kind: "tmpfs".into(),
+                target: "/cache".into(),
+                tmpfs_options: Some(TmpfsOptions {
+                    size_bytes: Some(1 << 20),
+                    mode,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            spec
+        };
+        let plan = planned(tmpfs(None), tmpfs(Some(0o1777)));
+        assert!(plan.steps.is_empty(), "{:?}", steps(&plan));
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|w| w.contains("runs without tmpfs.mode of /cache: 1777")),
+            "{:?}",
+            plan.warnings
+        );
+        let plan = planned(tmpfs(Some(0o700)), tmpfs(Some(0o1777)));
         assert_eq!(steps(&plan), ["update_service app_web"]);
     }
 
