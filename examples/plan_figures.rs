@@ -75,6 +75,7 @@ fn desired(machines: usize, services: usize) -> Desired {
             spec.task_template.networks = vec![NetworkAttachment {
                 target: network.clone(),
                 aliases: vec![format!("svc{v:03}")],
+                ..Default::default()
             }];
             spec.task_template.restart_policy = Some(RestartPolicy {
                 condition: "on-failure".into(),
@@ -83,6 +84,7 @@ fn desired(machines: usize, services: usize) -> Desired {
             spec.mode = Some(ServiceMode {
                 replicated: Some(ReplicatedService {
                     replicas: Some(1 + (v as u64 % 5)),
+                    ..Default::default()
                 }),
                 ..ServiceMode::default()
             });
@@ -95,6 +97,7 @@ fn desired(machines: usize, services: usize) -> Desired {
                     publish_mode: "ingress".into(),
                     ..PortConfig::default()
                 }],
+                ..Default::default()
             });
             stack.services.insert(name, spec);
         }

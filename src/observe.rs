@@ -10,6 +10,7 @@ use crate::engine::{EngineError, Swarm};
 use crate::model::content_key::{
     ContentKey, SwarmContentKey, CONTENT_KEY_BYTES, LABEL_CONTENT_KEY,
 };
+use crate::model::engine_api::ApiVersion;
 use crate::model::observed::{LocalSwarmState, ObservedSwarm};
 use crate::model::{
     Desired, DriverKind, MachineState, Observed, ObservedMachine, Role, LABEL_MACHINE,
@@ -26,7 +27,10 @@ use tracing::Instrument;
 const CONCURRENCY: usize = 16;
 
 /// A machine after probing, with its engine and whether that engine is a manager.
-type Probed = (ObservedMachine, Option<(Arc<dyn Swarm>, bool)>);
+type Probed = (
+    ObservedMachine,
+    Option<(Arc<dyn Swarm>, bool, Option<ApiVersion>)>,
+);
 /// A swarm read taken beside a probe, when one was.
 type EarlyRead = Option<Result<SwarmRead, EngineError>>;
 
@@ -317,8 +321,9 @@ pub async fn observe(driver: &Arc<dyn Driver>, now: u64) -> Result<Observed, Obs
     };
     let mut managers: Vec<(String, Arc<dyn Swarm>, EarlyRead)> = Vec::new();
     for ((machine, engine), read) in probed {
-        if let Some((engine, true)) = engine {
+        if let Some((engine, true, api_version)) = engine {
             managers.push((machine.name.clone(), engine, read));
+            observed.api_version = lowest(observed.api_version, api_version);
         }
         observed.machines.insert(machine.name.clone(), machine);
     }
@@ -360,6 +365,14 @@ pub async fn observe(driver: &Arc<dyn Driver>, now: u64) -> Result<Observed, Obs
     }
     match_nodes_to_machines(&mut observed);
     Ok(observed)
+}
+
+/// The lower of two API versions, either of which may be unknown.
+fn lowest(a: Option<ApiVersion>, b: Option<ApiVersion>) -> Option<ApiVersion> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Asks one machine's engine for its membership; returns the engine and whether it is a
@@ -407,7 +420,7 @@ async fn probe(
             machine.engine_id = info.engine_id;
             let manager = info.control_available && info.swarm_state == LocalSwarmState::Active;
             let early = early.filter(|_| manager);
-            ((machine, Some((engine, manager))), early)
+            ((machine, Some((engine, manager, info.api_version))), early)
         }
         Err(e) => {
             machine.state = MachineState::Unreachable;

@@ -239,6 +239,7 @@ impl Swarm for RecordingEngine {
             .cloned();
         if let Some(node) = phantom {
             return Ok(EngineInfo {
+                api_version: None,
                 swarm_state: LocalSwarmState::Active,
                 node_id: Some(node.id),
                 control_available: node.role == Role::Manager,

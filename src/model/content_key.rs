@@ -59,10 +59,16 @@ impl ContentKey {
         hex::encode(self.0)
     }
 
-    /// The version of `data` under this key: the first 8 hex of its HMAC-SHA256.
-    pub fn version(&self, data: &[u8]) -> String {
+    /// The version of some content under this key: the first 8 hex of the HMAC-SHA256 of its
+    /// `data` and, when one is set, the template driver that renders it (a config whose
+    /// `template_driver` changes is new content, as in [`crate::model::spec::content_sha256`]).
+    pub fn version(&self, data: &[u8], template_driver: Option<&str>) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(data);
+        if let Some(driver) = template_driver {
+            mac.update(b"\0templating:");
+            mac.update(driver.as_bytes());
+        }
         hex::encode(&mac.finalize().into_bytes()[..4])
     }
 
@@ -122,10 +128,17 @@ mod tests {
         let two = ContentKey::from_bytes([2; 32]);
         let weak = b"password1";
         let sha = hex::encode(Sha256::digest(weak));
-        assert_ne!(one.version(weak), legacy_version(&sha));
-        assert_ne!(one.version(weak), two.version(weak));
-        assert_eq!(one.version(weak), one.version(weak));
-        assert_eq!(one.version(weak).len(), 8);
+        assert_ne!(one.version(weak, None), legacy_version(&sha));
+        assert_ne!(one.version(weak, None), two.version(weak, None));
+        assert_eq!(one.version(weak, None), one.version(weak, None));
+        assert_eq!(one.version(weak, None).len(), 8);
+    }
+
+    #[test]
+    fn a_template_driver_is_part_of_the_content() {
+        let key = ContentKey::from_bytes([1; 32]);
+        let data = b"{{ .Service.Name }}";
+        assert_ne!(key.version(data, None), key.version(data, Some("golang")));
     }
 
     #[test]

@@ -2,8 +2,10 @@
 
 pub mod content_key;
 pub mod desired;
+pub mod engine_api;
 pub mod observed;
 pub mod spec;
+pub mod unmodeled;
 
 pub use desired::{
     Desired, DriverKind, ImagePolicy, MachineAccess, MachineSpec, Policy, Role, SshAccess, Stack,

@@ -437,6 +437,11 @@ pub struct Observed {
     /// observation; empty when the engine could not list them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<ObservedTask>,
+    /// The lowest API version agreed with the managers' engines: what decides which service
+    /// fields the cluster stores (see [`super::engine_api::EngineCaps`]); `None` when no
+    /// engine said (the sim, no swarm yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<super::engine_api::ApiVersion>,
 }
 
 impl Observed {

@@ -88,6 +88,7 @@ impl ServiceSpec {
                 self.mode = Some(ServiceMode {
                     replicated: Some(ReplicatedService {
                         replicas: Some(replicas),
+                        ..Default::default()
                     }),
                     ..ServiceMode::default()
                 })
@@ -139,6 +140,9 @@ pub struct ServiceMode {
     /// A job running once per node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub global_job: Option<Empty>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// An empty JSON object, `{}`.
@@ -152,6 +156,9 @@ pub struct ReplicatedService {
     /// Number of tasks; the daemon uses 1 when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u64>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Replicated job settings.
@@ -164,6 +171,9 @@ pub struct ReplicatedJob {
     /// Completions wanted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_completions: Option<u64>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// What each task of a service runs and where.
@@ -318,6 +328,9 @@ pub struct Privileges {
     /// Forbid gaining privileges (e.g. through setuid binaries).
     #[serde(default)]
     pub no_new_privileges: bool,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A mount into a service's containers.
@@ -347,6 +360,9 @@ pub struct Mount {
     /// Tmpfs options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tmpfs_options: Option<TmpfsOptions>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Bind mount options.
@@ -356,6 +372,9 @@ pub struct BindOptions {
     /// Propagation mode.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub propagation: String,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Volume mount options.
@@ -365,12 +384,19 @@ pub struct VolumeOptions {
     /// Do not copy the image's data into a new volume.
     #[serde(default, skip_serializing_if = "is_false")]
     pub no_copy: bool,
+    /// The path inside the volume to mount instead of its root (`volume.subpath`; engines
+    /// with API 1.45 and later store it, older ones drop it unseen).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subpath: String,
     /// Volume labels (with the stack label).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     /// Volume driver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver_config: Option<Driver>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Tmpfs mount options.
@@ -383,6 +409,9 @@ pub struct TmpfsOptions {
     /// Permission bits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A driver with options (volume drivers, log drivers, network drivers).
@@ -395,6 +424,9 @@ pub struct Driver {
     /// Driver options.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A container health check; durations in nanoseconds.
@@ -419,6 +451,9 @@ pub struct HealthConfig {
     /// Interval during the start period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_interval: Option<i64>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// DNS settings of a container.
@@ -434,6 +469,9 @@ pub struct DnsConfig {
     /// Resolver options.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<String>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Where a secret or config appears in the container.
@@ -450,6 +488,9 @@ pub struct FileTarget {
     pub gid: String,
     /// Permission bits.
     pub mode: u32,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A service's use of a secret. The ID is resolved by the backend when it sends the spec.
@@ -463,6 +504,9 @@ pub struct SecretReference {
     pub secret_id: String,
     /// Swarm secret name.
     pub secret_name: String,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A service's use of a config. The ID is resolved by the backend when it sends the spec.
@@ -476,6 +520,9 @@ pub struct ConfigReference {
     pub config_id: String,
     /// Swarm config name.
     pub config_name: String,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A ulimit.
@@ -488,6 +535,9 @@ pub struct Ulimit {
     pub soft: i64,
     /// Hard limit.
     pub hard: i64,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Resource limits and reservations of a task.
@@ -500,6 +550,9 @@ pub struct Resources {
     /// What the scheduler reserves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reservations: Option<Reservation>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Resource limits.
@@ -515,6 +568,9 @@ pub struct Limit {
     /// Maximum number of processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<i64>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Resource reservations.
@@ -530,6 +586,9 @@ pub struct Reservation {
     /// Generic resources (`{"DiscreteResourceSpec": {"Kind": "gpu", "Value": 2}}`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub generic_resources: Vec<serde_json::Value>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// When tasks are restarted.
@@ -548,6 +607,9 @@ pub struct RestartPolicy {
     /// Window used to judge whether a restart succeeded, in nanoseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<i64>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Placement rules.
@@ -563,6 +625,9 @@ pub struct Placement {
     /// At most this many tasks per node (0 = unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_replicas: Option<u64>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A placement preference.
@@ -571,6 +636,9 @@ pub struct Placement {
 pub struct PlacementPreference {
     /// Spread over the values of a label.
     pub spread: SpreadOver,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// The label a spread preference spreads over.
@@ -579,6 +647,9 @@ pub struct PlacementPreference {
 pub struct SpreadOver {
     /// e.g. `node.labels.zone`.
     pub spread_descriptor: String,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A network attachment of a service.
@@ -590,6 +661,12 @@ pub struct NetworkAttachment {
     /// DNS aliases on that network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Options of the network driver for this endpoint (the service's `networks.X.driver_opts`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A log driver.
@@ -603,6 +680,9 @@ pub struct LogDriver {
     /// Driver options.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Rolling update or rollback settings; durations in nanoseconds.
@@ -626,6 +706,9 @@ pub struct UpdateConfig {
     /// `stop-first` or `start-first`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub order: String,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Endpoint mode and published ports.
@@ -638,6 +721,9 @@ pub struct EndpointSpec {
     /// Published ports, sorted by published port.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortConfig>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A published port.
@@ -658,6 +744,9 @@ pub struct PortConfig {
     /// `ingress` (routing mesh) or `host`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub publish_mode: String,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A swarm network spec.
@@ -710,6 +799,24 @@ pub struct ObjectSpec {
     /// The content. Never serialized: secret data must not appear in any output.
     #[serde(skip)]
     pub data: Vec<u8>,
+    /// The driver that renders a config's content as a template on each node (`template_driver`,
+    /// sent as `Templating`; `golang` is the one the engine has).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_driver: Option<String>,
+}
+
+/// The sha256 (hex) of what identifies a secret's or config's content: its data, and the
+/// template driver that renders it when one is set (a config whose `template_driver` changes is
+/// a new config, as one whose data changes).
+pub fn content_sha256(data: &[u8], template_driver: Option<&str>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(data);
+    if let Some(driver) = template_driver {
+        hasher.update(b"\0templating:");
+        hasher.update(driver.as_bytes());
+    }
+    hex::encode(hasher.finalize())
 }
 
 impl ObjectSpec {

@@ -7,9 +7,9 @@
 use super::fingerprint::fingerprint;
 use super::model::{Effect, Plan, Step, Summary, FORMAT_VERSION};
 use super::rules::{
-    content_versions, create_machines, destroy_guard, identity, init_swarm, joins, machine_removal,
-    node_specs, object_replacement, ownership, prune, references, roles, self_heal, services,
-    stack_objects, swarm_states, unseen, Ctx,
+    content_versions, create_machines, destroy_guard, engine_fields, identity, init_swarm, joins,
+    machine_removal, node_specs, object_replacement, ownership, prune, references, roles,
+    self_heal, services, stack_objects, swarm_states, unseen, Ctx,
 };
 use crate::model::content_key::{ContentKey, LABEL_CONTENT_KEY};
 use crate::model::{Desired, Observed};
@@ -105,6 +105,21 @@ pub enum PlanError {
     /// Secrets or configs must be versioned, the swarm has no key and the caller gave none.
     #[error("no content key to version the secrets and configs with: the swarm has none and none was given (a bug in the caller of the planner; plan again with `shoal plan`)")]
     NoContentKey,
+    /// A service uses a field the cluster's engines do not store, and without which it would
+    /// run differently (a volume `subpath`: the whole volume would be mounted).
+    #[error("{file}: service {service} uses `{}` ({place}), which engines before API {} (Docker {}) do not store; this cluster's managers speak API {has}, so the service would run without it, unseen.\n  Upgrade the engines to Docker {} or later, or change {file} so that {service} does without it.", field.compose_key(), field.since(), field.docker_release(), field.docker_release())]
+    EngineTooOld {
+        /// The compose file.
+        file: String,
+        /// The service, by its full name.
+        service: String,
+        /// Where in the service it is used.
+        place: String,
+        /// The field.
+        field: crate::model::engine_api::EngineField,
+        /// The API version the managers speak.
+        has: crate::model::engine_api::ApiVersion,
+    },
     /// Two machines reach one engine: one host under two names.
     #[error("machines {machines} reach the same Docker engine (ID {engine}): they are one host under two names.\n  Keep one of them in machines.yml; shoal would otherwise drain or demote the one node through the other name.")]
     OneEngineTwoNames {
@@ -124,9 +139,12 @@ pub fn plan(
     let key = content_versions::key_in_use(desired, observed, options)?;
     let versioned = content_versions::version_objects(desired, key.key.as_ref());
     let new_key = key.key.filter(|_| key.new);
-    let (desired, adoption_warnings) = stack_objects::adopt_objects(&versioned, observed);
+    let caps = crate::model::engine_api::EngineCaps::of(observed.api_version);
+    let (desired, engine_warnings) = engine_fields::drop_unstored_fields(&versioned, caps);
+    let (desired, adoption_warnings) = stack_objects::adopt_objects(&desired, observed);
     let mut ctx = Ctx::new(&desired, observed, options);
     ctx.new_content_key = new_key;
+    ctx.warnings.extend(engine_warnings);
     ctx.warnings.extend(adoption_warnings);
     ownership::refuse_another_clusters_swarm(&ctx)?;
     identity::refuse_one_engine_under_two_names(&ctx)?;
@@ -147,6 +165,7 @@ pub fn plan(
     services::warn_ingress_without_mesh(&mut ctx);
     prune::prune_services(&mut ctx)?;
     references::refuse_unmet_references(&ctx)?;
+    engine_fields::refuse_unstored_subpath(&ctx)?;
     services::plan_services(&mut ctx);
     prune::prune_objects(&mut ctx);
     destroy_guard::guard_machines(&ctx)?;

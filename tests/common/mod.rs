@@ -6,6 +6,7 @@
 
 use serde_json::Value;
 use shoal::docker::EngineDump;
+use shoal::model::engine_api::ApiVersion;
 use shoal::model::{Desired, Observed};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -234,6 +235,8 @@ pub fn observed_from_dump(desired: &Desired, dump: &EngineDump) -> Observed {
         networks: objects.networks,
         secrets: objects.secrets,
         configs: objects.configs,
+        // Dumps without a version were all captured on Docker 20.10.
+        api_version: dump.api_version.or(ApiVersion::parse("1.41")),
         ..Observed::with_members_of(desired)
     }
 }

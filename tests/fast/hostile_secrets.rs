@@ -171,7 +171,7 @@ fn no_output_and_no_written_file_holds_a_secret() {
     let key = shoal::model::content_key::ContentKey::parse(&key).unwrap();
     assert!(state.contains(&format!(
         "secrets_db_password-{}",
-        key.version(SECRET_TWO.as_bytes())
+        key.version(SECRET_TWO.as_bytes(), None)
     )));
 }
 

@@ -451,6 +451,7 @@ impl SimState {
         let engine_id = Some(format!("sim-engine-{machine}"));
         Ok(match self.membership(m) {
             Membership::Inactive => EngineInfo {
+                api_version: None,
                 swarm_state: LocalSwarmState::Inactive,
                 node_id: None,
                 control_available: false,
@@ -458,6 +459,7 @@ impl SimState {
                 engine_id,
             },
             Membership::Orphan(node_id) => EngineInfo {
+                api_version: None,
                 swarm_state: LocalSwarmState::Active,
                 node_id: Some(node_id),
                 control_available: false,
@@ -465,6 +467,7 @@ impl SimState {
                 engine_id,
             },
             Membership::Member(swarm_id, node_id) => EngineInfo {
+                api_version: None,
                 swarm_state: LocalSwarmState::Active,
                 control_available: self.swarms[&swarm_id].nodes[&node_id].role == Role::Manager,
                 node_id: Some(node_id),

@@ -130,6 +130,7 @@ fn object(name: &str, data: &str) -> ObjectSpec {
         version: String::new(),
         source: "file".to_string(),
         data: data.as_bytes().to_vec(),
+        ..Default::default()
     }
 }
 
@@ -761,6 +762,7 @@ async fn service_rules_conflicts_references_and_mode() {
     with_net.task_template.networks = vec![NetworkAttachment {
         target: "app_default".into(),
         aliases: vec![],
+        ..Default::default()
     }];
     assert!(matches!(
         m1.create_service(&with_net).await,
@@ -773,9 +775,11 @@ async fn service_rules_conflicts_references_and_mode() {
             uid: "0".into(),
             gid: "0".into(),
             mode: 0o444,
+            ..Default::default()
         },
         secret_id: String::new(),
         secret_name: "app_pw-0123abcd".into(),
+        ..Default::default()
     }];
     assert!(matches!(
         m1.create_service(&with_secret).await,
@@ -868,6 +872,7 @@ async fn service_rules_conflicts_references_and_mode() {
             published_port: Some(8080),
             ..Default::default()
         }],
+        ..Default::default()
     });
     m1.create_service(&published).await.unwrap();
     refused(

@@ -92,7 +92,7 @@ fn version_stack(stack: &mut Stack, key: &ContentKey) {
             .into_values()
             .map(|mut object| {
                 let cli = object.name.clone();
-                object.version = key.version(&object.data);
+                object.version = key.version(&object.data, object.template_driver.as_deref());
                 object.name = format!("{cli}-{}", object.version);
                 renames.push((cli, object.name.clone()));
                 (object.name.clone(), object)
@@ -176,7 +176,7 @@ mod tests {
         let key = ContentKey::from_bytes([3; 32]);
         observed.swarm.as_mut().unwrap().content_key = SwarmContentKey::Key(key.clone());
         let plan = planned(&desired, &observed, Some(ContentKey::from_bytes([4; 32])));
-        assert_eq!(created_version(&plan), key.version(b"password1"));
+        assert_eq!(created_version(&plan), key.version(b"password1", None));
         assert_eq!(plan.new_content_key, None, "the swarm has it");
         let again = planned(&desired, &observed, Some(ContentKey::from_bytes([5; 32])));
         assert_eq!(created_version(&again), created_version(&plan), "stable");
@@ -189,7 +189,7 @@ mod tests {
         let key = ContentKey::from_bytes([6; 32]);
         let plan = planned(&desired, &observed, Some(key.clone()));
         assert_eq!(plan.new_content_key, Some(key.clone()));
-        assert_eq!(created_version(&plan), key.version(b"password1"));
+        assert_eq!(created_version(&plan), key.version(b"password1", None));
         let shown = serde_json::to_string(&plan).unwrap();
         assert!(
             !shown.contains(&key.to_label()),

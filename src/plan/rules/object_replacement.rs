@@ -322,6 +322,7 @@ mod tests {
         web.task_template.networks.push(NetworkAttachment {
             target: "app_front".into(),
             aliases: vec!["web".into()],
+            ..Default::default()
         });
         with_stack(&mut desired, "app", vec![web]);
         let stack = desired.stacks.get_mut("app").unwrap();

@@ -393,7 +393,7 @@ mod tests {
             let key = ContentKey::from_bytes([7; 32]);
             let name = format!("app_db-{}", legacy(OLD));
             let changed = planned(cluster(b"password2", &[], &name, &[]));
-            let keyed = format!("app_db-{}", key.version(b"password2"));
+            let keyed = format!("app_db-{}", key.version(b"password2", None));
             assert_eq!(
                 steps(&changed),
                 [
@@ -403,7 +403,7 @@ mod tests {
                 ]
             );
             let rotated = planned(cluster(OLD, &[(LABEL_ROTATE, "true")], &name, &[]));
-            let keyed = format!("app_db-{}", key.version(OLD));
+            let keyed = format!("app_db-{}", key.version(OLD, None));
             assert_eq!(steps(&rotated)[0], format!("create_secret {keyed}"));
             let version = legacy(OLD);
             let rotated = planned(cluster(
