@@ -26,6 +26,7 @@ mod no_drift;
 mod properties;
 mod revision_sim;
 mod stacks_sim;
+mod timings_sim;
 mod tutorial_sim;
 mod watch_cli;
 mod watch_hardening;
