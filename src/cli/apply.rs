@@ -67,6 +67,7 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
                 ..planned
             },
         };
+        refuse_paused(&planned, &args)?;
         let asks = !planned.plan.is_empty() && !args.dry_run && saved.is_none() && !args.yes;
         // With --json the plan is shown, on standard error, only to someone asked about it.
         let console = Console::beside_json(args.json);
@@ -78,6 +79,7 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
         } else {
             planned
         };
+        refuse_paused(&planned, &args)?;
         carry_out(planned, &options, args.json, args.dry_run).await
     }
     .await;
@@ -91,6 +93,20 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
         }
     }
     outcome
+}
+
+/// Refuses to write to a paused cluster (`shoal pause`) unless `--ignore-pause`; a dry run,
+/// which writes nothing, goes on.
+fn refuse_paused(planned: &Planned, args: &ApplyArgs) -> Result<()> {
+    match planned.observed.pause() {
+        Some(pause) if !args.ignore_pause && !args.dry_run => bail!(
+            "cluster {} is {}: nothing was written ({} step(s) pending; `shoal plan` shows them). Run `shoal resume` when the pause is over, or `shoal apply --ignore-pause` to write anyway",
+            planned.desired.cluster,
+            pause.line(&shoal::drivers::lock::local_time(pause.since)),
+            planned.plan.steps.len()
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Asks for confirmation on `console`; after `yes` plans again (still under the lock). When the

@@ -5,6 +5,7 @@ mod common;
 mod destroy;
 mod doctor;
 mod env;
+mod pause;
 mod plan;
 mod sim;
 mod status;
@@ -105,6 +106,14 @@ enum Command {
         #[arg(long)]
         unset: bool,
     },
+    /// Pause the cluster: apply refuses to write and the watcher only observes, until `shoal resume`.
+    Pause {
+        /// Why, shown to whoever meets the pause.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Resume a paused cluster.
+    Resume,
     /// What the driver and the engine can do here: API version, privileges, cgroups, IPVS, storage.
     Doctor {
         /// Print JSON.
@@ -180,6 +189,9 @@ pub struct ApplyArgs {
     /// service not healthy by then (or whose update swarm paused or rolled back) is exit 1.
     #[arg(long, default_value = "5m", value_parser = shoal::watch::parse_interval)]
     timeout: std::time::Duration,
+    /// Apply although the cluster is paused (`shoal pause`); the pause stays.
+    #[arg(long)]
+    ignore_pause: bool,
     /// Do not wait for the services to become healthy: exit once the steps are done.
     #[arg(long, conflicts_with = "timeout")]
     no_wait: bool,
@@ -248,6 +260,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
             env::run(repo, driver, machine.as_deref().unwrap_or_default(), unset).await
         }
         Command::Doctor { json } => doctor::run(repo, driver, json).await,
+        Command::Pause { reason } => pause::run(repo, driver, true, reason.as_deref()).await,
+        Command::Resume => pause::run(repo, driver, false, None).await,
         Command::Watch(args) => watch::run(repo, driver, args).await,
         Command::Sim { action } => sim::run(repo, action),
     }

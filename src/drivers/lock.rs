@@ -185,8 +185,8 @@ fn fresh_id() -> String {
     }
 }
 
-/// This host's name.
-fn this_host() -> String {
+/// This host's name (the kernel's), empty when it cannot be read.
+pub fn this_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default()

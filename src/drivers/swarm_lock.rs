@@ -11,6 +11,7 @@
 use super::lock::{HeldLock, LockHolder};
 use super::{Driver, DriverError, DriverResult};
 use crate::engine::{EngineError, Swarm};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Versioned updates tried before giving up on a swarm whose labels keep changing.
@@ -59,6 +60,29 @@ pub async fn lock(
     }
     Err(SwarmLockError::Driver(DriverError::Other(
         "could not take the apply lock: the swarm's labels kept changing while it was being taken; try again"
+            .to_string(),
+    )))
+}
+
+/// Changes the swarm's labels through `manager` with `change` (`None`: nothing to change),
+/// at the version inspected, again when another writer got in between; whether it wrote.
+pub async fn change_labels(
+    manager: &dyn Swarm,
+    mut change: impl FnMut(&BTreeMap<String, String>) -> Option<BTreeMap<String, String>>,
+) -> Result<bool, SwarmLockError> {
+    for _ in 0..ATTEMPTS {
+        let swarm = manager.inspect_swarm().await?;
+        let Some(next) = change(&swarm.labels) else {
+            return Ok(false);
+        };
+        match manager.update_swarm_labels(swarm.version, next).await {
+            Ok(()) => return Ok(true),
+            Err(EngineError::OutOfSequence(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(SwarmLockError::Driver(DriverError::Other(
+        "could not change the swarm's labels: they kept changing (other writers); try again"
             .to_string(),
     )))
 }

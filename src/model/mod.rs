@@ -4,6 +4,7 @@ pub mod content_key;
 pub mod desired;
 pub mod engine_api;
 pub mod observed;
+pub mod pause;
 pub mod spec;
 pub mod unmodeled;
 

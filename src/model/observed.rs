@@ -498,7 +498,14 @@ impl Observed {
         observed
     }
 
-    /// The revision shoal applied last, from the swarm label.
+    /// Who paused the cluster, when its swarm carries the pause labels (`shoal pause`).
+    pub fn pause(&self) -> Option<super::pause::Pause> {
+        self.swarm
+            .as_ref()
+            .and_then(|s| super::pause::Pause::from_labels(&s.labels))
+    }
+
+    /// The commit recorded as applied (`io.shoal.revision`), when the swarm has one.
     pub fn revision(&self) -> Option<&str> {
         self.swarm
             .as_ref()

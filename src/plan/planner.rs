@@ -8,7 +8,7 @@ use super::fingerprint::fingerprint;
 use super::model::{Effect, Plan, Step, Summary, FORMAT_VERSION};
 use super::rules::{
     content_versions, create_machines, destroy_guard, engine_fields, identity, init_swarm, joins,
-    machine_removal, node_specs, object_replacement, ownership, prune, references, roles,
+    machine_removal, node_specs, object_replacement, ownership, pause, prune, references, roles,
     self_heal, services, stack_objects, swarm_states, unseen, Ctx,
 };
 use crate::model::content_key::{ContentKey, LABEL_CONTENT_KEY};
@@ -147,6 +147,7 @@ pub fn plan(
     ctx.warnings.extend(engine_warnings);
     ctx.warnings.extend(adoption_warnings);
     ownership::refuse_another_clusters_swarm(&ctx)?;
+    pause::warn_paused(&mut ctx);
     identity::refuse_one_engine_under_two_names(&ctx)?;
     let access = swarm_states::refuse_unsafe_swarm_states(&mut ctx)?;
     self_heal::heal_machines(&mut ctx)?;

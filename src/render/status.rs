@@ -66,6 +66,9 @@ pub struct Status {
     /// policy.prune is off; prune: true removes their services).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dropped_stacks: Vec<String>,
+    /// Who paused the cluster, since when and why (`shoal pause`); absent when not paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<crate::model::pause::Pause>,
 }
 
 impl Status {
@@ -168,6 +171,7 @@ impl Status {
             machines,
             services,
             dropped_stacks,
+            paused: observed.pause(),
         }
     }
 }

@@ -93,6 +93,7 @@ pub(crate) struct Metrics {
     pub last_success: Gauge,
     pub last_reconcile_time: Gauge,
     pub tip_broken: Gauge,
+    pub paused: Gauge,
     pub drift_steps: Counter,
     pub steps_applied: Family<ActionLabel, Counter>,
     applied_revision: Arc<RevisionInfo>,
@@ -143,6 +144,12 @@ impl Metrics {
             "tip_broken",
             "1 while the branch tip does not load or plan (drift is healed against the last good commit meanwhile)",
             tip_broken.clone(),
+        );
+        let paused = Gauge::default();
+        registry.register(
+            "paused",
+            "1 while the cluster is paused (`shoal pause`): the watcher observes and plans, and writes nothing",
+            paused.clone(),
         );
         let drift_steps = Counter::default();
         registry.register(
@@ -202,6 +209,7 @@ impl Metrics {
             last_success,
             last_reconcile_time,
             tip_broken,
+            paused,
             drift_steps,
             steps_applied,
             applied_revision,

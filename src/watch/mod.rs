@@ -599,6 +599,9 @@ fn record(shared: &Shared, followed: &Followed, pass: &Pass, now: u64) {
             .tip_broken
             .set(if pass.broken_tip.is_some() { 1 } else { 0 });
     }
+    if let Some(status) = &pass.status {
+        metrics.paused.set(i64::from(status.paused.is_some()));
+    }
     if pass.drift_steps > 0 {
         metrics.drift_steps.inc_by(pass.drift_steps as u64);
     }

@@ -388,6 +388,16 @@ impl Reconciler {
                 _ => Ok(()),
             };
         }
+        if let Some(pause) = observed.pause() {
+            // Paused: observed and planned (the plan is on /status), nothing written.
+            tracing::warn!(
+                revision = %target.commit,
+                "the cluster is {}: not applying commit {short} ({} step(s) pending) until `shoal resume`",
+                pause.line(&pause.since.to_string()),
+                plan.steps.len()
+            );
+            return Ok(());
+        }
         if plan.is_empty() {
             tracing::info!(
                 revision = %target.commit,

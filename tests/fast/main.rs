@@ -24,6 +24,7 @@ mod hostile_input;
 mod hostile_secrets;
 mod hostile_sim;
 mod no_drift;
+mod pause_sim;
 mod properties;
 mod revision_sim;
 mod stacks_sim;

@@ -17,6 +17,7 @@
 //! | node specs: labels and availability from machines.yml         | [`node_specs::update_node_specs`]         |
 //! | changed networks, secrets, configs: replaced when unused, refused with the way out when used | [`object_replacement::replace_changed_objects`] |
 //! | stack objects: networks, secrets, configs before services     | [`stack_objects::create_stack_objects`]   |
+//! | a paused cluster: planned, with who paused it and why | [`pause::warn_paused`] |
 //! | warnings: external objects missing, ingress without IPVS      | [`stack_objects::warn_missing_external`], [`services::warn_ingress_without_mesh`] |
 //! | prune of labelled services (before creates: ports move)       | [`prune::prune_services`]                 |
 //! | refuse missing external objects and published ports another service keeps | [`references::refuse_unmet_references`] |
@@ -43,6 +44,7 @@ pub mod machine_removal;
 pub mod node_specs;
 pub mod object_replacement;
 pub mod ownership;
+pub mod pause;
 pub mod prune;
 pub mod references;
 pub mod roles;
