@@ -47,9 +47,11 @@ impl Pause {
 
     /// Removes every pause label from `labels`; whether there was one.
     pub fn clear(labels: &mut BTreeMap<String, String>) -> bool {
-        [LABEL_PAUSED_BY, LABEL_PAUSED_SINCE, LABEL_PAUSED_REASON]
+        let removed: Vec<bool> = [LABEL_PAUSED_BY, LABEL_PAUSED_SINCE, LABEL_PAUSED_REASON]
             .iter()
-            .fold(false, |any, label| labels.remove(*label).is_some() || any)
+            .map(|label| labels.remove(*label).is_some())
+            .collect();
+        removed.contains(&true)
     }
 
     /// One line for people: "paused by X since T: reason".
