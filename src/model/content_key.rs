@@ -9,7 +9,7 @@
 //! The key is never printed: [`ContentKey`] has no `Serialize`, its `Debug` shows nothing of it,
 //! and the observation keeps it out of the swarm's label map. Only a saved plan file (0600)
 //! carries a key, the one a plan made for a cluster that has none yet, so that applying it
-//! later gives the names it showed. Making a key is the shell's (`crate::observe`): the core
+//! later gives the names it showed. Making a key is the shell's (the observation module): the core
 //! only computes with one.
 
 use hmac::{Hmac, Mac};
@@ -42,7 +42,7 @@ impl std::fmt::Debug for ContentKey {
 }
 
 impl ContentKey {
-    /// The key made of `bytes` (random ones: see `crate::observe::new_content_key`).
+    /// The key made of `bytes` (random ones, made by the observation module).
     pub fn from_bytes(bytes: [u8; CONTENT_KEY_BYTES]) -> ContentKey {
         ContentKey(bytes)
     }
