@@ -97,7 +97,7 @@ pub fn node_image() -> String {
         let host = shoal::drivers::dind::connect_host()
             .await
             .expect("local engine");
-        shoal::drivers::dind::ensure_node_image(&host)
+        shoal::drivers::dind::ensure_node_image(&host, shoal::drivers::dind::Engine::Host, None)
             .await
             .expect("node image")
             .tag
