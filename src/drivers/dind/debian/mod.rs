@@ -305,9 +305,11 @@ fn resolve_index(
     xz2::read::XzDecoder::new(compressed)
         .read_to_string(&mut text)
         .map_err(|e| index_error(format!("cannot decompress {PACKAGES_INDEX}: {e}")))?;
-    let index = resolve::Index::new(
-        packages::parse_packages(&text).map_err(|e| index_error(e.to_string()))?,
-    );
+    let (read, problems) = packages::parse_packages(&text);
+    if read.is_empty() {
+        return Err(index_error(format!("{PACKAGES_INDEX} holds no package")));
+    }
+    let index = resolve::Index::new(read);
     let engine_error = |problem: String| DebianError::Engine {
         engine: engine.name.to_string(),
         suite: engine.suite.to_string(),
@@ -323,7 +325,20 @@ fn resolve_index(
             docker.version
         )));
     }
-    let chosen = resolve::closure(&index, PACKAGES).map_err(|e| engine_error(e.to_string()))?;
+    let chosen = resolve::closure(&index, PACKAGES).map_err(|e| {
+        // A package left out for a malformed stanza is told as that.
+        let named = match &e {
+            resolve::ResolveError::Missing(name) => name.as_str(),
+            resolve::ResolveError::Unsatisfiable { wanted, .. } => wanted.as_str(),
+        };
+        let cause = problems
+            .iter()
+            .find(|p| named.split([' ', '|']).any(|word| word == p.package()));
+        match cause {
+            Some(problem) => engine_error(format!("{e} ({problem})")),
+            None => engine_error(e.to_string()),
+        }
+    })?;
     Ok(Closure {
         suite: engine.suite.to_string(),
         archive: archive.to_string(),

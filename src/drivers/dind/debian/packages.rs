@@ -142,8 +142,14 @@ pub fn parse_dependencies(package: &str, text: &str) -> Result<Vec<Vec<Dependenc
 
 fn parse_dependency(text: &str) -> Option<Dependency> {
     // Build profiles (`<!nocheck>`) and architecture lists (`[amd64]`) only appear in source
-    // packages; they are cut off all the same.
-    let text = text.split(['<', '[']).next()?.trim();
+    // packages; they are cut off all the same (after the constraint, which may hold `<=`).
+    let after_constraint = text.find(')').map_or(0, |at| at + 1);
+    let text = match text[after_constraint..].find(['<', '[']) {
+        Some(at) if after_constraint > 0 || !text.contains('(') => {
+            text[..after_constraint + at].trim()
+        }
+        _ => text.trim(),
+    };
     let (name, constraint) = match text.split_once('(') {
         Some((name, rest)) => (name.trim(), Some(rest.trim_end().strip_suffix(')')?.trim())),
         None => (text, None),
@@ -180,10 +186,22 @@ fn parse_dependency(text: &str) -> Option<Dependency> {
     })
 }
 
-/// Reads every stanza of a `Packages` file.
-pub fn parse_packages(text: &str) -> Result<Vec<Package>, IndexError> {
+/// Reads every stanza of a `Packages` file: the packages read, and the problems of the
+/// stanzas that could not be (a package that is never needed must not stop a build).
+pub fn parse_packages(text: &str) -> (Vec<Package>, Vec<IndexError>) {
     let mut packages = Vec::new();
+    let mut problems = Vec::new();
     for stanza in text.split("\n\n").filter(|s| !s.trim().is_empty()) {
+        match parse_stanza(stanza) {
+            Ok(package) => packages.push(package),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    (packages, problems)
+}
+
+fn parse_stanza(stanza: &str) -> Result<Package, IndexError> {
+    {
         let fields = stanza_fields(stanza);
         let name = fields.get("Package").cloned().unwrap_or_default();
         let missing = |field: &'static str| IndexError::Field {
@@ -217,7 +235,7 @@ pub fn parse_packages(text: &str) -> Result<Vec<Package>, IndexError> {
                 .collect(),
             None => Vec::new(),
         };
-        packages.push(Package {
+        Ok(Package {
             version: get("Version")?,
             filename: get("Filename")?,
             size: get("Size")?.parse().map_err(|_| missing("Size"))?,
@@ -225,9 +243,17 @@ pub fn parse_packages(text: &str) -> Result<Vec<Package>, IndexError> {
             depends,
             provides,
             name,
-        });
+        })
     }
-    Ok(packages)
+}
+
+impl IndexError {
+    /// The package the problem is about.
+    pub fn package(&self) -> &str {
+        match self {
+            IndexError::Field { package, .. } | IndexError::Dependency { package, .. } => package,
+        }
+    }
 }
 
 /// The `SHA256:` list of a `Release` or `InRelease` file: path → (hash, size).
@@ -347,7 +373,8 @@ SHA256: ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789
 
     #[test]
     fn stanzas_give_names_versions_dependencies_and_hashes() {
-        let packages = parse_packages(STANZAS).unwrap();
+        let (packages, problems) = parse_packages(STANZAS);
+        assert_eq!(problems, []);
         assert_eq!(packages.len(), 2);
         assert_eq!(packages[0].name, "docker-cli");
         assert_eq!(packages[0].size, 8_260_348);
@@ -371,22 +398,27 @@ SHA256: ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789
 
     #[test]
     fn a_stanza_without_a_hash_names_the_package_and_field() {
-        let error =
-            parse_packages("Package: x\nVersion: 1\nFilename: x.deb\nSize: 3\n").unwrap_err();
+        let (packages, problems) = parse_packages(&format!(
+            "Package: x\nVersion: 1\nFilename: x.deb\nSize: 3\n\n{STANZAS}"
+        ));
+        assert_eq!(packages.len(), 2);
         assert_eq!(
-            error.to_string(),
+            problems[0].to_string(),
             "package x: field SHA256 is missing or malformed in the Packages file"
         );
+        assert_eq!(problems[0].package(), "x");
     }
 
     #[test]
     fn alternatives_qualifiers_and_provides_are_read() {
         let groups = parse_dependencies(
             "docker.io",
-            "debconf (>= 0.5) | debconf-2.0, systemd | systemd-sysusers, python3:any, libc6 (>> 2.3)",
+            "debconf (>= 0.5) | debconf-2.0, systemd | systemd-sysusers, python3:any, libc6 (>> 2.3), 0ad-data (<= 0.28.0-3), foo [amd64] <!nocheck>",
         )
         .unwrap();
-        assert_eq!(groups.len(), 4);
+        assert_eq!(groups.len(), 6);
+        assert_eq!(groups[4][0].version, Some((Relation::LessOrEqual, "0.28.0-3".into())));
+        assert_eq!(groups[5][0].name, "foo");
         assert_eq!(groups[0][1].name, "debconf-2.0");
         assert_eq!(groups[2][0].name, "python3");
         assert_eq!(

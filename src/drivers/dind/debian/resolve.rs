@@ -262,7 +262,7 @@ SHA256: 13
 ";
 
     fn index() -> Index {
-        Index::new(parse_packages(SUITE).unwrap())
+        Index::new(parse_packages(SUITE).0)
     }
 
     fn names(packages: &[&Package]) -> Vec<String> {
@@ -308,7 +308,7 @@ SHA256: 13
         let strict = format!(
             "{SUITE}\nPackage: wants-new-libc\nVersion: 1\nDepends: libc6 (>= 3.0)\nFilename: x.deb\nSize: 1\nSHA256: 14\n"
         );
-        let index = Index::new(parse_packages(&strict).unwrap());
+        let index = Index::new(parse_packages(&strict).0);
         assert_eq!(
             closure(&index, &["wants-new-libc"]).unwrap_err().to_string(),
             "package wants-new-libc depends on `libc6 (>= 3.0)`, which no package of the suite satisfies"
