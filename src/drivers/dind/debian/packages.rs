@@ -417,7 +417,10 @@ SHA256: ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789
         )
         .unwrap();
         assert_eq!(groups.len(), 6);
-        assert_eq!(groups[4][0].version, Some((Relation::LessOrEqual, "0.28.0-3".into())));
+        assert_eq!(
+            groups[4][0].version,
+            Some((Relation::LessOrEqual, "0.28.0-3".into()))
+        );
         assert_eq!(groups[5][0].name, "foo");
         assert_eq!(groups[0][1].name, "debconf-2.0");
         assert_eq!(groups[2][0].name, "python3");
