@@ -286,6 +286,15 @@ pub async fn closure(engine: DebianEngine, archive: &str) -> Result<Closure, Deb
     Ok(closure)
 }
 
+/// Whether the archive serves the engine's suite: fetches its `InRelease` (for `shoal doctor`).
+pub async fn probe(engine: DebianEngine, archive: &str) -> Result<(), DebianError> {
+    let url = format!("{archive}/dists/{}/InRelease", engine.suite);
+    fetch::bytes(&url, MAX_RELEASE)
+        .await
+        .map(|_| ())
+        .map_err(|problem| DebianError::Fetch { url, problem })
+}
+
 fn read_closure(path: &Path) -> Option<Closure> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
