@@ -1,12 +1,12 @@
-//! HTTP(S) GET from the package archive, streamed to memory or to a file, following redirects.
+//! HTTP(S) GET from the package archive (through the registry client's one request), streamed
+//! to memory or to a file, following redirects.
 
+use crate::registry::client::SendError;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 /// How long connecting and the response headers may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -50,62 +50,11 @@ async fn get(url: &str) -> Result<hyper::Response<Incoming>, String> {
 }
 
 async fn send(url: &str) -> Result<hyper::Response<Incoming>, String> {
-    let (tls, rest) = match url.split_once("://") {
-        Some(("http", rest)) => (false, rest),
-        Some(("https", rest)) => (true, rest),
-        _ => return Err("not an http:// or https:// URL".to_string()),
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(at) => (&rest[..at], &rest[at..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') => (
-            host,
-            port.parse::<u16>()
-                .map_err(|_| format!("bad port {port}"))?,
-        ),
-        _ => (authority, if tls { 443 } else { 80 }),
-    };
-    let host = host.trim_matches(['[', ']']);
-    let tcp = TcpStream::connect((host, port))
+    crate::registry::client::open("GET", url, &[])
         .await
-        .map_err(|e| e.to_string())?;
-    let request = hyper::Request::builder()
-        .uri(path)
-        .header("host", authority)
-        .header("user-agent", concat!("shoal/", env!("CARGO_PKG_VERSION")))
-        .body(http_body_util::Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    if tls {
-        let connector = native_tls::TlsConnector::new().map_err(|e| e.to_string())?;
-        let stream = tokio_native_tls::TlsConnector::from(connector)
-            .connect(host, tcp)
-            .await
-            .map_err(|e| e.to_string())?;
-        exchange(TokioIo::new(stream), request).await
-    } else {
-        exchange(TokioIo::new(tcp), request).await
-    }
-}
-
-async fn exchange<T>(
-    io: T,
-    request: hyper::Request<http_body_util::Empty<Bytes>>,
-) -> Result<hyper::Response<Incoming>, String>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| match e {
+            SendError::Invalid(message) | SendError::Unreachable(message) => message,
+        })
 }
 
 /// The body of `url`, at most `limit` bytes.
