@@ -6,6 +6,14 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    let raw: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if let Some(role) = shoal::drivers::dind::node_init::node_role(&raw) {
+        // Inside a dind node: the node's init, its modprobe stub, or a probe (no CLI, no runtime).
+        let code = shoal::drivers::dind::node_init::run_node_role(role);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let args = cli::Cli::parse();
     cli::init_logging(args.log_format, args.default_log_filter());
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds a test Docker host image: the dind node image (dockerd from this machine's own
-# binaries) plus Debian's sshd and its ldd closure, so the generic driver's tests can reach real
+# binaries) plus Debian's sshd and its ldd closure, a static busybox for a shell, so the generic driver's tests can reach real
 # engines over SSH. No registry: sshd comes from `apt-get download openssh-server libwrap0` and
 # `dpkg -x`; the image is built FROM the local node image.
 #
@@ -59,6 +59,17 @@ PidFile /run/sshd.pid
 CONFIG
 # The docker CLI, for `docker -H ssh://…` (it runs `docker system dial-stdio` on the host).
 cp -L "$(command -v docker)" "$root/usr/bin/docker"
+# A shell and a few tools for sshd's commands and the tests' `docker exec`: the node image has
+# none (shoal's own binary is its init). Test hosts only; the dind driver needs no busybox.
+busybox="$(command -v busybox || true)"
+[ -n "$busybox" ] && ! ldd "$busybox" >/dev/null 2>&1 || {
+	echo "images/host/build.sh: a static busybox is needed for the test hosts' shell: apt-get install busybox-static" >&2
+	exit 1
+}
+cp -L "$busybox" "$root/usr/bin/busybox"
+for applet in sh cat chmod ls mkdir rm kill sleep test echo ps; do
+	ln -s busybox "$root/usr/bin/$applet"
+done
 cp "$here/entrypoint.sh" "$root/usr/bin/shoal-host-entrypoint"
 chmod 755 "$root/usr/bin/shoal-host-entrypoint"
 

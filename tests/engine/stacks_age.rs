@@ -229,33 +229,52 @@ fn the_secret_in_the_running_task_is_the_plaintext() {
         steps(&repo, &key_file).is_empty(),
         "false drift after apply"
     );
-    // The task's secret and config files are files under the node engine's container folder.
+    // The task's secret and config files, in the node's own view of its engine's container
+    // folders (the secrets are on a tmpfs mounted there): the node has no shell to `cat` them,
+    // so they are read from the host through `/proc/<node's pid>/root` (root only, as CI runs).
     let node = format!("{cluster}-m");
+    let pid = common::host_docker(None, &["inspect", "--format", "{{.State.Pid}}", &node], "");
+    let containers = std::path::PathBuf::from(format!(
+        "/proc/{}/root/var/lib/docker/containers",
+        pid.trim()
+    ));
+    let read_all = |kind: &str| -> String {
+        let mut text = String::new();
+        for container in std::fs::read_dir(&containers)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let folder = container.path().join("mounts").join(kind);
+            for file in std::fs::read_dir(folder).into_iter().flatten().flatten() {
+                text.push_str(&std::fs::read_to_string(file.path()).unwrap_or_default());
+            }
+        }
+        text
+    };
+    assert!(
+        std::fs::read_dir(&containers).is_ok(),
+        "cannot read {} (the test reads the node's files as root, as CI runs it)",
+        containers.display()
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let found = loop {
-        let out = Command::new("docker")
-            .args([
-                "exec",
-                &node,
-                "sh",
-                "-c",
-                "cat /var/lib/docker/containers/*/mounts/secrets/*",
-            ])
-            .output()
-            .expect("docker exec");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if text.contains(PLAINTEXT) || std::time::Instant::now() > deadline {
-            break text;
+    let (secret, config) = loop {
+        // Configs sit beside the secrets on the same tmpfs, or in a folder of their own.
+        let secrets = read_all("secrets");
+        let files = format!("{secrets}{}", read_all("configs"));
+        let found = (secrets, files);
+        if found.0.contains(PLAINTEXT) || std::time::Instant::now() > deadline {
+            break found;
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
     };
     assert!(
-        found.contains(PLAINTEXT),
-        "the task's secret is the plaintext: {found}"
+        secret.contains(PLAINTEXT),
+        "the task's secret is the plaintext: {secret:?}"
     );
     assert!(
-        found.contains("listen 8080"),
-        "the task's config is decrypted: {found}"
+        config.contains("listen 8080"),
+        "the task's config is decrypted: {config:?}"
     );
     assert_not_on_disk(&repo.path());
 }

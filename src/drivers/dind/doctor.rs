@@ -80,13 +80,18 @@ impl std::fmt::Display for DoctorReport {
     }
 }
 
-/// Runs a shell command in a container; returns its exit code and output.
-pub async fn exec(docker: &Docker, container: &str, script: &str) -> Result<(i64, String), String> {
+/// Runs a program (`command`: its path and arguments) in a container; returns its exit code
+/// and output.
+pub async fn exec(
+    docker: &Docker,
+    container: &str,
+    command: &[&str],
+) -> Result<(i64, String), String> {
     let created = docker
         .create_exec(
             container,
             CreateExecOptions {
-                cmd: Some(vec!["sh", "-c", script]),
+                cmd: Some(command.to_vec()),
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
                 ..Default::default()
@@ -329,7 +334,11 @@ async fn probe_node(driver: &DindDriver, report: &mut DoctorReport) {
     match exec(
         driver.docker(),
         &container,
-        "test -e /proc/net/ip_vs || test -d /proc/sys/net/ipv4/vs",
+        &[
+            "/usr/bin/shoal",
+            super::node_init::NODE_PROBE_COMMAND,
+            "ipvs",
+        ],
     )
     .await
     {

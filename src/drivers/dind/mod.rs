@@ -40,6 +40,7 @@ mod doctor;
 pub(crate) mod lock;
 mod network;
 mod node;
+pub mod node_init;
 mod nodeimage;
 pub mod registry;
 mod upload;
@@ -59,7 +60,8 @@ pub const LABEL_TEST: &str = "io.shoal.test";
 /// that what the driver makes carries [`LABEL_TEST`].
 pub const TEST_LABEL_ENV: &str = "SHOAL_TEST_LABEL";
 pub use nodeimage::{
-    cached_images, ensure_node_image, Engine, NodeImage, NODE_IMAGE_LABEL, NODE_IMAGE_REPO,
+    cached_images, ensure_node_image, shoal_binary, Engine, NodeImage, NODE_BINARY_ENV,
+    NODE_IMAGE_LABEL, NODE_IMAGE_REPO,
 };
 
 use super::lock::{HeldLock, LockHolder};

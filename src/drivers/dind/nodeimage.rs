@@ -4,16 +4,19 @@
 //!
 //! The host's root filesystem holds dockerd, containerd, its runc shim, runc, docker-init (tini),
 //! docker-proxy and the iptables multi-binaries with their `ldd` closures and the xtables
-//! extensions they load at run time, a static busybox for the shell tools, a modprobe stub, a
-//! few files under `/etc`, and the node entrypoint (`images/node/entrypoint.sh`). It is written
+//! extensions they load at run time, shoal's own binary as the node's init and `modprobe` stub
+//! (see [`super::node_init`]; no shell, no busybox), and a few files under `/etc`. It is written
 //! as a tar stream straight into `POST /images/create?fromSrc=-` and tagged
 //! `shoal-node:<hash>`, where the hash covers every input file's path, size and modification
-//! time and the entrypoint's text: an upgraded docker package gives a new tag, and an existing
-//! tag is reused as it is.
+//! time and the node init's source: an upgraded docker package gives a new tag, and an existing
+//! tag is reused as it is. The shoal binary is hashed by the node init's source, not by its
+//! bytes, so rebuilding shoal does not rebuild the image unless the init changed.
 //!
-//! A Debian-built image holds the unpacked packages with the same layout, generated files and
-//! entrypoint, and is tagged `shoal-node:<engine>-<hash>`, the hash covering the packages'
-//! names and versions and everything shoal adds to them.
+//! A Debian-built image holds the unpacked packages with the same folders and `/etc` files, and
+//! shoal's binary under `/opt/shoal` with the host libraries it was built against (the image's
+//! own libc is another one), run through the loader there. It is tagged
+//! `shoal-node:<engine>-<hash>`, the hash covering the packages' names and versions and
+//! everything shoal adds to them.
 
 use super::debian::{self, DebianEngine};
 use super::upload;
@@ -34,16 +37,23 @@ use std::time::Instant;
 pub const NODE_IMAGE_REPO: &str = "shoal-node";
 /// Label set on the built node images.
 pub const NODE_IMAGE_LABEL: &str = "io.shoal.node-image";
-/// The node entrypoint script.
-const ENTRYPOINT: &str = include_str!("../../../images/node/entrypoint.sh");
-/// Where the entrypoint lives in the image.
-const ENTRYPOINT_PATH: &str = "usr/bin/shoal-node-entrypoint";
+/// The node init's source: what the shoal binary in the image is hashed by.
+const NODE_INIT_SOURCE: &str = include_str!("node_init.rs");
+/// Where shoal's binary lives in the image.
+const SHOAL_PATH: &str = "usr/bin/shoal";
+/// Environment variable naming the shoal executable to put in node images, for programs that
+/// are not shoal itself (tests, examples); shoal uses its own executable.
+pub const NODE_BINARY_ENV: &str = "SHOAL_NODE_BINARY";
 /// Bumped whenever the layout below changes, so the tag changes with it.
-const LAYOUT: &str = "shoal-node-layout-1";
+const LAYOUT: &str = "shoal-node-layout-2";
 /// Bumped whenever the layout of the Debian-built images changes.
-const DEBIAN_LAYOUT: &str = "shoal-node-debian-layout-1";
+const DEBIAN_LAYOUT: &str = "shoal-node-debian-layout-2";
 /// The label value of the images built from the host's binaries.
 const HOST_LABEL_VALUE: &str = "1";
+/// Where a Debian-built image keeps shoal's binary and the host libraries it loads.
+const OPT_SHOAL: &str = "opt/shoal";
+/// The dynamic loader's name on x86-64, among those libraries.
+const LOADER: &str = "ld-linux-x86-64.so.2";
 /// Modification time given to generated entries (2020-01-01).
 const GENERATED_MTIME: u64 = 1_577_836_800;
 /// Folders searched for the host binaries, after `$PATH`.
@@ -75,52 +85,6 @@ const IPTABLES_TOOLS: &[&str] = &[
     "ip6tables",
     "ip6tables-save",
     "ip6tables-restore",
-];
-/// busybox applets linked in `/usr/bin`.
-const BUSYBOX_APPLETS: &[&str] = &[
-    "sh",
-    "ash",
-    "awk",
-    "cat",
-    "chmod",
-    "cp",
-    "cut",
-    "df",
-    "du",
-    "echo",
-    "env",
-    "false",
-    "find",
-    "grep",
-    "head",
-    "hostname",
-    "id",
-    "ip",
-    "kill",
-    "ln",
-    "ls",
-    "mkdir",
-    "mount",
-    "mountpoint",
-    "mv",
-    "nc",
-    "nslookup",
-    "pidof",
-    "ps",
-    "rm",
-    "rmdir",
-    "sed",
-    "sleep",
-    "sort",
-    "tail",
-    "test",
-    "touch",
-    "tr",
-    "true",
-    "umount",
-    "uname",
-    "wc",
-    "xargs",
 ];
 /// Host files copied into `/etc` when present.
 const ETC_FROM_HOST: &[&str] = &["protocols", "services", "ethertypes"];
@@ -190,6 +154,12 @@ pub(crate) enum Entry {
     Dir { mode: u32 },
     /// A copy of a host file (symlinks followed).
     File { source: PathBuf, mode: u32 },
+    /// A copy of a host file hashed by `version` instead of its size and modification time.
+    Versioned {
+        source: PathBuf,
+        mode: u32,
+        version: String,
+    },
     /// Generated content.
     Data { data: Vec<u8>, mode: u32 },
     /// A symbolic link.
@@ -272,6 +242,10 @@ impl Rootfs {
                         meta.mtime_nsec()
                     ));
                 }
+                Entry::Versioned { mode, version, .. } => {
+                    hash.update(format!("\0v{mode:o}\0"));
+                    hash.update(Sha256::digest(version));
+                }
                 Entry::Data { data, mode } => {
                     hash.update(format!("\0c{mode:o}\0"));
                     hash.update(Sha256::digest(data));
@@ -298,7 +272,7 @@ impl Rootfs {
                     header.set_size(0);
                     builder.append_data(&mut header, format!("{path}/"), io::empty())?;
                 }
-                Entry::File { source, mode } => {
+                Entry::File { source, mode } | Entry::Versioned { source, mode, .. } => {
                     let file = std::fs::File::open(source).map_err(|e| {
                         io::Error::new(e.kind(), format!("{}: {e}", source.display()))
                     })?;
@@ -440,8 +414,8 @@ pub(crate) fn host_rootfs() -> Result<Rootfs, DindError> {
     add_layout(&mut rootfs);
     let mut elf_files = add_engine_binaries(&mut rootfs)?;
     elf_files.extend(add_xtables(&mut rootfs)?);
+    elf_files.push(add_shoal(&mut rootfs)?);
     add_libraries(&mut rootfs, &elf_files)?;
-    add_busybox(&mut rootfs)?;
     add_generated_files(&mut rootfs);
     Ok(rootfs)
 }
@@ -617,41 +591,113 @@ fn add_xtables_extensions(rootfs: &mut Rootfs, dir: &Path) -> Result<Vec<PathBuf
     Ok(extensions)
 }
 
-/// The host's static busybox as `usr/bin/busybox`, with its applets linked to it where no
-/// other file took their name; refused when busybox is missing or dynamically linked.
-fn add_busybox(rootfs: &mut Rootfs) -> Result<(), DindError> {
-    let busybox = find_binary(&["busybox"]).ok_or_else(|| {
-        DindError::Unavailable(
-            "cannot build the node image: busybox is missing; install the static build (apt-get install -y busybox-static)".to_string(),
+/// The shoal executable that goes into node images: `$SHOAL_NODE_BINARY`, else this process's
+/// own executable when it is shoal, else a `shoal` next to it or one folder up (where cargo puts
+/// it beside test and example programs).
+pub fn shoal_binary() -> Result<PathBuf, DindError> {
+    if let Some(given) = std::env::var_os(NODE_BINARY_ENV).filter(|v| !v.is_empty()) {
+        let given = PathBuf::from(given);
+        return if given.is_file() && is_executable(&given) {
+            Ok(given)
+        } else {
+            Err(DindError::Unavailable(format!(
+                "{NODE_BINARY_ENV}={} is not an executable file; point it at the shoal program",
+                given.display()
+            )))
+        };
+    }
+    let current = std::env::current_exe().map_err(|e| {
+        DindError::io(
+            "cannot find this program's own executable for the node image",
+            e,
         )
     })?;
-    let busybox = std::fs::canonicalize(&busybox).unwrap_or(busybox);
-    let ldd_busybox = Command::new("ldd").arg(&busybox).output();
-    if let Ok(output) = ldd_busybox {
-        let dynamic = parse_ldd(&String::from_utf8_lossy(&output.stdout))
-            .map(|l| !l.is_empty())
-            .unwrap_or(true);
-        if dynamic {
-            return Err(DindError::Unavailable(format!(
-                "cannot build the node image: {} is dynamically linked; install the static build (apt-get install -y busybox-static)",
-                busybox.display()
-            )));
-        }
+    if current.file_stem().is_some_and(|n| n == "shoal") {
+        return Ok(current);
     }
-    rootfs.file("usr/bin/busybox", &busybox, 0o755);
-    for applet in BUSYBOX_APPLETS {
-        let path = format!("usr/bin/{applet}");
-        if !rootfs.entries.contains_key(&path) {
-            rootfs.symlink(&path, "busybox");
-        }
+    let beside = current.parent().map(Path::to_path_buf).unwrap_or_default();
+    [beside.join("shoal"), beside.join("../shoal")]
+        .into_iter()
+        .find(|p| p.is_file() && is_executable(p))
+        .ok_or_else(|| {
+            DindError::Unavailable(format!(
+                "cannot build the node image: it runs shoal's own binary as the node's init, and {} is not shoal and has none beside it; set {NODE_BINARY_ENV} to the shoal program",
+                current.display()
+            ))
+        })
+}
+
+/// shoal's binary as `usr/bin/shoal` (the node's init) and `usr/sbin/modprobe` (a stub);
+/// returns its host path, whose libraries the caller adds.
+fn add_shoal(rootfs: &mut Rootfs) -> Result<PathBuf, DindError> {
+    let shoal = shoal_binary()?;
+    let shoal = std::fs::canonicalize(&shoal).unwrap_or(shoal);
+    rootfs.add(SHOAL_PATH, shoal_entry(&shoal));
+    rootfs.symlink("usr/sbin/modprobe", &format!("/{SHOAL_PATH}"));
+    Ok(shoal)
+}
+
+/// The image entry of shoal's binary: hashed by the node init's source.
+fn shoal_entry(shoal: &Path) -> Entry {
+    Entry::Versioned {
+        source: shoal.to_path_buf(),
+        mode: 0o755,
+        version: NODE_INIT_SOURCE.to_string(),
     }
+}
+
+/// shoal's binary for an image whose libraries are not the host's: `opt/shoal/bin/shoal` with
+/// its `ldd` closure in `opt/shoal/lib` (the loader among them), `usr/bin/shoal` a script that
+/// runs it through that loader, and a `modprobe` stub that succeeds (modules cannot be loaded
+/// from inside a node).
+fn add_shoal_apart(rootfs: &mut Rootfs) -> Result<(), DindError> {
+    let shoal = shoal_binary()?;
+    let shoal = std::fs::canonicalize(&shoal).unwrap_or(shoal);
+    rootfs.add(&format!("{OPT_SHOAL}/bin/shoal"), shoal_entry(&shoal));
+    let libraries = ldd(std::slice::from_ref(&shoal))?;
+    if !libraries
+        .iter()
+        .any(|lib| lib.file_name().is_some_and(|n| n == LOADER))
+    {
+        return Err(DindError::Unavailable(format!(
+            "cannot build a Debian-based node image: {} does not load {LOADER} (only x86-64 glibc builds of shoal are supported); use engine: host",
+            shoal.display()
+        )));
+    }
+    for lib in &libraries {
+        let name = lib.file_name().unwrap_or_default().to_string_lossy();
+        rootfs.file(&format!("{OPT_SHOAL}/lib/{name}"), lib, 0o755);
+    }
+    rootfs.data(
+        SHOAL_PATH,
+        format!(
+            "#!/bin/sh\n# shoal, with the host libraries it was built against.\nexec {} \"$@\"\n",
+            apart_command().join(" ")
+        ),
+        0o755,
+    );
+    rootfs.data(
+        "usr/sbin/modprobe",
+        "#!/bin/sh\n# Modules cannot be loaded from inside a node; the host kernel must have them.\nexit 0\n",
+        0o755,
+    );
     Ok(())
 }
 
-/// The files written for the image: the modprobe stub, the entrypoint, a minimal `/etc`, and
-/// the few `/etc` files copied from the host.
+/// The command that runs shoal's binary kept apart under `/opt/shoal`.
+fn apart_command() -> Vec<String> {
+    vec![
+        format!("/{OPT_SHOAL}/lib/{LOADER}"),
+        "--library-path".to_string(),
+        format!("/{OPT_SHOAL}/lib"),
+        format!("/{OPT_SHOAL}/bin/shoal"),
+    ]
+}
+
+/// The files written for the image: a minimal `/etc` and the few `/etc` files copied from the
+/// host.
 fn add_generated_files(rootfs: &mut Rootfs) {
-    add_node_files(rootfs, "shoal node (host engine binaries)");
+    add_etc(rootfs, "shoal node (host engine binaries)");
     for name in ETC_FROM_HOST {
         let host = Path::new("/etc").join(name);
         if let Ok(content) = std::fs::read(&host) {
@@ -660,15 +706,8 @@ fn add_generated_files(rootfs: &mut Rootfs) {
     }
 }
 
-/// The files every node image gets: the modprobe stub, the entrypoint and a minimal `/etc`
-/// whose os-release calls the image `pretty_name`.
-fn add_node_files(rootfs: &mut Rootfs, pretty_name: &str) {
-    rootfs.data(
-        "usr/sbin/modprobe",
-        "#!/bin/sh\n# Modules cannot be loaded from inside a node; the host kernel must have them.\nexit 0\n",
-        0o755,
-    );
-    rootfs.data(ENTRYPOINT_PATH, ENTRYPOINT, 0o755);
+/// The minimal `/etc` every node image gets, its os-release calling the image `pretty_name`.
+fn add_etc(rootfs: &mut Rootfs, pretty_name: &str) {
     rootfs.data("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644);
     rootfs.data("etc/group", "root:x:0:\n", 0o644);
     rootfs.data("etc/nsswitch.conf", "hosts: files dns\n", 0o644);
@@ -681,8 +720,8 @@ fn add_node_files(rootfs: &mut Rootfs, pretty_name: &str) {
 
 /// What shoal lays over the packages of a Debian-built image: merged-`/usr` links, the
 /// node's folders, what the maintainer scripts would have made (the iptables alternatives,
-/// `/bin/sh`), and the node files.
-fn debian_overlay(closure: &debian::Closure) -> Rootfs {
+/// `/bin/sh`), shoal's binary kept apart, and `/etc`.
+fn debian_overlay(closure: &debian::Closure) -> Result<Rootfs, DindError> {
     let mut overlay = Rootfs::default();
     for top in ["bin", "sbin", "lib", "lib64"] {
         overlay.symlink(top, &format!("usr/{top}"));
@@ -692,20 +731,33 @@ fn debian_overlay(closure: &debian::Closure) -> Rootfs {
         overlay.symlink(&format!("usr/sbin/{tool}"), "xtables-nft-multi");
     }
     overlay.symlink("usr/bin/sh", "dash");
-    add_node_files(
+    add_shoal_apart(&mut overlay)?;
+    add_etc(
         &mut overlay,
         &format!(
             "shoal node (Debian {} docker.io {})",
             closure.suite, closure.engine_version
         ),
     );
-    overlay
+    Ok(overlay)
 }
 
-/// The `changes` given to the import: how the image runs.
-fn image_changes(label: Option<&str>) -> Vec<String> {
+/// The `changes` given to the import: how the image of `engine` runs.
+fn image_changes(engine: Engine, label: Option<&str>) -> Vec<String> {
+    let shoal = match engine {
+        Engine::Host => vec![format!("/{SHOAL_PATH}")],
+        Engine::Debian(_) => apart_command(),
+    };
+    let entrypoint: Vec<String> = ["/usr/bin/docker-init".to_string(), "--".to_string()]
+        .into_iter()
+        .chain(shoal)
+        .chain([super::node_init::NODE_INIT_COMMAND.to_string()])
+        .collect();
     let mut changes = vec![
-        format!(r#"ENTRYPOINT ["/usr/bin/docker-init", "--", "/{ENTRYPOINT_PATH}"]"#),
+        format!(
+            "ENTRYPOINT {}",
+            serde_json::to_string(&entrypoint).unwrap_or_default()
+        ),
         "VOLUME /var/lib/docker".to_string(),
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
     ];
@@ -770,7 +822,7 @@ async fn ensure_debian_image(
             engine.name
         ))
     })?;
-    let overlay = debian_overlay(&closure);
+    let overlay = debian_overlay(&closure)?;
     let overlay_hash = overlay
         .fingerprint()
         .map_err(|e| DindError::io("cannot read the node image's host files", e))?;
@@ -845,10 +897,10 @@ async fn build(
     downloaded: u64,
 ) -> Result<NodeImage, DindError> {
     let label = engine.label_value();
-    let mut result = import_rootfs(docker, tag, rootfs.clone(), Some(label)).await;
+    let mut result = import_rootfs(docker, engine, tag, rootfs.clone(), Some(label)).await;
     if let Err(DindError::Docker { source, .. }) = &result {
         if source.to_string().to_ascii_lowercase().contains("label") {
-            result = import_rootfs(docker, tag, rootfs, None).await;
+            result = import_rootfs(docker, engine, tag, rootfs, None).await;
         }
     }
     let bytes = result?;
@@ -941,6 +993,7 @@ pub(crate) async fn remove_older_images(docker: &Docker, repo: &str, label: &str
 
 async fn import_rootfs(
     docker: &Docker,
+    engine: Engine,
     tag: &str,
     rootfs: std::sync::Arc<Rootfs>,
     label: Option<&str>,
@@ -949,7 +1002,7 @@ async fn import_rootfs(
         docker,
         NODE_IMAGE_REPO,
         tag,
-        image_changes(label),
+        image_changes(engine, label),
         move |out| rootfs.write_tar(out),
     )
     .await?;

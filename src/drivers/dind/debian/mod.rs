@@ -33,7 +33,8 @@ const PACKAGES_INDEX: &str = "main/binary-amd64/Packages.xz";
 /// Largest `InRelease` accepted.
 const MAX_RELEASE: usize = 4 << 20;
 /// What a node runs besides the engine: the docker CLI of the same version (for commands run
-/// inside a node), iptables, and the shell tools of the node's entrypoint.
+/// inside a node), iptables (which the node's init and dockerd run), and a shell with the
+/// core tools (`/usr/bin/shoal` is a script, and `docker exec` users expect `sh`).
 pub const PACKAGES: &[&str] = &[
     "docker.io",
     "docker-cli",
@@ -42,11 +43,6 @@ pub const PACKAGES: &[&str] = &[
     "iptables",
     "dash",
     "coreutils",
-    "grep",
-    "sed",
-    "findutils",
-    "mount",
-    "util-linux",
 ];
 
 /// A Docker version that shoal builds node images of, and the suite that ships it.
