@@ -743,7 +743,7 @@ fn debian_overlay(closure: &debian::Closure) -> Result<Rootfs, DindError> {
 }
 
 /// The `changes` given to the import: how the image of `engine` runs.
-fn image_changes(engine: Engine, label: Option<&str>) -> Vec<String> {
+pub(super) fn image_changes(engine: Engine, label: Option<&str>) -> Vec<String> {
     let shoal = match engine {
         Engine::Host => vec![format!("/{SHOAL_PATH}")],
         Engine::Debian(_) => apart_command(),

@@ -517,3 +517,75 @@ pub(crate) fn add_packages(rootfs: &mut Rootfs, unpacked: &[Unpacked]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drivers::dind::nodeimage::Entry;
+
+    #[test]
+    fn packages_are_laid_in_order_with_hard_links_as_copies() {
+        let first = Unpacked {
+            name: "dash".into(),
+            dir: PathBuf::from("/cache/dash"),
+            manifest: Manifest {
+                entries: vec![
+                    ("usr/bin".into(), Installed::Dir(0o755)),
+                    ("usr/bin/dash".into(), Installed::File(0o755)),
+                    ("usr/bin/sh".into(), Installed::Symlink("dash".into())),
+                    (
+                        "usr/bin/ash".into(),
+                        Installed::Hardlink("usr/bin/dash".into()),
+                    ),
+                ],
+            },
+        };
+        let second = Unpacked {
+            name: "other".into(),
+            dir: PathBuf::from("/cache/other"),
+            manifest: Manifest {
+                entries: vec![
+                    ("usr/bin".into(), Installed::Dir(0o700)),
+                    ("usr/bin/sh".into(), Installed::File(0o755)),
+                ],
+            },
+        };
+        let mut rootfs = Rootfs::default();
+        add_packages(&mut rootfs, &[first, second]);
+        assert_eq!(rootfs.entries["usr/bin"], Entry::Dir { mode: 0o755 });
+        assert_eq!(
+            rootfs.entries["usr/bin/ash"],
+            Entry::File {
+                source: PathBuf::from("/cache/dash/usr/bin/dash"),
+                mode: 0o755
+            }
+        );
+        assert_eq!(
+            rootfs.entries["usr/bin/sh"],
+            Entry::File {
+                source: PathBuf::from("/cache/other/usr/bin/sh"),
+                mode: 0o755
+            }
+        );
+    }
+
+    #[test]
+    fn a_closure_digest_covers_names_and_versions() {
+        let pinned = |version: &str| Pinned {
+            name: "docker.io".into(),
+            version: version.into(),
+            filename: "pool/d.deb".into(),
+            sha256: "00".into(),
+        };
+        let closure = |version: &str| Closure {
+            suite: "sid".into(),
+            archive: "http://deb.debian.org/debian".into(),
+            engine_version: version.into(),
+            packages: vec![pinned(version)],
+        };
+        assert_eq!(closure("28.5.2").digest(), closure("28.5.2").digest());
+        assert_ne!(closure("28.5.2").digest(), closure("28.5.3").digest());
+        assert_eq!(engine("28").map(|e| e.suite), Some("sid"));
+        assert_eq!(engine("27"), None);
+    }
+}
