@@ -375,6 +375,7 @@ pub struct Unpacked {
 /// Returns them in the closure's order and the bytes downloaded.
 pub async fn unpack_all(closure: &Closure) -> Result<(Vec<Unpacked>, u64), DebianError> {
     let cache = cache_dir();
+    let _only_this_process = lock_cache(&cache).await?;
     let mut unpacked = Vec::new();
     let mut downloaded = 0;
     for package in &closure.packages {
@@ -431,6 +432,29 @@ pub async fn unpack_all(closure: &Closure) -> Result<(Vec<Unpacked>, u64), Debia
         });
     }
     Ok((unpacked, downloaded))
+}
+
+/// An exclusive lock of the cache folder, held while this process downloads and unpacks into
+/// it (released when the file is dropped), so that two shoal processes never write one file.
+async fn lock_cache(cache: &Path) -> Result<std::fs::File, DebianError> {
+    use fs4::fs_std::FileExt;
+    std::fs::create_dir_all(cache)
+        .map_err(cache_error(format!("cannot create {}", cache.display())))?;
+    let path = cache.join(".lock");
+    let context = format!("cannot lock {}", path.display());
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock_exclusive()?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))
+    .and_then(|locked| locked)
+    .map_err(cache_error(context))
 }
 
 /// Downloads one package to `path` and checks its hash; returns its size.
