@@ -816,12 +816,33 @@ async fn ensure_debian_image(
     let started = Instant::now();
     let archive = debian::archive_url(mirror);
     let _one_build_at_a_time = BUILDING.lock().await;
-    let closure = debian::closure(engine, &archive).await.map_err(|e| {
-        DindError::Unavailable(format!(
-            "cannot build the node image of engine {}: {e}",
-            engine.name
-        ))
-    })?;
+    let closure = match debian::closure(engine, &archive).await {
+        Ok(closure) => closure,
+        Err(error @ debian::DebianError::Fetch { .. }) => {
+            // Offline, an image of the engine built earlier is better than none.
+            let built = cached_images(docker).await.unwrap_or_default();
+            if let Some((_, tag)) = built.into_iter().find(|(name, _)| name == engine.name) {
+                tracing::warn!(image = %tag, %error, "the Debian archive cannot be reached; using the engine's image built earlier");
+                return Ok(NodeImage {
+                    tag,
+                    built: false,
+                    seconds: started.elapsed().as_secs_f64(),
+                    bytes: 0,
+                    downloaded: 0,
+                });
+            }
+            return Err(DindError::Unavailable(format!(
+                "cannot build the node image of engine {}: {error}",
+                engine.name
+            )));
+        }
+        Err(error) => {
+            return Err(DindError::Unavailable(format!(
+                "cannot build the node image of engine {}: {error}",
+                engine.name
+            )))
+        }
+    };
     let overlay = debian_overlay(&closure)?;
     let overlay_hash = overlay
         .fingerprint()
