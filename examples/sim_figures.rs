@@ -6,38 +6,16 @@
 //! first. The figures are printed, never asserted.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+
+#[path = "support/shoal_bin.rs"]
+mod shoal_bin;
+use shoal_bin::shoal_binary;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Services per stack (compose file).
 const PER_STACK: usize = 20;
-
-/// The `shoal` binary next to this example's folder (`target/<profile>/shoal`), built first
-/// when run through cargo so that the figures are never those of a stale binary.
-fn shoal_binary() -> PathBuf {
-    let me = std::env::current_exe().expect("the example's own path");
-    let profile_dir = me
-        .parent()
-        .and_then(Path::parent)
-        .expect("the example lives in target/<profile>/examples");
-    if let Ok(cargo) = std::env::var("CARGO") {
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "--bin", "shoal"]);
-        if profile_dir.ends_with("release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "cargo build --bin shoal failed");
-    }
-    let binary = profile_dir.join("shoal");
-    assert!(
-        binary.exists(),
-        "{} is missing: build it with `cargo build --release --bin shoal`",
-        binary.display()
-    );
-    binary
-}
 
 /// Writes a repository of `machines` sim machines (3 managers) and `services` services in
 /// stacks of [`PER_STACK`].

@@ -19,5 +19,6 @@ pub mod plan;
 pub mod registry;
 pub mod render;
 pub mod source;
+pub mod timings;
 pub mod watch;
 pub mod yaml;

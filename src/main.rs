@@ -15,7 +15,8 @@ fn main() -> ExitCode {
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     let args = cli::Cli::parse();
-    cli::init_logging(args.log_format, args.default_log_filter());
+    let timings = args.timings.then(shoal::timings::Timings::default);
+    cli::init_logging(args.log_format, args.default_log_filter(), timings.as_ref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -26,7 +27,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(cli::run(args)) {
+    let outcome = runtime.block_on(cli::run(args));
+    if let Some(timings) = timings {
+        eprint!(
+            "{}",
+            shoal::render::timings::render_timings(&timings.finished())
+        );
+    }
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             match e.downcast_ref::<shoal::diag::Invalid>() {

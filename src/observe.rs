@@ -8,19 +8,24 @@ use crate::drivers::lock::LockHolder;
 use crate::drivers::{Driver, DriverError};
 use crate::engine::{EngineError, Swarm};
 use crate::model::observed::{LocalSwarmState, ObservedSwarm};
-use crate::model::{Desired, DriverKind, MachineState, Observed, ObservedMachine, LABEL_MACHINE};
+use crate::model::{
+    Desired, DriverKind, MachineState, Observed, ObservedMachine, Role, LABEL_MACHINE,
+};
 use crate::plan::{plan, Plan, PlanError, PlanOptions};
 use crate::source::Source;
 use crate::yaml::files::FileSource;
 use futures::stream::{self, StreamExt};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// Machines whose engines are asked at once.
 const CONCURRENCY: usize = 16;
 
 /// A machine after probing, with its engine and whether that engine is a manager.
 type Probed = (ObservedMachine, Option<(Arc<dyn Swarm>, bool)>);
+/// A swarm read taken beside a probe, when one was.
+type EarlyRead = Option<Result<SwarmRead, EngineError>>;
 
 /// Why the cluster could not be observed.
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +154,7 @@ pub async fn load_and_plan(
     let driver_override = planning.driver_override;
     let desired =
         tokio::task::spawn_blocking(move || load_desired(files.as_ref(), &env, driver_override))
+            .instrument(crate::phase!("load files"))
             .await
             .map_err(|e| PlanningError::Task(e.to_string()))?
             .map_err(PlanningError::Invalid)?;
@@ -166,6 +172,7 @@ pub async fn plan_loaded(
 ) -> Result<Planned, PlanningError> {
     let driver = opener
         .open(&desired)
+        .instrument(crate::phase!("open driver"))
         .await
         .map_err(|problem| PlanningError::Open {
             driver: desired.driver.as_str(),
@@ -174,6 +181,7 @@ pub async fn plan_loaded(
     if let Some((holder, ttl_seconds)) = &planning.lock {
         driver
             .lock(holder, unix_now(), *ttl_seconds)
+            .instrument(crate::phase!("lock"))
             .await
             .map_err(PlanningError::Lock)?;
     }
@@ -208,6 +216,7 @@ async fn prepare_observe_and_plan(
     if planning.lock.is_some() {
         driver
             .prepare()
+            .instrument(crate::phase!("prepare driver"))
             .await
             .map_err(|problem| PlanningError::Prepare {
                 driver: desired.driver.as_str(),
@@ -226,20 +235,40 @@ async fn observe_and_plan(
     allow_destroy_all: bool,
 ) -> Result<(Observed, Plan), PlanningError> {
     let mut desired = desired.clone();
-    let image_warnings = crate::registry::pin_images(&mut desired).await;
-    let observed = observe(driver, unix_now()).await?;
+    let image_warnings = crate::registry::pin_images(&mut desired)
+        .instrument(crate::phase!("pin images"))
+        .await;
+    let observed = observe(driver, unix_now())
+        .instrument(crate::phase!("observe"))
+        .await?;
     let options = plan_options(driver.as_ref(), revision, allow_destroy_all);
-    let mut plan = plan(&desired, &observed, &options)?;
+    let mut plan = crate::phase!("plan").in_scope(|| plan(&desired, &observed, &options))?;
     plan.warnings.extend(driver.warnings());
     plan.warnings.extend(image_warnings);
     Ok((observed, plan))
 }
 
 /// Observes the cluster at `now` (seconds since the epoch).
+///
+/// Every running machine is probed at once. A machine created as a manager also has the swarm
+/// read beside its `info` (one round trip instead of two): that read is used when the probe
+/// confirms an active manager, and dropped otherwise; other managers are read after, in turn,
+/// when the first cannot answer.
 pub async fn observe(driver: &Arc<dyn Driver>, now: u64) -> Result<Observed, ObserveError> {
-    let listed = driver.list().await?;
-    let probed: Vec<Probed> = stream::iter(listed)
-        .map(|machine| probe(driver, machine))
+    let listed = driver
+        .list()
+        .instrument(crate::phase!("list machines"))
+        .await?;
+    let early = listed
+        .iter()
+        .find(|m| m.state == MachineState::Running && m.created_role == Some(Role::Manager))
+        .map(|m| m.name.clone());
+    let probed: Vec<(Probed, EarlyRead)> = stream::iter(listed)
+        .map(|machine| {
+            let span = crate::phase!("probe", machine.name);
+            let read_early = early.as_deref() == Some(machine.name.as_str());
+            probe(driver, machine, read_early).instrument(span)
+        })
         .buffered(CONCURRENCY)
         .collect()
         .await;
@@ -247,17 +276,28 @@ pub async fn observe(driver: &Arc<dyn Driver>, now: u64) -> Result<Observed, Obs
         observed_at: now,
         ..Observed::default()
     };
-    let mut managers: Vec<(String, Arc<dyn Swarm>)> = Vec::new();
-    for (machine, engine) in probed {
+    let mut managers: Vec<(String, Arc<dyn Swarm>, EarlyRead)> = Vec::new();
+    for ((machine, engine), read) in probed {
         if let Some((engine, true)) = engine {
-            managers.push((machine.name.clone(), engine));
+            managers.push((machine.name.clone(), engine, read));
         }
         observed.machines.insert(machine.name.clone(), machine);
     }
+    // The manager read early goes first.
+    managers.sort_by_key(|(_, _, read)| read.is_none());
     let mut quorum_error = None;
-    for (name, manager) in &managers {
-        match read_swarm(manager.as_ref(), &mut observed).await {
-            Ok(()) => {
+    for (name, manager, read) in managers {
+        let read = match read {
+            Some(read) => read,
+            None => {
+                read_swarm(manager.as_ref())
+                    .instrument(crate::phase!("read swarm", name))
+                    .await
+            }
+        };
+        match read {
+            Ok(read) => {
+                read.into(&mut observed);
                 quorum_error = None;
                 break;
             }
@@ -282,47 +322,88 @@ pub async fn observe(driver: &Arc<dyn Driver>, now: u64) -> Result<Observed, Obs
     Ok(observed)
 }
 
-/// Asks one machine's engine for its membership; returns the engine and whether it is a manager.
-async fn probe(driver: &Arc<dyn Driver>, mut machine: ObservedMachine) -> Probed {
+/// Asks one machine's engine for its membership; returns the engine and whether it is a
+/// manager; with `read_early`, also the swarm read beside the `info` request (kept only when
+/// the machine is an active manager).
+async fn probe(
+    driver: &Arc<dyn Driver>,
+    mut machine: ObservedMachine,
+    read_early: bool,
+) -> (Probed, EarlyRead) {
     if machine.state != MachineState::Running {
-        return (machine, None);
+        return ((machine, None), None);
     }
-    let engine = match driver.engine(&machine.name).await {
+    let engine = match driver
+        .engine(&machine.name)
+        .instrument(crate::phase!("connect", machine.name))
+        .await
+    {
         Ok(engine) => engine,
         Err(e) => {
             machine.state = MachineState::Unreachable;
             machine.problem = Some(e.to_string());
-            return (machine, None);
+            return ((machine, None), None);
         }
     };
-    match engine.info().await {
+    let early = async {
+        if read_early {
+            Some(
+                read_swarm(engine.as_ref())
+                    .instrument(crate::phase!("read swarm", machine.name))
+                    .await,
+            )
+        } else {
+            None
+        }
+    };
+    let (info, early) = tokio::join!(
+        engine.info().instrument(crate::phase!("read", "info")),
+        early
+    );
+    match info {
         Ok(info) => {
             machine.swarm_state = info.swarm_state;
             machine.node_id = info.node_id;
             machine.engine_id = info.engine_id;
             let manager = info.control_available && info.swarm_state == LocalSwarmState::Active;
-            (machine, Some((engine, manager)))
+            let early = early.filter(|_| manager);
+            ((machine, Some((engine, manager))), early)
         }
         Err(e) => {
             machine.state = MachineState::Unreachable;
             machine.problem = Some(e.to_string());
-            (machine, None)
+            ((machine, None), None)
         }
     }
 }
 
 /// Reads nodes, services, their tasks (one request for all), networks, secrets, configs and
-/// the swarm object from a manager.
-async fn read_swarm(manager: &dyn Swarm, observed: &mut Observed) -> Result<(), EngineError> {
+/// the swarm object from a manager: the swarm's part of an observation.
+async fn read_swarm(manager: &dyn Swarm) -> Result<SwarmRead, EngineError> {
+    let mut observed = Observed::default();
     // Reads only, all at once: an observation costs the slowest request, not their sum.
     let (swarm, nodes, services, mut tasks, networks, secrets, configs) = tokio::try_join!(
-        manager.inspect_swarm(),
-        manager.list_nodes(),
-        manager.list_services(),
-        manager.list_tasks(),
-        manager.list_networks(),
-        manager.list_secrets(),
-        manager.list_configs(),
+        manager
+            .inspect_swarm()
+            .instrument(crate::phase!("read", "swarm")),
+        manager
+            .list_nodes()
+            .instrument(crate::phase!("read", "nodes")),
+        manager
+            .list_services()
+            .instrument(crate::phase!("read", "services")),
+        manager
+            .list_tasks()
+            .instrument(crate::phase!("read", "tasks")),
+        manager
+            .list_networks()
+            .instrument(crate::phase!("read", "networks")),
+        manager
+            .list_secrets()
+            .instrument(crate::phase!("read", "secrets")),
+        manager
+            .list_configs()
+            .instrument(crate::phase!("read", "configs")),
     )?;
     let ids: std::collections::BTreeSet<&str> = services.iter().map(|s| s.id.as_str()).collect();
     tasks.retain(|t| ids.contains(t.service_id.as_str()));
@@ -340,7 +421,24 @@ async fn read_swarm(manager: &dyn Swarm, observed: &mut Observed) -> Result<(), 
         .into_iter()
         .map(|s| (s.spec.name.clone(), s))
         .collect();
-    Ok(())
+    Ok(SwarmRead(observed))
+}
+
+/// The swarm's part of an observation, read from one manager.
+struct SwarmRead(Observed);
+
+impl SwarmRead {
+    /// Moves the swarm's part into `observed`, whose machines stay.
+    fn into(self, observed: &mut Observed) {
+        let SwarmRead(read) = self;
+        observed.swarm = read.swarm;
+        observed.nodes = read.nodes;
+        observed.services = read.services;
+        observed.tasks = read.tasks;
+        observed.networks = read.networks;
+        observed.secrets = read.secrets;
+        observed.configs = read.configs;
+    }
 }
 
 /// Sets each node's machine: the machine whose engine reports the node's ID; else the machine

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 /// How apply runs.
 #[derive(Clone, Debug)]
@@ -51,6 +52,9 @@ pub struct ApplyOptions {
     /// How long to wait, after the steps, for the services they created or changed to become
     /// healthy (`--timeout`); `None` does not wait (`--no-wait`), and only reports health.
     pub wait: Option<Duration>,
+    /// The observation the plan was made from (under the lock): when the plan is empty and
+    /// apply writes nothing, it is the cluster afterwards too, and no second look is taken.
+    pub observation: Option<Observed>,
 }
 
 /// How long apply waits for the services it changed by default (`--timeout`).
@@ -66,6 +70,7 @@ impl Default for ApplyOptions {
             node_wait: Duration::from_secs(60),
             settle: Duration::from_secs(10),
             wait: Some(DEFAULT_WAIT),
+            observation: None,
         }
     }
 }
@@ -115,6 +120,7 @@ pub async fn apply(
     if locked {
         driver
             .lock(&options.holder, unix_now(), options.lock_ttl_seconds)
+            .instrument(crate::phase!("lock"))
             .await?;
     }
     let held = locked.then(|| (options.holder.clone(), options.lock_ttl_seconds));
@@ -132,19 +138,32 @@ pub async fn apply(
     };
     let all_done = steps.iter().all(|s| s.status == StepStatus::Done);
     let mut label_error = None;
+    let recording = crate::phase!("record labels");
     if all_done && !plan.steps.is_empty() {
-        if let Err(e) = executor.record_labels(&labels, desired).await {
+        if let Err(e) = executor
+            .record_labels(&labels, desired)
+            .instrument(recording)
+            .await
+        {
             label_error = Some(e);
         }
     } else if plan.steps.is_empty() && plan.revision.is_some() {
         // A commit that changes nothing in the cluster (a README edit) is still the applied
         // revision; the label is written only when it differs, so a re-apply sends nothing.
-        if let Err(e) = executor.record_labels(&labels, desired).await {
+        if let Err(e) = executor
+            .record_labels(&labels, desired)
+            .instrument(recording)
+            .await
+        {
             tracing::debug!("no swarm to record the revision in: {e}");
         }
     }
     if locked {
-        if let Err(e) = driver.unlock(&options.holder).await {
+        if let Err(e) = driver
+            .unlock(&options.holder)
+            .instrument(crate::phase!("unlock"))
+            .await
+        {
             tracing::warn!("could not release the apply lock: {e}");
         }
     }
@@ -158,8 +177,16 @@ pub async fn apply(
             .map(|s| format!("{} {}", s.action(), s.target))
             .collect();
         (remaining, None)
+    } else if let Some(observed) = options
+        .observation
+        .as_ref()
+        .filter(|_| plan.steps.is_empty() && recorder.writes() == 0)
+    {
+        (remaining_in(plan), Some(observed.clone()))
     } else {
-        remaining_after(&driver, desired, plan.revision.clone(), options.settle).await
+        remaining_after(&driver, desired, plan.revision.clone(), options.settle)
+            .instrument(crate::phase!("observe after"))
+            .await
     };
     let waited_for = if options.dry_run || !all_done || options.wait.is_none() {
         Vec::new()
@@ -182,7 +209,9 @@ pub async fn apply(
                 services: &waited_for,
                 timeout,
             };
-            let (observed, drift) = wait_healthy(&driver, observed, &waiting, progress).await;
+            let (observed, drift) = wait_healthy(&driver, observed, &waiting, progress)
+                .instrument(crate::phase!("wait healthy"))
+                .await;
             (Some(observed), drift)
         }
         (_, observed) => (observed, Vec::new()),
@@ -377,16 +406,7 @@ async fn remaining_after(
                 );
                 last = Some(observed);
                 match planned {
-                    Ok(plan) => plan
-                        .steps
-                        .iter()
-                        .map(|s| format!("{} {}", s.action(), s.target))
-                        .chain(
-                            plan.unseen
-                                .iter()
-                                .map(|u| format!("cannot see {}: {}", u.what, u.why)),
-                        )
-                        .collect(),
+                    Ok(plan) => remaining_in(&plan),
                     Err(e) => vec![format!("cannot plan: {e}")],
                 }
             }
@@ -397,6 +417,19 @@ async fn remaining_after(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// What a plan says is still to do: its steps, and what it could not see.
+fn remaining_in(plan: &Plan) -> Vec<String> {
+    plan.steps
+        .iter()
+        .map(|s| format!("{} {}", s.action(), s.target))
+        .chain(
+            plan.unseen
+                .iter()
+                .map(|u| format!("cannot see {}: {}", u.what, u.why)),
+        )
+        .collect()
 }
 
 /// Runs the step graph: a step starts when all it depends on is done; it is skipped when
@@ -447,7 +480,8 @@ async fn run_steps(
                 let id = step.id;
                 let task = running.spawn(async move {
                     let begin = Instant::now();
-                    let result = executor.run(&step).await;
+                    let span = crate::phase!("step", format!("{} {}", step.action(), step.target));
+                    let result = executor.run(&step).instrument(span).await;
                     (step.id, begin.elapsed().as_secs_f64(), result)
                 });
                 tasks.insert(task.id(), (id, Instant::now()));

@@ -19,6 +19,7 @@ use shoal::plan::Plan;
 use shoal::render::{render_plan, render_report};
 use std::io::IsTerminal;
 use std::path::Path;
+use tracing::Instrument;
 
 /// How often a plan that keeps changing while the user decides is shown again.
 const ASK_AGAIN: usize = 3;
@@ -74,7 +75,11 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
     }
     .await;
     if let Some((holder, _)) = &lock {
-        if let Err(e) = driver.unlock(holder).await {
+        if let Err(e) = driver
+            .unlock(holder)
+            .instrument(shoal::phase!("unlock"))
+            .await
+        {
             eprintln!("warning: could not release the apply lock: {e}");
         }
     }
@@ -127,6 +132,10 @@ async fn carry_out(
     dry_run: bool,
 ) -> Result<u8> {
     let plan = &planned.plan;
+    let options = &ApplyOptions {
+        observation: Some(planned.observed.clone()),
+        ..options.clone()
+    };
     let progress: Box<dyn Progress> = if std::io::stderr().is_terminal() && !json {
         Box::new(Bar::new(plan.steps.len()))
     } else {

@@ -15,6 +15,7 @@ mod watch;
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use shoal::model::DriverKind;
+use shoal::timings::Timings;
 use sim::SimAction;
 use std::path::PathBuf;
 use watch::WatchArgs;
@@ -42,6 +43,10 @@ pub struct Cli {
     /// The cluster repository (the folder holding machines.yml).
     #[arg(long, global = true, default_value = ".")]
     pub repo: PathBuf,
+    /// Print where the time went on standard error at the end (connect, lock, each observation
+    /// read, plan, each write, the wait).
+    #[arg(long, global = true)]
+    pub timings: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -163,8 +168,12 @@ pub struct ApplyArgs {
     planfile: Option<PathBuf>,
 }
 
-/// Sets up `tracing` on standard error, filtered by SHOAL_LOG or RUST_LOG.
-pub fn init_logging(format: LogFormat, default_filter: &str) {
+/// Sets up `tracing` on standard error, filtered by SHOAL_LOG or RUST_LOG; with `timings`, also
+/// records the timed phases there (whatever the filter).
+pub fn init_logging(format: LogFormat, default_filter: &str, timings: Option<&Timings>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = std::env::var("SHOAL_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| default_filter.to_string());
@@ -177,13 +186,21 @@ pub fn init_logging(format: LogFormat, default_filter: &str) {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = match format {
+        LogFormat::Text => lines.boxed(),
+        LogFormat::Json => lines.json().boxed(),
     };
+    let timing = timings.map(|t| {
+        t.layer()
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                meta.target() == shoal::timings::TARGET
+            }))
+    });
+    let _ = tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .with(timing)
+        .try_init();
 }
 
 impl Cli {

@@ -595,9 +595,13 @@ impl Swarm for DockerEngine {
             "/services?status=true&filters={}",
             raw::query_escape(&filters)
         );
-        let Value::Array(entries) =
-            raw::get_json(&self.endpoint, self.tls.as_ref(), &path, Self::timeout()).await?
-        else {
+        // The networks (for the names of the services' attachments, which the engine gives
+        // by ID) are read beside the services, not after them: one round trip, not two.
+        let (services, networks) = tokio::join!(
+            raw::get_json(&self.endpoint, self.tls.as_ref(), &path, Self::timeout()),
+            self.docker.list_networks(None::<ListNetworksOptions>)
+        );
+        let Value::Array(entries) = services? else {
             return Err(EngineError::Other(
                 "unexpected answer from the engine: the service list is not a list".to_string(),
             ));
@@ -609,12 +613,7 @@ impl Swarm for DockerEngine {
                 .is_some_and(|n| !n.is_empty())
         });
         let network_names = if attached {
-            let networks = self
-                .docker
-                .list_networks(None)
-                .await
-                .map_err(from_bollard)?;
-            convert::network_names(&networks)
+            convert::network_names(&networks.map_err(from_bollard)?)
         } else {
             BTreeMap::new()
         };

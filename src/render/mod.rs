@@ -3,6 +3,7 @@
 pub mod env;
 pub mod plan_text;
 pub mod status;
+pub mod timings;
 
 pub use env::{render_env, render_unset, shell_quote};
 pub use plan_text::{render_plan, render_report};

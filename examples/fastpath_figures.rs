@@ -1,0 +1,254 @@
+//! Prints shoal beside `docker stack deploy` on one dind manager: for 30 and 200 services,
+//! the first submit (`shoal apply --no-wait` vs the CLI's deploy), a no-op redeploy, and one
+//! changed service, as whole-process wall times (median of several runs) and writes sent; then
+//! shoal's `--timings` breakdown of a no-op and a first submit. Run with
+//! `cargo run --release --example fastpath_figures` (`-- --quick` for 30 services, 3 runs).
+//!
+//! Needs the local Docker Engine, its docker CLI and the demo image `dataservice:1`
+//! (`images/dataservice/build.sh`, built here when missing). The cluster, `fastpath<pid>`, is
+//! destroyed at the end, also after a failure. The figures are printed, never asserted.
+
+#[path = "support/shoal_bin.rs"]
+mod shoal_bin;
+
+use shoal_bin::shoal_binary;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+/// One cluster's repository and the programs that act on it.
+struct Bench {
+    repo: PathBuf,
+    shoal: PathBuf,
+    docker_host: String,
+}
+
+impl Bench {
+    fn shoal(&self, args: &[&str]) -> Output {
+        let output = Command::new(&self.shoal)
+            .arg("--repo")
+            .arg(&self.repo)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run shoal");
+        assert!(
+            output.status.success(),
+            "shoal {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        let output = Command::new("docker")
+            .args(["-H", &self.docker_host])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the docker CLI");
+        assert!(
+            output.status.success(),
+            "docker {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Seconds of one run of `run`.
+    fn timed(run: impl FnOnce() -> Output) -> (f64, Output) {
+        let started = Instant::now();
+        let output = run();
+        (started.elapsed().as_secs_f64(), output)
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.shoal)
+            .arg("--repo")
+            .arg(&self.repo)
+            .args(["destroy", "--yes"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.repo);
+    }
+}
+
+/// A compose file of `services` demo services, the one at `changed` with another value.
+fn compose(services: usize, changed: Option<usize>) -> String {
+    let mut text = String::from("version: \"3.8\"\nservices:\n");
+    for index in 0..services {
+        let value = if changed == Some(index) {
+            "changed"
+        } else {
+            "first"
+        };
+        writeln!(
+            text,
+            "  s{index:03}:\n    image: dataservice:1\n    environment:\n      VALUE: {value}\n    deploy:\n      replicas: 1"
+        )
+        .unwrap();
+    }
+    text
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The `writes` of an apply's JSON report.
+fn writes(output: &Output) -> u64 {
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("apply --json prints its report");
+    report["writes"].as_u64().unwrap_or_default()
+}
+
+fn ensure_demo_image(root: &Path) {
+    let present = Command::new("docker")
+        .args(["image", "inspect", "dataservice:1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !present {
+        let status = Command::new(root.join("images/dataservice/build.sh"))
+            .status()
+            .expect("run images/dataservice/build.sh");
+        assert!(status.success(), "images/dataservice/build.sh failed");
+    }
+}
+
+/// Measures one size; returns the table rows.
+fn measure(shoal: &Path, services: usize, runs: usize) -> String {
+    let cluster = format!("fastpath{}", std::process::id() % 100_000);
+    let repo = std::env::temp_dir().join(format!("{cluster}-{services}"));
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(
+        repo.join("machines.yml"),
+        format!(
+            "cluster: {cluster}\ndriver: dind\ndriver_options:\n  preload_images: [dataservice:1]\nmachines:\n  m:\n    role: manager\nstacks:\n  bench: bench.yml\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(repo.join("bench.yml"), "version: \"3.8\"\nservices: {}\n").unwrap();
+    std::fs::write(repo.join("cli.yml"), compose(services, None)).unwrap();
+    let mut bench = Bench {
+        repo,
+        shoal: shoal.to_path_buf(),
+        docker_host: String::new(),
+    };
+    // The machine and the swarm first: they are not what is compared.
+    bench.shoal(&["apply", "--yes", "--no-wait"]);
+    let env = String::from_utf8(bench.shoal(&["env", "m"]).stdout).unwrap();
+    bench.docker_host = env
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .find_map(|w| w.strip_prefix("DOCKER_HOST="))
+        .map(|v| v.trim_matches('"').to_string())
+        .expect("DOCKER_HOST in shoal env");
+
+    let compose_file = bench.repo.join("bench.yml");
+    let cli_file = bench.repo.join("cli.yml");
+    let cli_file = cli_file.to_str().unwrap();
+    std::fs::write(&compose_file, compose(services, None)).unwrap();
+    let (shoal_first, first) =
+        Bench::timed(|| bench.shoal(&["apply", "--yes", "--no-wait", "--json"]));
+    let first_writes = writes(&first);
+    let (cli_first, _) = Bench::timed(|| bench.cli(&["stack", "deploy", "-c", cli_file, "cli"]));
+
+    let mut shoal_noop = Vec::new();
+    let mut noop_writes = 0;
+    let mut cli_noop = Vec::new();
+    for _ in 0..runs {
+        let (seconds, out) =
+            Bench::timed(|| bench.shoal(&["apply", "--yes", "--no-wait", "--json"]));
+        shoal_noop.push(seconds);
+        noop_writes = noop_writes.max(writes(&out));
+        cli_noop.push(Bench::timed(|| bench.cli(&["stack", "deploy", "-c", cli_file, "cli"])).0);
+    }
+    let mut shoal_change = Vec::new();
+    let mut change_writes = 0;
+    let mut cli_change = Vec::new();
+    for run in 0..runs {
+        let changed = Some(run % services);
+        std::fs::write(&compose_file, compose(services, changed)).unwrap();
+        std::fs::write(bench.repo.join("cli.yml"), compose(services, changed)).unwrap();
+        let (seconds, out) =
+            Bench::timed(|| bench.shoal(&["apply", "--yes", "--no-wait", "--json"]));
+        shoal_change.push(seconds);
+        change_writes = change_writes.max(writes(&out));
+        cli_change.push(Bench::timed(|| bench.cli(&["stack", "deploy", "-c", cli_file, "cli"])).0);
+    }
+    let noop_breakdown = String::from_utf8_lossy(
+        &bench
+            .shoal(&["--timings", "apply", "--yes", "--no-wait"])
+            .stderr,
+    )
+    .into_owned();
+
+    let mut rows = String::new();
+    let row = |rows: &mut String,
+               what: &str,
+               shoal: f64,
+               writes: String,
+               cli: f64,
+               cli_writes: String| {
+        writeln!(
+            rows,
+            "| {services} | {what} | {shoal:.3} s | {writes} | {cli:.3} s | {cli_writes} |"
+        )
+        .unwrap();
+    };
+    row(
+        &mut rows,
+        "first submit",
+        shoal_first,
+        first_writes.to_string(),
+        cli_first,
+        format!("{services} services created"),
+    );
+    row(
+        &mut rows,
+        "no-op redeploy (median)",
+        median(shoal_noop),
+        noop_writes.to_string(),
+        median(cli_noop),
+        format!("{services} service updates"),
+    );
+    row(
+        &mut rows,
+        "one changed service (median)",
+        median(shoal_change),
+        change_writes.to_string(),
+        median(cli_change),
+        format!("{services} service updates"),
+    );
+    writeln!(
+        rows,
+        "\nshoal no-op breakdown, {services} services:\n{noop_breakdown}"
+    )
+    .unwrap();
+    drop(bench);
+    rows
+}
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (sizes, runs): (&[usize], usize) = if quick { (&[30], 3) } else { (&[30, 200], 5) };
+    let shoal = shoal_binary();
+    ensure_demo_image(&root);
+    println!("| services | run | shoal | shoal writes | docker stack deploy | CLI writes |");
+    println!("|---|---|---|---|---|---|");
+    let mut breakdowns = String::new();
+    for &services in sizes {
+        let rows = measure(&shoal, services, runs);
+        let (table, breakdown) = rows.split_once("\n\n").unwrap_or((&rows, ""));
+        println!("{table}");
+        breakdowns.push_str(breakdown);
+    }
+    println!("\n{breakdowns}");
+}
