@@ -612,4 +612,12 @@ mod tests {
         assert_eq!(engine("28").map(|e| e.suite), Some("sid"));
         assert_eq!(engine("27"), None);
     }
+
+    #[test]
+    fn validate_knows_every_engine() {
+        let names: Vec<&str> = std::iter::once("host")
+            .chain(ENGINES.iter().map(|e| e.name))
+            .collect();
+        assert_eq!(names, crate::config::machines::DIND_ENGINES);
+    }
 }
