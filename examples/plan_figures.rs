@@ -75,6 +75,7 @@ fn desired(machines: usize, services: usize) -> Desired {
             spec.task_template.networks = vec![NetworkAttachment {
                 target: network.clone(),
                 aliases: vec![format!("svc{v:03}")],
+                ..Default::default()
             }];
             spec.task_template.restart_policy = Some(RestartPolicy {
                 condition: "on-failure".into(),
@@ -83,6 +84,7 @@ fn desired(machines: usize, services: usize) -> Desired {
             spec.mode = Some(ServiceMode {
                 replicated: Some(ReplicatedService {
                     replicas: Some(1 + (v as u64 % 5)),
+                    ..Default::default()
                 }),
                 ..ServiceMode::default()
             });
@@ -95,6 +97,7 @@ fn desired(machines: usize, services: usize) -> Desired {
                     publish_mode: "ingress".into(),
                     ..PortConfig::default()
                 }],
+                ..Default::default()
             });
             stack.services.insert(name, spec);
         }
@@ -114,6 +117,7 @@ fn converged(desired: &Desired) -> Observed {
                     id: format!("net-{name}"),
                     labels: network.labels.clone(),
                     network: None,
+                    content_sha256: None,
                 },
             );
         }
@@ -137,7 +141,10 @@ fn converged(desired: &Desired) -> Observed {
 
 /// Median time of `runs` plans, and the number of steps.
 fn measure(desired: &Desired, observed: &Observed, runs: usize) -> (Duration, usize) {
-    let options = PlanOptions::default();
+    let options = PlanOptions {
+        content_key: Some(shoal::model::content_key::ContentKey::from_bytes([1; 32])),
+        ..PlanOptions::default()
+    };
     let mut times = Vec::with_capacity(runs);
     let mut steps = 0;
     for _ in 0..runs {

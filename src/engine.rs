@@ -62,6 +62,9 @@ pub struct EngineInfo {
     /// The engine's own ID (`/info` → `ID`): what tells two endpoints of one engine apart
     /// from two engines; `None` when the engine does not say.
     pub engine_id: Option<String>,
+    /// The API version agreed with this engine (negotiated once when it was connected);
+    /// `None` for engines that have none (the sim).
+    pub api_version: Option<crate::model::engine_api::ApiVersion>,
 }
 
 /// The swarm object and its version.

@@ -7,6 +7,10 @@ use crate::diag::Invalid;
 use crate::drivers::lock::LockHolder;
 use crate::drivers::{Driver, DriverError};
 use crate::engine::{EngineError, Swarm};
+use crate::model::content_key::{
+    ContentKey, SwarmContentKey, CONTENT_KEY_BYTES, LABEL_CONTENT_KEY,
+};
+use crate::model::engine_api::ApiVersion;
 use crate::model::observed::{LocalSwarmState, ObservedSwarm};
 use crate::model::{
     Desired, DriverKind, MachineState, Observed, ObservedMachine, Role, LABEL_MACHINE,
@@ -23,7 +27,10 @@ use tracing::Instrument;
 const CONCURRENCY: usize = 16;
 
 /// A machine after probing, with its engine and whether that engine is a manager.
-type Probed = (ObservedMachine, Option<(Arc<dyn Swarm>, bool)>);
+type Probed = (
+    ObservedMachine,
+    Option<(Arc<dyn Swarm>, bool, Option<ApiVersion>)>,
+);
 /// A swarm read taken beside a probe, when one was.
 type EarlyRead = Option<Result<SwarmRead, EngineError>>;
 
@@ -64,6 +71,10 @@ pub struct Planning {
     /// plan is made under the lock and no other process changes the cluster before it is
     /// applied (DESIGN §3.6). `None` plans without the lock (plan, dry runs).
     pub lock: Option<(LockHolder, u64)>,
+    /// The content key to version secrets and configs with while the swarm has none (see
+    /// [`crate::model::content_key`]): one per process that plans again and compares (apply's
+    /// confirmation, the watcher), or a saved plan's. `None`: a new one for each plan.
+    pub content_key: Option<ContentKey>,
 }
 
 /// What [`load_and_plan`] found: the desired state, the open driver, the cluster and the plan.
@@ -112,6 +123,28 @@ pub enum PlanningError {
     /// The task reading the files stopped.
     #[error("reading the files failed: {0}")]
     Task(String),
+    /// No random content key could be made.
+    #[error(transparent)]
+    ContentKey(#[from] NewKeyError),
+}
+
+/// Why no content key could be made.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot make a content key for the cluster's secrets and configs: {RANDOM_SOURCE}: {0}. shoal needs the operating system's random generator")]
+pub struct NewKeyError(std::io::Error);
+
+/// Where random keys come from.
+const RANDOM_SOURCE: &str = "/dev/urandom";
+
+/// A new random content key (32 bytes from the operating system's generator), for plans of a
+/// cluster whose swarm has none yet.
+pub fn new_content_key() -> Result<ContentKey, NewKeyError> {
+    use std::io::Read;
+    let mut bytes = [0u8; CONTENT_KEY_BYTES];
+    std::fs::File::open(RANDOM_SOURCE)
+        .and_then(|mut source| source.read_exact(&mut bytes))
+        .map_err(NewKeyError)?;
+    Ok(ContentKey::from_bytes(bytes))
 }
 
 /// Loads and validates the desired state in `files` with `env` for interpolation, and applies
@@ -128,17 +161,19 @@ pub fn load_desired(
     Ok(desired)
 }
 
-/// The options of every plan, for `revision` and the driver (whether it has a routing mesh):
-/// built here only, for the CLI and the watcher.
+/// The options of every plan, for `revision`, the driver (whether it has a routing mesh) and
+/// the content key for a swarm without one: built here only, for the CLI and the watcher.
 pub fn plan_options(
     driver: &dyn Driver,
     revision: Option<String>,
     allow_destroy_all: bool,
+    content_key: ContentKey,
 ) -> PlanOptions {
     PlanOptions {
         revision,
         allow_destroy_all,
         routing_mesh: driver.routing_mesh(),
+        content_key: Some(content_key),
     }
 }
 
@@ -223,7 +258,17 @@ async fn prepare_observe_and_plan(
                 problem,
             })?;
     }
-    observe_and_plan(driver, desired, revision, planning.allow_destroy_all).await
+    let content_key = match &planning.content_key {
+        Some(key) => key.clone(),
+        None => new_content_key()?,
+    };
+    let options = plan_options(
+        driver.as_ref(),
+        revision,
+        planning.allow_destroy_all,
+        content_key,
+    );
+    observe_and_plan(driver, desired, options).await
 }
 
 /// Observes the cluster now and plans `desired` against it, its images pinned to the digests
@@ -231,8 +276,7 @@ async fn prepare_observe_and_plan(
 async fn observe_and_plan(
     driver: &Arc<dyn Driver>,
     desired: &Desired,
-    revision: Option<String>,
-    allow_destroy_all: bool,
+    options: PlanOptions,
 ) -> Result<(Observed, Plan), PlanningError> {
     let mut desired = desired.clone();
     let image_warnings = crate::registry::pin_images(&mut desired)
@@ -241,7 +285,6 @@ async fn observe_and_plan(
     let observed = observe(driver, unix_now())
         .instrument(crate::phase!("observe"))
         .await?;
-    let options = plan_options(driver.as_ref(), revision, allow_destroy_all);
     let mut plan = crate::phase!("plan").in_scope(|| plan(&desired, &observed, &options))?;
     plan.warnings.extend(driver.warnings());
     plan.warnings.extend(image_warnings);
@@ -278,8 +321,9 @@ pub async fn observe(driver: &Arc<dyn Driver>, now: u64) -> Result<Observed, Obs
     };
     let mut managers: Vec<(String, Arc<dyn Swarm>, EarlyRead)> = Vec::new();
     for ((machine, engine), read) in probed {
-        if let Some((engine, true)) = engine {
+        if let Some((engine, true, api_version)) = engine {
             managers.push((machine.name.clone(), engine, read));
+            observed.api_version = lowest(observed.api_version, api_version);
         }
         observed.machines.insert(machine.name.clone(), machine);
     }
@@ -316,10 +360,19 @@ pub async fn observe(driver: &Arc<dyn Driver>, now: u64) -> Result<Observed, Obs
             id: String::new(),
             labels: BTreeMap::new(),
             quorum_error: Some(message),
+            content_key: SwarmContentKey::Absent,
         });
     }
     match_nodes_to_machines(&mut observed);
     Ok(observed)
+}
+
+/// The lower of two API versions, either of which may be unknown.
+fn lowest(a: Option<ApiVersion>, b: Option<ApiVersion>) -> Option<ApiVersion> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Asks one machine's engine for its membership; returns the engine and whether it is a
@@ -367,7 +420,7 @@ async fn probe(
             machine.engine_id = info.engine_id;
             let manager = info.control_available && info.swarm_state == LocalSwarmState::Active;
             let early = early.filter(|_| manager);
-            ((machine, Some((engine, manager))), early)
+            ((machine, Some((engine, manager, info.api_version))), early)
         }
         Err(e) => {
             machine.state = MachineState::Unreachable;
@@ -411,10 +464,13 @@ async fn read_swarm(manager: &dyn Swarm) -> Result<SwarmRead, EngineError> {
     observed.networks = networks;
     observed.secrets = secrets;
     observed.configs = configs;
+    let mut labels = swarm.labels;
+    let content_key = SwarmContentKey::of_label(labels.remove(LABEL_CONTENT_KEY).as_deref());
     observed.swarm = Some(ObservedSwarm {
         id: swarm.id,
-        labels: swarm.labels,
+        labels,
         quorum_error: None,
+        content_key,
     });
     observed.nodes = nodes.into_iter().map(|n| (n.id.clone(), n)).collect();
     observed.services = services

@@ -188,6 +188,58 @@ pub fn at_revision(dir: &Path, rev: &str) -> Result<Source, SourceError> {
     })
 }
 
+/// Most commits [`commits_missing`] lists.
+const MISSING_LIMIT: usize = 50;
+
+/// The commits reachable from `applied` (the cluster's applied revision) and not from
+/// `planned` (the revision planned; HEAD when `None`) in the repository of `dir`, newest first,
+/// as `<short id> <summary>`: what applying `planned` would undo (a stale branch). At most
+/// [`MISSING_LIMIT`], then a line saying how many more.
+pub fn commits_missing(
+    dir: &Path,
+    applied: &str,
+    planned: Option<&str>,
+) -> Result<Vec<String>, SourceError> {
+    let (repo, _) = locate(dir).ok_or_else(|| SourceError::NotARepository(dir.to_path_buf()))?;
+    let commit_of = |rev: &str| {
+        repo.revparse_single(rev)
+            .and_then(|o| o.peel_to_commit())
+            .map_err(|e| SourceError::BadRevision {
+                rev: rev.to_string(),
+                repo: dir.to_path_buf(),
+                message: format!(
+                    "{} (the cluster's applied revision must be in this repository: git fetch it)",
+                    e.message()
+                ),
+            })
+    };
+    let applied = commit_of(applied)?;
+    let planned = commit_of(planned.unwrap_or("HEAD"))?;
+    let mut walk = repo.revwalk()?;
+    walk.push(applied.id())?;
+    walk.hide(planned.id())?;
+    let mut lines = Vec::new();
+    let mut more = 0usize;
+    for id in walk {
+        let id = id?;
+        if lines.len() == MISSING_LIMIT {
+            more += 1;
+            continue;
+        }
+        let commit = repo.find_commit(id)?;
+        let short = id.to_string();
+        lines.push(format!(
+            "{} {}",
+            &short[..short.len().min(12)],
+            commit.summary().unwrap_or_default()
+        ));
+    }
+    if more > 0 {
+        lines.push(format!("and {more} more"));
+    }
+    Ok(lines)
+}
+
 /// The files under `prefix` ('' for the root) of `commit` in the repository at `git_dir` (a
 /// `.git` folder or a bare repository); `name` is the default cluster name.
 pub fn at_commit(git_dir: &Path, commit: &str, prefix: &str, name: &str) -> Source {

@@ -7,6 +7,7 @@
 //! A service swarm itself is rolling back is not drift: its health says so.
 
 use crate::health::{Health, HealthState};
+use crate::model::content_key::ContentKey;
 use crate::model::observed::UpdateState;
 use crate::model::{Desired, Observed};
 use crate::plan::{plan, PlanOptions};
@@ -38,12 +39,19 @@ fn rolling_back(observed: &Observed, service: &str) -> bool {
 }
 
 /// What a plan of `observed` against `desired` would change, services swarm rolls back
-/// aside; empty when it plans nothing or cannot plan (the wait goes on then).
-pub fn drift_of(desired: &Desired, observed: &Observed, revision: Option<String>) -> Vec<Drift> {
+/// aside; empty when it plans nothing or cannot plan (the wait goes on then). `content_key`:
+/// the applied plan's new key, should the swarm still have none.
+pub fn drift_of(
+    desired: &Desired,
+    observed: &Observed,
+    revision: Option<String>,
+    content_key: Option<ContentKey>,
+) -> Vec<Drift> {
     let options = PlanOptions {
         revision,
         allow_destroy_all: true,
         routing_mesh: None,
+        content_key,
     };
     let Ok(planned) = plan(desired, observed, &options) else {
         return Vec::new();
@@ -101,11 +109,11 @@ mod tests {
     #[test]
     fn a_hand_scale_is_drift_and_never_healthy() {
         let (desired, mut observed) = applied();
-        assert!(drift_of(&desired, &observed, None).is_empty());
+        assert!(drift_of(&desired, &observed, None, None).is_empty());
         let web = observed.services.get_mut("app_web").unwrap();
         web.spec.set_replicas(6);
         (web.running, web.desired) = (6, 6);
-        let drift = drift_of(&desired, &observed, None);
+        let drift = drift_of(&desired, &observed, None, None);
         assert_eq!(drift.len(), 1, "{drift:?}");
         assert!(
             drift[0].line.starts_with("scale_service app_web"),
@@ -126,6 +134,6 @@ mod tests {
             state: UpdateState::RollbackStarted,
             message: "update rolled back".into(),
         });
-        assert!(drift_of(&desired, &observed, None).is_empty());
+        assert!(drift_of(&desired, &observed, None, None).is_empty());
     }
 }

@@ -13,6 +13,7 @@ use crate::drivers::lock::LockHolder;
 use crate::drivers::{Driver, DriverError};
 use crate::engine::{EngineError, EngineResult, NodeSpecUpdate, Swarm};
 use crate::health;
+use crate::model::content_key::{ContentKey, LABEL_CONTENT_KEY};
 use crate::model::observed::LocalSwarmState;
 use crate::model::{
     node_labels_to_store, Availability, Desired, DriverKind, MachineSpec, NodeState, Observed,
@@ -130,6 +131,9 @@ pub async fn apply(
         leaving: Mutex::new(BTreeSet::new()),
         node_wait: options.node_wait,
         held: held.clone(),
+        content_key: plan.new_content_key.clone(),
+        key_written: Mutex::new(false),
+        dry_run: options.dry_run,
     });
     let work = run_steps(&executor, plan, options.parallelism.max(1), progress);
     let steps = match &held {
@@ -184,7 +188,13 @@ pub async fn apply(
     {
         (remaining_in(plan), Some(observed.clone()))
     } else {
-        remaining_after(&driver, desired, plan.revision.clone(), options.settle)
+        let again = PlanOptions {
+            revision: plan.revision.clone(),
+            allow_destroy_all: true,
+            routing_mesh: None,
+            content_key: plan.new_content_key.clone(),
+        };
+        remaining_after(&driver, desired, &again, options.settle)
             .instrument(crate::phase!("observe after"))
             .await
     };
@@ -206,6 +216,7 @@ pub async fn apply(
             let waiting = Waiting {
                 desired,
                 revision: plan.revision.clone(),
+                content_key: plan.new_content_key.clone(),
                 services: &waited_for,
                 timeout,
             };
@@ -314,6 +325,8 @@ struct Waiting<'a> {
     desired: &'a Desired,
     /// The revision applied.
     revision: Option<String>,
+    /// The applied plan's new content key, should the swarm still have none.
+    content_key: Option<ContentKey>,
     /// The services to become healthy.
     services: &'a [String],
     /// How long at most.
@@ -370,7 +383,12 @@ async fn wait_healthy(
             Ok(fresh) => observed = fresh,
             Err(e) => tracing::warn!("waiting for the services to become healthy: {e}"),
         }
-        let drift = drift::drift_of(waiting.desired, &observed, waiting.revision.clone());
+        let drift = drift::drift_of(
+            waiting.desired,
+            &observed,
+            waiting.revision.clone(),
+            waiting.content_key.clone(),
+        );
         if !drift.is_empty() {
             for line in drift.iter().map(|d| &d.line) {
                 progress.health(&format!("changed while waiting: {line}"));
@@ -387,7 +405,7 @@ async fn wait_healthy(
 async fn remaining_after(
     driver: &Arc<dyn Driver>,
     desired: &Desired,
-    revision: Option<String>,
+    options: &PlanOptions,
     settle: Duration,
 ) -> (Vec<String>, Option<Observed>) {
     let deadline = Instant::now() + settle;
@@ -395,15 +413,7 @@ async fn remaining_after(
         let mut last = None;
         let remaining = match observe(driver, unix_now()).await {
             Ok(observed) => {
-                let planned = make_plan(
-                    desired,
-                    &observed,
-                    &PlanOptions {
-                        revision: revision.clone(),
-                        allow_destroy_all: true,
-                        routing_mesh: None,
-                    },
-                );
+                let planned = make_plan(desired, &observed, options);
                 last = Some(observed);
                 match planned {
                     Ok(plan) => remaining_in(&plan),
@@ -645,6 +655,13 @@ struct Executor {
     /// The apply lock this apply holds, and its TTL: taken again as soon as a swarm exists, so
     /// it moves from the driver's store into the swarm's.
     held: Option<(LockHolder, u64)>,
+    /// The content key the plan versioned with while the swarm has none: written into the
+    /// swarm before the first secret or config is created, and with the labels at the end.
+    content_key: Option<ContentKey>,
+    /// Whether the swarm is known to hold `content_key`.
+    key_written: Mutex<bool>,
+    /// Writes are recorded, not sent (`apply --dry-run`): what was written cannot be read back.
+    dry_run: bool,
 }
 
 impl Executor {
@@ -777,10 +794,12 @@ impl Executor {
                 created(result, &format!("cannot create network {target}"))
             }
             StepOp::CreateSecret { object } => {
+                self.ensure_content_key().await?;
                 let result = self.manager().await?.create_secret(object).await;
                 created(result, &format!("cannot create {target}"))
             }
             StepOp::CreateConfig { object } => {
+                self.ensure_content_key().await?;
                 let result = self.manager().await?.create_config(object).await;
                 created(result, &format!("cannot create {target}"))
             }
@@ -1146,11 +1165,75 @@ impl Executor {
             .await
     }
 
-    /// Records the applied revision and the managed stacks as swarm labels, when they differ.
+    /// Records the applied revision, the managed stacks and (when the swarm has none) the
+    /// plan's content key as swarm labels, when they differ.
     async fn record_labels(
         &self,
         labels: &BTreeMap<String, String>,
         desired: &Desired,
+    ) -> Result<(), StepError> {
+        let key = self.content_key.as_ref().map(ContentKey::to_label);
+        let change = |current: &BTreeMap<String, String>| {
+            let mut next = current.clone();
+            next.extend(labels.clone());
+            let stacks = stacks_to_remember(desired, current.get(LABEL_STACKS).map(String::as_str));
+            next.insert(LABEL_STACKS.to_string(), stacks);
+            if let Some(key) = &key {
+                // Never replaces a key: every version in the swarm depends on it.
+                next.entry(LABEL_CONTENT_KEY.to_string())
+                    .or_insert_with(|| key.clone());
+            }
+            (next != *current).then_some(next)
+        };
+        self.update_swarm_labels(change).await
+    }
+
+    /// Writes the plan's content key into the swarm, once, before the first secret or config
+    /// is created, so that what is created under it is what the next plan recognises. A swarm
+    /// that got another key since the plan (another apply, a hand edit) is stale: nothing is
+    /// created under a key the swarm does not hold.
+    async fn ensure_content_key(&self) -> Result<(), StepError> {
+        let Some(key) = &self.content_key else {
+            return Ok(());
+        };
+        let mut written = self.key_written.lock().await;
+        if *written {
+            return Ok(());
+        }
+        let label = key.to_label();
+        let change = |current: &BTreeMap<String, String>| {
+            (!current.contains_key(LABEL_CONTENT_KEY)).then(|| {
+                let mut next = current.clone();
+                next.insert(LABEL_CONTENT_KEY.to_string(), label.clone());
+                next
+            })
+        };
+        self.update_swarm_labels(change).await?;
+        if self.dry_run {
+            *written = true;
+            return Ok(());
+        }
+        let swarm = self
+            .manager()
+            .await?
+            .inspect_swarm()
+            .await
+            .map_err(StepError::engine("cannot inspect the swarm"))?;
+        if swarm.labels.get(LABEL_CONTENT_KEY) != Some(&label) {
+            return Err(StepError::Stale {
+                what: format!("the swarm label {LABEL_CONTENT_KEY}"),
+                how: "another apply or a hand edit wrote another content key, which the plan's secret and config versions do not match".to_string(),
+            });
+        }
+        *written = true;
+        Ok(())
+    }
+
+    /// Changes the swarm's labels with `change` (`None`: nothing to change), at the version
+    /// inspected.
+    async fn update_swarm_labels(
+        &self,
+        change: impl Fn(&BTreeMap<String, String>) -> Option<BTreeMap<String, String>>,
     ) -> Result<(), StepError> {
         let inspect = |manager: Arc<dyn Swarm>| -> Inspected<BTreeMap<String, String>> {
             Box::pin(async move {
@@ -1160,13 +1243,6 @@ impl Executor {
                     .map_err(StepError::engine("cannot inspect the swarm"))?;
                 Ok((swarm.version, swarm.labels))
             })
-        };
-        let change = |current: &BTreeMap<String, String>| {
-            let mut next = current.clone();
-            next.extend(labels.clone());
-            let stacks = stacks_to_remember(desired, current.get(LABEL_STACKS).map(String::as_str));
-            next.insert(LABEL_STACKS.to_string(), stacks);
-            (next != *current).then_some(next)
         };
         let update = |manager: Arc<dyn Swarm>, version, next| -> Fut<EngineResult<()>> {
             Box::pin(async move { manager.update_swarm_labels(version, next).await })
@@ -1362,6 +1438,7 @@ mod tests {
         let waiting = Waiting {
             desired: &desired,
             revision: None,
+            content_key: None,
             services: &["app_web".to_string()],
             timeout: Duration::from_secs(60),
         };

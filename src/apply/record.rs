@@ -8,6 +8,7 @@ use crate::drivers::{Driver, DriverError, DriverResult};
 use crate::engine::{
     EngineError, EngineInfo, EngineResult, JoinTokens, NodeSpecUpdate, Swarm, SwarmObject,
 };
+use crate::model::content_key::LABEL_CONTENT_KEY;
 use crate::model::observed::{LocalSwarmState, ObservedTask};
 use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
 use crate::model::{
@@ -238,6 +239,7 @@ impl Swarm for RecordingEngine {
             .cloned();
         if let Some(node) = phantom {
             return Ok(EngineInfo {
+                api_version: None,
                 swarm_state: LocalSwarmState::Active,
                 node_id: Some(node.id),
                 control_available: node.role == Role::Manager,
@@ -319,7 +321,14 @@ impl Swarm for RecordingEngine {
         version: u64,
         labels: BTreeMap<String, String>,
     ) -> EngineResult<()> {
-        let shown: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        // The content key is never shown, not even as a write a dry run would send.
+        let shown: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| match k.as_str() {
+                LABEL_CONTENT_KEY => format!("{k}=(secret)"),
+                _ => format!("{k}={v}"),
+            })
+            .collect();
         if self
             .dry(format!("update swarm labels {}", shown.join(",")), |_| ())
             .is_some()

@@ -13,7 +13,7 @@ use shoal::apply::progress::{Bar, Lines, Progress};
 use shoal::apply::{apply, exit_code, ApplyOptions};
 use shoal::drivers::lock::LockHolder;
 use shoal::model::DriverKind;
-use shoal::observe::Planned;
+use shoal::observe::{new_content_key, Planned};
 use shoal::plan::saved::{check_fresh, parse_saved, Stale};
 use shoal::plan::Plan;
 use shoal::render::{render_plan, render_report};
@@ -41,6 +41,12 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
         ..ApplyOptions::default()
     };
     let lock = (!args.dry_run).then(|| (options.holder.clone(), options.lock_ttl_seconds));
+    // One content key for every plan of this run (a cluster without one versions alike before
+    // and after the confirmation), the saved plan's when it carries one.
+    let content_key = match saved.as_ref().and_then(|p| p.new_content_key.clone()) {
+        Some(key) => key,
+        None => new_content_key()?,
+    };
     let replan = || {
         plan_repo(
             repo,
@@ -48,6 +54,7 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
             driver_override,
             args.allow_destroy_all,
             lock.clone(),
+            Some(content_key.clone()),
         )
     };
     let planned = replan().await?;
@@ -103,7 +110,9 @@ where
             Err(why) => {
                 let what = match why {
                     Stale::Cluster => "the cluster changed",
-                    Stale::Files { .. } | Stale::Edited { .. } => "the files changed",
+                    Stale::Files { .. } | Stale::Edited { .. } | Stale::NoContentKey => {
+                        "the files changed"
+                    }
                 };
                 console.show(&format!(
                     "\nThe plan above is out of date: {what} while you decided. Nothing was changed. The plan now:\n\n{}",

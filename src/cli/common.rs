@@ -5,6 +5,7 @@ use anyhow::{bail, Result};
 use shoal::diag::Invalid;
 use shoal::drivers::lock::LockHolder;
 use shoal::drivers::{open_driver, Driver, DriverError};
+use shoal::model::content_key::ContentKey;
 use shoal::model::{Desired, DriverKind};
 use shoal::observe::{load_and_plan, load_desired, OpenDriver, Planned, Planning, PlanningError};
 use shoal::render::Style;
@@ -146,19 +147,22 @@ impl OpenDriver for RepoDriver<'_> {
 }
 
 /// Load → open the driver → (take the apply lock for `lock`) → observe → plan, for the files
-/// of the working tree or of `rev`.
+/// of the working tree or of `rev`; secrets and configs versioned with `content_key` while the
+/// swarm has no key (a new one when `None`).
 pub async fn plan_repo(
     repo: &Path,
     rev: Option<&str>,
     driver_override: Option<DriverKind>,
     allow_destroy_all: bool,
     lock: Option<(LockHolder, u64)>,
+    content_key: Option<ContentKey>,
 ) -> Result<Planned> {
     let planning = Planning {
         env: interpolation_env(),
         driver_override,
         allow_destroy_all,
         lock,
+        content_key,
     };
     load_and_plan(source(repo, rev)?, &planning, &RepoDriver(repo))
         .await

@@ -125,9 +125,16 @@ enum Command {
 pub struct PlanArgs {
     #[command(flatten)]
     rev: RevArg,
-    /// Print the plan as JSON.
-    #[arg(long)]
+    /// How to print the plan: text for people, json, or markdown for a pull-request comment.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    format: PlanFormat,
+    /// Print the plan as JSON (the same as `--format json`).
+    #[arg(long, conflicts_with = "format")]
     json: bool,
+    /// Also list the commits of the cluster's applied revision that the planned revision lacks
+    /// (applying it would undo them: a stale branch).
+    #[arg(long)]
+    against_applied: bool,
     /// Save the plan as JSON for `shoal apply FILE`.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -138,6 +145,18 @@ pub struct PlanArgs {
     /// Allow a plan that removes every service of a stack or every machine.
     #[arg(long)]
     allow_destroy_all: bool,
+}
+
+/// How `shoal plan` prints the plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// For people, like `terraform plan`.
+    #[default]
+    Text,
+    /// The plan's JSON (DESIGN §2).
+    Json,
+    /// A pull-request review comment.
+    Markdown,
 }
 
 /// `shoal apply`'s arguments.

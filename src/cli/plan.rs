@@ -1,11 +1,13 @@
 //! `shoal plan`: show what apply would change, and save the plan for `shoal apply FILE` (as
-//! shown, secret values masked, readable by its owner only).
+//! shown, secret values masked, readable by its owner only; with the content key of a cluster
+//! that has none yet, which `--json` never shows); as text, JSON or a Markdown review comment.
 
 use super::common::{plan_repo, style_for_stdout};
-use super::PlanArgs;
+use super::{PlanArgs, PlanFormat};
 use anyhow::{Context, Result};
 use shoal::model::DriverKind;
-use shoal::render::render_plan;
+use shoal::plan::saved::saved_text;
+use shoal::render::{render_plan, render_plan_markdown, CommentContext};
 use std::path::Path;
 
 /// Plans, saves and prints; the exit code tells changes apart with `--detailed-exitcode`.
@@ -16,24 +18,62 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: PlanArg
         driver_override,
         args.allow_destroy_all,
         None,
+        None,
     )
     .await?;
+    let missing_applied = if args.against_applied {
+        Some(match planned.observed.revision() {
+            Some(applied) => shoal::source::commits_missing(repo, applied, args.rev.rev.as_deref())
+                .with_context(|| {
+                    format!("cannot compare with the cluster's applied revision {applied}")
+                })?,
+            None => Vec::new(),
+        })
+    } else {
+        None
+    };
+    let cluster = planned.desired.cluster.clone();
     let plan = planned.plan;
     if let Some(path) = &args.out {
-        let text = serde_json::to_string_pretty(&plan)?;
-        write_private(path, &(text + "\n"))
+        write_private(path, &saved_text(&plan))
             .with_context(|| format!("cannot write the plan to {}", path.display()))?;
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+    let format = if args.json {
+        PlanFormat::Json
     } else {
-        print!("{}", render_plan(&plan, style_for_stdout()));
-        if let Some(path) = &args.out {
-            println!(
-                "\nSaved the plan to {}: apply it with `shoal apply {}`.",
-                path.display(),
-                path.display()
-            );
+        args.format
+    };
+    match format {
+        PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+        PlanFormat::Markdown => print!(
+            "{}",
+            render_plan_markdown(
+                &plan,
+                &CommentContext {
+                    cluster: &cluster,
+                    missing_applied,
+                }
+            )
+        ),
+        PlanFormat::Text => {
+            if let Some(missing) = missing_applied.filter(|m| !m.is_empty()) {
+                println!(
+                    "Warning: the cluster's applied revision has {} commit(s) this revision lacks; applying it would undo them:",
+                    missing.len()
+                );
+                for line in missing {
+                    println!("  - {line}");
+                }
+                println!();
+            }
+            print!("{}", render_plan(&plan, style_for_stdout()));
+            if let Some(path) = &args.out {
+                println!(
+                    "\nSaved the plan to {}: apply it with `shoal apply {}`.",
+                    path.display(),
+                    path.display()
+                );
+            }
         }
     }
     Ok(

@@ -2,15 +2,17 @@
 //! `cli/compose/convert` builds them for `docker stack deploy` (notes/swarm.md §1.2–1.4), so a
 //! stack deployed by the docker CLI plans to nothing.
 //!
-//! Secrets and configs are named after their content here (`<stack>_<name>-<8 hex of sha256>`),
-//! because swarm cannot change their data in place; the planner's adoption rule
-//! (`plan/rules/stack_objects.rs`) uses the CLI's name instead when the swarm has no version of
-//! the object yet or holds the same content under that name.
+//! Secrets and configs get the name `docker stack deploy` gives them here (`<stack>_<name>`);
+//! the planner versions them after their content with the cluster's key
+//! (`plan/rules/content_versions.rs`), because swarm cannot change their data in place, and its
+//! adoption rule (`plan/rules/stack_objects.rs`) keeps the CLI's name when the swarm has no
+//! version of the object yet or holds the same content under that name.
 
 use super::types::{
     ComposeFile, DeployMode, FileObject, FileRef, Healthcheck, Reservations, RestartSettings,
     Service, ServiceVolume, UpdateSettings,
 };
+use crate::model::spec::content_sha256;
 use crate::model::spec::{
     BindOptions, ConfigReference, ContainerSpec, DnsConfig, Driver, Empty, EndpointSpec,
     FileTarget, HealthConfig, Limit, LogDriver, Mount, NetworkAttachment, Placement,
@@ -36,15 +38,17 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// The content-derived swarm name of a secret or config: `<stack>_<key>-<8 hex>`, or
-/// `<name>-<8 hex>` when the compose file gives an explicit `name`.
-pub fn object_name(stack: &str, key: &str, explicit: Option<&str>, data: &[u8]) -> String {
-    let base = match explicit {
+/// The swarm name `docker stack deploy` gives a secret or config: `<stack>_<key>`, or the
+/// compose file's explicit `name`. The planner appends `-<version>` to it for a new content.
+pub fn object_name(stack: &str, key: &str, explicit: Option<&str>) -> String {
+    match explicit {
         Some(name) => name.to_string(),
         None => scope(stack, key),
-    };
-    format!("{base}-{}", &sha256_hex(data)[..8])
+    }
 }
+
+/// Characters a version adds to an object's name (`-` and 8 hex).
+pub const VERSION_SUFFIX_LEN: usize = 9;
 
 /// The image reference as the docker client library sends it (`imageWithTagString`, applied to
 /// every service create and update): in its familiar form (`docker.io/library/` dropped) and
@@ -163,13 +167,15 @@ fn objects(stack: &str, defined: &BTreeMap<String, FileObject>) -> BTreeMap<Stri
         .iter()
         .filter(|(_, object)| !object.external)
         .map(|(key, object)| {
-            let name = object_name(stack, key, object.name.as_deref(), &object.data);
+            let name = object_name(stack, key, object.name.as_deref());
             let spec = ObjectSpec {
                 name: name.clone(),
                 labels: with_stack_label(stack, &object.labels),
-                sha256: sha256_hex(&object.data),
+                sha256: content_sha256(&object.data, object.template_driver.as_deref()),
+                version: String::new(),
                 source: object.file.clone(),
                 data: object.data.clone(),
+                template_driver: object.template_driver.clone(),
             };
             (name, spec)
         })
@@ -181,7 +187,7 @@ fn referenced_name(stack: &str, key: &str, object: &FileObject) -> String {
     if object.external {
         object.name.clone().unwrap_or_else(|| key.to_string())
     } else {
-        object_name(stack, key, object.name.as_deref(), &object.data)
+        object_name(stack, key, object.name.as_deref())
     }
 }
 
@@ -238,6 +244,7 @@ pub fn convert_service(
                 name: name.clone(),
                 soft,
                 hard,
+                ..Default::default()
             })
             .collect(),
         isolation: service.isolation.clone(),
@@ -264,15 +271,19 @@ pub fn convert_service(
                     .map(|spread| PlacementPreference {
                         spread: SpreadOver {
                             spread_descriptor: spread.clone(),
+                            ..Default::default()
                         },
+                        ..Default::default()
                     })
                     .collect(),
                 max_replicas: non_zero(deploy.max_replicas_per_node),
+                ..Default::default()
             }),
             networks: networks(stack, name, service, compose),
             log_driver: service.logging.as_ref().map(|l| LogDriver {
                 name: l.driver.clone(),
                 options: l.options.clone(),
+                ..Default::default()
             }),
             force_update: 0,
             extra: Default::default(),
@@ -335,6 +346,7 @@ fn dns_config(service: &Service) -> Option<DnsConfig> {
         nameservers: service.dns.clone(),
         search: service.dns_search.clone(),
         options: service.dns_opt.clone(),
+        ..Default::default()
     })
 }
 
@@ -352,6 +364,7 @@ fn healthcheck(health: &Healthcheck) -> HealthConfig {
         retries: health.retries.and_then(non_zero),
         start_period: health.start_period.and_then(non_zero),
         start_interval: health.start_interval.and_then(non_zero),
+        ..Default::default()
     }
 }
 
@@ -361,6 +374,7 @@ fn restart_policy(policy: &RestartSettings) -> RestartPolicy {
         delay: policy.delay,
         max_attempts: policy.max_attempts,
         window: policy.window,
+        ..Default::default()
     }
 }
 
@@ -372,6 +386,7 @@ fn update_config(settings: &UpdateSettings) -> UpdateConfig {
         monitor: non_zero(settings.monitor),
         max_failure_ratio: Some(settings.max_failure_ratio),
         order: settings.order.clone(),
+        ..Default::default()
     }
 }
 
@@ -384,6 +399,7 @@ fn resources(
             nano_cpus: non_zero(l.nano_cpus),
             memory_bytes: non_zero(l.memory),
             pids: non_zero(l.pids),
+            ..Default::default()
         }),
         reservations: reservations.map(|r| Reservation {
             nano_cpus: non_zero(r.nano_cpus),
@@ -405,14 +421,19 @@ fn resources(
                     }
                 })
                 .collect(),
+            ..Default::default()
         }),
+        ..Default::default()
     }
 }
 
 fn mode(mode: DeployMode, replicas: Option<u64>) -> ServiceMode {
     match mode {
         DeployMode::Replicated => ServiceMode {
-            replicated: Some(ReplicatedService { replicas }),
+            replicated: Some(ReplicatedService {
+                replicas,
+                ..Default::default()
+            }),
             ..ServiceMode::default()
         },
         DeployMode::Global => ServiceMode {
@@ -423,6 +444,7 @@ fn mode(mode: DeployMode, replicas: Option<u64>) -> ServiceMode {
             replicated_job: Some(ReplicatedJob {
                 max_concurrent: replicas,
                 total_completions: replicas,
+                ..Default::default()
             }),
             ..ServiceMode::default()
         },
@@ -443,6 +465,7 @@ fn endpoint(endpoint_mode: &str, service: &Service) -> EndpointSpec {
             target_port: p.target,
             published_port: non_zero(p.published),
             publish_mode: p.mode.clone(),
+            ..Default::default()
         })
         .collect();
     ports.sort_by(|a, b| {
@@ -462,6 +485,7 @@ fn endpoint(endpoint_mode: &str, service: &Service) -> EndpointSpec {
     EndpointSpec {
         mode: endpoint_mode.to_lowercase(),
         ports,
+        ..Default::default()
     }
 }
 
@@ -494,7 +518,12 @@ fn networks(
             if is_user_defined(&target) {
                 aliases.push(name.to_string());
             }
-            NetworkAttachment { target, aliases }
+            NetworkAttachment {
+                target,
+                aliases,
+                driver_opts: attachment.driver_opts.clone(),
+                ..NetworkAttachment::default()
+            }
         })
         .collect();
     attachments.sort_by(|a, b| a.target.cmp(&b.target));
@@ -523,6 +552,7 @@ fn mount(stack: &str, volume: &ServiceVolume, compose: &ComposeFile) -> Mount {
                 .unwrap_or_else(|| scope(stack, &volume.source));
             let mut options = VolumeOptions {
                 no_copy: volume.nocopy,
+                subpath: volume.subpath.clone(),
                 ..VolumeOptions::default()
             };
             if !defined.external {
@@ -531,6 +561,7 @@ fn mount(stack: &str, volume: &ServiceVolume, compose: &ComposeFile) -> Mount {
                     options.driver_config = Some(Driver {
                         name: defined.driver.clone(),
                         options: defined.driver_opts.clone().unwrap_or_default(),
+                        ..Default::default()
                     });
                 }
             }
@@ -539,12 +570,14 @@ fn mount(stack: &str, volume: &ServiceVolume, compose: &ComposeFile) -> Mount {
         "bind" | "npipe" => {
             mount.bind_options = volume.bind_propagation.as_ref().map(|p| BindOptions {
                 propagation: p.clone(),
+                ..Default::default()
             });
         }
         "tmpfs" => {
             mount.tmpfs_options = volume.tmpfs.map(|(size, mode)| TmpfsOptions {
                 size_bytes: size.and_then(non_zero),
                 mode,
+                ..Default::default()
             });
         }
         _ => {}
@@ -565,6 +598,7 @@ fn file_target(reference: &FileRef) -> FileTarget {
         uid: or(&reference.uid, "0"),
         gid: or(&reference.gid, "0"),
         mode: reference.mode.unwrap_or(DEFAULT_FILE_MODE),
+        ..Default::default()
     }
 }
 
@@ -581,6 +615,7 @@ fn secret_refs(
                 file: file_target(r),
                 secret_id: String::new(),
                 secret_name: referenced_name(stack, &r.source, object),
+                ..Default::default()
             })
         })
         .collect();
@@ -601,6 +636,7 @@ fn config_refs(
                 file: file_target(r),
                 config_id: String::new(),
                 config_name: referenced_name(stack, &r.source, object),
+                ..Default::default()
             })
         })
         .collect();
@@ -659,12 +695,8 @@ mod tests {
     }
 
     #[test]
-    fn object_names_follow_content() {
-        let a = object_name("app", "db_password", None, b"one");
-        let b = object_name("app", "db_password", None, b"two");
-        assert!(a.starts_with("app_db_password-"));
-        assert_eq!(a.len(), "app_db_password-".len() + 8);
-        assert_ne!(a, b);
-        assert!(object_name("app", "x", Some("shared"), b"one").starts_with("shared-"));
+    fn object_names_are_the_clis_until_the_planner_versions_them() {
+        assert_eq!(object_name("app", "db_password", None), "app_db_password");
+        assert_eq!(object_name("app", "x", Some("shared")), "shared");
     }
 }

@@ -2,7 +2,7 @@
 //! volumes, secrets and configs (reading their files), then every service, with every problem
 //! located.
 
-use super::convert::object_name;
+use super::convert::{object_name, VERSION_SUFFIX_LEN};
 use super::encrypted::{AgeError, Keys, AGE_KEY_FILE_VAR, AGE_KEY_VAR};
 use super::merge;
 use super::service::read_service;
@@ -411,18 +411,15 @@ impl Loader<'_> {
                 );
             }
         }
-        self.file_object(entry, &fields, path, "secret", MAX_SECRET_BYTES)
+        self.file_object(entry, &fields, path, "secret", MAX_SECRET_BYTES, None)
     }
 
     fn config(&mut self, entry: &Entry, path: &str) -> Option<FileObject> {
         let fields = self.ctx.fields(&entry.value, path, CONFIG_KEYS, true)?;
-        if let Some(pos) = fields.key_pos("template_driver") {
-            self.ctx.error_help(
-                pos,
-                format!("`{path}.template_driver` is not supported by shoal"),
-                "render the file before committing it",
-            );
-        }
+        let template_driver = fields
+            .get("template_driver")
+            .and_then(|n| self.ctx.string(n, &join(path, "template_driver")))
+            .filter(|driver| !driver.is_empty());
         if let Some(pos) = fields.key_pos("content") {
             self.ctx.error_help(
                 pos,
@@ -430,7 +427,14 @@ impl Loader<'_> {
                 "put the content in a file and write `file: <path>`",
             );
         }
-        self.file_object(entry, &fields, path, "config", MAX_CONFIG_BYTES)
+        self.file_object(
+            entry,
+            &fields,
+            path,
+            "config",
+            MAX_CONFIG_BYTES,
+            template_driver,
+        )
     }
 
     fn file_object(
@@ -440,6 +444,7 @@ impl Loader<'_> {
         path: &str,
         kind: &str,
         max_bytes: usize,
+        template_driver: Option<String>,
     ) -> Option<FileObject> {
         if let Some(pos) = fields.key_pos("environment") {
             self.ctx.error_help(
@@ -453,6 +458,7 @@ impl Loader<'_> {
         let mut object = FileObject {
             name: self.explicit_name(fields, path, external_name),
             external,
+            template_driver,
             ..FileObject::default()
         };
         if let Some(n) = fields.get("labels") {
@@ -513,11 +519,11 @@ impl Loader<'_> {
         }
         object.file = file;
         object.data = data;
-        let name = object_name(self.stack, &entry.key, object.name.as_deref(), &object.data);
-        if name.len() > 64 {
+        let name = object_name(self.stack, &entry.key, object.name.as_deref());
+        if name.len() + VERSION_SUFFIX_LEN > 64 {
             self.ctx.error_help(
                 entry.key_pos,
-                format!("{kind} name `{name}` is longer than swarm's 64 characters"),
+                format!("{kind} name `{name}` with its 9-character version suffix (`-<8 hex>`) is longer than swarm's 64 characters"),
                 "use a shorter key or `name:`",
             );
             return None;

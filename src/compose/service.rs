@@ -792,11 +792,9 @@ impl ServiceReader<'_, '_, '_> {
                     if let Some(n) = f.get("aliases") {
                         attachment.aliases = ctx.strings(n, &join(&item_path, "aliases"));
                     }
-                    if let Some(pos) = f.key_pos("driver_opts") {
-                        ctx.warn(
-                            pos,
-                            format!("ignoring `{item_path}.driver_opts`: not supported by shoal"),
-                        );
+                    if let Some(n) = f.get("driver_opts") {
+                        attachment.driver_opts =
+                            ctx.string_map(n, &join(&item_path, "driver_opts"));
                     }
                     for key in ["ipv4_address", "ipv6_address"] {
                         if let Some(pos) = f.key_pos(key) {
@@ -903,11 +901,16 @@ impl ServiceReader<'_, '_, '_> {
         if let Some(n) = fields.get("volume") {
             blocks.push(("volume", n.pos));
             let volume_path = join(path, "volume");
-            if let Some(f) = ctx.fields(n, &volume_path, &["nocopy"], false) {
+            if let Some(f) = ctx.fields(n, &volume_path, &["nocopy", "subpath"], false) {
                 mount.nocopy = f
                     .get("nocopy")
                     .and_then(|v| ctx.bool(v, &join(&volume_path, "nocopy")))
                     .unwrap_or(false);
+                if let Some(v) = f.get("subpath") {
+                    mount.subpath = ctx
+                        .string(v, &join(&volume_path, "subpath"))
+                        .unwrap_or_default();
+                }
             }
         }
         if let Some(n) = fields.get("tmpfs") {
@@ -916,11 +919,14 @@ impl ServiceReader<'_, '_, '_> {
             if let Some(f) = ctx.fields(n, &tmpfs_path, &["size", "mode"], false) {
                 let size = f
                     .get("size")
-                    .and_then(|s| ctx.size(s, &join(&tmpfs_path, "size")));
+                    .and_then(|s| tmpfs_size(ctx, s, &join(&tmpfs_path, "size")));
                 let mode = f
                     .get("mode")
                     .and_then(|m| ctx.uint(m, &join(&tmpfs_path, "mode")))
                     .map(|m| m as u32);
+                if let (Some(_), Some(pos)) = (mode, f.key_pos("mode")) {
+                    ctx.warn(pos, format!("`{tmpfs_path}.mode`: `docker stack deploy` drops this key (the docker CLI's tmpfs options hold only `size`), so a stack it deploys has no mode; shoal sends it, and does not restart a running service for it alone (docs/compose.md)"));
+                }
                 mount.tmpfs = Some((size, mode));
             }
         }
@@ -1121,7 +1127,12 @@ impl ServiceReader<'_, '_, '_> {
         }
         if let Some(n) = fields.get("oom_score_adj") {
             match ctx.int(n, &join(&path, "oom_score_adj")) {
-                Some(v) if (-1000..=1000).contains(&v) => service.oom_score_adj = v,
+                Some(v) if (-1000..=1000).contains(&v) => {
+                    service.oom_score_adj = v;
+                    if v != 0 {
+                        ctx.warn(n.pos, format!("`{path}.oom_score_adj`: `docker stack deploy` drops this key (the docker CLI reads no value for it), so a stack it deploys runs without it; shoal sends it to engines with API 1.46 or later (Docker 27+), and does not restart a running service for it alone (docs/compose.md)"));
+                    }
+                }
                 Some(_) => ctx.error(
                     n.pos,
                     format!("`{path}.oom_score_adj` must be between -1000 and 1000"),
@@ -1275,6 +1286,24 @@ impl ServiceReader<'_, '_, '_> {
             self.service.extra_hosts.push(format!("{host}:{ip}"));
         }
     }
+}
+
+/// `tmpfs.size` of a mount, as the docker CLI reads it: a whole number of bytes, at least 0.
+/// Its schema says `"type": "integer"`, so `16m` is refused ("must be a integer"), unlike
+/// `shm_size` or memory limits, which take units.
+fn tmpfs_size(ctx: &mut crate::yaml::decode::Ctx, node: &Node, path: &str) -> Option<i64> {
+    ctx.parsed(node, path, |text, plain| {
+        let bytes = crate::yaml::units::parse_int(text, plain).map_err(|_| {
+            let hint = crate::yaml::units::parse_size(text)
+                .map(|b| format!(" (`{text}` is {b})"))
+                .unwrap_or_default();
+            format!("`{text}` is not a whole number of bytes: the docker CLI refuses units here (\"must be a integer\"); write the size in bytes{hint}")
+        })?;
+        if bytes < 0 {
+            return Err(format!("`{text}` is negative: write a size in bytes, 0 or more"));
+        }
+        Ok(bytes)
+    })
 }
 
 const PROPAGATIONS: &[&str] = &[

@@ -141,6 +141,52 @@ fn networks_sorted_with_aliases_and_explicit_names() {
 }
 
 #[test]
+fn per_service_network_driver_opts_are_sent_as_the_cli_sends_them() {
+    let (_, diags) = valid(
+        "services:\n  api:\n    image: api\n    networks:\n      back:\n        driver_opts: {com.docker.network.driver.mtu: 1400}\nnetworks:\n  back:\n",
+    );
+    assert!(diags.is_empty(), "no warning: {diags:?}");
+    let spec = service_json(
+        "services:\n  api:\n    image: api\n    networks:\n      back:\n        driver_opts: {com.docker.network.driver.mtu: 1400}\nnetworks:\n  back:\n",
+        "dataapp_api",
+    );
+    assert_eq!(
+        spec["TaskTemplate"]["Networks"],
+        json!([{"Target": "dataapp_back", "Aliases": ["api"],
+                "DriverOpts": {"com.docker.network.driver.mtu": "1400"}}])
+    );
+}
+
+#[test]
+fn oom_score_adj_warns_that_the_cli_drops_it() {
+    let (stack, diags) = valid("services:\n  web:\n    image: web\n    oom_score_adj: 200\n");
+    let warnings: Vec<_> = diags
+        .iter()
+        .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0]
+            .starts_with("4:20 `services.web.oom_score_adj`: `docker stack deploy` drops this key"),
+        "{warnings:?}"
+    );
+    let container = &stack.services["dataapp_web"].task_template.container_spec;
+    assert_eq!(container.oom_score_adj, 200, "shoal still sends it");
+}
+
+#[test]
+fn volume_subpath_is_read() {
+    let spec = service_json(
+        "services:\n  db:\n    image: postgres\n    volumes:\n      - type: volume\n        source: data\n        target: /etc/app\n        volume: {subpath: conf/app}\nvolumes:\n  data:\n",
+        "dataapp_db",
+    );
+    assert_eq!(
+        spec["TaskTemplate"]["ContainerSpec"]["Mounts"][0]["VolumeOptions"],
+        json!({"Subpath": "conf/app", "Labels": {"com.docker.stack.namespace": "dataapp"}})
+    );
+}
+
+#[test]
 fn ports_sorted_long_syntax_keeps_empty_mode() {
     let spec = service_json(
         "services:\n  web:\n    image: web\n    ports:\n      - 9000\n      - \"53:53/udp\"\n      - target: 80\n        published: 8080\n      - target: 443\n        published: 443\n        protocol: tcp\n        mode: host\n        name: https\n",
@@ -316,7 +362,7 @@ services:
         volume: {nocopy: true}
       - type: tmpfs
         target: /tmp
-        tmpfs: {size: 64m, mode: 1777}
+        tmpfs: {size: 67108864, mode: 1777}
       - type: volume
         source: outside
         target: /outside
@@ -342,6 +388,57 @@ volumes:
             {"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": 67108864, "Mode": 1777}},
             {"Type": "volume", "Source": "legacy", "Target": "/outside", "VolumeOptions": {}}
         ])
+    );
+}
+
+#[test]
+fn tmpfs_size_is_whole_bytes_as_the_cli_reads_it() {
+    let compose = |size: &str| {
+        format!(
+            "services:\n  db:\n    image: postgres\n    volumes:\n      - type: tmpfs\n        target: /tmp\n        tmpfs: {{size: {size}}}\n"
+        )
+    };
+    let found = errors(&compose("16m"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("7:23 "), "{found:?}");
+    assert!(
+        found[0].contains("`services.db.volumes[0].tmpfs.size`"),
+        "{found:?}"
+    );
+    assert!(found[0].contains("must be a integer"), "{found:?}");
+    assert!(found[0].contains("(`16m` is 16777216)"), "{found:?}");
+    assert_eq!(errors(&compose("-1")).len(), 1);
+    let spec = service_json(&compose("16777216"), "dataapp_db");
+    assert_eq!(
+        spec["TaskTemplate"]["ContainerSpec"]["Mounts"][0]["TmpfsOptions"],
+        json!({"SizeBytes": 16777216})
+    );
+}
+
+#[test]
+fn config_template_driver_is_sent_as_the_cli_sends_it() {
+    let compose = "services:\n  api:\n    image: api\n    configs: [settings]\nconfigs:\n  settings:\n    file: ./settings.tmpl\n    template_driver: golang\n";
+    let (stack, diags) = load_with(
+        compose,
+        &[("settings.tmpl", "{{ .Service.Name }}")],
+        &Vars::default(),
+    );
+    assert!(diags.is_empty(), "{diags:?}");
+    let stack = stack.unwrap();
+    let (name, config) = stack.configs.iter().next().unwrap();
+    assert_eq!(config.template_driver.as_deref(), Some("golang"));
+    let untemplated = crate::model::spec::content_sha256(b"{{ .Service.Name }}", None);
+    assert!(
+        !name.ends_with(&untemplated[..8]),
+        "the template driver is part of what names the config: {name}"
+    );
+    assert_eq!(
+        stack.services["dataapp_api"]
+            .task_template
+            .container_spec
+            .configs[0]
+            .config_name,
+        *name
     );
 }
 
@@ -379,8 +476,11 @@ configs:
     )
     .unwrap();
     assert!(diags.is_empty(), "{diags:?}");
-    let token = crate::compose::convert::object_name("app", "token", None, b"abc");
-    assert_eq!(token, "app_token-ba7816bf");
+    let token = crate::compose::convert::object_name("app", "token", None);
+    assert_eq!(
+        token, "app_token",
+        "the planner versions it with the cluster's key"
+    );
     let secret = &stack.secrets[&token];
     assert_eq!(secret.data, b"abc");
     assert_eq!(secret.source, "stacks/secrets/token.txt");
@@ -399,14 +499,8 @@ configs:
             {"File": {"Name": "/certs/server.pem", "UID": "0", "GID": "0", "Mode": 288}, "SecretName": "cert"}
         ])
     );
-    assert_eq!(
-        container["Configs"][0]["ConfigName"],
-        "app_settings-44136fa3"
-    );
-    assert_eq!(
-        stack.configs["app_settings-44136fa3"].source,
-        "shared/settings.json"
-    );
+    assert_eq!(container["Configs"][0]["ConfigName"], "app_settings");
+    assert_eq!(stack.configs["app_settings"].source, "shared/settings.json");
     let serialized = serde_json::to_string(&stack).unwrap();
     assert!(
         !serialized.contains("\"abc\""),

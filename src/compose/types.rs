@@ -232,6 +232,8 @@ pub struct Logging {
 pub struct ServiceNetwork {
     /// Extra DNS aliases.
     pub aliases: Vec<String>,
+    /// `driver_opts`: options of the network driver for this service's endpoint.
+    pub driver_opts: BTreeMap<String, String>,
 }
 
 /// A mount of a service.
@@ -249,6 +251,8 @@ pub struct ServiceVolume {
     pub consistency: String,
     /// `volume.nocopy`.
     pub nocopy: bool,
+    /// `volume.subpath`: the path inside the volume to mount (engines with API 1.45+).
+    pub subpath: String,
     /// `bind.propagation`, when a bind block is given.
     pub bind_propagation: Option<String>,
     /// `tmpfs` size and mode, when a tmpfs block is given.
@@ -319,4 +323,6 @@ pub struct FileObject {
     pub file: String,
     /// The content.
     pub data: Vec<u8>,
+    /// `template_driver` (configs only).
+    pub template_driver: Option<String>,
 }

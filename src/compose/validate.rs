@@ -307,6 +307,7 @@ mod tests {
                         ..PortConfig::default()
                     })
                     .collect(),
+                ..Default::default()
             }),
             ..ServiceSpec::default()
         }

@@ -19,8 +19,7 @@ use crate::compose::convert::sha256_hex;
 use crate::engine::{EngineError, EngineInfo};
 use crate::model::observed::{ObservedTask, TaskState, UpdateState, UpdateStatus};
 use crate::model::spec::{
-    content_version, ContainerSpec, NetworkSpec, ObjectSpec, ServiceSpec, TaskSpec,
-    LABEL_CONTENT_SHA256,
+    content_sha256, ContainerSpec, NetworkSpec, ObjectSpec, ServiceSpec, TaskSpec,
 };
 use crate::model::{
     Availability, NetworkSettings, NodeState, ObservedNode, ObservedObject, ObservedService,
@@ -31,7 +30,7 @@ use bollard::models;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The daemon's name for a service container's health check.
 const HEALTHCHECK_WIRE: &str = "Healthcheck";
@@ -401,6 +400,7 @@ pub(crate) fn engine_info(info: &models::SystemInfo) -> EngineInfo {
         };
     };
     EngineInfo {
+        api_version: None,
         swarm_state: same_name(swarm.local_node_state.as_ref()).unwrap_or_default(),
         node_id: swarm.node_id.clone().filter(|id| !id.is_empty()),
         control_available: swarm.control_available.unwrap_or(false),
@@ -518,6 +518,7 @@ pub(crate) fn swarm_network(network: &models::Network) -> Option<(String, Observ
             id: network.id.clone()?,
             labels: sorted(network.labels.as_ref()),
             network: Some(network_settings(network)),
+            content_sha256: None,
         },
     ))
 }
@@ -547,6 +548,23 @@ pub(crate) fn network_names(networks: &[models::Network]) -> BTreeMap<String, St
         .collect()
 }
 
+/// The network targets of the services (raw engine entries) that `names` does not name: the
+/// IDs of networks the network list leaves out, such as the swarm's predefined `bridge` and
+/// `host` networks.
+pub(crate) fn unnamed_network_targets(
+    entries: &[Value],
+    names: &BTreeMap<String, String>,
+) -> BTreeSet<String> {
+    entries
+        .iter()
+        .filter_map(|entry| entry.pointer("/Spec/TaskTemplate/Networks")?.as_array())
+        .flatten()
+        .filter_map(|n| n.get("Target")?.as_str())
+        .filter(|target| !names.contains_key(*target) && !names.values().any(|n| n == target))
+        .map(str::to_string)
+        .collect()
+}
+
 /// A secret's spec: name, labels, and the data in base64.
 pub(crate) fn secret_spec(object: &ObjectSpec) -> models::SecretSpec {
     models::SecretSpec {
@@ -557,13 +575,16 @@ pub(crate) fn secret_spec(object: &ObjectSpec) -> models::SecretSpec {
     }
 }
 
-/// A config's spec: name, labels, and the data in base64.
+/// A config's spec: name, labels, the data in base64, and its template driver (`Templating`).
 pub(crate) fn config_spec(object: &ObjectSpec) -> models::ConfigSpec {
     models::ConfigSpec {
         name: Some(object.name.clone()),
         labels: Some(object.labels.clone().into_iter().collect()),
         data: Some(base64::engine::general_purpose::STANDARD.encode(&object.data)),
-        ..Default::default()
+        templating: object.template_driver.as_ref().map(|name| models::Driver {
+            name: name.clone(),
+            options: None,
+        }),
     }
 }
 
@@ -578,6 +599,7 @@ fn named(
             id: id?.clone(),
             labels: sorted(labels),
             network: None,
+            content_sha256: None,
         },
     ))
 }
@@ -593,9 +615,9 @@ pub(crate) fn secrets_by_name(secrets: &[models::Secret]) -> BTreeMap<String, Ob
         .collect()
 }
 
-/// Configs by name; the labels of each carry [`LABEL_CONTENT_SHA256`], the version of its data
-/// (which the engine returns for configs), so the planner can tell whether a config that
-/// `docker stack deploy` created holds the file's content.
+/// Configs by name, each with the sha256 of its data (which the engine returns for configs),
+/// so the planner can tell whether a config that `docker stack deploy` created holds the file's
+/// content.
 pub(crate) fn configs_by_name(configs: &[models::Config]) -> BTreeMap<String, ObservedObject> {
     configs
         .iter()
@@ -605,12 +627,8 @@ pub(crate) fn configs_by_name(configs: &[models::Config]) -> BTreeMap<String, Ob
                 named(c.id.as_ref(), spec.name.as_ref(), spec.labels.as_ref())?;
             let data = base64::engine::general_purpose::STANDARD
                 .decode(spec.data.as_deref().unwrap_or_default());
-            if let Ok(data) = data {
-                let version = content_version(&sha256_hex(&data)).to_string();
-                object
-                    .labels
-                    .insert(LABEL_CONTENT_SHA256.to_string(), version);
-            }
+            let template = spec.templating.as_ref().map(|t| t.name.as_str());
+            object.content_sha256 = data.ok().map(|data| content_sha256(&data, template));
             Some((name, object))
         })
         .collect()
@@ -729,6 +747,7 @@ mod tests {
                         retries: Some(3),
                         start_period: Some(5_000_000_000),
                         start_interval: None,
+                        ..Default::default()
                     }),
                     hosts: vec!["10.0.0.1 db".into()],
                     dns_config: Some(DnsConfig {
@@ -741,9 +760,11 @@ mod tests {
                             uid: "0".into(),
                             gid: "0".into(),
                             mode: 0o444,
+                            ..Default::default()
                         },
                         secret_id: String::new(),
                         secret_name: "dataapp_db_password-0123abcd".into(),
+                        ..Default::default()
                     }],
                     configs: vec![ConfigReference {
                         file: FileTarget {
@@ -751,9 +772,11 @@ mod tests {
                             uid: "0".into(),
                             gid: "0".into(),
                             mode: 0o444,
+                            ..Default::default()
                         },
                         config_id: String::new(),
                         config_name: "dataapp_web_conf-89abcdef".into(),
+                        ..Default::default()
                     }],
                     init: Some(true),
                     sysctls: labels(&[("net.core.somaxconn", "1024")]),
@@ -763,6 +786,7 @@ mod tests {
                         name: "nofile".into(),
                         soft: 1024,
                         hard: 2048,
+                        ..Default::default()
                     }],
                     oom_score_adj: -100,
                     ..Default::default()
@@ -772,6 +796,7 @@ mod tests {
                         nano_cpus: Some(500_000_000),
                         memory_bytes: Some(104_857_600),
                         pids: Some(100),
+                        ..Default::default()
                     }),
                     reservations: Some(Reservation {
                         nano_cpus: Some(250_000_000),
@@ -779,36 +804,47 @@ mod tests {
                         generic_resources: vec![json!({
                             "DiscreteResourceSpec": {"Kind": "gpu", "Value": 1}
                         })],
+                        ..Default::default()
                     }),
+                    ..Default::default()
                 }),
                 restart_policy: Some(RestartPolicy {
                     condition: "on-failure".into(),
                     delay: Some(5_000_000_000),
                     max_attempts: Some(3),
                     window: Some(60_000_000_000),
+                    ..Default::default()
                 }),
                 placement: Some(Placement {
                     constraints: vec!["node.role==worker".into()],
                     preferences: vec![PlacementPreference {
                         spread: SpreadOver {
                             spread_descriptor: "node.labels.zone".into(),
+                            ..Default::default()
                         },
+                        ..Default::default()
                     }],
                     max_replicas: Some(2),
+                    ..Default::default()
                 }),
                 networks: vec![NetworkAttachment {
                     target: "dataapp_default".into(),
                     aliases: vec!["web".into()],
+                    ..Default::default()
                 }],
                 log_driver: Some(LogDriver {
                     name: "json-file".into(),
                     options: labels(&[("max-size", "10m")]),
+                    ..Default::default()
                 }),
                 force_update: 2,
                 extra: Default::default(),
             },
             mode: Some(ServiceMode {
-                replicated: Some(ReplicatedService { replicas: Some(3) }),
+                replicated: Some(ReplicatedService {
+                    replicas: Some(3),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             update_config: Some(UpdateConfig {
@@ -818,6 +854,7 @@ mod tests {
                 monitor: Some(5_000_000_000),
                 max_failure_ratio: Some(0.5),
                 order: "start-first".into(),
+                ..Default::default()
             }),
             rollback_config: Some(UpdateConfig {
                 parallelism: 2,
@@ -833,7 +870,9 @@ mod tests {
                     target_port: 8080,
                     published_port: Some(80),
                     publish_mode: "ingress".into(),
+                    ..Default::default()
                 }],
+                ..Default::default()
             }),
             ..Default::default()
         }
@@ -879,6 +918,7 @@ mod tests {
                     replicated_job: Some(ReplicatedJob {
                         max_concurrent: Some(2),
                         total_completions: Some(4),
+                        ..Default::default()
                     }),
                     ..Default::default()
                 },
@@ -1110,6 +1150,7 @@ mod tests {
                 control_available: true,
                 node_addr: "172.30.0.2".into(),
                 engine_id: None,
+                api_version: None,
             }
         );
         let pending = info(json!({"Swarm": {"NodeID": "", "LocalNodeState": "pending"}}));
@@ -1270,13 +1311,42 @@ mod tests {
                 "dataapp".to_string(),
             )]),
             sha256: "00".into(),
+            version: "0123abcd".into(),
             source: "pw.txt".into(),
             data: b"hunter2\n".to_vec(),
+            template_driver: None,
         };
         let spec = secret_spec(&object);
         assert_eq!(spec.data.as_deref(), Some("aHVudGVyMgo="));
         assert_eq!(spec.name.as_deref(), Some("dataapp_pw-0123abcd"));
         assert_eq!(config_spec(&object).data, spec.data);
+        assert_eq!(config_spec(&object).templating, None);
+    }
+
+    #[test]
+    fn a_templated_config_is_sent_with_its_driver_and_read_back_as_the_same_content() {
+        let object = ObjectSpec {
+            name: "dataapp_settings".into(),
+            data: b"{{ .Service.Name }}".to_vec(),
+            template_driver: Some("golang".into()),
+            ..Default::default()
+        };
+        let sent = config_spec(&object);
+        assert_eq!(
+            serde_json::to_value(&sent.templating).unwrap(),
+            json!({"Name": "golang"})
+        );
+        let stored = models::Config {
+            id: Some("c1".into()),
+            spec: Some(sent),
+            ..Default::default()
+        };
+        let read = configs_by_name(&[stored]);
+        assert_eq!(
+            read["dataapp_settings"].content_sha256,
+            Some(content_sha256(b"{{ .Service.Name }}", Some("golang"))),
+            "the template driver is part of the content"
+        );
     }
 
     #[test]
@@ -1296,7 +1366,25 @@ mod tests {
             {"ID": "c1", "Spec": {"Name": "conf", "Labels": {}, "Data": "eA=="}}
         ]))
         .unwrap();
-        assert_eq!(configs_by_name(&configs)["conf"].id, "c1");
+        let conf = &configs_by_name(&configs)["conf"];
+        assert_eq!(conf.id, "c1");
+        assert_eq!(conf.content_sha256, Some(sha256_hex(b"x")));
+        assert!(conf.labels.is_empty(), "no label is made up");
+    }
+
+    #[test]
+    fn targets_the_network_list_does_not_name_are_asked_for() {
+        let entries = vec![json!({"Spec": {"TaskTemplate": {"Networks": [
+            {"Target": "ov1"}, {"Target": "0ayc1gj5ds6gpv4kz01hvbbyz"}, {"Target": "front"}
+        ]}}})];
+        let names = BTreeMap::from([
+            ("ov1".to_string(), "app_default".to_string()),
+            ("ov2".to_string(), "front".to_string()),
+        ]);
+        assert_eq!(
+            unnamed_network_targets(&entries, &names),
+            BTreeSet::from(["0ayc1gj5ds6gpv4kz01hvbbyz".to_string()])
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! 400, `NotFound` 404, `AlreadyExists` 409, `Unimplemented` 501, `Unavailable` 503, and
 //! `Unknown` or `DeadlineExceeded` 500. Some kinds can only be told apart by the message, so
 //! both are read.
+//! Whether an object is gone is decided by [`is_not_found`] alone, for every caller (the
+//! swarm backend and the dind driver's calls to the host engine).
 //! The kinds match what the sim driver returns for the same refusals.
 
 use crate::engine::EngineError;
@@ -20,9 +22,33 @@ const NO_LEADER_MESSAGES: [&str; 3] = [
 /// Messages of a 503 that mean this engine cannot serve the control API.
 const NOT_MANAGER_MESSAGES: [&str; 2] = ["not a swarm manager", "not part of a swarm"];
 
+/// The gRPC status text swarmkit puts in a message for an object that does not exist.
+const GRPC_NOT_FOUND: &str = "code = NotFound";
+
+/// Whether an engine answer (HTTP `status` and `message`) says the object does not exist,
+/// whatever the status: a 404, or swarmkit's gRPC `NotFound` passed through with another
+/// status (two racing removals of one network answer HTTP 500 `rpc error: code = NotFound`).
+pub(crate) fn is_not_found(status: u16, message: &str) -> bool {
+    status == 404 || message.contains(GRPC_NOT_FOUND)
+}
+
+/// [`is_not_found`] of a bollard error: false for anything but an engine answer.
+pub(crate) fn is_not_found_answer(error: &BollardError) -> bool {
+    match error {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => is_not_found(*status_code, message),
+        _ => false,
+    }
+}
+
 /// Maps an HTTP status and the engine's error message to an [`EngineError`].
 pub(crate) fn classify(status: u16, message: &str) -> EngineError {
     let message = message.trim().to_string();
+    if is_not_found(status, &message) {
+        return EngineError::NotFound(message);
+    }
     if message.contains("update out of sequence") {
         return EngineError::OutOfSequence(message);
     }
@@ -41,7 +67,6 @@ pub(crate) fn classify(status: u16, message: &str) -> EngineError {
         _ if not_manager => EngineError::NotManager(message),
         400 | 403 | 501 => EngineError::Refused(message),
         503 if message.contains("already part of a swarm") => EngineError::Refused(message),
-        404 => EngineError::NotFound(message),
         409 => EngineError::Conflict(message),
         _ => EngineError::Other(format!("engine answered HTTP {status}: {message}")),
     }
@@ -169,6 +194,32 @@ mod tests {
             server(418, "teapot"),
             EngineError::Other(m) if m.contains("418") && m.contains("teapot")
         ));
+    }
+
+    #[test]
+    fn not_found_is_gone_whatever_the_status() {
+        // Two racing removals of one network: the loser gets HTTP 500 with gRPC NotFound.
+        let raced = "rpc error: code = NotFound desc = network 3x9 not found";
+        assert!(matches!(server(500, raced), EngineError::NotFound(_)));
+        assert!(is_not_found_answer(
+            &BollardError::DockerResponseServerError {
+                status_code: 500,
+                message: raced.to_string(),
+            }
+        ));
+        assert!(is_not_found_answer(
+            &BollardError::DockerResponseServerError {
+                status_code: 404,
+                message: "No such container: n1".to_string(),
+            }
+        ));
+        assert!(!is_not_found_answer(
+            &BollardError::DockerResponseServerError {
+                status_code: 500,
+                message: "rpc error: code = Unknown desc = network is in use".to_string(),
+            }
+        ));
+        assert!(!is_not_found_answer(&BollardError::RequestTimeoutError));
     }
 
     #[test]

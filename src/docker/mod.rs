@@ -5,10 +5,9 @@
 //! every failure becomes an [`EngineError`] kind in one function (see [`error`]).
 //!
 //! Things to know about bollard 0.21.1 and older daemons:
-//! - Requests are sent without an API version in the path (fussybeaver/bollard#736), so the
-//!   daemon answers in its own newest version (1.41 for Docker 20.10) and bollard's 1.53 models
-//!   read what comes back; [`DockerEngine::connect`] still negotiates, and the conversions
-//!   tolerate missing and unknown fields.
+//! - bollard sends requests without an API version in the path (fussybeaver/bollard#736):
+//!   [`DockerEngine::connect`] negotiates the version once and then sends it in every path
+//!   (see [`version`]); the conversions tolerate missing and unknown fields.
 //! - Services are read as plain JSON rather than through bollard, which would drop their
 //!   health checks (see [`raw`]).
 //! - bollard logs request bodies at `trace` level, join tokens and secret data included: keep
@@ -20,11 +19,13 @@ mod error;
 mod raw;
 pub mod ssh;
 pub mod tls;
+mod version;
 
 use crate::engine::{
     EngineError, EngineEvent, EngineInfo, EngineResult, EventQuery, EventStream, JoinTokens,
     NodeSpecUpdate, Swarm, SwarmObject,
 };
+use crate::model::engine_api::ApiVersion;
 use crate::model::observed::{LocalSwarmState, ObservedNode, ObservedObject, ObservedService};
 use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
 use crate::model::LABEL_STACK_NAMESPACE;
@@ -34,8 +35,9 @@ use bollard::query_parameters::{
     DeleteNodeOptions, LeaveSwarmOptions, ListNetworksOptions, UpdateNodeOptions,
     UpdateServiceOptions, UpdateSwarmOptions,
 };
-use bollard::{Docker, API_DEFAULT_VERSION};
+use bollard::{ClientVersion, Docker, API_DEFAULT_VERSION};
 use error::from_bollard;
+pub(crate) use error::is_not_found_answer;
 use futures::StreamExt;
 use raw::Endpoint;
 use serde_json::Value;
@@ -45,6 +47,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tls::CertFolder;
+pub(crate) use version::negotiated;
 
 /// The address pool swarm carves overlay subnets from, unless configured otherwise.
 ///
@@ -127,26 +130,47 @@ impl DockerEngine {
         endpoint: &str,
         advertise_addr: Option<String>,
     ) -> Result<DockerEngine, EngineError> {
-        Self::connect_within(endpoint, advertise_addr, Self::timeout()).await
+        Self::connect_within(endpoint, advertise_addr, Self::timeout(), None).await
     }
 
-    /// [`DockerEngine::connect`], the first request (version negotiation) given `first`.
+    /// [`DockerEngine::connect`] to an engine whose API version was negotiated before in this
+    /// run (`known`): no new negotiation, the version goes straight into every path. `None`
+    /// negotiates.
+    ///
+    /// # Errors
+    ///
+    /// As [`DockerEngine::connect`].
+    pub async fn connect_known(
+        endpoint: &str,
+        advertise_addr: Option<String>,
+        known: Option<ApiVersion>,
+    ) -> Result<DockerEngine, EngineError> {
+        Self::connect_within(endpoint, advertise_addr, Self::timeout(), known).await
+    }
+
+    /// [`DockerEngine::connect`], the first request (version negotiation) given `first`, or
+    /// none when the version is `known`.
     async fn connect_within(
         endpoint: &str,
         advertise_addr: Option<String>,
         first: Duration,
+        known: Option<ApiVersion>,
     ) -> Result<DockerEngine, EngineError> {
         let parsed = Endpoint::parse(endpoint)?;
+        let version = known.map_or(*API_DEFAULT_VERSION, |v| ClientVersion {
+            major_version: v.major as usize,
+            minor_version: v.minor as usize,
+        });
         let docker = match &parsed {
             Endpoint::Unix(path) => Docker::connect_with_unix(
                 &path.to_string_lossy(),
                 Self::timeout().as_secs(),
-                API_DEFAULT_VERSION,
+                &version,
             ),
             Endpoint::Tcp(authority) => Docker::connect_with_http(
                 &format!("tcp://{authority}"),
                 Self::timeout().as_secs(),
-                API_DEFAULT_VERSION,
+                &version,
             ),
             // bollard's own ssh trusts host keys on first use and offers the user's default
             // keys: ssh engines go through shoal's forward ([`DockerEngine::connect_remote`]).
@@ -157,12 +181,13 @@ impl DockerEngine {
             }
         }
         .map_err(from_bollard)?;
-        let docker = docker
-            .with_timeout(first)
-            .negotiate_version()
-            .await
-            .map_err(from_bollard)?
-            .with_timeout(Self::timeout());
+        let docker = match known {
+            Some(_) => version::pinned(docker),
+            None => negotiated(docker.with_timeout(first))
+                .await
+                .map_err(from_bollard)?,
+        }
+        .with_timeout(Self::timeout());
         tracing::debug!(
             endpoint,
             api_version = %docker.client_version(),
@@ -228,12 +253,11 @@ impl DockerEngine {
                     API_DEFAULT_VERSION,
                 )
                 .map_err(|e| EngineError::Other(format!("machine {machine}: {e}")))?;
-                let docker = docker
-                    .with_timeout(Duration::from_secs(CONNECT_TIMEOUT_SECS))
-                    .negotiate_version()
-                    .await
-                    .map_err(|e| in_machine(machine, from_bollard(e), &check))?
-                    .with_timeout(Self::timeout());
+                let docker =
+                    negotiated(docker.with_timeout(Duration::from_secs(CONNECT_TIMEOUT_SECS)))
+                        .await
+                        .map_err(|e| in_machine(machine, from_bollard(e), &check))?
+                        .with_timeout(Self::timeout());
                 Ok(DockerEngine {
                     docker,
                     endpoint: parsed.clone(),
@@ -252,7 +276,7 @@ impl DockerEngine {
                 let socket = tunnel.socket().to_path_buf();
                 let local = format!("unix://{}", socket.display());
                 let first = Duration::from_secs(CONNECT_TIMEOUT_SECS);
-                let mut engine = DockerEngine::connect_within(&local, advertise_addr, first)
+                let mut engine = DockerEngine::connect_within(&local, advertise_addr, first, None)
                     .await
                     .map_err(|e| {
                         in_machine(
@@ -287,6 +311,11 @@ impl DockerEngine {
     #[must_use]
     pub fn api_version(&self) -> String {
         self.docker.client_version().to_string()
+    }
+
+    /// `path_and_query` under the agreed API version, for the plain reads of [`raw`].
+    fn path(&self, path_and_query: &str) -> String {
+        version::versioned_path(&self.api_version(), path_and_query)
     }
 
     /// The address sent as `AdvertiseAddr`, if any.
@@ -439,7 +468,10 @@ impl Swarm for DockerEngine {
             .info()
             .await
             .map_err(from_bollard)?;
-        Ok(convert::engine_info(&info))
+        Ok(EngineInfo {
+            api_version: ApiVersion::parse(&self.api_version()),
+            ..convert::engine_info(&info)
+        })
     }
 
     async fn init_swarm(&self) -> EngineResult<String> {
@@ -597,8 +629,14 @@ impl Swarm for DockerEngine {
         );
         // The networks (for the names of the services' attachments, which the engine gives
         // by ID) are read beside the services, not after them: one round trip, not two.
+        let versioned_path = self.path(&path);
         let (services, networks) = tokio::join!(
-            raw::get_json(&self.endpoint, self.tls.as_ref(), &path, Self::timeout()),
+            raw::get_json(
+                &self.endpoint,
+                self.tls.as_ref(),
+                &versioned_path,
+                Self::timeout()
+            ),
             self.docker.list_networks(None::<ListNetworksOptions>)
         );
         let Value::Array(entries) = services? else {
@@ -612,11 +650,23 @@ impl Swarm for DockerEngine {
                 .and_then(Value::as_array)
                 .is_some_and(|n| !n.is_empty())
         });
-        let network_names = if attached {
+        let mut network_names = if attached {
             convert::network_names(&networks.map_err(from_bollard)?)
         } else {
             BTreeMap::new()
         };
+        // The swarm's own `bridge` and `host` networks (what a service attached to a node-local
+        // network names) are left out of the list: asked for by ID.
+        for id in convert::unnamed_network_targets(&entries, &network_names) {
+            match self.docker.inspect_network(&id, None).await {
+                Ok(network) => {
+                    if let Some(name) = network.name {
+                        network_names.insert(id, name);
+                    }
+                }
+                Err(e) => tracing::debug!("cannot inspect network {id}: {e}"),
+            }
+        }
         entries
             .into_iter()
             .map(|entry| convert::service_from_engine(entry, &network_names))
@@ -741,8 +791,13 @@ impl Swarm for DockerEngine {
     }
 
     async fn list_tasks(&self) -> EngineResult<Vec<crate::model::observed::ObservedTask>> {
-        let Value::Array(entries) =
-            raw::get_json(&self.endpoint, self.tls.as_ref(), "/tasks", Self::timeout()).await?
+        let Value::Array(entries) = raw::get_json(
+            &self.endpoint,
+            self.tls.as_ref(),
+            &self.path("/tasks"),
+            Self::timeout(),
+        )
+        .await?
         else {
             return Err(EngineError::Other(
                 "unexpected answer from the engine: the task list is not a list".to_string(),
@@ -783,6 +838,10 @@ pub fn tasks_from_engine(
 /// [`DockerEngine`] reads them. Pure: the no-drift fixtures use it on captured engine output.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 pub struct EngineDump {
+    /// The API version the engine spoke (`GET /version` → `ApiVersion`); `None` in dumps
+    /// captured before it was recorded (those came from Docker 20.10, API 1.41).
+    #[serde(default)]
+    pub api_version: Option<ApiVersion>,
     /// `GET /services?status=true`.
     #[serde(default)]
     pub services: Vec<Value>,
@@ -875,6 +934,89 @@ mod tests {
             "rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster",
         );
         assert!(!DockerEngine::join_may_continue(&bad_token));
+    }
+
+    /// A fake engine of API `version` on a unix socket: it answers `/version`, `/info` and
+    /// `/tasks` at any path, and records each request line.
+    fn fake_engine(version: &'static str) -> (tempfile::TempDir, String, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("engine.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            match socket.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        buf.drain(..end + 4);
+                        let line = head.lines().next().unwrap_or_default().to_string();
+                        let body = if line.contains("/version") {
+                            format!(r#"{{"ApiVersion":"{version}","Version":"x"}}"#)
+                        } else if line.contains("/tasks") {
+                            "[]".to_string()
+                        } else {
+                            r#"{"ID":"E1"}"#.to_string()
+                        };
+                        log.lock().unwrap().push(line);
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if socket.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let endpoint = format!("unix://{}", path.display());
+        (dir, endpoint, seen)
+    }
+
+    #[tokio::test]
+    async fn requests_carry_the_version_negotiated_once() {
+        // Before: `GET /info`, `GET /tasks` (bollard drops its version prefix).
+        for (version, engine) in [("1.41", "20.10"), ("1.51", "28.5")] {
+            let (_dir, endpoint, seen) = fake_engine(version);
+            let docker = DockerEngine::connect(&endpoint, None).await.unwrap();
+            assert_eq!(docker.api_version(), version, "Docker {engine}");
+            let info = docker.info().await.unwrap();
+            assert_eq!(info.api_version, ApiVersion::parse(version));
+            docker.list_tasks().await.unwrap();
+            let lines = seen.lock().unwrap().clone();
+            assert_eq!(
+                lines,
+                [
+                    "GET /version HTTP/1.1".to_string(),
+                    format!("GET /v{version}/info HTTP/1.1"),
+                    format!("GET /v{version}/tasks HTTP/1.1"),
+                ],
+                "Docker {engine}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_engine_negotiated_before_is_not_asked_again() {
+        let (_dir, endpoint, seen) = fake_engine("1.41");
+        let known = ApiVersion::parse("1.41");
+        let docker = DockerEngine::connect_known(&endpoint, None, known)
+            .await
+            .unwrap();
+        assert_eq!(docker.info().await.unwrap().api_version, known);
+        assert_eq!(*seen.lock().unwrap(), ["GET /v1.41/info HTTP/1.1"]);
     }
 
     #[tokio::test]

@@ -1,8 +1,11 @@
 //! Desired and observed cluster state: plain data in deterministic order, no I/O.
 
+pub mod content_key;
 pub mod desired;
+pub mod engine_api;
 pub mod observed;
 pub mod spec;
+pub mod unmodeled;
 
 pub use desired::{
     Desired, DriverKind, ImagePolicy, MachineAccess, MachineSpec, Policy, Role, SshAccess, Stack,

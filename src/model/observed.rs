@@ -1,5 +1,6 @@
 //! The observed cluster: what the driver and the swarm report, gathered by `observe`.
 
+use super::content_key::SwarmContentKey;
 use super::desired::Role;
 use super::spec::ServiceSpec;
 use serde::{Deserialize, Serialize};
@@ -370,6 +371,10 @@ pub struct ObservedObject {
     /// where they were not observed (then they are not compared).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkSettings>,
+    /// The sha256 (hex) of a config's data, which the engine returns (never of a secret's);
+    /// `None` where not read. Never serialized: configs hold credentials too.
+    #[serde(skip)]
+    pub content_sha256: Option<String>,
 }
 
 /// What a network was created with, as its engine reports it (engine defaults included).
@@ -402,6 +407,10 @@ pub struct ObservedSwarm {
     /// Set when the managers answered but have no leader: quorum is lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum_error: Option<String>,
+    /// The cluster's content key (the label `io.shoal.content-key`, kept out of `labels` so
+    /// that no output showing the labels shows it). Never serialized.
+    #[serde(skip)]
+    pub content_key: SwarmContentKey,
 }
 
 /// Everything shoal observed of the cluster at one instant.
@@ -428,6 +437,11 @@ pub struct Observed {
     /// observation; empty when the engine could not list them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<ObservedTask>,
+    /// The lowest API version agreed with the managers' engines: what decides which service
+    /// fields the cluster stores (see [`super::engine_api::EngineCaps`]); `None` when no
+    /// engine said (the sim, no swarm yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<super::engine_api::ApiVersion>,
 }
 
 impl Observed {
@@ -440,6 +454,7 @@ impl Observed {
                 id: "swarm".into(),
                 labels: BTreeMap::new(),
                 quorum_error: None,
+                content_key: SwarmContentKey::Absent,
             }),
             ..Observed::default()
         };

@@ -13,17 +13,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// Label holding the version of a secret's or config's content: the first 8 hex of its sha256,
-/// as content-derived names carry it (a full digest of a secret's plaintext would be an offline
-/// guessing oracle). shoal stamps it on the objects it creates under the name `docker stack
-/// deploy` gives them (a secret cannot be read back, so this is how shoal knows its content
-/// later); for observed configs, whose data the engine returns, the engine backend sets it from
-/// the data itself. See [`content_version`].
-pub const LABEL_CONTENT_SHA256: &str = "io.shoal.sha256";
-
 /// Label that, set to `true` on a secret or config in the compose file, makes shoal replace an
-/// object of the same name it cannot verify (a secret created by `docker stack deploy`) with one
-/// holding the file's content, instead of adopting it.
+/// object it would otherwise keep as it is with one holding the file's content under a keyed
+/// version: one of the same name it cannot verify (a secret created by `docker stack deploy`),
+/// or one versioned before versions were keyed (see [`crate::model::content_key`]).
 pub const LABEL_ROTATE: &str = "io.shoal.rotate";
 
 /// Fields of an engine object that shoal does not model, kept as the engine wrote them.
@@ -95,6 +88,7 @@ impl ServiceSpec {
                 self.mode = Some(ServiceMode {
                     replicated: Some(ReplicatedService {
                         replicas: Some(replicas),
+                        ..Default::default()
                     }),
                     ..ServiceMode::default()
                 })
@@ -146,6 +140,9 @@ pub struct ServiceMode {
     /// A job running once per node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub global_job: Option<Empty>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// An empty JSON object, `{}`.
@@ -159,6 +156,9 @@ pub struct ReplicatedService {
     /// Number of tasks; the daemon uses 1 when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u64>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Replicated job settings.
@@ -171,6 +171,9 @@ pub struct ReplicatedJob {
     /// Completions wanted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_completions: Option<u64>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// What each task of a service runs and where.
@@ -325,6 +328,9 @@ pub struct Privileges {
     /// Forbid gaining privileges (e.g. through setuid binaries).
     #[serde(default)]
     pub no_new_privileges: bool,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A mount into a service's containers.
@@ -354,6 +360,9 @@ pub struct Mount {
     /// Tmpfs options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tmpfs_options: Option<TmpfsOptions>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Bind mount options.
@@ -363,6 +372,9 @@ pub struct BindOptions {
     /// Propagation mode.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub propagation: String,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Volume mount options.
@@ -372,12 +384,19 @@ pub struct VolumeOptions {
     /// Do not copy the image's data into a new volume.
     #[serde(default, skip_serializing_if = "is_false")]
     pub no_copy: bool,
+    /// The path inside the volume to mount instead of its root (`volume.subpath`; engines
+    /// with API 1.45 and later store it, older ones drop it unseen).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subpath: String,
     /// Volume labels (with the stack label).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     /// Volume driver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver_config: Option<Driver>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Tmpfs mount options.
@@ -390,6 +409,9 @@ pub struct TmpfsOptions {
     /// Permission bits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A driver with options (volume drivers, log drivers, network drivers).
@@ -402,6 +424,9 @@ pub struct Driver {
     /// Driver options.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A container health check; durations in nanoseconds.
@@ -426,6 +451,9 @@ pub struct HealthConfig {
     /// Interval during the start period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_interval: Option<i64>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// DNS settings of a container.
@@ -441,6 +469,9 @@ pub struct DnsConfig {
     /// Resolver options.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<String>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Where a secret or config appears in the container.
@@ -457,6 +488,9 @@ pub struct FileTarget {
     pub gid: String,
     /// Permission bits.
     pub mode: u32,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A service's use of a secret. The ID is resolved by the backend when it sends the spec.
@@ -470,6 +504,9 @@ pub struct SecretReference {
     pub secret_id: String,
     /// Swarm secret name.
     pub secret_name: String,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A service's use of a config. The ID is resolved by the backend when it sends the spec.
@@ -483,6 +520,9 @@ pub struct ConfigReference {
     pub config_id: String,
     /// Swarm config name.
     pub config_name: String,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A ulimit.
@@ -495,6 +535,9 @@ pub struct Ulimit {
     pub soft: i64,
     /// Hard limit.
     pub hard: i64,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Resource limits and reservations of a task.
@@ -507,6 +550,9 @@ pub struct Resources {
     /// What the scheduler reserves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reservations: Option<Reservation>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Resource limits.
@@ -522,6 +568,9 @@ pub struct Limit {
     /// Maximum number of processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<i64>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Resource reservations.
@@ -537,6 +586,9 @@ pub struct Reservation {
     /// Generic resources (`{"DiscreteResourceSpec": {"Kind": "gpu", "Value": 2}}`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub generic_resources: Vec<serde_json::Value>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// When tasks are restarted.
@@ -555,6 +607,9 @@ pub struct RestartPolicy {
     /// Window used to judge whether a restart succeeded, in nanoseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<i64>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Placement rules.
@@ -570,6 +625,9 @@ pub struct Placement {
     /// At most this many tasks per node (0 = unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_replicas: Option<u64>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A placement preference.
@@ -578,6 +636,9 @@ pub struct Placement {
 pub struct PlacementPreference {
     /// Spread over the values of a label.
     pub spread: SpreadOver,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// The label a spread preference spreads over.
@@ -586,6 +647,9 @@ pub struct PlacementPreference {
 pub struct SpreadOver {
     /// e.g. `node.labels.zone`.
     pub spread_descriptor: String,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A network attachment of a service.
@@ -597,6 +661,12 @@ pub struct NetworkAttachment {
     /// DNS aliases on that network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Options of the network driver for this endpoint (the service's `networks.X.driver_opts`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A log driver.
@@ -610,6 +680,9 @@ pub struct LogDriver {
     /// Driver options.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Rolling update or rollback settings; durations in nanoseconds.
@@ -633,6 +706,9 @@ pub struct UpdateConfig {
     /// `stop-first` or `start-first`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub order: String,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// Endpoint mode and published ports.
@@ -645,6 +721,9 @@ pub struct EndpointSpec {
     /// Published ports, sorted by published port.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortConfig>,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A published port.
@@ -665,6 +744,9 @@ pub struct PortConfig {
     /// `ingress` (routing mesh) or `host`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub publish_mode: String,
+    /// Engine fields shoal does not model: not compared, carried over by updates.
+    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: Extra,
 }
 
 /// A swarm network spec.
@@ -696,35 +778,52 @@ pub struct NetworkSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ObjectSpec {
-    /// Full swarm name, `<stack>_<name>-<8 hex of sha256>`.
+    /// Full swarm name. The compose conversion gives the name `docker stack deploy` gives it
+    /// (`<stack>_<name>`, or the file's explicit `name`); the planner versions it
+    /// (`<name>-<8 hex>`, see [`crate::model::content_key`]) or keeps that name (adoption).
     pub name: String,
     /// Labels, with the stack label.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
-    /// sha256 of the content, hex. Never serialized: the full digest of a secret's plaintext
-    /// would let anyone holding a plan guess the secret offline; the version is told by the
-    /// name's 8 hex.
+    /// sha256 of the content, hex. Never serialized: the digest of a secret's plaintext would
+    /// let anyone holding a plan test guesses of the secret offline. Only compared with what
+    /// the cluster holds (a config's data, versions written before they were keyed).
     #[serde(skip)]
     pub sha256: String,
+    /// The content's version under the cluster's key, set by the planner; empty before.
+    /// Never serialized (the name and the version label carry it where it is shown).
+    #[serde(skip)]
+    pub version: String,
     /// Where the content comes from, relative to the repository (for people and for saved plans).
     pub source: String,
     /// The content. Never serialized: secret data must not appear in any output.
     #[serde(skip)]
     pub data: Vec<u8>,
+    /// The driver that renders a config's content as a template on each node (`template_driver`,
+    /// sent as `Templating`; `golang` is the one the engine has).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_driver: Option<String>,
 }
 
-/// The version of some content as names and [`LABEL_CONTENT_SHA256`] carry it: the first 8 hex
-/// of its sha256.
-pub fn content_version(sha256_hex: &str) -> &str {
-    sha256_hex.get(..8).unwrap_or(sha256_hex)
+/// The sha256 (hex) of what identifies a secret's or config's content: its data, and the
+/// template driver that renders it when one is set (a config whose `template_driver` changes is
+/// a new config, as one whose data changes).
+pub fn content_sha256(data: &[u8], template_driver: Option<&str>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(data);
+    if let Some(driver) = template_driver {
+        hasher.update(b"\0templating:");
+        hasher.update(driver.as_bytes());
+    }
+    hex::encode(hasher.finalize())
 }
 
 impl ObjectSpec {
     /// The name `docker stack deploy` gives this object (`<stack>_<name>`, or the compose
-    /// file's explicit `name`): [`ObjectSpec::name`] without its `-<8 hex>` content suffix.
+    /// file's explicit `name`): [`ObjectSpec::name`] without its `-<version>` suffix.
     pub fn cli_name(&self) -> &str {
-        let suffix =
-            (!self.sha256.is_empty()).then(|| format!("-{}", content_version(&self.sha256)));
+        let suffix = (!self.version.is_empty()).then(|| format!("-{}", self.version));
         suffix
             .and_then(|suffix| self.name.strip_suffix(suffix.as_str()))
             .unwrap_or(&self.name)

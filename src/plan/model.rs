@@ -2,6 +2,7 @@
 
 use super::reason::Reason;
 use super::wire::{ShownPlan, WirePlan, WireStep};
+use crate::model::content_key::ContentKey;
 use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
 use crate::model::{Availability, Role};
 use serde::{Deserialize, Serialize};
@@ -394,6 +395,11 @@ pub struct Plan {
     /// Keys whose values the plan shows although they look secret (`policy.show_values`). Not
     /// part of the JSON form: a plan read back has none.
     pub show_values: Vec<String>,
+    /// The content key this plan versioned secrets and configs with, when the swarm has none
+    /// yet: apply writes it into the swarm before it creates any. Never in the JSON form (`plan
+    /// --json`); the saved plan file (0600) carries it ([`crate::plan::saved::saved_text`]), so a
+    /// saved plan applied later gives the names it showed.
+    pub new_content_key: Option<ContentKey>,
 }
 
 impl Serialize for Plan {

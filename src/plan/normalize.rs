@@ -2,24 +2,23 @@
 //!
 //! Comparison happens only on fields shoal owns (those of [`ServiceSpec`]); engine defaults that
 //! mean the same as an absent field are removed, so a converged cluster plans to nothing. Engine
-//! fields shoal does not model (the specs' `extra`) are not compared; an update carries them.
+//! fields shoal does not model (the `extra` of every part of a spec, see
+//! [`crate::model::unmodeled`]) are not compared; an update carries them.
 
 use crate::model::spec::{
-    EndpointSpec, Extra, Placement, Privileges, ReplicatedService, Resources, ServiceMode,
-    ServiceSpec,
+    EndpointSpec, Placement, Privileges, ReplicatedService, Resources, ServiceMode, ServiceSpec,
 };
+use crate::model::unmodeled::Unmodeled;
 use crate::model::LABEL_STACK_IMAGE;
 
 /// Returns `spec` with engine defaults and IDs removed, in the form used for comparison.
 pub fn normalize_service(spec: &ServiceSpec) -> ServiceSpec {
     let mut spec = spec.clone();
-    spec.extra.clear();
+    spec.clear_unmodeled();
     spec.unreadable = None;
     let task = &mut spec.task_template;
     task.force_update = 0;
-    task.extra.clear();
     let container = &mut task.container_spec;
-    container.extra.clear();
     for secret in &mut container.secrets {
         secret.secret_id.clear();
     }
@@ -90,7 +89,10 @@ pub fn normalize_service(spec: &ServiceSpec) -> ServiceSpec {
     match &mut spec.mode {
         None => {
             spec.mode = Some(ServiceMode {
-                replicated: Some(ReplicatedService { replicas: Some(1) }),
+                replicated: Some(ReplicatedService {
+                    replicas: Some(1),
+                    ..Default::default()
+                }),
                 ..ServiceMode::default()
             })
         }
@@ -121,26 +123,13 @@ pub fn spec_to_send(desired: &ServiceSpec, observed: &ServiceSpec) -> ServiceSpe
     let mut spec = desired.clone();
     spec.task_template.force_update = observed.task_template.force_update;
     if observed.unreadable.is_none() {
-        carry(&mut spec.extra, &observed.extra);
-        let task = &mut spec.task_template;
-        carry(&mut task.extra, &observed.task_template.extra);
-        carry(
-            &mut task.container_spec.extra,
-            &observed.task_template.container_spec.extra,
-        );
+        spec.keep_unmodeled(observed);
     }
     if same_image(desired, observed) {
         spec.task_template.container_spec.image =
             observed.task_template.container_spec.image.clone();
     }
     spec
-}
-
-/// Adds the fields of `observed` that `desired` does not set.
-fn carry(desired: &mut Extra, observed: &Extra) {
-    for (key, value) in observed {
-        desired.entry(key.clone()).or_insert_with(|| value.clone());
-    }
 }
 
 /// Whether the observed service runs the image the desired spec names: the same string, or the
@@ -191,9 +180,13 @@ mod tests {
                 published_port: Some(8080),
                 ..Default::default()
             }],
+            ..Default::default()
         });
         desired.mode = Some(ServiceMode {
-            replicated: Some(ReplicatedService { replicas: None }),
+            replicated: Some(ReplicatedService {
+                replicas: None,
+                ..Default::default()
+            }),
             ..Default::default()
         });
         let mut observed = desired.clone();
@@ -208,7 +201,10 @@ mod tests {
         observed.task_template.container_spec.isolation = "default".into();
         observed.task_template.resources = Some(Resources::default());
         observed.mode = Some(ServiceMode {
-            replicated: Some(ReplicatedService { replicas: Some(1) }),
+            replicated: Some(ReplicatedService {
+                replicas: Some(1),
+                ..Default::default()
+            }),
             ..Default::default()
         });
         let endpoint = observed.endpoint_spec.as_mut().unwrap();

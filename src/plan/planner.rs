@@ -7,10 +7,11 @@
 use super::fingerprint::fingerprint;
 use super::model::{Effect, Plan, Step, Summary, FORMAT_VERSION};
 use super::rules::{
-    create_machines, destroy_guard, identity, init_swarm, joins, machine_removal, node_specs,
-    object_replacement, ownership, prune, references, roles, self_heal, services, stack_objects,
-    swarm_states, unseen, Ctx,
+    content_versions, create_machines, destroy_guard, engine_fields, identity, init_swarm, joins,
+    machine_removal, node_specs, object_replacement, ownership, prune, references, roles,
+    self_heal, services, stack_objects, swarm_states, unseen, Ctx,
 };
+use crate::model::content_key::{ContentKey, LABEL_CONTENT_KEY};
 use crate::model::{Desired, Observed};
 
 /// Swarm label listing the stacks shoal manages, so a stack dropped from machines.yml is pruned.
@@ -25,6 +26,10 @@ pub struct PlanOptions {
     pub allow_destroy_all: bool,
     /// Whether the ingress routing mesh works on the machines (`None`: unknown).
     pub routing_mesh: Option<bool>,
+    /// The content key to version secrets and configs with when the swarm has none yet (a
+    /// random one, made by the caller: the planner makes no randomness), or the one a saved
+    /// plan carries. Ignored when the swarm has a key.
+    pub content_key: Option<ContentKey>,
 }
 
 /// Why no plan can be made.
@@ -94,6 +99,27 @@ pub enum PlanError {
         /// The services using it, joined.
         services: String,
     },
+    /// The swarm's content key label was edited into something that is not a key.
+    #[error("the swarm label {LABEL_CONTENT_KEY} is not a content key (64 hex digits): it was edited by hand.\n  Every secret and config shoal created is named after it, so shoal does not guess.\n  To go on: put the value back (from a backup, or as an earlier `docker swarm inspect` showed it), run on a manager (`eval $(shoal env <manager>)`): docker swarm update --label-add {LABEL_CONTENT_KEY}=<value>; or remove it (docker swarm update --label-rm {LABEL_CONTENT_KEY}): the next apply writes a new key, and every secret and config shoal versioned is then created again under a new version (their services restart).")]
+    ContentKeyMalformed,
+    /// Secrets or configs must be versioned, the swarm has no key and the caller gave none.
+    #[error("no content key to version the secrets and configs with: the swarm has none and none was given (a bug in the caller of the planner; plan again with `shoal plan`)")]
+    NoContentKey,
+    /// A service uses a field the cluster's engines do not store, and without which it would
+    /// run differently (a volume `subpath`: the whole volume would be mounted).
+    #[error("{file}: service {service} uses `{}` ({place}), which engines before API {} (Docker {}) do not store; this cluster's managers speak API {has}, so the service would run without it, unseen.\n  Upgrade the engines to Docker {} or later, or change {file} so that {service} does without it.", field.compose_key(), field.since(), field.docker_release(), field.docker_release())]
+    EngineTooOld {
+        /// The compose file.
+        file: String,
+        /// The service, by its full name.
+        service: String,
+        /// Where in the service it is used.
+        place: String,
+        /// The field.
+        field: crate::model::engine_api::EngineField,
+        /// The API version the managers speak.
+        has: crate::model::engine_api::ApiVersion,
+    },
     /// Two machines reach one engine: one host under two names.
     #[error("machines {machines} reach the same Docker engine (ID {engine}): they are one host under two names.\n  Keep one of them in machines.yml; shoal would otherwise drain or demote the one node through the other name.")]
     OneEngineTwoNames {
@@ -110,8 +136,15 @@ pub fn plan(
     observed: &Observed,
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
-    let (desired, adoption_warnings) = stack_objects::adopt_objects(desired, observed);
+    let key = content_versions::key_in_use(desired, observed, options)?;
+    let versioned = content_versions::version_objects(desired, key.key.as_ref());
+    let new_key = key.key.filter(|_| key.new);
+    let caps = crate::model::engine_api::EngineCaps::of(observed.api_version);
+    let (desired, engine_warnings) = engine_fields::drop_unstored_fields(&versioned, caps);
+    let (desired, adoption_warnings) = stack_objects::adopt_objects(&desired, observed);
     let mut ctx = Ctx::new(&desired, observed, options);
+    ctx.new_content_key = new_key;
+    ctx.warnings.extend(engine_warnings);
     ctx.warnings.extend(adoption_warnings);
     ownership::refuse_another_clusters_swarm(&ctx)?;
     identity::refuse_one_engine_under_two_names(&ctx)?;
@@ -132,6 +165,7 @@ pub fn plan(
     services::warn_ingress_without_mesh(&mut ctx);
     prune::prune_services(&mut ctx)?;
     references::refuse_unmet_references(&ctx)?;
+    engine_fields::refuse_unstored_subpath(&ctx)?;
     services::plan_services(&mut ctx);
     prune::prune_objects(&mut ctx);
     destroy_guard::guard_machines(&ctx)?;
@@ -152,6 +186,7 @@ fn finish(mut ctx: Ctx, observed: &Observed, options: &PlanOptions) -> Plan {
         unseen: unseen::unseen_parts(observed),
         steps: ctx.steps,
         show_values: ctx.desired.policy.show_values.clone(),
+        new_content_key: ctx.new_content_key,
     }
 }
 

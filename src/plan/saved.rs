@@ -2,7 +2,10 @@
 //! when it no longer is what planning gives now (pure; the caller reads the file).
 //!
 //! A saved plan is the plan as shown, secret values and credentials masked: apply carries out
-//! the fresh plan it makes against the same revision and cluster, once it shows the same.
+//! the fresh plan it makes against the same revision and cluster, once it shows the same. For
+//! a cluster whose swarm holds no content key yet, it also carries the key the plan versioned
+//! secrets and configs with (`content_key`; `plan --json` never shows it), so that the fresh
+//! plan names them as the saved one did.
 
 use super::wire::shown_steps;
 use super::{Plan, FORMAT_VERSION};
@@ -44,12 +47,27 @@ pub enum Stale {
         /// The revision now, or why there is none.
         now: String,
     },
+    /// The plan was made for a cluster with no content key yet, and the file holds none: it is
+    /// `plan --json`'s output, not a saved plan.
+    #[error("the plan file holds no content key, and the cluster has none yet, so its secrets and configs would get other versions than the plan shows: it is `shoal plan --json`'s output, which leaves the key out. Save plans with `shoal plan --out FILE`")]
+    NoContentKey,
     /// Same revision, same cluster, other steps: the file was edited (or `${VAR}`s differ).
     #[error("the saved plan's steps are not the ones revision {revision} gives for this cluster: the plan file was edited, or the variables for `${{VAR}}` differ from when it was made. Make it again with `shoal plan --out FILE`")]
     Edited {
         /// The revision both plans are of.
         revision: String,
     },
+}
+
+/// The text of the saved plan file of `plan` (`shoal plan --out FILE`, written 0600): the
+/// plan as `plan --json` shows it, with the content key it versioned with when the swarm has
+/// none yet (apply needs it to give the names the plan shows).
+pub fn saved_text(plan: &Plan) -> String {
+    let mut value = serde_json::to_value(plan).expect("a plan serializes");
+    if let (Some(key), Some(fields)) = (&plan.new_content_key, value.as_object_mut()) {
+        fields.insert("content_key".into(), key.to_label().into());
+    }
+    serde_json::to_string_pretty(&value).expect("a plan serializes") + "\n"
 }
 
 /// Reads the saved plan `text` of file `file` (named in errors): its format version first, so
@@ -95,6 +113,9 @@ pub fn check_fresh(saved: &Plan, fresh: Plan) -> Result<Plan, Stale> {
         == shown_steps(&fresh.steps, &fresh.show_values);
     match (&fresh.revision, same_steps) {
         (_, true) => Ok(fresh),
+        _ if saved.new_content_key.is_none() && fresh.new_content_key.is_some() => {
+            Err(Stale::NoContentKey)
+        }
         (Some(revision), false) => Err(Stale::Edited {
             revision: revision.clone(),
         }),
@@ -105,6 +126,7 @@ pub fn check_fresh(saved: &Plan, fresh: Plan) -> Result<Plan, Stale> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::content_key::ContentKey;
     use crate::plan::{plan, PlanOptions};
     use crate::yaml::files::MemSource;
 
@@ -117,6 +139,15 @@ mod tests {
     }
 
     fn planned(revision: Option<&str>, machines: &str, compose: &str) -> Plan {
+        planned_with(revision, machines, compose, None)
+    }
+
+    fn planned_with(
+        revision: Option<&str>,
+        machines: &str,
+        compose: &str,
+        content_key: Option<ContentKey>,
+    ) -> Plan {
         let files = MemSource::new(
             "c",
             [("machines.yml", machines), ("docker-compose.yml", compose)],
@@ -126,6 +157,7 @@ mod tests {
             revision: revision.map(str::to_string),
             allow_destroy_all: false,
             routing_mesh: Some(true),
+            content_key,
         };
         plan(&desired, &Default::default(), &options).unwrap()
     }
@@ -254,5 +286,49 @@ mod tests {
             &SECRETS.replace("DB_PASSWORD: hunter2", "DB_PASSWORD: hunter3"),
         );
         assert!(check_fresh(&read, other).is_err());
+    }
+
+    #[test]
+    fn a_saved_plan_of_a_cluster_without_a_key_carries_the_one_it_versioned_with() {
+        let machines = "machines:\n  m1: {role: manager}\n";
+        let compose = "services:\n  web:\n    image: nginx:1\n    secrets: [db]\nsecrets:\n  db:\n    file: ./db.txt\n";
+        let files = |key| {
+            let files = MemSource::new(
+                "c",
+                [
+                    ("machines.yml", machines),
+                    ("docker-compose.yml", compose),
+                    ("db.txt", "password1"),
+                ],
+            );
+            let desired = crate::config::load(&files, &Default::default()).unwrap();
+            let options = PlanOptions {
+                revision: Some("abc".into()),
+                routing_mesh: Some(true),
+                content_key: Some(key),
+                ..PlanOptions::default()
+            };
+            plan(&desired, &Default::default(), &options).unwrap()
+        };
+        let key = ContentKey::from_bytes([9; 32]);
+        let made = files(key.clone());
+        let shown = text(&made);
+        assert!(
+            !shown.contains(&key.to_label()),
+            "plan --json never shows it"
+        );
+        let saved = saved_text(&made);
+        assert!(saved.contains(&key.to_label()), "{saved}");
+        let read = parse_saved("p.json", &saved).unwrap();
+        assert_eq!(read.new_content_key, Some(key.clone()));
+        // apply plans with the key the file carries: the same names, so not stale.
+        assert!(check_fresh(&read, files(key)).is_ok());
+        // `plan --json`'s output has no key: a fresh key would give other versions.
+        let printed = parse_saved("p.json", &shown).unwrap();
+        let other = files(ContentKey::from_bytes([8; 32]));
+        assert_eq!(
+            check_fresh(&printed, other).unwrap_err(),
+            Stale::NoContentKey
+        );
     }
 }

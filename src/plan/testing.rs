@@ -70,6 +70,7 @@ pub fn observed_with(nodes: Vec<ObservedNode>) -> Observed {
             id: "swarm".into(),
             labels: BTreeMap::new(),
             quorum_error: None,
+            content_key: Default::default(),
         }),
         nodes: nodes.into_iter().map(|n| (n.id.clone(), n)).collect(),
         ..Observed::default()

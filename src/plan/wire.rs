@@ -10,6 +10,7 @@
 use super::mask::masked;
 use super::model::{Action, FieldChange, Plan, Step, StepId, StepOp, Summary, Unseen};
 use super::reason::Reason;
+use crate::model::content_key::ContentKey;
 use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
 use crate::model::{Availability, Role};
 use serde::{Deserialize, Serialize};
@@ -70,6 +71,9 @@ pub(crate) struct WirePlan {
     #[serde(default)]
     unseen: Vec<Unseen>,
     steps: Vec<Step>,
+    /// Only in saved plan files (see [`crate::plan::saved::saved_text`]).
+    #[serde(default)]
+    content_key: Option<ContentKey>,
 }
 
 /// A plan as written in JSON: its steps as shown, masked with its `show_values`.
@@ -97,6 +101,8 @@ impl<'a> ShownPlan<'a> {
             unseen,
             steps,
             show_values,
+            // Never shown: only the saved plan file carries it.
+            new_content_key: _,
         } = plan;
         ShownPlan {
             format_version: *format_version,
@@ -360,6 +366,7 @@ impl From<WirePlan> for Plan {
             unseen: wire.unseen,
             steps,
             show_values: Vec::new(),
+            new_content_key: wire.content_key,
         }
     }
 }

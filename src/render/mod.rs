@@ -1,11 +1,13 @@
 //! Human and JSON output of plans, apply reports and status (pure: strings in, strings out).
 
 pub mod env;
+pub mod plan_markdown;
 pub mod plan_text;
 pub mod status;
 pub mod timings;
 
 pub use env::{render_env, render_unset, shell_quote};
+pub use plan_markdown::{render_plan_markdown, CommentContext};
 pub use plan_text::{render_plan, render_report};
 pub use status::{render_status, Status};
 

@@ -8,7 +8,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 /// The symbol of a step: `+` add, `~` change, `-` destroy, `-/+` part of a replacement.
-fn symbol(step: &Step) -> &'static str {
+pub(crate) fn symbol(step: &Step) -> &'static str {
     match (step.reason.replaces(), step.action().effect()) {
         (true, _) => "-/+",
         (_, Effect::Add) => "+",
@@ -108,7 +108,7 @@ pub fn render_plan(plan: &Plan, style: Style) -> String {
 }
 
 /// Short facts shown next to the target.
-fn extra(step: &Step) -> String {
+pub(crate) fn extra(step: &Step) -> String {
     match &step.op {
         StepOp::CreateMachine { role, .. } => format!(" ({role})"),
         StepOp::JoinSwarm { role, via, .. } => format!(" as {role}, through {via}"),
@@ -131,15 +131,25 @@ fn yaml(value: &serde_json::Value) -> String {
     }
 }
 
-/// A field's change as a line diff of its YAML values.
-fn render_change(out: &mut String, change: &FieldChange, style: Style) {
-    let _ = writeln!(out, "          {}:", change.path);
+/// A field's change as a line diff of its YAML values: each line with whether it was removed,
+/// added or kept.
+pub(crate) fn change_lines(change: &FieldChange) -> Vec<(ChangeTag, String)> {
     let before = yaml(&change.before);
     let after = yaml(&change.after);
     let diff = TextDiff::from_lines(&before, &after);
-    for line in diff.iter_all_changes() {
-        let text = line.value().trim_end_matches('\n');
-        let _ = match line.tag() {
+    diff.iter_all_changes()
+        .map(|line| {
+            let text = line.value().trim_end_matches('\n').to_string();
+            (line.tag(), text)
+        })
+        .collect()
+}
+
+/// A field's change as a line diff of its YAML values.
+fn render_change(out: &mut String, change: &FieldChange, style: Style) {
+    let _ = writeln!(out, "          {}:", change.path);
+    for (tag, text) in change_lines(change) {
+        let _ = match tag {
             ChangeTag::Delete => writeln!(out, "            {}", style.red(&format!("- {text}"))),
             ChangeTag::Insert => writeln!(out, "            {}", style.green(&format!("+ {text}"))),
             ChangeTag::Equal => writeln!(out, "              {text}"),

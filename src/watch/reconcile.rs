@@ -252,6 +252,10 @@ impl Reconciler {
                 allow_destroy_all: false,
                 // Each pass plans under the apply lock (DESIGN §3.6) and releases it at its end.
                 lock: Some((apply.holder.clone(), apply.lock_ttl_seconds)),
+                // One key for the watcher's life: passes before the first apply that writes it
+                // version alike. None when the system has no random source: each pass makes
+                // one then, and reports it cannot.
+                content_key: crate::observe::new_content_key().ok(),
             },
             apply,
             driver: Mutex::new(None),

@@ -6,6 +6,7 @@
 
 use serde_json::Value;
 use shoal::docker::EngineDump;
+use shoal::model::engine_api::ApiVersion;
 use shoal::model::{Desired, Observed};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -174,6 +175,53 @@ pub fn assert_retired_in_order(steps: &[String], first: &str, machines: &[&str])
     }
 }
 
+/// Issue 18's prune scenario, the same on the sim and on dind: stacks `app` and `extra` (whose
+/// service is `web`) were applied with `prune: false`; `machines(stacks, prune)` writes
+/// machines.yml with these `stacks:` lines. `extra` dropped: nothing is removed, the plan warns
+/// and `status` lists it as dropped; `prune: true` then: the destroy guard asks first, and
+/// `--allow-destroy-all` removes its service.
+pub fn drop_a_stack_then_prune(repo: &Repo, machines: &dyn Fn(&str, bool)) {
+    machines("  app: app.yml\n", false);
+    let kept = repo.plan();
+    assert!(steps_of(&kept).is_empty(), "{kept:#}");
+    assert!(
+        kept["warnings"]
+            .to_string()
+            .contains("stack extra is no longer in machines.yml"),
+        "{kept:#}"
+    );
+    repo.apply();
+    let status = repo.json(&["status", "--json"]);
+    assert_eq!(
+        status["dropped_stacks"],
+        serde_json::json!(["extra"]),
+        "{status:#}"
+    );
+    assert!(status["services"].to_string().contains("extra_web"));
+
+    machines("  app: app.yml\n", true);
+    let guarded = repo.shoal(&["plan"]);
+    assert_eq!(
+        guarded.status.code(),
+        Some(1),
+        "the destroy guard asks first"
+    );
+    assert!(String::from_utf8_lossy(&guarded.stderr).contains("--allow-destroy-all"));
+    let pruned = steps_of(&repo.json(&["plan", "--json", "--allow-destroy-all"]));
+    assert!(
+        pruned.contains(&"remove_service extra_web".to_string()),
+        "{pruned:?}"
+    );
+    repo.ok(&["apply", "--yes", "--allow-destroy-all"]);
+    let status = repo.json(&["status", "--json"]);
+    assert!(
+        !status["services"].to_string().contains("extra_web"),
+        "{status:#}"
+    );
+    assert!(status.get("dropped_stacks").is_none(), "{status:#}");
+    assert!(repo.steps().is_empty(), "{:?}", repo.steps());
+}
+
 /// What the captured engine output `dump` shows, beside machines that are all ready members of
 /// the swarm ([`Observed::with_members_of`]): what a plan against captured output compares.
 pub fn observed_from_dump(desired: &Desired, dump: &EngineDump) -> Observed {
@@ -187,6 +235,8 @@ pub fn observed_from_dump(desired: &Desired, dump: &EngineDump) -> Observed {
         networks: objects.networks,
         secrets: objects.secrets,
         configs: objects.configs,
+        // Dumps without a version were all captured on Docker 20.10.
+        api_version: dump.api_version.or(ApiVersion::parse("1.41")),
         ..Observed::with_members_of(desired)
     }
 }

@@ -1,6 +1,7 @@
 //! Health on a real dind cluster (one manager, one worker), tried as a new user would, through
 //! the `shoal` binary: a service whose image no node has, `--no-wait`, an update swarm rolls
-//! back, and the watcher healing drift and a lost machine from engine events (with a resync
+//! back (and the forced update that makes it healthy once the files match it again), and the
+//! watcher healing drift and a lost machine from engine events (with a resync
 //! interval of ten minutes, so only events can explain the speed). Prints the figures.
 //!
 //! Needs Docker: fails, saying so, when no engine answers. One cluster for the
@@ -207,6 +208,32 @@ fn health_on_dind() {
             .contains("rolled back"),
         "{report:#}"
     );
+
+    // The files match the rolled-back spec again (issue 18): the plan shows a forced update
+    // with its reason, and apply makes the service healthy (it stayed degraded before).
+    repo.write("docker-compose.yml", &compose(None, false));
+    let out = shoal(&dir, &["plan", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    assert_eq!(
+        common::steps_of(&plan),
+        [format!("rebalance_service {SERVICE}")],
+        "{plan:#}"
+    );
+    assert!(
+        plan["steps"][0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("swarm rolled its last update back"),
+        "{plan:#}"
+    );
+    let out = shoal(&dir, &["apply", "--yes", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    assert_eq!(report["health"][SERVICE]["state"], "healthy", "{report:#}");
+    let out = shoal(&dir, &["plan", "--json"]);
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    assert!(common::steps_of(&plan).is_empty(), "{plan:#}");
 
     // The watcher: drift and a lost machine, woken by events (the resync is 10 minutes away).
     repo.commit(

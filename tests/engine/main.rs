@@ -23,6 +23,7 @@ mod generic_hosts;
 mod health_dind;
 mod hostile_dind;
 mod overrides_dind;
+mod policies_dind;
 mod registry_dind;
 mod registry_pin;
 mod scenarios;

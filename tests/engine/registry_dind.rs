@@ -3,12 +3,13 @@
 //!
 //! - `preload_images` go into the registry, not into each node: a service of
 //!   `localhost:<port>/app:1` is pinned to its digest and runs on nodes that never had the
-//!   image, and `dataservice:1` (a Docker Hub name) reaches them through the registry as their
-//!   Docker Hub mirror, nodes created later included;
+//!   image, and `dataservice:1` (a Docker Hub name, preloaded as `docker.io/dataservice:1`,
+//!   which is pushed as Docker Hub's `library/dataservice`: issue 18) reaches them through the
+//!   registry as their Docker Hub mirror, nodes created later included;
 //! - a tag re-pushed by hand plans exactly one `update_service` showing both digests, and apply
 //!   rolls it out and waits for it;
-//! - with basic authentication on the registry (an htpasswd file) and credentials in a docker
-//!   config, the same works, the credentials appear in no output, and without them the plan
+//! - adding basic authentication to the registry (an htpasswd file) shows in the plan (issue
+//!   18); with it and credentials in a docker config, the same works, the credentials appear in no output, and without them the plan
 //!   says how to log in;
 //! - `shoal destroy` removes the registry with the machines.
 //!
@@ -37,7 +38,7 @@ impl Drop for HostTags {
 
 fn machines(name: &str, registry: &str, port: u16, workers: u32) -> String {
     format!(
-        "cluster: {name}\ndriver: dind\ndriver_options:\n  registry: {registry}\n  preload_images: [dataservice:1, localhost:{port}/app:1]\nmachines:\n  m:\n    role: manager\n  w:\n    role: worker\n    count: {workers}\nstacks:\n  app: docker-compose.yml\n"
+        "cluster: {name}\ndriver: dind\ndriver_options:\n  registry: {registry}\n  preload_images: [docker.io/dataservice:1, localhost:{port}/app:1]\nmachines:\n  m:\n    role: manager\n  w:\n    role: worker\n    count: {workers}\nstacks:\n  app: docker-compose.yml\n"
     )
 }
 
@@ -227,6 +228,13 @@ fn nodes_pull_from_the_cluster_registry_and_a_moved_tag_rolls_out_with_and_witho
         serde_json::json!({"auths": {format!("localhost:{port}"): {"auth": base64_of(&format!("{USER}:{PASSWORD}"))}}}).to_string(),
     )
     .unwrap();
+    let plan = runs.json(credentials.path(), &["plan", "--json"]);
+    assert!(
+        plan["warnings"].to_string().contains(
+            "driver_options.registry changed (htpasswd authentication added): apply replaces"
+        ),
+        "the plan shows the registry option change: {plan:#}"
+    );
     runs.apply(credentials.path());
     assert!(steps_of(&runs.json(credentials.path(), &["plan", "--json"])).is_empty());
     let refused = runs.json(no_credentials.path(), &["plan", "--json"]);

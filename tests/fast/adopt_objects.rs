@@ -9,6 +9,7 @@ use crate::common;
 use serde_json::{json, Value};
 use shoal::config::load;
 use shoal::docker::EngineDump;
+use shoal::model::content_key::ContentKey;
 use shoal::model::Desired;
 use shoal::plan::{plan, Plan, PlanOptions};
 use shoal::source::DirSource;
@@ -30,7 +31,11 @@ fn plan_of(dir: &Path, dump: Value) -> (Desired, Plan) {
     let desired = load(&DirSource(dir.to_path_buf()), &BTreeMap::new()).expect("files load");
     let dump: EngineDump = serde_json::from_value(dump).unwrap();
     let observed = common::observed_from_dump(&desired, &dump);
-    let plan = plan(&desired, &observed, &PlanOptions::default()).expect("plans");
+    let options = PlanOptions {
+        content_key: Some(ContentKey::from_bytes([3; 32])),
+        ..PlanOptions::default()
+    };
+    let plan = plan(&desired, &observed, &options).expect("plans");
     (desired, plan)
 }
 

@@ -40,6 +40,10 @@ fn fixed_env() -> BTreeMap<String, String> {
 fn read_options(dir: &Path) -> PlanOptions {
     let mut options = PlanOptions {
         revision: Some(REVISION.to_string()),
+        // A fixed key, as if the cluster held it: the snapshots stay stable.
+        content_key: Some(shoal::model::content_key::ContentKey::from_bytes(
+            [0x5a; 32],
+        )),
         ..PlanOptions::default()
     };
     let path = dir.join("options.json");

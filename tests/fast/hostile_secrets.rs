@@ -1,6 +1,7 @@
 //! No output of any command, at any log level, and no file shoal writes holds a secret's
-//! plaintext, the full sha256 of it, or a `SHOAL_*` credential; secret-looking environment
-//! values never appear in plan diffs.
+//! plaintext, the sha256 of it (not even its 8-hex prefix: versions are keyed), the cluster's
+//! content key (but in the swarm's store and the saved plan of a cluster without one yet) or a
+//! `SHOAL_*` credential; secret-looking environment values never appear in plan diffs.
 
 use crate::common;
 
@@ -82,6 +83,9 @@ fn no_output_and_no_written_file_holds_a_secret() {
     ] {
         outputs.push((format!("{args:?}"), run(&repo, args)));
     }
+    // The cluster has no content key yet: the saved plan carries the one its versions use.
+    let saved_text = std::fs::read_to_string(&saved).unwrap();
+    assert!(saved_text.contains("\"content_key\""), "{saved_text}");
     outputs.push((
         "apply PLANFILE".into(),
         run(&repo, &["apply", "--yes", "--json", &saved]),
@@ -95,6 +99,7 @@ fn no_output_and_no_written_file_holds_a_secret() {
         &["plan"][..],
         &["plan", "--json"],
         &["plan", "--out", &saved],
+        &["apply", "--dry-run"],
         &["apply", "--dry-run", "--json"],
         &["apply", "--yes", "--json"],
         &["status", "--json"],
@@ -116,6 +121,12 @@ fn no_output_and_no_written_file_holds_a_secret() {
         }
     }
 
+    let state = std::fs::read_to_string(repo.path().join(".shoal/sim.json")).unwrap();
+    let key = content_key_in(&state);
+    assert!(
+        !std::fs::read_to_string(&saved).unwrap().contains(&key),
+        "a saved plan of a cluster that has its key does not carry it"
+    );
     let mut written = Vec::new();
     files_under(&repo.path(), &mut written);
     let written: Vec<(String, String)> = written
@@ -123,13 +134,13 @@ fn no_output_and_no_written_file_holds_a_secret() {
         .filter(|(path, _)| !secret_files.iter().any(|f| path.ends_with(f)))
         .collect();
     assert!(written.iter().any(|(path, _)| path.ends_with("sim.json")));
-    let forbidden = [
+    let mut forbidden = vec![
         SECRET.to_string(),
         SECRET_TWO.to_string(),
         CONFIG.to_string(),
-        sha256(SECRET),
-        sha256(SECRET_TWO),
-        sha256(CONFIG),
+        sha256(SECRET)[..8].to_string(),
+        sha256(SECRET_TWO)[..8].to_string(),
+        sha256(CONFIG)[..8].to_string(),
         OWN_CREDENTIAL.to_string(),
     ];
     for (name, text) in outputs.iter().chain(written.iter()) {
@@ -137,11 +148,39 @@ fn no_output_and_no_written_file_holds_a_secret() {
             assert!(!text.contains(needle.as_str()), "{name} holds {needle}");
         }
     }
-    // What identifies a version is still there: the name's 8 hex.
-    let plan = run(&repo, &["status", "--json"]);
-    assert!(!plan.is_empty());
-    let state = std::fs::read_to_string(repo.path().join(".shoal/sim.json")).unwrap();
-    assert!(state.contains(&sha256(SECRET_TWO)[..8]));
+    // The content key: in the swarm's store (the sim's state file), nowhere else; not even a
+    // key a dry run would write (each run of a cluster without one makes its own).
+    for (name, text) in &outputs {
+        for (at, _) in text.match_indices("io.shoal.content-key=") {
+            let value = &text[at + "io.shoal.content-key=".len()..];
+            assert!(
+                value.starts_with("(secret)"),
+                "{name} shows a content key: {text}"
+            );
+        }
+    }
+    forbidden.push(key.clone());
+    for (name, text) in outputs.iter().chain(
+        written
+            .iter()
+            .filter(|(path, _)| !path.ends_with("sim.json")),
+    ) {
+        assert!(!text.contains(&key), "{name} holds the content key");
+    }
+    // What identifies a version is still there: the name's 8 hex, keyed.
+    let key = shoal::model::content_key::ContentKey::parse(&key).unwrap();
+    assert!(state.contains(&format!(
+        "secrets_db_password-{}",
+        key.version(SECRET_TWO.as_bytes(), None)
+    )));
+}
+
+/// The content key the sim's swarm holds (its state file's `io.shoal.content-key` label).
+fn content_key_in(state: &str) -> String {
+    let label = "\"io.shoal.content-key\":";
+    let at = state.find(label).expect("the swarm holds a content key") + label.len();
+    let value = state[at..].trim_start().trim_start_matches('"');
+    value[..64].to_string()
 }
 
 /// Credentials an attacker would try, each where a compose file can hold one: environment

@@ -36,6 +36,7 @@ fn web(name: &str, ports: &[(u32, &str)]) -> ServiceSpec {
                     ..PortConfig::default()
                 })
                 .collect(),
+            ..Default::default()
         }),
         ..ServiceSpec::default()
     }
@@ -46,8 +47,10 @@ fn object(name: &str) -> ObjectSpec {
         name: name.to_string(),
         labels: BTreeMap::new(),
         sha256: String::new(),
+        version: String::new(),
         source: "x".into(),
         data: b"data".to_vec(),
+        ..Default::default()
     }
 }
 
@@ -131,6 +134,7 @@ async fn the_sim_refuses_what_the_engine_refuses() {
         uid: "0".into(),
         gid: "0".into(),
         mode: 0o444,
+        ..Default::default()
     };
     let mut secrets = web("e", &[]);
     secrets.task_template.container_spec.secrets = ["s1", "s2"]
@@ -138,6 +142,7 @@ async fn the_sim_refuses_what_the_engine_refuses() {
             file: target("token"),
             secret_id: String::new(),
             secret_name: s.into(),
+            ..Default::default()
         })
         .to_vec();
     refused(
@@ -150,6 +155,7 @@ async fn the_sim_refuses_what_the_engine_refuses() {
             file: target("/etc/x"),
             config_id: String::new(),
             config_name: c.into(),
+            ..Default::default()
         })
         .to_vec();
     refused(
@@ -171,6 +177,7 @@ async fn the_sim_refuses_what_the_engine_refuses() {
         file: target("x"),
         secret_id: String::new(),
         secret_name: "nope".into(),
+        ..Default::default()
     }];
     refused(
         engine.create_service(&missing).await,

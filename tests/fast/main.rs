@@ -11,7 +11,9 @@ mod watch_support;
 // proptest keeps the regressions of `properties` in tests/proptest-regressions/properties.txt:
 // its layout for a source file beside a crate root (main.rs), as for src/.
 mod adopt_objects;
+mod ci_recipes;
 mod confirm_pty;
+mod content_keys_sim;
 mod crash_sim;
 mod docs;
 mod fixtures;
@@ -25,6 +27,7 @@ mod no_drift;
 mod properties;
 mod revision_sim;
 mod stacks_sim;
+mod timings_sim;
 mod tutorial_sim;
 mod watch_cli;
 mod watch_hardening;

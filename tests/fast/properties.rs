@@ -117,6 +117,7 @@ async fn converge(sim: &SimDriver, desired: &Desired) -> Result<(), String> {
     let observed = observe(&driver, 0).await.map_err(|e| e.to_string())?;
     let options = PlanOptions {
         allow_destroy_all: true,
+        content_key: Some(shoal::model::content_key::ContentKey::from_bytes([1; 32])),
         ..PlanOptions::default()
     };
     let plan = plan(desired, &observed, &options).map_err(|e| format!("plan refused: {e}"))?;

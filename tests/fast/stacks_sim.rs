@@ -101,39 +101,7 @@ fn a_stack_dropped_while_prune_is_off_is_remembered_and_pruned_later() {
     }
     write("  app: app.yml\n  extra: extra.yml\n", false);
     repo.apply();
-    write("  app: app.yml\n", false);
-    let kept = repo.plan();
-    assert!(common::steps_of(&kept).is_empty(), "{kept:#}");
-    assert!(
-        kept["warnings"]
-            .to_string()
-            .contains("stack extra is no longer in machines.yml"),
-        "{kept:#}"
-    );
-    repo.apply();
-    let status = repo.json(&["status", "--json"]);
-    assert_eq!(
-        status["dropped_stacks"],
-        serde_json::json!(["extra"]),
-        "{status:#}"
-    );
-    assert!(status["services"].to_string().contains("extra_web"));
-
-    write("  app: app.yml\n", true);
-    let guarded = repo.shoal(&["plan"]);
-    assert!(!guarded.status.success(), "the destroy guard asks first");
-    let pruned = common::steps_of(&repo.json(&["plan", "--json", "--allow-destroy-all"]));
-    assert!(
-        pruned.contains(&"remove_service extra_web".to_string()),
-        "{pruned:?}"
-    );
-    repo.ok(&["apply", "--yes", "--allow-destroy-all"]);
-    let status = repo.json(&["status", "--json"]);
-    assert!(
-        !status["services"].to_string().contains("extra_web"),
-        "{status:#}"
-    );
-    assert!(status.get("dropped_stacks").is_none(), "{status:#}");
+    common::drop_a_stack_then_prune(&repo, &write);
 }
 
 #[test]

@@ -68,6 +68,7 @@ use super::lock::{HeldLock, LockHolder};
 use super::{Driver, DriverError, DriverResult};
 use crate::docker::DockerEngine;
 use crate::engine::Swarm;
+use crate::model::engine_api::ApiVersion;
 use crate::model::{
     MachineSpec, MachineState, ObservedMachine, Role, LABEL_CLUSTER, LABEL_MACHINE, LABEL_ROLE,
 };
@@ -181,10 +182,8 @@ pub(crate) fn status_of(error: &bollard::errors::Error) -> Option<u16> {
     }
 }
 
-/// Whether an engine error is a 404.
-pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
-    status_of(error) == Some(404)
-}
+/// Whether an engine error says the object does not exist, whatever its status.
+pub(crate) use crate::docker::is_not_found_answer as is_not_found;
 
 /// Removes a container, running or not, with its anonymous volumes; `false` when there was none.
 pub(crate) async fn remove_container(docker: &Docker, name: &str) -> Result<bool, DindError> {
@@ -362,7 +361,7 @@ pub async fn connect_host() -> Result<Docker, DindError> {
             ))
         })?
         .with_timeout(HOST_TIMEOUT);
-    let docker = docker.negotiate_version().await.map_err(|e| {
+    let docker = crate::docker::negotiated(docker).await.map_err(|e| {
         DindError::Unavailable(format!(
             "the dind driver needs a local Docker engine, and it does not answer: {e}; is dockerd running, and may this user use its socket?"
         ))
@@ -390,6 +389,9 @@ pub struct DindDriver {
     reaches_registry: tokio::sync::Mutex<HashMap<String, bool>>,
     /// What the next `prepare` changes about the registry, as the last `list` found it.
     registry_change: Mutex<Option<String>>,
+    /// The API version negotiated with each node's engine, by node container ID: negotiated
+    /// once per engine per run (a re-created node is a new container, asked again).
+    api_versions: Mutex<HashMap<String, ApiVersion>>,
 }
 
 impl std::fmt::Debug for DindDriver {
@@ -428,6 +430,7 @@ impl DindDriver {
             registry_image: tokio::sync::OnceCell::new(),
             reaches_registry: tokio::sync::Mutex::new(HashMap::new()),
             registry_change: Mutex::new(None),
+            api_versions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -999,11 +1002,30 @@ impl Driver for DindDriver {
     }
 
     async fn engine(&self, machine: &str) -> DriverResult<Arc<dyn Swarm>> {
-        let endpoint = self.endpoint(machine).await?;
+        let container = self
+            .docker
+            .inspect_container(
+                &self.container_name(machine),
+                None::<InspectContainerOptions>,
+            )
+            .await
+            .map_err(|e| self.machine_error(machine, "inspect the node container", e))?
+            .id
+            .unwrap_or_default();
+        let endpoint = format!("unix://{}", self.socket_path(machine).display());
         let address = self.address(machine).await?;
-        let engine = DockerEngine::connect(&endpoint, Some(address))
+        let versions = || {
+            self.api_versions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let known = versions().get(&container).copied();
+        let engine = DockerEngine::connect_known(&endpoint, Some(address), known)
             .await
             .map_err(|e| DriverError::Other(format!("machine {machine}: {e}")))?;
+        if let (None, Some(version)) = (known, ApiVersion::parse(&engine.api_version())) {
+            versions().insert(container, version);
+        }
         Ok(Arc::new(engine))
     }
 

@@ -555,9 +555,9 @@ pub(crate) async fn log_tail(docker: &Docker, container: &str) -> String {
 /// Connects to a node's engine over its host socket, with the API version it speaks.
 pub(crate) async fn connect_node(socket: &Path) -> Result<Docker, DindError> {
     let path = socket.to_string_lossy();
-    Docker::connect_with_unix(&path, 600, API_DEFAULT_VERSION)
-        .map_err(|e| DindError::docker(format!("cannot connect to {path}"), e))?
-        .negotiate_version()
+    let docker = Docker::connect_with_unix(&path, 600, API_DEFAULT_VERSION)
+        .map_err(|e| DindError::docker(format!("cannot connect to {path}"), e))?;
+    crate::docker::negotiated(docker)
         .await
         .map_err(|e| DindError::docker(format!("the engine at {path} does not answer"), e))
 }

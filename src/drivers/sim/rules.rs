@@ -451,6 +451,7 @@ impl SimState {
         let engine_id = Some(format!("sim-engine-{machine}"));
         Ok(match self.membership(m) {
             Membership::Inactive => EngineInfo {
+                api_version: None,
                 swarm_state: LocalSwarmState::Inactive,
                 node_id: None,
                 control_available: false,
@@ -458,6 +459,7 @@ impl SimState {
                 engine_id,
             },
             Membership::Orphan(node_id) => EngineInfo {
+                api_version: None,
                 swarm_state: LocalSwarmState::Active,
                 node_id: Some(node_id),
                 control_available: false,
@@ -465,6 +467,7 @@ impl SimState {
                 engine_id,
             },
             Membership::Member(swarm_id, node_id) => EngineInfo {
+                api_version: None,
                 swarm_state: LocalSwarmState::Active,
                 control_available: self.swarms[&swarm_id].nodes[&node_id].role == Role::Manager,
                 node_id: Some(node_id),
@@ -940,6 +943,7 @@ impl SimState {
                     id: n.id.clone(),
                     labels: n.spec.labels.clone(),
                     network: Some(settings),
+                    content_sha256: None,
                 };
                 (n.spec.name.clone(), object)
             })
@@ -1031,17 +1035,19 @@ impl SimState {
             .objects(swarm)
             .values()
             .map(|o| {
+                // The sim keeps no data: a config's cannot be compared (the engine's can).
                 let object = ObservedObject {
                     id: o.id.clone(),
                     labels: o.labels.clone(),
                     network: None,
+                    content_sha256: None,
                 };
                 (o.name.clone(), object)
             })
             .collect())
     }
 
-    /// `POST /secrets/create` or `POST /configs/create`. Only a short digest of the data is kept.
+    /// `POST /secrets/create` or `POST /configs/create`. The data is not kept.
     pub(super) fn create_object(
         &mut self,
         machine: &str,
@@ -1080,7 +1086,6 @@ impl SimState {
                 version,
                 name: spec.name.clone(),
                 labels: spec.labels.clone(),
-                sha256: sha256_hex(&spec.data)[..8].to_string(),
             },
         );
         Ok(id)

@@ -126,10 +126,10 @@ pub struct SimSwarm {
     /// Networks by ID.
     #[serde(default)]
     pub networks: BTreeMap<String, SimNetwork>,
-    /// Secrets by ID (their data is kept only as a short digest).
+    /// Secrets by ID (their data is not kept).
     #[serde(default)]
     pub secrets: BTreeMap<String, SimObject>,
-    /// Configs by ID (their data is kept only as a short digest).
+    /// Configs by ID (their data is not kept).
     #[serde(default)]
     pub configs: BTreeMap<String, SimObject>,
 }
@@ -270,7 +270,7 @@ pub struct SimNetwork {
     pub spec: NetworkSpec,
 }
 
-/// A secret or config. Only a short digest of its data is kept, never the data.
+/// A secret or config. Neither its data nor a digest of it is kept.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimObject {
     /// Object ID.
@@ -282,9 +282,9 @@ pub struct SimObject {
     /// Labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// The first 8 hex of the data's sha256, what tells versions apart (the full digest of a
-    /// secret's plaintext would be an offline guessing oracle in `.shoal/sim.json`).
-    pub sha256: String,
+    // The data is not kept, nor any digest of it (a digest of a secret's plaintext in
+    // `.shoal/sim.json` would be an offline guessing oracle); state files of earlier versions
+    // hold a `sha256` field, which is ignored.
 }
 
 /// Hex sha256 of some text.

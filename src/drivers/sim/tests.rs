@@ -127,8 +127,10 @@ fn object(name: &str, data: &str) -> ObjectSpec {
         name: name.to_string(),
         labels: BTreeMap::new(),
         sha256: String::new(),
+        version: String::new(),
         source: "file".to_string(),
         data: data.as_bytes().to_vec(),
+        ..Default::default()
     }
 }
 
@@ -760,6 +762,7 @@ async fn service_rules_conflicts_references_and_mode() {
     with_net.task_template.networks = vec![NetworkAttachment {
         target: "app_default".into(),
         aliases: vec![],
+        ..Default::default()
     }];
     assert!(matches!(
         m1.create_service(&with_net).await,
@@ -772,9 +775,11 @@ async fn service_rules_conflicts_references_and_mode() {
             uid: "0".into(),
             gid: "0".into(),
             mode: 0o444,
+            ..Default::default()
         },
         secret_id: String::new(),
         secret_name: "app_pw-0123abcd".into(),
+        ..Default::default()
     }];
     assert!(matches!(
         m1.create_service(&with_secret).await,
@@ -867,6 +872,7 @@ async fn service_rules_conflicts_references_and_mode() {
             published_port: Some(8080),
             ..Default::default()
         }],
+        ..Default::default()
     });
     m1.create_service(&published).await.unwrap();
     refused(
@@ -1047,7 +1053,10 @@ async fn state_persists_in_the_repository_across_drivers() {
         "secret data never reaches the file"
     );
     let digest = super::state::sha256_hex(b"s3cret-data");
-    assert!(!text.contains(&digest) && text.contains(&digest[..8]));
+    assert!(
+        !text.contains(&digest[..8]),
+        "no digest of a secret either: it would be an offline guessing oracle"
+    );
 }
 
 /// The state in `<dir>/.shoal/sim.json`, as another process would read it.

@@ -2,6 +2,8 @@
 //!
 //! | Rule (DESIGN §3)                                              | Function                                  |
 //! |---------------------------------------------------------------|-------------------------------------------|
+//! | content versions: secrets and configs versioned with the cluster's key | [`content_versions::key_in_use`], [`content_versions::version_objects`], [`stack_objects::adopt_objects`] |
+//! | fields the engines cannot store (by their API version): not sent, said once | [`engine_fields::drop_unstored_fields`] |
 //! | another cluster's swarm: refuse, never change it              | [`ownership::refuse_another_clusters_swarm`] |
 //! | one host under two names: refuse, naming both               | [`identity::refuse_one_engine_under_two_names`] |
 //! | quorum lost: refuse and explain `--force-new-cluster` (or start stopped managers first) | [`swarm_states::refuse_unsafe_swarm_states`] with `Quorum::check_observed` |
@@ -18,8 +20,10 @@
 //! | warnings: external objects missing, ingress without IPVS      | [`stack_objects::warn_missing_external`], [`services::warn_ingress_without_mesh`] |
 //! | prune of labelled services (before creates: ports move)       | [`prune::prune_services`]                 |
 //! | refuse missing external objects and published ports another service keeps | [`references::refuse_unmet_references`] |
+//! | refuse a volume `subpath` on engines that would mount the whole volume | [`engine_fields::refuse_unstored_subpath`] |
 //! | destroy-all guard (every service of a stack, every machine)   | [`destroy_guard::guard_stack_services`], [`destroy_guard::guard_machines`] |
 //! | services: create, `scale_service` vs `update_service`, mode change, rebalance | [`services::plan_services`] |
+//! | a field `docker stack deploy` drops, missing from a running service: no restart for it alone | [`cli_dropped::without_missing`] |
 //! | prune of labelled networks, secrets, configs (after services) | [`prune::prune_objects`]                  |
 //! | what could not be observed, listed with the plan (unseen is not in sync) | [`unseen::unseen_parts`] |
 //! | machine removal: drain before remove, demote before remove, remove node, destroy | [`machine_removal::remove_machines`] |
@@ -27,8 +31,11 @@
 //! Each rule reads the desired and observed state and the pairing, and adds steps to the
 //! [`Ctx`]; the order of the calls is the order of the steps.
 
+pub mod cli_dropped;
+pub mod content_versions;
 pub mod create_machines;
 pub mod destroy_guard;
+pub mod engine_fields;
 pub mod identity;
 pub mod init_swarm;
 pub mod joins;
@@ -50,6 +57,7 @@ use super::pairing::Pairing;
 use super::planner::PlanOptions;
 use super::quorum::Quorum;
 use super::reason::Reason;
+use crate::model::content_key::ContentKey;
 use crate::model::{Desired, Observed};
 use std::collections::BTreeMap;
 
@@ -86,6 +94,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) service_steps: Vec<StepId>,
     /// Service prunes: service creations wait for them.
     pub(crate) pruned: Vec<StepId>,
+    /// The content key the plan versions with when the swarm has none yet (apply writes it).
+    pub(crate) new_content_key: Option<ContentKey>,
 }
 
 impl<'a> Ctx<'a> {
@@ -111,6 +121,7 @@ impl<'a> Ctx<'a> {
             stack_steps: Vec::new(),
             service_steps: Vec::new(),
             pruned: Vec::new(),
+            new_content_key: None,
         }
     }
 

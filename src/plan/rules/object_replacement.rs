@@ -12,7 +12,7 @@
 
 use super::Ctx;
 use crate::compose::convert::DEFAULT_NETWORK_DRIVER;
-use crate::model::spec::LABEL_CONTENT_SHA256;
+use crate::model::content_key::{LABEL_CONTENT_VERSION, LABEL_LEGACY_SHA256};
 use crate::model::{NetworkSpec, ObjectSpec, Observed, ObservedObject, Stack};
 use crate::plan::model::StepOp;
 use crate::plan::planner::PlanError;
@@ -67,7 +67,8 @@ pub fn network_changes(wanted: &NetworkSpec, found: &ObservedObject) -> Vec<&'st
 pub fn label_changes(wanted: &ObjectSpec, found: &ObservedObject) -> Vec<&'static str> {
     let settable = |labels: &BTreeMap<String, String>| {
         let mut labels = labels.clone();
-        labels.remove(LABEL_CONTENT_SHA256);
+        labels.remove(LABEL_CONTENT_VERSION);
+        labels.remove(LABEL_LEGACY_SHA256);
         labels
     };
     if settable(&wanted.labels) == settable(&found.labels) {
@@ -242,6 +243,7 @@ mod tests {
         ObservedObject {
             id: "net1".into(),
             labels: labels(&[(LABEL_STACK_NAMESPACE, "app")]),
+            content_sha256: None,
             network: Some(NetworkSettings {
                 driver: "overlay".into(),
                 attachable: true,
@@ -296,13 +298,17 @@ mod tests {
     fn the_content_version_label_is_not_a_setting() {
         let mut object = ObjectSpec {
             name: "app_db".into(),
-            labels: labels(&[(LABEL_STACK_NAMESPACE, "app"), (LABEL_CONTENT_SHA256, "ab")]),
+            labels: labels(&[
+                (LABEL_STACK_NAMESPACE, "app"),
+                (LABEL_CONTENT_VERSION, "ab"),
+            ]),
             ..ObjectSpec::default()
         };
         let found = ObservedObject {
             id: "s1".into(),
             labels: labels(&[(LABEL_STACK_NAMESPACE, "app")]),
             network: None,
+            content_sha256: None,
         };
         assert!(label_changes(&object, &found).is_empty());
         object.labels.insert("team".into(), "db".into());
@@ -316,6 +322,7 @@ mod tests {
         web.task_template.networks.push(NetworkAttachment {
             target: "app_front".into(),
             aliases: vec!["web".into()],
+            ..Default::default()
         });
         with_stack(&mut desired, "app", vec![web]);
         let stack = desired.stacks.get_mut("app").unwrap();

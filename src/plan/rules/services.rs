@@ -6,7 +6,7 @@
 //! of the repository names it, replaced by the file's spec (as `docker stack deploy` would)
 //! when one does.
 
-use super::Ctx;
+use super::{cli_dropped, Ctx};
 use crate::model::observed::UpdateState;
 use crate::model::{ObservedService, ServiceSpec};
 use crate::plan::diff::field_changes;
@@ -105,6 +105,17 @@ fn plan_service(
     };
     let (want, have) = comparable(spec, &current.spec);
     let id = current.id.clone();
+    // Fields the CLI drops, missing from the running service, wait for a real update.
+    let (relaxed, waiting) = cli_dropped::without_missing(&want, &have);
+    let want = if relaxed == have || only_replicas_differ(&relaxed, &have) {
+        if !waiting.is_empty() {
+            ctx.warnings
+                .push(cli_dropped::waiting_warning(name, &waiting));
+        }
+        relaxed
+    } else {
+        want
+    };
     if want == have && current.spec.unreadable.is_none() {
         if let Some(message) = rolled_back(current) {
             let op = StepOp::RebalanceService {
@@ -124,12 +135,11 @@ fn plan_service(
         };
         return vec![ctx.push(op, name, deps, Reason::Rebalance)];
     }
-    let mut scaled = have.clone();
-    if let Some(replicas) = want.replicas() {
-        scaled.set_replicas(replicas);
-    }
     let readable = current.spec.unreadable.is_none();
-    if let (true, Some(replicas)) = (scaled == want && readable, want.replicas()) {
+    if let (true, Some(replicas)) = (
+        only_replicas_differ(&want, &have) && readable,
+        want.replicas(),
+    ) {
         let op = StepOp::ScaleService {
             id,
             replicas,
@@ -165,6 +175,16 @@ fn plan_service(
         observed_spec: Some(current.spec_digest()),
     };
     vec![ctx.push(op, name, deps, Reason::SpecDrift { fields })]
+}
+
+/// Whether `have` becomes `want` by setting its replica count alone.
+fn only_replicas_differ(want: &ServiceSpec, have: &ServiceSpec) -> bool {
+    let Some(replicas) = want.replicas() else {
+        return false;
+    };
+    let mut scaled = have.clone();
+    scaled.set_replicas(replicas);
+    scaled == *want
 }
 
 /// The engine's message when swarm rolled the service's last update back: its rolled-back

@@ -2,22 +2,29 @@
 //! are created after the membership changes and before the services that use them. External
 //! objects that do not exist are warned about.
 //!
-//! Before any rule runs, [`adopt_objects`] settles the swarm name of each secret and config:
-//! the name `docker stack deploy` gives it (`<stack>_<name>`) when the swarm has no version of
-//! it yet, or holds one under that name with the same content (so a stack deployed by either
-//! tool is re-deployed by the other without restarting a task), and the content-derived name
-//! (`<stack>_<name>-<8 hex>`) for a new content, so a change never edits an object in place.
+//! Before any rule runs, [`crate::plan::rules::content_versions`] versions each secret and
+//! config with the cluster's key, and [`adopt_objects`] settles the swarm name it goes by:
+//! - the name `docker stack deploy` gives it (`<stack>_<name>`) when the swarm has no version
+//!   of it yet, or holds one under that name with the same content (so a stack deployed by
+//!   either tool is re-deployed by the other without restarting a task);
+//! - the name it was given before versions were keyed (`<stack>_<name>-<8 hex of sha256>`, or
+//!   the CLI name with the label `io.shoal.sha256`) when that object holds this content: kept,
+//!   so upgrading shoal restarts no service; a warning says how to re-version a secret now
+//!   (the label `io.shoal.rotate: "true"`), otherwise its next content gets a keyed version;
+//! - the content-derived name (`<stack>_<name>-<version>`) for a new content, so a change
+//!   never edits an object in place.
 
 use super::Ctx;
+use crate::model::content_key::{legacy_version, LABEL_CONTENT_VERSION, LABEL_LEGACY_SHA256};
 use crate::model::desired::is_node_local_network;
-use crate::model::spec::{content_version, LABEL_CONTENT_SHA256, LABEL_ROTATE};
+use crate::model::spec::LABEL_ROTATE;
 use crate::model::{Desired, ObjectSpec, Observed, ObservedObject, Stack};
 use crate::plan::model::StepOp;
 use crate::plan::reason::Reason;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Whether a secret or config goes by its `docker stack deploy` name or its content name.
+/// Which name a secret or config goes by.
 #[derive(Debug, PartialEq, Eq)]
 enum Naming {
     /// The content-derived name: it exists, or it replaces another version.
@@ -26,13 +33,21 @@ enum Naming {
     Cli,
     /// The CLI name, whose object's content cannot be verified (a secret the CLI created).
     CliUnverified,
+    /// The name (given) that an object holding this content got before versions were keyed.
+    Legacy(String),
 }
 
-/// How `object`, of `kind` (`secret` or `config`), is named given the `existing` objects.
+/// How `object` is named given the `existing` objects of its kind.
 fn naming(object: &ObjectSpec, existing: &BTreeMap<String, ObservedObject>) -> Naming {
     let cli = object.cli_name();
     if cli == object.name || existing.contains_key(&object.name) {
         return Naming::Content;
+    }
+    let rotate = object.labels.get(LABEL_ROTATE).map(String::as_str) == Some("true");
+    let legacy = legacy_version(&object.sha256);
+    let legacy_name = format!("{cli}-{legacy}");
+    if existing.contains_key(&legacy_name) && !rotate {
+        return Naming::Legacy(legacy_name);
     }
     let Some(found) = existing.get(cli) else {
         let other_version = existing.keys().any(|name| {
@@ -46,19 +61,29 @@ fn naming(object: &ObjectSpec, existing: &BTreeMap<String, ObservedObject>) -> N
             Naming::Cli
         };
     };
-    match found.labels.get(LABEL_CONTENT_SHA256) {
-        Some(version) if version == content_version(&object.sha256) => Naming::Cli,
-        Some(_) => Naming::Content,
-        None if object.labels.get(LABEL_ROTATE).map(String::as_str) == Some("true") => {
+    if let Some(data) = &found.content_sha256 {
+        // A config: its data tells.
+        return if *data == object.sha256 {
+            Naming::Cli
+        } else {
             Naming::Content
-        }
-        None => Naming::CliUnverified,
+        };
+    }
+    let keyed = found.labels.get(LABEL_CONTENT_VERSION);
+    let unkeyed = found.labels.get(LABEL_LEGACY_SHA256);
+    match (keyed, unkeyed) {
+        (Some(version), _) if *version == object.version => Naming::Cli,
+        (None, Some(version)) if version == legacy && !rotate => Naming::Legacy(cli.to_string()),
+        (Some(_), _) | (None, Some(_)) => Naming::Content,
+        (None, None) if rotate => Naming::Content,
+        (None, None) => Naming::CliUnverified,
     }
 }
 
 /// `desired` with each secret and config under the swarm name it goes by (see the module
 /// docs), the services' references renamed alike, and the warnings about secrets adopted
-/// without being verified. Borrowed unchanged when every object keeps its content name.
+/// without being verified or kept under a version that is not keyed. Borrowed unchanged when
+/// every object keeps its content name.
 pub fn adopt_objects<'a>(
     desired: &'a Desired,
     observed: &Observed,
@@ -73,13 +98,20 @@ pub fn adopt_objects<'a>(
         for (kind, objects, existing) in kinds {
             for object in objects.values() {
                 let naming = naming(object, existing);
-                if naming == Naming::Content {
-                    continue;
-                }
-                let cli = object.cli_name().to_string();
+                let to = match &naming {
+                    Naming::Content => continue,
+                    Naming::Cli | Naming::CliUnverified => object.cli_name().to_string(),
+                    Naming::Legacy(name) => name.clone(),
+                };
                 if naming == Naming::CliUnverified {
                     warnings.push(format!(
-                        "{kind} {cli} of stack {} exists and was not created by shoal (docker stack deploy names it so): its content cannot be read back, so shoal uses it as it is, without checking that it matches {}. To replace it with the file's content, add the label {LABEL_ROTATE}: \"true\" to the {kind} in {}",
+                        "{kind} {to} of stack {} exists and was not created by shoal (docker stack deploy names it so): its content cannot be read back, so shoal uses it as it is, without checking that it matches {}. To replace it with the file's content, add the label {LABEL_ROTATE}: \"true\" to the {kind} in {}",
+                        stack.name, object.source, stack.file
+                    ));
+                }
+                if matches!(naming, Naming::Legacy(_)) && kind == "secret" {
+                    warnings.push(format!(
+                        "secret {to} of stack {} carries a content version that is not keyed (shoal wrote it before versions were keyed per cluster): whoever can list the swarm's secrets can test guesses of {} against it. It is kept as it is, so no service restarts; its next content gets a keyed version. To re-version it now (its services restart), add the label {LABEL_ROTATE}: \"true\" to the secret in {}",
                         stack.name, object.source, stack.file
                     ));
                 }
@@ -88,15 +120,15 @@ pub fn adopt_objects<'a>(
                     .stacks
                     .get_mut(key)
                     .expect("the stack is desired");
-                rename(stack, kind, &object.name, &cli);
+                rename(stack, kind, &object.name, &to);
             }
         }
     }
     (adopted, warnings)
 }
 
-/// Renames the `kind` object `from` of `stack` to `to`, stamping its content hash, and the
-/// services' references to it.
+/// Renames the `kind` object `from` of `stack` to `to`, stamping its keyed content version,
+/// and the services' references to it.
 fn rename(stack: &mut Stack, kind: &str, from: &str, to: &str) {
     let objects = match kind {
         "secret" => &mut stack.secrets,
@@ -106,11 +138,15 @@ fn rename(stack: &mut Stack, kind: &str, from: &str, to: &str) {
         return;
     };
     object.name = to.to_string();
-    object.labels.insert(
-        LABEL_CONTENT_SHA256.to_string(),
-        content_version(&object.sha256).to_string(),
-    );
+    object
+        .labels
+        .insert(LABEL_CONTENT_VERSION.to_string(), object.version.clone());
     objects.insert(to.to_string(), object);
+    rename_references(stack, kind, from, to);
+}
+
+/// Renames the services' references of `stack` to the `kind` object `from` to `to`.
+pub(crate) fn rename_references(stack: &mut Stack, kind: &str, from: &str, to: &str) {
     for spec in stack.services.values_mut() {
         let container = &mut spec.task_template.container_spec;
         let secrets = container.secrets.iter_mut().map(|s| &mut s.secret_name);
@@ -249,5 +285,134 @@ mod tests {
             ["create_network app_default", "create_service app_web"]
         );
         assert!(plan.warnings[0].contains("external network shared"));
+    }
+
+    mod legacy {
+        use crate::model::content_key::{ContentKey, SwarmContentKey, LABEL_LEGACY_SHA256};
+        use crate::model::spec::{SecretReference, LABEL_ROTATE};
+        use crate::model::{
+            Desired, ObjectSpec, Observed, ObservedObject, Role, LABEL_STACK_NAMESPACE,
+        };
+        use crate::plan::testing::{desired_with, running, service, steps, with_stack};
+        use crate::plan::{plan, Plan, PlanOptions};
+        use std::collections::BTreeMap;
+
+        const OLD: &[u8] = b"password1";
+
+        fn legacy(data: &[u8]) -> String {
+            crate::compose::convert::sha256_hex(data)[..8].to_string()
+        }
+
+        /// A stack whose service `web` uses the secret `app_db` holding `data` (the file's
+        /// labels `labels`), and the cluster running it under `name` (labels `found`), as a
+        /// shoal before keyed versions left it, with the key `[7; 32]` written since.
+        fn cluster(
+            data: &[u8],
+            labels: &[(&str, &str)],
+            name: &str,
+            found: &[(&str, &str)],
+        ) -> (Desired, Observed) {
+            let mut desired = desired_with(&[("m1", Role::Manager)]);
+            let web = |secret: &str| {
+                let mut web = service("app", "web", "nginx:1", 1);
+                web.task_template.container_spec.secrets = vec![SecretReference {
+                    secret_name: secret.into(),
+                    ..Default::default()
+                }];
+                web
+            };
+            with_stack(&mut desired, "app", vec![web("app_db")]);
+            let labels: BTreeMap<String, String> = labels
+                .iter()
+                .chain(&[(LABEL_STACK_NAMESPACE, "app")])
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            desired.stacks.get_mut("app").unwrap().secrets.insert(
+                "app_db".into(),
+                ObjectSpec {
+                    name: "app_db".into(),
+                    labels,
+                    sha256: crate::compose::convert::sha256_hex(data),
+                    source: "db.txt".into(),
+                    data: data.to_vec(),
+                    ..ObjectSpec::default()
+                },
+            );
+            let mut observed = Observed::with_members_of(&desired);
+            observed.swarm.as_mut().unwrap().content_key =
+                SwarmContentKey::Key(ContentKey::from_bytes([7; 32]));
+            running(&mut observed, vec![web(name)]);
+            observed.secrets.insert(
+                name.into(),
+                ObservedObject {
+                    id: "s1".into(),
+                    labels: found
+                        .iter()
+                        .chain(&[(LABEL_STACK_NAMESPACE, "app")])
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    network: None,
+                    content_sha256: None,
+                },
+            );
+            (desired, observed)
+        }
+
+        fn planned((desired, observed): (Desired, Observed)) -> Plan {
+            plan(&desired, &observed, &PlanOptions::default()).unwrap()
+        }
+
+        #[test]
+        fn an_unkeyed_content_name_of_the_same_content_is_kept_with_a_warning() {
+            let name = format!("app_db-{}", legacy(OLD));
+            let plan = planned(cluster(OLD, &[], &name, &[]));
+            assert!(steps(&plan).is_empty(), "{:?}", steps(&plan));
+            assert!(
+                plan.warnings.iter().any(|w| w.contains(&name)
+                    && w.contains("not keyed")
+                    && w.contains(LABEL_ROTATE)),
+                "{:?}",
+                plan.warnings
+            );
+        }
+
+        #[test]
+        fn a_cli_name_with_the_unkeyed_label_of_the_same_content_is_kept() {
+            let version = legacy(OLD);
+            let plan = planned(cluster(
+                OLD,
+                &[],
+                "app_db",
+                &[(LABEL_LEGACY_SHA256, &version)],
+            ));
+            assert!(steps(&plan).is_empty(), "{:?}", steps(&plan));
+        }
+
+        #[test]
+        fn a_new_content_or_the_rotate_label_gives_a_keyed_version() {
+            let key = ContentKey::from_bytes([7; 32]);
+            let name = format!("app_db-{}", legacy(OLD));
+            let changed = planned(cluster(b"password2", &[], &name, &[]));
+            let keyed = format!("app_db-{}", key.version(b"password2", None));
+            assert_eq!(
+                steps(&changed),
+                [
+                    format!("create_secret {keyed}"),
+                    "update_service app_web".to_string(),
+                    format!("remove_secret {name}"),
+                ]
+            );
+            let rotated = planned(cluster(OLD, &[(LABEL_ROTATE, "true")], &name, &[]));
+            let keyed = format!("app_db-{}", key.version(OLD, None));
+            assert_eq!(steps(&rotated)[0], format!("create_secret {keyed}"));
+            let version = legacy(OLD);
+            let rotated = planned(cluster(
+                OLD,
+                &[(LABEL_ROTATE, "true")],
+                "app_db",
+                &[(LABEL_LEGACY_SHA256, &version)],
+            ));
+            assert_eq!(steps(&rotated)[0], format!("create_secret {keyed}"));
+        }
     }
 }
