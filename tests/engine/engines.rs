@@ -18,26 +18,11 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// Corpus cases that the CLI of an engine deploys and shoal does not adopt with an empty plan
-/// yet: `(engine, case, why)`. Each is a known disagreement being fixed in shoal's compose
-/// conversion (issue 20, point 3); a case listed here that adopts cleanly fails the test, so
-/// that the list shrinks with the fixes.
-const KNOWN_DRIFT: &[(&str, &str, &str)] = &[
-    (
-        "28",
-        "oom_score_adj",
-        "the 28.5 CLI drops oom_score_adj, shoal plans update_service OomScoreAdj + 200",
-    ),
-    (
-        "28",
-        "subpath",
-        "shoal cannot load volumes[].volume.subpath (unknown key)",
-    ),
-    (
-        "28",
-        "template_driver",
-        "shoal refuses configs.template_driver, which the CLI accepts",
-    ),
-];
+/// yet: `(engine, case, why)`, each a known disagreement to fix in shoal. None today: the 28.5
+/// CLI's oom_score_adj, subpath and template_driver stacks adopt since the fixes of issue 20
+/// point 3. A case listed here that adopts cleanly fails the test, so that the list only
+/// shrinks.
+const KNOWN_DRIFT: &[(&str, &str, &str)] = &[];
 
 /// The one-machine or two-machine cluster of a test, on `engine`.
 fn cluster(
@@ -158,10 +143,10 @@ fn a_crashing_rollout_is_degraded_in_the_engines_words() {
 }
 
 /// The cases: the corpus (`fixtures/no_drift/src/<case>`, `rich`, the ~40-feature stack, among
-/// them), then the stacks of fields the engine's CLI reads (`fixtures/no_drift/engine<N>/`).
+/// them), then the stacks of fields the engine's CLI reads (`fixtures/no_drift/src<N>/`).
 fn cases(engine: &str) -> Vec<(String, std::path::PathBuf)> {
     let mut cases = Vec::new();
-    for folder in ["src".to_string(), format!("engine{engine}")] {
+    for folder in ["src".to_string(), format!("src{engine}")] {
         let dir = crate_path(&format!("fixtures/no_drift/{folder}"));
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
