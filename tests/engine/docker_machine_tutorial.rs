@@ -104,13 +104,6 @@ fn tutorial_on_registered_engines_of_the_matrix() {
     let _turn = hosts_turn("the docker-machine tests");
     for engine in common::MATRIX_ENGINES {
         let hosts = Hosts::start_engine(engine, &format!("dm{engine}"), 3, &["dataservice:1"]);
-        let version = run(hosts
-            .docker_cli(0)
-            .args(["version", "--format", "{{.Server.Version}}"]));
-        assert!(
-            version.starts_with(&format!("{engine}.")),
-            "host 1 runs {version}"
-        );
         registered_engines_tutorial(&hosts);
     }
 }

@@ -159,8 +159,17 @@ impl Hosts {
 
     /// Starts `count` hosts of the dind node image of `engine` (e.g. `"28"`, built from
     /// Debian's packages), answering over TLS on 2376, with `images` loaded into each.
+    /// Checks that the first host's engine is of that version.
     pub fn start_engine(engine: &str, tag: &str, count: usize, images: &[&str]) -> Hosts {
-        Hosts::start_image(&node_image_of(engine), tag, count, images, false)
+        let hosts = Hosts::start_image(&node_image_of(engine), tag, count, images, false);
+        let version = run(hosts
+            .docker_cli(0)
+            .args(["version", "--format", "{{.Server.Version}}"]));
+        assert!(
+            version.starts_with(&format!("{engine}.")),
+            "host 1 runs Docker {version}, not {engine}.x"
+        );
+        hosts
     }
 
     fn start_image(image: &str, tag: &str, count: usize, images: &[&str], ssh: bool) -> Hosts {
