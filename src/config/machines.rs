@@ -30,6 +30,8 @@ const TOP_KEYS: &[&str] = &[
     "stacks",
     "policy",
 ];
+/// The Docker versions dind nodes can run (`driver_options.dind.engine`).
+pub const DIND_ENGINES: &[&str] = &["host", "26", "28"];
 const MACHINE_KEYS: &[&str] = &["role", "count", "labels", "host", "tls", "ssh", "flags"];
 const SSH_KEYS: &[&str] = &["key", "known_hosts"];
 /// The files of a docker cert folder.
@@ -441,6 +443,20 @@ fn check_dind_options(ctx: &mut Ctx, node: &Node) {
             }
             "preload_images" => {
                 ctx.string_or_list(&entry.value, &at);
+            }
+            "engine" => {
+                ctx.one_of(&entry.value, &at, DIND_ENGINES);
+            }
+            "debian_mirror" => {
+                if let Some(url) = ctx.string(&entry.value, &at) {
+                    if !url.starts_with("http://") && !url.starts_with("https://") {
+                        ctx.error_help(
+                            entry.value.pos,
+                            format!("`{at}` must be an http:// or https:// URL, found `{url}`"),
+                            "name a Debian archive such as http://deb.debian.org/debian",
+                        );
+                    }
+                }
             }
             "registry" => check_registry(ctx, &entry.value, &at),
             _ => {}
@@ -1239,6 +1255,8 @@ mod tests {
             "  registry: 5001\n",
             "  dind:\n    registry: {port: 5001, htpasswd: auth/htpasswd}\n",
             "  registry: false\n  preload_images: app:1\n",
+            "  engine: 28\n",
+            "  dind:\n    engine: \"26\"\n    debian_mirror: https://deb.example/debian\n",
         ] {
             let (_, diags) = run(&machines(good), &[]);
             assert!(errors(&diags).is_empty(), "{good}: {diags:?}");
@@ -1253,6 +1271,16 @@ mod tests {
                 "  dind:\n    registry: [1]\n",
                 4,
                 "driver_options.dind.registry must be",
+            ),
+            (
+                "  engine: \"27\"\n",
+                3,
+                "`driver_options.engine` must be one of `host`, `26`, `28`, found `27`",
+            ),
+            (
+                "  debian_mirror: deb.debian.org\n",
+                3,
+                "must be an http:// or https:// URL",
             ),
         ] {
             let (_, diags) = run(&machines(bad), &[]);

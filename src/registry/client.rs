@@ -8,6 +8,7 @@ use super::auth::Credentials;
 use super::reference::Reference;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper_util::rt::TokioIo;
 use sha2::{Digest as _, Sha256};
@@ -241,75 +242,10 @@ async fn send(
         url: url.to_string(),
         message,
     };
-    let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
-        (true, rest)
-    } else if let Some(rest) = url.strip_prefix("http://") {
-        (false, rest)
-    } else {
-        return Err(RegistryError::Invalid(format!(
-            "`{url}` is not an http(s) URL"
-        )));
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(at) => (&rest[..at], &rest[at..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => (
-            host,
-            port.parse::<u16>()
-                .map_err(|_| RegistryError::Invalid(format!("bad port in `{url}`")))?,
-        ),
-        _ => (authority, if tls { 443 } else { 80 }),
-    };
-    let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port))
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    let mut builder = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", authority)
-        .header("user-agent", concat!("shoal/", env!("CARGO_PKG_VERSION")));
-    for (name, value) in headers {
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| RegistryError::Invalid(format!("a header for {url} is not valid")))?;
-        builder = builder.header(*name, value);
-    }
-    let request = builder
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| RegistryError::Invalid(e.to_string()))?;
-    let response = if tls {
-        let connector = native_tls::TlsConnector::new().map_err(|e| unreachable(e.to_string()))?;
-        let stream = tokio_native_tls::TlsConnector::from(connector)
-            .connect(host, tcp)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        exchange(TokioIo::new(stream), request, method).await
-    } else {
-        exchange(TokioIo::new(tcp), request, method).await
-    }
-    .map_err(unreachable)?;
-    Ok(response)
-}
-
-async fn exchange<T>(
-    io: T,
-    request: hyper::Request<Empty<Bytes>>,
-    method: &str,
-) -> Result<Answer, String>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
+    let response = open(method, url, headers).await.map_err(|e| match e {
+        SendError::Invalid(message) => RegistryError::Invalid(message),
+        SendError::Unreachable(message) => unreachable(message),
+    })?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = if method == "HEAD" {
@@ -319,7 +255,7 @@ where
         limited
             .collect()
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| unreachable(e.to_string()))?
             .to_bytes()
     };
     Ok(Answer {
@@ -327,6 +263,90 @@ where
         headers,
         body,
     })
+}
+
+/// Why a request could not be sent.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// The URL or a header is not valid.
+    Invalid(String),
+    /// The server could not be reached, or broke the connection.
+    Unreachable(String),
+}
+
+/// Sends one HTTP/1.1 request to `url` (`http://` or `https://`, through the system's TLS
+/// library) and returns the response, its body still to be read.
+pub(crate) async fn open(
+    method: &str,
+    url: &str,
+    headers: &[(&str, String)],
+) -> Result<hyper::Response<Incoming>, SendError> {
+    let unreachable = |e: &dyn std::fmt::Display| SendError::Unreachable(e.to_string());
+    let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        return Err(SendError::Invalid(format!("`{url}` is not an http(s) URL")));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(at) => (&rest[..at], &rest[at..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => (
+            host,
+            port.parse::<u16>()
+                .map_err(|_| SendError::Invalid(format!("bad port in `{url}`")))?,
+        ),
+        _ => (authority, if tls { 443 } else { 80 }),
+    };
+    let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port))
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", authority)
+        .header("user-agent", concat!("shoal/", env!("CARGO_PKG_VERSION")));
+    for (name, value) in headers {
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| SendError::Invalid(format!("a header for {url} is not valid")))?;
+        builder = builder.header(*name, value);
+    }
+    let request = builder
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| SendError::Invalid(e.to_string()))?;
+    if tls {
+        let connector = native_tls::TlsConnector::new().map_err(|e| unreachable(&e))?;
+        let stream = tokio_native_tls::TlsConnector::from(connector)
+            .connect(host, tcp)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        exchange(TokioIo::new(stream), request).await
+    } else {
+        exchange(TokioIo::new(tcp), request).await
+    }
+    .map_err(SendError::Unreachable)
+}
+
+async fn exchange<T>(
+    io: T,
+    request: hyper::Request<Empty<Bytes>>,
+) -> Result<hyper::Response<Incoming>, String>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -167,7 +167,13 @@ impl std::fmt::Debug for InMemory {
 pub fn default_cache_dir(url: &str) -> PathBuf {
     let stored = without_credentials(url).url;
     let digest = hex::encode(Sha256::digest(stored.as_bytes()));
-    let base = std::env::var_os("XDG_CACHE_HOME")
+    cache_root().join(&digest[..16])
+}
+
+/// shoal's cache folder: `$XDG_CACHE_HOME/shoal`, else `$HOME/.cache/shoal`, else `shoal`
+/// under the system's temporary folder.
+pub fn cache_root() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| {
@@ -175,8 +181,8 @@ pub fn default_cache_dir(url: &str) -> PathBuf {
                 .filter(|v| !v.is_empty())
                 .map(|home| PathBuf::from(home).join(".cache"))
         })
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("shoal").join(&digest[..16])
+        .unwrap_or_else(std::env::temp_dir)
+        .join("shoal")
 }
 
 /// The repository's name in its URL (`https://host/org/cluster.git` → `cluster`).

@@ -550,3 +550,51 @@ pub fn left_of(cluster: &str, kinds: &[&str]) -> String {
         })
         .collect()
 }
+
+/// The node engine versions the engine matrix runs the dind scenarios on, besides the host's
+/// own (`driver_options.engine`).
+pub const MATRIX_ENGINES: &[&str] = &["28"];
+
+/// A dind `machines.yml` for cluster `name` with nodes of `engine` and the demo image preloaded,
+/// its `machines` and `stacks` sections given as YAML text.
+pub fn dind_machines_yml(name: &str, engine: &str, machines: &str, stacks: &str) -> String {
+    format!(
+        "cluster: {name}\ndriver: dind\ndriver_options:\n  preload_images: [dataservice:1]\n  engine: \"{engine}\"\nmachines:\n{machines}{stacks}"
+    )
+}
+
+/// Runs the docker CLI inside the node container `container` (the node's own CLI, of its
+/// engine's version) with `args`, in the node's folder `workdir`; returns its output, which
+/// must be a success.
+pub fn node_docker(container: &str, workdir: &str, args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(["exec", "-w", workdir, container, "docker"])
+        .args(args)
+        .output()
+        .expect("docker exec");
+    assert!(
+        out.status.success(),
+        "docker {args:?} inside {container} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Copies the host folder `from` into the node container `container` as `to`.
+pub fn copy_into_node(container: &str, from: &Path, to: &str) {
+    let parent = Path::new(to).parent().and_then(Path::to_str).unwrap_or("/");
+    let made = Command::new("docker")
+        .args(["exec", container, "mkdir", "-p", parent])
+        .status()
+        .expect("docker exec");
+    assert!(made.success(), "mkdir {parent} in {container}");
+    host_docker(
+        None,
+        &[
+            "cp",
+            &from.display().to_string(),
+            &format!("{container}:{to}"),
+        ],
+        "",
+    );
+}

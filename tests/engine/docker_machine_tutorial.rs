@@ -93,7 +93,24 @@ fn calls(log: &Path) -> Vec<String> {
 fn tutorial_on_registered_engines() {
     stand_in_on_path();
     let _turn = hosts_turn("the docker-machine tests");
-    let hosts = Hosts::start("dm", 3, &["dataservice:1"]);
+    registered_engines_tutorial(&Hosts::start("dm", 3, &["dataservice:1"]));
+}
+
+/// The tutorial on engines of each version of the engine matrix (Docker 28.5: hosts running
+/// the matrix's node image), registered with `docker-machine create --driver none`.
+#[test]
+fn tutorial_on_registered_engines_of_the_matrix() {
+    stand_in_on_path();
+    let _turn = hosts_turn("the docker-machine tests");
+    for engine in common::MATRIX_ENGINES {
+        let hosts = Hosts::start_engine(engine, &format!("dm{engine}"), 3, &["dataservice:1"]);
+        registered_engines_tutorial(&hosts);
+    }
+}
+
+/// Three hosts registered as machines: the tutorial, ten replicas, three managers with one
+/// frozen, a machine dropped, one that stops answering, and destroy.
+fn registered_engines_tutorial(hosts: &Hosts) {
     let store = store_with_certs(&hosts.client_certs());
     let log = store.path().join("stand-in-calls.log");
     let repo = tutorial_repo();
@@ -180,7 +197,7 @@ fn tutorial_on_registered_engines() {
         repo.steps().is_empty(),
         "plan not empty with three managers"
     );
-    a_silent_manager_is_kept(&repo, &hosts, 2, "w2");
+    a_silent_manager_is_kept(&repo, hosts, 2, "w2");
     write_machines(&repo, &cluster, &options, &managers("worker"));
     repo.apply();
     assert!(

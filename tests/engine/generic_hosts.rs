@@ -137,10 +137,29 @@ fn generic_over_ssh() {
     scenario(true);
 }
 
+/// The suite over TLS on hosts running each engine of the matrix (Docker 28.5: sid's dockerd,
+/// built into a node image from Debian's packages) instead of this machine's own.
+#[test]
+fn generic_over_tls_on_the_matrix_engines() {
+    let _turn = hosts_turn("the generic host tests");
+    for engine in common::MATRIX_ENGINES {
+        let hosts = Hosts::start_engine(engine, &format!("e{engine}"), 3, &["dataservice:1"]);
+        scenario_on(hosts, false);
+    }
+}
+
 /// The suite over TLS, or over SSH (`ssh`).
 fn scenario(ssh: bool) {
     let transport = if ssh { "ssh" } else { "tls" };
-    let hosts = Hosts::start_with(transport, 3, &["dataservice:1"], ssh);
+    scenario_on(
+        Hosts::start_with(transport, 3, &["dataservice:1"], ssh),
+        ssh,
+    );
+}
+
+/// The suite on `hosts`, reached over SSH (`ssh`) or TLS.
+fn scenario_on(hosts: Hosts, ssh: bool) {
+    let transport = if ssh { "ssh" } else { "tls" };
     let repo = tutorial_repo();
     let cluster = format!("g{transport}{}", std::process::id() % 10_000);
     copy_client_certs(&hosts.client_certs(), &repo.path().join("certs"));

@@ -18,6 +18,7 @@ mod watch_support;
 mod adopt_dind;
 mod dind_driver;
 mod docker_machine_tutorial;
+mod engines;
 mod generic_hosts;
 mod health_dind;
 mod hostile_dind;

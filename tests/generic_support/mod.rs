@@ -92,12 +92,19 @@ pub fn copy_client_certs(from: &Path, to: &Path) {
 
 /// The dind node image, built from this machine's engine binaries (reused while it exists).
 pub fn node_image() -> String {
+    node_image_of("host")
+}
+
+/// The dind node image of `engine` (`host`, or a version built from Debian's packages; reused
+/// while it exists).
+pub fn node_image_of(engine: &str) -> String {
+    let engine = shoal::drivers::dind::Engine::parse(engine).expect("a known engine");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let host = shoal::drivers::dind::connect_host()
             .await
             .expect("local engine");
-        shoal::drivers::dind::ensure_node_image(&host)
+        shoal::drivers::dind::ensure_node_image(&host, engine, None)
             .await
             .expect("node image")
             .tag
@@ -147,6 +154,25 @@ impl Hosts {
     /// the key `ssh/id_ed25519`, host keys listed in `ssh/known_hosts`).
     pub fn start_with(tag: &str, count: usize, images: &[&str], ssh: bool) -> Hosts {
         let image = if ssh { ssh_host_image() } else { node_image() };
+        Hosts::start_image(&image, tag, count, images, ssh)
+    }
+
+    /// Starts `count` hosts of the dind node image of `engine` (e.g. `"28"`, built from
+    /// Debian's packages), answering over TLS on 2376, with `images` loaded into each.
+    /// Checks that the first host's engine is of that version.
+    pub fn start_engine(engine: &str, tag: &str, count: usize, images: &[&str]) -> Hosts {
+        let hosts = Hosts::start_image(&node_image_of(engine), tag, count, images, false);
+        let version = run(hosts
+            .docker_cli(0)
+            .args(["version", "--format", "{{.Server.Version}}"]));
+        assert!(
+            version.starts_with(&format!("{engine}.")),
+            "host 1 runs Docker {version}, not {engine}.x"
+        );
+        hosts
+    }
+
+    fn start_image(image: &str, tag: &str, count: usize, images: &[&str], ssh: bool) -> Hosts {
         let prefix = format!("shoal-gt-{tag}{}", std::process::id() % 10_000);
         let third = 100 + (std::process::id() + u32::from(ssh)) % 100;
         let subnet = format!("172.28.{third}.0/24");
@@ -167,7 +193,7 @@ impl Hosts {
             make_ssh_keys(hosts.pki.path(), &ips);
         }
         for (i, ip) in ips.iter().enumerate() {
-            hosts.run_host(&image, i, ip);
+            hosts.run_host(image, i, ip);
         }
         for i in 0..count {
             hosts.wait_tls(i);

@@ -1,7 +1,8 @@
 //! `shoal doctor` for the dind driver: what the local engine and kernel allow, found by starting
 //! one throw-away node.
 
-use super::{connect_host, node, registry, DindDriver, DindOptions, RegistryOptions};
+use super::nodeimage::{self, Engine};
+use super::{connect_host, debian, node, registry, DindDriver, DindOptions, RegistryOptions};
 use crate::drivers::Driver;
 use crate::model::{MachineSpec, Role};
 use bollard::exec::{CreateExecOptions, StartExecResults};
@@ -200,7 +201,7 @@ pub async fn doctor(driver_options: &serde_json::Value, base: &Path) -> DoctorRe
                     image.bytes / 1_000_000
                 )
             } else {
-                format!("{} (present)", image.tag)
+                format!("{} (present, checked in {:.1} s)", image.tag, image.seconds)
             },
         ),
         Err(e) => {
@@ -211,6 +212,8 @@ pub async fn doctor(driver_options: &serde_json::Value, base: &Path) -> DoctorRe
             return report;
         }
     }
+
+    check_engine_images(&docker, driver.options(), &mut report).await;
 
     let image_tag = driver.node_image().await.map(|i| i.tag).unwrap_or_default();
     match privileged_starts(&docker, &cluster, &image_tag).await {
@@ -413,6 +416,54 @@ async fn probe_node(driver: &DindDriver, report: &mut DoctorReport) {
             CheckStatus::Fail,
             format!("swarm init failed: {e}"),
         ),
+    }
+}
+
+/// The node images of each engine on the host engine, and for each Debian-built engine that has
+/// none, whether the archive it is built from answers.
+async fn check_engine_images(docker: &Docker, options: &DindOptions, report: &mut DoctorReport) {
+    let cached = nodeimage::cached_images(docker).await.unwrap_or_default();
+    let archive = debian::archive_url(options.debian_mirror.as_deref());
+    for engine in Engine::all() {
+        let tags: Vec<&str> = (cached.iter())
+            .filter(|(name, _)| name == engine.name())
+            .map(|(_, tag)| tag.as_str())
+            .collect();
+        let name = format!("engine {}", engine.name());
+        if !tags.is_empty() {
+            report.push(
+                &name,
+                CheckStatus::Ok,
+                format!("cached: {}", tags.join(", ")),
+            );
+            continue;
+        }
+        match engine {
+            Engine::Host => report.push(
+                &name,
+                CheckStatus::Ok,
+                "not built yet: made from the host's docker binaries at first use (seconds)",
+            ),
+            Engine::Debian(debian_engine) => match debian::probe(debian_engine, &archive).await {
+                Ok(()) => report.push(
+                    &name,
+                    CheckStatus::Ok,
+                    format!(
+                        "not built yet: made at first use from Debian {} at {archive} (about 100 MB downloaded once, a minute or two)",
+                        debian_engine.suite
+                    ),
+                ),
+                Err(e) => report.push(
+                    &name,
+                    if engine == options.engine {
+                        CheckStatus::Fail
+                    } else {
+                        CheckStatus::Warn
+                    },
+                    format!("not built, and cannot be here: {e}"),
+                ),
+            },
+        }
     }
 }
 

@@ -24,12 +24,17 @@
 //!
 //! Driver options (`driver_options` in machines.yml):
 //! - `image`: a node image on the host engine to use instead of building one;
+//! - `engine`: the Docker version nodes run: `host` (default, the host's binaries), `"26"` or
+//!   `"28"` (built from Debian's packages, see [`debian`]);
+//! - `debian_mirror`: the Debian archive those are built from (default: `$SHOAL_DEBIAN_MIRROR`,
+//!   else the machine's apt sources, else deb.debian.org);
 //! - `preload_images`: host images to copy into each node;
 //! - `state_dir`: the host folder for the node sockets (default `$SHOAL_DIND_DIR`, else
 //!   `/tmp/shoal-dind`; keep it short, unix socket paths are limited to 107 bytes);
 //! - `registry`: the cluster's own registry (see [`registry`]); `preload_images` are then
 //!   pushed into it once instead of being copied into each node, where nodes can pull them.
 
+pub mod debian;
 mod demo;
 mod doctor;
 pub(crate) mod lock;
@@ -55,7 +60,8 @@ pub const LABEL_TEST: &str = "io.shoal.test";
 /// that what the driver makes carries [`LABEL_TEST`].
 pub const TEST_LABEL_ENV: &str = "SHOAL_TEST_LABEL";
 pub use nodeimage::{
-    ensure_node_image, shoal_binary, NodeImage, NODE_BINARY_ENV, NODE_IMAGE_LABEL, NODE_IMAGE_REPO,
+    cached_images, ensure_node_image, shoal_binary, Engine, NodeImage, NODE_BINARY_ENV,
+    NODE_IMAGE_LABEL, NODE_IMAGE_REPO,
 };
 
 use super::lock::{HeldLock, LockHolder};
@@ -203,6 +209,10 @@ pub struct DindOptions {
     pub image: Option<String>,
     /// Host images copied into every node after it starts.
     pub preload_images: Vec<String>,
+    /// The Docker version the nodes run.
+    pub engine: Engine,
+    /// The Debian archive Debian-built engines come from (see [`debian::archive_url`]).
+    pub debian_mirror: Option<String>,
     /// The host folder holding `<cluster>/<machine>/docker.sock`.
     pub state_dir: PathBuf,
     /// The cluster's own registry, when `registry` is set.
@@ -214,6 +224,8 @@ impl Default for DindOptions {
         DindOptions {
             image: None,
             preload_images: Vec::new(),
+            engine: Engine::Host,
+            debian_mirror: None,
             state_dir: default_state_dir(),
             registry: None,
         }
@@ -273,6 +285,35 @@ impl DindOptions {
                     serde_json::Value::Null => {}
                     _ => return Err(bad_option("preload_images", "a list of image names")),
                 },
+                "engine" => {
+                    let name = match item {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Number(n) => n.to_string(),
+                        _ => String::new(),
+                    };
+                    options.engine = Engine::parse(&name).ok_or_else(|| {
+                        bad_option(
+                            "engine",
+                            &format!(
+                                "one of {} (not `{item}`)",
+                                Engine::all()
+                                    .iter()
+                                    .map(|e| format!("\"{}\"", e.name()))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        )
+                    })?;
+                }
+                "debian_mirror" => match item {
+                    serde_json::Value::String(s)
+                        if s.starts_with("http://") || s.starts_with("https://") =>
+                    {
+                        options.debian_mirror = Some(s.trim_end_matches('/').to_string())
+                    }
+                    serde_json::Value::Null => {}
+                    _ => return Err(bad_option("debian_mirror", "an http:// or https:// URL")),
+                },
                 "state_dir" => match item {
                     serde_json::Value::String(s) if !s.is_empty() => {
                         options.state_dir = PathBuf::from(s)
@@ -285,7 +326,7 @@ impl DindOptions {
                 }
                 other => tracing::warn!(
                     option = other,
-                    "unknown dind driver option, ignored (known: image, preload_images, state_dir, registry)"
+                    "unknown dind driver option, ignored (known: image, engine, debian_mirror, preload_images, state_dir, registry)"
                 ),
             }
         }
@@ -466,14 +507,21 @@ impl DindDriver {
         lock_security(&self.security).clone()
     }
 
-    /// The node image: `driver_options.image`, or `shoal-node:<hash>` built from the host's
-    /// binaries on first use (and reused while the tag exists).
+    /// The node image: `driver_options.image`, or the image of `driver_options.engine` built
+    /// on first use (and reused while its tag exists).
     pub async fn node_image(&self) -> Result<NodeImage, DindError> {
         self.image
             .get_or_try_init(|| async {
                 match &self.options.image {
                     Some(image) => nodeimage::given_image(&self.docker, image).await,
-                    None => ensure_node_image(&self.docker).await,
+                    None => {
+                        ensure_node_image(
+                            &self.docker,
+                            self.options.engine,
+                            self.options.debian_mirror.as_deref(),
+                        )
+                        .await
+                    }
                 }
             })
             .await

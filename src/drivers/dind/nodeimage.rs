@@ -1,6 +1,8 @@
-//! The node image, built with no registry from the host's own engine binaries.
+//! The node image, built with no registry: from the host's own engine binaries (`engine: host`,
+//! the default), or from Debian's packages of another Docker version (`engine: "26"` or `"28"`,
+//! see [`super::debian`]).
 //!
-//! The root filesystem holds dockerd, containerd, its runc shim, runc, docker-init (tini),
+//! The host's root filesystem holds dockerd, containerd, its runc shim, runc, docker-init (tini),
 //! docker-proxy and the iptables multi-binaries with their `ldd` closures and the xtables
 //! extensions they load at run time, shoal's own binary as the node's init and `modprobe` stub
 //! (see [`super::node_init`]; no shell, no busybox), and a few files under `/etc`. It is written
@@ -9,7 +11,14 @@
 //! time and the node init's source: an upgraded docker package gives a new tag, and an existing
 //! tag is reused as it is. The shoal binary is hashed by the node init's source, not by its
 //! bytes, so rebuilding shoal does not rebuild the image unless the init changed.
+//!
+//! A Debian-built image holds the unpacked packages with the same folders and `/etc` files, and
+//! shoal's binary under `/opt/shoal` with the host libraries it was built against (the image's
+//! own libc is another one), run through the loader there. It is tagged
+//! `shoal-node:<engine>-<hash>`, the hash covering the packages' names and versions and
+//! everything shoal adds to them.
 
+use super::debian::{self, DebianEngine};
 use super::upload;
 use super::DindError;
 use super::{is_not_found, NODE_HOST_DIR};
@@ -37,6 +46,14 @@ const SHOAL_PATH: &str = "usr/bin/shoal";
 pub const NODE_BINARY_ENV: &str = "SHOAL_NODE_BINARY";
 /// Bumped whenever the layout below changes, so the tag changes with it.
 const LAYOUT: &str = "shoal-node-layout-2";
+/// Bumped whenever the layout of the Debian-built images changes.
+const DEBIAN_LAYOUT: &str = "shoal-node-debian-layout-2";
+/// The label value of the images built from the host's binaries.
+const HOST_LABEL_VALUE: &str = "1";
+/// Where a Debian-built image keeps shoal's binary and the host libraries it loads.
+const OPT_SHOAL: &str = "opt/shoal";
+/// The dynamic loader's name on x86-64, among those libraries.
+const LOADER: &str = "ld-linux-x86-64.so.2";
 /// Modification time given to generated entries (2020-01-01).
 const GENERATED_MTIME: u64 = 1_577_836_800;
 /// Folders searched for the host binaries, after `$PATH`.
@@ -72,6 +89,49 @@ const IPTABLES_TOOLS: &[&str] = &[
 /// Host files copied into `/etc` when present.
 const ETC_FROM_HOST: &[&str] = &["protocols", "services", "ethertypes"];
 
+/// The Docker version a node runs: `driver_options.engine`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// The host's own engine binaries (the default).
+    #[default]
+    Host,
+    /// A version built from Debian's packages.
+    Debian(DebianEngine),
+}
+
+impl Engine {
+    /// The engine named `name` (`host`, `26`, `28`).
+    pub fn parse(name: &str) -> Option<Engine> {
+        match name {
+            "host" => Some(Engine::Host),
+            other => debian::engine(other).map(Engine::Debian),
+        }
+    }
+
+    /// Its name in `driver_options.engine`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Engine::Host => "host",
+            Engine::Debian(engine) => engine.name,
+        }
+    }
+
+    /// Every engine that can be named.
+    pub fn all() -> Vec<Engine> {
+        std::iter::once(Engine::Host)
+            .chain(debian::ENGINES.iter().copied().map(Engine::Debian))
+            .collect()
+    }
+
+    /// The value of [`NODE_IMAGE_LABEL`] on its images.
+    fn label_value(&self) -> &'static str {
+        match self {
+            Engine::Host => HOST_LABEL_VALUE,
+            Engine::Debian(engine) => engine.name,
+        }
+    }
+}
+
 /// A node image ready on the host engine.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct NodeImage {
@@ -83,6 +143,8 @@ pub struct NodeImage {
     pub seconds: f64,
     /// Bytes of root filesystem sent, when built.
     pub bytes: u64,
+    /// Bytes of packages downloaded for the build (Debian-built engines).
+    pub downloaded: u64,
 }
 
 /// One entry of the root filesystem, by path (relative, no leading `/`).
@@ -151,7 +213,7 @@ impl Rootfs {
         );
     }
 
-    fn symlink(&mut self, path: &str, target: &str) {
+    pub(crate) fn symlink(&mut self, path: &str, target: &str) {
         self.add(
             path,
             Entry::Symlink {
@@ -387,6 +449,11 @@ pub(crate) fn add_program(
 /// The folders of the node image, and the host's top-level links.
 fn add_layout(rootfs: &mut Rootfs) {
     add_top_links(rootfs);
+    add_folders(rootfs);
+}
+
+/// The folders every node image has.
+fn add_folders(rootfs: &mut Rootfs) {
     for (dir, mode) in [
         ("usr/bin", 0o755),
         ("usr/sbin", 0o755),
@@ -565,29 +632,72 @@ pub fn shoal_binary() -> Result<PathBuf, DindError> {
 fn add_shoal(rootfs: &mut Rootfs) -> Result<PathBuf, DindError> {
     let shoal = shoal_binary()?;
     let shoal = std::fs::canonicalize(&shoal).unwrap_or(shoal);
-    rootfs.add(
-        SHOAL_PATH,
-        Entry::Versioned {
-            source: shoal.clone(),
-            mode: 0o755,
-            version: NODE_INIT_SOURCE.to_string(),
-        },
-    );
+    rootfs.add(SHOAL_PATH, shoal_entry(&shoal));
     rootfs.symlink("usr/sbin/modprobe", &format!("/{SHOAL_PATH}"));
     Ok(shoal)
+}
+
+/// The image entry of shoal's binary: hashed by the node init's source.
+fn shoal_entry(shoal: &Path) -> Entry {
+    Entry::Versioned {
+        source: shoal.to_path_buf(),
+        mode: 0o755,
+        version: NODE_INIT_SOURCE.to_string(),
+    }
+}
+
+/// shoal's binary for an image whose libraries are not the host's: `opt/shoal/bin/shoal` with
+/// its `ldd` closure in `opt/shoal/lib` (the loader among them), `usr/bin/shoal` a script that
+/// runs it through that loader, and a `modprobe` stub that succeeds (modules cannot be loaded
+/// from inside a node).
+fn add_shoal_apart(rootfs: &mut Rootfs) -> Result<(), DindError> {
+    let shoal = shoal_binary()?;
+    let shoal = std::fs::canonicalize(&shoal).unwrap_or(shoal);
+    rootfs.add(&format!("{OPT_SHOAL}/bin/shoal"), shoal_entry(&shoal));
+    let libraries = ldd(std::slice::from_ref(&shoal))?;
+    if !libraries
+        .iter()
+        .any(|lib| lib.file_name().is_some_and(|n| n == LOADER))
+    {
+        return Err(DindError::Unavailable(format!(
+            "cannot build a Debian-based node image: {} does not load {LOADER} (only x86-64 glibc builds of shoal are supported); use engine: host",
+            shoal.display()
+        )));
+    }
+    for lib in &libraries {
+        let name = lib.file_name().unwrap_or_default().to_string_lossy();
+        rootfs.file(&format!("{OPT_SHOAL}/lib/{name}"), lib, 0o755);
+    }
+    rootfs.data(
+        SHOAL_PATH,
+        format!(
+            "#!/bin/sh\n# shoal, with the host libraries it was built against.\nexec {} \"$@\"\n",
+            apart_command().join(" ")
+        ),
+        0o755,
+    );
+    rootfs.data(
+        "usr/sbin/modprobe",
+        "#!/bin/sh\n# Modules cannot be loaded from inside a node; the host kernel must have them.\nexit 0\n",
+        0o755,
+    );
+    Ok(())
+}
+
+/// The command that runs shoal's binary kept apart under `/opt/shoal`.
+fn apart_command() -> Vec<String> {
+    vec![
+        format!("/{OPT_SHOAL}/lib/{LOADER}"),
+        "--library-path".to_string(),
+        format!("/{OPT_SHOAL}/lib"),
+        format!("/{OPT_SHOAL}/bin/shoal"),
+    ]
 }
 
 /// The files written for the image: a minimal `/etc` and the few `/etc` files copied from the
 /// host.
 fn add_generated_files(rootfs: &mut Rootfs) {
-    rootfs.data("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644);
-    rootfs.data("etc/group", "root:x:0:\n", 0o644);
-    rootfs.data("etc/nsswitch.conf", "hosts: files dns\n", 0o644);
-    rootfs.data(
-        "etc/os-release",
-        "NAME=\"shoal node\"\nID=shoal-node\nPRETTY_NAME=\"shoal node (host engine binaries)\"\n",
-        0o644,
-    );
+    add_etc(rootfs, "shoal node (host engine binaries)");
     for name in ETC_FROM_HOST {
         let host = Path::new("/etc").join(name);
         if let Ok(content) = std::fs::read(&host) {
@@ -596,18 +706,63 @@ fn add_generated_files(rootfs: &mut Rootfs) {
     }
 }
 
-/// The `changes` given to the import: how the image runs.
-fn image_changes(with_label: bool) -> Vec<String> {
+/// The minimal `/etc` every node image gets, its os-release calling the image `pretty_name`.
+fn add_etc(rootfs: &mut Rootfs, pretty_name: &str) {
+    rootfs.data("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644);
+    rootfs.data("etc/group", "root:x:0:\n", 0o644);
+    rootfs.data("etc/nsswitch.conf", "hosts: files dns\n", 0o644);
+    rootfs.data(
+        "etc/os-release",
+        format!("NAME=\"shoal node\"\nID=shoal-node\nPRETTY_NAME=\"{pretty_name}\"\n"),
+        0o644,
+    );
+}
+
+/// What shoal lays over the packages of a Debian-built image: merged-`/usr` links, the
+/// node's folders, what the maintainer scripts would have made (the iptables alternatives,
+/// `/bin/sh`), shoal's binary kept apart, and `/etc`.
+fn debian_overlay(closure: &debian::Closure) -> Result<Rootfs, DindError> {
+    let mut overlay = Rootfs::default();
+    for top in ["bin", "sbin", "lib", "lib64"] {
+        overlay.symlink(top, &format!("usr/{top}"));
+    }
+    add_folders(&mut overlay);
+    for tool in IPTABLES_TOOLS {
+        overlay.symlink(&format!("usr/sbin/{tool}"), "xtables-nft-multi");
+    }
+    overlay.symlink("usr/bin/sh", "dash");
+    add_shoal_apart(&mut overlay)?;
+    add_etc(
+        &mut overlay,
+        &format!(
+            "shoal node (Debian {} docker.io {})",
+            closure.suite, closure.engine_version
+        ),
+    );
+    Ok(overlay)
+}
+
+/// The `changes` given to the import: how the image of `engine` runs.
+pub(super) fn image_changes(engine: Engine, label: Option<&str>) -> Vec<String> {
+    let shoal = match engine {
+        Engine::Host => vec![format!("/{SHOAL_PATH}")],
+        Engine::Debian(_) => apart_command(),
+    };
+    let entrypoint: Vec<String> = ["/usr/bin/docker-init".to_string(), "--".to_string()]
+        .into_iter()
+        .chain(shoal)
+        .chain([super::node_init::NODE_INIT_COMMAND.to_string()])
+        .collect();
     let mut changes = vec![
         format!(
-            r#"ENTRYPOINT ["/usr/bin/docker-init", "--", "/{SHOAL_PATH}", "{}"]"#,
-            super::node_init::NODE_INIT_COMMAND
+            "ENTRYPOINT {}",
+            serde_json::to_string(&entrypoint).unwrap_or_default()
         ),
         "VOLUME /var/lib/docker".to_string(),
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
     ];
-    if with_label {
-        changes.push(format!("LABEL {NODE_IMAGE_LABEL}=1"));
+    if let Some(value) = label {
+        changes.push(format!("LABEL {NODE_IMAGE_LABEL}={value}"));
     }
     changes
 }
@@ -615,9 +770,23 @@ fn image_changes(with_label: bool) -> Vec<String> {
 /// Held while a node image is looked up and built, so that drivers in one process build it once.
 static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Makes sure `shoal-node:<hash of the host's inputs>` exists on the engine, building it when
-/// the tag is missing.
-pub async fn ensure_node_image(docker: &Docker) -> Result<NodeImage, DindError> {
+/// Makes sure the node image of `engine` exists on the engine, building it when its tag is
+/// missing: `shoal-node:<hash of the host's inputs>` for the host's binaries,
+/// `shoal-node:<engine>-<hash>` for a Debian-built one (from the archive `mirror`, see
+/// [`debian::archive_url`]).
+pub async fn ensure_node_image(
+    docker: &Docker,
+    engine: Engine,
+    mirror: Option<&str>,
+) -> Result<NodeImage, DindError> {
+    match engine {
+        Engine::Host => ensure_host_image(docker).await,
+        Engine::Debian(debian_engine) => ensure_debian_image(docker, debian_engine, mirror).await,
+    }
+}
+
+/// The image from the host's binaries.
+async fn ensure_host_image(docker: &Docker) -> Result<NodeImage, DindError> {
     let started = Instant::now();
     let rootfs = tokio::task::spawn_blocking(host_rootfs)
         .await
@@ -630,47 +799,188 @@ pub async fn ensure_node_image(docker: &Docker) -> Result<NodeImage, DindError> 
             .map_err(|e| DindError::Other(format!("the node image hash panicked: {e}")))?
             .map_err(|e| DindError::io("cannot read the node image's host files", e))?
     };
-    let tag = format!("{NODE_IMAGE_REPO}:{hash}");
     let _one_build_at_a_time = BUILDING.lock().await;
-    match docker.inspect_image(&tag).await {
-        Ok(_) => {
-            return Ok(NodeImage {
-                tag,
-                built: false,
-                seconds: started.elapsed().as_secs_f64(),
-                bytes: 0,
-            })
-        }
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(DindError::docker(format!("cannot inspect image {tag}"), e)),
+    if let Some(present) = present(docker, &hash, started).await? {
+        return Ok(present);
     }
-    tracing::info!(image = %tag, "building the node image from the host's docker binaries");
-    let mut result = import_rootfs(docker, &hash, rootfs.clone(), true).await;
+    tracing::info!(image = %format!("{NODE_IMAGE_REPO}:{hash}"), "building the node image from the host's docker binaries");
+    build(docker, Engine::Host, &hash, rootfs, started, 0).await
+}
+
+/// The image of a Debian-built engine.
+async fn ensure_debian_image(
+    docker: &Docker,
+    engine: DebianEngine,
+    mirror: Option<&str>,
+) -> Result<NodeImage, DindError> {
+    let started = Instant::now();
+    let archive = debian::archive_url(mirror);
+    let _one_build_at_a_time = BUILDING.lock().await;
+    let closure = match debian::closure(engine, &archive).await {
+        Ok(closure) => closure,
+        Err(error @ debian::DebianError::Fetch { .. }) => {
+            // Offline, an image of the engine built earlier is better than none.
+            let built = cached_images(docker).await.unwrap_or_default();
+            if let Some((_, tag)) = built.into_iter().find(|(name, _)| name == engine.name) {
+                tracing::warn!(image = %tag, %error, "the Debian archive cannot be reached; using the engine's image built earlier");
+                return Ok(NodeImage {
+                    tag,
+                    built: false,
+                    seconds: started.elapsed().as_secs_f64(),
+                    bytes: 0,
+                    downloaded: 0,
+                });
+            }
+            return Err(DindError::Unavailable(format!(
+                "cannot build the node image of engine {}: {error}",
+                engine.name
+            )));
+        }
+        Err(error) => {
+            return Err(DindError::Unavailable(format!(
+                "cannot build the node image of engine {}: {error}",
+                engine.name
+            )))
+        }
+    };
+    let overlay = debian_overlay(&closure)?;
+    let overlay_hash = overlay
+        .fingerprint()
+        .map_err(|e| DindError::io("cannot read the node image's host files", e))?;
+    let mut hash = Sha256::new();
+    hash.update(format!(
+        "{DEBIAN_LAYOUT}\0{}\0{overlay_hash}",
+        closure.digest()
+    ));
+    let hash = format!("{}-{}", engine.name, &hex::encode(hash.finalize())[..16]);
+    if let Some(present) = present(docker, &hash, started).await? {
+        return Ok(present);
+    }
+    tracing::info!(
+        image = %format!("{NODE_IMAGE_REPO}:{hash}"),
+        suite = closure.suite,
+        docker = closure.engine_version,
+        packages = closure.packages.len(),
+        archive = %archive,
+        "building the node image from Debian's packages"
+    );
+    let (unpacked, downloaded) = debian::unpack_all(&closure).await.map_err(|e| {
+        DindError::Unavailable(format!(
+            "cannot build the node image of engine {}: {e}",
+            engine.name
+        ))
+    })?;
+    let mut rootfs = Rootfs::default();
+    debian::add_packages(&mut rootfs, &unpacked);
+    rootfs.entries.extend(overlay.entries);
+    build(
+        docker,
+        Engine::Debian(engine),
+        &hash,
+        std::sync::Arc::new(rootfs),
+        started,
+        downloaded,
+    )
+    .await
+}
+
+/// The image `shoal-node:<tag>` when it exists.
+async fn present(
+    docker: &Docker,
+    tag: &str,
+    started: Instant,
+) -> Result<Option<NodeImage>, DindError> {
+    let reference = format!("{NODE_IMAGE_REPO}:{tag}");
+    match docker.inspect_image(&reference).await {
+        Ok(_) => Ok(Some(NodeImage {
+            tag: reference,
+            built: false,
+            seconds: started.elapsed().as_secs_f64(),
+            bytes: 0,
+            downloaded: 0,
+        })),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(DindError::docker(
+            format!("cannot inspect image {reference}"),
+            e,
+        )),
+    }
+}
+
+/// Imports `rootfs` as `shoal-node:<tag>` (without the label when the engine refuses labels
+/// on imports) and removes the engine's older images.
+async fn build(
+    docker: &Docker,
+    engine: Engine,
+    tag: &str,
+    rootfs: std::sync::Arc<Rootfs>,
+    started: Instant,
+    downloaded: u64,
+) -> Result<NodeImage, DindError> {
+    let label = engine.label_value();
+    let mut result = import_rootfs(docker, engine, tag, rootfs.clone(), Some(label)).await;
     if let Err(DindError::Docker { source, .. }) = &result {
         if source.to_string().to_ascii_lowercase().contains("label") {
-            result = import_rootfs(docker, &hash, rootfs, false).await;
+            result = import_rootfs(docker, engine, tag, rootfs, None).await;
         }
     }
     let bytes = result?;
     let seconds = started.elapsed().as_secs_f64();
-    tracing::info!(image = %tag, seconds, bytes, "built the node image");
-    remove_older_images(docker, NODE_IMAGE_REPO, NODE_IMAGE_LABEL, &tag).await;
+    let reference = format!("{NODE_IMAGE_REPO}:{tag}");
+    tracing::info!(image = %reference, seconds, bytes, downloaded, "built the node image");
+    remove_older_images(
+        docker,
+        NODE_IMAGE_REPO,
+        &format!("{NODE_IMAGE_LABEL}={label}"),
+        &reference,
+    )
+    .await;
     Ok(NodeImage {
-        tag,
+        tag: reference,
         built: true,
         seconds,
         bytes,
+        downloaded,
     })
 }
 
-/// Removes the images of `repo` with `label` that older builds left (tagged, or untagged by a
-/// build racing this one), except `keep` and those containers still use: the engine refuses
-/// those without force.
+/// The node images on the engine, as `(engine name, tag)`, for `shoal doctor`.
+pub async fn cached_images(docker: &Docker) -> Result<Vec<(String, String)>, DindError> {
+    let options = ListImagesOptions {
+        filters: Some(HashMap::from([(
+            "label".to_string(),
+            vec![NODE_IMAGE_LABEL.to_string()],
+        )])),
+        ..Default::default()
+    };
+    let images = docker
+        .list_images(Some(options))
+        .await
+        .map_err(|e| DindError::docker("cannot list the node images", e))?;
+    let mut found: Vec<(String, String)> = images
+        .into_iter()
+        .flat_map(|image| {
+            let engine = match image.labels.get(NODE_IMAGE_LABEL).map(String::as_str) {
+                Some(HOST_LABEL_VALUE) | None => "host".to_string(),
+                Some(other) => other.to_string(),
+            };
+            (image.repo_tags.into_iter())
+                .filter(|t| t.starts_with(&format!("{NODE_IMAGE_REPO}:")))
+                .map(move |t| (engine.clone(), t))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// Removes the images of `repo` labelled `label` (`key=value`) that older builds left (tagged,
+/// or untagged by a build racing this one), except `keep` and those containers still use: the
+/// engine refuses those without force.
 pub(crate) async fn remove_older_images(docker: &Docker, repo: &str, label: &str, keep: &str) {
     let options = ListImagesOptions {
         filters: Some(HashMap::from([(
             "label".to_string(),
-            vec![format!("{label}=1")],
+            vec![label.to_string()],
         )])),
         ..Default::default()
     };
@@ -704,15 +1014,16 @@ pub(crate) async fn remove_older_images(docker: &Docker, repo: &str, label: &str
 
 async fn import_rootfs(
     docker: &Docker,
-    hash: &str,
+    engine: Engine,
+    tag: &str,
     rootfs: std::sync::Arc<Rootfs>,
-    with_label: bool,
+    label: Option<&str>,
 ) -> Result<u64, DindError> {
     let (bytes, _id) = upload::import(
         docker,
         NODE_IMAGE_REPO,
-        hash,
-        image_changes(with_label),
+        tag,
+        image_changes(engine, label),
         move |out| rootfs.write_tar(out),
     )
     .await?;
@@ -728,6 +1039,7 @@ pub(crate) async fn given_image(docker: &Docker, image: &str) -> Result<NodeImag
             built: false,
             seconds: started.elapsed().as_secs_f64(),
             bytes: 0,
+            downloaded: 0,
         }),
         Err(e) if is_not_found(&e) => Err(DindError::Unavailable(format!(
             "driver_options.image {image} is not on the host engine; load or build it first, or leave the option out to build shoal's own node image"

@@ -236,7 +236,13 @@ pub(crate) async fn ensure_image(docker: &Docker) -> Result<String, DindError> {
     })
     .await?;
     tracing::info!(image = %tag, bytes, seconds = started.elapsed().as_secs_f64(), "built the registry image");
-    nodeimage::remove_older_images(docker, REGISTRY_IMAGE_REPO, REGISTRY_IMAGE_LABEL, &tag).await;
+    nodeimage::remove_older_images(
+        docker,
+        REGISTRY_IMAGE_REPO,
+        &format!("{REGISTRY_IMAGE_LABEL}=1"),
+        &tag,
+    )
+    .await;
     Ok(tag)
 }
 

@@ -6,8 +6,8 @@ use super::node::{
     capabilities_named, container_body, is_capability_error, missing_from_mask, next_security,
     NodeSpec, Security,
 };
-use super::nodeimage::{parse_ldd, Entry, Rootfs};
-use super::DindOptions;
+use super::nodeimage::{image_changes, parse_ldd, Entry, Rootfs};
+use super::{DindOptions, Engine};
 use crate::model::Role;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -40,6 +40,36 @@ fn options_of_the_wrong_type_are_refused() {
     assert!(error.to_string().contains("preload_images"), "{error}");
     assert!(DindOptions::from_json(&json!({"image": 5}), Path::new(".")).is_err());
     assert!(DindOptions::from_json(&json!([1]), Path::new(".")).is_err());
+}
+
+#[test]
+fn the_engine_is_host_by_default_and_named_as_text_or_number() {
+    let options = DindOptions::from_json(&json!({}), Path::new(".")).unwrap();
+    assert_eq!(options.engine, Engine::Host);
+    for (given, name) in [
+        (json!("28"), "28"),
+        (json!(26), "26"),
+        (json!("host"), "host"),
+    ] {
+        let options = DindOptions::from_json(
+            &json!({"engine": given, "debian_mirror": "https://mirror.example/debian/"}),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(options.engine.name(), name);
+        assert_eq!(
+            options.debian_mirror.as_deref(),
+            Some("https://mirror.example/debian")
+        );
+    }
+    let error = DindOptions::from_json(&json!({"engine": "27"}), Path::new(".")).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        r#"driver_options.engine must be one of "host", "26", "28" (not `"27"`) for the dind driver"#
+    );
+    let error =
+        DindOptions::from_json(&json!({"debian_mirror": "ftp://x"}), Path::new(".")).unwrap_err();
+    assert!(error.to_string().contains("http:// or https://"), "{error}");
 }
 
 #[test]
@@ -380,5 +410,20 @@ fn node_containers_come_back_after_a_host_restart_at_the_same_address() {
             .ipv4_address
             .as_deref(),
         Some("172.30.0.10")
+    );
+}
+
+#[test]
+fn debian_built_images_run_shoal_through_the_loader_kept_beside_it() {
+    let engine = Engine::parse("28").unwrap();
+    let changes = image_changes(engine, Some("28"));
+    assert_eq!(
+        changes[0],
+        r#"ENTRYPOINT ["/usr/bin/docker-init","--","/opt/shoal/lib/ld-linux-x86-64.so.2","--library-path","/opt/shoal/lib","/opt/shoal/bin/shoal","node-init"]"#
+    );
+    assert!(changes.contains(&"LABEL io.shoal.node-image=28".to_string()));
+    assert_eq!(
+        image_changes(Engine::Host, None)[0],
+        r#"ENTRYPOINT ["/usr/bin/docker-init","--","/usr/bin/shoal","node-init"]"#
     );
 }
