@@ -29,6 +29,7 @@ const TOP_KEYS: &[&str] = &[
     "machines",
     "stacks",
     "policy",
+    "notify",
 ];
 const MACHINE_KEYS: &[&str] = &["role", "count", "labels", "host", "tls", "ssh", "flags"];
 const SSH_KEYS: &[&str] = &["key", "known_hosts"];
@@ -85,6 +86,8 @@ pub struct Machines {
     pub stacks: Vec<StackRef>,
     /// Policy switches.
     pub policy: Policy,
+    /// The `notify:` webhooks as written (DESIGN §9).
+    pub notify: Vec<super::notify::NotifySpec>,
 }
 
 /// Reads and validates `machines.yml`, adding its problems to `diags`. When the file is
@@ -102,6 +105,7 @@ pub fn load(files: &dyn FileSource, diags: &mut Vec<Diagnostic>) -> Machines {
         access: BTreeMap::new(),
         stacks: Vec::new(),
         policy: Policy::default(),
+        notify: Vec::new(),
     };
     let mut stacks_written = false;
     match files.read(MACHINES_FILE) {
@@ -184,6 +188,9 @@ fn read_top(ctx: &mut Ctx, fields: &Fields<'_>, out: &mut Machines) -> Placed {
     }
     if let Some(node) = fields.get("policy") {
         read_policy(ctx, node, &mut out.policy);
+    }
+    if let Some(node) = fields.get("notify") {
+        out.notify = super::notify::read(ctx, node);
     }
     placed
 }

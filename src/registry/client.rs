@@ -7,7 +7,7 @@
 use super::auth::Credentials;
 use super::reference::Reference;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper_util::rt::TokioIo;
 use sha2::{Digest as _, Sha256};
@@ -52,10 +52,13 @@ pub enum RegistryError {
     Invalid(String),
 }
 
-struct Answer {
-    status: u16,
+/// An HTTP answer.
+pub(crate) struct Answer {
+    /// The status code.
+    pub(crate) status: u16,
     headers: HeaderMap,
-    body: Bytes,
+    /// The body (at most [`MAX_BODY`] bytes).
+    pub(crate) body: Bytes,
 }
 
 /// The digest `reference`'s tag points to now, asked with `credentials` when the registry
@@ -237,6 +240,18 @@ async fn send(
     url: &str,
     headers: &[(&str, String)],
 ) -> Result<Answer, RegistryError> {
+    send_body(method, url, headers, Bytes::new()).await
+}
+
+/// One HTTP/1.1 request to an http(s) `url` with `body` (https through the system's TLS and
+/// certificates), without a timeout: the caller bounds it. Also sends notifications
+/// ([`crate::notify`]).
+pub(crate) async fn send_body(
+    method: &str,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Bytes,
+) -> Result<Answer, RegistryError> {
     let unreachable = |message: String| RegistryError::Unreachable {
         url: url.to_string(),
         message,
@@ -276,7 +291,7 @@ async fn send(
         builder = builder.header(*name, value);
     }
     let request = builder
-        .body(Empty::<Bytes>::new())
+        .body(Full::new(body))
         .map_err(|e| RegistryError::Invalid(e.to_string()))?;
     let response = if tls {
         let connector = native_tls::TlsConnector::new().map_err(|e| unreachable(e.to_string()))?;
@@ -294,7 +309,7 @@ async fn send(
 
 async fn exchange<T>(
     io: T,
-    request: hyper::Request<Empty<Bytes>>,
+    request: hyper::Request<Full<Bytes>>,
     method: &str,
 ) -> Result<Answer, String>
 where
