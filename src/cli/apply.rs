@@ -11,8 +11,8 @@ use super::ApplyArgs;
 use anyhow::{bail, Context, Result};
 use shoal::apply::progress::{Bar, Lines, Progress};
 use shoal::apply::{apply, exit_code, ApplyOptions};
-use shoal::drivers::lock::LockHolder;
 use shoal::config::notify::NotifyEvent;
+use shoal::drivers::lock::LockHolder;
 use shoal::model::DriverKind;
 use shoal::notify::{notice_of_report, Delivery, Notice, Pacing};
 use shoal::observe::{new_content_key, Planned};
@@ -88,7 +88,14 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
             planned
         };
         refuse_paused(&planned, &args)?;
-        carry_out(planned, &options, args.json, args.dry_run, notify.then_some(&mut sending)).await
+        carry_out(
+            planned,
+            &options,
+            args.json,
+            args.dry_run,
+            notify.then_some(&mut sending),
+        )
+        .await
     }
     .await;
     if let Some((holder, _)) = &lock {
@@ -207,7 +214,11 @@ async fn carry_out(
                 "apply",
             ),
         };
-        sending.extend(shoal::notify::spawn(&desired.notify, &notice, Pacing::default()));
+        sending.extend(shoal::notify::spawn(
+            &desired.notify,
+            &notice,
+            Pacing::default(),
+        ));
     }
     let report = applied?;
     if json {

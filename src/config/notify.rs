@@ -410,7 +410,11 @@ mod tests {
         assert_eq!(specs.len(), 2);
         assert_eq!(specs[0].format, NotifyFormat::Slack);
         assert_eq!(
-            specs[0].events.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
+            specs[0]
+                .events
+                .iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>(),
             ["failed", "rolled_back"]
         );
         assert_eq!(specs[0].url_pos.line, 3);
@@ -448,10 +452,7 @@ mod tests {
         assert_eq!(targets.len(), 1);
         assert_eq!(targets[0].url, "https://hooks.example/T0/secret-token");
         assert_eq!(targets[0].shown_url(), "https://hooks.example/…");
-        assert_eq!(
-            targets[0].secret,
-            Some(NotifySecret("s3cr3t".to_string()))
-        );
+        assert_eq!(targets[0].secret, Some(NotifySecret("s3cr3t".to_string())));
         assert_eq!(targets[0].origin, "machines.yml:2");
         assert!(!format!("{:?}", targets[0]).contains("s3cr3t"));
         insta::assert_snapshot!(shown(&diags));

@@ -63,15 +63,21 @@ impl Notice {
     }
 
     /// Adds the services of `unhealthy` (name, health), reasons masked.
-    pub fn with_failing<'a>(mut self, unhealthy: impl IntoIterator<Item = (&'a str, &'a Health)>) -> Notice {
-        self.failing.extend(unhealthy.into_iter().map(|(name, health)| FailingService {
-            service: name.to_string(),
-            state: serde_json::to_value(health.state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
-            reason: mask(&health.reason),
-        }));
+    pub fn with_failing<'a>(
+        mut self,
+        unhealthy: impl IntoIterator<Item = (&'a str, &'a Health)>,
+    ) -> Notice {
+        self.failing
+            .extend(unhealthy.into_iter().map(|(name, health)| {
+                FailingService {
+                    service: name.to_string(),
+                    state: serde_json::to_value(health.state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    reason: mask(&health.reason),
+                }
+            }));
         self
     }
 }
@@ -252,7 +258,10 @@ mod tests {
 
     #[test]
     fn json_body() {
-        let body = body(&notice(), &target(NotifyFormat::Json, Some("http://status/")));
+        let body = body(
+            &notice(),
+            &target(NotifyFormat::Json, Some("http://status/")),
+        );
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert!(!String::from_utf8_lossy(&body).contains("hunter2"));
         insta::assert_json_snapshot!(value);

@@ -70,7 +70,11 @@ impl Default for Pacing {
 
 /// Starts sending `notice` to each of `targets` that wants its event, in the background; the
 /// handles end with each [`Delivery`]. Needs a tokio runtime.
-pub fn spawn(targets: &[NotifyTarget], notice: &Notice, pacing: Pacing) -> Vec<JoinHandle<Delivery>> {
+pub fn spawn(
+    targets: &[NotifyTarget],
+    notice: &Notice,
+    pacing: Pacing,
+) -> Vec<JoinHandle<Delivery>> {
     targets
         .iter()
         .filter(|t| t.wants(notice.event))
@@ -99,7 +103,12 @@ pub async fn wait(handles: Vec<JoinHandle<Delivery>>, deadline: Duration) -> Vec
     }
 }
 
-async fn deliver(target: &NotifyTarget, event: NotifyEvent, payload: Vec<u8>, pacing: Pacing) -> Delivery {
+async fn deliver(
+    target: &NotifyTarget,
+    event: NotifyEvent,
+    payload: Vec<u8>,
+    pacing: Pacing,
+) -> Delivery {
     let mut headers = vec![
         ("content-type", "application/json".to_string()),
         ("x-shoal-event", event.as_str().to_string()),
@@ -112,7 +121,8 @@ async fn deliver(target: &NotifyTarget, event: NotifyEvent, payload: Vec<u8>, pa
     let mut pause = pacing.backoff;
     let error = loop {
         tries += 1;
-        let attempt = crate::registry::client::send_body("POST", &target.url, &headers, payload.clone());
+        let attempt =
+            crate::registry::client::send_body("POST", &target.url, &headers, payload.clone());
         let (error, again) = match tokio::time::timeout(pacing.timeout, attempt).await {
             Ok(Ok(answer)) if (200..300).contains(&answer.status) => break None,
             Ok(Ok(answer)) => (

@@ -44,8 +44,10 @@ pub use state::{
 pub use trigger::Trigger;
 
 use crate::apply::{unix_now, ApplyOptions};
+use crate::config::notify::NotifyEvent;
 use crate::drivers::lock::LockHolder;
 use crate::model::DriverKind;
+use crate::notify::{Notice, Pacing};
 use crate::source::follow::{FollowError, LocalBranch};
 use crate::source::remote::{default_cache_dir, env_secret, RemoteBranch};
 use backoff::Backoff;
@@ -482,6 +484,7 @@ async fn run_loop(
     let _alive = AliveGuard(shared.clone());
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut first = true;
+    let mut last_notice: Option<Notice> = None;
     loop {
         if first {
             first = false;
@@ -547,8 +550,17 @@ async fn run_loop(
         });
         let converged = pass.converged();
         record(&shared, reconciler.followed(), &pass, unix_now());
+        let sending = notify(&shared, &pass, &mut last_notice);
         shared.ready.store(true, Ordering::SeqCst);
         if settings.once {
+            if let Some(sending) = sending {
+                if tokio::time::timeout(NOTIFY_WAIT, sending).await.is_err() {
+                    tracing::warn!(
+                        "some notifications were still being sent after {} s; they were given up",
+                        NOTIFY_WAIT.as_secs()
+                    );
+                }
+            }
             return if pass.ok() { 0 } else { 1 };
         }
         if pass.error.is_none() && converged {
@@ -580,6 +592,41 @@ async fn run_loop(
     }
     tracing::info!("stopped");
     0
+}
+
+/// How long `watch --once` waits, before it exits, for the notifications still being sent.
+const NOTIFY_WAIT: Duration = Duration::from_secs(12);
+
+/// Sends the pass's notice to the webhooks that want it, in the background; each delivery is
+/// counted in `shoal_notifications_total` and kept on `/status` when it ends. A `paused` or
+/// `failed` notice the same as the last one sent is not sent again (a paused cluster is planned
+/// at every pass, a failing one retried with backoff). The task ends when every delivery has.
+fn notify(shared: &Arc<Shared>, pass: &Pass, last: &mut Option<Notice>) -> Option<JoinHandle<()>> {
+    let notice = pass.notice.as_ref()?;
+    let repeats = matches!(notice.event, NotifyEvent::Paused | NotifyEvent::Failed);
+    if repeats && last.as_ref() == Some(notice) {
+        return None;
+    }
+    *last = Some(notice.clone());
+    let handles = crate::notify::spawn(&pass.notify, notice, Pacing::default());
+    if handles.is_empty() {
+        return None;
+    }
+    let shared = shared.clone();
+    Some(tokio::spawn(async move {
+        for handle in handles {
+            let Ok(delivery) = handle.await else {
+                continue;
+            };
+            shared
+                .metrics
+                .count_notification(delivery.event.as_str(), delivery.result());
+            shared.update(|report| {
+                report.notifications.insert(0, delivery);
+                report.notifications.truncate(state::NOTIFICATIONS_SHOWN);
+            });
+        }
+    }))
 }
 
 /// Puts a pass's outcome into the status and the metrics.

@@ -210,7 +210,10 @@ fn a_degraded_apply_tells_the_failing_service_in_slack_format_and_filters_events
     assert!(got[0].header("x-shoal-signature").is_none());
     let body = got[0].json();
     let text = body["text"].as_str().unwrap();
-    assert!(text.contains("dataapp") && text.contains("degraded"), "{body}");
+    assert!(
+        text.contains("dataapp") && text.contains("degraded"),
+        "{body}"
+    );
     let blocks = body["blocks"].to_string();
     assert!(
         blocks.contains("dataapp_dataservice") && blocks.contains("No such image"),
@@ -235,7 +238,10 @@ fn a_webhook_that_never_answers_does_not_change_the_apply() {
         stderr.contains("could not notify http://127.0.0.1:") || stderr.contains("given up"),
         "{stderr}"
     );
-    assert!(!stderr.contains("token123"), "the URL's path is not shown: {stderr}");
+    assert!(
+        !stderr.contains("token123"),
+        "the URL's path is not shown: {stderr}"
+    );
 }
 
 #[test]
@@ -243,7 +249,11 @@ fn no_notify_sends_nothing_and_an_unset_url_only_warns() {
     let receiver = Receiver::start(&[Answer::Status(200)]);
     let repo = repo_notifying("notify:\n  - url: ${HOOK_URL}\n");
     let url = receiver.url();
-    let out = apply_with(&repo, &["apply", "--yes", "--no-notify"], &[("HOOK_URL", &url)]);
+    let out = apply_with(
+        &repo,
+        &["apply", "--yes", "--no-notify"],
+        &[("HOOK_URL", &url)],
+    );
     assert_eq!(out.status.code(), Some(0));
     assert!(receiver.got().is_empty());
 
@@ -260,4 +270,115 @@ fn no_notify_sends_nothing_and_an_unset_url_only_warns() {
     let said = String::from_utf8_lossy(&bad.stderr);
     assert_eq!(bad.status.code(), Some(1), "{said}");
     assert!(said.contains("machines.yml:16"), "{said}");
+}
+
+fn git(repo: &Repo, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=shoal", "-c", "user.email=shoal@localhost"])
+        .args(args)
+        .current_dir(repo.path())
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}");
+}
+
+/// The tutorial notifying `url`, committed (the watcher reads commits).
+fn committed_notifying(url: &str) -> Repo {
+    let repo = repo_notifying(&format!("notify:\n  - url: {url}\n"));
+    std::fs::write(repo.path().join(".gitignore"), ".shoal/\n").unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "tutorial"]);
+    repo
+}
+
+fn events(receiver: &Receiver) -> Vec<String> {
+    (receiver.got().iter())
+        .map(|r| r.json()["event"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn the_watcher_tells_applied_drift_healed_and_paused() {
+    let receiver = Receiver::start(&[Answer::Status(200)]);
+    let repo = committed_notifying(&receiver.url());
+    repo.ok(&["watch", "--once"]);
+    assert_eq!(events(&receiver), ["applied"]);
+    let applied = receiver.got()[0].json();
+    assert_eq!(applied["source"], "watch");
+    assert_eq!(applied["revision"].as_str().unwrap().len(), 40);
+
+    // Nothing to do: nothing told.
+    repo.ok(&["watch", "--once"]);
+    assert_eq!(events(&receiver), ["applied"]);
+
+    repo.ok(&["sim", "set-replicas", "dataapp_dataservice", "2"]);
+    repo.ok(&["watch", "--once"]);
+    assert_eq!(events(&receiver), ["applied", "drift_healed"]);
+    let healed = receiver.got()[1].json();
+    assert!(
+        healed["message"]
+            .as_str()
+            .unwrap()
+            .contains("scale_service dataapp_dataservice"),
+        "{healed}"
+    );
+
+    repo.ok(&["pause", "--reason", "incident 7"]);
+    repo.ok(&["sim", "set-replicas", "dataapp_dataservice", "2"]);
+    repo.ok(&["watch", "--once"]);
+    assert_eq!(events(&receiver), ["applied", "drift_healed", "paused"]);
+    let paused = receiver.got()[2].json();
+    assert!(
+        paused["message"].as_str().unwrap().contains("incident 7"),
+        "{paused}"
+    );
+}
+
+#[test]
+fn the_watcher_counts_and_shows_its_notifications() {
+    use crate::watch_support::{get, metric, wait_until, Spawned};
+    let receiver = Receiver::start(&[Answer::Status(500), Answer::Status(200)]);
+    let unreachable = {
+        // A port nobody listens on: every try is refused.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        format!("http://127.0.0.1:{port}/")
+    };
+    let repo = repo_notifying(&format!(
+        "notify:\n  - url: {}\n  - url: {unreachable}\n    events: [applied]\n",
+        receiver.url()
+    ));
+    std::fs::write(repo.path().join(".gitignore"), ".shoal/\n").unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "tutorial"]);
+    let mut watcher = Spawned::spawn(repo.command(&["watch", "--listen", "127.0.0.1:0"]));
+    let addr = watcher.listening(Duration::from_secs(30));
+    let counted = |result: &str| {
+        let text = get(addr, "/metrics").body;
+        metric(
+            &text,
+            &format!("shoal_notifications_total{{event=\"applied\",result=\"{result}\"}}"),
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || counted("sent") == 1.0
+            && counted("failed") == 1.0),
+        "{}",
+        get(addr, "/metrics").body
+    );
+    let status: Value = serde_json::from_str(&get(addr, "/status").body).unwrap();
+    let shown = status["notifications"].as_array().expect("notifications");
+    assert_eq!(shown.len(), 2, "{status:#}");
+    let sent = shown.iter().find(|n| n["ok"] == true).expect("a sent one");
+    assert_eq!(sent["tries"], 2, "one 500, then sent: {sent}");
+    let failed = shown
+        .iter()
+        .find(|n| n["ok"] == false)
+        .expect("a failed one");
+    assert_eq!(failed["tries"], 3, "{failed}");
+    assert!(!status.to_string().contains("token123"), "{status:#}");
+    watcher.terminate(Duration::from_secs(20));
 }
