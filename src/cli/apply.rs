@@ -14,7 +14,7 @@ use shoal::apply::{apply, exit_code, ApplyOptions};
 use shoal::config::notify::NotifyEvent;
 use shoal::drivers::lock::LockHolder;
 use shoal::model::DriverKind;
-use shoal::notify::{notice_of_report, Delivery, Notice, Pacing};
+use shoal::notify::{notice_of_report, Notice, Pacing, Sending};
 use shoal::observe::{new_content_key, Planned};
 use shoal::plan::saved::{check_fresh, parse_saved, Stale};
 use shoal::plan::Plan;
@@ -22,7 +22,6 @@ use shoal::render::{render_plan, render_report};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 /// How often a plan that keeps changing while the user decides is shown again.
@@ -107,14 +106,8 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
             eprintln!("warning: could not release the apply lock: {e}");
         }
     }
-    for delivery in shoal::notify::wait(sending, NOTIFY_WAIT).await {
-        if let Some(error) = &delivery.error {
-            eprintln!(
-                "warning: could not notify {} ({}) of {}: {error}",
-                delivery.url, delivery.origin, delivery.event
-            );
-        }
-    }
+    // Each failed delivery is logged as a warning where it ends.
+    shoal::notify::wait(sending, NOTIFY_WAIT).await;
     outcome
 }
 
@@ -181,7 +174,7 @@ async fn carry_out(
     options: &ApplyOptions,
     json: bool,
     dry_run: bool,
-    sending: Option<&mut Vec<JoinHandle<Delivery>>>,
+    sending: Option<&mut Vec<Sending>>,
 ) -> Result<u8> {
     let plan = &planned.plan;
     let options = &ApplyOptions {

@@ -274,98 +274,80 @@ fn url_problem(url: &str) -> Option<String> {
 /// are unset is skipped with a warning (a CI job planning a pull request has no webhook); one
 /// that resolves to something other than http(s) is an error naming the file and line.
 pub fn resolve(specs: &[NotifySpec], vars: &Vars) -> (Vec<NotifyTarget>, Vec<Diagnostic>) {
-    let mut targets = Vec::new();
-    let mut diags = Vec::new();
-    for spec in specs {
-        let pos = spec.url_pos;
-        let origin = format!("{MACHINES_FILE}:{}", pos.line);
-        let url = match interpolate(&spec.url, vars) {
-            Err(message) => {
-                diags.push(Diagnostic::error(
-                    MACHINES_FILE,
-                    pos.line,
-                    pos.column,
-                    format!("notify url: {message}"),
-                ));
-                continue;
-            }
-            Ok(url) if !url.unset.is_empty() => {
-                diags.push(
-                    Diagnostic::warning(
-                        MACHINES_FILE,
-                        pos.line,
-                        pos.column,
-                        format!(
-                            "notifications to this webhook are off: {} is not set",
-                            url.unset.join(", ")
-                        ),
-                    )
-                    .with_help("set it in the environment of `shoal watch` and `shoal apply`"),
-                );
-                continue;
-            }
-            Ok(url) => url.text,
-        };
-        if let Some(problem) = url_problem(&url) {
-            diags.push(
-                Diagnostic::error(
-                    MACHINES_FILE,
-                    pos.line,
-                    pos.column,
-                    format!("the notify url {problem}"),
-                )
-                .with_help("set the variable to an http:// or https:// URL"),
-            );
-            continue;
+    let mut ctx = Ctx::new(MACHINES_FILE);
+    let targets = specs
+        .iter()
+        .filter_map(|spec| resolve_one(&mut ctx, spec, vars))
+        .collect();
+    (targets, ctx.diags)
+}
+
+fn resolve_one(ctx: &mut Ctx, spec: &NotifySpec, vars: &Vars) -> Option<NotifyTarget> {
+    let pos = spec.url_pos;
+    let url = match interpolate(&spec.url, vars) {
+        Err(message) => {
+            ctx.error(pos, format!("notify url: {message}"));
+            return None;
         }
-        let secret = match &spec.secret {
-            None => None,
-            Some(written) => match interpolate(written, vars) {
-                Ok(s) if s.unset.is_empty() && !s.text.is_empty() => Some(NotifySecret(s.text)),
-                Ok(s) => {
-                    let p = spec.secret_pos;
-                    diags.push(
-                        Diagnostic::error(
-                            MACHINES_FILE,
-                            p.line,
-                            p.column,
-                            format!(
-                                "the notify secret is empty: {} is not set",
-                                s.unset.join(", ")
-                            ),
-                        )
-                        .with_help("set it in the environment, or remove `secret:` to send unsigned notifications"),
-                    );
-                    continue;
-                }
-                Err(message) => {
-                    let p = spec.secret_pos;
-                    diags.push(Diagnostic::error(
-                        MACHINES_FILE,
-                        p.line,
-                        p.column,
-                        format!("notify secret: {message}"),
-                    ));
-                    continue;
-                }
-            },
-        };
-        let link = spec
-            .link
-            .as_ref()
-            .and_then(|l| interpolate(l, vars).ok())
-            .map(|l| l.text)
-            .filter(|l| !l.is_empty());
-        targets.push(NotifyTarget {
-            url,
-            format: spec.format,
-            events: spec.events.clone(),
-            secret,
-            link,
-            origin,
-        });
+        Ok(url) if !url.unset.is_empty() => {
+            ctx.warn_help(
+                pos,
+                format!(
+                    "notifications to this webhook are off: {} is not set",
+                    url.unset.join(", ")
+                ),
+                "set it in the environment of `shoal watch` and `shoal apply`",
+            );
+            return None;
+        }
+        Ok(url) => url.text,
+    };
+    if let Some(problem) = url_problem(&url) {
+        ctx.error_help(
+            pos,
+            format!("the notify url {problem}"),
+            "set the variable to an http:// or https:// URL",
+        );
+        return None;
     }
-    (targets, diags)
+    let secret = match &spec.secret {
+        None => None,
+        Some(written) => match interpolate(written, vars) {
+            Ok(s) if s.unset.is_empty() && !s.text.is_empty() => Some(NotifySecret(s.text)),
+            Ok(s) => {
+                let why = if s.unset.is_empty() {
+                    "the notify secret is empty".to_string()
+                } else {
+                    format!(
+                        "the notify secret is empty: {} is not set",
+                        s.unset.join(", ")
+                    )
+                };
+                ctx.error_help(
+                    spec.secret_pos,
+                    why,
+                    "set it in the environment, or remove `secret:` to send unsigned notifications",
+                );
+                return None;
+            }
+            Err(message) => {
+                ctx.error(spec.secret_pos, format!("notify secret: {message}"));
+                return None;
+            }
+        },
+    };
+    let link = (spec.link.as_ref())
+        .and_then(|l| interpolate(l, vars).ok())
+        .map(|l| l.text)
+        .filter(|l| !l.is_empty());
+    Some(NotifyTarget {
+        url,
+        format: spec.format,
+        events: spec.events.clone(),
+        secret,
+        link,
+        origin: format!("{MACHINES_FILE}:{}", pos.line),
+    })
 }
 
 #[cfg(test)]

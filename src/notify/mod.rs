@@ -6,4 +6,4 @@ pub mod payload;
 pub mod send;
 
 pub use payload::{notice_of_report, Notice};
-pub use send::{spawn, wait, Delivery, Pacing};
+pub use send::{spawn, wait, Delivery, Pacing, Sending};

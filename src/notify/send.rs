@@ -68,13 +68,18 @@ impl Default for Pacing {
     }
 }
 
-/// Starts sending `notice` to each of `targets` that wants its event, in the background; the
-/// handles end with each [`Delivery`]. Needs a tokio runtime.
-pub fn spawn(
-    targets: &[NotifyTarget],
-    notice: &Notice,
-    pacing: Pacing,
-) -> Vec<JoinHandle<Delivery>> {
+/// A notification being sent to one webhook.
+#[derive(Debug)]
+pub struct Sending {
+    /// The webhook without its path, and where machines.yml names it, for messages.
+    pub label: String,
+    /// The task; it ends with the [`Delivery`].
+    pub handle: JoinHandle<Delivery>,
+}
+
+/// Starts sending `notice` to each of `targets` that wants its event, in the background.
+/// Needs a tokio runtime.
+pub fn spawn(targets: &[NotifyTarget], notice: &Notice, pacing: Pacing) -> Vec<Sending> {
     targets
         .iter()
         .filter(|t| t.wants(notice.event))
@@ -82,25 +87,43 @@ pub fn spawn(
             let target = target.clone();
             let payload = body(notice, &target);
             let event = notice.event;
-            tokio::spawn(async move { deliver(&target, event, payload, pacing).await })
+            Sending {
+                label: format!("{} ({})", target.shown_url(), target.origin),
+                handle: tokio::spawn(async move { deliver(&target, event, payload, pacing).await }),
+            }
         })
         .collect()
 }
 
-/// Waits for `handles` until `deadline` has passed; the deliveries that ended by then.
-/// Those still trying are left to run (and are lost when the process exits).
-pub async fn wait(handles: Vec<JoinHandle<Delivery>>, deadline: Duration) -> Vec<Delivery> {
-    let all = futures::future::join_all(handles);
-    match tokio::time::timeout(deadline, all).await {
-        Ok(done) => done.into_iter().filter_map(Result::ok).collect(),
-        Err(_) => {
-            tracing::warn!(
-                "some notifications were still being sent after {} s; they were given up",
-                deadline.as_secs()
-            );
-            Vec::new()
+/// Waits for the `sending` until `deadline` has passed; the deliveries that ended by then, in the
+/// order they ended. Those still trying are left to run (and are lost when the process exits).
+pub async fn wait(sending: Vec<Sending>, deadline: Duration) -> Vec<Delivery> {
+    use futures::StreamExt;
+    let mut labels: Vec<Option<String>> = sending.iter().map(|s| Some(s.label.clone())).collect();
+    let mut running: futures::stream::FuturesUnordered<_> = (sending.into_iter().enumerate())
+        .map(|(i, s)| async move { (i, s.handle.await) })
+        .collect();
+    let mut ended = Vec::new();
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        match tokio::time::timeout_at(until, running.next()).await {
+            Ok(Some((i, delivery))) => {
+                labels[i] = None;
+                ended.extend(delivery.ok());
+            }
+            Ok(None) => break,
+            Err(_) => {
+                let left: Vec<String> = labels.into_iter().flatten().collect();
+                tracing::warn!(
+                    "still notifying {} after {} s: given up",
+                    left.join(", "),
+                    deadline.as_secs()
+                );
+                break;
+            }
         }
     }
+    ended
 }
 
 async fn deliver(

@@ -484,7 +484,7 @@ async fn run_loop(
     let _alive = AliveGuard(shared.clone());
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut first = true;
-    let mut last_notice: Option<Notice> = None;
+    let mut told: BTreeMap<NotifyEvent, Notice> = BTreeMap::new();
     loop {
         if first {
             first = false;
@@ -550,7 +550,7 @@ async fn run_loop(
         });
         let converged = pass.converged();
         record(&shared, reconciler.followed(), &pass, unix_now());
-        let sending = notify(&shared, &pass, &mut last_notice);
+        let sending = notify(&shared, &pass, &mut told);
         shared.ready.store(true, Ordering::SeqCst);
         if settings.once {
             if let Some(sending) = sending {
@@ -597,25 +597,39 @@ async fn run_loop(
 /// How long `watch --once` waits, before it exits, for the notifications still being sent.
 const NOTIFY_WAIT: Duration = Duration::from_secs(12);
 
-/// Sends the pass's notice to the webhooks that want it, in the background; each delivery is
-/// counted in `shoal_notifications_total` and kept on `/status` when it ends. A `paused` or
-/// `failed` notice the same as the last one sent is not sent again (a paused cluster is planned
-/// at every pass, a failing one retried with backoff). The task ends when every delivery has.
-fn notify(shared: &Arc<Shared>, pass: &Pass, last: &mut Option<Notice>) -> Option<JoinHandle<()>> {
-    let notice = pass.notice.as_ref()?;
-    let repeats = matches!(notice.event, NotifyEvent::Paused | NotifyEvent::Failed);
-    if repeats && last.as_ref() == Some(notice) {
-        return None;
+/// Sends the pass's notices to the webhooks that want them, in the background; each delivery
+/// is counted in `shoal_notifications_total` and kept on `/status` when it ends. A `paused` or
+/// `failed` notice the same as the last one of its event is not sent again while nothing else
+/// was told (a paused cluster is planned at every pass, a failing one retried). The task ends
+/// when every delivery has.
+fn notify(
+    shared: &Arc<Shared>,
+    pass: &Pass,
+    told: &mut BTreeMap<NotifyEvent, Notice>,
+) -> Option<JoinHandle<()>> {
+    let mut sending = Vec::new();
+    for notice in &pass.notices {
+        let repeats = matches!(notice.event, NotifyEvent::Paused | NotifyEvent::Failed);
+        if !repeats {
+            told.clear();
+        } else if told.get(&notice.event) == Some(notice) {
+            continue;
+        } else {
+            told.insert(notice.event, notice.clone());
+        }
+        sending.extend(crate::notify::spawn(
+            &pass.notify,
+            notice,
+            Pacing::default(),
+        ));
     }
-    *last = Some(notice.clone());
-    let handles = crate::notify::spawn(&pass.notify, notice, Pacing::default());
-    if handles.is_empty() {
+    if sending.is_empty() {
         return None;
     }
     let shared = shared.clone();
     Some(tokio::spawn(async move {
-        for handle in handles {
-            let Ok(delivery) = handle.await else {
+        for one in sending {
+            let Ok(delivery) = one.handle.await else {
                 continue;
             };
             shared

@@ -125,8 +125,8 @@ pub(crate) struct Pass {
     pub seconds: f64,
     /// The cluster changed while the apply waited for health: the next pass runs at once.
     pub replan: bool,
-    /// What to tell the `notify:` webhooks about this pass, if anything.
-    pub notice: Option<Notice>,
+    /// What to tell the `notify:` webhooks about this pass, in order.
+    pub notices: Vec<Notice>,
     /// The webhooks of the target's machines.yml.
     pub notify: Vec<NotifyTarget>,
 }
@@ -342,10 +342,20 @@ impl Reconciler {
                 let good = self.remembered();
                 let broken = broken_tip_message(&tip, error, good.as_ref().map(|g| &g.tip));
                 tracing::error!(revision = %tip.commit, "{broken}");
-                pass.broken_tip = Some(broken);
                 let Some(LastGood { tip: good, desired }) = good else {
+                    pass.broken_tip = Some(broken);
                     return Ok(());
                 };
+                pass.notices.push(Notice::new(
+                    &desired.cluster,
+                    Some(&tip.commit),
+                    NotifyEvent::Failed,
+                    &broken,
+                    Default::default(),
+                    "watch",
+                ));
+                pass.notify = desired.notify.clone();
+                pass.broken_tip = Some(broken);
                 let target = Target {
                     tip: good.clone(),
                     last_good: true,
@@ -415,7 +425,7 @@ impl Reconciler {
                 pause.line(&pause.since.to_string()),
                 plan.steps.len()
             );
-            pass.notice = Some(Notice::new(
+            pass.notices.push(Notice::new(
                 &desired.cluster,
                 Some(&target.commit),
                 NotifyEvent::Paused,
@@ -471,7 +481,7 @@ impl Reconciler {
                 pass.locked_until = Some(held.expires_at);
                 // Another shoal is applying: nothing failed.
             } else {
-                pass.notice = Some(Notice::new(
+                pass.notices.push(Notice::new(
                     &desired.cluster,
                     Some(&target.commit),
                     NotifyEvent::Failed,
@@ -491,7 +501,7 @@ impl Reconciler {
                 pending(&plan)
             );
         }
-        pass.notice = Some(notice);
+        pass.notices.push(notice);
         if let Ok(after) = observe(&driver, unix_now()).await {
             pass.observed_at = Some(after.observed_at);
             pass.status = Some(Status::new(&desired, &after));

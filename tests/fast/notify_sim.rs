@@ -235,7 +235,9 @@ fn a_webhook_that_never_answers_does_not_change_the_apply() {
     let tries = receiver.got().len();
     assert!((1..=2).contains(&tries), "{tries} tries");
     assert!(
-        stderr.contains("could not notify http://127.0.0.1:") || stderr.contains("given up"),
+        stderr.contains("still notifying http://127.0.0.1:")
+            && stderr.contains("(machines.yml:16)")
+            && stderr.contains("given up"),
         "{stderr}"
     );
     assert!(
@@ -356,16 +358,16 @@ fn the_watcher_counts_and_shows_its_notifications() {
     git(&repo, &["commit", "-q", "-m", "tutorial"]);
     let mut watcher = Spawned::spawn(repo.command(&["watch", "--listen", "127.0.0.1:0"]));
     let addr = watcher.listening(Duration::from_secs(30));
-    let counted = |result: &str| {
+    let counted = |event: &str, result: &str| {
         let text = get(addr, "/metrics").body;
         metric(
             &text,
-            &format!("shoal_notifications_total{{event=\"applied\",result=\"{result}\"}}"),
+            &format!("shoal_notifications_total{{event=\"{event}\",result=\"{result}\"}}"),
         )
     };
     assert!(
-        wait_until(Duration::from_secs(30), || counted("sent") == 1.0
-            && counted("failed") == 1.0),
+        wait_until(Duration::from_secs(30), || counted("applied", "sent") == 1.0
+            && counted("applied", "failed") == 1.0),
         "{}",
         get(addr, "/metrics").body
     );
@@ -380,5 +382,21 @@ fn the_watcher_counts_and_shows_its_notifications() {
         .expect("a failed one");
     assert_eq!(failed["tries"], 3, "{failed}");
     assert!(!status.to_string().contains("token123"), "{status:#}");
+
+    // A commit that does not load: the cluster stays at the last good commit, and its webhooks
+    // are told `failed`, once.
+    std::fs::write(repo.path().join("docker-compose.yml"), "services: [\n").unwrap();
+    git(&repo, &["commit", "-q", "-am", "broken"]);
+    assert!(
+        wait_until(Duration::from_secs(30), || counted("failed", "sent") == 1.0),
+        "{}",
+        get(addr, "/metrics").body
+    );
+    let failed = receiver.got().last().unwrap().json();
+    assert_eq!(failed["event"], "failed");
+    assert!(
+        failed["message"].as_str().unwrap().contains("docker-compose.yml"),
+        "{failed}"
+    );
     watcher.terminate(Duration::from_secs(20));
 }
