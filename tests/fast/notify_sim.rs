@@ -366,7 +366,8 @@ fn the_watcher_counts_and_shows_its_notifications() {
         )
     };
     assert!(
-        wait_until(Duration::from_secs(30), || counted("applied", "sent") == 1.0
+        wait_until(Duration::from_secs(30), || counted("applied", "sent")
+            == 1.0
             && counted("applied", "failed") == 1.0),
         "{}",
         get(addr, "/metrics").body
@@ -395,7 +396,10 @@ fn the_watcher_counts_and_shows_its_notifications() {
     let failed = receiver.got().last().unwrap().json();
     assert_eq!(failed["event"], "failed");
     assert!(
-        failed["message"].as_str().unwrap().contains("docker-compose.yml"),
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("docker-compose.yml"),
         "{failed}"
     );
     watcher.terminate(Duration::from_secs(20));
