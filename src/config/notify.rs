@@ -282,6 +282,16 @@ pub fn resolve(specs: &[NotifySpec], vars: &Vars) -> (Vec<NotifyTarget>, Vec<Dia
     (targets, ctx.diags)
 }
 
+/// `help`, told too when a variable is one of shoal's own, which interpolation never sees.
+fn set_help(unset: &[String], help: &str) -> String {
+    match unset.iter().find(|name| name.starts_with(super::OWN_VAR_PREFIX)) {
+        Some(name) => format!(
+            "{help}; `{name}` is one of shoal's own variables (SHOAL_*), which are never interpolated: use another name"
+        ),
+        None => help.to_string(),
+    }
+}
+
 fn resolve_one(ctx: &mut Ctx, spec: &NotifySpec, vars: &Vars) -> Option<NotifyTarget> {
     let pos = spec.url_pos;
     let url = match interpolate(&spec.url, vars) {
@@ -296,7 +306,10 @@ fn resolve_one(ctx: &mut Ctx, spec: &NotifySpec, vars: &Vars) -> Option<NotifyTa
                     "notifications to this webhook are off: {} is not set",
                     url.unset.join(", ")
                 ),
-                "set it in the environment of `shoal watch` and `shoal apply`",
+                set_help(
+                    &url.unset,
+                    "set it in the environment of `shoal watch` and `shoal apply`",
+                ),
             );
             return None;
         }
@@ -326,7 +339,10 @@ fn resolve_one(ctx: &mut Ctx, spec: &NotifySpec, vars: &Vars) -> Option<NotifyTa
                 ctx.error_help(
                     spec.secret_pos,
                     why,
-                    "set it in the environment, or remove `secret:` to send unsigned notifications",
+                    set_help(
+                        &s.unset,
+                        "set it in the environment, or remove `secret:` to send unsigned notifications",
+                    ),
                 );
                 return None;
             }
@@ -438,6 +454,21 @@ mod tests {
         assert_eq!(targets[0].origin, "machines.yml:2");
         assert!(!format!("{:?}", targets[0]).contains("s3cr3t"));
         insta::assert_snapshot!(shown(&diags));
+    }
+
+    #[test]
+    fn shoal_variables_are_never_interpolated() {
+        let (specs, _) = specs("notify:\n  - url: ${SHOAL_HOOK}\n");
+        let (targets, diags) = resolve(&specs, &vars(&[]));
+        assert!(targets.is_empty());
+        assert!(
+            diags[0]
+                .help
+                .as_deref()
+                .unwrap()
+                .contains("never interpolated"),
+            "{diags:?}"
+        );
     }
 
     #[test]
