@@ -14,6 +14,7 @@ pub mod drivers;
 pub mod engine;
 pub mod health;
 pub mod model;
+pub mod notify;
 pub mod observe;
 pub mod plan;
 pub mod registry;

@@ -11,18 +11,23 @@ use super::ApplyArgs;
 use anyhow::{bail, Context, Result};
 use shoal::apply::progress::{Bar, Lines, Progress};
 use shoal::apply::{apply, exit_code, ApplyOptions};
+use shoal::config::notifications::NotifyEvent;
 use shoal::drivers::lock::LockHolder;
 use shoal::model::DriverKind;
+use shoal::notify::{notice_of_report, Notice, Pacing, Sending};
 use shoal::observe::{new_content_key, Planned};
 use shoal::plan::saved::{check_fresh, parse_saved, Stale};
 use shoal::plan::Plan;
 use shoal::render::{render_plan, render_report};
 use std::io::IsTerminal;
 use std::path::Path;
+use std::time::Duration;
 use tracing::Instrument;
 
 /// How often a plan that keeps changing while the user decides is shown again.
 const ASK_AGAIN: usize = 3;
+/// How long apply waits, before it exits, for the notifications still being sent.
+const NOTIFY_WAIT: Duration = Duration::from_secs(12);
 
 /// Applies; exit 1 when a step failed, a service did not become healthy or the cluster did not
 /// converge.
@@ -59,6 +64,8 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
     };
     let planned = replan().await?;
     let driver = planned.driver.clone();
+    let mut sending = Vec::new();
+    let notify = !args.no_notify && !args.dry_run;
     let outcome = async {
         let planned = match &saved {
             None => planned,
@@ -80,7 +87,14 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
             planned
         };
         refuse_paused(&planned, &args)?;
-        carry_out(planned, &options, args.json, args.dry_run).await
+        carry_out(
+            planned,
+            &options,
+            args.json,
+            args.dry_run,
+            notify.then_some(&mut sending),
+        )
+        .await
     }
     .await;
     if let Some((holder, _)) = &lock {
@@ -92,6 +106,8 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
             eprintln!("warning: could not release the apply lock: {e}");
         }
     }
+    // Each failed delivery is logged as a warning where it ends.
+    shoal::notify::wait(sending, NOTIFY_WAIT).await;
     outcome
 }
 
@@ -150,11 +166,15 @@ where
 /// Applies the plan, waits for the services it changed (unless `--no-wait`) and prints the
 /// report; exit 1 when a step failed, a service it changed did not become healthy, or (unless
 /// `--no-wait`) the cluster did not converge.
+///
+/// When `sending` is given, the `notify:` webhooks are told the outcome (`applied`, `failed`
+/// or `degraded`) in the background, their tasks added to it; an empty plan tells nothing.
 async fn carry_out(
     planned: Planned,
     options: &ApplyOptions,
     json: bool,
     dry_run: bool,
+    sending: Option<&mut Vec<Sending>>,
 ) -> Result<u8> {
     let plan = &planned.plan;
     let options = &ApplyOptions {
@@ -166,14 +186,34 @@ async fn carry_out(
     } else {
         Box::new(Lines)
     };
-    let report = apply(
+    let applied = apply(
         plan,
         &planned.desired,
         planned.driver,
         options,
         progress.as_ref(),
     )
-    .await?;
+    .await;
+    if let Some(sending) = sending.filter(|_| !plan.is_empty()) {
+        let desired = &planned.desired;
+        let notice = match &applied {
+            Ok(report) => notice_of_report(&desired.cluster, plan.summary, report, "apply"),
+            Err(e) => Notice::new(
+                &desired.cluster,
+                plan.revision.as_deref(),
+                NotifyEvent::Failed,
+                &format!("apply failed: {e}"),
+                plan.summary,
+                "apply",
+            ),
+        };
+        sending.extend(shoal::notify::spawn(
+            &desired.notify,
+            &notice,
+            Pacing::default(),
+        ));
+    }
+    let report = applied?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if !plan.is_empty() || dry_run {

@@ -192,6 +192,9 @@ pub struct ApplyArgs {
     /// Apply although the cluster is paused (`shoal pause`); the pause stays.
     #[arg(long)]
     ignore_pause: bool,
+    /// Send no notification to the `notify:` webhooks of machines.yml.
+    #[arg(long)]
+    no_notify: bool,
     /// Do not wait for the services to become healthy: exit once the steps are done.
     #[arg(long, conflicts_with = "timeout")]
     no_wait: bool,

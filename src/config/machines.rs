@@ -29,6 +29,7 @@ const TOP_KEYS: &[&str] = &[
     "machines",
     "stacks",
     "policy",
+    "notify",
 ];
 /// The Docker versions dind nodes can run (`driver_options.dind.engine`).
 pub const DIND_ENGINES: &[&str] = &["host", "26", "28"];
@@ -87,6 +88,8 @@ pub struct Machines {
     pub stacks: Vec<StackRef>,
     /// Policy switches.
     pub policy: Policy,
+    /// The `notify:` webhooks as written (DESIGN §9).
+    pub notify: Vec<super::notifications::NotifySpec>,
 }
 
 /// Reads and validates `machines.yml`, adding its problems to `diags`. When the file is
@@ -104,6 +107,7 @@ pub fn load(files: &dyn FileSource, diags: &mut Vec<Diagnostic>) -> Machines {
         access: BTreeMap::new(),
         stacks: Vec::new(),
         policy: Policy::default(),
+        notify: Vec::new(),
     };
     let mut stacks_written = false;
     match files.read(MACHINES_FILE) {
@@ -186,6 +190,9 @@ fn read_top(ctx: &mut Ctx, fields: &Fields<'_>, out: &mut Machines) -> Placed {
     }
     if let Some(node) = fields.get("policy") {
         read_policy(ctx, node, &mut out.policy);
+    }
+    if let Some(node) = fields.get("notify") {
+        out.notify = super::notifications::read(ctx, node);
     }
     placed
 }

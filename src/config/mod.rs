@@ -7,6 +7,7 @@
 
 pub mod endpoint;
 pub mod machines;
+pub mod notifications;
 pub mod registry;
 
 pub use crate::yaml::files::{FileSource, MemSource};
@@ -57,6 +58,9 @@ pub fn load(files: &dyn FileSource, env: &BTreeMap<String, String>) -> Result<De
         env,
     };
     let mut desired = without_stacks(&machines);
+    let (targets, notify_diags) = notifications::resolve(&machines.notify, &vars);
+    desired.notify = targets;
+    diags.extend(notify_diags);
     let mut owners: BTreeMap<(&str, String), String> = BTreeMap::new();
     let mut first_files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for stack_ref in &machines.stacks {
@@ -179,6 +183,7 @@ fn without_stacks(machines: &machines::Machines) -> Desired {
         stacks: BTreeMap::new(),
         policy: machines.policy.clone(),
         warnings: Vec::new(),
+        notify: Vec::new(),
     }
 }
 

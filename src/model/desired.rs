@@ -187,6 +187,10 @@ pub struct Desired {
     pub policy: Policy,
     /// Warnings found while loading the files.
     pub warnings: Vec<String>,
+    /// The `notify:` webhooks, resolved from the environment (DESIGN §9). Never serialized:
+    /// their URLs and secrets come from the environment and stay out of plans and logs.
+    #[serde(skip)]
+    pub notify: Vec<super::notifications::NotifyTarget>,
 }
 
 impl Desired {

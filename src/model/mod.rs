@@ -3,6 +3,7 @@
 pub mod content_key;
 pub mod desired;
 pub mod engine_api;
+pub mod notifications;
 pub mod observed;
 pub mod pause;
 pub mod spec;

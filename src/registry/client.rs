@@ -7,7 +7,7 @@
 use super::auth::Credentials;
 use super::reference::Reference;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper_util::rt::TokioIo;
@@ -53,10 +53,13 @@ pub enum RegistryError {
     Invalid(String),
 }
 
-struct Answer {
-    status: u16,
+/// An HTTP answer.
+pub(crate) struct Answer {
+    /// The status code.
+    pub(crate) status: u16,
     headers: HeaderMap,
-    body: Bytes,
+    /// The body (at most [`MAX_BODY`] bytes).
+    pub(crate) body: Bytes,
 }
 
 /// The digest `reference`'s tag points to now, asked with `credentials` when the registry
@@ -238,14 +241,28 @@ async fn send(
     url: &str,
     headers: &[(&str, String)],
 ) -> Result<Answer, RegistryError> {
+    send_body(method, url, headers, Bytes::new()).await
+}
+
+/// One HTTP/1.1 request to an http(s) `url` with `body` (https through the system's TLS and
+/// certificates), its answer read whole, without a timeout: the caller bounds it. Also sends
+/// notifications ([`crate::notify`]).
+pub(crate) async fn send_body(
+    method: &str,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Bytes,
+) -> Result<Answer, RegistryError> {
     let unreachable = |message: String| RegistryError::Unreachable {
         url: url.to_string(),
         message,
     };
-    let response = open(method, url, headers).await.map_err(|e| match e {
-        SendError::Invalid(message) => RegistryError::Invalid(message),
-        SendError::Unreachable(message) => unreachable(message),
-    })?;
+    let response = open(method, url, headers, body)
+        .await
+        .map_err(|e| match e {
+            SendError::Invalid(message) => RegistryError::Invalid(message),
+            SendError::Unreachable(message) => unreachable(message),
+        })?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = if method == "HEAD" {
@@ -274,12 +291,13 @@ pub(crate) enum SendError {
     Unreachable(String),
 }
 
-/// Sends one HTTP/1.1 request to `url` (`http://` or `https://`, through the system's TLS
-/// library) and returns the response, its body still to be read.
+/// Sends one HTTP/1.1 request with `body` to `url` (`http://` or `https://`, through the
+/// system's TLS library) and returns the response, its body still to be read.
 pub(crate) async fn open(
     method: &str,
     url: &str,
     headers: &[(&str, String)],
+    body: Bytes,
 ) -> Result<hyper::Response<Incoming>, SendError> {
     let unreachable = |e: &dyn std::fmt::Display| SendError::Unreachable(e.to_string());
     let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
@@ -315,7 +333,7 @@ pub(crate) async fn open(
         builder = builder.header(*name, value);
     }
     let request = builder
-        .body(Empty::<Bytes>::new())
+        .body(Full::new(body))
         .map_err(|e| SendError::Invalid(e.to_string()))?;
     if tls {
         let connector = native_tls::TlsConnector::new().map_err(|e| unreachable(&e))?;
@@ -332,7 +350,7 @@ pub(crate) async fn open(
 
 async fn exchange<T>(
     io: T,
-    request: hyper::Request<Empty<Bytes>>,
+    request: hyper::Request<Full<Bytes>>,
 ) -> Result<hyper::Response<Incoming>, String>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,

@@ -84,6 +84,15 @@ pub(crate) struct HealthLabel {
     pub state: String,
 }
 
+/// A notification's event and how it went, as labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct NotificationLabel {
+    /// `applied`, `failed`, `degraded`, `drift_healed`, `rolled_back` or `paused`.
+    pub event: String,
+    /// `sent` or `failed` (after its tries).
+    pub result: String,
+}
+
 /// Every metric the watcher exports, registered under the `shoal_` prefix.
 pub(crate) struct Metrics {
     registry: Registry,
@@ -103,6 +112,7 @@ pub(crate) struct Metrics {
     pub fetch_errors: Counter,
     pub events: Family<EventLabel, Counter>,
     pub service_health: Family<HealthLabel, Gauge>,
+    pub notifications: Family<NotificationLabel, Counter>,
 }
 
 impl Metrics {
@@ -201,6 +211,12 @@ impl Metrics {
             "1 for each service's current health state, 0 for its other states",
             service_health.clone(),
         );
+        let notifications = Family::<NotificationLabel, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notifications to the notify: webhooks of machines.yml, by event and result (sent, or failed after its tries)",
+            notifications.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -219,7 +235,18 @@ impl Metrics {
             fetch_errors,
             events,
             service_health,
+            notifications,
         }
+    }
+
+    /// Counts a notification that ended, sent or failed.
+    pub fn count_notification(&self, event: &str, result: &str) {
+        self.notifications
+            .get_or_create(&NotificationLabel {
+                event: event.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     /// Sets `shoal_service_health{service,state}`: 1 for each service's state, 0 for the
@@ -302,6 +329,13 @@ mod tests {
         assert!(text.contains("shoal_steps_applied_total{action=\"scale_service\"} 1"));
         assert!(
             text.contains("# TYPE shoal_applied_revision info"),
+            "{text}"
+        );
+        metrics.count_notification("failed", "sent");
+        assert!(
+            metrics
+                .encode()
+                .contains("shoal_notifications_total{event=\"failed\",result=\"sent\"} 1"),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));

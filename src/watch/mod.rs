@@ -44,8 +44,10 @@ pub use state::{
 pub use trigger::Trigger;
 
 use crate::apply::{unix_now, ApplyOptions};
+use crate::config::notifications::NotifyEvent;
 use crate::drivers::lock::LockHolder;
 use crate::model::DriverKind;
+use crate::notify::{Notice, Pacing};
 use crate::source::follow::{FollowError, LocalBranch};
 use crate::source::remote::{default_cache_dir, env_secret, RemoteBranch};
 use backoff::Backoff;
@@ -482,6 +484,7 @@ async fn run_loop(
     let _alive = AliveGuard(shared.clone());
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut first = true;
+    let mut told: BTreeMap<NotifyEvent, Notice> = BTreeMap::new();
     loop {
         if first {
             first = false;
@@ -547,8 +550,17 @@ async fn run_loop(
         });
         let converged = pass.converged();
         record(&shared, reconciler.followed(), &pass, unix_now());
+        let sending = notify(&shared, &pass, &mut told);
         shared.ready.store(true, Ordering::SeqCst);
         if settings.once {
+            if let Some(sending) = sending {
+                if tokio::time::timeout(NOTIFY_WAIT, sending).await.is_err() {
+                    tracing::warn!(
+                        "some notifications were still being sent after {} s; they were given up",
+                        NOTIFY_WAIT.as_secs()
+                    );
+                }
+            }
             return if pass.ok() { 0 } else { 1 };
         }
         if pass.error.is_none() && converged {
@@ -580,6 +592,55 @@ async fn run_loop(
     }
     tracing::info!("stopped");
     0
+}
+
+/// How long `watch --once` waits, before it exits, for the notifications still being sent.
+const NOTIFY_WAIT: Duration = Duration::from_secs(12);
+
+/// Sends the pass's notices to the webhooks that want them, in the background; each delivery
+/// is counted in `shoal_notifications_total` and kept on `/status` when it ends. A `paused` or
+/// `failed` notice the same as the last one of its event is not sent again while nothing else
+/// was told (a paused cluster is planned at every pass, a failing one retried). The task ends
+/// when every delivery has.
+fn notify(
+    shared: &Arc<Shared>,
+    pass: &Pass,
+    told: &mut BTreeMap<NotifyEvent, Notice>,
+) -> Option<JoinHandle<()>> {
+    let mut sending = Vec::new();
+    for notice in &pass.notices {
+        let repeats = matches!(notice.event, NotifyEvent::Paused | NotifyEvent::Failed);
+        if !repeats {
+            told.clear();
+        } else if told.get(&notice.event) == Some(notice) {
+            continue;
+        } else {
+            told.insert(notice.event, notice.clone());
+        }
+        sending.extend(crate::notify::spawn(
+            &pass.notify,
+            notice,
+            Pacing::default(),
+        ));
+    }
+    if sending.is_empty() {
+        return None;
+    }
+    let shared = shared.clone();
+    Some(tokio::spawn(async move {
+        for one in sending {
+            let Ok(delivery) = one.handle.await else {
+                continue;
+            };
+            shared
+                .metrics
+                .count_notification(delivery.event.as_str(), delivery.result());
+            shared.update(|report| {
+                report.notifications.insert(0, delivery);
+                report.notifications.truncate(state::NOTIFICATIONS_SHOWN);
+            });
+        }
+    }))
 }
 
 /// Puts a pass's outcome into the status and the metrics.

@@ -70,6 +70,7 @@ pub fn render(report: &StatusReport, now: u64) -> String {
     summary(&mut out, report, now);
     errors(&mut out, report, now);
     last_plan(&mut out, report);
+    notifications(&mut out, report, now);
     if let Some(cluster) = &report.cluster {
         nodes_and_services(&mut out, cluster);
     }
@@ -237,6 +238,40 @@ fn last_plan(out: &mut String, report: &StatusReport) {
     }
 }
 
+/// The last notifications and how each went (none: no section).
+fn notifications(out: &mut String, report: &StatusReport, now: u64) {
+    if report.notifications.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "<h2>Notifications</h2>\n<table><tr><th>when</th><th>event</th><th>webhook</th><th>result</th></tr>"
+    );
+    for sent in &report.notifications {
+        let result = match &sent.error {
+            None => format!(
+                "sent ({} tr{})",
+                sent.tries,
+                if sent.tries == 1 { "y" } else { "ies" }
+            ),
+            Some(error) => format!(
+                "<span class=\"bad\">failed after {} tries: {}</span>",
+                sent.tries,
+                escape(error)
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code> ({})</td><td>{result}</td></tr>",
+            time(Some(sent.at), now),
+            escape(sent.event.as_str()),
+            escape(&sent.url),
+            escape(&sent.origin),
+        );
+    }
+    let _ = writeln!(out, "</table>");
+}
+
 /// The cluster's nodes and services.
 fn nodes_and_services(out: &mut String, cluster: &Status) {
     let _ = writeln!(
@@ -332,5 +367,31 @@ mod tests {
         assert!(page.contains("the last good commit"), "{page}");
         assert!(page.contains("10s ago (unix 90)"), "{page}");
         assert_eq!(page.matches("is not valid").count(), 1, "{page}");
+    }
+
+    #[test]
+    fn the_last_notifications_are_listed() {
+        let delivery = |ok: bool| crate::notify::Delivery {
+            event: crate::config::notifications::NotifyEvent::Failed,
+            url: "https://hooks.example/…".into(),
+            origin: "machines.yml:12".into(),
+            ok,
+            tries: if ok { 1 } else { 3 },
+            error: (!ok).then(|| "HTTP 500 <b>".to_string()),
+            at: 90,
+        };
+        let report = StatusReport {
+            notifications: vec![delivery(false), delivery(true)],
+            ..StatusReport::default()
+        };
+        let page = render(&report, 100);
+        assert!(page.contains("<h2>Notifications</h2>"), "{page}");
+        assert!(
+            page.contains("failed after 3 tries: HTTP 500 &lt;b&gt;"),
+            "{page}"
+        );
+        assert!(page.contains("sent (1 try)"), "{page}");
+        assert!(page.contains("machines.yml:12"), "{page}");
+        assert!(!render(&StatusReport::default(), 100).contains("Notifications"));
     }
 }

@@ -5,9 +5,11 @@ use super::driver::driver_key;
 use super::state::SourceInfo;
 use crate::apply::progress::Progress;
 use crate::apply::{apply, unix_now, ApplyError, ApplyOptions};
+use crate::config::notifications::{NotifyEvent, NotifyTarget};
 use crate::drivers::open_driver;
 use crate::drivers::{Driver, DriverError};
 use crate::model::{Desired, DriverKind};
+use crate::notify::{notice_of_report, Notice};
 use crate::observe::{load_and_plan, observe, OpenDriver, Planned, Planning, PlanningError};
 use crate::plan::report::{ApplyReport, StepReport, StepStatus};
 use crate::plan::{Plan, Step};
@@ -123,6 +125,22 @@ pub(crate) struct Pass {
     pub seconds: f64,
     /// The cluster changed while the apply waited for health: the next pass runs at once.
     pub replan: bool,
+    /// What to tell the `notify:` webhooks about this pass, in order.
+    pub notices: Vec<Notice>,
+    /// The webhooks of the target's machines.yml.
+    pub notify: Vec<NotifyTarget>,
+}
+
+/// `action target` of the plan's first steps, for a notification's line.
+fn pending(plan: &Plan) -> String {
+    const SHOWN: usize = 5;
+    let mut steps: Vec<String> = (plan.steps.iter().take(SHOWN))
+        .map(|s| format!("{} {}", s.action(), s.target))
+        .collect();
+    if plan.steps.len() > SHOWN {
+        steps.push(format!("{} more", plan.steps.len() - SHOWN));
+    }
+    steps.join(", ")
 }
 
 /// The target of a report's drift line (`action target: reason`).
@@ -324,10 +342,20 @@ impl Reconciler {
                 let good = self.remembered();
                 let broken = broken_tip_message(&tip, error, good.as_ref().map(|g| &g.tip));
                 tracing::error!(revision = %tip.commit, "{broken}");
-                pass.broken_tip = Some(broken);
                 let Some(LastGood { tip: good, desired }) = good else {
+                    pass.broken_tip = Some(broken);
                     return Ok(());
                 };
+                pass.notices.push(Notice::new(
+                    &desired.cluster,
+                    Some(&tip.commit),
+                    NotifyEvent::Failed,
+                    &broken,
+                    Default::default(),
+                    "watch",
+                ));
+                pass.notify = desired.notify.clone();
+                pass.broken_tip = Some(broken);
                 let target = Target {
                     tip: good.clone(),
                     last_good: true,
@@ -371,6 +399,7 @@ impl Reconciler {
         pass.plan = Some(plan.clone());
         pass.observed_at = Some(observed.observed_at);
         pass.status = Some(Status::new(&desired, &observed));
+        pass.notify = desired.notify.clone();
         let recordable = observed
             .swarm
             .as_ref()
@@ -396,8 +425,22 @@ impl Reconciler {
                 pause.line(&pause.since.to_string()),
                 plan.steps.len()
             );
+            pass.notices.push(Notice::new(
+                &desired.cluster,
+                Some(&target.commit),
+                NotifyEvent::Paused,
+                &format!(
+                    "the cluster is {}: commit {short} is not applied, {} step(s) pending ({})",
+                    pause.line(&pause.since.to_string()),
+                    plan.steps.len(),
+                    pending(&plan)
+                ),
+                plan.summary,
+                "watch",
+            ));
             return Ok(());
         }
+        let mut healing = false;
         if plan.is_empty() {
             tracing::info!(
                 revision = %target.commit,
@@ -408,6 +451,7 @@ impl Reconciler {
             let applied_before = synced == Some(target.commit.as_str())
                 || observed.revision() == Some(target.commit.as_str());
             if applied_before {
+                healing = true;
                 pass.drift_steps = plan.steps.len();
                 tracing::warn!(
                     revision = %target.commit,
@@ -435,9 +479,29 @@ impl Reconciler {
         .map_err(|e| {
             if let ApplyError::Driver(DriverError::Locked(held)) = &e {
                 pass.locked_until = Some(held.expires_at);
+                // Another shoal is applying: nothing failed.
+            } else {
+                pass.notices.push(Notice::new(
+                    &desired.cluster,
+                    Some(&target.commit),
+                    NotifyEvent::Failed,
+                    &format!("cannot apply commit {short}: {e}"),
+                    plan.summary,
+                    "watch",
+                ));
             }
             format!("cannot apply commit {short}: {e}")
         })?;
+        let mut notice = notice_of_report(&desired.cluster, plan.summary, &report, "watch");
+        if healing && notice.event == NotifyEvent::Applied {
+            notice.event = NotifyEvent::DriftHealed;
+            notice.message = format!(
+                "the cluster no longer matched commit {short}; {} step(s) brought it back ({})",
+                plan.steps.len(),
+                pending(&plan)
+            );
+        }
+        pass.notices.push(notice);
         if let Ok(after) = observe(&driver, unix_now()).await {
             pass.observed_at = Some(after.observed_at);
             pass.status = Some(Status::new(&desired, &after));

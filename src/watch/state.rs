@@ -1,5 +1,6 @@
 //! What the watcher knows about its last passes: the `/status` JSON, the HTML page's data.
 
+use crate::notify::Delivery;
 use crate::plan::{Plan, Summary};
 use crate::render::Status;
 use crate::source::follow::Tip;
@@ -190,7 +191,14 @@ pub struct StatusReport {
     pub target: Option<TargetInfo>,
     /// Why the branch tip does not load or plan, while it does not; cleared by a tip that does.
     pub tip_error: Option<ErrorInfo>,
+    /// The last notifications to the `notify:` webhooks and how each went, newest first (at
+    /// most [`NOTIFICATIONS_SHOWN`]); absent until one is sent.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<Delivery>,
 }
+
+/// How many notifications `/status` keeps.
+pub const NOTIFICATIONS_SHOWN: usize = 10;
 
 #[cfg(test)]
 mod tests {

@@ -24,6 +24,7 @@ mod hostile_input;
 mod hostile_secrets;
 mod hostile_sim;
 mod no_drift;
+mod notify_sim;
 mod pause_sim;
 mod properties;
 mod revision_sim;

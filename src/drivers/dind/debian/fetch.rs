@@ -50,7 +50,7 @@ async fn get(url: &str) -> Result<hyper::Response<Incoming>, String> {
 }
 
 async fn send(url: &str) -> Result<hyper::Response<Incoming>, String> {
-    crate::registry::client::open("GET", url, &[])
+    crate::registry::client::open("GET", url, &[], bytes::Bytes::new())
         .await
         .map_err(|e| match e {
             SendError::Invalid(message) | SendError::Unreachable(message) => message,

@@ -1,0 +1,9 @@
+//! Notifications (DESIGN §9): what happened to the cluster, told to the `notify:` webhooks of
+//! machines.yml. [`payload`] builds the bodies (pure); [`send`] delivers them in the background
+//! (the edge), and a failure never fails the apply or the reconcile that caused it.
+
+pub mod payload;
+pub mod send;
+
+pub use payload::{notice_of_report, Notice};
+pub use send::{spawn, wait, Delivery, Pacing, Sending};

@@ -1,0 +1,406 @@
+//! Notifications on the sim (DESIGN §9): `shoal apply` tells the `notify:` webhooks of
+//! machines.yml what happened, signed with the secret from the environment; a webhook that
+//! answers 500 is tried again, one that never answers does not hold the apply up nor change its
+//! exit code; events are filtered per webhook; `--no-notify` sends nothing.
+
+use crate::common;
+
+use common::Repo;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How the receiver answers a request.
+#[derive(Clone, Copy)]
+enum Answer {
+    Status(u16),
+    /// Reads the request and never answers.
+    Hang,
+}
+
+/// A request the receiver got.
+#[derive(Clone, Debug)]
+struct Received {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+/// A small HTTP receiver on 127.0.0.1: answers its requests in the order `answers` gives
+/// (the last one for all further requests) and keeps what it got.
+struct Receiver {
+    port: u16,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    fn start(answers: &[Answer]) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let port = listener.local_addr().unwrap().port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let answers = answers.to_vec();
+        let kept = got.clone();
+        std::thread::spawn(move || {
+            for (i, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { return };
+                let Some(received) = read_request(&mut stream) else {
+                    continue;
+                };
+                kept.lock().unwrap().push(received);
+                match answers[i.min(answers.len() - 1)] {
+                    Answer::Status(code) => {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        );
+                    }
+                    Answer::Hang => {
+                        // Keep the connection open, unanswered, until the client gives up.
+                        std::thread::spawn(move || {
+                            std::thread::sleep(Duration::from_secs(60));
+                            drop(stream);
+                        });
+                    }
+                }
+            }
+        });
+        Receiver { port, got }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook/token123", self.port)
+    }
+
+    fn got(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+fn read_request(stream: &mut std::net::TcpStream) -> Option<Received> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':')?;
+        headers.push((name.trim().to_string(), value.trim().to_string()));
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Received { headers, body })
+}
+
+/// The tutorial with `notify:` appended to machines.yml.
+fn repo_notifying(block: &str) -> Repo {
+    let repo = Repo::copy_of("examples/dataapp");
+    let path = repo.path().join("machines.yml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(block);
+    std::fs::write(&path, text).unwrap();
+    repo
+}
+
+fn apply_with(repo: &Repo, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = repo.command(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("run shoal")
+}
+
+fn hex_hmac(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[test]
+fn apply_sends_signed_json_and_retries_after_a_500() {
+    let receiver = Receiver::start(&[Answer::Status(500), Answer::Status(204)]);
+    let repo = repo_notifying(
+        "notify:\n  - url: ${HOOK_URL}\n    secret: ${HOOK_SECRET}\n    link: http://status.example/\n",
+    );
+    let env = [
+        ("HOOK_URL", receiver.url()),
+        ("HOOK_SECRET", "s3cr3t".to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let out = apply_with(&repo, &["apply", "--yes"], &env);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = receiver.got();
+    assert_eq!(got.len(), 2, "one 500, then the retry: {got:?}");
+    assert_eq!(got[0].body, got[1].body, "the retry sends the same body");
+    let request = &got[1];
+    assert_eq!(
+        request.header("x-shoal-signature"),
+        Some(format!("sha256={}", hex_hmac("s3cr3t", &request.body)).as_str())
+    );
+    assert_eq!(request.header("x-shoal-event"), Some("applied"));
+    let body = request.json();
+    assert_eq!(body["event"], "applied");
+    assert_eq!(body["cluster"], "dataapp");
+    assert_eq!(body["source"], "apply");
+    assert_eq!(body["link"], "http://status.example/");
+    assert!(body["summary"]["add"].as_u64().unwrap() > 0, "{body}");
+    assert_eq!(body["failing"], serde_json::json!([]));
+    assert!(!String::from_utf8_lossy(&request.body).contains("s3cr3t"));
+
+    // Nothing to do: nothing is told.
+    let again = apply_with(&repo, &["apply", "--yes"], &env);
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(receiver.got().len(), 2);
+}
+
+#[test]
+fn a_degraded_apply_tells_the_failing_service_in_slack_format_and_filters_events() {
+    let slack = Receiver::start(&[Answer::Status(200)]);
+    let only_applied = Receiver::start(&[Answer::Status(200)]);
+    let repo = repo_notifying(&format!(
+        "notify:\n  - url: {}\n    format: slack\n    events: [failed, degraded]\n  - url: {}\n    events: [applied]\n",
+        slack.url(),
+        only_applied.url()
+    ));
+    let first = apply_with(&repo, &["apply", "--yes"], &[]);
+    assert_eq!(first.status.code(), Some(0));
+    assert!(slack.got().is_empty(), "slack wants no `applied`");
+    assert_eq!(only_applied.got().len(), 1);
+
+    repo.edit(
+        "docker-compose.yml",
+        "image: dataservice:1",
+        "image: missing/dataservice:2",
+    );
+    let out = apply_with(&repo, &["apply", "--yes"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(only_applied.got().len(), 1, "it wants no `degraded`");
+    let got = slack.got();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].header("x-shoal-signature").is_none());
+    let body = got[0].json();
+    let text = body["text"].as_str().unwrap();
+    assert!(
+        text.contains("dataapp") && text.contains("degraded"),
+        "{body}"
+    );
+    let blocks = body["blocks"].to_string();
+    assert!(
+        blocks.contains("dataapp_dataservice") && blocks.contains("No such image"),
+        "{body:#}"
+    );
+}
+
+#[test]
+fn a_webhook_that_never_answers_does_not_change_the_apply() {
+    let receiver = Receiver::start(&[Answer::Hang]);
+    let repo = repo_notifying(&format!("notify:\n  - url: {}\n", receiver.url()));
+    let out = apply_with(&repo, &["apply", "--yes", "--json"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the report");
+    assert_eq!(report["converged"], true);
+    // Bounded: the apply waits for its notifications at most 12 s (a 10 s try, a pause, the
+    // start of a second), never for the three tries.
+    let tries = receiver.got().len();
+    assert!((1..=2).contains(&tries), "{tries} tries");
+    assert!(
+        stderr.contains("still notifying http://127.0.0.1:")
+            && stderr.contains("(machines.yml:16)")
+            && stderr.contains("given up"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("token123"),
+        "the URL's path is not shown: {stderr}"
+    );
+}
+
+#[test]
+fn no_notify_sends_nothing_and_an_unset_url_only_warns() {
+    let receiver = Receiver::start(&[Answer::Status(200)]);
+    let repo = repo_notifying("notify:\n  - url: ${HOOK_URL}\n");
+    let url = receiver.url();
+    let out = apply_with(
+        &repo,
+        &["apply", "--yes", "--no-notify"],
+        &[("HOOK_URL", &url)],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(receiver.got().is_empty());
+
+    let validated = apply_with(&repo, &["validate"], &[]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&validated.stdout),
+        String::from_utf8_lossy(&validated.stderr)
+    );
+    assert_eq!(validated.status.code(), Some(0), "{said}");
+    assert!(said.contains("HOOK_URL is not set"), "{said}");
+
+    let bad = apply_with(&repo, &["validate"], &[("HOOK_URL", "ftp://example.com/")]);
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{said}");
+    assert!(said.contains("machines.yml:16"), "{said}");
+}
+
+fn git(repo: &Repo, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=shoal", "-c", "user.email=shoal@localhost"])
+        .args(args)
+        .current_dir(repo.path())
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}");
+}
+
+/// The tutorial notifying `url`, committed (the watcher reads commits).
+fn committed_notifying(url: &str) -> Repo {
+    let repo = repo_notifying(&format!("notify:\n  - url: {url}\n"));
+    std::fs::write(repo.path().join(".gitignore"), ".shoal/\n").unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "tutorial"]);
+    repo
+}
+
+fn events(receiver: &Receiver) -> Vec<String> {
+    (receiver.got().iter())
+        .map(|r| r.json()["event"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn the_watcher_tells_applied_drift_healed_and_paused() {
+    let receiver = Receiver::start(&[Answer::Status(200)]);
+    let repo = committed_notifying(&receiver.url());
+    repo.ok(&["watch", "--once"]);
+    assert_eq!(events(&receiver), ["applied"]);
+    let applied = receiver.got()[0].json();
+    assert_eq!(applied["source"], "watch");
+    assert_eq!(applied["revision"].as_str().unwrap().len(), 40);
+
+    // Nothing to do: nothing told.
+    repo.ok(&["watch", "--once"]);
+    assert_eq!(events(&receiver), ["applied"]);
+
+    repo.ok(&["sim", "set-replicas", "dataapp_dataservice", "2"]);
+    repo.ok(&["watch", "--once"]);
+    assert_eq!(events(&receiver), ["applied", "drift_healed"]);
+    let healed = receiver.got()[1].json();
+    assert!(
+        healed["message"]
+            .as_str()
+            .unwrap()
+            .contains("scale_service dataapp_dataservice"),
+        "{healed}"
+    );
+
+    repo.ok(&["pause", "--reason", "incident 7"]);
+    repo.ok(&["sim", "set-replicas", "dataapp_dataservice", "2"]);
+    repo.ok(&["watch", "--once"]);
+    assert_eq!(events(&receiver), ["applied", "drift_healed", "paused"]);
+    let paused = receiver.got()[2].json();
+    assert!(
+        paused["message"].as_str().unwrap().contains("incident 7"),
+        "{paused}"
+    );
+}
+
+#[test]
+fn the_watcher_counts_and_shows_its_notifications() {
+    use crate::watch_support::{get, metric, wait_until, Spawned};
+    let receiver = Receiver::start(&[Answer::Status(500), Answer::Status(200)]);
+    let unreachable = {
+        // A port nobody listens on: every try is refused.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        format!("http://127.0.0.1:{port}/")
+    };
+    let repo = repo_notifying(&format!(
+        "notify:\n  - url: {}\n  - url: {unreachable}\n    events: [applied]\n",
+        receiver.url()
+    ));
+    std::fs::write(repo.path().join(".gitignore"), ".shoal/\n").unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "tutorial"]);
+    let mut watcher = Spawned::spawn(repo.command(&["watch", "--listen", "127.0.0.1:0"]));
+    let addr = watcher.listening(Duration::from_secs(30));
+    let counted = |event: &str, result: &str| {
+        let text = get(addr, "/metrics").body;
+        metric(
+            &text,
+            &format!("shoal_notifications_total{{event=\"{event}\",result=\"{result}\"}}"),
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || counted("applied", "sent")
+            == 1.0
+            && counted("applied", "failed") == 1.0),
+        "{}",
+        get(addr, "/metrics").body
+    );
+    let status: Value = serde_json::from_str(&get(addr, "/status").body).unwrap();
+    let shown = status["notifications"].as_array().expect("notifications");
+    assert_eq!(shown.len(), 2, "{status:#}");
+    let sent = shown.iter().find(|n| n["ok"] == true).expect("a sent one");
+    assert_eq!(sent["tries"], 2, "one 500, then sent: {sent}");
+    let failed = shown
+        .iter()
+        .find(|n| n["ok"] == false)
+        .expect("a failed one");
+    assert_eq!(failed["tries"], 3, "{failed}");
+    assert!(!status.to_string().contains("token123"), "{status:#}");
+
+    // A commit that does not load: the cluster stays at the last good commit, and its webhooks
+    // are told `failed`, once.
+    std::fs::write(repo.path().join("docker-compose.yml"), "services: [\n").unwrap();
+    git(&repo, &["commit", "-q", "-am", "broken"]);
+    assert!(
+        wait_until(Duration::from_secs(30), || counted("failed", "sent") == 1.0),
+        "{}",
+        get(addr, "/metrics").body
+    );
+    let failed = receiver.got().last().unwrap().json();
+    assert_eq!(failed["event"], "failed");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("docker-compose.yml"),
+        "{failed}"
+    );
+    watcher.terminate(Duration::from_secs(20));
+}
