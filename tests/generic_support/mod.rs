@@ -578,6 +578,31 @@ pub fn node_ids(hosts: &Hosts) -> Vec<String> {
     ids
 }
 
+/// Waits until host 0 lists `count` managers that are the leader or reachable.
+pub fn wait_managers_reachable(hosts: &Hosts, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let listed = hosts
+            .docker_cli(0)
+            .args(["node", "ls", "--format", "{{.ManagerStatus}}"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let reachable = listed
+            .lines()
+            .filter(|l| matches!(l.trim(), "Leader" | "Reachable"))
+            .count();
+        if reachable >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "host 1 never listed {count} reachable managers:\n{listed}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Waits until host 0 sees the node of host `i` in `state` (`down`, `ready`).
 pub fn wait_node_state(hosts: &Hosts, i: usize, state: &str) {
     let hostname = format!("h{}", i + 1);
@@ -593,7 +618,14 @@ pub fn wait_node_state(hosts: &Hosts, i: usize, state: &str) {
                 "{{.Status.State}}",
             ])
             .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .map(|o| {
+                let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                if out.is_empty() {
+                    String::from_utf8_lossy(&o.stderr).trim().to_string()
+                } else {
+                    out
+                }
+            })
             .unwrap_or_default();
         if seen == state {
             return;
@@ -611,6 +643,9 @@ pub fn wait_node_state(hosts: &Hosts, i: usize, state: &str) {
 /// exits 1 while it cannot be seen; when it returns, the plan is empty and every node ID is
 /// unchanged. The hosts' hostnames (h1..h3) are not their machine names, as on real hosts.
 pub fn a_silent_manager_is_kept(repo: &Repo, hosts: &Hosts, i: usize, machine: &str) {
+    // Silencing one of three managers keeps quorum only once all three are Raft members: a
+    // node just promoted or joined as manager is one a moment after swarm says so.
+    wait_managers_reachable(hosts, 3);
     let before = node_ids(hosts);
     let container = hosts.container(i);
     let silences: [(&str, &str); 2] = [("pause", "unpause"), ("stop", "start")];
