@@ -74,6 +74,19 @@ impl Bench {
             .expect("run the docker CLI")
     }
 
+    /// `docker stack deploy` of `file` as stack `cli`, asking no registry.
+    fn deploy(&self, file: &str) -> Output {
+        self.cli(&[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            file,
+            "cli",
+        ])
+    }
+
     /// Seconds of one run of `run`.
     fn timed(run: impl FnOnce() -> Output) -> (f64, Output) {
         let started = Instant::now();
@@ -140,6 +153,26 @@ fn ensure_demo_image(root: &Path) {
     }
 }
 
+/// `runs` rounds of `prepare(round)`, then shoal's apply and the CLI's deploy, each timed:
+/// shoal's seconds, the most writes one of its applies sent, the CLI's seconds.
+fn rounds(
+    bench: &Bench,
+    runs: usize,
+    cli_file: &str,
+    prepare: impl Fn(usize),
+) -> (Vec<f64>, u64, Vec<f64>) {
+    let (mut shoal, mut most_writes, mut cli) = (Vec::new(), 0, Vec::new());
+    for round in 0..runs {
+        prepare(round);
+        let (seconds, out) =
+            Bench::timed(|| bench.shoal(&["apply", "--yes", "--no-wait", "--json"]));
+        shoal.push(seconds);
+        most_writes = most_writes.max(writes(&out));
+        cli.push(Bench::timed(|| bench.deploy(cli_file)).0);
+    }
+    (shoal, most_writes, cli)
+}
+
 /// Measures one size; returns the table rows.
 fn measure(shoal: &Path, services: usize, runs: usize) -> String {
     let cluster = format!("fastpath{}", std::process::id() % 100_000);
@@ -172,70 +205,15 @@ fn measure(shoal: &Path, services: usize, runs: usize) -> String {
     let cli_file = bench.repo.join("cli.yml");
     let cli_file = cli_file.to_str().unwrap();
     std::fs::write(&compose_file, compose(services, None)).unwrap();
-    let (shoal_first, first) =
-        Bench::timed(|| bench.shoal(&["apply", "--yes", "--no-wait", "--json"]));
-    let first_writes = writes(&first);
-    let (cli_first, _) = Bench::timed(|| {
-        bench.cli(&[
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-            "-c",
-            cli_file,
-            "cli",
-        ])
-    });
+    let (first, first_writes, cli_first) = rounds(&bench, 1, cli_file, |_| {});
+    let (shoal_first, cli_first) = (first[0], cli_first[0]);
 
-    let mut shoal_noop = Vec::new();
-    let mut noop_writes = 0;
-    let mut cli_noop = Vec::new();
-    for _ in 0..runs {
-        let (seconds, out) =
-            Bench::timed(|| bench.shoal(&["apply", "--yes", "--no-wait", "--json"]));
-        shoal_noop.push(seconds);
-        noop_writes = noop_writes.max(writes(&out));
-        cli_noop.push(
-            Bench::timed(|| {
-                bench.cli(&[
-                    "stack",
-                    "deploy",
-                    "--resolve-image",
-                    "never",
-                    "-c",
-                    cli_file,
-                    "cli",
-                ])
-            })
-            .0,
-        );
-    }
-    let mut shoal_change = Vec::new();
-    let mut change_writes = 0;
-    let mut cli_change = Vec::new();
-    for run in 0..runs {
+    let (shoal_noop, noop_writes, cli_noop) = rounds(&bench, runs, cli_file, |_| {});
+    let (shoal_change, change_writes, cli_change) = rounds(&bench, runs, cli_file, |run| {
         let changed = Some(run % services);
         std::fs::write(&compose_file, compose(services, changed)).unwrap();
-        std::fs::write(bench.repo.join("cli.yml"), compose(services, changed)).unwrap();
-        let (seconds, out) =
-            Bench::timed(|| bench.shoal(&["apply", "--yes", "--no-wait", "--json"]));
-        shoal_change.push(seconds);
-        change_writes = change_writes.max(writes(&out));
-        cli_change.push(
-            Bench::timed(|| {
-                bench.cli(&[
-                    "stack",
-                    "deploy",
-                    "--resolve-image",
-                    "never",
-                    "-c",
-                    cli_file,
-                    "cli",
-                ])
-            })
-            .0,
-        );
-    }
+        std::fs::write(cli_file, compose(services, changed)).unwrap();
+    });
     let noop_breakdown = String::from_utf8_lossy(
         &bench
             .shoal(&["--timings", "apply", "--yes", "--no-wait"])

@@ -227,21 +227,7 @@ pub async fn apply(
         }
         (_, observed) => (observed, Vec::new()),
     };
-    let health = observed
-        .as_ref()
-        .map(|observed| {
-            desired
-                .stacks
-                .values()
-                .flat_map(|stack| stack.services.keys())
-                .map(|name| {
-                    let health = drift::drifted_health(&drift, name)
-                        .unwrap_or_else(|| health::health_of(observed, name));
-                    (name.clone(), health)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let health = final_health(desired, observed.as_ref(), &drift);
     Ok(ApplyReport {
         revision: plan.revision.clone(),
         steps,
@@ -254,6 +240,28 @@ pub async fn apply(
         waited_for,
         drift: drift.into_iter().map(|d| d.line).collect(),
     })
+}
+
+/// Each service of `desired`'s stacks and its health at the end: what `observed` says, unless
+/// the service changed by hand during the wait (`drift`); empty when nothing was observed.
+fn final_health(
+    desired: &Desired,
+    observed: Option<&Observed>,
+    drift: &[drift::Drift],
+) -> BTreeMap<String, health::Health> {
+    let Some(observed) = observed else {
+        return BTreeMap::new();
+    };
+    desired
+        .stacks
+        .values()
+        .flat_map(|stack| stack.services.keys())
+        .map(|name| {
+            let health = drift::drifted_health(drift, name)
+                .unwrap_or_else(|| health::health_of(observed, name));
+            (name.clone(), health)
+        })
+        .collect()
 }
 
 /// Runs `work` while renewing `holder`'s apply lock every third of its TTL, so a long apply

@@ -3,7 +3,7 @@
 //! `<details>` block (values masked as in every output), warnings, what could not be seen, and
 //! how to apply it.
 
-use super::plan_text::{change_lines, extra, symbol};
+use super::plan_text::{after, change_lines, extra, symbol};
 use crate::plan::Plan;
 use similar::ChangeTag;
 use std::fmt::Write;
@@ -93,12 +93,7 @@ fn render_steps(out: &mut String, plan: &Plan) {
     let _ = writeln!(out, "| # | | action | target | reason |");
     let _ = writeln!(out, "|---:|:---:|---|---|---|");
     for step in &plan.steps {
-        let after = if step.depends_on.is_empty() {
-            String::new()
-        } else {
-            let ids: Vec<String> = step.depends_on.iter().map(|d| format!("#{d}")).collect();
-            format!(" (after {})", ids.join(", "))
-        };
+        let after = after(step).map(|a| format!(" {a}")).unwrap_or_default();
         let _ = writeln!(
             out,
             "| {} | {} | {} | {}{} | {}{} |",

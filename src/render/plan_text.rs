@@ -76,11 +76,9 @@ pub fn render_plan(plan: &Plan, style: Style) -> String {
             Effect::Change => style.yellow(sym),
             Effect::Destroy => style.red(sym),
         };
-        let deps = if step.depends_on.is_empty() {
-            String::new()
-        } else {
-            let ids: Vec<String> = step.depends_on.iter().map(|d| format!("#{d}")).collect();
-            format!("  (after {})", ids.join(", "))
+        let deps = match after(step) {
+            Some(after) => format!("  {after}"),
+            None => String::new(),
         };
         let _ = writeln!(
             out,
@@ -105,6 +103,15 @@ pub fn render_plan(plan: &Plan, style: Style) -> String {
         s.destroy
     );
     out
+}
+
+/// `(after #1, #2)`: the steps `step` waits for, `None` when it waits for none.
+pub(crate) fn after(step: &Step) -> Option<String> {
+    if step.depends_on.is_empty() {
+        return None;
+    }
+    let ids: Vec<String> = step.depends_on.iter().map(|d| format!("#{d}")).collect();
+    Some(format!("(after {})", ids.join(", ")))
 }
 
 /// Short facts shown next to the target.

@@ -506,51 +506,7 @@ impl Reconciler {
             pass.observed_at = Some(after.observed_at);
             pass.status = Some(Status::new(&desired, &after));
         }
-        let failed = report.failed_steps();
-        let converged = report.converged;
-        let remaining = report.remaining.clone();
-        // A service changed by hand while the apply waited is not this commit's failure: the
-        // next pass, planned at once, brings it back.
-        let drifted = |name: &str| report.drift.iter().any(|d| drift_target(d) == name);
-        let unhealthy: Vec<String> = report
-            .unhealthy()
-            .into_iter()
-            .filter(|(name, _)| !drifted(name))
-            .map(|(name, health)| format!("{name}: {}", health.line()))
-            .collect();
-        if !report.drift.is_empty() {
-            pass.replan = true;
-            tracing::warn!(
-                revision = %target.commit,
-                "the cluster changed while the apply waited for health: {}; planning again at once",
-                report.drift.join("; ")
-            );
-        }
-        pass.report = Some(report);
-        if !failed.is_empty() {
-            return Err(format!(
-                "applying commit {short}: {} step(s) failed: {}",
-                failed.len(),
-                failed.join("; ")
-            ));
-        }
-        if !unhealthy.is_empty() {
-            return Err(format!(
-                "applied commit {short}, but it left {} service(s) not healthy: {}",
-                unhealthy.len(),
-                unhealthy.join("; ")
-            ));
-        }
-        if converged {
-            tracing::info!(revision = %target.commit, "applied commit {short}");
-        } else {
-            tracing::warn!(
-                revision = %target.commit,
-                "applied commit {short}, but the cluster has not settled yet: {}",
-                remaining.join(", ")
-            );
-        }
-        Ok(())
+        judge_report(pass, report, &target.commit, short)
     }
 
     /// The driver the last pass opened, if one did.
@@ -624,6 +580,62 @@ impl Progress for TracingProgress {
     fn health(&self, line: &str) {
         tracing::info!("{line}");
     }
+}
+
+/// Judges a pass's apply: failed steps or services it left not healthy (but for those changed
+/// by hand meanwhile, which the next pass, planned at once, brings back) fail the pass; the
+/// report is kept on the pass either way.
+fn judge_report(
+    pass: &mut Pass,
+    report: ApplyReport,
+    commit: &str,
+    short: &str,
+) -> Result<(), String> {
+    let failed = report.failed_steps();
+    let converged = report.converged;
+    let remaining = report.remaining.clone();
+    // A service changed by hand while the apply waited is not this commit's failure: the
+    // next pass, planned at once, brings it back.
+    let drifted = |name: &str| report.drift.iter().any(|d| drift_target(d) == name);
+    let unhealthy: Vec<String> = report
+        .unhealthy()
+        .into_iter()
+        .filter(|(name, _)| !drifted(name))
+        .map(|(name, health)| format!("{name}: {}", health.line()))
+        .collect();
+    if !report.drift.is_empty() {
+        pass.replan = true;
+        tracing::warn!(
+            revision = %commit,
+            "the cluster changed while the apply waited for health: {}; planning again at once",
+            report.drift.join("; ")
+        );
+    }
+    pass.report = Some(report);
+    if !failed.is_empty() {
+        return Err(format!(
+            "applying commit {short}: {} step(s) failed: {}",
+            failed.len(),
+            failed.join("; ")
+        ));
+    }
+    if !unhealthy.is_empty() {
+        return Err(format!(
+            "applied commit {short}, but it left {} service(s) not healthy: {}",
+            unhealthy.len(),
+            unhealthy.join("; ")
+        ));
+    }
+    if converged {
+        tracing::info!(revision = %commit, "applied commit {short}");
+    } else {
+        tracing::warn!(
+            revision = %commit,
+            "applied commit {short}, but the cluster has not settled yet: {}",
+            remaining.join(", ")
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

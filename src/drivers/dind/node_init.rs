@@ -30,8 +30,9 @@ pub const NODE_PROBE_COMMAND: &str = "node-probe";
 const HOST_DIR: &str = "/run/shoal-host";
 /// Where the iptables programs live in the node image.
 const SBIN: &str = "/usr/sbin";
-/// The iptables tools each multi-call binary answers to.
-const IPTABLES_TOOLS: &[&str] = &[
+/// The iptables tools each multi-call binary answers to (the image links them, the init
+/// points them at a backend).
+pub(crate) const IPTABLES_TOOLS: &[&str] = &[
     "iptables",
     "iptables-save",
     "iptables-restore",

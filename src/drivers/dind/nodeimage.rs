@@ -19,6 +19,7 @@
 //! everything shoal adds to them.
 
 use super::debian::{self, DebianEngine};
+use super::node_init::IPTABLES_TOOLS;
 use super::upload;
 use super::DindError;
 use super::{is_not_found, NODE_HOST_DIR};
@@ -77,15 +78,6 @@ const ENGINE_BINARIES: &[(&str, &[&str])] = &[
 ];
 /// The iptables multi-call binaries (at least one is needed).
 const XTABLES: &[&str] = &["xtables-nft-multi", "xtables-legacy-multi"];
-/// The iptables tools each multi-call binary answers to.
-const IPTABLES_TOOLS: &[&str] = &[
-    "iptables",
-    "iptables-save",
-    "iptables-restore",
-    "ip6tables",
-    "ip6tables-save",
-    "ip6tables-restore",
-];
 /// Host files copied into `/etc` when present.
 const ETC_FROM_HOST: &[&str] = &["protocols", "services", "ethertypes"];
 
