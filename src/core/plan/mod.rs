@@ -15,8 +15,8 @@ pub mod reason;
 pub mod report;
 mod rules;
 pub mod saved;
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod wire;
 
 pub use model::{

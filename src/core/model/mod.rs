@@ -7,6 +7,7 @@ pub mod notifications;
 pub mod observed;
 pub mod pause;
 pub mod spec;
+pub mod timing;
 pub mod unmodeled;
 
 pub use desired::{
