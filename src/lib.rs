@@ -9,6 +9,7 @@
 pub use shoal_core::{compose, config, diag, health, model, plan, render, yaml};
 
 pub mod apply;
+pub mod clock;
 pub mod crash;
 pub mod docker;
 pub mod drivers;

@@ -4,7 +4,8 @@
 use super::driver::driver_key;
 use super::state::SourceInfo;
 use crate::apply::progress::Progress;
-use crate::apply::{apply, unix_now, ApplyError, ApplyOptions};
+use crate::apply::{apply, ApplyError, ApplyOptions};
+use crate::clock::unix_now;
 use crate::config::notifications::{NotifyEvent, NotifyTarget};
 use crate::drivers::open_driver;
 use crate::drivers::{Driver, DriverError};
