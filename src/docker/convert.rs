@@ -637,48 +637,9 @@ pub(crate) fn configs_by_name(configs: &[models::Config]) -> BTreeMap<String, Ob
 /// Parses an RFC 3339 timestamp as the daemon writes it (`2024-05-01T10:00:00.123456789Z`,
 /// or with a `+hh:mm` offset) to seconds since the epoch; the fraction is dropped.
 pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
-    let (date, rest) = text.split_once(['T', 't', ' '])?;
-    let mut date = date.splitn(3, '-');
-    let year: i64 = date.next()?.parse().ok()?;
-    let month: u32 = date.next()?.parse().ok()?;
-    let day: u32 = date.next()?.parse().ok()?;
-    let (clock, offset) = if let Some(clock) = rest.strip_suffix(['Z', 'z']) {
-        (clock, 0)
-    } else {
-        let at = rest.rfind(['+', '-'])?;
-        let (clock, zone) = rest.split_at(at);
-        let sign = if zone.starts_with('-') { -1 } else { 1 };
-        let (hours, minutes) = zone[1..].split_once(':')?;
-        let hours: i64 = hours.parse().ok()?;
-        let minutes: i64 = minutes.parse().ok()?;
-        (clock, sign * (hours * 3600 + minutes * 60))
-    };
-    let clock = clock.split('.').next()?;
-    let mut clock = clock.splitn(3, ':');
-    let hour: i64 = clock.next()?.parse().ok()?;
-    let minute: i64 = clock.next()?.parse().ok()?;
-    let second: i64 = clock.next()?.parse().ok()?;
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset)
-}
-
-/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar.
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month = i64::from(month);
-    let day_of_year =
-        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    text.parse::<jiff::Timestamp>()
+        .ok()
+        .map(|timestamp| timestamp.as_second())
 }
 
 #[cfg(test)]

@@ -295,24 +295,21 @@ fn remove_stale_folders(own: &Path) {
 
 /// A fresh folder only this user can enter, with a short path (unix socket paths are limited).
 fn private_dir(machine: &str) -> Result<PathBuf, EngineError> {
-    use std::os::unix::fs::DirBuilderExt;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
     let short: String = machine.chars().take(20).collect();
-    let dir = std::env::temp_dir().join(format!(
-        "{DIR_PREFIX}{}-{short}-{nanos:x}",
-        std::process::id()
-    ));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
+    let prefix = format!("{DIR_PREFIX}{}-{short}-", std::process::id());
+    // tempfile makes the folder with mode 0700 under a random name; the tunnel removes it when
+    // dropped, and a later shoal removes the folders of killed ones (`remove_stale_folders`).
+    let dir = tempfile::Builder::new()
+        .prefix(&prefix)
+        .rand_bytes(4)
+        .tempdir()
         .map_err(|e| {
             EngineError::Other(format!(
-                "machine {machine}: cannot create {}: {e}",
-                dir.display()
+                "machine {machine}: cannot create a folder for its ssh forward in {}: {e}",
+                std::env::temp_dir().display()
             ))
-        })?;
+        })?
+        .keep();
     remove_stale_folders(&dir);
     Ok(dir)
 }

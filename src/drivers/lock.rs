@@ -163,26 +163,9 @@ impl fmt::Display for HeldLock {
     }
 }
 
-/// A new lock ID: 12 hex digits from the kernel's random UUIDs.
+/// A new lock ID: the first 12 hex digits of a random (version 4) UUID.
 fn fresh_id() -> String {
-    let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap_or_default();
-    let hex: String = uuid
-        .chars()
-        .filter(char::is_ascii_hexdigit)
-        .take(12)
-        .collect();
-    if hex.len() == 12 {
-        hex
-    } else {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        format!(
-            "{:012x}",
-            (nanos ^ u128::from(std::process::id())) & 0xffff_ffff_ffff
-        )
-    }
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
 }
 
 /// This host's name (the kernel's), empty when it cannot be read.
@@ -203,22 +186,16 @@ fn process_start(pid: u32) -> Option<u64> {
 
 /// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS` in the local time zone.
 pub fn local_time(seconds: u64) -> String {
-    let time = seconds as libc::time_t;
-    // SAFETY: localtime_r only writes the `tm` it is given and reads `time`.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let converted = unsafe { !libc::localtime_r(&time, &mut tm).is_null() };
-    if !converted {
-        return format!("{seconds} (Unix time)");
+    let timestamp = i64::try_from(seconds)
+        .ok()
+        .and_then(|seconds| jiff::Timestamp::from_second(seconds).ok());
+    match timestamp {
+        Some(timestamp) => timestamp
+            .to_zoned_datetime(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        None => format!("{seconds} (Unix time)"),
     }
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
 }
 
 #[cfg(test)]
@@ -231,6 +208,27 @@ mod tests {
             since: 1_000,
             expires_at,
         }
+    }
+
+    #[test]
+    fn times_are_local_dates_and_impossible_ones_stay_numbers() {
+        let shown = local_time(86_400 * 365);
+        assert_eq!(shown.len(), "1971-01-01 00:00:00".len(), "{shown}");
+        assert!(
+            shown.starts_with("1970-12-31") || shown.starts_with("1971-01-01"),
+            "{shown}"
+        );
+        assert_eq!(local_time(u64::MAX), format!("{} (Unix time)", u64::MAX));
+    }
+
+    #[test]
+    fn lock_ids_are_twelve_random_hex_digits() {
+        let (a, b) = (fresh_id(), fresh_id());
+        assert_ne!(a, b);
+        assert!(
+            a.len() == 12 && a.chars().all(|c| c.is_ascii_hexdigit()),
+            "{a}"
+        );
     }
 
     #[test]

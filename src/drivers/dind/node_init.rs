@@ -445,9 +445,7 @@ fn probe_storage_driver() -> String {
         )
         .is_ok();
     if overlay {
-        let target = CString::new(merged).unwrap_or_default();
-        // SAFETY: `target` is a valid NUL-terminated path that outlives the call.
-        unsafe { libc::umount(target.as_ptr()) };
+        let _ = rustix::mount::unmount(merged.as_str(), rustix::mount::UnmountFlags::empty());
     } else {
         say("overlay mounts fail on /var/lib/docker; using the vfs storage driver (slow, every layer is copied)");
     }
@@ -476,7 +474,9 @@ pub(crate) fn dockerd_command(
     args
 }
 
-/// mount(2), with text arguments.
+/// mount(2), with text arguments and the kernel's `MS_*` flags (a missing source or file system
+/// type is passed as an empty string, which the kernel ignores for remounts and propagation
+/// changes: the only calls without them).
 fn mount(
     source: Option<&str>,
     target: &str,
@@ -484,27 +484,20 @@ fn mount(
     flags: libc::c_ulong,
     data: Option<&str>,
 ) -> Result<(), std::io::Error> {
-    let text = |s: &str| CString::new(s).map_err(|e| std::io::Error::other(e.to_string()));
-    let source = source.map(text).transpose()?;
-    let target = text(target)?;
-    let fstype = fstype.map(text).transpose()?;
-    let data = data.map(text).transpose()?;
-    let pointer = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
-    // SAFETY: every pointer is null or a NUL-terminated string that outlives the call.
-    let result = unsafe {
-        libc::mount(
-            pointer(&source),
-            target.as_ptr(),
-            pointer(&fstype),
-            flags,
-            pointer(&data).cast(),
-        )
-    };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    let data = data
+        .map(|d| CString::new(d).map_err(|e| std::io::Error::other(e.to_string())))
+        .transpose()?;
+    let flags = rustix::mount::MountFlags::from_bits_retain(
+        u32::try_from(flags).map_err(|e| std::io::Error::other(e.to_string()))?,
+    );
+    rustix::mount::mount(
+        source.unwrap_or(""),
+        target,
+        fstype.unwrap_or(""),
+        flags,
+        data.as_deref(),
+    )
+    .map_err(std::io::Error::from)
 }
 
 #[cfg(test)]
