@@ -10,7 +10,8 @@ pub mod spec;
 pub mod unmodeled;
 
 pub use desired::{
-    Desired, DriverKind, ImagePolicy, MachineAccess, MachineSpec, Policy, Role, SshAccess, Stack,
+    Condition, Dependency, Desired, DriverKind, ImagePolicy, MachineAccess, MachineSpec, Policy,
+    Role, SshAccess, Stack,
 };
 pub use observed::{
     Availability, MachineState, NetworkSettings, NodeState, Observed, ObservedMachine,
