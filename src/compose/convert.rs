@@ -21,7 +21,8 @@ use crate::model::spec::{
     Ulimit, UpdateConfig, VolumeOptions,
 };
 use crate::model::{
-    Dependency, NetworkSpec, ObjectSpec, ServiceSpec, Stack, LABEL_STACK_IMAGE, LABEL_STACK_NAMESPACE,
+    Dependency, NetworkSpec, ObjectSpec, ServiceSpec, Stack, LABEL_STACK_IMAGE,
+    LABEL_STACK_NAMESPACE,
 };
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};

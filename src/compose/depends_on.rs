@@ -69,7 +69,9 @@ fn entry_condition(ctx: &mut Ctx, node: &Node, path: &str) -> Condition {
         if let Some(pos) = fields.key_pos(key) {
             ctx.warn_help(
                 pos,
-                format!("ignoring `{path}.{key}`: shoal reads only `condition` of a `depends_on` entry"),
+                format!(
+                    "ignoring `{path}.{key}`: shoal reads only `condition` of a `depends_on` entry"
+                ),
                 "remove it; every dependency named must exist in the stack",
             );
         }
@@ -93,7 +95,10 @@ pub fn check(ctx: &mut Ctx, compose: &ComposeFile) {
             let Some(target) = compose.services.get(&dep.service) else {
                 let help = match did_you_mean(&dep.service, names.iter().copied()) {
                     Some(close) => format!("did you mean `{close}`?"),
-                    None => "name a service of this stack (shoal orders services within a stack only)".to_string(),
+                    None => {
+                        "name a service of this stack (shoal orders services within a stack only)"
+                            .to_string()
+                    }
                 };
                 ctx.error_help(
                     dep.pos,

@@ -172,7 +172,9 @@ pub struct Stack {
 }
 
 /// What a dependant waits for: compose's `depends_on.<service>.condition`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Condition {
     /// The dependency's service exists and a task of it runs (the default).

@@ -154,6 +154,18 @@ pub enum Reason {
         /// Dotted paths of the fields.
         fields: Vec<String>,
     },
+    /// A stack defines a job that does not exist: creating it runs it.
+    JobMissing {
+        /// The stack.
+        stack: String,
+        /// The job.
+        service: String,
+    },
+    /// Fields of a job differ from the compose file: updating it runs it again.
+    JobChanged {
+        /// Dotted paths of the fields.
+        fields: Vec<String>,
+    },
     /// A managed stack no longer defines a service.
     ServiceDropped {
         /// The stack.
@@ -335,6 +347,16 @@ impl fmt::Display for Reason {
                 } else {
                     "differ"
                 }
+            ),
+            Reason::JobMissing { stack, service } => write!(
+                f,
+                "stack {stack} defines job {service}, which does not exist: it is created and runs"
+            ),
+            Reason::JobChanged { fields } => write!(
+                f,
+                "{} {} from the compose file: the job runs again",
+                fields.join(", "),
+                if fields.len() == 1 { "differs" } else { "differ" }
             ),
             Reason::ServiceDropped { stack, service } => {
                 write!(f, "stack {stack} no longer defines {service}")

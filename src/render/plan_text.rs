@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// The symbol of a step: `+` add, `~` change, `-` destroy, `-/+` part of a replacement.
 pub(crate) fn symbol(step: &Step) -> &'static str {
-    match (step.reason.replaces(), step.action().effect()) {
+    match (step.reason.replaces(), step.effect()) {
         (true, _) => "-/+",
         (_, Effect::Add) => "+",
         (_, Effect::Change) => "~",
@@ -70,7 +70,7 @@ pub fn render_plan(plan: &Plan, style: Style) -> String {
         .unwrap_or(0);
     for step in &plan.steps {
         let sym = symbol(step);
-        let painted = match step.action().effect() {
+        let painted = match step.effect() {
             _ if sym == "-/+" => style.yellow(sym),
             Effect::Add => style.green(sym),
             Effect::Change => style.yellow(sym),
@@ -105,12 +105,18 @@ pub fn render_plan(plan: &Plan, style: Style) -> String {
     out
 }
 
-/// `(after #1, #2)`: the steps `step` waits for, `None` when it waits for none.
+/// `(after #1, #3 is healthy)`: the steps `step` waits for, each with the condition its
+/// service must reach (compose `depends_on`) when it has one; `None` when it waits for none.
 pub(crate) fn after(step: &Step) -> Option<String> {
     if step.depends_on.is_empty() {
         return None;
     }
-    let ids: Vec<String> = step.depends_on.iter().map(|d| format!("#{d}")).collect();
+    let ids: Vec<String> = (step.depends_on.iter())
+        .map(|d| match step.waits.iter().find(|w| w.step == Some(*d)) {
+            Some(wait) => format!("#{d} {}", wait.condition.reached()),
+            None => format!("#{d}"),
+        })
+        .collect();
     Some(format!("(after {})", ids.join(", ")))
 }
 
@@ -198,6 +204,16 @@ pub fn render_report(report: &ApplyReport, wait: Option<Duration>, style: Style)
             step.action,
             step.target,
             step.error.as_deref().unwrap_or("unknown error")
+        );
+    }
+    for step in report.steps.iter().filter(|s| s.status == StepStatus::Skipped) {
+        let _ = writeln!(
+            out,
+            "{} {} {}: {}",
+            style.yellow("Skipped:"),
+            step.action,
+            step.target,
+            step.error.as_deref().unwrap_or("not reached")
         );
     }
     if !report.converged && report.dry_run_writes.is_empty() {

@@ -218,9 +218,11 @@ pub fn render_status(status: &Status, style: Style) -> String {
         let pad = 9usize.saturating_sub(replicas.len());
         let state = s.health.state.as_str();
         let health = match s.health.state {
-            HealthState::Healthy => style.green(state),
+            HealthState::Healthy | HealthState::Completed => style.green(state),
             HealthState::Progressing => style.yellow(state),
-            HealthState::Degraded | HealthState::Missing => style.red(state),
+            HealthState::Degraded | HealthState::Missing | HealthState::Failed => {
+                style.red(state)
+            }
         };
         let _ = writeln!(
             out,
