@@ -146,9 +146,10 @@ pub fn condition_state(
 ) -> ConditionState {
     use crate::model::Condition;
     let health = health_of(observed, name);
-    let running = observed.services.get(name).map_or(0, |service| {
-        counts(service, &tasks_of(observed, service)).0
-    });
+    let running = observed
+        .services
+        .get(name)
+        .map_or(0, |service| counts(service, &tasks_of(observed, service)).0);
     let reached = match condition {
         Condition::ServiceStarted => health.is_healthy() || running > 0,
         Condition::ServiceHealthy => health.is_healthy(),

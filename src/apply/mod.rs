@@ -16,8 +16,9 @@ use crate::health;
 use crate::model::content_key::{ContentKey, LABEL_CONTENT_KEY};
 use crate::model::observed::LocalSwarmState;
 use crate::model::{
-    node_labels_to_store, Availability, Condition, Desired, DriverKind, MachineSpec, NodeState, Observed,
-    ObservedNode, ObservedService, Role, ServiceSpec, LABEL_CLUSTER, LABEL_MACHINE, LABEL_REVISION,
+    node_labels_to_store, Availability, Condition, Desired, DriverKind, MachineSpec, NodeState,
+    Observed, ObservedNode, ObservedService, Role, ServiceSpec, LABEL_CLUSTER, LABEL_MACHINE,
+    LABEL_REVISION,
 };
 use crate::observe::observe;
 use crate::plan::report::{ApplyReport, StepReport, StepStatus};

@@ -206,7 +206,11 @@ pub fn render_report(report: &ApplyReport, wait: Option<Duration>, style: Style)
             step.error.as_deref().unwrap_or("unknown error")
         );
     }
-    for step in report.steps.iter().filter(|s| s.status == StepStatus::Skipped) {
+    for step in report
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Skipped)
+    {
         let _ = writeln!(
             out,
             "{} {} {}: {}",

@@ -220,9 +220,7 @@ pub fn render_status(status: &Status, style: Style) -> String {
         let health = match s.health.state {
             HealthState::Healthy | HealthState::Completed => style.green(state),
             HealthState::Progressing => style.yellow(state),
-            HealthState::Degraded | HealthState::Missing | HealthState::Failed => {
-                style.red(state)
-            }
+            HealthState::Degraded | HealthState::Missing | HealthState::Failed => style.red(state),
         };
         let _ = writeln!(
             out,

@@ -132,10 +132,8 @@ mod tests {
         plan(&desired, &observed, &PlanOptions::default()).unwrap()
     }
 
+    /// db (healthcheck) <- migrate (job) <- web.
     fn stack() -> Vec<ServiceSpec> {
-        // Named so that name order is the wrong order: web < migrate would be alphabetical
-        // for "app_a_web"; here the dependency chain is db <- migrate <- web, and "app_web"
-        // sorts after both, so a reversed chain is checked below too.
         vec![
             service("app", "db", "db:1", 1),
             job("app", "migrate", "migrate:1"),
@@ -149,13 +147,12 @@ mod tests {
         assert_eq!(
             steps(&plan),
             [
-                "create_network app_default",
                 "create_service app_db",
                 "run_job app_migrate",
                 "create_service app_web",
             ]
         );
-        let (db, migrate, web) = (&plan.steps[1], &plan.steps[2], &plan.steps[3]);
+        let (db, migrate, web) = (&plan.steps[0], &plan.steps[1], &plan.steps[2]);
         assert!(migrate.depends_on.contains(&db.id));
         assert!(web.depends_on.contains(&migrate.id));
         assert_eq!(
@@ -192,10 +189,10 @@ mod tests {
         );
         let plan = plan(&desired, &observed, &PlanOptions::default()).unwrap();
         assert_eq!(
-            steps(&plan)[1..],
+            steps(&plan),
             ["create_service app_z_db", "create_service app_a_web"]
         );
-        assert!(plan.steps[2].depends_on.contains(&plan.steps[1].id));
+        assert!(plan.steps[1].depends_on.contains(&plan.steps[0].id));
     }
 
     #[test]
@@ -234,12 +231,11 @@ mod tests {
         let plan = planned(Vec::new(), stack());
         let json = serde_json::to_value(&plan).unwrap();
         assert_eq!(
-            json["steps"][3]["detail"]["waits"],
-            serde_json::json!([{"service": "app_migrate", "condition": "service_completed_successfully", "step": 3}])
+            json["steps"][2]["detail"]["waits"],
+            serde_json::json!([{"service": "app_migrate", "condition": "service_completed_successfully", "step": 2}])
         );
         let back: crate::plan::Plan = serde_json::from_value(json).unwrap();
-        assert_eq!(back.steps[3].waits, plan.steps[3].waits);
-        assert_eq!(back.steps[3].depends_on, plan.steps[3].depends_on);
-        assert!(plan.steps[3].depends_on.contains(&StepId(3)));
+        assert_eq!(back.steps[2].waits, plan.steps[2].waits);
+        assert_eq!(back.steps[2].depends_on, [StepId(2)]);
     }
 }
