@@ -677,6 +677,104 @@ mod tests {
         }
     }
 
+    fn job(restart: Option<&str>) -> ObservedService {
+        let mut job = service(0, 0);
+        job.spec.mode = Some(crate::model::spec::ServiceMode {
+            replicated_job: Some(crate::model::spec::ReplicatedJob {
+                max_concurrent: Some(1),
+                total_completions: Some(1),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        job.spec.task_template.restart_policy =
+            restart.map(|condition| crate::model::spec::RestartPolicy {
+                condition: condition.into(),
+                ..Default::default()
+            });
+        job
+    }
+
+    fn ended(state: TaskState, key: &str) -> ObservedTask {
+        let mut task = task(1, state, key);
+        task.desired_state = TaskState::Complete;
+        if state == TaskState::Failed {
+            task.error = Some("task: non-zero exit (1)".into());
+            task.exit_code = Some(1);
+            task.desired_state = TaskState::Shutdown;
+        }
+        task
+    }
+
+    #[test]
+    fn a_completed_job_is_completed_not_degraded_nor_converging() {
+        let got = health(&job(None), &[ended(TaskState::Complete, "new")]);
+        assert_eq!(got.state, HealthState::Completed);
+        assert!(got.is_healthy());
+        // The run of an old spec does not count for the new one.
+        let got = health(&job(None), &[ended(TaskState::Complete, "old")]);
+        assert_eq!(got.state, HealthState::Progressing, "{got:?}");
+        assert_eq!(got.reason, "job running, 0/1 completed");
+    }
+
+    #[test]
+    fn a_failed_job_without_retries_is_failed_with_the_task_error() {
+        let got = health(&job(Some("none")), &[ended(TaskState::Failed, "new")]);
+        assert_eq!(got.state, HealthState::Failed);
+        assert!(got.settled && !got.is_healthy());
+        assert_eq!(got.reason, "task 1 failed: task: non-zero exit (1)");
+        // A job that may retry is still progressing, and says why it retries.
+        let retry = task(1, TaskState::Ready, "new");
+        let got = health(&job(None), &[ended(TaskState::Failed, "new"), retry]);
+        assert_eq!(got.state, HealthState::Progressing);
+        assert_eq!(
+            got.reason,
+            "retrying after task 1 failed: task: non-zero exit (1)"
+        );
+    }
+
+    #[test]
+    fn conditions_of_depends_on() {
+        use crate::model::Condition;
+        let mut observed = Observed::default();
+        let mut web = service(2, 1);
+        web.spec.name = "app_web".into();
+        observed.services.insert("app_web".into(), web);
+        observed.tasks = vec![
+            task(1, TaskState::Running, "new"),
+            task(2, TaskState::Starting, "new"),
+        ];
+        let state = |o: &Observed, c| condition_state(o, "app_web", c);
+        assert_eq!(
+            state(&observed, Condition::ServiceStarted),
+            ConditionState::Reached
+        );
+        assert!(matches!(
+            state(&observed, Condition::ServiceHealthy),
+            ConditionState::Waiting(_)
+        ));
+        observed.tasks[1].state = TaskState::Running;
+        assert_eq!(
+            state(&observed, Condition::ServiceHealthy),
+            ConditionState::Reached
+        );
+        let mut migrate = job(Some("none"));
+        migrate.spec.name = "app_migrate".into();
+        migrate.id = "job".into();
+        observed.services.insert("app_migrate".into(), migrate);
+        let mut failed = ended(TaskState::Failed, "new");
+        failed.service_id = "job".into();
+        observed.tasks.push(failed);
+        assert!(matches!(
+            condition_state(&observed, "app_migrate", Condition::ServiceCompletedSuccessfully),
+            ConditionState::Unreachable(h) if h.state == HealthState::Failed
+        ));
+        assert!(matches!(
+            condition_state(&observed, "app_gone", Condition::ServiceStarted),
+            ConditionState::Waiting(h) if h.state == HealthState::Missing
+        ));
+    }
+
     #[test]
     fn an_absent_service_is_missing() {
         assert_eq!(

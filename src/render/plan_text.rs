@@ -317,6 +317,55 @@ mod tests {
         }
     }
 
+    #[test]
+    fn waits_read_after_their_steps() {
+        use crate::model::Condition;
+        use crate::plan::{Reason, StepId, Wait};
+        let wait = |service: &str, condition, step| Wait {
+            service: service.into(),
+            condition,
+            step,
+        };
+        let step = Step {
+            id: StepId(4),
+            target: "app_web".into(),
+            depends_on: vec![StepId(1), StepId(3)],
+            waits: vec![
+                wait(
+                    "app_migrate",
+                    Condition::ServiceCompletedSuccessfully,
+                    Some(StepId(3)),
+                ),
+                wait("app_db", Condition::ServiceHealthy, None),
+            ],
+            reason: Reason::Rebalance,
+            op: StepOp::RemoveService { id: "x".into() },
+        };
+        assert_eq!(after(&step).unwrap(), "(after #1, #3 completed)");
+        let mut healthy = step.clone();
+        healthy.waits[0].condition = Condition::ServiceHealthy;
+        assert_eq!(after(&healthy).unwrap(), "(after #1, #3 is healthy)");
+    }
+
+    #[test]
+    fn skipped_steps_say_why() {
+        use crate::plan::{Action, StepId};
+        let mut report = report(None);
+        report.steps.push(crate::plan::report::StepReport {
+            id: StepId(3),
+            action: Action::CreateService,
+            target: "app_web".into(),
+            status: StepStatus::Skipped,
+            seconds: 0.0,
+            error: Some("it waits for #2 (run_job app_migrate), which failed: boom".into()),
+        });
+        let text = render_report(&report, None, Style::PLAIN);
+        assert!(
+            text.contains("Skipped: create_service app_web: it waits for #2 (run_job app_migrate), which failed: boom"),
+            "{text}"
+        );
+    }
+
     fn verdict(report: &ApplyReport, wait: Option<Duration>) -> String {
         let text = render_report(report, wait, Style::PLAIN);
         text.lines()
