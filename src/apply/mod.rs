@@ -196,7 +196,14 @@ pub async fn apply(
             routing_mesh: None,
             content_key: plan.new_content_key.clone(),
         };
-        remaining_after(&driver, desired, &again, options.settle)
+        // After a failed step the plan cannot be empty: waiting for the cluster to settle
+        // into it would only delay the report.
+        let settle = if all_done {
+            options.settle
+        } else {
+            Duration::ZERO
+        };
+        remaining_after(&driver, desired, &again, settle)
             .instrument(crate::phase!("observe after"))
             .await
     };

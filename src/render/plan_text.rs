@@ -127,7 +127,7 @@ pub(crate) fn extra(step: &Step) -> String {
         StepOp::JoinSwarm { role, via, .. } => format!(" as {role}, through {via}"),
         StepOp::InitSwarm { via, .. } => format!(" on {via}"),
         StepOp::ScaleService { replicas, .. } => format!(" to {replicas} replicas"),
-        StepOp::CreateService { spec } => format!(
+        StepOp::CreateService { spec } | StepOp::RunJob { id: None, spec, .. } => format!(
             " ({}, {})",
             spec.task_template.container_spec.image,
             spec.mode_name()
