@@ -218,6 +218,21 @@ mod tests {
     }
 
     #[test]
+    fn a_long_chain_and_a_long_cycle_need_no_deep_recursion() {
+        let names: Vec<String> = (0..20_000).map(|i| format!("s{i:05}")).collect();
+        let mut graph: BTreeMap<&str, Vec<(&str, Pos)>> = BTreeMap::new();
+        for pair in names.windows(2) {
+            graph.insert(&pair[0], vec![(&pair[1], pos(1))]);
+        }
+        graph.insert(&names[names.len() - 1], vec![]);
+        assert!(cycles(&graph).is_empty());
+        graph.insert(&names[names.len() - 1], vec![(&names[0], pos(2))]);
+        let found = cycles(&graph);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].len(), names.len());
+    }
+
+    #[test]
     fn a_diamond_is_no_cycle() {
         let graph = BTreeMap::from([
             ("a", vec![("b", pos(1)), ("c", pos(2))]),

@@ -230,6 +230,16 @@ impl Reason {
     }
 }
 
+/// `A differs` or `A, B differ`.
+fn differ(fields: &[String]) -> String {
+    let verb = if fields.len() == 1 {
+        "differs"
+    } else {
+        "differ"
+    };
+    format!("{} {verb}", fields.join(", "))
+}
+
 /// How people say a node's availability.
 fn availability_word(availability: Availability) -> &'static str {
     match availability {
@@ -338,25 +348,15 @@ impl fmt::Display for Reason {
                 "mode changes from {from} to {to}, which swarm cannot update in place"
             ),
             Reason::Recreated { mode } => write!(f, "recreated as a {mode} service"),
-            Reason::SpecDrift { fields } => write!(
-                f,
-                "{} {} from the compose file",
-                fields.join(", "),
-                if fields.len() == 1 {
-                    "differs"
-                } else {
-                    "differ"
-                }
-            ),
+            Reason::SpecDrift { fields } => write!(f, "{} from the compose file", differ(fields)),
             Reason::JobMissing { stack, service } => write!(
                 f,
                 "stack {stack} defines job {service}, which does not exist: it is created and runs"
             ),
             Reason::JobChanged { fields } => write!(
                 f,
-                "{} {} from the compose file: the job runs again",
-                fields.join(", "),
-                if fields.len() == 1 { "differs" } else { "differ" }
+                "{} from the compose file: the job runs again",
+                differ(fields)
             ),
             Reason::ServiceDropped { stack, service } => {
                 write!(f, "stack {stack} no longer defines {service}")

@@ -15,36 +15,64 @@ use super::Ctx;
 use crate::model::Desired;
 use crate::plan::model::{StepId, StepOp, Wait};
 use crate::plan::pairing::ServicePair;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// `pairs` reordered so that every service comes after the services it depends on (in its
-/// stack), else in the order given. Services on a cycle (refused when the files are read)
-/// keep the order given.
+/// stack), else in the order given: each service's dependencies are placed just before it
+/// (depth first, without recursion, so a long chain costs no stack). Services on a cycle
+/// (refused when the files are read) keep an order, never loop.
 pub(crate) fn rollout_order<'a>(
     desired: &Desired,
     pairs: Vec<ServicePair<'a>>,
 ) -> Vec<ServicePair<'a>> {
-    let dependencies = |name: &str| -> Vec<&str> {
-        (desired.stacks.values())
-            .filter_map(|stack| stack.depends_on.get(name))
-            .flatten()
-            .map(|d| d.service.as_str())
-            .collect()
-    };
-    let names: BTreeSet<&str> = pairs.iter().map(|p| p.name).collect();
-    let mut placed: BTreeSet<&str> = BTreeSet::new();
-    let mut rest: Vec<ServicePair<'a>> = pairs;
-    let mut ordered = Vec::with_capacity(rest.len());
-    while !rest.is_empty() {
-        let ready = rest.iter().position(|pair| {
-            (dependencies(pair.name).iter()).all(|dep| placed.contains(dep) || !names.contains(dep))
-        });
-        // A cycle: nothing is ready, so the first in order goes next.
-        let next = rest.remove(ready.unwrap_or(0));
-        placed.insert(next.name);
-        ordered.push(next);
+    let index: BTreeMap<&str, usize> = (pairs.iter().enumerate())
+        .map(|(i, pair)| (pair.name, i))
+        .collect();
+    let dependencies: BTreeMap<&str, Vec<usize>> = (desired.stacks.values())
+        .flat_map(|stack| stack.depends_on.iter())
+        .map(|(name, deps)| {
+            let known = deps
+                .iter()
+                .filter_map(|d| index.get(d.service.as_str()).copied());
+            (name.as_str(), known.collect())
+        })
+        .collect();
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Placed,
     }
-    ordered
+    let mut marks = vec![Mark::New; pairs.len()];
+    let mut order: Vec<usize> = Vec::with_capacity(pairs.len());
+    for start in 0..pairs.len() {
+        if marks[start] != Mark::New {
+            continue;
+        }
+        marks[start] = Mark::OnPath;
+        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+        while let Some((node, next)) = path.last().copied() {
+            let deps = dependencies.get(pairs[node].name).map(Vec::as_slice);
+            match deps.unwrap_or_default().get(next).copied() {
+                Some(dep) => {
+                    if let Some(frame) = path.last_mut() {
+                        frame.1 += 1;
+                    }
+                    if marks[dep] == Mark::New {
+                        marks[dep] = Mark::OnPath;
+                        path.push((dep, 0));
+                    }
+                }
+                None => {
+                    marks[node] = Mark::Placed;
+                    order.push(node);
+                    path.pop();
+                }
+            }
+        }
+    }
+    let mut slots: Vec<Option<ServicePair<'a>>> = pairs.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 /// Whether a step creates tasks of its service (so it waits for the service's dependencies):
