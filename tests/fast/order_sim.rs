@@ -149,6 +149,20 @@ fn a_failing_migration_leaves_web_untouched_and_fails_the_apply() {
         "failed"
     );
 
+    // Applied again unchanged, the failed job does not run again, and web still waits for it.
+    assert_eq!(repo.steps(), ["update_service shop_web"]);
+    let out = repo.shoal(&["apply", "--yes", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report");
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    assert_eq!(report["steps"][0]["status"], "skipped", "{report:#}");
+    let held = report["steps"][0]["error"].as_str().unwrap();
+    assert!(
+        held.contains("it waits for shop_migrate to complete successfully, but it is failed")
+            && held.contains("non-zero exit (1)"),
+        "{held}"
+    );
+    assert_eq!(report["writes"], 0, "{report:#}");
+
     // The text report says which step failed and which was skipped, and why.
     repo.edit("docker-compose.yml", "failing/app:2", "failing/app:3");
     let out = repo.shoal(&["apply", "--yes"]);
