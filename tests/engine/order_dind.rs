@@ -6,7 +6,9 @@
 //!   then creates web: the engine's own timestamps prove the order;
 //! - an unchanged second apply plans and writes nothing (the completed job does not run again);
 //! - a failing migration (exit 3) fails the apply (exit 1) with the task's error and leaves
-//!   web as it was.
+//!   web as it was;
+//! - a stack with `depends_on` and a job deployed by `docker stack deploy` adopts with an empty
+//!   plan.
 //!
 //! The image is built locally (`images/dataservice/build.sh`) and side-loaded: nothing is
 //! pulled. Needs Docker: fails, saying so, when no engine answers. The cluster is destroyed when
@@ -163,4 +165,23 @@ fn db_then_migration_then_web_each_waited_for_and_a_failing_migration_stops_web(
         ],
     );
     assert!(!env.contains("RELEASE"), "web was updated: {env}");
+
+    // `docker stack deploy` ignores depends_on: a stack it deployed, with a job, adopts with
+    // an empty plan.
+    std::fs::write(cluster.repo.path().join("docker-compose.yml"), COMPOSE).unwrap();
+    let cli = "services:\n  db:\n    image: dataservice:1\n  once:\n    image: dataservice:1\n    command: [\"exit\", \"0\"]\n    deploy: {mode: replicated-job, replicas: 2}\n    depends_on: [db]\n";
+    std::fs::write(cluster.repo.path().join("cli.yml"), cli).unwrap();
+    cluster.deploy_by_cli("vm-manager", &[], &["cli.yml"], "cli");
+    let machines = std::fs::read_to_string(cluster.repo.path().join("machines.yml")).unwrap();
+    std::fs::write(
+        cluster.repo.path().join("machines.yml"),
+        machines.replace("stacks:\n", "stacks:\n  cli: cli.yml\n"),
+    )
+    .unwrap();
+    let plan: Value = cluster.repo.json(&["plan", "--json"]);
+    let adopted: Vec<String> = common::steps_of(&plan)
+        .into_iter()
+        .filter(|s| s.contains("cli_"))
+        .collect();
+    assert!(adopted.is_empty(), "{plan:#}");
 }
