@@ -210,7 +210,8 @@ pub fn render_status(status: &Status, style: Style) -> String {
     );
     for s in &status.services {
         let replicas = format!("{}/{}", s.running, s.replicas);
-        let painted = if s.running < s.replicas {
+        // A completed job runs no task: 0/1 is all it should be.
+        let painted = if s.running < s.replicas && !s.health.is_healthy() {
             style.yellow(&replicas)
         } else {
             replicas.clone()
