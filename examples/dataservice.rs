@@ -6,7 +6,8 @@
 //! It listens on 0.0.0.0:8080 (`PORT` overrides) and does no DNS lookups. Build it with
 //! `images/dataservice/build.sh`. `dataservice get` is its own client: it asks the server on
 //! 127.0.0.1 and prints the answer, so a test can reach each replica from inside its container
-//! where the routing mesh does not work.
+//! where the routing mesh does not work. `dataservice exit CODE` exits with CODE at once: a
+//! stand-in for a migration job (`deploy.mode: replicated-job`) that succeeds or fails.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -122,6 +123,11 @@ fn get(port: &str) -> std::io::Result<()> {
 
 fn main() {
     let port = std::env::var("PORT").unwrap_or_else(|_| "8080".to_string());
+    if std::env::args().nth(1).as_deref() == Some("exit") {
+        let code = std::env::args().nth(2).and_then(|c| c.parse().ok());
+        eprintln!("dataservice: exiting with {}", code.unwrap_or(2));
+        std::process::exit(code.unwrap_or(2));
+    }
     if std::env::args().nth(1).as_deref() == Some("get") {
         if let Err(e) = get(&port) {
             eprintln!("dataservice get: {e}");

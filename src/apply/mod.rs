@@ -17,8 +17,9 @@ use crate::health;
 use crate::model::content_key::{ContentKey, LABEL_CONTENT_KEY};
 use crate::model::observed::LocalSwarmState;
 use crate::model::{
-    node_labels_to_store, Availability, Desired, DriverKind, MachineSpec, NodeState, Observed,
-    ObservedNode, ObservedService, Role, ServiceSpec, LABEL_CLUSTER, LABEL_MACHINE, LABEL_REVISION,
+    node_labels_to_store, Availability, Condition, Desired, DriverKind, MachineSpec, NodeState,
+    Observed, ObservedNode, ObservedService, Role, ServiceSpec, LABEL_CLUSTER, LABEL_MACHINE,
+    LABEL_REVISION,
 };
 use crate::observe::observe;
 use crate::plan::report::{ApplyReport, StepReport, StepStatus};
@@ -127,6 +128,7 @@ pub async fn apply(
         content_key: plan.new_content_key.clone(),
         key_written: Mutex::new(false),
         dry_run: options.dry_run,
+        hold: hold_bound(options, desired.driver),
     });
     let work = run_steps(&executor, plan, options.parallelism.max(1), progress);
     let steps = match &held {
@@ -187,7 +189,14 @@ pub async fn apply(
             routing_mesh: None,
             content_key: plan.new_content_key.clone(),
         };
-        remaining_after(&driver, desired, &again, options.settle)
+        // After a failed step the plan cannot be empty: waiting for the cluster to settle
+        // into it would only delay the report.
+        let settle = if all_done {
+            options.settle
+        } else {
+            Duration::ZERO
+        };
+        remaining_after(&driver, desired, &again, settle)
             .instrument(crate::phase!("observe after"))
             .await
     };
@@ -233,6 +242,17 @@ pub async fn apply(
         waited_for,
         drift: drift.into_iter().map(|d| d.line).collect(),
     })
+}
+
+/// How long a step may be held for a service it waits for (`depends_on`), and a job awaited:
+/// `--timeout` (its default with `--no-wait`: the order the files ask for is kept even then);
+/// the sim's cluster changes only when written to, so there one look tells all.
+fn hold_bound(options: &ApplyOptions, driver: DriverKind) -> Duration {
+    if driver == DriverKind::Sim {
+        Duration::ZERO
+    } else {
+        options.wait.unwrap_or(DEFAULT_WAIT)
+    }
 }
 
 /// Each service of `desired`'s stacks and its health at the end: what `observed` says, unless
@@ -293,6 +313,7 @@ fn changed_services(plan: &Plan, desired: &Desired) -> Vec<String> {
                 | StepOp::UpdateService { .. }
                 | StepOp::ScaleService { .. }
                 | StepOp::RebalanceService { .. }
+                | StepOp::RunJob { .. }
         );
         if service && !names.contains(&step.target) {
             names.push(step.target.clone());
@@ -477,7 +498,7 @@ async fn run_steps(
                     target: step.target.clone(),
                     status: StepStatus::Skipped,
                     seconds: 0.0,
-                    error: Some("a step it depends on did not succeed".to_string()),
+                    error: Some(skip_reason(step, &reports)),
                 };
                 progress.finished(step, &report, reports.len() + 1, total);
                 reports.insert(step.id, report);
@@ -520,10 +541,10 @@ async fn run_steps(
             id,
             action: step.action(),
             target: step.target.clone(),
-            status: if result.is_ok() {
-                StepStatus::Done
-            } else {
-                StepStatus::Failed
+            status: match &result {
+                Ok(()) => StepStatus::Done,
+                Err(StepError::DependencyNotMet { .. }) => StepStatus::Skipped,
+                Err(_) => StepStatus::Failed,
             },
             seconds,
             error: result.err().map(|e| e.to_string()),
@@ -545,6 +566,28 @@ async fn run_steps(
             })
         })
         .collect()
+}
+
+/// Why `step` is skipped: the first step it depends on that did not succeed, and why.
+fn skip_reason(step: &Step, reports: &HashMap<StepId, StepReport>) -> String {
+    let failed = (step.depends_on.iter())
+        .filter_map(|id| reports.get(id))
+        .find(|r| r.status != StepStatus::Done);
+    match failed {
+        Some(r) => format!(
+            "it waits for #{} ({} {}), which {}: {}",
+            r.id,
+            r.action,
+            r.target,
+            if r.status == StepStatus::Failed {
+                "failed"
+            } else {
+                "was skipped"
+            },
+            r.error.as_deref().unwrap_or("no reason given")
+        ),
+        None => "a step it depends on did not succeed".to_string(),
+    }
 }
 
 /// Attempts for an update that keeps meeting "update out of sequence".
@@ -618,6 +661,26 @@ pub enum StepError {
     /// The step's task panicked (a bug in shoal): it is failed, never taken as done.
     #[error("the step failed unexpectedly ({0}); this is a bug in shoal: plan again to see where the cluster stands")]
     Panicked(String),
+    /// A service the step waits for (`depends_on`) did not reach its condition: the step is
+    /// skipped, not failed.
+    #[error("it waits for {service} {}, {}", condition_words(*condition), why)]
+    DependencyNotMet {
+        /// The service waited for.
+        service: String,
+        /// The condition.
+        condition: Condition,
+        /// How it stands, and whether the wait timed out.
+        why: String,
+    },
+    /// A job's run failed (a task exited non-zero, with the task's error), or did not
+    /// complete in time.
+    #[error("job {job} {why}")]
+    Job {
+        /// The job.
+        job: String,
+        /// What happened.
+        why: String,
+    },
     /// An object kept changing between inspect and update.
     #[error("{0} kept changing while being updated; run apply again")]
     KeptChanging(String),
@@ -629,6 +692,27 @@ pub enum StepError {
         /// How long apply waited.
         seconds: u64,
     },
+}
+
+/// How a condition reads after "it waits for SERVICE".
+fn condition_words(condition: Condition) -> &'static str {
+    match condition {
+        Condition::ServiceStarted => "to start",
+        Condition::ServiceHealthy => "to be healthy",
+        Condition::ServiceCompletedSuccessfully => "to complete successfully",
+    }
+}
+
+/// How a service waited for stands when apply stops waiting.
+fn not_reached(health: &health::Health, timed_out: Option<Duration>) -> String {
+    match timed_out {
+        Some(bound) => format!(
+            "which is still {} after {}s (--timeout)",
+            health.line(),
+            bound.as_secs()
+        ),
+        None => format!("but it is {}", health.line()),
+    }
 }
 
 impl StepError {
@@ -663,6 +747,8 @@ struct Executor {
     key_written: Mutex<bool>,
     /// Writes are recorded, not sent (`apply --dry-run`): what was written cannot be read back.
     dry_run: bool,
+    /// How long a step is held for a service it waits for, or a job awaited ([`hold_bound`]).
+    hold: Duration,
 }
 
 impl Executor {
@@ -713,7 +799,78 @@ impl Executor {
         }
     }
 
+    /// Holds `step` until every service it waits for reaches its condition.
+    async fn await_dependencies(&self, step: &Step) -> Result<(), StepError> {
+        if self.dry_run {
+            return Ok(());
+        }
+        for wait in &step.waits {
+            if let Err((health, timed_out)) = self.until(&wait.service, wait.condition).await {
+                return Err(StepError::DependencyNotMet {
+                    service: wait.service.clone(),
+                    condition: wait.condition,
+                    why: not_reached(&health, timed_out.then_some(self.hold)),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Awaits the run of the job that `step` just started (nothing for other steps).
+    async fn await_run(&self, step: &Step) -> Result<(), StepError> {
+        if self.dry_run || !matches!(step.op, StepOp::RunJob { .. }) {
+            return Ok(());
+        }
+        let job = step.target.as_str();
+        let done = self
+            .until(job, Condition::ServiceCompletedSuccessfully)
+            .await;
+        done.map_err(|(health, timed_out)| StepError::Job {
+            job: job.to_string(),
+            why: if timed_out {
+                format!(
+                    "did not complete within {}s (--timeout): {}",
+                    self.hold.as_secs(),
+                    health.line()
+                )
+            } else {
+                format!("failed: {}", health.reason)
+            },
+        })
+    }
+
+    /// Observes once a second until `service` reaches `condition` (with the health that
+    /// [`wait_healthy`] waits with), at most [`Executor::hold`]; else its last health, and
+    /// whether the time ran out (rather than the condition becoming unreachable).
+    async fn until(
+        &self,
+        service: &str,
+        condition: Condition,
+    ) -> Result<(), (health::Health, bool)> {
+        let deadline = Instant::now() + self.hold;
+        loop {
+            let state = match observe(&self.driver, unix_now()).await {
+                Ok(observed) => health::condition_state(&observed, service, condition),
+                Err(e) => health::ConditionState::Waiting(health::Health::new(
+                    health::HealthState::Missing,
+                    format!("cannot observe: {e}"),
+                )),
+            };
+            match state {
+                health::ConditionState::Reached => return Ok(()),
+                health::ConditionState::Unreachable(health) => return Err((health, false)),
+                health::ConditionState::Waiting(health) if Instant::now() >= deadline => {
+                    return Err((health, true))
+                }
+                health::ConditionState::Waiting(_) => {
+                    tokio::time::sleep(Duration::from_secs(1)).await
+                }
+            }
+        }
+    }
+
     async fn run(&self, step: &Step) -> Result<(), StepError> {
+        self.await_dependencies(step).await?;
         let target = step.target.as_str();
         match &step.op {
             StepOp::CreateMachine { role, labels } => {
@@ -804,9 +961,10 @@ impl Executor {
                 let result = self.manager().await?.create_config(object).await;
                 created(result, &format!("cannot create {target}"))
             }
-            StepOp::CreateService { spec } => {
+            StepOp::CreateService { spec } | StepOp::RunJob { id: None, spec, .. } => {
                 let result = self.manager().await?.create_service(spec).await;
-                created(result, &format!("cannot create service {target}"))
+                created(result, &format!("cannot create service {target}"))?;
+                self.await_run(step).await
             }
             StepOp::RemoveNetwork { id } => {
                 removed(self.manager().await?.remove_network(id).await, target)
@@ -825,6 +983,12 @@ impl Executor {
                 spec,
                 observed_spec,
                 ..
+            }
+            | StepOp::RunJob {
+                id: Some(id),
+                spec,
+                observed_spec,
+                ..
             } => {
                 let spec = spec.clone();
                 let planned = Planned::new(target, id, observed_spec);
@@ -833,7 +997,8 @@ impl Executor {
                     next.task_template.force_update = current.task_template.force_update;
                     next
                 })
-                .await
+                .await?;
+                self.await_run(step).await
             }
             StepOp::ScaleService {
                 id,

@@ -6,7 +6,11 @@
 //! - `degraded`: tasks keep failing (rejected, e.g. "No such image"; exited with a code; stopped
 //!   by a failing health check), no node is suitable, or the update paused or was rolled back;
 //!   the reason names the task and the engine's error;
-//! - `missing`: the service does not exist.
+//! - `missing`: the service does not exist;
+//! - for jobs (`replicated-job`, `global-job`), `completed` (every completion wanted is done:
+//!   a job that finished stays so, never "degraded" or "converging") and `failed` (a task of
+//!   its current run failed and its restart policy gives it no further attempt), else
+//!   `progressing` while it runs or retries.
 //!
 //! A task is current when it runs the service's task template (see
 //! [`ObservedTask::spec_key`]): tasks of the old spec still running mid-update do not count.
@@ -28,6 +32,10 @@ pub enum HealthState {
     Degraded,
     /// Not created.
     Missing,
+    /// A job whose current run completed.
+    Completed,
+    /// A job whose current run failed, with no attempt left.
+    Failed,
 }
 
 impl HealthState {
@@ -38,15 +46,19 @@ impl HealthState {
             HealthState::Progressing => "progressing",
             HealthState::Degraded => "degraded",
             HealthState::Missing => "missing",
+            HealthState::Completed => "completed",
+            HealthState::Failed => "failed",
         }
     }
 
     /// Every state, for metrics that export one series per state.
-    pub const ALL: [HealthState; 4] = [
+    pub const ALL: [HealthState; 6] = [
         HealthState::Healthy,
         HealthState::Progressing,
         HealthState::Degraded,
         HealthState::Missing,
+        HealthState::Completed,
+        HealthState::Failed,
     ];
 }
 
@@ -90,9 +102,9 @@ impl Health {
         Health::new(HealthState::Missing, "not created")
     }
 
-    /// Whether it is `healthy`.
+    /// Whether it is `healthy`, or a job that `completed`: all that can be asked of it.
     pub fn is_healthy(&self) -> bool {
-        self.state == HealthState::Healthy
+        matches!(self.state, HealthState::Healthy | HealthState::Completed)
     }
 
     /// `state` or `state: reason`, for one line of output.
@@ -110,6 +122,45 @@ pub fn health_of(observed: &Observed, name: &str) -> Health {
     match observed.services.get(name) {
         Some(service) => service_health(service, &tasks_of(observed, service), &observed.nodes),
         None => Health::missing(),
+    }
+}
+
+/// Where a service stands against a `depends_on` condition (DESIGN §9).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConditionState {
+    /// The condition holds: the dependant may go ahead.
+    Reached,
+    /// Not yet; the service's health says how it is doing.
+    Waiting(Health),
+    /// It never will without a new change: a failed job, or an update paused or rolled back.
+    Unreachable(Health),
+}
+
+/// Whether the service `name` of `observed` reached `condition`: `service_started`, a task of
+/// it runs (or it is healthy or completed); `service_healthy`, it is healthy (or a completed
+/// job); `service_completed_successfully`, it is a job that completed.
+pub fn condition_state(
+    observed: &Observed,
+    name: &str,
+    condition: crate::model::Condition,
+) -> ConditionState {
+    use crate::model::Condition;
+    let health = health_of(observed, name);
+    let running = observed
+        .services
+        .get(name)
+        .map_or(0, |service| counts(service, &tasks_of(observed, service)).0);
+    let reached = match condition {
+        Condition::ServiceStarted => health.is_healthy() || running > 0,
+        Condition::ServiceHealthy => health.is_healthy(),
+        Condition::ServiceCompletedSuccessfully => health.state == HealthState::Completed,
+    };
+    if reached {
+        ConditionState::Reached
+    } else if health.settled {
+        ConditionState::Unreachable(health)
+    } else {
+        ConditionState::Waiting(health)
     }
 }
 
@@ -201,15 +252,7 @@ pub fn service_health(
     let (running, desired) = counts(service, &tasks);
     let failure = unplaced_or_failing(service, &tasks, nodes);
     if service.spec.is_job() {
-        // A job is healthy once its tasks run or completed: apply does not wait for it to end.
-        let starting = tasks
-            .iter()
-            .any(|t| is_current(service, t) && t.wanted() && t.state < TaskState::Running);
-        return match (failure, starting) {
-            (Some(failure), _) => Health::new(HealthState::Degraded, failure),
-            (None, true) => Health::new(HealthState::Progressing, "job starting"),
-            (None, false) => Health::healthy(),
-        };
+        return job_health(service, &tasks, nodes);
     }
     if running >= desired {
         return Health::healthy();
@@ -220,6 +263,70 @@ pub fn service_health(
             HealthState::Progressing,
             format!("{running}/{desired} tasks running"),
         ),
+    }
+}
+
+/// The health of a job from its tasks, newest first: `completed` once its current run has as
+/// many completed tasks as it wants (and none still running), `failed` once a task of the run
+/// failed as often as its restart policy allows (`condition: none`: once; `max_attempts: N`:
+/// N + 1 times), else `progressing` (running, or retrying after a failure it names).
+fn job_health(
+    service: &ObservedService,
+    tasks: &[&ObservedTask],
+    nodes: &BTreeMap<String, ObservedNode>,
+) -> Health {
+    let current: Vec<&ObservedTask> = (tasks.iter().copied())
+        .filter(|t| is_current(service, t))
+        .collect();
+    let completed = (current.iter())
+        .filter(|t| t.state == TaskState::Complete)
+        .count() as u64;
+    let active = (current.iter()).any(|t| t.state < TaskState::Complete && t.wanted());
+    let wanted = job_completions(service, &current);
+    if completed >= wanted.max(1) && !active {
+        return Health::new(HealthState::Completed, "");
+    }
+    let failures = (current.iter()).filter(|t| is_failure(service, t)).count() as u64;
+    if let Some(failed) = current.iter().find(|t| is_failure(service, t)) {
+        let line = failure_line(service, failed, &current, nodes);
+        let restart = service.spec.task_template.restart_policy.as_ref();
+        let attempts = match restart {
+            Some(policy) if policy.condition == "none" => Some(1),
+            Some(policy) => policy.max_attempts.filter(|n| *n > 0).map(|n| n + 1),
+            None => None,
+        };
+        if attempts.is_some_and(|attempts| failures >= attempts) {
+            return Health {
+                state: HealthState::Failed,
+                reason: line,
+                settled: true,
+            };
+        }
+        return Health::new(HealthState::Progressing, format!("retrying after {line}"));
+    }
+    if let Some(unplaced) = unplaced_or_failing(service, &current, nodes) {
+        return Health::new(HealthState::Progressing, unplaced);
+    }
+    Health::new(
+        HealthState::Progressing,
+        format!("job running, {completed}/{wanted} completed"),
+    )
+}
+
+/// How many completions a job's run wants: `TotalCompletions` (the engine's default is
+/// `MaxConcurrent`, else 1) for a replicated job, one per node with a task for a global one.
+fn job_completions(service: &ObservedService, current: &[&ObservedTask]) -> u64 {
+    let mode = service.spec.mode.as_ref();
+    match mode.and_then(|m| m.replicated_job.as_ref()) {
+        Some(job) => job.total_completions.or(job.max_concurrent).unwrap_or(1),
+        None => {
+            let mut nodes: Vec<&str> = (current.iter())
+                .filter_map(|t| t.node_id.as_deref())
+                .collect();
+            nodes.sort_unstable();
+            nodes.dedup();
+            nodes.len() as u64
+        }
     }
 }
 
@@ -568,6 +675,104 @@ mod tests {
             assert!(got.settled);
             assert_eq!(got.reason, format!("{what}: engine says"));
         }
+    }
+
+    fn job(restart: Option<&str>) -> ObservedService {
+        let mut job = service(0, 0);
+        job.spec.mode = Some(crate::model::spec::ServiceMode {
+            replicated_job: Some(crate::model::spec::ReplicatedJob {
+                max_concurrent: Some(1),
+                total_completions: Some(1),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        job.spec.task_template.restart_policy =
+            restart.map(|condition| crate::model::spec::RestartPolicy {
+                condition: condition.into(),
+                ..Default::default()
+            });
+        job
+    }
+
+    fn ended(state: TaskState, key: &str) -> ObservedTask {
+        let mut task = task(1, state, key);
+        task.desired_state = TaskState::Complete;
+        if state == TaskState::Failed {
+            task.error = Some("task: non-zero exit (1)".into());
+            task.exit_code = Some(1);
+            task.desired_state = TaskState::Shutdown;
+        }
+        task
+    }
+
+    #[test]
+    fn a_completed_job_is_completed_not_degraded_nor_converging() {
+        let got = health(&job(None), &[ended(TaskState::Complete, "new")]);
+        assert_eq!(got.state, HealthState::Completed);
+        assert!(got.is_healthy());
+        // The run of an old spec does not count for the new one.
+        let got = health(&job(None), &[ended(TaskState::Complete, "old")]);
+        assert_eq!(got.state, HealthState::Progressing, "{got:?}");
+        assert_eq!(got.reason, "job running, 0/1 completed");
+    }
+
+    #[test]
+    fn a_failed_job_without_retries_is_failed_with_the_task_error() {
+        let got = health(&job(Some("none")), &[ended(TaskState::Failed, "new")]);
+        assert_eq!(got.state, HealthState::Failed);
+        assert!(got.settled && !got.is_healthy());
+        assert_eq!(got.reason, "task 1 failed: task: non-zero exit (1)");
+        // A job that may retry is still progressing, and says why it retries.
+        let retry = task(1, TaskState::Ready, "new");
+        let got = health(&job(None), &[ended(TaskState::Failed, "new"), retry]);
+        assert_eq!(got.state, HealthState::Progressing);
+        assert_eq!(
+            got.reason,
+            "retrying after task 1 failed: task: non-zero exit (1)"
+        );
+    }
+
+    #[test]
+    fn conditions_of_depends_on() {
+        use crate::model::Condition;
+        let mut observed = Observed::default();
+        let mut web = service(2, 1);
+        web.spec.name = "app_web".into();
+        observed.services.insert("app_web".into(), web);
+        observed.tasks = vec![
+            task(1, TaskState::Running, "new"),
+            task(2, TaskState::Starting, "new"),
+        ];
+        let state = |o: &Observed, c| condition_state(o, "app_web", c);
+        assert_eq!(
+            state(&observed, Condition::ServiceStarted),
+            ConditionState::Reached
+        );
+        assert!(matches!(
+            state(&observed, Condition::ServiceHealthy),
+            ConditionState::Waiting(_)
+        ));
+        observed.tasks[1].state = TaskState::Running;
+        assert_eq!(
+            state(&observed, Condition::ServiceHealthy),
+            ConditionState::Reached
+        );
+        let mut migrate = job(Some("none"));
+        migrate.spec.name = "app_migrate".into();
+        migrate.id = "job".into();
+        observed.services.insert("app_migrate".into(), migrate);
+        let mut failed = ended(TaskState::Failed, "new");
+        failed.service_id = "job".into();
+        observed.tasks.push(failed);
+        assert!(matches!(
+            condition_state(&observed, "app_migrate", Condition::ServiceCompletedSuccessfully),
+            ConditionState::Unreachable(h) if h.state == HealthState::Failed
+        ));
+        assert!(matches!(
+            condition_state(&observed, "app_gone", Condition::ServiceStarted),
+            ConditionState::Waiting(h) if h.state == HealthState::Missing
+        ));
     }
 
     #[test]

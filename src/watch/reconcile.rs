@@ -171,7 +171,7 @@ impl Pass {
     }
 }
 
-/// The services of `status` that are degraded or missing, as `name: state: reason`.
+/// The services of `status` that are degraded, missing or failed jobs, as `name: state: reason`.
 fn not_healthy(status: &Status) -> Vec<String> {
     status
         .services
@@ -179,7 +179,9 @@ fn not_healthy(status: &Status) -> Vec<String> {
         .filter(|s| {
             matches!(
                 s.health.state,
-                crate::health::HealthState::Degraded | crate::health::HealthState::Missing
+                crate::health::HealthState::Degraded
+                    | crate::health::HealthState::Missing
+                    | crate::health::HealthState::Failed
             )
         })
         .map(|s| format!("{} is {}", s.name, s.health.line()))

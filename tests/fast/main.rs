@@ -25,6 +25,7 @@ mod hostile_secrets;
 mod hostile_sim;
 mod no_drift;
 mod notify_sim;
+mod order_sim;
 mod pause_sim;
 mod properties;
 mod revision_sim;

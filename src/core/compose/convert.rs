@@ -21,7 +21,8 @@ use crate::model::spec::{
     Ulimit, UpdateConfig, VolumeOptions,
 };
 use crate::model::{
-    NetworkSpec, ObjectSpec, ServiceSpec, Stack, LABEL_STACK_IMAGE, LABEL_STACK_NAMESPACE,
+    Dependency, NetworkSpec, ObjectSpec, ServiceSpec, Stack, LABEL_STACK_IMAGE,
+    LABEL_STACK_NAMESPACE,
 };
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -116,7 +117,18 @@ pub fn convert_stack(stack: &str, file: &str, compose: &ComposeFile) -> Stack {
     };
     for (name, service) in &compose.services {
         let spec = convert_service(stack, name, service, compose);
-        out.services.insert(spec.name.clone(), spec);
+        let full_name = spec.name.clone();
+        out.services.insert(full_name.clone(), spec);
+        let waits: Vec<Dependency> = (service.depends_on.iter())
+            .filter(|dep| compose.services.contains_key(&dep.service))
+            .map(|dep| Dependency {
+                service: scope(stack, &dep.service),
+                condition: dep.condition,
+            })
+            .collect();
+        if !waits.is_empty() {
+            out.depends_on.insert(full_name, waits);
+        }
     }
     let used: BTreeSet<&str> = compose
         .services

@@ -169,6 +169,7 @@ impl Loader<'_> {
                         }
                     }
                 }
+                super::depends_on::check(&mut self.ctx, &compose);
             }
             None => self.ctx.warn(
                 fields

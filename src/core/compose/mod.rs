@@ -3,6 +3,7 @@
 //! converted exactly as the docker CLI converts it ([`convert`]).
 
 pub mod convert;
+pub mod depends_on;
 pub mod encrypted;
 pub mod load;
 pub mod merge;

@@ -19,6 +19,7 @@ const SUPPORTED: &[&str] = &[
     "command",
     "configs",
     "deploy",
+    "depends_on",
     "dns",
     "dns_opt",
     "dns_search",
@@ -50,49 +51,73 @@ const SUPPORTED: &[&str] = &[
     "working_dir",
 ];
 
-/// Keys swarm ignores, with what to do instead.
+/// Keys swarm ignores, with what Swarm offers instead: the docker CLI's unsupported and
+/// deprecated service properties (`cli/compose/types`: it prints "Ignoring unsupported options"
+/// and "Ignoring deprecated options" for them), but `restart`, which it converts all the same
+/// (see `ServiceReader::restart`); and two it drops without a word (`tmpfs`,
+/// `credential_spec`, which shoal does not send).
 const IGNORED: &[(&str, &str)] = &[
-    ("build", "build and push the image, then name it in `image`"),
-    ("cgroupns_mode", "swarm services cannot set it"),
-    ("cgroup_parent", "swarm services cannot set it"),
+    (
+        "build",
+        "build and push the image (or preload it on the nodes), then name it in `image`",
+    ),
+    (
+        "cgroupns_mode",
+        "swarm tasks get the engine's default cgroup namespace (dockerd --default-cgroupns-mode)",
+    ),
+    (
+        "cgroup_parent",
+        "swarm tasks get the engine's cgroup parent (dockerd --cgroup-parent)",
+    ),
     (
         "container_name",
-        "swarm names the containers of a service itself",
+        "swarm names each task's container `<stack>_<service>.<slot>.<task>`: reach the service by its name",
     ),
-    ("credential_spec", "shoal does not support credential specs"),
+    ("credential_spec", "shoal does not send credential specs (Windows gMSA)"),
     (
-        "depends_on",
-        "swarm starts services in any order: make each service retry its dependencies",
+        "devices",
+        "swarm services cannot map devices: reserve them as `deploy.resources.reservations.generic_resources`, or run that container outside swarm",
     ),
-    ("devices", "swarm services cannot map devices"),
-    ("domainname", "swarm services cannot set it"),
+    (
+        "domainname",
+        "write the full name in `hostname`",
+    ),
     (
         "expose",
         "services on the same network reach each other's containers on any port",
     ),
     (
         "external_links",
-        "put the services on a shared network instead",
+        "put the services on a shared network (`networks`, `external: true`) instead",
     ),
-    ("ipc", "swarm services cannot set it"),
+    ("ipc", "swarm tasks always get their own IPC namespace"),
     (
         "links",
         "services on the same network reach each other by service name",
     ),
-    ("mac_address", "swarm services cannot set it"),
+    (
+        "mac_address",
+        "swarm assigns the addresses on its networks",
+    ),
     ("network_mode", "use `networks` (overlay networks) instead"),
-    ("pid", "swarm services cannot set it"),
+    ("pid", "swarm tasks always get their own PID namespace"),
     (
         "privileged",
         "swarm services cannot run privileged; use `cap_add` for specific capabilities",
     ),
-    ("security_opt", "swarm services cannot set it"),
+    (
+        "security_opt",
+        "swarm services cannot set it: grant or drop capabilities with `cap_add` / `cap_drop`",
+    ),
     (
         "shm_size",
         "mount a tmpfs at /dev/shm (a `volumes` entry with `type: tmpfs`) instead",
     ),
     ("tmpfs", "use a `volumes` entry with `type: tmpfs` instead"),
-    ("userns_mode", "swarm services cannot set it"),
+    (
+        "userns_mode",
+        "swarm tasks get the engine's user namespaces (dockerd --userns-remap)",
+    ),
 ];
 
 /// Keys `docker stack deploy` refuses, with why.
@@ -269,6 +294,10 @@ impl ServiceReader<'_, '_, '_> {
         }
         if let Some(node) = fields.get("extra_hosts") {
             self.extra_hosts(node);
+        }
+        if let Some(node) = fields.get("depends_on") {
+            let path = self.p("depends_on");
+            self.service.depends_on = super::depends_on::read(&mut self.loader.ctx, node, &path);
         }
     }
 
@@ -1085,6 +1114,11 @@ impl ServiceReader<'_, '_, '_> {
             );
             return;
         }
+        ctx.warn_help(
+            fields.key_pos("restart").unwrap_or(node.pos),
+            "`restart` is a fallback: docker stack deploy says it ignores it, yet turns it into the restart policy when `deploy.restart_policy` is unset, and so does shoal",
+            "use `deploy.restart_policy` (e.g. `condition: on-failure`), Swarm's own way",
+        );
         match parse_restart(&text) {
             Ok(policy) => self.service.restart = policy,
             Err(problem) => ctx.error_help(

@@ -710,7 +710,7 @@ configs:
 #[test]
 fn ignored_options_warn_like_the_docker_cli() {
     let (stack, diags) = valid(
-        "services:\n  web:\n    image: web\n    build: .\n    depends_on: [db]\n    container_name: web\n    ports: [\"127.0.0.1:80:80\"]\n  db:\n    image: db\n",
+        "services:\n  web:\n    image: web\n    build: .\n    depends_on: [db]\n    container_name: web\n    ports: [\"127.0.0.1:80:80\"]\n    privileged: true\n    restart: always\n  db:\n    image: db\n",
     );
     let warnings: Vec<String> = diags
         .iter()
@@ -720,12 +720,156 @@ fn ignored_options_warn_like_the_docker_cli() {
         warnings,
         [
             "4:5 ignoring unsupported option `build` (docker stack deploy ignores it too)",
-            "5:5 ignoring unsupported option `depends_on` (docker stack deploy ignores it too)",
             "6:5 ignoring unsupported option `container_name` (docker stack deploy ignores it too)",
             "7:13 ignoring IP address `127.0.0.1` in `127.0.0.1:80:80`: the service will listen on 0.0.0.0",
+            "8:5 ignoring unsupported option `privileged` (docker stack deploy ignores it too)",
+            "9:5 `restart` is a fallback: docker stack deploy says it ignores it, yet turns it into the restart policy when `deploy.restart_policy` is unset, and so does shoal",
         ]
     );
+    let help: Vec<&str> = diags.iter().filter_map(|d| d.help.as_deref()).collect();
+    assert!(
+        help.iter().any(|h| h.contains("deploy.restart_policy")),
+        "{help:?}"
+    );
+    assert!(help.iter().any(|h| h.contains("cap_add")), "{help:?}");
     assert_eq!(stack.services.len(), 2);
+    assert_eq!(stack.depends_on["dataapp_web"][0].service, "dataapp_db");
+}
+
+/// Every key `docker stack deploy` ignores or refuses (docker/cli `cli/compose/types`:
+/// `UnsupportedProperties`, `DeprecatedProperties`, `ForbiddenProperties`) is warned about or
+/// refused, each with what to do instead.
+#[test]
+fn the_docker_clis_unsupported_keys_all_warn_or_fail() {
+    let unsupported = [
+        "build",
+        "cgroupns_mode",
+        "cgroup_parent",
+        "devices",
+        "domainname",
+        "external_links",
+        "ipc",
+        "links",
+        "mac_address",
+        "network_mode",
+        "pid",
+        "privileged",
+        "restart",
+        "security_opt",
+        "shm_size",
+        "userns_mode",
+        "container_name",
+        "expose",
+    ];
+    let forbidden = [
+        "extends",
+        "volume_driver",
+        "volumes_from",
+        "cpu_quota",
+        "cpu_shares",
+        "cpuset",
+        "mem_limit",
+        "memswap_limit",
+    ];
+    for key in unsupported {
+        let value = if key == "restart" { "always" } else { "x" };
+        let (_, diags) = load(&format!(
+            "services:\n  w:\n    image: w\n    {key}: {value}\n"
+        ));
+        let warning = diags
+            .iter()
+            .find(|d| d.severity == Severity::Warning && d.line == 4)
+            .unwrap_or_else(|| panic!("no warning for {key}: {diags:?}"));
+        assert!(
+            warning.help.as_ref().is_some_and(|h| !h.is_empty()),
+            "{key}"
+        );
+    }
+    for key in forbidden {
+        let found = errors(&format!("services:\n  w:\n    image: w\n    {key}: x\n"));
+        assert!(
+            found.iter().any(|e| e.starts_with("4:5")),
+            "{key}: {found:?}"
+        );
+    }
+}
+
+#[test]
+fn depends_on_in_list_and_map_form() {
+    use crate::model::Condition;
+    let (stack, _) = valid(
+        "services:\n  db:\n    image: db\n  migrate:\n    image: m\n    deploy: {mode: replicated-job}\n    depends_on:\n      db: {condition: service_healthy}\n  web:\n    image: web\n    depends_on:\n      migrate:\n        condition: service_completed_successfully\n      db:\n  cache:\n    image: c\n    depends_on: [db]\n",
+    );
+    let deps = |name: &str| -> Vec<(String, Condition)> {
+        stack.depends_on[name]
+            .iter()
+            .map(|d| (d.service.clone(), d.condition))
+            .collect()
+    };
+    assert_eq!(
+        deps("dataapp_migrate"),
+        [("dataapp_db".to_string(), Condition::ServiceHealthy)]
+    );
+    assert_eq!(
+        deps("dataapp_web"),
+        [
+            (
+                "dataapp_migrate".to_string(),
+                Condition::ServiceCompletedSuccessfully
+            ),
+            ("dataapp_db".to_string(), Condition::ServiceStarted),
+        ]
+    );
+    assert_eq!(
+        deps("dataapp_cache"),
+        [("dataapp_db".to_string(), Condition::ServiceStarted)]
+    );
+    assert!(!stack.depends_on.contains_key("dataapp_db"));
+}
+
+#[test]
+fn depends_on_problems_are_located() {
+    let found = errors(
+        "services:\n  web:\n    image: web\n    depends_on:\n      dbb: {condition: service_healthy}\n      api: {condition: healthy}\n      cache: {condition: service_completed_successfully}\n  api:\n    image: api\n    depends_on: [api, db, db]\n  db:\n    image: db\n  cache:\n    image: c\n",
+    );
+    assert_eq!(
+        found,
+        [
+            "5:7 `services.web.depends_on`: undefined service `dbb`",
+            "6:24 `services.web.depends_on.api.condition` must be one of `service_started`, `service_healthy`, `service_completed_successfully`, found `healthy`",
+            "7:7 `services.web.depends_on.cache`: `service_completed_successfully` waits for a job, but `cache` is a replicated service: its tasks never complete",
+            "10:18 `depends_on` forms a cycle: api (line 10) -> api",
+            "10:27 `services.api.depends_on` names `db` twice",
+        ]
+    );
+}
+
+#[test]
+fn a_depends_on_cycle_is_spelled_out_with_its_lines() {
+    let found = errors(
+        "services:\n  web:\n    image: web\n    depends_on: [migrate]\n  migrate:\n    image: m\n    deploy: {mode: replicated-job}\n    depends_on:\n      - db\n      - web\n  db:\n    image: db\n",
+    );
+    assert_eq!(
+        found,
+        ["10:9 `depends_on` forms a cycle: migrate (line 10) -> web (line 4) -> migrate"]
+    );
+}
+
+#[test]
+fn replicated_jobs_map_replicas_as_the_docker_cli_does() {
+    let spec = service_json(
+        "services:\n  job:\n    image: job\n    deploy: {mode: replicated-job, replicas: 3}\n",
+        "dataapp_job",
+    );
+    assert_eq!(
+        spec["Mode"],
+        json!({"ReplicatedJob": {"MaxConcurrent": 3, "TotalCompletions": 3}})
+    );
+    let spec = service_json(
+        "services:\n  job:\n    image: job\n    deploy: {mode: replicated-job}\n",
+        "dataapp_job",
+    );
+    assert_eq!(spec["Mode"], json!({"ReplicatedJob": {}}));
 }
 
 #[test]

@@ -87,6 +87,20 @@ pub struct Service {
     pub oom_score_adj: i64,
     /// `restart`, the fallback restart policy.
     pub restart: Option<RestartSettings>,
+    /// `depends_on`, in the order written (services not yet checked to exist).
+    pub depends_on: Vec<DependsOn>,
+}
+
+/// One entry of a service's `depends_on`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DependsOn {
+    /// The service depended on (compose name).
+    pub service: String,
+    /// What it must reach first.
+    pub condition: crate::model::Condition,
+    /// Where the entry is written (its line may carry a merged file's offset: see
+    /// [`super::merge::origin`]).
+    pub pos: crate::yaml::Pos,
 }
 
 /// A published port.

@@ -165,6 +165,61 @@ pub struct Stack {
     pub secrets: BTreeMap<String, ObjectSpec>,
     /// Configs the stack creates, by full (content-derived) swarm name.
     pub configs: BTreeMap<String, ObjectSpec>,
+    /// `depends_on`: by full service name, what each service waits for before it is created
+    /// or updated (DESIGN §9); only services that name some are here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub depends_on: BTreeMap<String, Vec<Dependency>>,
+}
+
+/// What a dependant waits for: compose's `depends_on.<service>.condition`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// The dependency's service exists and a task of it runs (the default).
+    #[default]
+    ServiceStarted,
+    /// The dependency is healthy: every task runs, each passing its health check.
+    ServiceHealthy,
+    /// The dependency is a job that completed.
+    ServiceCompletedSuccessfully,
+}
+
+impl Condition {
+    /// Every condition, as compose writes them.
+    pub const ALL: [Condition; 3] = [
+        Condition::ServiceStarted,
+        Condition::ServiceHealthy,
+        Condition::ServiceCompletedSuccessfully,
+    ];
+
+    /// The condition's compose name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::ServiceStarted => "service_started",
+            Condition::ServiceHealthy => "service_healthy",
+            Condition::ServiceCompletedSuccessfully => "service_completed_successfully",
+        }
+    }
+
+    /// How a plan says a dependency reached it (`#3 is healthy`).
+    pub fn reached(self) -> &'static str {
+        match self {
+            Condition::ServiceStarted => "has started",
+            Condition::ServiceHealthy => "is healthy",
+            Condition::ServiceCompletedSuccessfully => "completed",
+        }
+    }
+}
+
+/// One entry of a service's `depends_on`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Dependency {
+    /// The service depended on, by full swarm name (same stack).
+    pub service: String,
+    /// What it must reach first.
+    pub condition: Condition,
 }
 
 /// The desired cluster.

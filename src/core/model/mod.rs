@@ -11,7 +11,8 @@ pub mod timing;
 pub mod unmodeled;
 
 pub use desired::{
-    Desired, DriverKind, ImagePolicy, MachineAccess, MachineSpec, Policy, Role, SshAccess, Stack,
+    Condition, Dependency, Desired, DriverKind, ImagePolicy, MachineAccess, MachineSpec, Policy,
+    Role, SshAccess, Stack,
 };
 pub use observed::{
     Availability, MachineState, NetworkSettings, NodeState, Observed, ObservedMachine,

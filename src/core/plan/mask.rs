@@ -460,7 +460,8 @@ pub fn masked<T: Serialize + DeserializeOwned + Default>(
 /// (see [`mask_change`]).
 pub fn mask_steps(steps: &mut [Step], show: &[String]) {
     for step in steps {
-        if let StepOp::UpdateService { changes, .. } = &mut step.op {
+        if let StepOp::UpdateService { changes, .. } | StepOp::RunJob { changes, .. } = &mut step.op
+        {
             for change in changes.iter_mut() {
                 mask_change(change, show);
             }

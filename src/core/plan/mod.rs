@@ -20,7 +20,7 @@ pub mod testing;
 mod wire;
 
 pub use model::{
-    Action, Effect, FieldChange, Plan, Step, StepId, StepOp, Summary, Unseen, FORMAT_VERSION,
+    Action, Effect, FieldChange, Plan, Step, StepId, StepOp, Summary, Unseen, Wait, FORMAT_VERSION,
 };
 pub use planner::{plan, PlanError, PlanOptions, LABEL_STACKS};
 pub use reason::Reason;

@@ -4,7 +4,7 @@ use super::reason::Reason;
 use super::wire::{ShownPlan, WirePlan, WireStep};
 use crate::model::content_key::ContentKey;
 use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
-use crate::model::{Availability, Role};
+use crate::model::{Availability, Condition, Role};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -57,6 +57,8 @@ pub enum Action {
     RemoveService,
     /// Force-update a service so its tasks spread onto new nodes.
     RebalanceService,
+    /// Create a job service, or update its spec, which runs it again; apply awaits it.
+    RunJob,
 }
 
 /// How a step counts in the plan's summary.
@@ -95,10 +97,12 @@ impl Action {
             Action::ScaleService => "scale_service",
             Action::RemoveService => "remove_service",
             Action::RebalanceService => "rebalance_service",
+            Action::RunJob => "run_job",
         }
     }
 
-    /// Whether the step adds, changes or destroys something.
+    /// Whether the step adds, changes or destroys something (`run_job` counts as a change;
+    /// [`Step::effect`] tells a job's first run as an addition).
     pub fn effect(self) -> Effect {
         use Action::*;
         match self {
@@ -107,7 +111,7 @@ impl Action {
             DestroyMachine | RemoveNode | RemoveNetwork | RemoveSecret | RemoveConfig
             | RemoveService => Effect::Destroy,
             StartMachine | PromoteNode | DemoteNode | DrainNode | UpdateNode | UpdateService
-            | ScaleService | RebalanceService => Effect::Change,
+            | ScaleService | RebalanceService | RunJob => Effect::Change,
         }
     }
 }
@@ -269,6 +273,18 @@ pub enum StepOp {
         /// The digest of the spec planned on, as for `UpdateService`.
         observed_spec: Option<String>,
     },
+    /// Run a job (`replicated-job`, `global-job`): create it, or update its spec (swarm runs a
+    /// job again whenever its spec changes), then await its completion.
+    RunJob {
+        /// Its ID; `None` when the job does not exist yet (it is created).
+        id: Option<String>,
+        /// The spec to send.
+        spec: Box<ServiceSpec>,
+        /// Field-level changes of an existing job, for people.
+        changes: Vec<FieldChange>,
+        /// The digest of the spec planned on, as for `UpdateService`.
+        observed_spec: Option<String>,
+    },
 }
 
 impl StepOp {
@@ -296,6 +312,7 @@ impl StepOp {
             StepOp::ScaleService { .. } => Action::ScaleService,
             StepOp::RemoveService { .. } => Action::RemoveService,
             StepOp::RebalanceService { .. } => Action::RebalanceService,
+            StepOp::RunJob { .. } => Action::RunJob,
         }
     }
 
@@ -314,7 +331,9 @@ impl StepOp {
     /// The service spec the step sends, for creations and updates.
     pub fn service(&self) -> Option<&ServiceSpec> {
         match self {
-            StepOp::CreateService { spec } | StepOp::UpdateService { spec, .. } => Some(spec),
+            StepOp::CreateService { spec }
+            | StepOp::UpdateService { spec, .. }
+            | StepOp::RunJob { spec, .. } => Some(spec),
             _ => None,
         }
     }
@@ -327,10 +346,10 @@ impl StepOp {
         }
     }
 
-    /// Field-level changes (update_service), empty otherwise.
+    /// Field-level changes (update_service, run_job), empty otherwise.
     pub fn changes(&self) -> &[FieldChange] {
         match self {
-            StepOp::UpdateService { changes, .. } => changes,
+            StepOp::UpdateService { changes, .. } | StepOp::RunJob { changes, .. } => changes,
             _ => &[],
         }
     }
@@ -347,6 +366,9 @@ pub struct Step {
     pub target: String,
     /// Steps that must be done first.
     pub depends_on: Vec<StepId>,
+    /// The services (compose `depends_on`) that must reach a condition before the step runs,
+    /// each with the step of this plan that changes it, if any (in JSON: `detail.waits`).
+    pub waits: Vec<Wait>,
     /// Why, for people; apply never branches on it.
     pub reason: Reason,
     /// What the step does.
@@ -358,6 +380,29 @@ impl Step {
     pub fn action(&self) -> Action {
         self.op.action()
     }
+
+    /// Whether the step adds, changes or destroys something: its action's effect, but a job
+    /// run that creates the job adds it.
+    pub fn effect(&self) -> Effect {
+        match &self.op {
+            StepOp::RunJob { id: None, .. } => Effect::Add,
+            op => op.action().effect(),
+        }
+    }
+}
+
+/// A service a step waits for (compose `depends_on`, DESIGN §9): apply holds the step until
+/// the service reaches the condition, and skips it, with the reason, when it does not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wait {
+    /// The service, by full swarm name.
+    pub service: String,
+    /// What it must reach.
+    pub condition: Condition,
+    /// The step of this plan that creates or changes it (also in `depends_on`); `None` when
+    /// the plan leaves it as it is (apply checks that it is in the condition already).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepId>,
 }
 
 /// Counts of the plan's steps by effect.

@@ -100,6 +100,15 @@ pub fn normalize_service(spec: &ServiceSpec) -> ServiceSpec {
             replicated: Some(replicated),
             ..
         }) if replicated.replicas.is_none() => replicated.replicas = Some(1),
+        Some(ServiceMode {
+            replicated_job: Some(job),
+            ..
+        }) => {
+            // The engine stores a job's defaults: one at a time, as many completions as that.
+            let concurrent = job.max_concurrent.unwrap_or(1);
+            job.max_concurrent = Some(concurrent);
+            job.total_completions = Some(job.total_completions.unwrap_or(concurrent));
+        }
         Some(_) => {}
     }
     spec
@@ -165,6 +174,28 @@ pub fn comparable(desired: &ServiceSpec, observed: &ServiceSpec) -> (ServiceSpec
 mod tests {
     use super::*;
     use crate::model::spec::{PortConfig, ReplicatedService};
+
+    #[test]
+    fn a_jobs_engine_defaults_compare_equal() {
+        use crate::model::spec::ReplicatedJob;
+        let job = |max_concurrent, total_completions| ServiceSpec {
+            mode: Some(ServiceMode {
+                replicated_job: Some(ReplicatedJob {
+                    max_concurrent,
+                    total_completions,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (d, o) = comparable(&job(None, None), &job(Some(1), Some(1)));
+        assert_eq!(d, o);
+        let (d, o) = comparable(&job(Some(3), Some(3)), &job(Some(3), Some(3)));
+        assert_eq!(d, o);
+        let (d, o) = comparable(&job(Some(3), Some(3)), &job(Some(1), Some(1)));
+        assert_ne!(d, o);
+    }
 
     #[test]
     fn engine_defaults_compare_equal() {

@@ -7,9 +7,9 @@
 use super::fingerprint::fingerprint;
 use super::model::{Effect, Plan, Step, Summary, FORMAT_VERSION};
 use super::rules::{
-    content_versions, create_machines, destroy_guard, engine_fields, identity, init_swarm, joins,
-    machine_removal, node_specs, object_replacement, ownership, pause, prune, references, roles,
-    self_heal, services, stack_objects, swarm_states, unseen, Ctx,
+    content_versions, create_machines, depends_on, destroy_guard, engine_fields, identity,
+    init_swarm, joins, machine_removal, node_specs, object_replacement, ownership, pause, prune,
+    references, roles, self_heal, services, stack_objects, swarm_states, unseen, Ctx,
 };
 use crate::model::content_key::{ContentKey, LABEL_CONTENT_KEY};
 use crate::model::{Desired, Observed};
@@ -168,6 +168,7 @@ pub fn plan(
     references::refuse_unmet_references(&ctx)?;
     engine_fields::refuse_unstored_subpath(&ctx)?;
     services::plan_services(&mut ctx);
+    depends_on::wait_for_dependencies(&mut ctx);
     prune::prune_objects(&mut ctx);
     destroy_guard::guard_machines(&ctx)?;
     machine_removal::remove_machines(&mut ctx)?;
@@ -194,7 +195,7 @@ fn finish(mut ctx: Ctx, observed: &Observed, options: &PlanOptions) -> Plan {
 fn summarize(steps: &[Step]) -> Summary {
     let mut summary = Summary::default();
     for step in steps {
-        match step.action().effect() {
+        match step.effect() {
             Effect::Add => summary.add += 1,
             Effect::Change => summary.change += 1,
             Effect::Destroy => summary.destroy += 1,

@@ -154,6 +154,18 @@ pub enum Reason {
         /// Dotted paths of the fields.
         fields: Vec<String>,
     },
+    /// A stack defines a job that does not exist: creating it runs it.
+    JobMissing {
+        /// The stack.
+        stack: String,
+        /// The job.
+        service: String,
+    },
+    /// Fields of a job differ from the compose file: updating it runs it again.
+    JobChanged {
+        /// Dotted paths of the fields.
+        fields: Vec<String>,
+    },
     /// A managed stack no longer defines a service.
     ServiceDropped {
         /// The stack.
@@ -216,6 +228,16 @@ impl Reason {
             _ => false,
         }
     }
+}
+
+/// `A differs` or `A, B differ`.
+fn differ(fields: &[String]) -> String {
+    let verb = if fields.len() == 1 {
+        "differs"
+    } else {
+        "differ"
+    };
+    format!("{} {verb}", fields.join(", "))
 }
 
 /// How people say a node's availability.
@@ -326,15 +348,15 @@ impl fmt::Display for Reason {
                 "mode changes from {from} to {to}, which swarm cannot update in place"
             ),
             Reason::Recreated { mode } => write!(f, "recreated as a {mode} service"),
-            Reason::SpecDrift { fields } => write!(
+            Reason::SpecDrift { fields } => write!(f, "{} from the compose file", differ(fields)),
+            Reason::JobMissing { stack, service } => write!(
                 f,
-                "{} {} from the compose file",
-                fields.join(", "),
-                if fields.len() == 1 {
-                    "differs"
-                } else {
-                    "differ"
-                }
+                "stack {stack} defines job {service}, which does not exist: it is created and runs"
+            ),
+            Reason::JobChanged { fields } => write!(
+                f,
+                "{} from the compose file: the job runs again",
+                differ(fields)
             ),
             Reason::ServiceDropped { stack, service } => {
                 write!(f, "stack {stack} no longer defines {service}")

@@ -8,7 +8,7 @@
 //! ([`super::saved::check_fresh`]).
 
 use super::mask::masked;
-use super::model::{Action, FieldChange, Plan, Step, StepId, StepOp, Summary, Unseen};
+use super::model::{Action, FieldChange, Plan, Step, StepId, StepOp, Summary, Unseen, Wait};
 use super::reason::Reason;
 use crate::model::content_key::ContentKey;
 use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
@@ -47,6 +47,8 @@ pub(crate) struct Detail {
     object: Option<ObjectSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     observed_spec: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    waits: Vec<Wait>,
 }
 
 /// A step as written in the plan JSON.
@@ -136,7 +138,10 @@ impl WireStep {
     /// `show` (`policy.show_values`). Field changes were masked when planned.
     fn shown(step: Step, show: &[String]) -> WireStep {
         let action = step.action();
-        let mut d = Detail::default();
+        let mut d = Detail {
+            waits: step.waits,
+            ..Detail::default()
+        };
         match step.op {
             StepOp::CreateMachine { role, labels } => {
                 d.role = Some(role);
@@ -201,6 +206,17 @@ impl WireStep {
             } => {
                 d.id = Some(id);
                 d.force_update = Some(force_update);
+                d.observed_spec = observed_spec;
+            }
+            StepOp::RunJob {
+                id,
+                spec,
+                changes,
+                observed_spec,
+            } => {
+                d.id = id;
+                d.service = Some(spec);
+                d.changes = changes;
                 d.observed_spec = observed_spec;
             }
         }
@@ -308,11 +324,18 @@ impl TryFrom<WireStep> for Step {
                 force_update: d.force_update.ok_or_else(|| missing("force_update"))?,
                 observed_spec: d.observed_spec.clone(),
             },
+            Action::RunJob => StepOp::RunJob {
+                id: d.id.clone(),
+                spec: d.service.clone().ok_or_else(|| missing("service"))?,
+                changes: d.changes.clone(),
+                observed_spec: d.observed_spec.clone(),
+            },
         };
         Ok(Step {
             id: wire.id,
             target: wire.target,
             depends_on: wire.depends_on,
+            waits: d.waits,
             reason: Reason::Saved {
                 text: wire.reason,
                 replaces: false,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// The symbol of a step: `+` add, `~` change, `-` destroy, `-/+` part of a replacement.
 pub(crate) fn symbol(step: &Step) -> &'static str {
-    match (step.reason.replaces(), step.action().effect()) {
+    match (step.reason.replaces(), step.effect()) {
         (true, _) => "-/+",
         (_, Effect::Add) => "+",
         (_, Effect::Change) => "~",
@@ -70,7 +70,7 @@ pub fn render_plan(plan: &Plan, style: Style) -> String {
         .unwrap_or(0);
     for step in &plan.steps {
         let sym = symbol(step);
-        let painted = match step.action().effect() {
+        let painted = match step.effect() {
             _ if sym == "-/+" => style.yellow(sym),
             Effect::Add => style.green(sym),
             Effect::Change => style.yellow(sym),
@@ -105,12 +105,18 @@ pub fn render_plan(plan: &Plan, style: Style) -> String {
     out
 }
 
-/// `(after #1, #2)`: the steps `step` waits for, `None` when it waits for none.
+/// `(after #1, #3 is healthy)`: the steps `step` waits for, each with the condition its
+/// service must reach (compose `depends_on`) when it has one; `None` when it waits for none.
 pub(crate) fn after(step: &Step) -> Option<String> {
     if step.depends_on.is_empty() {
         return None;
     }
-    let ids: Vec<String> = step.depends_on.iter().map(|d| format!("#{d}")).collect();
+    let ids: Vec<String> = (step.depends_on.iter())
+        .map(|d| match step.waits.iter().find(|w| w.step == Some(*d)) {
+            Some(wait) => format!("#{d} {}", wait.condition.reached()),
+            None => format!("#{d}"),
+        })
+        .collect();
     Some(format!("(after {})", ids.join(", ")))
 }
 
@@ -121,7 +127,7 @@ pub(crate) fn extra(step: &Step) -> String {
         StepOp::JoinSwarm { role, via, .. } => format!(" as {role}, through {via}"),
         StepOp::InitSwarm { via, .. } => format!(" on {via}"),
         StepOp::ScaleService { replicas, .. } => format!(" to {replicas} replicas"),
-        StepOp::CreateService { spec } => format!(
+        StepOp::CreateService { spec } | StepOp::RunJob { id: None, spec, .. } => format!(
             " ({}, {})",
             spec.task_template.container_spec.image,
             spec.mode_name()
@@ -198,6 +204,20 @@ pub fn render_report(report: &ApplyReport, wait: Option<Duration>, style: Style)
             step.action,
             step.target,
             step.error.as_deref().unwrap_or("unknown error")
+        );
+    }
+    for step in report
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Skipped)
+    {
+        let _ = writeln!(
+            out,
+            "{} {} {}: {}",
+            style.yellow("Skipped:"),
+            step.action,
+            step.target,
+            step.error.as_deref().unwrap_or("not reached")
         );
     }
     if !report.converged && report.dry_run_writes.is_empty() {
@@ -295,6 +315,55 @@ mod tests {
                 .map(|h| ("app_web".to_string(), h))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn waits_read_after_their_steps() {
+        use crate::model::Condition;
+        use crate::plan::{Reason, StepId, Wait};
+        let wait = |service: &str, condition, step| Wait {
+            service: service.into(),
+            condition,
+            step,
+        };
+        let step = Step {
+            id: StepId(4),
+            target: "app_web".into(),
+            depends_on: vec![StepId(1), StepId(3)],
+            waits: vec![
+                wait(
+                    "app_migrate",
+                    Condition::ServiceCompletedSuccessfully,
+                    Some(StepId(3)),
+                ),
+                wait("app_db", Condition::ServiceHealthy, None),
+            ],
+            reason: Reason::Rebalance,
+            op: StepOp::RemoveService { id: "x".into() },
+        };
+        assert_eq!(after(&step).unwrap(), "(after #1, #3 completed)");
+        let mut healthy = step.clone();
+        healthy.waits[0].condition = Condition::ServiceHealthy;
+        assert_eq!(after(&healthy).unwrap(), "(after #1, #3 is healthy)");
+    }
+
+    #[test]
+    fn skipped_steps_say_why() {
+        use crate::plan::{Action, StepId};
+        let mut report = report(None);
+        report.steps.push(crate::plan::report::StepReport {
+            id: StepId(3),
+            action: Action::CreateService,
+            target: "app_web".into(),
+            status: StepStatus::Skipped,
+            seconds: 0.0,
+            error: Some("it waits for #2 (run_job app_migrate), which failed: boom".into()),
+        });
+        let text = render_report(&report, None, Style::PLAIN);
+        assert!(
+            text.contains("Skipped: create_service app_web: it waits for #2 (run_job app_migrate), which failed: boom"),
+            "{text}"
+        );
     }
 
     fn verdict(report: &ApplyReport, wait: Option<Duration>) -> String {

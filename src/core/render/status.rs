@@ -210,7 +210,8 @@ pub fn render_status(status: &Status, style: Style) -> String {
     );
     for s in &status.services {
         let replicas = format!("{}/{}", s.running, s.replicas);
-        let painted = if s.running < s.replicas {
+        // A completed job runs no task: 0/1 is all it should be.
+        let painted = if s.running < s.replicas && !s.health.is_healthy() {
             style.yellow(&replicas)
         } else {
             replicas.clone()
@@ -218,9 +219,9 @@ pub fn render_status(status: &Status, style: Style) -> String {
         let pad = 9usize.saturating_sub(replicas.len());
         let state = s.health.state.as_str();
         let health = match s.health.state {
-            HealthState::Healthy => style.green(state),
+            HealthState::Healthy | HealthState::Completed => style.green(state),
             HealthState::Progressing => style.yellow(state),
-            HealthState::Degraded | HealthState::Missing => style.red(state),
+            HealthState::Degraded | HealthState::Missing | HealthState::Failed => style.red(state),
         };
         let _ = writeln!(
             out,

@@ -797,7 +797,10 @@ impl SimState {
         let mut tasks = Vec::new();
         for service in swarm.services.values() {
             let missing = sched::image_missing(&service.spec);
-            let replicated = service.spec.replicas().is_some();
+            let job = service.spec.is_job();
+            let fails = sched::job_fails(&service.spec);
+            let replicated = service.spec.replicas().is_some()
+                || (service.spec.mode.as_ref()).is_some_and(|m| m.replicated_job.is_some());
             for (index, task) in service.tasks.iter().enumerate() {
                 let node = task.node.as_deref().and_then(|id| swarm.nodes.get(id));
                 let (state, error) = match node {
@@ -815,19 +818,31 @@ impl SimState {
                             service.spec.task_template.container_spec.image
                         )),
                     ),
+                    Some(node) if node.state == NodeState::Ready && fails => (
+                        TaskState::Failed,
+                        Some("task: non-zero exit (1)".to_string()),
+                    ),
+                    Some(node) if node.state == NodeState::Ready && job => {
+                        (TaskState::Complete, None)
+                    }
                     Some(node) if node.state == NodeState::Ready => (TaskState::Running, None),
                     Some(_) => (TaskState::Orphaned, None),
+                };
+                let desired_state = match state {
+                    TaskState::Complete => TaskState::Complete,
+                    TaskState::Failed => TaskState::Shutdown,
+                    _ => TaskState::Running,
                 };
                 tasks.push(ObservedTask {
                     id: format!("{}.{}", service.id, index + 1),
                     service_id: service.id.clone(),
                     slot: replicated.then_some(index as u64 + 1),
                     node_id: task.node.clone(),
-                    desired_state: TaskState::Running,
+                    desired_state,
                     state,
                     message: String::new(),
                     error,
-                    exit_code: None,
+                    exit_code: (state == TaskState::Failed).then_some(1),
                     timestamp: 0,
                     spec_key: None,
                     health_checked: false,

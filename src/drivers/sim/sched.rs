@@ -9,6 +9,8 @@
 //!
 //! Tasks on a ready node run at once, except those of a service whose image starts with
 //! [`MISSING_IMAGE_PREFIX`]: no node has it, so they are rejected as the engine rejects them.
+//! A job's tasks complete at once, or fail (exit code 1) when its image starts with
+//! [`FAILING_JOB_PREFIX`].
 
 use super::state::{SimNode, SimSwarm, SimTask};
 use crate::model::spec::ServiceSpec;
@@ -84,6 +86,20 @@ impl Constraint {
 /// The image prefix the sim treats as present on no node: a service whose image starts with it
 /// has every task rejected with the engine's "No such image" error (to try health without Docker).
 pub(crate) const MISSING_IMAGE_PREFIX: &str = "missing/";
+
+/// The image prefix of jobs whose tasks fail in the sim: each exits with code 1, as a failing
+/// migration does (to try ordered rollouts and job failures without Docker).
+pub(crate) const FAILING_JOB_PREFIX: &str = "failing/";
+
+/// Whether the service is a job whose tasks fail in the sim (see [`FAILING_JOB_PREFIX`]).
+pub(super) fn job_fails(spec: &ServiceSpec) -> bool {
+    spec.is_job()
+        && spec
+            .task_template
+            .container_spec
+            .image
+            .starts_with(FAILING_JOB_PREFIX)
+}
 
 /// Whether no sim node has the service's image (see [`MISSING_IMAGE_PREFIX`]).
 pub(super) fn image_missing(spec: &ServiceSpec) -> bool {

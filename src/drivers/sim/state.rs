@@ -188,6 +188,10 @@ impl SimSwarm {
 
     /// Tasks of a service that run: assigned to a node that is ready.
     pub fn running_tasks(&self, service: &SimService) -> u64 {
+        if service.spec.is_job() {
+            // A job's tasks run to completion at once in the sim.
+            return 0;
+        }
         service
             .tasks
             .iter()

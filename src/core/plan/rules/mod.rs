@@ -24,6 +24,8 @@
 //! | refuse a volume `subpath` on engines that would mount the whole volume | [`engine_fields::refuse_unstored_subpath`] |
 //! | destroy-all guard (every service of a stack, every machine)   | [`destroy_guard::guard_stack_services`], [`destroy_guard::guard_machines`] |
 //! | services: create, `scale_service` vs `update_service`, mode change, rebalance | [`services::plan_services`] |
+//! | jobs: `run_job` when created or changed, never re-run when unchanged | [`services::plan_services`] |
+//! | ordered rollouts (`depends_on`): dependencies first, dependants wait for their condition | [`depends_on::rollout_order`], [`depends_on::wait_for_dependencies`] |
 //! | a field `docker stack deploy` drops, missing from a running service: no restart for it alone | [`cli_dropped::without_missing`] |
 //! | prune of labelled networks, secrets, configs (after services) | [`prune::prune_objects`]                  |
 //! | what could not be observed, listed with the plan (unseen is not in sync) | [`unseen::unseen_parts`] |
@@ -35,6 +37,7 @@
 pub mod cli_dropped;
 pub mod content_versions;
 pub mod create_machines;
+pub mod depends_on;
 pub mod destroy_guard;
 pub mod engine_fields;
 pub mod identity;
@@ -143,6 +146,7 @@ impl<'a> Ctx<'a> {
             id,
             target: target.into(),
             depends_on: deps,
+            waits: Vec::new(),
             reason,
             op,
         });

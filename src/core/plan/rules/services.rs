@@ -2,11 +2,14 @@
 //! scaled (`scale_service`), one whose other owned fields differ is updated
 //! (`update_service`, with the field diff), one whose mode changes is removed and created
 //! again, and with policy.rebalance on, unchanged services spread onto newly joined nodes.
+//! A job (`replicated-job`, `global-job`) is created or updated by `run_job`, which runs it;
+//! an unchanged job is never run again. Services are planned dependencies first
+//! ([`super::depends_on::rollout_order`]).
 //! A service whose engine spec shoal could not read is warned about: left alone when no stack
 //! of the repository names it, replaced by the file's spec (as `docker stack deploy` would)
 //! when one does.
 
-use super::{cli_dropped, Ctx};
+use super::{cli_dropped, depends_on, Ctx};
 use crate::model::observed::UpdateState;
 use crate::model::{ObservedService, ServiceSpec};
 use crate::plan::diff::field_changes;
@@ -67,7 +70,9 @@ fn warn_unreadable(ctx: &mut Ctx) {
 pub fn plan_services(ctx: &mut Ctx) {
     warn_unreadable(ctx);
     let rebalance = ctx.desired.policy.rebalance && ctx.joined_any && ctx.observed.swarm.is_some();
-    for pair in services(ctx.desired, ctx.observed) {
+    let pairs =
+        depends_on::rollout_order(ctx.desired, services(ctx.desired, ctx.observed).collect());
+    for pair in pairs {
         // Objects created in this plan already wait for the membership steps, so a service
         // that waits for one of them waits for those transitively.
         let created: Vec<StepId> = uses(pair.spec)
@@ -94,12 +99,17 @@ fn plan_service(
 ) -> Vec<StepId> {
     let (name, spec) = (pair.name, pair.spec);
     let Some(current) = pair.current else {
-        let op = StepOp::CreateService {
-            spec: Box::new(spec.clone()),
-        };
-        let reason = Reason::ServiceMissing {
-            stack: pair.stack.to_string(),
-            service: name.to_string(),
+        let (stack, service) = (pair.stack.to_string(), name.to_string());
+        let (op, reason) = if spec.is_job() {
+            (
+                run_job(None, spec.clone(), Vec::new(), None),
+                Reason::JobMissing { stack, service },
+            )
+        } else {
+            let op = StepOp::CreateService {
+                spec: Box::new(spec.clone()),
+            };
+            (op, Reason::ServiceMissing { stack, service })
         };
         return vec![ctx.push(op, name, deps, reason)];
     };
@@ -158,8 +168,12 @@ fn plan_service(
         };
         let removed = ctx.push(StepOp::RemoveService { id }, name, deps.clone(), reason);
         deps.push(removed);
-        let op = StepOp::CreateService {
-            spec: Box::new(spec.clone()),
+        let op = if spec.is_job() {
+            run_job(None, spec.clone(), Vec::new(), None)
+        } else {
+            StepOp::CreateService {
+                spec: Box::new(spec.clone()),
+            }
         };
         let reason = Reason::Recreated {
             mode: want.mode_name(),
@@ -168,6 +182,15 @@ fn plan_service(
     }
     let changes = field_changes(&have, &want);
     let fields = changes.iter().map(|c| c.path.clone()).collect();
+    if spec.is_job() {
+        let op = run_job(
+            Some(id),
+            spec_to_send(spec, &current.spec),
+            changes,
+            Some(current.spec_digest()),
+        );
+        return vec![ctx.push(op, name, deps, Reason::JobChanged { fields })];
+    }
     let op = StepOp::UpdateService {
         id,
         spec: Box::new(spec_to_send(spec, &current.spec)),
@@ -175,6 +198,21 @@ fn plan_service(
         observed_spec: Some(current.spec_digest()),
     };
     vec![ctx.push(op, name, deps, Reason::SpecDrift { fields })]
+}
+
+/// The step that creates (`id` `None`) or updates a job, which runs it.
+fn run_job(
+    id: Option<String>,
+    spec: ServiceSpec,
+    changes: Vec<crate::plan::model::FieldChange>,
+    observed_spec: Option<String>,
+) -> StepOp {
+    StepOp::RunJob {
+        id,
+        spec: Box::new(spec),
+        changes,
+        observed_spec,
+    }
 }
 
 /// Whether `have` becomes `want` by setting its replica count alone.
