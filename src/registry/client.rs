@@ -1,8 +1,8 @@
 //! The registry HTTP API v2, just enough to resolve a tag to its digest: `HEAD
 //! /v2/<name>/manifests/<tag>` for the `Docker-Content-Digest`, answering a `401` with the
 //! challenge it names: `Bearer` (a token from the realm, asked with the credentials when there
-//! are any) or `Basic`. HTTPS through the system's TLS library; plain HTTP for loopback
-//! registries, as the Docker Engine treats them.
+//! are any) or `Basic`. HTTPS through rustls with the certificates this machine trusts; plain
+//! HTTP for loopback registries, as the Docker Engine treats them.
 
 use super::auth::Credentials;
 use super::reference::Reference;
@@ -13,6 +13,7 @@ use hyper::header::{HeaderMap, HeaderValue};
 use hyper_util::rt::TokioIo;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -291,40 +292,80 @@ pub(crate) enum SendError {
     Unreachable(String),
 }
 
-/// Sends one HTTP/1.1 request with `body` to `url` (`http://` or `https://`, through the
-/// system's TLS library) and returns the response, its body still to be read.
+/// Sends one HTTP/1.1 request with `body` to `url` (`http://` or `https://`, TLS through
+/// rustls with the system's trusted certificates) and returns the response, its body still to be
+/// read.
 pub(crate) async fn open(
     method: &str,
     url: &str,
     headers: &[(&str, String)],
     body: Bytes,
 ) -> Result<hyper::Response<Incoming>, SendError> {
+    open_trusting(method, url, headers, body, system_trust).await
+}
+
+/// The TLS settings of https requests: the certificates this machine trusts (`SSL_CERT_FILE`
+/// and `SSL_CERT_DIR` are honoured), read once.
+fn system_trust() -> Result<Arc<rustls::ClientConfig>, String> {
+    static TRUST: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+    TRUST
+        .get_or_init(|| {
+            crate::docker::tls::install_provider();
+            let found = rustls_native_certs::load_native_certs();
+            let mut roots = rustls::RootCertStore::empty();
+            let (_, _) = roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                let why = found.errors.first().map(|e| format!(" ({e})")).unwrap_or_default();
+                return Err(format!(
+                    "this machine trusts no certificate authority{why}: install the ca-certificates package, or name a bundle in SSL_CERT_FILE"
+                ));
+            }
+            Ok(Arc::new(
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            ))
+        })
+        .clone()
+}
+
+/// [`open`], with the TLS settings `trust` gives (tests trust their own authority).
+async fn open_trusting(
+    method: &str,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Bytes,
+    trust: impl FnOnce() -> Result<Arc<rustls::ClientConfig>, String>,
+) -> Result<hyper::Response<Incoming>, SendError> {
     let unreachable = |e: &dyn std::fmt::Display| SendError::Unreachable(e.to_string());
-    let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
-        (true, rest)
-    } else if let Some(rest) = url.strip_prefix("http://") {
-        (false, rest)
-    } else {
-        return Err(SendError::Invalid(format!("`{url}` is not an http(s) URL")));
+    let invalid = |why: &str| SendError::Invalid(format!("`{url}` is not an http(s) URL: {why}"));
+    let parsed = url::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+    let tls = match parsed.scheme() {
+        "https" => true,
+        "http" => false,
+        other => return Err(invalid(&format!("the scheme is `{other}`"))),
     };
-    let (authority, path) = match rest.find('/') {
-        Some(at) => (&rest[..at], &rest[at..]),
-        None => (rest, "/"),
+    let host = match parsed.host() {
+        Some(url::Host::Domain(name)) => name.to_string(),
+        Some(url::Host::Ipv4(address)) => address.to_string(),
+        Some(url::Host::Ipv6(address)) => address.to_string(),
+        None => return Err(invalid("it names no host")),
     };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => (
-            host,
-            port.parse::<u16>()
-                .map_err(|_| SendError::Invalid(format!("bad port in `{url}`")))?,
-        ),
-        _ => (authority, if tls { 443 } else { 80 }),
+    let port = parsed
+        .port_or_known_default()
+        .ok_or_else(|| invalid("it names no port"))?;
+    let authority = match (parsed.host_str(), parsed.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_string(),
+        (None, _) => return Err(invalid("it names no host")),
     };
-    let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port))
+    let target = &parsed[url::Position::BeforePath..url::Position::AfterQuery];
+    let tcp = TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| unreachable(&e))?;
     let mut builder = hyper::Request::builder()
         .method(method)
-        .uri(path)
+        .uri(target)
         .header("host", authority)
         .header("user-agent", concat!("shoal/", env!("CARGO_PKG_VERSION")));
     for (name, value) in headers {
@@ -336,9 +377,10 @@ pub(crate) async fn open(
         .body(Full::new(body))
         .map_err(|e| SendError::Invalid(e.to_string()))?;
     if tls {
-        let connector = native_tls::TlsConnector::new().map_err(|e| unreachable(&e))?;
-        let stream = tokio_native_tls::TlsConnector::from(connector)
-            .connect(host, tcp)
+        let name = rustls_pki_types::ServerName::try_from(host)
+            .map_err(|e| SendError::Invalid(format!("`{url}`: {e}")))?;
+        let stream = tokio_rustls::TlsConnector::from(trust().map_err(SendError::Unreachable)?)
+            .connect(name, tcp)
             .await
             .map_err(|e| unreachable(&e))?;
         exchange(TokioIo::new(stream), request).await
