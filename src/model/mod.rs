@@ -6,11 +6,13 @@ pub mod engine_api;
 pub mod notifications;
 pub mod observed;
 pub mod pause;
+pub mod rollback;
 pub mod spec;
 pub mod unmodeled;
 
 pub use desired::{
-    Desired, DriverKind, ImagePolicy, MachineAccess, MachineSpec, Policy, Role, SshAccess, Stack,
+    Desired, DriverKind, ImagePolicy, MachineAccess, MachineSpec, OnFailure, Policy, Role, SshAccess,
+    Stack,
 };
 pub use observed::{
     Availability, MachineState, NetworkSettings, NodeState, Observed, ObservedMachine,

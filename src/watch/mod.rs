@@ -39,7 +39,8 @@ mod trigger;
 pub mod webhook;
 
 pub use state::{
-    ApplyInfo, ErrorInfo, PassInfo, PlanInfo, SourceInfo, StatusReport, TargetInfo, TargetKind,
+    ApplyInfo, ErrorInfo, HistoryEntry, PassInfo, PassResult, PlanInfo, SourceInfo, StatusReport,
+    TargetInfo, TargetKind,
 };
 pub use trigger::Trigger;
 
@@ -710,11 +711,7 @@ fn record(shared: &Shared, followed: &Followed, pass: &Pass, now: u64) {
             report.target = Some(TargetInfo {
                 revision: target.tip.commit.clone(),
                 summary: target.tip.summary.clone(),
-                kind: if target.last_good {
-                    TargetKind::LastGood
-                } else {
-                    TargetKind::Tip
-                },
+                kind: target.kind,
             });
         }
         if let Some(fetch) = &pass.fetch {
@@ -766,12 +763,96 @@ fn record(shared: &Shared, followed: &Followed, pass: &Pass, now: u64) {
                 report.synced_revision = Some(target.tip.commit.clone());
             }
         }
+        report.pending_plan = (pass.plan.as_ref())
+            .filter(|plan| !plan.steps.is_empty() && pass.rollback.is_none())
+            .filter(|_| pass.paused || !pass.ok())
+            .map(PlanInfo::of);
+        state::push_history(&mut report.history, history_entry(pass, now));
     });
+}
+
+/// What `pass` amounted to, for the revision history.
+fn result_of(pass: &Pass) -> PassResult {
+    if pass.rollback.is_some() {
+        PassResult::RolledBack
+    } else if pass.error.is_some() {
+        PassResult::Failed
+    } else if pass.broken_tip.is_some() {
+        PassResult::BrokenTip
+    } else if pass.paused {
+        PassResult::Paused
+    } else if pass.drift_steps > 0 {
+        PassResult::DriftHealed
+    } else if pass.report.is_some() {
+        PassResult::Applied
+    } else {
+        PassResult::Unchanged
+    }
+}
+
+/// The revision history's entry of `pass`, ended at `now`.
+fn history_entry(pass: &Pass, now: u64) -> HistoryEntry {
+    let commit = (pass.target.as_ref().map(|t| &t.tip))
+        .or(pass.tip.as_ref())
+        .map(|t| t.commit.clone());
+    HistoryEntry {
+        at: now,
+        commit,
+        result: result_of(pass),
+        seconds: pass.seconds,
+        writes: (pass.report.iter().chain(&pass.rollback))
+            .map(|r| r.writes)
+            .sum(),
+        passes: 1,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pass_amounts_to_one_result() {
+        let failed = Pass {
+            error: Some("x".into()),
+            ..Pass::default()
+        };
+        assert_eq!(result_of(&failed), PassResult::Failed);
+        let rolled = Pass {
+            error: Some("x".into()),
+            rollback: Some(crate::plan::report::ApplyReport {
+                revision: Some("a".into()),
+                steps: Vec::new(),
+                writes: 3,
+                converged: true,
+                seconds: 1.0,
+                remaining: Vec::new(),
+                dry_run_writes: Vec::new(),
+                health: Default::default(),
+                waited_for: Vec::new(),
+                drift: Vec::new(),
+            }),
+            ..Pass::default()
+        };
+        assert_eq!(result_of(&rolled), PassResult::RolledBack);
+        assert_eq!(history_entry(&rolled, 7).writes, 3);
+        let paused = Pass {
+            paused: true,
+            ..Pass::default()
+        };
+        assert_eq!(result_of(&paused), PassResult::Paused);
+        let healed = Pass {
+            drift_steps: 2,
+            ..Pass::default()
+        };
+        assert_eq!(result_of(&healed), PassResult::DriftHealed);
+        assert_eq!(result_of(&Pass::default()), PassResult::Unchanged);
+        let broken = Pass {
+            broken_tip: Some("bad".into()),
+            ..Pass::default()
+        };
+        assert_eq!(result_of(&broken), PassResult::BrokenTip);
+    }
 
     #[test]
     fn engine_events_wait_for_the_backoff_and_the_branch_does_not() {

@@ -2,16 +2,19 @@
 //! plan, and apply under the driver's lock. It does the same whatever woke the loop.
 
 use super::driver::driver_key;
-use super::state::SourceInfo;
+use super::state::{SourceInfo, TargetKind};
 use crate::apply::progress::Progress;
+use crate::apply::rollback::{plan_rollback, roll_back};
 use crate::apply::{apply, unix_now, ApplyError, ApplyOptions};
 use crate::config::notifications::{NotifyEvent, NotifyTarget};
 use crate::drivers::open_driver;
 use crate::drivers::{Driver, DriverError};
 use crate::model::{Desired, DriverKind};
-use crate::notify::{notice_of_report, Notice};
+use crate::model::rollback::Held;
+use crate::notify::{notice_of_report, notices_of_rollback, Notice};
 use crate::observe::{load_and_plan, observe, OpenDriver, Planned, Planning, PlanningError};
 use crate::plan::report::{ApplyReport, StepReport, StepStatus};
+use crate::plan::rollback::{last_healthy, should_roll_back, Verdict};
 use crate::plan::{Plan, Step};
 use crate::render::Status;
 use crate::source::follow::{FollowError, LocalBranch, Tip};
@@ -82,8 +85,9 @@ impl Followed {
 pub(crate) struct Target {
     /// The commit.
     pub tip: Tip,
-    /// Whether it is the last good commit, held to because the branch tip is broken.
-    pub last_good: bool,
+    /// The tip, the last good commit (the tip is broken), or the last healthy revision (the
+    /// tip failed and was rolled back).
+    pub kind: TargetKind,
 }
 
 /// The last commit that loaded and planned, and what it loaded: the cluster is held to it
@@ -129,6 +133,10 @@ pub(crate) struct Pass {
     pub notices: Vec<Notice>,
     /// The webhooks of the target's machines.yml.
     pub notify: Vec<NotifyTarget>,
+    /// The rollback carried out after `report`'s apply failed (`policy.on_failure: rollback`).
+    pub rollback: Option<ApplyReport>,
+    /// Whether the cluster was paused with a plan pending: nothing was written.
+    pub paused: bool,
 }
 
 /// `action target` of the plan's first steps, for a notification's line.
@@ -141,12 +149,6 @@ fn pending(plan: &Plan) -> String {
         steps.push(format!("{} more", plan.steps.len() - SHOWN));
     }
     steps.join(", ")
-}
-
-/// The target of a report's drift line (`action target: reason`).
-fn drift_target(line: &str) -> &str {
-    let step = line.split(':').next().unwrap_or_default();
-    step.split_whitespace().nth(1).unwrap_or_default()
 }
 
 impl Pass {
@@ -332,9 +334,14 @@ impl Reconciler {
                     tip: tip.clone(),
                     desired: planned.desired.clone(),
                 });
+                if let Some(held) = planned.observed.held().filter(|h| h.failed == tip.commit) {
+                    // The tip failed and was rolled back: held at the last healthy revision
+                    // until the branch moves.
+                    return self.hold(pass, synced, held, planned).await;
+                }
                 let target = Target {
                     tip,
-                    last_good: false,
+                    kind: TargetKind::Tip,
                 };
                 self.reconcile(pass, synced, target, planned).await
             }
@@ -358,7 +365,7 @@ impl Reconciler {
                 pass.broken_tip = Some(broken);
                 let target = Target {
                     tip: good.clone(),
-                    last_good: true,
+                    kind: TargetKind::LastGood,
                 };
                 pass.target = Some(target.clone());
                 let planned = self
@@ -369,6 +376,35 @@ impl Reconciler {
             }
             Err(error) => Err(refused(pass, error, &tip)),
         }
+    }
+
+    /// Holds the cluster at the last healthy revision while the tip is the commit that failed
+    /// and was rolled back: plans the rollback's desired state (that revision's stacks, the
+    /// tip's machines) and heals drift against it. The hold is read from the swarm's labels, so
+    /// a restarted watcher holds too.
+    async fn hold(
+        &self,
+        pass: &mut Pass,
+        synced: Option<&str>,
+        held: Held,
+        tip_planned: Planned,
+    ) -> Result<(), String> {
+        tracing::info!(
+            revision = %held.failed,
+            "the cluster is {}: commit {} is not applied again until the branch moves",
+            held.line(),
+            short(&held.failed)
+        );
+        let files = self.followed.files(&held.at);
+        let planned = plan_rollback(files, &tip_planned.desired, &held, &self.planning, self)
+            .await
+            .map_err(|e| e.to_string())?;
+        let target = Target {
+            tip: healthy_tip(&held),
+            kind: TargetKind::Held,
+        };
+        self.reconcile_held(pass, synced, target, planned, Some(held))
+            .await
     }
 
     /// Opens the driver of a desired state already loaded, observes and plans, as
@@ -386,6 +422,20 @@ impl Reconciler {
         synced: Option<&str>,
         target: Target,
         planned: Planned,
+    ) -> Result<(), String> {
+        self.reconcile_held(pass, synced, target, planned, None)
+            .await
+    }
+
+    /// [`Reconciler::reconcile`], recording `held` with the revision when the cluster is held
+    /// at the last healthy revision.
+    async fn reconcile_held(
+        &self,
+        pass: &mut Pass,
+        synced: Option<&str>,
+        target: Target,
+        planned: Planned,
+        held: Option<Held>,
     ) -> Result<(), String> {
         let Planned {
             desired,
@@ -438,6 +488,7 @@ impl Reconciler {
                 plan.summary,
                 "watch",
             ));
+            pass.paused = true;
             return Ok(());
         }
         let mut healing = false;
@@ -468,14 +519,13 @@ impl Reconciler {
                 plan.summary.destroy
             );
         }
-        let report = apply(
-            &plan,
-            &desired,
-            driver.clone(),
-            &self.apply,
-            &TracingProgress,
-        )
-        .await
+        let options = ApplyOptions {
+            observation: Some(observed.clone()),
+            held,
+            ..self.apply.clone()
+        };
+        let report = apply(&plan, &desired, driver.clone(), &options, &TracingProgress)
+            .await
         .map_err(|e| {
             if let ApplyError::Driver(DriverError::Locked(held)) = &e {
                 pass.locked_until = Some(held.expires_at);
@@ -492,6 +542,26 @@ impl Reconciler {
             }
             format!("cannot apply commit {short}: {e}")
         })?;
+        let healthy = last_healthy(&observed, plan.revision.as_deref());
+        match should_roll_back(desired.policy.on_failure, &report, healthy.as_deref()) {
+            Verdict::Stay => {}
+            Verdict::Cannot { failing, why } => {
+                tracing::warn!(
+                    revision = %target.commit,
+                    "commit {short} left {failing}; policy.on_failure is rollback, but it is not rolled back: {why}"
+                );
+            }
+            Verdict::RollBack { to, failing } => {
+                let held = Held {
+                    at: to,
+                    failed: target.commit.clone(),
+                    reason: failing,
+                };
+                return self
+                    .roll_back(pass, &desired, plan.summary, report, held)
+                    .await;
+            }
+        }
         let mut notice = notice_of_report(&desired.cluster, plan.summary, &report, "watch");
         if healing && notice.event == NotifyEvent::Applied {
             notice.event = NotifyEvent::DriftHealed;
@@ -507,6 +577,79 @@ impl Reconciler {
             pass.status = Some(Status::new(&desired, &after));
         }
         judge_report(pass, report, &target.commit, short)
+    }
+
+    /// Rolls the failed apply of `report` back to `held.at` (the last healthy revision): tells
+    /// `failed` then `rolled_back`, holds the pass's target at that revision, and fails the
+    /// pass with what failed (the next pass holds: the failed commit is marked in the swarm).
+    async fn roll_back(
+        &self,
+        pass: &mut Pass,
+        desired: &Desired,
+        summary: crate::plan::Summary,
+        report: ApplyReport,
+        held: Held,
+    ) -> Result<(), String> {
+        let (from, to) = (short(&held.failed).to_string(), short(&held.at).to_string());
+        tracing::warn!(
+            revision = %held.failed,
+            "commit {from} left {}; rolling back to the last healthy revision {to} (policy.on_failure: rollback)",
+            held.reason
+        );
+        let failing = held.reason.clone();
+        pass.report = Some(report);
+        let files = self.followed.files(&held.at);
+        let target = Target {
+            tip: healthy_tip(&held),
+            kind: TargetKind::Held,
+        };
+        let rolled = roll_back(
+            files,
+            desired,
+            held,
+            &self.planning,
+            self,
+            &self.apply,
+            &TracingProgress,
+        )
+        .await;
+        let failed = pass.report.as_ref().expect("the failed apply's report");
+        let rolled = match rolled {
+            Ok(rolled) => rolled,
+            Err(e) => {
+                pass.notices.push(
+                    Notice::new(
+                        &desired.cluster,
+                        failed.revision.as_deref(),
+                        NotifyEvent::Failed,
+                        &format!("applied {from}, but it left {failing}; {e}"),
+                        summary,
+                        "watch",
+                    )
+                    .with_failing(failed.unhealthy()),
+                );
+                return Err(format!("commit {from} left {failing}; {e}"));
+            }
+        };
+        pass.notices.extend(notices_of_rollback(
+            &desired.cluster,
+            summary,
+            failed,
+            &failing,
+            &rolled.report,
+            "watch",
+        ));
+        pass.target = Some(target);
+        pass.plan = Some(rolled.planned.plan.clone());
+        if let Ok(after) = observe(&rolled.planned.driver, unix_now()).await {
+            pass.observed_at = Some(after.observed_at);
+            pass.status = Some(Status::new(&rolled.planned.desired, &after));
+        }
+        let outcome = rollback_outcome(&rolled.report);
+        pass.rollback = Some(rolled.report);
+        Err(format!(
+            "applied commit {from}, but it left {failing}; rolled back to the last healthy revision {to}{outcome}"
+        ))
     }
 
     /// The driver the last pass opened, if one did.
@@ -538,6 +681,31 @@ impl OpenDriver for Reconciler {
         let driver = open_driver(desired, &self.followed.state_dir()).await?;
         *cached = Some((key, driver.clone()));
         Ok(driver)
+    }
+}
+
+/// The target of a hold: the last healthy revision, named as such.
+fn healthy_tip(held: &Held) -> Tip {
+    Tip {
+        commit: held.at.clone(),
+        summary: format!(
+            "the last healthy revision ({} failed and was rolled back)",
+            short(&held.failed)
+        ),
+        time: 0,
+    }
+}
+
+/// How a rollback's apply went, as the end of the pass's error: empty when it went well.
+fn rollback_outcome(report: &ApplyReport) -> String {
+    let failed = report.failed_steps();
+    let unhealthy: Vec<String> = (report.unhealthy().into_iter())
+        .map(|(name, health)| format!("{name}: {}", health.line()))
+        .collect();
+    match (failed.is_empty(), unhealthy.is_empty()) {
+        (true, true) => String::new(),
+        (false, _) => format!(", but the rollback's steps failed: {}", failed.join("; ")),
+        (true, false) => format!(", but it is not healthy either: {}", unhealthy.join("; ")),
     }
 }
 
@@ -596,11 +764,10 @@ fn judge_report(
     let remaining = report.remaining.clone();
     // A service changed by hand while the apply waited is not this commit's failure: the
     // next pass, planned at once, brings it back.
-    let drifted = |name: &str| report.drift.iter().any(|d| drift_target(d) == name);
     let unhealthy: Vec<String> = report
         .unhealthy()
         .into_iter()
-        .filter(|(name, _)| !drifted(name))
+        .filter(|(name, _)| !report.drifted(name))
         .map(|(name, health)| format!("{name}: {}", health.line()))
         .collect();
     if !report.drift.is_empty() {
@@ -636,18 +803,4 @@ fn judge_report(
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::drift_target;
-
-    #[test]
-    fn a_drift_line_names_its_target() {
-        assert_eq!(
-            drift_target("scale_service app_web: replicas: 6 → 3"),
-            "app_web"
-        );
-        assert_eq!(drift_target(""), "");
-    }
 }
