@@ -38,3 +38,4 @@ mod watch_latency;
 mod watch_local;
 mod watch_remote;
 mod watch_restart;
+mod watch_rollback;

@@ -4,118 +4,14 @@
 //! exit code; events are filtered per webhook; `--no-notify` sends nothing.
 
 use crate::common;
+use crate::watch_support::receiver::{Answer, Receiver};
 
 use common::Repo;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// How the receiver answers a request.
-#[derive(Clone, Copy)]
-enum Answer {
-    Status(u16),
-    /// Reads the request and never answers.
-    Hang,
-}
-
-/// A request the receiver got.
-#[derive(Clone, Debug)]
-struct Received {
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("a JSON body")
-    }
-}
-
-/// A small HTTP receiver on 127.0.0.1: answers its requests in the order `answers` gives
-/// (the last one for all further requests) and keeps what it got.
-struct Receiver {
-    port: u16,
-    got: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Receiver {
-    fn start(answers: &[Answer]) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        let port = listener.local_addr().unwrap().port();
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let answers = answers.to_vec();
-        let kept = got.clone();
-        std::thread::spawn(move || {
-            for (i, stream) in listener.incoming().enumerate() {
-                let Ok(mut stream) = stream else { return };
-                let Some(received) = read_request(&mut stream) else {
-                    continue;
-                };
-                kept.lock().unwrap().push(received);
-                match answers[i.min(answers.len() - 1)] {
-                    Answer::Status(code) => {
-                        let _ = write!(
-                            stream,
-                            "HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                        );
-                    }
-                    Answer::Hang => {
-                        // Keep the connection open, unanswered, until the client gives up.
-                        std::thread::spawn(move || {
-                            std::thread::sleep(Duration::from_secs(60));
-                            drop(stream);
-                        });
-                    }
-                }
-            }
-        });
-        Receiver { port, got }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hook/token123", self.port)
-    }
-
-    fn got(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-}
-
-fn read_request(stream: &mut std::net::TcpStream) -> Option<Received> {
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).ok()?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':')?;
-        headers.push((name.trim().to_string(), value.trim().to_string()));
-    }
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(Received { headers, body })
-}
 
 /// The tutorial with `notify:` appended to machines.yml.
 fn repo_notifying(block: &str) -> Repo {
@@ -294,29 +190,23 @@ fn committed_notifying(url: &str) -> Repo {
     repo
 }
 
-fn events(receiver: &Receiver) -> Vec<String> {
-    (receiver.got().iter())
-        .map(|r| r.json()["event"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
 #[test]
 fn the_watcher_tells_applied_drift_healed_and_paused() {
     let receiver = Receiver::start(&[Answer::Status(200)]);
     let repo = committed_notifying(&receiver.url());
     repo.ok(&["watch", "--once"]);
-    assert_eq!(events(&receiver), ["applied"]);
+    assert_eq!(receiver.events(), ["applied"]);
     let applied = receiver.got()[0].json();
     assert_eq!(applied["source"], "watch");
     assert_eq!(applied["revision"].as_str().unwrap().len(), 40);
 
     // Nothing to do: nothing told.
     repo.ok(&["watch", "--once"]);
-    assert_eq!(events(&receiver), ["applied"]);
+    assert_eq!(receiver.events(), ["applied"]);
 
     repo.ok(&["sim", "set-replicas", "dataapp_dataservice", "2"]);
     repo.ok(&["watch", "--once"]);
-    assert_eq!(events(&receiver), ["applied", "drift_healed"]);
+    assert_eq!(receiver.events(), ["applied", "drift_healed"]);
     let healed = receiver.got()[1].json();
     assert!(
         healed["message"]
@@ -329,7 +219,7 @@ fn the_watcher_tells_applied_drift_healed_and_paused() {
     repo.ok(&["pause", "--reason", "incident 7"]);
     repo.ok(&["sim", "set-replicas", "dataapp_dataservice", "2"]);
     repo.ok(&["watch", "--once"]);
-    assert_eq!(events(&receiver), ["applied", "drift_healed", "paused"]);
+    assert_eq!(receiver.events(), ["applied", "drift_healed", "paused"]);
     let paused = receiver.got()[2].json();
     assert!(
         paused["message"].as_str().unwrap().contains("incident 7"),
