@@ -608,7 +608,7 @@ fn notify(
     pass: &Pass,
     told: &mut BTreeMap<NotifyEvent, Notice>,
 ) -> Option<JoinHandle<()>> {
-    let mut sending = Vec::new();
+    let mut telling = Vec::new();
     for notice in &pass.notices {
         let repeats = matches!(notice.event, NotifyEvent::Paused | NotifyEvent::Failed);
         if !repeats {
@@ -618,12 +618,9 @@ fn notify(
         } else {
             told.insert(notice.event, notice.clone());
         }
-        sending.extend(crate::notify::spawn(
-            &pass.notify,
-            notice,
-            Pacing::default(),
-        ));
+        telling.push(notice.clone());
     }
+    let sending = crate::notify::spawn_in_order(&pass.notify, &telling, Pacing::default());
     if sending.is_empty() {
         return None;
     }
