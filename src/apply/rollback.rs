@@ -7,11 +7,11 @@
 use super::progress::Progress;
 use super::{apply, ApplyError, ApplyOptions};
 use crate::model::rollback::Held;
+use crate::model::Desired;
 use crate::observe::{load_desired, plan_loaded, OpenDriver, Planned, Planning, PlanningError};
 use crate::plan::report::ApplyReport;
 use crate::plan::rollback::rollback_desired;
 use crate::source::Source;
-use crate::model::Desired;
 
 /// Why a rollback could not be carried out.
 #[derive(Debug, thiserror::Error)]

@@ -283,11 +283,21 @@ async fn carry_out(
         }
         (Ok(report), Verdict::Cannot { failing, why }, _) => {
             eprintln!("warning: {failing}; it is not rolled back: {why}");
-            notices.push(notice_of_report(&desired.cluster, plan.summary, report, "apply"));
+            notices.push(notice_of_report(
+                &desired.cluster,
+                plan.summary,
+                report,
+                "apply",
+            ));
             None
         }
         (Ok(report), _, _) => {
-            notices.push(notice_of_report(&desired.cluster, plan.summary, report, "apply"));
+            notices.push(notice_of_report(
+                &desired.cluster,
+                plan.summary,
+                report,
+                "apply",
+            ));
             None
         }
         (Err(e), _, _) => {

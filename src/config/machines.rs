@@ -1058,13 +1058,20 @@ mod tests {
         assert_eq!(out.policy.on_failure, OnFailure::Rollback);
         let (out, _) = run("cluster: c\npolicy:\n  on_failure: hold\n", &[]);
         assert_eq!(out.policy.on_failure, OnFailure::Hold);
-        let (out, diags) = run("cluster: c\npolicy:\n  prune: true\n  on_failure: revert\n", &[]);
+        let (out, diags) = run(
+            "cluster: c\npolicy:\n  prune: true\n  on_failure: revert\n",
+            &[],
+        );
         let errors = errors(&diags);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!((errors[0].line, errors[0].column), (4, 15));
         assert_eq!(errors[0].message, "`policy.on_failure` is `revert`");
         assert!(errors[0].help.as_deref().unwrap().contains("`rollback`"));
-        assert_eq!(out.policy.on_failure, OnFailure::Hold, "a bad value keeps the default");
+        assert_eq!(
+            out.policy.on_failure,
+            OnFailure::Hold,
+            "a bad value keeps the default"
+        );
         let (_, diags) = run("cluster: c\npolicy:\n  on_failur: rollback\n", &[]);
         assert_eq!(
             self::errors(&diags)[0].help.as_deref(),

@@ -11,8 +11,8 @@ pub mod spec;
 pub mod unmodeled;
 
 pub use desired::{
-    Desired, DriverKind, ImagePolicy, MachineAccess, MachineSpec, OnFailure, Policy, Role, SshAccess,
-    Stack,
+    Desired, DriverKind, ImagePolicy, MachineAccess, MachineSpec, OnFailure, Policy, Role,
+    SshAccess, Stack,
 };
 pub use observed::{
     Availability, MachineState, NetworkSettings, NodeState, Observed, ObservedMachine,

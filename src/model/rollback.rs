@@ -35,7 +35,10 @@ impl Held {
     pub fn from_labels(labels: &BTreeMap<String, String>) -> Option<Held> {
         let failed = labels.get(LABEL_FAILED).filter(|f| !f.is_empty())?;
         Some(Held {
-            at: labels.get(super::LABEL_REVISION).cloned().unwrap_or_default(),
+            at: labels
+                .get(super::LABEL_REVISION)
+                .cloned()
+                .unwrap_or_default(),
             failed: failed.clone(),
             reason: labels.get(LABEL_FAILED_REASON).cloned().unwrap_or_default(),
         })

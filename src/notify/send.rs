@@ -86,7 +86,11 @@ pub fn spawn(targets: &[NotifyTarget], notice: &Notice, pacing: Pacing) -> Vec<S
 /// Starts sending `notices` to each of `targets` that wants their events, in the background:
 /// the webhooks side by side, but each one told the notices in the order given (a `failed`
 /// arrives before the `rolled_back` that follows it), one after the other's last try.
-pub fn spawn_in_order(targets: &[NotifyTarget], notices: &[Notice], pacing: Pacing) -> Vec<Sending> {
+pub fn spawn_in_order(
+    targets: &[NotifyTarget],
+    notices: &[Notice],
+    pacing: Pacing,
+) -> Vec<Sending> {
     let mut sending = Vec::new();
     for target in targets {
         let mut previous: Option<tokio::sync::oneshot::Receiver<()>> = None;

@@ -484,7 +484,10 @@ mod tests {
         assert!(page.contains("rolled_back"), "{page}");
         assert!(page.contains("3.25s</td><td>7</td>"), "{page}");
         assert!(page.contains("Pending plan"), "{page}");
-        assert!(page.contains("<code>scale_service app_web</code>"), "{page}");
+        assert!(
+            page.contains("<code>scale_service app_web</code>"),
+            "{page}"
+        );
         let quiet = render(&StatusReport::default(), 100);
         assert!(!quiet.contains("Revision history") && !quiet.contains("Pending plan"));
     }

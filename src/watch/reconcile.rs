@@ -9,8 +9,8 @@ use crate::apply::{apply, unix_now, ApplyError, ApplyOptions};
 use crate::config::notifications::{NotifyEvent, NotifyTarget};
 use crate::drivers::open_driver;
 use crate::drivers::{Driver, DriverError};
-use crate::model::{Desired, DriverKind};
 use crate::model::rollback::Held;
+use crate::model::{Desired, DriverKind};
 use crate::notify::{notice_of_report, notices_of_rollback, Notice};
 use crate::observe::{load_and_plan, observe, OpenDriver, Planned, Planning, PlanningError};
 use crate::plan::report::{ApplyReport, StepReport, StepStatus};
@@ -526,22 +526,22 @@ impl Reconciler {
         };
         let report = apply(&plan, &desired, driver.clone(), &options, &TracingProgress)
             .await
-        .map_err(|e| {
-            if let ApplyError::Driver(DriverError::Locked(held)) = &e {
-                pass.locked_until = Some(held.expires_at);
-                // Another shoal is applying: nothing failed.
-            } else {
-                pass.notices.push(Notice::new(
-                    &desired.cluster,
-                    Some(&target.commit),
-                    NotifyEvent::Failed,
-                    &format!("cannot apply commit {short}: {e}"),
-                    plan.summary,
-                    "watch",
-                ));
-            }
-            format!("cannot apply commit {short}: {e}")
-        })?;
+            .map_err(|e| {
+                if let ApplyError::Driver(DriverError::Locked(held)) = &e {
+                    pass.locked_until = Some(held.expires_at);
+                    // Another shoal is applying: nothing failed.
+                } else {
+                    pass.notices.push(Notice::new(
+                        &desired.cluster,
+                        Some(&target.commit),
+                        NotifyEvent::Failed,
+                        &format!("cannot apply commit {short}: {e}"),
+                        plan.summary,
+                        "watch",
+                    ));
+                }
+                format!("cannot apply commit {short}: {e}")
+            })?;
         let healthy = last_healthy(&observed, plan.revision.as_deref());
         match should_roll_back(desired.policy.on_failure, &report, healthy.as_deref()) {
             Verdict::Stay => {}

@@ -53,7 +53,11 @@ fn a_degraded_apply_is_rolled_back_to_the_last_healthy_commit() {
     let healthy = commit(&repo, "six");
     repo.ok(&["apply", "--yes", "--rollback-on-failure"]);
 
-    repo.edit("docker-compose.yml", "image: dataservice:1", "image: missing/dataservice:2");
+    repo.edit(
+        "docker-compose.yml",
+        "image: dataservice:1",
+        "image: missing/dataservice:2",
+    );
     let bad = commit(&repo, "a missing image");
     let out = repo.shoal(&["apply", "--yes", "--rollback-on-failure"]);
     let (stdout, stderr) = (
@@ -65,11 +69,22 @@ fn a_degraded_apply_is_rolled_back_to_the_last_healthy_commit() {
         stdout.contains(&format!("Rolled back to {}", &healthy[..12])),
         "{stdout}\n{stderr}"
     );
-    assert!(stderr.contains("rolling back to the last healthy revision"), "{stderr}");
-    assert!(image(&repo).starts_with("dataservice:1"), "{}", image(&repo));
+    assert!(
+        stderr.contains("rolling back to the last healthy revision"),
+        "{stderr}"
+    );
+    assert!(
+        image(&repo).starts_with("dataservice:1"),
+        "{}",
+        image(&repo)
+    );
     let status = repo.ok(&["status"]);
     assert!(
-        status.contains(&format!("held at {}, {} failed", &healthy[..12], &bad[..12])),
+        status.contains(&format!(
+            "held at {}, {} failed",
+            &healthy[..12],
+            &bad[..12]
+        )),
         "{status}"
     );
     assert!(status.contains("No such image"), "{status}");
@@ -91,16 +106,28 @@ fn a_degraded_apply_is_rolled_back_to_the_last_healthy_commit() {
     );
 
     // Once more, as JSON: the failed report carries the rollback's.
-    repo.edit("docker-compose.yml", "missing/dataservice:2", "missing/dataservice:3");
+    repo.edit(
+        "docker-compose.yml",
+        "missing/dataservice:2",
+        "missing/dataservice:3",
+    );
     commit(&repo, "another missing image");
     let out = repo.shoal(&["apply", "--yes", "--json", "--rollback-on-failure"]);
     assert_eq!(out.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
-    assert_eq!(report["rollback"]["revision"], healthy.as_str(), "{report:#}");
+    assert_eq!(
+        report["rollback"]["revision"],
+        healthy.as_str(),
+        "{report:#}"
+    );
     assert!(report["rollback"]["writes"].as_u64().unwrap() > 0);
 
     // A good commit clears the hold.
-    repo.edit("docker-compose.yml", "missing/dataservice:3", "dataservice:1");
+    repo.edit(
+        "docker-compose.yml",
+        "missing/dataservice:3",
+        "dataservice:1",
+    );
     repo.edit("docker-compose.yml", "replicas: 6", "replicas: 4");
     commit(&repo, "good");
     repo.ok(&["apply", "--yes", "--rollback-on-failure"]);

@@ -84,15 +84,22 @@ async fn a_degraded_commit_is_rolled_back_and_held_until_the_branch_moves() {
         .expect("start");
     let addr = watcher.local_addr().expect("listening");
     assert!(
-        eventually(WAIT, || watcher.status().synced_revision.as_deref() == Some(&*first)).await
+        eventually(WAIT, || watcher.status().synced_revision.as_deref()
+            == Some(&*first))
+        .await
     );
     // A healthy commit on top records the first one as healthy, with no write of its own.
     let writes = sim_writes(&dir);
     let second = repo.commit(&[("docker-compose.yml", &stack("nginx:1.27", 3))], "three");
     assert!(
-        eventually(WAIT, || watcher.status().synced_revision.as_deref() == Some(&*second)).await
+        eventually(WAIT, || watcher.status().synced_revision.as_deref()
+            == Some(&*second))
+        .await
     );
-    assert_eq!(label(&dir, "io.shoal.revision.healthy").as_deref(), Some(&*first));
+    assert_eq!(
+        label(&dir, "io.shoal.revision.healthy").as_deref(),
+        Some(&*first)
+    );
     assert_eq!(
         sim_writes(&dir) - writes,
         2,
@@ -131,7 +138,10 @@ async fn a_degraded_commit_is_rolled_back_and_held_until_the_branch_moves() {
     assert_eq!(image(&dir).as_deref(), Some("nginx:1.27"));
     assert_eq!(replicas(&dir, SERVICE), Some(3));
     assert_eq!(recorded_revision(&dir).as_deref(), Some(&*second));
-    assert_eq!(label(&dir, "io.shoal.failed.revision").as_deref(), Some(&*bad));
+    assert_eq!(
+        label(&dir, "io.shoal.failed.revision").as_deref(),
+        Some(&*bad)
+    );
 
     // The next passes hold: nothing is written, the status says why.
     assert!(
@@ -145,7 +155,11 @@ async fn a_degraded_commit_is_rolled_back_and_held_until_the_branch_moves() {
     let passes = watcher.status().reconciles;
     watcher.control().trigger();
     assert!(eventually(WAIT, || watcher.status().reconciles > passes).await);
-    assert_eq!(sim_writes(&dir), writes, "a held commit is not applied again");
+    assert_eq!(
+        sim_writes(&dir),
+        writes,
+        "a held commit is not applied again"
+    );
     let status: Value = serde_json::from_str(&get(addr, "/status").body).unwrap();
     let held = &status["cluster"]["held"];
     assert_eq!(held["at"], second.as_str(), "{status:#}");
@@ -168,7 +182,9 @@ async fn a_degraded_commit_is_rolled_back_and_held_until_the_branch_moves() {
     // The branch moves: the next good commit deploys normally and ends the hold.
     let good = repo.commit(&[("docker-compose.yml", &stack("nginx:1.28", 2))], "good");
     assert!(
-        eventually(WAIT, || watcher.status().synced_revision.as_deref() == Some(&*good)).await,
+        eventually(WAIT, || watcher.status().synced_revision.as_deref()
+            == Some(&*good))
+        .await,
         "{:#?}",
         watcher.status()
     );
@@ -187,7 +203,10 @@ fn a_restarted_watcher_holds_and_hold_rolls_nothing_back() {
     let dir = repo.path();
     let once = |dir: &Path| {
         let out = shoal_in(dir, &["watch", "--once"]);
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     };
     repo.commit(
         &[
@@ -197,10 +216,17 @@ fn a_restarted_watcher_holds_and_hold_rolls_nothing_back() {
         "first",
     );
     assert_eq!(once(&dir).0, Some(0));
-    repo.commit(&[("docker-compose.yml", &stack("missing/nginx:2", 2))], "bad");
+    repo.commit(
+        &[("docker-compose.yml", &stack("missing/nginx:2", 2))],
+        "bad",
+    );
     let (code, log) = once(&dir);
     assert_eq!(code, Some(1), "{log}");
-    assert_eq!(image(&dir).as_deref(), Some("missing/nginx:2"), "hold keeps it");
+    assert_eq!(
+        image(&dir).as_deref(),
+        Some("missing/nginx:2"),
+        "hold keeps it"
+    );
     assert_eq!(receiver.events(), ["applied", "degraded"]);
 
     // Each `watch --once` is a new watcher: what it knows comes from the swarm's labels.
@@ -213,7 +239,10 @@ fn a_restarted_watcher_holds_and_hold_rolls_nothing_back() {
     );
     assert_eq!(once(&dir).0, Some(0));
     let healthy = recorded_revision(&dir).unwrap();
-    let bad = repo.commit(&[("docker-compose.yml", &stack("missing/nginx:3", 2))], "bad again");
+    let bad = repo.commit(
+        &[("docker-compose.yml", &stack("missing/nginx:3", 2))],
+        "bad again",
+    );
     let (code, log) = once(&dir);
     assert_eq!(code, Some(1), "the commit failed: {log}");
     assert!(log.contains("rolling back"), "{log}");
@@ -223,5 +252,8 @@ fn a_restarted_watcher_holds_and_hold_rolls_nothing_back() {
     let (code, log) = once(&dir);
     assert_eq!(code, Some(0), "held: {log}");
     assert_eq!(sim_writes(&dir), writes, "the failed commit is not retried");
-    assert_eq!(label(&dir, "io.shoal.failed.revision").as_deref(), Some(&*bad));
+    assert_eq!(
+        label(&dir, "io.shoal.failed.revision").as_deref(),
+        Some(&*bad)
+    );
 }

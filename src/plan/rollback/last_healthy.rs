@@ -75,7 +75,10 @@ mod tests {
 
     #[test]
     fn the_last_healthy_is_the_one_recorded_now_else_the_swarms() {
-        assert_eq!(last_healthy(&cluster("aaa", 2), Some("bbb")).as_deref(), Some("aaa"));
+        assert_eq!(
+            last_healthy(&cluster("aaa", 2), Some("bbb")).as_deref(),
+            Some("aaa")
+        );
         let mut sick = cluster("bbb", 0);
         let swarm = sick.swarm.as_mut().unwrap();
         swarm

@@ -84,7 +84,10 @@ mod tests {
             dry_run_writes: Vec::new(),
             health: (health.iter())
                 .map(|(name, state)| (name.to_string(), Health::new(*state, "task 1 failed")))
-                .chain([("app_other".to_string(), Health::new(HealthState::Degraded, "x"))])
+                .chain([(
+                    "app_other".to_string(),
+                    Health::new(HealthState::Degraded, "x"),
+                )])
                 .collect::<BTreeMap<_, _>>(),
             waited_for: health.iter().map(|(name, _)| name.to_string()).collect(),
             drift: Vec::new(),
@@ -97,7 +100,10 @@ mod tests {
     fn a_degraded_changed_service_rolls_back_to_the_healthy_revision() {
         let verdict = should_roll_back(
             OnFailure::Rollback,
-            &report(&[("app_web", HealthState::Degraded), ("app_db", HealthState::Healthy)]),
+            &report(&[
+                ("app_web", HealthState::Degraded),
+                ("app_db", HealthState::Healthy),
+            ]),
             Some(A),
         );
         assert_eq!(
@@ -112,15 +118,24 @@ mod tests {
     #[test]
     fn the_hold_policy_never_rolls_back() {
         let degraded = report(&[("app_web", HealthState::Degraded)]);
-        assert_eq!(should_roll_back(OnFailure::Hold, &degraded, Some(A)), Verdict::Stay);
+        assert_eq!(
+            should_roll_back(OnFailure::Hold, &degraded, Some(A)),
+            Verdict::Stay
+        );
     }
 
     #[test]
     fn healthy_or_still_progressing_changed_services_stay() {
         let fine = report(&[("app_web", HealthState::Healthy)]);
-        assert_eq!(should_roll_back(OnFailure::Rollback, &fine, Some(A)), Verdict::Stay);
+        assert_eq!(
+            should_roll_back(OnFailure::Rollback, &fine, Some(A)),
+            Verdict::Stay
+        );
         let slow = report(&[("app_web", HealthState::Progressing)]);
-        assert_eq!(should_roll_back(OnFailure::Rollback, &slow, Some(A)), Verdict::Stay);
+        assert_eq!(
+            should_roll_back(OnFailure::Rollback, &slow, Some(A)),
+            Verdict::Stay
+        );
     }
 
     #[test]
@@ -128,14 +143,20 @@ mod tests {
         // app_other is degraded but the apply did not change it (not waited for).
         let fine = report(&[("app_web", HealthState::Healthy)]);
         assert!(fine.health["app_other"].state == HealthState::Degraded);
-        assert_eq!(should_roll_back(OnFailure::Rollback, &fine, Some(A)), Verdict::Stay);
+        assert_eq!(
+            should_roll_back(OnFailure::Rollback, &fine, Some(A)),
+            Verdict::Stay
+        );
     }
 
     #[test]
     fn a_service_changed_by_hand_during_the_wait_does_not_count() {
         let mut drifted = report(&[("app_web", HealthState::Degraded)]);
         drifted.drift = vec!["scale_service app_web: replicas: 6 → 3".to_string()];
-        assert_eq!(should_roll_back(OnFailure::Rollback, &drifted, Some(A)), Verdict::Stay);
+        assert_eq!(
+            should_roll_back(OnFailure::Rollback, &drifted, Some(A)),
+            Verdict::Stay
+        );
     }
 
     #[test]
