@@ -37,6 +37,90 @@ fn hex_hmac(secret: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// A self-signed certificate and key for 127.0.0.1 (PEM), made by the openssl CLI in `dir`.
+fn self_signed(dir: &std::path::Path) -> (Vec<u8>, Vec<u8>) {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+        ])
+        .current_dir(dir)
+        .output()
+        .expect("the openssl CLI");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    (read("cert.pem"), read("key.pem"))
+}
+
+#[test]
+fn https_webhooks_are_sent_only_to_a_trusted_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(certs.path());
+    let identity = native_tls::Identity::from_pkcs8(&cert, &key).expect("identity");
+    let receiver = Receiver::start_tls(&[Answer::Status(200)], identity);
+    let repo = repo_notifying("notify:\n  - url: ${HOOK_URL}\n    secret: ${HOOK_SECRET}\n");
+    let url = receiver.url();
+    assert!(url.starts_with("https://"), "{url}");
+    let bundle = certs.path().join("cert.pem").display().to_string();
+    let env = [
+        ("HOOK_URL", url.as_str()),
+        ("HOOK_SECRET", "s3cr3t"),
+        ("SSL_CERT_FILE", bundle.as_str()),
+    ];
+    let out = apply_with(&repo, &["apply", "--yes"], &env);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = receiver.got();
+    assert_eq!(got.len(), 1, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(got[0].json()["event"], "applied");
+    assert_eq!(
+        got[0].header("x-shoal-signature"),
+        Some(format!("sha256={}", hex_hmac("s3cr3t", &got[0].body)).as_str())
+    );
+
+    // A certificate nobody vouches for: the handshake fails, nothing is told, apply goes on.
+    repo.edit("docker-compose.yml", "replicas: 5", "replicas: 4");
+    let out = apply_with(&repo, &["apply", "--yes"], &env[..2]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        receiver.got().len(),
+        1,
+        "nothing reaches an untrusted webhook"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("could not notify")
+            && stderr.contains("127.0.0.1")
+            && stderr.contains("certificate verify failed"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("token123"),
+        "the URL's path is not shown: {stderr}"
+    );
+}
+
 #[test]
 fn apply_sends_signed_json_and_retries_after_a_500() {
     let receiver = Receiver::start(&[Answer::Status(500), Answer::Status(204)]);

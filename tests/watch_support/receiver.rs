@@ -40,51 +40,61 @@ impl Received {
     }
 }
 
-/// A small HTTP receiver on 127.0.0.1: answers its requests in the order `answers` gives
-/// (the last one for all further requests) and keeps what it got.
+/// A small HTTP receiver on 127.0.0.1 (or HTTPS, [`Receiver::start_tls`]): answers its
+/// requests in the order `answers` gives (the last one for all further requests) and keeps what
+/// it got.
 pub struct Receiver {
     port: u16,
+    tls: bool,
     got: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
     /// Starts a receiver answering as `answers` says.
     pub fn start(answers: &[Answer]) -> Receiver {
+        Receiver::serve(answers, None)
+    }
+
+    /// Starts an HTTPS receiver with the certificate and key of `identity`; a client that does
+    /// not trust it fails its handshake, and nothing is kept.
+    pub fn start_tls(answers: &[Answer], identity: native_tls::Identity) -> Receiver {
+        let acceptor = native_tls::TlsAcceptor::new(identity).expect("a TLS acceptor");
+        Receiver::serve(answers, Some(acceptor))
+    }
+
+    fn serve(answers: &[Answer], tls: Option<native_tls::TlsAcceptor>) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let port = listener.local_addr().unwrap().port();
         let got = Arc::new(Mutex::new(Vec::new()));
         let answers = answers.to_vec();
         let kept = got.clone();
+        let secure = tls.is_some();
         std::thread::spawn(move || {
-            for (i, stream) in listener.incoming().enumerate() {
-                let Ok(mut stream) = stream else { return };
-                let Some(received) = read_request(&mut stream) else {
-                    continue;
+            let mut answered = 0;
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let answer = answers[answered.min(answers.len() - 1)];
+                let handled = match &tls {
+                    None => handle(stream, answer, &kept),
+                    Some(acceptor) => match acceptor.accept(stream) {
+                        Ok(stream) => handle(stream, answer, &kept),
+                        Err(_) => false,
+                    },
                 };
-                kept.lock().unwrap().push(received);
-                match answers[i.min(answers.len() - 1)] {
-                    Answer::Status(code) => {
-                        let _ = write!(
-                            stream,
-                            "HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                        );
-                    }
-                    Answer::Hang => {
-                        // Keep the connection open, unanswered, until the client gives up.
-                        std::thread::spawn(move || {
-                            std::thread::sleep(Duration::from_secs(60));
-                            drop(stream);
-                        });
-                    }
-                }
+                answered += usize::from(handled);
             }
         });
-        Receiver { port, got }
+        Receiver {
+            port,
+            tls: secure,
+            got,
+        }
     }
 
     /// A URL of the receiver.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hook/token123", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/hook/token123", self.port)
     }
 
     /// Every request got so far.
@@ -93,8 +103,37 @@ impl Receiver {
     }
 }
 
-fn read_request(stream: &mut std::net::TcpStream) -> Option<Received> {
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
+/// Reads one request from `stream`, keeps it in `kept` and answers it; whether one was read.
+fn handle<S: Read + Write + Send + 'static>(
+    stream: S,
+    answer: Answer,
+    kept: &Mutex<Vec<Received>>,
+) -> bool {
+    let mut reader = BufReader::new(stream);
+    let Some(received) = read_request(&mut reader) else {
+        return false;
+    };
+    kept.lock().unwrap().push(received);
+    match answer {
+        Answer::Status(code) => {
+            let _ = write!(
+                reader.get_mut(),
+                "HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let _ = reader.get_mut().flush();
+        }
+        Answer::Hang => {
+            // Keep the connection open, unanswered, until the client gives up.
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(60));
+                drop(reader);
+            });
+        }
+    }
+    true
+}
+
+fn read_request(reader: &mut impl BufRead) -> Option<Received> {
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
     let mut headers = Vec::new();
