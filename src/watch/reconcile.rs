@@ -20,7 +20,7 @@ use crate::render::Status;
 use crate::source::follow::{FollowError, LocalBranch, Tip};
 use crate::source::remote::RemoteBranch;
 use crate::source::Source;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -194,6 +194,9 @@ pub(crate) struct Reconciler {
     apply: ApplyOptions,
     driver: Mutex<Option<(String, Arc<dyn Driver>)>>,
     last_good: std::sync::Mutex<Option<LastGood>>,
+    /// The plan warnings logged since the watcher started: each is logged once (an unset
+    /// `${VAR}` in a notify URL is in every plan; `/status` shows the last plan's).
+    warned: std::sync::Mutex<BTreeSet<String>>,
 }
 
 /// Runs blocking git work off the async threads.
@@ -280,6 +283,7 @@ impl Reconciler {
             apply,
             driver: Mutex::new(None),
             last_good: std::sync::Mutex::new(None),
+            warned: std::sync::Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -446,6 +450,16 @@ impl Reconciler {
         pass.target = Some(target.clone());
         let target = target.tip;
         let short = short(&target.commit);
+        let new_warnings = first_seen(
+            &mut self
+                .warned
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            &plan.warnings,
+        );
+        for warning in new_warnings {
+            tracing::warn!(revision = %target.commit, "{warning}");
+        }
         pass.plan = Some(plan.clone());
         pass.observed_at = Some(observed.observed_at);
         pass.status = Some(Status::new(&desired, &observed));
@@ -684,6 +698,14 @@ impl OpenDriver for Reconciler {
     }
 }
 
+/// The warnings of `warnings` not in `seen`, which remembers them: each is told once.
+fn first_seen(seen: &mut BTreeSet<String>, warnings: &[String]) -> Vec<String> {
+    (warnings.iter())
+        .filter(|w| seen.insert((*w).clone()))
+        .cloned()
+        .collect()
+}
+
 /// The target of a hold: the last healthy revision, named as such.
 fn healthy_tip(held: &Held) -> Tip {
     Tip {
@@ -803,4 +825,19 @@ fn judge_report(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_warning_is_told_once_per_watcher() {
+        let mut seen = BTreeSet::new();
+        let plan = vec!["NOPE_URL is not set".to_string(), "other".to_string()];
+        assert_eq!(first_seen(&mut seen, &plan), plan);
+        assert!(first_seen(&mut seen, &plan).is_empty());
+        let more = vec!["other".to_string(), "new".to_string()];
+        assert_eq!(first_seen(&mut seen, &more), ["new"]);
+    }
 }

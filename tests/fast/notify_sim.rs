@@ -378,3 +378,25 @@ fn the_watcher_counts_and_shows_its_notifications() {
     );
     watcher.terminate(Duration::from_secs(20));
 }
+
+#[test]
+fn the_watcher_warns_of_an_unset_webhook_once() {
+    use crate::watch_support::{get, wait_until, Spawned};
+    let repo = committed_notifying("${NOPE_HOOK_URL}");
+    let mut command = repo.command(&["watch", "--interval", "1s", "--listen", "127.0.0.1:0"]);
+    command
+        .env("SHOAL_LOG", "shoal=info")
+        .env_remove("NOPE_HOOK_URL");
+    let mut watcher = Spawned::spawn(command);
+    let addr = watcher.listening(Duration::from_secs(30));
+    let passes = || {
+        let status: Value = serde_json::from_str(&get(addr, "/status").body).unwrap_or_default();
+        status["reconciles"].as_u64().unwrap_or(0)
+    };
+    assert!(wait_until(Duration::from_secs(30), || passes() >= 3));
+    watcher.terminate(Duration::from_secs(20));
+    let told = (watcher.seen.iter())
+        .filter(|line| line.contains("NOPE_HOOK_URL is not set"))
+        .count();
+    assert_eq!(told, 1, "{:#?}", watcher.seen);
+}
