@@ -10,13 +10,15 @@ use super::common::{confirm, plan_repo, planning, source, style_for_stdout, Cons
 use super::ApplyArgs;
 use anyhow::{bail, Context, Result};
 use shoal::apply::progress::{Bar, Lines, Progress};
-use shoal::apply::rollback::roll_back;
+use shoal::apply::rollback::{roll_back, RolledBack};
 use shoal::apply::{apply, exit_code, ApplyOptions};
 use shoal::config::notifications::NotifyEvent;
 use shoal::drivers::lock::LockHolder;
 use shoal::model::rollback::Held;
-use shoal::model::{DriverKind, OnFailure};
-use shoal::notify::{notice_of_report, notices_of_rollback, Notice, Pacing, Sending};
+use shoal::model::{DriverKind, Observed, OnFailure};
+use shoal::notify::{
+    notice_of_failed_rollback, notice_of_report, notices_of_rollback, Notice, Pacing, Sending,
+};
 use shoal::observe::{new_content_key, Planned, Planning};
 use shoal::plan::report::ApplyReport;
 use shoal::plan::rollback::{last_healthy, should_roll_back, Verdict};
@@ -216,102 +218,46 @@ async fn carry_out(
     let applied = apply(
         plan,
         &planned.desired,
-        planned.driver,
+        planned.driver.clone(),
         options,
         progress.as_ref(),
     )
     .await;
     let desired = &planned.desired;
-    let verdict = match (&applied, rollback) {
-        (Ok(report), Some(_)) => {
-            let healthy = last_healthy(&planned.observed, plan.revision.as_deref());
-            should_roll_back(OnFailure::Rollback, report, healthy.as_deref())
-        }
-        _ => Verdict::Stay,
-    };
     let mut notices = Vec::new();
-    let rolled = match (&applied, verdict, rollback) {
-        (Ok(report), Verdict::RollBack { to, failing }, Some(rollback)) => {
+    let mut rolled = None;
+    let held = match (&applied, rollback) {
+        (Ok(report), Some(_)) => held_after(&planned.observed, plan, report),
+        _ => None,
+    };
+    match (&applied, rollback, held) {
+        (Err(e), _, _) => notices.push(Notice::new(
+            &desired.cluster,
+            plan.revision.as_deref(),
+            NotifyEvent::Failed,
+            &format!("apply failed: {e}"),
+            plan.summary,
+            "apply",
+        )),
+        (Ok(report), Some(rollback), Some(held)) => {
             if !json {
                 print!(
                     "\n{}",
                     render_report(report, options.wait, style_for_stdout())
                 );
             }
-            let held = Held {
-                at: to,
-                failed: plan.revision.clone().unwrap_or_default(),
-                reason: failing.clone(),
-            };
-            eprintln!(
-                "\n{failing}: rolling back to the last healthy revision {} (--rollback-on-failure)\n",
-                short(&held.at)
-            );
-            let files = source(rollback.repo, Some(&held.at))?;
-            let rolled = roll_back(
-                files,
-                desired,
-                held,
-                &rollback.planning,
-                &RepoDriver(rollback.repo),
-                options,
-                progress.as_ref(),
-            )
-            .await;
-            match &rolled {
-                Ok(rolled) => notices.extend(notices_of_rollback(
-                    &desired.cluster,
-                    plan.summary,
-                    report,
-                    &failing,
-                    &rolled.report,
-                    "apply",
-                )),
-                Err(e) => notices.push(
-                    Notice::new(
-                        &desired.cluster,
-                        plan.revision.as_deref(),
-                        NotifyEvent::Failed,
-                        &format!("{failing}; {e}"),
-                        plan.summary,
-                        "apply",
-                    )
-                    .with_failing(report.unhealthy()),
-                ),
-            }
-            Some(rolled)
+            let (told, outcome) =
+                roll_back_once(rollback, &planned, report, held, options, progress.as_ref()).await;
+            notices.extend(told);
+            rolled = Some(outcome);
         }
-        (Ok(report), Verdict::Cannot { failing, why }, _) => {
-            eprintln!("warning: {failing}; it is not rolled back: {why}");
-            notices.push(notice_of_report(
-                &desired.cluster,
-                plan.summary,
-                report,
-                "apply",
-            ));
-            None
-        }
-        (Ok(report), _, _) => {
-            notices.push(notice_of_report(
-                &desired.cluster,
-                plan.summary,
-                report,
-                "apply",
-            ));
-            None
-        }
-        (Err(e), _, _) => {
-            notices.push(Notice::new(
-                &desired.cluster,
-                plan.revision.as_deref(),
-                NotifyEvent::Failed,
-                &format!("apply failed: {e}"),
-                plan.summary,
-                "apply",
-            ));
-            None
-        }
-    };
+        (Ok(report), _, _) => notices.push(notice_of_report(
+            &desired.cluster,
+            plan.summary,
+            report,
+            "apply",
+        )),
+    }
     if let Some(sending) = sending.filter(|_| !plan.is_empty()) {
         sending.extend(shoal::notify::spawn_in_order(
             &desired.notify,
@@ -334,6 +280,76 @@ async fn carry_out(
         );
     }
     Ok(exit_code(&report, dry_run, options.wait.is_some()))
+}
+
+/// The hold to roll `report`'s apply back to (`--rollback-on-failure`), when the rule
+/// [`should_roll_back`] says so; says why not when it cannot.
+fn held_after(before: &Observed, plan: &Plan, report: &ApplyReport) -> Option<Held> {
+    let healthy = last_healthy(before, plan.revision.as_deref());
+    match should_roll_back(OnFailure::Rollback, report, healthy.as_deref()) {
+        Verdict::Stay => None,
+        Verdict::Cannot { failing, why } => {
+            eprintln!("warning: {failing}; it is not rolled back: {why}");
+            None
+        }
+        Verdict::RollBack { to, failing } => Some(Held {
+            at: to,
+            failed: plan.revision.clone().unwrap_or_default(),
+            reason: failing,
+        }),
+    }
+}
+
+/// Rolls the apply of `planned` (its `report`) back to `held.at`, read from the repository's
+/// history; the notices to send and how it went.
+async fn roll_back_once(
+    rollback: &Rollback<'_>,
+    planned: &Planned,
+    report: &ApplyReport,
+    held: Held,
+    options: &ApplyOptions,
+    progress: &dyn Progress,
+) -> (Vec<Notice>, Result<RolledBack>) {
+    let (desired, summary) = (&planned.desired, planned.plan.summary);
+    let failing = held.reason.clone();
+    eprintln!(
+        "\n{failing}: rolling back to the last healthy revision {} (--rollback-on-failure)\n",
+        short(&held.at)
+    );
+    let rolled = match source(rollback.repo, Some(&held.at)) {
+        Ok(files) => roll_back(
+            files,
+            desired,
+            held,
+            &rollback.planning,
+            &RepoDriver(rollback.repo),
+            options,
+            progress,
+        )
+        .await
+        .map_err(anyhow::Error::from),
+        Err(e) => Err(e),
+    };
+    let notices = match &rolled {
+        Ok(rolled) => notices_of_rollback(
+            &desired.cluster,
+            summary,
+            report,
+            &failing,
+            &rolled.report,
+            "apply",
+        )
+        .to_vec(),
+        Err(e) => vec![notice_of_failed_rollback(
+            &desired.cluster,
+            summary,
+            report,
+            &failing,
+            &format!("{e:#}"),
+            "apply",
+        )],
+    };
+    (notices, rolled)
 }
 
 /// Prints a rollback: with `json`, the failed apply's report with the rollback's under

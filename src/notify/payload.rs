@@ -196,6 +196,27 @@ pub fn notices_of_rollback(
     [failed_notice, rolled_back]
 }
 
+/// The notice of an apply that left `failing` and whose rollback could not be carried out
+/// (`error`): `failed`, with the failing services.
+pub fn notice_of_failed_rollback(
+    cluster: &str,
+    summary: Summary,
+    failed: &ApplyReport,
+    failing: &str,
+    error: &str,
+    source: &str,
+) -> Notice {
+    Notice::new(
+        cluster,
+        failed.revision.as_deref(),
+        NotifyEvent::Failed,
+        &format!("{failing}; {error}"),
+        summary,
+        source,
+    )
+    .with_failing(failed.unhealthy())
+}
+
 #[derive(Serialize)]
 struct JsonBody<'a> {
     #[serde(flatten)]

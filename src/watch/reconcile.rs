@@ -11,7 +11,7 @@ use crate::drivers::open_driver;
 use crate::drivers::{Driver, DriverError};
 use crate::model::rollback::Held;
 use crate::model::{Desired, DriverKind};
-use crate::notify::{notice_of_report, notices_of_rollback, Notice};
+use crate::notify::{notice_of_failed_rollback, notice_of_report, notices_of_rollback, Notice};
 use crate::observe::{load_and_plan, observe, OpenDriver, Planned, Planning, PlanningError};
 use crate::plan::report::{ApplyReport, StepReport, StepStatus};
 use crate::plan::rollback::{last_healthy, should_roll_back, Verdict};
@@ -450,16 +450,7 @@ impl Reconciler {
         pass.target = Some(target.clone());
         let target = target.tip;
         let short = short(&target.commit);
-        let new_warnings = first_seen(
-            &mut self
-                .warned
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-            &plan.warnings,
-        );
-        for warning in new_warnings {
-            tracing::warn!(revision = %target.commit, "{warning}");
-        }
+        self.log_new_warnings(&plan, &target.commit);
         pass.plan = Some(plan.clone());
         pass.observed_at = Some(observed.observed_at);
         pass.status = Some(Status::new(&desired, &observed));
@@ -556,25 +547,10 @@ impl Reconciler {
                 }
                 format!("cannot apply commit {short}: {e}")
             })?;
-        let healthy = last_healthy(&observed, plan.revision.as_deref());
-        match should_roll_back(desired.policy.on_failure, &report, healthy.as_deref()) {
-            Verdict::Stay => {}
-            Verdict::Cannot { failing, why } => {
-                tracing::warn!(
-                    revision = %target.commit,
-                    "commit {short} left {failing}; policy.on_failure is rollback, but it is not rolled back: {why}"
-                );
-            }
-            Verdict::RollBack { to, failing } => {
-                let held = Held {
-                    at: to,
-                    failed: target.commit.clone(),
-                    reason: failing,
-                };
-                return self
-                    .roll_back(pass, &desired, plan.summary, report, held)
-                    .await;
-            }
+        if let Some(held) = rollback_of(&desired, &observed, &report, &target.commit) {
+            return self
+                .roll_back(pass, &desired, plan.summary, report, held)
+                .await;
         }
         let mut notice = notice_of_report(&desired.cluster, plan.summary, &report, "watch");
         if healing && notice.event == NotifyEvent::Applied {
@@ -591,6 +567,20 @@ impl Reconciler {
             pass.status = Some(Status::new(&desired, &after));
         }
         judge_report(pass, report, &target.commit, short)
+    }
+
+    /// Logs the warnings of `plan` this watcher has not logged yet.
+    fn log_new_warnings(&self, plan: &Plan, commit: &str) {
+        let new_warnings = first_seen(
+            &mut self
+                .warned
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            &plan.warnings,
+        );
+        for warning in new_warnings {
+            tracing::warn!(revision = %commit, "{warning}");
+        }
     }
 
     /// Rolls the failed apply of `report` back to `held.at` (the last healthy revision): tells
@@ -631,17 +621,14 @@ impl Reconciler {
         let rolled = match rolled {
             Ok(rolled) => rolled,
             Err(e) => {
-                pass.notices.push(
-                    Notice::new(
-                        &desired.cluster,
-                        failed.revision.as_deref(),
-                        NotifyEvent::Failed,
-                        &format!("applied {from}, but it left {failing}; {e}"),
-                        summary,
-                        "watch",
-                    )
-                    .with_failing(failed.unhealthy()),
-                );
+                pass.notices.push(notice_of_failed_rollback(
+                    &desired.cluster,
+                    summary,
+                    failed,
+                    &format!("applied {from}, but it left {failing}"),
+                    &e.to_string(),
+                    "watch",
+                ));
                 return Err(format!("commit {from} left {failing}; {e}"));
             }
         };
@@ -695,6 +682,33 @@ impl OpenDriver for Reconciler {
         let driver = open_driver(desired, &self.followed.state_dir()).await?;
         *cached = Some((key, driver.clone()));
         Ok(driver)
+    }
+}
+
+/// The hold to roll the apply of `commit` (its `report`, planned over `before`) back to, when
+/// the rule [`should_roll_back`] says so; logs why not when it cannot.
+fn rollback_of(
+    desired: &Desired,
+    before: &crate::model::Observed,
+    report: &ApplyReport,
+    commit: &str,
+) -> Option<Held> {
+    let healthy = last_healthy(before, report.revision.as_deref());
+    match should_roll_back(desired.policy.on_failure, report, healthy.as_deref()) {
+        Verdict::Stay => None,
+        Verdict::Cannot { failing, why } => {
+            tracing::warn!(
+                revision = %commit,
+                "commit {} left {failing}; policy.on_failure is rollback, but it is not rolled back: {why}",
+                short(commit)
+            );
+            None
+        }
+        Verdict::RollBack { to, failing } => Some(Held {
+            at: to,
+            failed: commit.to_string(),
+            reason: failing,
+        }),
     }
 }
 
