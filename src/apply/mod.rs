@@ -130,7 +130,8 @@ pub async fn apply(
     if let Some(healthy) = healthy {
         labels.insert(LABEL_HEALTHY.to_string(), healthy);
     }
-    if let Some(held) = &options.held {
+    // A working tree (no commit) that failed marks nothing: there is no commit to hold back.
+    if let Some(held) = options.held.as_ref().filter(|h| !h.failed.is_empty()) {
         held.write_into(&mut labels);
     }
     let moving_on = options.held.is_none();

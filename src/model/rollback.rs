@@ -31,14 +31,14 @@ pub struct Held {
 
 impl Held {
     /// The hold the swarm labels describe: the failed commit and its reason, held at the
-    /// applied revision. `None` when no commit is marked failed.
+    /// applied revision. `None` when no commit is marked failed, or no revision is recorded to
+    /// hold at (labels edited by hand), or both are the same commit.
     pub fn from_labels(labels: &BTreeMap<String, String>) -> Option<Held> {
         let failed = labels.get(LABEL_FAILED).filter(|f| !f.is_empty())?;
+        let at =
+            (labels.get(super::LABEL_REVISION)).filter(|at| !at.is_empty() && *at != failed)?;
         Some(Held {
-            at: labels
-                .get(super::LABEL_REVISION)
-                .cloned()
-                .unwrap_or_default(),
+            at: at.clone(),
             failed: failed.clone(),
             reason: labels.get(LABEL_FAILED_REASON).cloned().unwrap_or_default(),
         })
@@ -110,8 +110,27 @@ mod tests {
 
     #[test]
     fn an_empty_or_absent_failed_label_holds_nothing() {
-        assert_eq!(Held::from_labels(&labels(&[(LABEL_FAILED, "")])), None);
+        let revision = "io.shoal.revision";
+        assert_eq!(
+            Held::from_labels(&labels(&[(LABEL_FAILED, ""), (revision, "a")])),
+            None
+        );
         assert_eq!(Held::from_labels(&labels(&[])), None);
+    }
+
+    #[test]
+    fn a_hold_needs_another_revision_to_hold_at() {
+        let revision = "io.shoal.revision";
+        assert_eq!(Held::from_labels(&labels(&[(LABEL_FAILED, "b")])), None);
+        assert_eq!(
+            Held::from_labels(&labels(&[(LABEL_FAILED, "b"), (revision, "")])),
+            None
+        );
+        assert_eq!(
+            Held::from_labels(&labels(&[(LABEL_FAILED, "b"), (revision, "b")])),
+            None
+        );
+        assert!(Held::from_labels(&labels(&[(LABEL_FAILED, "b"), (revision, "a")])).is_some());
     }
 
     #[test]

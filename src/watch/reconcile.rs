@@ -402,7 +402,13 @@ impl Reconciler {
         let files = self.followed.files(&held.at);
         let planned = plan_rollback(files, &tip_planned.desired, &held, &self.planning, self)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                format!(
+                    "the cluster is {}, and the hold cannot be kept: {e}. Commit {} is not applied again; push a commit to move the branch",
+                    held.line(),
+                    short(&held.failed)
+                )
+            })?;
         let target = Target {
             tip: healthy_tip(&held),
             kind: TargetKind::Held,
