@@ -2,7 +2,7 @@
 //! pass every planning command shares, written once for the CLI and the watcher: load the
 //! desired state → open the driver → observe → plan ([`load_and_plan`]).
 
-use crate::apply::unix_now;
+use crate::clock::unix_now;
 use crate::diag::Invalid;
 use crate::drivers::lock::LockHolder;
 use crate::drivers::{Driver, DriverError};

@@ -27,20 +27,7 @@ macro_rules! phase {
     };
 }
 
-/// One timed phase.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct Timing {
-    /// What it was: connect, lock, observe, plan, a write...
-    pub phase: String,
-    /// Which one: a machine, a step (empty when there is one of its kind).
-    pub detail: String,
-    /// How many timed phases enclose it.
-    pub depth: usize,
-    /// Seconds from the first recorded phase's start to its start.
-    pub start: f64,
-    /// Seconds it took.
-    pub seconds: f64,
-}
+pub use crate::model::timing::Timing;
 
 /// The phases recorded so far, shared between the layer and whoever prints them.
 #[derive(Clone, Debug, Default)]

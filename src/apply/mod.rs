@@ -10,6 +10,7 @@ pub mod progress;
 pub mod record;
 pub mod rollback;
 
+use crate::clock::unix_now;
 use crate::drivers::lock::LockHolder;
 use crate::drivers::{Driver, DriverError};
 use crate::engine::{EngineError, EngineResult, NodeSpecUpdate, Swarm};
@@ -33,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -90,14 +91,6 @@ pub enum ApplyError {
     /// The lock is held, or the driver failed before any step.
     #[error(transparent)]
     Driver(#[from] DriverError),
-}
-
-/// Seconds since the Unix epoch, from the system clock.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// apply's exit code: 1 when a step did not succeed, a service it waited for is not healthy, or

@@ -3,7 +3,8 @@
 
 use super::common::{confirm, load_cluster, Console, RepoDriver};
 use anyhow::Result;
-use shoal::apply::{unix_now, ApplyOptions};
+use shoal::apply::ApplyOptions;
+use shoal::clock::unix_now;
 use shoal::drivers::lock::LockHolder;
 use shoal::model::DriverKind;
 use shoal::observe::OpenDriver;

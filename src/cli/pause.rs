@@ -30,7 +30,7 @@ pub async fn run(
     };
     let cluster = &desired.cluster;
     if pause {
-        let now = shoal::apply::unix_now();
+        let now = shoal::clock::unix_now();
         let wanted = Pause {
             by: who(),
             since: now,

@@ -3,7 +3,7 @@
 use super::common::load_cluster;
 use anyhow::Result;
 use clap::Subcommand;
-use shoal::apply::unix_now;
+use shoal::clock::unix_now;
 use shoal::drivers::sim::SimDriver;
 use shoal::model::DriverKind;
 use std::path::Path;

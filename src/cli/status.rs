@@ -2,7 +2,7 @@
 
 use super::common::{load_cluster, style_for_stdout, RepoDriver};
 use anyhow::Result;
-use shoal::apply::unix_now;
+use shoal::clock::unix_now;
 use shoal::model::DriverKind;
 use shoal::observe::{observe, OpenDriver};
 use shoal::render::{render_status, Status};

@@ -45,7 +45,7 @@ use ssh::{SshTarget, SshTunnel};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tls::CertFolder;
 pub(crate) use version::negotiated;
 
@@ -576,9 +576,7 @@ impl Swarm for DockerEngine {
 
     async fn list_nodes(&self) -> EngineResult<Vec<ObservedNode>> {
         let nodes = self.docker.list_nodes(None).await.map_err(from_bollard)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let now = i64::try_from(crate::clock::unix_now()).unwrap_or(i64::MAX);
         nodes
             .iter()
             .map(|node| convert::node_from_bollard(node, now))

@@ -16,6 +16,7 @@
 //! The sim reads the clock only here, at its edge: every rule takes `now` as an argument.
 
 mod engine;
+mod engine_checks;
 mod rules;
 mod sched;
 mod state;

@@ -211,9 +211,6 @@ async fn deliver(
         ok: error.is_none(),
         tries,
         error: error.map(|e| crate::plan::mask::mask_text(&e, &[], crate::plan::mask::MASKED)),
-        at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        at: crate::clock::unix_now(),
     }
 }

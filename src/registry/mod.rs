@@ -14,6 +14,7 @@ pub mod auth;
 pub mod client;
 pub mod reference;
 
+use crate::drivers::dind::registry::ClusterRegistry;
 use crate::drivers::dind::DindOptions;
 use crate::model::{Desired, DriverKind, ImagePolicy};
 use auth::DockerConfig;

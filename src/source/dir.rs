@@ -121,6 +121,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn files_outside_the_repository_are_read_when_present_and_folders_refused() {
+        let real = tempfile::tempdir().unwrap();
+        let folder = real.path().display().to_string();
+        let source = DirSource(real.path().to_path_buf());
+        assert_eq!(
+            source.read_outside(&format!("{folder}/missing")).unwrap(),
+            None
+        );
+        assert!(source.read_outside(&folder).is_err(), "a folder is refused");
+    }
+
+    #[test]
     fn dir_source_reads_inside_and_refuses_escapes() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("sub")).unwrap();

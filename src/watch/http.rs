@@ -18,7 +18,7 @@ use super::page;
 use super::trigger::{send, Trigger};
 use super::webhook::{self, Forge};
 use super::Shared;
-use crate::apply::unix_now;
+use crate::clock::unix_now;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};

@@ -44,7 +44,8 @@ pub use state::{
 };
 pub use trigger::Trigger;
 
-use crate::apply::{unix_now, ApplyOptions};
+use crate::apply::ApplyOptions;
+use crate::clock::unix_now;
 use crate::config::notifications::NotifyEvent;
 use crate::drivers::lock::LockHolder;
 use crate::model::DriverKind;

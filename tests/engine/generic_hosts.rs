@@ -331,7 +331,7 @@ fn one_lock_whichever_manager_is_reached(repo: &Repo, hosts: &Hosts) {
         let w2 = DockerEngine::connect_remote("w2", &hosts.tcp(2), &access, None)
             .await
             .expect("connect to host 2");
-        shoal::drivers::swarm_lock::lock(&w2, &elsewhere, shoal::apply::unix_now(), 600)
+        shoal::drivers::swarm_lock::lock(&w2, &elsewhere, shoal::clock::unix_now(), 600)
             .await
             .expect("lock through host 2");
     });

@@ -83,7 +83,7 @@ async fn drift_is_healed_against_the_last_good_commit_while_the_tip_is_broken() 
     assert_eq!(json["target"]["kind"], "last_good");
     assert_eq!(json["target"]["revision"], first.as_str());
     let observed_at = json["observed_at"].as_u64().expect("observed_at");
-    assert!(shoal::apply::unix_now().saturating_sub(observed_at) < 10);
+    assert!(shoal::clock::unix_now().saturating_sub(observed_at) < 10);
     let metrics = watcher.metrics();
     assert_eq!(metric(&metrics, "shoal_tip_broken"), 1.0, "{metrics}");
     assert_eq!(metric(&metrics, "shoal_last_reconcile_success"), 0.0);

@@ -244,7 +244,7 @@ async fn a_watcher_that_finds_the_lock_held_backs_off_and_retries() {
     let (repo, first) = WorkRepo::with_cluster(2);
     let dir = repo.path();
     let other = SimDriver::open(&dir, CLUSTER).expect("sim");
-    let now = shoal::apply::unix_now();
+    let now = shoal::clock::unix_now();
     let another = LockHolder::this_process("another-watcher");
     other.lock(&another, now, 600).await.expect("take the lock");
 
@@ -296,7 +296,7 @@ async fn a_watcher_restarted_after_a_crash_mid_apply_converges() {
             .await
             .expect("create machine");
     }
-    let long_ago = shoal::apply::unix_now() - 3600;
+    let long_ago = shoal::clock::unix_now() - 3600;
     let mut gone = LockHolder::this_process("shoal watch");
     gone.host = "gone".into();
     gone.pid = 4242;

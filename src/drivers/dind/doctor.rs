@@ -10,6 +10,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, SwarmInitRequest};
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
 use bollard::Docker;
 use futures::StreamExt;
+use registry::ClusterRegistry;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -61,9 +61,24 @@ http:
   addr: :5000
 ";
 
-impl RegistryOptions {
+/// What the dind driver derives from `driver_options.dind.registry`: which images the
+/// cluster's registry names, serves as a mirror or holds pushed copies of, and what a node needs
+/// to reach it.
+pub trait ClusterRegistry {
     /// Whether `image` is named for this registry: `localhost:<port>/…` or `127.0.0.1:<port>/…`.
-    pub fn names(&self, image: &str) -> bool {
+    fn names(&self, image: &str) -> bool;
+    /// Whether nodes use the registry as their Docker Hub mirror.
+    fn mirrors_docker_hub(&self) -> bool;
+    /// The name a preloaded host image is pushed under so that nodes pull it from this
+    /// registry, or `None` when nodes could not pull it from here.
+    fn pushed_name(&self, image: &str) -> Option<String>;
+    /// The `SHOAL_REGISTRY_FORWARD` value for a node's init and the extra dockerd arguments.
+    fn node_settings(&self, address: Ipv4Addr) -> (String, Vec<String>);
+}
+
+impl ClusterRegistry for RegistryOptions {
+    /// Whether `image` is named for this registry: `localhost:<port>/…` or `127.0.0.1:<port>/…`.
+    fn names(&self, image: &str) -> bool {
         Reference::parse(image).is_some_and(|r| {
             r.domain == format!("localhost:{}", self.port)
                 || r.domain == format!("127.0.0.1:{}", self.port)
@@ -72,7 +87,7 @@ impl RegistryOptions {
 
     /// Whether nodes use the registry as their Docker Hub mirror. Not with `htpasswd`: the
     /// engine sends a mirror the credentials of Docker Hub, which this registry would refuse.
-    pub fn mirrors_docker_hub(&self) -> bool {
+    fn mirrors_docker_hub(&self) -> bool {
         self.htpasswd.is_none()
     }
 
@@ -80,7 +95,7 @@ impl RegistryOptions {
     /// registry: its own name when it is named for the registry, `localhost:<port>/<path>:<tag>`
     /// for a Docker Hub name while the registry is the nodes' mirror; `None` when nodes could
     /// not pull it from here (it is then loaded into each node).
-    pub fn pushed_name(&self, image: &str) -> Option<String> {
+    fn pushed_name(&self, image: &str) -> Option<String> {
         let reference = Reference::parse(image)?;
         if reference.digest.is_some() {
             return None;
@@ -99,7 +114,7 @@ impl RegistryOptions {
 
     /// What a node needs to reach the registry: the `SHOAL_REGISTRY_FORWARD` value for its
     /// entrypoint and the extra dockerd arguments.
-    pub(crate) fn node_settings(&self, address: Ipv4Addr) -> (String, Vec<String>) {
+    fn node_settings(&self, address: Ipv4Addr) -> (String, Vec<String>) {
         let forward = format!("{}:{address}:{SERVE_PORT}", self.port);
         let mut args = Vec::new();
         if self.mirrors_docker_hub() {

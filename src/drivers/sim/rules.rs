@@ -7,12 +7,14 @@
 //! changes anything, so a refused request leaves the cluster as it was. After every change
 //! [`SimState::refresh`] recomputes node status, reachability, the Raft leader and the tasks.
 
+use super::engine_checks::{
+    conflicting_target, has_duplicate_published_port, port_held_by, MAX_REPLICAS,
+};
 use super::sched::{self, constraints_of};
 use super::state::{
     sha256_hex, SimEngineState, SimMachine, SimNetwork, SimNode, SimObject, SimService, SimState,
     SimSwarm, SimTokens,
 };
-use crate::compose::validate::{duplicate_port, duplicate_target, port_conflict, MAX_REPLICAS};
 use crate::engine::{
     EngineError, EngineInfo, EngineResult, JoinTokens, NodeSpecUpdate, SwarmObject,
 };
@@ -195,21 +197,18 @@ fn checked_spec(
             "the sim holds at most {MAX_REPLICAS} replicas per service, not {replicas}"
         )));
     }
-    if duplicate_port(spec).is_some() {
+    if has_duplicate_published_port(spec) {
         return Err(EngineError::Refused(DUPLICATE_PORTS.to_string()));
     }
-    if let Some(clash) = duplicate_target(spec) {
-        return Err(EngineError::Refused(format!(
-            "{} references '{}' and '{}' have a conflicting target: '{}'",
-            clash.kind, clash.first, clash.second, clash.target
-        )));
+    if let Some(conflict) = conflicting_target(spec) {
+        return Err(EngineError::Refused(conflict));
     }
     let others = swarm
         .services
         .values()
         .filter(|s| Some(s.id.as_str()) != updating);
     for other in others {
-        if let Some(held) = port_conflict(spec, &other.spec) {
+        if let Some(held) = port_held_by(spec, &other.spec) {
             let how = if held.host_mode {
                 "a host-published port"
             } else {

@@ -8,7 +8,6 @@ use crate::model::observed::{LocalSwarmState, NodeState, Reachability};
 use crate::model::spec::{NetworkSpec, ServiceSpec};
 use crate::model::{Availability, Role};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// The whole simulated cluster.
@@ -287,10 +286,7 @@ pub struct SimObject {
     // hold a `sha256` field, which is ignored.
 }
 
-/// Hex sha256 of some text.
-pub(super) fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
+pub(super) use crate::compose::convert::sha256_hex;
 
 impl SimState {
     /// The swarm most recently initialized, if any is left. With one swarm, that one.

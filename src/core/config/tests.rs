@@ -1,7 +1,6 @@
 //! End-to-end tests of [`load`]: whole repositories, from files to `Desired` or `Invalid`.
 
 use super::*;
-use crate::source::DirSource;
 use crate::yaml::files::resolve_path;
 use std::path::Path;
 
@@ -9,8 +8,30 @@ fn no_env() -> BTreeMap<String, String> {
     BTreeMap::new()
 }
 
-fn fixture(name: &str) -> DirSource {
-    DirSource(Path::new(env!("CARGO_MANIFEST_DIR")).join(name))
+/// A folder of the repository (`fixtures/...`, `examples/...`) read into memory.
+fn fixture(name: &str) -> MemSource {
+    fn read_tree(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                read_tree(root, &path, files);
+            } else {
+                let relative = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                files.insert(relative, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(name);
+    let mut files = BTreeMap::new();
+    read_tree(&root, &root, &mut files);
+    let name = root.file_name().unwrap().to_string_lossy().into_owned();
+    MemSource { name, files }
 }
 
 const MACHINES: &str = "cluster: dataapp\nmachines:\n  vm-manager:\n    role: manager\n";

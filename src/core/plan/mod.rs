@@ -16,8 +16,8 @@ pub mod report;
 pub mod rollback;
 mod rules;
 pub mod saved;
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod wire;
 
 pub use model::{

@@ -1,7 +1,7 @@
 //! The `--timings` table: each timed phase, indented under the one enclosing it, with when it
 //! began and how long it took.
 
-use crate::timings::Timing;
+use crate::model::timing::Timing;
 use std::fmt::Write;
 
 /// Renders timed phases (in the order they began) as an indented table; phases under 0.1 ms

@@ -1199,14 +1199,6 @@ mod tests {
         assert!(found
             .iter()
             .any(|e| e.contains("/etc/shoal/known_hosts has no entry for 10.1.0.3")));
-        let real = tempfile::tempdir().unwrap();
-        let folder = real.path().display().to_string();
-        let source = crate::source::dir::DirSource(real.path().to_path_buf());
-        assert_eq!(
-            source.read_outside(&format!("{folder}/missing")).unwrap(),
-            None
-        );
-        assert!(source.read_outside(&folder).is_err(), "a folder is refused");
     }
     const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMAo=\n-----END PRIVATE KEY-----\n";
 

@@ -8,6 +8,7 @@ pub mod observed;
 pub mod pause;
 pub mod rollback;
 pub mod spec;
+pub mod timing;
 pub mod unmodeled;
 
 pub use desired::{
