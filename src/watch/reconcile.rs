@@ -158,13 +158,16 @@ impl Pass {
         self.report.as_ref().is_none_or(|r| r.converged)
     }
 
-    /// The commit a failure concerns: the target, else the tip.
+    /// The commit a failure concerns: the tip when it was rolled back (the target is then the
+    /// healthy revision), else the target, else the tip.
     pub fn failed_revision(&self) -> Option<&str> {
-        self.target
-            .as_ref()
-            .map(|t| &t.tip)
-            .or(self.tip.as_ref())
-            .map(|t| t.commit.as_str())
+        let target = self.target.as_ref().map(|t| &t.tip);
+        let concerned = if self.rollback.is_some() {
+            self.tip.as_ref().or(target)
+        } else {
+            target.or(self.tip.as_ref())
+        };
+        concerned.map(|t| t.commit.as_str())
     }
 
     /// Whether the pass succeeded: the tip loaded and planned, and nothing failed.

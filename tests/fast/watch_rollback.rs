@@ -166,6 +166,7 @@ async fn a_degraded_commit_is_rolled_back_and_held_until_the_branch_moves() {
     assert_eq!(held["failed"], bad.as_str(), "{status:#}");
     assert!(held["reason"].as_str().unwrap().contains("No such image"));
     assert_eq!(status["target"]["kind"], "held", "{status:#}");
+    assert_eq!(status["last_error"]["revision"], bad.as_str(), "{status:#}");
     let results: Vec<&str> = (status["history"].as_array().unwrap().iter())
         .map(|h| h["result"].as_str().unwrap())
         .collect();
