@@ -8,6 +8,7 @@
 pub mod drift;
 pub mod progress;
 pub mod record;
+pub mod rollback;
 
 use crate::clock::unix_now;
 use crate::drivers::lock::LockHolder;
@@ -16,6 +17,7 @@ use crate::engine::{EngineError, EngineResult, NodeSpecUpdate, Swarm};
 use crate::health;
 use crate::model::content_key::{ContentKey, LABEL_CONTENT_KEY};
 use crate::model::observed::LocalSwarmState;
+use crate::model::rollback::{Held, LABEL_HEALTHY};
 use crate::model::{
     node_labels_to_store, Availability, Condition, Desired, DriverKind, MachineSpec, NodeState,
     Observed, ObservedNode, ObservedService, Role, ServiceSpec, LABEL_CLUSTER, LABEL_MACHINE,
@@ -23,6 +25,7 @@ use crate::model::{
 };
 use crate::observe::observe;
 use crate::plan::report::{ApplyReport, StepReport, StepStatus};
+use crate::plan::rollback::healthy_to_record;
 use crate::plan::{
     plan as make_plan, stacks_to_remember, Plan, PlanOptions, Step, StepId, StepOp, LABEL_STACKS,
 };
@@ -58,6 +61,10 @@ pub struct ApplyOptions {
     /// The observation the plan was made from (under the lock): when the plan is empty and
     /// apply writes nothing, it is the cluster afterwards too, and no second look is taken.
     pub observation: Option<Observed>,
+    /// Set by a rollback: the commit rolled back from and why, recorded in the swarm with the
+    /// revision applied (the last healthy one), so no shoal applies that commit again while it
+    /// is the branch tip.
+    pub held: Option<Held>,
 }
 
 /// How long apply waits for the services it changed by default (`--timeout`).
@@ -74,6 +81,7 @@ impl Default for ApplyOptions {
             settle: Duration::from_secs(10),
             wait: Some(DEFAULT_WAIT),
             observation: None,
+            held: None,
         }
     }
 }
@@ -110,6 +118,17 @@ pub async fn apply(
         labels.insert(LABEL_REVISION.to_string(), revision.clone());
     }
     labels.insert(LABEL_CLUSTER.to_string(), desired.cluster.clone());
+    // Recorded in the same write as the revision: it costs no request of its own.
+    let healthy = (options.observation.as_ref())
+        .and_then(|before| healthy_to_record(before, plan.revision.as_deref()));
+    if let Some(healthy) = healthy {
+        labels.insert(LABEL_HEALTHY.to_string(), healthy);
+    }
+    // A working tree (no commit) that failed marks nothing: there is no commit to hold back.
+    if let Some(held) = options.held.as_ref().filter(|h| !h.failed.is_empty()) {
+        held.write_into(&mut labels);
+    }
+    let moving_on = options.held.is_none();
 
     let locked = !plan.steps.is_empty() && !options.dry_run;
     if locked {
@@ -140,7 +159,7 @@ pub async fn apply(
     let recording = crate::phase!("record labels");
     if all_done && !plan.steps.is_empty() {
         if let Err(e) = executor
-            .record_labels(&labels, desired)
+            .record_labels(&labels, desired, moving_on)
             .instrument(recording)
             .await
         {
@@ -150,7 +169,7 @@ pub async fn apply(
         // A commit that changes nothing in the cluster (a README edit) is still the applied
         // revision; the label is written only when it differs, so a re-apply sends nothing.
         if let Err(e) = executor
-            .record_labels(&labels, desired)
+            .record_labels(&labels, desired, moving_on)
             .instrument(recording)
             .await
         {
@@ -1332,15 +1351,22 @@ impl Executor {
     }
 
     /// Records the applied revision, the managed stacks and (when the swarm has none) the
-    /// plan's content key as swarm labels, when they differ.
+    /// plan's content key as swarm labels, when they differ. `moving_on`: an apply that is no
+    /// rollback and records another revision than the swarm's ends a hold (clears the failed
+    /// commit's labels).
     async fn record_labels(
         &self,
         labels: &BTreeMap<String, String>,
         desired: &Desired,
+        moving_on: bool,
     ) -> Result<(), StepError> {
         let key = self.content_key.as_ref().map(ContentKey::to_label);
         let change = |current: &BTreeMap<String, String>| {
             let mut next = current.clone();
+            let revision = labels.get(LABEL_REVISION);
+            if moving_on && revision.is_some() && current.get(LABEL_REVISION) != revision {
+                Held::clear(&mut next);
+            }
             next.extend(labels.clone());
             let stacks = stacks_to_remember(desired, current.get(LABEL_STACKS).map(String::as_str));
             next.insert(LABEL_STACKS.to_string(), stacks);

@@ -6,16 +6,22 @@
 //! files are read and the cluster observed again, and a plan that changed meanwhile is shown
 //! and asked about anew instead of being carried out.
 
-use super::common::{confirm, plan_repo, style_for_stdout, Console};
+use super::common::{confirm, plan_repo, planning, source, style_for_stdout, Console, RepoDriver};
 use super::ApplyArgs;
 use anyhow::{bail, Context, Result};
 use shoal::apply::progress::{Bar, Lines, Progress};
+use shoal::apply::rollback::{roll_back, RolledBack};
 use shoal::apply::{apply, exit_code, ApplyOptions};
 use shoal::config::notifications::NotifyEvent;
 use shoal::drivers::lock::LockHolder;
-use shoal::model::DriverKind;
-use shoal::notify::{notice_of_report, Notice, Pacing, Sending};
-use shoal::observe::{new_content_key, Planned};
+use shoal::model::rollback::Held;
+use shoal::model::{DriverKind, Observed, OnFailure};
+use shoal::notify::{
+    notice_of_failed_rollback, notice_of_report, notices_of_rollback, Notice, Pacing, Sending,
+};
+use shoal::observe::{new_content_key, Planned, Planning};
+use shoal::plan::report::ApplyReport;
+use shoal::plan::rollback::{last_healthy, should_roll_back, Verdict};
 use shoal::plan::saved::{check_fresh, parse_saved, Stale};
 use shoal::plan::Plan;
 use shoal::render::{render_plan, render_report};
@@ -87,12 +93,22 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
             planned
         };
         refuse_paused(&planned, &args)?;
+        let rollback = args.rollback_on_failure.then(|| Rollback {
+            repo,
+            planning: planning(
+                driver_override,
+                false,
+                lock.clone(),
+                Some(content_key.clone()),
+            ),
+        });
         carry_out(
             planned,
             &options,
             args.json,
             args.dry_run,
             notify.then_some(&mut sending),
+            rollback.as_ref(),
         )
         .await
     }
@@ -163,18 +179,31 @@ where
     bail!("the files or the cluster kept changing while you decided; nothing was changed: run apply again")
 }
 
+/// What `--rollback-on-failure` needs to plan a rollback: the repository (the healthy
+/// revision's files are read from its git history) and how this run plans.
+struct Rollback<'a> {
+    repo: &'a Path,
+    planning: Planning,
+}
+
 /// Applies the plan, waits for the services it changed (unless `--no-wait`) and prints the
 /// report; exit 1 when a step failed, a service it changed did not become healthy, or (unless
 /// `--no-wait`) the cluster did not converge.
 ///
+/// With `rollback` (`--rollback-on-failure`), a service the apply changed that ends degraded
+/// rolls the stacks back to the last healthy revision ([`should_roll_back`]): that report is
+/// printed after the failed one (with `--json`, under `rollback`), and the exit code is 1.
+///
 /// When `sending` is given, the `notify:` webhooks are told the outcome (`applied`, `failed`
-/// or `degraded`) in the background, their tasks added to it; an empty plan tells nothing.
+/// or `degraded`; `failed` then `rolled_back` for a rollback) in the background, their tasks
+/// added to it; an empty plan tells nothing.
 async fn carry_out(
     planned: Planned,
     options: &ApplyOptions,
     json: bool,
     dry_run: bool,
     sending: Option<&mut Vec<Sending>>,
+    rollback: Option<&Rollback<'_>>,
 ) -> Result<u8> {
     let plan = &planned.plan;
     let options = &ApplyOptions {
@@ -189,31 +218,59 @@ async fn carry_out(
     let applied = apply(
         plan,
         &planned.desired,
-        planned.driver,
+        planned.driver.clone(),
         options,
         progress.as_ref(),
     )
     .await;
+    let desired = &planned.desired;
+    let mut notices = Vec::new();
+    let mut rolled = None;
+    let held = match (&applied, rollback) {
+        (Ok(report), Some(_)) => held_after(&planned.observed, plan, report),
+        _ => None,
+    };
+    match (&applied, rollback, held) {
+        (Err(e), _, _) => notices.push(Notice::new(
+            &desired.cluster,
+            plan.revision.as_deref(),
+            NotifyEvent::Failed,
+            &format!("apply failed: {e}"),
+            plan.summary,
+            "apply",
+        )),
+        (Ok(report), Some(rollback), Some(held)) => {
+            if !json {
+                print!(
+                    "\n{}",
+                    render_report(report, options.wait, style_for_stdout())
+                );
+            }
+            let (told, outcome) =
+                roll_back_once(rollback, &planned, report, held, options, progress.as_ref()).await;
+            notices.extend(told);
+            rolled = Some(outcome);
+        }
+        (Ok(report), _, _) => notices.push(notice_of_report(
+            &desired.cluster,
+            plan.summary,
+            report,
+            "apply",
+        )),
+    }
     if let Some(sending) = sending.filter(|_| !plan.is_empty()) {
-        let desired = &planned.desired;
-        let notice = match &applied {
-            Ok(report) => notice_of_report(&desired.cluster, plan.summary, report, "apply"),
-            Err(e) => Notice::new(
-                &desired.cluster,
-                plan.revision.as_deref(),
-                NotifyEvent::Failed,
-                &format!("apply failed: {e}"),
-                plan.summary,
-                "apply",
-            ),
-        };
-        sending.extend(shoal::notify::spawn(
+        sending.extend(shoal::notify::spawn_in_order(
             &desired.notify,
-            &notice,
+            &notices,
             Pacing::default(),
         ));
     }
     let report = applied?;
+    if let Some(rolled) = rolled {
+        let rolled = rolled?;
+        print_rollback(&report, &rolled.report, options, json)?;
+        return Ok(1);
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if !plan.is_empty() || dry_run {
@@ -223,6 +280,107 @@ async fn carry_out(
         );
     }
     Ok(exit_code(&report, dry_run, options.wait.is_some()))
+}
+
+/// The hold to roll `report`'s apply back to (`--rollback-on-failure`), when the rule
+/// [`should_roll_back`] says so; says why not when it cannot.
+fn held_after(before: &Observed, plan: &Plan, report: &ApplyReport) -> Option<Held> {
+    let healthy = last_healthy(before, plan.revision.as_deref());
+    match should_roll_back(OnFailure::Rollback, report, healthy.as_deref()) {
+        Verdict::Stay => None,
+        Verdict::Cannot { failing, why } => {
+            eprintln!("warning: {failing}; it is not rolled back: {why}");
+            None
+        }
+        Verdict::RollBack { to, failing } => Some(Held {
+            at: to,
+            failed: plan.revision.clone().unwrap_or_default(),
+            reason: failing,
+        }),
+    }
+}
+
+/// Rolls the apply of `planned` (its `report`) back to `held.at`, read from the repository's
+/// history; the notices to send and how it went.
+async fn roll_back_once(
+    rollback: &Rollback<'_>,
+    planned: &Planned,
+    report: &ApplyReport,
+    held: Held,
+    options: &ApplyOptions,
+    progress: &dyn Progress,
+) -> (Vec<Notice>, Result<RolledBack>) {
+    let (desired, summary) = (&planned.desired, planned.plan.summary);
+    let failing = held.reason.clone();
+    eprintln!(
+        "\n{failing}: rolling back to the last healthy revision {} (--rollback-on-failure)\n",
+        short(&held.at)
+    );
+    let rolled = match source(rollback.repo, Some(&held.at)) {
+        Ok(files) => roll_back(
+            files,
+            desired,
+            held,
+            &rollback.planning,
+            &RepoDriver(rollback.repo),
+            options,
+            progress,
+        )
+        .await
+        .map_err(anyhow::Error::from),
+        Err(e) => Err(e),
+    };
+    let notices = match &rolled {
+        Ok(rolled) => notices_of_rollback(
+            &desired.cluster,
+            summary,
+            report,
+            &failing,
+            &rolled.report,
+            "apply",
+        )
+        .to_vec(),
+        Err(e) => vec![notice_of_failed_rollback(
+            &desired.cluster,
+            summary,
+            report,
+            &failing,
+            &format!("{e:#}"),
+            "apply",
+        )],
+    };
+    (notices, rolled)
+}
+
+/// Prints a rollback: with `json`, the failed apply's report with the rollback's under
+/// `rollback`; else the rollback's report (the failed one is printed already) and the hold.
+fn print_rollback(
+    failed: &ApplyReport,
+    rollback: &ApplyReport,
+    options: &ApplyOptions,
+    json: bool,
+) -> Result<()> {
+    if json {
+        let mut value = serde_json::to_value(failed)?;
+        value["rollback"] = serde_json::to_value(rollback)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    print!(
+        "\nRollback:\n{}",
+        render_report(rollback, options.wait, style_for_stdout())
+    );
+    println!(
+        "Rolled back to {}; commit {} is marked failed (`shoal status` shows it; a watcher applies it again only when the branch moves).",
+        short(rollback.revision.as_deref().unwrap_or("")),
+        short(failed.revision.as_deref().unwrap_or("the working tree"))
+    );
+    Ok(())
+}
+
+/// The first 12 characters of a commit hash.
+fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
 }
 
 /// Reads a saved plan; [`parse_saved`] checks it.

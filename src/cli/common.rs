@@ -89,7 +89,7 @@ pub fn confirm(yes: bool, verb: &str, console: Console) -> Result<()> {
 }
 
 /// The files of the working tree, or of commit `rev`.
-fn source(repo: &Path, rev: Option<&str>) -> Result<Source> {
+pub fn source(repo: &Path, rev: Option<&str>) -> Result<Source> {
     Ok(match rev {
         Some(rev) => at_revision(repo, rev)?,
         None => working_tree(repo)?,
@@ -146,6 +146,22 @@ impl OpenDriver for RepoDriver<'_> {
     }
 }
 
+/// How the one-shot commands plan: with this process's environment for interpolation.
+pub fn planning(
+    driver_override: Option<DriverKind>,
+    allow_destroy_all: bool,
+    lock: Option<(LockHolder, u64)>,
+    content_key: Option<ContentKey>,
+) -> Planning {
+    Planning {
+        env: interpolation_env(),
+        driver_override,
+        allow_destroy_all,
+        lock,
+        content_key,
+    }
+}
+
 /// Load → open the driver → (take the apply lock for `lock`) → observe → plan, for the files
 /// of the working tree or of `rev`; secrets and configs versioned with `content_key` while the
 /// swarm has no key (a new one when `None`).
@@ -157,13 +173,7 @@ pub async fn plan_repo(
     lock: Option<(LockHolder, u64)>,
     content_key: Option<ContentKey>,
 ) -> Result<Planned> {
-    let planning = Planning {
-        env: interpolation_env(),
-        driver_override,
-        allow_destroy_all,
-        lock,
-        content_key,
-    };
+    let planning = planning(driver_override, allow_destroy_all, lock, content_key);
     load_and_plan(source(repo, rev)?, &planning, &RepoDriver(repo))
         .await
         .map_err(|e| match e {

@@ -198,6 +198,10 @@ pub struct ApplyArgs {
     /// Do not wait for the services to become healthy: exit once the steps are done.
     #[arg(long, conflicts_with = "timeout")]
     no_wait: bool,
+    /// When a service the apply changed ends degraded, apply the services, secrets and configs
+    /// of the last healthy revision again (never machines), and mark the commit failed.
+    #[arg(long, conflicts_with_all = ["no_wait", "dry_run"])]
+    rollback_on_failure: bool,
     /// A plan saved with `shoal plan --out`; refused when stale.
     planfile: Option<PathBuf>,
 }

@@ -5,5 +5,5 @@
 pub mod payload;
 pub mod send;
 
-pub use payload::{notice_of_report, Notice};
-pub use send::{spawn, wait, Delivery, Pacing, Sending};
+pub use payload::{notice_of_failed_rollback, notice_of_report, notices_of_rollback, Notice};
+pub use send::{spawn, spawn_in_order, wait, Delivery, Pacing, Sending};

@@ -148,6 +148,75 @@ pub fn notice_of_report(
     .with_failing(report.unhealthy())
 }
 
+/// The two notices of an apply rolled back, from `source`: `failed` for the commit (with its
+/// failing services), then `rolled_back` telling what was applied instead and how it went.
+pub fn notices_of_rollback(
+    cluster: &str,
+    summary: Summary,
+    failed: &ApplyReport,
+    failing: &str,
+    rollback: &ApplyReport,
+    source: &str,
+) -> [Notice; 2] {
+    let short = |r: Option<&str>| {
+        r.map(|r| r.chars().take(12).collect::<String>())
+            .unwrap_or_else(|| "the working tree".to_string())
+    };
+    let (from, to) = (
+        short(failed.revision.as_deref()),
+        short(rollback.revision.as_deref()),
+    );
+    let failed_notice = Notice::new(
+        cluster,
+        failed.revision.as_deref(),
+        NotifyEvent::Failed,
+        &format!("applied {from}, but it left {failing}; rolling back to {to}"),
+        summary,
+        source,
+    )
+    .with_failing(failed.unhealthy());
+    let (event, outcome) = outcome(rollback);
+    let how = match event {
+        NotifyEvent::Applied => format!(
+            "{} step(s), {} write(s)",
+            rollback.steps.len(),
+            rollback.writes
+        ),
+        _ => format!("but the rollback did not end well: {outcome}"),
+    };
+    let rolled_back = Notice::new(
+        cluster,
+        failed.revision.as_deref(),
+        NotifyEvent::RolledBack,
+        &format!("{from} failed ({failing}); rolled back to the last healthy revision {to}: {how}"),
+        summary,
+        source,
+    )
+    .with_failing(failed.unhealthy());
+    [failed_notice, rolled_back]
+}
+
+/// The notice of an apply that left `failing` and whose rollback could not be carried out
+/// (`error`): `failed`, with the failing services.
+pub fn notice_of_failed_rollback(
+    cluster: &str,
+    summary: Summary,
+    failed: &ApplyReport,
+    failing: &str,
+    error: &str,
+    source: &str,
+) -> Notice {
+    Notice::new(
+        cluster,
+        failed.revision.as_deref(),
+        NotifyEvent::Failed,
+        &format!("{failing}; {error}"),
+        summary,
+        source,
+    )
+    .with_failing(failed.unhealthy())
+}
+
 #[derive(Serialize)]
 struct JsonBody<'a> {
     #[serde(flatten)]
@@ -281,6 +350,50 @@ mod tests {
         assert_eq!(
             signature("It's a Secret to Everybody", b"Hello, World!"),
             "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+    }
+
+    fn report(revision: &str, health: HealthState, writes: u64) -> ApplyReport {
+        ApplyReport {
+            revision: Some(revision.repeat(40)),
+            steps: Vec::new(),
+            writes,
+            converged: true,
+            seconds: 1.0,
+            remaining: Vec::new(),
+            dry_run_writes: Vec::new(),
+            health: [("app_web".to_string(), Health::new(health, "task 1: exit 1"))].into(),
+            waited_for: vec!["app_web".to_string()],
+            drift: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_rollback_tells_failed_then_rolled_back_with_the_task_error() {
+        let failed = report("b", HealthState::Degraded, 2);
+        let rollback = report("a", HealthState::Healthy, 3);
+        let [first, second] = notices_of_rollback(
+            "c",
+            Summary::default(),
+            &failed,
+            "app_web: degraded: task 1: exit 1",
+            &rollback,
+            "watch",
+        );
+        assert_eq!(first.event, NotifyEvent::Failed);
+        assert_eq!(second.event, NotifyEvent::RolledBack);
+        assert_eq!(second.revision.as_deref(), Some("b".repeat(40).as_str()));
+        assert_eq!(
+            second.message,
+            "bbbbbbbbbbbb failed (app_web: degraded: task 1: exit 1); rolled back to the last healthy revision aaaaaaaaaaaa: 0 step(s), 3 write(s)"
+        );
+        assert_eq!(second.failing[0].reason, "task 1: exit 1");
+        let bad = report("a", HealthState::Degraded, 3);
+        let [_, second] = notices_of_rollback("c", Summary::default(), &failed, "x", &bad, "apply");
+        assert!(
+            second.message.contains("but the rollback did not end well"),
+            "{}",
+            second.message
         );
     }
 }

@@ -80,19 +80,41 @@ pub struct Sending {
 /// Starts sending `notice` to each of `targets` that wants its event, in the background.
 /// Needs a tokio runtime.
 pub fn spawn(targets: &[NotifyTarget], notice: &Notice, pacing: Pacing) -> Vec<Sending> {
-    targets
-        .iter()
-        .filter(|t| t.wants(notice.event))
-        .map(|target| {
+    spawn_in_order(targets, std::slice::from_ref(notice), pacing)
+}
+
+/// Starts sending `notices` to each of `targets` that wants their events, in the background:
+/// the webhooks side by side, but each one told the notices in the order given (a `failed`
+/// arrives before the `rolled_back` that follows it), one after the other's last try.
+pub fn spawn_in_order(
+    targets: &[NotifyTarget],
+    notices: &[Notice],
+    pacing: Pacing,
+) -> Vec<Sending> {
+    let mut sending = Vec::new();
+    for target in targets {
+        let mut previous: Option<tokio::sync::oneshot::Receiver<()>> = None;
+        for notice in notices.iter().filter(|n| target.wants(n.event)) {
+            let (done, next) = tokio::sync::oneshot::channel();
+            let before = previous.replace(next);
             let target = target.clone();
             let payload = body(notice, &target);
             let event = notice.event;
-            Sending {
+            sending.push(Sending {
                 label: format!("{} ({})", target.shown_url(), target.origin),
-                handle: tokio::spawn(async move { deliver(&target, event, payload, pacing).await }),
-            }
-        })
-        .collect()
+                handle: tokio::spawn(async move {
+                    if let Some(before) = before {
+                        // Ends when the previous delivery ends, however it ends.
+                        let _ = before.await;
+                    }
+                    let delivery = deliver(&target, event, payload, pacing).await;
+                    let _ = done.send(());
+                    delivery
+                }),
+            });
+        }
+    }
+    sending
 }
 
 /// Waits for the `sending` until `deadline` has passed; the deliveries that ended by then, in the

@@ -39,7 +39,8 @@ mod trigger;
 pub mod webhook;
 
 pub use state::{
-    ApplyInfo, ErrorInfo, PassInfo, PlanInfo, SourceInfo, StatusReport, TargetInfo, TargetKind,
+    ApplyInfo, ErrorInfo, HistoryEntry, PassInfo, PassResult, PlanInfo, SourceInfo, StatusReport,
+    TargetInfo, TargetKind,
 };
 pub use trigger::Trigger;
 
@@ -608,7 +609,7 @@ fn notify(
     pass: &Pass,
     told: &mut BTreeMap<NotifyEvent, Notice>,
 ) -> Option<JoinHandle<()>> {
-    let mut sending = Vec::new();
+    let mut telling = Vec::new();
     for notice in &pass.notices {
         let repeats = matches!(notice.event, NotifyEvent::Paused | NotifyEvent::Failed);
         if !repeats {
@@ -618,12 +619,9 @@ fn notify(
         } else {
             told.insert(notice.event, notice.clone());
         }
-        sending.extend(crate::notify::spawn(
-            &pass.notify,
-            notice,
-            Pacing::default(),
-        ));
+        telling.push(notice.clone());
     }
+    let sending = crate::notify::spawn_in_order(&pass.notify, &telling, Pacing::default());
     if sending.is_empty() {
         return None;
     }
@@ -711,11 +709,7 @@ fn record(shared: &Shared, followed: &Followed, pass: &Pass, now: u64) {
             report.target = Some(TargetInfo {
                 revision: target.tip.commit.clone(),
                 summary: target.tip.summary.clone(),
-                kind: if target.last_good {
-                    TargetKind::LastGood
-                } else {
-                    TargetKind::Tip
-                },
+                kind: target.kind,
             });
         }
         if let Some(fetch) = &pass.fetch {
@@ -767,12 +761,214 @@ fn record(shared: &Shared, followed: &Followed, pass: &Pass, now: u64) {
                 report.synced_revision = Some(target.tip.commit.clone());
             }
         }
+        report.pending_plan = pending_plan(pass).map(PlanInfo::of);
+        state::push_history(&mut report.history, history_entry(pass, now));
     });
+}
+
+/// The plan `pass` did not carry out: while paused, or when the pass failed before its steps
+/// were all done (not when they were and a service ended unhealthy, nor after a rollback).
+fn pending_plan(pass: &Pass) -> Option<&crate::plan::Plan> {
+    let carried_out = (pass.report.as_ref()).is_some_and(|r| {
+        (r.steps.iter()).all(|s| s.status == crate::plan::report::StepStatus::Done)
+    });
+    (pass.plan.as_ref())
+        .filter(|plan| !plan.steps.is_empty() && pass.rollback.is_none())
+        .filter(|_| pass.paused || (!pass.ok() && !carried_out))
+}
+
+/// What `pass` amounted to, for the revision history.
+fn result_of(pass: &Pass) -> PassResult {
+    if pass.rollback.is_some() {
+        PassResult::RolledBack
+    } else if pass.error.is_some() {
+        PassResult::Failed
+    } else if pass.broken_tip.is_some() {
+        PassResult::BrokenTip
+    } else if pass.paused {
+        PassResult::Paused
+    } else if pass.drift_steps > 0 {
+        PassResult::DriftHealed
+    } else if pass.report.is_some() {
+        PassResult::Applied
+    } else {
+        PassResult::Unchanged
+    }
+}
+
+/// The revision history's entry of `pass`, ended at `now`.
+fn history_entry(pass: &Pass, now: u64) -> HistoryEntry {
+    let result = result_of(pass);
+    let target = pass.target.as_ref().map(|t| &t.tip);
+    // A broken or rolled-back tip is what the entry is about, not the commit held to instead.
+    let commit = match result {
+        PassResult::BrokenTip | PassResult::RolledBack => pass.tip.as_ref().or(target),
+        _ => target.or(pass.tip.as_ref()),
+    };
+    HistoryEntry {
+        at: now,
+        commit: commit.map(|t| t.commit.clone()),
+        result,
+        seconds: pass.seconds,
+        writes: (pass.report.iter().chain(&pass.rollback))
+            .map(|r| r.writes)
+            .sum(),
+        passes: 1,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pass_amounts_to_one_result() {
+        let failed = Pass {
+            error: Some("x".into()),
+            ..Pass::default()
+        };
+        assert_eq!(result_of(&failed), PassResult::Failed);
+        let rolled = Pass {
+            error: Some("x".into()),
+            rollback: Some(crate::plan::report::ApplyReport {
+                revision: Some("a".into()),
+                steps: Vec::new(),
+                writes: 3,
+                converged: true,
+                seconds: 1.0,
+                remaining: Vec::new(),
+                dry_run_writes: Vec::new(),
+                health: Default::default(),
+                waited_for: Vec::new(),
+                drift: Vec::new(),
+            }),
+            ..Pass::default()
+        };
+        assert_eq!(result_of(&rolled), PassResult::RolledBack);
+        assert_eq!(history_entry(&rolled, 7).writes, 3);
+        let paused = Pass {
+            paused: true,
+            ..Pass::default()
+        };
+        assert_eq!(result_of(&paused), PassResult::Paused);
+        let healed = Pass {
+            drift_steps: 2,
+            ..Pass::default()
+        };
+        assert_eq!(result_of(&healed), PassResult::DriftHealed);
+        assert_eq!(result_of(&Pass::default()), PassResult::Unchanged);
+        let broken = Pass {
+            broken_tip: Some("bad".into()),
+            ..Pass::default()
+        };
+        assert_eq!(result_of(&broken), PassResult::BrokenTip);
+    }
+
+    fn tip(commit: &str) -> crate::source::follow::Tip {
+        crate::source::follow::Tip {
+            commit: commit.into(),
+            summary: String::new(),
+            time: 0,
+        }
+    }
+
+    fn report(status: crate::plan::report::StepStatus) -> crate::plan::report::ApplyReport {
+        crate::plan::report::ApplyReport {
+            revision: Some("a".into()),
+            steps: vec![crate::plan::report::StepReport {
+                id: crate::plan::StepId(1),
+                action: crate::plan::Action::ScaleService,
+                target: "app_web".into(),
+                status,
+                seconds: 0.1,
+                error: None,
+            }],
+            writes: 1,
+            converged: true,
+            seconds: 1.0,
+            remaining: Vec::new(),
+            dry_run_writes: Vec::new(),
+            health: Default::default(),
+            waited_for: Vec::new(),
+            drift: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_rolled_back_entry_names_the_failed_tip_and_a_held_one_the_target() {
+        let rolled = Pass {
+            tip: Some(tip("bbb")),
+            target: Some(reconcile::Target {
+                tip: tip("aaa"),
+                kind: TargetKind::Held,
+            }),
+            error: Some("x".into()),
+            rollback: Some(report(crate::plan::report::StepStatus::Done)),
+            ..Pass::default()
+        };
+        assert_eq!(history_entry(&rolled, 1).commit.as_deref(), Some("bbb"));
+        let held = Pass {
+            rollback: None,
+            error: None,
+            ..rolled
+        };
+        assert_eq!(history_entry(&held, 1).commit.as_deref(), Some("aaa"));
+    }
+
+    #[test]
+    fn the_pending_plan_is_what_was_not_carried_out() {
+        use crate::plan::report::StepStatus;
+        let plan = crate::plan::Plan {
+            format_version: crate::plan::FORMAT_VERSION,
+            revision: Some("a".into()),
+            fingerprint: String::new(),
+            summary: Default::default(),
+            warnings: Vec::new(),
+            unseen: Vec::new(),
+            steps: vec![crate::plan::Step {
+                id: crate::plan::StepId(1),
+                target: "app_web".into(),
+                depends_on: Vec::new(),
+                waits: Vec::new(),
+                reason: crate::plan::Reason::Rebalance,
+                op: crate::plan::StepOp::ScaleService {
+                    id: "svc".into(),
+                    replicas: 3,
+                    observed_spec: None,
+                },
+            }],
+            show_values: Vec::new(),
+            new_content_key: None,
+        };
+        let paused = Pass {
+            plan: Some(plan.clone()),
+            paused: true,
+            ..Pass::default()
+        };
+        assert!(pending_plan(&paused).is_some());
+        let locked = Pass {
+            plan: Some(plan.clone()),
+            error: Some("locked".into()),
+            ..Pass::default()
+        };
+        assert!(pending_plan(&locked).is_some());
+        let step_failed = Pass {
+            report: Some(report(StepStatus::Failed)),
+            ..locked
+        };
+        assert!(pending_plan(&step_failed).is_some());
+        let degraded = Pass {
+            report: Some(report(StepStatus::Done)),
+            ..step_failed
+        };
+        assert!(pending_plan(&degraded).is_none(), "its steps were all done");
+        let applied = Pass {
+            plan: Some(plan),
+            report: Some(report(StepStatus::Done)),
+            ..Pass::default()
+        };
+        assert!(pending_plan(&applied).is_none());
+    }
 
     #[test]
     fn engine_events_wait_for_the_backoff_and_the_branch_does_not() {

@@ -1,6 +1,6 @@
 //! `GET /`: the watcher's status as a small HTML page for people. Every value is escaped.
 
-use super::state::{StatusReport, TargetKind};
+use super::state::{PassResult, StatusReport, TargetKind};
 use crate::render::Status;
 use std::fmt::Write;
 
@@ -67,9 +67,12 @@ pub fn render(report: &StatusReport, now: u64) -> String {
                 .unwrap_or("(default, not fetched yet)")
         )
     );
+    held(&mut out, report);
     summary(&mut out, report, now);
     errors(&mut out, report, now);
+    pending_plan(&mut out, report);
     last_plan(&mut out, report);
+    history(&mut out, report, now);
     notifications(&mut out, report, now);
     if let Some(cluster) = &report.cluster {
         nodes_and_services(&mut out, cluster);
@@ -79,6 +82,73 @@ pub fn render(report: &StatusReport, now: u64) -> String {
         "<p><a href=\"/status\">/status</a> (JSON) · <a href=\"/metrics\">/metrics</a></p></body></html>"
     );
     out
+}
+
+/// "Held at A, B failed: reason", while the cluster is held after a rollback.
+fn held(out: &mut String, report: &StatusReport) {
+    if let Some(held) = report.cluster.as_ref().and_then(|c| c.held.as_ref()) {
+        let _ = writeln!(
+            out,
+            "<h2 class=\"bad\">Rolled back: {}</h2><p>The failed commit is applied again only when the branch moves.</p>",
+            escape(&held.line())
+        );
+    }
+}
+
+/// The plan not carried out while paused or failing.
+fn pending_plan(out: &mut String, report: &StatusReport) {
+    let Some(plan) = &report.pending_plan else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "<h2 class=\"bad\">Pending plan</h2><p>Commit {}: {} to add, {} to change, {} to destroy, not carried out.</p><ol>",
+        short(plan.revision.as_deref()),
+        plan.summary.add,
+        plan.summary.change,
+        plan.summary.destroy
+    );
+    for step in &plan.steps {
+        let _ = writeln!(out, "<li><code>{}</code></li>", escape(step));
+    }
+    let _ = writeln!(out, "</ol>");
+}
+
+/// The last passes: commit, result, duration, writes.
+fn history(out: &mut String, report: &StatusReport, now: u64) {
+    if report.history.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "<h2>Revision history</h2>\n<table><tr><th>when</th><th>commit</th><th>result</th><th>duration</th><th>writes</th></tr>"
+    );
+    for entry in &report.history {
+        let result = serde_json::to_value(entry.result)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let class = match entry.result {
+            PassResult::Failed | PassResult::RolledBack | PassResult::BrokenTip => "bad",
+            PassResult::Paused => "",
+            _ => "ok",
+        };
+        let times = if entry.passes > 1 {
+            format!(" (×{})", entry.passes)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td><code>{}</code></td><td class=\"{class}\">{}{times}</td><td>{:.2}s</td><td>{}</td></tr>",
+            time(Some(entry.at), now),
+            short(entry.commit.as_deref()),
+            escape(&result),
+            entry.seconds,
+            entry.writes
+        );
+    }
+    let _ = writeln!(out, "</table>");
 }
 
 /// The table of revisions and passes.
@@ -125,6 +195,8 @@ fn summary(out: &mut String, report: &StatusReport, now: u64) {
                             TargetKind::Tip => " (the tip)",
                             TargetKind::LastGood =>
                                 " (<span class=\"bad\">the last good commit: the tip is broken</span>)",
+                            TargetKind::Held =>
+                                " (<span class=\"bad\">the last healthy revision: the tip failed and was rolled back</span>)",
                         }
                     )
                 })
@@ -367,6 +439,57 @@ mod tests {
         assert!(page.contains("the last good commit"), "{page}");
         assert!(page.contains("10s ago (unix 90)"), "{page}");
         assert_eq!(page.matches("is not valid").count(), 1, "{page}");
+    }
+
+    #[test]
+    fn a_hold_the_history_and_the_pending_plan_are_shown() {
+        use crate::model::rollback::Held;
+        use crate::watch::state::{HistoryEntry, PlanInfo};
+        let report = StatusReport {
+            cluster: Some(Status {
+                held: Some(Held {
+                    at: "a".repeat(40),
+                    failed: "b".repeat(40),
+                    reason: "app_web: degraded: <exit 1>".into(),
+                }),
+                ..Status::default()
+            }),
+            history: vec![HistoryEntry {
+                at: 95,
+                commit: Some("b".repeat(40)),
+                result: PassResult::RolledBack,
+                seconds: 3.25,
+                writes: 7,
+                passes: 1,
+            }],
+            pending_plan: Some(PlanInfo {
+                revision: Some("c".repeat(40)),
+                summary: crate::plan::Summary {
+                    add: 0,
+                    change: 1,
+                    destroy: 0,
+                },
+                steps: vec!["scale_service app_web".into()],
+                warnings: Vec::new(),
+                unseen: Vec::new(),
+            }),
+            ..StatusReport::default()
+        };
+        let page = render(&report, 100);
+        assert!(
+            page.contains("Rolled back: held at aaaaaaaaaaaa, bbbbbbbbbbbb failed: app_web: degraded: &lt;exit 1&gt;"),
+            "{page}"
+        );
+        assert!(page.contains("<h2>Revision history</h2>"), "{page}");
+        assert!(page.contains("rolled_back"), "{page}");
+        assert!(page.contains("3.25s</td><td>7</td>"), "{page}");
+        assert!(page.contains("Pending plan"), "{page}");
+        assert!(
+            page.contains("<code>scale_service app_web</code>"),
+            "{page}"
+        );
+        let quiet = render(&StatusReport::default(), 100);
+        assert!(!quiet.contains("Revision history") && !quiet.contains("Pending plan"));
     }
 
     #[test]

@@ -2,23 +2,26 @@
 //! plan, and apply under the driver's lock. It does the same whatever woke the loop.
 
 use super::driver::driver_key;
-use super::state::SourceInfo;
+use super::state::{SourceInfo, TargetKind};
 use crate::apply::progress::Progress;
+use crate::apply::rollback::{plan_rollback, roll_back};
 use crate::apply::{apply, ApplyError, ApplyOptions};
 use crate::clock::unix_now;
 use crate::config::notifications::{NotifyEvent, NotifyTarget};
 use crate::drivers::open_driver;
 use crate::drivers::{Driver, DriverError};
+use crate::model::rollback::Held;
 use crate::model::{Desired, DriverKind};
-use crate::notify::{notice_of_report, Notice};
+use crate::notify::{notice_of_failed_rollback, notice_of_report, notices_of_rollback, Notice};
 use crate::observe::{load_and_plan, observe, OpenDriver, Planned, Planning, PlanningError};
 use crate::plan::report::{ApplyReport, StepReport, StepStatus};
+use crate::plan::rollback::{last_healthy, should_roll_back, Verdict};
 use crate::plan::{Plan, Step};
 use crate::render::Status;
 use crate::source::follow::{FollowError, LocalBranch, Tip};
 use crate::source::remote::RemoteBranch;
 use crate::source::Source;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -83,8 +86,9 @@ impl Followed {
 pub(crate) struct Target {
     /// The commit.
     pub tip: Tip,
-    /// Whether it is the last good commit, held to because the branch tip is broken.
-    pub last_good: bool,
+    /// The tip, the last good commit (the tip is broken), or the last healthy revision (the
+    /// tip failed and was rolled back).
+    pub kind: TargetKind,
 }
 
 /// The last commit that loaded and planned, and what it loaded: the cluster is held to it
@@ -130,6 +134,10 @@ pub(crate) struct Pass {
     pub notices: Vec<Notice>,
     /// The webhooks of the target's machines.yml.
     pub notify: Vec<NotifyTarget>,
+    /// The rollback carried out after `report`'s apply failed (`policy.on_failure: rollback`).
+    pub rollback: Option<ApplyReport>,
+    /// Whether the cluster was paused with a plan pending: nothing was written.
+    pub paused: bool,
 }
 
 /// `action target` of the plan's first steps, for a notification's line.
@@ -144,25 +152,22 @@ fn pending(plan: &Plan) -> String {
     steps.join(", ")
 }
 
-/// The target of a report's drift line (`action target: reason`).
-fn drift_target(line: &str) -> &str {
-    let step = line.split(':').next().unwrap_or_default();
-    step.split_whitespace().nth(1).unwrap_or_default()
-}
-
 impl Pass {
     /// Whether the cluster matched the target at the end (true when nothing was applied).
     pub fn converged(&self) -> bool {
         self.report.as_ref().is_none_or(|r| r.converged)
     }
 
-    /// The commit a failure concerns: the target, else the tip.
+    /// The commit a failure concerns: the tip when it was rolled back (the target is then the
+    /// healthy revision), else the target, else the tip.
     pub fn failed_revision(&self) -> Option<&str> {
-        self.target
-            .as_ref()
-            .map(|t| &t.tip)
-            .or(self.tip.as_ref())
-            .map(|t| t.commit.as_str())
+        let target = self.target.as_ref().map(|t| &t.tip);
+        let concerned = if self.rollback.is_some() {
+            self.tip.as_ref().or(target)
+        } else {
+            target.or(self.tip.as_ref())
+        };
+        concerned.map(|t| t.commit.as_str())
     }
 
     /// Whether the pass succeeded: the tip loaded and planned, and nothing failed.
@@ -195,6 +200,9 @@ pub(crate) struct Reconciler {
     apply: ApplyOptions,
     driver: Mutex<Option<(String, Arc<dyn Driver>)>>,
     last_good: std::sync::Mutex<Option<LastGood>>,
+    /// The plan warnings logged since the watcher started: each is logged once (an unset
+    /// `${VAR}` in a notify URL is in every plan; `/status` shows the last plan's).
+    warned: std::sync::Mutex<BTreeSet<String>>,
 }
 
 /// Runs blocking git work off the async threads.
@@ -281,6 +289,7 @@ impl Reconciler {
             apply,
             driver: Mutex::new(None),
             last_good: std::sync::Mutex::new(None),
+            warned: std::sync::Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -335,9 +344,14 @@ impl Reconciler {
                     tip: tip.clone(),
                     desired: planned.desired.clone(),
                 });
+                if let Some(held) = planned.observed.held().filter(|h| h.failed == tip.commit) {
+                    // The tip failed and was rolled back: held at the last healthy revision
+                    // until the branch moves.
+                    return self.hold(pass, synced, held, planned).await;
+                }
                 let target = Target {
                     tip,
-                    last_good: false,
+                    kind: TargetKind::Tip,
                 };
                 self.reconcile(pass, synced, target, planned).await
             }
@@ -361,7 +375,7 @@ impl Reconciler {
                 pass.broken_tip = Some(broken);
                 let target = Target {
                     tip: good.clone(),
-                    last_good: true,
+                    kind: TargetKind::LastGood,
                 };
                 pass.target = Some(target.clone());
                 let planned = self
@@ -372,6 +386,41 @@ impl Reconciler {
             }
             Err(error) => Err(refused(pass, error, &tip)),
         }
+    }
+
+    /// Holds the cluster at the last healthy revision while the tip is the commit that failed
+    /// and was rolled back: plans the rollback's desired state (that revision's stacks, the
+    /// tip's machines) and heals drift against it. The hold is read from the swarm's labels, so
+    /// a restarted watcher holds too.
+    async fn hold(
+        &self,
+        pass: &mut Pass,
+        synced: Option<&str>,
+        held: Held,
+        tip_planned: Planned,
+    ) -> Result<(), String> {
+        tracing::info!(
+            revision = %held.failed,
+            "the cluster is {}: commit {} is not applied again until the branch moves",
+            held.line(),
+            short(&held.failed)
+        );
+        let files = self.followed.files(&held.at);
+        let planned = plan_rollback(files, &tip_planned.desired, &held, &self.planning, self)
+            .await
+            .map_err(|e| {
+                format!(
+                    "the cluster is {}, and the hold cannot be kept: {e}. Commit {} is not applied again; push a commit to move the branch",
+                    held.line(),
+                    short(&held.failed)
+                )
+            })?;
+        let target = Target {
+            tip: healthy_tip(&held),
+            kind: TargetKind::Held,
+        };
+        self.reconcile_held(pass, synced, target, planned, Some(held))
+            .await
     }
 
     /// Opens the driver of a desired state already loaded, observes and plans, as
@@ -390,6 +439,20 @@ impl Reconciler {
         target: Target,
         planned: Planned,
     ) -> Result<(), String> {
+        self.reconcile_held(pass, synced, target, planned, None)
+            .await
+    }
+
+    /// [`Reconciler::reconcile`], recording `held` with the revision when the cluster is held
+    /// at the last healthy revision.
+    async fn reconcile_held(
+        &self,
+        pass: &mut Pass,
+        synced: Option<&str>,
+        target: Target,
+        planned: Planned,
+        held: Option<Held>,
+    ) -> Result<(), String> {
         let Planned {
             desired,
             driver,
@@ -399,6 +462,7 @@ impl Reconciler {
         pass.target = Some(target.clone());
         let target = target.tip;
         let short = short(&target.commit);
+        self.log_new_warnings(&plan, &target.commit);
         pass.plan = Some(plan.clone());
         pass.observed_at = Some(observed.observed_at);
         pass.status = Some(Status::new(&desired, &observed));
@@ -441,6 +505,7 @@ impl Reconciler {
                 plan.summary,
                 "watch",
             ));
+            pass.paused = true;
             return Ok(());
         }
         let mut healing = false;
@@ -471,30 +536,34 @@ impl Reconciler {
                 plan.summary.destroy
             );
         }
-        let report = apply(
-            &plan,
-            &desired,
-            driver.clone(),
-            &self.apply,
-            &TracingProgress,
-        )
-        .await
-        .map_err(|e| {
-            if let ApplyError::Driver(DriverError::Locked(held)) = &e {
-                pass.locked_until = Some(held.expires_at);
-                // Another shoal is applying: nothing failed.
-            } else {
-                pass.notices.push(Notice::new(
-                    &desired.cluster,
-                    Some(&target.commit),
-                    NotifyEvent::Failed,
-                    &format!("cannot apply commit {short}: {e}"),
-                    plan.summary,
-                    "watch",
-                ));
-            }
-            format!("cannot apply commit {short}: {e}")
-        })?;
+        let options = ApplyOptions {
+            observation: Some(observed.clone()),
+            held,
+            ..self.apply.clone()
+        };
+        let report = apply(&plan, &desired, driver.clone(), &options, &TracingProgress)
+            .await
+            .map_err(|e| {
+                if let ApplyError::Driver(DriverError::Locked(held)) = &e {
+                    pass.locked_until = Some(held.expires_at);
+                    // Another shoal is applying: nothing failed.
+                } else {
+                    pass.notices.push(Notice::new(
+                        &desired.cluster,
+                        Some(&target.commit),
+                        NotifyEvent::Failed,
+                        &format!("cannot apply commit {short}: {e}"),
+                        plan.summary,
+                        "watch",
+                    ));
+                }
+                format!("cannot apply commit {short}: {e}")
+            })?;
+        if let Some(held) = rollback_of(&desired, &observed, &report, &target.commit) {
+            return self
+                .roll_back(pass, &desired, plan.summary, report, held)
+                .await;
+        }
         let mut notice = notice_of_report(&desired.cluster, plan.summary, &report, "watch");
         if healing && notice.event == NotifyEvent::Applied {
             notice.event = NotifyEvent::DriftHealed;
@@ -510,6 +579,90 @@ impl Reconciler {
             pass.status = Some(Status::new(&desired, &after));
         }
         judge_report(pass, report, &target.commit, short)
+    }
+
+    /// Logs the warnings of `plan` this watcher has not logged yet.
+    fn log_new_warnings(&self, plan: &Plan, commit: &str) {
+        let new_warnings = first_seen(
+            &mut self
+                .warned
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            &plan.warnings,
+        );
+        for warning in new_warnings {
+            tracing::warn!(revision = %commit, "{warning}");
+        }
+    }
+
+    /// Rolls the failed apply of `report` back to `held.at` (the last healthy revision): tells
+    /// `failed` then `rolled_back`, holds the pass's target at that revision, and fails the
+    /// pass with what failed (the next pass holds: the failed commit is marked in the swarm).
+    async fn roll_back(
+        &self,
+        pass: &mut Pass,
+        desired: &Desired,
+        summary: crate::plan::Summary,
+        report: ApplyReport,
+        held: Held,
+    ) -> Result<(), String> {
+        let (from, to) = (short(&held.failed).to_string(), short(&held.at).to_string());
+        tracing::warn!(
+            revision = %held.failed,
+            "commit {from} left {}; rolling back to the last healthy revision {to} (policy.on_failure: rollback)",
+            held.reason
+        );
+        let failing = held.reason.clone();
+        pass.report = Some(report);
+        let files = self.followed.files(&held.at);
+        let target = Target {
+            tip: healthy_tip(&held),
+            kind: TargetKind::Held,
+        };
+        let rolled = roll_back(
+            files,
+            desired,
+            held,
+            &self.planning,
+            self,
+            &self.apply,
+            &TracingProgress,
+        )
+        .await;
+        let failed = pass.report.as_ref().expect("the failed apply's report");
+        let rolled = match rolled {
+            Ok(rolled) => rolled,
+            Err(e) => {
+                pass.notices.push(notice_of_failed_rollback(
+                    &desired.cluster,
+                    summary,
+                    failed,
+                    &format!("applied {from}, but it left {failing}"),
+                    &e.to_string(),
+                    "watch",
+                ));
+                return Err(format!("commit {from} left {failing}; {e}"));
+            }
+        };
+        pass.notices.extend(notices_of_rollback(
+            &desired.cluster,
+            summary,
+            failed,
+            &failing,
+            &rolled.report,
+            "watch",
+        ));
+        pass.target = Some(target);
+        pass.plan = Some(rolled.planned.plan.clone());
+        if let Ok(after) = observe(&rolled.planned.driver, unix_now()).await {
+            pass.observed_at = Some(after.observed_at);
+            pass.status = Some(Status::new(&rolled.planned.desired, &after));
+        }
+        let outcome = rollback_outcome(&rolled.report);
+        pass.rollback = Some(rolled.report);
+        Err(format!(
+            "applied commit {from}, but it left {failing}; rolled back to the last healthy revision {to}{outcome}"
+        ))
     }
 
     /// The driver the last pass opened, if one did.
@@ -541,6 +694,66 @@ impl OpenDriver for Reconciler {
         let driver = open_driver(desired, &self.followed.state_dir()).await?;
         *cached = Some((key, driver.clone()));
         Ok(driver)
+    }
+}
+
+/// The hold to roll the apply of `commit` (its `report`, planned over `before`) back to, when
+/// the rule [`should_roll_back`] says so; logs why not when it cannot.
+fn rollback_of(
+    desired: &Desired,
+    before: &crate::model::Observed,
+    report: &ApplyReport,
+    commit: &str,
+) -> Option<Held> {
+    let healthy = last_healthy(before, report.revision.as_deref());
+    match should_roll_back(desired.policy.on_failure, report, healthy.as_deref()) {
+        Verdict::Stay => None,
+        Verdict::Cannot { failing, why } => {
+            tracing::warn!(
+                revision = %commit,
+                "commit {} left {failing}; policy.on_failure is rollback, but it is not rolled back: {why}",
+                short(commit)
+            );
+            None
+        }
+        Verdict::RollBack { to, failing } => Some(Held {
+            at: to,
+            failed: commit.to_string(),
+            reason: failing,
+        }),
+    }
+}
+
+/// The warnings of `warnings` not in `seen`, which remembers them: each is told once.
+fn first_seen(seen: &mut BTreeSet<String>, warnings: &[String]) -> Vec<String> {
+    (warnings.iter())
+        .filter(|w| seen.insert((*w).clone()))
+        .cloned()
+        .collect()
+}
+
+/// The target of a hold: the last healthy revision, named as such.
+fn healthy_tip(held: &Held) -> Tip {
+    Tip {
+        commit: held.at.clone(),
+        summary: format!(
+            "the last healthy revision ({} failed and was rolled back)",
+            short(&held.failed)
+        ),
+        time: 0,
+    }
+}
+
+/// How a rollback's apply went, as the end of the pass's error: empty when it went well.
+fn rollback_outcome(report: &ApplyReport) -> String {
+    let failed = report.failed_steps();
+    let unhealthy: Vec<String> = (report.unhealthy().into_iter())
+        .map(|(name, health)| format!("{name}: {}", health.line()))
+        .collect();
+    match (failed.is_empty(), unhealthy.is_empty()) {
+        (true, true) => String::new(),
+        (false, _) => format!(", but the rollback's steps failed: {}", failed.join("; ")),
+        (true, false) => format!(", but it is not healthy either: {}", unhealthy.join("; ")),
     }
 }
 
@@ -599,11 +812,10 @@ fn judge_report(
     let remaining = report.remaining.clone();
     // A service changed by hand while the apply waited is not this commit's failure: the
     // next pass, planned at once, brings it back.
-    let drifted = |name: &str| report.drift.iter().any(|d| drift_target(d) == name);
     let unhealthy: Vec<String> = report
         .unhealthy()
         .into_iter()
-        .filter(|(name, _)| !drifted(name))
+        .filter(|(name, _)| !report.drifted(name))
         .map(|(name, health)| format!("{name}: {}", health.line()))
         .collect();
     if !report.drift.is_empty() {
@@ -643,14 +855,15 @@ fn judge_report(
 
 #[cfg(test)]
 mod tests {
-    use super::drift_target;
+    use super::*;
 
     #[test]
-    fn a_drift_line_names_its_target() {
-        assert_eq!(
-            drift_target("scale_service app_web: replicas: 6 → 3"),
-            "app_web"
-        );
-        assert_eq!(drift_target(""), "");
+    fn a_warning_is_told_once_per_watcher() {
+        let mut seen = BTreeSet::new();
+        let plan = vec!["NOPE_URL is not set".to_string(), "other".to_string()];
+        assert_eq!(first_seen(&mut seen, &plan), plan);
+        assert!(first_seen(&mut seen, &plan).is_empty());
+        let more = vec!["other".to_string(), "new".to_string()];
+        assert_eq!(first_seen(&mut seen, &more), ["new"]);
     }
 }

@@ -94,6 +94,74 @@ pub struct PassInfo {
     pub ok: bool,
 }
 
+/// What a pass amounted to, in the revision history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PassResult {
+    /// Nothing to do: the cluster matched.
+    Unchanged,
+    /// A commit was applied (or recorded, when it changes nothing in the cluster).
+    Applied,
+    /// The commit had not changed, the cluster had: drift was put back.
+    DriftHealed,
+    /// Paused with a plan pending: nothing was written.
+    Paused,
+    /// The branch tip does not load or plan; the cluster is held to the last good commit.
+    BrokenTip,
+    /// The pass failed (a step, the engine, the lock, a service left not healthy).
+    Failed,
+    /// The commit left a service degraded and was rolled back to the last healthy revision.
+    RolledBack,
+}
+
+/// One entry of the revision history: a pass, or several alike in a row (`passes`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    /// When the (last of the) pass(es) ended, Unix time.
+    pub at: u64,
+    /// The commit the pass held the cluster to, else the tip it read.
+    pub commit: Option<String>,
+    /// What it amounted to.
+    pub result: PassResult,
+    /// How long it took.
+    pub seconds: f64,
+    /// Writes sent (a rollback's included).
+    pub writes: u64,
+    /// How many passes in a row this entry stands for (alike passes with nothing to do, a
+    /// paused cluster planned again, are folded into one).
+    pub passes: u64,
+}
+
+impl HistoryEntry {
+    /// Whether `next` folds into this entry: the same commit and result, nothing written.
+    fn folds(&self, next: &HistoryEntry) -> bool {
+        self.commit == next.commit
+            && self.result == next.result
+            && self.writes == 0
+            && next.writes == 0
+            && matches!(
+                next.result,
+                PassResult::Unchanged | PassResult::Paused | PassResult::BrokenTip
+            )
+    }
+}
+
+/// How many entries the revision history keeps.
+pub const HISTORY_SHOWN: usize = 20;
+
+/// Adds `entry` to `history` (newest first, at most [`HISTORY_SHOWN`]), folding it into the
+/// newest entry when they are alike.
+pub fn push_history(history: &mut Vec<HistoryEntry>, entry: HistoryEntry) {
+    if let Some(newest) = history.first_mut().filter(|newest| newest.folds(&entry)) {
+        newest.at = entry.at;
+        newest.seconds = entry.seconds;
+        newest.passes += 1;
+        return;
+    }
+    history.insert(0, entry);
+    history.truncate(HISTORY_SHOWN);
+}
+
 /// Which commit a pass held the cluster to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -102,6 +170,9 @@ pub enum TargetKind {
     Tip,
     /// The last commit that loaded and planned, because the tip does not.
     LastGood,
+    /// The last healthy revision, because the tip failed and was rolled back
+    /// (`policy.on_failure: rollback`).
+    Held,
 }
 
 /// The commit the last pass held the cluster to.
@@ -111,7 +182,8 @@ pub struct TargetInfo {
     pub revision: String,
     /// The first line of its message.
     pub summary: String,
-    /// `tip`, or `last_good` while the tip is broken.
+    /// `tip`, `last_good` while the tip is broken, or `held` while the tip failed and was
+    /// rolled back.
     pub kind: TargetKind,
 }
 
@@ -195,6 +267,13 @@ pub struct StatusReport {
     /// most [`NOTIFICATIONS_SHOWN`]); absent until one is sent.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notifications: Vec<Delivery>,
+    /// The last passes, newest first (at most [`HISTORY_SHOWN`]): commit, result, duration,
+    /// writes.
+    pub history: Vec<HistoryEntry>,
+    /// The plan not carried out, while the cluster is paused or the last pass failed; absent
+    /// otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_plan: Option<PlanInfo>,
 }
 
 /// How many notifications `/status` keeps.
@@ -203,6 +282,39 @@ pub const NOTIFICATIONS_SHOWN: usize = 10;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(at: u64, commit: &str, result: PassResult, writes: u64) -> HistoryEntry {
+        HistoryEntry {
+            at,
+            commit: Some(commit.to_string()),
+            result,
+            seconds: 0.5,
+            writes,
+            passes: 1,
+        }
+    }
+
+    #[test]
+    fn the_history_keeps_the_last_twenty_and_folds_idle_passes() {
+        let mut history = Vec::new();
+        push_history(&mut history, entry(1, "a", PassResult::Applied, 4));
+        push_history(&mut history, entry(2, "a", PassResult::Unchanged, 0));
+        push_history(&mut history, entry(3, "a", PassResult::Unchanged, 0));
+        assert_eq!(history.len(), 2, "{history:?}");
+        assert_eq!((history[0].at, history[0].passes), (3, 2));
+        push_history(&mut history, entry(4, "b", PassResult::Unchanged, 0));
+        push_history(&mut history, entry(5, "b", PassResult::Failed, 0));
+        push_history(&mut history, entry(6, "b", PassResult::Failed, 0));
+        assert_eq!(history.len(), 5, "failures are never folded: {history:?}");
+        for at in 10..40 {
+            push_history(&mut history, entry(at, "c", PassResult::Applied, 1));
+        }
+        assert_eq!(history.len(), HISTORY_SHOWN);
+        assert_eq!(history[0].at, 39);
+        let json = serde_json::to_value(&history[0]).unwrap();
+        assert_eq!(json["result"], "applied");
+        assert_eq!(json["commit"], "c");
+    }
 
     #[test]
     fn before_the_first_pass_the_status_says_it_is_starting() {

@@ -20,6 +20,7 @@ mod dind_driver;
 mod docker_machine_tutorial;
 mod engines;
 mod generic_hosts;
+mod gitops_dind;
 mod health_dind;
 mod hostile_dind;
 mod order_dind;

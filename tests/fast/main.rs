@@ -11,6 +11,7 @@ mod watch_support;
 // proptest keeps the regressions of `properties` in tests/proptest-regressions/properties.txt:
 // its layout for a source file beside a crate root (main.rs), as for src/.
 mod adopt_objects;
+mod apply_rollback_sim;
 mod ci_recipes;
 mod confirm_pty;
 mod content_keys_sim;
@@ -39,3 +40,4 @@ mod watch_latency;
 mod watch_local;
 mod watch_remote;
 mod watch_restart;
+mod watch_rollback;

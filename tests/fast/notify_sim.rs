@@ -4,118 +4,14 @@
 //! exit code; events are filtered per webhook; `--no-notify` sends nothing.
 
 use crate::common;
+use crate::watch_support::receiver::{Answer, Receiver};
 
 use common::Repo;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// How the receiver answers a request.
-#[derive(Clone, Copy)]
-enum Answer {
-    Status(u16),
-    /// Reads the request and never answers.
-    Hang,
-}
-
-/// A request the receiver got.
-#[derive(Clone, Debug)]
-struct Received {
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("a JSON body")
-    }
-}
-
-/// A small HTTP receiver on 127.0.0.1: answers its requests in the order `answers` gives
-/// (the last one for all further requests) and keeps what it got.
-struct Receiver {
-    port: u16,
-    got: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Receiver {
-    fn start(answers: &[Answer]) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        let port = listener.local_addr().unwrap().port();
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let answers = answers.to_vec();
-        let kept = got.clone();
-        std::thread::spawn(move || {
-            for (i, stream) in listener.incoming().enumerate() {
-                let Ok(mut stream) = stream else { return };
-                let Some(received) = read_request(&mut stream) else {
-                    continue;
-                };
-                kept.lock().unwrap().push(received);
-                match answers[i.min(answers.len() - 1)] {
-                    Answer::Status(code) => {
-                        let _ = write!(
-                            stream,
-                            "HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                        );
-                    }
-                    Answer::Hang => {
-                        // Keep the connection open, unanswered, until the client gives up.
-                        std::thread::spawn(move || {
-                            std::thread::sleep(Duration::from_secs(60));
-                            drop(stream);
-                        });
-                    }
-                }
-            }
-        });
-        Receiver { port, got }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hook/token123", self.port)
-    }
-
-    fn got(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-}
-
-fn read_request(stream: &mut std::net::TcpStream) -> Option<Received> {
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).ok()?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':')?;
-        headers.push((name.trim().to_string(), value.trim().to_string()));
-    }
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(Received { headers, body })
-}
 
 /// The tutorial with `notify:` appended to machines.yml.
 fn repo_notifying(block: &str) -> Repo {
@@ -139,6 +35,125 @@ fn hex_hmac(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// A test certificate authority (`ca.pem` in `dir`) and a server certificate and key it signed
+/// for 127.0.0.1 (PEM), made by the openssl CLI.
+fn test_authority(dir: &std::path::Path) -> (Vec<u8>, Vec<u8>) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl CLI");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=shoal test CA",
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "cert.pem",
+    ]);
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    (read("cert.pem"), read("key.pem"))
+}
+
+#[test]
+fn https_webhooks_are_sent_only_to_a_trusted_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = test_authority(certs.path());
+    let receiver = Receiver::start_tls(&[Answer::Status(200)], &cert, &key);
+    let repo = repo_notifying("notify:\n  - url: ${HOOK_URL}\n    secret: ${HOOK_SECRET}\n");
+    let url = receiver.url();
+    assert!(url.starts_with("https://"), "{url}");
+    let bundle = certs.path().join("ca.pem").display().to_string();
+    let env = [
+        ("HOOK_URL", url.as_str()),
+        ("HOOK_SECRET", "s3cr3t"),
+        ("SSL_CERT_FILE", bundle.as_str()),
+    ];
+    let out = apply_with(&repo, &["apply", "--yes"], &env);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = receiver.got();
+    assert_eq!(got.len(), 1, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(got[0].json()["event"], "applied");
+    assert_eq!(
+        got[0].header("x-shoal-signature"),
+        Some(format!("sha256={}", hex_hmac("s3cr3t", &got[0].body)).as_str())
+    );
+
+    // A certificate nobody vouches for: the handshake fails, nothing is told, apply goes on.
+    repo.edit("docker-compose.yml", "replicas: 5", "replicas: 4");
+    let out = apply_with(&repo, &["apply", "--yes"], &env[..2]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        receiver.got().len(),
+        1,
+        "nothing reaches an untrusted webhook"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("could not notify")
+            && stderr.contains("127.0.0.1")
+            && stderr.contains("invalid peer certificate: UnknownIssuer"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("token123"),
+        "the URL's path is not shown: {stderr}"
+    );
 }
 
 #[test]
@@ -294,29 +309,23 @@ fn committed_notifying(url: &str) -> Repo {
     repo
 }
 
-fn events(receiver: &Receiver) -> Vec<String> {
-    (receiver.got().iter())
-        .map(|r| r.json()["event"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
 #[test]
 fn the_watcher_tells_applied_drift_healed_and_paused() {
     let receiver = Receiver::start(&[Answer::Status(200)]);
     let repo = committed_notifying(&receiver.url());
     repo.ok(&["watch", "--once"]);
-    assert_eq!(events(&receiver), ["applied"]);
+    assert_eq!(receiver.events(), ["applied"]);
     let applied = receiver.got()[0].json();
     assert_eq!(applied["source"], "watch");
     assert_eq!(applied["revision"].as_str().unwrap().len(), 40);
 
     // Nothing to do: nothing told.
     repo.ok(&["watch", "--once"]);
-    assert_eq!(events(&receiver), ["applied"]);
+    assert_eq!(receiver.events(), ["applied"]);
 
     repo.ok(&["sim", "set-replicas", "dataapp_dataservice", "2"]);
     repo.ok(&["watch", "--once"]);
-    assert_eq!(events(&receiver), ["applied", "drift_healed"]);
+    assert_eq!(receiver.events(), ["applied", "drift_healed"]);
     let healed = receiver.got()[1].json();
     assert!(
         healed["message"]
@@ -329,7 +338,7 @@ fn the_watcher_tells_applied_drift_healed_and_paused() {
     repo.ok(&["pause", "--reason", "incident 7"]);
     repo.ok(&["sim", "set-replicas", "dataapp_dataservice", "2"]);
     repo.ok(&["watch", "--once"]);
-    assert_eq!(events(&receiver), ["applied", "drift_healed", "paused"]);
+    assert_eq!(receiver.events(), ["applied", "drift_healed", "paused"]);
     let paused = receiver.got()[2].json();
     assert!(
         paused["message"].as_str().unwrap().contains("incident 7"),
@@ -403,4 +412,26 @@ fn the_watcher_counts_and_shows_its_notifications() {
         "{failed}"
     );
     watcher.terminate(Duration::from_secs(20));
+}
+
+#[test]
+fn the_watcher_warns_of_an_unset_webhook_once() {
+    use crate::watch_support::{get, wait_until, Spawned};
+    let repo = committed_notifying("${NOPE_HOOK_URL}");
+    let mut command = repo.command(&["watch", "--interval", "1s", "--listen", "127.0.0.1:0"]);
+    command
+        .env("SHOAL_LOG", "shoal=info")
+        .env_remove("NOPE_HOOK_URL");
+    let mut watcher = Spawned::spawn(command);
+    let addr = watcher.listening(Duration::from_secs(30));
+    let passes = || {
+        let status: Value = serde_json::from_str(&get(addr, "/status").body).unwrap_or_default();
+        status["reconciles"].as_u64().unwrap_or(0)
+    };
+    assert!(wait_until(Duration::from_secs(30), || passes() >= 3));
+    watcher.terminate(Duration::from_secs(20));
+    let told = (watcher.seen.iter())
+        .filter(|line| line.contains("NOPE_HOOK_URL is not set"))
+        .count();
+    assert_eq!(told, 1, "{:#?}", watcher.seen);
 }

@@ -4,6 +4,8 @@
 // Each test binary uses its own part of this module.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use git2::{Repository, RepositoryInitOptions, Signature};
 use shoal::drivers::sim::{SimDriver, SimState};
 use shoal::watch::{WatchOptions, WatchSource};

@@ -5,7 +5,9 @@ use super::endpoint::{canonical_endpoint, EndpointProblem};
 use super::registry::RegistryOptions;
 use super::{dns_problem, dns_safe, DEFAULT_COMPOSE_FILE, MACHINES_FILE};
 use crate::diag::Diagnostic;
-use crate::model::{DriverKind, ImagePolicy, MachineAccess, MachineSpec, Policy, Role, SshAccess};
+use crate::model::{
+    DriverKind, ImagePolicy, MachineAccess, MachineSpec, OnFailure, Policy, Role, SshAccess,
+};
 use crate::yaml::decode::{join, to_json, Ctx, Fields};
 use crate::yaml::files::{read_error, resolve_path, FileSource};
 use crate::yaml::{self, yaml_diagnostic, Node, Pos, Value};
@@ -44,6 +46,7 @@ const POLICY_KEYS: &[&str] = &[
     "down_grace",
     "show_values",
     "images",
+    "on_failure",
 ];
 const DRIVERS: &[&str] = &["dind", "sim", "generic", "docker-machine"];
 /// The keys of `driver_options.docker-machine`.
@@ -966,6 +969,18 @@ fn read_policy(ctx: &mut Ctx, node: &Node, policy: &mut Policy) {
             None => {}
         }
     }
+    if let Some(node) = fields.get("on_failure") {
+        match ctx.string(node, "policy.on_failure").as_deref() {
+            Some("hold") => policy.on_failure = OnFailure::Hold,
+            Some("rollback") => policy.on_failure = OnFailure::Rollback,
+            Some(other) => ctx.error_help(
+                node.pos,
+                format!("`policy.on_failure` is `{other}`"),
+                "write `hold` (keep the failed commit, the default) or `rollback` (apply the last healthy revision's services, secrets and configs again)",
+            ),
+            None => {}
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1034,6 +1049,34 @@ mod tests {
         assert_eq!(errors[1].help.as_deref(), Some("did you mean `manager`?"));
         assert_eq!(errors[2].message, "unknown key `cnt` in `machines.m`");
         assert_eq!(errors[3].help.as_deref(), Some("did you mean `prune`?"));
+    }
+
+    #[test]
+    fn on_failure_is_hold_or_rollback_with_the_line_of_a_wrong_one() {
+        let (out, diags) = run("cluster: c\npolicy:\n  on_failure: rollback\n", &[]);
+        assert!(errors(&diags).is_empty(), "{diags:?}");
+        assert_eq!(out.policy.on_failure, OnFailure::Rollback);
+        let (out, _) = run("cluster: c\npolicy:\n  on_failure: hold\n", &[]);
+        assert_eq!(out.policy.on_failure, OnFailure::Hold);
+        let (out, diags) = run(
+            "cluster: c\npolicy:\n  prune: true\n  on_failure: revert\n",
+            &[],
+        );
+        let errors = errors(&diags);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!((errors[0].line, errors[0].column), (4, 15));
+        assert_eq!(errors[0].message, "`policy.on_failure` is `revert`");
+        assert!(errors[0].help.as_deref().unwrap().contains("`rollback`"));
+        assert_eq!(
+            out.policy.on_failure,
+            OnFailure::Hold,
+            "a bad value keeps the default"
+        );
+        let (_, diags) = run("cluster: c\npolicy:\n  on_failur: rollback\n", &[]);
+        assert_eq!(
+            self::errors(&diags)[0].help.as_deref(),
+            Some("did you mean `on_failure`?")
+        );
     }
 
     #[test]

@@ -120,6 +120,21 @@ pub struct Policy {
     /// How service images are sent (`policy.images`).
     #[serde(default)]
     pub images: ImagePolicy,
+    /// What a watcher does when a commit leaves a service it changed degraded
+    /// (`policy.on_failure`).
+    #[serde(default)]
+    pub on_failure: OnFailure,
+}
+
+/// `policy.on_failure`: what happens to a commit that leaves a service it changed degraded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// The cluster stays at the failed commit; the failure is reported (the default).
+    #[default]
+    Hold,
+    /// The services, secrets and configs of the last healthy revision are applied again.
+    Rollback,
 }
 
 /// `policy.images`: whether tags are resolved to digests at plan time.
@@ -143,6 +158,7 @@ impl Default for Policy {
             down_grace_seconds: 60,
             show_values: Vec::new(),
             images: ImagePolicy::Pin,
+            on_failure: OnFailure::Hold,
         }
     }
 }

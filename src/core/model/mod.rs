@@ -6,13 +6,14 @@ pub mod engine_api;
 pub mod notifications;
 pub mod observed;
 pub mod pause;
+pub mod rollback;
 pub mod spec;
 pub mod timing;
 pub mod unmodeled;
 
 pub use desired::{
-    Condition, Dependency, Desired, DriverKind, ImagePolicy, MachineAccess, MachineSpec, Policy,
-    Role, SshAccess, Stack,
+    Condition, Dependency, Desired, DriverKind, ImagePolicy, MachineAccess, MachineSpec, OnFailure,
+    Policy, Role, SshAccess, Stack,
 };
 pub use observed::{
     Availability, MachineState, NetworkSettings, NodeState, Observed, ObservedMachine,

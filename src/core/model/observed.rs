@@ -505,6 +505,23 @@ impl Observed {
             .and_then(|s| super::pause::Pause::from_labels(&s.labels))
     }
 
+    /// The commit held back after a rollback, and the revision held at (`shoal status` shows
+    /// "held at A, B failed: reason"), when the swarm records one.
+    pub fn held(&self) -> Option<super::rollback::Held> {
+        self.swarm
+            .as_ref()
+            .and_then(|s| super::rollback::Held::from_labels(&s.labels))
+    }
+
+    /// The last revision recorded as healthy (`io.shoal.revision.healthy`), when there is one.
+    pub fn healthy_revision(&self) -> Option<&str> {
+        self.swarm
+            .as_ref()
+            .and_then(|s| s.labels.get(super::rollback::LABEL_HEALTHY))
+            .map(String::as_str)
+            .filter(|r| !r.is_empty())
+    }
+
     /// The commit recorded as applied (`io.shoal.revision`), when the swarm has one.
     pub fn revision(&self) -> Option<&str> {
         self.swarm

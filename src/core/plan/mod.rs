@@ -13,6 +13,7 @@ pub mod planner;
 mod quorum;
 pub mod reason;
 pub mod report;
+pub mod rollback;
 mod rules;
 pub mod saved;
 #[cfg(any(test, feature = "testing"))]

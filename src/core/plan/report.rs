@@ -82,6 +82,12 @@ impl ApplyReport {
             .collect()
     }
 
+    /// Whether the service `name` was changed by hand while apply waited (a line of `drift`,
+    /// `action target: reason`, names it): then its health is not the apply's doing.
+    pub fn drifted(&self, name: &str) -> bool {
+        self.drift.iter().any(|line| drift_target(line) == name)
+    }
+
     /// The services waited for that did not end healthy (a rollback, a paused update, failing
     /// tasks, or still progressing at the timeout), with their health.
     pub fn unhealthy(&self) -> Vec<(&str, &Health)> {
@@ -92,5 +98,25 @@ impl ApplyReport {
                 (!health.is_healthy()).then_some((name.as_str(), health))
             })
             .collect()
+    }
+}
+
+/// The target of a drift line (`action target: reason`).
+fn drift_target(line: &str) -> &str {
+    let step = line.split(':').next().unwrap_or_default();
+    step.split_whitespace().nth(1).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drift_target;
+
+    #[test]
+    fn a_drift_line_names_its_target() {
+        assert_eq!(
+            drift_target("scale_service app_web: replicas: 6 → 3"),
+            "app_web"
+        );
+        assert_eq!(drift_target(""), "");
     }
 }

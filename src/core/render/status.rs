@@ -50,7 +50,7 @@ pub struct ServiceStatus {
 const TASK_ERRORS: usize = 3;
 
 /// `status --json` (DESIGN §2).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Status {
     /// Cluster name.
     pub cluster: String,
@@ -69,6 +69,13 @@ pub struct Status {
     /// Who paused the cluster, since when and why (`shoal pause`); absent when not paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<crate::model::pause::Pause>,
+    /// The last revision recorded as healthy (`io.shoal.revision.healthy`), when one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_revision: Option<String>,
+    /// The commit rolled back from and the revision held at (`policy.on_failure: rollback`);
+    /// absent when no commit is held back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<crate::model::rollback::Held>,
 }
 
 impl Status {
@@ -172,6 +179,8 @@ impl Status {
             services,
             dropped_stacks,
             paused: observed.pause(),
+            healthy_revision: observed.healthy_revision().map(str::to_string),
+            held: observed.held(),
         }
     }
 }
@@ -186,6 +195,13 @@ pub fn render_status(status: &Status, style: Style) -> String {
         status.driver,
         status.revision.as_deref().unwrap_or("none applied")
     );
+    if let Some(held) = &status.held {
+        let _ = writeln!(
+            out,
+            "{} (rolled back; the failed commit is applied again only when the branch moves)\n",
+            style.red(&format!("Cluster {}", held.line()))
+        );
+    }
     let _ = writeln!(
         out,
         "{:<24} {:<8} {:<8} {:<8} {:<12} LEADER",
