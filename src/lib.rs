@@ -6,7 +6,7 @@
 //! `source`, `registry`, `notify`, `watch`) that do the I/O behind the [`drivers::Driver`] and
 //! [`engine::Swarm`] traits.
 
-pub use shoal_core::{compose, config, diag, health, model, plan, render, yaml};
+pub use shoal_core::{compose, config, diag, health, model, plan, render, signature, yaml};
 
 pub mod apply;
 pub mod clock;

@@ -4,8 +4,8 @@
 //! Layers, each importing only the ones before it: `model` (plain data: desired and observed
 //! state, specs), `yaml` (the YAML layer with positions, interpolation, units), `compose` (compose
 //! files to swarm specs), `config` (machines.yml and the whole desired state), `plan` (the
-//! planner's named rules), `health`, `render` (text, markdown and JSON) and `diag` (errors with
-//! file:line). Nothing here does I/O: this crate's manifest has no runtime, Docker client, git or
+//! planner's named rules), `health`, `render` (text, markdown and JSON), `diag` (errors with
+//! file:line) and `signature` (HMAC of message bodies). Nothing here does I/O: this crate's manifest has no runtime, Docker client, git or
 //! HTTP library, so the edges in the `shoal` crate are the only place those can be used.
 
 pub mod compose;
@@ -15,4 +15,5 @@ pub mod health;
 pub mod model;
 pub mod plan;
 pub mod render;
+pub mod signature;
 pub mod yaml;

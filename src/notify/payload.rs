@@ -284,7 +284,7 @@ fn slack(notice: &Notice, link: Option<&str>) -> serde_json::Value {
 pub fn signature(secret: &str, body: &[u8]) -> String {
     format!(
         "sha256={}",
-        crate::watch::webhook::sign(secret.as_bytes(), body)
+        crate::signature::hmac_sha256_hex(secret.as_bytes(), body)
     )
 }
 

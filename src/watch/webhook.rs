@@ -35,13 +35,6 @@ pub enum WebhookError {
     Mismatch,
 }
 
-/// The hex HMAC-SHA256 of `body` under `secret`, as GitHub and Gitea send it.
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
-}
-
 fn hmac_matches(secret: &[u8], body: &[u8], signature_hex: &str) -> bool {
     let Ok(signature) = hex::decode(signature_hex.trim()) else {
         return false;
@@ -99,6 +92,7 @@ pub fn verify<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signature::hmac_sha256_hex as sign;
 
     fn check(headers: &[(&str, &str)], body: &[u8]) -> Result<Forge, WebhookError> {
         verify(

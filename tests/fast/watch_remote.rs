@@ -4,7 +4,7 @@
 
 use crate::watch_support;
 
-use shoal::watch::webhook::sign;
+use shoal::signature::hmac_sha256_hex as sign;
 use shoal::watch::{WatchSource, Watcher};
 use std::path::Path;
 use std::time::Duration;
