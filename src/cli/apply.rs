@@ -43,6 +43,8 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
         dry_run: args.dry_run,
         holder: LockHolder::this_process("shoal apply"),
         wait: (!args.no_wait).then_some(args.timeout),
+        // Planned under the lock (but for a dry run): apply carries it on and releases it.
+        lock_held: !args.dry_run,
         ..ApplyOptions::default()
     };
     let lock = (!args.dry_run).then(|| (options.holder.clone(), options.lock_ttl_seconds));
@@ -66,6 +68,8 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
     let driver = planned.driver.clone();
     let mut sending = Vec::new();
     let notify = !args.no_notify && !args.dry_run;
+    // Whether the lock went to apply, which releases it.
+    let handed_over = std::cell::Cell::new(false);
     let outcome = async {
         let planned = match &saved {
             None => planned,
@@ -87,6 +91,7 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
             planned
         };
         refuse_paused(&planned, &args)?;
+        handed_over.set(true);
         carry_out(
             planned,
             &options,
@@ -97,7 +102,7 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
         .await
     }
     .await;
-    if let Some((holder, _)) = &lock {
+    if let Some((holder, _)) = lock.as_ref().filter(|_| !handed_over.get()) {
         if let Err(e) = driver
             .unlock(holder)
             .instrument(shoal::phase!("unlock"))

@@ -4,13 +4,13 @@
 use super::driver::driver_key;
 use super::state::SourceInfo;
 use crate::apply::progress::Progress;
-use crate::apply::{apply, unix_now, ApplyError, ApplyOptions};
+use crate::apply::{apply_observing, ApplyError, ApplyOptions};
 use crate::config::notifications::{NotifyEvent, NotifyTarget};
 use crate::drivers::open_driver;
 use crate::drivers::{Driver, DriverError};
 use crate::model::{Desired, DriverKind};
 use crate::notify::{notice_of_report, Notice};
-use crate::observe::{load_and_plan, observe, OpenDriver, Planned, Planning, PlanningError};
+use crate::observe::{load_and_plan, OpenDriver, Planned, Planning, PlanningError};
 use crate::plan::report::{ApplyReport, StepReport, StepStatus};
 use crate::plan::{Plan, Step};
 use crate::render::Status;
@@ -192,6 +192,8 @@ pub(crate) struct Reconciler {
     apply: ApplyOptions,
     driver: Mutex<Option<(String, Arc<dyn Driver>)>>,
     last_good: std::sync::Mutex<Option<LastGood>>,
+    /// The release of the apply lock at the end of the last pass, under way in the background.
+    releasing: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Runs blocking git work off the async threads.
@@ -275,9 +277,14 @@ impl Reconciler {
                 // one then, and reports it cannot.
                 content_key: crate::observe::new_content_key().ok(),
             },
-            apply,
+            // Each pass plans under the lock and hands it to apply, which releases it.
+            apply: ApplyOptions {
+                lock_held: true,
+                ..apply
+            },
             driver: Mutex::new(None),
             last_good: std::sync::Mutex::new(None),
+            releasing: Mutex::new(None),
         }
     }
 
@@ -288,13 +295,14 @@ impl Reconciler {
 
     /// One pass. `synced` is the commit the cluster last matched, to tell drift from change.
     pub async fn pass(&self, synced: Option<String>) -> Pass {
+        self.released().await;
         let started = Instant::now();
         let mut pass = Pass::default();
         if let Err(error) = self.run(&mut pass, synced.as_deref()).await {
             tracing::error!(revision = pass.failed_revision(), "{error}");
             pass.error = Some(error);
         }
-        self.release_lock().await;
+        self.release_in_background().await;
         pass.seconds = started.elapsed().as_secs_f64();
         pass
     }
@@ -468,7 +476,7 @@ impl Reconciler {
                 plan.summary.destroy
             );
         }
-        let report = apply(
+        let (report, after) = apply_observing(
             &plan,
             &desired,
             driver.clone(),
@@ -502,7 +510,8 @@ impl Reconciler {
             );
         }
         pass.notices.push(notice);
-        if let Ok(after) = observe(&driver, unix_now()).await {
+        // The cluster as apply saw it last (it observed after its steps): not looked at again.
+        if let Some(after) = after {
             pass.observed_at = Some(after.observed_at);
             pass.status = Some(Status::new(&desired, &after));
         }
@@ -514,13 +523,40 @@ impl Reconciler {
         self.driver.lock().await.as_ref().map(|(_, d)| d.clone())
     }
 
-    /// Releases the apply lock if this watcher holds it (at the end of every pass).
+    /// Releases the apply lock if this watcher holds it, once a release under way has ended.
     pub async fn release_lock(&self) {
+        self.released().await;
         if let Some(driver) = self.current_driver().await {
-            if let Err(e) = driver.unlock(&self.apply.holder).await {
-                tracing::warn!("could not release the apply lock: {e}");
+            release(driver, &self.apply.holder).await;
+        }
+    }
+
+    /// Starts releasing the apply lock if this watcher holds it (at the end of every pass; apply
+    /// released it already when it ran), without waiting for it: the next pass, and the end of
+    /// the watcher, wait for it ([`Reconciler::released`]).
+    async fn release_in_background(&self) {
+        if let Some(driver) = self.current_driver().await {
+            let holder = self.apply.holder.clone();
+            let task = tokio::spawn(async move { release(driver, &holder).await });
+            *self.releasing.lock().await = Some(task);
+        }
+    }
+
+    /// Waits for the release of the apply lock started at the end of the last pass, if any.
+    pub async fn released(&self) {
+        let task = self.releasing.lock().await.take();
+        if let Some(task) = task {
+            if let Err(e) = task.await {
+                tracing::warn!("releasing the apply lock failed: {e}");
             }
         }
+    }
+}
+
+/// Releases `holder`'s apply lock through `driver`, if it holds it.
+async fn release(driver: Arc<dyn Driver>, holder: &crate::drivers::lock::LockHolder) {
+    if let Err(e) = driver.unlock(holder).await {
+        tracing::warn!("could not release the apply lock: {e}");
     }
 }
 
