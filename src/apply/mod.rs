@@ -169,11 +169,11 @@ pub async fn apply_observing(
     };
     let all_done = steps.iter().all(|s| s.status == StepStatus::Done);
     let mut label_error = None;
-    let recording = crate::phase!("record labels");
+    let recording = || crate::phase!("record labels");
     if all_done && !plan.steps.is_empty() {
         if let Err(e) = executor
             .record_labels(&labels, desired)
-            .instrument(recording)
+            .instrument(recording())
             .await
         {
             label_error = Some(e);
@@ -183,7 +183,7 @@ pub async fn apply_observing(
         // revision; the label is written only when it differs, so a re-apply sends nothing.
         if let Err(e) = executor
             .record_labels(&labels, desired)
-            .instrument(recording)
+            .instrument(recording())
             .await
         {
             tracing::debug!("no swarm to record the revision in: {e}");
@@ -204,7 +204,14 @@ pub async fn apply_observing(
             }
         }
     };
-    let looking = looked_again(&executor, plan, desired, &driver, options, recorder.writes());
+    let looking = looked_again(
+        &executor,
+        plan,
+        desired,
+        &driver,
+        options,
+        recorder.writes(),
+    );
     let ((), (remaining, observed)) = tokio::join!(release, looking);
     let waited_for = if options.dry_run || !all_done || options.wait.is_none() {
         Vec::new()
@@ -516,7 +523,10 @@ fn managers_of(observed: &Observed) -> Vec<String> {
         .filter(|n| n.machine.is_some() && n.is_reachable_manager())
         .collect();
     managers.sort_by_key(|n| !n.leader);
-    managers.into_iter().filter_map(|n| n.machine.clone()).collect()
+    managers
+        .into_iter()
+        .filter_map(|n| n.machine.clone())
+        .collect()
 }
 
 /// What a plan says is still to do: its steps, and what it could not see.

@@ -94,12 +94,9 @@ pub(crate) async fn connect_unix(path: &str, timeout_secs: u64) -> Result<Docker
             .await?
             .as_deref(),
     );
-    let docker = Docker::connect_with_unix(
-        path,
-        timeout_secs,
-        &agreed.unwrap_or(*API_DEFAULT_VERSION),
-    )
-    .map_err(from_bollard)?;
+    let docker =
+        Docker::connect_with_unix(path, timeout_secs, &agreed.unwrap_or(*API_DEFAULT_VERSION))
+            .map_err(from_bollard)?;
     Ok(match agreed {
         Some(_) => version::pinned(docker),
         None => negotiated(docker.with_timeout(first))

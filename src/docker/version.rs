@@ -22,7 +22,11 @@ pub(crate) fn agreed(pinged: Option<&str>) -> Option<ClientVersion> {
     };
     let ours = *API_DEFAULT_VERSION;
     let key = |v: &ClientVersion| (v.major_version, v.minor_version);
-    Some(if key(&pinged) < key(&ours) { pinged } else { ours })
+    Some(if key(&pinged) < key(&ours) {
+        pinged
+    } else {
+        ours
+    })
 }
 
 /// Negotiates the API version with the engine behind `docker` (one unversioned `GET

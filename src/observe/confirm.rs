@@ -11,8 +11,8 @@
 //! it is under the lock, as if it had been observed only then.
 
 use super::{
-    match_nodes_to_machines, nodes_by_id, observe, observed_swarm, tasks_of_services,
-    Observation, ObserveError,
+    match_nodes_to_machines, nodes_by_id, observe, observed_swarm, tasks_of_services, Observation,
+    ObserveError,
 };
 use crate::drivers::Driver;
 use crate::engine::{EngineError, ObjectVersion, Swarm, SwarmObject};
@@ -59,7 +59,11 @@ pub struct Reread {
 /// `listed` is the driver's list the observation probed. Machines are compared as the driver
 /// lists them (name, state, the role they were made for), nodes and services by ID and
 /// version, the swarm by ID.
-pub fn to_observe_again(listed: &[ObservedMachine], optimistic: &Observed, reread: &Reread) -> Again {
+pub fn to_observe_again(
+    listed: &[ObservedMachine],
+    optimistic: &Observed,
+    reread: &Reread,
+) -> Again {
     let machines = |list: &[ObservedMachine]| -> BTreeMap<String, (MachineState, Option<Role>)> {
         (list.iter())
             .map(|m| (m.name.clone(), (m.state, m.created_role)))
@@ -144,7 +148,9 @@ pub(crate) async fn confirm(
     {
         Ok(reread) => reread,
         Err(e) => {
-            tracing::debug!("cannot confirm the observation through {machine} ({e}): observing again");
+            tracing::debug!(
+                "cannot confirm the observation through {machine} ({e}): observing again"
+            );
             return observe_again(driver, now).await;
         }
     };
@@ -177,7 +183,10 @@ enum ReadAgainError {
 }
 
 /// The confirmation's reads, all at once: the driver's list and the manager's small lists.
-async fn read_again(driver: &Arc<dyn Driver>, manager: &dyn Swarm) -> Result<Reread, ReadAgainError> {
+async fn read_again(
+    driver: &Arc<dyn Driver>,
+    manager: &dyn Swarm,
+) -> Result<Reread, ReadAgainError> {
     let swarm = async {
         Ok::<_, EngineError>(tokio::try_join!(
             manager.inspect_swarm(),
@@ -248,7 +257,13 @@ mod tests {
                 version: 1,
                 labels: BTreeMap::new(),
             },
-            nodes: observed.nodes.values().cloned().collect(),
+            // The engine lists nodes without their machine: observation matches them.
+            nodes: (observed.nodes.values())
+                .map(|n| ObservedNode {
+                    machine: None,
+                    ..n.clone()
+                })
+                .collect(),
             services: (observed.services.iter())
                 .map(|(name, s)| {
                     let version = ObjectVersion {
@@ -266,7 +281,10 @@ mod tests {
     fn nothing_moved_keeps_the_observation() {
         let before = observed();
         let reread = unchanged(&before);
-        assert_eq!(to_observe_again(&listed(&before), &before, &reread), Again::Nothing);
+        assert_eq!(
+            to_observe_again(&listed(&before), &before, &reread),
+            Again::Nothing
+        );
         let after = brought_up_to_date(before.clone(), reread, None, 99);
         assert_eq!(after.services, before.services);
         assert_eq!(after.nodes["n1"].machine.as_deref(), Some("m1"));
@@ -278,16 +296,30 @@ mod tests {
         let before = observed();
         let mut updated = unchanged(&before);
         updated.services.get_mut("app_web").unwrap().version = 11;
-        assert_eq!(to_observe_again(&listed(&before), &before, &updated), Again::Services);
+        assert_eq!(
+            to_observe_again(&listed(&before), &before, &updated),
+            Again::Services
+        );
         let mut removed = unchanged(&before);
         removed.services.clear();
-        assert_eq!(to_observe_again(&listed(&before), &before, &removed), Again::Services);
+        assert_eq!(
+            to_observe_again(&listed(&before), &before, &removed),
+            Again::Services
+        );
         let mut replaced = unchanged(&before);
         replaced.services.get_mut("app_web").unwrap().id = "s2".into();
-        assert_eq!(to_observe_again(&listed(&before), &before, &replaced), Again::Services);
+        assert_eq!(
+            to_observe_again(&listed(&before), &before, &replaced),
+            Again::Services
+        );
         let mut added = unchanged(&before);
-        added.services.insert("app_db".into(), ObjectVersion::default());
-        assert_eq!(to_observe_again(&listed(&before), &before, &added), Again::Services);
+        added
+            .services
+            .insert("app_db".into(), ObjectVersion::default());
+        assert_eq!(
+            to_observe_again(&listed(&before), &before, &added),
+            Again::Services
+        );
     }
 
     #[test]
@@ -295,19 +327,34 @@ mod tests {
         let before = observed();
         let mut stopped = unchanged(&before);
         stopped.machines[0].state = MachineState::Stopped;
-        assert_eq!(to_observe_again(&listed(&before), &before, &stopped), Again::Everything);
+        assert_eq!(
+            to_observe_again(&listed(&before), &before, &stopped),
+            Again::Everything
+        );
         let mut created = unchanged(&before);
         created.machines.push(machine("w1", Role::Worker));
-        assert_eq!(to_observe_again(&listed(&before), &before, &created), Again::Everything);
+        assert_eq!(
+            to_observe_again(&listed(&before), &before, &created),
+            Again::Everything
+        );
         let mut node = unchanged(&before);
         node.nodes[0].version += 1;
-        assert_eq!(to_observe_again(&listed(&before), &before, &node), Again::Everything);
+        assert_eq!(
+            to_observe_again(&listed(&before), &before, &node),
+            Again::Everything
+        );
         let mut joined = unchanged(&before);
         joined.nodes.push(manager("n2", false));
-        assert_eq!(to_observe_again(&listed(&before), &before, &joined), Again::Everything);
+        assert_eq!(
+            to_observe_again(&listed(&before), &before, &joined),
+            Again::Everything
+        );
         let mut swarm = unchanged(&before);
         swarm.swarm.id = "another".into();
-        assert_eq!(to_observe_again(&listed(&before), &before, &swarm), Again::Everything);
+        assert_eq!(
+            to_observe_again(&listed(&before), &before, &swarm),
+            Again::Everything
+        );
     }
 
     #[test]
@@ -327,7 +374,10 @@ mod tests {
                 content_sha256: None,
             },
         );
-        assert_eq!(to_observe_again(&listed(&before), &before, &reread), Again::Nothing);
+        assert_eq!(
+            to_observe_again(&listed(&before), &before, &reread),
+            Again::Nothing
+        );
         let after = brought_up_to_date(before, reread, None, 1);
         assert!(after.secrets.contains_key("app_db-0123abcd"));
         assert_eq!(

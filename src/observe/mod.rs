@@ -285,7 +285,8 @@ async fn observe_and_plan(
                     })?;
                 Ok::<_, PlanningError>(pinned(&mut desired).await)
             };
-            let observing = observe_through(driver, unix_now()).instrument(crate::phase!("observe"));
+            let observing =
+                observe_through(driver, unix_now()).instrument(crate::phase!("observe"));
             let (locked, optimistic) = tokio::join!(locking, observing);
             let image_warnings = locked?;
             let observed = confirm::confirm(driver, optimistic?, unix_now())
@@ -545,7 +546,10 @@ fn observed_swarm(swarm: SwarmObject) -> ObservedSwarm {
 }
 
 /// The tasks of `services` among `tasks` (the others belong to services of no stack).
-fn tasks_of_services(services: &[ObservedService], mut tasks: Vec<ObservedTask>) -> Vec<ObservedTask> {
+fn tasks_of_services(
+    services: &[ObservedService],
+    mut tasks: Vec<ObservedTask>,
+) -> Vec<ObservedTask> {
     let ids: std::collections::BTreeSet<&str> = services.iter().map(|s| s.id.as_str()).collect();
     tasks.retain(|t| ids.contains(t.service_id.as_str()));
     tasks

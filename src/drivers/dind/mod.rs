@@ -890,7 +890,9 @@ fn lock_security(
 
 /// Locks `mutex`, also after a thread panicked holding it (what it guards stays usable).
 fn lock_poisoned<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn parse_role(value: Option<&String>) -> Option<Role> {
