@@ -213,7 +213,153 @@ async fn read_again(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::drivers::lock::{HeldLock, LockHolder};
+    use crate::drivers::sim::SimDriver;
+    use crate::drivers::{DriverError, DriverResult};
+    use crate::model::{Desired, MachineSpec};
+    use crate::observe::{plan_loaded, OpenDriver, Planning};
     use crate::plan::testing::{machine, manager};
+    use crate::plan::Action;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// A sim whose lock is taken only once the cluster has been read (its engine reached, and
+    /// in the sim every read answers at once), then runs `between` (someone else's write),
+    /// then is taken: the order that confirmation exists for, made certain. A lock asked for
+    /// before any read (observation after the lock) is refused after a while.
+    struct LockAfterRead {
+        sim: SimDriver,
+        read: tokio::sync::Notify,
+        between: Mutex<Option<Box<dyn FnOnce(&SimDriver) + Send>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Driver for LockAfterRead {
+        async fn list(&self) -> DriverResult<Vec<ObservedMachine>> {
+            self.sim.list().await
+        }
+        async fn create(&self, machine: &MachineSpec) -> DriverResult<()> {
+            self.sim.create(machine).await
+        }
+        async fn start(&self, machine: &str) -> DriverResult<()> {
+            self.sim.start(machine).await
+        }
+        async fn destroy(&self, machine: &str) -> DriverResult<()> {
+            self.sim.destroy(machine).await
+        }
+        async fn endpoint(&self, machine: &str) -> DriverResult<String> {
+            self.sim.endpoint(machine).await
+        }
+        async fn engine(&self, machine: &str) -> DriverResult<Arc<dyn Swarm>> {
+            self.read.notify_one();
+            self.sim.engine(machine).await
+        }
+        async fn lock(&self, holder: &LockHolder, now: u64, ttl: u64) -> DriverResult<()> {
+            if tokio::time::timeout(Duration::from_secs(5), self.read.notified())
+                .await
+                .is_err()
+            {
+                return Err(DriverError::Other(
+                    "the lock was asked for before the cluster was read".into(),
+                ));
+            }
+            let between = self.between.lock().unwrap().take();
+            if let Some(write) = between {
+                write(&self.sim);
+            }
+            self.sim.lock(holder, now, ttl).await
+        }
+        async fn unlock(&self, holder: &LockHolder) -> DriverResult<()> {
+            self.sim.unlock(holder).await
+        }
+        async fn force_unlock(&self, id: &str) -> DriverResult<Option<HeldLock>> {
+            self.sim.force_unlock(id).await
+        }
+        async fn destroy_all(&self) -> DriverResult<()> {
+            self.sim.destroy_all().await
+        }
+    }
+
+    struct Opened(Arc<dyn Driver>);
+
+    #[async_trait::async_trait]
+    impl OpenDriver for Opened {
+        async fn open(&self, _: &Desired) -> Result<Arc<dyn Driver>, DriverError> {
+            Ok(self.0.clone())
+        }
+    }
+
+    /// A sim cluster of one manager running `app_web` (3 replicas), and its desired state.
+    async fn running_cluster() -> (SimDriver, Desired) {
+        let mut desired = crate::plan::testing::desired_with(&[("m1", Role::Manager)]);
+        let web = crate::plan::testing::service("app", "web", "nginx:1", 3);
+        crate::plan::testing::with_stack(&mut desired, "app", vec![web]);
+        let sim = SimDriver::in_memory();
+        let driver: Arc<dyn Driver> = Arc::new(sim.clone());
+        let options = crate::plan::PlanOptions::default();
+        let plan = crate::plan::plan(&desired, &Observed::default(), &options).unwrap();
+        let apply = crate::apply::ApplyOptions {
+            settle: Duration::ZERO,
+            wait: None,
+            ..crate::apply::ApplyOptions::default()
+        };
+        let progress = crate::apply::progress::Lines;
+        crate::apply::apply(&plan, &desired, driver, &apply, &progress)
+            .await
+            .unwrap();
+        (sim, desired)
+    }
+
+    fn planning(holder: &LockHolder) -> Planning {
+        Planning {
+            lock: Some((holder.clone(), 60)),
+            content_key: Some(crate::model::content_key::ContentKey::from_bytes([7; 32])),
+            ..Planning::default()
+        }
+    }
+
+    /// Issue 25: the lock is taken while the cluster is observed (this sim refuses a lock asked
+    /// for before the first read), and an unchanged cluster plans to nothing.
+    #[tokio::test]
+    async fn the_lock_is_taken_while_the_cluster_is_observed() {
+        let (sim, desired) = running_cluster().await;
+        let driver = Arc::new(LockAfterRead {
+            sim: sim.clone(),
+            read: tokio::sync::Notify::new(),
+            between: Mutex::new(None),
+        });
+        let holder = LockHolder::this_process("shoal apply");
+        let planned = plan_loaded(desired, None, &planning(&holder), &Opened(driver))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(planned.plan.is_empty(), "{:?}", planned.plan.steps);
+        assert!(sim.snapshot().lock.is_some_and(|l| l.holder.id == holder.id));
+    }
+
+    /// Issue 25: a write by someone else after the optimistic read and before the lock is held
+    /// (here: a hand scale to 6) is seen by the confirmation, and the plan is made from the
+    /// state read again under the lock (scale back to 3), not from the optimistic read (which
+    /// planned nothing).
+    #[tokio::test]
+    async fn a_write_between_the_optimistic_read_and_the_lock_is_planned_on() {
+        let (sim, desired) = running_cluster().await;
+        let scale: Box<dyn FnOnce(&SimDriver) + Send> =
+            Box::new(|sim| sim.set_replicas("app_web", 6).unwrap());
+        let driver = Arc::new(LockAfterRead {
+            sim: sim.clone(),
+            read: tokio::sync::Notify::new(),
+            between: Mutex::new(Some(scale)),
+        });
+        let holder = LockHolder::this_process("shoal apply");
+        let planned = plan_loaded(desired, None, &planning(&holder), &Opened(driver))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let steps: Vec<(Action, &str)> = (planned.plan.steps.iter())
+            .map(|s| (s.action(), s.target.as_str()))
+            .collect();
+        assert_eq!(steps, [(Action::ScaleService, "app_web")]);
+        assert_eq!(planned.observed.services["app_web"].spec.replicas(), Some(6));
+    }
 
     /// An observation of one manager machine `m1` (node `n1`) and one service `app_web`.
     fn observed() -> Observed {
