@@ -476,11 +476,15 @@ impl Reconciler {
                 plan.summary.destroy
             );
         }
+        let options = ApplyOptions {
+            observation: Some(observed),
+            ..self.apply.clone()
+        };
         let (report, after) = apply_observing(
             &plan,
             &desired,
             driver.clone(),
-            &self.apply,
+            &options,
             &TracingProgress,
         )
         .await
