@@ -171,7 +171,18 @@ impl Watcher {
 }
 
 impl Drop for Watcher {
+    /// Stops the watcher as a person would (SIGTERM: it ends its pass and releases the lock),
+    /// killing it only when it has not stopped within 10 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..200 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -304,9 +315,10 @@ fn measure(shoal: &Path, services: usize, runs: usize) -> String {
     std::fs::write(&compose_file, compose(services, None)).unwrap();
     let (first, first_writes, cli_first) = rounds(&bench, 1, cli_file, |_| {});
     let (shoal_first, cli_first) = (first[0], cli_first[0]);
-    // The breakdown of a first submit: the services removed, then submitted again.
-    std::fs::write(&compose_file, "version: \"3.8\"\nservices: {}\n").unwrap();
-    bench.shoal(&["apply", "--yes", "--no-wait", "--allow-destroy-all"]);
+    // The breakdown of a first submit: all services but the first removed (it keeps the
+    // stack's network, which swarm frees only once their tasks are gone), then submitted again.
+    std::fs::write(&compose_file, compose(1, None)).unwrap();
+    bench.shoal(&["apply", "--yes", "--no-wait"]);
     std::fs::write(&compose_file, compose(services, None)).unwrap();
     let first_breakdown = String::from_utf8_lossy(
         &bench
