@@ -230,8 +230,11 @@ mod tests {
     struct LockAfterRead {
         sim: SimDriver,
         read: tokio::sync::Notify,
-        between: Mutex<Option<Box<dyn FnOnce(&SimDriver) + Send>>>,
+        between: Mutex<Option<Write>>,
     }
+
+    /// A write made behind shoal's back.
+    type Write = Box<dyn FnOnce(&SimDriver) + Send>;
 
     #[async_trait::async_trait]
     impl Driver for LockAfterRead {
@@ -333,7 +336,10 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(planned.plan.is_empty(), "{:?}", planned.plan.steps);
-        assert!(sim.snapshot().lock.is_some_and(|l| l.holder.id == holder.id));
+        assert!(sim
+            .snapshot()
+            .lock
+            .is_some_and(|l| l.holder.id == holder.id));
     }
 
     /// Issue 25: a write by someone else after the optimistic read and before the lock is held
@@ -343,8 +349,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_between_the_optimistic_read_and_the_lock_is_planned_on() {
         let (sim, desired) = running_cluster().await;
-        let scale: Box<dyn FnOnce(&SimDriver) + Send> =
-            Box::new(|sim| sim.set_replicas("app_web", 6).unwrap());
+        let scale: Write = Box::new(|sim| sim.set_replicas("app_web", 6).unwrap());
         let driver = Arc::new(LockAfterRead {
             sim: sim.clone(),
             read: tokio::sync::Notify::new(),
@@ -358,7 +363,10 @@ mod tests {
             .map(|s| (s.action(), s.target.as_str()))
             .collect();
         assert_eq!(steps, [(Action::ScaleService, "app_web")]);
-        assert_eq!(planned.observed.services["app_web"].spec.replicas(), Some(6));
+        assert_eq!(
+            planned.observed.services["app_web"].spec.replicas(),
+            Some(6)
+        );
     }
 
     /// An observation of one manager machine `m1` (node `n1`) and one service `app_web`.

@@ -480,30 +480,25 @@ impl Reconciler {
             observation: Some(observed),
             ..self.apply.clone()
         };
-        let (report, after) = apply_observing(
-            &plan,
-            &desired,
-            driver.clone(),
-            &options,
-            &TracingProgress,
-        )
-        .await
-        .map_err(|e| {
-            if let ApplyError::Driver(DriverError::Locked(held)) = &e {
-                pass.locked_until = Some(held.expires_at);
-                // Another shoal is applying: nothing failed.
-            } else {
-                pass.notices.push(Notice::new(
-                    &desired.cluster,
-                    Some(&target.commit),
-                    NotifyEvent::Failed,
-                    &format!("cannot apply commit {short}: {e}"),
-                    plan.summary,
-                    "watch",
-                ));
-            }
-            format!("cannot apply commit {short}: {e}")
-        })?;
+        let (report, after) =
+            apply_observing(&plan, &desired, driver.clone(), &options, &TracingProgress)
+                .await
+                .map_err(|e| {
+                    if let ApplyError::Driver(DriverError::Locked(held)) = &e {
+                        pass.locked_until = Some(held.expires_at);
+                        // Another shoal is applying: nothing failed.
+                    } else {
+                        pass.notices.push(Notice::new(
+                            &desired.cluster,
+                            Some(&target.commit),
+                            NotifyEvent::Failed,
+                            &format!("cannot apply commit {short}: {e}"),
+                            plan.summary,
+                            "watch",
+                        ));
+                    }
+                    format!("cannot apply commit {short}: {e}")
+                })?;
         let mut notice = notice_of_report(&desired.cluster, plan.summary, &report, "watch");
         if healing && notice.event == NotifyEvent::Applied {
             notice.event = NotifyEvent::DriftHealed;

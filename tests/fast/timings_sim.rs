@@ -95,7 +95,9 @@ fn a_watcher_pass_that_heals_a_service_probes_the_machines_once() {
     let (_, stderr) = repo.ok_both(&["--timings", "watch", "--once"]);
     let phases = phases_in(&stderr);
     assert!(
-        phases.iter().any(|p| p == "step scale_service dataapp_dataservice"),
+        phases
+            .iter()
+            .any(|p| p == "step scale_service dataapp_dataservice"),
         "{phases:?}"
     );
     assert_eq!(
