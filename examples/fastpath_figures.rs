@@ -1,8 +1,10 @@
 //! Prints shoal beside `docker stack deploy` on one dind manager: for 30 and 200 services,
 //! the first submit (`shoal apply --no-wait` vs the CLI's deploy), a no-op redeploy, and one
-//! changed service, as whole-process wall times (median of several runs) and writes sent; then
-//! shoal's `--timings` breakdown of a no-op and a first submit. Run with
-//! `cargo run --release --example fastpath_figures` (`-- --quick` for 30 services, 3 runs).
+//! changed service, as whole-process wall times (median of several runs) and writes sent; the
+//! watcher's pass on the unchanged cluster (`shoal watch`, woken by SIGHUP, each pass's own
+//! time as `/status` reports it); then shoal's `--timings` breakdown of a first submit and a
+//! no-op. Run with `cargo run --release --example fastpath_figures` (`-- --quick` for 30
+//! services, 3 runs).
 //!
 //! The CLI deploys with `--resolve-image never`: it asks no registry (none is reachable here,
 //! and shoal asks none either unless `policy.images: pin`).
@@ -126,6 +128,112 @@ fn compose(services: usize, changed: Option<usize>) -> String {
     text
 }
 
+/// A `shoal watch` of the bench repository, stopped (by its process ID) when dropped.
+struct Watcher {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Watcher {
+    /// `/status` of the watcher, once it answers.
+    fn status(&self) -> serde_json::Value {
+        use std::io::{Read, Write};
+        for _ in 0..600 {
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = stream.write_all(b"GET /status HTTP/1.0\r\nHost: localhost\r\n\r\n");
+                let mut answer = String::new();
+                let _ = stream.read_to_string(&mut answer);
+                if let Some((_, body)) = answer.split_once("\r\n\r\n") {
+                    if let Ok(status) = serde_json::from_str(body) {
+                        return status;
+                    }
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the watcher's /status never answered");
+    }
+
+    /// Waits until the watcher has run `passes` passes; the last one's seconds.
+    fn after_pass(&self, passes: u64) -> f64 {
+        loop {
+            let status = self.status();
+            if status["reconciles"].as_u64().unwrap_or(0) >= passes {
+                assert_eq!(
+                    status["last_reconcile"]["ok"], true,
+                    "a watcher pass failed: {status:#}"
+                );
+                return status["last_reconcile"]["seconds"].as_f64().unwrap_or(0.0);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Watcher {
+    /// Stops the watcher as a person would (SIGTERM: it ends its pass and releases the lock),
+    /// killing it only when it has not stopped within 10 s.
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..200 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The seconds of `runs` watcher passes on the unchanged cluster, each woken by SIGHUP (the
+/// first pass, which records the commit as the applied revision, is left out). The repository
+/// becomes a git repository for it (the watcher follows commits).
+fn watcher_passes(bench: &Bench, runs: usize) -> Vec<f64> {
+    let git = |args: &[&str]| {
+        let status = Command::new("git")
+            .arg("-C")
+            .arg(&bench.repo)
+            .args(["-c", "user.name=bench", "-c", "user.email=bench@localhost"])
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run git");
+        assert!(status.success(), "git {args:?} failed");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "machines.yml", "bench.yml"]);
+    git(&["commit", "-q", "-m", "bench"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new(&bench.shoal)
+        .arg("--repo")
+        .arg(&bench.repo)
+        .args(["watch", "--interval", "1h", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run shoal watch");
+    let watcher = Watcher { child, port };
+    watcher.after_pass(1);
+    (0..runs)
+        .map(|run| {
+            let woken = Command::new("kill")
+                .args(["-HUP", &watcher.child.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(woken.success(), "could not wake the watcher");
+            watcher.after_pass(run as u64 + 2)
+        })
+        .collect()
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -207,6 +315,20 @@ fn measure(shoal: &Path, services: usize, runs: usize) -> String {
     std::fs::write(&compose_file, compose(services, None)).unwrap();
     let (first, first_writes, cli_first) = rounds(&bench, 1, cli_file, |_| {});
     let (shoal_first, cli_first) = (first[0], cli_first[0]);
+    // The breakdown of a first submit: all services but the first removed (it keeps the
+    // stack's network, which swarm frees only once their tasks are gone), then submitted again.
+    std::fs::write(&compose_file, compose(1, None)).unwrap();
+    bench.shoal(&["apply", "--yes", "--no-wait"]);
+    std::fs::write(&compose_file, compose(services, None)).unwrap();
+    let first_breakdown = String::from_utf8_lossy(
+        &bench
+            .shoal(&["--timings", "apply", "--yes", "--no-wait"])
+            .stderr,
+    )
+    .lines()
+    .filter(|line| !line.contains("create_service") && !line.starts_with('['))
+    .collect::<Vec<_>>()
+    .join("\n");
 
     let (shoal_noop, noop_writes, cli_noop) = rounds(&bench, runs, cli_file, |_| {});
     let (shoal_change, change_writes, cli_change) = rounds(&bench, runs, cli_file, |run| {
@@ -214,6 +336,7 @@ fn measure(shoal: &Path, services: usize, runs: usize) -> String {
         std::fs::write(&compose_file, compose(services, changed)).unwrap();
         std::fs::write(cli_file, compose(services, changed)).unwrap();
     });
+    let watcher = watcher_passes(&bench, runs);
     let noop_breakdown = String::from_utf8_lossy(
         &bench
             .shoal(&["--timings", "apply", "--yes", "--no-wait"])
@@ -260,7 +383,13 @@ fn measure(shoal: &Path, services: usize, runs: usize) -> String {
     );
     writeln!(
         rows,
-        "\nshoal no-op breakdown, {services} services:\n{noop_breakdown}"
+        "| {services} | watcher pass, unchanged (median) | {:.3} s | 0 | | |",
+        median(watcher)
+    )
+    .unwrap();
+    writeln!(
+        rows,
+        "\nshoal first submit breakdown, {services} services:\n{first_breakdown}\nshoal no-op breakdown, {services} services:\n{noop_breakdown}"
     )
     .unwrap();
     drop(bench);

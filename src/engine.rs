@@ -78,6 +78,15 @@ pub struct SwarmObject {
     pub labels: BTreeMap<String, String>,
 }
 
+/// The ID and version of a swarm object: what moves when it changes (its `Version.Index`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectVersion {
+    /// Object ID.
+    pub id: String,
+    /// Object version.
+    pub version: u64,
+}
+
 /// The join tokens (secrets: never print them).
 #[derive(Clone, PartialEq, Eq)]
 pub struct JoinTokens {
@@ -156,6 +165,23 @@ pub trait Swarm: Send + Sync {
     async fn remove_node(&self, id: &str, force: bool) -> EngineResult<()>;
     /// `GET /services?status=true`, only those carrying the stack namespace label.
     async fn list_services(&self) -> EngineResult<Vec<ObservedService>>;
+    /// The ID and version of each service [`Swarm::list_services`] lists, by name, without
+    /// their specs and task counts: cheap to read again, to tell whether any changed since an
+    /// observation (see [`crate::observe::confirm`]).
+    async fn service_versions(&self) -> EngineResult<BTreeMap<String, ObjectVersion>> {
+        Ok(self
+            .list_services()
+            .await?
+            .into_iter()
+            .map(|s| {
+                let version = ObjectVersion {
+                    id: s.id,
+                    version: s.version,
+                };
+                (s.spec.name, version)
+            })
+            .collect())
+    }
     /// `POST /services/create`; returns the ID.
     async fn create_service(&self, spec: &ServiceSpec) -> EngineResult<String>;
     /// `POST /services/{id}/update?version=`.

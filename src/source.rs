@@ -264,6 +264,9 @@ pub(crate) fn folder_name(dir: &Path) -> String {
 
 /// The repository containing `dir` and the path of `dir` inside its work tree ('' at the root).
 pub(crate) fn locate(dir: &Path) -> Option<(Repository, String)> {
+    if !may_be_in_repository(dir) {
+        return None;
+    }
     let repo = Repository::discover(dir).ok()?;
     let workdir = repo.workdir()?.canonicalize().ok()?;
     let dir = dir.canonicalize().ok()?;
@@ -273,6 +276,21 @@ pub(crate) fn locate(dir: &Path) -> Option<(Repository, String)> {
         .to_string_lossy()
         .replace('\\', "/");
     Some((repo, prefix))
+}
+
+/// Whether `dir` or a folder above it may hold a git repository: a `.git` entry (a folder, or
+/// the file of a worktree or submodule), or the layout of a bare repository (`HEAD` and
+/// `objects`), the markers git's discovery looks for. Where there is none, git is not asked: its
+/// first use starts libgit2, which loads the system's CA certificates for https (tens of
+/// milliseconds, every run of a folder outside git).
+fn may_be_in_repository(dir: &Path) -> bool {
+    let Ok(start) = dir.canonicalize() else {
+        return true;
+    };
+    start.ancestors().any(|folder| {
+        folder.join(".git").exists()
+            || (folder.join("HEAD").is_file() && folder.join("objects").is_dir())
+    })
 }
 
 /// HEAD's commit if no tracked file under `prefix` is modified, staged or deleted.
@@ -376,6 +394,25 @@ impl FileSource for CommitSource {
 mod tests {
     use super::*;
     use crate::config::{load, MemSource};
+
+    #[test]
+    fn git_is_asked_only_where_a_repository_may_be() {
+        let outside = tempfile::tempdir().unwrap();
+        let folder = outside.path().join("cluster");
+        std::fs::create_dir(&folder).unwrap();
+        assert!(!may_be_in_repository(&folder));
+        assert!(locate(&folder).is_none());
+        git2::Repository::init(outside.path()).unwrap();
+        assert!(may_be_in_repository(&folder));
+        assert!(locate(&folder).is_some_and(|(_, prefix)| prefix == "cluster"));
+        let bare = tempfile::tempdir().unwrap();
+        git2::Repository::init_bare(bare.path()).unwrap();
+        assert!(may_be_in_repository(bare.path()));
+        assert!(
+            may_be_in_repository(Path::new("/no/such/folder")),
+            "git decides"
+        );
+    }
 
     #[test]
     fn a_key_file_others_may_read_is_refused_with_the_fix() {

@@ -65,6 +65,11 @@ pub struct ApplyOptions {
     /// revision applied (the last healthy one), so no shoal applies that commit again while it
     /// is the branch tip.
     pub held: Option<Held>,
+    /// Whether the caller took the apply lock already (it planned under it, see
+    /// [`crate::observe::Planning::lock`]) and hands it over: apply does not take it again,
+    /// renews it while the steps run and releases it once they are done, as when it takes it
+    /// itself (it is never held while apply waits for health).
+    pub lock_held: bool,
 }
 
 /// How long apply waits for the services it changed by default (`--timeout`).
@@ -82,6 +87,7 @@ impl Default for ApplyOptions {
             wait: Some(DEFAULT_WAIT),
             observation: None,
             held: None,
+            lock_held: false,
         }
     }
 }
@@ -111,6 +117,20 @@ pub async fn apply(
     options: &ApplyOptions,
     progress: &dyn Progress,
 ) -> Result<ApplyReport, ApplyError> {
+    Ok(apply_observing(plan, desired, driver, options, progress)
+        .await?
+        .0)
+}
+
+/// [`apply`], with the cluster as apply saw it last (after its steps, or at the end of its
+/// wait for health); `None` for a dry run, or when it could not be observed.
+pub async fn apply_observing(
+    plan: &Plan,
+    desired: &Desired,
+    driver: Arc<dyn Driver>,
+    options: &ApplyOptions,
+    progress: &dyn Progress,
+) -> Result<(ApplyReport, Option<Observed>), ApplyError> {
     let started = Instant::now();
     let recorder = Recorder::new(driver.clone(), options.dry_run);
     let mut labels = BTreeMap::new();
@@ -130,17 +150,24 @@ pub async fn apply(
     }
     let moving_on = options.held.is_none();
 
-    let locked = !plan.steps.is_empty() && !options.dry_run;
+    let writes = !plan.steps.is_empty() && !options.dry_run;
+    let locked = writes && !options.lock_held;
+    let releases = locked || (options.lock_held && !options.dry_run);
     if locked {
         driver
             .lock(&options.holder, unix_now(), options.lock_ttl_seconds)
             .instrument(crate::phase!("lock"))
             .await?;
     }
-    let held = locked.then(|| (options.holder.clone(), options.lock_ttl_seconds));
+    let held = writes.then(|| (options.holder.clone(), options.lock_ttl_seconds));
     let executor = Arc::new(Executor {
         driver: Arc::new(recorder.clone()),
         manager: Mutex::new(None),
+        known_managers: options
+            .observation
+            .as_ref()
+            .map(managers_of)
+            .unwrap_or_default(),
         leaving: Mutex::new(BTreeSet::new()),
         node_wait: options.node_wait,
         held: held.clone(),
@@ -156,11 +183,11 @@ pub async fn apply(
     };
     let all_done = steps.iter().all(|s| s.status == StepStatus::Done);
     let mut label_error = None;
-    let recording = crate::phase!("record labels");
+    let recording = || crate::phase!("record labels");
     if all_done && !plan.steps.is_empty() {
         if let Err(e) = executor
             .record_labels(&labels, desired, moving_on)
-            .instrument(recording)
+            .instrument(recording())
             .await
         {
             label_error = Some(e);
@@ -170,55 +197,44 @@ pub async fn apply(
         // revision; the label is written only when it differs, so a re-apply sends nothing.
         if let Err(e) = executor
             .record_labels(&labels, desired, moving_on)
-            .instrument(recording)
+            .instrument(recording())
             .await
         {
             tracing::debug!("no swarm to record the revision in: {e}");
         }
     }
-    if locked {
-        if let Err(e) = driver
-            .unlock(&options.holder)
-            .instrument(crate::phase!("unlock"))
-            .await
-        {
-            tracing::warn!("could not release the apply lock: {e}");
-        }
-    }
     if let Some(e) = label_error {
         tracing::warn!("could not record the applied revision: {e}");
     }
-    let (remaining, observed) = if options.dry_run {
-        let remaining = plan
-            .steps
-            .iter()
-            .map(|s| format!("{} {}", s.action(), s.target))
-            .collect();
-        (remaining, None)
-    } else if let Some(observed) = options
-        .observation
-        .as_ref()
-        .filter(|_| plan.steps.is_empty() && recorder.writes() == 0)
-    {
-        (remaining_in(plan), Some(observed.clone()))
-    } else {
-        let again = PlanOptions {
-            revision: plan.revision.clone(),
-            allow_destroy_all: true,
-            routing_mesh: None,
-            content_key: plan.new_content_key.clone(),
-        };
-        // After a failed step the plan cannot be empty: waiting for the cluster to settle
-        // into it would only delay the report.
-        let settle = if all_done {
-            options.settle
-        } else {
-            Duration::ZERO
-        };
-        remaining_after(&driver, desired, &again, settle)
-            .instrument(crate::phase!("observe after"))
-            .await
+    // The lock is released while the cluster is looked at again, not before.
+    let release = async {
+        if releases {
+            if let Err(e) = driver
+                .unlock(&options.holder)
+                .instrument(crate::phase!("unlock"))
+                .await
+            {
+                tracing::warn!("could not release the apply lock: {e}");
+            }
+        }
     };
+    // After a failed step the plan cannot be empty: waiting for the cluster to settle into it
+    // would only delay the report.
+    let settle = if all_done {
+        options.settle
+    } else {
+        Duration::ZERO
+    };
+    let looking = looked_again(
+        &executor,
+        plan,
+        desired,
+        &driver,
+        options,
+        recorder.writes(),
+        settle,
+    );
+    let ((), (remaining, observed)) = tokio::join!(release, looking);
     let waited_for = if options.dry_run || !all_done || options.wait.is_none() {
         Vec::new()
     } else {
@@ -249,7 +265,7 @@ pub async fn apply(
         (_, observed) => (observed, Vec::new()),
     };
     let health = final_health(desired, observed.as_ref(), &drift);
-    Ok(ApplyReport {
+    let report = ApplyReport {
         revision: plan.revision.clone(),
         steps,
         writes: recorder.writes(),
@@ -260,7 +276,8 @@ pub async fn apply(
         health,
         waited_for,
         drift: drift.into_iter().map(|d| d.line).collect(),
-    })
+    };
+    Ok((report, observed))
 }
 
 /// How long a step may be held for a service it waits for (`depends_on`), and a job awaited:
@@ -439,20 +456,84 @@ async fn wait_healthy(
     }
 }
 
-/// What a fresh observation still plans (`action target`, or the planning error), empty when the
-/// cluster matches, and the observation it was made from. The engine settles asynchronously (a
-/// joined node reports `ready`, a demoted manager leaves Raft a moment later), so a non-empty
-/// answer is asked again for up to `settle`.
-async fn remaining_after(
+/// After the steps: what is still to do (see [`remaining_after`]) and the cluster as seen then.
+/// A dry run changed nothing and looks at nothing; an apply that wrote nothing keeps the
+/// observation its plan was made from; one whose steps wrote the stack objects only (networks,
+/// secrets, configs, services) reads only the swarm's part again, through the manager the
+/// steps used (its machines and their engines are as they were observed); any other observes
+/// the whole cluster again.
+async fn looked_again(
+    executor: &Executor,
+    plan: &Plan,
+    desired: &Desired,
     driver: &Arc<dyn Driver>,
+    options: &ApplyOptions,
+    writes: u64,
+    settle: Duration,
+) -> (Vec<String>, Option<Observed>) {
+    if options.dry_run {
+        let remaining = plan
+            .steps
+            .iter()
+            .map(|s| format!("{} {}", s.action(), s.target))
+            .collect();
+        return (remaining, None);
+    }
+    let before = options.observation.as_ref();
+    if let Some(observed) = before.filter(|_| plan.steps.is_empty() && writes == 0) {
+        return (remaining_in(plan), Some(observed.clone()));
+    }
+    let again = PlanOptions {
+        revision: plan.revision.clone(),
+        allow_destroy_all: true,
+        routing_mesh: None,
+        content_key: plan.new_content_key.clone(),
+    };
+    let stack_only = plan.steps.iter().all(|s| s.op.writes_stack_objects_only());
+    let manager = executor.manager.lock().await.clone();
+    match (before, manager) {
+        (Some(before), Some((name, manager))) if stack_only => {
+            let read = || async {
+                let mut observed = before.clone();
+                crate::observe::read_swarm_into(manager.as_ref(), &mut observed, unix_now())
+                    .await
+                    .map_err(|source| crate::observe::ObserveError::Engine {
+                        machine: name.clone(),
+                        source,
+                    })?;
+                Ok(observed)
+            };
+            remaining_after(read, desired, &again, settle)
+                .instrument(crate::phase!("read after"))
+                .await
+        }
+        _ => {
+            let observing = || observe(driver, unix_now());
+            remaining_after(observing, desired, &again, settle)
+                .instrument(crate::phase!("observe after"))
+                .await
+        }
+    }
+}
+
+/// What a fresh observation (made by `observing`) still plans (`action target`, or the
+/// planning error), empty when the cluster matches, and the observation it was made from. The
+/// engine settles asynchronously (a joined node reports `ready`, a demoted manager leaves Raft
+/// a moment later), so a non-empty answer is asked again for up to `settle`.
+async fn remaining_after<F, Fut>(
+    observing: F,
     desired: &Desired,
     options: &PlanOptions,
     settle: Duration,
-) -> (Vec<String>, Option<Observed>) {
+) -> (Vec<String>, Option<Observed>)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Observed, crate::observe::ObserveError>>,
+{
     let deadline = Instant::now() + settle;
     loop {
         let mut last = None;
-        let remaining = match observe(driver, unix_now()).await {
+        let remaining = match observing().await {
             Ok(observed) => {
                 let planned = make_plan(desired, &observed, options);
                 last = Some(observed);
@@ -468,6 +549,19 @@ async fn remaining_after(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The machines `observed` found managing the swarm (their node a reachable manager), the
+/// leader's first.
+fn managers_of(observed: &Observed) -> Vec<String> {
+    let mut managers: Vec<&ObservedNode> = (observed.nodes.values())
+        .filter(|n| n.machine.is_some() && n.is_reachable_manager())
+        .collect();
+    managers.sort_by_key(|n| !n.leader);
+    managers
+        .into_iter()
+        .filter_map(|n| n.machine.clone())
+        .collect()
 }
 
 /// What a plan says is still to do: its steps, and what it could not see.
@@ -752,6 +846,9 @@ struct Executor {
     driver: Arc<dyn Driver>,
     /// The manager engine in use, found on first need.
     manager: Mutex<Option<(String, Arc<dyn Swarm>)>>,
+    /// The machines the plan's observation found managing the swarm, the leader first: asked
+    /// first for the manager to use.
+    known_managers: Vec<String>,
     /// Machines being demoted, removed or destroyed: never chosen as the manager to work through
     /// (a manager demoting itself would lose the control API half-way).
     leaving: Mutex<BTreeSet<String>>,
@@ -782,19 +879,32 @@ impl Executor {
     }
 
     /// A manager's engine: the one in use, else the first machine whose engine serves the
-    /// control API.
+    /// control API (answers `GET /swarm`), trying those the plan's observation found managing
+    /// first, then every machine of the driver's list.
     async fn manager(&self) -> Result<Arc<dyn Swarm>, StepError> {
         let mut current = self.manager.lock().await;
         if let Some((_, engine)) = current.as_ref() {
             return Ok(engine.clone());
         }
-        let machines = self.driver.list().await.map_err(StepError::ListMachines)?;
         let leaving = self.leaving.lock().await.clone();
+        let serving = |engine: Arc<dyn Swarm>| async move {
+            engine.inspect_swarm().await.is_ok().then_some(engine)
+        };
+        for name in self.known_managers.iter().filter(|m| !leaving.contains(*m)) {
+            let Ok(engine) = self.driver.engine(name).await else {
+                continue;
+            };
+            if let Some(engine) = serving(engine).await {
+                *current = Some((name.clone(), engine.clone()));
+                return Ok(engine);
+            }
+        }
+        let machines = self.driver.list().await.map_err(StepError::ListMachines)?;
         for machine in machines.iter().filter(|m| !leaving.contains(&m.name)) {
             let Ok(engine) = self.driver.engine(&machine.name).await else {
                 continue;
             };
-            if engine.info().await.is_ok_and(|i| i.control_available) {
+            if let Some(engine) = serving(engine).await {
                 *current = Some((machine.name.clone(), engine.clone()));
                 return Ok(engine);
             }

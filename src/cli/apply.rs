@@ -49,6 +49,8 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
         dry_run: args.dry_run,
         holder: LockHolder::this_process("shoal apply"),
         wait: (!args.no_wait).then_some(args.timeout),
+        // Planned under the lock (but for a dry run): apply carries it on and releases it.
+        lock_held: !args.dry_run,
         ..ApplyOptions::default()
     };
     let lock = (!args.dry_run).then(|| (options.holder.clone(), options.lock_ttl_seconds));
@@ -72,6 +74,8 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
     let driver = planned.driver.clone();
     let mut sending = Vec::new();
     let notify = !args.no_notify && !args.dry_run;
+    // Whether the lock went to apply, which releases it.
+    let handed_over = std::cell::Cell::new(false);
     let outcome = async {
         let planned = match &saved {
             None => planned,
@@ -102,6 +106,7 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
                 Some(content_key.clone()),
             ),
         });
+        handed_over.set(true);
         carry_out(
             planned,
             &options,
@@ -113,7 +118,7 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: ApplyAr
         .await
     }
     .await;
-    if let Some((holder, _)) = &lock {
+    if let Some((holder, _)) = lock.as_ref().filter(|_| !handed_over.get()) {
         if let Err(e) = driver
             .unlock(holder)
             .instrument(shoal::phase!("unlock"))

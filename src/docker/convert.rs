@@ -16,7 +16,7 @@
 //!   nulls are dropped before deserializing, so they read as absent.
 
 use crate::compose::convert::sha256_hex;
-use crate::engine::{EngineError, EngineInfo};
+use crate::engine::{EngineError, EngineInfo, ObjectVersion};
 use crate::model::observed::{ObservedTask, TaskState, UpdateState, UpdateStatus};
 use crate::model::spec::{
     content_sha256, ContainerSpec, NetworkSpec, ObjectSpec, ServiceSpec, TaskSpec,
@@ -140,6 +140,43 @@ struct EngineService {
     service_status: EngineServiceStatus,
     #[serde(default)]
     update_status: Option<EngineUpdateStatus>,
+}
+
+/// The parts of a `GET /services` entry that tell whether it changed: its ID, version and
+/// name (see [`crate::engine::Swarm::service_versions`]).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct EngineServiceVersion {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(default)]
+    version: EngineVersion,
+    #[serde(default)]
+    spec: EngineServiceName,
+}
+
+/// A service spec's name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EngineServiceName {
+    #[serde(default)]
+    name: String,
+}
+
+/// The services' versions by name, from the entries of `GET /services`.
+pub(crate) fn service_versions(
+    entries: Vec<EngineServiceVersion>,
+) -> BTreeMap<String, ObjectVersion> {
+    entries
+        .into_iter()
+        .map(|entry| {
+            let version = ObjectVersion {
+                id: entry.id,
+                version: entry.version.index,
+            };
+            (entry.spec.name, version)
+        })
+        .collect()
 }
 
 /// `UpdateStatus` of a service that has been updated.

@@ -23,7 +23,7 @@ mod version;
 
 use crate::engine::{
     EngineError, EngineEvent, EngineInfo, EngineResult, EventQuery, EventStream, JoinTokens,
-    NodeSpecUpdate, Swarm, SwarmObject,
+    NodeSpecUpdate, ObjectVersion, Swarm, SwarmObject,
 };
 use crate::model::engine_api::ApiVersion;
 use crate::model::observed::{LocalSwarmState, ObservedNode, ObservedObject, ObservedService};
@@ -77,6 +77,33 @@ fn in_machine(machine: &str, error: EngineError, check: &str) -> EngineError {
         }
         other => other,
     }
+}
+
+/// A client of the engine listening on the unix socket `path`, speaking the API version its
+/// `GET /_ping` names (or, when it names none, the one `GET /version` agrees on), each request
+/// bounded by `timeout_secs`: how the dind driver reaches the host engine.
+///
+/// # Errors
+///
+/// [`EngineError::Unreachable`] when the engine does not answer in [`CONNECT_TIMEOUT_SECS`].
+pub(crate) async fn connect_unix(path: &str, timeout_secs: u64) -> Result<Docker, EngineError> {
+    let endpoint = Endpoint::Unix(PathBuf::from(path));
+    let first = Duration::from_secs(CONNECT_TIMEOUT_SECS);
+    let agreed = version::agreed(
+        raw::pinged_api_version(&endpoint, None, first)
+            .await?
+            .as_deref(),
+    );
+    let docker =
+        Docker::connect_with_unix(path, timeout_secs, &agreed.unwrap_or(*API_DEFAULT_VERSION))
+            .map_err(from_bollard)?;
+    Ok(match agreed {
+        Some(_) => version::pinned(docker),
+        None => negotiated(docker.with_timeout(first))
+            .await
+            .map_err(from_bollard)?
+            .with_timeout(Duration::from_secs(timeout_secs)),
+    })
 }
 
 /// What reaching a remote engine needs besides its address.
@@ -157,10 +184,25 @@ impl DockerEngine {
         known: Option<ApiVersion>,
     ) -> Result<DockerEngine, EngineError> {
         let parsed = Endpoint::parse(endpoint)?;
-        let version = known.map_or(*API_DEFAULT_VERSION, |v| ClientVersion {
-            major_version: v.major as usize,
-            minor_version: v.minor as usize,
-        });
+        if let Endpoint::Ssh { .. } = parsed {
+            // bollard's own ssh trusts host keys on first use and offers the user's default
+            // keys: ssh engines go through shoal's forward ([`DockerEngine::connect_remote`]).
+            return Err(EngineError::Other(format!(
+                "{endpoint}: an ssh:// engine is reached through its machine's ssh key and known_hosts (shoal's own forward), never directly"
+            )));
+        }
+        let agreed = match known {
+            Some(v) => Some(ClientVersion {
+                major_version: v.major as usize,
+                minor_version: v.minor as usize,
+            }),
+            None => version::agreed(
+                raw::pinged_api_version(&parsed, None, first)
+                    .await?
+                    .as_deref(),
+            ),
+        };
+        let version = agreed.unwrap_or(*API_DEFAULT_VERSION);
         let docker = match &parsed {
             Endpoint::Unix(path) => Docker::connect_with_unix(
                 &path.to_string_lossy(),
@@ -172,16 +214,10 @@ impl DockerEngine {
                 Self::timeout().as_secs(),
                 &version,
             ),
-            // bollard's own ssh trusts host keys on first use and offers the user's default
-            // keys: ssh engines go through shoal's forward ([`DockerEngine::connect_remote`]).
-            Endpoint::Ssh { .. } => {
-                return Err(EngineError::Other(format!(
-                    "{endpoint}: an ssh:// engine is reached through its machine's ssh key and known_hosts (shoal's own forward), never directly"
-                )))
-            }
+            Endpoint::Ssh { .. } => unreachable!("refused above"),
         }
         .map_err(from_bollard)?;
-        let docker = match known {
+        let docker = match agreed {
             Some(_) => version::pinned(docker),
             None => negotiated(docker.with_timeout(first))
                 .await
@@ -244,20 +280,29 @@ impl DockerEngine {
                     "check the address, and that {} holds a client certificate the engine's CA signed and a ca.pem that signed the engine's certificate",
                     dir.display()
                 );
+                let first = Duration::from_secs(CONNECT_TIMEOUT_SECS);
+                let agreed = version::agreed(
+                    raw::pinged_api_version(&parsed, Some(&config), first)
+                        .await
+                        .map_err(|e| in_machine(machine, e, &check))?
+                        .as_deref(),
+                );
                 let docker = Docker::connect_with_ssl(
                     &format!("tcp://{authority}"),
                     &folder.key(),
                     &folder.cert(),
                     &folder.ca(),
                     Self::timeout().as_secs(),
-                    API_DEFAULT_VERSION,
+                    &agreed.unwrap_or(*API_DEFAULT_VERSION),
                 )
                 .map_err(|e| EngineError::Other(format!("machine {machine}: {e}")))?;
-                let docker =
-                    negotiated(docker.with_timeout(Duration::from_secs(CONNECT_TIMEOUT_SECS)))
+                let docker = match agreed {
+                    Some(_) => version::pinned(docker),
+                    None => negotiated(docker.with_timeout(first))
                         .await
-                        .map_err(|e| in_machine(machine, from_bollard(e), &check))?
-                        .with_timeout(Self::timeout());
+                        .map_err(|e| in_machine(machine, from_bollard(e), &check))?,
+                }
+                .with_timeout(Self::timeout());
                 Ok(DockerEngine {
                     docker,
                     endpoint: parsed.clone(),
@@ -366,6 +411,14 @@ impl DockerEngine {
         Duration::from_secs(*SECONDS.get_or_init(|| {
             request_timeout_secs(std::env::var(REQUEST_TIMEOUT_VAR).ok().as_deref())
         }))
+    }
+
+    /// `GET /services` of the services carrying the stack namespace label, with their task
+    /// counts when `status`.
+    fn services_path(status: bool) -> String {
+        let filters = serde_json::json!({ "label": { LABEL_STACK_NAMESPACE: true } }).to_string();
+        let status = if status { "status=true&" } else { "" };
+        format!("/services?{status}filters={}", raw::query_escape(&filters))
     }
 
     /// Name → ID of the secrets and configs `spec` refers to, then `spec` with their IDs.
@@ -620,11 +673,7 @@ impl Swarm for DockerEngine {
     }
 
     async fn list_services(&self) -> EngineResult<Vec<ObservedService>> {
-        let filters = serde_json::json!({ "label": { LABEL_STACK_NAMESPACE: true } }).to_string();
-        let path = format!(
-            "/services?status=true&filters={}",
-            raw::query_escape(&filters)
-        );
+        let path = Self::services_path(true);
         // The networks (for the names of the services' attachments, which the engine gives
         // by ID) are read beside the services, not after them: one round trip, not two.
         let versioned_path = self.path(&path);
@@ -669,6 +718,19 @@ impl Swarm for DockerEngine {
             .into_iter()
             .map(|entry| convert::service_from_engine(entry, &network_names))
             .collect()
+    }
+
+    /// `GET /services` without `status=true` (no task counts to gather), each entry read only
+    /// for its ID, version and name.
+    async fn service_versions(&self) -> EngineResult<BTreeMap<String, ObjectVersion>> {
+        let entries: Vec<convert::EngineServiceVersion> = raw::get_as(
+            &self.endpoint,
+            self.tls.as_ref(),
+            &self.path(&Self::services_path(false)),
+            Self::timeout(),
+        )
+        .await?;
+        Ok(convert::service_versions(entries))
     }
 
     async fn create_service(&self, spec: &ServiceSpec) -> EngineResult<String> {
@@ -937,6 +999,15 @@ mod tests {
     /// A fake engine of API `version` on a unix socket: it answers `/version`, `/info` and
     /// `/tasks` at any path, and records each request line.
     fn fake_engine(version: &'static str) -> (tempfile::TempDir, String, Arc<Mutex<Vec<String>>>) {
+        fake_engine_pinging(version, false)
+    }
+
+    /// A fake engine; with `ping_header`, its `/_ping` answers carry `Api-Version` (as every
+    /// engine since API 1.25 does).
+    fn fake_engine_pinging(
+        version: &'static str,
+        ping_header: bool,
+    ) -> (tempfile::TempDir, String, Arc<Mutex<Vec<String>>>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("engine.sock");
@@ -967,9 +1038,14 @@ mod tests {
                         } else {
                             r#"{"ID":"E1"}"#.to_string()
                         };
+                        let header = if ping_header && line.contains("/_ping") {
+                            format!("Api-Version: {version}\r\n")
+                        } else {
+                            String::new()
+                        };
                         log.lock().unwrap().push(line);
                         let answer = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{header}Content-Length: {}\r\n\r\n{body}",
                             body.len()
                         );
                         if socket.write_all(answer.as_bytes()).await.is_err() {
@@ -985,24 +1061,28 @@ mod tests {
 
     #[tokio::test]
     async fn requests_carry_the_version_negotiated_once() {
-        // Before: `GET /info`, `GET /tasks` (bollard drops its version prefix).
+        // Before: `GET /info`, `GET /tasks` (bollard drops its version prefix). The version
+        // comes from `/_ping`'s `Api-Version` header, or from `/version` where it has none.
         for (version, engine) in [("1.41", "20.10"), ("1.51", "28.5")] {
-            let (_dir, endpoint, seen) = fake_engine(version);
-            let docker = DockerEngine::connect(&endpoint, None).await.unwrap();
-            assert_eq!(docker.api_version(), version, "Docker {engine}");
-            let info = docker.info().await.unwrap();
-            assert_eq!(info.api_version, ApiVersion::parse(version));
-            docker.list_tasks().await.unwrap();
-            let lines = seen.lock().unwrap().clone();
-            assert_eq!(
-                lines,
-                [
-                    "GET /version HTTP/1.1".to_string(),
-                    format!("GET /v{version}/info HTTP/1.1"),
-                    format!("GET /v{version}/tasks HTTP/1.1"),
-                ],
-                "Docker {engine}"
-            );
+            for ping_header in [true, false] {
+                let (_dir, endpoint, seen) = fake_engine_pinging(version, ping_header);
+                let docker = DockerEngine::connect(&endpoint, None).await.unwrap();
+                assert_eq!(docker.api_version(), version, "Docker {engine}");
+                let info = docker.info().await.unwrap();
+                assert_eq!(info.api_version, ApiVersion::parse(version));
+                docker.list_tasks().await.unwrap();
+                let lines = seen.lock().unwrap().clone();
+                let mut expected = vec!["GET /_ping HTTP/1.1".to_string()];
+                if !ping_header {
+                    expected.push("GET /version HTTP/1.1".to_string());
+                }
+                expected.push(format!("GET /v{version}/info HTTP/1.1"));
+                expected.push(format!("GET /v{version}/tasks HTTP/1.1"));
+                assert_eq!(
+                    lines, expected,
+                    "Docker {engine}, Api-Version on /_ping: {ping_header}"
+                );
+            }
         }
     }
 

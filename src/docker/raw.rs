@@ -248,10 +248,49 @@ pub(crate) async fn get_json(
     path_and_query: &str,
     timeout: Duration,
 ) -> Result<Value, EngineError> {
+    get_as(endpoint, tls, path_and_query, timeout).await
+}
+
+/// [`get_json`] read straight into `T` (no JSON tree in between: for the parts of a large
+/// answer that matter).
+pub(crate) async fn get_as<T: serde::de::DeserializeOwned>(
+    endpoint: &Endpoint,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    path_and_query: &str,
+    timeout: Duration,
+) -> Result<T, EngineError> {
     match tokio::time::timeout(timeout, get(endpoint, tls, path_and_query)).await {
         Ok(Ok((status, body))) if (200..300).contains(&status) => serde_json::from_slice(&body)
             .map_err(|e| EngineError::Other(format!("unexpected answer from the engine: {e}"))),
         Ok(Ok((status, body))) => Err(classify(status, &error_message(&body))),
+        Ok(Err(e)) => Err(EngineError::Unreachable(super::error::with_causes(
+            e.as_ref(),
+        ))),
+        Err(_) => Err(EngineError::Unreachable(
+            "the engine did not answer in time".to_string(),
+        )),
+    }
+}
+
+/// The API version the engine names in the `Api-Version` header of `GET /_ping` (what the
+/// docker CLI negotiates with: a ping costs the daemon nothing, while `GET /version` asks
+/// containerd and runc for theirs); `None` when it names none.
+pub(crate) async fn pinged_api_version(
+    endpoint: &Endpoint,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    timeout: Duration,
+) -> Result<Option<String>, EngineError> {
+    let ping = async {
+        let (_, headers, _) = exchange(endpoint, tls, "/_ping").await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+            headers
+                .get("api-version")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        )
+    };
+    match tokio::time::timeout(timeout, ping).await {
+        Ok(Ok(version)) => Ok(version),
         Ok(Err(e)) => Err(EngineError::Unreachable(super::error::with_causes(
             e.as_ref(),
         ))),
@@ -266,6 +305,16 @@ async fn get(
     tls: Option<&Arc<rustls::ClientConfig>>,
     path_and_query: &str,
 ) -> Result<(u16, Bytes), Box<dyn std::error::Error + Send + Sync>> {
+    let (status, _, body) = exchange(endpoint, tls, path_and_query).await?;
+    Ok((status, body))
+}
+
+/// One `GET` on its own connection: the status, the headers and the body.
+async fn exchange(
+    endpoint: &Endpoint,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    path_and_query: &str,
+) -> Result<(u16, hyper::HeaderMap, Bytes), Box<dyn std::error::Error + Send + Sync>> {
     let stream = endpoint.open(tls).await?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await?;
@@ -280,8 +329,9 @@ async fn get(
         .body(Empty::new())?;
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, body))
+    Ok((status, headers, body))
 }
 
 #[cfg(test)]

@@ -8,8 +8,26 @@
 //! `/v<version>` in front of every later path: a 20.10 engine is spoken to as API 1.41, 26.1
 //! as 1.45, 28.5 as 1.51. Plain reads ([`super::raw`]) use [`versioned_path`].
 
-use bollard::{BollardRequest, Docker};
+use bollard::{BollardRequest, ClientVersion, Docker, API_DEFAULT_VERSION};
 use hyper::Uri;
+
+/// The version to speak with an engine whose `GET /_ping` named `pinged` in its `Api-Version`
+/// header: the lower of it and bollard's own, as the docker CLI agrees on one; `None` when it
+/// named none that reads as a version (then `GET /version` is asked, see [`negotiated`]).
+pub(crate) fn agreed(pinged: Option<&str>) -> Option<ClientVersion> {
+    let (major, minor) = pinged?.trim().split_once('.')?;
+    let pinged = ClientVersion {
+        major_version: major.parse().ok()?,
+        minor_version: minor.parse().ok()?,
+    };
+    let ours = *API_DEFAULT_VERSION;
+    let key = |v: &ClientVersion| (v.major_version, v.minor_version);
+    Some(if key(&pinged) < key(&ours) {
+        pinged
+    } else {
+        ours
+    })
+}
 
 /// Negotiates the API version with the engine behind `docker` (one unversioned `GET
 /// /version`), and returns the client sending that version in every later request's path.
@@ -72,6 +90,19 @@ mod tests {
         hyper::Request::get(uri)
             .body(body_full(Bytes::new()))
             .unwrap()
+    }
+
+    #[test]
+    fn the_pinged_version_is_agreed_unless_newer_than_bollards() {
+        let text = |v: Option<ClientVersion>| v.map(|v| v.to_string());
+        assert_eq!(text(agreed(Some("1.41"))).as_deref(), Some("1.41"));
+        assert_eq!(text(agreed(Some(" 1.51\r"))).as_deref(), Some("1.51"));
+        let newest = API_DEFAULT_VERSION.to_string();
+        assert_eq!(text(agreed(Some("1.99"))), Some(newest.clone()));
+        assert_eq!(text(agreed(Some("2.0"))), Some(newest));
+        assert_eq!(text(agreed(Some("1.x"))), None);
+        assert_eq!(text(agreed(Some(""))), None);
+        assert_eq!(text(agreed(None)), None);
     }
 
     #[test]

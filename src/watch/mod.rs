@@ -555,6 +555,7 @@ async fn run_loop(
         let sending = notify(&shared, &pass, &mut told);
         shared.ready.store(true, Ordering::SeqCst);
         if settings.once {
+            reconciler.released().await;
             if let Some(sending) = sending {
                 if tokio::time::timeout(NOTIFY_WAIT, sending).await.is_err() {
                     tracing::warn!(
@@ -592,6 +593,7 @@ async fn run_loop(
             break;
         }
     }
+    reconciler.released().await;
     tracing::info!("stopped");
     0
 }

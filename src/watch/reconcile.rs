@@ -5,7 +5,7 @@ use super::driver::driver_key;
 use super::state::{SourceInfo, TargetKind};
 use crate::apply::progress::Progress;
 use crate::apply::rollback::{plan_rollback, roll_back};
-use crate::apply::{apply, ApplyError, ApplyOptions};
+use crate::apply::{apply_observing, ApplyError, ApplyOptions};
 use crate::clock::unix_now;
 use crate::config::notifications::{NotifyEvent, NotifyTarget};
 use crate::drivers::open_driver;
@@ -203,6 +203,8 @@ pub(crate) struct Reconciler {
     /// The plan warnings logged since the watcher started: each is logged once (an unset
     /// `${VAR}` in a notify URL is in every plan; `/status` shows the last plan's).
     warned: std::sync::Mutex<BTreeSet<String>>,
+    /// The release of the apply lock at the end of the last pass, under way in the background.
+    releasing: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Runs blocking git work off the async threads.
@@ -286,10 +288,15 @@ impl Reconciler {
                 // one then, and reports it cannot.
                 content_key: crate::observe::new_content_key().ok(),
             },
-            apply,
+            // Each pass plans under the lock and hands it to apply, which releases it.
+            apply: ApplyOptions {
+                lock_held: true,
+                ..apply
+            },
             driver: Mutex::new(None),
             last_good: std::sync::Mutex::new(None),
             warned: std::sync::Mutex::new(BTreeSet::new()),
+            releasing: Mutex::new(None),
         }
     }
 
@@ -300,13 +307,14 @@ impl Reconciler {
 
     /// One pass. `synced` is the commit the cluster last matched, to tell drift from change.
     pub async fn pass(&self, synced: Option<String>) -> Pass {
+        self.released().await;
         let started = Instant::now();
         let mut pass = Pass::default();
         if let Err(error) = self.run(&mut pass, synced.as_deref()).await {
             tracing::error!(revision = pass.failed_revision(), "{error}");
             pass.error = Some(error);
         }
-        self.release_lock().await;
+        self.release_in_background().await;
         pass.seconds = started.elapsed().as_secs_f64();
         pass
     }
@@ -541,24 +549,25 @@ impl Reconciler {
             held,
             ..self.apply.clone()
         };
-        let report = apply(&plan, &desired, driver.clone(), &options, &TracingProgress)
-            .await
-            .map_err(|e| {
-                if let ApplyError::Driver(DriverError::Locked(held)) = &e {
-                    pass.locked_until = Some(held.expires_at);
-                    // Another shoal is applying: nothing failed.
-                } else {
-                    pass.notices.push(Notice::new(
-                        &desired.cluster,
-                        Some(&target.commit),
-                        NotifyEvent::Failed,
-                        &format!("cannot apply commit {short}: {e}"),
-                        plan.summary,
-                        "watch",
-                    ));
-                }
-                format!("cannot apply commit {short}: {e}")
-            })?;
+        let (report, after) =
+            apply_observing(&plan, &desired, driver.clone(), &options, &TracingProgress)
+                .await
+                .map_err(|e| {
+                    if let ApplyError::Driver(DriverError::Locked(held)) = &e {
+                        pass.locked_until = Some(held.expires_at);
+                        // Another shoal is applying: nothing failed.
+                    } else {
+                        pass.notices.push(Notice::new(
+                            &desired.cluster,
+                            Some(&target.commit),
+                            NotifyEvent::Failed,
+                            &format!("cannot apply commit {short}: {e}"),
+                            plan.summary,
+                            "watch",
+                        ));
+                    }
+                    format!("cannot apply commit {short}: {e}")
+                })?;
         if let Some(held) = rollback_of(&desired, &observed, &report, &target.commit) {
             return self
                 .roll_back(pass, &desired, plan.summary, report, held)
@@ -574,7 +583,8 @@ impl Reconciler {
             );
         }
         pass.notices.push(notice);
-        if let Ok(after) = observe(&driver, unix_now()).await {
+        // The cluster as apply saw it last (it observed after its steps): not looked at again.
+        if let Some(after) = after {
             pass.observed_at = Some(after.observed_at);
             pass.status = Some(Status::new(&desired, &after));
         }
@@ -670,13 +680,40 @@ impl Reconciler {
         self.driver.lock().await.as_ref().map(|(_, d)| d.clone())
     }
 
-    /// Releases the apply lock if this watcher holds it (at the end of every pass).
+    /// Releases the apply lock if this watcher holds it, once a release under way has ended.
     pub async fn release_lock(&self) {
+        self.released().await;
         if let Some(driver) = self.current_driver().await {
-            if let Err(e) = driver.unlock(&self.apply.holder).await {
-                tracing::warn!("could not release the apply lock: {e}");
+            release(driver, &self.apply.holder).await;
+        }
+    }
+
+    /// Starts releasing the apply lock if this watcher holds it (at the end of every pass; apply
+    /// released it already when it ran), without waiting for it: the next pass, and the end of
+    /// the watcher, wait for it ([`Reconciler::released`]).
+    async fn release_in_background(&self) {
+        if let Some(driver) = self.current_driver().await {
+            let holder = self.apply.holder.clone();
+            let task = tokio::spawn(async move { release(driver, &holder).await });
+            *self.releasing.lock().await = Some(task);
+        }
+    }
+
+    /// Waits for the release of the apply lock started at the end of the last pass, if any.
+    pub async fn released(&self) {
+        let task = self.releasing.lock().await.take();
+        if let Some(task) = task {
+            if let Err(e) = task.await {
+                tracing::warn!("releasing the apply lock failed: {e}");
             }
         }
+    }
+}
+
+/// Releases `holder`'s apply lock through `driver`, if it holds it.
+async fn release(driver: Arc<dyn Driver>, holder: &crate::drivers::lock::LockHolder) {
+    if let Err(e) = driver.unlock(holder).await {
+        tracing::warn!("could not release the apply lock: {e}");
     }
 }
 

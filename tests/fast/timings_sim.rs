@@ -68,3 +68,46 @@ fn an_apply_with_nothing_to_do_looks_at_the_cluster_once() {
         "health still comes from the one observation: {report:#}"
     );
 }
+
+/// Runs git in the repository.
+fn git(repo: &Repo, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=test", "-c", "user.email=test@localhost"])
+        .args(args)
+        .current_dir(repo.path())
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}");
+}
+
+/// Issue 25: a watcher pass that heals drift in a stack looks at the cluster once before its
+/// steps (its machines probed once), reads only the swarm's objects after them (the machines
+/// and engines did not change), and does not observe the cluster a third time for its status.
+#[test]
+fn a_watcher_pass_that_heals_a_service_probes_the_machines_once() {
+    let repo = Repo::copy_of("examples/dataapp");
+    std::fs::write(repo.path().join(".gitignore"), ".shoal/\n").unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "tutorial"]);
+    repo.ok(&["watch", "--once"]);
+    repo.ok(&["sim", "set-replicas", "dataapp_dataservice", "2"]);
+    let (_, stderr) = repo.ok_both(&["--timings", "watch", "--once"]);
+    let phases = phases_in(&stderr);
+    assert!(
+        phases
+            .iter()
+            .any(|p| p == "step scale_service dataapp_dataservice"),
+        "{phases:?}"
+    );
+    assert_eq!(
+        phases.iter().filter(|p| *p == "probe vm-manager").count(),
+        1,
+        "{phases:?}"
+    );
+    assert!(phases.iter().any(|p| p == "read after"), "{phases:?}");
+    assert!(!phases.iter().any(|p| p == "observe after"), "{phases:?}");
+    let (status, _) = repo.ok_both(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["services"][0]["running"], 5, "{status:#}");
+}

@@ -316,6 +316,25 @@ impl StepOp {
         }
     }
 
+    /// Whether the step writes the swarm's stack objects only (networks, secrets, configs,
+    /// services), never a machine, a node or the swarm's membership.
+    pub fn writes_stack_objects_only(&self) -> bool {
+        matches!(
+            self,
+            StepOp::CreateNetwork { .. }
+                | StepOp::RemoveNetwork { .. }
+                | StepOp::CreateSecret { .. }
+                | StepOp::RemoveSecret { .. }
+                | StepOp::CreateConfig { .. }
+                | StepOp::RemoveConfig { .. }
+                | StepOp::CreateService { .. }
+                | StepOp::UpdateService { .. }
+                | StepOp::ScaleService { .. }
+                | StepOp::RemoveService { .. }
+                | StepOp::RebalanceService { .. }
+        )
+    }
+
     /// The node the step acts on, when the plan knows it.
     pub fn node_id(&self) -> Option<&str> {
         match self {

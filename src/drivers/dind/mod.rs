@@ -68,7 +68,6 @@ use super::lock::{HeldLock, LockHolder};
 use super::{Driver, DriverError, DriverResult};
 use crate::docker::DockerEngine;
 use crate::engine::Swarm;
-use crate::model::engine_api::ApiVersion;
 use crate::model::{
     MachineSpec, MachineState, ObservedMachine, Role, LABEL_CLUSTER, LABEL_MACHINE, LABEL_ROLE,
 };
@@ -346,28 +345,38 @@ fn bad_option(key: &str, expected: &str) -> DindError {
 /// A `DOCKER_HOST` that points at one of shoal's own node sockets (left by
 /// `eval $(shoal env MACHINE)`) is not the host engine and is ignored.
 pub async fn connect_host() -> Result<Docker, DindError> {
-    let node_socket = std::env::var("DOCKER_HOST").is_ok_and(|host| {
+    const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+    let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
+    let node_socket = host.as_deref().is_some_and(|host| {
         host.strip_prefix("unix://")
             .is_some_and(|path| Path::new(path).starts_with(default_state_dir()))
     });
-    let connected = if node_socket {
-        Docker::connect_with_unix("/var/run/docker.sock", 120, bollard::API_DEFAULT_VERSION)
-    } else {
-        Docker::connect_with_local_defaults()
+    let silent = |e: &dyn std::fmt::Display| {
+        DindError::Unavailable(format!(
+            "the dind driver needs a local Docker engine, and it does not answer: {e}; is dockerd running, and may this user use its socket?"
+        ))
     };
-    let docker = connected
+    let socket = match host.as_deref() {
+        None => Some(DEFAULT_SOCKET),
+        Some(_) if node_socket => Some(DEFAULT_SOCKET),
+        Some(host) => host.strip_prefix("unix://"),
+    };
+    if let Some(path) = socket {
+        let docker = crate::docker::connect_unix(path, HOST_TIMEOUT.as_secs())
+            .await
+            .map_err(|e| silent(&e))?;
+        return Ok(docker.with_timeout(HOST_TIMEOUT));
+    }
+    let docker = Docker::connect_with_local_defaults()
         .map_err(|e| {
             DindError::Unavailable(format!(
                 "the dind driver needs a local Docker engine and cannot reach one: {e}"
             ))
         })?
         .with_timeout(HOST_TIMEOUT);
-    let docker = crate::docker::negotiated(docker).await.map_err(|e| {
-        DindError::Unavailable(format!(
-            "the dind driver needs a local Docker engine, and it does not answer: {e}; is dockerd running, and may this user use its socket?"
-        ))
-    })?;
-    Ok(docker)
+    crate::docker::negotiated(docker)
+        .await
+        .map_err(|e| silent(&e))
 }
 
 /// The driver of one cluster made of node containers on the local engine.
@@ -390,9 +399,21 @@ pub struct DindDriver {
     reaches_registry: tokio::sync::Mutex<HashMap<String, bool>>,
     /// What the next `prepare` changes about the registry, as the last `list` found it.
     registry_change: Mutex<Option<String>>,
-    /// The API version negotiated with each node's engine, by node container ID: negotiated
-    /// once per engine per run (a re-created node is a new container, asked again).
-    api_versions: Mutex<HashMap<String, ApiVersion>>,
+    /// The engine of each node reached, by node container ID: one connection (its API version
+    /// negotiated once) per engine for the driver's life; a re-created node is a new container,
+    /// reached anew.
+    engines: Mutex<HashMap<String, Arc<DockerEngine>>>,
+    /// Each running machine's node container as the last [`Driver::list`] found it, so that
+    /// reaching its engine right after asks the host engine nothing more; forgotten for a
+    /// machine this driver creates, starts or destroys.
+    seen: Mutex<HashMap<String, NodeContainer>>,
+}
+
+/// A machine's node container: its ID and its address on the cluster network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct NodeContainer {
+    id: String,
+    address: String,
 }
 
 impl std::fmt::Debug for DindDriver {
@@ -431,7 +452,8 @@ impl DindDriver {
             registry_image: tokio::sync::OnceCell::new(),
             reaches_registry: tokio::sync::Mutex::new(HashMap::new()),
             registry_change: Mutex::new(None),
-            api_versions: Mutex::new(HashMap::new()),
+            engines: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
         }
     }
 
@@ -531,6 +553,11 @@ impl DindDriver {
 
     /// The machine's address on the cluster network: what it advertises to the swarm.
     pub async fn address(&self, machine: &str) -> DriverResult<String> {
+        Ok(self.node_container(machine).await?.address)
+    }
+
+    /// The machine's node container, as the host engine describes it now (one request).
+    async fn node_container(&self, machine: &str) -> DriverResult<NodeContainer> {
         let name = self.container_name(machine);
         let inspect = self
             .docker
@@ -538,8 +565,7 @@ impl DindDriver {
             .await
             .map_err(|e| self.machine_error(machine, "inspect the node container", e))?;
         let network = self.network_name();
-        inspect
-            .network_settings
+        let address = (inspect.network_settings)
             .and_then(|s| s.networks)
             .and_then(|mut n| n.remove(&network))
             .and_then(|e| e.ip_address)
@@ -548,7 +574,17 @@ impl DindDriver {
                 DriverError::Other(format!(
                     "machine {machine} has no address on {network}: is its container running?"
                 ))
-            })
+            })?;
+        Ok(NodeContainer {
+            id: inspect.id.unwrap_or_default(),
+            address,
+        })
+    }
+
+    /// Forgets what the last list found of `machine`'s container (it is being created, started
+    /// or destroyed).
+    fn forget_seen(&self, machine: &str) {
+        lock_poisoned(&self.seen).remove(machine);
     }
 
     fn machine_error(
@@ -850,10 +886,14 @@ impl DindDriver {
 fn lock_security(
     security: &Mutex<Option<Security>>,
 ) -> std::sync::MutexGuard<'_, Option<Security>> {
-    match security.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
+    lock_poisoned(security)
+}
+
+/// Locks `mutex`, also after a thread panicked holding it (what it guards stays usable).
+fn lock_poisoned<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn parse_role(value: Option<&String>) -> Option<Role> {
@@ -872,14 +912,26 @@ impl Driver for DindDriver {
     }
 
     async fn list(&self) -> DriverResult<Vec<ObservedMachine>> {
-        self.look_at_registry().await;
-        let containers = self.cluster_containers().await?;
-        let ready = self.ready_machines().await?;
+        // Three requests to the host engine, at once.
+        let (_, containers, ready) = tokio::join!(
+            self.look_at_registry(),
+            self.cluster_containers(),
+            self.ready_machines()
+        );
+        let (containers, ready) = (containers?, ready?);
+        let network = self.network_name();
+        let mut seen = HashMap::new();
         let mut machines: Vec<ObservedMachine> = containers
             .into_iter()
             .filter_map(|c| {
                 let labels = c.labels.unwrap_or_default();
                 let name = labels.get(LABEL_MACHINE)?.clone();
+                let address = (c.network_settings.as_ref())
+                    .and_then(|s| s.networks.as_ref()?.get(&network)?.ip_address.clone())
+                    .filter(|ip| !ip.is_empty());
+                if let (Some(id), Some(address)) = (c.id.clone(), address) {
+                    seen.insert(name.clone(), NodeContainer { id, address });
+                }
                 use bollard::models::ContainerSummaryStateEnum as Container;
                 let state = if !ready.contains(&name) {
                     MachineState::Incomplete
@@ -906,6 +958,7 @@ impl Driver for DindDriver {
             })
             .collect();
         machines.sort_by(|a, b| a.name.cmp(&b.name));
+        *lock_poisoned(&self.seen) = seen;
         Ok(machines)
     }
 
@@ -929,6 +982,7 @@ impl Driver for DindDriver {
             )));
         }
         let started = std::time::Instant::now();
+        self.forget_seen(&machine.name);
         if let Err(error) = self.create_machine(machine).await {
             let _ = remove_container(&self.docker, &name).await;
             let _ = self.remove_volume(&self.volume_name(&machine.name)).await;
@@ -964,6 +1018,7 @@ impl Driver for DindDriver {
     }
 
     async fn start(&self, machine: &str) -> DriverResult<()> {
+        self.forget_seen(machine);
         let container = self.container_name(machine);
         match self.docker.start_container(&container, None).await {
             Ok(()) => {}
@@ -982,6 +1037,7 @@ impl Driver for DindDriver {
     }
 
     async fn destroy(&self, machine: &str) -> DriverResult<()> {
+        self.forget_seen(machine);
         self.remove_volume(&self.ready_marker_name(machine)).await?;
         let had_container = remove_container(&self.docker, &self.container_name(machine)).await?;
         let had_volume = self.remove_volume(&self.volume_name(machine)).await?;
@@ -1002,32 +1058,24 @@ impl Driver for DindDriver {
         Ok(format!("unix://{}", self.socket_path(machine).display()))
     }
 
+    /// The engine of the machine's node container: the one reached before when the container
+    /// is the same (found by the last list, else asked of the host engine), else reached now.
     async fn engine(&self, machine: &str) -> DriverResult<Arc<dyn Swarm>> {
-        let container = self
-            .docker
-            .inspect_container(
-                &self.container_name(machine),
-                None::<InspectContainerOptions>,
-            )
-            .await
-            .map_err(|e| self.machine_error(machine, "inspect the node container", e))?
-            .id
-            .unwrap_or_default();
-        let endpoint = format!("unix://{}", self.socket_path(machine).display());
-        let address = self.address(machine).await?;
-        let versions = || {
-            self.api_versions
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        let seen = lock_poisoned(&self.seen).get(machine).cloned();
+        let node = match seen {
+            Some(node) => node,
+            None => self.node_container(machine).await?,
         };
-        let known = versions().get(&container).copied();
-        let engine = DockerEngine::connect_known(&endpoint, Some(address), known)
+        if let Some(engine) = lock_poisoned(&self.engines).get(&node.id) {
+            return Ok(engine.clone());
+        }
+        let endpoint = format!("unix://{}", self.socket_path(machine).display());
+        let engine = DockerEngine::connect(&endpoint, Some(node.address))
             .await
             .map_err(|e| DriverError::Other(format!("machine {machine}: {e}")))?;
-        if let (None, Some(version)) = (known, ApiVersion::parse(&engine.api_version())) {
-            versions().insert(container, version);
-        }
-        Ok(Arc::new(engine))
+        let engine = Arc::new(engine);
+        lock_poisoned(&self.engines).insert(node.id, engine.clone());
+        Ok(engine)
     }
 
     async fn lock(&self, holder: &LockHolder, now: u64, ttl_seconds: u64) -> DriverResult<()> {
@@ -1063,6 +1111,7 @@ impl Driver for DindDriver {
     }
 
     async fn destroy_all(&self) -> DriverResult<()> {
+        lock_poisoned(&self.seen).clear();
         for container in self.cluster_containers().await? {
             if let Some(id) = container.id {
                 remove_container(&self.docker, &id).await?;

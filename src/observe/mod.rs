@@ -2,18 +2,21 @@
 //! pass every planning command shares, written once for the CLI and the watcher: load the
 //! desired state → open the driver → observe → plan ([`load_and_plan`]).
 
+pub mod confirm;
+
 use crate::clock::unix_now;
 use crate::diag::Invalid;
 use crate::drivers::lock::LockHolder;
 use crate::drivers::{Driver, DriverError};
-use crate::engine::{EngineError, Swarm};
+use crate::engine::{EngineError, Swarm, SwarmObject};
 use crate::model::content_key::{
     ContentKey, SwarmContentKey, CONTENT_KEY_BYTES, LABEL_CONTENT_KEY,
 };
 use crate::model::engine_api::ApiVersion;
-use crate::model::observed::{LocalSwarmState, ObservedSwarm};
+use crate::model::observed::{LocalSwarmState, ObservedSwarm, ObservedTask};
 use crate::model::{
-    Desired, DriverKind, MachineState, Observed, ObservedMachine, Role, LABEL_MACHINE,
+    Desired, DriverKind, MachineState, Observed, ObservedMachine, ObservedNode, ObservedService,
+    Role, LABEL_MACHINE,
 };
 use crate::plan::{plan, Plan, PlanError, PlanOptions};
 use crate::source::Source;
@@ -213,18 +216,12 @@ pub async fn plan_loaded(
             driver: desired.driver.as_str(),
             problem,
         })?;
-    if let Some((holder, ttl_seconds)) = &planning.lock {
-        driver
-            .lock(holder, unix_now(), *ttl_seconds)
-            .instrument(crate::phase!("lock"))
-            .await
-            .map_err(PlanningError::Lock)?;
-    }
-    let planned = prepare_observe_and_plan(&driver, &desired, revision, planning).await;
-    let (observed, plan) = match planned {
+    let (observed, plan) = match observe_and_plan(&driver, &desired, revision, planning).await {
         Ok(planned) => planned,
         Err(error) => {
-            if let Some((holder, _)) = &planning.lock {
+            // A lock another holder has is not this process's to release.
+            let taken = !matches!(error, PlanningError::Lock(_));
+            if let Some((holder, _)) = planning.lock.as_ref().filter(|_| taken) {
                 if let Err(e) = driver.unlock(holder).await {
                     tracing::warn!("could not release the apply lock: {e}");
                 }
@@ -240,24 +237,19 @@ pub async fn plan_loaded(
     })
 }
 
-/// Under the apply lock, prepares the driver first (see [`Driver::prepare`]); then observes and
-/// plans.
-async fn prepare_observe_and_plan(
+/// Observes the cluster and plans `desired` against it, its images pinned to the digests their
+/// tags point to (`policy.images: pin`; see [`crate::registry::pin_images`]).
+///
+/// With `planning.lock`, the plan is made under the apply lock (DESIGN §3.6), but the cluster
+/// is not observed after it is taken: it is observed while the lock is being taken (and the
+/// driver prepared, see [`Driver::prepare`], then the images pinned), and once the lock is held
+/// that observation is confirmed, what changed meanwhile observed again ([`confirm::confirm`]).
+async fn observe_and_plan(
     driver: &Arc<dyn Driver>,
     desired: &Desired,
     revision: Option<String>,
     planning: &Planning,
 ) -> Result<(Observed, Plan), PlanningError> {
-    if planning.lock.is_some() {
-        driver
-            .prepare()
-            .instrument(crate::phase!("prepare driver"))
-            .await
-            .map_err(|problem| PlanningError::Prepare {
-                driver: desired.driver.as_str(),
-                problem,
-            })?;
-    }
     let content_key = match &planning.content_key {
         Some(key) => key.clone(),
         None => new_content_key()?,
@@ -268,27 +260,52 @@ async fn prepare_observe_and_plan(
         planning.allow_destroy_all,
         content_key,
     );
-    observe_and_plan(driver, desired, options).await
-}
-
-/// Observes the cluster now and plans `desired` against it, its images pinned to the digests
-/// their tags point to now (`policy.images: pin`; see [`crate::registry::pin_images`]).
-async fn observe_and_plan(
-    driver: &Arc<dyn Driver>,
-    desired: &Desired,
-    options: PlanOptions,
-) -> Result<(Observed, Plan), PlanningError> {
     let mut desired = desired.clone();
-    let image_warnings = crate::registry::pin_images(&mut desired)
-        .instrument(crate::phase!("pin images"))
-        .await;
-    let observed = observe(driver, unix_now())
-        .instrument(crate::phase!("observe"))
-        .await?;
+    let (observed, image_warnings) = match &planning.lock {
+        None => {
+            let observing = observe(driver, unix_now()).instrument(crate::phase!("observe"));
+            let (image_warnings, observed) = tokio::join!(pinned(&mut desired), observing);
+            (observed?, image_warnings)
+        }
+        Some((holder, ttl_seconds)) => {
+            let driver_name = desired.driver.as_str();
+            let locking = async {
+                driver
+                    .lock(holder, unix_now(), *ttl_seconds)
+                    .instrument(crate::phase!("lock"))
+                    .await
+                    .map_err(PlanningError::Lock)?;
+                driver
+                    .prepare()
+                    .instrument(crate::phase!("prepare driver"))
+                    .await
+                    .map_err(|problem| PlanningError::Prepare {
+                        driver: driver_name,
+                        problem,
+                    })?;
+                Ok::<_, PlanningError>(pinned(&mut desired).await)
+            };
+            let observing =
+                observe_through(driver, unix_now()).instrument(crate::phase!("observe"));
+            let (locked, optimistic) = tokio::join!(locking, observing);
+            let image_warnings = locked?;
+            let observed = confirm::confirm(driver, optimistic?, unix_now())
+                .instrument(crate::phase!("confirm"))
+                .await?;
+            (observed, image_warnings)
+        }
+    };
     let mut plan = crate::phase!("plan").in_scope(|| plan(&desired, &observed, &options))?;
     plan.warnings.extend(driver.warnings());
     plan.warnings.extend(image_warnings);
     Ok((observed, plan))
+}
+
+/// Pins `desired`'s images (see [`crate::registry::pin_images`]); the warnings.
+async fn pinned(desired: &mut Desired) -> Vec<String> {
+    crate::registry::pin_images(desired)
+        .instrument(crate::phase!("pin images"))
+        .await
 }
 
 /// Observes the cluster at `now` (seconds since the epoch).
@@ -298,10 +315,31 @@ async fn observe_and_plan(
 /// confirms an active manager, and dropped otherwise; other managers are read after, in turn,
 /// when the first cannot answer.
 pub async fn observe(driver: &Arc<dyn Driver>, now: u64) -> Result<Observed, ObserveError> {
+    Ok(observe_through(driver, now).await?.observed)
+}
+
+/// An observation, the driver's list of machines it probed, and the manager whose engine its
+/// swarm part was read through (`None` when no manager answered): what
+/// [`confirm::confirm`] reads again.
+pub(crate) struct Observation {
+    /// What was observed.
+    pub observed: Observed,
+    /// The machines as the driver listed them, before they were probed.
+    pub listed: Vec<ObservedMachine>,
+    /// The manager read from: its machine and its engine.
+    pub manager: Option<(String, Arc<dyn Swarm>)>,
+}
+
+/// [`observe`], keeping the manager it read the swarm through.
+pub(crate) async fn observe_through(
+    driver: &Arc<dyn Driver>,
+    now: u64,
+) -> Result<Observation, ObserveError> {
     let listed = driver
         .list()
         .instrument(crate::phase!("list machines"))
         .await?;
+    let listing = listed.clone();
     let early = listed
         .iter()
         .find(|m| m.state == MachineState::Running && m.created_role == Some(Role::Manager))
@@ -330,6 +368,7 @@ pub async fn observe(driver: &Arc<dyn Driver>, now: u64) -> Result<Observed, Obs
     // The manager read early goes first.
     managers.sort_by_key(|(_, _, read)| read.is_none());
     let mut quorum_error = None;
+    let mut read_through = None;
     for (name, manager, read) in managers {
         let read = match read {
             Some(read) => read,
@@ -343,6 +382,7 @@ pub async fn observe(driver: &Arc<dyn Driver>, now: u64) -> Result<Observed, Obs
             Ok(read) => {
                 read.into(&mut observed);
                 quorum_error = None;
+                read_through = Some((name, manager));
                 break;
             }
             Err(EngineError::NoLeader(message)) => quorum_error = Some(message),
@@ -364,7 +404,11 @@ pub async fn observe(driver: &Arc<dyn Driver>, now: u64) -> Result<Observed, Obs
         });
     }
     match_nodes_to_machines(&mut observed);
-    Ok(observed)
+    Ok(Observation {
+        observed,
+        listed: listing,
+        manager: read_through,
+    })
 }
 
 /// The lower of two API versions, either of which may be unknown.
@@ -430,12 +474,30 @@ async fn probe(
     }
 }
 
+/// Reads the swarm's part of `observed` again through `manager` (see [`read_swarm`]), its
+/// machines kept as they are, as of `now`: a look after steps that wrote the swarm's objects
+/// only.
+///
+/// # Errors
+///
+/// What the manager failed with.
+pub async fn read_swarm_into(
+    manager: &dyn Swarm,
+    observed: &mut Observed,
+    now: u64,
+) -> Result<(), EngineError> {
+    read_swarm(manager).await?.into(observed);
+    observed.observed_at = now;
+    match_nodes_to_machines(observed);
+    Ok(())
+}
+
 /// Reads nodes, services, their tasks (one request for all), networks, secrets, configs and
 /// the swarm object from a manager: the swarm's part of an observation.
 async fn read_swarm(manager: &dyn Swarm) -> Result<SwarmRead, EngineError> {
     let mut observed = Observed::default();
     // Reads only, all at once: an observation costs the slowest request, not their sum.
-    let (swarm, nodes, services, mut tasks, networks, secrets, configs) = tokio::try_join!(
+    let (swarm, nodes, services, tasks, networks, secrets, configs) = tokio::try_join!(
         manager
             .inspect_swarm()
             .instrument(crate::phase!("read", "swarm")),
@@ -458,26 +520,44 @@ async fn read_swarm(manager: &dyn Swarm) -> Result<SwarmRead, EngineError> {
             .list_configs()
             .instrument(crate::phase!("read", "configs")),
     )?;
-    let ids: std::collections::BTreeSet<&str> = services.iter().map(|s| s.id.as_str()).collect();
-    tasks.retain(|t| ids.contains(t.service_id.as_str()));
-    observed.tasks = tasks;
+    observed.tasks = tasks_of_services(&services, tasks);
     observed.networks = networks;
     observed.secrets = secrets;
     observed.configs = configs;
-    let mut labels = swarm.labels;
-    let content_key = SwarmContentKey::of_label(labels.remove(LABEL_CONTENT_KEY).as_deref());
-    observed.swarm = Some(ObservedSwarm {
-        id: swarm.id,
-        labels,
-        quorum_error: None,
-        content_key,
-    });
-    observed.nodes = nodes.into_iter().map(|n| (n.id.clone(), n)).collect();
+    observed.swarm = Some(observed_swarm(swarm));
+    observed.nodes = nodes_by_id(nodes);
     observed.services = services
         .into_iter()
         .map(|s| (s.spec.name.clone(), s))
         .collect();
     Ok(SwarmRead(observed))
+}
+
+/// The swarm object as observed: its labels, the content key kept apart.
+fn observed_swarm(swarm: SwarmObject) -> ObservedSwarm {
+    let mut labels = swarm.labels;
+    let content_key = SwarmContentKey::of_label(labels.remove(LABEL_CONTENT_KEY).as_deref());
+    ObservedSwarm {
+        id: swarm.id,
+        labels,
+        quorum_error: None,
+        content_key,
+    }
+}
+
+/// The tasks of `services` among `tasks` (the others belong to services of no stack).
+fn tasks_of_services(
+    services: &[ObservedService],
+    mut tasks: Vec<ObservedTask>,
+) -> Vec<ObservedTask> {
+    let ids: std::collections::BTreeSet<&str> = services.iter().map(|s| s.id.as_str()).collect();
+    tasks.retain(|t| ids.contains(t.service_id.as_str()));
+    tasks
+}
+
+/// Nodes by ID.
+fn nodes_by_id(nodes: Vec<ObservedNode>) -> BTreeMap<String, ObservedNode> {
+    nodes.into_iter().map(|n| (n.id.clone(), n)).collect()
 }
 
 /// The swarm's part of an observation, read from one manager.
