@@ -5,7 +5,7 @@
 //!
 //! Credentials never reach output: [`Credentials`] prints as `<redacted>`.
 
-use super::reference::{Reference, DOCKER_HUB};
+use crate::model::reference::{Reference, DOCKER_HUB};
 use base64::Engine as _;
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -5,7 +5,7 @@
 //! HTTP for loopback registries, as the Docker Engine treats them.
 
 use super::auth::Credentials;
-use super::reference::Reference;
+use crate::model::reference::Reference;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;

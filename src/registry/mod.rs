@@ -12,19 +12,18 @@
 
 pub mod auth;
 pub mod client;
-pub mod reference;
 
 use crate::drivers::dind::registry::ClusterRegistry;
 use crate::drivers::dind::DindOptions;
+use crate::model::reference::{pinned, Reference};
 use crate::model::{Desired, DriverKind, ImagePolicy};
 use auth::DockerConfig;
-use reference::{pinned, Reference};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The `X-Registry-Auth` credentials for pulling `image`, from the docker config of the user
 /// running shoal; `None` when it holds none for that registry.
 pub fn registry_auth(image: &str) -> Option<bollard::auth::DockerCredentials> {
-    let reference = Reference::parse(image)?;
+    let reference = Reference::parse(image).ok()?;
     DockerConfig::load()
         .credentials(&reference)
         .map(|c| c.to_bollard())
@@ -51,8 +50,8 @@ pub async fn pin_images(desired: &mut Desired) -> Vec<String> {
         let config = &config;
         async move {
             let result = match Reference::parse(&image) {
-                None => Err(format!("`{image}` is not an image reference")),
-                Some(reference) => {
+                Err(problem) => Err(problem),
+                Ok(reference) => {
                     let credentials = config.credentials(&reference);
                     client::resolve_digest(&reference, credentials.as_ref())
                         .await

@@ -11,9 +11,9 @@
 use crate::common;
 
 use common::{build_demo_image, engine_turn, host_docker, require_docker_registry};
+use shoal::model::reference::Reference;
 use shoal::registry::auth::DockerConfig;
 use shoal::registry::client::resolve_digest;
-use shoal::registry::reference::Reference;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -3,12 +3,13 @@
 //! and every reference to a network, volume, secret or config must be defined.
 
 use super::load::{valid_key, Loader};
-use super::syntax::{check_image, parse_port, parse_volume, shell_split};
+use super::syntax::{parse_port, parse_volume, shell_split};
 use super::types::{
     ComposeFile, Deploy, DeployMode, FileRef, Healthcheck, Limits, Logging, Port, Reservations,
     RestartSettings, Service, ServiceNetwork, ServiceVolume, UpdateSettings,
 };
 use crate::diag::did_you_mean;
+use crate::model::reference::Reference;
 use crate::yaml::decode::{join, Fields};
 use crate::yaml::{Entry, Node, Pos, Value};
 use std::collections::BTreeMap;
@@ -241,7 +242,7 @@ impl ServiceReader<'_, '_, '_> {
         match fields.get("image") {
             Some(node) => {
                 if let Some(image) = self.loader.ctx.string(node, &self.p("image")) {
-                    if let Err(problem) = check_image(&image) {
+                    if let Err(problem) = Reference::parse(&image) {
                         self.loader.ctx.error(node.pos, problem);
                     }
                     self.service.image = image;

@@ -6,6 +6,7 @@ pub mod engine_api;
 pub mod notifications;
 pub mod observed;
 pub mod pause;
+pub mod reference;
 pub mod rollback;
 pub mod spec;
 pub mod timing;

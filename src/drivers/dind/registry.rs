@@ -14,7 +14,7 @@ use super::network::Subnet;
 use super::nodeimage::{self, Rootfs};
 use super::{is_not_found, node, remove_container, status_of, upload, DindError};
 use crate::config::registry::RegistryOptions;
-use crate::registry::reference::{Reference, DOCKER_HUB};
+use crate::model::reference::{Reference, DOCKER_HUB};
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Mount, MountType,
     NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
@@ -79,7 +79,7 @@ pub trait ClusterRegistry {
 impl ClusterRegistry for RegistryOptions {
     /// Whether `image` is named for this registry: `localhost:<port>/…` or `127.0.0.1:<port>/…`.
     fn names(&self, image: &str) -> bool {
-        Reference::parse(image).is_some_and(|r| {
+        Reference::parse(image).is_ok_and(|r| {
             r.domain == format!("localhost:{}", self.port)
                 || r.domain == format!("127.0.0.1:{}", self.port)
         })
@@ -96,7 +96,7 @@ impl ClusterRegistry for RegistryOptions {
     /// for a Docker Hub name while the registry is the nodes' mirror; `None` when nodes could
     /// not pull it from here (it is then loaded into each node).
     fn pushed_name(&self, image: &str) -> Option<String> {
-        let reference = Reference::parse(image)?;
+        let reference = Reference::parse(image).ok()?;
         if reference.digest.is_some() {
             return None;
         }
