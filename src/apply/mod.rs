@@ -739,7 +739,7 @@ impl Executor {
                     }),
                 }
             }
-            StepOp::StartMachine => match self.driver.start(target).await {
+            StepOp::StartMachine {} => match self.driver.start(target).await {
                 Ok(()) => Ok(()),
                 Err(source) => Err(StepError::Machine {
                     verb: "start",
@@ -747,7 +747,7 @@ impl Executor {
                     source,
                 }),
             },
-            StepOp::DestroyMachine => {
+            StepOp::DestroyMachine {} => {
                 self.forget_manager(target).await;
                 match self.driver.destroy(target).await {
                     Ok(()) | Err(DriverError::NoSuchMachine(_)) => Ok(()),
