@@ -217,7 +217,9 @@ pub(crate) struct ReadStep {
 
 /// A saved step that does not read as a step.
 #[derive(Debug, thiserror::Error)]
-#[error("step {id} ({action} {target}): {problem}; make the plan again with `shoal plan --out FILE`")]
+#[error(
+    "step {id} ({action} {target}): {problem}; make the plan again with `shoal plan --out FILE`"
+)]
 pub struct UnreadableStep {
     id: StepId,
     action: Action,
@@ -476,7 +478,9 @@ mod tests {
             r#"{"code":"service_dropped","stack":"app","service":"app_web"}"#,
             r#""replace":true,"#,
         );
-        let err = serde_json::from_str::<Plan>(&lying).unwrap_err().to_string();
+        let err = serde_json::from_str::<Plan>(&lying)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("step 1 (remove_service app_web)"), "{err}");
         assert!(err.contains("`replace` is true"), "{err}");
         let mode = r#"{"code":"mode_change","from":"replicated","to":"global"}"#;
@@ -516,9 +520,13 @@ mod tests {
 
     #[test]
     fn a_plan_of_an_unknown_format_is_refused_however_it_is_read() {
-        let json = one_step(r#""gone""#, "").replace(r#""format_version":2"#, r#""format_version":3"#);
+        let json =
+            one_step(r#""gone""#, "").replace(r#""format_version":2"#, r#""format_version":3"#);
         let err = serde_json::from_str::<Plan>(&json).unwrap_err().to_string();
-        assert!(err.contains("plan format 3 is not one this shoal reads"), "{err}");
+        assert!(
+            err.contains("plan format 3 is not one this shoal reads"),
+            "{err}"
+        );
         let zero = json.replace(r#""format_version":3"#, r#""format_version":0"#);
         assert!(serde_json::from_str::<Plan>(&zero).is_err());
     }
@@ -560,7 +568,10 @@ mod tests {
         assert!(create.steps.iter().all(|s| !s.reason.replaces()));
         // Written again, a version-1 step keeps its text and says what was recognized.
         let again = serde_json::to_string(&mode).unwrap();
-        assert!(again.contains(r#""reason":"mode changes from replicated"#), "{again}");
+        assert!(
+            again.contains(r#""reason":"mode changes from replicated"#),
+            "{again}"
+        );
         let back: Plan = serde_json::from_str(&again).unwrap();
         assert_eq!(back, mode);
     }

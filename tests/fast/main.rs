@@ -26,6 +26,7 @@ mod hostile_sim;
 mod no_drift;
 mod notify_sim;
 mod pause_sim;
+mod plan_file;
 mod properties;
 mod revision_sim;
 mod stacks_sim;
