@@ -46,6 +46,15 @@ const POLICY_KEYS: &[&str] = &[
     "images",
 ];
 const DRIVERS: &[&str] = &["dind", "sim", "generic", "docker-machine"];
+/// The keys of `driver_options.dind`.
+pub const DIND_OPTIONS: &[&str] = &[
+    "image",
+    "preload_images",
+    "engine",
+    "debian_mirror",
+    "state_dir",
+    "registry",
+];
 /// The keys of `driver_options.docker-machine`.
 pub const DOCKER_MACHINE_OPTIONS: &[&str] = &["binary", "storage_path", "driver", "flags", "adopt"];
 
@@ -433,16 +442,18 @@ fn options_of<'n>(node: &'n Node, driver: &'static str) -> Option<(&'n Node, Str
     }
 }
 
-/// `driver_options.dind` (or `driver_options` when not keyed by driver): the types of the keys
-/// the dind driver knows, `registry` in full. Other keys are left to the driver, which warns.
+/// `driver_options.dind` (or `driver_options` when not keyed by driver): known keys (an unknown
+/// one is an error, with a "did you mean"), their types, `registry` in full.
 fn check_dind_options(ctx: &mut Ctx, node: &Node) {
     let Some((node, path)) = options_of(node, "dind") else {
         return;
     };
-    let Some(entries) = node.entries() else {
+    if matches!(node.value, yaml::Value::Null)
+        || ctx.fields(node, &path, DIND_OPTIONS, false).is_none()
+    {
         return;
-    };
-    for entry in entries {
+    }
+    for entry in node.entries().unwrap_or_default() {
         let at = join(&path, &entry.key);
         match entry.key.as_str() {
             "image" | "state_dir" => {
@@ -1307,15 +1318,52 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_dind_option_is_an_error_with_its_line_and_a_suggestion() {
+        for (options, line, says, help) in [
+            (
+                "  preload_imgaes: [app:1]\n",
+                3,
+                "unknown key `preload_imgaes` in `driver_options`",
+                "did you mean `preload_images`?",
+            ),
+            (
+                "  dind:\n    engnie: 28\n",
+                4,
+                "unknown key `engnie` in `driver_options.dind`",
+                "did you mean `engine`?",
+            ),
+            (
+                "  dind:\n    n: 2\n",
+                4,
+                "unknown key `n` in `driver_options.dind`",
+                "known keys: image, preload_images, engine",
+            ),
+        ] {
+            let (_, diags) = run(
+                &format!(
+                    "driver: dind\ndriver_options:\n{options}machines:\n  a:\n    role: manager\n"
+                ),
+                &[],
+            );
+            let errors = errors(&diags);
+            assert_eq!(errors.len(), 1, "{options}: {diags:?}");
+            assert_eq!(errors[0].line, line, "{options}: {diags:?}");
+            assert!(errors[0].message.contains(says), "{options}: {diags:?}");
+            let shown = errors[0].help.as_deref().unwrap_or_default();
+            assert!(shown.contains(help), "{options}: {diags:?}");
+        }
+    }
+
+    #[test]
     fn stacks_policy_and_options() {
         let (out, diags) = run(
-            "cluster: dataapp\ndriver: dind\ndriver_options: {preload_images: [dataservice:1], n: 2}\nstacks:\n  web: stacks/web.yml\n  api: ./api/../api.yml\npolicy:\n  prune: false\n  rebalance: yes\n  down_grace: 2m\n",
+            "cluster: dataapp\ndriver: dind\ndriver_options: {preload_images: [dataservice:1], engine: host}\nstacks:\n  web: stacks/web.yml\n  api: ./api/../api.yml\npolicy:\n  prune: false\n  rebalance: yes\n  down_grace: 2m\n",
             &[],
         );
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(
             out.driver_options,
-            serde_json::json!({"preload_images": ["dataservice:1"], "n": 2})
+            serde_json::json!({"preload_images": ["dataservice:1"], "engine": "host"})
         );
         let files: Vec<_> = out
             .stacks

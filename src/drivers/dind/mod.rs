@@ -326,7 +326,8 @@ impl DindOptions {
                 }
                 other => tracing::warn!(
                     option = other,
-                    "unknown dind driver option, ignored (known: image, engine, debian_mirror, preload_images, state_dir, registry)"
+                    known = crate::config::machines::DIND_OPTIONS.join(", "),
+                    "unknown dind driver option, ignored (machines.yml's check refuses it)"
                 ),
             }
         }
