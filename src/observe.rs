@@ -279,7 +279,7 @@ async fn observe_and_plan(
     options: PlanOptions,
 ) -> Result<(Observed, Plan), PlanningError> {
     let mut desired = desired.clone();
-    let image_warnings = crate::registry::pin_images(&mut desired)
+    let image_warnings = crate::registry::pin_images(&mut desired, driver.as_ref())
         .instrument(crate::phase!("pin images"))
         .await;
     let observed = observe(driver, unix_now())

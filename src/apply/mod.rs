@@ -16,8 +16,8 @@ use crate::health;
 use crate::model::content_key::{ContentKey, LABEL_CONTENT_KEY};
 use crate::model::observed::LocalSwarmState;
 use crate::model::{
-    node_labels_to_store, Availability, Desired, DriverKind, MachineSpec, NodeState, Observed,
-    ObservedNode, ObservedService, Role, ServiceSpec, LABEL_CLUSTER, LABEL_MACHINE, LABEL_REVISION,
+    node_labels_to_store, Availability, Desired, MachineSpec, NodeState, Observed, ObservedNode,
+    ObservedService, Role, ServiceSpec, LABEL_CLUSTER, LABEL_MACHINE, LABEL_REVISION,
 };
 use crate::observe::observe;
 use crate::plan::report::{ApplyReport, StepReport, StepStatus};
@@ -203,12 +203,12 @@ pub async fn apply(
     } else {
         changed_services(plan, desired)
     };
-    // The sim's cluster changes only when written to: one look tells all there is to know.
+    // A cluster that changes only when written to: one look tells all there is to know.
     let wait = options.wait.map(|d| {
-        if desired.driver == DriverKind::Sim {
-            Duration::ZERO
-        } else {
+        if driver.changes_on_its_own() {
             d
+        } else {
+            Duration::ZERO
         }
     });
     let (observed, drift) = match (wait, observed) {

@@ -97,6 +97,22 @@ pub trait Driver: Send + Sync {
     fn routing_mesh(&self) -> Option<bool> {
         None
     }
+    /// Whether the cluster changes on its own after a write (tasks start, fail, move), so that
+    /// apply waits for what it changed to become healthy. A cluster that changes only when
+    /// written to (the sim) is seen whole at one look.
+    fn changes_on_its_own(&self) -> bool {
+        true
+    }
+    /// Whether nodes pull images from registries, so that tags are pinned to the digests they
+    /// point to at plan time (`policy.images: pin`). Nodes that pull nothing (the sim) are not.
+    fn pulls_images(&self) -> bool {
+        true
+    }
+    /// Images the driver copies into every node itself (not from a registry), by reference as
+    /// written: they are not pinned, as no registry knows them.
+    fn side_loaded_images(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Opens the driver of `desired`; the sim keeps its state under `state_dir/.shoal`, the

@@ -335,6 +335,19 @@ impl DindOptions {
     }
 }
 
+impl DindOptions {
+    /// The images copied into every node (`preload_images`), except those pushed into the
+    /// cluster's registry under their own name (`localhost:<port>/…`): those are in a
+    /// registry, and pinned like any other.
+    pub fn side_loaded_images(&self) -> Vec<String> {
+        let registry = self.registry.as_ref();
+        (self.preload_images.iter())
+            .filter(|image| !registry.is_some_and(|r| r.names(image)))
+            .cloned()
+            .collect()
+    }
+}
+
 fn bad_option(key: &str, expected: &str) -> DindError {
     DindError::Unavailable(format!(
         "driver_options.{key} must be {expected} for the dind driver"
@@ -866,6 +879,10 @@ fn parse_role(value: Option<&String>) -> Option<Role> {
 
 #[async_trait]
 impl Driver for DindDriver {
+    fn side_loaded_images(&self) -> Vec<String> {
+        self.options.side_loaded_images()
+    }
+
     /// Nodes share the host's kernel and cannot load modules, so the host decides.
     fn routing_mesh(&self) -> Option<bool> {
         Some(Path::new("/proc/net/ip_vs").exists() || Path::new("/proc/sys/net/ipv4/vs").exists())

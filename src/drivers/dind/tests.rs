@@ -34,6 +34,28 @@ fn options_default_and_read() {
 }
 
 #[test]
+fn side_loaded_images_are_the_preloaded_ones_not_pushed_into_the_registry() {
+    let options = DindOptions::from_json(
+        &json!({
+            "preload_images": ["app:1", "localhost:5001/app:2", "127.0.0.1:5001/db:3", "localhost:5002/x:1"],
+            "registry": 5001
+        }),
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(
+        options.side_loaded_images(),
+        ["app:1", "localhost:5002/x:1"]
+    );
+    let without = DindOptions::from_json(
+        &json!({"preload_images": ["localhost:5001/app:2"]}),
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(without.side_loaded_images(), ["localhost:5001/app:2"]);
+}
+
+#[test]
 fn options_of_the_wrong_type_are_refused() {
     let error =
         DindOptions::from_json(&json!({"preload_images": [1]}), Path::new(".")).unwrap_err();
