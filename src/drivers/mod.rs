@@ -108,6 +108,15 @@ pub trait Driver: Send + Sync {
     fn pulls_images(&self) -> bool {
         true
     }
+    /// The events of the machines themselves, beside their engines' (the dind driver: the host
+    /// engine's `die`, `stop`, `kill` and `destroy` of the cluster's machine containers), after
+    /// `since_nano` when given; `None` when the driver has no such events.
+    async fn machine_events(
+        &self,
+        _since_nano: Option<i64>,
+    ) -> Option<DriverResult<crate::engine::EventStream>> {
+        None
+    }
     /// Images the driver copies into every node itself (not from a registry), by reference as
     /// written: they are not pinned, as no registry knows them.
     fn side_loaded_images(&self) -> Vec<String> {

@@ -79,7 +79,7 @@ use bollard::query_parameters::{
     RemoveContainerOptions, RemoveVolumeOptions,
 };
 use bollard::Docker;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -881,6 +881,31 @@ fn parse_role(value: Option<&String>) -> Option<Role> {
 impl Driver for DindDriver {
     fn side_loaded_images(&self) -> Vec<String> {
         self.options.side_loaded_images()
+    }
+
+    /// The host engine's events of the cluster's machine containers that mean one is gone.
+    async fn machine_events(
+        &self,
+        since_nano: Option<i64>,
+    ) -> Option<DriverResult<crate::engine::EventStream>> {
+        let filters = BTreeMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            (
+                "label".to_string(),
+                vec![format!("{LABEL_CLUSTER}={}", self.cluster)],
+            ),
+            (
+                "event".to_string(),
+                ["die", "destroy", "stop", "kill"]
+                    .map(str::to_string)
+                    .to_vec(),
+            ),
+        ]);
+        let query = crate::engine::EventQuery {
+            filters,
+            since_nano,
+        };
+        Some(Ok(DockerEngine::event_stream(&self.docker, query)))
     }
 
     /// Nodes share the host's kernel and cannot load modules, so the host decides.
