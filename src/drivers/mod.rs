@@ -124,6 +124,15 @@ pub trait Driver: Send + Sync {
     }
 }
 
+/// The checks of what the driver of `desired` can do here (`shoal doctor`), relative paths in
+/// its options taken from `base` (the repository folder); `None` for a driver without any.
+pub async fn doctor(desired: &Desired, base: &Path) -> Option<dind::DoctorReport> {
+    match desired.driver {
+        DriverKind::Dind => Some(dind::doctor(&desired.options_in_use(), base).await),
+        DriverKind::Sim | DriverKind::Generic | DriverKind::DockerMachine => None,
+    }
+}
+
 /// Opens the driver of `desired`; the sim keeps its state under `state_dir/.shoal`, the
 /// generic driver reads relative `tls:`/`ssh:` paths from `state_dir` (the repository folder),
 /// and the docker-machine driver a relative `storage_path`.

@@ -325,6 +325,12 @@ fn plan() -> impl Strategy<Value = Plan> {
         )
 }
 
+/// docs/cli.md, which lists every reason code.
+fn cli_docs() -> &'static str {
+    static DOCS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOCS.get_or_init(|| std::fs::read_to_string(crate_path("docs/cli.md")).unwrap())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -334,6 +340,12 @@ proptest! {
     fn a_plan_reads_back_from_its_file_as_it_was(plan in plan()) {
         prop_assert!(plan.steps.iter().all(|s| generated(&s.reason)));
         let saved = saved_text(&plan);
+        let written: serde_json::Value = serde_json::from_str(&saved).unwrap();
+        for step in written["steps"].as_array().unwrap() {
+            if let Some(code) = step["reason"]["code"].as_str() {
+                prop_assert!(cli_docs().contains(&format!("`{code}`")), "docs/cli.md lists no reason code `{}`", code);
+            }
+        }
         let back = parse_saved("plan.json", &saved).map_err(|e| TestCaseError::fail(format!("{e}\n{saved}")))?;
         prop_assert_eq!(&back, &plan);
         let shown = serde_json::to_string(&plan).unwrap();
