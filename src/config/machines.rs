@@ -45,7 +45,7 @@ const POLICY_KEYS: &[&str] = &[
     "show_values",
     "images",
 ];
-const DRIVERS: &[&str] = &["dind", "sim", "generic", "docker-machine"];
+const DRIVERS: &[&str] = &DriverKind::NAMES;
 /// The keys of `driver_options.dind`.
 pub const DIND_OPTIONS: &[&str] = &[
     "image",
@@ -170,12 +170,9 @@ fn read_top(ctx: &mut Ctx, fields: &Fields<'_>, out: &mut Machines) -> Placed {
         }
     }
     if let Some(node) = fields.get("driver") {
-        out.driver = match ctx.one_of(node, "driver", DRIVERS).as_deref() {
-            Some("sim") => DriverKind::Sim,
-            Some("generic") => DriverKind::Generic,
-            Some("docker-machine") => DriverKind::DockerMachine,
-            _ => DriverKind::Dind,
-        };
+        if let Some(driver) = ctx.one_of(node, "driver", DRIVERS) {
+            out.driver = DriverKind::named(&driver).unwrap_or_default();
+        }
     }
     if let Some(node) = fields.get("driver_options") {
         if ctx.mapping(node, "driver_options").is_some() {

@@ -46,8 +46,28 @@ pub enum DriverKind {
 }
 
 impl DriverKind {
+    /// Every driver.
+    pub const ALL: [DriverKind; 4] = [
+        DriverKind::Dind,
+        DriverKind::Sim,
+        DriverKind::Generic,
+        DriverKind::DockerMachine,
+    ];
+    /// Every driver's name as machines.yml writes it.
+    pub const NAMES: [&'static str; 4] = [
+        DriverKind::Dind.as_str(),
+        DriverKind::Sim.as_str(),
+        DriverKind::Generic.as_str(),
+        DriverKind::DockerMachine.as_str(),
+    ];
+
+    /// The driver machines.yml (or `--driver`) names `name`.
+    pub fn named(name: &str) -> Option<DriverKind> {
+        DriverKind::ALL.into_iter().find(|d| d.as_str() == name)
+    }
+
     /// The driver's name as machines.yml writes it.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             DriverKind::Dind => "dind",
             DriverKind::Sim => "sim",
@@ -198,9 +218,10 @@ impl Desired {
     /// options by driver name (so `--driver` can switch between them), else `driver_options`
     /// itself.
     pub fn options_in_use(&self) -> serde_json::Value {
-        let names = ["dind", "sim", "generic", "docker-machine"];
         match &self.driver_options {
-            serde_json::Value::Object(map) if map.keys().any(|k| names.contains(&k.as_str())) => {
+            serde_json::Value::Object(map)
+                if map.keys().any(|k| DriverKind::NAMES.contains(&k.as_str())) =>
+            {
                 map.get(self.driver.as_str())
                     .cloned()
                     .unwrap_or(serde_json::Value::Null)
