@@ -128,7 +128,7 @@ pub trait Driver: Send + Sync {
 /// its options taken from `base` (the repository folder); `None` for a driver without any.
 pub async fn doctor(desired: &Desired, base: &Path) -> Option<dind::DoctorReport> {
     match desired.driver {
-        DriverKind::Dind => Some(dind::doctor(&desired.options_in_use(), base).await),
+        DriverKind::Dind => Some(dind::doctor(&desired.driver_options.dind, base).await),
         DriverKind::Sim | DriverKind::Generic | DriverKind::DockerMachine => None,
     }
 }
@@ -143,15 +143,15 @@ pub async fn open_driver(
     match desired.driver {
         DriverKind::Sim => Ok(Arc::new(sim::SimDriver::open(state_dir, &desired.cluster)?)),
         DriverKind::Dind => Ok(Arc::new(
-            dind::DindDriver::connect(&desired.cluster, &desired.options_in_use(), state_dir)
+            dind::DindDriver::connect(&desired.cluster, &desired.driver_options.dind, state_dir)
                 .await?,
         )),
         DriverKind::Generic => Ok(Arc::new(generic::GenericDriver::new(desired, state_dir))),
         DriverKind::DockerMachine => {
-            let options = docker_machine::DockerMachineOptions::from_json(
-                &desired.options_in_use(),
+            let options = docker_machine::DockerMachineOptions::from_settings(
+                &desired.driver_options.docker_machine,
                 state_dir,
-            )?;
+            );
             Ok(Arc::new(docker_machine::DockerMachineDriver::new(
                 desired, options,
             )))

@@ -194,8 +194,8 @@ pub struct Desired {
     pub cluster: String,
     /// Machine driver.
     pub driver: DriverKind,
-    /// The driver's options, as written.
-    pub driver_options: serde_json::Value,
+    /// The drivers' options, read.
+    pub driver_options: super::DriverOptions,
     /// Machines by name, after `count` expansion.
     pub machines: BTreeMap<String, MachineSpec>,
     /// How the driver reaches or makes each machine (generic and docker-machine), by name.
@@ -214,22 +214,6 @@ pub struct Desired {
 }
 
 impl Desired {
-    /// The options of the driver in use: `driver_options.<driver>` when machines.yml keys its
-    /// options by driver name (so `--driver` can switch between them), else `driver_options`
-    /// itself.
-    pub fn options_in_use(&self) -> serde_json::Value {
-        match &self.driver_options {
-            serde_json::Value::Object(map)
-                if map.keys().any(|k| DriverKind::NAMES.contains(&k.as_str())) =>
-            {
-                map.get(self.driver.as_str())
-                    .cloned()
-                    .unwrap_or(serde_json::Value::Null)
-            }
-            other => other.clone(),
-        }
-    }
-
     /// The machines with the given role, in name order.
     pub fn machines_with_role(&self, role: Role) -> impl Iterator<Item = &MachineSpec> {
         self.machines.values().filter(move |m| m.role == role)

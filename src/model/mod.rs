@@ -2,6 +2,7 @@
 
 pub mod content_key;
 pub mod desired;
+pub mod driver_options;
 pub mod engine_api;
 pub mod notifications;
 pub mod observed;
@@ -12,6 +13,7 @@ pub mod unmodeled;
 pub use desired::{
     Desired, DriverKind, ImagePolicy, MachineAccess, MachineSpec, Policy, Role, SshAccess, Stack,
 };
+pub use driver_options::DriverOptions;
 pub use observed::{
     Availability, MachineState, NetworkSettings, NodeState, Observed, ObservedMachine,
     ObservedNode, ObservedObject, ObservedService, Reachability,
