@@ -1415,7 +1415,11 @@ mod tests {
     #[test]
     fn generic_option_problems_name_their_line() {
         for (options, line, says) in [
-            ("  generic:\n    tls: ''\n", 4, "`driver_options.generic.tls` is empty"),
+            (
+                "  generic:\n    tls: ''\n",
+                4,
+                "`driver_options.generic.tls` is empty",
+            ),
             (
                 "  generic:\n    ssh: {key: keys/id}\n",
                 4,

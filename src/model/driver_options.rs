@@ -1,4 +1,4 @@
-//! `driver_options` of machines.yml, read once (by [`crate::config`], whose errors name the
+//! `driver_options` of machines.yml, read once (by the config module, whose errors name the
 //! file, line and column) into one typed struct per driver; each driver takes its own.
 //!
 //! machines.yml keys the options by driver name (`driver_options: {dind: {...}, generic:
