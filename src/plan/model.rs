@@ -352,7 +352,7 @@ impl StepOp {
 }
 
 /// One step of a plan. In JSON it is `{id, target, depends_on, reason, replace, action,
-/// detail}` (DESIGN §3, [`super::wire`]); a saved plan whose detail lacks what its action needs
+/// detail}` (DESIGN §3, `plan::wire`); a saved plan whose detail lacks what its action needs
 /// is refused when read.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(try_from = "ReadStep")]

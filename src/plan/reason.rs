@@ -2,7 +2,7 @@
 //!
 //! Apply never branches on a reason. In JSON a reason is `{"text": ..., "code": ..., FIELDS}`:
 //! a stable snake_case code per variant, the fields it carries, and its text for people
-//! ([`super::wire`]). A version-1 plan file holds text only: it reads back as [`Reason::Saved`].
+//! (`plan::wire`). A version-1 plan file holds text only: it reads back as [`Reason::Saved`].
 
 use crate::model::{Availability, NodeState, Role};
 use serde::{Deserialize, Deserializer, Serialize};
