@@ -19,7 +19,7 @@ fn desired(machines: usize, services: usize) -> Desired {
     let mut desired = Desired {
         cluster: "bench".into(),
         driver: DriverKind::Sim,
-        driver_options: serde_json::Value::Null,
+        driver_options: Default::default(),
         policy: Policy::default(),
         ..Desired::default()
     };

@@ -19,9 +19,8 @@ use crate::model::content_key::{ContentKey, LABEL_CONTENT_KEY};
 use crate::model::observed::LocalSwarmState;
 use crate::model::rollback::{Held, LABEL_HEALTHY};
 use crate::model::{
-    node_labels_to_store, Availability, Condition, Desired, DriverKind, MachineSpec, NodeState,
-    Observed, ObservedNode, ObservedService, Role, ServiceSpec, LABEL_CLUSTER, LABEL_MACHINE,
-    LABEL_REVISION,
+    node_labels_to_store, Availability, Condition, Desired, MachineSpec, NodeState, Observed,
+    ObservedNode, ObservedService, Role, ServiceSpec, LABEL_CLUSTER, LABEL_MACHINE, LABEL_REVISION,
 };
 use crate::observe::observe;
 use crate::plan::report::{ApplyReport, StepReport, StepStatus};
@@ -174,7 +173,7 @@ pub async fn apply_observing(
         content_key: plan.new_content_key.clone(),
         key_written: Mutex::new(false),
         dry_run: options.dry_run,
-        hold: hold_bound(options, desired.driver),
+        hold: hold_bound(options, driver.as_ref()),
     });
     let work = run_steps(&executor, plan, options.parallelism.max(1), progress);
     let steps = match &held {
@@ -240,12 +239,12 @@ pub async fn apply_observing(
     } else {
         changed_services(plan, desired)
     };
-    // The sim's cluster changes only when written to: one look tells all there is to know.
+    // A cluster that changes only when written to: one look tells all there is to know.
     let wait = options.wait.map(|d| {
-        if desired.driver == DriverKind::Sim {
-            Duration::ZERO
-        } else {
+        if driver.changes_on_its_own() {
             d
+        } else {
+            Duration::ZERO
         }
     });
     let (observed, drift) = match (wait, observed) {
@@ -282,12 +281,12 @@ pub async fn apply_observing(
 
 /// How long a step may be held for a service it waits for (`depends_on`), and a job awaited:
 /// `--timeout` (its default with `--no-wait`: the order the files ask for is kept even then);
-/// the sim's cluster changes only when written to, so there one look tells all.
-fn hold_bound(options: &ApplyOptions, driver: DriverKind) -> Duration {
-    if driver == DriverKind::Sim {
-        Duration::ZERO
-    } else {
+/// a cluster that changes only when written to (the sim's) needs one look, which tells all.
+fn hold_bound(options: &ApplyOptions, driver: &dyn Driver) -> Duration {
+    if driver.changes_on_its_own() {
         options.wait.unwrap_or(DEFAULT_WAIT)
+    } else {
+        Duration::ZERO
     }
 }
 
@@ -1018,7 +1017,7 @@ impl Executor {
                     }),
                 }
             }
-            StepOp::StartMachine => match self.driver.start(target).await {
+            StepOp::StartMachine {} => match self.driver.start(target).await {
                 Ok(()) => Ok(()),
                 Err(source) => Err(StepError::Machine {
                     verb: "start",
@@ -1026,7 +1025,7 @@ impl Executor {
                     source,
                 }),
             },
-            StepOp::DestroyMachine => {
+            StepOp::DestroyMachine {} => {
                 self.forget_manager(target).await;
                 match self.driver.destroy(target).await {
                     Ok(()) | Err(DriverError::NoSuchMachine(_)) => Ok(()),

@@ -89,6 +89,18 @@ impl Recorder {
 
 #[async_trait]
 impl Driver for Recorder {
+    fn changes_on_its_own(&self) -> bool {
+        self.inner.changes_on_its_own()
+    }
+
+    fn pulls_images(&self) -> bool {
+        self.inner.pulls_images()
+    }
+
+    fn side_loaded_images(&self) -> Vec<String> {
+        self.inner.side_loaded_images()
+    }
+
     async fn list(&self) -> DriverResult<Vec<ObservedMachine>> {
         self.inner.list().await
     }

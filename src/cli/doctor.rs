@@ -2,21 +2,20 @@
 
 use super::common::load;
 use anyhow::Result;
-use shoal::drivers::dind::doctor;
+use shoal::drivers::doctor;
 use shoal::model::DriverKind;
 use std::path::Path;
 
-/// Runs the dind driver's checks; exit 1 when one fails.
+/// Runs the driver's checks; exit 1 when one fails.
 pub async fn run(repo: &Path, driver_override: Option<DriverKind>, json: bool) -> Result<u8> {
     let desired = load(repo, driver_override)?;
-    if desired.driver != DriverKind::Dind {
+    let Some(report) = doctor(&desired, repo).await else {
         println!(
-            "Driver {} needs no checks: it runs in memory, without Docker.",
+            "Driver {} has no checks to run here.",
             desired.driver.as_str()
         );
         return Ok(0);
-    }
-    let report = doctor(&desired.options_in_use(), repo).await;
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -53,15 +53,12 @@ pub struct Cli {
 }
 
 fn parse_driver(text: &str) -> Result<DriverKind, String> {
-    match text {
-        "dind" => Ok(DriverKind::Dind),
-        "sim" => Ok(DriverKind::Sim),
-        "generic" => Ok(DriverKind::Generic),
-        "docker-machine" => Ok(DriverKind::DockerMachine),
-        other => Err(format!(
-            "unknown driver {other}: use dind, sim, generic or docker-machine"
-        )),
-    }
+    DriverKind::named(text).ok_or_else(|| {
+        format!(
+            "unknown driver {text}: use one of {}",
+            DriverKind::NAMES.join(", ")
+        )
+    })
 }
 
 #[derive(clap::Args, Debug, Clone)]

@@ -31,9 +31,9 @@ use super::generic::{advertise_addr, connect_and_cache, EngineCache};
 use super::lock::{HeldLock, LockHolder};
 use super::swarm_lock;
 use super::{Driver, DriverError, DriverResult};
-use crate::config::machines::DOCKER_MACHINE_OPTIONS;
 use crate::docker::{Access, DockerEngine};
 use crate::engine::Swarm;
+use crate::model::driver_options::DockerMachineSettings;
 use crate::model::{
     observed::LocalSwarmState, Desired, MachineSpec, MachineState, ObservedMachine, Role,
     LABEL_CLUSTER,
@@ -93,68 +93,18 @@ impl Default for DockerMachineOptions {
 }
 
 impl DockerMachineOptions {
-    /// Reads the options (an object, or null for the defaults); a relative `storage_path` is
-    /// taken from `base` (the repository folder).
-    ///
-    /// # Errors
-    ///
-    /// [`DriverError::Unavailable`] naming the option that is unknown or of the wrong type.
-    pub fn from_json(value: &serde_json::Value, base: &Path) -> DriverResult<Self> {
-        let mut options = DockerMachineOptions::default();
-        let map = match value {
-            serde_json::Value::Null => return Ok(options),
-            serde_json::Value::Object(map) => map,
-            _ => return Err(bad_option("", "a mapping")),
-        };
-        let text = |key: &str, item: &serde_json::Value| match item.as_str() {
-            Some(s) if !s.is_empty() => Ok(s.to_string()),
-            _ => Err(bad_option(key, "a non-empty string")),
-        };
-        let texts = |key: &str, item: &serde_json::Value| {
-            item.as_array()
-                .and_then(|items| {
-                    items
-                        .iter()
-                        .map(|f| f.as_str().map(str::to_string))
-                        .collect()
-                })
-                .ok_or_else(|| bad_option(key, "a list of strings"))
-        };
-        for (key, item) in map {
-            match key.as_str() {
-                "binary" => options.binary = text(key, item)?,
-                "driver" => options.driver = text(key, item)?,
-                "storage_path" => {
-                    let path = PathBuf::from(text(key, item)?);
-                    options.storage_path = Some(if path.is_absolute() {
-                        path
-                    } else {
-                        base.join(path)
-                    });
-                }
-                "flags" => options.flags = texts(key, item)?,
-                "adopt" => options.adopt = texts(key, item)?,
-                other => {
-                    return Err(DriverError::Unavailable(format!(
-                        "machines.yml: unknown option driver_options.docker-machine.{other}; the docker-machine driver takes {}",
-                        DOCKER_MACHINE_OPTIONS.join(", ")
-                    )))
-                }
-            }
+    /// The options machines.yml gives (read and checked by [`crate::config`]), defaults filled
+    /// in; a relative `storage_path` is taken from `base` (the repository folder).
+    pub fn from_settings(settings: &DockerMachineSettings, base: &Path) -> Self {
+        let defaults = DockerMachineOptions::default();
+        DockerMachineOptions {
+            binary: settings.binary.clone().unwrap_or(defaults.binary),
+            storage_path: settings.storage_path.as_ref().map(|path| base.join(path)),
+            driver: settings.driver.clone().unwrap_or(defaults.driver),
+            flags: settings.flags.clone(),
+            adopt: settings.adopt.clone(),
         }
-        Ok(options)
     }
-}
-
-fn bad_option(key: &str, expected: &str) -> DriverError {
-    let key = if key.is_empty() {
-        String::new()
-    } else {
-        format!(".{key}")
-    };
-    DriverError::Unavailable(format!(
-        "machines.yml: driver_options.docker-machine{key} must be {expected}"
-    ))
 }
 
 /// What `docker-machine inspect` says of a machine, as far as shoal needs it.
@@ -1000,13 +950,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn options_are_read_and_checked() {
+    fn options_are_read_with_their_defaults() {
         let base = Path::new("/repo");
-        let options = DockerMachineOptions::from_json(
-            &serde_json::json!({"driver": "none", "flags": ["--a=1"], "storage_path": "store"}),
-            base,
-        )
-        .unwrap();
+        let settings = DockerMachineSettings {
+            driver: Some("none".into()),
+            flags: vec!["--a=1".into()],
+            storage_path: Some("store".into()),
+            ..DockerMachineSettings::default()
+        };
+        let options = DockerMachineOptions::from_settings(&settings, base);
         assert_eq!(options.driver, "none");
         assert_eq!(options.flags, ["--a=1"]);
         assert_eq!(
@@ -1014,17 +966,13 @@ mod tests {
             Some(Path::new("/repo/store"))
         );
         assert_eq!(options.binary, "docker-machine");
-        let unknown = DockerMachineOptions::from_json(&serde_json::json!({"drvier": "x"}), base)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            unknown.contains("drvier") && unknown.contains("binary"),
-            "{unknown}"
-        );
-        let flags = DockerMachineOptions::from_json(&serde_json::json!({"flags": "--x"}), base)
-            .unwrap_err()
-            .to_string();
-        assert!(flags.contains("flags must be a list of strings"), "{flags}");
+        let absolute = DockerMachineSettings {
+            storage_path: Some("/store".into()),
+            ..DockerMachineSettings::default()
+        };
+        let options = DockerMachineOptions::from_settings(&absolute, base);
+        assert_eq!(options.storage_path.as_deref(), Some(Path::new("/store")));
+        assert_eq!(options.driver, "virtualbox");
     }
 
     #[test]
@@ -1068,11 +1016,11 @@ mod tests {
         assert_eq!(own("web-m2", None, true), Ownership::Ours);
         assert_eq!(own("web-old", None, false), Ownership::Ours);
         assert_eq!(own("web-old", Some("db"), false), Ownership::Theirs);
-        let options = DockerMachineOptions::from_json(
-            &serde_json::json!({"adopt": ["web-old"]}),
-            Path::new("/repo"),
-        )
-        .unwrap();
+        let settings = DockerMachineSettings {
+            adopt: vec!["web-old".into()],
+            ..DockerMachineSettings::default()
+        };
+        let options = DockerMachineOptions::from_settings(&settings, Path::new("/repo"));
         assert_eq!(options.adopt, ["web-old"]);
     }
 

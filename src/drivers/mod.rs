@@ -97,6 +97,40 @@ pub trait Driver: Send + Sync {
     fn routing_mesh(&self) -> Option<bool> {
         None
     }
+    /// Whether the cluster changes on its own after a write (tasks start, fail, move), so that
+    /// apply waits for what it changed to become healthy. A cluster that changes only when
+    /// written to (the sim) is seen whole at one look.
+    fn changes_on_its_own(&self) -> bool {
+        true
+    }
+    /// Whether nodes pull images from registries, so that tags are pinned to the digests they
+    /// point to at plan time (`policy.images: pin`). Nodes that pull nothing (the sim) are not.
+    fn pulls_images(&self) -> bool {
+        true
+    }
+    /// The events of the machines themselves, beside their engines' (the dind driver: the host
+    /// engine's `die`, `stop`, `kill` and `destroy` of the cluster's machine containers), after
+    /// `since_nano` when given; `None` when the driver has no such events.
+    async fn machine_events(
+        &self,
+        _since_nano: Option<i64>,
+    ) -> Option<DriverResult<crate::engine::EventStream>> {
+        None
+    }
+    /// Images the driver copies into every node itself (not from a registry), by reference as
+    /// written: they are not pinned, as no registry knows them.
+    fn side_loaded_images(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The checks of what the driver of `desired` can do here (`shoal doctor`), relative paths in
+/// its options taken from `base` (the repository folder); `None` for a driver without any.
+pub async fn doctor(desired: &Desired, base: &Path) -> Option<dind::DoctorReport> {
+    match desired.driver {
+        DriverKind::Dind => Some(dind::doctor(&desired.driver_options.dind, base).await),
+        DriverKind::Sim | DriverKind::Generic | DriverKind::DockerMachine => None,
+    }
 }
 
 /// Opens the driver of `desired`; the sim keeps its state under `state_dir/.shoal`, the
@@ -109,15 +143,15 @@ pub async fn open_driver(
     match desired.driver {
         DriverKind::Sim => Ok(Arc::new(sim::SimDriver::open(state_dir, &desired.cluster)?)),
         DriverKind::Dind => Ok(Arc::new(
-            dind::DindDriver::connect(&desired.cluster, &desired.options_in_use(), state_dir)
+            dind::DindDriver::connect(&desired.cluster, &desired.driver_options.dind, state_dir)
                 .await?,
         )),
         DriverKind::Generic => Ok(Arc::new(generic::GenericDriver::new(desired, state_dir))),
         DriverKind::DockerMachine => {
-            let options = docker_machine::DockerMachineOptions::from_json(
-                &desired.options_in_use(),
+            let options = docker_machine::DockerMachineOptions::from_settings(
+                &desired.driver_options.docker_machine,
                 state_dir,
-            )?;
+            );
             Ok(Arc::new(docker_machine::DockerMachineDriver::new(
                 desired, options,
             )))

@@ -207,6 +207,16 @@ impl SimDriver {
 
 #[async_trait]
 impl Driver for SimDriver {
+    /// The sim's cluster changes only when written to.
+    fn changes_on_its_own(&self) -> bool {
+        false
+    }
+
+    /// The sim's nodes run no images.
+    fn pulls_images(&self) -> bool {
+        false
+    }
+
     async fn list(&self) -> DriverResult<Vec<ObservedMachine>> {
         self.store
             .read(|s| {

@@ -264,7 +264,8 @@ async fn observe_and_plan(
     let (observed, image_warnings) = match &planning.lock {
         None => {
             let observing = observe(driver, unix_now()).instrument(crate::phase!("observe"));
-            let (image_warnings, observed) = tokio::join!(pinned(&mut desired), observing);
+            let (image_warnings, observed) =
+                tokio::join!(pinned(&mut desired, driver.as_ref()), observing);
             (observed?, image_warnings)
         }
         Some((holder, ttl_seconds)) => {
@@ -283,7 +284,7 @@ async fn observe_and_plan(
                         driver: driver_name,
                         problem,
                     })?;
-                Ok::<_, PlanningError>(pinned(&mut desired).await)
+                Ok::<_, PlanningError>(pinned(&mut desired, driver.as_ref()).await)
             };
             let observing =
                 observe_through(driver, unix_now()).instrument(crate::phase!("observe"));
@@ -302,8 +303,8 @@ async fn observe_and_plan(
 }
 
 /// Pins `desired`'s images (see [`crate::registry::pin_images`]); the warnings.
-async fn pinned(desired: &mut Desired) -> Vec<String> {
-    crate::registry::pin_images(desired)
+async fn pinned(desired: &mut Desired, driver: &dyn Driver) -> Vec<String> {
+    crate::registry::pin_images(desired, driver)
         .instrument(crate::phase!("pin images"))
         .await
 }

@@ -4,19 +4,19 @@
 //! points to, asked of the registry's HTTP API v2 ([`client`]) so that `policy.images: pin`
 //! sends `image:tag@sha256:…` as `docker stack deploy` does ([`pin_images`]).
 //!
-//! Not pinned: references that already carry a digest, images the dind driver side-loads
-//! (`preload_images`: they come from the host, not a registry, unless they are named for the
-//! cluster's own registry, which they are pushed into before apply plans), and every image on the sim
-//! driver, whose nodes pull nothing. A registry that cannot be asked gives a warning and the
+//! Not pinned: references that already carry a digest, images the driver side-loads
+//! ([`Driver::side_loaded_images`]: the dind driver's `preload_images` come from the host, not a
+//! registry, unless they are named for the cluster's own registry, which they are pushed into
+//! before apply plans), and every image of a driver whose nodes pull nothing
+//! ([`Driver::pulls_images`]: the sim). A registry that cannot be asked gives a warning and the
 //! reference as written, so the planner keeps the digest the service runs.
 
 pub mod auth;
 pub mod client;
 
-use crate::drivers::dind::registry::ClusterRegistry;
-use crate::drivers::dind::DindOptions;
+use crate::drivers::Driver;
 use crate::model::reference::{pinned, Reference};
-use crate::model::{Desired, DriverKind, ImagePolicy};
+use crate::model::{Desired, ImagePolicy};
 use auth::DockerConfig;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,13 +30,14 @@ pub fn registry_auth(image: &str) -> Option<bollard::auth::DockerCredentials> {
 }
 
 /// Pins the image of every service of `desired` to the digest its tag points to now, when
-/// `policy.images` is `pin`. Returns the warnings for the images that could not be resolved
-/// (those keep their reference as written).
-pub async fn pin_images(desired: &mut Desired) -> Vec<String> {
-    if desired.policy.images != ImagePolicy::Pin || desired.driver == DriverKind::Sim {
+/// `policy.images` is `pin` and `driver`'s nodes pull images, except the images the driver
+/// side-loads. Returns the warnings for the images that could not be resolved (those keep their
+/// reference as written).
+pub async fn pin_images(desired: &mut Desired, driver: &dyn Driver) -> Vec<String> {
+    if desired.policy.images != ImagePolicy::Pin || !driver.pulls_images() {
         return Vec::new();
     }
-    let preloaded = side_loaded_images(desired);
+    let preloaded: BTreeSet<String> = driver.side_loaded_images().into_iter().collect();
     let wanted: BTreeSet<String> = (desired.stacks.values())
         .flat_map(|stack| stack.services.values())
         .map(|spec| spec.task_template.container_spec.image.clone())
@@ -82,20 +83,4 @@ pub async fn pin_images(desired: &mut Desired) -> Vec<String> {
         }
     }
     warnings
-}
-
-/// The images the dind driver side-loads into nodes (`driver_options.preload_images`), except
-/// those it pushes into the cluster's registry under their own name (`localhost:<port>/…`):
-/// those are in a registry, and pinned like any other.
-fn side_loaded_images(desired: &Desired) -> BTreeSet<String> {
-    // Another driver's options are not the dind driver's to read (or to warn about).
-    if desired.driver != crate::model::DriverKind::Dind {
-        return BTreeSet::new();
-    }
-    let options = DindOptions::from_json(&desired.options_in_use(), std::path::Path::new("."))
-        .unwrap_or_default();
-    let registry = options.registry.as_ref();
-    (options.preload_images.into_iter())
-        .filter(|image| !registry.is_some_and(|r| r.names(image)))
-        .collect()
 }

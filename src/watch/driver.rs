@@ -8,6 +8,6 @@ pub(crate) fn driver_key(desired: &Desired) -> String {
         "{}\n{}\n{}",
         desired.driver.as_str(),
         desired.cluster,
-        desired.options_in_use()
+        serde_json::to_string(&desired.driver_options).unwrap_or_default()
     )
 }

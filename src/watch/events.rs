@@ -14,8 +14,9 @@
 //! manager that the newest observation no longer picks (not ready, or no longer the leader) is
 //! left for the one it picks; meanwhile the resync
 //! timer still runs. A driver whose engines are not Docker engines (the sim) has no events:
-//! the timer alone wakes the loop. With the dind driver, the host engine's events of the
-//! cluster's machine containers (`die`, `stop`, `kill`, `destroy`) wake the loop too, counted
+//! the timer alone wakes the loop. The machines' own events, when the driver has them
+//! ([`crate::drivers::Driver::machine_events`]: with the dind driver, the host engine's `die`,
+//! `stop`, `kill`, `destroy` of the cluster's machine containers), wake the loop too, counted
 //! as `machine`: a removed machine is noticed at once, not when swarm marks its node down.
 
 use super::backoff::Backoff;
@@ -23,9 +24,8 @@ use super::metrics::EventLabel;
 use super::reconcile::Reconciler;
 use super::trigger::{self, Trigger};
 use super::Shared;
-use crate::docker::DockerEngine;
 use crate::engine::{EventQuery, EventStream, Swarm};
-use crate::model::{DriverKind, LABEL_CLUSTER};
+
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,8 +42,8 @@ const NOT_YET_POLL: Duration = Duration::from_millis(500);
 /// The shortest time between two wake-ups by container events.
 pub(crate) const CONTAINER_GAP: Duration = Duration::from_secs(10);
 
-/// Follows the events of the manager the last pass observed (and, with the dind driver, of the
-/// host engine's machine containers) until `triggers` closes.
+/// Follows the events of the manager the last pass observed (and those of the machines, when
+/// the driver has them) until `triggers` closes.
 pub(crate) fn spawn(
     reconciler: Arc<Reconciler>,
     shared: Arc<Shared>,
@@ -51,12 +51,14 @@ pub(crate) fn spawn(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let host = {
-            let (shared, triggers) = (shared.clone(), triggers.clone());
+            let (reconciler, shared, triggers) =
+                (reconciler.clone(), shared.clone(), triggers.clone());
             retrying("host", triggers.clone(), move |since| {
-                let (shared, triggers) = (shared.clone(), triggers.clone());
+                let (reconciler, shared, triggers) =
+                    (reconciler.clone(), shared.clone(), triggers.clone());
                 async move {
                     let mut at = since;
-                    let followed = follow_host(&shared, &triggers, &mut at).await;
+                    let followed = follow_host(&reconciler, &shared, &triggers, &mut at).await;
                     (followed, at)
                 }
             })
@@ -196,46 +198,25 @@ async fn follow(
     }
 }
 
-/// Follows the host engine of the dind driver for the cluster's machine containers: one that
-/// dies or is removed wakes the loop at once, long before swarm marks its node down.
+/// Follows the events of the machines themselves, when the driver has them
+/// ([`crate::drivers::Driver::machine_events`]: the dind host engine's machine containers): one
+/// that dies or is removed wakes the loop at once, long before swarm marks its node down.
 async fn follow_host(
+    reconciler: &Reconciler,
     shared: &Shared,
     triggers: &mpsc::Sender<Trigger>,
     since: &mut Option<i64>,
 ) -> Followed {
-    let cluster = {
-        let report = shared.report();
-        match report.cluster.as_ref() {
-            Some(status) if status.driver == DriverKind::Dind.as_str() => status.cluster.clone(),
-            Some(_) => return Followed::Off,
-            None => return Followed::NotYet,
+    let Some(driver) = reconciler.current_driver().await else {
+        return Followed::NotYet;
+    };
+    let events = match driver.machine_events(*since).await {
+        None => return Followed::Off,
+        Some(Err(e)) => {
+            return Followed::Failed(format!("cannot follow the machines' events: {e}"))
         }
+        Some(Ok(events)) => events,
     };
-    let docker = match crate::drivers::dind::connect_host().await {
-        Ok(docker) => docker,
-        Err(e) => return Followed::Failed(format!("cannot connect to the host engine: {e}")),
-    };
-    let filters = BTreeMap::from([
-        ("type".to_string(), vec!["container".to_string()]),
-        (
-            "label".to_string(),
-            vec![format!("{LABEL_CLUSTER}={cluster}")],
-        ),
-        (
-            "event".to_string(),
-            ["die", "destroy", "stop", "kill"]
-                .iter()
-                .map(|e| (*e).to_string())
-                .collect(),
-        ),
-    ]);
-    let events = DockerEngine::event_stream(
-        &docker,
-        EventQuery {
-            filters,
-            since_nano: *since,
-        },
-    );
     stream(events, EventSource::Host, shared, triggers, since).await
 }
 

@@ -17,10 +17,11 @@ use bollard::query_parameters::{
     RemoveImageOptions, RemoveVolumeOptions,
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
-use serde_json::json;
+
 use shoal::drivers::dind::{self, DindDriver};
 use shoal::drivers::lock::LockHolder;
 use shoal::drivers::{Driver, DriverError};
+use shoal::model::driver_options::DindSettings;
 use shoal::model::observed::LocalSwarmState;
 use shoal::model::{MachineSpec, MachineState, Role};
 use std::collections::{BTreeMap, HashMap};
@@ -58,7 +59,10 @@ impl Drop for Cleanup {
         let remove_demo = self.demo_image_created;
         let done = std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().expect("a runtime for the cleanup");
-            let options = json!({ "state_dir": state_dir.to_string_lossy() });
+            let options = DindSettings {
+                state_dir: Some(state_dir.to_string_lossy().into_owned()),
+                ..DindSettings::default()
+            };
             runtime.block_on(async move {
                 if let Ok(driver) =
                     DindDriver::connect(&cluster, &options, std::path::Path::new(".")).await
@@ -178,10 +182,11 @@ async fn dind_cluster_of_two_nodes_lives_and_leaves_nothing() {
         );
     }
 
-    let options = json!({
-        "preload_images": [dind::DEMO_IMAGE],
-        "state_dir": state_dir.to_string_lossy(),
-    });
+    let options = DindSettings {
+        preload_images: vec![dind::DEMO_IMAGE.to_string()],
+        state_dir: Some(state_dir.to_string_lossy().into_owned()),
+        ..DindSettings::default()
+    };
     let driver = DindDriver::connect(&cluster, &options, std::path::Path::new("."))
         .await
         .expect("driver connects");
@@ -578,7 +583,10 @@ async fn doctor_reports_on_this_engine_and_cleans_up() {
         missing("no Docker engine answers on the local socket");
     };
     let state_dir = std::env::temp_dir().join(format!("shoal-dind-doctor-{}", std::process::id()));
-    let options = json!({ "state_dir": state_dir.to_string_lossy() });
+    let options = DindSettings {
+        state_dir: Some(state_dir.to_string_lossy().into_owned()),
+        ..DindSettings::default()
+    };
     let started = Instant::now();
     let report = dind::doctor(&options, std::path::Path::new(".")).await;
     println!(

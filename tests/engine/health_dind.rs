@@ -221,7 +221,7 @@ fn health_on_dind() {
         "{plan:#}"
     );
     assert!(
-        plan["steps"][0]["reason"]
+        plan["steps"][0]["reason"]["text"]
             .as_str()
             .unwrap_or("")
             .contains("swarm rolled its last update back"),

@@ -28,6 +28,7 @@ mod no_drift;
 mod notify_sim;
 mod order_sim;
 mod pause_sim;
+mod plan_file;
 mod properties;
 mod revision_sim;
 mod stacks_sim;

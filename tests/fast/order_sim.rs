@@ -78,7 +78,7 @@ fn a_first_apply_runs_db_then_the_migration_then_web_each_waited_for() {
     assert!(text.contains("(after #3, #4 is healthy)"), "{text}");
     assert!(text.contains("(after #3, #5 completed)"), "{text}");
     assert_eq!(
-        plan["steps"][5]["detail"]["waits"][0]["condition"],
+        plan["steps"][5]["waits"][0]["condition"],
         "service_completed_successfully"
     );
 

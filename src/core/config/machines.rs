@@ -5,8 +5,12 @@ use super::endpoint::{canonical_endpoint, EndpointProblem};
 use super::registry::RegistryOptions;
 use super::{dns_problem, dns_safe, DEFAULT_COMPOSE_FILE, MACHINES_FILE};
 use crate::diag::Diagnostic;
+use crate::model::driver_options::{
+    DindSettings, DockerMachineSettings, GenericSettings, RegistrySettings,
+};
 use crate::model::{
-    DriverKind, ImagePolicy, MachineAccess, MachineSpec, OnFailure, Policy, Role, SshAccess,
+    DriverKind, DriverOptions, ImagePolicy, MachineAccess, MachineSpec, OnFailure, Policy, Role,
+    SshAccess,
 };
 use crate::yaml::decode::{join, to_json, Ctx, Fields};
 use crate::yaml::files::{read_error, resolve_path, FileSource};
@@ -48,7 +52,18 @@ const POLICY_KEYS: &[&str] = &[
     "images",
     "on_failure",
 ];
-const DRIVERS: &[&str] = &["dind", "sim", "generic", "docker-machine"];
+const DRIVERS: &[&str] = &DriverKind::NAMES;
+/// The keys of `driver_options.dind`.
+pub const DIND_OPTIONS: &[&str] = &[
+    "image",
+    "preload_images",
+    "engine",
+    "debian_mirror",
+    "state_dir",
+    "registry",
+];
+/// The keys of `driver_options.generic`.
+const GENERIC_OPTIONS: &[&str] = &["tls", "ssh"];
 /// The keys of `driver_options.docker-machine`.
 pub const DOCKER_MACHINE_OPTIONS: &[&str] = &["binary", "storage_path", "driver", "flags", "adopt"];
 
@@ -81,8 +96,8 @@ pub struct Machines {
     pub cluster: String,
     /// Machine driver.
     pub driver: DriverKind,
-    /// Driver options as written (an object).
-    pub driver_options: serde_json::Value,
+    /// The drivers' options, read.
+    pub driver_options: DriverOptions,
     /// Machines after `count` expansion.
     pub machines: BTreeMap<String, MachineSpec>,
     /// How the driver reaches or makes each machine (generic, docker-machine), defaults applied.
@@ -105,7 +120,7 @@ pub fn load(files: &dyn FileSource, diags: &mut Vec<Diagnostic>) -> Machines {
     let mut out = Machines {
         cluster: default_cluster,
         driver: DriverKind::default(),
-        driver_options: serde_json::json!({}),
+        driver_options: DriverOptions::default(),
         machines: BTreeMap::new(),
         access: BTreeMap::new(),
         stacks: Vec::new(),
@@ -164,22 +179,12 @@ fn read_top(ctx: &mut Ctx, fields: &Fields<'_>, out: &mut Machines) -> Placed {
         }
     }
     if let Some(node) = fields.get("driver") {
-        out.driver = match ctx.one_of(node, "driver", DRIVERS).as_deref() {
-            Some("sim") => DriverKind::Sim,
-            Some("generic") => DriverKind::Generic,
-            Some("docker-machine") => DriverKind::DockerMachine,
-            _ => DriverKind::Dind,
-        };
+        if let Some(driver) = ctx.one_of(node, "driver", DRIVERS) {
+            out.driver = DriverKind::named(&driver).unwrap_or_default();
+        }
     }
     if let Some(node) = fields.get("driver_options") {
-        if ctx.mapping(node, "driver_options").is_some() {
-            out.driver_options = to_json(node);
-            match out.driver {
-                DriverKind::DockerMachine => check_docker_machine_options(ctx, node),
-                DriverKind::Dind => check_dind_options(ctx, node),
-                _ => {}
-            }
-        }
+        out.driver_options = read_driver_options(ctx, node, out.driver);
     }
     if let Some(node) = fields.get("machines") {
         placed = read_machines(ctx, node, out);
@@ -219,7 +224,7 @@ fn read_machines(ctx: &mut Ctx, node: &Node, out: &mut Machines) -> Placed {
     let Some(entries) = ctx.mapping(node, "machines") else {
         return placed;
     };
-    let defaults = access_defaults(ctx, out);
+    let defaults = access_defaults(out);
     let mut hosts: BTreeMap<String, (String, Pos)> = BTreeMap::new();
     let mut defined_at: BTreeMap<String, (Pos, String)> = BTreeMap::new();
     for entry in entries {
@@ -348,140 +353,198 @@ fn read_machines(ctx: &mut Ctx, node: &Node, out: &mut Machines) -> Placed {
     placed
 }
 
-/// The `tls`/`ssh` defaults of `driver_options` (`driver_options.generic` when keyed by driver).
-fn access_defaults(ctx: &mut Ctx, out: &Machines) -> MachineAccess {
-    let mut defaults = MachineAccess::default();
+/// The `tls`/`ssh` defaults of `driver_options.generic`, for the generic driver.
+fn access_defaults(out: &Machines) -> MachineAccess {
     if out.driver != DriverKind::Generic {
-        return defaults;
+        return MachineAccess::default();
     }
-    let options = match out.driver_options.get("generic") {
-        Some(generic) => generic,
-        None => &out.driver_options,
-    };
-    let at = Pos { line: 1, column: 1 };
-    if let Some(tls) = options.get("tls") {
-        match tls.as_str() {
-            Some(dir) if !dir.is_empty() => defaults.tls = Some(dir.to_string()),
-            _ => ctx.error(at, "`driver_options.generic.tls` must be a folder path"),
-        }
+    let GenericSettings { tls, ssh } = out.driver_options.generic.clone();
+    MachineAccess {
+        tls,
+        ssh,
+        ..MachineAccess::default()
     }
-    if let Some(ssh) = options.get("ssh") {
-        let file = |key: &str| {
-            ssh.get(key)
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_string)
-        };
-        match (file("key"), file("known_hosts")) {
-            (Some(key), Some(known_hosts)) => defaults.ssh = Some(SshAccess { key, known_hosts }),
-            _ => ctx.error_help(
-                at,
-                "`driver_options.generic.ssh` needs `key` and `known_hosts`",
-                "write `ssh: {key: keys/id_ed25519, known_hosts: keys/known_hosts}`",
-            ),
-        }
-    }
-    defaults
 }
 
-/// `driver_options.docker-machine` (or `driver_options` itself when it is not keyed by driver):
-/// known keys, non-empty strings, and `flags` a list of strings.
-fn check_docker_machine_options(ctx: &mut Ctx, node: &Node) {
-    let Some((node, path)) = options_of(node, "docker-machine") else {
-        return;
+/// `driver_options`, keyed by driver name (each driver's entry read) or written for `driver`
+/// alone: each driver's options read into its struct, every problem reported where it is
+/// written (an unknown key with a "did you mean").
+fn read_driver_options(ctx: &mut Ctx, node: &Node, driver: DriverKind) -> DriverOptions {
+    let mut options = DriverOptions::default();
+    let Some(entries) = ctx.mapping(node, "driver_options") else {
+        return options;
     };
-    let path = path.as_str();
-    if matches!(node.value, yaml::Value::Null) {
-        return;
+    let keyed = entries.iter().any(|e| DRIVERS.contains(&e.key.as_str()));
+    let written: Vec<(&Node, DriverKind, String)> = if keyed {
+        (entries.iter())
+            .filter_map(|e| {
+                let path = join("driver_options", &e.key);
+                DriverKind::named(&e.key).map(|driver| (&e.value, driver, path))
+            })
+            .collect()
+    } else {
+        vec![(node, driver, "driver_options".to_string())]
+    };
+    for (node, driver, path) in written {
+        if matches!(node.value, yaml::Value::Null) {
+            continue;
+        }
+        match driver {
+            DriverKind::Dind => options.dind = read_dind_options(ctx, node, &path),
+            DriverKind::Generic => options.generic = read_generic_options(ctx, node, &path),
+            DriverKind::DockerMachine => {
+                options.docker_machine = read_docker_machine_options(ctx, node, &path)
+            }
+            // The sim takes no options: what is written for it is another driver's.
+            DriverKind::Sim => {}
+        }
     }
-    let Some(fields) = ctx.fields(node, path, DOCKER_MACHINE_OPTIONS, false) else {
-        return;
+    options
+}
+
+/// A string that must not be empty, or `None` (the problem reported, with `help`).
+fn non_empty(ctx: &mut Ctx, node: &Node, at: &str, help: &str) -> Option<String> {
+    match ctx.string(node, at) {
+        Some(text) if !text.trim().is_empty() => Some(text),
+        _ => {
+            ctx.error_help(node.pos, format!("`{at}` is empty"), help);
+            None
+        }
+    }
+}
+
+/// `driver_options.generic`: `tls` (a folder) and `ssh` (`{key, known_hosts}`).
+fn read_generic_options(ctx: &mut Ctx, node: &Node, path: &str) -> GenericSettings {
+    let mut out = GenericSettings::default();
+    let Some(fields) = ctx.fields(node, path, GENERIC_OPTIONS, false) else {
+        return out;
     };
-    for key in ["binary", "storage_path", "driver"] {
+    if let Some(tls) = fields.get("tls") {
+        let at = join(path, "tls");
+        out.tls = non_empty(
+            ctx,
+            tls,
+            &at,
+            "name a folder with ca.pem, cert.pem and key.pem",
+        );
+    }
+    if let Some(ssh) = fields.get("ssh") {
+        let at = join(path, "ssh");
+        let help = "write `ssh: {key: keys/id_ed25519, known_hosts: keys/known_hosts}`";
+        if let Some(ssh_fields) = ctx.fields(ssh, &at, SSH_KEYS, false) {
+            let key = ssh_fields.get("key");
+            let known_hosts = ssh_fields.get("known_hosts");
+            match (key, known_hosts) {
+                (Some(key), Some(known_hosts)) => {
+                    let key = non_empty(ctx, key, &join(&at, "key"), help);
+                    let known_hosts = non_empty(ctx, known_hosts, &join(&at, "known_hosts"), help);
+                    if let (Some(key), Some(known_hosts)) = (key, known_hosts) {
+                        out.ssh = Some(SshAccess { key, known_hosts });
+                    }
+                }
+                _ => ctx.error_help(
+                    ssh.pos,
+                    format!("`{at}` needs `key` and `known_hosts`"),
+                    help,
+                ),
+            }
+        }
+    }
+    out
+}
+
+/// `driver_options.docker-machine`: known keys, non-empty strings, and `flags` and `adopt`
+/// lists of strings.
+fn read_docker_machine_options(ctx: &mut Ctx, node: &Node, path: &str) -> DockerMachineSettings {
+    let mut out = DockerMachineSettings::default();
+    let Some(fields) = ctx.fields(node, path, DOCKER_MACHINE_OPTIONS, false) else {
+        return out;
+    };
+    for (key, help) in [
+        ("binary", "name the docker-machine binary, e.g. `docker-machine` or `/usr/local/bin/docker-machine`"),
+        ("storage_path", "name docker-machine's store folder, or remove the key for its default (~/.docker/machine)"),
+        ("driver", "name a docker-machine driver, e.g. `virtualbox`, `amazonec2`, `google` or `none`"),
+    ] {
         let Some(value) = fields.get(key) else {
             continue;
         };
-        let at = join(path, key);
-        if ctx.string(value, &at).is_none_or(|s| s.trim().is_empty()) {
-            ctx.error_help(
-                value.pos,
-                format!("`{at}` is empty"),
-                match key {
-                    "binary" => "name the docker-machine binary, e.g. `docker-machine` or `/usr/local/bin/docker-machine`",
-                    "storage_path" => "name docker-machine's store folder, or remove the key for its default (~/.docker/machine)",
-                    _ => "name a docker-machine driver, e.g. `virtualbox`, `amazonec2`, `google` or `none`",
-                },
-            );
+        let text = non_empty(ctx, value, &join(path, key), help);
+        match key {
+            "binary" => out.binary = text,
+            "storage_path" => out.storage_path = text,
+            _ => out.driver = text,
         }
     }
     if let Some(flags) = fields.get("flags") {
-        ctx.strings(flags, &join(path, "flags"));
+        out.flags = ctx.strings(flags, &join(path, "flags"));
     }
     if let Some(adopt) = fields.get("adopt") {
-        ctx.strings(adopt, &join(path, "adopt"));
+        out.adopt = ctx.strings(adopt, &join(path, "adopt"));
     }
+    out
 }
 
-/// The options of the driver named `driver` in `node`: its entry when the options are keyed by
-/// driver name (`None` when it has none), else `node` itself; with the path to name them by.
-fn options_of<'n>(node: &'n Node, driver: &'static str) -> Option<(&'n Node, String)> {
-    let keyed = node
-        .entries()
-        .is_some_and(|entries| entries.iter().any(|e| DRIVERS.contains(&e.key.as_str())));
-    match node.entries().filter(|_| keyed) {
-        Some(entries) => entries
-            .iter()
-            .find(|e| e.key == driver)
-            .map(|entry| (&entry.value, format!("driver_options.{driver}"))),
-        None => Some((node, "driver_options".to_string())),
+/// `driver_options.dind`: known keys, their types, `registry` in full.
+fn read_dind_options(ctx: &mut Ctx, node: &Node, path: &str) -> DindSettings {
+    let mut out = DindSettings::default();
+    let Some(fields) = ctx.fields(node, path, DIND_OPTIONS, false) else {
+        return out;
+    };
+    if let Some(image) = fields.get("image") {
+        let help =
+            "name a node image on the host engine, or remove the key for the one shoal builds";
+        out.image = non_empty(ctx, image, &join(path, "image"), help);
     }
-}
-
-/// `driver_options.dind` (or `driver_options` when not keyed by driver): the types of the keys
-/// the dind driver knows, `registry` in full. Other keys are left to the driver, which warns.
-fn check_dind_options(ctx: &mut Ctx, node: &Node) {
-    let Some((node, path)) = options_of(node, "dind") else {
-        return;
-    };
-    let Some(entries) = node.entries() else {
-        return;
-    };
-    for entry in entries {
-        let at = join(&path, &entry.key);
-        match entry.key.as_str() {
-            "image" | "state_dir" => {
-                ctx.string(&entry.value, &at);
-            }
-            "preload_images" => {
-                ctx.string_or_list(&entry.value, &at);
-            }
-            "engine" => {
-                ctx.one_of(&entry.value, &at, DIND_ENGINES);
-            }
-            "debian_mirror" => {
-                if let Some(url) = ctx.string(&entry.value, &at) {
-                    if !url.starts_with("http://") && !url.starts_with("https://") {
-                        ctx.error_help(
-                            entry.value.pos,
-                            format!("`{at}` must be an http:// or https:// URL, found `{url}`"),
-                            "name a Debian archive such as http://deb.debian.org/debian",
-                        );
-                    }
-                }
-            }
-            "registry" => check_registry(ctx, &entry.value, &at),
-            _ => {}
+    if let Some(dir) = fields.get("state_dir") {
+        let help = "name a folder, or remove the key for the default (/tmp/shoal-dind)";
+        out.state_dir = non_empty(ctx, dir, &join(path, "state_dir"), help);
+    }
+    if let Some(images) = fields.get("preload_images") {
+        let at = join(path, "preload_images");
+        out.preload_images = ctx.string_or_list(images, &at);
+        if out.preload_images.iter().any(|i| i.trim().is_empty()) {
+            ctx.error(images.pos, format!("`{at}` names an empty image"));
+            out.preload_images.retain(|i| !i.trim().is_empty());
         }
     }
+    if let Some(engine) = fields.get("engine") {
+        out.engine = ctx.one_of(engine, &join(path, "engine"), DIND_ENGINES);
+    }
+    if let Some(mirror) = fields.get("debian_mirror") {
+        let at = join(path, "debian_mirror");
+        if let Some(url) = ctx.string(mirror, &at) {
+            if url.starts_with("http://") || url.starts_with("https://") {
+                out.debian_mirror = Some(url.trim_end_matches('/').to_string());
+            } else {
+                ctx.error_help(
+                    mirror.pos,
+                    format!("`{at}` must be an http:// or https:// URL, found `{url}`"),
+                    "name a Debian archive such as http://deb.debian.org/debian",
+                );
+            }
+        }
+    }
+    if let Some(registry) = fields.get("registry") {
+        out.registry = read_registry(ctx, registry, &join(path, "registry"));
+    }
+    out
 }
 
-/// `registry: true | false | PORT | {port: PORT, htpasswd: FILE}`, read as the driver reads it.
-fn check_registry(ctx: &mut Ctx, node: &Node, path: &str) {
-    if let Err(problem) = RegistryOptions::from_json(&to_json(node), Path::new("")) {
-        ctx.error_help(
-            node.pos,
-            problem.replacen("driver_options.registry", path, 1),
-            "write `registry: true` (port 5000), a port such as `registry: 5001`, or `registry: {port: 5001, htpasswd: registry.htpasswd}`",
-        );
+/// `registry: true | false | PORT | {port: PORT, htpasswd: FILE}`.
+fn read_registry(ctx: &mut Ctx, node: &Node, path: &str) -> Option<RegistrySettings> {
+    match RegistryOptions::from_json(&to_json(node), Path::new("")) {
+        Ok(registry) => registry.map(|r| RegistrySettings {
+            port: r.port,
+            htpasswd: r.htpasswd.map(|p| p.to_string_lossy().into_owned()),
+        }),
+        Err(problem) => {
+            ctx.error_help(
+                node.pos,
+                problem.replacen("driver_options.registry", path, 1),
+                "write `registry: true` (port 5000), a port such as `registry: 5001`, or `registry: {port: 5001, htpasswd: registry.htpasswd}`",
+            );
+            None
+        }
     }
 }
 
@@ -1024,7 +1087,7 @@ mod tests {
         assert_eq!(out.stacks[0].name, "my-repo");
         assert!(out.stacks[0].optional);
         assert_eq!(out.policy, Policy::default());
-        assert_eq!(out.driver_options, serde_json::json!({}));
+        assert_eq!(out.driver_options, DriverOptions::default());
     }
 
     #[test]
@@ -1159,13 +1222,18 @@ mod tests {
             "{messages:?}"
         );
         assert!(messages[2].contains("driver_options.flags"), "{messages:?}");
+        // Options keyed by another driver's name are read too (`--driver` may pick them).
         let (_, diags) = run(
             "driver: dind\ndriver_options:\n  docker-machine: {drvier: x}\nmachines:\n  a:\n    role: manager\n",
             &[],
         );
+        let errors = errors(&diags);
+        assert_eq!(errors.len(), 1, "{diags:?}");
         assert!(
-            errors(&diags).is_empty(),
-            "only the driver in use is checked: {diags:?}"
+            errors[0]
+                .message
+                .contains("unknown key `drvier` in `driver_options.docker-machine`"),
+            "{diags:?}"
         );
     }
 
@@ -1342,15 +1410,86 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_dind_option_is_an_error_with_its_line_and_a_suggestion() {
+        for (options, line, says, help) in [
+            (
+                "  preload_imgaes: [app:1]\n",
+                3,
+                "unknown key `preload_imgaes` in `driver_options`",
+                "did you mean `preload_images`?",
+            ),
+            (
+                "  dind:\n    engnie: 28\n",
+                4,
+                "unknown key `engnie` in `driver_options.dind`",
+                "did you mean `engine`?",
+            ),
+            (
+                "  dind:\n    n: 2\n",
+                4,
+                "unknown key `n` in `driver_options.dind`",
+                "known keys: image, preload_images, engine",
+            ),
+        ] {
+            let (_, diags) = run(
+                &format!(
+                    "driver: dind\ndriver_options:\n{options}machines:\n  a:\n    role: manager\n"
+                ),
+                &[],
+            );
+            let errors = errors(&diags);
+            assert_eq!(errors.len(), 1, "{options}: {diags:?}");
+            assert_eq!(errors[0].line, line, "{options}: {diags:?}");
+            assert!(errors[0].message.contains(says), "{options}: {diags:?}");
+            let shown = errors[0].help.as_deref().unwrap_or_default();
+            assert!(shown.contains(help), "{options}: {diags:?}");
+        }
+    }
+
+    #[test]
+    fn generic_option_problems_name_their_line() {
+        for (options, line, says) in [
+            (
+                "  generic:\n    tls: ''\n",
+                4,
+                "`driver_options.generic.tls` is empty",
+            ),
+            (
+                "  generic:\n    ssh: {key: keys/id}\n",
+                4,
+                "`driver_options.generic.ssh` needs `key` and `known_hosts`",
+            ),
+            (
+                "  generic:\n    tsl: certs\n",
+                4,
+                "unknown key `tsl` in `driver_options.generic`",
+            ),
+        ] {
+            let (_, diags) = run(
+                &format!("driver: generic\ndriver_options:\n{options}machines:\n  a:\n    role: manager\n    host: unix:///var/run/docker.sock\n"),
+                &[],
+            );
+            let errors = errors(&diags);
+            assert_eq!(errors.len(), 1, "{options}: {diags:?}");
+            assert_eq!(errors[0].line, line, "{options}: {diags:?}");
+            assert!(errors[0].message.contains(says), "{options}: {diags:?}");
+        }
+    }
+
+    #[test]
     fn stacks_policy_and_options() {
         let (out, diags) = run(
-            "cluster: dataapp\ndriver: dind\ndriver_options: {preload_images: [dataservice:1], n: 2}\nstacks:\n  web: stacks/web.yml\n  api: ./api/../api.yml\npolicy:\n  prune: false\n  rebalance: yes\n  down_grace: 2m\n",
+            "cluster: dataapp\ndriver: dind\ndriver_options: {preload_images: [dataservice:1], engine: host}\nstacks:\n  web: stacks/web.yml\n  api: ./api/../api.yml\npolicy:\n  prune: false\n  rebalance: yes\n  down_grace: 2m\n",
             &[],
         );
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(
-            out.driver_options,
-            serde_json::json!({"preload_images": ["dataservice:1"], "n": 2})
+            out.driver_options.dind,
+            DindSettings {
+                preload_images: vec!["dataservice:1".into()],
+                engine: Some("host".into()),
+                ..DindSettings::default()
+            }
         );
         let files: Vec<_> = out
             .stacks

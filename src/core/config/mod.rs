@@ -107,26 +107,25 @@ pub fn load(files: &dyn FileSource, env: &BTreeMap<String, String>) -> Result<De
         .map(|stack| (stack, first_files[&stack.name].as_slice()))
         .collect();
     diags.extend(crate::compose::validate::check(&located));
-    if let Some(registry) = cluster_registry(&desired) {
+    if let Some(port) = cluster_registry_port(&desired) {
         diags.extend(crate::compose::validate::registry_port_taken(
-            &located,
-            registry.port,
+            &located, port,
         ));
     }
     finish(desired, diags)
 }
 
-/// The dind cluster's own registry, when machines.yml asks for one.
-fn cluster_registry(desired: &Desired) -> Option<registry::RegistryOptions> {
+/// The port of the dind cluster's own registry, when machines.yml asks for one.
+fn cluster_registry_port(desired: &Desired) -> Option<u16> {
     if desired.driver != crate::model::DriverKind::Dind {
         return None;
     }
-    registry::RegistryOptions::from_json(
-        &desired.options_in_use()["registry"],
-        std::path::Path::new(""),
-    )
-    .ok()
-    .flatten()
+    desired
+        .driver_options
+        .dind
+        .registry
+        .as_ref()
+        .map(|r| r.port)
 }
 
 /// The contents of a stack's compose files, in order; `None` when one is missing (reported,

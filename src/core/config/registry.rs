@@ -30,6 +30,19 @@ impl RegistryOptions {
         }
     }
 
+    /// A registry on `port` whose htpasswd file is `htpasswd` as written: a relative path is
+    /// taken from `base` (the repository folder), and must stay inside it.
+    pub fn at(port: u16, htpasswd: Option<&str>, base: &Path) -> RegistryOptions {
+        let mut options = RegistryOptions::on_port(port);
+        if let Some(path) = htpasswd {
+            options.htpasswd = Some(base.join(path));
+            if Path::new(path).is_relative() {
+                options.repository = Some(base.to_path_buf());
+            }
+        }
+        options
+    }
+
     /// Reads `registry: true | false | PORT | {port: PORT, htpasswd: FILE}`; a relative
     /// htpasswd path is taken from `base` (the repository folder).
     pub fn from_json(
@@ -63,10 +76,7 @@ impl RegistryOptions {
                     match (key.as_str(), item) {
                         ("port", port) => options.port = port_of(port)?,
                         ("htpasswd", serde_json::Value::String(path)) if !path.is_empty() => {
-                            options.htpasswd = Some(base.join(path));
-                            if Path::new(path).is_relative() {
-                                options.repository = Some(base.to_path_buf());
-                            }
+                            options = RegistryOptions::at(options.port, Some(path), base);
                         }
                         ("htpasswd", _) => {
                             return Err(

@@ -46,8 +46,28 @@ pub enum DriverKind {
 }
 
 impl DriverKind {
+    /// Every driver.
+    pub const ALL: [DriverKind; 4] = [
+        DriverKind::Dind,
+        DriverKind::Sim,
+        DriverKind::Generic,
+        DriverKind::DockerMachine,
+    ];
+    /// Every driver's name as machines.yml writes it.
+    pub const NAMES: [&'static str; 4] = [
+        DriverKind::Dind.as_str(),
+        DriverKind::Sim.as_str(),
+        DriverKind::Generic.as_str(),
+        DriverKind::DockerMachine.as_str(),
+    ];
+
+    /// The driver machines.yml (or `--driver`) names `name`.
+    pub fn named(name: &str) -> Option<DriverKind> {
+        DriverKind::ALL.into_iter().find(|d| d.as_str() == name)
+    }
+
     /// The driver's name as machines.yml writes it.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             DriverKind::Dind => "dind",
             DriverKind::Sim => "sim",
@@ -245,8 +265,8 @@ pub struct Desired {
     pub cluster: String,
     /// Machine driver.
     pub driver: DriverKind,
-    /// The driver's options, as written.
-    pub driver_options: serde_json::Value,
+    /// The drivers' options, read.
+    pub driver_options: super::DriverOptions,
     /// Machines by name, after `count` expansion.
     pub machines: BTreeMap<String, MachineSpec>,
     /// How the driver reaches or makes each machine (generic and docker-machine), by name.
@@ -265,21 +285,6 @@ pub struct Desired {
 }
 
 impl Desired {
-    /// The options of the driver in use: `driver_options.<driver>` when machines.yml keys its
-    /// options by driver name (so `--driver` can switch between them), else `driver_options`
-    /// itself.
-    pub fn options_in_use(&self) -> serde_json::Value {
-        let names = ["dind", "sim", "generic", "docker-machine"];
-        match &self.driver_options {
-            serde_json::Value::Object(map) if map.keys().any(|k| names.contains(&k.as_str())) => {
-                map.get(self.driver.as_str())
-                    .cloned()
-                    .unwrap_or(serde_json::Value::Null)
-            }
-            other => other.clone(),
-        }
-    }
-
     /// The machines with the given role, in name order.
     pub fn machines_with_role(&self, role: Role) -> impl Iterator<Item = &MachineSpec> {
         self.machines.values().filter(move |m| m.role == role)

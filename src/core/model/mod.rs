@@ -2,6 +2,7 @@
 
 pub mod content_key;
 pub mod desired;
+pub mod driver_options;
 pub mod engine_api;
 pub mod notifications;
 pub mod observed;
@@ -16,6 +17,7 @@ pub use desired::{
     Condition, Dependency, Desired, DriverKind, ImagePolicy, MachineAccess, MachineSpec, OnFailure,
     Policy, Role, SshAccess, Stack,
 };
+pub use driver_options::DriverOptions;
 pub use observed::{
     Availability, MachineState, NetworkSettings, NodeState, Observed, ObservedMachine,
     ObservedNode, ObservedObject, ObservedService, Reachability,

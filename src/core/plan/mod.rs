@@ -26,4 +26,4 @@ pub use model::{
 pub use planner::{plan, PlanError, PlanOptions, LABEL_STACKS};
 pub use reason::Reason;
 pub use rules::prune::stacks_to_remember;
-pub use wire::MissingDetail;
+pub use wire::{UnknownFormat, UnreadableStep};

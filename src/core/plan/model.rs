@@ -1,15 +1,16 @@
 //! The plan: an ordered list of steps with dependencies, as plain data (DESIGN §3).
 
 use super::reason::Reason;
-use super::wire::{ShownPlan, WirePlan, WireStep};
+use super::wire::{ReadPlan, ReadStep, ShownPlan, WrittenStep};
 use crate::model::content_key::ContentKey;
 use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
 use crate::model::{Availability, Condition, Role};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The plan format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The plan format this build writes. It reads this one and every earlier one (1: reasons
+/// as text only, no `replace` flag).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// What a step does. The serialized names are part of the contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -144,20 +145,25 @@ impl std::fmt::Display for StepId {
     }
 }
 
-/// What a step does, with exactly the data apply needs for it.
-#[derive(Clone, Debug, PartialEq)]
+/// What a step does, with exactly the data apply needs for it. In JSON it is the pair
+/// `"action": NAME, "detail": {FIELDS}` (an adjacently tagged enum); `detail` is `{}` for the
+/// actions that carry nothing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", content = "detail", rename_all = "snake_case")]
 pub enum StepOp {
     /// Create the target machine.
     CreateMachine {
         /// Role it is created for.
         role: Role,
         /// Node labels it will carry.
+        #[serde(default)]
         labels: BTreeMap<String, String>,
     },
-    /// Start the stopped target machine (it keeps its disk and its swarm membership).
-    StartMachine,
+    /// Start the stopped target machine (it keeps its disk and its swarm membership). Braced,
+    /// so its JSON detail is `{}` like every other action's.
+    StartMachine {},
     /// Destroy the target machine.
-    DestroyMachine,
+    DestroyMachine {},
     /// Initialize the swarm on `via` (a machine in no swarm: nothing ever leaves one).
     InitSwarm {
         /// Manager machine that initializes it.
@@ -167,10 +173,11 @@ pub enum StepOp {
     JoinSwarm {
         /// Role it joins as.
         role: Role,
+        /// Node labels to set once joined (none when empty).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        labels: BTreeMap<String, String>,
         /// Manager machine to join through.
         via: String,
-        /// Node labels to set once joined (none when empty).
-        labels: BTreeMap<String, String>,
     },
     /// Make a worker a manager.
     PromoteNode {
@@ -189,18 +196,20 @@ pub enum StepOp {
     },
     /// Set a node's labels and availability.
     UpdateNode {
-        /// The node; `None` for a node made in this plan (its machine's engine names it).
-        node_id: Option<String>,
         /// Labels to set.
         labels: BTreeMap<String, String>,
         /// Availability to set.
         availability: Availability,
+        /// The node; `None` for a node made in this plan (its machine's engine names it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node_id: Option<String>,
     },
     /// Remove a node from the swarm.
     RemoveNode {
         /// The node.
         node_id: String,
         /// Remove with force (its machine is gone or down), without asking it to leave.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         force: bool,
     },
     /// Create an overlay network.
@@ -236,6 +245,7 @@ pub enum StepOp {
     /// Create a service.
     CreateService {
         /// The spec to create.
+        #[serde(rename = "service")]
         spec: Box<ServiceSpec>,
     },
     /// Update a service's spec.
@@ -243,11 +253,14 @@ pub enum StepOp {
         /// Its ID.
         id: String,
         /// The spec to send (observed digest-pinned image and force-update counter kept).
+        #[serde(rename = "service")]
         spec: Box<ServiceSpec>,
         /// Field-level changes, for people.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         changes: Vec<FieldChange>,
         /// [`crate::model::ObservedService::spec_digest`] of the spec planned on: apply writes
         /// only while the service still has it (`None` in plans saved before it was recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         observed_spec: Option<String>,
     },
     /// Change only a service's replica count.
@@ -257,6 +270,7 @@ pub enum StepOp {
         /// Replica count.
         replicas: u64,
         /// The digest of the spec planned on, as for `UpdateService`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         observed_spec: Option<String>,
     },
     /// Remove a service.
@@ -266,11 +280,12 @@ pub enum StepOp {
     },
     /// Force-update a service so its tasks spread onto new nodes.
     RebalanceService {
-        /// Its ID.
-        id: String,
         /// Force-update counter to set (the observed one plus one).
         force_update: u64,
+        /// Its ID.
+        id: String,
         /// The digest of the spec planned on, as for `UpdateService`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         observed_spec: Option<String>,
     },
     /// Run a job (`replicated-job`, `global-job`): create it, or update its spec (swarm runs a
@@ -292,8 +307,8 @@ impl StepOp {
     pub fn action(&self) -> Action {
         match self {
             StepOp::CreateMachine { .. } => Action::CreateMachine,
-            StepOp::StartMachine => Action::StartMachine,
-            StepOp::DestroyMachine => Action::DestroyMachine,
+            StepOp::StartMachine {} => Action::StartMachine,
+            StepOp::DestroyMachine {} => Action::DestroyMachine,
             StepOp::InitSwarm { .. } => Action::InitSwarm,
             StepOp::JoinSwarm { .. } => Action::JoinSwarm,
             StepOp::PromoteNode { .. } => Action::PromoteNode,
@@ -374,10 +389,11 @@ impl StepOp {
     }
 }
 
-/// One step of a plan. In JSON it is `{id, action, target, depends_on, reason, detail}`
-/// (DESIGN §3); a saved plan whose detail lacks what its action needs is refused when read.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(into = "WireStep", try_from = "WireStep")]
+/// One step of a plan. In JSON it is `{id, target, depends_on, reason, replace, action,
+/// detail}` (DESIGN §3, `plan::wire`); a saved plan whose detail lacks what its action needs
+/// is refused when read.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "ReadStep")]
 pub struct Step {
     /// Position in the plan, from 1.
     pub id: StepId,
@@ -386,12 +402,19 @@ pub struct Step {
     /// Steps that must be done first.
     pub depends_on: Vec<StepId>,
     /// The services (compose `depends_on`) that must reach a condition before the step runs,
-    /// each with the step of this plan that changes it, if any (in JSON: `detail.waits`).
+    /// each with the step of this plan that changes it, if any (in JSON: `waits`).
     pub waits: Vec<Wait>,
     /// Why, for people; apply never branches on it.
     pub reason: Reason,
     /// What the step does.
     pub op: StepOp,
+}
+
+impl Serialize for Step {
+    /// The step as written, every secret-looking value masked.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        WrittenStep::shown(self, &[]).serialize(serializer)
+    }
 }
 
 impl Step {
@@ -438,9 +461,9 @@ pub struct Summary {
 /// A plan, as `plan --json` prints it and `plan --out` saves it: its JSON form masks secret
 /// values and credentials ([`super::mask`]); the plan in memory holds what apply sends.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(from = "WirePlan")]
+#[serde(try_from = "ReadPlan")]
 pub struct Plan {
-    /// Always [`FORMAT_VERSION`].
+    /// Always [`FORMAT_VERSION`] (a plan read from an earlier format is read into this one).
     pub format_version: u32,
     /// Commit the desired state came from; null for a modified working tree.
     pub revision: Option<String>,

@@ -1,13 +1,17 @@
 //! Why a step is in the plan: a closed enum for people (Terraform's `ActionReason`).
 //!
-//! Apply never branches on a reason. In JSON a reason is its text; a saved plan read back
-//! carries its reasons as [`Reason::Saved`].
+//! Apply never branches on a reason. In JSON a reason is `{"text": ..., "code": ..., FIELDS}`:
+//! a stable snake_case code per variant, the fields it carries, and its text for people
+//! (`plan::wire`). A version-1 plan file holds text only: it reads back as [`Reason::Saved`].
 
 use crate::model::{Availability, NodeState, Role};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 
-/// What happened to a machine that self-heal replaces.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What happened to a machine that self-heal replaces. In JSON `{"kind": "gone"}`,
+/// `{"kind": "down", "node": {"state": "down", "seconds": 400}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Loss {
     /// The machine no longer exists.
     Gone,
@@ -16,12 +20,22 @@ pub enum Loss {
     /// The machine's setup record is missing and its node has been down past the grace period.
     Down {
         /// Its node's state and for how long, `None` when it has no node.
-        node: Option<(NodeState, u64)>,
+        node: Option<DownNode>,
     },
 }
 
+/// The node of a machine self-heal replaces for being down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownNode {
+    /// Its state.
+    pub state: NodeState,
+    /// For how long it has been in it, in seconds.
+    pub seconds: u64,
+}
+
 /// Which part of a self-heal replacement a step is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum HealStage {
     /// The lost manager is demoted.
     FreeManagerSeat,
@@ -34,7 +48,8 @@ pub enum HealStage {
 }
 
 /// Which part of taking a machine (or a node of no machine) out a step is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LeaveStage {
     /// Drain before remove: its tasks move first.
     Drain,
@@ -44,8 +59,10 @@ pub enum LeaveStage {
     Remove,
 }
 
-/// Why a step is in the plan.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Why a step is in the plan. In JSON its code is the variant's name in snake_case
+/// (`self_heal`, `missing_machines`, ...), beside the fields it carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
 pub enum Reason {
     /// Self-heal replaces a lost machine.
     SelfHeal {
@@ -111,6 +128,7 @@ pub enum Reason {
     /// A secret or config content is not yet in the swarm.
     ObjectMissing {
         /// `secret` or `config`.
+        #[serde(deserialize_with = "object_kind")]
         kind: &'static str,
         /// Its file.
         source: String,
@@ -140,13 +158,16 @@ pub enum Reason {
     /// A service's mode changes, which swarm cannot update in place: it is removed first.
     ModeChange {
         /// Observed mode.
+        #[serde(deserialize_with = "service_mode")]
         from: &'static str,
         /// Desired mode.
+        #[serde(deserialize_with = "service_mode")]
         to: &'static str,
     },
     /// The service removed for a mode change is created again.
     Recreated {
         /// Desired mode.
+        #[serde(deserialize_with = "service_mode")]
         mode: &'static str,
     },
     /// Fields of a service differ from the compose file.
@@ -178,6 +199,7 @@ pub enum Reason {
         /// The stack.
         stack: String,
         /// `network`, `secret` or `config`.
+        #[serde(deserialize_with = "object_kind")]
         kind: &'static str,
         /// The object.
         name: String,
@@ -186,6 +208,7 @@ pub enum Reason {
     /// then created again with the compose file's.
     ObjectChanged {
         /// `network`, `secret` or `config`.
+        #[serde(deserialize_with = "object_kind")]
         kind: &'static str,
         /// The object.
         name: String,
@@ -205,7 +228,9 @@ pub enum Reason {
         /// Which part of the removal.
         stage: LeaveStage,
     },
-    /// A reason read back from a saved plan: its text only.
+    /// A reason read back from a version-1 plan file: its text only. Written as that text
+    /// (a JSON string), with the step's `replace` flag.
+    #[serde(skip)]
     Saved {
         /// The text.
         text: String,
@@ -240,6 +265,32 @@ fn differ(fields: &[String]) -> String {
     format!("{} {verb}", fields.join(", "))
 }
 
+/// The kinds of stack objects a reason names.
+const OBJECT_KINDS: &[&str] = &["network", "secret", "config"];
+/// The service modes a reason names ([`crate::model::spec::ServiceSpec::mode_name`]).
+const SERVICE_MODES: &[&str] = &["replicated", "global", "replicated-job", "global-job"];
+
+/// Reads one of `words` as the word itself, so a reason read back holds what the planner made.
+fn one_of<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    words: &'static [&'static str],
+) -> Result<&'static str, D::Error> {
+    let word = String::deserialize(deserializer)?;
+    words
+        .iter()
+        .find(|w| **w == word)
+        .copied()
+        .ok_or_else(|| serde::de::Error::unknown_variant(&word, words))
+}
+
+fn object_kind<'de, D: Deserializer<'de>>(deserializer: D) -> Result<&'static str, D::Error> {
+    one_of(deserializer, OBJECT_KINDS)
+}
+
+fn service_mode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<&'static str, D::Error> {
+    one_of(deserializer, SERVICE_MODES)
+}
+
 /// How people say a node's availability.
 fn availability_word(availability: Availability) -> &'static str {
     match availability {
@@ -264,7 +315,7 @@ impl fmt::Display for Loss {
             Loss::Gone => f.write_str("is gone"),
             Loss::Incomplete => f.write_str("was never fully set up"),
             Loss::Down {
-                node: Some((state, seconds)),
+                node: Some(DownNode { state, seconds }),
             } => write!(f, "is down (node {} for {seconds}s)", state_name(*state)),
             Loss::Down { node: None } => f.write_str("is down (node missing)"),
         }
@@ -422,7 +473,10 @@ mod tests {
         let heal = Reason::SelfHeal {
             machine: "vm-m1".into(),
             loss: Loss::Down {
-                node: Some((NodeState::Down, 400)),
+                node: Some(DownNode {
+                    state: NodeState::Down,
+                    seconds: 400,
+                }),
             },
             stage: HealStage::CreateMachine,
         };

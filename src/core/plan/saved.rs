@@ -7,7 +7,7 @@
 //! secrets and configs with (`content_key`; `plan --json` never shows it), so that the fresh
 //! plan names them as the saved one did.
 
-use super::wire::shown_steps;
+use super::wire::{reads_format, seen_steps};
 use super::{Plan, FORMAT_VERSION};
 
 /// Why a saved plan's text cannot be used.
@@ -25,8 +25,8 @@ pub enum SavedPlanError {
         /// What the JSON reader said.
         message: String,
     },
-    /// Written by a shoal with another plan format.
-    #[error("{file}: plan format {found} is not the format {FORMAT_VERSION} this shoal reads: make the plan again with this version")]
+    /// Written by a shoal with a plan format this one does not read.
+    #[error("{file}: plan format {found} is not one this shoal reads (1 to {FORMAT_VERSION}): make the plan again with this version")]
     Format {
         /// The plan file.
         file: String,
@@ -71,7 +71,8 @@ pub fn saved_text(plan: &Plan) -> String {
 }
 
 /// Reads the saved plan `text` of file `file` (named in errors): its format version first, so
-/// a plan of another format is reported as such, then the plan.
+/// a plan of an unknown format is reported as such, then the plan (of any format this build
+/// reads, into the current one).
 pub fn parse_saved(file: &str, text: &str) -> Result<Plan, SavedPlanError> {
     let unreadable = |e: serde_json::Error| SavedPlanError::Unreadable {
         file: file.to_string(),
@@ -81,7 +82,7 @@ pub fn parse_saved(file: &str, text: &str) -> Result<Plan, SavedPlanError> {
     };
     let value: serde_json::Value = serde_json::from_str(text).map_err(unreadable)?;
     if let Some(found) = value.get("format_version").and_then(|v| v.as_u64()) {
-        if found != u64::from(FORMAT_VERSION) {
+        if !reads_format(found) {
             return Err(SavedPlanError::Format {
                 file: file.to_string(),
                 found,
@@ -107,10 +108,11 @@ pub fn check_fresh(saved: &Plan, fresh: Plan) -> Result<Plan, Stale> {
     if saved.revision != fresh.revision {
         return Err(Stale::Files { now: now() });
     }
-    // Compared as shown: a saved plan holds no secret value, and a fresh plan that shows the
-    // same is the plan the user saw.
-    let same_steps = shown_steps(&saved.steps, &fresh.show_values)
-        == shown_steps(&fresh.steps, &fresh.show_values);
+    // Compared as shown: a saved plan holds no secret value (and a version-1 plan no more of
+    // its reasons than their text), and a fresh plan that shows the same is the plan the user
+    // saw.
+    let same_steps = seen_steps(&saved.steps, &fresh.show_values)
+        == seen_steps(&fresh.steps, &fresh.show_values);
     match (&fresh.revision, same_steps) {
         (_, true) => Ok(fresh),
         _ if saved.new_content_key.is_none() && fresh.new_content_key.is_some() => {
@@ -184,7 +186,7 @@ mod tests {
         let err = parse_saved("p.json", "[1, 2]").unwrap_err();
         assert!(err.to_string().contains("not a shoal plan"), "{err}");
         let other =
-            text(&fresh(None)).replacen("\"format_version\": 1", "\"format_version\": 7", 1);
+            text(&fresh(None)).replacen("\"format_version\": 2", "\"format_version\": 7", 1);
         let err = parse_saved("p.json", &other).unwrap_err();
         assert_eq!(
             err,

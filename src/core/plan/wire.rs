@@ -1,6 +1,13 @@
-//! The JSON form of a step (DESIGN §3): `detail` is one object whose fields depend on the
-//! action. Typed [`StepOp`]s convert to it when written and from it when read, so a saved plan
-//! that lacks what an action needs is refused when it is read, not when it is applied.
+//! The JSON form of a plan (DESIGN §3, format 2), written and read back to the same [`Plan`].
+//!
+//! A step is `{id, target, depends_on, waits, reason, replace, action, detail}` (`waits`, the
+//! services it waits for under compose `depends_on`, only when there are any): its [`StepOp`] is the
+//! tagged pair `action` + `detail` (serde's adjacent tagging, so the detail holds exactly the
+//! fields of its action), its [`Reason`] is `{text, code, FIELDS}` (the code and fields read
+//! back; the text is for people and ignored when read), and `replace` says whether the step is
+//! half of a replacement (`-/+`). Format 1 wrote the reason as its text alone and had no
+//! `replace`: such a step reads back as [`Reason::Saved`], its replacement recognized again as
+//! a machine or service both destroyed and created in the plan ([`guessed_replacements`]).
 //!
 //! What is written is what people may see: secret values and credentials in a detail are
 //! masked ([`super::mask`]), so `plan --json` and a saved plan never hold them. Apply never
@@ -8,74 +15,135 @@
 //! ([`super::saved::check_fresh`]).
 
 use super::mask::masked;
-use super::model::{Action, FieldChange, Plan, Step, StepId, StepOp, Summary, Unseen, Wait};
+use super::model::{Action, Plan, Step, StepId, StepOp, Summary, Unseen, Wait, FORMAT_VERSION};
 use super::reason::Reason;
 use crate::model::content_key::ContentKey;
-use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
-use crate::model::{Availability, Role};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use serde_json::Value;
+use std::collections::BTreeSet;
 
-/// The `detail` object of a step, as written in the plan JSON.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Detail {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    role: Option<Role>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    labels: Option<BTreeMap<String, String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    availability: Option<Availability>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    via: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    force_update: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    node_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    force: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    service: Option<Box<ServiceSpec>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    replicas: Option<u64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    changes: Vec<FieldChange>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    network: Option<NetworkSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    object: Option<ObjectSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    observed_spec: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    waits: Vec<Wait>,
+/// A reason as written: `{text, code, FIELDS}`, or the text alone for a reason read from a
+/// version-1 file.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WrittenReason<'a> {
+    /// A version-1 reason: its text.
+    Text(&'a str),
+    /// A reason with its code and fields.
+    Coded {
+        /// The reason for people.
+        text: String,
+        /// Its code and fields.
+        #[serde(flatten)]
+        reason: &'a Reason,
+    },
+}
+
+impl<'a> WrittenReason<'a> {
+    fn of(reason: &'a Reason) -> WrittenReason<'a> {
+        match reason {
+            Reason::Saved { text, .. } => WrittenReason::Text(text),
+            reason => WrittenReason::Coded {
+                text: reason.to_string(),
+                reason,
+            },
+        }
+    }
 }
 
 /// A step as written in the plan JSON.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct WireStep {
+#[derive(Serialize)]
+pub(crate) struct WrittenStep<'a> {
     id: StepId,
-    action: Action,
-    target: String,
-    depends_on: Vec<StepId>,
-    reason: String,
-    detail: Detail,
+    target: &'a str,
+    depends_on: &'a [StepId],
+    #[serde(skip_serializing_if = "<[Wait]>::is_empty")]
+    waits: &'a [Wait],
+    reason: WrittenReason<'a>,
+    replace: bool,
+    #[serde(flatten)]
+    op: StepOp,
 }
 
-/// A plan as read from JSON, before replacements are recognized.
-#[derive(Deserialize)]
-pub(crate) struct WirePlan {
-    format_version: u32,
-    revision: Option<String>,
-    fingerprint: String,
-    summary: Summary,
-    warnings: Vec<String>,
-    #[serde(default)]
-    unseen: Vec<Unseen>,
-    steps: Vec<Step>,
-    /// Only in saved plan files (see [`crate::plan::saved::saved_text`]).
-    #[serde(default)]
-    content_key: Option<ContentKey>,
+impl<'a> WrittenStep<'a> {
+    /// `step` as written, its secret values and credentials masked but for the keys in `show`
+    /// (`policy.show_values`). Field changes were masked when planned.
+    pub(crate) fn shown(step: &'a Step, show: &[String]) -> WrittenStep<'a> {
+        WrittenStep {
+            id: step.id,
+            target: &step.target,
+            depends_on: &step.depends_on,
+            waits: &step.waits,
+            reason: WrittenReason::of(&step.reason),
+            replace: step.reason.replaces(),
+            op: shown_op(step.op.clone(), show),
+        }
+    }
+}
+
+/// `op` with the secret values and credentials of its labels and specs masked but for the
+/// keys in `show`.
+fn shown_op(op: StepOp, show: &[String]) -> StepOp {
+    let labels = |labels| masked(&labels, Some("Labels"), show);
+    match op {
+        StepOp::CreateMachine { role, labels: l } => StepOp::CreateMachine {
+            role,
+            labels: labels(l),
+        },
+        StepOp::JoinSwarm {
+            role,
+            labels: l,
+            via,
+        } => StepOp::JoinSwarm {
+            role,
+            labels: labels(l),
+            via,
+        },
+        StepOp::UpdateNode {
+            labels: l,
+            availability,
+            node_id,
+        } => StepOp::UpdateNode {
+            labels: labels(l),
+            availability,
+            node_id,
+        },
+        StepOp::CreateNetwork { network } => StepOp::CreateNetwork {
+            network: masked(&network, None, show),
+        },
+        StepOp::CreateSecret { object } => StepOp::CreateSecret {
+            object: masked(&object, None, show),
+        },
+        StepOp::CreateConfig { object } => StepOp::CreateConfig {
+            object: masked(&object, None, show),
+        },
+        StepOp::CreateService { spec } => StepOp::CreateService {
+            spec: Box::new(masked(&*spec, None, show)),
+        },
+        StepOp::UpdateService {
+            id,
+            spec,
+            changes,
+            observed_spec,
+        } => StepOp::UpdateService {
+            id,
+            spec: Box::new(masked(&*spec, None, show)),
+            changes,
+            observed_spec,
+        },
+        StepOp::RunJob {
+            id,
+            spec,
+            changes,
+            observed_spec,
+        } => StepOp::RunJob {
+            id,
+            spec: Box::new(masked(&*spec, None, show)),
+            changes,
+            observed_spec,
+        },
+        op => op,
+    }
 }
 
 /// A plan as written in JSON: its steps as shown, masked with its `show_values`.
@@ -88,7 +156,7 @@ pub(crate) struct ShownPlan<'a> {
     warnings: &'a [String],
     #[serde(skip_serializing_if = "<[Unseen]>::is_empty")]
     unseen: &'a [Unseen],
-    steps: Vec<WireStep>,
+    steps: Vec<WrittenStep<'a>>,
 }
 
 impl<'a> ShownPlan<'a> {
@@ -113,295 +181,261 @@ impl<'a> ShownPlan<'a> {
             summary: *summary,
             warnings,
             unseen,
-            steps: shown_steps(steps, show_values),
+            steps: steps
+                .iter()
+                .map(|step| WrittenStep::shown(step, show_values))
+                .collect(),
         }
     }
 }
 
-/// `steps` as written, their secret values and credentials masked but for the keys in `show`.
-pub(crate) fn shown_steps(steps: &[Step], show: &[String]) -> Vec<WireStep> {
+/// A step as people see it, for telling whether a saved plan shows what a fresh one does: its
+/// operation masked, its reason as text (a version-1 plan holds no more).
+#[derive(Debug, PartialEq)]
+pub(crate) struct SeenStep {
+    id: StepId,
+    target: String,
+    depends_on: Vec<StepId>,
+    waits: Vec<Wait>,
+    reason: String,
+    op: StepOp,
+}
+
+/// `steps` as people see them, their secret values and credentials masked but for the keys
+/// in `show`.
+pub(crate) fn seen_steps(steps: &[Step], show: &[String]) -> Vec<SeenStep> {
     steps
         .iter()
-        .map(|step| WireStep::shown(step.clone(), show))
+        .map(|step| SeenStep {
+            id: step.id,
+            target: step.target.clone(),
+            depends_on: step.depends_on.clone(),
+            waits: step.waits.clone(),
+            reason: step.reason.to_string(),
+            op: shown_op(step.op.clone(), show),
+        })
         .collect()
 }
 
-impl From<Step> for WireStep {
-    /// The step as written, every secret-looking value masked.
-    fn from(step: Step) -> WireStep {
-        WireStep::shown(step, &[])
-    }
+/// A step as read from JSON, before its operation and reason are read.
+#[derive(Deserialize)]
+pub(crate) struct ReadStep {
+    id: StepId,
+    target: String,
+    depends_on: Vec<StepId>,
+    /// Absent when the step waits for nothing, and in version-1 files.
+    #[serde(default)]
+    waits: Vec<Wait>,
+    reason: Value,
+    /// Absent in version-1 files.
+    #[serde(default)]
+    replace: Option<bool>,
+    action: Action,
+    #[serde(default)]
+    detail: Value,
 }
 
-impl WireStep {
-    /// The step as written, its secret values and credentials masked but for the keys in
-    /// `show` (`policy.show_values`). Field changes were masked when planned.
-    fn shown(step: Step, show: &[String]) -> WireStep {
-        let action = step.action();
-        let mut d = Detail {
-            waits: step.waits,
-            ..Detail::default()
-        };
-        match step.op {
-            StepOp::CreateMachine { role, labels } => {
-                d.role = Some(role);
-                d.labels = Some(labels);
-            }
-            StepOp::StartMachine | StepOp::DestroyMachine => {}
-            StepOp::InitSwarm { via } => d.via = Some(via),
-            StepOp::JoinSwarm { role, via, labels } => {
-                d.role = Some(role);
-                d.via = Some(via);
-                d.labels = (!labels.is_empty()).then_some(labels);
-            }
-            StepOp::PromoteNode { node_id }
-            | StepOp::DemoteNode { node_id }
-            | StepOp::DrainNode { node_id } => d.node_id = Some(node_id),
-            StepOp::UpdateNode {
-                node_id,
-                labels,
-                availability,
-            } => {
-                d.node_id = node_id;
-                d.labels = Some(labels);
-                d.availability = Some(availability);
-            }
-            StepOp::RemoveNode { node_id, force } => {
-                d.node_id = Some(node_id);
-                d.force = force.then_some(true);
-            }
-            StepOp::CreateNetwork { network } => d.network = Some(network),
-            StepOp::CreateSecret { object } | StepOp::CreateConfig { object } => {
-                d.object = Some(object)
-            }
-            StepOp::RemoveNetwork { id }
-            | StepOp::RemoveSecret { id }
-            | StepOp::RemoveConfig { id }
-            | StepOp::RemoveService { id } => d.id = Some(id),
-            StepOp::CreateService { spec } => d.service = Some(spec),
-            StepOp::UpdateService {
-                id,
-                spec,
-                changes,
-                observed_spec,
-            } => {
-                d.id = Some(id);
-                d.service = Some(spec);
-                d.changes = changes;
-                d.observed_spec = observed_spec;
-            }
-            StepOp::ScaleService {
-                id,
-                replicas,
-                observed_spec,
-            } => {
-                d.id = Some(id);
-                d.replicas = Some(replicas);
-                d.observed_spec = observed_spec;
-            }
-            StepOp::RebalanceService {
-                id,
-                force_update,
-                observed_spec,
-            } => {
-                d.id = Some(id);
-                d.force_update = Some(force_update);
-                d.observed_spec = observed_spec;
-            }
-            StepOp::RunJob {
-                id,
-                spec,
-                changes,
-                observed_spec,
-            } => {
-                d.id = id;
-                d.service = Some(spec);
-                d.changes = changes;
-                d.observed_spec = observed_spec;
-            }
-        }
-        d.labels = d.labels.map(|labels| masked(&labels, Some("Labels"), show));
-        d.service = d.service.map(|spec| Box::new(masked(&*spec, None, show)));
-        d.network = d.network.map(|network| masked(&network, None, show));
-        d.object = d.object.map(|object| masked(&object, None, show));
-        WireStep {
-            id: step.id,
-            action,
-            target: step.target,
-            depends_on: step.depends_on,
-            reason: step.reason.to_string(),
-            detail: d,
-        }
-    }
-}
-
-/// A saved step whose detail lacks a field its action needs.
+/// A saved step that does not read as a step.
 #[derive(Debug, thiserror::Error)]
-#[error("step {id} ({action} {target}): its detail has no `{field}`, which {action} needs; make the plan again with `shoal plan --out FILE`")]
-pub struct MissingDetail {
+#[error(
+    "step {id} ({action} {target}): {problem}; make the plan again with `shoal plan --out FILE`"
+)]
+pub struct UnreadableStep {
     id: StepId,
     action: Action,
     target: String,
-    field: &'static str,
+    problem: String,
 }
 
-impl TryFrom<WireStep> for Step {
-    type Error = MissingDetail;
+impl TryFrom<ReadStep> for Step {
+    type Error = UnreadableStep;
 
-    fn try_from(wire: WireStep) -> Result<Step, MissingDetail> {
-        let missing = |field| MissingDetail {
-            id: wire.id,
-            action: wire.action,
-            target: wire.target.clone(),
-            field,
+    fn try_from(read: ReadStep) -> Result<Step, UnreadableStep> {
+        let ReadStep {
+            id,
+            target,
+            depends_on,
+            waits,
+            reason,
+            replace,
+            action,
+            detail,
+        } = read;
+        let unreadable = |problem: String| UnreadableStep {
+            id,
+            action,
+            target: target.clone(),
+            problem,
         };
-        let d = wire.detail.clone();
-        let node_id = || d.node_id.clone().ok_or_else(|| missing("node_id"));
-        let id = || d.id.clone().ok_or_else(|| missing("id"));
-        let via = || d.via.clone().ok_or_else(|| missing("via"));
-        let role = || d.role.ok_or_else(|| missing("role"));
-        let force = d.force == Some(true);
-        let op = match wire.action {
-            Action::CreateMachine => StepOp::CreateMachine {
-                role: role()?,
-                labels: d.labels.clone().unwrap_or_default(),
+        let detail = match detail {
+            Value::Null => Value::Object(Default::default()),
+            detail => detail,
+        };
+        let op = StepOp::deserialize(serde_json::json!({"action": action, "detail": detail}))
+            .map_err(|e| unreadable(format!("its detail is not what {action} needs: {e}")))?;
+        let reason = match reason {
+            Value::String(text) => Reason::Saved {
+                text,
+                replaces: replace.unwrap_or(false),
             },
-            Action::StartMachine => StepOp::StartMachine,
-            Action::DestroyMachine => StepOp::DestroyMachine,
-            Action::InitSwarm => StepOp::InitSwarm { via: via()? },
-            Action::JoinSwarm => StepOp::JoinSwarm {
-                role: role()?,
-                via: via()?,
-                labels: d.labels.clone().unwrap_or_default(),
-            },
-            Action::PromoteNode => StepOp::PromoteNode {
-                node_id: node_id()?,
-            },
-            Action::DemoteNode => StepOp::DemoteNode {
-                node_id: node_id()?,
-            },
-            Action::DrainNode => StepOp::DrainNode {
-                node_id: node_id()?,
-            },
-            Action::UpdateNode => StepOp::UpdateNode {
-                node_id: d.node_id.clone(),
-                labels: d.labels.clone().ok_or_else(|| missing("labels"))?,
-                availability: d.availability.ok_or_else(|| missing("availability"))?,
-            },
-            Action::RemoveNode => StepOp::RemoveNode {
-                node_id: node_id()?,
-                force,
-            },
-            Action::CreateNetwork => StepOp::CreateNetwork {
-                network: d.network.clone().ok_or_else(|| missing("network"))?,
-            },
-            Action::RemoveNetwork => StepOp::RemoveNetwork { id: id()? },
-            Action::CreateSecret => StepOp::CreateSecret {
-                object: d.object.clone().ok_or_else(|| missing("object"))?,
-            },
-            Action::RemoveSecret => StepOp::RemoveSecret { id: id()? },
-            Action::CreateConfig => StepOp::CreateConfig {
-                object: d.object.clone().ok_or_else(|| missing("object"))?,
-            },
-            Action::RemoveConfig => StepOp::RemoveConfig { id: id()? },
-            Action::CreateService => StepOp::CreateService {
-                spec: d.service.clone().ok_or_else(|| missing("service"))?,
-            },
-            Action::UpdateService => StepOp::UpdateService {
-                id: id()?,
-                spec: d.service.clone().ok_or_else(|| missing("service"))?,
-                changes: d.changes.clone(),
-                observed_spec: d.observed_spec.clone(),
-            },
-            Action::ScaleService => StepOp::ScaleService {
-                id: id()?,
-                replicas: d.replicas.ok_or_else(|| missing("replicas"))?,
-                observed_spec: d.observed_spec.clone(),
-            },
-            Action::RemoveService => StepOp::RemoveService { id: id()? },
-            Action::RebalanceService => StepOp::RebalanceService {
-                id: id()?,
-                force_update: d.force_update.ok_or_else(|| missing("force_update"))?,
-                observed_spec: d.observed_spec.clone(),
-            },
-            Action::RunJob => StepOp::RunJob {
-                id: d.id.clone(),
-                spec: d.service.clone().ok_or_else(|| missing("service"))?,
-                changes: d.changes.clone(),
-                observed_spec: d.observed_spec.clone(),
-            },
+            Value::Object(mut fields) => {
+                fields.remove("text");
+                let reason = Reason::deserialize(Value::Object(fields))
+                    .map_err(|e| unreadable(format!("its reason does not read: {e}")))?;
+                match replace {
+                    Some(replace) if replace != reason.replaces() => {
+                        return Err(unreadable(format!(
+                            "`replace` is {replace}, but a step for this reason {} half of a replacement",
+                            if replace { "is never" } else { "is always" }
+                        )))
+                    }
+                    _ => reason,
+                }
+            }
+            other => {
+                return Err(unreadable(format!(
+                    "its reason is {other}, neither a text nor an object with a code"
+                )))
+            }
         };
         Ok(Step {
-            id: wire.id,
-            target: wire.target,
-            depends_on: wire.depends_on,
-            waits: d.waits,
-            reason: Reason::Saved {
-                text: wire.reason,
-                replaces: false,
-            },
+            id,
+            target,
+            depends_on,
+            waits,
+            reason,
             op,
         })
     }
 }
 
-impl From<WirePlan> for Plan {
-    /// A saved plan's reasons are text; its replacements are recognized again as the machines
-    /// and services both destroyed and created in it.
-    fn from(wire: WirePlan) -> Plan {
-        let created: BTreeSet<String> = wire
+/// A step read back, and whether it said if it is half of a replacement (format 1 did not).
+#[derive(Deserialize)]
+#[serde(try_from = "ReadStep")]
+pub(crate) struct ReadBack {
+    step: Step,
+    flagged: bool,
+}
+
+impl TryFrom<ReadStep> for ReadBack {
+    type Error = UnreadableStep;
+
+    fn try_from(read: ReadStep) -> Result<ReadBack, UnreadableStep> {
+        let flagged = read.replace.is_some();
+        Ok(ReadBack {
+            step: Step::try_from(read)?,
+            flagged,
+        })
+    }
+}
+
+/// A plan as read from JSON.
+#[derive(Deserialize)]
+pub(crate) struct ReadPlan {
+    format_version: u32,
+    revision: Option<String>,
+    fingerprint: String,
+    summary: Summary,
+    warnings: Vec<String>,
+    #[serde(default)]
+    unseen: Vec<Unseen>,
+    steps: Vec<ReadBack>,
+    /// Only in saved plan files (see [`crate::plan::saved::saved_text`]).
+    #[serde(default)]
+    content_key: Option<ContentKey>,
+}
+
+/// Whether this build reads plans of format `version`.
+pub(crate) fn reads_format(version: u64) -> bool {
+    (1..=u64::from(FORMAT_VERSION)).contains(&version)
+}
+
+/// A plan of a format this build does not read.
+#[derive(Debug, thiserror::Error)]
+#[error("plan format {0} is not one this shoal reads (1 to {FORMAT_VERSION}): make the plan again with this version")]
+pub struct UnknownFormat(u32);
+
+impl TryFrom<ReadPlan> for Plan {
+    type Error = UnknownFormat;
+
+    /// Read into the current format: a version-1 step's replacement is recognized again.
+    fn try_from(read: ReadPlan) -> Result<Plan, UnknownFormat> {
+        if !reads_format(read.format_version.into()) {
+            return Err(UnknownFormat(read.format_version));
+        }
+        let unflagged: BTreeSet<StepId> = read
             .steps
             .iter()
-            .filter(|s| matches!(s.action(), Action::CreateMachine | Action::CreateService))
-            .map(|s| s.target.clone())
+            .filter(|s| !s.flagged)
+            .map(|s| s.step.id)
             .collect();
-        let replaced: BTreeSet<String> = wire
-            .steps
-            .iter()
-            .filter(|s| {
-                matches!(
-                    s.action(),
-                    Action::DestroyMachine | Action::RemoveNode | Action::RemoveService
-                )
-            })
-            .map(|s| s.target.clone())
-            .filter(|t| created.contains(t))
-            .collect();
-        let mut steps = wire.steps;
+        let mut steps: Vec<Step> = read.steps.into_iter().map(|s| s.step).collect();
+        let guessed = guessed_replacements(&steps);
         for step in &mut steps {
-            let half = matches!(
-                step.action(),
+            if let Reason::Saved { replaces, .. } = &mut step.reason {
+                if unflagged.contains(&step.id) {
+                    *replaces = guessed.contains(&step.id);
+                }
+            }
+        }
+        Ok(Plan {
+            format_version: FORMAT_VERSION,
+            revision: read.revision,
+            fingerprint: read.fingerprint,
+            summary: read.summary,
+            warnings: read.warnings,
+            unseen: read.unseen,
+            steps,
+            show_values: Vec::new(),
+            new_content_key: read.content_key,
+        })
+    }
+}
+
+/// The steps of a version-1 plan that are half of a replacement: the creations and removals
+/// of a machine or service that the plan both destroys and creates (format 1 did not say).
+fn guessed_replacements(steps: &[Step]) -> BTreeSet<StepId> {
+    let created: BTreeSet<&str> = steps
+        .iter()
+        .filter(|s| matches!(s.action(), Action::CreateMachine | Action::CreateService))
+        .map(|s| s.target.as_str())
+        .collect();
+    let replaced: BTreeSet<&str> = steps
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.action(),
+                Action::DestroyMachine | Action::RemoveNode | Action::RemoveService
+            )
+        })
+        .map(|s| s.target.as_str())
+        .filter(|t| created.contains(t))
+        .collect();
+    steps
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.action(),
                 Action::CreateMachine
                     | Action::DestroyMachine
                     | Action::CreateService
                     | Action::RemoveService
-            );
-            if let Reason::Saved { replaces, .. } = &mut step.reason {
-                *replaces = half && replaced.contains(&step.target);
-            }
-        }
-        Plan {
-            format_version: wire.format_version,
-            revision: wire.revision,
-            fingerprint: wire.fingerprint,
-            summary: wire.summary,
-            warnings: wire.warnings,
-            unseen: wire.unseen,
-            steps,
-            show_values: Vec::new(),
-            new_content_key: wire.content_key,
-        }
-    }
+            )
+        })
+        .filter(|s| replaced.contains(s.target.as_str()))
+        .map(|s| s.id)
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use crate::model::{Observed, Role};
+    use crate::plan::saved::parse_saved;
     use crate::plan::testing::desired_with;
-    use crate::plan::{plan, Plan, PlanOptions};
+    use crate::plan::{plan, Action, Plan, PlanOptions, Reason};
 
     #[test]
-    fn a_saved_plan_reads_back_to_the_same_json_and_keeps_its_replacements() {
+    fn a_saved_plan_reads_back_to_the_same_plan() {
         let desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
         let mut observed = Observed::with_members_of(&desired);
         observed.machines.get_mut("w1").unwrap().state = crate::model::MachineState::Incomplete;
@@ -415,11 +449,14 @@ mod tests {
         let made = plan(&desired, &observed, &PlanOptions::default()).unwrap();
         let json = serde_json::to_string(&made).unwrap();
         let back: Plan = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, made);
         assert_eq!(serde_json::to_string(&back).unwrap(), json);
-        let replaces =
-            |p: &Plan| -> Vec<bool> { p.steps.iter().map(|s| s.reason.replaces()).collect() };
-        assert_eq!(replaces(&back), replaces(&made));
-        assert!(replaces(&made).contains(&true));
+        assert!(made.steps.iter().any(|s| s.reason.replaces()));
+        assert!(json.contains(r#""replace":true"#), "{json}");
+        assert!(
+            json.contains(r#""code":"self_heal""#) && json.contains(r#""stage":"destroy_machine""#),
+            "{json}"
+        );
     }
 
     #[test]
@@ -428,5 +465,139 @@ mod tests {
         let err = serde_json::from_str::<Plan>(json).unwrap_err().to_string();
         assert!(err.contains("step 1 (scale_service app_web)"), "{err}");
         assert!(err.contains("`replicas`"), "{err}");
+    }
+
+    /// One step of a format-2 plan, with `reason` and `replace` as given.
+    fn one_step(reason: &str, replace: &str) -> String {
+        format!(
+            r#"{{"format_version":2,"revision":null,"fingerprint":"sha256:0","summary":{{"add":1,"change":0,"destroy":0}},"warnings":[],"steps":[{{"id":1,"target":"app_web","depends_on":[],"reason":{reason},{replace}"action":"remove_service","detail":{{"id":"svc"}}}}]}}"#
+        )
+    }
+
+    #[test]
+    fn a_reason_reads_back_from_its_code_and_fields_not_its_text() {
+        let json = one_step(
+            r#"{"text":"edited","code":"service_dropped","stack":"app","service":"app_web"}"#,
+            r#""replace":false,"#,
+        );
+        let plan: Plan = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            plan.steps[0].reason,
+            Reason::ServiceDropped {
+                stack: "app".into(),
+                service: "app_web".into()
+            }
+        );
+        assert_eq!(
+            plan.steps[0].reason.to_string(),
+            "stack app no longer defines app_web"
+        );
+    }
+
+    #[test]
+    fn a_step_whose_replace_flag_contradicts_its_reason_is_refused() {
+        let lying = one_step(
+            r#"{"code":"service_dropped","stack":"app","service":"app_web"}"#,
+            r#""replace":true,"#,
+        );
+        let err = serde_json::from_str::<Plan>(&lying)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("step 1 (remove_service app_web)"), "{err}");
+        assert!(err.contains("`replace` is true"), "{err}");
+        let mode = r#"{"code":"mode_change","from":"replicated","to":"global"}"#;
+        let err = serde_json::from_str::<Plan>(&one_step(mode, r#""replace":false,"#))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`replace` is false"), "{err}");
+        assert!(serde_json::from_str::<Plan>(&one_step(mode, r#""replace":true,"#)).is_ok());
+        // Without the flag, the reason says.
+        let plan: Plan = serde_json::from_str(&one_step(mode, "")).unwrap();
+        assert!(plan.steps[0].reason.replaces());
+    }
+
+    #[test]
+    fn unknown_codes_and_words_are_refused_naming_the_step() {
+        for (reason, says) in [
+            (r#"{"code":"cosmic_rays"}"#, "unknown variant `cosmic_rays`"),
+            (
+                r#"{"code":"mode_change","from":"replicated","to":"sideways"}"#,
+                "unknown variant `sideways`",
+            ),
+            (
+                r#"{"code":"object_dropped","stack":"app","kind":"volume","name":"v"}"#,
+                "unknown variant `volume`",
+            ),
+            (r#"{"code":"service_dropped"}"#, "missing field `stack`"),
+            ("42", "neither a text nor an object"),
+            (r#"{"text":"no code"}"#, "missing field `code`"),
+        ] {
+            let err = serde_json::from_str::<Plan>(&one_step(reason, ""))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("step 1 (remove_service app_web)"), "{err}");
+            assert!(err.contains(says), "{reason}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_plan_of_an_unknown_format_is_refused_however_it_is_read() {
+        let json =
+            one_step(r#""gone""#, "").replace(r#""format_version":2"#, r#""format_version":3"#);
+        let err = serde_json::from_str::<Plan>(&json).unwrap_err().to_string();
+        assert!(
+            err.contains("plan format 3 is not one this shoal reads"),
+            "{err}"
+        );
+        let zero = json.replace(r#""format_version":3"#, r#""format_version":0"#);
+        assert!(serde_json::from_str::<Plan>(&zero).is_err());
+    }
+
+    fn v1(name: &str) -> Plan {
+        let path = format!(
+            "{}/../../fixtures/plans/v1/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        parse_saved(&path, &std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    fn replacing(plan: &Plan) -> Vec<(Action, bool)> {
+        let step = |s: &crate::plan::Step| (s.action(), s.reason.replaces());
+        plan.steps.iter().map(step).collect()
+    }
+
+    #[test]
+    fn version_one_files_read_with_their_text_and_their_replacements_recognized() {
+        let mode = v1("mode.json");
+        assert_eq!(mode.format_version, crate::plan::FORMAT_VERSION);
+        assert_eq!(
+            replacing(&mode),
+            [(Action::RemoveService, true), (Action::CreateService, true)]
+        );
+        assert_eq!(
+            mode.steps[0].reason.to_string(),
+            "mode changes from replicated to global, which swarm cannot update in place"
+        );
+        assert!(matches!(mode.steps[0].reason, Reason::Saved { .. }));
+        let heal = v1("heal.json");
+        assert_eq!(
+            replacing(&heal),
+            [
+                (Action::RemoveNode, false),
+                (Action::CreateMachine, true),
+                (Action::JoinSwarm, false)
+            ]
+        );
+        let create = v1("create.json");
+        assert_eq!(create.steps.len(), 6);
+        assert!(create.steps.iter().all(|s| !s.reason.replaces()));
+        // Written again, a version-1 step keeps its text and says what was recognized.
+        let again = serde_json::to_string(&mode).unwrap();
+        assert!(
+            again.contains(r#""reason":"mode changes from replicated"#),
+            "{again}"
+        );
+        let back: Plan = serde_json::from_str(&again).unwrap();
+        assert_eq!(back, mode);
     }
 }

@@ -4,6 +4,7 @@
 use super::nodeimage::{self, Engine};
 use super::{connect_host, debian, node, registry, DindDriver, DindOptions, RegistryOptions};
 use crate::drivers::Driver;
+use crate::model::driver_options::DindSettings;
 use crate::model::{MachineSpec, Role};
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig, SwarmInitRequest};
@@ -122,13 +123,13 @@ pub async fn exec(
 /// Checks the engine, the cgroup setup, the node image, whether a node container starts (and
 /// how), IPVS and the storage driver inside a node, then removes everything it made.
 /// Relative paths in the options are taken from `base`, the repository folder.
-pub async fn doctor(driver_options: &serde_json::Value, base: &Path) -> DoctorReport {
+pub async fn doctor(settings: &DindSettings, base: &Path) -> DoctorReport {
     let mut report = DoctorReport {
         checks: Vec::new(),
         ipvs: None,
         verdict: String::new(),
     };
-    let mut options = match DindOptions::from_json(driver_options, base) {
+    let mut options = match DindOptions::from_settings(settings, base) {
         Ok(options) => options,
         Err(e) => {
             report.push("driver options", CheckStatus::Fail, e.to_string());

@@ -68,6 +68,7 @@ use super::lock::{HeldLock, LockHolder};
 use super::{Driver, DriverError, DriverResult};
 use crate::docker::DockerEngine;
 use crate::engine::Swarm;
+use crate::model::driver_options::DindSettings;
 use crate::model::{
     MachineSpec, MachineState, ObservedMachine, Role, LABEL_CLUSTER, LABEL_MACHINE, LABEL_ROLE,
 };
@@ -79,7 +80,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use registry::ClusterRegistry;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -240,104 +241,48 @@ fn default_state_dir() -> PathBuf {
 }
 
 impl DindOptions {
-    /// Reads the options from machines.yml's `driver_options` (an object, or null for none);
-    /// relative paths in them are taken from `base` (the repository folder). Unknown keys are
-    /// ignored with a warning; known keys of the wrong type are errors.
-    pub fn from_json(value: &serde_json::Value, base: &Path) -> Result<DindOptions, DindError> {
-        let mut options = DindOptions::default();
-        let map = match value {
-            serde_json::Value::Null => return Ok(options),
-            serde_json::Value::Object(map) => map,
-            _ => {
-                return Err(DindError::Unavailable(
-                    "driver_options must be a mapping".to_string(),
+    /// The options machines.yml gives (read and checked by [`crate::config`]), relative paths
+    /// in them taken from `base` (the repository folder), defaults filled in.
+    pub fn from_settings(settings: &DindSettings, base: &Path) -> Result<DindOptions, DindError> {
+        let engine = match settings.engine.as_deref() {
+            None => Engine::Host,
+            Some(name) => Engine::parse(name).ok_or_else(|| {
+                DindError::Unavailable(format!(
+                    "driver_options.engine must be one of {} for the dind driver, not `{name}`",
+                    Engine::all()
+                        .iter()
+                        .map(|e| format!("\"{}\"", e.name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
-            }
+            })?,
         };
-        for (key, item) in map {
-            match key.as_str() {
-                "image" => match item {
-                    serde_json::Value::String(s) if !s.is_empty() => {
-                        options.image = Some(s.clone())
-                    }
-                    serde_json::Value::Null => {}
-                    _ => return Err(bad_option("image", "an image name")),
-                },
-                "preload_images" => match item {
-                    serde_json::Value::Array(items) => {
-                        for entry in items {
-                            match entry {
-                                serde_json::Value::String(s) if !s.is_empty() => {
-                                    options.preload_images.push(s.clone())
-                                }
-                                _ => {
-                                    return Err(bad_option(
-                                        "preload_images",
-                                        "a list of image names",
-                                    ))
-                                }
-                            }
-                        }
-                    }
-                    serde_json::Value::String(s) if !s.is_empty() => {
-                        options.preload_images.push(s.clone())
-                    }
-                    serde_json::Value::Null => {}
-                    _ => return Err(bad_option("preload_images", "a list of image names")),
-                },
-                "engine" => {
-                    let name = match item {
-                        serde_json::Value::String(s) => s.clone(),
-                        serde_json::Value::Number(n) => n.to_string(),
-                        _ => String::new(),
-                    };
-                    options.engine = Engine::parse(&name).ok_or_else(|| {
-                        bad_option(
-                            "engine",
-                            &format!(
-                                "one of {} (not `{item}`)",
-                                Engine::all()
-                                    .iter()
-                                    .map(|e| format!("\"{}\"", e.name()))
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        )
-                    })?;
-                }
-                "debian_mirror" => match item {
-                    serde_json::Value::String(s)
-                        if s.starts_with("http://") || s.starts_with("https://") =>
-                    {
-                        options.debian_mirror = Some(s.trim_end_matches('/').to_string())
-                    }
-                    serde_json::Value::Null => {}
-                    _ => return Err(bad_option("debian_mirror", "an http:// or https:// URL")),
-                },
-                "state_dir" => match item {
-                    serde_json::Value::String(s) if !s.is_empty() => {
-                        options.state_dir = PathBuf::from(s)
-                    }
-                    _ => return Err(bad_option("state_dir", "a folder path")),
-                },
-                "registry" => {
-                    options.registry =
-                        RegistryOptions::from_json(item, base).map_err(DindError::Unavailable)?
-                }
-                other => tracing::warn!(
-                    option = other,
-                    "unknown dind driver option, ignored (known: image, engine, debian_mirror, preload_images, state_dir, registry)"
-                ),
-            }
-        }
-        Ok(options)
+        let registry = (settings.registry.as_ref())
+            .map(|r| RegistryOptions::at(r.port, r.htpasswd.as_deref(), base));
+        Ok(DindOptions {
+            image: settings.image.clone(),
+            preload_images: settings.preload_images.clone(),
+            engine,
+            debian_mirror: settings.debian_mirror.clone(),
+            state_dir: (settings.state_dir.as_ref())
+                .map(PathBuf::from)
+                .unwrap_or_else(default_state_dir),
+            registry,
+        })
     }
 }
 
-fn bad_option(key: &str, expected: &str) -> DindError {
-    DindError::Unavailable(format!(
-        "driver_options.{key} must be {expected} for the dind driver"
-    ))
+impl DindOptions {
+    /// The images copied into every node (`preload_images`), except those pushed into the
+    /// cluster's registry under their own name (`localhost:<port>/…`): those are in a
+    /// registry, and pinned like any other.
+    pub fn side_loaded_images(&self) -> Vec<String> {
+        let registry = self.registry.as_ref();
+        (self.preload_images.iter())
+            .filter(|image| !registry.is_some_and(|r| r.names(image)))
+            .cloned()
+            .collect()
+    }
 }
 
 /// Connects to the host engine the way the docker CLI does by default (`DOCKER_HOST` when it is
@@ -430,10 +375,10 @@ impl DindDriver {
     /// paths in them taken from `base`, the repository folder).
     pub async fn connect(
         cluster: &str,
-        driver_options: &serde_json::Value,
+        settings: &DindSettings,
         base: &Path,
     ) -> DriverResult<DindDriver> {
-        let options = DindOptions::from_json(driver_options, base)?;
+        let options = DindOptions::from_settings(settings, base)?;
         let docker = connect_host().await?;
         Ok(DindDriver::with_docker(docker, cluster, options))
     }
@@ -906,6 +851,35 @@ fn parse_role(value: Option<&String>) -> Option<Role> {
 
 #[async_trait]
 impl Driver for DindDriver {
+    fn side_loaded_images(&self) -> Vec<String> {
+        self.options.side_loaded_images()
+    }
+
+    /// The host engine's events of the cluster's machine containers that mean one is gone.
+    async fn machine_events(
+        &self,
+        since_nano: Option<i64>,
+    ) -> Option<DriverResult<crate::engine::EventStream>> {
+        let filters = BTreeMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            (
+                "label".to_string(),
+                vec![format!("{LABEL_CLUSTER}={}", self.cluster)],
+            ),
+            (
+                "event".to_string(),
+                ["die", "destroy", "stop", "kill"]
+                    .map(str::to_string)
+                    .to_vec(),
+            ),
+        ]);
+        let query = crate::engine::EventQuery {
+            filters,
+            since_nano,
+        };
+        Some(Ok(DockerEngine::event_stream(&self.docker, query)))
+    }
+
     /// Nodes share the host's kernel and cannot load modules, so the host decides.
     fn routing_mesh(&self) -> Option<bool> {
         Some(Path::new("/proc/net/ip_vs").exists() || Path::new("/proc/sys/net/ipv4/vs").exists())

@@ -8,68 +8,98 @@ use super::node::{
 };
 use super::nodeimage::{image_changes, parse_ldd, Entry, Rootfs};
 use super::{DindOptions, Engine};
+use crate::model::driver_options::DindSettings;
 use crate::model::Role;
-use serde_json::json;
+use crate::yaml::files::MemSource;
 use std::path::{Path, PathBuf};
 
-#[test]
-fn options_default_and_read() {
-    let options = DindOptions::from_json(&json!({}), Path::new(".")).unwrap();
-    assert_eq!(options.image, None);
-    assert!(options.preload_images.is_empty());
-    let options = DindOptions::from_json(
-        &json!({
-            "image": "my-node:1",
-            "preload_images": ["dataservice:1", "busybox:latest"],
-            "state_dir": "/tmp/s",
-            "something_else": 3
-        }),
-        Path::new("."),
-    )
-    .unwrap();
-    assert_eq!(options.image.as_deref(), Some("my-node:1"));
-    assert_eq!(options.preload_images, ["dataservice:1", "busybox:latest"]);
-    assert_eq!(options.state_dir, PathBuf::from("/tmp/s"));
-    assert!(DindOptions::from_json(&json!(serde_json::Value::Null), Path::new(".")).is_ok());
+/// The dind options machines.yml gives with `options` (indented under `driver_options:`).
+fn settings(options: &str) -> DindSettings {
+    let machines =
+        format!("driver: dind\ndriver_options:\n{options}machines:\n  m:\n    role: manager\n");
+    let files = MemSource::new("c", [("machines.yml", machines.as_str())]);
+    crate::config::load_machines(&files)
+        .unwrap()
+        .driver_options
+        .dind
 }
 
 #[test]
-fn options_of_the_wrong_type_are_refused() {
-    let error =
-        DindOptions::from_json(&json!({"preload_images": [1]}), Path::new(".")).unwrap_err();
-    assert!(error.to_string().contains("preload_images"), "{error}");
-    assert!(DindOptions::from_json(&json!({"image": 5}), Path::new(".")).is_err());
-    assert!(DindOptions::from_json(&json!([1]), Path::new(".")).is_err());
+fn options_default_and_read() {
+    let options = DindOptions::from_settings(&DindSettings::default(), Path::new(".")).unwrap();
+    assert_eq!(options.image, None);
+    assert!(options.preload_images.is_empty());
+    assert_eq!(options.engine, Engine::Host);
+    let given = settings(
+        "  image: my-node:1\n  preload_images: [dataservice:1, busybox:latest]\n  state_dir: /tmp/s\n  registry: {port: 5001, htpasswd: auth/htpasswd}\n",
+    );
+    let options = DindOptions::from_settings(&given, Path::new("/repo")).unwrap();
+    assert_eq!(options.image.as_deref(), Some("my-node:1"));
+    assert_eq!(options.preload_images, ["dataservice:1", "busybox:latest"]);
+    assert_eq!(options.state_dir, PathBuf::from("/tmp/s"));
+    let registry = options.registry.unwrap();
+    assert_eq!(registry.port, 5001);
+    assert_eq!(
+        registry.htpasswd.as_deref(),
+        Some(Path::new("/repo/auth/htpasswd"))
+    );
+    assert_eq!(registry.repository.as_deref(), Some(Path::new("/repo")));
+}
+
+#[test]
+fn side_loaded_images_are_the_preloaded_ones_not_pushed_into_the_registry() {
+    let given = settings(
+        "  preload_images: [app:1, localhost:5001/app:2, 127.0.0.1:5001/db:3, localhost:5002/x:1]\n  registry: 5001\n",
+    );
+    let options = DindOptions::from_settings(&given, Path::new(".")).unwrap();
+    assert_eq!(
+        options.side_loaded_images(),
+        ["app:1", "localhost:5002/x:1"]
+    );
+    let without = settings("  preload_images: [localhost:5001/app:2]\n");
+    let without = DindOptions::from_settings(&without, Path::new(".")).unwrap();
+    assert_eq!(without.side_loaded_images(), ["localhost:5001/app:2"]);
+}
+
+#[test]
+fn options_of_the_wrong_type_are_refused_by_machines_yml() {
+    for options in [
+        "  preload_images: {a: 1}\n",
+        "  preload_images: ['']\n",
+        "  image: {a: 1}\n",
+        "  image: ''\n",
+        "  state_dir: ''\n",
+        "  debian_mirror: ftp://x\n",
+    ] {
+        let machines =
+            format!("driver: dind\ndriver_options:\n{options}machines:\n  m:\n    role: manager\n");
+        let files = MemSource::new("c", [("machines.yml", machines.as_str())]);
+        assert!(crate::config::load_machines(&files).is_err(), "{options}");
+    }
 }
 
 #[test]
 fn the_engine_is_host_by_default_and_named_as_text_or_number() {
-    let options = DindOptions::from_json(&json!({}), Path::new(".")).unwrap();
-    assert_eq!(options.engine, Engine::Host);
-    for (given, name) in [
-        (json!("28"), "28"),
-        (json!(26), "26"),
-        (json!("host"), "host"),
-    ] {
-        let options = DindOptions::from_json(
-            &json!({"engine": given, "debian_mirror": "https://mirror.example/debian/"}),
-            Path::new("."),
-        )
-        .unwrap();
+    for (given, name) in [("\"28\"", "28"), ("26", "26"), ("host", "host")] {
+        let given = settings(&format!(
+            "  engine: {given}\n  debian_mirror: https://mirror.example/debian/\n"
+        ));
+        let options = DindOptions::from_settings(&given, Path::new(".")).unwrap();
         assert_eq!(options.engine.name(), name);
         assert_eq!(
             options.debian_mirror.as_deref(),
             Some("https://mirror.example/debian")
         );
     }
-    let error = DindOptions::from_json(&json!({"engine": "27"}), Path::new(".")).unwrap_err();
+    let made_by_hand = DindSettings {
+        engine: Some("27".into()),
+        ..DindSettings::default()
+    };
+    let error = DindOptions::from_settings(&made_by_hand, Path::new(".")).unwrap_err();
     assert_eq!(
         error.to_string(),
-        r#"driver_options.engine must be one of "host", "26", "28" (not `"27"`) for the dind driver"#
+        r#"driver_options.engine must be one of "host", "26", "28" for the dind driver, not `27`"#
     );
-    let error =
-        DindOptions::from_json(&json!({"debian_mirror": "ftp://x"}), Path::new(".")).unwrap_err();
-    assert!(error.to_string().contains("http:// or https://"), "{error}");
 }
 
 #[test]

@@ -259,7 +259,7 @@ mod tests {
         let plan = planned(Vec::new(), stack());
         let json = serde_json::to_value(&plan).unwrap();
         assert_eq!(
-            json["steps"][2]["detail"]["waits"],
+            json["steps"][2]["waits"],
             serde_json::json!([{"service": "app_migrate", "condition": "service_completed_successfully", "step": 2}])
         );
         let back: crate::plan::Plan = serde_json::from_value(json).unwrap();

@@ -59,7 +59,7 @@ fn tear_down(ctx: &mut Ctx, leaving: &[Leaving], after_stacks: &[StepId]) {
             deps.extend(&destroyed_workers);
         }
         let id = ctx.push(
-            StepOp::DestroyMachine,
+            StepOp::DestroyMachine {},
             &leave.target,
             deps,
             Reason::TearDown,
@@ -110,7 +110,7 @@ fn remove_one(ctx: &mut Ctx, leave: &Leaving, after_stacks: &[StepId]) -> Result
     }
     if leave.machine.is_some() && ctx.desired.driver.manages_machines() {
         ctx.push(
-            StepOp::DestroyMachine,
+            StepOp::DestroyMachine {},
             name,
             after(last),
             reason(LeaveStage::Remove),

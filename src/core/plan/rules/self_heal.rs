@@ -8,7 +8,7 @@ use super::Ctx;
 use crate::model::{MachineState, NodeState, ObservedNode, Role};
 use crate::plan::model::{StepId, StepOp};
 use crate::plan::planner::PlanError;
-use crate::plan::reason::{HealStage, Loss, Reason};
+use crate::plan::reason::{DownNode, HealStage, Loss, Reason};
 
 /// What self-heal does with one desired machine.
 enum Heal {
@@ -35,7 +35,7 @@ pub fn heal_machines(ctx: &mut Ctx) -> Result<(), PlanError> {
                 let reason = Reason::Stopped {
                     machine: name.to_string(),
                 };
-                ctx.push(StepOp::StartMachine, name, None, reason);
+                ctx.push(StepOp::StartMachine {}, name, None, reason);
                 ctx.pairing.machines.get_mut(name).expect("paired").waiting = true;
             }
             Heal::Replace(loss) => {
@@ -106,7 +106,10 @@ fn decide(ctx: &Ctx, name: &str) -> Heal {
                 "{name} has no record of a finished setup but its node is ready: it is kept"
             )),
             Some(n) if down_for >= grace => Heal::Replace(Loss::Down {
-                node: Some((n.state, down_for)),
+                node: Some(DownNode {
+                    state: n.state,
+                    seconds: down_for,
+                }),
             }),
             Some(_) => Heal::Wait(format!(
                 "{name} was never fully set up and its node has been down for {down_for}s; self-heal replaces it after {grace}s"
@@ -151,7 +154,7 @@ fn replace_machine(
     if loss != Loss::Gone {
         let deps = before_join.clone();
         before_create = Some(ctx.push(
-            StepOp::DestroyMachine,
+            StepOp::DestroyMachine {},
             name,
             deps,
             reason(HealStage::DestroyMachine),
