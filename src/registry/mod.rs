@@ -12,7 +12,7 @@
 
 pub mod auth;
 pub mod client;
-pub mod reference;
+pub use shoal_core::images::reference;
 
 use crate::drivers::dind::registry::ClusterRegistry;
 use crate::drivers::dind::DindOptions;
