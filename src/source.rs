@@ -8,6 +8,7 @@
 
 pub mod dir;
 pub mod follow;
+pub mod publish;
 pub mod remote;
 
 pub use dir::DirSource;

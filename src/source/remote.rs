@@ -410,7 +410,10 @@ impl RemoteBranch {
 }
 
 /// Credentials: `url_user` and `url_password` (from the URL) first, else from the environment.
-fn callbacks<'a>(url_user: Option<String>, url_password: Option<String>) -> RemoteCallbacks<'a> {
+pub(crate) fn callbacks<'a>(
+    url_user: Option<String>,
+    url_password: Option<String>,
+) -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
     let mut tries = 0usize;
     let mut agent_tried = false;

@@ -7,9 +7,86 @@ use super::choose::{choose, newest, Offer};
 use super::policy::{Follow, ImageTrack};
 use super::reference::Reference;
 use super::rewrite::Edit;
+use super::rewrite::{rewrite, RewriteError};
 use super::sites::Site;
+use crate::config::machines;
+use crate::diag::{Diagnostic, Severity};
+use crate::yaml::files::{read_error, FileSource};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// What the files say about images: the policies, the `image:` sites of every stack's compose
+/// files (each file once), and the warnings (images given through `${VAR}`).
+#[derive(Clone, Debug, Default)]
+pub struct Scan {
+    /// The policies of machines.yml.
+    pub tracks: Vec<ImageTrack>,
+    /// The image scalars of the compose files.
+    pub sites: Vec<Site>,
+    /// What could not be followed, and why.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Reads machines.yml's policies and the image sites of its stacks' compose files; the errors
+/// of machines.yml and of unreadable compose files are returned as `Err`.
+pub fn scan(files: &dyn FileSource) -> Result<Scan, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let machines = machines::load(files, &mut diags);
+    let mut out = Scan {
+        tracks: machines.images,
+        ..Scan::default()
+    };
+    let mut seen = BTreeSet::new();
+    for stack in &machines.stacks {
+        for file in &stack.files {
+            if !seen.insert(file.clone()) {
+                continue;
+            }
+            match files.read(file) {
+                Ok(Some(bytes)) => {
+                    let (found, warnings) = super::sites::sites(file, &bytes);
+                    out.sites.extend(found);
+                    diags.extend(warnings);
+                }
+                Ok(None) => {}
+                Err(e) => diags.push(read_error(file, &e)),
+            }
+        }
+    }
+    let (errors, warnings): (Vec<_>, Vec<_>) = diags
+        .into_iter()
+        .partition(|d| d.severity == Severity::Error);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    out.warnings = warnings;
+    Ok(out)
+}
+
+/// The new text of each file `changes` touches, read from `files`.
+pub fn rewritten(
+    files: &dyn FileSource,
+    changes: &[Change],
+) -> Result<BTreeMap<String, String>, RewriteError> {
+    let mut out = BTreeMap::new();
+    for (file, edits) in edits_by_file(changes) {
+        let unreadable = |why: String| RewriteError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            from: edits[0].from.clone(),
+            why,
+        };
+        let bytes = match files.read(&file) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Err(unreadable("the file is gone".into())),
+            Err(e) => return Err(unreadable(e.to_string())),
+        };
+        let text = String::from_utf8(bytes).map_err(|_| unreadable("not UTF-8".into()))?;
+        out.insert(file.clone(), rewrite(&file, &text, &edits)?);
+    }
+    Ok(out)
+}
 
 /// What to ask a registry about one policy's repository.
 #[derive(Clone, Debug, PartialEq, Eq)]
