@@ -264,7 +264,7 @@ pub(crate) fn folder_name(dir: &Path) -> String {
 }
 
 /// The repository containing `dir` and the path of `dir` inside its work tree ('' at the root).
-pub(crate) fn locate(dir: &Path) -> Option<(Repository, String)> {
+pub fn locate(dir: &Path) -> Option<(Repository, String)> {
     let repo = Repository::discover(dir).ok()?;
     let workdir = repo.workdir()?.canonicalize().ok()?;
     let dir = dir.canonicalize().ok()?;

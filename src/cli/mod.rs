@@ -5,6 +5,7 @@ mod common;
 mod destroy;
 mod doctor;
 mod env;
+mod images;
 mod pause;
 mod plan;
 mod sim;
@@ -71,6 +72,21 @@ struct RevArg {
     rev: Option<String>,
 }
 
+/// `shoal images` subcommands.
+#[derive(Subcommand, Debug, Clone, Copy)]
+enum ImagesAction {
+    /// Rewrite the compose files' references to what the policies choose (only the tag or
+    /// digest; comments, quoting and layout kept).
+    Update {
+        /// Commit the change as `shoal`, a line per change in the message.
+        #[arg(long)]
+        commit: bool,
+        /// Push the commit to the branch's remote (implies --commit).
+        #[arg(long)]
+        push: bool,
+    },
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Check machines.yml and the compose files; exit 0 when valid, 1 when not.
@@ -119,6 +135,15 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Image policies (machines.yml `images:`): what the compose files name and what the
+    /// registries offer; `update` rewrites the references.
+    Images {
+        /// Print JSON.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: Option<ImagesAction>,
     },
     /// Follow a branch: apply each new commit, heal drift, serve /metrics, /status and webhooks.
     Watch(WatchArgs),
@@ -265,6 +290,15 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Doctor { json } => doctor::run(repo, driver, json).await,
         Command::Pause { reason } => pause::run(repo, driver, true, reason.as_deref()).await,
         Command::Resume => pause::run(repo, driver, false, None).await,
+        Command::Images { json, action } => {
+            let update = action.map(
+                |ImagesAction::Update { commit, push }| images::UpdateFlags {
+                    commit: commit || push,
+                    push,
+                },
+            );
+            images::run(repo, json, update).await
+        }
         Command::Watch(args) => watch::run(repo, driver, args).await,
         Command::Sim { action } => sim::run(repo, action),
     }

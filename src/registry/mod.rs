@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod policies;
 pub use shoal_core::images::reference;
 
 use crate::drivers::dind::registry::ClusterRegistry;
