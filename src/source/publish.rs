@@ -83,11 +83,23 @@ pub fn commit_files(
 /// fast-forward is pushed: a branch that moved meanwhile refuses it.
 pub fn push(repo: &Repository, url: &str, commit: Oid, branch: &str) -> Result<(), PublishError> {
     let split = without_credentials(url);
+    push_with(repo, &split.url, split.user, split.password, commit, branch)
+}
+
+/// [`push`] to `url` (without credentials) with the `user` and `password` kept in memory.
+pub fn push_with(
+    repo: &Repository,
+    url: &str,
+    user: Option<String>,
+    password: Option<String>,
+    commit: Oid,
+    branch: &str,
+) -> Result<(), PublishError> {
     let shown = redact(url);
     let reference = format!("refs/heads/{branch}");
-    let mut remote = repo.remote_anonymous(&split.url)?;
+    let mut remote = repo.remote_anonymous(url)?;
     let refused: std::rc::Rc<std::cell::RefCell<Option<String>>> = Default::default();
-    let mut calls = callbacks(split.user, split.password);
+    let mut calls = callbacks(user, password);
     let seen = refused.clone();
     calls.push_update_reference(move |_, status| {
         if let Some(message) = status {
