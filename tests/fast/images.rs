@@ -1,11 +1,14 @@
-//! `shoal images` and `shoal images update --commit --push` (DESIGN §9) against a registry
-//! faked on 127.0.0.1 in the test (its tag list paged with `Link`, as the registry API pages)
-//! and a bare repository standing for the forge.
+//! Image policies (DESIGN §9): `shoal images`, `shoal images update --commit --push` and
+//! `watch --remote --images-every` on the sim, against a registry faked on 127.0.0.1 in the
+//! test (its tag list paged with `Link`, as the registry API pages) and a bare repository
+//! standing for the forge.
 
-use crate::watch_support::{BareRepo, WorkRepo};
+use crate::watch_support::{eventually, options, sim, BareRepo, WorkRepo, CLUSTER};
+use shoal::watch::{WatchSource, Watcher};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 /// A registry on 127.0.0.1 that serves `app`'s tags in two pages; its port. It lives as long
 /// as the test process (a thread blocked in `accept`).
@@ -49,7 +52,7 @@ fn fake_registry(tags: &'static [&'static str]) -> u16 {
 
 fn machines(port: u16) -> String {
     format!(
-        "cluster: imgs\ndriver: sim\nmachines:\n  mgr:\n    role: manager\nstacks:\n  app: docker-compose.yml\nimages:\n  localhost:{port}/app:\n    semver: \"^1.2\"\n"
+        "cluster: {CLUSTER}\ndriver: sim\nmachines:\n  mgr:\n    role: manager\nstacks:\n  app: docker-compose.yml\nimages:\n  localhost:{port}/app:\n    semver: \"^1.2\"\n"
     )
 }
 
@@ -224,4 +227,70 @@ fn an_unreachable_registry_is_exit_1_and_changes_nothing() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stderr.contains("could not be asked"), "{stderr}");
+}
+
+/// The image the sim runs for `service` in the cluster kept under `dir`.
+fn sim_image(dir: &std::path::Path, service: &str) -> Option<String> {
+    sim(dir)
+        .swarms
+        .values()
+        .flat_map(|s| s.services.values())
+        .find(|s| s.spec.name == service)
+        .map(|s| s.spec.task_template.container_spec.image.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_pushes_the_new_tag_and_deploys_it() {
+    let port = fake_registry(&["1.2.0", "latest", "1.3.0", "2.0.0"]);
+    let forge = BareRepo::new();
+    let before = compose(port, "1.2.0");
+    let first = forge.commit(
+        &[
+            ("machines.yml", &machines(port)),
+            ("docker-compose.yml", &before),
+        ],
+        "first",
+    );
+    let cache = tempfile::tempdir().expect("cache");
+    let mut watch = options(WatchSource::Remote {
+        url: forge.url(),
+        cache: Some(cache.path().to_path_buf()),
+        path: String::new(),
+    });
+    watch.images_every = Some(Duration::from_secs(1));
+    let watcher = Watcher::start(watch).await.expect("start");
+    let forge_git = git2::Repository::open_bare(forge.dir.path()).expect("forge");
+    let tip = || {
+        forge_git
+            .find_reference("refs/heads/main")
+            .and_then(|r| r.peel_to_commit())
+            .expect("main")
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || tip().id().to_string() != first).await,
+        "a commit lands on the followed branch: {:?}",
+        watcher.status()
+    );
+    let pushed = tip();
+    assert_eq!(pushed.author().name(), Some("shoal"));
+    assert_eq!(
+        pushed.message(),
+        Some(format!("images: localhost:{port}/app 1.2.0 → 1.3.0").as_str())
+    );
+    assert_eq!(pushed.parent_id(0).expect("parent").to_string(), first);
+    let wanted = format!("localhost:{port}/app:1.3.0");
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            sim_image(cache.path(), "app_app").is_some_and(|image| image.starts_with(&wanted))
+        })
+        .await,
+        "the service runs 1.3.0: {:?} {:?}",
+        sim_image(cache.path(), "app_app"),
+        watcher.status()
+    );
+    // 2.0.0 and latest stay ignored: no further commit.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(tip().id(), pushed.id(), "nothing more to change");
+    watcher.control().stop();
+    watcher.wait().await;
 }
