@@ -76,15 +76,8 @@ struct RevArg {
 #[derive(Subcommand, Debug, Clone, Copy)]
 enum ImagesAction {
     /// Rewrite the compose files' references to what the policies choose (only the tag or
-    /// digest; comments, quoting and layout kept).
-    Update {
-        /// Commit the change as `shoal`, a line per change in the message.
-        #[arg(long)]
-        commit: bool,
-        /// Push the commit to the branch's remote (implies --commit).
-        #[arg(long)]
-        push: bool,
-    },
+    /// digest; comments, quoting and layout kept); `--commit` commits, `--push` pushes.
+    Update,
 }
 
 #[derive(Subcommand, Debug)]
@@ -142,6 +135,12 @@ enum Command {
         /// Print JSON.
         #[arg(long, global = true)]
         json: bool,
+        /// With `update`: commit the change as `shoal`, a line per change in the message.
+        #[arg(long, global = true)]
+        commit: bool,
+        /// With `update`: push the commit to the branch's remote (implies --commit).
+        #[arg(long, global = true)]
+        push: bool,
         #[command(subcommand)]
         action: Option<ImagesAction>,
     },
@@ -290,13 +289,22 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Doctor { json } => doctor::run(repo, driver, json).await,
         Command::Pause { reason } => pause::run(repo, driver, true, reason.as_deref()).await,
         Command::Resume => pause::run(repo, driver, false, None).await,
-        Command::Images { json, action } => {
-            let update = action.map(
-                |ImagesAction::Update { commit, push }| images::UpdateFlags {
+        Command::Images {
+            json,
+            commit,
+            push,
+            action,
+        } => {
+            let update = match action {
+                Some(ImagesAction::Update) => Some(images::UpdateFlags {
                     commit: commit || push,
                     push,
-                },
-            );
+                }),
+                None if commit || push => anyhow::bail!(
+                    "--commit and --push go with `shoal images update`: run `shoal images update --commit --push`"
+                ),
+                None => None,
+            };
             images::run(repo, json, update).await
         }
         Command::Watch(args) => watch::run(repo, driver, args).await,
