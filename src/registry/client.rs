@@ -84,6 +84,8 @@ pub async fn resolve_digest(
 
 /// Most pages of a tag list followed (a registry whose `Link` never ends is cut off there).
 const MAX_TAG_PAGES: usize = 200;
+/// Most tags kept of one repository.
+const MAX_TAGS: usize = 100_000;
 
 /// The tags of `reference`'s repository (`GET /v2/<name>/tags/list`, following the `Link:
 /// <…>; rel="next"` pages), asked with `credentials` when the registry wants them.
@@ -109,6 +111,11 @@ pub async fn list_tags(
                     "{url}: `tags` is not a list"
                 )))
             }
+        }
+        if tags.len() > MAX_TAGS {
+            return Err(RegistryError::Invalid(format!(
+                "{base}/tags/list: more than {MAX_TAGS} tags"
+            )));
         }
         match header(&answer.headers, "link").and_then(|link| next_page(&link)) {
             Some(next) if next.starts_with('/') => url = format!("{origin}{next}"),

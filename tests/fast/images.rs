@@ -294,3 +294,57 @@ async fn the_watcher_pushes_the_new_tag_and_deploys_it() {
     watcher.control().stop();
     watcher.wait().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_watcher_commits_on_its_branch_and_the_work_tree_follows() {
+    let port = fake_registry(&["1.2.0", "1.3.0", "2.0.0"]);
+    let repo = WorkRepo::new();
+    let before = compose(port, "1.2.0");
+    let first = repo.commit(
+        &[
+            ("machines.yml", &machines(port)),
+            ("docker-compose.yml", &before),
+        ],
+        "first",
+    );
+    let mut watch = options(WatchSource::Local(repo.path()));
+    watch.images_every = Some(Duration::from_secs(1));
+    let watcher = Watcher::start(watch).await.expect("start");
+    let git = git2::Repository::open(repo.path()).expect("open");
+    let head = || git.head().and_then(|h| h.peel_to_commit()).expect("head");
+    assert!(
+        eventually(Duration::from_secs(20), || head().id().to_string() != first).await,
+        "a commit lands on main: {:?}",
+        watcher.status()
+    );
+    let made = head();
+    assert_eq!(made.author().name(), Some("shoal"));
+    assert_eq!(made.parent_id(0).expect("parent").to_string(), first);
+    let after = before.replacen("app:1.2.0", "app:1.3.0", 1);
+    assert_eq!(
+        std::fs::read_to_string(repo.path().join("docker-compose.yml")).expect("read"),
+        after
+    );
+    let dirty: Vec<String> = git
+        .statuses(None)
+        .expect("status")
+        .iter()
+        .filter(|s| s.status() != git2::Status::CURRENT && s.status() != git2::Status::IGNORED)
+        .filter_map(|s| s.path().map(str::to_string))
+        .collect();
+    assert!(
+        dirty.is_empty(),
+        "the work tree follows the commit: {dirty:?}"
+    );
+    let wanted = format!("localhost:{port}/app:1.3.0");
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            sim_image(&repo.path(), "app_app").is_some_and(|image| image.starts_with(&wanted))
+        })
+        .await,
+        "the service runs 1.3.0: {:?}",
+        sim_image(&repo.path(), "app_app")
+    );
+    watcher.control().stop();
+    watcher.wait().await;
+}

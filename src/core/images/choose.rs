@@ -19,6 +19,32 @@ pub struct Offer {
     pub digests: std::collections::BTreeMap<String, String>,
 }
 
+/// Whether `tag` is a tag as the docker CLI accepts it (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`), so
+/// that what a registry answers can be written into a compose file without changing its YAML.
+pub fn valid_tag(tag: &str) -> bool {
+    let mut chars = tag.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && tag.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Whether `digest` is `sha256:` and 64 lowercase hex digits (or `sha512:` and 128).
+pub fn valid_digest(digest: &str) -> bool {
+    let hex = |text: &str, len: usize| {
+        text.len() == len
+            && text
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    };
+    match digest.split_once(':') {
+        Some(("sha256", rest)) => hex(rest, 64),
+        Some(("sha512", rest)) => hex(rest, 128),
+        _ => false,
+    }
+}
+
 /// `tag` read as a version: `1.2.0` or `v1.2.0`.
 pub fn version_of(tag: &str) -> Option<semver::Version> {
     semver::Version::parse(tag.strip_prefix('v').unwrap_or(tag)).ok()
@@ -30,7 +56,7 @@ pub fn newest<'t>(track: &ImageTrack, tags: &'t [String]) -> Option<(semver::Ver
         return None;
     };
     tags.iter()
-        .filter(|tag| track.considers(tag))
+        .filter(|tag| valid_tag(tag) && track.considers(tag))
         .filter_map(|tag| version_of(tag).map(|v| (v, tag.as_str())))
         .filter(|(version, _)| range.matches(version))
         .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(a.1)))
@@ -49,7 +75,10 @@ pub fn choose(track: &ImageTrack, written: &str, offer: &Offer) -> Option<String
             if !track.considers(&reference.tag) {
                 return None;
             }
-            let digest = offer.digests.get(&reference.tag)?;
+            let digest = offer
+                .digests
+                .get(&reference.tag)
+                .filter(|d| valid_digest(d))?;
             (reference.digest.as_ref() != Some(digest))
                 .then(|| super::reference::pinned(written, digest))
         }
@@ -158,6 +187,37 @@ mod tests {
     }
 
     #[test]
+    fn what_a_hostile_registry_answers_never_reaches_the_file() {
+        let track = semver(">=1.0.0-0", None);
+        let offered = offer(&[
+            "1.9.0\"\n  privileged: true",
+            "1.8.0 # comment",
+            "1.7.0-x\"",
+            &"9".repeat(200),
+            "1.3.0",
+        ]);
+        assert_eq!(
+            choose(&track, "localhost:5001/app:1.2.0", &offered).as_deref(),
+            Some("localhost:5001/app:1.3.0")
+        );
+        let digest = ImageTrack {
+            follow: Follow::Digest,
+            ..semver("*", None)
+        };
+        for bad in ["sha256:x\" # ", "sha256:ABC", "md5:00", ""] {
+            let offered = Offer {
+                tags: vec![],
+                digests: [("main".to_string(), bad.to_string())].into(),
+            };
+            assert_eq!(
+                choose(&digest, "localhost:5001/app:main", &offered),
+                None,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn the_tags_filter_narrows_the_candidates() {
         let offered = offer(&["1.2.0", "1.3.0", "1.4.0", "1.3.1"]);
         let track = semver("^1.2", Some(r"^1\.[23]\."));
@@ -187,20 +247,21 @@ mod tests {
             follow: Follow::Digest,
             ..semver("*", None)
         };
+        let new = format!("sha256:{}", "b".repeat(64));
         let offered = Offer {
             tags: vec![],
-            digests: [("main".to_string(), "sha256:new".to_string())].into(),
+            digests: [("main".to_string(), new.clone())].into(),
         };
         assert_eq!(
-            choose(&track, "localhost:5001/app:main", &offered).as_deref(),
-            Some("localhost:5001/app:main@sha256:new")
+            choose(&track, "localhost:5001/app:main", &offered),
+            Some(format!("localhost:5001/app:main@{new}"))
         );
         assert_eq!(
-            choose(&track, "localhost:5001/app:main@sha256:old", &offered).as_deref(),
-            Some("localhost:5001/app:main@sha256:new")
+            choose(&track, "localhost:5001/app:main@sha256:old", &offered),
+            Some(format!("localhost:5001/app:main@{new}"))
         );
         assert_eq!(
-            choose(&track, "localhost:5001/app:main@sha256:new", &offered),
+            choose(&track, &format!("localhost:5001/app:main@{new}"), &offered),
             None
         );
         assert_eq!(

@@ -389,7 +389,7 @@ mod tests {
                 tags: vec![],
                 digests: [(
                     "main".to_string(),
-                    "sha256:0123456789abcdef0123".to_string(),
+                    format!("sha256:0123456789ab{}", "c".repeat(52)),
                 )]
                 .into(),
             },
