@@ -22,6 +22,7 @@ mod engines;
 mod generic_hosts;
 mod health_dind;
 mod hostile_dind;
+mod images_dind;
 mod order_dind;
 mod overrides_dind;
 mod policies_dind;
