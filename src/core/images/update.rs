@@ -121,7 +121,7 @@ pub fn lookups(tracks: &[ImageTrack], sites: &[Site]) -> Vec<Lookup> {
                 .collect();
             let reference = sites
                 .iter()
-                .find(|site| track_of(std::slice::from_ref(track), &site.image).is_some())
+                .find(|site| Reference::parse(&site.image).is_some_and(|r| track.governs(&r)))
                 .map_or_else(|| track.repository.clone(), |site| site.image.clone());
             Lookup {
                 repository: track.repository.clone(),
