@@ -59,7 +59,10 @@ pub fn scan(files: &dyn FileSource) -> Result<Scan, Vec<Diagnostic>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    out.warnings = warnings;
+    // Without a policy nothing is followed, so an interpolated image is nothing to warn about.
+    if !out.tracks.is_empty() {
+        out.warnings = warnings;
+    }
     Ok(out)
 }
 
@@ -366,6 +369,34 @@ mod tests {
             listed[0].written[0].update.as_deref(),
             Some("localhost:5001/app:1.3.0")
         );
+    }
+
+    #[test]
+    fn interpolated_images_are_told_only_where_policies_exist() {
+        let compose = "services:\n  web:\n    image: ${WEB_IMAGE}\n";
+        let without = crate::config::MemSource::new(
+            "repo",
+            vec![
+                ("machines.yml", "machines: {}\n"),
+                ("docker-compose.yml", compose),
+            ],
+        );
+        assert!(scan(&without).unwrap().warnings.is_empty());
+        let with = crate::config::MemSource::new(
+            "repo",
+            vec![
+                ("machines.yml", "images:\n  nginx: {semver: ^1}\n"),
+                ("docker-compose.yml", compose),
+            ],
+        );
+        let found = scan(&with).unwrap();
+        assert_eq!(found.warnings.len(), 1);
+        assert_eq!(found.warnings[0].line, 3);
+        let broken = crate::config::MemSource::new(
+            "repo",
+            vec![("machines.yml", "images:\n  nginx: {semver: nope}\n")],
+        );
+        assert!(scan(&broken).is_err());
     }
 
     #[test]
