@@ -8,6 +8,7 @@
 
 pub mod dir;
 pub mod follow;
+pub mod publish;
 pub mod remote;
 
 pub use dir::DirSource;
@@ -263,7 +264,7 @@ pub(crate) fn folder_name(dir: &Path) -> String {
 }
 
 /// The repository containing `dir` and the path of `dir` inside its work tree ('' at the root).
-pub(crate) fn locate(dir: &Path) -> Option<(Repository, String)> {
+pub fn locate(dir: &Path) -> Option<(Repository, String)> {
     if !may_be_in_repository(dir) {
         return None;
     }

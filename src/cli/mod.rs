@@ -5,6 +5,7 @@ mod common;
 mod destroy;
 mod doctor;
 mod env;
+mod images;
 mod pause;
 mod plan;
 mod sim;
@@ -68,6 +69,14 @@ struct RevArg {
     rev: Option<String>,
 }
 
+/// `shoal images` subcommands.
+#[derive(Subcommand, Debug, Clone, Copy)]
+enum ImagesAction {
+    /// Rewrite the compose files' references to what the policies choose (only the tag or
+    /// digest; comments, quoting and layout kept); `--commit` commits, `--push` pushes.
+    Update,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Check machines.yml and the compose files; exit 0 when valid, 1 when not.
@@ -116,6 +125,21 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Image policies (machines.yml `images:`): what the compose files name and what the
+    /// registries offer; `update` rewrites the references.
+    Images {
+        /// Print JSON.
+        #[arg(long, global = true)]
+        json: bool,
+        /// With `update`: commit the change as `shoal`, a line per change in the message.
+        #[arg(long, global = true)]
+        commit: bool,
+        /// With `update`: push the commit to the branch's remote (implies --commit).
+        #[arg(long, global = true)]
+        push: bool,
+        #[command(subcommand)]
+        action: Option<ImagesAction>,
     },
     /// Follow a branch: apply each new commit, heal drift, serve /metrics, /status and webhooks.
     Watch(WatchArgs),
@@ -266,6 +290,24 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Doctor { json } => doctor::run(repo, driver, json).await,
         Command::Pause { reason } => pause::run(repo, driver, true, reason.as_deref()).await,
         Command::Resume => pause::run(repo, driver, false, None).await,
+        Command::Images {
+            json,
+            commit,
+            push,
+            action,
+        } => {
+            let update = match action {
+                Some(ImagesAction::Update) => Some(images::UpdateFlags {
+                    commit: commit || push,
+                    push,
+                }),
+                None if commit || push => anyhow::bail!(
+                    "--commit and --push go with `shoal images update`: run `shoal images update --commit --push`"
+                ),
+                None => None,
+            };
+            images::run(repo, json, update).await
+        }
         Command::Watch(args) => watch::run(repo, driver, args).await,
         Command::Sim { action } => sim::run(repo, action),
     }

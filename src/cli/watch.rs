@@ -29,6 +29,10 @@ pub struct WatchArgs {
     /// Reconcile once and exit: 0 when it succeeded, 1 when not.
     #[arg(long)]
     once: bool,
+    /// Run the image policies (machines.yml `images:`) this often (e.g. 5m): a newer image is
+    /// committed as shoal on the branch followed (pushed, with --remote), then deployed.
+    #[arg(long, value_parser = shoal::watch::parse_interval)]
+    images_every: Option<std::time::Duration>,
 }
 
 /// Runs the watcher until a signal stops it (or one pass with `--once`).
@@ -46,6 +50,7 @@ pub async fn run(repo: &Path, driver_override: Option<DriverKind>, args: WatchAr
         interval: args.interval,
         listen: Some(args.listen),
         once: args.once,
+        images_every: args.images_every,
         driver_override,
         ..WatchOptions::new(source)
     })

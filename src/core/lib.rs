@@ -12,6 +12,7 @@ pub mod compose;
 pub mod config;
 pub mod diag;
 pub mod health;
+pub mod images;
 pub mod model;
 pub mod plan;
 pub mod render;

@@ -1,5 +1,6 @@
-//! The registry HTTP API v2, just enough to resolve a tag to its digest: `HEAD
-//! /v2/<name>/manifests/<tag>` for the `Docker-Content-Digest`, answering a `401` with the
+//! The registry HTTP API v2, just enough to resolve a tag to its digest (`HEAD
+//! /v2/<name>/manifests/<tag>` for the `Docker-Content-Digest`) and to list a repository's tags
+//! (`GET /v2/<name>/tags/list`, page by page), answering a `401` with the
 //! challenge it names: `Bearer` (a token from the realm, asked with the credentials when there
 //! are any) or `Basic`. HTTPS through rustls with the certificates this machine trusts; plain
 //! HTTP for loopback registries, as the Docker Engine treats them.
@@ -69,47 +70,136 @@ pub async fn resolve_digest(
     reference: &Reference,
     credentials: Option<&Credentials>,
 ) -> Result<String, RegistryError> {
+    let url = format!("{}/manifests/{}", repository_url(reference), reference.tag);
+    let accept = [("accept", MANIFEST_TYPES.to_string())];
+    let (answer, authorization) = authorized("HEAD", &url, &accept, credentials).await?;
+    if let Some(digest) = header(&answer.headers, "docker-content-digest") {
+        return Ok(digest);
+    }
+    let mut headers = accept.to_vec();
+    headers.extend(authorization.map(|value| ("authorization", value)));
+    let full = request("GET", &url, &headers).await?;
+    Ok(header(&full.headers, "docker-content-digest")
+        .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(&full.body)))))
+}
+
+/// Most pages of a tag list followed (a registry whose `Link` never ends is cut off there).
+const MAX_TAG_PAGES: usize = 200;
+/// Most tags kept of one repository.
+const MAX_TAGS: usize = 100_000;
+
+/// The tags of `reference`'s repository (`GET /v2/<name>/tags/list`, following the `Link:
+/// <…>; rel="next"` pages), asked with `credentials` when the registry wants them.
+pub async fn list_tags(
+    reference: &Reference,
+    credentials: Option<&Credentials>,
+) -> Result<Vec<String>, RegistryError> {
+    let base = repository_url(reference);
+    let origin = base[..base.find("/v2/").unwrap_or(base.len())].to_string();
+    let mut url = format!("{base}/tags/list");
+    let mut tags = Vec::new();
+    for _ in 0..MAX_TAG_PAGES {
+        let (answer, _) = authorized("GET", &url, &[], credentials).await?;
+        let page: serde_json::Value = serde_json::from_slice(&answer.body)
+            .map_err(|e| RegistryError::Invalid(format!("{url}: the tag list is not JSON: {e}")))?;
+        match &page["tags"] {
+            serde_json::Value::Array(items) => {
+                tags.extend(items.iter().filter_map(|t| t.as_str().map(str::to_string)))
+            }
+            serde_json::Value::Null => {}
+            _ => {
+                return Err(RegistryError::Invalid(format!(
+                    "{url}: `tags` is not a list"
+                )))
+            }
+        }
+        if tags.len() > MAX_TAGS {
+            return Err(RegistryError::Invalid(format!(
+                "{base}/tags/list: more than {MAX_TAGS} tags"
+            )));
+        }
+        match header(&answer.headers, "link").and_then(|link| next_page(&link)) {
+            Some(next) if next.starts_with('/') => url = format!("{origin}{next}"),
+            Some(next) if next.starts_with(&origin) => url = next,
+            Some(next) => {
+                return Err(RegistryError::Invalid(format!(
+                    "{url}: the next page `{next}` is on another server"
+                )))
+            }
+            None => {
+                tags.sort();
+                tags.dedup();
+                return Ok(tags);
+            }
+        }
+    }
+    Err(RegistryError::Invalid(format!(
+        "{base}/tags/list: more than {MAX_TAG_PAGES} pages of tags"
+    )))
+}
+
+/// `http(s)://<registry>/v2/<path>`: where the registry API serves `reference`'s repository.
+fn repository_url(reference: &Reference) -> String {
     let scheme = if reference.plain_http() {
         "http"
     } else {
         "https"
     };
-    let url = format!(
-        "{scheme}://{}/v2/{}/manifests/{}",
-        reference.api_host(),
-        reference.path,
-        reference.tag
-    );
+    format!("{scheme}://{}/v2/{}", reference.api_host(), reference.path)
+}
+
+/// The target of a `Link` header's `rel="next"` (RFC 5988, as the registry API paginates).
+fn next_page(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"" || p.trim() == "rel=next")
+            .then(|| target.to_string())
+    })
+}
+
+/// One request to the registry, answering a `401` with the challenge it names: the 200 answer
+/// and the `Authorization` that won it (none when none was asked for).
+async fn authorized(
+    method: &str,
+    url: &str,
+    headers: &[(&str, String)],
+    credentials: Option<&Credentials>,
+) -> Result<(Answer, Option<String>), RegistryError> {
     let mut authorization: Option<String> = None;
     for attempt in 0..2 {
-        let mut headers = vec![("accept", MANIFEST_TYPES.to_string())];
+        let mut sent = headers.to_vec();
         if let Some(value) = &authorization {
-            headers.push(("authorization", value.clone()));
+            sent.push(("authorization", value.clone()));
         }
-        let answer = request("HEAD", &url, &headers).await?;
+        let answer = request(method, url, &sent).await?;
         match answer.status {
-            200 => {
-                if let Some(digest) = header(&answer.headers, "docker-content-digest") {
-                    return Ok(digest);
-                }
-                let full = request("GET", &url, &headers).await?;
-                return Ok(
-                    header(&full.headers, "docker-content-digest").unwrap_or_else(|| {
-                        format!("sha256:{}", hex::encode(Sha256::digest(&full.body)))
-                    }),
-                );
-            }
+            200 => return Ok((answer, authorization)),
             401 if attempt == 0 => {
                 let challenge = header(&answer.headers, "www-authenticate").ok_or_else(|| {
                     RegistryError::Invalid(format!("{url} answered 401 without a challenge"))
                 })?;
-                authorization = Some(authorize(&challenge, credentials, &url).await?);
+                authorization = Some(authorize(&challenge, credentials, url).await?);
             }
-            401 if credentials.is_some() => return Err(RegistryError::Refused { url }),
-            status => return Err(RegistryError::Status { url, status }),
+            401 if credentials.is_some() => {
+                return Err(RegistryError::Refused {
+                    url: url.to_string(),
+                })
+            }
+            status => {
+                return Err(RegistryError::Status {
+                    url: url.to_string(),
+                    status,
+                })
+            }
         }
     }
-    Err(RegistryError::Status { url, status: 401 })
+    Err(RegistryError::Status {
+        url: url.to_string(),
+        status: 401,
+    })
 }
 
 /// The status `GET <base>/v2/` answers with (200, or 401 for a registry that wants
@@ -451,6 +541,97 @@ mod tests {
             refused.to_string().contains("refused the credentials"),
             "{refused}"
         );
+    }
+
+    /// A registry on 127.0.0.1 whose answers `answer` makes from the request line and headers;
+    /// its port.
+    async fn scripted_registry(answer: fn(&str) -> String) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buffer = [0u8; 8192];
+                let read = stream.read(&mut buffer).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buffer[..read]).to_string();
+                let _ = stream.write_all(answer(&request).as_bytes()).await;
+            }
+        });
+        port
+    }
+
+    fn json_answer(extra_headers: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[tokio::test]
+    async fn tags_are_listed_page_by_page_behind_basic_auth() {
+        let port = scripted_registry(|request| {
+            let line = request.lines().next().unwrap_or("");
+            if !request.to_ascii_lowercase().contains("authorization: basic dtpwdw==") {
+                return "HTTP/1.1 401 Unauthorized\r\nWww-Authenticate: Basic realm=\"r\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string();
+            }
+            if line.contains("last=1.3.0") {
+                json_answer("", r#"{"name":"app","tags":["latest","2.0.0"]}"#)
+            } else {
+                json_answer(
+                    "Link: </v2/app/tags/list?n=2&last=1.3.0>; rel=\"next\"\r\n",
+                    r#"{"name":"app","tags":["1.2.0","1.3.0"]}"#,
+                )
+            }
+        })
+        .await;
+        let reference = Reference::parse(&format!("127.0.0.1:{port}/app:1.2.0")).unwrap();
+        let credentials = Credentials {
+            username: "u".into(),
+            password: "pw".into(),
+            identity_token: None,
+            server: format!("127.0.0.1:{port}"),
+        };
+        let tags = list_tags(&reference, Some(&credentials)).await.unwrap();
+        assert_eq!(tags, ["1.2.0", "1.3.0", "2.0.0", "latest"]);
+        let without = list_tags(&reference, None).await.unwrap_err();
+        assert!(without.to_string().contains("docker login"), "{without}");
+    }
+
+    #[tokio::test]
+    async fn a_tag_list_that_never_ends_or_leaves_the_server_is_refused() {
+        let endless = scripted_registry(|_| {
+            json_answer(
+                "Link: </v2/app/tags/list?last=x>; rel=\"next\"\r\n",
+                r#"{"tags":["1.0.0"]}"#,
+            )
+        })
+        .await;
+        let reference = Reference::parse(&format!("127.0.0.1:{endless}/app")).unwrap();
+        let error = list_tags(&reference, None).await.unwrap_err();
+        assert!(error.to_string().contains("pages of tags"), "{error}");
+        let elsewhere = scripted_registry(|_| {
+            json_answer(
+                "Link: <http://203.0.113.9/v2/app/tags/list?last=x>; rel=\"next\"\r\n",
+                r#"{"tags":["1.0.0"]}"#,
+            )
+        })
+        .await;
+        let reference = Reference::parse(&format!("127.0.0.1:{elsewhere}/app")).unwrap();
+        let error = list_tags(&reference, None).await.unwrap_err();
+        assert!(error.to_string().contains("another server"), "{error}");
+        let garbage = scripted_registry(|_| json_answer("", r#"{"tags":"nope"}"#)).await;
+        let reference = Reference::parse(&format!("127.0.0.1:{garbage}/app")).unwrap();
+        assert!(list_tags(&reference, None).await.is_err());
+    }
+
+    #[test]
+    fn next_pages_are_read_from_link_headers() {
+        assert_eq!(
+            next_page(r#"</v2/app/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/app/tags/list?n=2&last=b")
+        );
+        assert_eq!(next_page(r#"</x>; rel="prev""#), None);
+        assert_eq!(next_page("garbage"), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod policies;
 
 use crate::drivers::Driver;
 use crate::model::reference::{pinned, Reference};
@@ -83,4 +84,58 @@ pub async fn pin_images(desired: &mut Desired, driver: &dyn Driver) -> Vec<Strin
         }
     }
     warnings
+}
+
+/// What the registries offer for the image policies' `lookups` (tag lists, and the digests of
+/// the tags digest policies follow), asked with the docker config's credentials as pinning asks;
+/// and, by repository, why a registry could not be asked.
+pub async fn offers(
+    lookups: &[shoal_core::images::update::Lookup],
+) -> (
+    BTreeMap<String, shoal_core::images::choose::Offer>,
+    BTreeMap<String, String>,
+) {
+    let config = DockerConfig::load();
+    let asked = lookups.iter().map(|lookup| {
+        let config = &config;
+        async move {
+            let result = async {
+                let reference = Reference::parse(&lookup.reference)?;
+                let credentials = config.credentials(&reference);
+                let mut offer = shoal_core::images::choose::Offer::default();
+                if lookup.tags {
+                    offer.tags = client::list_tags(&reference, credentials.as_ref())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                for tag in &lookup.digests {
+                    let tagged = Reference {
+                        tag: tag.clone(),
+                        digest: None,
+                        ..reference.clone()
+                    };
+                    let digest = client::resolve_digest(&tagged, credentials.as_ref())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    offer.digests.insert(tag.clone(), digest);
+                }
+                Ok::<_, String>(offer)
+            }
+            .await;
+            (lookup.repository.clone(), result)
+        }
+    });
+    let mut offers = BTreeMap::new();
+    let mut failures = BTreeMap::new();
+    for (repository, result) in futures::future::join_all(asked).await {
+        match result {
+            Ok(offer) => {
+                offers.insert(repository, offer);
+            }
+            Err(why) => {
+                failures.insert(repository, why);
+            }
+        }
+    }
+    (offers, failures)
 }

@@ -174,6 +174,52 @@ impl LocalBranch {
         at_commit(&self.git_dir, commit, &self.prefix, &self.name)
     }
 
+    /// Commits `files` (paths in the cluster folder) on `parent` as shoal and moves the branch
+    /// to the commit, only if it still points at `parent`. When the branch is checked out and
+    /// a file's working copy is `parent`'s, the working copy and the index follow, so the work
+    /// tree does not appear to undo the commit.
+    pub fn publish(
+        &self,
+        parent: &str,
+        files: &std::collections::BTreeMap<String, String>,
+        message: &str,
+    ) -> Result<String, super::publish::PublishError> {
+        let repo = Repository::open(&self.git_dir)?;
+        let parent = git2::Oid::from_str(parent)?;
+        let made = super::publish::commit_files(&repo, parent, &self.prefix, files, message, None)?;
+        let reference = branch_ref(&self.branch);
+        repo.reference_matching(&reference, made, true, parent, "shoal images")?;
+        let checked_out = repo
+            .find_reference("HEAD")
+            .ok()
+            .and_then(|head| head.symbolic_target().map(|t| t == reference))
+            .unwrap_or(false);
+        if let (true, Some(workdir)) = (checked_out, repo.workdir()) {
+            let old = repo.find_commit(parent)?.tree()?;
+            let mut index = repo.index()?;
+            for (file, text) in files {
+                let path = if self.prefix.is_empty() {
+                    file.clone()
+                } else {
+                    format!("{}/{file}", self.prefix)
+                };
+                let was = old
+                    .get_path(Path::new(&path))
+                    .and_then(|e| e.to_object(&repo))
+                    .ok()
+                    .and_then(|o| o.as_blob().map(|b| b.content().to_vec()));
+                let full = workdir.join(&path);
+                if was.is_some() && std::fs::read(&full).ok() == was {
+                    std::fs::write(&full, text)
+                        .map_err(|e| git2::Error::from_str(&e.to_string()))?;
+                    index.add_path(Path::new(&path))?;
+                }
+            }
+            index.write()?;
+        }
+        Ok(made.to_string())
+    }
+
     /// The folders to watch for the branch moving: the git folder (HEAD, packed-refs) and, for
     /// a linked work tree, the common one, each without recursion, and `refs/heads` with it.
     pub fn watched(&self) -> Vec<(PathBuf, bool)> {

@@ -397,6 +397,34 @@ impl RemoteBranch {
     }
 }
 
+impl RemoteBranch {
+    /// Commits `files` (paths in the cluster folder) on `parent` as shoal and pushes the commit
+    /// to the branch (a fast-forward only); the cache's copy of the branch then points at it.
+    pub fn publish(
+        &self,
+        parent: &str,
+        files: &std::collections::BTreeMap<String, String>,
+        message: &str,
+    ) -> Result<String, super::publish::PublishError> {
+        let repo = Repository::open_bare(self.git_dir())?;
+        let branch = self.branch().ok_or_else(|| {
+            git2::Error::from_str("the remote's branch is not known yet (nothing was fetched)")
+        })?;
+        let parent = git2::Oid::from_str(parent)?;
+        let made = super::publish::commit_files(&repo, parent, &self.prefix, files, message, None)?;
+        super::publish::push_with(
+            &repo,
+            &self.url,
+            self.user.0.clone(),
+            self.password.0.clone(),
+            made,
+            &branch,
+        )?;
+        repo.reference(&tracking_ref(&branch), made, true, "shoal images")?;
+        Ok(made.to_string())
+    }
+}
+
 fn tracking_ref(branch: &str) -> String {
     format!("refs/remotes/origin/{branch}")
 }
@@ -410,7 +438,10 @@ impl RemoteBranch {
 }
 
 /// Credentials: `url_user` and `url_password` (from the URL) first, else from the environment.
-fn callbacks<'a>(url_user: Option<String>, url_password: Option<String>) -> RemoteCallbacks<'a> {
+pub(crate) fn callbacks<'a>(
+    url_user: Option<String>,
+    url_password: Option<String>,
+) -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
     let mut tries = 0usize;
     let mut agent_tried = false;

@@ -31,6 +31,7 @@ mod backoff;
 mod driver;
 mod events;
 mod http;
+mod images;
 mod metrics;
 pub mod page;
 mod reconcile;
@@ -115,6 +116,8 @@ pub struct WatchOptions {
     pub backoff_max: Duration,
     /// How apply runs (its `holder` names this watcher in the apply lock).
     pub apply: ApplyOptions,
+    /// How often the image policies' pass runs (`--images-every`); `None`: never.
+    pub images_every: Option<Duration>,
 }
 
 impl WatchOptions {
@@ -138,6 +141,7 @@ impl WatchOptions {
                 holder: LockHolder::this_process("shoal watch"),
                 ..ApplyOptions::default()
             },
+            images_every: None,
         }
     }
 }
@@ -250,6 +254,7 @@ pub struct Watcher {
     http: Option<(JoinHandle<()>, watch::Sender<bool>)>,
     timer: Option<JoinHandle<()>>,
     events: Option<JoinHandle<()>>,
+    images: Option<JoinHandle<()>>,
     git: Option<notify::RecommendedWatcher>,
 }
 
@@ -326,8 +331,13 @@ impl Watcher {
             info.location,
             info.branch.as_deref().unwrap_or("(the remote's default)")
         );
+        let followed = Arc::new(followed);
+        let images = match (options.images_every, options.once) {
+            (Some(every), false) => Some(images::spawn(followed.clone(), every, triggers.clone())),
+            _ => None,
+        };
         let reconciler = Arc::new(Reconciler::new(
-            Arc::new(followed),
+            followed,
             options.driver_override,
             options.env.clone(),
             options.apply.clone(),
@@ -355,6 +365,7 @@ impl Watcher {
             http,
             timer,
             events,
+            images,
             git,
         })
     }
@@ -388,6 +399,7 @@ impl Watcher {
             http,
             timer,
             events,
+            images,
             git,
             ..
         } = self;
@@ -405,6 +417,9 @@ impl Watcher {
         }
         if let Some(events) = events {
             events.abort();
+        }
+        if let Some(images) = images {
+            images.abort();
         }
         if let Some((server, closed)) = http {
             let _ = closed.send(true);

@@ -66,14 +66,14 @@ impl Followed {
         }
     }
 
-    fn tip(&self) -> Result<Tip, FollowError> {
+    pub(crate) fn tip(&self) -> Result<Tip, FollowError> {
         match self {
             Followed::Local(local) => local.tip(),
             Followed::Remote(remote) => remote.tip(),
         }
     }
 
-    fn files(&self, commit: &str) -> Source {
+    pub(crate) fn files(&self, commit: &str) -> Source {
         match self {
             Followed::Local(local) => local.files(commit),
             Followed::Remote(remote) => remote.files(commit),
@@ -208,7 +208,7 @@ pub(crate) struct Reconciler {
 }
 
 /// Runs blocking git work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
     tokio::task::spawn_blocking(work)

@@ -23,6 +23,7 @@ mod generic_hosts;
 mod gitops_dind;
 mod health_dind;
 mod hostile_dind;
+mod images_dind;
 mod order_dind;
 mod overrides_dind;
 mod policies_dind;

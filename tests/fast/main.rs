@@ -24,6 +24,7 @@ mod hostile_fixtures;
 mod hostile_input;
 mod hostile_secrets;
 mod hostile_sim;
+mod images;
 mod no_drift;
 mod notify_sim;
 mod order_sim;

@@ -36,6 +36,7 @@ const TOP_KEYS: &[&str] = &[
     "stacks",
     "policy",
     "notify",
+    "images",
 ];
 /// The Docker versions dind nodes can run (`driver_options.dind.engine`).
 pub const DIND_ENGINES: &[&str] = &["host", "26", "28"];
@@ -108,6 +109,8 @@ pub struct Machines {
     pub policy: Policy,
     /// The `notify:` webhooks as written (DESIGN §9).
     pub notify: Vec<super::notifications::NotifySpec>,
+    /// The `images:` policies (DESIGN §9).
+    pub images: Vec<crate::images::policy::ImageTrack>,
 }
 
 /// Reads and validates `machines.yml`, adding its problems to `diags`. When the file is
@@ -126,6 +129,7 @@ pub fn load(files: &dyn FileSource, diags: &mut Vec<Diagnostic>) -> Machines {
         stacks: Vec::new(),
         policy: Policy::default(),
         notify: Vec::new(),
+        images: Vec::new(),
     };
     let mut stacks_written = false;
     match files.read(MACHINES_FILE) {
@@ -201,6 +205,9 @@ fn read_top(ctx: &mut Ctx, fields: &Fields<'_>, out: &mut Machines) -> Placed {
     }
     if let Some(node) = fields.get("notify") {
         out.notify = super::notifications::read(ctx, node);
+    }
+    if let Some(node) = fields.get("images") {
+        out.images = super::images::read(ctx, node);
     }
     placed
 }

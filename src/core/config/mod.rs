@@ -6,6 +6,7 @@
 //! decoding and interpolation shared with `compose` live in [`crate::yaml`].
 
 pub mod endpoint;
+pub mod images;
 pub mod machines;
 pub mod notifications;
 pub mod registry;
