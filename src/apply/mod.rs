@@ -132,21 +132,7 @@ pub async fn apply_observing(
 ) -> Result<(ApplyReport, Option<Observed>), ApplyError> {
     let started = Instant::now();
     let recorder = Recorder::new(driver.clone(), options.dry_run);
-    let mut labels = BTreeMap::new();
-    if let Some(revision) = &plan.revision {
-        labels.insert(LABEL_REVISION.to_string(), revision.clone());
-    }
-    labels.insert(LABEL_CLUSTER.to_string(), desired.cluster.clone());
-    // Recorded in the same write as the revision: it costs no request of its own.
-    let healthy = (options.observation.as_ref())
-        .and_then(|before| healthy_to_record(before, plan.revision.as_deref()));
-    if let Some(healthy) = healthy {
-        labels.insert(LABEL_HEALTHY.to_string(), healthy);
-    }
-    // A working tree (no commit) that failed marks nothing: there is no commit to hold back.
-    if let Some(held) = options.held.as_ref().filter(|h| !h.failed.is_empty()) {
-        held.write_into(&mut labels);
-    }
+    let labels = swarm_labels_to_record(plan, desired, options);
     let moving_on = options.held.is_none();
 
     let writes = !plan.steps.is_empty() && !options.dry_run;
@@ -277,6 +263,50 @@ pub async fn apply_observing(
         drift: drift.into_iter().map(|d| d.line).collect(),
     };
     Ok((report, observed))
+}
+
+/// The swarm labels an apply records once its steps are done: the revision, the cluster, the
+/// last healthy revision (in the same write: it costs no request of its own) and, for a
+/// rollback, the commit held back and why (a working tree that failed marks nothing: there is
+/// no commit to hold back).
+fn swarm_labels_to_record(
+    plan: &Plan,
+    desired: &Desired,
+    options: &ApplyOptions,
+) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    if let Some(revision) = &plan.revision {
+        labels.insert(LABEL_REVISION.to_string(), revision.clone());
+    }
+    labels.insert(LABEL_CLUSTER.to_string(), desired.cluster.clone());
+    let healthy = (options.observation.as_ref())
+        .and_then(|before| healthy_to_record(before, plan.revision.as_deref()));
+    if let Some(healthy) = healthy {
+        labels.insert(LABEL_HEALTHY.to_string(), healthy);
+    }
+    if let Some(held) = options.held.as_ref().filter(|h| !h.failed.is_empty()) {
+        held.write_into(&mut labels);
+    }
+    labels
+}
+
+/// A machine step's outcome: done, or done already (`already(error)`: the machine exists, or is
+/// gone, as the step would leave it), or failed with the driver's words.
+fn machine_step(
+    verb: &'static str,
+    machine: &str,
+    result: Result<(), DriverError>,
+    already: fn(&DriverError) -> bool,
+) -> Result<(), StepError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(error) if already(&error) => Ok(()),
+        Err(source) => Err(StepError::Machine {
+            verb,
+            machine: machine.to_string(),
+            source,
+        }),
+    }
 }
 
 /// How long a step may be held for a service it waits for (`depends_on`), and a job awaited:
@@ -1008,33 +1038,20 @@ impl Executor {
                     labels: labels.clone(),
                     host: None,
                 };
-                match self.driver.create(&spec).await {
-                    Ok(()) | Err(DriverError::MachineExists(_)) => Ok(()),
-                    Err(source) => Err(StepError::Machine {
-                        verb: "create",
-                        machine: target.to_string(),
-                        source,
-                    }),
-                }
+                let created = self.driver.create(&spec).await;
+                machine_step("create", target, created, |e| {
+                    matches!(e, DriverError::MachineExists(_))
+                })
             }
-            StepOp::StartMachine {} => match self.driver.start(target).await {
-                Ok(()) => Ok(()),
-                Err(source) => Err(StepError::Machine {
-                    verb: "start",
-                    machine: target.to_string(),
-                    source,
-                }),
-            },
+            StepOp::StartMachine {} => {
+                machine_step("start", target, self.driver.start(target).await, |_| false)
+            }
             StepOp::DestroyMachine {} => {
                 self.forget_manager(target).await;
-                match self.driver.destroy(target).await {
-                    Ok(()) | Err(DriverError::NoSuchMachine(_)) => Ok(()),
-                    Err(source) => Err(StepError::Machine {
-                        verb: "destroy",
-                        machine: target.to_string(),
-                        source,
-                    }),
-                }
+                let destroyed = self.driver.destroy(target).await;
+                machine_step("destroy", target, destroyed, |e| {
+                    matches!(e, DriverError::NoSuchMachine(_))
+                })
             }
             StepOp::InitSwarm { via } => self.init_swarm(via).await,
             StepOp::JoinSwarm {
