@@ -17,8 +17,9 @@ use crate::watch_support;
 
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+
+use crate::dind_cluster::{shoal, text, Cluster};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use watch_support::receiver::{Answer, Receiver};
 use watch_support::{get, wait_until, Spawned, WorkRepo};
@@ -27,52 +28,7 @@ const SERVICE: &str = "app_web";
 /// The image whose tasks crash: the demo image with an entrypoint that does not exist.
 const CRASHING: &str = "shoal-test-crash:1";
 
-fn shoal(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .env(shoal::drivers::dind::TEST_LABEL_ENV, "1")
-        .args(args)
-        .arg("--repo")
-        .arg(dir)
-        .env_remove("SHOAL_LOG")
-        .env_remove("DOCKER_HOST")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run shoal")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Destroys the cluster when dropped, however the test ends.
-struct Cluster {
-    dir: PathBuf,
-    docker_host: String,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = shoal(&self.dir, &["destroy", "--yes"]);
-    }
-}
-
 impl Cluster {
-    /// The docker CLI against the manager's engine; its standard output, or `None` on failure.
-    fn try_docker(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("docker")
-            .args(args)
-            .env("DOCKER_HOST", &self.docker_host)
-            .output()
-            .expect("docker");
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-
     fn inspect(&self, format: &str) -> String {
         self.try_docker(&["service", "inspect", "-f", format, SERVICE])
             .unwrap_or_default()
@@ -82,7 +38,7 @@ impl Cluster {
         self.inspect("{{.Spec.TaskTemplate.ContainerSpec.Image}}")
     }
 
-    fn replicas(&self) -> String {
+    fn web_replicas(&self) -> String {
         self.inspect("{{.Spec.Mode.Replicated.Replicas}}")
     }
 
@@ -264,7 +220,7 @@ fn gitops_loop_on_dind() {
         "{:?}",
         watcher.seen
     );
-    assert_eq!(cluster.replicas(), "3");
+    assert_eq!(cluster.web_replicas(), "3");
     assert!(status(addr)["cluster"]["held"].is_null());
 
     // Paused: a hand scale is drift, shown and not healed; resumed, it is.
@@ -286,12 +242,12 @@ fn gitops_loop_on_dind() {
         .events()
         .contains(&"paused".to_string())));
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(cluster.replicas(), "1", "paused: not healed");
+    assert_eq!(cluster.web_replicas(), "1", "paused: not healed");
     let out = shoal(&dir, &["resume"]);
     assert!(out.status.success(), "{}", text(&out));
     wake(&watcher);
     assert!(
-        wait_until(Duration::from_secs(60), || cluster.replicas() == "3"),
+        wait_until(Duration::from_secs(60), || cluster.web_replicas() == "3"),
         "resumed: healed {:?}",
         watcher.seen
     );

@@ -10,60 +10,17 @@
 use crate::common;
 use crate::watch_support;
 
+use crate::dind_cluster::{shoal, text, Cluster};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use watch_support::{get, wait_until, Spawned, WorkRepo};
 
 const SERVICE: &str = "dataapp_dataservice";
 const GHOST: &str = "dataapp_ghost";
 
-fn shoal(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .env(shoal::drivers::dind::TEST_LABEL_ENV, "1")
-        .args(args)
-        .arg("--repo")
-        .arg(dir)
-        .env_remove("SHOAL_LOG")
-        .env_remove("DOCKER_HOST")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run shoal")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Destroys the cluster when dropped, however the test ends.
-struct Cluster {
-    dir: PathBuf,
-    docker_host: String,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = shoal(&self.dir, &["destroy", "--yes"]);
-    }
-}
-
 impl Cluster {
-    /// Runs the docker CLI against the manager's engine; returns its standard output.
-    fn docker(&self, args: &[&str]) -> String {
-        let out = Command::new("docker")
-            .args(args)
-            .env("DOCKER_HOST", &self.docker_host)
-            .output()
-            .expect("docker");
-        assert!(out.status.success(), "docker {args:?}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
     fn replicas(&self) -> String {
         self.docker(&[
             "service",

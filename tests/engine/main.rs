@@ -16,6 +16,7 @@ mod generic_support;
 mod watch_support;
 
 mod adopt_dind;
+mod dind_cluster;
 mod dind_driver;
 mod docker_machine_tutorial;
 mod engines;
