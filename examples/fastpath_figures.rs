@@ -201,14 +201,7 @@ fn remove_cli_stack(bench: &Bench) {
             "--filter",
             "label=com.docker.stack.namespace=cli",
         ]);
-        let tasks = bench.cli(&[
-            "ps",
-            "-q",
-            "--filter",
-            "desired-state=running",
-            "--filter",
-            "name=cli_",
-        ]);
+        let tasks = bench.cli(&["ps", "-q", "--filter", "name=cli_"]);
         if left.stdout.is_empty() && tasks.stdout.is_empty() {
             return;
         }
