@@ -225,14 +225,7 @@ pub async fn apply_observing(
     } else {
         changed_services(plan, desired)
     };
-    // A cluster that changes only when written to: one look tells all there is to know.
-    let wait = options.wait.map(|d| {
-        if driver.changes_on_its_own() {
-            d
-        } else {
-            Duration::ZERO
-        }
-    });
+    let wait = options.wait.map(|d| waited_at_most(driver.as_ref(), d));
     let (observed, drift) = match (wait, observed) {
         (Some(timeout), Some(observed)) if !waited_for.is_empty() => {
             let waiting = Waiting {
@@ -310,11 +303,16 @@ fn machine_step(
 }
 
 /// How long a step may be held for a service it waits for (`depends_on`), and a job awaited:
-/// `--timeout` (its default with `--no-wait`: the order the files ask for is kept even then);
-/// a cluster that changes only when written to (the sim's) needs one look, which tells all.
+/// `--timeout` (its default with `--no-wait`: the order the files ask for is kept even then).
 fn hold_bound(options: &ApplyOptions, driver: &dyn Driver) -> Duration {
+    waited_at_most(driver, options.wait.unwrap_or(DEFAULT_WAIT))
+}
+
+/// `timeout`, or nothing for a cluster that changes only when written to (the sim's): there
+/// one look tells all there is to know.
+fn waited_at_most(driver: &dyn Driver, timeout: Duration) -> Duration {
     if driver.changes_on_its_own() {
-        options.wait.unwrap_or(DEFAULT_WAIT)
+        timeout
     } else {
         Duration::ZERO
     }

@@ -13,7 +13,8 @@
 //! ([`SimDriver::kill_machine`], [`SimDriver::down_node`], [`SimDriver::up_node`],
 //! [`SimDriver::set_replicas`]) change the cluster behind shoal's back, saved at once.
 //!
-//! The sim reads the clock only here, at its edge: every rule takes `now` as an argument.
+//! The sim reads the clock ([`crate::clock::unix_now`]) only here, at its edge: every rule takes
+//! `now` as an argument.
 
 mod engine;
 mod engine_checks;
@@ -46,13 +47,6 @@ pub(crate) type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 /// The folder, under the repository, that holds the sim's files.
 pub const STATE_DIR: &str = ".shoal";
 
-fn system_clock() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// The simulated cluster's driver. Cheap to clone; clones share the same state.
 #[derive(Clone)]
 pub struct SimDriver {
@@ -82,7 +76,7 @@ impl SimDriver {
         Ok(SimDriver {
             store: Store::file(repo_dir.join(STATE_DIR)),
             cluster: cluster.to_string(),
-            clock: Arc::new(system_clock),
+            clock: Arc::new(crate::clock::unix_now),
         })
     }
 
@@ -91,7 +85,7 @@ impl SimDriver {
         SimDriver {
             store: Store::Memory(Arc::new(Mutex::new(SimState::default()))),
             cluster: "sim".to_string(),
-            clock: Arc::new(system_clock),
+            clock: Arc::new(crate::clock::unix_now),
         }
     }
 

@@ -95,14 +95,11 @@ fn held(out: &mut String, report: &StatusReport) {
     }
 }
 
-/// The plan not carried out while paused or failing.
-fn pending_plan(out: &mut String, report: &StatusReport) {
-    let Some(plan) = &report.pending_plan else {
-        return;
-    };
+/// A plan's summary line (`after` added before its full stop) and its steps, one item each.
+fn summary_and_steps(out: &mut String, plan: &crate::watch::PlanInfo, after: &str) {
     let _ = writeln!(
         out,
-        "<h2 class=\"bad\">Pending plan</h2><p>Commit {}: {} to add, {} to change, {} to destroy, not carried out.</p><ol>",
+        "<p>Commit {}: {} to add, {} to change, {} to destroy{after}.</p><ol>",
         short(plan.revision.as_deref()),
         plan.summary.add,
         plan.summary.change,
@@ -112,6 +109,15 @@ fn pending_plan(out: &mut String, report: &StatusReport) {
         let _ = writeln!(out, "<li><code>{}</code></li>", escape(step));
     }
     let _ = writeln!(out, "</ol>");
+}
+
+/// The plan not carried out while paused or failing.
+fn pending_plan(out: &mut String, report: &StatusReport) {
+    let Some(plan) = &report.pending_plan else {
+        return;
+    };
+    out.push_str("<h2 class=\"bad\">Pending plan</h2>");
+    summary_and_steps(out, plan, ", not carried out");
 }
 
 /// The last passes: commit, result, duration, writes.
@@ -285,20 +291,7 @@ fn last_plan(out: &mut String, report: &StatusReport) {
                 short(plan.revision.as_deref())
             );
         }
-        Some(plan) => {
-            let _ = writeln!(
-                out,
-                "<p>Commit {}: {} to add, {} to change, {} to destroy.</p><ol>",
-                short(plan.revision.as_deref()),
-                plan.summary.add,
-                plan.summary.change,
-                plan.summary.destroy
-            );
-            for step in &plan.steps {
-                let _ = writeln!(out, "<li><code>{}</code></li>", escape(step));
-            }
-            let _ = writeln!(out, "</ol>");
-        }
+        Some(plan) => summary_and_steps(out, plan, ""),
     }
     if let Some(plan) = &report.last_plan {
         for part in &plan.unseen {

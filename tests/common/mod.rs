@@ -439,6 +439,22 @@ impl DindCluster {
         self.docker_with_env(machine, &[], args)
     }
 
+    /// The image `service`'s spec names, as the engine on `machine` holds it.
+    pub fn service_image(&self, machine: &str, service: &str) -> String {
+        self.docker(
+            machine,
+            &[
+                "service",
+                "inspect",
+                service,
+                "--format",
+                "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+            ],
+        )
+        .trim()
+        .to_string()
+    }
+
     /// Deploys a stack as a user does with the docker CLI on `machine`: `docker stack deploy
     /// --detach=true --resolve-image never -c FILE… STACK`, relative files taken from the
     /// repository, `vars` added to the CLI's environment (for the ones the files interpolate).

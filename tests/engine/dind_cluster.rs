@@ -19,6 +19,27 @@ pub fn shoal(dir: &Path, args: &[&str]) -> Output {
         .expect("run shoal")
 }
 
+/// `shoal watch` on the repository `dir`: a resync every 10 minutes (events wake it sooner), its
+/// status server on a free port of 127.0.0.1, logging at info, labelling what it makes as a
+/// test's.
+pub fn watch_command(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shoal"));
+    command
+        .args([
+            "watch",
+            "--interval",
+            "10m",
+            "--listen",
+            "127.0.0.1:0",
+            "--repo",
+        ])
+        .arg(dir)
+        .env("SHOAL_LOG", "info")
+        .env(shoal::drivers::dind::TEST_LABEL_ENV, "1")
+        .env_remove("DOCKER_HOST");
+    command
+}
+
 /// Standard output, then standard error.
 pub fn text(out: &Output) -> String {
     format!(

@@ -18,7 +18,7 @@ use crate::watch_support;
 use serde_json::Value;
 use std::net::SocketAddr;
 
-use crate::dind_cluster::{shoal, text, Cluster};
+use crate::dind_cluster::{shoal, text, watch_command, Cluster};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use watch_support::receiver::{Answer, Receiver};
@@ -116,20 +116,7 @@ fn gitops_loop_on_dind() {
         dir: dir.clone(),
         docker_host: String::new(),
     };
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shoal"));
-    command
-        .args([
-            "watch",
-            "--interval",
-            "10m",
-            "--listen",
-            "127.0.0.1:0",
-            "--repo",
-        ])
-        .arg(&dir)
-        .env("SHOAL_LOG", "info")
-        .env(shoal::drivers::dind::TEST_LABEL_ENV, "1")
-        .env_remove("DOCKER_HOST");
+    let command = watch_command(&dir);
     // Dropped before the cluster (declared after it): the watcher stops before the destroy.
     let mut watcher = Spawned::spawn(command);
     let addr = watcher.listening(Duration::from_secs(30));

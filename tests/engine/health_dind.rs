@@ -10,7 +10,7 @@
 use crate::common;
 use crate::watch_support;
 
-use crate::dind_cluster::{shoal, text, Cluster};
+use crate::dind_cluster::{shoal, text, watch_command, Cluster};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -197,20 +197,7 @@ fn health_on_dind() {
         &[("docker-compose.yml", &compose(None, false))],
         "back to healthy",
     );
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shoal"));
-    command
-        .args([
-            "watch",
-            "--interval",
-            "10m",
-            "--listen",
-            "127.0.0.1:0",
-            "--repo",
-        ])
-        .arg(&dir)
-        .env("SHOAL_LOG", "info")
-        .env(shoal::drivers::dind::TEST_LABEL_ENV, "1")
-        .env_remove("DOCKER_HOST");
+    let command = watch_command(&dir);
     let mut watcher = Spawned::spawn(command);
     let addr = watcher.listening(Duration::from_secs(30));
     let synced = |addr| {

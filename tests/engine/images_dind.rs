@@ -115,21 +115,7 @@ fn a_newer_tag_becomes_a_commit_on_the_followed_branch_and_runs() {
         "only the tag changed"
     );
 
-    let runs = || {
-        cluster
-            .docker(
-                "m",
-                &[
-                    "service",
-                    "inspect",
-                    "app_web",
-                    "--format",
-                    "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
-                ],
-            )
-            .trim()
-            .to_string()
-    };
+    let runs = || cluster.service_image("m", "app_web");
     let deployed = wait_until(Duration::from_secs(180), || {
         watcher.drain();
         runs().starts_with(&format!("{app}:1.3.0@sha256:"))

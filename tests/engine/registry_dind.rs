@@ -104,22 +104,6 @@ fn pulled_images(cluster: &DindCluster, machine: &str) -> Vec<String> {
         .collect()
 }
 
-fn service_image(cluster: &DindCluster) -> String {
-    cluster
-        .docker(
-            "m",
-            &[
-                "service",
-                "inspect",
-                "app_web",
-                "--format",
-                "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
-            ],
-        )
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn nodes_pull_from_the_cluster_registry_and_a_moved_tag_rolls_out_with_and_without_auth() {
     let _turn = engine_turn("the cluster registry test");
@@ -150,7 +134,7 @@ fn nodes_pull_from_the_cluster_registry_and_a_moved_tag_rolls_out_with_and_witho
 
     // The preloaded images go into the registry; every node pulls them, by digest.
     runs.apply(no_credentials.path());
-    let first = service_image(&cluster);
+    let first = cluster.service_image("m", "app_web");
     assert!(
         first.starts_with(&format!("{app}@sha256:")),
         "the service is pinned to the registry's digest: {first}"
@@ -271,7 +255,7 @@ fn nodes_pull_from_the_cluster_registry_and_a_moved_tag_rolls_out_with_and_witho
         assert!(done.success(), "git {args:?}");
     }
     runs.ok(credentials.path(), &["watch", "--once"]);
-    let third = service_image(&cluster);
+    let third = cluster.service_image("m", "app_web");
     assert!(third.starts_with(&format!("{app}@sha256:")), "{third}");
     assert_ne!(third, moved, "the watcher rolled the new digest out");
     for machine in ["m", "w1", "w2"] {
@@ -322,7 +306,7 @@ fn service_image_after(runs: &Runs<'_>, config: &Path, cluster: &DindCluster) ->
         report["health"]["app_web"]["state"], "healthy",
         "{report:#}"
     );
-    service_image(cluster)
+    cluster.service_image("m", "app_web")
 }
 
 fn base64_of(text: &str) -> String {
