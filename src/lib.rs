@@ -14,6 +14,7 @@ pub mod crash;
 pub mod docker;
 pub mod drivers;
 pub mod engine;
+pub mod http;
 pub mod notify;
 pub mod observe;
 pub mod registry;

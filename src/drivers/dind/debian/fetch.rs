@@ -1,7 +1,7 @@
 //! HTTP(S) GET from the package archive (through the registry client's one request), streamed
 //! to memory or to a file, following redirects.
 
-use crate::registry::client::SendError;
+use crate::http::SendError;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -50,7 +50,7 @@ async fn get(url: &str) -> Result<hyper::Response<Incoming>, String> {
 }
 
 async fn send(url: &str) -> Result<hyper::Response<Incoming>, String> {
-    crate::registry::client::open("GET", url, &[], bytes::Bytes::new())
+    crate::http::open("GET", url, &[], bytes::Bytes::new())
         .await
         .map_err(|e| match e {
             SendError::Invalid(message) | SendError::Unreachable(message) => message,
