@@ -350,12 +350,14 @@ pub fn host_docker(config: Option<&Path>, args: &[&str], stdin: &str) -> String 
 }
 
 /// Removes the host engine's tags of the images of a registry (`registry` as in the tags:
-/// `localhost:5000`), ignoring failures: for cleanups.
+/// `localhost:5000`) that the tests built ([`build_labelled`] labels them), ignoring failures:
+/// for cleanups. A tag of that name on an image someone else built is left alone.
 pub fn remove_host_tags_of(registry: &str) {
     let filter = format!("reference={registry}/*");
     if let Ok(out) = Command::new("docker")
         .args(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
         .args(["--filter", &filter])
+        .args(["--filter", &format!("label={BUILT_BY_TESTS}")])
         .output()
     {
         for tag in String::from_utf8_lossy(&out.stdout).lines() {
@@ -545,9 +547,12 @@ pub fn build_labelled(image: &str, version: &str) {
     host_docker(
         None,
         &["build", "-q", "-t", image, "-"],
-        &format!("FROM dataservice:1\nLABEL io.shoal.test.version={version}\n"),
+        &format!("FROM dataservice:1\nLABEL {BUILT_BY_TESTS}={version}\n"),
     );
 }
+
+/// The label of the images [`build_labelled`] builds (its value: the version).
+pub const BUILT_BY_TESTS: &str = "io.shoal.test.version";
 
 /// What the host engine still holds of `cluster`, of the given kinds (`container`, `network`,
 /// `volume`): their IDs or names, one per line; empty when nothing is left.

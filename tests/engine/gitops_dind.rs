@@ -92,6 +92,15 @@ fn wake(watcher: &Spawned) {
     assert!(sent.success());
 }
 
+/// Removes the crashing image this test built when dropped, however the test ends.
+struct CrashingImage;
+
+impl Drop for CrashingImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", CRASHING]).output();
+    }
+}
+
 #[test]
 fn gitops_loop_on_dind() {
     let _turn = common::engine_turn("the dind GitOps test");
@@ -101,6 +110,8 @@ fn gitops_loop_on_dind() {
         &["build", "-q", "-t", CRASHING, "-"],
         "FROM dataservice:1\nENTRYPOINT [\"/no-such-program\"]\nLABEL io.shoal.test=1\n",
     );
+    // Declared first, dropped last: the image goes once the cluster is destroyed, failed or not.
+    let _crashing = CrashingImage;
     let receiver = Receiver::start(&[Answer::Status(200)]);
     let name = format!("gitops{}", std::process::id() % 10_000);
     let repo = WorkRepo::new();
@@ -258,5 +269,4 @@ fn gitops_loop_on_dind() {
     watcher.terminate(Duration::from_secs(60));
     drop(watcher);
     drop(cluster);
-    common::host_docker(None, &["rmi", CRASHING], "");
 }
