@@ -351,17 +351,25 @@ pub fn host_docker(config: Option<&Path>, args: &[&str], stdin: &str) -> String 
 
 /// Removes the host engine's tags of the images of a registry (`registry` as in the tags:
 /// `localhost:5000`) that the tests built ([`build_labelled`] labels them), ignoring failures:
-/// for cleanups. A tag of that name on an image someone else built is left alone.
+/// for cleanups. An image of that name someone else built is left alone.
 pub fn remove_host_tags_of(registry: &str) {
     let filter = format!("reference={registry}/*");
     if let Ok(out) = Command::new("docker")
-        .args(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
+        .args(["image", "ls", "--format", "{{.ID}}"])
         .args(["--filter", &filter])
         .args(["--filter", &format!("label={BUILT_BY_TESTS}")])
         .output()
     {
-        for tag in String::from_utf8_lossy(&out.stdout).lines() {
-            let _ = Command::new("docker").args(["rmi", tag]).output();
+        // By ID: a test-built image that lost its tag to a newer build keeps the registry's
+        // name (with its pushed digest) but has no tag left to remove it by.
+        let ids: std::collections::BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        for id in ids {
+            let _ = Command::new("docker")
+                .args(["rmi", "--force", &id])
+                .output();
         }
     }
 }
