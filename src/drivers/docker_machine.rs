@@ -27,7 +27,7 @@
 //! store is where docker-machine keeps the machines, so whoever manages them shares it, and the
 //! lock exists before the first machine does.
 
-use super::generic::{advertise_addr, connect_and_cache, EngineCache};
+use super::generic::{advertise_addr, claim_nodes, connect_and_cache, EngineCache, Probed};
 use super::lock::{HeldLock, LockHolder};
 use super::swarm_lock;
 use super::{Driver, DriverError, DriverResult};
@@ -209,8 +209,6 @@ fn ownership(
 }
 
 /// A machine as probed: what is observed, its engine when it answered, its address.
-type Probed = (ObservedMachine, Option<Arc<DockerEngine>>, Option<String>);
-
 /// A failed `docker-machine` call of `who` (`machine w1`).
 fn failure(who: &str, verb: &str, code: Option<i32>, stderr: &str, stdout: &str) -> String {
     let said = if stderr.trim().is_empty() {
@@ -601,42 +599,6 @@ impl DockerMachineDriver {
         }
     }
 
-    /// Gives the machines whose engine does not answer their swarm node, found by address on
-    /// an answering manager: their nodes' hostnames are docker-machine's names (or the
-    /// engine's own), so they cannot be matched by name.
-    async fn claim_nodes(probed: &mut [Probed]) {
-        let mut manager = None;
-        for (_, engine, _) in probed.iter() {
-            let Some(engine) = engine else { continue };
-            if engine.info().await.is_ok_and(|i| i.control_available) {
-                manager = Some(engine.clone());
-                break;
-            }
-        }
-        let Some(manager) = manager else { return };
-        if probed
-            .iter()
-            .all(|(m, _, _)| m.node_id.is_some() || m.state == MachineState::Running)
-        {
-            return;
-        }
-        let Ok(nodes) = manager.client().list_nodes(None).await else {
-            return;
-        };
-        for (machine, _, address) in probed.iter_mut() {
-            let Some(address) = address.as_deref() else {
-                continue;
-            };
-            if machine.state == MachineState::Running || machine.node_id.is_some() {
-                continue;
-            }
-            machine.node_id = nodes
-                .iter()
-                .find(|n| n.status.as_ref().and_then(|s| s.addr.as_deref()) == Some(address))
-                .and_then(|n| n.id.clone());
-        }
-    }
-
     /// Waits until the machine's engine answers.
     async fn wait_engine(&self, machine: &str) -> DriverResult<()> {
         let deadline = tokio::time::Instant::now() + ENGINE_WAIT;
@@ -700,51 +662,16 @@ impl DockerMachineDriver {
         PathBuf::from(home).join(".docker/machine")
     }
 
-    /// Reads the cluster's lock file, lets `change` decide, and writes it back, all under an
-    /// exclusive lock of the file.
+    /// Reads the cluster's lock file in the store, lets `change` decide, and writes it back.
     fn with_lock_file<T>(
         &self,
         change: impl FnOnce(&mut Option<HeldLock>) -> DriverResult<T>,
     ) -> DriverResult<T> {
-        use fs4::fs_std::FileExt;
-        use std::io::{Read, Seek, Write};
         let path = self
             .store()
             .join(LOCK_DIR)
             .join(format!("{}.json", self.cluster));
-        let problem = |e: std::io::Error| {
-            DriverError::Unavailable(format!(
-                "the apply lock {} cannot be used: {e}; check that the docker-machine store is writable",
-                path.display()
-            ))
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(problem)?;
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(problem)?;
-        file.lock_exclusive().map_err(problem)?;
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(problem)?;
-        let mut held: Option<HeldLock> = serde_json::from_str(&text).ok();
-        let before = held.clone();
-        let result = change(&mut held);
-        if held != before {
-            let text = held
-                .as_ref()
-                .map(|h| serde_json::to_string(h).unwrap_or_default())
-                .unwrap_or_default();
-            file.set_len(0).map_err(problem)?;
-            file.rewind().map_err(problem)?;
-            file.write_all(text.as_bytes()).map_err(problem)?;
-            file.sync_all().map_err(problem)?;
-        }
-        result
+        super::lock::with_lock_file(&path, "check that the docker-machine store is writable", change)
     }
 }
 
@@ -757,7 +684,7 @@ impl Driver for DockerMachineDriver {
             .buffered(CONCURRENCY)
             .collect()
             .await;
-        Self::claim_nodes(&mut probed).await;
+        claim_nodes(&mut probed).await;
         let mut machines: Vec<ObservedMachine> = probed.into_iter().map(|(m, _, _)| m).collect();
         machines.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(machines)

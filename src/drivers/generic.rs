@@ -310,6 +310,45 @@ pub(super) async fn connect_and_cache(
     Ok(engine)
 }
 
+/// A machine as listed, the engine that answered for it, and its address.
+pub(super) type Probed = (ObservedMachine, Option<Arc<DockerEngine>>, Option<String>);
+
+/// Gives the machines whose engine does not answer their swarm node, found by address on
+/// an answering manager: their nodes' hostnames may be the provider's names (or the
+/// engine's own), so they are not matched by name.
+pub(super) async fn claim_nodes(probed: &mut [Probed]) {
+    let mut manager = None;
+    for (_, engine, _) in probed.iter() {
+        let Some(engine) = engine else { continue };
+        if engine.info().await.is_ok_and(|i| i.control_available) {
+            manager = Some(engine.clone());
+            break;
+        }
+    }
+    let Some(manager) = manager else { return };
+    if probed
+        .iter()
+        .all(|(m, _, _)| m.node_id.is_some() || m.state == MachineState::Running)
+    {
+        return;
+    }
+    let Ok(nodes) = manager.client().list_nodes(None).await else {
+        return;
+    };
+    for (machine, _, address) in probed.iter_mut() {
+        let Some(address) = address.as_deref() else {
+            continue;
+        };
+        if machine.state == MachineState::Running || machine.node_id.is_some() {
+            continue;
+        }
+        machine.node_id = nodes
+            .iter()
+            .find(|n| n.status.as_ref().and_then(|s| s.addr.as_deref()) == Some(address))
+            .and_then(|n| n.id.clone());
+    }
+}
+
 /// The address a host advertises to the swarm: the IP of its endpoint (a name is resolved).
 pub(super) async fn advertise_addr(host: &str) -> Option<String> {
     let rest = host

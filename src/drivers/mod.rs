@@ -4,6 +4,7 @@ pub mod dind;
 pub mod docker_machine;
 pub mod generic;
 pub mod lock;
+pub mod qemu;
 pub mod sim;
 pub mod swarm_lock;
 
@@ -129,6 +130,7 @@ pub trait Driver: Send + Sync {
 pub async fn doctor(desired: &Desired, base: &Path) -> Option<dind::DoctorReport> {
     match desired.driver {
         DriverKind::Dind => Some(dind::doctor(&desired.driver_options.dind, base).await),
+        DriverKind::Qemu => Some(qemu::doctor::doctor(&desired.driver_options.qemu, base).await),
         DriverKind::Sim | DriverKind::Generic | DriverKind::DockerMachine => None,
     }
 }
@@ -155,6 +157,10 @@ pub async fn open_driver(
             Ok(Arc::new(docker_machine::DockerMachineDriver::new(
                 desired, options,
             )))
+        }
+        DriverKind::Qemu => {
+            let options = qemu::QemuOptions::from_settings(&desired.driver_options.qemu, state_dir);
+            Ok(Arc::new(qemu::QemuDriver::new(desired, options)))
         }
     }
 }

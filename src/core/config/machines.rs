@@ -6,7 +6,7 @@ use super::registry::RegistryOptions;
 use super::{dns_problem, dns_safe, DEFAULT_COMPOSE_FILE, MACHINES_FILE};
 use crate::diag::Diagnostic;
 use crate::model::driver_options::{
-    DindSettings, DockerMachineSettings, GenericSettings, RegistrySettings,
+    DindSettings, DockerMachineSettings, GenericSettings, QemuSettings, RegistrySettings,
 };
 use crate::model::{
     DriverKind, DriverOptions, ImagePolicy, MachineAccess, MachineSpec, OnFailure, Policy, Role,
@@ -40,7 +40,9 @@ const TOP_KEYS: &[&str] = &[
 ];
 /// The Docker versions dind nodes can run (`driver_options.dind.engine`).
 pub const DIND_ENGINES: &[&str] = &["host", "26", "28"];
-const MACHINE_KEYS: &[&str] = &["role", "count", "labels", "host", "tls", "ssh", "flags"];
+const MACHINE_KEYS: &[&str] = &[
+    "role", "count", "labels", "host", "tls", "ssh", "flags", "memory", "cpus",
+];
 const SSH_KEYS: &[&str] = &["key", "known_hosts"];
 /// The files of a docker cert folder.
 const TLS_FILES: [&str; 3] = ["ca.pem", "cert.pem", "key.pem"];
@@ -67,6 +69,26 @@ pub const DIND_OPTIONS: &[&str] = &[
 const GENERIC_OPTIONS: &[&str] = &["tls", "ssh"];
 /// The keys of `driver_options.docker-machine`.
 pub const DOCKER_MACHINE_OPTIONS: &[&str] = &["binary", "storage_path", "driver", "flags", "adopt"];
+/// The keys of `driver_options.qemu`.
+pub const QEMU_OPTIONS: &[&str] = &[
+    "memory",
+    "cpus",
+    "accel",
+    "disk",
+    "image",
+    "preload_images",
+    "subnet",
+    "state_dir",
+    "debian_mirror",
+];
+/// The accelerations `driver_options.qemu.accel` names.
+pub const QEMU_ACCELS: &[&str] = &["auto", "kvm", "hvf", "tcg"];
+/// The smallest VM memory, in MiB, that runs dockerd and a few tasks.
+const QEMU_MIN_MEMORY: u64 = 256;
+/// The most virtual CPUs a VM is given.
+const QEMU_MAX_CPUS: u64 = 64;
+/// The smallest VM disk: the root file system, with room for images.
+const QEMU_MIN_DISK: i64 = 1 << 30;
 
 const EXAMPLE: &str = "create machines.yml at the repository root, for example:\n\
     \n    cluster: dataapp\
@@ -402,6 +424,7 @@ fn read_driver_options(ctx: &mut Ctx, node: &Node, driver: DriverKind) -> Driver
             DriverKind::DockerMachine => {
                 options.docker_machine = read_docker_machine_options(ctx, node, &path)
             }
+            DriverKind::Qemu => options.qemu = read_qemu_options(ctx, node, &path),
             // The sim takes no options: what is written for it is another driver's.
             DriverKind::Sim => {}
         }
@@ -491,6 +514,110 @@ fn read_docker_machine_options(ctx: &mut Ctx, node: &Node, path: &str) -> Docker
     out
 }
 
+/// `driver_options.qemu`: known keys, their types and ranges.
+fn read_qemu_options(ctx: &mut Ctx, node: &Node, path: &str) -> QemuSettings {
+    let mut out = QemuSettings::default();
+    let Some(fields) = ctx.fields(node, path, QEMU_OPTIONS, false) else {
+        return out;
+    };
+    if let Some(memory) = fields.get("memory") {
+        out.memory = read_vm_memory(ctx, memory, &join(path, "memory"));
+    }
+    if let Some(cpus) = fields.get("cpus") {
+        out.cpus = read_vm_cpus(ctx, cpus, &join(path, "cpus"));
+    }
+    if let Some(accel) = fields.get("accel") {
+        out.accel = ctx.one_of(accel, &join(path, "accel"), QEMU_ACCELS);
+    }
+    if let Some(disk) = fields.get("disk") {
+        let at = join(path, "disk");
+        match ctx.size(disk, &at) {
+            Some(bytes) if bytes >= QEMU_MIN_DISK => out.disk_bytes = u64::try_from(bytes).ok(),
+            Some(_) => ctx.error_help(
+                disk.pos,
+                format!("`{at}` is smaller than 1G"),
+                "give each VM at least `disk: 1G` (the default is 4G)",
+            ),
+            None => {}
+        }
+    }
+    if let Some(image) = fields.get("image") {
+        let help = "name a folder with vmlinuz, initrd.img and root.img, or write `auto` for the image shoal builds";
+        out.image = non_empty(ctx, image, &join(path, "image"), help).filter(|i| i != "auto");
+    }
+    if let Some(images) = fields.get("preload_images") {
+        let at = join(path, "preload_images");
+        out.preload_images = ctx.string_or_list(images, &at);
+        if out.preload_images.iter().any(|i| i.trim().is_empty()) {
+            ctx.error(images.pos, format!("`{at}` names an empty image"));
+            out.preload_images.retain(|i| !i.trim().is_empty());
+        }
+    }
+    if let Some(subnet) = fields.get("subnet") {
+        let at = join(path, "subnet");
+        if let Some(text) = ctx.string(subnet, &at) {
+            match crate::model::vm_network::VmSubnet::parse(&text) {
+                Ok(_) => out.subnet = Some(text),
+                Err(problem) => ctx.error_help(
+                    subnet.pos,
+                    format!("`{at}`: {problem}"),
+                    "write a private IPv4 network such as `10.213.7.0/24`, or remove the key to let shoal pick a free one",
+                ),
+            }
+        }
+    }
+    if let Some(dir) = fields.get("state_dir") {
+        let help = "name a folder, or remove the key for the default (~/.local/state/shoal/qemu)";
+        out.state_dir = non_empty(ctx, dir, &join(path, "state_dir"), help);
+    }
+    if let Some(mirror) = fields.get("debian_mirror") {
+        out.debian_mirror = read_mirror(ctx, mirror, &join(path, "debian_mirror"));
+    }
+    out
+}
+
+/// A VM's memory in MiB: at least [`QEMU_MIN_MEMORY`].
+fn read_vm_memory(ctx: &mut Ctx, node: &Node, at: &str) -> Option<u32> {
+    let memory = ctx.uint(node, at)?;
+    if memory < QEMU_MIN_MEMORY {
+        ctx.error_help(
+            node.pos,
+            format!("`{at}` is {memory} MiB, too little for dockerd"),
+            format!("give at least {QEMU_MIN_MEMORY} (MiB; the default is 768)"),
+        );
+        return None;
+    }
+    u32::try_from(memory).ok()
+}
+
+/// A VM's virtual CPUs: 1 to [`QEMU_MAX_CPUS`].
+fn read_vm_cpus(ctx: &mut Ctx, node: &Node, at: &str) -> Option<u32> {
+    let cpus = ctx.uint(node, at)?;
+    if !(1..=QEMU_MAX_CPUS).contains(&cpus) {
+        ctx.error_help(
+            node.pos,
+            format!("`{at}` is {cpus}"),
+            format!("give 1 to {QEMU_MAX_CPUS} virtual CPUs"),
+        );
+        return None;
+    }
+    u32::try_from(cpus).ok()
+}
+
+/// A Debian archive's URL: http:// or https://, without a trailing `/`.
+fn read_mirror(ctx: &mut Ctx, node: &Node, at: &str) -> Option<String> {
+    let url = ctx.string(node, at)?;
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Some(url.trim_end_matches('/').to_string());
+    }
+    ctx.error_help(
+        node.pos,
+        format!("`{at}` must be an http:// or https:// URL, found `{url}`"),
+        "name a Debian archive such as http://deb.debian.org/debian",
+    );
+    None
+}
+
 /// `driver_options.dind`: known keys, their types, `registry` in full.
 fn read_dind_options(ctx: &mut Ctx, node: &Node, path: &str) -> DindSettings {
     let mut out = DindSettings::default();
@@ -518,18 +645,7 @@ fn read_dind_options(ctx: &mut Ctx, node: &Node, path: &str) -> DindSettings {
         out.engine = ctx.one_of(engine, &join(path, "engine"), DIND_ENGINES);
     }
     if let Some(mirror) = fields.get("debian_mirror") {
-        let at = join(path, "debian_mirror");
-        if let Some(url) = ctx.string(mirror, &at) {
-            if url.starts_with("http://") || url.starts_with("https://") {
-                out.debian_mirror = Some(url.trim_end_matches('/').to_string());
-            } else {
-                ctx.error_help(
-                    mirror.pos,
-                    format!("`{at}` must be an http:// or https:// URL, found `{url}`"),
-                    "name a Debian archive such as http://deb.debian.org/debian",
-                );
-            }
-        }
+        out.debian_mirror = read_mirror(ctx, mirror, &join(path, "debian_mirror"));
     }
     if let Some(registry) = fields.get("registry") {
         out.registry = read_registry(ctx, registry, &join(path, "registry"));
@@ -631,6 +747,21 @@ fn read_access(
     }
     if let Some(node) = fields.get("flags") {
         access.flags = ctx.strings(node, &join(path, "flags"));
+    }
+    for key in ["memory", "cpus"] {
+        if let (Some(pos), false) = (fields.key_pos(key), driver == DriverKind::Qemu) {
+            ctx.error_help(
+                pos,
+                format!("`{path}.{key}` is only used by the qemu driver"),
+                format!("remove `{key}`, or set `driver: qemu`"),
+            );
+        }
+    }
+    if let Some(node) = fields.get("memory") {
+        access.memory = read_vm_memory(ctx, node, &join(path, "memory"));
+    }
+    if let Some(node) = fields.get("cpus") {
+        access.cpus = read_vm_cpus(ctx, node, &join(path, "cpus"));
     }
     if !generic {
         return access;

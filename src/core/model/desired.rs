@@ -43,22 +43,26 @@ pub enum DriverKind {
     Generic,
     /// The `docker-machine` binary.
     DockerMachine,
+    /// Local qemu VMs with real kernels, built from Debian's packages.
+    Qemu,
 }
 
 impl DriverKind {
     /// Every driver.
-    pub const ALL: [DriverKind; 4] = [
+    pub const ALL: [DriverKind; 5] = [
         DriverKind::Dind,
         DriverKind::Sim,
         DriverKind::Generic,
         DriverKind::DockerMachine,
+        DriverKind::Qemu,
     ];
     /// Every driver's name as machines.yml writes it.
-    pub const NAMES: [&'static str; 4] = [
+    pub const NAMES: [&'static str; 5] = [
         DriverKind::Dind.as_str(),
         DriverKind::Sim.as_str(),
         DriverKind::Generic.as_str(),
         DriverKind::DockerMachine.as_str(),
+        DriverKind::Qemu.as_str(),
     ];
 
     /// The driver machines.yml (or `--driver`) names `name`.
@@ -73,6 +77,7 @@ impl DriverKind {
             DriverKind::Sim => "sim",
             DriverKind::Generic => "generic",
             DriverKind::DockerMachine => "docker-machine",
+            DriverKind::Qemu => "qemu",
         }
     }
 
@@ -99,7 +104,7 @@ pub struct MachineSpec {
 }
 
 /// How a driver reaches or makes one machine, beyond its role: machines.yml's per-machine
-/// `tls:`, `ssh:` and `flags:` with the `driver_options` defaults applied. Paths are as written:
+/// `tls:`, `ssh:`, `flags:`, `memory:` and `cpus:` with the `driver_options` defaults applied. Paths are as written:
 /// relative to the repository folder, or absolute.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MachineAccess {
@@ -112,6 +117,12 @@ pub struct MachineAccess {
     /// docker-machine: flags appended to `docker-machine create` for this machine.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
+    /// qemu: this VM's memory in MiB, instead of `driver_options.qemu.memory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u32>,
+    /// qemu: this VM's virtual CPUs, instead of `driver_options.qemu.cpus`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<u32>,
 }
 
 /// An ssh login's files.

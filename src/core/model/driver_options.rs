@@ -22,6 +22,9 @@ pub struct DriverOptions {
     /// `driver_options.docker-machine`.
     #[serde(rename = "docker-machine", skip_serializing_if = "is_default")]
     pub docker_machine: DockerMachineSettings,
+    /// `driver_options.qemu`.
+    #[serde(skip_serializing_if = "is_default")]
+    pub qemu: QemuSettings,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -94,4 +97,39 @@ pub struct DockerMachineSettings {
     /// docker-machine names of unlabelled machines given to the cluster.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub adopt: Vec<String>,
+}
+
+/// `driver_options.qemu`. Unset fields take the driver's defaults (768 MiB, 1 CPU, `auto`
+/// acceleration, a 4G disk, the image built from Debian's packages).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QemuSettings {
+    /// Memory of each VM in MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u32>,
+    /// Virtual CPUs of each VM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<u32>,
+    /// `auto`, `kvm`, `hvf` or `tcg`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accel: Option<String>,
+    /// Size of each VM's disk in bytes (written `4G`, `8192M`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
+    /// A folder holding a built VM image (`vmlinuz`, `initrd.img`, `root.img`), as written;
+    /// `None` (or `auto`) for the one built from Debian's packages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Host images copied into every VM.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub preload_images: Vec<String>,
+    /// The IPv4 network of the VMs (`10.213.7.0/24`); `None` for one chosen free.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    /// The folder holding the VMs, as written; `None` for the driver's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<String>,
+    /// The Debian archive the kernel comes from, without a trailing `/`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debian_mirror: Option<String>,
 }

@@ -12,6 +12,7 @@ pub mod rollback;
 pub mod spec;
 pub mod timing;
 pub mod unmodeled;
+pub mod vm_network;
 
 pub use desired::{
     Condition, Dependency, Desired, DriverKind, ImagePolicy, MachineAccess, MachineSpec, OnFailure,

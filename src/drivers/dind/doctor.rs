@@ -58,7 +58,7 @@ impl DoctorReport {
         self.checks.iter().all(|c| c.status != CheckStatus::Fail)
     }
 
-    fn push(&mut self, name: &str, status: CheckStatus, detail: impl Into<String>) {
+    pub(crate) fn push(&mut self, name: &str, status: CheckStatus, detail: impl Into<String>) {
         self.checks.push(Check {
             name: name.to_string(),
             status,

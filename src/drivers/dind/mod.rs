@@ -39,9 +39,9 @@ mod demo;
 mod doctor;
 pub(crate) mod lock;
 mod network;
-mod node;
+pub(crate) mod node;
 pub mod node_init;
-mod nodeimage;
+pub(crate) mod nodeimage;
 pub mod registry;
 mod upload;
 

@@ -570,6 +570,18 @@ pub(crate) async fn preload(
     machine: &str,
     images: &[String],
 ) -> Result<(), DindError> {
+    let node = connect_node(socket).await?;
+    preload_into(docker, &node, machine, images).await
+}
+
+/// Copies `images` from the host engine `docker` into the engine `node` of `machine` (`docker
+/// save | docker load`, streamed); an image missing on the host is named.
+pub(crate) async fn preload_into(
+    docker: &Docker,
+    node: &Docker,
+    machine: &str,
+    images: &[String],
+) -> Result<(), DindError> {
     for image in images {
         docker.inspect_image(image).await.map_err(|e| {
             if is_not_found(&e) {
@@ -581,7 +593,6 @@ pub(crate) async fn preload(
             }
         })?;
     }
-    let node = connect_node(socket).await?;
     let names: Vec<&str> = images.iter().map(String::as_str).collect();
     let export = docker.export_images(&names);
     let mut load = node.import_image_stream(

@@ -248,6 +248,39 @@ impl Rootfs {
         Ok(hex::encode(hash.finalize())[..16].to_string())
     }
 
+    /// Writes the root filesystem into the empty folder `dir` (files copied with their modes,
+    /// owned by whoever runs this), for a file system image made from a folder.
+    pub(crate) fn write_dir(&self, dir: &Path) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let context = |path: &Path, e: io::Error| {
+            io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+        };
+        for (path, entry) in &self.entries {
+            let target = dir.join(path);
+            match entry {
+                Entry::Dir { mode } => {
+                    std::fs::create_dir_all(&target).map_err(|e| context(&target, e))?;
+                    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(*mode))
+                        .map_err(|e| context(&target, e))?;
+                }
+                Entry::File { source, mode } | Entry::Versioned { source, mode, .. } => {
+                    std::fs::copy(source, &target).map_err(|e| context(source, e))?;
+                    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(*mode))
+                        .map_err(|e| context(&target, e))?;
+                }
+                Entry::Data { data, mode } => {
+                    std::fs::write(&target, data).map_err(|e| context(&target, e))?;
+                    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(*mode))
+                        .map_err(|e| context(&target, e))?;
+                }
+                Entry::Symlink { target: link } => {
+                    std::os::unix::fs::symlink(link, &target).map_err(|e| context(&target, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the root filesystem as a tar archive (owner root, files with their host mtime).
     pub(crate) fn write_tar(&self, out: &mut dyn Write) -> io::Result<()> {
         let mut builder = tar::Builder::new(out);
@@ -294,7 +327,7 @@ impl Rootfs {
 }
 
 /// Finds a host binary by any of `names`, in `$PATH` then the usual folders.
-fn find_binary(names: &[&str]) -> Option<PathBuf> {
+pub(crate) fn find_binary(names: &[&str]) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
@@ -439,7 +472,7 @@ pub(crate) fn add_program(
 }
 
 /// The folders of the node image, and the host's top-level links.
-fn add_layout(rootfs: &mut Rootfs) {
+pub(crate) fn add_layout(rootfs: &mut Rootfs) {
     add_top_links(rootfs);
     add_folders(rootfs);
 }
@@ -466,7 +499,7 @@ fn add_folders(rootfs: &mut Rootfs) {
 }
 
 /// The engine's binaries under `usr/bin`; returns their host paths, or names the missing ones.
-fn add_engine_binaries(rootfs: &mut Rootfs) -> Result<Vec<PathBuf>, DindError> {
+pub(crate) fn add_engine_binaries(rootfs: &mut Rootfs) -> Result<Vec<PathBuf>, DindError> {
     let mut elf_files = Vec::new();
     let mut missing = Vec::new();
     for (name, candidates) in ENGINE_BINARIES {
@@ -490,7 +523,7 @@ fn add_engine_binaries(rootfs: &mut Rootfs) -> Result<Vec<PathBuf>, DindError> {
 
 /// The host's iptables multi-binaries under `usr/sbin` with every tool name linked to them
 /// (the first one found is the default); returns their host paths.
-fn add_xtables(rootfs: &mut Rootfs) -> Result<Vec<PathBuf>, DindError> {
+pub(crate) fn add_xtables(rootfs: &mut Rootfs) -> Result<Vec<PathBuf>, DindError> {
     let mut elf_files = Vec::new();
     let mut xtables_found = Vec::new();
     for name in XTABLES {
@@ -528,7 +561,7 @@ fn add_xtables(rootfs: &mut Rootfs) -> Result<Vec<PathBuf>, DindError> {
 
 /// The shared libraries `elf_files` load, with the xtables extensions (loaded at run time,
 /// so invisible to `ldd`) and their own libraries.
-fn add_libraries(rootfs: &mut Rootfs, elf_files: &[PathBuf]) -> Result<(), DindError> {
+pub(crate) fn add_libraries(rootfs: &mut Rootfs, elf_files: &[PathBuf]) -> Result<(), DindError> {
     let mut libraries = ldd(elf_files)?;
     if let Some(dir) = xtables_dir(&libraries) {
         let extensions = add_xtables_extensions(rootfs, &dir)?;
@@ -688,7 +721,7 @@ fn apart_command() -> Vec<String> {
 
 /// The files written for the image: a minimal `/etc` and the few `/etc` files copied from the
 /// host.
-fn add_generated_files(rootfs: &mut Rootfs) {
+pub(crate) fn add_generated_files(rootfs: &mut Rootfs) {
     add_etc(rootfs, "shoal node (host engine binaries)");
     for name in ETC_FROM_HOST {
         let host = Path::new("/etc").join(name);
@@ -728,7 +761,7 @@ fn debian_overlay(closure: &debian::Closure) -> Result<Rootfs, DindError> {
         &mut overlay,
         &format!(
             "shoal node (Debian {} docker.io {})",
-            closure.suite, closure.engine_version
+            closure.suite, closure.version
         ),
     );
     Ok(overlay)
@@ -851,7 +884,7 @@ async fn ensure_debian_image(
     tracing::info!(
         image = %format!("{NODE_IMAGE_REPO}:{hash}"),
         suite = closure.suite,
-        docker = closure.engine_version,
+        docker = closure.version,
         packages = closure.packages.len(),
         archive = %archive,
         "building the node image from Debian's packages"

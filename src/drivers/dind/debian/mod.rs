@@ -99,11 +99,11 @@ pub enum DebianError {
         /// What is wrong.
         problem: String,
     },
-    /// The suite does not have the engine any more, or not all it needs.
-    #[error("suite {suite} cannot give Docker {engine}: {problem}")]
-    Engine {
-        /// The engine asked for.
-        engine: String,
+    /// The suite does not have what is wanted any more, or not all it needs.
+    #[error("suite {suite} cannot give {what}: {problem}")]
+    Wanted {
+        /// What was wanted (`Docker 26`, `the VM kernel`).
+        what: String,
         /// The suite.
         suite: String,
         /// What is wrong.
@@ -196,8 +196,9 @@ pub struct Closure {
     pub suite: String,
     /// The archive.
     pub archive: String,
-    /// The docker.io version.
-    pub engine_version: String,
+    /// The version of the main package (docker.io, the kernel).
+    #[serde(alias = "engine_version")]
+    pub version: String,
     /// The packages, sorted by name.
     pub packages: Vec<Pinned>,
 }
@@ -213,20 +214,79 @@ impl Closure {
     }
 }
 
-/// The closure of [`PACKAGES`] in the engine's suite, as the archive's current index names it;
-/// resolved once per index (kept in the cache by the index's hash). When the archive cannot be
-/// reached, the closure resolved last for that suite is used, with a warning.
+/// Picks packages from a suite's index, given [`Wanted::arg`]: the version of the main one,
+/// and the packages.
+pub type Select =
+    for<'a> fn(&'a resolve::Index, &str) -> Result<(String, Vec<&'a packages::Package>), String>;
+
+/// What to take from one suite's index: a name for messages and the cache, and the choice of
+/// packages.
+#[derive(Clone)]
+pub struct Wanted {
+    /// The suite.
+    pub suite: &'static str,
+    /// What is wanted, in messages (`Docker 26`, `the VM kernel`).
+    pub what: String,
+    /// The cache's name for it.
+    pub key: &'static str,
+    /// What `select` is given.
+    pub arg: &'static str,
+    /// Picks the packages from the suite's index.
+    pub select: Select,
+}
+
+impl Wanted {
+    /// The packages of a node image of `engine`: the closure of [`PACKAGES`], its docker.io of
+    /// the engine's major version.
+    pub fn engine(engine: DebianEngine) -> Wanted {
+        Wanted {
+            suite: engine.suite,
+            what: format!("Docker {}", engine.name),
+            key: "docker",
+            arg: engine.name,
+            select: engine_packages,
+        }
+    }
+}
+
+/// The closure of [`PACKAGES`] in `index`, whose docker.io must be of the `major` version.
+fn engine_packages<'a>(
+    index: &'a resolve::Index,
+    major: &str,
+) -> Result<(String, Vec<&'a packages::Package>), String> {
+    let docker = index
+        .get("docker.io")
+        .ok_or_else(|| "it has no docker.io package".to_string())?;
+    let found = docker.version.split(['.', ':']).next().unwrap_or_default();
+    if found != major {
+        return Err(format!(
+            "its docker.io is {} now; pick the engine of that version, or engine: host",
+            docker.version
+        ));
+    }
+    let chosen = resolve::closure(index, PACKAGES).map_err(|e| e.to_string())?;
+    Ok((docker.version.clone(), chosen))
+}
+
+/// The closure of [`PACKAGES`] in the engine's suite, as the archive's current index names it.
 pub async fn closure(engine: DebianEngine, archive: &str) -> Result<Closure, DebianError> {
+    resolve_wanted(Wanted::engine(engine), archive).await
+}
+
+/// The packages `wanted` picks in its suite, as the archive's current index names them;
+/// resolved once per index (kept in the cache by the index's hash). When the archive cannot be
+/// reached, the packages resolved last for that suite are used, with a warning.
+pub async fn resolve_wanted(wanted: Wanted, archive: &str) -> Result<Closure, DebianError> {
     let dir = cache_dir().join("index");
     std::fs::create_dir_all(&dir)
         .map_err(cache_error(format!("cannot create {}", dir.display())))?;
-    let latest = dir.join(format!("{}-latest.json", engine.suite));
-    let release_url = format!("{archive}/dists/{}/InRelease", engine.suite);
+    let latest = dir.join(format!("{}-{}-latest.json", wanted.suite, wanted.key));
+    let release_url = format!("{archive}/dists/{}/InRelease", wanted.suite);
     let release = match fetch::bytes(&release_url, MAX_RELEASE).await {
         Ok(release) => release,
         Err(problem) => {
             if let Some(closure) = read_closure(&latest).filter(|c| c.archive == archive) {
-                tracing::warn!(url = %release_url, problem = %problem, "the Debian archive does not answer; using the packages resolved last for {}", engine.suite);
+                tracing::warn!(url = %release_url, problem = %problem, "the Debian archive does not answer; using the packages resolved last for {} ({})", wanted.what, wanted.suite);
                 return Ok(closure);
             }
             return Err(DebianError::Fetch {
@@ -237,7 +297,7 @@ pub async fn closure(engine: DebianEngine, archive: &str) -> Result<Closure, Deb
     };
     let release = String::from_utf8_lossy(&release);
     let index_error = |problem: String| DebianError::Index {
-        suite: engine.suite.to_string(),
+        suite: wanted.suite.to_string(),
         archive: archive.to_string(),
         problem,
     };
@@ -248,11 +308,11 @@ pub async fn closure(engine: DebianEngine, archive: &str) -> Result<Closure, Deb
                 "{release_url} lists no SHA256 for {PACKAGES_INDEX}"
             ))
         })?;
-    let resolved = dir.join(format!("{}-{}.json", engine.suite, &sha256[..16]));
+    let resolved = dir.join(format!("{}-{}-{}.json", wanted.suite, wanted.key, &sha256[..16]));
     if let Some(closure) = read_closure(&resolved).filter(|c| c.archive == archive) {
         return Ok(closure);
     }
-    let index_url = format!("{archive}/dists/{}/{PACKAGES_INDEX}", engine.suite);
+    let index_url = format!("{archive}/dists/{}/{PACKAGES_INDEX}", wanted.suite);
     let compressed = fetch::bytes(&index_url, 256 << 20)
         .await
         .map_err(|problem| DebianError::Fetch {
@@ -270,7 +330,7 @@ pub async fn closure(engine: DebianEngine, archive: &str) -> Result<Closure, Deb
     }
     let closure = tokio::task::spawn_blocking({
         let archive = archive.to_string();
-        move || resolve_index(engine, &archive, &compressed)
+        move || resolve_index(wanted, &archive, &compressed)
     })
     .await
     .map_err(|e| index_error(format!("resolving panicked: {e}")))??;
@@ -295,14 +355,10 @@ fn read_closure(path: &Path) -> Option<Closure> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-/// Reads a compressed `Packages` index and resolves [`PACKAGES`] in it.
-fn resolve_index(
-    engine: DebianEngine,
-    archive: &str,
-    compressed: &[u8],
-) -> Result<Closure, DebianError> {
+/// Reads a compressed `Packages` index and picks `wanted`'s packages in it.
+fn resolve_index(wanted: Wanted, archive: &str, compressed: &[u8]) -> Result<Closure, DebianError> {
     let index_error = |problem: String| DebianError::Index {
-        suite: engine.suite.to_string(),
+        suite: wanted.suite.to_string(),
         archive: archive.to_string(),
         problem,
     };
@@ -315,39 +371,26 @@ fn resolve_index(
         return Err(index_error(format!("{PACKAGES_INDEX} holds no package")));
     }
     let index = resolve::Index::new(read);
-    let engine_error = |problem: String| DebianError::Engine {
-        engine: engine.name.to_string(),
-        suite: engine.suite.to_string(),
-        problem,
-    };
-    let docker = index
-        .get("docker.io")
-        .ok_or_else(|| engine_error("it has no docker.io package".to_string()))?;
-    let major = docker.version.split(['.', ':']).next().unwrap_or_default();
-    if major != engine.name {
-        return Err(engine_error(format!(
-            "its docker.io is {} now; pick the engine of that version, or engine: host",
-            docker.version
-        )));
-    }
-    let chosen = resolve::closure(&index, PACKAGES).map_err(|e| {
+    let (version, chosen) = (wanted.select)(&index, wanted.arg).map_err(|problem| {
         // A package left out for a malformed stanza is told as that.
-        let named = match &e {
-            resolve::ResolveError::Missing(name) => name.as_str(),
-            resolve::ResolveError::Unsatisfiable { wanted, .. } => wanted.as_str(),
-        };
-        let cause = problems
-            .iter()
-            .find(|p| named.split([' ', '|']).any(|word| word == p.package()));
-        match cause {
-            Some(problem) => engine_error(format!("{e} ({problem})")),
-            None => engine_error(e.to_string()),
+        let cause = problems.iter().find(|p| {
+            problem
+                .split([' ', '|', '`', ','])
+                .any(|word| word == p.package())
+        });
+        DebianError::Wanted {
+            what: wanted.what.clone(),
+            suite: wanted.suite.to_string(),
+            problem: match cause {
+                Some(cause) => format!("{problem} ({cause})"),
+                None => problem,
+            },
         }
     })?;
     Ok(Closure {
-        suite: engine.suite.to_string(),
+        suite: wanted.suite.to_string(),
         archive: archive.to_string(),
-        engine_version: docker.version.clone(),
+        version,
         packages: chosen
             .into_iter()
             .map(|p| Pinned {
@@ -604,7 +647,7 @@ mod tests {
         let closure = |version: &str| Closure {
             suite: "sid".into(),
             archive: "http://deb.debian.org/debian".into(),
-            engine_version: version.into(),
+            version: version.into(),
             packages: vec![pinned(version)],
         };
         assert_eq!(closure("28.5.2").digest(), closure("28.5.2").digest());
