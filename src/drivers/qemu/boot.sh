@@ -14,8 +14,9 @@ done
 tries=0
 while [ ! -b /dev/vda ] && [ $tries -lt 100 ]; do sleep 0.1; tries=$((tries + 1)); done
 if ! mount -t ext4 /dev/vda /newroot; then
-  echo "shoal-vm: cannot mount the root disk /dev/vda"
-  exec sh
+  echo "shoal-vm: cannot mount the root disk /dev/vda; powering off"
+  sleep 1
+  poweroff -f
 fi
 mkdir -p /newroot/etc/shoal
 cp -a /shoal/. /newroot/etc/shoal/

@@ -70,6 +70,26 @@ async fn boots_with_kvm(kernel: &Path) -> Result<(), String> {
     result
 }
 
+/// The file beside the kernel that keeps what [`probe_accel`] found, so that each shoal process
+/// does not boot a kernel again to know (`shoal doctor` probes anew).
+const ACCEL_FOUND: &str = "accel";
+
+/// The accelerator `auto` picks, as found before for this kernel, else probed.
+pub async fn chosen_accel(kernel: &Path) -> Accel {
+    let found = kernel.with_file_name(ACCEL_FOUND);
+    if let Some(accel) = std::fs::read_to_string(&found)
+        .ok()
+        .and_then(|text| Accel::named(text.trim()))
+    {
+        return accel;
+    }
+    let accel = probe_accel(kernel).await;
+    if let Err(e) = std::fs::write(&found, accel.name()) {
+        tracing::debug!("cannot keep the accelerator found in {}: {e}", found.display());
+    }
+    accel
+}
+
 /// The accelerator `auto` picks: KVM when `/dev/kvm` opens and boots `kernel`, else TCG
 /// (with a warning when KVM is there but cannot boot it).
 pub async fn probe_accel(kernel: &Path) -> Accel {
@@ -182,7 +202,11 @@ pub async fn doctor(settings: &QemuSettings, base: &Path) -> DoctorReport {
     };
     let accel = match options.accel {
         AccelChoice::Fixed(accel) => accel,
-        AccelChoice::Auto => probe_accel(&kernel).await,
+        AccelChoice::Auto => {
+            let accel = probe_accel(&kernel).await;
+            let _ = std::fs::write(kernel.with_file_name(ACCEL_FOUND), accel.name());
+            accel
+        }
     };
     let (status, detail) = match accel {
         Accel::Tcg => (

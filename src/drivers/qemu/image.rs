@@ -221,9 +221,19 @@ fn build_cached(
     Ok((VmImage::given(&dir)?, built))
 }
 
-/// The one kernel version under the package's `lib/modules`.
+/// The package's modules folder: unpacked with merged `/usr`, so `usr/lib/modules`.
+fn modules_root(kernel_dir: &Path) -> PathBuf {
+    let merged = kernel_dir.join("usr/lib/modules");
+    if merged.is_dir() {
+        merged
+    } else {
+        kernel_dir.join("lib/modules")
+    }
+}
+
+/// The one kernel version under the package's modules folder.
 fn kernel_version(kernel_dir: &Path) -> Result<String, QemuError> {
-    let modules = kernel_dir.join("lib/modules");
+    let modules = modules_root(kernel_dir);
     let entries = std::fs::read_dir(&modules)
         .map_err(|e| QemuError::io(format!("cannot read {}", modules.display()), e))?;
     entries
@@ -357,7 +367,7 @@ fn build(
 /// Copies [`modules::KERNEL_DIRS`] and the single-file network drivers of the kernel package,
 /// with its module lists, under the staging root's `lib/modules/VERSION`; returns that folder.
 fn copy_modules(kernel_dir: &Path, version: &str, staging: &Path) -> Result<PathBuf, QemuError> {
-    let from = kernel_dir.join("lib/modules").join(version);
+    let from = modules_root(kernel_dir).join(version);
     let to = staging.join("lib/modules").join(version);
     for dir in modules::KERNEL_DIRS {
         copy_tree(&from.join("kernel").join(dir), &to.join("kernel").join(dir))?;

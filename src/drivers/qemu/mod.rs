@@ -245,6 +245,8 @@ pub struct QemuDriver {
     engines: EngineCache,
     /// The accelerator chosen for this process, once probed.
     accel: tokio::sync::OnceCell<Accel>,
+    /// Held while the network is made, so that VMs created at once make it once.
+    network: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for QemuDriver {
@@ -270,6 +272,7 @@ impl QemuDriver {
             sizes,
             engines: tokio::sync::Mutex::new(HashMap::new()),
             accel: tokio::sync::OnceCell::new(),
+            network: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -353,7 +356,8 @@ impl QemuDriver {
 
     /// The cluster's network: as recorded, else a new one (the subnet given, or a free one),
     /// recorded; then its bridge made where missing (after a host reboot, say).
-    fn ensure_network(&self) -> Result<(NetworkRecord, VmSubnet), QemuError> {
+    async fn ensure_network(&self) -> Result<(NetworkRecord, VmSubnet), QemuError> {
+        let _only_one = self.network.lock().await;
         let record = match self.network_record() {
             Some(record) => record,
             None => {
@@ -416,7 +420,7 @@ impl QemuDriver {
             .get_or_init(|| async {
                 match self.options.accel {
                     AccelChoice::Fixed(accel) => accel,
-                    AccelChoice::Auto => doctor::probe_accel(kernel).await,
+                    AccelChoice::Auto => doctor::chosen_accel(kernel).await,
                 }
             })
             .await
@@ -536,13 +540,17 @@ impl QemuDriver {
 
     /// The VM's own initramfs: the image's first stage, then an archive with its settings and
     /// its server certificate (the kernel unpacks both, the second over the first).
-    fn write_initrd(&self, record: &VmRecord, image: &image::VmImage) -> Result<(), QemuError> {
+    async fn write_initrd(
+        &self,
+        record: &VmRecord,
+        image: &image::VmImage,
+    ) -> Result<(), QemuError> {
         let certs = self.certs_dir();
         let server = certs::server_cert(&certs, &self.cluster, &record.machine, record.address)?;
         let ca_path = certs.join(certs::CA_CERT);
         let ca = std::fs::read(&ca_path)
             .map_err(|e| QemuError::io(format!("cannot read {}", ca_path.display()), e))?;
-        let (_, subnet) = self.ensure_network()?;
+        let (_, subnet) = self.ensure_network().await?;
         let settings = format!(
             "SHOAL_HOSTNAME={}\nSHOAL_ADDRESS={}/{}\nSHOAL_CLUSTER={}\n",
             record.machine, record.address, subnet.prefix, self.cluster
@@ -576,7 +584,7 @@ impl QemuDriver {
     /// Boots the recorded VM on its disk and waits for its engine.
     async fn boot(&self, record: &VmRecord) -> Result<(), QemuError> {
         let machine = &record.machine;
-        let (network, _) = self.ensure_network()?;
+        let (network, _) = self.ensure_network().await?;
         network::ensure_tap(&record.tap, &network.bridge)?;
         let image = image::VmImage::given(&record.image)?;
         let launch = VmLaunch {
@@ -649,13 +657,15 @@ impl QemuDriver {
         if ensured.built {
             tracing::info!(seconds = ensured.seconds, downloaded = ensured.downloaded, "built the VM image");
         }
-        let (_, subnet) = self.ensure_network()?;
+        let (_, subnet) = self.ensure_network().await?;
         certs::ensure_cluster_certs(&self.certs_dir(), &self.cluster)?;
         let dir = self.machine_dir(machine);
         std::fs::create_dir_all(&dir)
             .map_err(|e| QemuError::io(format!("cannot create {}", dir.display()), e))?;
         std::fs::write(self.creating_marker(machine), &self.cluster)
             .map_err(|e| QemuError::io(format!("cannot write in {}", dir.display()), e))?;
+        // One address per VM: allocated and recorded under the lock.
+        let allocating = self.network.lock().await;
         let address = self.free_address(&subnet, machine)?;
         let octets = address.octets();
         let (memory, cpus) = self.sizes.get(machine).copied().unwrap_or_default();
@@ -669,7 +679,8 @@ impl QemuDriver {
             image: ensured.image.dir.clone(),
         };
         Self::write_json(&dir.join("machine.json"), &record)?;
-        self.write_initrd(&record, &ensured.image)?;
+        drop(allocating);
+        self.write_initrd(&record, &ensured.image).await?;
         make_overlay(&ensured.image.root(), &self.disk(machine)).await?;
         if let Err(e) = self.boot(&record).await {
             // A VM that never answered is stopped (it would only use CPU) and stays

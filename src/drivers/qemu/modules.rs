@@ -26,7 +26,15 @@ pub const KERNEL_DIRS: &[&str] = &[
 /// copied too; their subfolders (hardware) are not.
 pub const KERNEL_NET_FILES_DIR: &str = "drivers/net";
 /// What the first stage loads to mount the root disk and bring up the network device.
-pub const BOOT_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "ext4", "virtio_net"];
+/// `crc32c_generic` is ext4's soft dependency (the crypto API asks `modprobe` for it, which the
+/// first stage does not have), so it is named here.
+pub const BOOT_MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_blk",
+    "crc32c_generic",
+    "ext4",
+    "virtio_net",
+];
 /// What the second stage loads before dockerd starts: swarm's overlay networks, the routing
 /// mesh (IPVS) and dockerd's iptables rules. Anything else is loaded on demand by `modprobe`.
 pub const RUN_MODULES: &[&str] = &[

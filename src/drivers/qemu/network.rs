@@ -108,8 +108,16 @@ fn forward_rule(bridge: &str) -> Vec<String> {
 /// they are missing.
 pub fn ensure_bridge(bridge: &str, subnet: &VmSubnet) -> Result<(), QemuError> {
     if !device_exists(bridge) {
-        run("ip", &["link", "add", bridge, "type", "bridge"])?;
-        let address = format!("{}/{}", subnet.host_address(), subnet.prefix);
+        // Made meanwhile by another process of the cluster's: fine.
+        if let Err(e) = run("ip", &["link", "add", bridge, "type", "bridge"]) {
+            if !device_exists(bridge) {
+                return Err(e);
+            }
+        }
+    }
+    let address = format!("{}/{}", subnet.host_address(), subnet.prefix);
+    let shown = run("ip", &["-4", "-o", "addr", "show", "dev", bridge])?;
+    if !shown.contains(&format!(" {address} ")) {
         run("ip", &["addr", "add", &address, "dev", bridge])?;
     }
     run("ip", &["link", "set", bridge, "up"])?;
@@ -143,7 +151,11 @@ pub fn remove_bridge(bridge: &str) -> Result<(), QemuError> {
 /// Makes the tap device `tap` on `bridge`, up, where it is missing.
 pub fn ensure_tap(tap: &str, bridge: &str) -> Result<(), QemuError> {
     if !device_exists(tap) {
-        run("ip", &["tuntap", "add", "dev", tap, "mode", "tap"])?;
+        if let Err(e) = run("ip", &["tuntap", "add", "dev", tap, "mode", "tap"]) {
+            if !device_exists(tap) {
+                return Err(e);
+            }
+        }
     }
     run("ip", &["link", "set", tap, "master", bridge])?;
     run("ip", &["link", "set", tap, "up"])?;
