@@ -2,7 +2,6 @@
 //! machines and nodes no desired machine claims, and each desired service with the observed one
 //! of its name (gitops-engine's `(Some, None)`, `(None, Some)`, `(Some, Some)`).
 
-use super::model::StepId;
 use super::planner::LABEL_STACKS;
 use crate::model::observed::LocalSwarmState;
 use crate::model::{
@@ -11,7 +10,7 @@ use crate::model::{
 };
 use std::collections::{BTreeMap, BTreeSet};
 
-/// A desired machine, what exists of it, and what the plan does with it so far.
+/// A desired machine and what exists of it.
 pub(super) struct MachinePair<'a> {
     /// What machines.yml says.
     pub spec: &'a MachineSpec,
@@ -19,14 +18,9 @@ pub(super) struct MachinePair<'a> {
     pub machine: Option<&'a ObservedMachine>,
     /// Its node, when the swarm has one for it.
     pub node: Option<&'a ObservedNode>,
-    /// Its node in the current swarm, when it is a member and is kept.
+    /// Its node in the current swarm, when it is a member (self-heal may still replace it:
+    /// see [`super::rules::create_machines::MachineSteps::member`]).
     pub member: Option<&'a ObservedNode>,
-    /// Step that creates the machine, if any.
-    pub created: Option<StepId>,
-    /// Steps that must finish before it joins (removal of its stale node).
-    pub before_join: Vec<StepId>,
-    /// Down but within its grace period (or self-heal is off): left alone for now.
-    pub waiting: bool,
 }
 
 /// A machine or node on its way out of the cluster.
@@ -72,9 +66,6 @@ impl<'a> Pairing<'a> {
                     machine,
                     node,
                     member,
-                    created: None,
-                    before_join: Vec::new(),
-                    waiting: false,
                 };
                 (spec.name.as_str(), pair)
             })

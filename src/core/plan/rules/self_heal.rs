@@ -8,7 +8,9 @@ use super::Ctx;
 use crate::model::{MachineState, NodeState, ObservedNode, Role};
 use crate::plan::model::{StepId, StepOp};
 use crate::plan::planner::PlanError;
+use crate::plan::quorum::Quorum;
 use crate::plan::reason::{DownNode, HealStage, Loss, Reason};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What self-heal does with one desired machine.
 enum Heal {
@@ -22,10 +24,34 @@ enum Heal {
     Wait(String),
 }
 
+/// A machine self-heal replaces: the step that creates it again, and what its join waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Replacement {
+    /// The step that creates it again.
+    pub(crate) created: StepId,
+    /// Steps its join waits for (the removal of its stale node).
+    pub(crate) before_join: Vec<StepId>,
+}
+
+/// What self-heal decided for the desired machines, for the rules that create and join them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Healed<'a> {
+    /// The machines it replaces, by name.
+    pub(crate) replaced: BTreeMap<&'a str, Replacement>,
+    /// The machines left alone for now: started (they come back as they were), or waited for
+    /// (unreachable, down within the grace period, or self-heal off).
+    pub(crate) waiting: BTreeSet<&'a str>,
+}
+
 /// Starts stopped machines, re-creates gone or incomplete ones, and warns about the machines
-/// it waits for (unreachable, down within the grace period, or self-heal off).
-pub fn heal_machines(ctx: &mut Ctx) -> Result<(), PlanError> {
-    let names: Vec<&str> = ctx.pairing.machines.keys().copied().collect();
+/// it waits for (unreachable, down within the grace period, or self-heal off). A lost manager
+/// replaced frees its seat in `quorum`.
+pub(crate) fn heal_machines<'a>(
+    ctx: &mut Ctx<'a>,
+    quorum: &mut Quorum,
+) -> Result<Healed<'a>, PlanError> {
+    let mut healed = Healed::default();
+    let names: Vec<&'a str> = ctx.pairing.machines.keys().copied().collect();
     for name in names {
         let pair = &ctx.pairing.machines[name];
         let (spec, node) = (pair.spec, pair.node);
@@ -36,22 +62,19 @@ pub fn heal_machines(ctx: &mut Ctx) -> Result<(), PlanError> {
                     machine: name.to_string(),
                 };
                 ctx.push(StepOp::StartMachine {}, name, None, reason);
-                ctx.pairing.machines.get_mut(name).expect("paired").waiting = true;
+                healed.waiting.insert(name);
             }
             Heal::Replace(loss) => {
-                let (created, before_join) = replace_machine(ctx, name, spec.role, node, loss)?;
-                let pair = ctx.pairing.machines.get_mut(name).expect("paired");
-                pair.created = Some(created);
-                pair.before_join = before_join;
-                pair.member = None;
+                let replacement = replace_machine(ctx, quorum, name, spec.role, node, loss)?;
+                healed.replaced.insert(name, replacement);
             }
             Heal::Wait(warning) => {
                 ctx.warnings.push(warning);
-                ctx.pairing.machines.get_mut(name).expect("paired").waiting = true;
+                healed.waiting.insert(name);
             }
         }
     }
-    Ok(())
+    Ok(healed)
 }
 
 /// The self-heal decision for one machine, from its state, its node's and the policy.
@@ -119,14 +142,15 @@ fn decide(ctx: &Ctx, name: &str) -> Heal {
 }
 
 /// The steps of one replacement: demote (a manager), remove its node, destroy the machine
-/// (when it still exists), create it. Returns the creation and what its join waits for.
+/// (when it still exists), create it.
 fn replace_machine(
     ctx: &mut Ctx,
+    quorum: &mut Quorum,
     name: &str,
     role: Role,
     node: Option<&ObservedNode>,
     loss: Loss,
-) -> Result<(StepId, Vec<StepId>), PlanError> {
+) -> Result<Replacement, PlanError> {
     let reason = |stage| Reason::SelfHeal {
         machine: name.to_string(),
         loss: loss.clone(),
@@ -136,13 +160,13 @@ fn replace_machine(
     if let Some(node) = node {
         let mut after = None;
         if node.role == Role::Manager {
-            ctx.quorum.demote(node, name)?;
+            quorum.demote(node, name)?;
             let op = StepOp::DemoteNode {
                 node_id: node.id.clone(),
             };
-            let chain = ctx.quorum.chain();
+            let chain = quorum.chain();
             let id = ctx.push(op, name, chain, reason(HealStage::FreeManagerSeat));
-            after = Some(ctx.quorum.chained(id));
+            after = Some(quorum.chained(id));
         }
         let op = StepOp::RemoveNode {
             node_id: node.id.clone(),
@@ -166,7 +190,10 @@ fn replace_machine(
         labels: spec.labels.clone(),
     };
     let created = ctx.push(op, name, before_create, reason(HealStage::CreateMachine));
-    Ok((created, before_join))
+    Ok(Replacement {
+        created,
+        before_join,
+    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@
 //! of the repository names it, replaced by the file's spec (as `docker stack deploy` would)
 //! when one does.
 
-use super::{cli_dropped, depends_on, Ctx};
+use super::prune::ServicePrunes;
+use super::stack_objects::ObjectSteps;
+use super::{cli_dropped, depends_on, Ctx, Membership};
 use crate::model::observed::UpdateState;
 use crate::model::{ObservedService, ServiceSpec};
 use crate::plan::diff::field_changes;
@@ -66,28 +68,47 @@ fn warn_unreadable(ctx: &mut Ctx) {
     }
 }
 
-/// Creates, scales, updates, recreates or rebalances each desired service.
-pub fn plan_services(ctx: &mut Ctx) {
+/// The service steps of the plan: prunes, then creations, updates and rebalances. Object
+/// prunes and machine removals wait for them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct ServiceSteps {
+    /// Their steps, in plan order.
+    pub(crate) steps: Vec<StepId>,
+}
+
+/// Creates, scales, updates, recreates or rebalances each desired service: after the objects
+/// it uses that this plan creates (else after the `membership` steps), and after the `prunes`.
+pub(crate) fn plan_services(
+    ctx: &mut Ctx,
+    membership: &Membership,
+    objects: &ObjectSteps,
+    prunes: &ServicePrunes,
+) -> ServiceSteps {
     warn_unreadable(ctx);
-    let rebalance = ctx.desired.policy.rebalance && ctx.joined_any && ctx.observed.swarm.is_some();
+    let rebalance =
+        ctx.desired.policy.rebalance && membership.joined_any && ctx.observed.swarm.is_some();
     let pairs =
         depends_on::rollout_order(ctx.desired, services(ctx.desired, ctx.observed).collect());
+    let mut planned = ServiceSteps {
+        steps: prunes.steps.clone(),
+    };
     for pair in pairs {
         // Objects created in this plan already wait for the membership steps, so a service
         // that waits for one of them waits for those transitively.
         let created: Vec<StepId> = uses(pair.spec)
             .iter()
-            .filter_map(|key| ctx.object_steps.get(key).copied())
+            .filter_map(|key| objects.created.get(key).copied())
             .collect();
         let mut deps = if created.is_empty() {
-            ctx.membership.clone()
+            membership.steps.clone()
         } else {
             created
         };
-        deps.extend(&ctx.pruned);
+        deps.extend(&prunes.steps);
         let steps = plan_service(ctx, &pair, deps, rebalance);
-        ctx.service_steps.extend(steps);
+        planned.steps.extend(steps);
     }
+    planned
 }
 
 /// The steps of one service, after `deps`.

@@ -14,12 +14,12 @@
 //! - the content-derived name (`<stack>_<name>-<version>`) for a new content, so a change
 //!   never edits an object in place.
 
-use super::Ctx;
+use super::{Ctx, Membership};
 use crate::model::content_key::{legacy_version, LABEL_CONTENT_VERSION, LABEL_LEGACY_SHA256};
 use crate::model::desired::is_node_local_network;
 use crate::model::spec::LABEL_ROTATE;
 use crate::model::{Desired, ObjectSpec, Observed, ObservedObject, Stack};
-use crate::plan::model::StepOp;
+use crate::plan::model::{StepId, StepOp};
 use crate::plan::reason::Reason;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -162,9 +162,35 @@ pub(crate) fn rename_references(stack: &mut Stack, kind: &str, from: &str, to: &
     }
 }
 
-/// Creates the stacks' missing networks, secrets and configs.
-pub fn create_stack_objects(ctx: &mut Ctx) {
+/// The steps that create (or replace) networks, secrets and configs: the services that use
+/// them wait for them, and machine removals for all of them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct ObjectSteps {
+    /// The step that creates each object, by `kind:name` (`network:web`, `secret:app_key`).
+    pub(crate) created: BTreeMap<String, StepId>,
+    /// Every step, in plan order (a replacement's removal and creation).
+    pub(crate) steps: Vec<StepId>,
+}
+
+impl ObjectSteps {
+    /// Records `step`, which creates the `kind` object `name`.
+    pub(crate) fn record_creation(&mut self, kind: &str, name: &str, step: StepId) {
+        self.created.insert(format!("{kind}:{name}"), step);
+        self.steps.push(step);
+    }
+
+    /// These steps, then `later`'s.
+    pub(crate) fn and(mut self, later: ObjectSteps) -> ObjectSteps {
+        self.created.extend(later.created);
+        self.steps.extend(later.steps);
+        self
+    }
+}
+
+/// Creates the stacks' missing networks, secrets and configs, after the `membership` steps.
+pub(crate) fn create_stack_objects(ctx: &mut Ctx, membership: &Membership) -> ObjectSteps {
     let (desired, observed) = (ctx.desired, ctx.observed);
+    let mut created = ObjectSteps::default();
     for stack in desired.stacks.values() {
         for (name, network) in &stack.networks {
             if observed.networks.contains_key(name) {
@@ -177,10 +203,8 @@ pub fn create_stack_objects(ctx: &mut Ctx) {
                 stack: stack.name.clone(),
                 network: name.clone(),
             };
-            let deps = ctx.membership.clone();
-            let id = ctx.push(op, name, deps, reason);
-            ctx.object_steps.insert(format!("network:{name}"), id);
-            ctx.stack_steps.push(id);
+            let id = ctx.push(op, name, membership.steps.clone(), reason);
+            created.record_creation("network", name, id);
         }
         let secrets = stack.secrets.iter().map(|(n, o)| ("secret", n, o));
         let configs = stack.configs.iter().map(|(n, o)| ("config", n, o));
@@ -204,12 +228,11 @@ pub fn create_stack_objects(ctx: &mut Ctx) {
                 kind,
                 source: object.source.clone(),
             };
-            let deps = ctx.membership.clone();
-            let id = ctx.push(op, name, deps, reason);
-            ctx.object_steps.insert(format!("{kind}:{name}"), id);
-            ctx.stack_steps.push(id);
+            let id = ctx.push(op, name, membership.steps.clone(), reason);
+            created.record_creation(kind, name, id);
         }
     }
+    created
 }
 
 /// Warns about external networks, secrets and configs that do not exist.
