@@ -3,6 +3,7 @@
 //! of its name (gitops-engine's `(Some, None)`, `(None, Some)`, `(Some, Some)`).
 
 use super::planner::LABEL_STACKS;
+use super::warning::Warning;
 use crate::model::observed::LocalSwarmState;
 use crate::model::{
     Desired, MachineSpec, NodeState, Observed, ObservedMachine, ObservedNode, ObservedService,
@@ -104,7 +105,7 @@ impl<'a> Pairing<'a> {
         &self,
         desired: &'a Desired,
         observed: &'a Observed,
-        warnings: &mut Vec<String>,
+        warnings: &mut Vec<Warning>,
     ) -> Vec<Leaving<'a>> {
         let mut leaving: Vec<Leaving> = observed
             .machines
@@ -123,17 +124,17 @@ impl<'a> Pairing<'a> {
                 continue;
             }
             if node.state == NodeState::Ready {
-                warnings.push(format!(
-                    "node {} ({}) belongs to no machine of this cluster; it is left alone",
-                    node.hostname, node.id
-                ));
+                warnings.push(Warning::NodeOfNoMachine {
+                    hostname: node.hostname.clone(),
+                    id: node.id.clone(),
+                });
             } else if let Some(unseen) = may_be_unseen_machine(node, observed) {
-                warnings.push(format!(
-                    "node {} ({}) is {} and no machine claims it, but {unseen} cannot be seen and may be it: it is left alone until every machine answers",
-                    node.hostname,
-                    node.id,
-                    node_state_word(node.state),
-                ));
+                warnings.push(Warning::NodeMayBeUnseen {
+                    hostname: node.hostname.clone(),
+                    id: node.id.clone(),
+                    state: node.state,
+                    machines: unseen,
+                });
             } else {
                 leaving.push(Leaving {
                     target: node.hostname.clone(),
@@ -164,16 +165,6 @@ fn may_be_unseen_machine(node: &ObservedNode, observed: &Observed) -> Option<Str
         .map(|m| m.name.as_str())
         .collect();
     (!unseen.is_empty()).then(|| unseen.join(", "))
-}
-
-/// A node state in words.
-fn node_state_word(state: NodeState) -> &'static str {
-    match state {
-        NodeState::Ready => "ready",
-        NodeState::Down => "down",
-        NodeState::Disconnected => "disconnected",
-        NodeState::Unknown => "in an unknown state",
-    }
 }
 
 /// A desired service and the observed service of its name.
@@ -278,7 +269,7 @@ mod tests {
             unlabelled
                 .warnings
                 .iter()
-                .any(|w| w.contains("m3 cannot be seen and may be it")),
+                .any(|w| w.to_string().contains("m3 cannot be seen and may be it")),
             "{:?}",
             unlabelled.warnings
         );
@@ -287,7 +278,7 @@ mod tests {
             labelled
                 .warnings
                 .iter()
-                .any(|w| w.contains("m3 is down or does not answer")),
+                .any(|w| w.to_string().contains("m3 is down or does not answer")),
             "{:?}",
             labelled.warnings
         );

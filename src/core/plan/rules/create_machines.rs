@@ -8,6 +8,7 @@ use crate::model::ObservedNode;
 use crate::plan::model::{StepId, StepOp};
 use crate::plan::pairing::MachinePair;
 use crate::plan::reason::Reason;
+use crate::plan::warning::Warning;
 use std::collections::BTreeMap;
 
 /// The desired machines as the swarm rules see them once self-heal and creation are planned:
@@ -65,10 +66,10 @@ pub(crate) fn create_missing_machines<'a>(
     let mut created = BTreeMap::new();
     if !desired.driver.manages_machines() {
         for name in missing {
-            ctx.warnings.push(format!(
-                "{name} is not found: the {} driver does not create machines, so it is left out",
-                desired.driver.as_str()
-            ));
+            ctx.warnings.push(Warning::HostNotFound {
+                machine: name.to_string(),
+                driver: desired.driver,
+            });
         }
         return MachineSteps { healed, created };
     }
@@ -134,6 +135,9 @@ mod tests {
             "{:?}",
             steps(&plan)
         );
-        assert!(plan.warnings.iter().any(|w| w.contains("w1 is not found")));
+        assert!(plan
+            .warnings
+            .iter()
+            .any(|w| w.to_string().contains("w1 is not found")));
     }
 }

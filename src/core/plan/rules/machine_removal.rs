@@ -16,6 +16,7 @@ use crate::plan::pairing::Leaving;
 use crate::plan::planner::PlanError;
 use crate::plan::quorum::{leaving_order, Quorum};
 use crate::plan::reason::{LeaveStage, Reason};
+use crate::plan::warning::Warning;
 
 /// Takes out the machines and nodes that leave the cluster, after every membership, stack
 /// object and service step; managers one at a time in `quorum`'s chain.
@@ -41,10 +42,9 @@ pub(crate) fn remove_machines(
         if ctx.desired.driver.manages_machines() {
             tear_down(ctx, &leaving, &after_stacks);
         } else if !leaving.is_empty() {
-            ctx.warnings.push(format!(
-                "machines.yml names no machine: the {} driver does not destroy hosts; `shoal destroy` makes them leave the swarm",
-                ctx.desired.driver.as_str()
-            ));
+            ctx.warnings.push(Warning::HostsNotDestroyed {
+                driver: ctx.desired.driver,
+            });
         }
         return Ok(());
     }

@@ -65,6 +65,7 @@ use super::model::{Step, StepId, StepOp};
 use super::pairing::Pairing;
 use super::planner::PlanOptions;
 use super::reason::Reason;
+use super::warning::Warning;
 use crate::model::{Desired, Observed};
 
 /// What every rule reads and writes: the inputs (desired and observed state, the options and
@@ -82,7 +83,7 @@ pub(crate) struct Ctx<'a> {
     /// Steps so far, in order.
     pub(crate) steps: Vec<Step>,
     /// Warnings for people.
-    pub(crate) warnings: Vec<String>,
+    pub(crate) warnings: Vec<Warning>,
 }
 
 impl<'a> Ctx<'a> {
@@ -98,7 +99,7 @@ impl<'a> Ctx<'a> {
             options,
             pairing: Pairing::new(desired, observed),
             steps: Vec::new(),
-            warnings: desired.warnings.clone(),
+            warnings: desired.warnings.iter().map(Warning::files).collect(),
         }
     }
 

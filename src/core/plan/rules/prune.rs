@@ -10,6 +10,7 @@ use crate::model::{Desired, ObservedService};
 use crate::plan::model::{StepId, StepOp};
 use crate::plan::planner::PlanError;
 use crate::plan::reason::Reason;
+use crate::plan::warning::Warning;
 use std::collections::BTreeSet;
 
 /// The stacks shoal records as managed after an apply (the `io.shoal.stacks` swarm label): the
@@ -55,9 +56,7 @@ pub(crate) fn prune_services(
             .filter(|stack| !ctx.desired.stacks.contains_key(stack))
             .collect();
         for stack in kept {
-            ctx.warnings.push(format!(
-                "stack {stack} is no longer in machines.yml, and policy.prune is off: its services are kept, and remembered, so setting prune: true removes them"
-            ));
+            ctx.warnings.push(Warning::StackKept { stack });
         }
         return Ok(prunes);
     }

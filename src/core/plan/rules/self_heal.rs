@@ -10,6 +10,7 @@ use crate::plan::model::{StepId, StepOp};
 use crate::plan::planner::PlanError;
 use crate::plan::quorum::Quorum;
 use crate::plan::reason::{DownNode, HealStage, Loss, Reason};
+use crate::plan::warning::Warning;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What self-heal does with one desired machine.
@@ -21,7 +22,7 @@ enum Heal {
     /// Replace it (gone, or never fully set up).
     Replace(Loss),
     /// Leave it alone for now, with this warning.
-    Wait(String),
+    Wait(Warning),
 }
 
 /// A machine self-heal replaces: the step that creates it again, and what its join waits for.
@@ -89,54 +90,59 @@ fn decide(ctx: &Ctx, name: &str) -> Heal {
         .machine
         .is_some_and(|m| m.state == MachineState::Running);
     if !ctx.desired.driver.manages_machines() && !running {
-        return Heal::Wait(format!(
-            "{name} is down or does not answer; the {} driver never replaces hosts: it waits for it",
-            ctx.desired.driver.as_str()
-        ));
+        return Heal::Wait(Warning::HostWaited {
+            machine: name.to_string(),
+            driver: ctx.desired.driver,
+        });
     }
     let Some(machine) = pair.machine else {
         // Gone (its node outlived it) or never made (no node: created by the next rule).
         return match node {
             Some(_) if policy.self_heal => Heal::Replace(Loss::Gone),
-            Some(_) => Heal::Wait(format!(
-                "{name} is gone (its node is still in the swarm) and self-heal is off: nothing is done for it; set policy.self_heal: true to create it again, or drop it from machines.yml"
-            )),
+            Some(_) => Heal::Wait(Warning::GoneWithoutSelfHeal {
+                machine: name.to_string(),
+            }),
             None => Heal::Nothing,
         };
     };
     match machine.state {
         MachineState::Running => {
             if node_down.is_some() && pair.member.is_some() {
-                return Heal::Wait(format!(
-                    "the node of {name} has been down for {down_for}s though its engine answers: shoal waits for it (a machine that runs is never replaced)"
-                ));
+                return Heal::Wait(Warning::NodeDownEngineAnswers {
+                    machine: name.to_string(),
+                    seconds: down_for,
+                });
             }
             Heal::Nothing
         }
         MachineState::Stopped if policy.self_heal => Heal::Start,
-        MachineState::Stopped => Heal::Wait(format!(
-            "{name} is stopped and self-heal is off: it is left as it is"
-        )),
-        MachineState::Unreachable => Heal::Wait(format!(
-            "{name} is unreachable (its engine does not answer): shoal waits for it and never replaces a machine that may still run; check the machine and its network"
-        )),
-        MachineState::Incomplete if !policy.self_heal => Heal::Wait(format!(
-            "{name} was never fully set up and self-heal is off: it is left as it is"
-        )),
+        MachineState::Stopped => Heal::Wait(Warning::StoppedWithoutSelfHeal {
+            machine: name.to_string(),
+        }),
+        MachineState::Unreachable => Heal::Wait(Warning::Unreachable {
+            machine: name.to_string(),
+        }),
+        MachineState::Incomplete if !policy.self_heal => {
+            Heal::Wait(Warning::IncompleteWithoutSelfHeal {
+                machine: name.to_string(),
+            })
+        }
         MachineState::Incomplete => match node {
             None => Heal::Replace(Loss::Incomplete),
-            Some(n) if n.state == NodeState::Ready => Heal::Wait(format!(
-                "{name} has no record of a finished setup but its node is ready: it is kept"
-            )),
+            Some(n) if n.state == NodeState::Ready => Heal::Wait(Warning::IncompleteNodeReady {
+                machine: name.to_string(),
+            }),
             Some(n) if down_for >= grace => Heal::Replace(Loss::Down {
                 node: Some(DownNode {
                     state: n.state,
                     seconds: down_for,
                 }),
             }),
-            Some(_) => Heal::Wait(format!(
-                "{name} was never fully set up and its node has been down for {down_for}s; self-heal replaces it after {grace}s"
-            )),
+            Some(_) => Heal::Wait(Warning::IncompleteWithinGrace {
+                machine: name.to_string(),
+                seconds: down_for,
+                grace,
+            }),
         },
     }
 }
@@ -246,7 +252,7 @@ mod tests {
         let plan = w1_plan(Some(MachineState::Running), NodeState::Down, 6_000);
         assert!(plan.steps.is_empty(), "{:?}", steps(&plan));
         assert!(
-            plan.warnings[0].contains("never replaced"),
+            plan.warnings[0].to_string().contains("never replaced"),
             "{:?}",
             plan.warnings
         );
@@ -256,7 +262,7 @@ mod tests {
     fn an_unreachable_machine_is_reported_and_waited_for() {
         let plan = w1_plan(Some(MachineState::Unreachable), NodeState::Down, 6_000);
         assert!(plan.steps.is_empty(), "{:?}", steps(&plan));
-        assert!(plan.warnings[0].contains("w1 is unreachable"));
+        assert!(plan.warnings[0].to_string().contains("w1 is unreachable"));
     }
 
     #[test]
@@ -288,7 +294,9 @@ mod tests {
     fn an_incomplete_machine_within_grace_waits_with_a_warning() {
         let plan = w1_plan(Some(MachineState::Incomplete), NodeState::Down, 5);
         assert!(plan.steps.is_empty());
-        assert!(plan.warnings[0].contains("replaces it after 60s"));
+        assert!(plan.warnings[0]
+            .to_string()
+            .contains("replaces it after 60s"));
     }
 
     #[test]
@@ -319,7 +327,9 @@ mod tests {
             let plan = w1_plan_healing(state, NodeState::Down, 600, false);
             assert!(plan.steps.is_empty(), "{state:?}: {:?}", steps(&plan));
             assert!(
-                plan.warnings.iter().any(|w| w.contains("self-heal is off")),
+                plan.warnings
+                    .iter()
+                    .any(|w| w.to_string().contains("self-heal is off")),
                 "{:?}",
                 plan.warnings
             );
@@ -342,7 +352,9 @@ mod tests {
         let plan = plan(&desired, &observed, &PlanOptions::default()).unwrap();
         assert!(plan.steps.is_empty(), "{:?}", steps(&plan));
         assert!(
-            plan.warnings[0].contains("never replaces hosts"),
+            plan.warnings[0]
+                .to_string()
+                .contains("never replaces hosts"),
             "{:?}",
             plan.warnings
         );

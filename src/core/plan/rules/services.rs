@@ -19,6 +19,7 @@ use crate::plan::model::{StepId, StepOp};
 use crate::plan::normalize::{comparable, spec_to_send};
 use crate::plan::pairing::{services, ServicePair};
 use crate::plan::reason::Reason;
+use crate::plan::warning::Warning;
 
 /// Warns about ports published through the routing mesh on machines where it cannot work.
 pub fn warn_ingress_without_mesh(ctx: &mut Ctx) {
@@ -39,11 +40,10 @@ pub fn warn_ingress_without_mesh(ctx: &mut Ctx) {
             .map(|p| p.published_port.unwrap_or(0).to_string())
             .collect();
         if !ingress.is_empty() {
-            ctx.warnings.push(format!(
-                "{} publishes port {} through the ingress routing mesh, which cannot work on these machines (their kernel has no IPVS): the service runs but the port does not answer. Publish in host mode instead (ports: - {{target: ..., published: ..., mode: host}}) with deploy.endpoint_mode: dnsrr; `shoal doctor` tells more",
-                spec.name,
-                ingress.join(", ")
-            ));
+            ctx.warnings.push(Warning::IngressWithoutMesh {
+                service: spec.name.clone(),
+                ports: ingress,
+            });
         }
     }
 }
@@ -60,10 +60,10 @@ fn warn_unreadable(ctx: &mut Ctx) {
             .stacks
             .values()
             .any(|stack| stack.services.contains_key(name));
-        ctx.warnings.push(if desired {
-            format!("cannot read the spec of service {name} ({why}): shoal replaces it with the spec of the compose file, as docker stack deploy would")
-        } else {
-            format!("cannot read the spec of service {name} ({why}); no stack of this repository names it, so shoal leaves it as it is")
+        ctx.warnings.push(Warning::UnreadableService {
+            service: name.clone(),
+            why: why.clone(),
+            replaced: desired,
         });
     }
 }
@@ -140,8 +140,10 @@ fn plan_service(
     let (relaxed, waiting) = cli_dropped::without_missing(&want, &have);
     let want = if relaxed == have || only_replicas_differ(&relaxed, &have) {
         if !waiting.is_empty() {
-            ctx.warnings
-                .push(cli_dropped::waiting_warning(name, &waiting));
+            ctx.warnings.push(Warning::CliDroppedFields {
+                service: name.to_string(),
+                fields: waiting,
+            });
         }
         relaxed
     } else {

@@ -21,6 +21,7 @@ use crate::model::spec::LABEL_ROTATE;
 use crate::model::{Desired, ObjectSpec, Observed, ObservedObject, Stack};
 use crate::plan::model::{StepId, StepOp};
 use crate::plan::reason::Reason;
+use crate::plan::warning::Warning;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -87,7 +88,7 @@ fn naming(object: &ObjectSpec, existing: &BTreeMap<String, ObservedObject>) -> N
 pub fn adopt_objects<'a>(
     desired: &'a Desired,
     observed: &Observed,
-) -> (Cow<'a, Desired>, Vec<String>) {
+) -> (Cow<'a, Desired>, Vec<Warning>) {
     let mut adopted = Cow::Borrowed(desired);
     let mut warnings = Vec::new();
     for (key, stack) in &desired.stacks {
@@ -104,16 +105,21 @@ pub fn adopt_objects<'a>(
                     Naming::Legacy(name) => name.clone(),
                 };
                 if naming == Naming::CliUnverified {
-                    warnings.push(format!(
-                        "{kind} {to} of stack {} exists and was not created by shoal (docker stack deploy names it so): its content cannot be read back, so shoal uses it as it is, without checking that it matches {}. To replace it with the file's content, add the label {LABEL_ROTATE}: \"true\" to the {kind} in {}",
-                        stack.name, object.source, stack.file
-                    ));
+                    warnings.push(Warning::ObjectUnverified {
+                        kind: kind.to_string(),
+                        name: to.clone(),
+                        stack: stack.name.clone(),
+                        source: object.source.clone(),
+                        file: stack.file.clone(),
+                    });
                 }
                 if matches!(naming, Naming::Legacy(_)) && kind == "secret" {
-                    warnings.push(format!(
-                        "secret {to} of stack {} carries a content version that is not keyed (shoal wrote it before versions were keyed per cluster): whoever can list the swarm's secrets can test guesses of {} against it. It is kept as it is, so no service restarts; its next content gets a keyed version. To re-version it now (its services restart), add the label {LABEL_ROTATE}: \"true\" to the secret in {}",
-                        stack.name, object.source, stack.file
-                    ));
+                    warnings.push(Warning::SecretUnkeyed {
+                        name: to.clone(),
+                        stack: stack.name.clone(),
+                        source: object.source.clone(),
+                        file: stack.file.clone(),
+                    });
                 }
                 let stack = adopted
                     .to_mut()
@@ -247,37 +253,34 @@ pub fn warn_missing_external(ctx: &mut Ctx) {
     for stack in desired.stacks.values() {
         for external in &stack.external_networks {
             if !known.contains(external.as_str()) && !is_node_local_network(external) {
-                ctx.warnings.push(format!(
-                    "stack {} uses external network {external}, which does not exist: create it (docker network create --driver overlay {external}) or its services will fail",
-                    stack.name
-                ));
+                ctx.warnings.push(Warning::ExternalNetworkMissing {
+                    stack: stack.name.clone(),
+                    network: external.clone(),
+                });
             }
         }
     }
     for stack in desired.stacks.values() {
-        let mut missing: BTreeSet<String> = BTreeSet::new();
+        let mut missing: BTreeSet<(&str, &String)> = BTreeSet::new();
         for spec in stack.services.values() {
             let container = &spec.task_template.container_spec;
             for name in container.secrets.iter().map(|s| &s.secret_name) {
                 if !stack.secrets.contains_key(name) && !observed.secrets.contains_key(name) {
-                    missing.insert(format!(
-                        "secret {name} (create it with `docker secret create {name} FILE`)"
-                    ));
+                    missing.insert(("secret", name));
                 }
             }
             for name in container.configs.iter().map(|c| &c.config_name) {
                 if !stack.configs.contains_key(name) && !observed.configs.contains_key(name) {
-                    missing.insert(format!(
-                        "config {name} (create it with `docker config create {name} FILE`)"
-                    ));
+                    missing.insert(("config", name));
                 }
             }
         }
-        for what in missing {
-            ctx.warnings.push(format!(
-                "stack {} uses external {what}, which does not exist: the services using it will fail to deploy",
-                stack.name
-            ));
+        for (kind, name) in missing {
+            ctx.warnings.push(Warning::ExternalObjectMissing {
+                stack: stack.name.clone(),
+                kind: kind.to_string(),
+                name: name.clone(),
+            });
         }
     }
 }
@@ -307,7 +310,9 @@ mod tests {
             steps(&plan),
             ["create_network app_default", "create_service app_web"]
         );
-        assert!(plan.warnings[0].contains("external network shared"));
+        assert!(plan.warnings[0]
+            .to_string()
+            .contains("external network shared"));
     }
 
     mod legacy {
@@ -391,9 +396,9 @@ mod tests {
             let plan = planned(cluster(OLD, &[], &name, &[]));
             assert!(steps(&plan).is_empty(), "{:?}", steps(&plan));
             assert!(
-                plan.warnings.iter().any(|w| w.contains(&name)
-                    && w.contains("not keyed")
-                    && w.contains(LABEL_ROTATE)),
+                plan.warnings.iter().any(|w| w.to_string().contains(&name)
+                    && w.to_string().contains("not keyed")
+                    && w.to_string().contains(LABEL_ROTATE)),
                 "{:?}",
                 plan.warnings
             );
