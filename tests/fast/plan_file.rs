@@ -513,7 +513,8 @@ proptest! {
         }
         for (warning, written) in plan.warnings.iter().zip(written["warnings"].as_array().unwrap()) {
             let text = written.as_str().or_else(|| written["text"].as_str());
-            prop_assert_eq!(text, Some(warning.to_string().as_str()));
+            let said = warning.to_string();
+            prop_assert_eq!(text, Some(said.as_str()));
             if let Some(code) = written["code"].as_str() {
                 prop_assert!(cli_docs().contains(&format!("`{code}`")), "docs/cli.md lists no warning code `{}`", code);
             }
