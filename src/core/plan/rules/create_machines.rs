@@ -101,9 +101,37 @@ pub(crate) fn create_missing_machines<'a>(
 
 #[cfg(test)]
 mod tests {
-    use crate::model::{DriverKind, Observed, Role};
+    use super::create_missing_machines;
+    use crate::model::{DriverKind, MachineState, NodeState, Observed, Role};
+    use crate::plan::quorum::Quorum;
+    use crate::plan::rules::{self_heal, Ctx};
     use crate::plan::testing::{desired_with, steps};
-    use crate::plan::{plan, PlanOptions};
+    use crate::plan::{plan, PlanOptions, StepId};
+
+    #[test]
+    fn a_replaced_machine_is_created_again_and_no_longer_a_member() {
+        let desired = desired_with(&[("m1", Role::Manager), ("w1", Role::Worker)]);
+        let mut observed = Observed::with_members_of(&desired);
+        observed.machines.get_mut("w1").unwrap().state = MachineState::Incomplete;
+        let node = (observed.nodes.values_mut())
+            .find(|n| n.hostname == "w1")
+            .unwrap();
+        node.state = NodeState::Down;
+        node.down_for_seconds = Some(600);
+        let options = PlanOptions::default();
+        let mut ctx = Ctx::new(&desired, &observed, &options);
+        let mut quorum = Quorum::observed(&observed);
+        let healed = self_heal::heal_machines(&mut ctx, &mut quorum).unwrap();
+        let machines = create_missing_machines(&mut ctx, healed);
+        let (m1, w1) = (&ctx.pairing.machines["m1"], &ctx.pairing.machines["w1"]);
+        assert!(w1.member.is_some(), "the pairing is left as it was made");
+        assert!(machines.member(w1).is_none());
+        assert!(machines.member(m1).is_some());
+        assert_eq!(machines.before_join("w1"), [StepId(1)]);
+        assert_eq!(machines.created("w1"), Some(StepId(3)));
+        assert_eq!(machines.created("m1"), None);
+        assert!(!machines.waiting("w1"));
+    }
 
     #[test]
     fn missing_workers_are_created_and_joined() {
