@@ -535,9 +535,47 @@ mod tests {
         ]
     }
 
+    /// The place of each variant in [`one_of_each`]: a variant added without a place fails to
+    /// compile here, and one left out of the list fails the test below.
+    fn place(warning: &Warning) -> usize {
+        match warning {
+            Warning::Files { .. } => 0,
+            Warning::External { .. } => 1,
+            Warning::FieldNotSent { .. } => 2,
+            Warning::ObjectUnverified { .. } => 3,
+            Warning::SecretUnkeyed { .. } => 4,
+            Warning::Paused { .. } => 5,
+            Warning::NoQuorumWhileStopped { .. } => 6,
+            Warning::NoManagerAnswers { .. } => 7,
+            Warning::HostWaited { .. } => 8,
+            Warning::GoneWithoutSelfHeal { .. } => 9,
+            Warning::NodeDownEngineAnswers { .. } => 10,
+            Warning::StoppedWithoutSelfHeal { .. } => 11,
+            Warning::Unreachable { .. } => 12,
+            Warning::IncompleteWithoutSelfHeal { .. } => 13,
+            Warning::IncompleteNodeReady { .. } => 14,
+            Warning::IncompleteWithinGrace { .. } => 15,
+            Warning::HostNotFound { .. } => 16,
+            Warning::ExternalNetworkMissing { .. } => 17,
+            Warning::ExternalObjectMissing { .. } => 18,
+            Warning::IngressWithoutMesh { .. } => 19,
+            Warning::UnreadableService { .. } => 20,
+            Warning::CliDroppedFields { .. } => 21,
+            Warning::StackKept { .. } => 22,
+            Warning::NodeOfNoMachine { .. } => 23,
+            Warning::NodeMayBeUnseen { .. } => 24,
+            Warning::HostsNotDestroyed { .. } => 25,
+            Warning::Saved { .. } => 26,
+        }
+    }
+
     #[test]
     fn every_warning_has_a_text() {
-        for warning in one_of_each() {
+        let all = one_of_each();
+        let places: Vec<usize> = all.iter().map(place).collect();
+        assert_eq!(places, (0..all.len()).collect::<Vec<_>>());
+        assert_eq!(all.len(), 27, "one warning of each kind");
+        for warning in all {
             assert!(!warning.to_string().is_empty(), "{warning:?}");
         }
     }
