@@ -3,7 +3,8 @@
 //! In JSON a warning is `{"text": ..., "code": ..., FIELDS}`: a stable snake_case code per
 //! variant, the fields it carries, and its text for people (`plan::wire`). A plan file written
 //! before warnings were typed holds their text only: such a warning reads back as
-//! [`Warning::Saved`], and is written again as that text.
+//! [`Warning::Saved`], and is written again as that text; so does a warning whose code this
+//! build does not know (from a later shoal).
 
 use crate::model::spec::LABEL_ROTATE;
 use crate::model::{DriverKind, NodeState};

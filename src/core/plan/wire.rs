@@ -489,7 +489,7 @@ mod tests {
     use crate::model::{Observed, Role};
     use crate::plan::saved::parse_saved;
     use crate::plan::testing::desired_with;
-    use crate::plan::{plan, Action, Plan, PlanOptions, Reason};
+    use crate::plan::{plan, Action, Plan, PlanOptions, Reason, Warning};
 
     #[test]
     fn a_saved_plan_reads_back_to_the_same_plan() {
@@ -513,6 +513,34 @@ mod tests {
         assert!(
             json.contains(r#""code":"self_heal""#) && json.contains(r#""stage":"destroy_machine""#),
             "{json}"
+        );
+    }
+
+    #[test]
+    fn warnings_read_back_from_their_code_or_as_their_text() {
+        let json = r#"{"format_version":2,"revision":null,"fingerprint":"sha256:0","summary":{"add":0,"change":0,"destroy":0},"warnings":["an old warning",{"text":"the cluster is paused by ana: …","code":"paused","by":"ana","reason":""},{"text":"warning: a.yml:1: odd","code":"files"},{"text":"a newer kind","code":"from_a_later_shoal"}],"steps":[]}"#;
+        let plan: Plan = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            plan.warnings,
+            [
+                Warning::Saved {
+                    text: "an old warning".into()
+                },
+                Warning::Paused {
+                    by: "ana".into(),
+                    reason: String::new()
+                },
+                Warning::files("warning: a.yml:1: odd"),
+                Warning::Saved {
+                    text: "a newer kind".into()
+                },
+            ]
+        );
+        let written = serde_json::to_value(&plan).unwrap();
+        assert_eq!(written["warnings"][0], "an old warning");
+        assert_eq!(
+            written["warnings"][2],
+            serde_json::json!({"text": "warning: a.yml:1: odd", "code": "files"})
         );
     }
 
