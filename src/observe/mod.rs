@@ -18,7 +18,7 @@ use crate::model::{
     Desired, DriverKind, MachineState, Observed, ObservedMachine, ObservedNode, ObservedService,
     Role, LABEL_MACHINE,
 };
-use crate::plan::{plan, Plan, PlanError, PlanOptions};
+use crate::plan::{plan, Plan, PlanError, PlanOptions, Warning};
 use crate::source::Source;
 use crate::yaml::files::FileSource;
 use futures::stream::{self, StreamExt};
@@ -297,8 +297,8 @@ async fn observe_and_plan(
         }
     };
     let mut plan = crate::phase!("plan").in_scope(|| plan(&desired, &observed, &options))?;
-    plan.warnings.extend(driver.warnings());
-    plan.warnings.extend(image_warnings);
+    let external = driver.warnings().into_iter().chain(image_warnings);
+    plan.warnings.extend(external.map(Warning::external));
     Ok((observed, plan))
 }
 

@@ -598,7 +598,11 @@ impl Reconciler {
                 .warned
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
-            &plan.warnings,
+            &plan
+                .warnings
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
         );
         for warning in new_warnings {
             tracing::warn!(revision = %commit, "{warning}");

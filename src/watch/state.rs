@@ -43,7 +43,7 @@ impl PlanInfo {
                 .iter()
                 .map(|s| format!("{} {}", s.action(), s.target))
                 .collect(),
-            warnings: plan.warnings.clone(),
+            warnings: plan.warnings.iter().map(ToString::to_string).collect(),
             unseen: plan
                 .unseen
                 .iter()

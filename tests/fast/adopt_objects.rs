@@ -85,7 +85,8 @@ fn a_cli_secret_is_adopted_with_a_warning_or_rotated_on_request() {
         adopted
             .warnings
             .iter()
-            .any(|w| w.contains("secret wordpress_db_password ") && w.contains("io.shoal.rotate")),
+            .any(|w| w.to_string().contains("secret wordpress_db_password ")
+                && w.to_string().contains("io.shoal.rotate")),
         "{:?}",
         adopted.warnings
     );
@@ -132,9 +133,11 @@ fn an_unreadable_service_of_another_stack_only_warns() {
     let (_, plan) = plan_of(&dir, dump);
     assert!(steps(&plan).is_empty(), "{:?}", steps(&plan));
     assert!(
-        plan.warnings.iter().any(|w| w.contains("other_web")
-            && w.contains("TaskTemplate.ContainerSpec.Mounts")
-            && w.contains("leaves it as it is")),
+        plan.warnings
+            .iter()
+            .any(|w| w.to_string().contains("other_web")
+                && w.to_string().contains("TaskTemplate.ContainerSpec.Mounts")
+                && w.to_string().contains("leaves it as it is")),
         "{:?}",
         plan.warnings
     );

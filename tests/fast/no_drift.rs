@@ -52,7 +52,7 @@ fn captured_engine_output_plans_to_nothing() {
         let plan = plan(&desired, &observed, &options).unwrap_or_else(|e| panic!("{name}: {e}"));
         if let Some(said) = expected_warning(&name) {
             assert!(
-                plan.warnings.iter().any(|w| w.contains(said)),
+                plan.warnings.iter().any(|w| w.to_string().contains(said)),
                 "{name}: the plan says {said:?}: {:?}",
                 plan.warnings
             );

@@ -49,7 +49,7 @@ fn a_paused_cluster_is_planned_but_not_written_until_resumed() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|w| w.as_str().unwrap().contains("paused by")),
+            .any(|w| w["code"] == "paused" && w["text"].as_str().unwrap().contains("paused by")),
         "{plan:#}"
     );
     let refused = repo.shoal(&["apply", "--yes"]);

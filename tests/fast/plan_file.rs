@@ -1,16 +1,16 @@
 //! The plan file (DESIGN §3, format 2): a plan written to JSON reads back as the same plan, for
-//! every action and every reason (a property test); and saved plans of format 1, as shoal wrote
+//! every action, every reason and every warning (a property test); and saved plans of format 1, as shoal wrote
 //! them before, still read and still apply on the sim (`fixtures/plans/v1/`).
 
 use crate::common::{crate_path, Repo};
 use proptest::prelude::*;
 use shoal::model::content_key::ContentKey;
 use shoal::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
-use shoal::model::{Availability, Condition, NodeState, Role};
+use shoal::model::{Availability, Condition, DriverKind, NodeState, Role};
 use shoal::plan::model::Wait;
 use shoal::plan::reason::{DownNode, HealStage, LeaveStage, Loss};
 use shoal::plan::saved::{parse_saved, saved_text};
-use shoal::plan::{FieldChange, Plan, Reason, Step, StepId, StepOp, Summary, Unseen};
+use shoal::plan::{FieldChange, Plan, Reason, Step, StepId, StepOp, Summary, Unseen, Warning};
 use std::collections::BTreeMap;
 
 /// A name: nothing a mask would hide.
@@ -187,13 +187,17 @@ fn waits() -> impl Strategy<Value = Vec<Wait>> {
     )
 }
 
-fn loss() -> impl Strategy<Value = Loss> {
-    let state = prop_oneof![
+fn node_state() -> impl Strategy<Value = NodeState> {
+    prop_oneof![
         Just(NodeState::Unknown),
         Just(NodeState::Down),
         Just(NodeState::Ready),
         Just(NodeState::Disconnected)
-    ];
+    ]
+}
+
+fn loss() -> impl Strategy<Value = Loss> {
+    let state = node_state();
     prop_oneof![
         Just(Loss::Gone),
         Just(Loss::Incomplete),
@@ -314,6 +318,128 @@ fn generated(reason: &Reason) -> bool {
     }
 }
 
+fn driver() -> impl Strategy<Value = DriverKind> {
+    prop::sample::select(DriverKind::ALL.to_vec())
+}
+
+/// Every warning, the text of a file written before warnings were typed included.
+fn warning() -> impl Strategy<Value = Warning> {
+    let words = || prop::collection::vec(word(), 1..3);
+    let text = || ".{0,30}";
+    prop_oneof![
+        text().prop_map(Warning::files),
+        text().prop_map(Warning::external),
+        (word(), words(), word(), word(), word()).prop_map(
+            |(field, services, api, needs_api, docker)| Warning::FieldNotSent {
+                field,
+                services,
+                api,
+                needs_api,
+                docker,
+            }
+        ),
+        (kind(), word(), word(), word(), word()).prop_map(|(kind, name, stack, source, file)| {
+            Warning::ObjectUnverified {
+                kind: kind.to_string(),
+                name,
+                stack,
+                source,
+                file,
+            }
+        }),
+        (word(), word(), word(), word()).prop_map(|(name, stack, source, file)| {
+            Warning::SecretUnkeyed {
+                name,
+                stack,
+                source,
+                file,
+            }
+        }),
+        (word(), text()).prop_map(|(by, reason)| Warning::Paused { by, reason }),
+        words().prop_map(|machines| Warning::NoQuorumWhileStopped { machines }),
+        words().prop_map(|machines| Warning::NoManagerAnswers { machines }),
+        (word(), driver()).prop_map(|(machine, driver)| Warning::HostWaited { machine, driver }),
+        word().prop_map(|machine| Warning::GoneWithoutSelfHeal { machine }),
+        (word(), any::<u64>())
+            .prop_map(|(machine, seconds)| Warning::NodeDownEngineAnswers { machine, seconds }),
+        word().prop_map(|machine| Warning::StoppedWithoutSelfHeal { machine }),
+        word().prop_map(|machine| Warning::Unreachable { machine }),
+        word().prop_map(|machine| Warning::IncompleteWithoutSelfHeal { machine }),
+        word().prop_map(|machine| Warning::IncompleteNodeReady { machine }),
+        (word(), any::<u64>(), any::<u64>()).prop_map(|(machine, seconds, grace)| {
+            Warning::IncompleteWithinGrace {
+                machine,
+                seconds,
+                grace,
+            }
+        }),
+        (word(), driver()).prop_map(|(machine, driver)| Warning::HostNotFound { machine, driver }),
+        (word(), word())
+            .prop_map(|(stack, network)| Warning::ExternalNetworkMissing { stack, network }),
+        (word(), kind(), word()).prop_map(|(stack, kind, name)| Warning::ExternalObjectMissing {
+            stack,
+            kind: kind.to_string(),
+            name,
+        }),
+        (word(), words())
+            .prop_map(|(service, ports)| Warning::IngressWithoutMesh { service, ports }),
+        (word(), text(), any::<bool>()).prop_map(|(service, why, replaced)| {
+            Warning::UnreadableService {
+                service,
+                why,
+                replaced,
+            }
+        }),
+        (word(), prop::collection::vec((word(), word()), 1..3))
+            .prop_map(|(service, fields)| Warning::CliDroppedFields { service, fields }),
+        word().prop_map(|stack| Warning::StackKept { stack }),
+        (word(), word()).prop_map(|(hostname, id)| Warning::NodeOfNoMachine { hostname, id }),
+        (word(), word(), node_state(), word()).prop_map(|(hostname, id, state, machines)| {
+            Warning::NodeMayBeUnseen {
+                hostname,
+                id,
+                state,
+                machines,
+            }
+        }),
+        driver().prop_map(|driver| Warning::HostsNotDestroyed { driver }),
+        text().prop_map(|text| Warning::Saved { text }),
+    ]
+}
+
+/// The code of each warning: a warning added without a generator above fails to compile here.
+fn generated_warning(warning: &Warning) -> bool {
+    match warning {
+        Warning::Files { .. }
+        | Warning::External { .. }
+        | Warning::FieldNotSent { .. }
+        | Warning::ObjectUnverified { .. }
+        | Warning::SecretUnkeyed { .. }
+        | Warning::Paused { .. }
+        | Warning::NoQuorumWhileStopped { .. }
+        | Warning::NoManagerAnswers { .. }
+        | Warning::HostWaited { .. }
+        | Warning::GoneWithoutSelfHeal { .. }
+        | Warning::NodeDownEngineAnswers { .. }
+        | Warning::StoppedWithoutSelfHeal { .. }
+        | Warning::Unreachable { .. }
+        | Warning::IncompleteWithoutSelfHeal { .. }
+        | Warning::IncompleteNodeReady { .. }
+        | Warning::IncompleteWithinGrace { .. }
+        | Warning::HostNotFound { .. }
+        | Warning::ExternalNetworkMissing { .. }
+        | Warning::ExternalObjectMissing { .. }
+        | Warning::IngressWithoutMesh { .. }
+        | Warning::UnreadableService { .. }
+        | Warning::CliDroppedFields { .. }
+        | Warning::StackKept { .. }
+        | Warning::NodeOfNoMachine { .. }
+        | Warning::NodeMayBeUnseen { .. }
+        | Warning::HostsNotDestroyed { .. }
+        | Warning::Saved { .. } => true,
+    }
+}
+
 fn plan() -> impl Strategy<Value = Plan> {
     let step = (
         word(),
@@ -325,7 +451,7 @@ fn plan() -> impl Strategy<Value = Plan> {
     (
         prop::option::of("[0-9a-f]{40}"),
         "sha256:[0-9a-f]{64}",
-        prop::collection::vec(".{0,30}", 0..2),
+        prop::collection::vec(warning(), 0..3),
         prop::collection::vec((word(), ".{0,20}"), 0..2),
         prop::collection::vec(step, 0..6),
         prop::option::of(any::<[u8; 32]>()),
@@ -377,11 +503,20 @@ proptest! {
     #[test]
     fn a_plan_reads_back_from_its_file_as_it_was(plan in plan()) {
         prop_assert!(plan.steps.iter().all(|s| generated(&s.reason)));
+        prop_assert!(plan.warnings.iter().all(generated_warning));
         let saved = saved_text(&plan);
         let written: serde_json::Value = serde_json::from_str(&saved).unwrap();
         for step in written["steps"].as_array().unwrap() {
             if let Some(code) = step["reason"]["code"].as_str() {
                 prop_assert!(cli_docs().contains(&format!("`{code}`")), "docs/cli.md lists no reason code `{}`", code);
+            }
+        }
+        for (warning, written) in plan.warnings.iter().zip(written["warnings"].as_array().unwrap()) {
+            let text = written.as_str().or_else(|| written["text"].as_str());
+            let said = warning.to_string();
+            prop_assert_eq!(text, Some(said.as_str()));
+            if let Some(code) = written["code"].as_str() {
+                prop_assert!(cli_docs().contains(&format!("`{code}`")), "docs/cli.md lists no warning code `{}`", code);
             }
         }
         let back = parse_saved("plan.json", &saved).map_err(|e| TestCaseError::fail(format!("{e}\n{saved}")))?;

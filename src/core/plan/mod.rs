@@ -1,7 +1,7 @@
 //! Planning: desired + observed → an ordered, safe, minimal plan (pure).
 //!
 //! Pair first ([`pairing`]), then one function per rule ([`rules`]), with quorum bookkeeping in
-//! one type ([`quorum`]); steps are typed ([`StepOp`]) and their reasons an enum ([`Reason`]).
+//! one type ([`quorum`]); steps are typed ([`StepOp`]) and their reasons an enum ([`Reason`]), as are the plan's warnings ([`Warning`]).
 
 pub mod diff;
 pub mod fingerprint;
@@ -18,6 +18,7 @@ mod rules;
 pub mod saved;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod warning;
 mod wire;
 
 pub use model::{
@@ -26,4 +27,5 @@ pub use model::{
 pub use planner::{plan, PlanError, PlanOptions, LABEL_STACKS};
 pub use reason::Reason;
 pub use rules::prune::stacks_to_remember;
+pub use warning::Warning;
 pub use wire::{UnknownFormat, UnreadableStep};

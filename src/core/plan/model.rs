@@ -1,6 +1,7 @@
 //! The plan: an ordered list of steps with dependencies, as plain data (DESIGN §3).
 
 use super::reason::Reason;
+use super::warning::Warning;
 use super::wire::{ReadPlan, ReadStep, ShownPlan, WrittenStep};
 use crate::model::content_key::ContentKey;
 use crate::model::spec::{NetworkSpec, ObjectSpec, ServiceSpec};
@@ -472,7 +473,7 @@ pub struct Plan {
     /// Counts by effect.
     pub summary: Summary,
     /// Warnings for people.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
     /// What could not be observed, so what this plan cannot speak for (absent when everything
     /// answered).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -2,8 +2,8 @@
 //! machines and nodes no desired machine claims, and each desired service with the observed one
 //! of its name (gitops-engine's `(Some, None)`, `(None, Some)`, `(Some, Some)`).
 
-use super::model::StepId;
 use super::planner::LABEL_STACKS;
+use super::warning::Warning;
 use crate::model::observed::LocalSwarmState;
 use crate::model::{
     Desired, MachineSpec, NodeState, Observed, ObservedMachine, ObservedNode, ObservedService,
@@ -11,7 +11,7 @@ use crate::model::{
 };
 use std::collections::{BTreeMap, BTreeSet};
 
-/// A desired machine, what exists of it, and what the plan does with it so far.
+/// A desired machine and what exists of it.
 pub(super) struct MachinePair<'a> {
     /// What machines.yml says.
     pub spec: &'a MachineSpec,
@@ -19,14 +19,9 @@ pub(super) struct MachinePair<'a> {
     pub machine: Option<&'a ObservedMachine>,
     /// Its node, when the swarm has one for it.
     pub node: Option<&'a ObservedNode>,
-    /// Its node in the current swarm, when it is a member and is kept.
+    /// Its node in the current swarm, when it is a member (self-heal may still replace it:
+    /// see [`super::rules::create_machines::MachineSteps::member`]).
     pub member: Option<&'a ObservedNode>,
-    /// Step that creates the machine, if any.
-    pub created: Option<StepId>,
-    /// Steps that must finish before it joins (removal of its stale node).
-    pub before_join: Vec<StepId>,
-    /// Down but within its grace period (or self-heal is off): left alone for now.
-    pub waiting: bool,
 }
 
 /// A machine or node on its way out of the cluster.
@@ -72,9 +67,6 @@ impl<'a> Pairing<'a> {
                     machine,
                     node,
                     member,
-                    created: None,
-                    before_join: Vec::new(),
-                    waiting: false,
                 };
                 (spec.name.as_str(), pair)
             })
@@ -113,7 +105,7 @@ impl<'a> Pairing<'a> {
         &self,
         desired: &'a Desired,
         observed: &'a Observed,
-        warnings: &mut Vec<String>,
+        warnings: &mut Vec<Warning>,
     ) -> Vec<Leaving<'a>> {
         let mut leaving: Vec<Leaving> = observed
             .machines
@@ -132,17 +124,17 @@ impl<'a> Pairing<'a> {
                 continue;
             }
             if node.state == NodeState::Ready {
-                warnings.push(format!(
-                    "node {} ({}) belongs to no machine of this cluster; it is left alone",
-                    node.hostname, node.id
-                ));
+                warnings.push(Warning::NodeOfNoMachine {
+                    hostname: node.hostname.clone(),
+                    id: node.id.clone(),
+                });
             } else if let Some(unseen) = may_be_unseen_machine(node, observed) {
-                warnings.push(format!(
-                    "node {} ({}) is {} and no machine claims it, but {unseen} cannot be seen and may be it: it is left alone until every machine answers",
-                    node.hostname,
-                    node.id,
-                    node_state_word(node.state),
-                ));
+                warnings.push(Warning::NodeMayBeUnseen {
+                    hostname: node.hostname.clone(),
+                    id: node.id.clone(),
+                    state: node.state,
+                    machines: unseen,
+                });
             } else {
                 leaving.push(Leaving {
                     target: node.hostname.clone(),
@@ -173,16 +165,6 @@ fn may_be_unseen_machine(node: &ObservedNode, observed: &Observed) -> Option<Str
         .map(|m| m.name.as_str())
         .collect();
     (!unseen.is_empty()).then(|| unseen.join(", "))
-}
-
-/// A node state in words.
-fn node_state_word(state: NodeState) -> &'static str {
-    match state {
-        NodeState::Ready => "ready",
-        NodeState::Down => "down",
-        NodeState::Disconnected => "disconnected",
-        NodeState::Unknown => "in an unknown state",
-    }
 }
 
 /// A desired service and the observed service of its name.
@@ -287,7 +269,7 @@ mod tests {
             unlabelled
                 .warnings
                 .iter()
-                .any(|w| w.contains("m3 cannot be seen and may be it")),
+                .any(|w| w.to_string().contains("m3 cannot be seen and may be it")),
             "{:?}",
             unlabelled.warnings
         );
@@ -296,7 +278,7 @@ mod tests {
             labelled
                 .warnings
                 .iter()
-                .any(|w| w.contains("m3 is down or does not answer")),
+                .any(|w| w.to_string().contains("m3 is down or does not answer")),
             "{:?}",
             labelled.warnings
         );

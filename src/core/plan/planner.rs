@@ -6,10 +6,11 @@
 
 use super::fingerprint::fingerprint;
 use super::model::{Effect, Plan, Step, Summary, FORMAT_VERSION};
+use super::quorum::Quorum;
 use super::rules::{
     content_versions, create_machines, depends_on, destroy_guard, engine_fields, identity,
     init_swarm, joins, machine_removal, node_specs, object_replacement, ownership, pause, prune,
-    references, roles, self_heal, services, stack_objects, swarm_states, unseen, Ctx,
+    references, roles, self_heal, services, stack_objects, swarm_states, unseen, Ctx, Membership,
 };
 use crate::model::content_key::{ContentKey, LABEL_CONTENT_KEY};
 use crate::model::{Desired, Observed};
@@ -130,7 +131,8 @@ pub enum PlanError {
     },
 }
 
-/// Computes the plan that turns `observed` into `desired`.
+/// Computes the plan that turns `observed` into `desired`. Each rule takes what earlier rules
+/// made and returns what it makes, so the order the steps need is the order of the values.
 pub fn plan(
     desired: &Desired,
     observed: &Observed,
@@ -143,41 +145,59 @@ pub fn plan(
     let (desired, engine_warnings) = engine_fields::drop_unstored_fields(&versioned, caps);
     let (desired, adoption_warnings) = stack_objects::adopt_objects(&desired, observed);
     let mut ctx = Ctx::new(&desired, observed, options);
-    ctx.new_content_key = new_key;
     ctx.warnings.extend(engine_warnings);
     ctx.warnings.extend(adoption_warnings);
     ownership::refuse_another_clusters_swarm(&ctx)?;
     pause::warn_paused(&mut ctx);
     identity::refuse_one_engine_under_two_names(&ctx)?;
     let access = swarm_states::refuse_unsafe_swarm_states(&mut ctx)?;
-    self_heal::heal_machines(&mut ctx)?;
-    create_machines::create_missing_machines(&mut ctx);
+    let mut quorum = Quorum::observed(observed);
+    let healed = self_heal::heal_machines(&mut ctx, &mut quorum)?;
+    let machines = create_machines::create_missing_machines(&mut ctx, healed);
     if access == swarm_states::SwarmAccess::MachinesOnly {
-        return Ok(finish(ctx, observed, options));
+        return Ok(finish(ctx, observed, options, new_key));
     }
-    init_swarm::init_swarm(&mut ctx);
-    joins::join_machines(&mut ctx);
-    node_specs::label_init_machine(&mut ctx);
-    roles::change_roles(&mut ctx)?;
-    node_specs::update_node_specs(&mut ctx);
-    object_replacement::replace_changed_objects(&mut ctx)?;
-    stack_objects::create_stack_objects(&mut ctx);
+    let entry = init_swarm::init_swarm(&mut ctx, &machines, &mut quorum);
+    let joins = joins::join_machines(&mut ctx, &machines, &entry, &mut quorum);
+    let init_labels = node_specs::label_init_machine(&mut ctx, &entry);
+    let roles = roles::change_roles(&mut ctx, &machines, &mut quorum)?;
+    let nodes = node_specs::update_node_specs(&mut ctx, &machines);
+    let membership = Membership::of(
+        &entry,
+        &joins,
+        init_labels.into_iter().chain(roles).chain(nodes),
+    );
+    let replaced = object_replacement::replace_changed_objects(&mut ctx, &membership)?;
+    let objects = replaced.and(stack_objects::create_stack_objects(&mut ctx, &membership));
     stack_objects::warn_missing_external(&mut ctx);
     services::warn_ingress_without_mesh(&mut ctx);
-    prune::prune_services(&mut ctx)?;
+    let service_prunes = prune::prune_services(&mut ctx, &membership)?;
     references::refuse_unmet_references(&ctx)?;
     engine_fields::refuse_unstored_subpath(&ctx)?;
-    services::plan_services(&mut ctx);
+    let services = services::plan_services(&mut ctx, &membership, &objects, &service_prunes);
     depends_on::wait_for_dependencies(&mut ctx);
-    prune::prune_objects(&mut ctx);
+    let object_prunes = prune::prune_objects(&mut ctx, &services);
     destroy_guard::guard_machines(&ctx)?;
-    machine_removal::remove_machines(&mut ctx)?;
-    Ok(finish(ctx, observed, options))
+    machine_removal::remove_machines(
+        &mut ctx,
+        &mut quorum,
+        &membership,
+        &objects,
+        &services,
+        &object_prunes,
+    )?;
+    Ok(finish(ctx, observed, options, new_key))
 }
 
 /// The plan of the steps the rules added, with the secret values and credentials of their
-/// diffs masked (their specs are masked when shown: apply needs them whole).
-fn finish(mut ctx: Ctx, observed: &Observed, options: &PlanOptions) -> Plan {
+/// diffs masked (their specs are masked when shown: apply needs them whole). `new_content_key`:
+/// the key the plan versions with when the swarm has none yet (apply writes it).
+fn finish(
+    mut ctx: Ctx,
+    observed: &Observed,
+    options: &PlanOptions,
+    new_content_key: Option<ContentKey>,
+) -> Plan {
     super::mask::mask_steps(&mut ctx.steps, &ctx.desired.policy.show_values);
     Plan {
         format_version: FORMAT_VERSION,
@@ -188,7 +208,7 @@ fn finish(mut ctx: Ctx, observed: &Observed, options: &PlanOptions) -> Plan {
         unseen: unseen::unseen_parts(observed),
         steps: ctx.steps,
         show_values: ctx.desired.policy.show_values.clone(),
-        new_content_key: ctx.new_content_key,
+        new_content_key,
     }
 }
 

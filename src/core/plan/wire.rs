@@ -8,6 +8,8 @@
 //! half of a replacement (`-/+`). Format 1 wrote the reason as its text alone and had no
 //! `replace`: such a step reads back as [`Reason::Saved`], its replacement recognized again as
 //! a machine or service both destroyed and created in the plan ([`guessed_replacements`]).
+//! A warning is written like a reason, `{text, code, FIELDS}` ([`Warning`]); plans written
+//! before warnings were typed hold their text alone, which reads back as [`Warning::Saved`].
 //!
 //! What is written is what people may see: secret values and credentials in a detail are
 //! masked ([`super::mask`]), so `plan --json` and a saved plan never hold them. Apply never
@@ -17,6 +19,7 @@
 use super::mask::masked;
 use super::model::{Action, Plan, Step, StepId, StepOp, Summary, Unseen, Wait, FORMAT_VERSION};
 use super::reason::Reason;
+use super::warning::Warning;
 use crate::model::content_key::ContentKey;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -48,6 +51,60 @@ impl<'a> WrittenReason<'a> {
                 reason,
             },
         }
+    }
+}
+
+/// A warning as written: `{text, code, FIELDS}`, or the text alone for a warning read from a
+/// plan file written before warnings were typed.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WrittenWarning<'a> {
+    /// A warning read back as text: its text.
+    Text(&'a str),
+    /// A warning with its code and fields.
+    Coded {
+        /// The warning for people.
+        text: String,
+        /// Its code and fields.
+        #[serde(flatten)]
+        warning: &'a Warning,
+    },
+}
+
+impl<'a> WrittenWarning<'a> {
+    fn of(warning: &'a Warning) -> WrittenWarning<'a> {
+        match warning {
+            Warning::Saved { text } => WrittenWarning::Text(text),
+            warning => WrittenWarning::Coded {
+                text: warning.to_string(),
+                warning,
+            },
+        }
+    }
+}
+
+/// A warning as read from JSON: an object with a code, or the text alone (plans written
+/// before warnings were typed, or a code this build does not know).
+#[derive(Deserialize)]
+#[serde(from = "Value")]
+struct ReadWarning(Warning);
+
+impl From<Value> for ReadWarning {
+    fn from(value: Value) -> ReadWarning {
+        let text = match &value {
+            Value::String(text) => text.clone(),
+            Value::Object(fields) => match fields.get("text") {
+                Some(Value::String(text)) => text.clone(),
+                _ => String::new(),
+            },
+            other => other.to_string(),
+        };
+        if value.is_object() {
+            if let Ok(warning) = Warning::deserialize(value) {
+                return ReadWarning(warning);
+            }
+        }
+        ReadWarning(Warning::Saved { text })
     }
 }
 
@@ -153,7 +210,7 @@ pub(crate) struct ShownPlan<'a> {
     revision: &'a Option<String>,
     fingerprint: &'a str,
     summary: Summary,
-    warnings: &'a [String],
+    warnings: Vec<WrittenWarning<'a>>,
     #[serde(skip_serializing_if = "<[Unseen]>::is_empty")]
     unseen: &'a [Unseen],
     steps: Vec<WrittenStep<'a>>,
@@ -179,7 +236,7 @@ impl<'a> ShownPlan<'a> {
             revision,
             fingerprint,
             summary: *summary,
-            warnings,
+            warnings: warnings.iter().map(WrittenWarning::of).collect(),
             unseen,
             steps: steps
                 .iter()
@@ -336,7 +393,7 @@ pub(crate) struct ReadPlan {
     revision: Option<String>,
     fingerprint: String,
     summary: Summary,
-    warnings: Vec<String>,
+    warnings: Vec<ReadWarning>,
     #[serde(default)]
     unseen: Vec<Unseen>,
     steps: Vec<ReadBack>,
@@ -383,7 +440,7 @@ impl TryFrom<ReadPlan> for Plan {
             revision: read.revision,
             fingerprint: read.fingerprint,
             summary: read.summary,
-            warnings: read.warnings,
+            warnings: read.warnings.into_iter().map(|w| w.0).collect(),
             unseen: read.unseen,
             steps,
             show_values: Vec::new(),
@@ -432,7 +489,7 @@ mod tests {
     use crate::model::{Observed, Role};
     use crate::plan::saved::parse_saved;
     use crate::plan::testing::desired_with;
-    use crate::plan::{plan, Action, Plan, PlanOptions, Reason};
+    use crate::plan::{plan, Action, Plan, PlanOptions, Reason, Warning};
 
     #[test]
     fn a_saved_plan_reads_back_to_the_same_plan() {
@@ -456,6 +513,34 @@ mod tests {
         assert!(
             json.contains(r#""code":"self_heal""#) && json.contains(r#""stage":"destroy_machine""#),
             "{json}"
+        );
+    }
+
+    #[test]
+    fn warnings_read_back_from_their_code_or_as_their_text() {
+        let json = r#"{"format_version":2,"revision":null,"fingerprint":"sha256:0","summary":{"add":0,"change":0,"destroy":0},"warnings":["an old warning",{"text":"the cluster is paused by ana: …","code":"paused","by":"ana","reason":""},{"text":"warning: a.yml:1: odd","code":"files"},{"text":"a newer kind","code":"from_a_later_shoal"}],"steps":[]}"#;
+        let plan: Plan = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            plan.warnings,
+            [
+                Warning::Saved {
+                    text: "an old warning".into()
+                },
+                Warning::Paused {
+                    by: "ana".into(),
+                    reason: String::new()
+                },
+                Warning::files("warning: a.yml:1: odd"),
+                Warning::Saved {
+                    text: "a newer kind".into()
+                },
+            ]
+        );
+        let written = serde_json::to_value(&plan).unwrap();
+        assert_eq!(written["warnings"][0], "an old warning");
+        assert_eq!(
+            written["warnings"][2],
+            serde_json::json!({"text": "warning: a.yml:1: odd", "code": "files"})
         );
     }
 

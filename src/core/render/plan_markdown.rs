@@ -77,7 +77,8 @@ pub fn render_plan_markdown(plan: &Plan, context: &CommentContext<'_>) -> String
     if !plan.warnings.is_empty() {
         let _ = writeln!(out, "**Warnings**\n");
         for warning in &plan.warnings {
-            let warning = warning.strip_prefix("warning: ").unwrap_or(warning);
+            let warning = warning.to_string();
+            let warning = warning.strip_prefix("warning: ").unwrap_or(&warning);
             let _ = writeln!(out, "- {}", cell(warning));
         }
         out.push('\n');

@@ -21,7 +21,8 @@ pub(crate) fn symbol(step: &Step) -> &'static str {
 pub fn render_plan(plan: &Plan, style: Style) -> String {
     let mut out = String::new();
     for warning in &plan.warnings {
-        let warning = warning.strip_prefix("warning: ").unwrap_or(warning);
+        let warning = warning.to_string();
+        let warning = warning.strip_prefix("warning: ").unwrap_or(&warning);
         let _ = writeln!(out, "{} {warning}", style.yellow("Warning:"));
     }
     if !plan.warnings.is_empty() {

@@ -64,18 +64,6 @@ fn tmpfs_mode(want: &mut ServiceSpec, have: &ServiceSpec, missing: &mut Vec<Miss
     }
 }
 
-/// The warning for service `name` whose `missing` fields wait for its next update.
-pub fn waiting_warning(name: &str, missing: &[Missing]) -> String {
-    let fields: Vec<String> = missing
-        .iter()
-        .map(|(key, value)| format!("{key}: {value}"))
-        .collect();
-    format!(
-        "service {name} runs without {} (docker stack deploy drops these keys): shoal does not restart it for that alone; it is sent with the service's next update (see docs/compose.md)",
-        fields.join(", ")
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,7 +91,7 @@ mod tests {
         let plan = planned(with_oom(0, "web:1"), with_oom(200, "web:1"));
         assert!(plan.steps.is_empty(), "{:?}", steps(&plan));
         assert!(
-            plan.warnings.iter().any(|w| w.contains(
+            plan.warnings.iter().any(|w| w.to_string().contains(
                 "service app_web runs without oom_score_adj: 200 (docker stack deploy drops these keys)"
             )),
             "{:?}",
@@ -151,9 +139,9 @@ mod tests {
         let plan = planned(tmpfs(None), tmpfs(Some(0o1777)));
         assert!(plan.steps.is_empty(), "{:?}", steps(&plan));
         assert!(
-            plan.warnings
-                .iter()
-                .any(|w| w.contains("runs without tmpfs.mode of /cache: 1777")),
+            plan.warnings.iter().any(|w| w
+                .to_string()
+                .contains("runs without tmpfs.mode of /cache: 1777")),
             "{:?}",
             plan.warnings
         );
@@ -170,6 +158,6 @@ mod tests {
         assert!(plan
             .warnings
             .iter()
-            .any(|w| w.contains("runs without oom_score_adj")));
+            .any(|w| w.to_string().contains("runs without oom_score_adj")));
     }
 }

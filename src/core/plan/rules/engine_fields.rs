@@ -7,6 +7,7 @@
 use super::Ctx;
 use crate::model::engine_api::{EngineCaps, EngineField};
 use crate::model::{Desired, ServiceSpec};
+use crate::plan::warning::Warning;
 use crate::plan::PlanError;
 
 /// Refuses a service that mounts a volume's `subpath` on engines that do not store it: they
@@ -40,7 +41,7 @@ pub fn refuse_unstored_subpath(ctx: &Ctx) -> Result<(), PlanError> {
 
 /// `desired` without the service fields `caps` says the engines drop unseen, and one warning
 /// per such field naming the services that set it.
-pub fn drop_unstored_fields(desired: &Desired, caps: EngineCaps) -> (Desired, Vec<String>) {
+pub fn drop_unstored_fields(desired: &Desired, caps: EngineCaps) -> (Desired, Vec<Warning>) {
     let mut desired = desired.clone();
     let mut warnings = Vec::new();
     for field in [EngineField::HealthStartInterval, EngineField::OomScoreAdj] {
@@ -58,14 +59,13 @@ pub fn drop_unstored_fields(desired: &Desired, caps: EngineCaps) -> (Desired, Ve
         if services.is_empty() {
             continue;
         }
-        warnings.push(format!(
-            "{} of service(s) {} is not sent: the engines of this cluster (API {}) do not store it (it needs API {}, Docker {} or later), so shoal leaves it out rather than update the service at every apply; upgrade the engines to use it",
-            field.compose_key(),
-            services.join(", "),
-            caps.api_version.map(|v| v.to_string()).unwrap_or_default(),
-            field.since(),
-            field.docker_release(),
-        ));
+        warnings.push(Warning::FieldNotSent {
+            field: field.compose_key().to_string(),
+            services,
+            api: caps.api_version.map(|v| v.to_string()).unwrap_or_default(),
+            needs_api: field.since().to_string(),
+            docker: field.docker_release().to_string(),
+        });
     }
     (desired, warnings)
 }
@@ -130,12 +130,20 @@ mod tests {
         let said: Vec<_> = plan
             .warnings
             .iter()
-            .filter(|w| w.contains("is not sent"))
+            .filter(|w| w.to_string().contains("is not sent"))
             .collect();
         assert_eq!(said.len(), 2, "{:?}", plan.warnings);
-        assert!(said[0].contains("healthcheck.start_interval of service(s) app_web"));
-        assert!(said[0].contains("API 1.41") && said[0].contains("needs API 1.44"));
-        assert!(said[1].contains("oom_score_adj") && said[1].contains("needs API 1.46"));
+        assert!(said[0]
+            .to_string()
+            .contains("healthcheck.start_interval of service(s) app_web"));
+        assert!(
+            said[0].to_string().contains("API 1.41")
+                && said[0].to_string().contains("needs API 1.44")
+        );
+        assert!(
+            said[1].to_string().contains("oom_score_adj")
+                && said[1].to_string().contains("needs API 1.46")
+        );
     }
 
     #[test]
@@ -144,7 +152,10 @@ mod tests {
         assert_eq!(steps(&plan), ["update_service app_web"]);
         let plan = planned("1.51", web(200)).unwrap();
         assert!(plan.steps.is_empty(), "{:?}", steps(&plan));
-        assert!(!plan.warnings.iter().any(|w| w.contains("is not sent")));
+        assert!(!plan
+            .warnings
+            .iter()
+            .any(|w| w.to_string().contains("is not sent")));
     }
 
     #[test]

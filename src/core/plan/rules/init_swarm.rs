@@ -1,38 +1,55 @@
 //! Init the swarm (DESIGN §3.1, §3.6): when no manager of the cluster is in a swarm, the first
 //! manager (one that exists before one being created, then by name) initializes it.
 
+use super::create_machines::MachineSteps;
 use super::Ctx;
 use crate::model::{MachineState, ObservedNode, Role};
-use crate::plan::model::StepOp;
+use crate::plan::model::{StepId, StepOp};
+use crate::plan::quorum::Quorum;
 use crate::plan::reason::Reason;
 
-/// Picks the manager to work through, and initializes the swarm on one when there is none.
-pub fn init_swarm(ctx: &mut Ctx) {
+/// How this plan reaches the swarm: through which manager, and whether it initializes it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct SwarmEntry {
+    /// The manager machine the swarm is reached through (empty when there is none).
+    pub(crate) via: String,
+    /// The step that initializes the swarm on `via`, if this plan does.
+    pub(crate) init: Option<StepId>,
+}
+
+/// Picks the manager to work through, and initializes the swarm on one when there is none
+/// (it becomes the one manager of `quorum`).
+pub(crate) fn init_swarm(
+    ctx: &mut Ctx,
+    machines: &MachineSteps,
+    quorum: &mut Quorum,
+) -> SwarmEntry {
     if let Some(leader) = current_manager(ctx) {
-        ctx.via = leader;
-        return;
+        return SwarmEntry {
+            via: leader,
+            init: None,
+        };
     }
     let first = ctx
         .desired
         .machines_with_role(Role::Manager)
         .map(|m| m.name.as_str())
-        .min_by_key(|name| (ctx.pairing.machines[name].created.is_some(), *name));
+        .min_by_key(|name| (machines.created(name).is_some(), *name));
     let Some(name) = first else {
-        return;
+        return SwarmEntry::default();
     };
-    let pair = &ctx.pairing.machines[name];
     let op = StepOp::InitSwarm {
         via: name.to_string(),
     };
     let reason = Reason::NoSwarm {
         machine: name.to_string(),
     };
-    let created = pair.created;
-    let id = ctx.push(op, "swarm", created, reason);
-    ctx.quorum.init(id);
-    ctx.init = Some(id);
-    ctx.via = name.to_string();
-    ctx.membership.push(id);
+    let id = ctx.push(op, "swarm", machines.created(name), reason);
+    quorum.init(id);
+    SwarmEntry {
+        via: name.to_string(),
+        init: Some(id),
+    }
 }
 
 /// The machine of a reachable manager to work through: the leader when it is kept.

@@ -2,29 +2,51 @@
 //! manager in use, managers one at a time (add managers before removing them), workers in
 //! parallel. A machine in another swarm never gets here: the swarm-states rule refuses it.
 
+use super::create_machines::MachineSteps;
+use super::init_swarm::SwarmEntry;
 use super::Ctx;
 use crate::model::Role;
-use crate::plan::model::StepOp;
+use crate::plan::model::{StepId, StepOp};
+use crate::plan::quorum::Quorum;
 use crate::plan::reason::Reason;
 
-/// Joins the machines that are not members, except those left waiting.
-pub fn join_machines(ctx: &mut Ctx) {
+/// The joins this plan makes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Joins {
+    /// Their steps, in plan order.
+    pub(crate) steps: Vec<StepId>,
+}
+
+/// Joins the machines that are not members through `entry`'s manager, except those left
+/// waiting; managers one at a time, counted in `quorum`.
+pub(crate) fn join_machines(
+    ctx: &mut Ctx,
+    machines: &MachineSteps,
+    entry: &SwarmEntry,
+    quorum: &mut Quorum,
+) -> Joins {
+    let mut joins = Joins::default();
     let names: Vec<&str> = ctx.pairing.machines.keys().copied().collect();
     for name in names {
         let pair = &ctx.pairing.machines[name];
-        if pair.member.is_some() || pair.waiting || (name == ctx.via && ctx.init.is_some()) {
+        let initializes = name == entry.via && entry.init.is_some();
+        if machines.member(pair).is_some() || machines.waiting(name) || initializes {
             continue;
         }
         let role = pair.spec.role;
-        let mut deps: Vec<_> = pair.created.into_iter().chain(ctx.init).collect();
-        deps.extend(&pair.before_join);
+        let mut deps: Vec<_> = machines
+            .created(name)
+            .into_iter()
+            .chain(entry.init)
+            .collect();
+        deps.extend(machines.before_join(name));
         if role == Role::Manager {
-            deps.extend(ctx.quorum.chain());
-            ctx.quorum.add(true);
+            deps.extend(quorum.chain());
+            quorum.add(true);
         }
         let op = StepOp::JoinSwarm {
             role,
-            via: ctx.via.clone(),
+            via: entry.via.clone(),
             labels: pair.spec.labels.clone(),
         };
         let reason = Reason::NotInSwarm {
@@ -33,11 +55,11 @@ pub fn join_machines(ctx: &mut Ctx) {
         };
         let id = ctx.push(op, name, deps, reason);
         if role == Role::Manager {
-            ctx.quorum.chained(id);
+            quorum.chained(id);
         }
-        ctx.membership.push(id);
-        ctx.joined_any = true;
+        joins.steps.push(id);
     }
+    joins
 }
 
 #[cfg(test)]

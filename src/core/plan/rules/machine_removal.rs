@@ -6,38 +6,50 @@
 //! Existing hosts (`generic`) are never destroyed: a dropped host is drained, demoted, leaves
 //! and its node is removed once down, never forced while it is ready.
 
-use super::Ctx;
+use super::prune::ObjectPrunes;
+use super::services::ServiceSteps;
+use super::stack_objects::ObjectSteps;
+use super::{Ctx, Membership};
 use crate::model::{Availability, MachineState, NodeState, Role};
 use crate::plan::model::{StepId, StepOp};
 use crate::plan::pairing::Leaving;
 use crate::plan::planner::PlanError;
-use crate::plan::quorum::leaving_order;
+use crate::plan::quorum::{leaving_order, Quorum};
 use crate::plan::reason::{LeaveStage, Reason};
+use crate::plan::warning::Warning;
 
-/// Takes out the machines and nodes that leave the cluster.
-pub fn remove_machines(ctx: &mut Ctx) -> Result<(), PlanError> {
-    let mut warnings = std::mem::take(&mut ctx.warnings);
+/// Takes out the machines and nodes that leave the cluster, after every membership, stack
+/// object and service step; managers one at a time in `quorum`'s chain.
+pub(crate) fn remove_machines(
+    ctx: &mut Ctx,
+    quorum: &mut Quorum,
+    membership: &Membership,
+    objects: &ObjectSteps,
+    services: &ServiceSteps,
+    object_prunes: &ObjectPrunes,
+) -> Result<(), PlanError> {
     let mut leaving = ctx
         .pairing
-        .leaving(ctx.desired, ctx.observed, &mut warnings);
-    ctx.warnings = warnings;
+        .leaving(ctx.desired, ctx.observed, &mut ctx.warnings);
     leaving.sort_by_key(|l| leaving_order(l.node, &l.target));
-    let mut after_stacks: Vec<StepId> = ctx.membership.clone();
-    after_stacks.extend(&ctx.stack_steps);
-    after_stacks.extend(&ctx.service_steps);
+    let after_stacks: Vec<StepId> = (membership.steps.iter())
+        .chain(&objects.steps)
+        .chain(&object_prunes.steps)
+        .chain(&services.steps)
+        .copied()
+        .collect();
     if ctx.desired.machines.is_empty() {
         if ctx.desired.driver.manages_machines() {
             tear_down(ctx, &leaving, &after_stacks);
         } else if !leaving.is_empty() {
-            ctx.warnings.push(format!(
-                "machines.yml names no machine: the {} driver does not destroy hosts; `shoal destroy` makes them leave the swarm",
-                ctx.desired.driver.as_str()
-            ));
+            ctx.warnings.push(Warning::HostsNotDestroyed {
+                driver: ctx.desired.driver,
+            });
         }
         return Ok(());
     }
     for leave in &leaving {
-        remove_one(ctx, leave, &after_stacks)?;
+        remove_one(ctx, quorum, leave, &after_stacks)?;
     }
     Ok(())
 }
@@ -71,7 +83,12 @@ fn tear_down(ctx: &mut Ctx, leaving: &[Leaving], after_stacks: &[StepId]) {
 }
 
 /// Drain before remove, demote before remove, remove the node, destroy the machine.
-fn remove_one(ctx: &mut Ctx, leave: &Leaving, after_stacks: &[StepId]) -> Result<(), PlanError> {
+fn remove_one(
+    ctx: &mut Ctx,
+    quorum: &mut Quorum,
+    leave: &Leaving,
+    after_stacks: &[StepId],
+) -> Result<(), PlanError> {
     let name = leave.target.as_str();
     let reason = |stage| Reason::Leaving {
         target: name.to_string(),
@@ -92,13 +109,13 @@ fn remove_one(ctx: &mut Ctx, leave: &Leaving, after_stacks: &[StepId]) -> Result
             last = Some(ctx.push(op, name, after(None), reason(LeaveStage::Drain)));
         }
         if node.role == Role::Manager {
-            ctx.quorum.remove(node, name)?;
+            quorum.remove(node, name)?;
             let op = StepOp::DemoteNode {
                 node_id: node.id.clone(),
             };
-            let deps: Vec<StepId> = after(last).chain(ctx.quorum.chain()).collect();
+            let deps: Vec<StepId> = after(last).chain(quorum.chain()).collect();
             let id = ctx.push(op, name, deps, reason(LeaveStage::Demote));
-            last = Some(ctx.quorum.chained(id));
+            last = Some(quorum.chained(id));
         }
         // An existing host's node that is still ready leaves first; it is never forced out.
         let ready_host = !ctx.desired.driver.manages_machines() && node.state == NodeState::Ready;

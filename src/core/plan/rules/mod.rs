@@ -31,8 +31,12 @@
 //! | what could not be observed, listed with the plan (unseen is not in sync) | [`unseen::unseen_parts`] |
 //! | machine removal: drain before remove, demote before remove, remove node, destroy | [`machine_removal::remove_machines`] |
 //!
-//! Each rule reads the desired and observed state and the pairing, and adds steps to the
-//! [`Ctx`]; the order of the calls is the order of the steps.
+//! Each rule reads the desired and observed state and the pairing from the [`Ctx`], adds its
+//! steps and warnings to it, and takes what earlier rules made as parameters and returns what
+//! it makes as a value ([`Membership`], [`stack_objects::ObjectSteps`],
+//! [`services::ServiceSteps`], ...): the order of the calls is the order of the steps, and the
+//! types say which rule needs which. Manager changes are counted in a
+//! [`super::quorum::Quorum`] passed to the rules that make them.
 
 pub mod cli_dropped;
 pub mod content_versions;
@@ -60,14 +64,13 @@ pub mod unseen;
 use super::model::{Step, StepId, StepOp};
 use super::pairing::Pairing;
 use super::planner::PlanOptions;
-use super::quorum::Quorum;
 use super::reason::Reason;
-use crate::model::content_key::ContentKey;
+use super::warning::Warning;
 use crate::model::{Desired, Observed};
-use std::collections::BTreeMap;
 
-/// What the rules share while planning: the inputs, the steps so far, and what later rules
-/// wait for.
+/// What every rule reads and writes: the inputs (desired and observed state, the options and
+/// their pairing, never changed once made), the steps so far and the warnings. What one rule
+/// makes for another is passed between them as values (see `plan()`).
 pub(crate) struct Ctx<'a> {
     /// Desired state.
     pub(crate) desired: &'a Desired,
@@ -77,30 +80,10 @@ pub(crate) struct Ctx<'a> {
     pub(crate) options: &'a PlanOptions,
     /// Desired and observed, paired.
     pub(crate) pairing: Pairing<'a>,
-    /// Manager counts and the chain of manager changes.
-    pub(crate) quorum: Quorum,
     /// Steps so far, in order.
     pub(crate) steps: Vec<Step>,
     /// Warnings for people.
-    pub(crate) warnings: Vec<String>,
-    /// The manager machine the swarm is reached through (empty when there is none).
-    pub(crate) via: String,
-    /// The step that initializes the swarm, if any.
-    pub(crate) init: Option<StepId>,
-    /// Joins, role and node changes: stacks wait for them.
-    pub(crate) membership: Vec<StepId>,
-    /// Whether any machine joins.
-    pub(crate) joined_any: bool,
-    /// Steps creating networks, secrets and configs, by `kind:name`.
-    pub(crate) object_steps: BTreeMap<String, StepId>,
-    /// Stack object steps (creations, then prunes).
-    pub(crate) stack_steps: Vec<StepId>,
-    /// Service steps (prunes, creations, updates).
-    pub(crate) service_steps: Vec<StepId>,
-    /// Service prunes: service creations wait for them.
-    pub(crate) pruned: Vec<StepId>,
-    /// The content key the plan versions with when the swarm has none yet (apply writes it).
-    pub(crate) new_content_key: Option<ContentKey>,
+    pub(crate) warnings: Vec<Warning>,
 }
 
 impl<'a> Ctx<'a> {
@@ -115,18 +98,8 @@ impl<'a> Ctx<'a> {
             observed,
             options,
             pairing: Pairing::new(desired, observed),
-            quorum: Quorum::observed(observed),
             steps: Vec::new(),
-            warnings: desired.warnings.clone(),
-            via: String::new(),
-            init: None,
-            membership: Vec::new(),
-            joined_any: false,
-            object_steps: BTreeMap::new(),
-            stack_steps: Vec::new(),
-            service_steps: Vec::new(),
-            pruned: Vec::new(),
-            new_content_key: None,
+            warnings: desired.warnings.iter().map(Warning::files).collect(),
         }
     }
 
@@ -151,5 +124,31 @@ impl<'a> Ctx<'a> {
             op,
         });
         id
+    }
+}
+
+/// The swarm membership this plan makes: the swarm's init, every join, the init machine's
+/// labels, role and node changes. Stack objects, services and machine removals wait for them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Membership {
+    /// Their steps, in plan order.
+    pub(crate) steps: Vec<StepId>,
+    /// Whether any machine joins (rebalance spreads services onto it).
+    pub(crate) joined_any: bool,
+}
+
+impl Membership {
+    /// The membership made of the swarm's entry, the joins and the node changes after them.
+    pub(crate) fn of(
+        entry: &init_swarm::SwarmEntry,
+        joins: &joins::Joins,
+        changes: impl IntoIterator<Item = StepId>,
+    ) -> Membership {
+        Membership {
+            steps: (entry.init.iter().chain(&joins.steps).copied())
+                .chain(changes)
+                .collect(),
+            joined_any: !joins.steps.is_empty(),
+        }
     }
 }

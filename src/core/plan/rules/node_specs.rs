@@ -1,45 +1,41 @@
 //! Node specs (DESIGN §3): each member's node labels are machines.yml's, and its
 //! availability is active (a drained or paused node of a kept machine is made active again).
 
+use super::create_machines::MachineSteps;
+use super::init_swarm::SwarmEntry;
 use super::Ctx;
 use crate::model::{user_node_labels, Availability};
-use crate::plan::model::StepOp;
+use crate::plan::model::{StepId, StepOp};
 use crate::plan::reason::Reason;
 
-/// Gives the machine that initialized the swarm its node labels, once it has.
-pub fn label_init_machine(ctx: &mut Ctx) {
-    let Some(init) = ctx.init else {
-        return;
-    };
-    let via = ctx.via.clone();
-    let labels = ctx.pairing.machines[via.as_str()].spec.labels.clone();
+/// Gives the machine that initialized the swarm its node labels, once it has; the step, if any.
+pub(crate) fn label_init_machine(ctx: &mut Ctx, entry: &SwarmEntry) -> Option<StepId> {
+    let init = entry.init?;
+    let via = entry.via.as_str();
+    let labels = ctx.pairing.machines[via].spec.labels.clone();
     if labels.is_empty() {
-        return;
+        return None;
     }
     let op = StepOp::UpdateNode {
         node_id: None,
         labels,
         availability: Availability::Active,
     };
-    let id = ctx.push(
-        op,
-        &via,
-        [init],
-        Reason::InitLabels {
-            machine: via.clone(),
-        },
-    );
-    ctx.membership.push(id);
+    let reason = Reason::InitLabels {
+        machine: via.to_string(),
+    };
+    Some(ctx.push(op, via, [init], reason))
 }
 
-/// Updates the members whose labels or availability differ from machines.yml.
-pub fn update_node_specs(ctx: &mut Ctx) {
+/// Updates the members whose labels or availability differ from machines.yml; their steps.
+pub(crate) fn update_node_specs(ctx: &mut Ctx, machines: &MachineSteps) -> Vec<StepId> {
     let members: Vec<_> = ctx
         .pairing
         .machines
         .values()
-        .filter_map(|p| p.member.map(|n| (p.spec, n)))
+        .filter_map(|p| machines.member(p).map(|n| (p.spec, n)))
         .collect();
+    let mut updates = Vec::new();
     for (spec, node) in members {
         let labels = user_node_labels(&node.labels) != spec.labels;
         let inactive = (node.availability != Availability::Active).then_some(node.availability);
@@ -51,14 +47,10 @@ pub fn update_node_specs(ctx: &mut Ctx) {
             labels: spec.labels.clone(),
             availability: Availability::Active,
         };
-        let id = ctx.push(
-            op,
-            &spec.name,
-            [],
-            Reason::NodeSpecDrift { labels, inactive },
-        );
-        ctx.membership.push(id);
+        let reason = Reason::NodeSpecDrift { labels, inactive };
+        updates.push(ctx.push(op, &spec.name, [], reason));
     }
+    updates
 }
 
 #[cfg(test)]

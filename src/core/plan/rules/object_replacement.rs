@@ -10,7 +10,8 @@
 //! only when the file names some (otherwise swarm allocates them), and the content version
 //! label of secrets and configs is shoal's bookkeeping, not a setting.
 
-use super::Ctx;
+use super::stack_objects::ObjectSteps;
+use super::{Ctx, Membership};
 use crate::compose::convert::DEFAULT_NETWORK_DRIVER;
 use crate::model::content_key::{LABEL_CONTENT_VERSION, LABEL_LEGACY_SHA256};
 use crate::model::{NetworkSpec, ObjectSpec, Observed, ObservedObject, Stack};
@@ -167,9 +168,13 @@ pub(crate) fn way_out(kind: &str) -> &'static str {
 }
 
 /// Removes and creates again each stack object whose settings changed and that no service
-/// uses; refuses the plan when a service uses one.
-pub fn replace_changed_objects(ctx: &mut Ctx) -> Result<(), PlanError> {
+/// uses, after the `membership` steps; refuses the plan when a service uses one.
+pub(crate) fn replace_changed_objects(
+    ctx: &mut Ctx,
+    membership: &Membership,
+) -> Result<ObjectSteps, PlanError> {
     let (desired, observed) = (ctx.desired, ctx.observed);
+    let mut replaced = ObjectSteps::default();
     for stack in desired.stacks.values() {
         for changed in changed_objects(stack, observed) {
             let Changed {
@@ -202,14 +207,13 @@ pub fn replace_changed_objects(ctx: &mut Ctx) -> Result<(), PlanError> {
                 changes: changes.clone(),
                 removed,
             };
-            let deps = ctx.membership.clone();
-            let removed = ctx.push(remove, name, deps, reason(true));
+            let removed = ctx.push(remove, name, membership.steps.clone(), reason(true));
+            replaced.steps.push(removed);
             let created = ctx.push(create, name, [removed], reason(false));
-            ctx.object_steps.insert(format!("{kind}:{name}"), created);
-            ctx.stack_steps.extend([removed, created]);
+            replaced.record_creation(kind, name, created);
         }
     }
-    Ok(())
+    Ok(replaced)
 }
 
 #[cfg(test)]

@@ -3,21 +3,17 @@
 //! refuses to write until `shoal resume` (or `apply --ignore-pause`).
 
 use super::Ctx;
+use crate::plan::warning::Warning;
 
 /// Warns that the cluster is paused, naming who paused it and why.
 pub fn warn_paused(ctx: &mut Ctx) {
     let Some(pause) = ctx.observed.pause() else {
         return;
     };
-    let reason = if pause.reason.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", pause.reason)
-    };
-    ctx.warnings.push(format!(
-        "the cluster is paused by {}{reason}: apply writes nothing and the watcher only observes until `shoal resume` (or `shoal apply --ignore-pause`)",
-        pause.by
-    ));
+    ctx.warnings.push(Warning::Paused {
+        by: pause.by.clone(),
+        reason: pause.reason.clone(),
+    });
 }
 
 #[cfg(test)]
@@ -35,7 +31,10 @@ mod tests {
             .machines
             .insert("m1".into(), machine("m1", Role::Manager));
         let calm = plan(&desired, &observed, &PlanOptions::default()).unwrap();
-        assert!(!calm.warnings.iter().any(|w| w.contains("paused")));
+        assert!(!calm
+            .warnings
+            .iter()
+            .any(|w| w.to_string().contains("paused")));
         let pause = Pause {
             by: "ana@ops1".into(),
             since: 1,
@@ -47,7 +46,7 @@ mod tests {
             paused
                 .warnings
                 .iter()
-                .any(|w| w.contains("paused by ana@ops1 (db migration)")),
+                .any(|w| w.to_string().contains("paused by ana@ops1 (db migration)")),
             "{:?}",
             paused.warnings
         );

@@ -4,11 +4,13 @@
 //! predecessor's ports); networks, secrets and configs go after every service step.
 
 use super::destroy_guard::guard_stack_services;
-use super::Ctx;
+use super::services::ServiceSteps;
+use super::{Ctx, Membership};
 use crate::model::{Desired, ObservedService};
-use crate::plan::model::StepOp;
+use crate::plan::model::{StepId, StepOp};
 use crate::plan::planner::PlanError;
 use crate::plan::reason::Reason;
+use crate::plan::warning::Warning;
 use std::collections::BTreeSet;
 
 /// The stacks shoal records as managed after an apply (the `io.shoal.stacks` swarm label): the
@@ -23,9 +25,28 @@ pub fn stacks_to_remember(desired: &Desired, recorded: Option<&str>) -> String {
     stacks.into_iter().collect::<Vec<_>>().join(",")
 }
 
-/// Removes managed services that their stack no longer defines; with prune off, names the
-/// dropped stacks whose services are kept.
-pub fn prune_services(ctx: &mut Ctx) -> Result<(), PlanError> {
+/// The removals of services their stack no longer defines: new services wait for them (a
+/// renamed service can take over its predecessor's ports).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct ServicePrunes {
+    /// Their steps, in plan order.
+    pub(crate) steps: Vec<StepId>,
+}
+
+/// The removals of networks, secrets and configs no stack names any more.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct ObjectPrunes {
+    /// Their steps, in plan order.
+    pub(crate) steps: Vec<StepId>,
+}
+
+/// Removes managed services that their stack no longer defines, after the `membership` steps;
+/// with prune off, names the dropped stacks whose services are kept.
+pub(crate) fn prune_services(
+    ctx: &mut Ctx,
+    membership: &Membership,
+) -> Result<ServicePrunes, PlanError> {
+    let mut prunes = ServicePrunes::default();
     if !ctx.desired.policy.prune {
         let kept: BTreeSet<String> = ctx
             .observed
@@ -35,11 +56,9 @@ pub fn prune_services(ctx: &mut Ctx) -> Result<(), PlanError> {
             .filter(|stack| !ctx.desired.stacks.contains_key(stack))
             .collect();
         for stack in kept {
-            ctx.warnings.push(format!(
-                "stack {stack} is no longer in machines.yml, and policy.prune is off: its services are kept, and remembered, so setting prune: true removes them"
-            ));
+            ctx.warnings.push(Warning::StackKept { stack });
         }
-        return Ok(());
+        return Ok(prunes);
     }
     let desired = ctx.desired;
     let dropped: Vec<(&String, &ObservedService, String)> = ctx
@@ -65,19 +84,18 @@ pub fn prune_services(ctx: &mut Ctx) -> Result<(), PlanError> {
             stack,
             service: name.clone(),
         };
-        let deps = ctx.membership.clone();
-        let id = ctx.push(op, name, deps, reason);
-        ctx.pruned.push(id);
+        let id = ctx.push(op, name, membership.steps.clone(), reason);
+        prunes.steps.push(id);
     }
-    ctx.service_steps.extend(ctx.pruned.clone());
-    Ok(())
+    Ok(prunes)
 }
 
 /// Removes managed networks, secrets and configs that no stack names any more, after every
 /// service step.
-pub fn prune_objects(ctx: &mut Ctx) {
+pub(crate) fn prune_objects(ctx: &mut Ctx, services: &ServiceSteps) -> ObjectPrunes {
+    let mut prunes = ObjectPrunes::default();
     if !ctx.desired.policy.prune {
-        return;
+        return prunes;
     }
     let (desired, observed) = (ctx.desired, ctx.observed);
     let stacks = || desired.stacks.values();
@@ -119,11 +137,11 @@ pub fn prune_objects(ctx: &mut Ctx) {
                 kind,
                 name: name.clone(),
             };
-            let deps = ctx.service_steps.clone();
-            let id = ctx.push(op, name, deps, reason);
-            ctx.stack_steps.push(id);
+            let id = ctx.push(op, name, services.steps.clone(), reason);
+            prunes.steps.push(id);
         }
     }
+    prunes
 }
 
 #[cfg(test)]

@@ -196,7 +196,7 @@ mod tests {
             planned
                 .warnings
                 .iter()
-                .all(|w| !w.contains("external network")),
+                .all(|w| !w.to_string().contains("external network")),
             "{:?}",
             planned.warnings
         );

@@ -1,26 +1,33 @@
 //! Roles (DESIGN §3.2): promote before demote; demote one at a time, unreachable managers
 //! first and the leader last; never below a majority of reachable managers.
 
+use super::create_machines::MachineSteps;
 use super::Ctx;
 use crate::model::{MachineSpec, NodeState, ObservedNode, Role};
-use crate::plan::model::StepOp;
+use crate::plan::model::{StepId, StepOp};
 use crate::plan::planner::PlanError;
-use crate::plan::quorum::leaving_order;
+use crate::plan::quorum::{leaving_order, Quorum};
 use crate::plan::reason::Reason;
 
-/// Promotes members machines.yml makes managers, then demotes those it makes workers.
-pub fn change_roles(ctx: &mut Ctx) -> Result<(), PlanError> {
+/// Promotes members machines.yml makes managers, then demotes those it makes workers, one at a
+/// time in `quorum`'s chain; their steps.
+pub(crate) fn change_roles(
+    ctx: &mut Ctx,
+    machines: &MachineSteps,
+    quorum: &mut Quorum,
+) -> Result<Vec<StepId>, PlanError> {
     let members: Vec<(&MachineSpec, &ObservedNode)> = ctx
         .pairing
         .machines
         .values()
-        .filter_map(|p| p.member.map(|n| (p.spec, n)))
+        .filter_map(|p| machines.member(p).map(|n| (p.spec, n)))
         .collect();
+    let mut changes = Vec::new();
     for (spec, node) in members
         .iter()
         .filter(|(s, n)| s.role == Role::Manager && n.role == Role::Worker)
     {
-        ctx.quorum.add(node.state == NodeState::Ready);
+        quorum.add(node.state == NodeState::Ready);
         let op = StepOp::PromoteNode {
             node_id: node.id.clone(),
         };
@@ -28,9 +35,8 @@ pub fn change_roles(ctx: &mut Ctx) -> Result<(), PlanError> {
             machine: spec.name.clone(),
             role: Role::Manager,
         };
-        let chain = ctx.quorum.chain();
-        let id = ctx.push(op, &spec.name, chain, reason);
-        ctx.membership.push(ctx.quorum.chained(id));
+        let id = ctx.push(op, &spec.name, quorum.chain(), reason);
+        changes.push(quorum.chained(id));
     }
     let mut demotions: Vec<(&MachineSpec, &ObservedNode)> = members
         .iter()
@@ -39,7 +45,7 @@ pub fn change_roles(ctx: &mut Ctx) -> Result<(), PlanError> {
         .collect();
     demotions.sort_by_key(|(s, n)| leaving_order(Some(n), &s.name));
     for (spec, node) in demotions {
-        ctx.quorum.demote(node, &spec.name)?;
+        quorum.demote(node, &spec.name)?;
         let op = StepOp::DemoteNode {
             node_id: node.id.clone(),
         };
@@ -47,11 +53,10 @@ pub fn change_roles(ctx: &mut Ctx) -> Result<(), PlanError> {
             machine: spec.name.clone(),
             role: Role::Worker,
         };
-        let chain = ctx.quorum.chain();
-        let id = ctx.push(op, &spec.name, chain, reason);
-        ctx.membership.push(ctx.quorum.chained(id));
+        let id = ctx.push(op, &spec.name, quorum.chain(), reason);
+        changes.push(quorum.chained(id));
     }
-    Ok(())
+    Ok(changes)
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@ use super::Ctx;
 use crate::model::{MachineState, NodeState, ObservedNode, Role};
 use crate::plan::model::{StepId, StepOp};
 use crate::plan::planner::PlanError;
+use crate::plan::quorum::Quorum;
 use crate::plan::reason::{DownNode, HealStage, Loss, Reason};
+use crate::plan::warning::Warning;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What self-heal does with one desired machine.
 enum Heal {
@@ -19,13 +22,37 @@ enum Heal {
     /// Replace it (gone, or never fully set up).
     Replace(Loss),
     /// Leave it alone for now, with this warning.
-    Wait(String),
+    Wait(Warning),
+}
+
+/// A machine self-heal replaces: the step that creates it again, and what its join waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Replacement {
+    /// The step that creates it again.
+    pub(crate) created: StepId,
+    /// Steps its join waits for (the removal of its stale node).
+    pub(crate) before_join: Vec<StepId>,
+}
+
+/// What self-heal decided for the desired machines, for the rules that create and join them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Healed<'a> {
+    /// The machines it replaces, by name.
+    pub(crate) replaced: BTreeMap<&'a str, Replacement>,
+    /// The machines left alone for now: started (they come back as they were), or waited for
+    /// (unreachable, down within the grace period, or self-heal off).
+    pub(crate) waiting: BTreeSet<&'a str>,
 }
 
 /// Starts stopped machines, re-creates gone or incomplete ones, and warns about the machines
-/// it waits for (unreachable, down within the grace period, or self-heal off).
-pub fn heal_machines(ctx: &mut Ctx) -> Result<(), PlanError> {
-    let names: Vec<&str> = ctx.pairing.machines.keys().copied().collect();
+/// it waits for (unreachable, down within the grace period, or self-heal off). A lost manager
+/// replaced frees its seat in `quorum`.
+pub(crate) fn heal_machines<'a>(
+    ctx: &mut Ctx<'a>,
+    quorum: &mut Quorum,
+) -> Result<Healed<'a>, PlanError> {
+    let mut healed = Healed::default();
+    let names: Vec<&'a str> = ctx.pairing.machines.keys().copied().collect();
     for name in names {
         let pair = &ctx.pairing.machines[name];
         let (spec, node) = (pair.spec, pair.node);
@@ -36,22 +63,19 @@ pub fn heal_machines(ctx: &mut Ctx) -> Result<(), PlanError> {
                     machine: name.to_string(),
                 };
                 ctx.push(StepOp::StartMachine {}, name, None, reason);
-                ctx.pairing.machines.get_mut(name).expect("paired").waiting = true;
+                healed.waiting.insert(name);
             }
             Heal::Replace(loss) => {
-                let (created, before_join) = replace_machine(ctx, name, spec.role, node, loss)?;
-                let pair = ctx.pairing.machines.get_mut(name).expect("paired");
-                pair.created = Some(created);
-                pair.before_join = before_join;
-                pair.member = None;
+                let replacement = replace_machine(ctx, quorum, name, spec.role, node, loss)?;
+                healed.replaced.insert(name, replacement);
             }
             Heal::Wait(warning) => {
                 ctx.warnings.push(warning);
-                ctx.pairing.machines.get_mut(name).expect("paired").waiting = true;
+                healed.waiting.insert(name);
             }
         }
     }
-    Ok(())
+    Ok(healed)
 }
 
 /// The self-heal decision for one machine, from its state, its node's and the policy.
@@ -66,67 +90,73 @@ fn decide(ctx: &Ctx, name: &str) -> Heal {
         .machine
         .is_some_and(|m| m.state == MachineState::Running);
     if !ctx.desired.driver.manages_machines() && !running {
-        return Heal::Wait(format!(
-            "{name} is down or does not answer; the {} driver never replaces hosts: it waits for it",
-            ctx.desired.driver.as_str()
-        ));
+        return Heal::Wait(Warning::HostWaited {
+            machine: name.to_string(),
+            driver: ctx.desired.driver,
+        });
     }
     let Some(machine) = pair.machine else {
         // Gone (its node outlived it) or never made (no node: created by the next rule).
         return match node {
             Some(_) if policy.self_heal => Heal::Replace(Loss::Gone),
-            Some(_) => Heal::Wait(format!(
-                "{name} is gone (its node is still in the swarm) and self-heal is off: nothing is done for it; set policy.self_heal: true to create it again, or drop it from machines.yml"
-            )),
+            Some(_) => Heal::Wait(Warning::GoneWithoutSelfHeal {
+                machine: name.to_string(),
+            }),
             None => Heal::Nothing,
         };
     };
     match machine.state {
         MachineState::Running => {
             if node_down.is_some() && pair.member.is_some() {
-                return Heal::Wait(format!(
-                    "the node of {name} has been down for {down_for}s though its engine answers: shoal waits for it (a machine that runs is never replaced)"
-                ));
+                return Heal::Wait(Warning::NodeDownEngineAnswers {
+                    machine: name.to_string(),
+                    seconds: down_for,
+                });
             }
             Heal::Nothing
         }
         MachineState::Stopped if policy.self_heal => Heal::Start,
-        MachineState::Stopped => Heal::Wait(format!(
-            "{name} is stopped and self-heal is off: it is left as it is"
-        )),
-        MachineState::Unreachable => Heal::Wait(format!(
-            "{name} is unreachable (its engine does not answer): shoal waits for it and never replaces a machine that may still run; check the machine and its network"
-        )),
-        MachineState::Incomplete if !policy.self_heal => Heal::Wait(format!(
-            "{name} was never fully set up and self-heal is off: it is left as it is"
-        )),
+        MachineState::Stopped => Heal::Wait(Warning::StoppedWithoutSelfHeal {
+            machine: name.to_string(),
+        }),
+        MachineState::Unreachable => Heal::Wait(Warning::Unreachable {
+            machine: name.to_string(),
+        }),
+        MachineState::Incomplete if !policy.self_heal => {
+            Heal::Wait(Warning::IncompleteWithoutSelfHeal {
+                machine: name.to_string(),
+            })
+        }
         MachineState::Incomplete => match node {
             None => Heal::Replace(Loss::Incomplete),
-            Some(n) if n.state == NodeState::Ready => Heal::Wait(format!(
-                "{name} has no record of a finished setup but its node is ready: it is kept"
-            )),
+            Some(n) if n.state == NodeState::Ready => Heal::Wait(Warning::IncompleteNodeReady {
+                machine: name.to_string(),
+            }),
             Some(n) if down_for >= grace => Heal::Replace(Loss::Down {
                 node: Some(DownNode {
                     state: n.state,
                     seconds: down_for,
                 }),
             }),
-            Some(_) => Heal::Wait(format!(
-                "{name} was never fully set up and its node has been down for {down_for}s; self-heal replaces it after {grace}s"
-            )),
+            Some(_) => Heal::Wait(Warning::IncompleteWithinGrace {
+                machine: name.to_string(),
+                seconds: down_for,
+                grace,
+            }),
         },
     }
 }
 
 /// The steps of one replacement: demote (a manager), remove its node, destroy the machine
-/// (when it still exists), create it. Returns the creation and what its join waits for.
+/// (when it still exists), create it.
 fn replace_machine(
     ctx: &mut Ctx,
+    quorum: &mut Quorum,
     name: &str,
     role: Role,
     node: Option<&ObservedNode>,
     loss: Loss,
-) -> Result<(StepId, Vec<StepId>), PlanError> {
+) -> Result<Replacement, PlanError> {
     let reason = |stage| Reason::SelfHeal {
         machine: name.to_string(),
         loss: loss.clone(),
@@ -136,13 +166,13 @@ fn replace_machine(
     if let Some(node) = node {
         let mut after = None;
         if node.role == Role::Manager {
-            ctx.quorum.demote(node, name)?;
+            quorum.demote(node, name)?;
             let op = StepOp::DemoteNode {
                 node_id: node.id.clone(),
             };
-            let chain = ctx.quorum.chain();
+            let chain = quorum.chain();
             let id = ctx.push(op, name, chain, reason(HealStage::FreeManagerSeat));
-            after = Some(ctx.quorum.chained(id));
+            after = Some(quorum.chained(id));
         }
         let op = StepOp::RemoveNode {
             node_id: node.id.clone(),
@@ -166,7 +196,10 @@ fn replace_machine(
         labels: spec.labels.clone(),
     };
     let created = ctx.push(op, name, before_create, reason(HealStage::CreateMachine));
-    Ok((created, before_join))
+    Ok(Replacement {
+        created,
+        before_join,
+    })
 }
 
 #[cfg(test)]
@@ -219,7 +252,7 @@ mod tests {
         let plan = w1_plan(Some(MachineState::Running), NodeState::Down, 6_000);
         assert!(plan.steps.is_empty(), "{:?}", steps(&plan));
         assert!(
-            plan.warnings[0].contains("never replaced"),
+            plan.warnings[0].to_string().contains("never replaced"),
             "{:?}",
             plan.warnings
         );
@@ -229,7 +262,7 @@ mod tests {
     fn an_unreachable_machine_is_reported_and_waited_for() {
         let plan = w1_plan(Some(MachineState::Unreachable), NodeState::Down, 6_000);
         assert!(plan.steps.is_empty(), "{:?}", steps(&plan));
-        assert!(plan.warnings[0].contains("w1 is unreachable"));
+        assert!(plan.warnings[0].to_string().contains("w1 is unreachable"));
     }
 
     #[test]
@@ -261,7 +294,9 @@ mod tests {
     fn an_incomplete_machine_within_grace_waits_with_a_warning() {
         let plan = w1_plan(Some(MachineState::Incomplete), NodeState::Down, 5);
         assert!(plan.steps.is_empty());
-        assert!(plan.warnings[0].contains("replaces it after 60s"));
+        assert!(plan.warnings[0]
+            .to_string()
+            .contains("replaces it after 60s"));
     }
 
     #[test]
@@ -292,7 +327,9 @@ mod tests {
             let plan = w1_plan_healing(state, NodeState::Down, 600, false);
             assert!(plan.steps.is_empty(), "{state:?}: {:?}", steps(&plan));
             assert!(
-                plan.warnings.iter().any(|w| w.contains("self-heal is off")),
+                plan.warnings
+                    .iter()
+                    .any(|w| w.to_string().contains("self-heal is off")),
                 "{:?}",
                 plan.warnings
             );
@@ -315,7 +352,9 @@ mod tests {
         let plan = plan(&desired, &observed, &PlanOptions::default()).unwrap();
         assert!(plan.steps.is_empty(), "{:?}", steps(&plan));
         assert!(
-            plan.warnings[0].contains("never replaces hosts"),
+            plan.warnings[0]
+                .to_string()
+                .contains("never replaces hosts"),
             "{:?}",
             plan.warnings
         );

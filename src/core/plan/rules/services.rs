@@ -9,7 +9,9 @@
 //! of the repository names it, replaced by the file's spec (as `docker stack deploy` would)
 //! when one does.
 
-use super::{cli_dropped, depends_on, Ctx};
+use super::prune::ServicePrunes;
+use super::stack_objects::ObjectSteps;
+use super::{cli_dropped, depends_on, Ctx, Membership};
 use crate::model::observed::UpdateState;
 use crate::model::{ObservedService, ServiceSpec};
 use crate::plan::diff::field_changes;
@@ -17,6 +19,7 @@ use crate::plan::model::{StepId, StepOp};
 use crate::plan::normalize::{comparable, spec_to_send};
 use crate::plan::pairing::{services, ServicePair};
 use crate::plan::reason::Reason;
+use crate::plan::warning::Warning;
 
 /// Warns about ports published through the routing mesh on machines where it cannot work.
 pub fn warn_ingress_without_mesh(ctx: &mut Ctx) {
@@ -37,11 +40,10 @@ pub fn warn_ingress_without_mesh(ctx: &mut Ctx) {
             .map(|p| p.published_port.unwrap_or(0).to_string())
             .collect();
         if !ingress.is_empty() {
-            ctx.warnings.push(format!(
-                "{} publishes port {} through the ingress routing mesh, which cannot work on these machines (their kernel has no IPVS): the service runs but the port does not answer. Publish in host mode instead (ports: - {{target: ..., published: ..., mode: host}}) with deploy.endpoint_mode: dnsrr; `shoal doctor` tells more",
-                spec.name,
-                ingress.join(", ")
-            ));
+            ctx.warnings.push(Warning::IngressWithoutMesh {
+                service: spec.name.clone(),
+                ports: ingress,
+            });
         }
     }
 }
@@ -58,36 +60,55 @@ fn warn_unreadable(ctx: &mut Ctx) {
             .stacks
             .values()
             .any(|stack| stack.services.contains_key(name));
-        ctx.warnings.push(if desired {
-            format!("cannot read the spec of service {name} ({why}): shoal replaces it with the spec of the compose file, as docker stack deploy would")
-        } else {
-            format!("cannot read the spec of service {name} ({why}); no stack of this repository names it, so shoal leaves it as it is")
+        ctx.warnings.push(Warning::UnreadableService {
+            service: name.clone(),
+            why: why.clone(),
+            replaced: desired,
         });
     }
 }
 
-/// Creates, scales, updates, recreates or rebalances each desired service.
-pub fn plan_services(ctx: &mut Ctx) {
+/// The service steps of the plan: prunes, then creations, updates and rebalances. Object
+/// prunes and machine removals wait for them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct ServiceSteps {
+    /// Their steps, in plan order.
+    pub(crate) steps: Vec<StepId>,
+}
+
+/// Creates, scales, updates, recreates or rebalances each desired service: after the objects
+/// it uses that this plan creates (else after the `membership` steps), and after the `prunes`.
+pub(crate) fn plan_services(
+    ctx: &mut Ctx,
+    membership: &Membership,
+    objects: &ObjectSteps,
+    prunes: &ServicePrunes,
+) -> ServiceSteps {
     warn_unreadable(ctx);
-    let rebalance = ctx.desired.policy.rebalance && ctx.joined_any && ctx.observed.swarm.is_some();
+    let rebalance =
+        ctx.desired.policy.rebalance && membership.joined_any && ctx.observed.swarm.is_some();
     let pairs =
         depends_on::rollout_order(ctx.desired, services(ctx.desired, ctx.observed).collect());
+    let mut planned = ServiceSteps {
+        steps: prunes.steps.clone(),
+    };
     for pair in pairs {
         // Objects created in this plan already wait for the membership steps, so a service
         // that waits for one of them waits for those transitively.
         let created: Vec<StepId> = uses(pair.spec)
             .iter()
-            .filter_map(|key| ctx.object_steps.get(key).copied())
+            .filter_map(|key| objects.created.get(key).copied())
             .collect();
         let mut deps = if created.is_empty() {
-            ctx.membership.clone()
+            membership.steps.clone()
         } else {
             created
         };
-        deps.extend(&ctx.pruned);
+        deps.extend(&prunes.steps);
         let steps = plan_service(ctx, &pair, deps, rebalance);
-        ctx.service_steps.extend(steps);
+        planned.steps.extend(steps);
     }
+    planned
 }
 
 /// The steps of one service, after `deps`.
@@ -119,8 +140,10 @@ fn plan_service(
     let (relaxed, waiting) = cli_dropped::without_missing(&want, &have);
     let want = if relaxed == have || only_replicas_differ(&relaxed, &have) {
         if !waiting.is_empty() {
-            ctx.warnings
-                .push(cli_dropped::waiting_warning(name, &waiting));
+            ctx.warnings.push(Warning::CliDroppedFields {
+                service: name.to_string(),
+                fields: waiting,
+            });
         }
         relaxed
     } else {

@@ -14,13 +14,14 @@
 //! - the content-derived name (`<stack>_<name>-<version>`) for a new content, so a change
 //!   never edits an object in place.
 
-use super::Ctx;
+use super::{Ctx, Membership};
 use crate::model::content_key::{legacy_version, LABEL_CONTENT_VERSION, LABEL_LEGACY_SHA256};
 use crate::model::desired::is_node_local_network;
 use crate::model::spec::LABEL_ROTATE;
 use crate::model::{Desired, ObjectSpec, Observed, ObservedObject, Stack};
-use crate::plan::model::StepOp;
+use crate::plan::model::{StepId, StepOp};
 use crate::plan::reason::Reason;
+use crate::plan::warning::Warning;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -87,7 +88,7 @@ fn naming(object: &ObjectSpec, existing: &BTreeMap<String, ObservedObject>) -> N
 pub fn adopt_objects<'a>(
     desired: &'a Desired,
     observed: &Observed,
-) -> (Cow<'a, Desired>, Vec<String>) {
+) -> (Cow<'a, Desired>, Vec<Warning>) {
     let mut adopted = Cow::Borrowed(desired);
     let mut warnings = Vec::new();
     for (key, stack) in &desired.stacks {
@@ -104,16 +105,21 @@ pub fn adopt_objects<'a>(
                     Naming::Legacy(name) => name.clone(),
                 };
                 if naming == Naming::CliUnverified {
-                    warnings.push(format!(
-                        "{kind} {to} of stack {} exists and was not created by shoal (docker stack deploy names it so): its content cannot be read back, so shoal uses it as it is, without checking that it matches {}. To replace it with the file's content, add the label {LABEL_ROTATE}: \"true\" to the {kind} in {}",
-                        stack.name, object.source, stack.file
-                    ));
+                    warnings.push(Warning::ObjectUnverified {
+                        kind: kind.to_string(),
+                        name: to.clone(),
+                        stack: stack.name.clone(),
+                        source: object.source.clone(),
+                        file: stack.file.clone(),
+                    });
                 }
                 if matches!(naming, Naming::Legacy(_)) && kind == "secret" {
-                    warnings.push(format!(
-                        "secret {to} of stack {} carries a content version that is not keyed (shoal wrote it before versions were keyed per cluster): whoever can list the swarm's secrets can test guesses of {} against it. It is kept as it is, so no service restarts; its next content gets a keyed version. To re-version it now (its services restart), add the label {LABEL_ROTATE}: \"true\" to the secret in {}",
-                        stack.name, object.source, stack.file
-                    ));
+                    warnings.push(Warning::SecretUnkeyed {
+                        name: to.clone(),
+                        stack: stack.name.clone(),
+                        source: object.source.clone(),
+                        file: stack.file.clone(),
+                    });
                 }
                 let stack = adopted
                     .to_mut()
@@ -162,9 +168,35 @@ pub(crate) fn rename_references(stack: &mut Stack, kind: &str, from: &str, to: &
     }
 }
 
-/// Creates the stacks' missing networks, secrets and configs.
-pub fn create_stack_objects(ctx: &mut Ctx) {
+/// The steps that create (or replace) networks, secrets and configs: the services that use
+/// them wait for them, and machine removals for all of them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct ObjectSteps {
+    /// The step that creates each object, by `kind:name` (`network:web`, `secret:app_key`).
+    pub(crate) created: BTreeMap<String, StepId>,
+    /// Every step, in plan order (a replacement's removal and creation).
+    pub(crate) steps: Vec<StepId>,
+}
+
+impl ObjectSteps {
+    /// Records `step`, which creates the `kind` object `name`.
+    pub(crate) fn record_creation(&mut self, kind: &str, name: &str, step: StepId) {
+        self.created.insert(format!("{kind}:{name}"), step);
+        self.steps.push(step);
+    }
+
+    /// These steps, then `later`'s.
+    pub(crate) fn and(mut self, later: ObjectSteps) -> ObjectSteps {
+        self.created.extend(later.created);
+        self.steps.extend(later.steps);
+        self
+    }
+}
+
+/// Creates the stacks' missing networks, secrets and configs, after the `membership` steps.
+pub(crate) fn create_stack_objects(ctx: &mut Ctx, membership: &Membership) -> ObjectSteps {
     let (desired, observed) = (ctx.desired, ctx.observed);
+    let mut created = ObjectSteps::default();
     for stack in desired.stacks.values() {
         for (name, network) in &stack.networks {
             if observed.networks.contains_key(name) {
@@ -177,10 +209,8 @@ pub fn create_stack_objects(ctx: &mut Ctx) {
                 stack: stack.name.clone(),
                 network: name.clone(),
             };
-            let deps = ctx.membership.clone();
-            let id = ctx.push(op, name, deps, reason);
-            ctx.object_steps.insert(format!("network:{name}"), id);
-            ctx.stack_steps.push(id);
+            let id = ctx.push(op, name, membership.steps.clone(), reason);
+            created.record_creation("network", name, id);
         }
         let secrets = stack.secrets.iter().map(|(n, o)| ("secret", n, o));
         let configs = stack.configs.iter().map(|(n, o)| ("config", n, o));
@@ -204,12 +234,11 @@ pub fn create_stack_objects(ctx: &mut Ctx) {
                 kind,
                 source: object.source.clone(),
             };
-            let deps = ctx.membership.clone();
-            let id = ctx.push(op, name, deps, reason);
-            ctx.object_steps.insert(format!("{kind}:{name}"), id);
-            ctx.stack_steps.push(id);
+            let id = ctx.push(op, name, membership.steps.clone(), reason);
+            created.record_creation(kind, name, id);
         }
     }
+    created
 }
 
 /// Warns about external networks, secrets and configs that do not exist.
@@ -224,37 +253,34 @@ pub fn warn_missing_external(ctx: &mut Ctx) {
     for stack in desired.stacks.values() {
         for external in &stack.external_networks {
             if !known.contains(external.as_str()) && !is_node_local_network(external) {
-                ctx.warnings.push(format!(
-                    "stack {} uses external network {external}, which does not exist: create it (docker network create --driver overlay {external}) or its services will fail",
-                    stack.name
-                ));
+                ctx.warnings.push(Warning::ExternalNetworkMissing {
+                    stack: stack.name.clone(),
+                    network: external.clone(),
+                });
             }
         }
     }
     for stack in desired.stacks.values() {
-        let mut missing: BTreeSet<String> = BTreeSet::new();
+        let mut missing: BTreeSet<(&str, &String)> = BTreeSet::new();
         for spec in stack.services.values() {
             let container = &spec.task_template.container_spec;
             for name in container.secrets.iter().map(|s| &s.secret_name) {
                 if !stack.secrets.contains_key(name) && !observed.secrets.contains_key(name) {
-                    missing.insert(format!(
-                        "secret {name} (create it with `docker secret create {name} FILE`)"
-                    ));
+                    missing.insert(("secret", name));
                 }
             }
             for name in container.configs.iter().map(|c| &c.config_name) {
                 if !stack.configs.contains_key(name) && !observed.configs.contains_key(name) {
-                    missing.insert(format!(
-                        "config {name} (create it with `docker config create {name} FILE`)"
-                    ));
+                    missing.insert(("config", name));
                 }
             }
         }
-        for what in missing {
-            ctx.warnings.push(format!(
-                "stack {} uses external {what}, which does not exist: the services using it will fail to deploy",
-                stack.name
-            ));
+        for (kind, name) in missing {
+            ctx.warnings.push(Warning::ExternalObjectMissing {
+                stack: stack.name.clone(),
+                kind: kind.to_string(),
+                name: name.clone(),
+            });
         }
     }
 }
@@ -284,7 +310,9 @@ mod tests {
             steps(&plan),
             ["create_network app_default", "create_service app_web"]
         );
-        assert!(plan.warnings[0].contains("external network shared"));
+        assert!(plan.warnings[0]
+            .to_string()
+            .contains("external network shared"));
     }
 
     mod legacy {
@@ -368,9 +396,9 @@ mod tests {
             let plan = planned(cluster(OLD, &[], &name, &[]));
             assert!(steps(&plan).is_empty(), "{:?}", steps(&plan));
             assert!(
-                plan.warnings.iter().any(|w| w.contains(&name)
-                    && w.contains("not keyed")
-                    && w.contains(LABEL_ROTATE)),
+                plan.warnings.iter().any(|w| w.to_string().contains(&name)
+                    && w.to_string().contains("not keyed")
+                    && w.to_string().contains(LABEL_ROTATE)),
                 "{:?}",
                 plan.warnings
             );

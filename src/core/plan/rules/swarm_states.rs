@@ -13,6 +13,7 @@ use crate::model::observed::LocalSwarmState;
 use crate::model::{MachineState, ObservedMachine};
 use crate::plan::planner::PlanError;
 use crate::plan::quorum::Quorum;
+use crate::plan::warning::Warning;
 
 /// What the swarm states allow this plan to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,11 +39,9 @@ pub fn refuse_unsafe_swarm_states(ctx: &mut Ctx) -> Result<SwarmAccess, PlanErro
         if stopped.is_empty() || !ctx.desired.policy.self_heal {
             return Err(lost);
         }
-        ctx.warnings.push(format!(
-            "the swarm has no quorum while {} {} stopped: this plan only starts machines; plan again once they answer",
-            stopped.join(", "),
-            if stopped.len() == 1 { "is" } else { "are" }
-        ));
+        ctx.warnings.push(Warning::NoQuorumWhileStopped {
+            machines: stopped.into_iter().map(String::from).collect(),
+        });
         return Ok(SwarmAccess::MachinesOnly);
     }
     if observed.swarm.is_none() {
@@ -59,10 +58,9 @@ pub fn refuse_unsafe_swarm_states(ctx: &mut Ctx) -> Result<SwarmAccess, PlanErro
             .map(|m| m.name.as_str())
             .collect();
         if !dark.is_empty() {
-            ctx.warnings.push(format!(
-                "no swarm manager answers and {} cannot be read: the swarm may live on them, so this plan only brings machines back; plan again once they answer",
-                dark.join(", ")
-            ));
+            ctx.warnings.push(Warning::NoManagerAnswers {
+                machines: dark.into_iter().map(String::from).collect(),
+            });
             return Ok(SwarmAccess::MachinesOnly);
         }
         if !in_swarm.is_empty() {
@@ -203,7 +201,7 @@ mod tests {
         assert!(plan
             .warnings
             .iter()
-            .any(|w| w.contains("only brings machines back")));
+            .any(|w| w.to_string().contains("only brings machines back")));
     }
 
     #[test]
@@ -228,7 +226,7 @@ mod tests {
         assert!(plan
             .warnings
             .iter()
-            .any(|w| w.contains("m1 is unreachable")));
+            .any(|w| w.to_string().contains("m1 is unreachable")));
     }
 
     #[test]
