@@ -544,6 +544,7 @@ impl DockerMachineDriver {
             node_id: None,
             engine_id: None,
             problem: None,
+            address: None,
         };
         if self.creating(&self.full_name(machine)) {
             tracing::warn!(
@@ -671,7 +672,11 @@ impl DockerMachineDriver {
             .store()
             .join(LOCK_DIR)
             .join(format!("{}.json", self.cluster));
-        super::lock::with_lock_file(&path, "check that the docker-machine store is writable", change)
+        super::lock::with_lock_file(
+            &path,
+            "check that the docker-machine store is writable",
+            change,
+        )
     }
 }
 

@@ -154,6 +154,7 @@ impl GenericDriver {
             node_id: None,
             engine_id: None,
             problem: None,
+            address: None,
         };
         let engine = match self.connect(machine).await {
             Ok(engine) => engine,

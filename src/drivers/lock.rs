@@ -7,9 +7,9 @@
 //! Any other lock is refused with who holds it, since and until when (local time), and the
 //! `shoal unlock LOCK_ID` that removes it by hand.
 
+use super::{DriverError, DriverResult};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use super::{DriverError, DriverResult};
 
 /// A process that holds, or asks for, the apply lock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +199,51 @@ pub fn local_time(seconds: u64) -> String {
     }
 }
 
+/// Reads the lock file at `path`, lets `change` decide, and writes it back when it changed, all
+/// under an exclusive lock of the file (for drivers whose lock lives in a file before a swarm
+/// exists); `advice` says what to check when the file cannot be used.
+pub fn with_lock_file<T>(
+    path: &std::path::Path,
+    advice: &str,
+    change: impl FnOnce(&mut Option<HeldLock>) -> DriverResult<T>,
+) -> DriverResult<T> {
+    use fs4::fs_std::FileExt;
+    use std::io::{Read, Seek, Write};
+    let problem = |e: std::io::Error| {
+        DriverError::Unavailable(format!(
+            "the apply lock {} cannot be used: {e}; {advice}",
+            path.display()
+        ))
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(problem)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(problem)?;
+    file.lock_exclusive().map_err(problem)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(problem)?;
+    let mut held: Option<HeldLock> = serde_json::from_str(&text).ok();
+    let before = held.clone();
+    let result = change(&mut held);
+    if held != before {
+        let text = held
+            .as_ref()
+            .map(|h| serde_json::to_string(h).unwrap_or_default())
+            .unwrap_or_default();
+        file.set_len(0).map_err(problem)?;
+        file.rewind().map_err(problem)?;
+        file.write_all(text.as_bytes()).map_err(problem)?;
+        file.sync_all().map_err(problem)?;
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,49 +351,4 @@ mod tests {
         assert_eq!(LockHolder::decode(&holder.encode()), holder);
         assert_eq!(LockHolder::decode("shoal-123").id, "shoal-123");
     }
-}
-
-/// Reads the lock file at `path`, lets `change` decide, and writes it back when it changed, all
-/// under an exclusive lock of the file (for drivers whose lock lives in a file before a swarm
-/// exists); `advice` says what to check when the file cannot be used.
-pub fn with_lock_file<T>(
-    path: &std::path::Path,
-    advice: &str,
-    change: impl FnOnce(&mut Option<HeldLock>) -> DriverResult<T>,
-) -> DriverResult<T> {
-    use fs4::fs_std::FileExt;
-    use std::io::{Read, Seek, Write};
-    let problem = |e: std::io::Error| {
-        DriverError::Unavailable(format!(
-            "the apply lock {} cannot be used: {e}; {advice}",
-            path.display()
-        ))
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(problem)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(problem)?;
-    file.lock_exclusive().map_err(problem)?;
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(problem)?;
-    let mut held: Option<HeldLock> = serde_json::from_str(&text).ok();
-    let before = held.clone();
-    let result = change(&mut held);
-    if held != before {
-        let text = held
-            .as_ref()
-            .map(|h| serde_json::to_string(h).unwrap_or_default())
-            .unwrap_or_default();
-        file.set_len(0).map_err(problem)?;
-        file.rewind().map_err(problem)?;
-        file.write_all(text.as_bytes()).map_err(problem)?;
-        file.sync_all().map_err(problem)?;
-    }
-    result
 }

@@ -234,6 +234,7 @@ impl Driver for SimDriver {
                             node_id: m.engine.node_id.clone().filter(|_| answers),
                             engine_id: None,
                             problem: None,
+                            address: None,
                         }
                     })
                     .collect()

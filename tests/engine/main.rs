@@ -28,6 +28,7 @@ mod images_dind;
 mod order_dind;
 mod overrides_dind;
 mod policies_dind;
+mod qemu_tutorial;
 mod registry_dind;
 mod registry_pin;
 mod scenarios;

@@ -73,6 +73,9 @@ pub struct ObservedMachine {
     /// Why it could not be seen (its engine refused or did not answer), for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// The address the driver reaches it at (a VM's IP), when the driver gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 impl ObservedMachine {
@@ -475,6 +478,7 @@ impl Observed {
                     node_id: Some(id.clone()),
                     engine_id: None,
                     problem: None,
+                    address: None,
                 },
             );
             observed.nodes.insert(

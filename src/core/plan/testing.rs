@@ -60,6 +60,7 @@ pub fn machine(name: &str, role: Role) -> ObservedMachine {
         node_id: Some(name.into()),
         engine_id: None,
         problem: None,
+        address: None,
     }
 }
 

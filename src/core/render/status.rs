@@ -22,6 +22,12 @@ pub struct MachineStatus {
     pub availability: String,
     /// Whether its node leads the managers.
     pub leader: bool,
+    /// Its swarm node's ID, when it is a member.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// The address its driver reaches it at (a VM's IP), when the driver gives one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// One service's line.
@@ -114,6 +120,8 @@ impl Status {
                         .unwrap_or("none")
                         .to_string(),
                     leader: node.is_some_and(|n| n.leader),
+                    node_id: node.map(|n| n.id.clone()),
+                    address: machine.and_then(|m| m.address.clone()),
                 }
             })
             .collect();
@@ -202,20 +210,35 @@ pub fn render_status(status: &Status, style: Style) -> String {
             style.red(&format!("Cluster {}", held.line()))
         );
     }
+    // Drivers that give addresses (the qemu VMs') get an ADDRESS column.
+    let addressed = status.machines.iter().any(|m| m.address.is_some());
+    let address_column = |address: Option<&str>| {
+        if addressed {
+            format!(" {:<15}", address.unwrap_or("-"))
+        } else {
+            String::new()
+        }
+    };
     let _ = writeln!(
         out,
-        "{:<24} {:<8} {:<8} {:<8} {:<12} LEADER",
-        "MACHINE", "ROLE", "MACHINE", "NODE", "AVAILABILITY"
+        "{:<24} {:<8} {:<8} {:<8} {:<12}{} LEADER",
+        "MACHINE",
+        "ROLE",
+        "MACHINE",
+        "NODE",
+        "AVAILABILITY",
+        address_column(Some("ADDRESS"))
     );
     for m in &status.machines {
         let _ = writeln!(
             out,
-            "{:<24} {:<8} {:<8} {:<8} {:<12} {}",
+            "{:<24} {:<8} {:<8} {:<8} {:<12}{} {}",
             m.name,
             m.role,
             m.machine_state,
             m.node_state,
             m.availability,
+            address_column(m.address.as_deref()),
             if m.leader { "*" } else { "" }
         );
     }

@@ -928,6 +928,7 @@ impl Driver for DindDriver {
                     node_id: None,
                     engine_id: None,
                     problem: None,
+                    address: None,
                 })
             })
             .collect();

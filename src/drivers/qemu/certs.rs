@@ -110,7 +110,9 @@ pub fn server_cert(
     params
         .distinguished_name
         .push(DnType::CommonName, machine.to_string());
-    params.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(address)));
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(IpAddr::V4(address)));
     params
         .subject_alt_names
         .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
@@ -141,8 +143,14 @@ mod tests {
         ensure_cluster_certs(dir.path(), "web").unwrap();
         let ca = std::fs::read_to_string(dir.path().join(CA_CERT)).unwrap();
         ensure_cluster_certs(dir.path(), "web").unwrap();
-        assert_eq!(std::fs::read_to_string(dir.path().join(CA_CERT)).unwrap(), ca);
-        let mode = std::fs::metadata(dir.path().join(CA_KEY)).unwrap().permissions().mode();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(CA_CERT)).unwrap(),
+            ca
+        );
+        let mode = std::fs::metadata(dir.path().join(CA_KEY))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let server = server_cert(dir.path(), "web", "m1", Ipv4Addr::new(10, 213, 7, 10)).unwrap();
         assert!(server.cert.starts_with("-----BEGIN CERTIFICATE-----"));
@@ -162,9 +170,9 @@ mod tests {
         .build()
         .unwrap();
         let end = rustls_pki_types::CertificateDer::from_pem_slice(server.cert.as_bytes()).unwrap();
-        let name = rustls_pki_types::ServerName::IpAddress(
-            rustls_pki_types::IpAddr::from(std::net::IpAddr::V4(Ipv4Addr::new(10, 213, 7, 10))),
-        );
+        let name = rustls_pki_types::ServerName::IpAddress(rustls_pki_types::IpAddr::from(
+            std::net::IpAddr::V4(Ipv4Addr::new(10, 213, 7, 10)),
+        ));
         verifier
             .verify_server_cert(&end, &[], &name, &[], rustls_pki_types::UnixTime::now())
             .unwrap();

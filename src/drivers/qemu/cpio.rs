@@ -79,8 +79,9 @@ fn write_entry(
     (rdev_major, rdev_minor): (u32, u32),
 ) -> io::Result<()> {
     let path = path.trim_start_matches('/');
-    let size = u32::try_from(data.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{path} is over 4 GiB")))?;
+    let size = u32::try_from(data.len()).map_err(|_| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{path} is over 4 GiB"))
+    })?;
     let name_size = path.len() + 1;
     let fields = [
         inode,
@@ -119,8 +120,11 @@ fn padding(length: usize) -> usize {
 mod tests {
     use super::*;
 
-    /// Reads an archive back: (name, mode, content, rdev) per entry, trailer excluded.
-    fn read_back(bytes: &[u8]) -> Vec<(String, u32, Vec<u8>, (u32, u32))> {
+    /// One entry read back: name, mode, content, device numbers.
+    type ReadEntry = (String, u32, Vec<u8>, (u32, u32));
+
+    /// Reads an archive back, trailer excluded.
+    fn read_back(bytes: &[u8]) -> Vec<ReadEntry> {
         let mut entries = Vec::new();
         let mut at = 0;
         loop {

@@ -3,7 +3,7 @@
 
 use super::image;
 use super::vm::{Accel, QEMU};
-use super::{QemuOptions, AccelChoice};
+use super::{AccelChoice, QemuOptions};
 use crate::drivers::dind::{CheckStatus, DoctorReport};
 use crate::model::driver_options::QemuSettings;
 use std::path::Path;
@@ -25,8 +25,24 @@ fn kvm_openable() -> bool {
 /// Boots `kernel` under KVM with no root disk: it works when the kernel prints its banner.
 async fn boots_with_kvm(kernel: &Path) -> Result<(), String> {
     let mut child = tokio::process::Command::new(QEMU)
-        .args(["-accel", "kvm", "-cpu", "host", "-m", "256", "-nodefaults", "-no-user-config"])
-        .args(["-display", "none", "-serial", "stdio", "-no-reboot", "-kernel"])
+        .args([
+            "-accel",
+            "kvm",
+            "-cpu",
+            "host",
+            "-m",
+            "256",
+            "-nodefaults",
+            "-no-user-config",
+        ])
+        .args([
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+            "-kernel",
+        ])
         .arg(kernel)
         .args(["-append", "console=ttyS0 panic=-1"])
         .stdin(std::process::Stdio::null())
@@ -85,7 +101,10 @@ pub async fn chosen_accel(kernel: &Path) -> Accel {
     }
     let accel = probe_accel(kernel).await;
     if let Err(e) = std::fs::write(&found, accel.name()) {
-        tracing::debug!("cannot keep the accelerator found in {}: {e}", found.display());
+        tracing::debug!(
+            "cannot keep the accelerator found in {}: {e}",
+            found.display()
+        );
     }
     accel
 }
@@ -155,21 +174,38 @@ pub async fn doctor(settings: &QemuSettings, base: &Path) -> DoctorReport {
         if on_path(program) {
             report.push(program, CheckStatus::Ok, "found");
         } else {
-            report.push(program, CheckStatus::Fail, format!("not found: apt-get install {package}"));
+            report.push(
+                program,
+                CheckStatus::Fail,
+                format!("not found: apt-get install {package}"),
+            );
         }
     }
     if Path::new("/bin/busybox").is_file() {
         report.push("busybox", CheckStatus::Ok, "/bin/busybox");
     } else {
-        report.push("busybox", CheckStatus::Fail, "not found: apt-get install busybox-static");
+        report.push(
+            "busybox",
+            CheckStatus::Fail,
+            "not found: apt-get install busybox-static",
+        );
     }
     if rustix::process::getuid().is_root() && Path::new("/dev/net/tun").exists() {
-        report.push("network", CheckStatus::Ok, "root, /dev/net/tun: a bridge and tap devices per cluster");
+        report.push(
+            "network",
+            CheckStatus::Ok,
+            "root, /dev/net/tun: a bridge and tap devices per cluster",
+        );
     } else {
-        report.push("network", CheckStatus::Fail, "the qemu driver makes a bridge and tap devices: run shoal as root, with /dev/net/tun");
+        report.push(
+            "network",
+            CheckStatus::Fail,
+            "the qemu driver makes a bridge and tap devices: run shoal as root, with /dev/net/tun",
+        );
     }
     if !report.ok() {
-        report.verdict = "install what is missing (see above), then run `shoal doctor` again".to_string();
+        report.verdict =
+            "install what is missing (see above), then run `shoal doctor` again".to_string();
         return report;
     }
     let ensured = image::ensure_image(
@@ -217,7 +253,11 @@ pub async fn doctor(settings: &QemuSettings, base: &Path) -> DoctorReport {
     };
     report.push("accelerator", status, detail);
     report.ipvs = Some(true);
-    report.push("routing mesh", CheckStatus::Ok, "VM kernels have IPVS: the ingress routing mesh works");
+    report.push(
+        "routing mesh",
+        CheckStatus::Ok,
+        "VM kernels have IPVS: the ingress routing mesh works",
+    );
     report.verdict = format!("the qemu driver works here ({})", accel.name());
     report
 }

@@ -169,11 +169,12 @@ pub async fn ensure_image(
     })?;
     let kernel_dir = kernel.dir.clone();
     let kernel_sha = closure.packages[0].sha256.clone();
-    let built = tokio::task::spawn_blocking(move || {
-        build_cached(&kernel_dir, &kernel_sha, disk_bytes)
-    })
-    .await
-    .map_err(|e| QemuError::Unavailable(format!("building the VM image panicked: {e}")))??;
+    let built =
+        tokio::task::spawn_blocking(move || build_cached(&kernel_dir, &kernel_sha, disk_bytes))
+            .await
+            .map_err(|e| {
+                QemuError::Unavailable(format!("building the VM image panicked: {e}"))
+            })??;
     Ok(Ensured {
         image: built.0,
         built: built.1,
@@ -195,7 +196,9 @@ fn build_cached(
         .fingerprint()
         .map_err(|e| QemuError::io("cannot read the files of the VM image", e))?;
     let mut hash = Sha256::new();
-    hash.update(format!("{LAYOUT}\0{kernel_sha}\0{fingerprint}\0{disk_bytes}\0"));
+    hash.update(format!(
+        "{LAYOUT}\0{kernel_sha}\0{fingerprint}\0{disk_bytes}\0"
+    ));
     hash.update(BOOT_SCRIPT);
     hash.update(modules::BOOT_MODULES.join(" "));
     let hash = hex::encode(hash.finalize())[..16].to_string();
@@ -284,7 +287,11 @@ fn root_disk_files(kernel_dir: &Path, version: &str) -> Result<Rootfs, QemuError
             });
     }
     rootfs.data(INIT_PATH, INIT_SCRIPT, 0o755);
-    rootfs.data("etc/shoal/modules", modules::RUN_MODULES.join("\n") + "\n", 0o644);
+    rootfs.data(
+        "etc/shoal/modules",
+        modules::RUN_MODULES.join("\n") + "\n",
+        0o644,
+    );
     rootfs.dir("etc/shoal/tls", 0o700);
     rootfs.data(
         "etc/shoal/kernel",
@@ -382,7 +389,11 @@ fn copy_modules(kernel_dir: &Path, version: &str, staging: &Path) -> Result<Path
             copy_file(&path, &net_to.join(entry.file_name()))?;
         }
     }
-    for list in ["modules.order", "modules.builtin", "modules.builtin.modinfo"] {
+    for list in [
+        "modules.order",
+        "modules.builtin",
+        "modules.builtin.modinfo",
+    ] {
         if from.join(list).is_file() {
             copy_file(&from.join(list), &to.join(list))?;
         }
@@ -422,8 +433,12 @@ fn copy_file(from: &Path, to: &Path) -> Result<(), QemuError> {
 /// The first stage's initramfs: busybox, `/init`, `/dev/console`, and the modules that reach
 /// the root disk with `/boot-modules` listing them in load order.
 fn write_initrd(modules_dir: &Path, order: &[String], path: &Path) -> Result<(), QemuError> {
-    let busybox = std::fs::read(BUSYBOX)
-        .map_err(|e| QemuError::io(format!("cannot read {BUSYBOX}; apt-get install busybox-static"), e))?;
+    let busybox = std::fs::read(BUSYBOX).map_err(|e| {
+        QemuError::io(
+            format!("cannot read {BUSYBOX}; apt-get install busybox-static"),
+            e,
+        )
+    })?;
     let mut entries = vec![
         dir_entry("bin"),
         CpioEntry::File {
@@ -453,7 +468,12 @@ fn write_initrd(modules_dir: &Path, order: &[String], path: &Path) -> Result<(),
     let mut made = std::collections::BTreeSet::new();
     for module in order {
         let mut parent = String::from("modules");
-        for part in module.split('/').collect::<Vec<_>>().split_last().map_or(&[][..], |(_, d)| d) {
+        for part in module
+            .split('/')
+            .collect::<Vec<_>>()
+            .split_last()
+            .map_or(&[][..], |(_, d)| d)
+        {
             parent = format!("{parent}/{part}");
             if made.insert(parent.clone()) {
                 entries.push(dir_entry(&parent));
@@ -471,7 +491,8 @@ fn write_initrd(modules_dir: &Path, order: &[String], path: &Path) -> Result<(),
     let mut bytes = Vec::new();
     cpio::write_archive(&entries, &mut bytes)
         .map_err(|e| QemuError::io("cannot write the initramfs", e))?;
-    std::fs::write(path, bytes).map_err(|e| QemuError::io(format!("cannot write {}", path.display()), e))
+    std::fs::write(path, bytes)
+        .map_err(|e| QemuError::io(format!("cannot write {}", path.display()), e))
 }
 
 /// A folder entry of an initramfs.
@@ -517,8 +538,13 @@ mod tests {
         assert_eq!(version, "6.1.192-3");
         assert_eq!(chosen.len(), 1);
         assert_eq!(chosen[0].name, "linux-image-6.1.0-57-amd64");
-        let missing = Index::new(parse_packages(&text.replace("Package: linux-image-6.1.0-57-amd64", "Package: other")).0);
-        assert!(kernel_package(&missing, KERNEL_META).unwrap_err().contains("names no kernel package"));
+        let missing = Index::new(
+            parse_packages(&text.replace("Package: linux-image-6.1.0-57-amd64", "Package: other"))
+                .0,
+        );
+        assert!(kernel_package(&missing, KERNEL_META)
+            .unwrap_err()
+            .contains("names no kernel package"));
     }
 
     #[test]
@@ -526,6 +552,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("vmlinuz"), b"k").unwrap();
         let problem = VmImage::given(dir.path()).unwrap_err().to_string();
-        assert!(problem.contains("initrd.img, root.img missing"), "{problem}");
+        assert!(
+            problem.contains("initrd.img, root.img missing"),
+            "{problem}"
+        );
     }
 }

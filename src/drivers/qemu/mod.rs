@@ -36,7 +36,9 @@ use super::{swarm_lock, Driver, DriverError, DriverResult};
 use crate::docker::{Access, DockerEngine};
 use crate::engine::Swarm;
 use crate::model::driver_options::QemuSettings;
-use crate::model::{observed::LocalSwarmState, Desired, MachineSpec, MachineState, ObservedMachine};
+use crate::model::{
+    observed::LocalSwarmState, Desired, MachineSpec, MachineState, ObservedMachine,
+};
 use async_trait::async_trait;
 use cpio::CpioEntry;
 use futures::stream::{self, StreamExt};
@@ -312,7 +314,10 @@ impl QemuDriver {
 
     /// The bridge device of the cluster: named from its folder, so two clusters never share it.
     fn bridge_name(&self) -> String {
-        format!("shq{}", short_hash(&self.cluster_dir().display().to_string()))
+        format!(
+            "shq{}",
+            short_hash(&self.cluster_dir().display().to_string())
+        )
     }
 
     /// The tap device of `machine`.
@@ -457,6 +462,7 @@ impl QemuDriver {
             node_id: None,
             engine_id: None,
             problem: None,
+            address: None,
         };
         if self.creating_marker(machine).exists() {
             return Some((observed, None, None));
@@ -465,17 +471,25 @@ impl QemuDriver {
             return Some((observed, None, None));
         };
         if !self.disk(machine).is_file() {
-            tracing::warn!("machine {machine}: its disk {} is gone: it is created again", self.disk(machine).display());
+            tracing::warn!(
+                "machine {machine}: its disk {} is gone: it is created again",
+                self.disk(machine).display()
+            );
             return None;
         }
         let address = Some(record.address.to_string());
+        observed.address.clone_from(&address);
         if vm::running_pid(&self.pidfile(machine), &self.disk(machine)).is_none() {
             observed.state = MachineState::Stopped;
             return Some((observed, None, address));
         }
         self.engines.lock().await.remove(machine);
         let answered = match self.connect(machine).await {
-            Ok(engine) => engine.info().await.map(|info| (engine, info)).map_err(|e| e.to_string()),
+            Ok(engine) => engine
+                .info()
+                .await
+                .map(|info| (engine, info))
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match answered {
@@ -655,7 +669,11 @@ impl QemuDriver {
         )
         .await?;
         if ensured.built {
-            tracing::info!(seconds = ensured.seconds, downloaded = ensured.downloaded, "built the VM image");
+            tracing::info!(
+                seconds = ensured.seconds,
+                downloaded = ensured.downloaded,
+                "built the VM image"
+            );
         }
         let (_, subnet) = self.ensure_network().await?;
         certs::ensure_cluster_certs(&self.certs_dir(), &self.cluster)?;
@@ -672,7 +690,10 @@ impl QemuDriver {
         let record = VmRecord {
             machine: machine.clone(),
             address,
-            mac: format!("52:54:00:{:02x}:{:02x}:{:02x}", octets[1], octets[2], octets[3]),
+            mac: format!(
+                "52:54:00:{:02x}:{:02x}:{:02x}",
+                octets[1], octets[2], octets[3]
+            ),
             tap: self.tap_name(machine),
             memory: memory.unwrap_or(self.options.memory),
             cpus: cpus.unwrap_or(self.options.cpus),
@@ -703,7 +724,9 @@ async fn make_overlay(base: &Path, disk: &Path) -> Result<(), QemuError> {
         .output()
         .await
         .map_err(|e| {
-            QemuError::Unavailable(format!("cannot run qemu-img ({e}); apt-get install qemu-utils"))
+            QemuError::Unavailable(format!(
+                "cannot run qemu-img ({e}); apt-get install qemu-utils"
+            ))
         })?;
     if output.status.success() {
         return Ok(());
@@ -845,9 +868,10 @@ impl Driver for QemuDriver {
         }
         let dir = self.cluster_dir();
         match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DriverError::Other(
-                format!("cannot remove {}: {e}", dir.display()),
-            )),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DriverError::Other(format!(
+                "cannot remove {}: {e}",
+                dir.display()
+            ))),
             _ => Ok(()),
         }
     }
@@ -897,7 +921,10 @@ mod tests {
         assert_eq!(options.accel, AccelChoice::Fixed(Accel::Tcg));
         assert_eq!(options.image.as_deref(), Some(Path::new("/repo/vm-image")));
         assert_eq!(options.state_dir, PathBuf::from("/var/lib/vms"));
-        assert_eq!(options.subnet.map(|s| s.to_string()).as_deref(), Some("10.213.9.0/24"));
+        assert_eq!(
+            options.subnet.map(|s| s.to_string()).as_deref(),
+            Some("10.213.9.0/24")
+        );
     }
 
     #[test]
@@ -911,7 +938,10 @@ mod tests {
                 state_dir: Some(dir.into()),
                 ..QemuSettings::default()
             };
-            QemuDriver::new(&desired, QemuOptions::from_settings(&settings, Path::new("/")))
+            QemuDriver::new(
+                &desired,
+                QemuOptions::from_settings(&settings, Path::new("/")),
+            )
         };
         let a = driver("/s", "web");
         let b = driver("/t", "web");

@@ -93,10 +93,8 @@ impl ModuleDeps {
             }
             let name = module_name(path);
             deps.paths.insert(name.clone(), path.to_string());
-            deps.needs.insert(
-                name,
-                needs.split_whitespace().map(str::to_string).collect(),
-            );
+            deps.needs
+                .insert(name, needs.split_whitespace().map(str::to_string).collect());
         }
         deps
     }
@@ -175,7 +173,10 @@ kernel/arch/x86/crypto/crc32c-intel.ko:
     fn built_in_or_missing_modules_are_named_apart() {
         let deps = ModuleDeps::parse(DEP);
         let (order, unknown) = deps.load_order(&["unix", "ext4"]);
-        assert_eq!(order.last().map(String::as_str), Some("kernel/fs/ext4/ext4.ko"));
+        assert_eq!(
+            order.last().map(String::as_str),
+            Some("kernel/fs/ext4/ext4.ko")
+        );
         assert_eq!(unknown, ["unix"]);
     }
 
@@ -188,7 +189,10 @@ kernel/arch/x86/crypto/crc32c-intel.ko:
 
     #[test]
     fn names_come_from_paths() {
-        assert_eq!(module_name("kernel/arch/x86/crypto/crc32c-intel.ko"), "crc32c_intel");
+        assert_eq!(
+            module_name("kernel/arch/x86/crypto/crc32c-intel.ko"),
+            "crc32c_intel"
+        );
         assert_eq!(module_name("kernel/fs/ext4/ext4.ko.xz"), "ext4");
     }
 }

@@ -96,7 +96,14 @@ fn rule_comment(bridge: &str) -> String {
 /// The firewall rule that lets the VMs on `bridge` reach each other.
 fn forward_rule(bridge: &str) -> Vec<String> {
     [
-        "FORWARD", "-i", bridge, "-o", bridge, "-m", "comment", "--comment",
+        "FORWARD",
+        "-i",
+        bridge,
+        "-o",
+        bridge,
+        "-m",
+        "comment",
+        "--comment",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -200,8 +207,14 @@ shq1\t0007D50A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
     #[test]
     fn a_subnet_is_chosen_past_those_in_use_never_for_the_default_route() {
         let routes = parse_routes(ROUTES);
-        assert_eq!(choose_subnet(6, &routes).unwrap().to_string(), "10.213.6.0/24");
-        assert_eq!(choose_subnet(7, &routes).unwrap().to_string(), "10.213.8.0/24");
+        assert_eq!(
+            choose_subnet(6, &routes).unwrap().to_string(),
+            "10.213.6.0/24"
+        );
+        assert_eq!(
+            choose_subnet(7, &routes).unwrap().to_string(),
+            "10.213.8.0/24"
+        );
         let everything = [Route {
             network: Ipv4Addr::new(10, 0, 0, 0),
             prefix: 8,

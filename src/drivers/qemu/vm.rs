@@ -105,7 +105,10 @@ pub fn qemu_args(vm: &VmLaunch) -> Vec<String> {
         "-append".into(),
         "console=ttyS0 panic=-1 quiet".into(),
         "-drive".into(),
-        format!("file={},if=virtio,format=qcow2,discard=unmap", text(&vm.disk)),
+        format!(
+            "file={},if=virtio,format=qcow2,discard=unmap",
+            text(&vm.disk)
+        ),
         "-netdev".into(),
         format!("tap,id=net0,ifname={},script=no,downscript=no", vm.tap),
         "-device".into(),

@@ -308,7 +308,12 @@ pub async fn resolve_wanted(wanted: Wanted, archive: &str) -> Result<Closure, De
                 "{release_url} lists no SHA256 for {PACKAGES_INDEX}"
             ))
         })?;
-    let resolved = dir.join(format!("{}-{}-{}.json", wanted.suite, wanted.key, &sha256[..16]));
+    let resolved = dir.join(format!(
+        "{}-{}-{}.json",
+        wanted.suite,
+        wanted.key,
+        &sha256[..16]
+    ));
     if let Some(closure) = read_closure(&resolved).filter(|c| c.archive == archive) {
         return Ok(closure);
     }
