@@ -1375,6 +1375,58 @@ mod tests {
         );
     }
 
+    #[test]
+    fn qemu_options_and_per_machine_sizes() {
+        let (out, diags) = run(
+            "driver: qemu\ndriver_options:\n  qemu:\n    memory: 1024\n    cpus: 2\n    accel: tcg\n    disk: 8G\n    image: auto\n    subnet: 10.213.7.0/24\n    preload_images: [dataservice:1]\nmachines:\n  a:\n    role: manager\n    memory: 512\n    cpus: 1\n",
+            &[],
+        );
+        assert!(errors(&diags).is_empty(), "{diags:?}");
+        let qemu = &out.driver_options.qemu;
+        assert_eq!((qemu.memory, qemu.cpus), (Some(1024), Some(2)));
+        assert_eq!(qemu.accel.as_deref(), Some("tcg"));
+        assert_eq!(qemu.disk_bytes, Some(8 << 30));
+        assert_eq!(qemu.image, None, "`auto` is the built image");
+        assert_eq!(qemu.subnet.as_deref(), Some("10.213.7.0/24"));
+        assert_eq!(qemu.preload_images, ["dataservice:1"]);
+        assert_eq!(
+            (out.access["a"].memory, out.access["a"].cpus),
+            (Some(512), Some(1))
+        );
+        let (_, diags) = run(
+            "driver: qemu\ndriver_options:\n  memory: 64\n  cpus: 0\n  accel: fast\n  disk: 10M\n  subnet: 8.8.8.0/24\n  memroy: 1\nmachines:\n  a:\n    role: manager\n",
+            &[],
+        );
+        let messages: Vec<String> = errors(&diags).iter().map(|d| d.message.clone()).collect();
+        for (says, line) in [
+            ("unknown key `memroy`", 8),
+            ("`driver_options.memory` is 64 MiB", 3),
+            ("`driver_options.cpus` is 0", 4),
+            ("driver_options.accel", 5),
+            ("`driver_options.disk` is smaller than 1G", 6),
+            ("not in a private range", 7),
+        ] {
+            let found = errors(&diags)
+                .into_iter()
+                .find(|d| d.message.contains(says))
+                .unwrap_or_else(|| panic!("no error saying {says}: {messages:?}"));
+            assert_eq!(found.line, line, "{says}: {messages:?}");
+        }
+        let (_, diags) = run(
+            "driver: dind\nmachines:\n  a:\n    role: manager\n    memory: 1024\n",
+            &[],
+        );
+        let errors = errors(&diags);
+        assert_eq!(errors.len(), 1, "{diags:?}");
+        assert!(
+            errors[0]
+                .message
+                .contains("`machines.a.memory` is only used by the qemu driver"),
+            "{diags:?}"
+        );
+        assert_eq!(errors[0].line, 5);
+    }
+
     const CERT: &str = "-----BEGIN CERTIFICATE-----\nMAo=\n-----END CERTIFICATE-----\n";
 
     #[test]
