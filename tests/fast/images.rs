@@ -321,20 +321,23 @@ async fn the_local_watcher_commits_on_its_branch_and_the_work_tree_follows() {
     assert_eq!(made.author().name(), Some("shoal"));
     assert_eq!(made.parent_id(0).expect("parent").to_string(), first);
     let after = before.replacen("app:1.2.0", "app:1.3.0", 1);
+    // The branch moves first, then the work tree is checked out: wait for both.
+    let dirty = || -> Vec<String> {
+        git.statuses(None)
+            .expect("status")
+            .iter()
+            .filter(|s| s.status() != git2::Status::CURRENT && s.status() != git2::Status::IGNORED)
+            .filter_map(|s| s.path().map(str::to_string))
+            .collect()
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || dirty().is_empty()).await,
+        "the work tree follows the commit: {:?}",
+        dirty()
+    );
     assert_eq!(
         std::fs::read_to_string(repo.path().join("docker-compose.yml")).expect("read"),
         after
-    );
-    let dirty: Vec<String> = git
-        .statuses(None)
-        .expect("status")
-        .iter()
-        .filter(|s| s.status() != git2::Status::CURRENT && s.status() != git2::Status::IGNORED)
-        .filter_map(|s| s.path().map(str::to_string))
-        .collect();
-    assert!(
-        dirty.is_empty(),
-        "the work tree follows the commit: {dirty:?}"
     );
     let wanted = format!("localhost:{port}/app:1.3.0");
     assert!(

@@ -1,7 +1,7 @@
 //! The IPv4 network of a cluster's local VMs (`driver_options.qemu.subnet`): the host's
 //! address on it and the addresses handed to VMs, as plain values.
 
-use std::net::Ipv4Addr;
+use core::net::Ipv4Addr;
 
 /// The shortest prefix accepted: a /16 already holds 65k addresses.
 const SHORTEST_PREFIX: u8 = 16;
