@@ -927,6 +927,62 @@ mod tests {
         );
     }
 
+    /// A driver on the state folder `dir` for cluster `web`.
+    fn driver_in(dir: &Path) -> QemuDriver {
+        let desired = Desired {
+            cluster: "web".into(),
+            ..Desired::default()
+        };
+        let settings = QemuSettings {
+            state_dir: Some(dir.display().to_string()),
+            ..QemuSettings::default()
+        };
+        QemuDriver::new(
+            &desired,
+            QemuOptions::from_settings(&settings, Path::new("/")),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_vm_is_incomplete_until_created_gone_without_its_disk_and_stopped_without_qemu() {
+        let state = tempfile::tempdir().unwrap();
+        let driver = driver_in(state.path());
+        let record = VmRecord {
+            machine: "m1".into(),
+            address: Ipv4Addr::new(10, 213, 7, 10),
+            mac: "52:54:00:d5:07:0a".into(),
+            tap: driver.tap_name("m1"),
+            memory: 768,
+            cpus: 1,
+            image: state.path().join("image"),
+        };
+        std::fs::create_dir_all(driver.machine_dir("m1")).unwrap();
+        QemuDriver::write_json(&driver.machine_dir("m1").join("machine.json"), &record).unwrap();
+        std::fs::write(driver.creating_marker("m1"), "web").unwrap();
+        std::fs::write(driver.disk("m1"), "qcow2").unwrap();
+        let listed = driver.list().await.unwrap();
+        assert_eq!(listed[0].state, MachineState::Incomplete);
+        std::fs::remove_file(driver.creating_marker("m1")).unwrap();
+        // No qemu runs this disk (a pid file naming another process does not count).
+        std::fs::write(driver.pidfile("m1"), std::process::id().to_string()).unwrap();
+        let listed = driver.list().await.unwrap();
+        assert_eq!(listed[0].state, MachineState::Stopped);
+        assert_eq!(listed[0].address.as_deref(), Some("10.213.7.10"));
+        std::fs::remove_file(driver.disk("m1")).unwrap();
+        assert!(
+            driver.list().await.unwrap().is_empty(),
+            "a VM without its disk is gone"
+        );
+        assert_eq!(
+            driver.endpoint("m1").await.unwrap(),
+            "tcp://10.213.7.10:2376"
+        );
+        assert!(matches!(
+            driver.start("m1").await,
+            Err(DriverError::NoSuchMachine(_))
+        ));
+    }
+
     #[test]
     fn device_names_fit_the_kernels_limit_and_differ_per_cluster_folder() {
         let driver = |dir: &str, cluster: &str| {
