@@ -58,6 +58,8 @@ const ENGINE_WAIT: Duration = Duration::from_secs(180);
 const CERTIFICATE_WAIT: Duration = Duration::from_secs(20);
 /// The folder of the store that holds the clusters' apply locks.
 const LOCK_DIR: &str = "shoal-locks";
+/// What to check when the lock file cannot be used.
+const LOCK_ADVICE: &str = "check that the docker-machine store is writable";
 /// The folder of the store that marks the machines shoal's create has not finished, by
 /// docker-machine name.
 const CREATING_DIR: &str = "shoal-creating";
@@ -663,20 +665,11 @@ impl DockerMachineDriver {
         PathBuf::from(home).join(".docker/machine")
     }
 
-    /// Reads the cluster's lock file in the store, lets `change` decide, and writes it back.
-    fn with_lock_file<T>(
-        &self,
-        change: impl FnOnce(&mut Option<HeldLock>) -> DriverResult<T>,
-    ) -> DriverResult<T> {
-        let path = self
-            .store()
+    /// The cluster's lock file in the store.
+    fn lock_file(&self) -> PathBuf {
+        self.store()
             .join(LOCK_DIR)
-            .join(format!("{}.json", self.cluster));
-        super::lock::with_lock_file(
-            &path,
-            "check that the docker-machine store is writable",
-            change,
-        )
+            .join(format!("{}.json", self.cluster))
     }
 }
 
@@ -805,19 +798,7 @@ impl Driver for DockerMachineDriver {
         if swarm_lock::lock_in_swarm(manager.as_deref(), holder, now, ttl_seconds).await? {
             return Ok(());
         }
-        self.with_lock_file(|held| match held {
-            Some(lock) if !lock.can_be_taken_by(holder, now) => {
-                Err(DriverError::Locked(Box::new(lock.clone())))
-            }
-            _ => {
-                *held = Some(HeldLock {
-                    holder: holder.clone(),
-                    since: now,
-                    expires_at: now.saturating_add(ttl_seconds),
-                });
-                Ok(())
-            }
-        })
+        super::lock::take_lock_file(&self.lock_file(), LOCK_ADVICE, holder, now, ttl_seconds)
     }
 
     async fn unlock(&self, holder: &LockHolder) -> DriverResult<()> {
@@ -828,13 +809,7 @@ impl Driver for DockerMachineDriver {
         let names = self.names().await.unwrap_or_default();
         let manager = swarm_lock::swarm_manager(self, &names).await;
         let in_swarm = swarm_lock::unlock_in_swarm(manager.as_deref(), lock_id).await?;
-        let in_store = self.with_lock_file(|held| {
-            Ok(if held.as_ref().is_some_and(|l| l.holder.id == lock_id) {
-                held.take()
-            } else {
-                None
-            })
-        })?;
+        let in_store = super::lock::release_lock_file(&self.lock_file(), LOCK_ADVICE, lock_id)?;
         Ok(in_swarm.or(in_store))
     }
 

@@ -199,6 +199,46 @@ pub fn local_time(seconds: u64) -> String {
     }
 }
 
+/// Takes the lock kept in the file at `path` for `holder` until `now + ttl_seconds` (see
+/// [`with_lock_file`]), refusing while another holder's lock is live.
+pub fn take_lock_file(
+    path: &std::path::Path,
+    advice: &str,
+    holder: &LockHolder,
+    now: u64,
+    ttl_seconds: u64,
+) -> DriverResult<()> {
+    with_lock_file(path, advice, |held| match held {
+        Some(lock) if !lock.can_be_taken_by(holder, now) => {
+            Err(DriverError::Locked(Box::new(lock.clone())))
+        }
+        _ => {
+            *held = Some(HeldLock {
+                holder: holder.clone(),
+                since: now,
+                expires_at: now.saturating_add(ttl_seconds),
+            });
+            Ok(())
+        }
+    })
+}
+
+/// Removes the lock whose ID is `lock_id` from the file at `path`; returns it, `None` when the
+/// file holds another lock or none.
+pub fn release_lock_file(
+    path: &std::path::Path,
+    advice: &str,
+    lock_id: &str,
+) -> DriverResult<Option<HeldLock>> {
+    with_lock_file(path, advice, |held| {
+        Ok(if held.as_ref().is_some_and(|l| l.holder.id == lock_id) {
+            held.take()
+        } else {
+            None
+        })
+    })
+}
+
 /// Reads the lock file at `path`, lets `change` decide, and writes it back when it changed, all
 /// under an exclusive lock of the file (for drivers whose lock lives in a file before a swarm
 /// exists); `advice` says what to check when the file cannot be used.

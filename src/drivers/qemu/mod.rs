@@ -64,6 +64,8 @@ const ENGINE_PORT: u16 = 2376;
 const ENGINE_WAIT: Duration = Duration::from_secs(300);
 /// VMs probed at once.
 const CONCURRENCY: usize = 8;
+/// What to check when the lock file cannot be used.
+const LOCK_ADVICE: &str = "check that driver_options.qemu.state_dir is writable";
 /// Lines of a VM's console shown when it failed.
 const CONSOLE_LINES: usize = 30;
 
@@ -286,6 +288,11 @@ impl QemuDriver {
     /// The folder of the cluster's certificates (`DOCKER_CERT_PATH`).
     pub fn certs_dir(&self) -> PathBuf {
         self.cluster_dir().join("certs")
+    }
+
+    /// The apply lock's file, used before a swarm exists.
+    fn lock_file(&self) -> PathBuf {
+        self.cluster_dir().join("lock.json")
     }
 
     fn machines_dir(&self) -> PathBuf {
@@ -808,23 +815,7 @@ impl Driver for QemuDriver {
         if swarm_lock::lock_in_swarm(manager.as_deref(), holder, now, ttl_seconds).await? {
             return Ok(());
         }
-        super::lock::with_lock_file(
-            &self.cluster_dir().join("lock.json"),
-            "check that driver_options.qemu.state_dir is writable",
-            |held| match held {
-                Some(lock) if !lock.can_be_taken_by(holder, now) => {
-                    Err(DriverError::Locked(Box::new(lock.clone())))
-                }
-                _ => {
-                    *held = Some(HeldLock {
-                        holder: holder.clone(),
-                        since: now,
-                        expires_at: now.saturating_add(ttl_seconds),
-                    });
-                    Ok(())
-                }
-            },
-        )
+        super::lock::take_lock_file(&self.lock_file(), LOCK_ADVICE, holder, now, ttl_seconds)
     }
 
     async fn unlock(&self, holder: &LockHolder) -> DriverResult<()> {
@@ -834,21 +825,10 @@ impl Driver for QemuDriver {
     async fn force_unlock(&self, lock_id: &str) -> DriverResult<Option<HeldLock>> {
         let manager = swarm_lock::swarm_manager(self, &self.names()).await;
         let in_swarm = swarm_lock::unlock_in_swarm(manager.as_deref(), lock_id).await?;
-        let path = self.cluster_dir().join("lock.json");
-        if !path.exists() {
+        if !self.lock_file().exists() {
             return Ok(in_swarm);
         }
-        let in_file = super::lock::with_lock_file(
-            &path,
-            "check that driver_options.qemu.state_dir is writable",
-            |held| {
-                Ok(if held.as_ref().is_some_and(|l| l.holder.id == lock_id) {
-                    held.take()
-                } else {
-                    None
-                })
-            },
-        )?;
+        let in_file = super::lock::release_lock_file(&self.lock_file(), LOCK_ADVICE, lock_id)?;
         Ok(in_swarm.or(in_file))
     }
 
