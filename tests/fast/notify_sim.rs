@@ -251,7 +251,7 @@ fn a_webhook_that_never_answers_does_not_change_the_apply() {
     assert!((1..=2).contains(&tries), "{tries} tries");
     assert!(
         stderr.contains("still notifying http://127.0.0.1:")
-            && stderr.contains("(machines.yml:16)")
+            && stderr.contains("(machines.yml:18)")
             && stderr.contains("given up"),
         "{stderr}"
     );
@@ -286,7 +286,7 @@ fn no_notify_sends_nothing_and_an_unset_url_only_warns() {
     let bad = apply_with(&repo, &["validate"], &[("HOOK_URL", "ftp://example.com/")]);
     let said = String::from_utf8_lossy(&bad.stderr);
     assert_eq!(bad.status.code(), Some(1), "{said}");
-    assert!(said.contains("machines.yml:16"), "{said}");
+    assert!(said.contains("machines.yml:18"), "{said}");
 }
 
 fn git(repo: &Repo, args: &[&str]) {
