@@ -64,6 +64,8 @@ const ENGINE_PORT: u16 = 2376;
 const ENGINE_WAIT: Duration = Duration::from_secs(300);
 /// VMs probed at once.
 const CONCURRENCY: usize = 8;
+/// How often the VMs' qemu processes are looked at for [`Driver::machine_events`].
+const PROCESS_POLL: Duration = Duration::from_secs(1);
 /// What to check when the lock file cannot be used.
 const LOCK_ADVICE: &str = "check that driver_options.qemu.state_dir is writable";
 /// Lines of a VM's console shown when it failed.
@@ -627,6 +629,22 @@ impl QemuDriver {
         self.wait_engine(machine).await
     }
 
+    /// The machines whose qemu process runs on their disk, under the cluster's folder.
+    fn running_machines(machines_dir: &Path) -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(machines_dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| {
+                        let dir = e.path();
+                        vm::running_pid(&dir.join("qemu.pid"), &dir.join("disk.qcow2")).is_some()
+                    })
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Copies the preloaded images from the host engine into the VM.
     async fn preload(&self, machine: &str) -> Result<(), QemuError> {
         if self.options.preload_images.is_empty() {
@@ -871,6 +889,35 @@ impl Driver for QemuDriver {
         Some(true)
     }
 
+    /// A `die` event whenever a VM's qemu process that ran is gone (killed, crashed, powered
+    /// off), found by looking at the processes every second: the watcher wakes at once rather
+    /// than when swarm marks the node down.
+    async fn machine_events(
+        &self,
+        _since_nano: Option<i64>,
+    ) -> Option<DriverResult<crate::engine::EventStream>> {
+        let dir = self.machines_dir();
+        let running = Self::running_machines(&dir);
+        let events = stream::unfold((dir, running), |(dir, mut before)| async move {
+            loop {
+                tokio::time::sleep(PROCESS_POLL).await;
+                let now = Self::running_machines(&dir);
+                let died = before.difference(&now).next().cloned();
+                before = now;
+                if let Some(machine) = died {
+                    tracing::debug!("machine {machine}: its qemu process is gone");
+                    let event = crate::engine::EngineEvent {
+                        kind: "container".to_string(),
+                        action: "die".to_string(),
+                        time_nano: Some(crate::clock::unix_now_nanos()),
+                    };
+                    return Some((Ok(event), (dir, before)));
+                }
+            }
+        });
+        Some(Ok(events.boxed()))
+    }
+
     fn side_loaded_images(&self) -> Vec<String> {
         self.options.preload_images.clone()
     }
@@ -961,6 +1008,45 @@ mod tests {
             driver.start("m1").await,
             Err(DriverError::NoSuchMachine(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_vm_whose_qemu_process_ends_is_told_as_an_event() {
+        use futures::StreamExt;
+        let state = tempfile::tempdir().unwrap();
+        let driver = driver_in(state.path());
+        std::fs::create_dir_all(driver.machine_dir("m1")).unwrap();
+        // A stand-in for qemu: a process named like it whose command line names the VM's disk.
+        let mut process = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "exec -a qemu-system-x86_64 bash -c 'sleep 60; true' 'file={},if=virtio'",
+                driver.disk("m1").display()
+            ))
+            .spawn()
+            .unwrap();
+        std::fs::write(driver.pidfile("m1"), process.id().to_string()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while vm::running_pid(&driver.pidfile("m1"), &driver.disk("m1")).is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the stand-in never ran"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut events = driver.machine_events(None).await.unwrap().unwrap();
+        process.kill().unwrap();
+        process.wait().unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("an event within 10 s")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (event.kind.as_str(), event.action.as_str()),
+            ("container", "die")
+        );
+        assert!(event.time_nano.is_some());
     }
 
     #[test]
