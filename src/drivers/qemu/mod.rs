@@ -376,7 +376,16 @@ impl QemuDriver {
             Some(record) => record,
             None => {
                 let subnet = match self.options.subnet {
-                    Some(subnet) => subnet,
+                    Some(subnet) => {
+                        let routes = network::host_routes()?;
+                        if let Some(route) = network::overlapping_route(&subnet, &routes) {
+                            return Err(QemuError::Unavailable(format!(
+                                "driver_options.qemu.subnet {subnet} overlaps the network {}/{} this host reaches already; pick another subnet, or remove the key to let shoal pick a free one",
+                                route.network, route.prefix
+                            )));
+                        }
+                        subnet
+                    }
                     None => {
                         let seed = Sha256::digest(self.cluster_dir().display().to_string())[0];
                         network::choose_subnet(seed, &network::host_routes()?).ok_or_else(|| {

@@ -42,6 +42,15 @@ pub fn parse_routes(text: &str) -> Vec<Route> {
         .collect()
 }
 
+/// The first route of the host (but the default route) that `subnet` overlaps: a network the
+/// host reaches already, which a bridge on `subnet` would hide.
+pub fn overlapping_route(subnet: &VmSubnet, routes: &[Route]) -> Option<Route> {
+    routes
+        .iter()
+        .find(|r| r.prefix > 0 && subnet.overlaps(r.network, r.prefix))
+        .copied()
+}
+
 /// A free `/24` under `10.213.0.0/16` for the cluster whose hash starts with `seed`: the first
 /// one from `seed` on that no route of the host (but the default route) overlaps.
 pub fn choose_subnet(seed: u8, routes: &[Route]) -> Option<VmSubnet> {
@@ -51,11 +60,9 @@ pub fn choose_subnet(seed: u8, routes: &[Route]) -> Option<VmSubnet> {
             network: Ipv4Addr::new(SUBNET_BASE[0], SUBNET_BASE[1], third, 0),
             prefix: 24,
         };
-        let taken = routes
-            .iter()
-            .filter(|r| r.prefix > 0)
-            .any(|r| subnet.overlaps(r.network, r.prefix));
-        (!taken).then_some(subnet)
+        overlapping_route(&subnet, routes)
+            .is_none()
+            .then_some(subnet)
     })
 }
 
@@ -220,6 +227,21 @@ shq1\t0007D50A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
             prefix: 8,
         }];
         assert_eq!(choose_subnet(7, &everything), None);
+    }
+
+    #[test]
+    fn a_given_subnet_that_hides_a_host_route_is_named() {
+        let routes = parse_routes(ROUTES);
+        let docker = VmSubnet::parse("172.17.5.0/24").unwrap();
+        assert_eq!(
+            overlapping_route(&docker, &routes),
+            Some(Route {
+                network: Ipv4Addr::new(172, 17, 0, 0),
+                prefix: 16
+            })
+        );
+        let free = VmSubnet::parse("10.213.9.0/24").unwrap();
+        assert_eq!(overlapping_route(&free, &routes), None);
     }
 
     #[test]
