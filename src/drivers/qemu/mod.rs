@@ -891,6 +891,10 @@ impl Driver for QemuDriver {
         if self.certs_dir().exists() {
             left.push(format!("certificates {}", self.certs_dir().display()));
         }
+        if left.is_empty() && self.cluster_dir().exists() {
+            // What an apply that made no VM left: its lock file, a VM's unfinished folder.
+            left.push(format!("folder {}", self.cluster_dir().display()));
+        }
         Ok(left)
     }
 
@@ -1017,6 +1021,21 @@ mod tests {
             driver.start("m1").await,
             Err(DriverError::NoSuchMachine(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_folder_left_without_vms_is_a_leftover_that_destroy_removes() {
+        let state = tempfile::tempdir().unwrap();
+        let driver = driver_in(state.path());
+        assert!(driver.leftovers().await.unwrap().is_empty());
+        std::fs::create_dir_all(driver.cluster_dir()).unwrap();
+        std::fs::write(driver.lock_file(), "").unwrap();
+        let left = driver.leftovers().await.unwrap();
+        assert_eq!(left, [format!("folder {}", driver.cluster_dir().display())]);
+        driver.destroy_all().await.unwrap();
+        assert!(!driver.cluster_dir().exists());
+        assert!(state.path().exists(), "only the cluster's own folder goes");
+        assert!(driver.leftovers().await.unwrap().is_empty());
     }
 
     #[tokio::test]
