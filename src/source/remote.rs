@@ -173,16 +173,21 @@ pub fn default_cache_dir(url: &str) -> PathBuf {
 /// shoal's cache folder: `$XDG_CACHE_HOME/shoal`, else `$HOME/.cache/shoal`, else `shoal`
 /// under the system's temporary folder.
 pub fn cache_root() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
+    xdg_dir("XDG_CACHE_HOME", ".cache").join("shoal")
+}
+
+/// An XDG base folder: the variable `var` when set, else `home_relative` under `$HOME`, else
+/// the temporary folder.
+pub fn xdg_dir(var: &str, home_relative: &str) -> PathBuf {
+    std::env::var_os(var)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| {
             std::env::var_os("HOME")
                 .filter(|v| !v.is_empty())
-                .map(|home| PathBuf::from(home).join(".cache"))
+                .map(|home| PathBuf::from(home).join(home_relative))
         })
         .unwrap_or_else(std::env::temp_dir)
-        .join("shoal")
 }
 
 /// The repository's name in its URL (`https://host/org/cluster.git` → `cluster`).

@@ -10,8 +10,9 @@
 
 use crate::common::{self, build_demo_image, engine_turn, Repo};
 use serde_json::Value;
+use shoal::drivers::qemu::vm;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -28,23 +29,24 @@ struct QemuCluster {
 impl Drop for QemuCluster {
     fn drop(&mut self) {
         let _ = self.repo.shoal(&["destroy", "--yes"]);
-        for pidfile in pidfiles(self.state.path()) {
-            if let Ok(pid) = std::fs::read_to_string(&pidfile) {
-                let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-            }
+        for pid in running_vms(self.state.path()) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
     }
 }
 
-/// The `qemu.pid` files under `state`.
-fn pidfiles(state: &Path) -> Vec<PathBuf> {
+/// The pids of the qemu processes running a VM disk under `state`: checked against each
+/// process's command line as the driver does, so a reused pid is never taken for a VM.
+fn running_vms(state: &Path) -> Vec<i32> {
     let machines = state.join(CLUSTER).join("machines");
     std::fs::read_dir(machines)
         .map(|entries| {
             entries
                 .flatten()
-                .map(|e| e.path().join("qemu.pid"))
-                .filter(|p| p.is_file())
+                .filter_map(|e| {
+                    let dir = e.path();
+                    vm::running_pid(&dir.join("qemu.pid"), &dir.join("disk.qcow2"))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -234,5 +236,5 @@ fn the_tutorial_runs_on_qemu_vms_with_the_routing_mesh() {
             "a firewall rule for {device} is left:\n{rules}"
         );
     }
-    assert!(pidfiles(cluster.state.path()).is_empty());
+    assert!(running_vms(cluster.state.path()).is_empty());
 }

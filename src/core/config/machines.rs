@@ -546,12 +546,7 @@ fn read_qemu_options(ctx: &mut Ctx, node: &Node, path: &str) -> QemuSettings {
         out.image = non_empty(ctx, image, &join(path, "image"), help).filter(|i| i != "auto");
     }
     if let Some(images) = fields.get("preload_images") {
-        let at = join(path, "preload_images");
-        out.preload_images = ctx.string_or_list(images, &at);
-        if out.preload_images.iter().any(|i| i.trim().is_empty()) {
-            ctx.error(images.pos, format!("`{at}` names an empty image"));
-            out.preload_images.retain(|i| !i.trim().is_empty());
-        }
+        out.preload_images = read_images(ctx, images, &join(path, "preload_images"));
     }
     if let Some(subnet) = fields.get("subnet") {
         let at = join(path, "subnet");
@@ -574,6 +569,16 @@ fn read_qemu_options(ctx: &mut Ctx, node: &Node, path: &str) -> QemuSettings {
         out.debian_mirror = read_mirror(ctx, mirror, &join(path, "debian_mirror"));
     }
     out
+}
+
+/// A list of image references (or one), none of them empty.
+fn read_images(ctx: &mut Ctx, node: &Node, at: &str) -> Vec<String> {
+    let mut images = ctx.string_or_list(node, at);
+    if images.iter().any(|i| i.trim().is_empty()) {
+        ctx.error(node.pos, format!("`{at}` names an empty image"));
+        images.retain(|i| !i.trim().is_empty());
+    }
+    images
 }
 
 /// A VM's memory in MiB: at least [`QEMU_MIN_MEMORY`].
@@ -634,12 +639,7 @@ fn read_dind_options(ctx: &mut Ctx, node: &Node, path: &str) -> DindSettings {
         out.state_dir = non_empty(ctx, dir, &join(path, "state_dir"), help);
     }
     if let Some(images) = fields.get("preload_images") {
-        let at = join(path, "preload_images");
-        out.preload_images = ctx.string_or_list(images, &at);
-        if out.preload_images.iter().any(|i| i.trim().is_empty()) {
-            ctx.error(images.pos, format!("`{at}` names an empty image"));
-            out.preload_images.retain(|i| !i.trim().is_empty());
-        }
+        out.preload_images = read_images(ctx, images, &join(path, "preload_images"));
     }
     if let Some(engine) = fields.get("engine") {
         out.engine = ctx.one_of(engine, &join(path, "engine"), DIND_ENGINES);

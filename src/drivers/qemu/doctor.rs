@@ -4,6 +4,7 @@
 use super::image;
 use super::vm::{Accel, QEMU};
 use super::{AccelChoice, QemuOptions};
+use crate::drivers::dind::nodeimage::find_binary;
 use crate::drivers::dind::{CheckStatus, DoctorReport};
 use crate::model::driver_options::QemuSettings;
 use std::path::Path;
@@ -127,24 +128,10 @@ pub async fn probe_accel(kernel: &Path) -> Accel {
 
 /// A program's first line of `--version`, or `None` when it cannot be run.
 async fn version_of(program: &str) -> Option<String> {
-    let output = tokio::process::Command::new(program)
-        .arg("--version")
-        .output()
+    let text = super::tool::run_async(program, &["--version"], "")
         .await
         .ok()?;
-    let text = String::from_utf8_lossy(&output.stdout);
     Some(text.lines().next().unwrap_or_default().trim().to_string())
-}
-
-/// Whether `program` is found on `PATH` or in the usual system folders.
-fn on_path(program: &str) -> bool {
-    let dirs = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    dirs.iter()
-        .map(|d| d.as_path())
-        .chain(["/usr/sbin", "/sbin"].iter().map(Path::new))
-        .any(|d| d.join(program).is_file())
 }
 
 /// What `shoal doctor` says of the qemu driver here.
@@ -171,7 +158,7 @@ pub async fn doctor(settings: &QemuSettings, base: &Path) -> DoctorReport {
         ("ip", "iproute2"),
         ("iptables", "iptables"),
     ] {
-        if on_path(program) {
+        if find_binary(&[program]).is_some() {
             report.push(program, CheckStatus::Ok, "found");
         } else {
             report.push(

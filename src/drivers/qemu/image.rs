@@ -11,7 +11,7 @@
 
 use super::cpio::{self, CpioEntry};
 use super::modules::{self, ModuleDeps};
-use super::QemuError;
+use super::{tool, QemuError};
 use crate::drivers::dind::debian::{self, packages::Package, resolve::Index, Wanted};
 use crate::drivers::dind::nodeimage::{self, Rootfs};
 use serde::{Deserialize, Serialize};
@@ -319,7 +319,7 @@ fn build(
         .write_dir(&staging)
         .map_err(|e| QemuError::io("cannot lay out the VM's root disk", e))?;
     let modules_dir = copy_modules(kernel_dir, version, &staging)?;
-    run(
+    tool::run(
         "depmod",
         &["-b", &staging.to_string_lossy(), version],
         "apt-get install kmod",
@@ -333,7 +333,7 @@ fn build(
     std::fs::copy(&vmlinuz, building.join(IMAGE_FILES[0]))
         .map_err(|e| QemuError::io(format!("cannot copy {}", vmlinuz.display()), e))?;
     let root = building.join(IMAGE_FILES[2]);
-    run(
+    tool::run(
         "mke2fs",
         &[
             "-q",
@@ -501,26 +501,6 @@ pub(super) fn dir_entry(path: &str) -> CpioEntry {
         path: path.to_string(),
         mode: 0o755,
     }
-}
-
-/// Runs a host tool; its own words when it fails, with what to install when it is missing.
-fn run(program: &str, args: &[&str], install: &str) -> Result<(), QemuError> {
-    let output = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| {
-            QemuError::Unavailable(format!(
-                "cannot run {program} to build the VM image ({e}); {install}"
-            ))
-        })?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(QemuError::Unavailable(format!(
-        "{program} failed while building the VM image ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr).trim()
-    )))
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub mod doctor;
 pub mod image;
 pub mod modules;
 pub mod network;
+mod tool;
 pub mod vm;
 
 use super::dind::{debian::DebianError, DindError};
@@ -160,16 +161,7 @@ pub struct QemuOptions {
 /// The default folder of the VMs: `$XDG_STATE_HOME/shoal/qemu`, else
 /// `~/.local/state/shoal/qemu`.
 pub fn default_state_dir() -> PathBuf {
-    std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|home| PathBuf::from(home).join(".local/state"))
-        })
-        .unwrap_or_else(std::env::temp_dir)
-        .join("shoal/qemu")
+    crate::source::remote::xdg_dir("XDG_STATE_HOME", ".local/state").join("shoal/qemu")
 }
 
 impl QemuOptions {
@@ -253,6 +245,8 @@ pub struct QemuDriver {
     accel: tokio::sync::OnceCell<Accel>,
     /// Held while the network is made, so that VMs created at once make it once.
     network: tokio::sync::Mutex<()>,
+    /// The image new VMs are made on, once ensured by this process.
+    image: tokio::sync::OnceCell<image::VmImage>,
 }
 
 impl std::fmt::Debug for QemuDriver {
@@ -279,6 +273,7 @@ impl QemuDriver {
             engines: tokio::sync::Mutex::new(HashMap::new()),
             accel: tokio::sync::OnceCell::new(),
             network: tokio::sync::Mutex::new(()),
+            image: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -449,6 +444,29 @@ impl QemuDriver {
             .await
     }
 
+    /// The image new VMs are made on: ensured (resolved, and built when missing) once per
+    /// process, however many VMs it creates.
+    async fn image(&self) -> Result<&image::VmImage, QemuError> {
+        self.image
+            .get_or_try_init(|| async {
+                let ensured = image::ensure_image(
+                    self.options.image.as_deref(),
+                    self.options.disk_bytes,
+                    self.options.debian_mirror.as_deref(),
+                )
+                .await?;
+                if ensured.built {
+                    tracing::info!(
+                        seconds = ensured.seconds,
+                        downloaded = ensured.downloaded,
+                        "built the VM image"
+                    );
+                }
+                Ok(ensured.image)
+            })
+            .await
+    }
+
     /// What `shoal status` and `env` reach: the VM's engine URL.
     fn url(address: Ipv4Addr) -> String {
         format!("tcp://{address}:{ENGINE_PORT}")
@@ -572,17 +590,17 @@ impl QemuDriver {
 
     /// The VM's own initramfs: the image's first stage, then an archive with its settings and
     /// its server certificate (the kernel unpacks both, the second over the first).
-    async fn write_initrd(
+    fn write_initrd(
         &self,
         record: &VmRecord,
         image: &image::VmImage,
+        subnet: &VmSubnet,
     ) -> Result<(), QemuError> {
         let certs = self.certs_dir();
         let server = certs::server_cert(&certs, &self.cluster, &record.machine, record.address)?;
         let ca_path = certs.join(certs::CA_CERT);
         let ca = std::fs::read(&ca_path)
             .map_err(|e| QemuError::io(format!("cannot read {}", ca_path.display()), e))?;
-        let (_, subnet) = self.ensure_network().await?;
         let settings = format!(
             "SHOAL_HOSTNAME={}\nSHOAL_ADDRESS={}/{}\nSHOAL_CLUSTER={}\n",
             record.machine, record.address, subnet.prefix, self.cluster
@@ -613,10 +631,10 @@ impl QemuDriver {
             .map_err(|e| QemuError::io(format!("cannot write {}", path.display()), e))
     }
 
-    /// Boots the recorded VM on its disk and waits for its engine.
-    async fn boot(&self, record: &VmRecord) -> Result<(), QemuError> {
+    /// Boots the recorded VM on its disk, plugged into the cluster's `network`, and waits for
+    /// its engine.
+    async fn boot(&self, record: &VmRecord, network: &NetworkRecord) -> Result<(), QemuError> {
         let machine = &record.machine;
-        let (network, _) = self.ensure_network().await?;
         network::ensure_tap(&record.tap, &network.bridge)?;
         let image = image::VmImage::given(&record.image)?;
         let launch = VmLaunch {
@@ -696,20 +714,8 @@ impl QemuDriver {
     /// preloaded images in; `creating` marks it until all that finished.
     async fn create_vm(&self, spec: &MachineSpec) -> Result<(), QemuError> {
         let machine = &spec.name;
-        let ensured = image::ensure_image(
-            self.options.image.as_deref(),
-            self.options.disk_bytes,
-            self.options.debian_mirror.as_deref(),
-        )
-        .await?;
-        if ensured.built {
-            tracing::info!(
-                seconds = ensured.seconds,
-                downloaded = ensured.downloaded,
-                "built the VM image"
-            );
-        }
-        let (_, subnet) = self.ensure_network().await?;
+        let image = self.image().await?;
+        let (network, subnet) = self.ensure_network().await?;
         certs::ensure_cluster_certs(&self.certs_dir(), &self.cluster)?;
         let dir = self.machine_dir(machine);
         std::fs::create_dir_all(&dir)
@@ -731,13 +737,13 @@ impl QemuDriver {
             tap: self.tap_name(machine),
             memory: memory.unwrap_or(self.options.memory),
             cpus: cpus.unwrap_or(self.options.cpus),
-            image: ensured.image.dir.clone(),
+            image: image.dir.clone(),
         };
         Self::write_json(&dir.join("machine.json"), &record)?;
         drop(allocating);
-        self.write_initrd(&record, &ensured.image).await?;
-        make_overlay(&ensured.image.root(), &self.disk(machine)).await?;
-        if let Err(e) = self.boot(&record).await {
+        self.write_initrd(&record, image, &subnet)?;
+        make_overlay(&image.root(), &self.disk(machine)).await?;
+        if let Err(e) = self.boot(&record, &network).await {
             // A VM that never answered is stopped (it would only use CPU) and stays
             // `incomplete`: the next apply creates it again.
             let _ = vm::kill(&self.pidfile(machine), &self.disk(machine)).await;
@@ -751,25 +757,12 @@ impl QemuDriver {
 
 /// A qcow2 overlay at `disk` on the raw root disk `base`.
 async fn make_overlay(base: &Path, disk: &Path) -> Result<(), QemuError> {
-    let output = tokio::process::Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-        .arg(base)
-        .arg(disk)
-        .output()
-        .await
-        .map_err(|e| {
-            QemuError::Unavailable(format!(
-                "cannot run qemu-img ({e}); apt-get install qemu-utils"
-            ))
-        })?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(QemuError::Unavailable(format!(
-        "qemu-img could not make {}: {}",
-        disk.display(),
-        String::from_utf8_lossy(&output.stderr).trim()
-    )))
+    let (base, disk) = (base.display().to_string(), disk.display().to_string());
+    let args = [
+        "create", "-q", "-f", "qcow2", "-F", "raw", "-b", &base, &disk,
+    ];
+    tool::run_async("qemu-img", &args, "apt-get install qemu-utils").await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -801,7 +794,8 @@ impl Driver for QemuDriver {
             .filter(|_| self.disk(machine).is_file())
             .ok_or_else(|| DriverError::NoSuchMachine(machine.to_string()))?;
         self.engines.lock().await.remove(machine);
-        Ok(self.boot(&record).await?)
+        let (network, _) = self.ensure_network().await?;
+        Ok(self.boot(&record, &network).await?)
     }
 
     async fn destroy(&self, machine: &str) -> DriverResult<()> {

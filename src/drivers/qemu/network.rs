@@ -11,7 +11,6 @@
 use super::QemuError;
 use shoal_core::model::vm_network::VmSubnet;
 use std::net::Ipv4Addr;
-use std::process::Command;
 
 /// The first network tried is `10.213.<n>.0/24`, `n` from the cluster's hash.
 const SUBNET_BASE: [u8; 2] = [10, 213];
@@ -73,21 +72,12 @@ pub fn host_routes() -> Result<Vec<Route>, QemuError> {
     Ok(parse_routes(&text))
 }
 
-/// Runs `program args`, returning its standard output; its own words when it fails.
+/// What to install when `ip` or `iptables` is missing.
+const NETWORK_TOOLS: &str = "the qemu driver needs iproute2 and iptables, and root";
+
+/// Runs `program args` (`ip`, `iptables`), returning its standard output.
 fn run(program: &str, args: &[&str]) -> Result<String, QemuError> {
-    let output = Command::new(program).args(args).output().map_err(|e| {
-        QemuError::Unavailable(format!(
-            "cannot run {program} ({e}): the qemu driver needs iproute2 and iptables, and root"
-        ))
-    })?;
-    if output.status.success() {
-        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
-    }
-    Err(QemuError::Unavailable(format!(
-        "`{program} {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr).trim()
-    )))
+    super::tool::run(program, args, NETWORK_TOOLS)
 }
 
 /// Whether the network device `name` exists.

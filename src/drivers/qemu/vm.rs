@@ -130,25 +130,10 @@ pub const QEMU: &str = "qemu-system-x86_64";
 
 /// Starts the VM in the background; returns once qemu has daemonized (the VM is booting).
 pub async fn launch(vm: &VmLaunch) -> Result<(), QemuError> {
-    let output = tokio::process::Command::new(QEMU)
-        .args(qemu_args(vm))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| {
-            QemuError::Unavailable(format!(
-                "cannot run {QEMU} ({e}); apt-get install qemu-system-x86"
-            ))
-        })?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(QemuError::Unavailable(format!(
-        "{QEMU} did not start VM {} ({}): {}",
-        vm.name,
-        output.status,
-        String::from_utf8_lossy(&output.stderr).trim()
-    )))
+    let args = qemu_args(vm);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    super::tool::run_async(QEMU, &args, "apt-get install qemu-system-x86").await?;
+    Ok(())
 }
 
 /// Whether the command line `cmdline` (`/proc/PID/cmdline`: NUL-separated) is qemu's running
